@@ -1,0 +1,1 @@
+//! Passive parsers for kubectl exec/attach streams (SPDY/3.1 and WebSocket v4/v5.channel.k8s.io) that turn output and resizes into an asciicast v2 recording without altering the bytes passed through.

@@ -1,0 +1,1 @@
+//! Whole-system tests for kubescribe; the tests live in `tests/`.

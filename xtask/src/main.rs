@@ -1,0 +1,2 @@
+//! Developer tasks for kubescribe.
+fn main() {}
