@@ -1,2 +1,60 @@
-//! Developer tasks for kubescribe.
-fn main() {}
+//! Developer tasks for kubescribe, run as `cargo xtask <task>`.
+//!
+//! * `peers` installs the real third-party peers the tests run against
+//!   (kubectl, SeaweedFS, asciinema, the Python Kubernetes client, tailscaled,
+//!   Chromium's driver) under `target/peers`, idempotently.
+//! * `test` is the one command that runs every test: peers, the workspace's
+//!   unit, integration and doc tests, then the end-to-end run.
+//! * `e2e` runs the whole system against real kubectl and prints a report.
+//! * `demo` starts the simulator, recorder and proxy for a newcomer.
+//! * `bench` runs the benchmarks and prints their figures.
+
+mod bench;
+mod cmd;
+mod demo;
+mod e2e;
+mod peers;
+mod test;
+
+use clap::{Parser, Subcommand};
+
+/// kubescribe developer tasks.
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "kubescribe developer tasks")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Install the real test peers under target/peers (idempotent).
+    Peers,
+    /// Run every test: peers, workspace tests, doc tests, then e2e.
+    Test {
+        /// Skip the end-to-end run.
+        #[arg(long)]
+        no_e2e: bool,
+    },
+    /// Run the end-to-end scenarios with real kubectl and print a report.
+    E2e,
+    /// Start simulator + recorder + proxy on localhost for a demo.
+    Demo,
+    /// Run the benchmarks.
+    Bench,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.task {
+        Task::Peers => peers::install().map(|_| ()),
+        Task::Test { no_e2e } => test::run(!no_e2e),
+        Task::E2e => e2e::run(),
+        Task::Demo => demo::run(),
+        Task::Bench => bench::run(),
+    };
+    if let Err(err) = result {
+        eprintln!("xtask: {err}");
+        std::process::exit(1);
+    }
+}

@@ -1,1 +1,54 @@
-//! Wire types of kubescribe: the kubernetes-api-request event, its response record and the asciicast v2 session stream, compatible with Tailscale's recorder.
+//! Wire types of kubescribe: the `kubernetes-api-request` event, kubescribe's
+//! response record, and the asciicast v2 session stream.
+//!
+//! Everything here is wire-compatible with Tailscale's Kubernetes API server
+//! proxy and its `tsrecorder`:
+//!
+//! * [`Event`] serialises with Tailscale's key names and order, and reads what
+//!   Tailscale's proxy emits (Go's `\u0026` escapes, `null` where Go writes nil).
+//! * [`CastHeader`] and [`CastEvent`] are the asciicast v2 header and lines that
+//!   Tailscale's session recorder writes.
+//! * [`to_go_json`] produces the exact bytes Go's `json.Encoder` would.
+//!
+//! kubescribe's own additions never change the upstream fields: they live in an
+//! optional `kubescribe` object ([`Extension`], [`CastExtension`]) that upstream
+//! readers ignore, and in a separate record type ([`ResponseRecord`]). Unknown
+//! fields from newer senders are kept (see [`Event::unknown`]) and written back
+//! out unchanged, so a store-and-forward hop never loses data.
+//!
+//! ```
+//! use event_model::{Event, Record};
+//!
+//! let json = br#"{"type":"kubernetes-api-request","id":"","timestamp":1767225600,
+//!   "userAgent":"kubectl","request":{"method":"GET","path":"/api/v1/pods?watch=1",
+//!   "body":"","queryParameters":{"watch":["1"]}},"kubernetes":{"IsResourceRequest":true,
+//!   "Path":"/api/v1/pods","Verb":"watch","APIPrefix":"api","APIGroup":"","APIVersion":"v1",
+//!   "Namespace":"","Resource":"pods","Subresource":"","Name":"","Parts":["pods"],
+//!   "FieldSelector":"","LabelSelector":""},"source":{"node":"laptop","nodeID":"n1"},
+//!   "destination":{"node":"","nodeID":""}}"#;
+//! let Record::Event(event) = Record::from_slice(json)? else { unreachable!() };
+//! assert_eq!(event.kubernetes.verb, "watch");
+//! let wire: Vec<u8> = event_model::to_go_json(&event)?;
+//! assert!(wire.ends_with(b"\n"));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod body;
+mod cast;
+mod event;
+mod extension;
+mod go_json;
+mod null_default;
+mod record;
+mod response;
+
+pub use cast::{
+    CastEvent, CastEventCode, CastExtension, CastHeader, CastKubernetes, ResizeOrder,
+    TerminalSize, TerminalSizeError, ASCIICAST_VERSION,
+};
+pub use event::{Destination, Event, Request, Source, KUBERNETES_API_EVENT_TYPE};
+pub use extension::{BodyCapture, Extension};
+pub use go_json::{go_escape_html, to_go_json};
+pub use k8s_request_parse::RequestInfo;
+pub use record::{Record, RecordError};
+pub use response::{ResponseRecord, RESPONSE_RECORD_TYPE};

@@ -1,0 +1,32 @@
+//! `cargo xtask test`: the one command that runs every test.
+
+use crate::cmd::{cargo, exec, on_path, peers_dir, Result};
+use crate::{e2e, peers};
+
+/// Installs the peers, builds once, runs the workspace's tests (including
+/// the slow real-peer tests marked `#[ignore]`) and doc tests, then e2e.
+pub fn run(with_e2e: bool) -> Result<()> {
+    peers::install()?;
+    let peers = peers_dir();
+    exec(cargo()
+        .args(["build", "--workspace", "--all-targets"])
+        .env("KUBESCRIBE_PEERS", &peers))?;
+    if on_path("cargo-nextest") {
+        exec(cargo()
+            .args(["nextest", "run", "--workspace", "--all-targets", "--no-fail-fast"])
+            .args(["--run-ignored", "all", "--failure-output", "final"])
+            .env("KUBESCRIBE_PEERS", &peers))?;
+    } else {
+        exec(cargo()
+            .args(["test", "--workspace", "--all-targets", "--no-fail-fast"])
+            .args(["--", "--include-ignored"])
+            .env("KUBESCRIBE_PEERS", &peers))?;
+    }
+    exec(cargo()
+        .args(["test", "--workspace", "--doc"])
+        .env("KUBESCRIBE_PEERS", &peers))?;
+    if with_e2e {
+        e2e::run()?;
+    }
+    Ok(())
+}
