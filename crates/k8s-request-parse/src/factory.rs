@@ -1,0 +1,177 @@
+//! kube-apiserver's `RequestInfoFactory.NewRequestInfo` with
+//! `APIPrefixes = {api, apis}` and `GrouplessAPIPrefixes = {api}`.
+
+use crate::error::{PathVerb, RequestInfoError};
+use crate::go_text::{go_lossy, go_string, go_to_lower};
+use crate::list_options;
+use crate::path::split_path;
+use crate::query::ListQuery;
+use crate::request_info::RequestInfo;
+use crate::request_target;
+use crate::validation::is_path_segment_name;
+
+/// Derives the [`RequestInfo`] kube-apiserver would derive for an HTTP
+/// `method` (case-sensitive, e.g. `GET`) and `request_target` (the
+/// request-line target: path plus optional `?query`, exactly as received).
+///
+/// The path is percent-decoded before it is split (`%2F` separates
+/// segments), never cleaned, and a leading `//` is still a path. The query
+/// follows Go's `url.ParseQuery` (see [`query`](crate::query)).
+///
+/// # Errors
+///
+/// * [`RequestInfoError::InvalidTarget`] when Go's HTTP server would reject
+///   the target with 400 (invalid `%` escape, control character, not a path).
+/// * [`RequestInfoError::MissingResourceAfterPathVerb`] for `…/{version}/watch`
+///   or `…/{version}/proxy` with nothing after it (kube-apiserver: 500); the
+///   partial info is in [`RequestInfoError::partial_info`].
+///
+/// Never panics, whatever the input.
+///
+/// # Examples
+///
+/// ```
+/// use k8s_request_parse::request_info;
+///
+/// let info = request_info("GET", "/api/v1/namespaces/default/pods?watch=true&labelSelector=app%3Dweb")?;
+/// assert!(info.is_resource_request);
+/// assert_eq!(info.verb, "watch");
+/// assert_eq!(info.namespace, "default");
+/// assert_eq!(info.resource, "pods");
+/// assert_eq!(info.parts, Some(vec!["pods".to_string()]));
+/// assert_eq!(info.label_selector, "app=web");
+///
+/// // A metadata.name field selector names the object of a list.
+/// let info = request_info("GET", "/apis/apps/v1/deployments?fieldSelector=metadata.name%3Dweb")?;
+/// assert_eq!((info.verb.as_str(), info.name.as_str()), ("list", "web"));
+///
+/// // Non-resource requests keep the lower-cased method as the verb.
+/// let info = request_info("GET", "/healthz")?;
+/// assert!(!info.is_resource_request);
+/// assert_eq!((info.verb.as_str(), info.parts), ("get", None));
+///
+/// // kube-apiserver fails on a path verb with nothing after it; the partial
+/// // info is still available.
+/// let err = request_info("GET", "/api/v1/watch").unwrap_err();
+/// assert_eq!(err.http_status(), 500);
+/// assert_eq!(err.partial_info().map(|i| i.verb.as_str()), Some("get"));
+/// # Ok::<(), k8s_request_parse::RequestInfoError>(())
+/// ```
+pub fn request_info(method: &str, request_target: &str) -> Result<RequestInfo, RequestInfoError> {
+    let target = request_target::parse(method, request_target)?;
+    let path: &[u8] = &target.path;
+
+    // Start as a non-resource request.
+    let mut info = RequestInfo {
+        path: go_string(path),
+        verb: go_to_lower(method),
+        ..RequestInfo::default()
+    };
+
+    let segments = split_path(path);
+    if segments.len() < 3 {
+        return Ok(info);
+    }
+    let prefix = segments[0];
+    if prefix != b"api" && prefix != b"apis" {
+        return Ok(info);
+    }
+    info.api_prefix = go_string(prefix);
+    let mut rest = &segments[1..];
+
+    if prefix == b"apis" {
+        // The prefix is consumed, so this asks for four segments in all.
+        if rest.len() < 3 {
+            return Ok(info);
+        }
+        info.api_group = go_string(rest[0]);
+        rest = &rest[1..];
+    }
+
+    info.is_resource_request = true;
+    info.api_version = go_string(rest[0]);
+    rest = &rest[1..];
+
+    // `/{version}/watch/…` and `/{version}/proxy/…`.
+    let path_verb = match rest[0] {
+        b"watch" => Some(PathVerb::Watch),
+        b"proxy" => Some(PathVerb::Proxy),
+        _ => None,
+    };
+    match path_verb {
+        Some(verb) => {
+            if rest.len() < 2 {
+                return Err(RequestInfoError::MissingResourceAfterPathVerb {
+                    verb,
+                    partial: Box::new(info),
+                });
+            }
+            info.verb = verb.as_str().to_string();
+            rest = &rest[1..];
+        }
+        None => {
+            info.verb = match method {
+                "POST" => "create",
+                "GET" | "HEAD" => "get",
+                "PUT" => "update",
+                "PATCH" => "patch",
+                "DELETE" => "delete",
+                _ => "",
+            }
+            .to_string();
+        }
+    }
+
+    // `/namespaces/{namespace}/{resource}/…`: the namespace becomes a scope,
+    // unless the request is about the Namespace object itself (or its
+    // `status`/`finalize` subresource).
+    if rest[0] == b"namespaces" && rest.len() > 1 {
+        info.namespace = go_string(rest[1]);
+        if rest.len() > 2 && rest[2] != b"status" && rest[2] != b"finalize" {
+            rest = &rest[2..];
+        }
+    }
+
+    // resource/name/subresource/anything/else/kept/in/parts
+    if rest.len() >= 3 && path_verb != Some(PathVerb::Proxy) {
+        info.subresource = go_string(rest[2]);
+    }
+    if rest.len() >= 2 {
+        info.name = go_string(rest[1]);
+    }
+    info.resource = go_string(rest[0]);
+    info.parts = Some(rest.iter().map(|segment| go_string(segment)).collect());
+
+    let raw_query = target.raw_query.as_bytes();
+    let mut list_query = None;
+
+    // A get without a name is a list or a watch.
+    if info.name.is_empty() && info.verb == "get" {
+        let query = list_query.insert(ListQuery::scan(raw_query));
+        let decision = list_options::decide(query);
+        info.verb = if decision.watch { "watch" } else { "list" }.to_string();
+        if let Some(name) = decision.field_selector_name {
+            if is_path_segment_name(&name) {
+                info.name = go_string(&name);
+            }
+        }
+    }
+
+    // A delete without a name deletes the collection.
+    if info.name.is_empty() && info.verb == "delete" {
+        info.verb = "deletecollection".to_string();
+    }
+
+    // Raw selectors for collection verbs that did not come from the path.
+    if path_verb.is_none() && matches!(info.verb.as_str(), "list" | "watch" | "deletecollection") {
+        let query = list_query.get_or_insert_with(|| ListQuery::scan(raw_query));
+        if let Some(raw) = &query.field_selector {
+            info.field_selector = go_lossy(raw).into_owned();
+        }
+        if let Some(raw) = &query.label_selector {
+            info.label_selector = go_lossy(raw).into_owned();
+        }
+    }
+
+    Ok(info)
+}

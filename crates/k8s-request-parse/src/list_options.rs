@@ -1,0 +1,132 @@
+//! The part of kube-apiserver's `ListOptions` decoding that request info
+//! depends on (§3 step 10, §4 of the reference): whether the request is a
+//! watch, and the `metadata.name` a field selector pins.
+//!
+//! Decoding converts `labelSelector` (`labels.Parse`), `fieldSelector`
+//! (`fields.ParseSelector`), `limit` and `timeoutSeconds`
+//! (`strconv.ParseInt(v, 10, 64)`); any failure aborts the whole decode.
+//! kube-apiserver then logs the error, resets the options, and re-reads only
+//! `watch` with a slightly different rule (`strings.ToLower(v)` is `false` or
+//! `0`). The other parameters convert without error and do not matter here.
+
+use crate::field_selector::{FieldSelector, FieldSelectorError};
+use crate::go_text::{go_fallback_watch, go_parses_int64, go_query_bool};
+use crate::label_selector::{self, LabelSelectorError};
+use crate::query::ListQuery;
+
+/// What request info takes from the decoded options.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub(crate) struct ListDecision {
+    /// The verb is `watch` rather than `list`.
+    pub(crate) watch: bool,
+    /// The value of the first `metadata.name` equality term of a field
+    /// selector that decoded, before the path-segment check.
+    pub(crate) field_selector_name: Option<Vec<u8>>,
+}
+
+/// Why the `ListOptions` decode failed (kube-apiserver only logs this).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum DecodeError {
+    /// `fieldSelector` did not parse.
+    FieldSelector(FieldSelectorError),
+    /// `labelSelector` did not parse or validate.
+    LabelSelector(LabelSelectorError),
+    /// `limit` is not a base-10 int64.
+    Limit,
+    /// `timeoutSeconds` is not a base-10 int64.
+    TimeoutSeconds,
+}
+
+/// Decodes the options the way `NewRequestInfo` does, including the
+/// fallback after a decode failure.
+pub(crate) fn decide(query: &ListQuery<'_>) -> ListDecision {
+    match decode(query) {
+        Ok(decision) => decision,
+        Err(_) => ListDecision {
+            watch: query.watch.as_deref().is_some_and(go_fallback_watch),
+            field_selector_name: None,
+        },
+    }
+}
+
+/// The strict decode (`ParameterCodec.DecodeParameters`).
+pub(crate) fn decode(query: &ListQuery<'_>) -> Result<ListDecision, DecodeError> {
+    let mut field_selector_name = None;
+    if let Some(raw) = query.field_selector.as_deref() {
+        let selector = FieldSelector::parse(raw).map_err(DecodeError::FieldSelector)?;
+        field_selector_name = selector
+            .requires_exact_match(b"metadata.name")
+            .map(<[u8]>::to_vec);
+    }
+    if let Some(raw) = query.label_selector.as_deref() {
+        label_selector::validate(raw).map_err(DecodeError::LabelSelector)?;
+    }
+    if let Some(raw) = query.limit.as_deref() {
+        if !go_parses_int64(raw) {
+            return Err(DecodeError::Limit);
+        }
+    }
+    if let Some(raw) = query.timeout_seconds.as_deref() {
+        if !go_parses_int64(raw) {
+            return Err(DecodeError::TimeoutSeconds);
+        }
+    }
+    Ok(ListDecision {
+        watch: query.watch.as_deref().is_some_and(go_query_bool),
+        field_selector_name,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decide_raw(raw: &str) -> ListDecision {
+        decide(&ListQuery::scan(raw.as_bytes()))
+    }
+
+    #[test]
+    fn watch_and_name() {
+        let d = decide_raw("watch=1&fieldSelector=metadata.name%3Dfoo");
+        assert!(d.watch);
+        assert_eq!(d.field_selector_name.as_deref(), Some(&b"foo"[..]));
+        assert_eq!(decide_raw(""), ListDecision::default());
+        assert!(!decide_raw("watch=FALSE").watch);
+        assert!(decide_raw("watch=").watch);
+    }
+
+    #[test]
+    fn failures_drop_the_name_but_keep_watch() {
+        for bad in [
+            "limit=abc",
+            "limit=",
+            "timeoutSeconds=9223372036854775808",
+            "labelSelector=app%3Da%2Fb",
+            "fieldSelector=metadata.name=a,b",
+        ] {
+            let raw = format!("watch=true&fieldSelector=metadata.name=x&{bad}");
+            // The field selector in `bad` (if any) comes second and is ignored,
+            // so build the failing cases so the first values fail.
+            let raw = if bad.starts_with("fieldSelector") {
+                format!("watch=true&{bad}")
+            } else {
+                raw
+            };
+            let d = decide_raw(&raw);
+            assert!(d.watch, "{raw}");
+            assert_eq!(d.field_selector_name, None, "{raw}");
+        }
+        // The fallback lower-cases instead of folding: the long s is not an s.
+        assert!(!decide_raw("watch=fal%C5%BFe").watch);
+        assert!(decide_raw("watch=fal%C5%BFe&limit=x").watch);
+        assert!(!decide_raw("watch=FaLsE&limit=x").watch);
+    }
+
+    #[test]
+    fn decode_error_kinds() {
+        let q = ListQuery::scan(b"limit=1&timeoutSeconds=-5&labelSelector=a%20in%20(b)");
+        assert!(decode(&q).is_ok());
+        let q = ListQuery::scan(b"timeoutSeconds=x");
+        assert_eq!(decode(&q), Err(DecodeError::TimeoutSeconds));
+    }
+}
