@@ -1,0 +1,321 @@
+//! Group commit: concurrent records are written together, one object per
+//! kind per batch, and every waiter is answered once its batch is durable.
+//!
+//! One task owns the commit loop and the idempotency [`KeyIndex`], so
+//! de-duplication needs no locks and has no races: a record whose key is
+//! already stored (or earlier in the same batch) is answered with the stored
+//! record's id and not written again.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::metrics::Metrics;
+use crate::query::index::{QueryIndex, Summary};
+use crate::storage::layout::{self, RecordKind};
+use crate::storage::{Storage, StorageError};
+
+/// A record ready to store: its Go-JSON line with an empty `id` to fill in.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    /// Event or response record.
+    pub kind: RecordKind,
+    /// The record as one JSON line (ending in `\n`) whose `id` is `""`.
+    pub line: Vec<u8>,
+    /// Byte offset between the two quotes of `"id":""`.
+    pub id_at: usize,
+    /// The idempotency key (already prefixed by kind), if any.
+    pub key: Option<String>,
+    /// What the query index keeps.
+    pub summary: Summary,
+}
+
+/// How one record was acknowledged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Acked {
+    /// The stored record's id.
+    pub id: String,
+    /// Whether it had been stored before (same idempotency key).
+    pub duplicate: bool,
+}
+
+/// A commit failed: nothing of the request was acknowledged.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum CommitError {
+    /// Storage failed.
+    #[error("storage failed, nothing was stored: {0}")]
+    Storage(String),
+    /// The recorder is shutting down.
+    #[error("the recorder is shutting down")]
+    ShuttingDown,
+}
+
+struct Submission {
+    records: Vec<Prepared>,
+    reply: oneshot::Sender<Result<Vec<Acked>, CommitError>>,
+}
+
+/// The sending side of the commit loop.
+#[derive(Clone)]
+pub struct Committer {
+    tx: mpsc::Sender<Submission>,
+}
+
+/// Remembers which idempotency keys are stored, for a bounded time and count.
+#[derive(Debug)]
+pub struct KeyIndex {
+    ids: HashMap<String, String>,
+    order: VecDeque<(i64, String)>,
+    window_ms: i64,
+    max_keys: usize,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+impl KeyIndex {
+    /// An empty index keeping keys for `window`, at most `max_keys` of them.
+    pub fn new(window: Duration, max_keys: usize) -> Self {
+        Self {
+            ids: HashMap::new(),
+            order: VecDeque::new(),
+            window_ms: window.as_millis().min(i64::MAX as u128) as i64,
+            max_keys: max_keys.max(1),
+        }
+    }
+
+    /// The window in milliseconds.
+    pub fn window_ms(&self) -> i64 {
+        self.window_ms
+    }
+
+    /// Records that `key` is stored as `id` at `stored_ms` (Unix ms). Keys
+    /// must be inserted in commit order.
+    pub fn insert(&mut self, key: String, id: String, stored_ms: i64) {
+        if self.ids.insert(key.clone(), id).is_none() {
+            self.order.push_back((stored_ms, key));
+        }
+        self.expire(now_ms());
+    }
+
+    /// The id stored under `key`.
+    pub fn get(&self, key: &str) -> Option<&String> {
+        self.ids.get(key)
+    }
+
+    /// How many keys are remembered.
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// Whether no keys are remembered.
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    fn expire(&mut self, now: i64) {
+        while let Some((at, _)) = self.order.front() {
+            if self.order.len() > self.max_keys || *at < now - self.window_ms {
+                if let Some((_, key)) = self.order.pop_front() {
+                    self.ids.remove(&key);
+                }
+            } else {
+                break;
+            }
+        }
+    }
+}
+
+impl Committer {
+    /// Starts the commit loop.
+    pub fn start(
+        storage: Arc<dyn Storage>,
+        keys: KeyIndex,
+        index: Arc<QueryIndex>,
+        metrics: Arc<Metrics>,
+        max_records: usize,
+    ) -> Self {
+        let (tx, rx) = mpsc::channel(max_records.max(1024));
+        tokio::spawn(commit_loop(rx, storage, keys, index, metrics, max_records));
+        Self { tx }
+    }
+
+    /// Stores `records` durably (all of them or none) and returns their ids in order.
+    pub async fn commit(&self, records: Vec<Prepared>) -> Result<Vec<Acked>, CommitError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Submission { records, reply })
+            .await
+            .map_err(|_| CommitError::ShuttingDown)?;
+        rx.await.map_err(|_| CommitError::ShuttingDown)?
+    }
+}
+
+async fn commit_loop(
+    mut rx: mpsc::Receiver<Submission>,
+    storage: Arc<dyn Storage>,
+    mut keys: KeyIndex,
+    index: Arc<QueryIndex>,
+    metrics: Arc<Metrics>,
+    max_records: usize,
+) {
+    while let Some(first) = rx.recv().await {
+        let mut count = first.records.len();
+        let mut batch = vec![first];
+        while count < max_records {
+            match rx.try_recv() {
+                Ok(next) => {
+                    count += next.records.len();
+                    batch.push(next);
+                }
+                Err(_) => break,
+            }
+        }
+        commit_batch(batch, &*storage, &mut keys, &index, &metrics).await;
+    }
+}
+
+struct Pending {
+    reply: oneshot::Sender<Result<Vec<Acked>, CommitError>>,
+    acks: Vec<Acked>,
+}
+
+async fn commit_batch(
+    batch: Vec<Submission>,
+    storage: &dyn Storage,
+    keys: &mut KeyIndex,
+    index: &QueryIndex,
+    metrics: &Metrics,
+) {
+    let started = Instant::now();
+    let batch_id = layout::new_id();
+    let stored_ms = layout::unix_millis(&batch_id);
+    let mut events = Vec::new();
+    let mut responses = Vec::new();
+    let mut n_events = 0usize;
+    let mut n_responses = 0usize;
+    let mut new_keys: HashMap<String, String> = HashMap::new();
+    let mut indexed = Vec::new();
+    let mut pending = Vec::with_capacity(batch.len());
+    for Submission { records, reply } in batch {
+        let mut acks = Vec::with_capacity(records.len());
+        for record in records {
+            if let Some(key) = &record.key {
+                if let Some(id) = keys.get(key).or_else(|| new_keys.get(key)) {
+                    acks.push(Acked {
+                        id: id.clone(),
+                        duplicate: true,
+                    });
+                    continue;
+                }
+            }
+            let (buf, n) = match record.kind {
+                RecordKind::Event => (&mut events, &mut n_events),
+                RecordKind::Response => (&mut responses, &mut n_responses),
+            };
+            let id = layout::record_id(record.kind, &batch_id, *n);
+            *n += 1;
+            let start = buf.len();
+            buf.extend_from_slice(&record.line[..record.id_at]);
+            buf.extend_from_slice(id.as_bytes());
+            buf.extend_from_slice(&record.line[record.id_at..]);
+            if let Some(key) = record.key {
+                new_keys.insert(key, id.clone());
+            }
+            indexed.push((id.clone(), start, record.kind, record.summary));
+            acks.push(Acked {
+                id,
+                duplicate: false,
+            });
+        }
+        pending.push(Pending { reply, acks });
+    }
+    let events = Bytes::from(events);
+    let responses = Bytes::from(responses);
+    let event_key = layout::batch_key(RecordKind::Event, &batch_id);
+    let response_key = layout::batch_key(RecordKind::Response, &batch_id);
+    let write_events = async {
+        if events.is_empty() {
+            Ok(())
+        } else {
+            storage.put(&event_key, events.clone()).await
+        }
+    };
+    let write_responses = async {
+        if responses.is_empty() {
+            Ok(())
+        } else {
+            storage.put(&response_key, responses.clone()).await
+        }
+    };
+    let (a, b): (Result<(), StorageError>, Result<(), StorageError>) =
+        tokio::join!(write_events, write_responses);
+    let stored = n_events + n_responses;
+    match a.and(b) {
+        Ok(()) => {
+            metrics.observe_commit(stored, events.len() + responses.len(), started.elapsed());
+            for (key, id) in new_keys {
+                keys.insert(key, id, stored_ms);
+            }
+            let entries = indexed.into_iter().map(|(id, start, kind, summary)| {
+                let source = match kind {
+                    RecordKind::Event => &events,
+                    RecordKind::Response => &responses,
+                };
+                let end = source[start..]
+                    .iter()
+                    .position(|b| *b == b'\n')
+                    .map(|p| start + p + 1)
+                    .unwrap_or(source.len());
+                (id, source.slice(start..end), summary)
+            });
+            index.insert_all(entries);
+            for p in pending {
+                let duplicates = p.acks.iter().filter(|a| a.duplicate).count();
+                metrics.duplicates.inc_by(duplicates as u64);
+                let _ = p.reply.send(Ok(p.acks));
+            }
+        }
+        Err(e) => {
+            tracing::error!(error = %e, records = stored, "group commit failed; nothing acknowledged");
+            metrics.commit_failures.inc();
+            let message = e.to_string();
+            for p in pending {
+                let _ = p.reply.send(Err(CommitError::Storage(message.clone())));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_index_is_bounded_by_count() {
+        let mut keys = KeyIndex::new(Duration::from_secs(3600), 2);
+        let now = now_ms();
+        keys.insert("a".into(), "1".into(), now);
+        keys.insert("b".into(), "2".into(), now);
+        keys.insert("c".into(), "3".into(), now);
+        assert_eq!(keys.len(), 2);
+        assert!(keys.get("a").is_none());
+        assert_eq!(keys.get("c").map(String::as_str), Some("3"));
+    }
+
+    #[test]
+    fn key_index_expires_by_age() {
+        let mut keys = KeyIndex::new(Duration::from_secs(60), 10);
+        keys.insert("old".into(), "1".into(), now_ms() - 120_000);
+        keys.insert("new".into(), "2".into(), now_ms());
+        assert!(keys.get("old").is_none());
+        assert!(keys.get("new").is_some());
+    }
+}

@@ -1,0 +1,577 @@
+//! Command line and environment: [`Cli`] (clap) validated into one [`Config`].
+
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use identity::AllowList;
+
+/// kubescribe-recorder: stores Kubernetes API request events and kubectl
+/// exec/attach session recordings sent by kubescribe's or Tailscale's
+/// Kubernetes API server proxy, on local disk or S3, and serves a query API.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "kubescribe-recorder", version, about, long_about = None)]
+pub struct Cli {
+    /// Address to listen on: `HOST:PORT`, `[V6]:PORT`, or `:PORT` for all
+    /// interfaces. Serves HTTP/1.1 and cleartext HTTP/2 (h2c, prior knowledge)
+    /// on the same port, or TLS with ALPN h2/http/1.1 when --tls-cert is set.
+    #[arg(long, default_value = ":80", value_name = "ADDR")]
+    pub listen: String,
+
+    /// Where to store recordings: a local directory, or `s3://HOST[:PORT]`
+    /// for an S3-compatible endpoint (https unless --s3-allow-http).
+    #[arg(
+        long,
+        env = "TSRECORDER_DST",
+        default_value = "./recordings",
+        value_name = "PATH|s3://ENDPOINT"
+    )]
+    pub dst: String,
+
+    /// The S3 bucket (required with an s3:// destination; use a bucket
+    /// dedicated to the recorder). Credentials come from the standard AWS
+    /// environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN,
+    /// web identity/IRSA, instance metadata).
+    #[arg(long, env = "TSRECORDER_BUCKET", value_name = "NAME")]
+    pub bucket: Option<String>,
+
+    /// Region used to sign S3 requests.
+    #[arg(
+        long,
+        env = "AWS_REGION",
+        default_value = "us-east-1",
+        value_name = "REGION"
+    )]
+    pub s3_region: String,
+
+    /// Allow a plain-http S3 endpoint (`s3://` then means `http://`); for
+    /// local S3 servers only.
+    #[arg(long)]
+    pub s3_allow_http: bool,
+
+    /// Serve the web UI at `/`.
+    #[arg(long, env = "TSRECORDER_UI")]
+    pub ui: bool,
+
+    /// tailscaled's LocalAPI socket: identify uploaders and readers by
+    /// tailnet WhoIs.
+    #[arg(long, value_name = "PATH", conflicts_with = "identity_file")]
+    pub localapi_socket: Option<PathBuf>,
+
+    /// A static identity file (WhoIs responses by address; see the identity
+    /// crate): identify uploaders and readers without tailscaled.
+    #[arg(long, value_name = "FILE")]
+    pub identity_file: Option<PathBuf>,
+
+    /// Who may upload, by WhoIs identity: comma-separated `tag:NAME`,
+    /// `tag:*` (any tagged node) and `user:LOGIN` (untagged nodes of that
+    /// user). Default: tagged nodes only.
+    #[arg(long, value_name = "LIST", default_value = "tag:*")]
+    pub allow_uploaders: String,
+
+    /// A file holding a bearer token: uploads carrying
+    /// `Authorization: Bearer <token>` are accepted (for deployments without
+    /// a tailnet). Combinable with an identity source.
+    #[arg(long, value_name = "FILE")]
+    pub upload_token_file: Option<PathBuf>,
+
+    /// Who may read the query API, UI and casts: comma-separated `loopback`
+    /// (connections from 127.0.0.0/8 or ::1), `tag:NAME`, `tag:*` and
+    /// `user:LOGIN` (matched by WhoIs), or `none`. Default: `loopback` only.
+    #[arg(long, value_name = "LIST", default_value = "loopback")]
+    pub allow_readers: String,
+
+    /// A file holding a bearer token that grants read access.
+    #[arg(long, value_name = "FILE")]
+    pub read_token_file: Option<PathBuf>,
+
+    /// Accept uploads from anyone (no identity, no token). For tests and
+    /// trusted single-host setups only; logged loudly at start-up.
+    #[arg(long)]
+    pub insecure_allow_any_uploader: bool,
+
+    /// Largest accepted event or response record (and largest line of a
+    /// batch or cast), in bytes.
+    #[arg(long, default_value_t = 4 * 1024 * 1024, value_name = "BYTES")]
+    pub max_event_bytes: usize,
+
+    /// Largest accepted batch request body (`POST /v2/events`), in bytes.
+    #[arg(long, default_value_t = 64 * 1024 * 1024, value_name = "BYTES")]
+    pub max_batch_bytes: usize,
+
+    /// Largest accepted session recording, in bytes; the upload fails with
+    /// an error once it is exceeded (what was acknowledged is kept).
+    #[arg(long, default_value_t = 8 * 1024 * 1024 * 1024, value_name = "BYTES")]
+    pub max_session_bytes: u64,
+
+    /// Most session uploads at once; more get 503.
+    #[arg(long, default_value_t = 256, value_name = "N")]
+    pub max_concurrent_uploads: usize,
+
+    /// An upload that sends nothing for this long is cut off (408, or an
+    /// error frame on /v2/record). Humantime-like: `30s`, `5m`, `1h`.
+    #[arg(long, default_value = "5m", value_parser = parse_duration, value_name = "DURATION")]
+    pub upload_idle_timeout: Duration,
+
+    /// Interval of `{"ack":N}` frames on /v2/record (at most 2 s keeps
+    /// well inside the 30 s window of Tailscale's client).
+    #[arg(long, default_value = "1s", value_parser = parse_duration, value_name = "DURATION")]
+    pub ack_interval: Duration,
+
+    /// Most records per group commit.
+    #[arg(long, default_value_t = 8192, value_name = "N")]
+    pub commit_max_records: usize,
+
+    /// Idempotency keys are remembered (and rebuilt from storage at start-up)
+    /// for this long; a retry older than this is stored again.
+    #[arg(long, default_value = "24h", value_parser = parse_duration, value_name = "DURATION")]
+    pub dedup_window: Duration,
+
+    /// Most idempotency keys kept in memory (oldest dropped first).
+    #[arg(long, default_value_t = 2_000_000, value_name = "N")]
+    pub dedup_max_keys: usize,
+
+    /// Memory budget of the query index (event lines kept in memory for
+    /// /api/v1/events); older events stay in storage.
+    #[arg(long, default_value_t = 256 * 1024 * 1024, value_name = "BYTES")]
+    pub index_max_bytes: usize,
+
+    /// TLS certificate chain (PEM). Enables TLS on --listen.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// TLS private key (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Log format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Parses `500ms`, `30s`, `5m`, `2h`, or plain seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let (num, unit) = text
+        .find(|c: char| !c.is_ascii_digit())
+        .map(|i| text.split_at(i))
+        .unwrap_or((text, "s"));
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration like 500ms, 30s, 5m or 2h"))?;
+    let d = match unit {
+        "ms" => Duration::from_millis(n),
+        "s" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n * 60),
+        "h" => Duration::from_secs(n * 3600),
+        _ => {
+            return Err(format!(
+                "{text:?}: unknown unit {unit:?} (use ms, s, m or h)"
+            ))
+        }
+    };
+    if d.is_zero() {
+        return Err(format!("{text:?}: must be more than zero"));
+    }
+    Ok(d)
+}
+
+/// Where data is stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Destination {
+    /// A local directory.
+    Disk(PathBuf),
+    /// An S3-compatible bucket.
+    S3 {
+        /// `http(s)://host[:port]`.
+        endpoint: String,
+        /// The bucket.
+        bucket: String,
+        /// Signing region.
+        region: String,
+        /// Plain http allowed.
+        allow_http: bool,
+    },
+}
+
+/// Who may read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReaderPolicy {
+    /// Loopback connections may read.
+    pub loopback: bool,
+    /// Identities (by WhoIs) that may read.
+    pub identities: Option<AllowList>,
+}
+
+/// The validated configuration of the recorder.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Listening address.
+    pub listen: SocketAddr,
+    /// Storage.
+    pub destination: Destination,
+    /// Serve the UI.
+    pub ui: bool,
+    /// Identity source.
+    pub identity: IdentitySource,
+    /// Uploader allow-list.
+    pub allow_uploaders: AllowList,
+    /// Reader allow-list.
+    pub allow_readers: ReaderPolicy,
+    /// Bearer token for uploads.
+    pub upload_token: Option<String>,
+    /// Bearer token for reads.
+    pub read_token: Option<String>,
+    /// No upload authentication at all.
+    pub insecure_allow_any_uploader: bool,
+    /// Limits.
+    pub limits: Limits,
+    /// Group commit size.
+    pub commit_max_records: usize,
+    /// Idempotency key retention.
+    pub dedup_window: Duration,
+    /// Idempotency key count bound.
+    pub dedup_max_keys: usize,
+    /// Query index memory budget.
+    pub index_max_bytes: usize,
+    /// TLS files.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// Log format.
+    pub log_format: LogFormat,
+}
+
+/// Request limits.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Max single record / line size.
+    pub max_event_bytes: usize,
+    /// Max batch request size.
+    pub max_batch_bytes: usize,
+    /// Max session size.
+    pub max_session_bytes: u64,
+    /// Max concurrent session uploads.
+    pub max_concurrent_uploads: usize,
+    /// Upload idle timeout.
+    pub upload_idle_timeout: Duration,
+    /// Ack frame interval.
+    pub ack_interval: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_event_bytes: 4 * 1024 * 1024,
+            max_batch_bytes: 64 * 1024 * 1024,
+            max_session_bytes: 8 * 1024 * 1024 * 1024,
+            max_concurrent_uploads: 256,
+            upload_idle_timeout: Duration::from_secs(300),
+            ack_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// How peers are identified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IdentitySource {
+    /// No WhoIs.
+    None,
+    /// tailscaled LocalAPI.
+    LocalApi(PathBuf),
+    /// Static identity file.
+    File(PathBuf),
+}
+
+/// A configuration error naming the flag at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A flag's value is invalid.
+    #[error("{flag}: {message}")]
+    Invalid {
+        /// The flag.
+        flag: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+fn invalid(flag: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        flag,
+        message: message.into(),
+    }
+}
+
+/// Parses `HOST:PORT`, `[V6]:PORT` or `:PORT`.
+pub fn parse_listen(text: &str) -> Result<SocketAddr, ConfigError> {
+    if let Some(port) = text.strip_prefix(':') {
+        let port: u16 = port
+            .parse()
+            .map_err(|_| invalid("--listen", format!("{text:?}: bad port")))?;
+        return Ok(SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port));
+    }
+    if let Ok(addr) = text.parse() {
+        return Ok(addr);
+    }
+    if let Some((host, port)) = text.rsplit_once(':') {
+        if host == "localhost" {
+            let port: u16 = port
+                .parse()
+                .map_err(|_| invalid("--listen", format!("{text:?}: bad port")))?;
+            return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
+        }
+    }
+    Err(invalid(
+        "--listen",
+        format!("{text:?} is not HOST:PORT, [IPV6]:PORT or :PORT (HOST must be an IP address)"),
+    ))
+}
+
+fn parse_readers(spec: &str) -> Result<ReaderPolicy, ConfigError> {
+    let mut loopback = false;
+    let mut rest = Vec::new();
+    for entry in spec.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        match entry {
+            "loopback" => loopback = true,
+            "none" => {}
+            other => rest.push(other),
+        }
+    }
+    let identities = if rest.is_empty() {
+        None
+    } else {
+        Some(
+            AllowList::parse(&rest.join(","))
+                .map_err(|e| invalid("--allow-readers", e.to_string()))?,
+        )
+    };
+    Ok(ReaderPolicy {
+        loopback,
+        identities,
+    })
+}
+
+fn read_token(flag: &'static str, path: &Option<PathBuf>) -> Result<Option<String>, ConfigError> {
+    let Some(path) = path else { return Ok(None) };
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| invalid(flag, format!("cannot read {}: {e}", path.display())))?;
+    let token = text.trim().to_owned();
+    if token.len() < 16 {
+        return Err(invalid(
+            flag,
+            format!("{}: token must be at least 16 characters", path.display()),
+        ));
+    }
+    Ok(Some(token))
+}
+
+impl Cli {
+    /// Validates the flags into a [`Config`].
+    pub fn validate(self) -> Result<Config, ConfigError> {
+        let listen = parse_listen(&self.listen)?;
+        let destination = if let Some(endpoint) = self.dst.strip_prefix("s3://") {
+            let endpoint = endpoint.trim_end_matches('/');
+            if endpoint.is_empty() || endpoint.contains('/') {
+                return Err(invalid(
+                    "--dst",
+                    format!("{:?}: expected s3://HOST[:PORT]", self.dst),
+                ));
+            }
+            let bucket = self
+                .bucket
+                .clone()
+                .filter(|b| !b.is_empty())
+                .ok_or_else(|| {
+                    invalid(
+                        "--bucket",
+                        "an s3:// destination needs --bucket (or TSRECORDER_BUCKET)",
+                    )
+                })?;
+            let scheme = if self.s3_allow_http { "http" } else { "https" };
+            Destination::S3 {
+                endpoint: format!("{scheme}://{endpoint}"),
+                bucket,
+                region: self.s3_region.clone(),
+                allow_http: self.s3_allow_http,
+            }
+        } else {
+            if self.dst.is_empty() {
+                return Err(invalid("--dst", "empty path"));
+            }
+            if self.bucket.is_some() {
+                return Err(invalid("--bucket", "only meaningful with an s3:// --dst"));
+            }
+            Destination::Disk(PathBuf::from(&self.dst))
+        };
+        let identity = match (&self.localapi_socket, &self.identity_file) {
+            (Some(s), _) => IdentitySource::LocalApi(s.clone()),
+            (None, Some(f)) => IdentitySource::File(f.clone()),
+            (None, None) => IdentitySource::None,
+        };
+        let upload_token = read_token("--upload-token-file", &self.upload_token_file)?;
+        let read_token = read_token("--read-token-file", &self.read_token_file)?;
+        if identity == IdentitySource::None
+            && upload_token.is_none()
+            && !self.insecure_allow_any_uploader
+        {
+            return Err(invalid(
+                "--localapi-socket",
+                "no way to authenticate uploaders: give --localapi-socket, --identity-file or --upload-token-file \
+                 (or --insecure-allow-any-uploader for a trusted test setup)",
+            ));
+        }
+        let allow_uploaders = AllowList::parse(&self.allow_uploaders)
+            .map_err(|e| invalid("--allow-uploaders", e.to_string()))?;
+        let allow_readers = parse_readers(&self.allow_readers)?;
+        if allow_readers.identities.is_some() && identity == IdentitySource::None {
+            return Err(invalid(
+                "--allow-readers",
+                "tag:/user: entries need an identity source (--localapi-socket or --identity-file)",
+            ));
+        }
+        let limits = Limits {
+            max_event_bytes: self.max_event_bytes,
+            max_batch_bytes: self.max_batch_bytes,
+            max_session_bytes: self.max_session_bytes,
+            max_concurrent_uploads: self.max_concurrent_uploads,
+            upload_idle_timeout: self.upload_idle_timeout,
+            ack_interval: self.ack_interval,
+        };
+        if limits.max_event_bytes < 1024 {
+            return Err(invalid("--max-event-bytes", "must be at least 1024"));
+        }
+        if limits.max_batch_bytes < limits.max_event_bytes {
+            return Err(invalid(
+                "--max-batch-bytes",
+                "must be at least --max-event-bytes",
+            ));
+        }
+        if limits.max_concurrent_uploads == 0 {
+            return Err(invalid("--max-concurrent-uploads", "must be at least 1"));
+        }
+        if limits.ack_interval > Duration::from_secs(10) {
+            return Err(invalid(
+                "--ack-interval",
+                "must be at most 10s (clients give up after 30s without a frame)",
+            ));
+        }
+        if self.commit_max_records == 0 {
+            return Err(invalid("--commit-max-records", "must be at least 1"));
+        }
+        Ok(Config {
+            listen,
+            destination,
+            ui: self.ui,
+            identity,
+            allow_uploaders,
+            allow_readers,
+            upload_token,
+            read_token,
+            insecure_allow_any_uploader: self.insecure_allow_any_uploader,
+            limits,
+            commit_max_records: self.commit_max_records,
+            dedup_window: self.dedup_window,
+            dedup_max_keys: self.dedup_max_keys,
+            index_max_bytes: self.index_max_bytes,
+            tls: self.tls_cert.zip(self.tls_key),
+            log_format: self.log_format,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cli(args: &[&str]) -> Cli {
+        let mut all = vec!["kubescribe-recorder", "--insecure-allow-any-uploader"];
+        all.extend_from_slice(args);
+        Cli::try_parse_from(all).unwrap()
+    }
+
+    #[test]
+    fn listen_forms() {
+        assert_eq!(parse_listen(":80").unwrap().port(), 80);
+        assert_eq!(
+            parse_listen("127.0.0.1:8080").unwrap(),
+            "127.0.0.1:8080".parse().unwrap()
+        );
+        assert_eq!(parse_listen("[::1]:9").unwrap(), "[::1]:9".parse().unwrap());
+        assert!(parse_listen("example.com:80").is_err());
+        assert!(parse_listen(":http").is_err());
+    }
+
+    #[test]
+    fn s3_destination_needs_bucket() {
+        let err = cli(&["--dst", "s3://127.0.0.1:8333"])
+            .validate()
+            .unwrap_err();
+        assert!(err.to_string().contains("--bucket"), "{err}");
+        let cfg = cli(&[
+            "--dst",
+            "s3://127.0.0.1:8333",
+            "--bucket",
+            "b",
+            "--s3-allow-http",
+        ])
+        .validate()
+        .unwrap();
+        assert_eq!(
+            cfg.destination,
+            Destination::S3 {
+                endpoint: "http://127.0.0.1:8333".into(),
+                bucket: "b".into(),
+                region: "us-east-1".into(),
+                allow_http: true
+            }
+        );
+    }
+
+    #[test]
+    fn defaults_are_safe() {
+        let cfg = cli(&[]).validate().unwrap();
+        assert_eq!(cfg.allow_uploaders, AllowList::tagged_nodes());
+        assert_eq!(
+            cfg.allow_readers,
+            ReaderPolicy {
+                loopback: true,
+                identities: None
+            }
+        );
+        assert_eq!(cfg.listen.port(), 80);
+        let err = Cli::try_parse_from(["kubescribe-recorder"])
+            .unwrap()
+            .validate()
+            .unwrap_err();
+        assert!(err.to_string().contains("authenticate uploaders"), "{err}");
+    }
+
+    #[test]
+    fn bad_rules_name_the_flag() {
+        let err = cli(&["--allow-uploaders", "loopback"])
+            .validate()
+            .unwrap_err();
+        assert!(err.to_string().starts_with("--allow-uploaders"), "{err}");
+        let err = cli(&["--allow-readers", "tag:ops"]).validate().unwrap_err();
+        assert!(err.to_string().starts_with("--allow-readers"), "{err}");
+        let err = cli(&["--allow-readers", "bob"]).validate().unwrap_err();
+        assert!(err.to_string().starts_with("--allow-readers"), "{err}");
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("5x").is_err());
+    }
+}

@@ -1,0 +1,195 @@
+//! Prometheus metrics (`GET /metrics`, text format, via `prometheus-client`).
+
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+/// A `kind` label: `event` or `response`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabel {
+    /// Record kind.
+    pub kind: String,
+}
+
+/// A `reason` label for rejections.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    /// Why the request was rejected.
+    pub reason: String,
+}
+
+/// An `outcome` label for sessions.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabel {
+    /// How the session upload ended.
+    pub outcome: String,
+}
+
+/// Every metric the recorder exports.
+pub struct Metrics {
+    registry: Registry,
+    /// Records received (parsed, before de-duplication), by kind.
+    pub records_received: Family<KindLabel, Counter>,
+    /// Records durably stored (excluding duplicates).
+    pub records_stored: Counter,
+    /// Records acknowledged as duplicates of stored ones.
+    pub duplicates: Counter,
+    /// Requests rejected, by reason.
+    pub rejected: Family<ReasonLabel, Counter>,
+    /// Bytes of records durably stored.
+    pub record_bytes: Counter,
+    /// Bytes of session casts durably stored.
+    pub session_bytes: Counter,
+    /// Records per group commit.
+    pub batch_records: Histogram,
+    /// Latency of one group commit (write + fsync / PUT).
+    pub commit_seconds: Histogram,
+    /// Group commits that failed.
+    pub commit_failures: Counter,
+    /// Session uploads in progress.
+    pub active_uploads: Gauge,
+    /// Session uploads ended, by outcome.
+    pub sessions: Family<OutcomeLabel, Counter>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Creates and registers all metrics.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("kubescribe_recorder");
+        let records_received = Family::<KindLabel, Counter>::default();
+        let records_stored = Counter::default();
+        let duplicates = Counter::default();
+        let rejected = Family::<ReasonLabel, Counter>::default();
+        let record_bytes = Counter::default();
+        let session_bytes = Counter::default();
+        let batch_records = Histogram::new(exponential_buckets(1.0, 2.0, 15));
+        let commit_seconds = Histogram::new(exponential_buckets(0.0001, 2.0, 18));
+        let commit_failures = Counter::default();
+        let active_uploads = Gauge::default();
+        let sessions = Family::<OutcomeLabel, Counter>::default();
+        registry.register(
+            "records_received",
+            "Records received, by kind (before de-duplication)",
+            records_received.clone(),
+        );
+        registry.register(
+            "records_stored",
+            "Records durably stored",
+            records_stored.clone(),
+        );
+        registry.register(
+            "records_duplicate",
+            "Records acknowledged as already stored (same idempotency key)",
+            duplicates.clone(),
+        );
+        registry.register(
+            "requests_rejected",
+            "Upload requests rejected, by reason",
+            rejected.clone(),
+        );
+        registry.register(
+            "record_bytes_stored",
+            "Bytes of event and response records durably stored",
+            record_bytes.clone(),
+        );
+        registry.register(
+            "session_bytes_stored",
+            "Bytes of session recordings durably stored",
+            session_bytes.clone(),
+        );
+        registry.register(
+            "commit_batch_records",
+            "Records per group commit",
+            batch_records.clone(),
+        );
+        registry.register(
+            "commit_duration_seconds",
+            "Time to make one group commit durable",
+            commit_seconds.clone(),
+        );
+        registry.register(
+            "commit_failures",
+            "Group commits that failed (nothing acknowledged)",
+            commit_failures.clone(),
+        );
+        registry.register(
+            "session_uploads_active",
+            "Session uploads in progress",
+            active_uploads.clone(),
+        );
+        registry.register(
+            "session_uploads",
+            "Session uploads ended, by outcome",
+            sessions.clone(),
+        );
+        Self {
+            registry,
+            records_received,
+            records_stored,
+            duplicates,
+            rejected,
+            record_bytes,
+            session_bytes,
+            batch_records,
+            commit_seconds,
+            commit_failures,
+            active_uploads,
+            sessions,
+        }
+    }
+
+    /// Counts a rejected request.
+    pub fn reject(&self, reason: &str) {
+        self.rejected
+            .get_or_create(&ReasonLabel {
+                reason: reason.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Counts a received record.
+    pub fn received(&self, kind: &str) {
+        self.records_received
+            .get_or_create(&KindLabel {
+                kind: kind.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Counts an ended session upload.
+    pub fn session_ended(&self, outcome: &str) {
+        self.sessions
+            .get_or_create(&OutcomeLabel {
+                outcome: outcome.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Records one successful group commit.
+    pub fn observe_commit(&self, records: usize, bytes: usize, took: Duration) {
+        self.records_stored.inc_by(records as u64);
+        self.record_bytes.inc_by(bytes as u64);
+        self.batch_records.observe(records as f64);
+        self.commit_seconds.observe(took.as_secs_f64());
+    }
+
+    /// The text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}

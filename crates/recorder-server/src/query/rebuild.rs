@@ -1,0 +1,154 @@
+//! Start-up: finalise interrupted sessions, then rebuild the idempotency key
+//! index, the event index and the session index from storage.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use event_model::Record;
+use serde_json::Value;
+
+use super::index::QueryIndex;
+use super::sessions::{last_event_time, SessionIndex, SessionInfo, SessionState};
+use crate::commit::KeyIndex;
+use crate::ingest::event::summarize;
+use crate::storage::layout::{self, KeyKind, RecordKind};
+use crate::storage::{Storage, StorageError};
+
+/// What the rebuild found.
+#[derive(Debug, Default, Clone)]
+pub struct RebuildReport {
+    /// Sessions finalised after a crash.
+    pub recovered_sessions: usize,
+    /// Batch objects read.
+    pub batches_read: usize,
+    /// Events in the query index.
+    pub indexed_events: usize,
+    /// Idempotency keys remembered.
+    pub keys: usize,
+    /// Sessions indexed.
+    pub sessions: usize,
+    /// Lines that did not parse (logged).
+    pub bad_lines: usize,
+}
+
+fn split_lines(data: &Bytes) -> impl Iterator<Item = Bytes> + '_ {
+    let mut start = 0;
+    std::iter::from_fn(move || {
+        while start < data.len() {
+            let end = data[start..]
+                .iter()
+                .position(|b| *b == b'\n')
+                .map(|p| start + p + 1)
+                .unwrap_or(data.len());
+            let line = data.slice(start..end);
+            start = end;
+            if !line.iter().all(u8::is_ascii_whitespace) {
+                return Some(line);
+            }
+        }
+        None
+    })
+}
+
+/// Runs the whole start-up rebuild.
+pub async fn rebuild(
+    storage: &Arc<dyn Storage>,
+    keys: &mut KeyIndex,
+    index: &QueryIndex,
+    sessions: &SessionIndex,
+) -> Result<RebuildReport, StorageError> {
+    let mut report = RebuildReport::default();
+    let recovered = storage.recover_sessions().await?;
+    for r in &recovered {
+        tracing::warn!(key = %r.key, bytes = r.size, "finalised a session interrupted by a restart (everything acknowledged is kept)");
+    }
+    report.recovered_sessions = recovered.len();
+    let recovered: HashSet<String> = recovered.into_iter().map(|r| r.key.to_string()).collect();
+
+    // Batches, newest first.
+    let mut batches = Vec::new();
+    for kind in [RecordKind::Event, RecordKind::Response] {
+        for info in storage.list(kind.folder()).await? {
+            if let Some((key, KeyKind::Batch(kind, id))) = layout::parse_key(&info.key) {
+                batches.push((id, kind, key));
+            }
+        }
+    }
+    batches.sort_by(|a, b| b.0.cmp(&a.0));
+    let now_ms = layout::unix_millis(&layout::new_id());
+    let mut key_entries = Vec::new();
+    for (id, _kind, key) in batches {
+        let batch_ms = layout::unix_millis(&id);
+        let in_window = batch_ms >= now_ms - keys.window_ms();
+        if !in_window && index.is_full() {
+            break;
+        }
+        let data = storage.get(key.as_str()).await?;
+        report.batches_read += 1;
+        let mut entries = Vec::new();
+        for line in split_lines(&data) {
+            let record = match Record::from_slice(&line) {
+                Ok(r) => r,
+                Err(e) => {
+                    report.bad_lines += 1;
+                    tracing::warn!(%key, error = %e, "skipping a stored line that does not parse");
+                    continue;
+                }
+            };
+            let id = record.id().to_owned();
+            if in_window {
+                if let Some(k) = record.idempotency_key() {
+                    key_entries.push((batch_ms, k, id.clone()));
+                }
+            }
+            if !index.is_full() {
+                let (_, summary) = summarize(&record);
+                entries.push((id, line, summary));
+            }
+        }
+        index.insert_all(entries);
+    }
+    key_entries.sort_by_key(|e| e.0);
+    for (ms, k, id) in key_entries {
+        keys.insert(k, id, ms);
+    }
+    report.keys = keys.len();
+    report.indexed_events = index.len();
+
+    // Sessions.
+    for info in storage.list(layout::SESSIONS).await? {
+        let Some((key, KeyKind::Session(id))) = layout::parse_key(&info.key) else {
+            continue;
+        };
+        let head = storage.get_range(key.as_str(), 0..65536).await?;
+        let header_line = head.split(|b| *b == b'\n').next().unwrap_or(&[]);
+        let header: Value = serde_json::from_slice(header_line).unwrap_or(Value::Null);
+        let tail_start = info.size.saturating_sub(65536);
+        let tail = storage
+            .get_range(key.as_str(), tail_start..info.size)
+            .await?;
+        let state = if recovered.contains(key.as_str()) {
+            SessionState::Recovered
+        } else {
+            SessionState::Finished
+        };
+        sessions.upsert(
+            &id,
+            SessionInfo {
+                id: id.simple().to_string(),
+                storage_key: key.to_string(),
+                started_ms: layout::unix_millis(&id),
+                header,
+                size: info.size,
+                duration_seconds: last_event_time(&tail).unwrap_or(0.0),
+                state,
+                error: None,
+                uploader: String::new(),
+                protocol: String::new(),
+            },
+        );
+    }
+    report.sessions = sessions.len();
+    Ok(report)
+}

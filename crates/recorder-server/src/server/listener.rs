@@ -1,0 +1,108 @@
+//! Accepting connections: HTTP/1.1 and HTTP/2 (h2c prior knowledge, or
+//! TLS+ALPN) on one port, through hyper-util's auto builder.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto::Builder;
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+
+use super::router::route;
+use crate::app::App;
+
+/// A bound listener.
+pub struct Listener {
+    tcp: TcpListener,
+    tls: Option<TlsAcceptor>,
+}
+
+impl Listener {
+    /// Binds `addr`.
+    pub async fn bind(addr: SocketAddr, tls: Option<TlsAcceptor>) -> std::io::Result<Self> {
+        let tcp = match TcpListener::bind(addr).await {
+            Ok(l) => l,
+            // `:PORT` means all interfaces; fall back to IPv4 where IPv6 is off.
+            Err(e) if addr.ip().is_unspecified() && addr.is_ipv6() => {
+                TcpListener::bind(SocketAddr::from(([0, 0, 0, 0], addr.port())))
+                    .await
+                    .map_err(|_| e)?
+            }
+            Err(e) => return Err(e),
+        };
+        Ok(Self { tcp, tls })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.tcp.local_addr()
+    }
+
+    /// Whether TLS is on.
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+}
+
+fn builder() -> Builder<TokioExecutor> {
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .keep_alive(true)
+        .header_read_timeout(std::time::Duration::from_secs(30))
+        .timer(hyper_util::rt::TokioTimer::new());
+    builder
+        .http2()
+        .max_concurrent_streams(1024)
+        .keep_alive_interval(Some(std::time::Duration::from_secs(20)))
+        .timer(hyper_util::rt::TokioTimer::new());
+    builder
+}
+
+/// Serves connections until the process ends.
+pub async fn serve(listener: Listener, app: Arc<App>) {
+    let builder = Arc::new(builder());
+    loop {
+        let (stream, peer) = match listener.tcp.accept().await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let app = app.clone();
+        let builder = builder.clone();
+        let tls = listener.tls.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |req| {
+                let app = app.clone();
+                async move { Ok::<_, std::convert::Infallible>(route(app, peer, req).await) }
+            });
+            let result = match tls {
+                None => {
+                    builder
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await
+                }
+                Some(acceptor) => match acceptor.accept(stream).await {
+                    Ok(tls_stream) => {
+                        builder
+                            .serve_connection(TokioIo::new(tls_stream), service)
+                            .await
+                    }
+                    Err(e) => {
+                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                        return;
+                    }
+                },
+            };
+            if let Err(e) = result {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        });
+    }
+}

@@ -1,0 +1,434 @@
+//! The local-directory back end: one file per object under a root directory.
+//!
+//! Objects are written to a hidden temporary file, fsynced, renamed into
+//! place, and the directory is fsynced, so a crash leaves either the whole
+//! object or none of it. Sessions are appended to `<key>.partial` (fsynced on
+//! every append) and renamed to `<key>` when they finish; a `.partial` left by
+//! a crash is cut back to its last complete line and renamed at start-up.
+
+use std::collections::HashSet;
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use super::layout::{self, ObjectKey};
+use super::{ObjectInfo, RecoveredSession, SessionSink, Storage, StorageError};
+
+const PARTIAL_SUFFIX: &str = ".partial";
+
+/// Storage in a local directory.
+#[derive(Debug, Clone)]
+pub struct DiskStorage {
+    root: PathBuf,
+    known_dirs: Arc<Mutex<HashSet<PathBuf>>>,
+}
+
+fn io_err(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> StorageError {
+    let path = path.display().to_string();
+    move |source| StorageError::Io { op, path, source }
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StorageError> + Send + 'static,
+) -> Result<T, StorageError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| StorageError::Unusable(format!("storage worker failed: {e}")))?
+}
+
+fn fsync_dir(dir: &Path) -> Result<(), StorageError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err("fsync directory", dir))
+}
+
+impl DiskStorage {
+    /// Opens (creating if needed) the storage root.
+    pub fn open(root: impl Into<PathBuf>) -> Result<Self, StorageError> {
+        let root = root.into();
+        fs::create_dir_all(&root).map_err(io_err("create storage directory", &root))?;
+        Ok(Self {
+            root,
+            known_dirs: Arc::new(Mutex::new(HashSet::new())),
+        })
+    }
+
+    /// The storage root.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn path_of(&self, key: &str) -> Result<PathBuf, StorageError> {
+        // Keys come from `layout`, but reads may name listed keys: refuse
+        // anything that could leave the root.
+        if key.is_empty()
+            || key.starts_with('/')
+            || key
+                .split('/')
+                .any(|c| c.is_empty() || c == "." || c == "..")
+            || key.contains('\\')
+        {
+            return Err(StorageError::NotFound(key.to_owned()));
+        }
+        Ok(self.root.join(key))
+    }
+
+    /// Creates `dir` and makes its entry durable in its parents.
+    fn ensure_dir(&self, dir: &Path) -> Result<(), StorageError> {
+        if let Ok(known) = self.known_dirs.lock() {
+            if known.contains(dir) {
+                return Ok(());
+            }
+        }
+        if !dir.is_dir() {
+            // Remember which ancestors are new so their entries get fsynced.
+            let mut missing = Vec::new();
+            let mut cursor = dir.to_path_buf();
+            while !cursor.is_dir() && cursor.starts_with(&self.root) {
+                missing.push(cursor.clone());
+                if !cursor.pop() {
+                    break;
+                }
+            }
+            fs::create_dir_all(dir).map_err(io_err("create directory", dir))?;
+            for created in missing.iter().rev() {
+                if let Some(parent) = created.parent() {
+                    fsync_dir(parent)?;
+                }
+            }
+        }
+        if let Ok(mut known) = self.known_dirs.lock() {
+            known.insert(dir.to_path_buf());
+        }
+        Ok(())
+    }
+
+    fn put_blocking(&self, key: &ObjectKey, data: &[u8]) -> Result<(), StorageError> {
+        let path = self.path_of(key.as_str())?;
+        let dir = path
+            .parent()
+            .ok_or_else(|| StorageError::Unusable(format!("bad key {key}")))?
+            .to_path_buf();
+        self.ensure_dir(&dir)?;
+        let file_name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let tmp = dir.join(format!(".{file_name}.tmp-{}", layout::new_id().simple()));
+        let result = (|| {
+            let mut file = File::create(&tmp).map_err(io_err("create", &tmp))?;
+            file.write_all(data).map_err(io_err("write", &tmp))?;
+            file.sync_all().map_err(io_err("fsync", &tmp))?;
+            fs::rename(&tmp, &path).map_err(io_err("rename into place", &path))?;
+            fsync_dir(&dir)
+        })();
+        if result.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        result
+    }
+
+    fn list_blocking(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StorageError> {
+        let mut out = Vec::new();
+        let start = if prefix.is_empty() {
+            self.root.clone()
+        } else {
+            self.path_of(prefix.trim_end_matches('/'))?
+        };
+        if !start.exists() {
+            return Ok(out);
+        }
+        let mut stack = vec![start];
+        while let Some(dir) = stack.pop() {
+            let entries = match fs::read_dir(&dir) {
+                Ok(entries) => entries,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(io_err("list directory", &dir)(e)),
+            };
+            for entry in entries {
+                let entry = entry.map_err(io_err("list directory", &dir))?;
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if name.starts_with('.') || name.ends_with(PARTIAL_SUFFIX) {
+                    continue;
+                }
+                let path = entry.path();
+                let meta = entry.metadata().map_err(io_err("stat", &path))?;
+                if meta.is_dir() {
+                    stack.push(path);
+                } else if let Ok(rel) = path.strip_prefix(&self.root) {
+                    let key = rel
+                        .components()
+                        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                        .collect::<Vec<_>>()
+                        .join("/");
+                    out.push(ObjectInfo {
+                        key,
+                        size: meta.len(),
+                    });
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn recover_blocking(&self) -> Result<Vec<RecoveredSession>, StorageError> {
+        let sessions = self.root.join(layout::SESSIONS);
+        let mut recovered = Vec::new();
+        let Ok(dates) = fs::read_dir(&sessions) else {
+            return Ok(recovered);
+        };
+        for date in dates.flatten() {
+            let dir = date.path();
+            let Ok(files) = fs::read_dir(&dir) else {
+                continue;
+            };
+            for file in files.flatten() {
+                let name = file.file_name().to_string_lossy().into_owned();
+                if name.starts_with('.') && name.contains(".tmp-") {
+                    let _ = fs::remove_file(file.path());
+                    continue;
+                }
+                let Some(final_name) = name.strip_suffix(PARTIAL_SUFFIX) else {
+                    continue;
+                };
+                let rel = format!(
+                    "{}/{}/{}",
+                    layout::SESSIONS,
+                    date.file_name().to_string_lossy(),
+                    final_name
+                );
+                let Some(key) = ObjectKey::parse(&rel) else {
+                    tracing::warn!(file = %file.path().display(), "ignoring unexpected file in sessions/");
+                    continue;
+                };
+                let partial = file.path();
+                let size = truncate_to_last_line(&partial)?;
+                if size == 0 {
+                    fs::remove_file(&partial).map_err(io_err("remove empty", &partial))?;
+                    fsync_dir(&dir)?;
+                    continue;
+                }
+                let target = dir.join(final_name);
+                fs::rename(&partial, &target).map_err(io_err("rename into place", &target))?;
+                fsync_dir(&dir)?;
+                recovered.push(RecoveredSession { key, size });
+            }
+        }
+        Ok(recovered)
+    }
+}
+
+/// Cuts a crash-interrupted session back to its last `\n` (bytes after it were
+/// never acknowledged) and returns the new size.
+fn truncate_to_last_line(path: &Path) -> Result<u64, StorageError> {
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(io_err("open", path))?;
+    let len = file.metadata().map_err(io_err("stat", path))?.len();
+    let mut end = len;
+    let mut buf = vec![0u8; 64 * 1024];
+    while end > 0 {
+        let start = end.saturating_sub(buf.len() as u64);
+        let n = (end - start) as usize;
+        file.seek(SeekFrom::Start(start))
+            .map_err(io_err("seek", path))?;
+        file.read_exact(&mut buf[..n])
+            .map_err(io_err("read", path))?;
+        if let Some(pos) = buf[..n].iter().rposition(|b| *b == b'\n') {
+            let keep = start + pos as u64 + 1;
+            if keep != len {
+                file.set_len(keep).map_err(io_err("truncate", path))?;
+                file.sync_all().map_err(io_err("fsync", path))?;
+            }
+            return Ok(keep);
+        }
+        end = start;
+    }
+    Ok(0)
+}
+
+#[async_trait]
+impl Storage for DiskStorage {
+    fn describe(&self) -> String {
+        format!("disk:{}", self.root.display())
+    }
+
+    async fn check(&self) -> Result<(), StorageError> {
+        let me = self.clone();
+        blocking(move || {
+            let probe = me
+                .root
+                .join(format!(".probe-{}", layout::new_id().simple()));
+            let mut file = File::create(&probe).map_err(io_err("write probe file in", &me.root))?;
+            file.write_all(b"ok")
+                .map_err(io_err("write probe file in", &me.root))?;
+            file.sync_all()
+                .map_err(io_err("fsync probe file in", &me.root))?;
+            fs::remove_file(&probe).map_err(io_err("remove probe file", &probe))?;
+            // Leftover temporary files from a crash are never part of an object.
+            for info in walk_hidden_tmp(&me.root) {
+                let _ = fs::remove_file(info);
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn put(&self, key: &ObjectKey, data: Bytes) -> Result<(), StorageError> {
+        let me = self.clone();
+        let key = key.clone();
+        blocking(move || me.put_blocking(&key, &data)).await
+    }
+
+    async fn get(&self, key: &str) -> Result<Bytes, StorageError> {
+        let path = self.path_of(key)?;
+        let key = key.to_owned();
+        blocking(move || match fs::read(&path) {
+            Ok(data) => Ok(Bytes::from(data)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(StorageError::NotFound(key)),
+            Err(e) => Err(io_err("read", &path)(e)),
+        })
+        .await
+    }
+
+    async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes, StorageError> {
+        let path = self.path_of(key)?;
+        let key = key.to_owned();
+        blocking(move || {
+            let mut file = match File::open(&path) {
+                Ok(f) => f,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    return Err(StorageError::NotFound(key))
+                }
+                Err(e) => return Err(io_err("open", &path)(e)),
+            };
+            let len = file.metadata().map_err(io_err("stat", &path))?.len();
+            let start = range.start.min(len);
+            let end = range.end.min(len).max(start);
+            file.seek(SeekFrom::Start(start))
+                .map_err(io_err("seek", &path))?;
+            let mut buf = vec![0u8; (end - start) as usize];
+            file.read_exact(&mut buf).map_err(io_err("read", &path))?;
+            Ok(Bytes::from(buf))
+        })
+        .await
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StorageError> {
+        let me = self.clone();
+        let prefix = prefix.to_owned();
+        blocking(move || me.list_blocking(&prefix)).await
+    }
+
+    async fn create_session(&self, key: &ObjectKey) -> Result<Box<dyn SessionSink>, StorageError> {
+        let me = self.clone();
+        let key = key.clone();
+        blocking(move || {
+            let path = me.path_of(key.as_str())?;
+            let dir = path
+                .parent()
+                .ok_or_else(|| StorageError::Unusable(format!("bad key {key}")))?
+                .to_path_buf();
+            me.ensure_dir(&dir)?;
+            let partial = PathBuf::from(format!("{}{PARTIAL_SUFFIX}", path.display()));
+            let file = OpenOptions::new()
+                .create_new(true)
+                .append(true)
+                .open(&partial)
+                .map_err(io_err("create session file", &partial))?;
+            fsync_dir(&dir)?;
+            let sink: Box<dyn SessionSink> = Box::new(DiskSession {
+                file: Some(file),
+                partial,
+                path,
+                dir,
+                durable: 0,
+            });
+            Ok(sink)
+        })
+        .await
+    }
+
+    async fn recover_sessions(&self) -> Result<Vec<RecoveredSession>, StorageError> {
+        let me = self.clone();
+        blocking(move || me.recover_blocking()).await
+    }
+}
+
+fn walk_hidden_tmp(root: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                stack.push(path);
+            } else if name.starts_with('.') && name.contains(".tmp-") {
+                out.push(path);
+            }
+        }
+    }
+    out
+}
+
+struct DiskSession {
+    file: Option<File>,
+    partial: PathBuf,
+    path: PathBuf,
+    dir: PathBuf,
+    durable: u64,
+}
+
+#[async_trait]
+impl SessionSink for DiskSession {
+    async fn append(&mut self, data: Bytes) -> Result<u64, StorageError> {
+        let Some(mut file) = self.file.take() else {
+            return Err(StorageError::Unusable("session file already failed".into()));
+        };
+        let partial = self.partial.clone();
+        let (file, result) = tokio::task::spawn_blocking(move || {
+            let r = file
+                .write_all(&data)
+                .map_err(io_err("append", &partial))
+                .and_then(|_| file.sync_data().map_err(io_err("fsync", &partial)))
+                .map(|_| data.len() as u64);
+            (file, r)
+        })
+        .await
+        .map_err(|e| StorageError::Unusable(format!("storage worker failed: {e}")))?;
+        let written = result?;
+        self.file = Some(file);
+        self.durable += written;
+        Ok(self.durable)
+    }
+
+    async fn finish(self: Box<Self>) -> Result<u64, StorageError> {
+        let DiskSession {
+            file,
+            partial,
+            path,
+            dir,
+            durable,
+        } = *self;
+        blocking(move || {
+            if let Some(file) = file {
+                file.sync_all().map_err(io_err("fsync", &partial))?;
+            }
+            fs::rename(&partial, &path).map_err(io_err("rename into place", &path))?;
+            fsync_dir(&dir)?;
+            Ok(durable)
+        })
+        .await
+    }
+}

@@ -1,0 +1,258 @@
+//! Object names: the time-partitioned layout documented in `docs/storage.md`.
+//!
+//! Every name is built here from recorder-generated UUIDv7s and the clock;
+//! nothing from an upload ever becomes part of a path.
+//!
+//! ```text
+//! events/date=YYYY-MM-DD/hour=HH/<batch>.ndjson       kubernetes-api-request events
+//! responses/date=YYYY-MM-DD/hour=HH/<batch>.ndjson    kubescribe-api-response records
+//! sessions/date=YYYY-MM-DD/<session>.cast             asciicast v2 recordings
+//! ```
+//! The partition is derived from the UUIDv7's millisecond timestamp (UTC), so
+//! an id alone says where its object is.
+
+use std::fmt;
+
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+/// A storage key built by this module (so it is always a safe relative path).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ObjectKey(String);
+
+impl ObjectKey {
+    /// The key as a `/`-separated relative path.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Re-validates a listed key; `None` for anything that is not exactly
+    /// the shape this module produces.
+    pub fn parse(key: &str) -> Option<Self> {
+        let parsed = parse_key(key)?;
+        Some(parsed.0)
+    }
+}
+
+impl fmt::Display for ObjectKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// What a stored object holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RecordKind {
+    /// `kubernetes-api-request` events.
+    Event,
+    /// `kubescribe-api-response` records.
+    Response,
+}
+
+impl RecordKind {
+    /// The top-level folder.
+    pub fn folder(self) -> &'static str {
+        match self {
+            RecordKind::Event => "events",
+            RecordKind::Response => "responses",
+        }
+    }
+
+    /// The one-letter prefix of record ids of this kind.
+    pub fn id_prefix(self) -> char {
+        match self {
+            RecordKind::Event => 'e',
+            RecordKind::Response => 'r',
+        }
+    }
+}
+
+/// Folder of finished and in-progress sessions.
+pub const SESSIONS: &str = "sessions";
+
+/// A new time-ordered id (UUIDv7).
+pub fn new_id() -> Uuid {
+    Uuid::now_v7()
+}
+
+fn partition_time(id: &Uuid) -> OffsetDateTime {
+    let millis = id
+        .get_timestamp()
+        .map(|ts| {
+            let (secs, nanos) = ts.to_unix();
+            i128::from(secs) * 1000 + i128::from(nanos / 1_000_000)
+        })
+        .unwrap_or(0);
+    OffsetDateTime::from_unix_timestamp_nanos(millis * 1_000_000)
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+fn date_of(t: OffsetDateTime) -> String {
+    format!("{:04}-{:02}-{:02}", t.year(), u8::from(t.month()), t.day())
+}
+
+/// The object holding one commit batch of `kind`.
+pub fn batch_key(kind: RecordKind, batch: &Uuid) -> ObjectKey {
+    let t = partition_time(batch);
+    ObjectKey(format!(
+        "{}/date={}/hour={:02}/{}.ndjson",
+        kind.folder(),
+        date_of(t),
+        t.hour(),
+        batch.simple()
+    ))
+}
+
+/// The object holding one session recording.
+pub fn session_key(session: &Uuid) -> ObjectKey {
+    let t = partition_time(session);
+    ObjectKey(format!(
+        "{SESSIONS}/date={}/{}.cast",
+        date_of(t),
+        session.simple()
+    ))
+}
+
+/// The id of record number `line` (0-based) in `batch`: `e-<batch>-<line>` or
+/// `r-<batch>-<line>`.
+pub fn record_id(kind: RecordKind, batch: &Uuid, line: usize) -> String {
+    format!("{}-{}-{}", kind.id_prefix(), batch.simple(), line)
+}
+
+/// Where a record id points: its kind, batch object and line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordLocation {
+    /// Event or response.
+    pub kind: RecordKind,
+    /// The batch object.
+    pub key: ObjectKey,
+    /// The 0-based line within it.
+    pub line: usize,
+}
+
+/// Parses a record id produced by [`record_id`].
+pub fn parse_record_id(id: &str) -> Option<RecordLocation> {
+    let mut parts = id.splitn(3, '-');
+    let kind = match parts.next()? {
+        "e" => RecordKind::Event,
+        "r" => RecordKind::Response,
+        _ => return None,
+    };
+    let batch = parse_simple_uuid(parts.next()?)?;
+    let line_text = parts.next()?;
+    if line_text.is_empty() || line_text.len() > 9 || !line_text.bytes().all(|b| b.is_ascii_digit())
+    {
+        return None;
+    }
+    let line = line_text.parse().ok()?;
+    Some(RecordLocation {
+        kind,
+        key: batch_key(kind, &batch),
+        line,
+    })
+}
+
+/// Parses a session id (32 lower-case hex digits of a UUIDv7).
+pub fn parse_session_id(id: &str) -> Option<Uuid> {
+    parse_simple_uuid(id)
+}
+
+fn parse_simple_uuid(text: &str) -> Option<Uuid> {
+    if text.len() != 32 || !text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        return None;
+    }
+    let id = Uuid::parse_str(text).ok()?;
+    (id.get_version_num() == 7).then_some(id)
+}
+
+/// What a listed key is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyKind {
+    /// A batch of records.
+    Batch(RecordKind, Uuid),
+    /// A session recording.
+    Session(Uuid),
+}
+
+/// Parses a key of one of the shapes above; `None` for anything else.
+pub fn parse_key(key: &str) -> Option<(ObjectKey, KeyKind)> {
+    let parts: Vec<&str> = key.split('/').collect();
+    match parts.as_slice() {
+        [folder, _date, _hour, file] if *folder == "events" || *folder == "responses" => {
+            let kind = if *folder == "events" {
+                RecordKind::Event
+            } else {
+                RecordKind::Response
+            };
+            let id = parse_simple_uuid(file.strip_suffix(".ndjson")?)?;
+            let expected = batch_key(kind, &id);
+            (expected.as_str() == key).then(|| (expected, KeyKind::Batch(kind, id)))
+        }
+        [folder, _date, file] if *folder == SESSIONS => {
+            let id = parse_simple_uuid(file.strip_suffix(".cast")?)?;
+            let expected = session_key(&id);
+            (expected.as_str() == key).then(|| (expected, KeyKind::Session(id)))
+        }
+        _ => None,
+    }
+}
+
+/// Unix milliseconds encoded in a UUIDv7.
+pub fn unix_millis(id: &Uuid) -> i64 {
+    id.get_timestamp()
+        .map(|ts| {
+            let (secs, nanos) = ts.to_unix();
+            i64::try_from(secs).unwrap_or(i64::MAX / 1000) * 1000 + i64::from(nanos / 1_000_000)
+        })
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_round_trip_to_their_objects() {
+        let batch = new_id();
+        let id = record_id(RecordKind::Event, &batch, 17);
+        let loc = parse_record_id(&id).unwrap();
+        assert_eq!(loc.key, batch_key(RecordKind::Event, &batch));
+        assert_eq!(loc.line, 17);
+        assert!(loc.key.as_str().starts_with("events/date="));
+        assert_eq!(
+            parse_key(loc.key.as_str()).unwrap().1,
+            KeyKind::Batch(RecordKind::Event, batch)
+        );
+        let s = new_id();
+        let key = session_key(&s);
+        assert_eq!(parse_key(key.as_str()).unwrap().1, KeyKind::Session(s));
+    }
+
+    #[test]
+    fn hostile_ids_are_rejected() {
+        for bad in [
+            "",
+            "e-../../etc-1",
+            "x-0-1",
+            "e-0193-1",
+            "e-ABCDEF-1",
+            "e-00000000000000000000000000000000-1",
+        ] {
+            assert!(parse_record_id(bad).is_none(), "{bad}");
+        }
+        assert!(parse_key("sessions/../x.cast").is_none());
+        assert!(parse_key("events/date=2026-01-01/hour=00/x.ndjson").is_none());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn parse_never_panics_and_only_accepts_own_shapes(s in "\\PC{0,80}") {
+            if let Some(loc) = parse_record_id(&s) {
+                proptest::prop_assert!(!loc.key.as_str().contains(".."));
+            }
+            if let Some((key, _)) = parse_key(&s) {
+                proptest::prop_assert_eq!(key.as_str(), s.as_str());
+            }
+        }
+    }
+}

@@ -1,0 +1,115 @@
+//! Where records go: one trait ([`Storage`]) with a local-directory and an S3 back end.
+//!
+//! Every back end gives the same guarantees, checked by one shared test suite
+//! (`tests/storage_suite.rs`):
+//!
+//! * [`Storage::put`] returns only once the object is durable (fsync of file and
+//!   directory on disk; a completed PUT on S3) and is atomic: readers see the
+//!   whole object or nothing.
+//! * Sessions are appended through a [`SessionSink`]; [`SessionSink::append`]
+//!   returns only once the appended bytes are durable. A session cut short by a
+//!   crash is finalised by [`Storage::recover_sessions`] at the next start.
+//! * Object names come only from [`layout`], never from input.
+
+pub mod disk;
+pub mod layout;
+pub mod s3;
+
+use std::ops::Range;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+pub use layout::ObjectKey;
+
+/// A storage failure, worded for the operator who reads it in a log.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// A local file-system operation failed.
+    #[error("local storage: {op} {path}: {source}")]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// The file or directory involved.
+        path: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The object store rejected or failed a request.
+    #[error("object storage: {op} {key}: {source}")]
+    ObjectStore {
+        /// What was being done.
+        op: &'static str,
+        /// The object key involved.
+        key: String,
+        /// The client's error.
+        source: object_store::Error,
+    },
+    /// The object does not exist.
+    #[error("object {0} not found")]
+    NotFound(String),
+    /// The storage is not usable (checked at start-up).
+    #[error("{0}")]
+    Unusable(String),
+}
+
+/// One stored object, as listed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectInfo {
+    /// Its key relative to the storage root.
+    pub key: String,
+    /// Its size in bytes.
+    pub size: u64,
+}
+
+/// A session finalised by [`Storage::recover_sessions`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecoveredSession {
+    /// The finished cast object.
+    pub key: ObjectKey,
+    /// How many bytes it holds.
+    pub size: u64,
+}
+
+/// Durable object storage for events, response records and sessions.
+#[async_trait]
+pub trait Storage: Send + Sync + 'static {
+    /// A one-line description for start-up logs (`disk:/var/lib/…`, `s3://…/bucket`).
+    fn describe(&self) -> String;
+
+    /// Verifies that the storage can be written and read (called at start-up,
+    /// so that bad credentials fail there and not at the first upload).
+    async fn check(&self) -> Result<(), StorageError>;
+
+    /// Writes a whole object atomically and durably.
+    async fn put(&self, key: &ObjectKey, data: Bytes) -> Result<(), StorageError>;
+
+    /// Reads a whole object.
+    async fn get(&self, key: &str) -> Result<Bytes, StorageError>;
+
+    /// Reads part of an object (the range is clamped to its size).
+    async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes, StorageError>;
+
+    /// Lists every object under `prefix` (recursively), in no particular order.
+    /// Temporary and in-progress objects are not listed.
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StorageError>;
+
+    /// Starts a new session object at `key`; it becomes visible under `key`
+    /// once [`SessionSink::finish`] returns (or after recovery).
+    async fn create_session(&self, key: &ObjectKey) -> Result<Box<dyn SessionSink>, StorageError>;
+
+    /// Finalises every session left in progress by a crash, keeping every
+    /// byte that had been made durable.
+    async fn recover_sessions(&self) -> Result<Vec<RecoveredSession>, StorageError>;
+}
+
+/// An in-progress session object.
+#[async_trait]
+pub trait SessionSink: Send {
+    /// Appends `data` and returns once it is durable, with the total number of
+    /// durable bytes so far.
+    async fn append(&mut self, data: Bytes) -> Result<u64, StorageError>;
+
+    /// Completes the object under its final key and returns its size.
+    async fn finish(self: Box<Self>) -> Result<u64, StorageError>;
+}
