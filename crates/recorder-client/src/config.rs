@@ -1,0 +1,118 @@
+//! Tunables of the recorder client, with defaults that are safe in production.
+
+use std::time::Duration;
+
+use crate::metrics::Metrics;
+use crate::spool::SpoolConfig;
+
+/// How the client delivers events. Every field has a production default
+/// ([`ClientConfig::default`]).
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// Deadline on one delivery attempt to one recorder address: probe (when
+    /// not cached), connect, request and response together. A hung recorder
+    /// costs at most this much per address. Default 3 s.
+    pub attempt_timeout: Duration,
+    /// Deadline on the TCP connect to a recorder. Default 5 s (upstream's
+    /// per-dial limit); the attempt deadline still applies on top.
+    pub dial_timeout: Duration,
+    /// How long a `HEAD /v2/event` probe result is trusted. Any delivery error
+    /// to that address drops it early. Default 60 s.
+    pub probe_ttl: Duration,
+    /// After a transport error or timeout, a recorder is skipped (reported as
+    /// failed without a network round trip) for this long, so that a dead
+    /// recorder costs one deadline, not one per request. The spool's
+    /// redelivery ignores it. `Duration::ZERO` disables it. Default 1 s.
+    pub down_backoff: Duration,
+    /// Idle keep-alive connections are closed after this long. Default 30 s.
+    pub pool_idle_timeout: Duration,
+    /// At most this many idle connections are kept per recorder. Default 64.
+    pub pool_max_idle_per_recorder: usize,
+    /// Coalescing of concurrent events to one kubescribe recorder.
+    pub batch: BatchConfig,
+    /// The on-disk spool for undeliverable events under fail open. `None`
+    /// keeps no spool: such events are dropped and counted.
+    pub spool: Option<SpoolConfig>,
+    /// Settings used by [`RecorderClient::connect_session`](crate::RecorderClient::connect_session).
+    pub session: SessionOptions,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        Self {
+            attempt_timeout: Duration::from_secs(3),
+            dial_timeout: Duration::from_secs(5),
+            probe_ttl: Duration::from_secs(60),
+            down_backoff: Duration::from_secs(1),
+            pool_idle_timeout: Duration::from_secs(30),
+            pool_max_idle_per_recorder: 64,
+            batch: BatchConfig::default(),
+            spool: None,
+            session: SessionOptions::default(),
+        }
+    }
+}
+
+/// Coalescing of concurrent events into one `POST /v2/events` (NDJSON, all or
+/// nothing). Only ever used towards recorders that answered the probe with
+/// `X-Kubescribe-Recorder: 1`; a Tailscale recorder gets single events only.
+#[derive(Debug, Clone)]
+pub struct BatchConfig {
+    /// Whether to coalesce at all. Default true. No event ever waits for a
+    /// batch to fill: a batch is whatever queued up while the previous one
+    /// was in flight, and a lone event is sent as a plain `POST /v2/event`.
+    pub enabled: bool,
+    /// Most events in one batch. Default 256.
+    pub max_events: usize,
+    /// Most body bytes in one batch. Default 4 MiB.
+    pub max_bytes: usize,
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            max_events: 256,
+            max_bytes: 4 << 20,
+        }
+    }
+}
+
+/// How [`connect_session`](crate::connect_session) connects and how the
+/// upload is supervised.
+#[derive(Debug, Clone)]
+pub struct SessionOptions {
+    /// Deadline on one TCP connect. Default 5 s (upstream).
+    pub dial_timeout: Duration,
+    /// Deadline on the `HEAD /v2/record` probe. Default 10 s (upstream).
+    pub probe_timeout: Duration,
+    /// Deadline on the recorder's response headers (`POST /v2/record`) or its
+    /// `100 Continue` (`POST /record`). Upstream waits forever. Default 10 s.
+    pub response_timeout: Duration,
+    /// Budget for connecting across all addresses. Default 30 s (upstream).
+    pub total_timeout: Duration,
+    /// v2 uploads fail when no ack frame arrives for this long, or when acks
+    /// stop advancing for this long while data is outstanding. Also bounds
+    /// the wait for the recorder's final answer after
+    /// [`SessionUpload::finish`](crate::SessionUpload::finish). Default 30 s.
+    pub ack_window: Duration,
+    /// Capacity of the channel between the data path and the upload, in
+    /// pushed chunks. A full channel is reported to the pusher. Default 4096.
+    pub channel_capacity: usize,
+    /// Where upload counters go; set by [`RecorderClient`](crate::RecorderClient).
+    pub metrics: Option<Metrics>,
+}
+
+impl Default for SessionOptions {
+    fn default() -> Self {
+        Self {
+            dial_timeout: Duration::from_secs(5),
+            probe_timeout: Duration::from_secs(10),
+            response_timeout: Duration::from_secs(10),
+            total_timeout: Duration::from_secs(30),
+            ack_window: Duration::from_secs(30),
+            channel_capacity: 4096,
+            metrics: None,
+        }
+    }
+}
