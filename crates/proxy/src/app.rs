@@ -1,0 +1,262 @@
+//! Assembly: from a validated [`Config`] (plus the identity source, the event
+//! sink and the session hook) to running listeners, with start-up logs and
+//! graceful shutdown.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use identity::WhoIs;
+use prometheus_client::registry::Registry;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::admin::{self, Readiness};
+use crate::caller::CallerResolver;
+use crate::config::{Config, IdentitySource, Mode};
+use crate::forward::Forwarder;
+use crate::listener::{self, ListenerOptions};
+use crate::metrics::Metrics;
+use crate::proxy::{Proxy, ProxyOptions};
+use crate::recorder::EventSink;
+use crate::session_hook::{PassThrough, SessionHook};
+use crate::upstream::{Upstream, UpstreamError, UpstreamSpec};
+
+/// Start-up failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// Upstream configuration.
+    #[error(transparent)]
+    Upstream(#[from] UpstreamError),
+    /// TLS files.
+    #[error(transparent)]
+    Tls(#[from] crate::listener::tls::TlsConfigError),
+    /// Identity source.
+    #[error("identity source: {0}")]
+    Identity(String),
+    /// Recorder client.
+    #[error("recorder client: {0}")]
+    Recorder(String),
+    /// A listener could not bind.
+    #[error("cannot listen on {addr} ({what}): {source}")]
+    Bind {
+        /// Which listener.
+        what: &'static str,
+        /// Address.
+        addr: SocketAddr,
+        /// Cause.
+        source: std::io::Error,
+    },
+}
+
+/// The pluggable parts of a proxy.
+pub struct Components {
+    /// Where identities come from.
+    pub whois: Arc<dyn WhoIs>,
+    /// Where events go.
+    pub sink: Arc<dyn EventSink>,
+    /// What happens to upgraded sessions.
+    pub hook: Arc<dyn SessionHook>,
+    /// The upstream API server.
+    pub upstream: UpstreamSpec,
+}
+
+/// Build the identity source named in the configuration.
+pub fn whois_from_config(source: &IdentitySource) -> Result<Arc<dyn WhoIs>, AppError> {
+    Ok(match source {
+        IdentitySource::LocalApi(p) => Arc::new(identity::LocalApiWhoIs::with_socket(p.clone())),
+        IdentitySource::File(p) => Arc::new(
+            identity::IdentityFileWhoIs::load(p.clone())
+                .map_err(|e| AppError::Identity(e.to_string()))?,
+        ),
+    })
+}
+
+/// Build everything from the configuration: identity source, recorder
+/// client (registered in `registry`), pass-through session hook, upstream.
+pub fn components_from_config(
+    config: &Config,
+    registry: &mut Registry,
+) -> Result<Components, AppError> {
+    let whois = whois_from_config(&config.identity)?;
+    let mut client_config = recorder_client::ClientConfig::default();
+    if let Some(dir) = &config.spool_dir {
+        client_config.spool = Some(recorder_client::SpoolConfig::new(dir.clone()));
+    }
+    let client = recorder_client::RecorderClient::start(client_config, registry)
+        .map_err(|e| AppError::Recorder(e.to_string()))?;
+    Ok(Components {
+        whois,
+        sink: Arc::new(client),
+        hook: Arc::new(PassThrough),
+        upstream: UpstreamSpec::load(&config.upstream)?,
+    })
+}
+
+/// A running proxy.
+#[derive(Debug)]
+pub struct RunningProxy {
+    /// Where the API listener listens.
+    pub addr: SocketAddr,
+    /// Where the admin listener listens.
+    pub admin_addr: SocketAddr,
+    /// Readiness (true once listening).
+    pub ready: Readiness,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl RunningProxy {
+    /// Begin graceful shutdown and wait for it (bounded by the grace period).
+    pub async fn shutdown(self) {
+        self.ready.set(false);
+        let _ = self.shutdown.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+
+    /// Wait until the proxy stops by itself (it does not, unless shut down).
+    pub async fn wait(self) {
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+
+    /// A handle to trigger shutdown from elsewhere (signals).
+    pub fn shutdown_trigger(&self) -> watch::Sender<bool> {
+        self.shutdown.clone()
+    }
+}
+
+/// Bind the listeners and start serving.
+pub async fn start(
+    config: &Config,
+    components: Components,
+    mut registry: Registry,
+) -> Result<RunningProxy, AppError> {
+    let metrics = Metrics::register(&mut registry);
+    let registry = Arc::new(registry);
+    let upstream = Arc::new(Upstream::build(components.upstream, config.mode)?);
+    let tls = match &config.tls {
+        Some(files) => Some(listener::tls::server_config(&files.cert, &files.key)?),
+        None => None,
+    };
+    let proxy = Arc::new(Proxy::new(
+        CallerResolver::new(components.whois, config.mode, config.trust_forwarded_for),
+        components.sink,
+        Forwarder::new(upstream.clone(), config.mode, components.hook),
+        metrics,
+        ProxyOptions {
+            mode: config.mode,
+            max_body_capture: config.max_body_capture,
+            events_for_all_callers: config.events_for_all_callers,
+        },
+    ));
+
+    let api = TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| AppError::Bind {
+            what: "--listen",
+            addr: config.listen,
+            source,
+        })?;
+    let admin_l = TcpListener::bind(config.admin_listen)
+        .await
+        .map_err(|source| AppError::Bind {
+            what: "--admin-listen",
+            addr: config.admin_listen,
+            source,
+        })?;
+    let addr = api.local_addr().map_err(|source| AppError::Bind {
+        what: "--listen",
+        addr: config.listen,
+        source,
+    })?;
+    let admin_addr = admin_l.local_addr().map_err(|source| AppError::Bind {
+        what: "--admin-listen",
+        addr: config.admin_listen,
+        source,
+    })?;
+
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tracing::info!(
+        "API server proxy listening on {scheme}://{addr} (PROXY protocol: {}; ALPN http/1.1)",
+        if config.proxy_protocol {
+            "required, v2 (v1 accepted), 10 s header timeout"
+        } else {
+            "off"
+        }
+    );
+    tracing::info!("admin endpoints on http://{admin_addr} (/metrics, /healthz, /readyz)");
+    tracing::info!(
+        "mode: {} ({})",
+        config.mode.as_str(),
+        match config.mode {
+            Mode::Auth =>
+                "caller credentials stripped, caller impersonated, proxy credentials upstream",
+            Mode::Noauth => "no proxy credentials; caller's Authorization passes through",
+        }
+    );
+    tracing::info!("identity source: {}", config.identity);
+    tracing::info!("upstream: {}", upstream.description());
+    tracing::info!(
+        "event policy: per caller grant (recorderAddrs, enforceRecorder → fail closed, enableEvents){}; request bodies captured up to {} bytes",
+        if config.events_for_all_callers { "; TS_EXPERIMENTAL_KUBE_API_EVENTS=true: events for every caller with recorders" } else { "" },
+        config.max_body_capture
+    );
+    if config.tls.is_none() && !config.proxy_protocol {
+        tracing::warn!("plain HTTP without PROXY protocol: the caller is the TCP peer address; use only behind a trusted local forwarder");
+    }
+
+    let (tx, rx) = watch::channel(false);
+    let ready = Readiness::default();
+    let opts = ListenerOptions {
+        tls,
+        proxy_protocol: config.proxy_protocol,
+        max_header_bytes: config.max_header_bytes,
+    };
+    let stop = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|v| *v).await;
+    };
+    let p = proxy.clone();
+    let api_task = tokio::spawn(listener::serve(
+        api,
+        opts,
+        move |conn, req| p.clone().handle(conn, req),
+        stop(rx.clone()),
+        config.shutdown_grace,
+    ));
+    let admin_task = tokio::spawn(admin::serve(admin_l, registry, ready.clone(), stop(rx)));
+    ready.set(true);
+    Ok(RunningProxy {
+        addr,
+        admin_addr,
+        ready,
+        shutdown: tx,
+        tasks: vec![api_task, admin_task],
+    })
+}
+
+/// Resolve on SIGTERM or ctrl-c.
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate());
+        match term {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => tracing::info!("SIGTERM received"),
+                    _ = tokio::signal::ctrl_c() => tracing::info!("interrupt received"),
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

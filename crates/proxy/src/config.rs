@@ -1,0 +1,490 @@
+//! Command line and environment: one clap definition, validated into one [`Config`].
+//!
+//! Every flag also reads an environment variable (`KUBESCRIBE_…`), and the
+//! Tailscale operator's own variables are honoured where they exist:
+//! `APISERVER_PROXY=true|noauth` picks the mode and `TS_EXPERIMENTAL_KUBE_API_EVENTS`
+//! turns events on for every caller that has recorders.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Default cap on the request body bytes copied into an event (1 MiB).
+pub const DEFAULT_MAX_BODY_CAPTURE: usize = 1024 * 1024;
+
+/// Fixed timeout for reading a PROXY protocol header (Tailscale uses 10 s too).
+pub const PROXY_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// `kubescribe-proxy`: an identity-aware Kubernetes API server proxy that records
+/// every API request as an event (Tailscale `kubernetes-api-request` compatible).
+#[derive(Debug, Parser)]
+#[command(name = "kubescribe-proxy", version, about, long_about = None)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    /// A one-off command instead of serving.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Options for serving (the default command).
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show who a tailnet address is and which grants apply to it, as JSON on stdout.
+    Whois(WhoisArgs),
+}
+
+/// Arguments of `kubescribe-proxy whois`.
+#[derive(Debug, Args)]
+pub struct WhoisArgs {
+    /// tailscaled's LocalAPI unix socket to ask.
+    #[arg(long, value_name = "PATH", conflicts_with = "identity_file")]
+    pub localapi_socket: Option<PathBuf>,
+    /// Static identity file to look the address up in (instead of the LocalAPI).
+    #[arg(long, value_name = "FILE")]
+    pub identity_file: Option<PathBuf>,
+    /// The caller address to explain, as `IP:PORT` (IPv6 as `[addr]:port`).
+    #[arg(value_name = "IP:PORT")]
+    pub address: SocketAddr,
+}
+
+/// How the proxy authenticates to the API server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Mode {
+    /// Drop the caller's credentials, impersonate the caller, use the proxy's own credentials.
+    Auth,
+    /// Send no proxy credentials; the caller's own `Authorization` passes through.
+    Noauth,
+}
+
+impl Mode {
+    /// The mode's name as written on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Auth => "auth",
+            Mode::Noauth => "noauth",
+        }
+    }
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Flags of the serving command.
+#[derive(Debug, Args, Clone)]
+pub struct ServeArgs {
+    /// Address the API proxy listens on.
+    #[arg(
+        long,
+        env = "KUBESCRIBE_LISTEN",
+        value_name = "ADDR",
+        default_value = "127.0.0.1:8443"
+    )]
+    pub listen: SocketAddr,
+
+    /// PEM certificate chain for HTTPS on --listen (with --tls-key). Without it the listener is plain HTTP.
+    #[arg(
+        long,
+        env = "KUBESCRIBE_TLS_CERT",
+        value_name = "FILE",
+        requires = "tls_key"
+    )]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key for --tls-cert.
+    #[arg(
+        long,
+        env = "KUBESCRIBE_TLS_KEY",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
+    pub tls_key: Option<PathBuf>,
+
+    /// Require a PROXY protocol (v2, or v1) header on every connection, as `tailscale serve`
+    /// sends with `ProxyProtocol: 2`; its source address is the caller. Connections without
+    /// a valid header within 10 s are closed.
+    #[arg(long, env = "KUBESCRIBE_PROXY_PROTOCOL", default_value_t = false)]
+    pub proxy_protocol: bool,
+
+    /// Kubeconfig of the upstream API server (default: in-cluster service account).
+    #[arg(long, env = "KUBECONFIG", value_name = "PATH")]
+    pub kubeconfig: Option<PathBuf>,
+
+    /// Kubeconfig context to use (default: the file's current-context).
+    #[arg(
+        long,
+        env = "KUBESCRIBE_CONTEXT",
+        value_name = "NAME",
+        requires = "kubeconfig"
+    )]
+    pub context: Option<String>,
+
+    /// auth: impersonate the caller with the proxy's credentials; noauth: pass the caller's
+    /// credentials through. Default auth, or from APISERVER_PROXY (true → auth, noauth → noauth).
+    #[arg(long, value_enum, value_name = "MODE")]
+    pub mode: Option<Mode>,
+
+    /// Tailscale operator compatibility: `true` → auth, `noauth` → noauth.
+    #[arg(long = "apiserver-proxy-env", env = "APISERVER_PROXY", hide = true)]
+    pub apiserver_proxy_env: Option<String>,
+
+    /// tailscaled's LocalAPI socket for WhoIs (the tailnet deployment).
+    #[arg(
+        long,
+        env = "KUBESCRIBE_LOCALAPI_SOCKET",
+        value_name = "PATH",
+        conflicts_with = "identity_file"
+    )]
+    pub localapi_socket: Option<PathBuf>,
+
+    /// Static identity file mapping caller addresses to identities and grants (the standalone deployment).
+    #[arg(long, env = "KUBESCRIBE_IDENTITY_FILE", value_name = "FILE")]
+    pub identity_file: Option<PathBuf>,
+
+    /// Address of the admin listener serving /metrics, /healthz and /readyz.
+    #[arg(
+        long,
+        env = "KUBESCRIBE_ADMIN_LISTEN",
+        value_name = "ADDR",
+        default_value = "127.0.0.1:9102"
+    )]
+    pub admin_listen: SocketAddr,
+
+    /// Largest request body copied into an event; larger bodies are forwarded whole and
+    /// recorded truncated (prefix, `truncated` marker; full size and SHA-256 in the response record).
+    #[arg(long, env = "KUBESCRIBE_MAX_BODY_CAPTURE", value_name = "BYTES", default_value_t = DEFAULT_MAX_BODY_CAPTURE)]
+    pub max_body_capture: usize,
+
+    /// Largest request head (request line plus headers) accepted from a caller; larger → 431.
+    #[arg(long, env = "KUBESCRIBE_MAX_HEADER_BYTES", value_name = "BYTES", default_value_t = 256 * 1024)]
+    pub max_header_bytes: usize,
+
+    /// Send an event for every caller that has recorders, not only callers whose grant says
+    /// `enableEvents` (Tailscale v1.90–v1.94 semantics; any Go ParseBool true value).
+    #[arg(
+        long = "events-for-all-callers",
+        env = "TS_EXPERIMENTAL_KUBE_API_EVENTS",
+        value_name = "BOOL"
+    )]
+    pub events_for_all_callers: Option<String>,
+
+    /// When WhoIs of the connection's address fails, retry with the `X-Forwarded-For` header
+    /// (one `IP:PORT`). Only for a plain-HTTP listener behind a trusted L7 proxy. Off by default.
+    #[arg(long, env = "KUBESCRIBE_TRUST_FORWARDED_FOR", default_value_t = false)]
+    pub trust_forwarded_for: bool,
+
+    /// Directory where events wait while recorders are unreachable (fail open only).
+    #[arg(long, env = "KUBESCRIBE_SPOOL_DIR", value_name = "DIR")]
+    pub spool_dir: Option<PathBuf>,
+
+    /// How long shutdown waits for in-flight requests (seconds).
+    #[arg(
+        long,
+        env = "KUBESCRIBE_SHUTDOWN_GRACE",
+        value_name = "SECONDS",
+        default_value_t = 10
+    )]
+    pub shutdown_grace_secs: u64,
+
+    /// Log format.
+    #[arg(
+        long,
+        env = "KUBESCRIBE_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
+    pub log_format: LogFormat,
+}
+
+/// Where caller identities come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IdentitySource {
+    /// tailscaled's LocalAPI over a unix socket.
+    LocalApi(PathBuf),
+    /// A static identity file.
+    File(PathBuf),
+}
+
+impl std::fmt::Display for IdentitySource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            IdentitySource::LocalApi(p) => write!(f, "LocalAPI socket {}", p.display()),
+            IdentitySource::File(p) => write!(f, "identity file {}", p.display()),
+        }
+    }
+}
+
+/// Where the upstream API server configuration comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UpstreamSource {
+    /// A kubeconfig file and optional context.
+    Kubeconfig {
+        /// The file.
+        path: PathBuf,
+        /// The context (None: current-context).
+        context: Option<String>,
+    },
+    /// The pod's service account and `KUBERNETES_SERVICE_HOST`/`PORT`.
+    InCluster,
+}
+
+/// TLS files of the API listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// PEM certificate chain.
+    pub cert: PathBuf,
+    /// PEM private key.
+    pub key: PathBuf,
+}
+
+/// The validated configuration of a serving proxy.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// API listener address.
+    pub listen: SocketAddr,
+    /// TLS for the API listener (None: plain HTTP).
+    pub tls: Option<TlsFiles>,
+    /// Whether a PROXY protocol header is required.
+    pub proxy_protocol: bool,
+    /// Upstream configuration source.
+    pub upstream: UpstreamSource,
+    /// auth or noauth.
+    pub mode: Mode,
+    /// Identity source.
+    pub identity: IdentitySource,
+    /// Admin listener address.
+    pub admin_listen: SocketAddr,
+    /// Body capture cap.
+    pub max_body_capture: usize,
+    /// Request head cap.
+    pub max_header_bytes: usize,
+    /// Events for every caller with recorders.
+    pub events_for_all_callers: bool,
+    /// Honour X-Forwarded-For as a WhoIs fallback.
+    pub trust_forwarded_for: bool,
+    /// Spool directory for fail-open events.
+    pub spool_dir: Option<PathBuf>,
+    /// Shutdown grace period.
+    pub shutdown_grace: Duration,
+    /// Log format.
+    pub log_format: LogFormat,
+}
+
+/// A configuration that cannot run, naming the flag and what is wrong.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    /// APISERVER_PROXY has a value we do not know.
+    #[error("APISERVER_PROXY={0:?} is not valid: use \"true\" (auth mode) or \"noauth\"")]
+    BadApiserverProxy(String),
+    /// APISERVER_PROXY=false means "no proxy".
+    #[error("APISERVER_PROXY={0:?} disables the API server proxy; unset it or set it to \"true\" or \"noauth\" to run kubescribe-proxy")]
+    ProxyDisabled(String),
+    /// --mode and APISERVER_PROXY disagree.
+    #[error("--mode {flag} contradicts APISERVER_PROXY={env:?}; set only one of them")]
+    ModeConflict {
+        /// The flag's mode.
+        flag: &'static str,
+        /// The env value.
+        env: String,
+    },
+    /// No identity source.
+    #[error("no identity source: pass --localapi-socket PATH (tailnet) or --identity-file FILE (standalone)")]
+    NoIdentitySource,
+    /// Bad bool for TS_EXPERIMENTAL_KUBE_API_EVENTS.
+    #[error("--events-for-all-callers / TS_EXPERIMENTAL_KUBE_API_EVENTS={0:?} is not a boolean (use true/false, 1/0, t/f)")]
+    BadEventsBool(String),
+    /// Body capture cap too large.
+    #[error("--max-body-capture {0} is too large; at most 64 MiB is allowed")]
+    BodyCaptureTooLarge(usize),
+    /// Head cap out of range.
+    #[error("--max-header-bytes {0} is out of range; use 8192 ..= 16777216")]
+    HeaderBytesOutOfRange(usize),
+    /// Neither kubeconfig nor in-cluster environment.
+    #[error("no upstream: pass --kubeconfig PATH (or set KUBECONFIG), or run in a pod where KUBERNETES_SERVICE_HOST is set")]
+    NoUpstream,
+}
+
+/// Go's `strconv.ParseBool`.
+pub fn parse_go_bool(s: &str) -> Option<bool> {
+    match s {
+        "1" | "t" | "T" | "true" | "TRUE" | "True" => Some(true),
+        "0" | "f" | "F" | "false" | "FALSE" | "False" => Some(false),
+        _ => None,
+    }
+}
+
+impl ServeArgs {
+    /// Validate into a [`Config`]. `in_cluster_available` says whether
+    /// `KUBERNETES_SERVICE_HOST` is set (passed in so tests need no process env).
+    pub fn validate(self, in_cluster_available: bool) -> Result<Config, ConfigError> {
+        let env_mode = match self.apiserver_proxy_env.as_deref() {
+            None | Some("") => None,
+            Some("true") => Some(Mode::Auth),
+            Some("noauth") => Some(Mode::Noauth),
+            Some(v @ "false") => return Err(ConfigError::ProxyDisabled(v.to_string())),
+            Some(v) => return Err(ConfigError::BadApiserverProxy(v.to_string())),
+        };
+        let mode = match (self.mode, env_mode) {
+            (Some(flag), Some(env)) if flag != env => {
+                return Err(ConfigError::ModeConflict {
+                    flag: flag.as_str(),
+                    env: self.apiserver_proxy_env.unwrap_or_default(),
+                })
+            }
+            (Some(m), _) | (None, Some(m)) => m,
+            (None, None) => Mode::Auth,
+        };
+        let identity = match (self.localapi_socket, self.identity_file) {
+            (Some(s), None) => IdentitySource::LocalApi(s),
+            (None, Some(f)) => IdentitySource::File(f),
+            _ => return Err(ConfigError::NoIdentitySource),
+        };
+        let events_for_all_callers = match self.events_for_all_callers.as_deref() {
+            None | Some("") => false,
+            Some(v) => parse_go_bool(v).ok_or_else(|| ConfigError::BadEventsBool(v.into()))?,
+        };
+        if self.max_body_capture > 64 * 1024 * 1024 {
+            return Err(ConfigError::BodyCaptureTooLarge(self.max_body_capture));
+        }
+        if !(8192..=16 * 1024 * 1024).contains(&self.max_header_bytes) {
+            return Err(ConfigError::HeaderBytesOutOfRange(self.max_header_bytes));
+        }
+        let upstream = match self.kubeconfig {
+            Some(path) => UpstreamSource::Kubeconfig {
+                path,
+                context: self.context,
+            },
+            None if in_cluster_available => UpstreamSource::InCluster,
+            None => return Err(ConfigError::NoUpstream),
+        };
+        let tls = match (self.tls_cert, self.tls_key) {
+            (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+            _ => None,
+        };
+        Ok(Config {
+            listen: self.listen,
+            tls,
+            proxy_protocol: self.proxy_protocol,
+            upstream,
+            mode,
+            identity,
+            admin_listen: self.admin_listen,
+            max_body_capture: self.max_body_capture,
+            max_header_bytes: self.max_header_bytes,
+            events_for_all_callers,
+            trust_forwarded_for: self.trust_forwarded_for,
+            spool_dir: self.spool_dir,
+            shutdown_grace: Duration::from_secs(self.shutdown_grace_secs),
+            log_format: self.log_format,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(extra: &[&str]) -> ServeArgs {
+        let mut v = vec![
+            "kubescribe-proxy",
+            "--identity-file",
+            "/x",
+            "--kubeconfig",
+            "/k",
+        ];
+        v.extend_from_slice(extra);
+        Cli::try_parse_from(v)
+            .map(|c| c.serve)
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn apiserver_proxy_env_maps_to_modes() {
+        let mut a = args(&[]);
+        a.apiserver_proxy_env = Some("true".into());
+        assert_eq!(a.clone().validate(false).map(|c| c.mode), Ok(Mode::Auth));
+        a.apiserver_proxy_env = Some("noauth".into());
+        assert_eq!(a.clone().validate(false).map(|c| c.mode), Ok(Mode::Noauth));
+        a.apiserver_proxy_env = Some("false".into());
+        assert!(matches!(
+            a.clone().validate(false),
+            Err(ConfigError::ProxyDisabled(_))
+        ));
+        a.apiserver_proxy_env = Some("yes".into());
+        assert!(matches!(
+            a.validate(false),
+            Err(ConfigError::BadApiserverProxy(_))
+        ));
+    }
+
+    #[test]
+    fn mode_flag_conflicting_with_env_is_rejected() {
+        let mut a = args(&["--mode", "auth"]);
+        a.apiserver_proxy_env = Some("noauth".into());
+        assert!(matches!(
+            a.validate(false),
+            Err(ConfigError::ModeConflict { .. })
+        ));
+    }
+
+    #[test]
+    fn identity_and_upstream_are_required() {
+        let a = Cli::try_parse_from(["kubescribe-proxy"]).map(|c| c.serve);
+        let a = a.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            a.clone().validate(true).err(),
+            Some(ConfigError::NoIdentitySource)
+        );
+        let mut a = a;
+        a.identity_file = Some("/x".into());
+        assert_eq!(
+            a.clone().validate(false).err(),
+            Some(ConfigError::NoUpstream)
+        );
+        assert_eq!(
+            a.validate(true).map(|c| c.upstream),
+            Ok(UpstreamSource::InCluster)
+        );
+    }
+
+    #[test]
+    fn events_bool_uses_go_parse_bool() {
+        let mut a = args(&[]);
+        a.events_for_all_callers = Some("T".into());
+        assert_eq!(
+            a.clone().validate(false).map(|c| c.events_for_all_callers),
+            Ok(true)
+        );
+        a.events_for_all_callers = Some("nope".into());
+        assert!(matches!(
+            a.validate(false),
+            Err(ConfigError::BadEventsBool(_))
+        ));
+    }
+
+    #[test]
+    fn tls_needs_both_files_and_whois_parses() {
+        assert!(Cli::try_parse_from(["kubescribe-proxy", "--tls-cert", "/c"]).is_err());
+        let cli = Cli::try_parse_from([
+            "kubescribe-proxy",
+            "whois",
+            "--identity-file",
+            "/f",
+            "100.64.0.1:1234",
+        ]);
+        assert!(matches!(
+            cli.map(|c| c.command),
+            Ok(Some(Command::Whois(WhoisArgs { .. })))
+        ));
+    }
+}

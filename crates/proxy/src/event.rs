@@ -1,0 +1,80 @@
+//! Building the `kubernetes-api-request` event (reference §5) and the response
+//! record from what the proxy knows about a request.
+
+use event_model::{BodyCapture, Event, Extension, Request, ResponseRecord, Source};
+use k8s_request_parse::RequestInfo;
+
+use crate::request::body_capture::BodyDigest;
+use crate::request::context::RequestContext;
+
+/// The request event. `body` is the captured body (the prefix when
+/// `truncated`); the event never carries headers, so never `Authorization`.
+pub fn request_event(
+    ctx: &RequestContext,
+    info: &RequestInfo,
+    source: Source,
+    body: &[u8],
+    truncated: bool,
+) -> Event {
+    Event {
+        id: String::new(),
+        timestamp: ctx.received_unix,
+        user_agent: ctx.user_agent.clone(),
+        request: Request {
+            method: ctx.method.as_str().to_string(),
+            path: ctx.target.clone(),
+            body: body.to_vec(),
+            query_parameters: k8s_request_parse::query::parse_query(&ctx.raw_query),
+            ..Default::default()
+        },
+        kubernetes: info.clone(),
+        source,
+        kubescribe: Some(Extension {
+            key: ctx.id.clone(),
+            request_id: ctx.id.clone(),
+            body: Some(BodyCapture {
+                truncated,
+                captured_bytes: body.len() as u64,
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// The response record for a request whose event has key `key`.
+pub fn response_record(
+    key: &str,
+    status: http::StatusCode,
+    ctx: &RequestContext,
+    response_bytes: u64,
+    complete: bool,
+    request_body: Option<BodyDigest>,
+) -> ResponseRecord {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0);
+    let mut error = None;
+    if !complete {
+        error = Some(
+            "response incomplete: the caller or the API server closed the stream early".to_string(),
+        );
+    }
+    if let Some(d) = &request_body {
+        if !d.complete && error.is_none() {
+            error = Some("request body was not forwarded to its end".to_string());
+        }
+    }
+    ResponseRecord {
+        key: key.to_string(),
+        timestamp: now,
+        status: status.as_u16(),
+        duration_ms: ctx.received.elapsed().as_secs_f64() * 1000.0,
+        response_bytes,
+        request_body_bytes: request_body.as_ref().map(|d| d.size),
+        request_body_sha256: request_body.map(|d| d.sha256),
+        error,
+        ..Default::default()
+    }
+}

@@ -1,0 +1,222 @@
+//! The API listener: accept TCP, read the PROXY header when required, terminate
+//! TLS when configured, serve HTTP/1.1 with upgrades, and shut down gracefully.
+
+pub mod proxy_protocol;
+pub mod tls;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::forward::ProxyBody;
+use proxy_protocol::ProxiedPeer;
+
+/// Bound on the TLS handshake of one connection.
+pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Bound on reading one request head.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What is known about the connection a request arrived on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnInfo {
+    /// The caller's address: the PROXY header's source, else the TCP peer.
+    pub caller: SocketAddr,
+    /// The TCP peer (the forwarder, behind `tailscale serve`).
+    pub tcp_peer: SocketAddr,
+    /// Whether TLS was terminated here.
+    pub tls: bool,
+    /// Whether the caller address came from a PROXY header.
+    pub via_proxy_protocol: bool,
+}
+
+/// How connections are accepted.
+#[derive(Clone)]
+pub struct ListenerOptions {
+    /// TLS configuration (None: plain HTTP).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Require a PROXY protocol header first.
+    pub proxy_protocol: bool,
+    /// Largest request head.
+    pub max_header_bytes: usize,
+}
+
+impl std::fmt::Debug for ListenerOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ListenerOptions")
+            .field("tls", &self.tls.is_some())
+            .field("proxy_protocol", &self.proxy_protocol)
+            .field("max_header_bytes", &self.max_header_bytes)
+            .finish()
+    }
+}
+
+/// Serve `handler` on `listener` until `shutdown` resolves, then stop accepting
+/// and give in-flight requests up to `grace` to finish.
+pub async fn serve<H, F>(
+    listener: TcpListener,
+    opts: ListenerOptions,
+    handler: H,
+    shutdown: impl Future<Output = ()>,
+    grace: Duration,
+) where
+    H: Fn(ConnInfo, Request<Incoming>) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Response<ProxyBody>> + Send + 'static,
+{
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let tls = opts.tls.clone().map(tokio_rustls::TlsAcceptor::from);
+    tokio::pin!(shutdown);
+    loop {
+        let (tcp, tcp_peer) = tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // EMFILE and friends: back off briefly instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = tcp.set_nodelay(true);
+        let watcher = graceful.watcher();
+        let opts = opts.clone();
+        let tls = tls.clone();
+        let handler = handler.clone();
+        tokio::spawn(async move {
+            if let Some(conn) = prepare(tcp, tcp_peer, &opts, tls).await {
+                let (io, info) = conn;
+                let svc = hyper::service::service_fn(move |req| {
+                    let fut = handler(info, req);
+                    async move { Ok::<_, Infallible>(fut.await) }
+                });
+                let mut builder = auto::Builder::new(TokioExecutor::new());
+                builder
+                    .http1()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(HEADER_READ_TIMEOUT)
+                    .max_buf_size(opts.max_header_bytes);
+                let builder = builder.http1_only();
+                let conn = builder.serve_connection_with_upgrades(io, svc);
+                if let Err(e) = watcher.watch(conn.into_owned()).await {
+                    tracing::debug!(caller = %info.caller, error = %e, "connection ended with an error");
+                }
+            }
+        });
+    }
+    drop(listener);
+    tracing::info!(grace = ?grace, "shutting down: no new connections; waiting for in-flight requests");
+    match tokio::time::timeout(grace, graceful.shutdown()).await {
+        Ok(()) => tracing::info!("all connections finished"),
+        Err(_) => {
+            tracing::warn!(grace = ?grace, "grace period over; closing remaining connections")
+        }
+    }
+}
+
+/// A byte stream after PROXY header and TLS handling.
+pub type AcceptedIo = TokioIo<MaybeTls>;
+
+/// A plain or TLS server stream.
+pub enum MaybeTls {
+    /// Plain TCP.
+    Plain(TcpStream),
+    /// TLS over TCP.
+    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+}
+
+impl tokio::io::AsyncRead for MaybeTls {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            MaybeTls::Plain(s) => std::pin::Pin::new(s).poll_read(cx, buf),
+            MaybeTls::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl tokio::io::AsyncWrite for MaybeTls {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            MaybeTls::Plain(s) => std::pin::Pin::new(s).poll_write(cx, buf),
+            MaybeTls::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            MaybeTls::Plain(s) => std::pin::Pin::new(s).poll_flush(cx),
+            MaybeTls::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            MaybeTls::Plain(s) => std::pin::Pin::new(s).poll_shutdown(cx),
+            MaybeTls::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+async fn prepare(
+    mut tcp: TcpStream,
+    tcp_peer: SocketAddr,
+    opts: &ListenerOptions,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) -> Option<(AcceptedIo, ConnInfo)> {
+    let mut info = ConnInfo {
+        caller: tcp_peer,
+        tcp_peer,
+        tls: tls.is_some(),
+        via_proxy_protocol: false,
+    };
+    if opts.proxy_protocol {
+        match proxy_protocol::read_header(&mut tcp, crate::config::PROXY_HEADER_TIMEOUT).await {
+            Ok(ProxiedPeer::Address(a)) => {
+                info.caller = a;
+                info.via_proxy_protocol = true;
+            }
+            Ok(ProxiedPeer::Local) => {}
+            Err(e) => {
+                tracing::warn!(tcp_peer = %tcp_peer, error = %e, "closing connection: bad PROXY protocol header");
+                return None;
+            }
+        }
+    }
+    let io = match tls {
+        None => MaybeTls::Plain(tcp),
+        Some(acceptor) => {
+            match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                Ok(Ok(s)) => MaybeTls::Tls(Box::new(s)),
+                Ok(Err(e)) => {
+                    tracing::debug!(caller = %info.caller, error = %e, "TLS handshake failed");
+                    return None;
+                }
+                Err(_) => {
+                    tracing::debug!(caller = %info.caller, "TLS handshake timed out");
+                    return None;
+                }
+            }
+        }
+    };
+    Some((TokioIo::new(io), info))
+}

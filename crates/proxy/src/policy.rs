@@ -1,0 +1,130 @@
+//! Where the fail-closed decision is applied — the one place.
+//!
+//! Before forwarding, [`admit`] decides from the caller's merged grants whether
+//! the request needs an event, may go through unrecorded, or is refused
+//! (fail closed with no recorders: 403 for every request, events on or not).
+//! After the event was offered to the recorders, [`after_event`] turns the
+//! recorder client's [`Outcome`] into forward or refuse (502 under fail closed).
+//! The wording of refusals is Tailscale's (reference §4.2), produced by the
+//! recorder client's `FailurePolicy`.
+
+use http::StatusCode;
+use identity::RecorderPolicy;
+
+use crate::recorder::{FailurePolicy, Outcome};
+
+/// What to do with a request before any event is sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Admission {
+    /// Forward without an event (no recorders under fail open, or events off for this caller).
+    ForwardWithoutEvent,
+    /// Send an event to the caller's recorders first.
+    RecordEvent(FailurePolicy),
+    /// Refuse with this status and body.
+    Refuse(Refusal),
+}
+
+/// A refusal: status and plain-text body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// 403 or 502.
+    pub status: StatusCode,
+    /// Body text.
+    pub message: String,
+}
+
+/// Decide before forwarding. `events_for_all_callers` is
+/// `TS_EXPERIMENTAL_KUBE_API_EVENTS` (events for every caller that has recorders).
+pub fn admit(policy: &RecorderPolicy, events_for_all_callers: bool, url: &str) -> Admission {
+    let failure = FailurePolicy::from_fail_open(policy.fail_open);
+    if policy.recorder_addrs.is_empty() {
+        return match failure.no_recorders_for_request(url) {
+            Outcome::Refuse { status, message } => Admission::Refuse(Refusal { status, message }),
+            _ => Admission::ForwardWithoutEvent,
+        };
+    }
+    if policy.enable_events || events_for_all_callers {
+        Admission::RecordEvent(failure)
+    } else {
+        Admission::ForwardWithoutEvent
+    }
+}
+
+/// Whether Tailscale would count `k8s_auth_proxy_api_request_event_recording_attempted`
+/// for this policy (everything except "fail open and no recorders").
+pub fn counts_as_recording_attempt(policy: &RecorderPolicy) -> bool {
+    !(policy.fail_open && policy.recorder_addrs.is_empty())
+}
+
+/// What became of the event, when the request may go on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recorded {
+    /// A recorder stored it.
+    Stored,
+    /// Fail open: not stored (spooled or dropped); the reason is for the log.
+    NotStored(String),
+}
+
+/// Decide after the event was offered to the recorders.
+pub fn after_event(outcome: Outcome) -> Result<Recorded, Refusal> {
+    match outcome {
+        Outcome::Forward => Ok(Recorded::Stored),
+        Outcome::ForwardUnrecorded { reason } => Ok(Recorded::NotStored(reason.to_string())),
+        Outcome::Refuse { status, message } => Err(Refusal { status, message }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(addrs: &[&str], fail_open: bool, enable_events: bool) -> RecorderPolicy {
+        RecorderPolicy {
+            recorder_addrs: addrs.iter().filter_map(|a| a.parse().ok()).collect(),
+            fail_open,
+            enable_events,
+        }
+    }
+
+    #[test]
+    fn fail_closed_without_recorders_refuses_everything() {
+        let a = admit(&policy(&[], false, false), false, "/api/v1/pods?limit=1");
+        assert_eq!(
+            a,
+            Admission::Refuse(Refusal {
+                status: StatusCode::FORBIDDEN,
+                message: "forbidden: api request \"/api/v1/pods?limit=1\" must be recorded, but no recorders are available.".into()
+            })
+        );
+    }
+
+    #[test]
+    fn events_only_when_granted_or_forced_and_recorders_exist() {
+        assert_eq!(
+            admit(&policy(&[], true, true), true, "/"),
+            Admission::ForwardWithoutEvent
+        );
+        assert_eq!(
+            admit(&policy(&["100.64.0.5:80"], true, false), false, "/"),
+            Admission::ForwardWithoutEvent
+        );
+        assert_eq!(
+            admit(&policy(&["100.64.0.5:80"], true, false), true, "/"),
+            Admission::RecordEvent(FailurePolicy::FailOpen)
+        );
+        assert_eq!(
+            admit(&policy(&["100.64.0.5:80"], false, true), false, "/"),
+            Admission::RecordEvent(FailurePolicy::FailClosed)
+        );
+    }
+
+    #[test]
+    fn outcomes_map_to_forward_or_refuse() {
+        assert_eq!(after_event(Outcome::Forward), Ok(Recorded::Stored));
+        let r = after_event(Outcome::Refuse {
+            status: StatusCode::BAD_GATEWAY,
+            message: "error recording Kubernetes API request: x".into(),
+        });
+        assert_eq!(r.map_err(|r| r.status), Err(StatusCode::BAD_GATEWAY));
+    }
+}

@@ -1,0 +1,357 @@
+//! Capturing a request body for the event without buffering more than the cap.
+//!
+//! Design (documented in the README): read up to `cap + 1` bytes.
+//! * If the body ends within the cap, the event carries the whole body and the
+//!   same bytes are forwarded.
+//! * Otherwise the event carries the first `cap` bytes with
+//!   `kubescribe.body.truncated = true`, and the body is forwarded whole as a
+//!   stream: the bytes already read, then the rest as it arrives. Its full size
+//!   and SHA-256 are only known once it has been forwarded, so they go into the
+//!   response record (`requestBodyBytes`, `requestBodySHA256`).
+//!
+//! Memory per request is bounded by the cap plus one read frame.
+
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use bytes::{Bytes, BytesMut};
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt;
+use sha2::{Digest, Sha256};
+
+use crate::forward::{BoxError, ProxyBody};
+
+/// Size and SHA-256 of a forwarded body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BodyDigest {
+    /// Bytes forwarded.
+    pub size: u64,
+    /// Lower-case hex SHA-256 of those bytes.
+    pub sha256: String,
+    /// Whether the body reached its end (false: the forward was cut short).
+    pub complete: bool,
+}
+
+/// Where a streaming body leaves its digest once it has been forwarded.
+pub type DigestSlot = Arc<Mutex<Option<BodyDigest>>>;
+
+/// A captured request body.
+pub enum Captured {
+    /// The body ended within the cap: these are all its bytes.
+    Whole {
+        /// The body.
+        body: Bytes,
+        /// Request trailers, if the caller sent any.
+        trailers: Option<http::HeaderMap>,
+    },
+    /// The body is longer than the cap.
+    Truncated {
+        /// Its first `cap` bytes, for the event.
+        prefix: Bytes,
+        /// The whole body to forward (read bytes first, then the rest).
+        forward: ProxyBody,
+        /// Filled with size and SHA-256 once `forward` is done.
+        digest: DigestSlot,
+    },
+}
+
+impl std::fmt::Debug for Captured {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Captured::Whole { body, .. } => f.debug_tuple("Whole").field(&body.len()).finish(),
+            Captured::Truncated { prefix, .. } => f
+                .debug_struct("Truncated")
+                .field("prefix", &prefix.len())
+                .finish(),
+        }
+    }
+}
+
+impl Captured {
+    /// The body to forward upstream (all bytes, trailers kept).
+    pub fn forward_body(self) -> ProxyBody {
+        match self {
+            Captured::Whole {
+                body,
+                trailers: None,
+            } => http_body_util::Full::new(body)
+                .map_err(|e| match e {})
+                .boxed(),
+            Captured::Whole { body, trailers } => {
+                ReplayBody::new(vec![body], trailers, None).boxed()
+            }
+            Captured::Truncated { forward, .. } => forward,
+        }
+    }
+}
+
+/// Read `body` until it ends or more than `cap` bytes have arrived.
+pub async fn capture<B>(mut body: B, cap: usize) -> Result<Captured, BoxError>
+where
+    B: Body<Data = Bytes> + Send + Sync + Unpin + 'static,
+    B::Error: Into<BoxError>,
+{
+    let mut chunks: Vec<Bytes> = Vec::new();
+    let mut total = 0usize;
+    let mut trailers = None;
+    while total <= cap {
+        match body.frame().await {
+            None => {
+                return Ok(Captured::Whole {
+                    body: join(&chunks, total),
+                    trailers,
+                })
+            }
+            Some(Err(e)) => return Err(e.into()),
+            Some(Ok(frame)) => match frame.into_data() {
+                Ok(data) => {
+                    total += data.len();
+                    chunks.push(data);
+                }
+                Err(frame) => {
+                    if let Ok(t) = frame.into_trailers() {
+                        trailers = Some(t);
+                    }
+                }
+            },
+        }
+    }
+    let all = join(&chunks, total);
+    let prefix = all.slice(..cap);
+    let digest = DigestSlot::default();
+    let rest: ProxyBody = body.map_err(Into::into).boxed();
+    let forward = HashingBody::new(ReplayBody::new(vec![all], None, Some(rest)), digest.clone());
+    Ok(Captured::Truncated {
+        prefix,
+        forward: forward.boxed(),
+        digest,
+    })
+}
+
+fn join(chunks: &[Bytes], total: usize) -> Bytes {
+    match chunks {
+        [] => Bytes::new(),
+        [one] => one.clone(),
+        many => {
+            let mut b = BytesMut::with_capacity(total);
+            for c in many {
+                b.extend_from_slice(c);
+            }
+            b.freeze()
+        }
+    }
+}
+
+/// Replays already-read chunks, then continues with the rest of the body.
+struct ReplayBody {
+    head: std::collections::VecDeque<Bytes>,
+    trailers: Option<http::HeaderMap>,
+    rest: Option<ProxyBody>,
+}
+
+impl ReplayBody {
+    fn new(head: Vec<Bytes>, trailers: Option<http::HeaderMap>, rest: Option<ProxyBody>) -> Self {
+        ReplayBody {
+            head: head.into(),
+            trailers,
+            rest,
+        }
+    }
+}
+
+impl Body for ReplayBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        if let Some(b) = self.head.pop_front() {
+            return Poll::Ready(Some(Ok(Frame::data(b))));
+        }
+        if let Some(t) = self.trailers.take() {
+            return Poll::Ready(Some(Ok(Frame::trailers(t))));
+        }
+        match self.rest.as_mut() {
+            Some(r) => Pin::new(r).poll_frame(cx),
+            None => Poll::Ready(None),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.head.is_empty()
+            && self.trailers.is_none()
+            && self.rest.as_ref().is_none_or(|r| r.is_end_stream())
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        let head: u64 = self.head.iter().map(|b| b.len() as u64).sum();
+        match &self.rest {
+            None => SizeHint::with_exact(head),
+            Some(r) => {
+                let h = r.size_hint();
+                let mut s = SizeHint::new();
+                s.set_lower(h.lower().saturating_add(head));
+                if let Some(u) = h.upper() {
+                    s.set_upper(u.saturating_add(head));
+                }
+                s
+            }
+        }
+    }
+}
+
+/// Counts and hashes data frames; publishes the digest at the end (or on drop).
+struct HashingBody<B> {
+    inner: B,
+    size: u64,
+    hasher: Option<Sha256>,
+    slot: DigestSlot,
+}
+
+impl<B> HashingBody<B> {
+    fn new(inner: B, slot: DigestSlot) -> Self {
+        HashingBody {
+            inner,
+            size: 0,
+            hasher: Some(Sha256::new()),
+            slot,
+        }
+    }
+
+    fn publish(&mut self, complete: bool) {
+        if let Some(h) = self.hasher.take() {
+            let d = BodyDigest {
+                size: self.size,
+                sha256: hex::encode(h.finalize()),
+                complete,
+            };
+            if let Ok(mut s) = self.slot.lock() {
+                *s = Some(d);
+            }
+        }
+    }
+}
+
+impl<B> Drop for HashingBody<B> {
+    fn drop(&mut self) {
+        self.publish(false);
+    }
+}
+
+impl<B> Body for HashingBody<B>
+where
+    B: Body<Data = Bytes, Error = BoxError> + Unpin,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(d) = frame.data_ref() {
+                    this.size += d.len() as u64;
+                    if let Some(h) = this.hasher.as_mut() {
+                        h.update(d);
+                    }
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(None) => {
+                this.publish(true);
+                Poll::Ready(None)
+            }
+            other => other,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::{BodyExt, StreamBody};
+
+    fn chunked(chunks: Vec<&'static [u8]>) -> ProxyBody {
+        let s = futures_util::stream::iter(
+            chunks
+                .into_iter()
+                .map(|c| Ok::<_, BoxError>(Frame::data(Bytes::from_static(c)))),
+        );
+        StreamBody::new(s).boxed()
+    }
+
+    #[tokio::test]
+    async fn body_within_cap_is_whole() {
+        let c = capture(chunked(vec![b"hello ", b"world"]), 11).await;
+        match c {
+            Ok(Captured::Whole { body, .. }) => assert_eq!(&body[..], b"hello world"),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn body_over_cap_is_truncated_but_forwarded_whole_with_digest() {
+        let c = capture(chunked(vec![b"hello ", b"world", b"!!"]), 8).await;
+        let Ok(Captured::Truncated {
+            prefix,
+            forward,
+            digest,
+        }) = c
+        else {
+            panic!("expected truncation");
+        };
+        assert_eq!(&prefix[..], b"hello wo");
+        let all = forward.collect().await.map(|c| c.to_bytes());
+        assert_eq!(all.ok().as_deref(), Some(&b"hello world!!"[..]));
+        let d = digest.lock().ok().and_then(|d| d.clone());
+        assert_eq!(
+            d,
+            Some(BodyDigest {
+                size: 13,
+                sha256: hex::encode(Sha256::digest(b"hello world!!")),
+                complete: true
+            })
+        );
+    }
+
+    #[tokio::test]
+    async fn empty_body_and_exact_cap() {
+        assert!(
+            matches!(capture(chunked(vec![]), 0).await, Ok(Captured::Whole { body, .. }) if body.is_empty())
+        );
+        assert!(
+            matches!(capture(chunked(vec![b"abcd"]), 4).await, Ok(Captured::Whole { body, .. }) if body.len() == 4)
+        );
+        assert!(matches!(
+            capture(chunked(vec![b"abcde"]), 4).await,
+            Ok(Captured::Truncated { .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn dropped_forward_reports_incomplete() {
+        let Ok(Captured::Truncated {
+            forward, digest, ..
+        }) = capture(chunked(vec![b"0123456789", b"abc"]), 4).await
+        else {
+            panic!("expected truncation");
+        };
+        drop(forward);
+        let d = digest.lock().ok().and_then(|d| d.clone());
+        assert_eq!(d.map(|d| d.complete), Some(false));
+    }
+}

@@ -1,0 +1,60 @@
+//! What the proxy knows about one request before it is forwarded.
+
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use http::request::Parts;
+use http::Method;
+
+use crate::listener::ConnInfo;
+
+/// Per-request context, shared by the event, the response record, logs and the session hook.
+#[derive(Debug, Clone)]
+pub struct RequestContext {
+    /// Unique request id (UUIDv7); also the event's idempotency key.
+    pub id: String,
+    /// The connection it arrived on.
+    pub conn: ConnInfo,
+    /// HTTP method.
+    pub method: Method,
+    /// The request-target as received: path plus `?rawquery` (what Go's `r.URL.String()` gives).
+    pub target: String,
+    /// The raw query string ("" when absent).
+    pub raw_query: String,
+    /// `User-Agent` ("" if absent).
+    pub user_agent: String,
+    /// When the request head was handed to the proxy.
+    pub received: Instant,
+    /// The same instant as Unix seconds (the event's `timestamp`).
+    pub received_unix: i64,
+}
+
+impl RequestContext {
+    /// Build from the request head.
+    pub fn new(conn: ConnInfo, parts: &Parts) -> Self {
+        let received = Instant::now();
+        let received_unix = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+            .unwrap_or(0);
+        let target = parts
+            .uri
+            .path_and_query()
+            .map(|pq| pq.as_str().to_string())
+            .unwrap_or_else(|| parts.uri.path().to_string());
+        RequestContext {
+            id: uuid::Uuid::now_v7().to_string(),
+            conn,
+            method: parts.method.clone(),
+            raw_query: parts.uri.query().unwrap_or("").to_string(),
+            target,
+            user_agent: parts
+                .headers
+                .get(http::header::USER_AGENT)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_string(),
+            received,
+            received_unix,
+        }
+    }
+}

@@ -1,0 +1,107 @@
+//! The seam for exec/attach session recording (issue 8 plugs in here).
+//!
+//! After the API server answered `101 Switching Protocols` to an upgrade request
+//! (exec, attach, port-forward, any other upgrade), the proxy calls
+//! [`SessionHook::start`] with the request's [`SessionContext`] **before**
+//! relaying the 101 to the caller. The hook may refuse (fail closed: the caller
+//! gets a proper HTTP/1.1 error instead of the 101, and the upstream connection
+//! is dropped), or return a [`SessionRelay`] that then owns both upgraded byte
+//! streams for the rest of the session.
+//!
+//! [`PassThrough`] is the default: it relays bytes both ways untouched.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use http::StatusCode;
+use hyper::upgrade::Upgraded;
+use hyper_util::rt::TokioIo;
+
+use crate::caller::CallerInfo;
+use crate::request::context::RequestContext;
+
+/// An upgraded connection as a tokio byte stream.
+pub type UpgradedStream = TokioIo<Upgraded>;
+
+/// Everything known about the request that was upgraded.
+#[derive(Debug, Clone)]
+pub struct SessionContext {
+    /// The request (id, caller address, method, target, user agent, timing).
+    pub request: RequestContext,
+    /// The caller: identity, event source and merged recorder policy.
+    pub caller: Arc<CallerInfo>,
+    /// kube-apiserver's view of the request (verb, namespace, resource `pods`, subresource `exec`/`attach`/`portforward`, name).
+    pub request_info: k8s_request_parse::RequestInfo,
+    /// The request's `Upgrade` header value as sent (e.g. `SPDY/3.1`, `websocket`).
+    pub upgrade: String,
+    /// The upstream 101 response's headers (e.g. the negotiated `X-Stream-Protocol-Version`
+    /// or `Sec-WebSocket-Protocol`).
+    pub response_headers: http::HeaderMap,
+    /// The event key of the request event, when one was recorded.
+    pub event_key: Option<String>,
+}
+
+/// A refusal from the hook: sent to the caller instead of the 101.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// HTTP status (403 for fail closed).
+    pub status: StatusCode,
+    /// Plain-text body.
+    pub message: String,
+}
+
+/// Decides, per upgraded request, how the session's bytes flow.
+#[async_trait]
+pub trait SessionHook: Send + Sync + 'static {
+    /// Called after the upstream 101 and before it is relayed to the caller.
+    async fn start(&self, ctx: &SessionContext) -> Result<Box<dyn SessionRelay>, Refusal>;
+}
+
+/// Owns an upgraded session's two streams until it ends.
+#[async_trait]
+pub trait SessionRelay: Send + 'static {
+    /// Relay (and, for a recorder, observe) bytes between caller and upstream until either side closes.
+    async fn relay(
+        self: Box<Self>,
+        ctx: SessionContext,
+        client: UpgradedStream,
+        upstream: UpgradedStream,
+    );
+}
+
+/// The default hook: no recording, bytes copied both ways.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct PassThrough;
+
+#[async_trait]
+impl SessionHook for PassThrough {
+    async fn start(&self, _ctx: &SessionContext) -> Result<Box<dyn SessionRelay>, Refusal> {
+        Ok(Box::new(CopyRelay))
+    }
+}
+
+/// Copies bytes both ways until both directions are done.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct CopyRelay;
+
+#[async_trait]
+impl SessionRelay for CopyRelay {
+    async fn relay(
+        self: Box<Self>,
+        ctx: SessionContext,
+        mut client: UpgradedStream,
+        mut upstream: UpgradedStream,
+    ) {
+        match tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+            Ok((up, down)) => tracing::debug!(
+                request_id = %ctx.request.id,
+                bytes_to_upstream = up,
+                bytes_to_client = down,
+                "upgraded session ended"
+            ),
+            Err(e) => {
+                tracing::debug!(request_id = %ctx.request.id, error = %e, "upgraded session ended with an error")
+            }
+        }
+    }
+}

@@ -1,0 +1,196 @@
+//! The HTTP/1.1 client to the API server: hyper's pooled client over our own
+//! connector (TCP + rustls with the cluster CA, client certificate, ALPN
+//! `http/1.1` only, since SPDY upgrades need HTTP/1.1).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use hyper_util::client::legacy::connect::{Connected, Connection};
+use hyper_util::rt::TokioIo;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
+use tokio::net::TcpStream;
+
+/// Bound on establishing one upstream connection (TCP + TLS).
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Connects to the API server.
+#[derive(Clone)]
+pub struct Connector {
+    tls: Option<tokio_rustls::TlsConnector>,
+    server_name: Option<ServerName<'static>>,
+}
+
+impl Connector {
+    /// A connector; `tls` is used for `https` URIs, `server_name` overrides the SNI/verification name.
+    pub fn new(
+        tls: Option<Arc<rustls::ClientConfig>>,
+        server_name: Option<ServerName<'static>>,
+    ) -> Self {
+        Connector {
+            tls: tls.map(tokio_rustls::TlsConnector::from),
+            server_name,
+        }
+    }
+}
+
+/// A plain or TLS upstream stream.
+pub enum UpstreamStream {
+    /// Plain TCP (http:// upstreams, tests).
+    Plain(TcpStream),
+    /// TLS.
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+impl Connection for UpstreamStream {
+    fn connected(&self) -> Connected {
+        Connected::new()
+    }
+}
+
+impl tokio::io::AsyncRead for UpstreamStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            UpstreamStream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            UpstreamStream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl tokio::io::AsyncWrite for UpstreamStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            UpstreamStream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            UpstreamStream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            UpstreamStream::Plain(s) => Pin::new(s).poll_flush(cx),
+            UpstreamStream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            UpstreamStream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            UpstreamStream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+type ConnectFuture =
+    Pin<Box<dyn Future<Output = Result<TokioIo<UpstreamStream>, std::io::Error>> + Send>>;
+
+impl tower_service::Service<http::Uri> for Connector {
+    type Response = TokioIo<UpstreamStream>;
+    type Error = std::io::Error;
+    type Future = ConnectFuture;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, uri: http::Uri) -> Self::Future {
+        let this = self.clone();
+        Box::pin(async move {
+            let fut = this.connect(uri);
+            match tokio::time::timeout(CONNECT_TIMEOUT, fut).await {
+                Ok(r) => r,
+                Err(_) => Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("connecting to the API server took longer than {CONNECT_TIMEOUT:?}"),
+                )),
+            }
+        })
+    }
+}
+
+impl Connector {
+    async fn connect(self, uri: http::Uri) -> Result<TokioIo<UpstreamStream>, std::io::Error> {
+        let invalid =
+            |m: &str| std::io::Error::new(std::io::ErrorKind::InvalidInput, m.to_string());
+        let host = uri
+            .host()
+            .ok_or_else(|| invalid("upstream URI has no host"))?;
+        let host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
+        let https = uri.scheme_str() == Some("https");
+        let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
+        let tcp = TcpStream::connect((host.as_str(), port)).await?;
+        tcp.set_nodelay(true)?;
+        if !https {
+            return Ok(TokioIo::new(UpstreamStream::Plain(tcp)));
+        }
+        let tls = self
+            .tls
+            .as_ref()
+            .ok_or_else(|| invalid("https upstream without a TLS configuration"))?;
+        let name = match &self.server_name {
+            Some(n) => n.clone(),
+            None => ServerName::try_from(host.clone())
+                .map_err(|_| invalid("upstream host is not a valid TLS server name"))?,
+        };
+        let s = tls.connect(name, tcp).await?;
+        Ok(TokioIo::new(UpstreamStream::Tls(Box::new(s))))
+    }
+}
+
+/// Accepts any server certificate: only for `insecure-skip-tls-verify: true`
+/// in a kubeconfig, which is logged as a warning at start-up.
+#[derive(Debug)]
+pub struct SkipVerification(pub Arc<rustls::crypto::CryptoProvider>);
+
+impl ServerCertVerifier for SkipVerification {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
