@@ -34,7 +34,9 @@ pub fn install() -> Result<PathBuf> {
 }
 
 fn stamp_matches(stamp: &PathBuf, want: &str) -> bool {
-    std::fs::read_to_string(stamp).map(|have| have == want).unwrap_or(false)
+    std::fs::read_to_string(stamp)
+        .map(|have| have == want)
+        .unwrap_or(false)
 }
 
 fn install_python(dir: &std::path::Path) -> Result<()> {
@@ -47,9 +49,11 @@ fn install_python(dir: &std::path::Path) -> Result<()> {
     if !venv.join("bin/pip").exists() {
         exec(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
     }
-    exec(Command::new(venv.join("bin/pip"))
-        .args(["install", "--quiet", "--disable-pip-version-check"])
-        .args(PIP_PACKAGES))?;
+    exec(
+        Command::new(venv.join("bin/pip"))
+            .args(["install", "--quiet", "--disable-pip-version-check"])
+            .args(PIP_PACKAGES),
+    )?;
     std::fs::write(&stamp, want).map_err(|e| format!("writing {}: {e}", stamp.display()))
 }
 
@@ -61,10 +65,19 @@ fn install_npm(dir: &std::path::Path) -> Result<()> {
         return Ok(());
     }
     std::fs::create_dir_all(&node).map_err(|e| format!("creating {}: {e}", node.display()))?;
-    exec(Command::new("npm")
-        .current_dir(&node)
-        .args(["install", "--no-audit", "--no-fund", "--silent", "--prefix", "."])
-        .args(NPM_PACKAGES))?;
+    exec(
+        Command::new("npm")
+            .current_dir(&node)
+            .args([
+                "install",
+                "--no-audit",
+                "--no-fund",
+                "--silent",
+                "--prefix",
+                ".",
+            ])
+            .args(NPM_PACKAGES),
+    )?;
     std::fs::write(&stamp, want).map_err(|e| format!("writing {}: {e}", stamp.display()))
 }
 
@@ -73,5 +86,9 @@ fn install_tailscaled(dir: &std::path::Path) -> Result<()> {
     if dir.join("tailscale/tailscaled").exists() || !script.exists() {
         return Ok(());
     }
-    exec(Command::new("bash").arg(script).env("KUBESCRIBE_PEERS", dir))
+    exec(
+        Command::new("bash")
+            .arg(script)
+            .env("KUBESCRIBE_PEERS", dir),
+    )
 }

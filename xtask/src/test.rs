@@ -8,23 +8,37 @@ use crate::{e2e, peers};
 pub fn run(with_e2e: bool) -> Result<()> {
     peers::install()?;
     let peers = peers_dir();
-    exec(cargo()
-        .args(["build", "--workspace", "--all-targets"])
-        .env("KUBESCRIBE_PEERS", &peers))?;
+    exec(
+        cargo()
+            .args(["build", "--workspace", "--all-targets"])
+            .env("KUBESCRIBE_PEERS", &peers),
+    )?;
     if on_path("cargo-nextest") {
-        exec(cargo()
-            .args(["nextest", "run", "--workspace", "--all-targets", "--no-fail-fast"])
-            .args(["--run-ignored", "all", "--failure-output", "final"])
-            .env("KUBESCRIBE_PEERS", &peers))?;
+        exec(
+            cargo()
+                .args([
+                    "nextest",
+                    "run",
+                    "--workspace",
+                    "--all-targets",
+                    "--no-fail-fast",
+                ])
+                .args(["--run-ignored", "all", "--failure-output", "final"])
+                .env("KUBESCRIBE_PEERS", &peers),
+        )?;
     } else {
-        exec(cargo()
-            .args(["test", "--workspace", "--all-targets", "--no-fail-fast"])
-            .args(["--", "--include-ignored"])
-            .env("KUBESCRIBE_PEERS", &peers))?;
+        exec(
+            cargo()
+                .args(["test", "--workspace", "--all-targets", "--no-fail-fast"])
+                .args(["--", "--include-ignored"])
+                .env("KUBESCRIBE_PEERS", &peers),
+        )?;
     }
-    exec(cargo()
-        .args(["test", "--workspace", "--doc"])
-        .env("KUBESCRIBE_PEERS", &peers))?;
+    exec(
+        cargo()
+            .args(["test", "--workspace", "--doc"])
+            .env("KUBESCRIBE_PEERS", &peers),
+    )?;
     if with_e2e {
         e2e::run()?;
     }

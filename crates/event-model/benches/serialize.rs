@@ -48,9 +48,13 @@ fn typical_event() -> Event {
 
 fn bench(c: &mut Criterion) {
     let event = typical_event();
-    c.bench_function("event/to_go_json", |b| b.iter(|| to_go_json(black_box(&event))));
+    c.bench_function("event/to_go_json", |b| {
+        b.iter(|| to_go_json(black_box(&event)))
+    });
     let wire = to_go_json(&event).unwrap_or_default();
-    c.bench_function("event/parse", |b| b.iter(|| Record::from_slice(black_box(&wire))));
+    c.bench_function("event/parse", |b| {
+        b.iter(|| Record::from_slice(black_box(&wire)))
+    });
 }
 
 criterion_group!(benches, bench);

@@ -33,7 +33,10 @@ fn main() -> Result<(), serde_json::Error> {
             node_user: "alice@example.com".into(),
             ..Source::default()
         },
-        kubescribe: Some(Extension { key: "example-key".into(), ..Extension::default() }),
+        kubescribe: Some(Extension {
+            key: "example-key".into(),
+            ..Extension::default()
+        }),
         ..Event::default()
     };
     let bytes = to_go_json(&event)?;

@@ -14,8 +14,8 @@ pub(crate) fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<
     let text: Option<String> = Option::deserialize(deserializer)?;
     match text {
         None => Ok(Vec::new()),
-        Some(text) => STANDARD
-            .decode(text.as_bytes())
-            .map_err(|e| serde::de::Error::custom(format!("request.body is not valid base64: {e}"))),
+        Some(text) => STANDARD.decode(text.as_bytes()).map_err(|e| {
+            serde::de::Error::custom(format!("request.body is not valid base64: {e}"))
+        }),
     }
 }

@@ -33,7 +33,11 @@ pub struct CastHeader {
     #[serde(default, deserialize_with = "null_default")]
     pub timestamp: i64,
     /// The command, its arguments joined by spaces (absent for attach).
-    #[serde(default, deserialize_with = "null_default", skip_serializing_if = "String::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub command: String,
     /// The caller's node FQDN, without the trailing dot.
     #[serde(rename = "srcNode", default, deserialize_with = "null_default")]
@@ -153,7 +157,11 @@ pub struct CastKubernetes {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CastExtension {
     /// The session's ID, unique per recording.
-    #[serde(rename = "sessionID", default, skip_serializing_if = "String::is_empty")]
+    #[serde(
+        rename = "sessionID",
+        default,
+        skip_serializing_if = "String::is_empty"
+    )]
     pub session_id: String,
     /// The idempotency key of the exec/attach request's event.
     #[serde(rename = "eventKey", default, skip_serializing_if = "String::is_empty")]
@@ -162,7 +170,11 @@ pub struct CastExtension {
     #[serde(default)]
     pub tty: bool,
     /// The order of `r` event sizes, when the writer states it.
-    #[serde(rename = "resizeOrder", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "resizeOrder",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub resize_order: Option<ResizeOrder>,
     /// Fields this version does not know, written back out unchanged.
     #[serde(flatten)]
@@ -210,8 +222,14 @@ impl TerminalSize {
         let first: u32 = first.parse().map_err(|_| err())?;
         let second: u32 = second.parse().map_err(|_| err())?;
         Ok(match order {
-            ResizeOrder::HeightFirst => TerminalSize { width: second, height: first },
-            ResizeOrder::WidthFirst => TerminalSize { width: first, height: second },
+            ResizeOrder::HeightFirst => TerminalSize {
+                width: second,
+                height: first,
+            },
+            ResizeOrder::WidthFirst => TerminalSize {
+                width: first,
+                height: second,
+            },
         })
     }
 }
@@ -268,12 +286,20 @@ pub struct CastEvent {
 impl CastEvent {
     /// An output (`o`) event.
     pub fn output(time: f64, data: impl Into<String>) -> Self {
-        Self { time, code: CastEventCode::Output, data: data.into() }
+        Self {
+            time,
+            code: CastEventCode::Output,
+            data: data.into(),
+        }
     }
 
     /// A resize (`r`) event with the size written in `order`.
     pub fn resize(time: f64, size: TerminalSize, order: ResizeOrder) -> Self {
-        Self { time, code: CastEventCode::Resize, data: size.to_resize_data(order) }
+        Self {
+            time,
+            code: CastEventCode::Resize,
+            data: size.to_resize_data(order),
+        }
     }
 
     /// This event as one cast line: compact JSON plus `\n`.
@@ -288,7 +314,11 @@ impl Serialize for CastEvent {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut seq = serializer.serialize_seq(Some(3))?;
         // JSON has no NaN or infinity; a clock that produced one writes 0.
-        let time = if self.time.is_finite() { self.time } else { 0.0 };
+        let time = if self.time.is_finite() {
+            self.time
+        } else {
+            0.0
+        };
         seq.serialize_element(&time)?;
         seq.serialize_element(self.code.as_str())?;
         seq.serialize_element(&self.data)?;
@@ -317,7 +347,11 @@ impl<'de> Deserialize<'de> for CastEvent {
                 if seq.next_element::<de::IgnoredAny>()?.is_some() {
                     return Err(de::Error::invalid_length(4, &self));
                 }
-                Ok(CastEvent { time, code: CastEventCode::from_wire(code), data })
+                Ok(CastEvent {
+                    time,
+                    code: CastEventCode::from_wire(code),
+                    data,
+                })
             }
         }
         deserializer.deserialize_seq(CastEventVisitor)

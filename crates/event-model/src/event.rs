@@ -97,11 +97,7 @@ pub struct Request {
     pub body: Vec<u8>,
     /// The parsed query with Go's `url.ParseQuery` rules, values decoded.
     /// Always an object on the wire (`{}` when empty).
-    #[serde(
-        rename = "queryParameters",
-        default,
-        deserialize_with = "null_default"
-    )]
+    #[serde(rename = "queryParameters", default, deserialize_with = "null_default")]
     pub query_parameters: BTreeMap<String, Vec<String>>,
     /// Fields this version does not know, written back out unchanged.
     #[serde(flatten)]

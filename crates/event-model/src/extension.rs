@@ -14,7 +14,11 @@ pub struct Extension {
     /// A [`ResponseRecord`](crate::ResponseRecord) refers to its event by it.
     pub key: String,
     /// The proxy's request ID, shared with its logs and tracing spans.
-    #[serde(rename = "requestID", default, skip_serializing_if = "String::is_empty")]
+    #[serde(
+        rename = "requestID",
+        default,
+        skip_serializing_if = "String::is_empty"
+    )]
     pub request_id: String,
     /// How much of the request body the event holds, when it is not all of it.
     #[serde(default, skip_serializing_if = "Option::is_none")]

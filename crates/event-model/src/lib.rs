@@ -43,8 +43,8 @@ mod record;
 mod response;
 
 pub use cast::{
-    CastEvent, CastEventCode, CastExtension, CastHeader, CastKubernetes, ResizeOrder,
-    TerminalSize, TerminalSizeError, ASCIICAST_VERSION,
+    CastEvent, CastEventCode, CastExtension, CastHeader, CastKubernetes, ResizeOrder, TerminalSize,
+    TerminalSizeError, ASCIICAST_VERSION,
 };
 pub use event::{Destination, Event, Request, Source, KUBERNETES_API_EVENT_TYPE};
 pub use extension::{BodyCapture, Extension};

@@ -7,7 +7,9 @@ use event_model::{
 };
 
 fn data(name: &str) -> Vec<u8> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(name);
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(name);
     std::fs::read(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
 }
 
@@ -16,7 +18,11 @@ fn event_round_trip(name: &str) -> event_model::Event {
     let Record::Event(event) = Record::from_slice(&bytes).unwrap() else {
         panic!("{name} is not an event")
     };
-    assert_eq!(to_go_json(&event).unwrap(), bytes, "{name}: re-serialised bytes differ");
+    assert_eq!(
+        to_go_json(&event).unwrap(),
+        bytes,
+        "{name}: re-serialised bytes differ"
+    );
     event
 }
 
@@ -34,7 +40,10 @@ fn user_event_is_byte_identical_after_round_trip() {
 fn tagged_event_with_go_escapes_is_byte_identical_after_round_trip() {
     let event = event_round_trip("upstream-event-tagged.json");
     // Go wrote `&` as \u0026; we read the real character and write Go's escape back.
-    assert_eq!(event.request.path, "/api/v1/pods?labelSelector=app%3Dfoo&limit=500");
+    assert_eq!(
+        event.request.path,
+        "/api/v1/pods?labelSelector=app%3Dfoo&limit=500"
+    );
     assert_eq!(event.source.node_tags, ["tag:ci", "tag:k8s"]);
     assert_eq!(event.source.node_user_id, 0);
     assert_eq!(event.kubernetes.label_selector, "app=foo");
@@ -43,7 +52,9 @@ fn tagged_event_with_go_escapes_is_byte_identical_after_round_trip() {
 #[test]
 fn go_nil_values_read_as_empty_and_parts_null_survives() {
     let bytes = data("upstream-event-nil.json");
-    let Record::Event(event) = Record::from_slice(&bytes).unwrap() else { panic!() };
+    let Record::Event(event) = Record::from_slice(&bytes).unwrap() else {
+        panic!()
+    };
     assert!(event.request.body.is_empty());
     assert!(event.request.query_parameters.is_empty());
     assert_eq!(event.kubernetes.parts, None);
@@ -56,7 +67,10 @@ fn go_nil_values_read_as_empty_and_parts_null_survives() {
 
 #[test]
 fn cast_headers_are_byte_identical_after_round_trip() {
-    for name in ["upstream-cast-header.json", "upstream-cast-header-attach.json"] {
+    for name in [
+        "upstream-cast-header.json",
+        "upstream-cast-header-attach.json",
+    ] {
         let bytes = data(name);
         let header: CastHeader = serde_json::from_slice(&bytes).unwrap();
         assert_eq!(to_go_json(&header).unwrap(), bytes, "{name}");
@@ -75,7 +89,13 @@ fn cast_stream_parses_with_height_first_resizes() {
     assert_eq!(events[0].code, CastEventCode::Output);
     assert_eq!(events[1].code, CastEventCode::Resize);
     let size = TerminalSize::from_resize_data(&events[1].data, header.resize_order()).unwrap();
-    assert_eq!(size, TerminalSize { width: 200, height: 50 });
+    assert_eq!(
+        size,
+        TerminalSize {
+            width: 200,
+            height: 50
+        }
+    );
     assert_eq!(events[2].data, "ls\r\nbin  etc\r\n<done> & ok");
 }
 
@@ -86,7 +106,9 @@ fn unknown_fields_from_newer_senders_are_kept_in_place() {
     value["futureTopLevel"] = serde_json::json!({"x": 1});
     value["source"]["nodeOS"] = serde_json::json!("linux");
     let bytes = serde_json::to_vec(&value).unwrap();
-    let Record::Event(event) = Record::from_slice(&bytes).unwrap() else { panic!() };
+    let Record::Event(event) = Record::from_slice(&bytes).unwrap() else {
+        panic!()
+    };
     assert_eq!(event.unknown["futureTopLevel"], serde_json::json!({"x": 1}));
     assert_eq!(event.source.unknown["nodeOS"], "linux");
     let back: serde_json::Value = serde_json::from_slice(&to_go_json(&event).unwrap()).unwrap();
@@ -99,16 +121,31 @@ fn unknown_record_types_and_garbage_are_errors() {
         Record::from_slice(br#"{"type":"something-else"}"#),
         Err(event_model::RecordError::UnknownType(t)) if t == "something-else"
     ));
-    assert!(matches!(Record::from_slice(br#"{"id":""}"#), Err(event_model::RecordError::MissingType)));
+    assert!(matches!(
+        Record::from_slice(br#"{"id":""}"#),
+        Err(event_model::RecordError::MissingType)
+    ));
     assert!(Record::from_slice(b"{").is_err());
-    assert!(Record::from_slice(br#"{"type":"kubernetes-api-request","request":{"body":"!!"}}"#).is_err());
-    assert!(Record::from_slice(br#"{"type":"kubernetes-api-request","timestamp":"soon"}"#).is_err());
+    assert!(
+        Record::from_slice(br#"{"type":"kubernetes-api-request","request":{"body":"!!"}}"#)
+            .is_err()
+    );
+    assert!(
+        Record::from_slice(br#"{"type":"kubernetes-api-request","timestamp":"soon"}"#).is_err()
+    );
 }
 
 #[test]
 fn cast_event_shapes() {
-    let line = CastEvent::resize(1.5, TerminalSize { width: 80, height: 24 }, ResizeOrder::HeightFirst)
-        .to_line();
+    let line = CastEvent::resize(
+        1.5,
+        TerminalSize {
+            width: 80,
+            height: 24,
+        },
+        ResizeOrder::HeightFirst,
+    )
+    .to_line();
     assert_eq!(line, b"[1.5,\"r\",\"24x80\"]\n");
     assert!(serde_json::from_str::<CastEvent>(r#"[1,"o"]"#).is_err());
     assert!(serde_json::from_str::<CastEvent>(r#"[1,"o","a","b"]"#).is_err());
@@ -116,7 +153,10 @@ fn cast_event_shapes() {
     assert_eq!(odd.code, CastEventCode::Other("x".into()));
     assert_eq!(
         TerminalSize::from_resize_data("80x24", ResizeOrder::WidthFirst).unwrap(),
-        TerminalSize { width: 80, height: 24 }
+        TerminalSize {
+            width: 80,
+            height: 24
+        }
     );
     assert!(TerminalSize::from_resize_data("80by24", ResizeOrder::WidthFirst).is_err());
     assert!(TerminalSize::from_resize_data("-1x24", ResizeOrder::WidthFirst).is_err());

@@ -12,24 +12,31 @@ use proptest::prelude::*;
 
 fn text() -> impl Strategy<Value = String> {
     // Any Unicode, including the characters Go escapes (& < > U+2028 U+2029).
-    prop_oneof![
-        any::<String>(),
-        "[&<>\u{2028}\u{2029}a-z/?=%\\\\\"]{0,12}",
-    ]
+    prop_oneof![any::<String>(), "[&<>\u{2028}\u{2029}a-z/?=%\\\\\"]{0,12}",]
 }
 
 fn request_info() -> impl Strategy<Value = RequestInfo> {
-    (any::<bool>(), text(), text(), text(), text(), option::of(vec(text(), 0..4)), text())
-        .prop_map(|(is_resource, path, verb, resource, name, parts, selector)| RequestInfo {
-            is_resource_request: is_resource,
-            path,
-            verb,
-            resource,
-            name,
-            parts,
-            label_selector: selector,
-            ..RequestInfo::default()
-        })
+    (
+        any::<bool>(),
+        text(),
+        text(),
+        text(),
+        text(),
+        option::of(vec(text(), 0..4)),
+        text(),
+    )
+        .prop_map(
+            |(is_resource, path, verb, resource, name, parts, selector)| RequestInfo {
+                is_resource_request: is_resource,
+                path,
+                verb,
+                resource,
+                name,
+                parts,
+                label_selector: selector,
+                ..RequestInfo::default()
+            },
+        )
 }
 
 prop_compose! {
@@ -126,8 +133,13 @@ proptest! {
 
 #[test]
 fn empty_query_serialises_as_object() {
-    let event = Event { request: Request { query_parameters: BTreeMap::new(), ..Request::default() },
-        ..Event::default() };
+    let event = Event {
+        request: Request {
+            query_parameters: BTreeMap::new(),
+            ..Request::default()
+        },
+        ..Event::default()
+    };
     let text = String::from_utf8(to_go_json(&event).unwrap()).unwrap();
     assert!(text.contains(r#""queryParameters":{}"#));
     assert!(text.contains(r#""body":"""#));
