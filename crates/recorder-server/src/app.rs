@@ -74,6 +74,7 @@ pub async fn open_storage(destination: &Destination) -> Result<Arc<dyn Storage>,
             bucket: bucket.clone(),
             region: region.clone(),
             allow_http: *allow_http,
+            credentials: None,
         })?),
     };
     storage.check().await?;
@@ -131,6 +132,28 @@ impl App {
         });
         Ok((app, report))
     }
+}
+
+/// Builds the recorder on `storage`, binds `config.listen` and serves in the
+/// background; returns the bound address (used by tests and benchmarks).
+pub async fn spawn(
+    config: Config,
+    storage: Arc<dyn Storage>,
+) -> Result<(SocketAddr, Arc<App>), StartError> {
+    let listen = config.listen;
+    let (app, _) = App::with_storage(config, storage).await?;
+    let listener = Listener::bind(listen, None)
+        .await
+        .map_err(|source| StartError::Bind {
+            addr: listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| StartError::Bind {
+        addr: listen,
+        source,
+    })?;
+    tokio::spawn(crate::server::serve(listener, app.clone()));
+    Ok((addr, app))
 }
 
 /// Opens storage, builds the recorder and serves until the process ends.

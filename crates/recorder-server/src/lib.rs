@@ -19,5 +19,5 @@ pub mod server;
 pub mod storage;
 pub mod ui;
 
-pub use app::{run, App};
+pub use app::{open_storage, run, spawn, App};
 pub use config::{Cli, Config};

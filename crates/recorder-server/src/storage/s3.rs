@@ -37,6 +37,9 @@ pub struct S3Config {
     pub region: String,
     /// Whether a plain-http endpoint is allowed.
     pub allow_http: bool,
+    /// Explicit access key and secret; `None` reads the standard AWS
+    /// environment.
+    pub credentials: Option<(String, String)>,
 }
 
 /// Storage in an S3 bucket.
@@ -64,7 +67,13 @@ impl S3Storage {
             retry_timeout: Duration::from_secs(20),
             ..RetryConfig::default()
         };
-        let store = AmazonS3Builder::from_env()
+        let mut builder = AmazonS3Builder::from_env();
+        if let Some((key, secret)) = &config.credentials {
+            builder = builder
+                .with_access_key_id(key)
+                .with_secret_access_key(secret);
+        }
+        let store = builder
             .with_endpoint(&config.endpoint)
             .with_bucket_name(&config.bucket)
             .with_region(&config.region)

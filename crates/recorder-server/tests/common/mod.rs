@@ -1,0 +1,330 @@
+//! Shared test helpers: an in-process recorder, HTTP/1.1 and h2c clients,
+//! a SeaweedFS S3 server.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use clap::Parser;
+use http::{Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use kubescribe_recorder::storage::disk::DiskStorage;
+use kubescribe_recorder::storage::Storage;
+use kubescribe_recorder::{App, Cli};
+
+pub const TOKEN: &str = "test-upload-token-0123456789";
+
+/// A recorder running in this process.
+pub struct TestRecorder {
+    pub addr: SocketAddr,
+    pub app: Arc<App>,
+    pub dir: Option<tempfile::TempDir>,
+}
+
+/// Tagged proxy node at 127.0.0.1 (uploader), per the identity crate's file format.
+pub const IDENTITY_FILE: &str = r#"entries:
+  - name: proxy
+    sources: ["127.0.0.1/32"]
+    Node: {ID: 7, StableID: nProxyCNTRL, Name: proxy.tail1234.ts.net., User: 1, Tags: ["tag:k8s"]}
+    UserProfile: {ID: 1, LoginName: tagged-devices, DisplayName: tagged}
+"#;
+
+pub fn config(extra: &[&str]) -> kubescribe_recorder::Config {
+    let mut args = vec!["kubescribe-recorder", "--listen", "127.0.0.1:0"];
+    args.extend_from_slice(extra);
+    Cli::try_parse_from(args).unwrap().validate().unwrap()
+}
+
+pub fn token_file(dir: &Path) -> PathBuf {
+    let path = dir.join("token");
+    std::fs::write(&path, TOKEN).unwrap();
+    path
+}
+
+/// A disk-backed recorder with an upload token (plus `extra` flags).
+pub async fn disk_recorder(extra: &[&str]) -> TestRecorder {
+    let dir = tempfile::tempdir().unwrap();
+    let token = token_file(dir.path());
+    let data = dir.path().join("data");
+    let mut args = vec![
+        "--dst",
+        data.to_str().unwrap(),
+        "--upload-token-file",
+        token.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    let cfg = config(&args);
+    let storage: Arc<dyn Storage> = Arc::new(DiskStorage::open(&data).unwrap());
+    let (addr, app) = kubescribe_recorder::spawn(cfg, storage).await.unwrap();
+    TestRecorder {
+        addr,
+        app,
+        dir: Some(dir),
+    }
+}
+
+pub fn data_dir(r: &TestRecorder) -> PathBuf {
+    r.dir.as_ref().unwrap().path().join("data")
+}
+
+/// Status, headers and body of an HTTP/1.1 request.
+pub async fn call(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: impl Into<Bytes>,
+) -> (StatusCode, http::HeaderMap, Bytes) {
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let mut req = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", "recorder");
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let res = send
+        .send_request(req.body(Full::new(body.into())).unwrap())
+        .await
+        .unwrap();
+    let status = res.status();
+    let headers = res.headers().clone();
+    let bytes = res.into_body().collect().await.unwrap().to_bytes();
+    (status, headers, bytes)
+}
+
+pub fn auth() -> (&'static str, String) {
+    ("authorization", format!("Bearer {TOKEN}"))
+}
+
+/// POSTs one JSON record with the upload token.
+pub async fn post_event(addr: SocketAddr, body: &[u8]) -> (StatusCode, serde_json::Value) {
+    let bearer = format!("Bearer {TOKEN}");
+    let (status, _, bytes) = call(
+        addr,
+        "POST",
+        "/v2/event",
+        &[
+            ("content-type", "application/json"),
+            ("authorization", &bearer),
+        ],
+        body.to_vec(),
+    )
+    .await;
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+/// GET on the query API (loopback reader).
+pub async fn get_json(addr: SocketAddr, path: &str) -> (StatusCode, serde_json::Value) {
+    let (status, _, bytes) = call(addr, "GET", path, &[], Bytes::new()).await;
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+/// A Tailscale-shaped event (as the proxy sends it: empty id and destination).
+pub fn event_json(verb: &str, name: &str, key: Option<&str>) -> Vec<u8> {
+    let mut v = serde_json::json!({
+        "type": "kubernetes-api-request", "id": "", "timestamp": 1767225600,
+        "userAgent": "kubectl/v1.35.0",
+        "request": {"method": "GET", "path": format!("/api/v1/namespaces/default/pods/{name}"), "body": "", "queryParameters": {}},
+        "kubernetes": {"IsResourceRequest": true, "Path": format!("/api/v1/namespaces/default/pods/{name}"), "Verb": verb,
+            "APIPrefix": "api", "APIGroup": "", "APIVersion": "v1", "Namespace": "default", "Resource": "pods",
+            "Subresource": "", "Name": name, "Parts": ["pods", name], "FieldSelector": "", "LabelSelector": ""},
+        "source": {"node": "laptop.tail1234.ts.net", "nodeID": "nAbC123CNTRL", "nodeUserID": 4242, "nodeUser": "alice@example.com"},
+        "destination": {"node": "", "nodeID": ""}
+    });
+    if let Some(k) = key {
+        v["kubescribe"] = serde_json::json!({"key": k});
+    }
+    let mut out = serde_json::to_vec(&v).unwrap();
+    out.push(b'\n');
+    out
+}
+
+/// All stored lines of one kind (`events` or `responses`) in a disk store.
+pub fn stored_lines(data: &Path, folder: &str) -> Vec<serde_json::Value> {
+    let mut out = Vec::new();
+    let mut stack = vec![data.join(folder)];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "ndjson") {
+                for line in std::fs::read_to_string(&p).unwrap().lines() {
+                    out.push(serde_json::from_str(line).unwrap());
+                }
+            }
+        }
+    }
+    out
+}
+
+/// An h2c (prior knowledge) client connection.
+pub async fn h2c(
+    addr: SocketAddr,
+) -> hyper::client::conn::http2::SendRequest<
+    http_body_util::combinators::BoxBody<Bytes, std::io::Error>,
+> {
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (send, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    send
+}
+
+/// Where peers are installed.
+pub fn peers_dir() -> PathBuf {
+    std::env::var_os("KUBESCRIBE_PEERS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/peers"))
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A SeaweedFS server (`weed mini`) with SigV4 identities, killed on drop.
+pub struct Seaweed {
+    child: Child,
+    pub endpoint: String,
+    pub s3_port: u16,
+    _dir: tempfile::TempDir,
+}
+
+pub const S3_KEY: &str = "RECORDERKEY";
+pub const S3_SECRET: &str = "recordersecret";
+
+impl Seaweed {
+    pub async fn start(bucket: &str) -> Seaweed {
+        let weed = peers_dir().join("venv/bin/weed");
+        assert!(
+            weed.exists(),
+            "SeaweedFS not found at {}: run `cargo xtask peers` (or set KUBESCRIBE_PEERS)",
+            weed.display()
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let ids = dir.path().join("ids.json");
+        std::fs::write(
+            &ids,
+            format!(r#"{{"identities":[{{"name":"recorder","credentials":[{{"accessKey":"{S3_KEY}","secretKey":"{S3_SECRET}"}}],"actions":["Admin","Read","Write","List","Tagging"]}}]}}"#),
+        )
+        .unwrap();
+        // Ports below 50000 so that SeaweedFS's default gRPC offset (+10000) stays valid.
+        let mut ports = Vec::new();
+        while ports.len() < 16 {
+            let p = free_port();
+            if p < 50000 && !ports.contains(&p) {
+                ports.push(p);
+            }
+        }
+        let s3_port = ports[0];
+        let args = vec![
+            "mini".to_string(),
+            format!("-dir={}", dir.path().join("data").display()),
+            "-ip=127.0.0.1".into(),
+            "-ip.bind=127.0.0.1".into(),
+            format!("-s3.port={s3_port}"),
+            format!("-s3.port.grpc={}", ports[1]),
+            format!("-s3.config={}", ids.display()),
+            format!("-master.port={}", ports[2]),
+            format!("-master.port.grpc={}", ports[3]),
+            format!("-volume.port={}", ports[4]),
+            format!("-volume.port.grpc={}", ports[5]),
+            format!("-filer.port={}", ports[6]),
+            format!("-filer.port.grpc={}", ports[7]),
+            format!("-webdav.port={}", ports[8]),
+            format!("-admin.port={}", ports[9]),
+            format!("-admin.port.grpc={}", ports[10]),
+            format!("-s3.port.iceberg=0"),
+            format!("-s3.port.lance=0"),
+            format!("-debug.port={}", ports[11]),
+            format!("-metricsPort={}", ports[12]),
+            format!("-volume.port.public={}", ports[13]),
+            format!("-filer.port.public={}", ports[14]),
+            "-admin.ui=false".into(),
+            "-master.telemetry=false".into(),
+            format!("-bucket={bucket}"),
+        ];
+        std::fs::create_dir_all(dir.path().join("data")).unwrap();
+        let log = std::fs::File::create(dir.path().join("weed.log")).unwrap();
+        let child = Command::new(&weed)
+            .args(&args)
+            .current_dir(dir.path())
+            .stdout(Stdio::from(log.try_clone().unwrap()))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .unwrap();
+        let endpoint = format!("127.0.0.1:{s3_port}");
+        let mut sw = Seaweed {
+            child,
+            endpoint,
+            s3_port,
+            _dir: dir,
+        };
+        // Wait until the S3 API answers and the bucket accepts writes.
+        let store = sw.storage(S3_SECRET);
+        for attempt in 0.. {
+            if let Some(status) = sw.child.try_wait().unwrap() {
+                let log =
+                    std::fs::read_to_string(sw._dir.path().join("weed.log")).unwrap_or_default();
+                panic!("weed mini exited with {status}:\n{log}");
+            }
+            match &store {
+                Ok(s) if s.check().await.is_ok() => break,
+                _ => {}
+            }
+            assert!(attempt < 120, "SeaweedFS did not become ready in 60 s");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        sw
+    }
+
+    pub fn storage(
+        &self,
+        secret: &str,
+    ) -> Result<
+        kubescribe_recorder::storage::s3::S3Storage,
+        kubescribe_recorder::storage::StorageError,
+    > {
+        kubescribe_recorder::storage::s3::S3Storage::new(
+            kubescribe_recorder::storage::s3::S3Config {
+                endpoint: format!("http://{}", self.endpoint),
+                bucket: "recordings".into(),
+                region: "us-east-1".into(),
+                allow_http: true,
+                credentials: Some((S3_KEY.into(), secret.into())),
+            },
+        )
+    }
+}
+
+impl Drop for Seaweed {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,558 @@
+//! The wire protocol as Tailscale's proxy (and kubescribe's client) speaks it:
+//! `/v2/event`, batches, `/v2/record` over h2c with acks, legacy `/record`
+//! with `Expect: 100-continue`, and the bad-input cases.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::*;
+use http::StatusCode;
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::Frame;
+use rand::{Rng, RngCore, SeedableRng};
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+#[tokio::test]
+async fn event_is_stored_with_id_and_destination_from_whois() {
+    let dir = tempfile::tempdir().unwrap();
+    let idfile = dir.path().join("identities.yaml");
+    std::fs::write(&idfile, IDENTITY_FILE).unwrap();
+    let data = dir.path().join("data");
+    let cfg = config(&[
+        "--dst",
+        data.to_str().unwrap(),
+        "--identity-file",
+        idfile.to_str().unwrap(),
+    ]);
+    let storage =
+        std::sync::Arc::new(kubescribe_recorder::storage::disk::DiskStorage::open(&data).unwrap());
+    let (addr, _app) = kubescribe_recorder::spawn(cfg, storage).await.unwrap();
+
+    // Tailscale's probe.
+    let (status, headers, _) = call(addr, "HEAD", "/v2/event", &[], Bytes::new()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers.get("x-kubescribe-recorder").unwrap(), "1");
+
+    let (status, headers, body) = call(
+        addr,
+        "POST",
+        "/v2/event",
+        &[("content-type", "application/json")],
+        event_json("get", "web-0", None),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body:?}");
+    assert_eq!(headers.get("x-kubescribe-recorder").unwrap(), "1");
+    let id = serde_json::from_slice::<serde_json::Value>(&body).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(id.starts_with("e-"), "{id}");
+
+    // Durable before the 200: it is in storage now, with id and destination set.
+    let lines = stored_lines(&data, "events");
+    assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0]["id"], id.as_str());
+    assert_eq!(
+        lines[0]["destination"],
+        serde_json::json!({"node": "proxy.tail1234.ts.net", "nodeID": "nProxyCNTRL"})
+    );
+    assert_eq!(lines[0]["source"]["nodeUser"], "alice@example.com");
+
+    let (status, v) = get_json(addr, &format!("/api/v1/events/{id}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(v["event"]["kubernetes"]["Name"], "web-0");
+}
+
+#[tokio::test]
+async fn uploads_without_credentials_are_refused_and_nothing_is_stored() {
+    let r = disk_recorder(&[]).await;
+    let (status, _, body) = call(
+        r.addr,
+        "POST",
+        "/v2/event",
+        &[("content-type", "application/json")],
+        event_json("get", "a", None),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(
+        String::from_utf8_lossy(&body).contains("no upload credentials"),
+        "{body:?}"
+    );
+    let (status, _, _) = call(
+        r.addr,
+        "POST",
+        "/v2/event",
+        &[
+            ("content-type", "application/json"),
+            ("authorization", "Bearer wrong-token-wrong-token"),
+        ],
+        event_json("get", "a", None),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _, _) = call(
+        r.addr,
+        "POST",
+        "/record",
+        &[],
+        Bytes::from_static(b"{\"version\":2}\n"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(stored_lines(&data_dir(&r), "events").is_empty());
+    assert!(!data_dir(&r).join("sessions").exists());
+}
+
+#[tokio::test]
+async fn idempotency_key_stores_once() {
+    let r = disk_recorder(&[]).await;
+    let ev = event_json("create", "web-1", Some("0193f2c1-key-1"));
+    let (s1, v1) = post_event(r.addr, &ev).await;
+    let (s2, v2) = post_event(r.addr, &ev).await;
+    assert_eq!((s1, s2), (StatusCode::OK, StatusCode::OK));
+    assert_eq!(v1["id"], v2["id"]);
+    assert_eq!(v2["duplicate"], true);
+    assert_eq!(stored_lines(&data_dir(&r), "events").len(), 1);
+}
+
+#[tokio::test]
+async fn concurrent_events_are_group_committed_and_all_stored() {
+    let r = disk_recorder(&[]).await;
+    let mut tasks = Vec::new();
+    for i in 0..200 {
+        let addr = r.addr;
+        tasks.push(tokio::spawn(async move {
+            post_event(
+                addr,
+                &event_json("get", &format!("p{i}"), Some(&format!("k{i}"))),
+            )
+            .await
+        }));
+    }
+    let mut ids = std::collections::HashSet::new();
+    for t in tasks {
+        let (status, v) = t.await.unwrap();
+        assert_eq!(status, StatusCode::OK);
+        ids.insert(v["id"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(ids.len(), 200);
+    let stored = stored_lines(&data_dir(&r), "events");
+    assert_eq!(stored.len(), 200);
+    for line in &stored {
+        assert!(ids.contains(line["id"].as_str().unwrap()));
+    }
+}
+
+#[tokio::test]
+async fn batch_is_all_or_nothing_and_joins_responses() {
+    let r = disk_recorder(&[]).await;
+    let bearer = format!("Bearer {TOKEN}");
+    let mut body = Vec::new();
+    body.extend(event_json("delete", "gone", Some("kb1")));
+    body.extend(event_json("get", "kept", Some("kb2")));
+    body.extend(br#"{"type":"kubescribe-api-response","id":"","key":"kb1","timestamp":1767225601,"status":200,"durationMs":12.5,"responseBytes":99}"#);
+    body.push(b'\n');
+    let (status, headers, resp) = call(
+        r.addr,
+        "POST",
+        "/v2/events",
+        &[
+            ("content-type", "application/x-ndjson"),
+            ("authorization", &bearer),
+        ],
+        body.clone(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{resp:?}");
+    assert_eq!(headers.get("x-kubescribe-recorder").unwrap(), "1");
+    let v: serde_json::Value = serde_json::from_slice(&resp).unwrap();
+    assert_eq!(v["ids"].as_array().unwrap().len(), 3);
+    assert!(v["ids"][2].as_str().unwrap().starts_with("r-"));
+    assert_eq!(stored_lines(&data_dir(&r), "responses").len(), 1);
+
+    // Query: newest first, response joined, filters.
+    let (status, page) = get_json(r.addr, "/api/v1/events?verb=delete").await;
+    assert_eq!(status, StatusCode::OK);
+    let events = page["events"].as_array().unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0]["response"]["status"], 200);
+    assert_eq!(events[0]["response"]["durationMs"], 12.5);
+    let (_, page) = get_json(r.addr, "/api/v1/events?q=KEPT").await;
+    assert_eq!(page["events"].as_array().unwrap().len(), 1);
+    assert!(page["events"][0]["response"].is_null());
+    let (_, page) = get_json(r.addr, "/api/v1/events?limit=1").await;
+    assert_eq!(page["events"][0]["event"]["kubernetes"]["Name"], "kept");
+    let cursor = page["nextCursor"].as_str().unwrap().to_owned();
+    let (_, page2) = get_json(r.addr, &format!("/api/v1/events?limit=1&cursor={cursor}")).await;
+    assert_eq!(page2["events"][0]["event"]["kubernetes"]["Name"], "gone");
+
+    // The same batch again with a bad line: 400, nothing stored.
+    let mut bad = event_json("get", "new", Some("kb3"));
+    bad.extend(b"{\"type\":\"kubernetes-api-request\",\"timestamp\":\n");
+    let (status, _, resp) = call(
+        r.addr,
+        "POST",
+        "/v2/events",
+        &[
+            ("content-type", "application/x-ndjson"),
+            ("authorization", &bearer),
+        ],
+        bad,
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        String::from_utf8_lossy(&resp).contains("line 2"),
+        "{resp:?}"
+    );
+    assert_eq!(stored_lines(&data_dir(&r), "events").len(), 2);
+
+    // NDJSON on /v2/event is a batch too; re-sent keys are duplicates.
+    let (status, _, resp) = call(
+        r.addr,
+        "POST",
+        "/v2/event",
+        &[
+            ("content-type", "application/x-ndjson"),
+            ("authorization", &bearer),
+        ],
+        body,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&resp).unwrap()["duplicates"],
+        3
+    );
+    assert_eq!(stored_lines(&data_dir(&r), "events").len(), 2);
+}
+
+#[tokio::test]
+async fn bad_events_get_clear_4xx_and_nothing_is_stored() {
+    let r = disk_recorder(&["--max-event-bytes", "2048"]).await;
+    let bearer = format!("Bearer {TOKEN}");
+    let h = |ct: &'static str| vec![("content-type", ct)];
+    let cases: Vec<(Vec<(&str, &str)>, Vec<u8>, StatusCode, &str)> = vec![
+        (
+            h("text/plain"),
+            event_json("get", "a", None),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "Content-Type",
+        ),
+        (
+            vec![],
+            event_json("get", "a", None),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "missing Content-Type",
+        ),
+        (
+            h("application/json"),
+            event_json("get", "a", None)[..100].to_vec(),
+            StatusCode::BAD_REQUEST,
+            "invalid record JSON",
+        ),
+        (
+            h("application/json"),
+            br#"{"type":"something-else"}"#.to_vec(),
+            StatusCode::BAD_REQUEST,
+            "unknown record type",
+        ),
+        (
+            h("application/json"),
+            br#"{"id":""}"#.to_vec(),
+            StatusCode::BAD_REQUEST,
+            "has no",
+        ),
+        (
+            h("application/json"),
+            vec![b' '; 3000],
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "limit of 2048",
+        ),
+        (
+            h("application/json"),
+            b"\xff\xfe".to_vec(),
+            StatusCode::BAD_REQUEST,
+            "invalid record JSON",
+        ),
+    ];
+    for (mut headers, body, want, text) in cases {
+        headers.push(("authorization", &bearer));
+        let (status, _, resp) = call(r.addr, "POST", "/v2/event", &headers, body).await;
+        assert_eq!(status, want, "{}", String::from_utf8_lossy(&resp));
+        assert!(
+            String::from_utf8_lossy(&resp).contains(text),
+            "{resp:?} lacks {text}"
+        );
+    }
+    // Oversized without Content-Length (chunked) is cut off too.
+    let (status, _, _) = call(r.addr, "GET", "/v2/event", &[], Bytes::new()).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    assert!(stored_lines(&data_dir(&r), "events").is_empty());
+    let (_, metrics) = {
+        let (s, _, b) = call(r.addr, "GET", "/metrics", &[], Bytes::new()).await;
+        (s, String::from_utf8(b.to_vec()).unwrap())
+    };
+    assert!(
+        metrics.contains("kubescribe_recorder_requests_rejected_total{reason=\"content_type\"} 2"),
+        "{metrics}"
+    );
+}
+
+/// A random cast of about `size` bytes: header + output lines.
+fn random_cast(size: usize, seed: u64) -> Vec<u8> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut out = br#"{"version":2,"width":120,"height":40,"timestamp":1767225600,"command":"/bin/sh","srcNode":"laptop.tail1234.ts.net","srcNodeID":"nAbC","env":null,"sshUser":"","localUser":"","connectionID":"","kubernetes":{"PodName":"web-0","Namespace":"default","Container":"nginx","SessionType":"exec"}}"#.to_vec();
+    out.push(b'\n');
+    let mut t = 0.0f64;
+    while out.len() < size {
+        let mut data = vec![0u8; rng.gen_range(1..2048)];
+        rng.fill_bytes(&mut data);
+        t += rng.gen_range(0.0..0.5);
+        let text: String = data.iter().map(|b| char::from(b' ' + b % 94)).collect();
+        out.extend(serde_json::to_vec(&serde_json::json!([t, "o", text])).unwrap());
+        out.push(b'\n');
+    }
+    out
+}
+
+#[tokio::test]
+async fn v2_record_over_h2c_acks_durable_bytes_and_stores_exact_bytes() {
+    let r = disk_recorder(&["--ack-interval", "200ms"]).await;
+    let cast = random_cast(1024 * 1024, 7);
+    let want = hex::encode(Sha256::digest(&cast));
+
+    let mut client = h2c(r.addr).await;
+    // Probe as Tailscale does: HEAD over h2c, 200 and HTTP/2.
+    let head = http::Request::head("http://recorder/v2/record")
+        .body(
+            http_body_util::Empty::new()
+                .map_err(|never| match never {})
+                .boxed(),
+        )
+        .unwrap();
+    let res = client.send_request(head).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.version(), http::Version::HTTP_2);
+
+    // Stream the cast in random-sized chunks with pauses.
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(4);
+    let body = StreamBody::new(futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|b| (Ok::<_, std::io::Error>(Frame::data(b)), rx))
+    }))
+    .boxed();
+    let req = http::Request::post("http://recorder/v2/record")
+        .header("authorization", format!("Bearer {TOKEN}"))
+        .body(body)
+        .unwrap();
+    let res_fut = tokio::spawn(async move { client.send_request(req).await });
+    let sender = {
+        let cast = cast.clone();
+        tokio::spawn(async move {
+            let mut rng = rand::rngs::StdRng::seed_from_u64(9);
+            let mut pos = 0;
+            while pos < cast.len() {
+                let n = rng.gen_range(1..65536).min(cast.len() - pos);
+                tx.send(Bytes::copy_from_slice(&cast[pos..pos + n]))
+                    .await
+                    .unwrap();
+                pos += n;
+                if rng.gen_bool(0.05) {
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                }
+            }
+            // Idle for a while before EOF: acks must keep coming.
+            tokio::time::sleep(Duration::from_millis(700)).await;
+        })
+    };
+    let res = res_fut.await.unwrap().unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.headers().get("x-kubescribe-recorder").unwrap(), "1");
+    let mut body = res.into_body();
+    let mut buf = Vec::new();
+    let mut acks = Vec::new();
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame.unwrap().into_data() {
+            buf.extend_from_slice(&data);
+            while let Some(p) = buf.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = buf.drain(..=p).collect();
+                let v: serde_json::Value = serde_json::from_slice(&line).unwrap();
+                assert!(v.get("error").is_none(), "{v}");
+                acks.push(v["ack"].as_u64().unwrap());
+            }
+        }
+    }
+    sender.await.unwrap();
+    assert!(acks.len() >= 3, "acks: {acks:?}");
+    assert!(
+        acks.windows(2).all(|w| w[0] <= w[1]),
+        "acks never go back: {acks:?}"
+    );
+    assert_eq!(
+        *acks.last().unwrap(),
+        cast.len() as u64,
+        "final ack = every byte stored"
+    );
+
+    let (status, list) = get_json(r.addr, "/api/v1/sessions").await;
+    assert_eq!(status, StatusCode::OK);
+    let s = &list["sessions"][0];
+    assert_eq!(s["state"], "finished");
+    assert_eq!(s["size"], cast.len() as u64);
+    assert_eq!(s["header"]["kubernetes"]["PodName"], "web-0");
+    let id = s["id"].as_str().unwrap();
+    let (status, _, stored) = call(
+        r.addr,
+        "GET",
+        &format!("/api/v1/sessions/{id}/cast"),
+        &[],
+        Bytes::new(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(hex::encode(Sha256::digest(&stored)), want);
+}
+
+/// Sends `/record` the way Go's client does: `Expect: 100-continue`, wait
+/// for the interim response, then a chunked body.
+async fn legacy_record(addr: std::net::SocketAddr, cast: &[u8], stall: bool) -> (String, String) {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(
+        format!("POST /record HTTP/1.1\r\nHost: recorder\r\nAuthorization: Bearer {TOKEN}\r\nExpect: 100-continue\r\nTransfer-Encoding: chunked\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = s.read(&mut buf).await.unwrap();
+    let interim = String::from_utf8_lossy(&buf[..n]).to_string();
+    for chunk in cast.chunks(10000) {
+        s.write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
+            .await
+            .unwrap();
+        s.write_all(chunk).await.unwrap();
+        s.write_all(b"\r\n").await.unwrap();
+    }
+    if !stall {
+        s.write_all(b"0\r\n\r\n").await.unwrap();
+    }
+    let mut rest = Vec::new();
+    let mut tmp = vec![0u8; 4096];
+    loop {
+        match tokio::time::timeout(Duration::from_secs(30), s.read(&mut tmp)).await {
+            Ok(Ok(0)) | Err(_) | Ok(Err(_)) => break,
+            Ok(Ok(n)) => {
+                rest.extend_from_slice(&tmp[..n]);
+                if rest.windows(4).any(|w| w == b"\r\n\r\n") && rest.ends_with(b"\n") {
+                    break;
+                }
+            }
+        }
+    }
+    (interim, String::from_utf8_lossy(&rest).to_string())
+}
+
+#[tokio::test]
+async fn legacy_record_sends_100_continue_and_200_once_stored() {
+    let r = disk_recorder(&[]).await;
+    let cast = random_cast(200_000, 3);
+    let (interim, fin) = legacy_record(r.addr, &cast, false).await;
+    assert!(interim.starts_with("HTTP/1.1 100 Continue"), "{interim}");
+    assert!(fin.starts_with("HTTP/1.1 200"), "{fin}");
+    let (_, list) = get_json(r.addr, "/api/v1/sessions").await;
+    let id = list["sessions"][0]["id"].as_str().unwrap();
+    let (_, _, stored) = call(
+        r.addr,
+        "GET",
+        &format!("/api/v1/sessions/{id}/cast"),
+        &[],
+        Bytes::new(),
+    )
+    .await;
+    assert_eq!(Sha256::digest(&stored), Sha256::digest(&cast));
+}
+
+#[tokio::test]
+async fn stalled_upload_times_out() {
+    let r = disk_recorder(&["--upload-idle-timeout", "1s"]).await;
+    let cast = random_cast(5000, 4);
+    let (_, fin) = legacy_record(r.addr, &cast, true).await;
+    assert!(fin.starts_with("HTTP/1.1 408"), "{fin}");
+    assert!(fin.contains("stalled"), "{fin}");
+    // What arrived before the stall is kept (whole lines), marked failed.
+    let (_, list) = get_json(r.addr, "/api/v1/sessions").await;
+    assert_eq!(list["sessions"][0]["state"], "failed");
+}
+
+#[tokio::test]
+async fn invalid_casts_are_rejected() {
+    let r = disk_recorder(&[]).await;
+    // Not a cast header: 400, nothing stored.
+    let (_, fin) = legacy_record(r.addr, b"hello world\n[0.1,\"o\",\"x\"]\n", false).await;
+    assert!(fin.starts_with("HTTP/1.1 400"), "{fin}");
+    assert!(fin.contains("not an asciicast v2 header"), "{fin}");
+    assert!(!data_dir(&r).join("sessions").exists());
+    // Invalid UTF-8 on line 3: 400 naming it; lines 1-2 kept, nothing after.
+    let mut cast = random_cast(100, 5);
+    let good_len = cast.len();
+    cast.extend(b"[1.0,\"o\",\"\xff\xfe\"]\n[2.0,\"o\",\"after\"]\n");
+    let (_, fin) = legacy_record(r.addr, &cast, false).await;
+    assert!(fin.starts_with("HTTP/1.1 400"), "{fin}");
+    assert!(fin.contains("not valid UTF-8"), "{fin}");
+    let (_, list) = get_json(r.addr, "/api/v1/sessions").await;
+    let s = &list["sessions"][0];
+    assert_eq!(s["state"], "failed");
+    assert_eq!(s["size"], good_len as u64);
+    let id = s["id"].as_str().unwrap();
+    let (_, _, stored) = call(
+        r.addr,
+        "GET",
+        &format!("/api/v1/sessions/{id}/cast"),
+        &[],
+        Bytes::new(),
+    )
+    .await;
+    assert_eq!(&stored[..], &cast[..good_len]);
+}
+
+#[tokio::test]
+async fn concurrent_upload_limit_gives_503() {
+    let r = disk_recorder(&["--max-concurrent-uploads", "1"]).await;
+    let mut s = tokio::net::TcpStream::connect(r.addr).await.unwrap();
+    s.write_all(format!("POST /record HTTP/1.1\r\nHost: r\r\nAuthorization: Bearer {TOKEN}\r\nTransfer-Encoding: chunked\r\n\r\n").as_bytes()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // A second upload is refused before its body is read (no 100 Continue).
+    let mut s2 = tokio::net::TcpStream::connect(r.addr).await.unwrap();
+    s2.write_all(format!("POST /record HTTP/1.1\r\nHost: r\r\nAuthorization: Bearer {TOKEN}\r\nExpect: 100-continue\r\nTransfer-Encoding: chunked\r\n\r\n").as_bytes()).await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = s2.read(&mut buf).await.unwrap();
+    let all = String::from_utf8_lossy(&buf[..n]).to_string();
+    assert!(all.starts_with("HTTP/1.1 503"), "{all}");
+    assert!(all.contains("--max-concurrent-uploads"), "{all}");
+    drop(s);
+}
+
+#[tokio::test]
+async fn readers_are_loopback_only_by_default_and_api_validates_params() {
+    let r = disk_recorder(&[]).await;
+    let (status, v) = get_json(r.addr, "/api/v1/events?verb=get&bogus=1").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(v["error"].as_str().unwrap().contains("bogus"));
+    let (status, _) = get_json(r.addr, "/api/v1/events/e-..%2f..-1").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = get_json(r.addr, "/api/v1/sessions/../../etc/passwd").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = get_json(
+        r.addr,
+        "/api/v1/events?since=2026-01-01T00:00:00Z&until=yesterday",
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
