@@ -150,8 +150,16 @@ impl LocalApiWhoIs {
             })?
             .to_bytes();
         match status {
-            StatusCode::OK => WhoIsResponse::from_json(&body)
-                .map_err(|e| bad(Some(200), format!("answer is not a WhoIsResponse: {e}"))),
+            StatusCode::OK => {
+                let response = WhoIsResponse::from_json(&body)
+                    .map_err(|e| bad(Some(200), format!("answer is not a WhoIsResponse: {e}")))?;
+                match response.incomplete() {
+                    Some(missing) => {
+                        Err(bad(Some(200), format!("answer is incomplete: {missing}")))
+                    }
+                    None => Ok(response),
+                }
+            }
             StatusCode::NOT_FOUND => Err(WhoIsError::NoMatch {
                 peer,
                 detail: error_text(&body),

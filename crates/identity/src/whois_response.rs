@@ -38,9 +38,28 @@ pub struct WhoIsResponse {
 }
 
 impl WhoIsResponse {
-    /// Parses a WhoIs answer from JSON bytes as tailscaled sends them.
+    /// Parses a WhoIs answer from JSON bytes as tailscaled sends them. Only a JSON object is
+    /// accepted (serde would otherwise also read a list as a struct).
     pub fn from_json(bytes: &[u8]) -> Result<Self, serde_json::Error> {
+        let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+        if first != Some(&b'{') {
+            return Err(serde::de::Error::custom(
+                "a WhoIs answer must be a JSON object",
+            ));
+        }
         serde_json::from_slice(bytes)
+    }
+
+    /// Why this answer cannot identify anyone, if it cannot: a node without `StableID` or
+    /// `Name` would produce anonymous records.
+    pub fn incomplete(&self) -> Option<&'static str> {
+        if self.node.stable_id.is_empty() {
+            Some("Node.StableID is missing")
+        } else if self.node.name.trim_end_matches('.').is_empty() {
+            Some("Node.Name is missing")
+        } else {
+            None
+        }
     }
 }
 

