@@ -1,5 +1,8 @@
 //! Serialising and parsing a typical event.
 
+// criterion_group! generates an undocumented public function.
+#![allow(missing_docs)]
+
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use event_model::{to_go_json, Event, Extension, Record, Request, RequestInfo, Source};
 

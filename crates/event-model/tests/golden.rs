@@ -1,5 +1,7 @@
 //! Golden files: Tailscale-shaped JSON parses and re-serialises byte for byte.
 
+#![allow(clippy::unwrap_used)]
+
 use std::path::PathBuf;
 
 use event_model::{

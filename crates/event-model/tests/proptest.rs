@@ -1,5 +1,7 @@
 //! Property tests: every event and cast line survives a round trip.
 
+#![allow(clippy::unwrap_used)]
+
 use std::collections::BTreeMap;
 
 use event_model::{
