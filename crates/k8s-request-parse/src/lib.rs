@@ -33,3 +33,8 @@ pub use error::{PathVerb, RequestInfoError};
 pub use factory::request_info;
 pub use request_info::RequestInfo;
 pub use request_target::TargetError;
+
+/// The README's examples compile and pass as doc-tests.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

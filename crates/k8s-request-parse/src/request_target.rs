@@ -169,9 +169,10 @@ fn check_host(host: &str) -> Result<(), TargetError> {
             return Err(TargetError::InvalidPort(colon_port.to_string()));
         }
         if let Some(zone) = host[..close].find("%25") {
-            unescape(host[..zone].as_bytes(), Mode::Host)?;
-            unescape(host[zone..close].as_bytes(), Mode::Zone)?;
-            unescape(host[close..].as_bytes(), Mode::Host)?;
+            let bytes = host.as_bytes();
+            unescape(&bytes[..zone], Mode::Host)?;
+            unescape(&bytes[zone..close], Mode::Zone)?;
+            unescape(&bytes[close..], Mode::Host)?;
             return Ok(());
         }
     } else if let Some(colon) = host.rfind(':') {
