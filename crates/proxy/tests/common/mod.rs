@@ -1,6 +1,6 @@
 //! Shared test harness: an in-process fake API server that records what it
 //! saw, an in-memory event sink, identity files, and a proxy builder.
-#![allow(dead_code, clippy::unwrap_used)]
+#![allow(dead_code, clippy::unwrap_used, clippy::type_complexity)]
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
