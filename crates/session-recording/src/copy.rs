@@ -34,9 +34,10 @@ impl Default for CopyOptions {
         CopyOptions {
             buffer_size: DEFAULT_COPY_BUFFER,
             end_on_recording_failure: false,
-            termination_message: "session recording failed and the recording policy is fail closed; \
+            termination_message:
+                "session recording failed and the recording policy is fail closed; \
                                   the session was ended"
-                .to_owned(),
+                    .to_owned(),
         }
     }
 }
@@ -115,8 +116,20 @@ where
     let (mut client_read, mut client_write) = tokio::io::split(client);
     let (mut upstream_read, mut upstream_write) = tokio::io::split(upstream);
     let result = tokio::try_join!(
-        pump(&mut client_read, &mut upstream_write, recorder, Direction::ClientToServer, options),
-        pump(&mut upstream_read, &mut client_write, recorder, Direction::ServerToClient, options),
+        pump(
+            &mut client_read,
+            &mut upstream_write,
+            recorder,
+            Direction::ClientToServer,
+            options
+        ),
+        pump(
+            &mut upstream_read,
+            &mut client_write,
+            recorder,
+            Direction::ServerToClient,
+            options
+        ),
     );
     let (to_server, to_client) = match result {
         Ok(ends) => ends,
@@ -127,7 +140,10 @@ where
     };
     let mut summary = CopySummary::default();
     let mut stopped = false;
-    for (end, slot) in [(to_server, &mut summary.client_to_server), (to_client, &mut summary.server_to_client)] {
+    for (end, slot) in [
+        (to_server, &mut summary.client_to_server),
+        (to_client, &mut summary.server_to_client),
+    ] {
         *slot = match end {
             PumpEnd::Eof(n) => n,
             PumpEnd::Stopped(n) => {
@@ -139,7 +155,10 @@ where
     if stopped {
         let failure = recorder.status().failure();
         tracing::warn!(
-            error = failure.as_ref().map(ToString::to_string).unwrap_or_default(),
+            error = failure
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default(),
             "failure mode is 'fail closed'; closing connection."
         );
         if let Some(frame) = recorder.termination_frame(&options.termination_message) {

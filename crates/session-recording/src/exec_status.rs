@@ -26,7 +26,13 @@ impl ExecStatus {
     /// send a JSON `metav1.Status`.
     pub fn parse(data: &[u8]) -> Self {
         let raw = String::from_utf8_lossy(data).into_owned();
-        let mut out = ExecStatus { raw, status: None, reason: None, message: None, exit_code: None };
+        let mut out = ExecStatus {
+            raw,
+            status: None,
+            reason: None,
+            message: None,
+            exit_code: None,
+        };
         let Ok(Value::Object(map)) = serde_json::from_slice::<Value>(data) else {
             return out;
         };

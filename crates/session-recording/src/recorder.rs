@@ -90,7 +90,10 @@ pub struct SessionRecorder {
 
 impl std::fmt::Debug for SessionRecorder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SessionRecorder").field("protocol", &self.protocol).field("status", &self.status).finish()
+        f.debug_struct("SessionRecorder")
+            .field("protocol", &self.protocol)
+            .field("status", &self.status)
+            .finish()
     }
 }
 
@@ -98,7 +101,11 @@ impl SessionRecorder {
     /// Starts recording. `header` is built by the proxy from the caller's
     /// identity and the pod; width and height are filled in here. For a
     /// non-TTY session the header is written to `sink` at once.
-    pub fn new(options: RecorderOptions, header: CastHeader, sink: impl CastSink + 'static) -> Self {
+    pub fn new(
+        options: RecorderOptions,
+        header: CastHeader,
+        sink: impl CastSink + 'static,
+    ) -> Self {
         let status = RecordingStatus::new();
         let writer = CastWriter::new(
             header,
@@ -126,11 +133,17 @@ impl SessionRecorder {
             streams: HashMap::new(),
             failed: false,
         };
-        SessionRecorder { core: Arc::new(Mutex::new(Core { c2s, s2c, session })), status, protocol: options.protocol }
+        SessionRecorder {
+            core: Arc::new(Mutex::new(Core { c2s, s2c, session })),
+            status,
+            protocol: options.protocol,
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, Core> {
-        self.core.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.core
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Shows the recorder a chunk the client sent, before it is forwarded upstream.
@@ -158,12 +171,12 @@ impl SessionRecorder {
             Direction::ServerToClient => &mut core.s2c,
         };
         let result = match parser {
-            Parser::Spdy(tap) => {
-                tap.feed(chunk, &mut core.session).map_err(|source| RecordingError::Spdy { direction, source })
-            }
-            Parser::Ws(tap) => {
-                tap.feed(chunk, &mut core.session).map_err(|source| RecordingError::WebSocket { direction, source })
-            }
+            Parser::Spdy(tap) => tap
+                .feed(chunk, &mut core.session)
+                .map_err(|source| RecordingError::Spdy { direction, source }),
+            Parser::Ws(tap) => tap
+                .feed(chunk, &mut core.session)
+                .map_err(|source| RecordingError::WebSocket { direction, source }),
         };
         if let Err(err) = result {
             tracing::warn!(error = %err, "session recording stopped");
@@ -279,7 +292,8 @@ impl SessionEvents for Session {
 
     fn resize_data(&mut self, data: &[u8]) {
         let writer = &mut self.writer;
-        self.resize.feed(data, |size: TerminalSize| writer.resize(size));
+        self.resize
+            .feed(data, |size: TerminalSize| writer.resize(size));
     }
 
     fn error_data(&mut self, data: &[u8]) {

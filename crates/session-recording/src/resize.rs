@@ -122,7 +122,16 @@ mod tests {
         let sizes = decode_all(&[b"{\"Width\":80,\"Height\":24}\n{\"Width\":100,\"Height\":50}\n"]);
         assert_eq!(
             sizes,
-            vec![TerminalSize { width: 80, height: 24 }, TerminalSize { width: 100, height: 50 }]
+            vec![
+                TerminalSize {
+                    width: 80,
+                    height: 24
+                },
+                TerminalSize {
+                    width: 100,
+                    height: 50
+                }
+            ]
         );
     }
 
@@ -130,7 +139,10 @@ mod tests {
     fn case_insensitive_keys() {
         assert_eq!(
             parse_size(br#"{"width":3,"HEIGHT":4}"#),
-            Some(TerminalSize { width: 3, height: 4 })
+            Some(TerminalSize {
+                width: 3,
+                height: 4
+            })
         );
     }
 
@@ -140,7 +152,11 @@ mod tests {
         let whole = decode_all(&[stream]);
         assert_eq!(whole.len(), 2);
         for i in 0..stream.len() {
-            assert_eq!(decode_all(&[&stream[..i], &stream[i..]]), whole, "split at {i}");
+            assert_eq!(
+                decode_all(&[&stream[..i], &stream[i..]]),
+                whole,
+                "split at {i}"
+            );
         }
     }
 
@@ -148,10 +164,17 @@ mod tests {
     fn invalid_values_are_skipped() {
         let mut d = ResizeDecoder::new();
         let mut out = Vec::new();
-        d.feed(br#"{"Width":-1,"Height":2} junk {"Width":70000} {"Width":5,"Height":6}"#, |s| {
-            out.push(s)
-        });
-        assert_eq!(out, vec![TerminalSize { width: 5, height: 6 }]);
+        d.feed(
+            br#"{"Width":-1,"Height":2} junk {"Width":70000} {"Width":5,"Height":6}"#,
+            |s| out.push(s),
+        );
+        assert_eq!(
+            out,
+            vec![TerminalSize {
+                width: 5,
+                height: 6
+            }]
+        );
         assert!(d.invalid_count() >= 2);
     }
 
@@ -163,7 +186,13 @@ mod tests {
         big.extend_from_slice(b"\"}{\"Width\":1,\"Height\":1}");
         let mut out = Vec::new();
         d.feed(&big, |s| out.push(s));
-        assert_eq!(out, vec![TerminalSize { width: 1, height: 1 }]);
+        assert_eq!(
+            out,
+            vec![TerminalSize {
+                width: 1,
+                height: 1
+            }]
+        );
         assert!(d.buf.capacity() <= 2 * MAX_RESIZE_OBJECT_BYTES);
     }
 }

@@ -42,7 +42,10 @@ pub fn channel_sink(limit_bytes: usize) -> (ChannelSink, CastLineReceiver) {
         receiver_closed: AtomicBool::new(false),
     });
     (
-        ChannelSink { tx: Some(tx), shared: shared.clone() },
+        ChannelSink {
+            tx: Some(tx),
+            shared: shared.clone(),
+        },
         CastLineReceiver { rx, shared },
     )
 }
@@ -72,7 +75,10 @@ impl CastSink for ChannelSink {
         let len = line.len();
         let queued = self.shared.queued.load(Ordering::Acquire);
         if queued > 0 && queued.saturating_add(len) > self.shared.limit {
-            return Err(SinkError::Full { queued_bytes: queued, limit_bytes: self.shared.limit });
+            return Err(SinkError::Full {
+                queued_bytes: queued,
+                limit_bytes: self.shared.limit,
+            });
         }
         self.shared.queued.fetch_add(len, Ordering::AcqRel);
         tx.send(line).map_err(|_| {
@@ -159,7 +165,9 @@ impl MemorySink {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, MemoryInner> {
-        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// All lines written so far.
@@ -169,7 +177,11 @@ impl MemorySink {
 
     /// All lines concatenated: the cast file as the recorder would store it.
     pub fn contents(&self) -> Vec<u8> {
-        self.lock().lines.iter().flat_map(|line| line.iter().copied()).collect()
+        self.lock()
+            .lines
+            .iter()
+            .flat_map(|line| line.iter().copied())
+            .collect()
     }
 
     /// Whether [`CastSink::close`] was called.
@@ -187,7 +199,10 @@ impl CastSink for MemorySink {
         if let Some(max) = inner.max_lines {
             if inner.lines.len() >= max {
                 let queued_bytes = inner.lines.iter().map(Bytes::len).sum();
-                return Err(SinkError::Full { queued_bytes, limit_bytes: queued_bytes });
+                return Err(SinkError::Full {
+                    queued_bytes,
+                    limit_bytes: queued_bytes,
+                });
             }
         }
         inner.lines.push_back(line);
@@ -207,8 +222,16 @@ mod tests {
     async fn channel_sink_refuses_when_full_and_recovers_after_receive() {
         let (mut sink, mut rx) = channel_sink(10);
         sink.write_line(Bytes::from_static(b"12345\n")).unwrap();
-        let err = sink.write_line(Bytes::from_static(b"123456\n")).unwrap_err();
-        assert_eq!(err, SinkError::Full { queued_bytes: 6, limit_bytes: 10 });
+        let err = sink
+            .write_line(Bytes::from_static(b"123456\n"))
+            .unwrap_err();
+        assert_eq!(
+            err,
+            SinkError::Full {
+                queued_bytes: 6,
+                limit_bytes: 10
+            }
+        );
         assert_eq!(rx.recv().await.unwrap(), Bytes::from_static(b"12345\n"));
         assert_eq!(rx.queued_bytes(), 0);
         sink.write_line(Bytes::from_static(b"123456\n")).unwrap();
@@ -220,7 +243,8 @@ mod tests {
     #[tokio::test]
     async fn oversized_line_is_accepted_into_an_empty_queue() {
         let (mut sink, mut rx) = channel_sink(4);
-        sink.write_line(Bytes::from_static(b"0123456789\n")).unwrap();
+        sink.write_line(Bytes::from_static(b"0123456789\n"))
+            .unwrap();
         assert_eq!(rx.recv().await.unwrap().len(), 11);
     }
 
@@ -228,14 +252,20 @@ mod tests {
     fn channel_sink_reports_closed_after_receiver_drop() {
         let (mut sink, rx) = channel_sink(1024);
         drop(rx);
-        assert_eq!(sink.write_line(Bytes::from_static(b"x\n")), Err(SinkError::Closed));
+        assert_eq!(
+            sink.write_line(Bytes::from_static(b"x\n")),
+            Err(SinkError::Closed)
+        );
     }
 
     #[test]
     fn memory_sink_limit() {
         let mut sink = MemorySink::with_max_lines(1);
         sink.write_line(Bytes::from_static(b"a\n")).unwrap();
-        assert!(matches!(sink.write_line(Bytes::from_static(b"b\n")), Err(SinkError::Full { .. })));
+        assert!(matches!(
+            sink.write_line(Bytes::from_static(b"b\n")),
+            Err(SinkError::Full { .. })
+        ));
         assert_eq!(sink.contents(), b"a\n");
     }
 }

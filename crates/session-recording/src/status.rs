@@ -88,7 +88,11 @@ impl RecordingStatus {
     /// The final `Status` the server sent on the error channel, once seen
     /// (carries the command's exit code).
     pub fn exec_status(&self) -> Option<ExecStatus> {
-        self.inner.exec_status.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.inner
+            .exec_status
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     pub(crate) fn fail(&self, err: RecordingError) {
@@ -111,10 +115,16 @@ impl RecordingStatus {
     }
 
     pub(crate) fn count_output(&self, bytes: usize) {
-        self.inner.output_bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+        self.inner
+            .output_bytes
+            .fetch_add(bytes as u64, Ordering::Relaxed);
     }
 
     pub(crate) fn set_exec_status(&self, status: ExecStatus) {
-        *self.inner.exec_status.lock().unwrap_or_else(|p| p.into_inner()) = Some(status);
+        *self
+            .inner
+            .exec_status
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(status);
     }
 }

@@ -8,8 +8,8 @@ mod common;
 use common::*;
 use session_recording::ws::frame::{encode_frame, Opcode};
 use session_recording::{
-    channel_sink, copy_bidirectional_recorded, Clock, CopyOptions, ExecStatus, MemorySink, Protocol,
-    RecorderOptions, RecordingError, SessionRecorder,
+    channel_sink, copy_bidirectional_recorded, Clock, CopyOptions, ExecStatus, MemorySink,
+    Protocol, RecorderOptions, RecordingError, SessionRecorder,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -21,7 +21,9 @@ fn bulk_stdin() -> Vec<u8> {
     let mut sent = 0usize;
     while sent < 8 << 20 {
         let size = if n % 3 == 0 { 32 * 1024 } else { 4 * 1024 };
-        let data: Vec<u8> = (0..size).map(|i| (i as u32).wrapping_mul(2_654_435_761).wrapping_add(n) as u8).collect();
+        let data: Vec<u8> = (0..size)
+            .map(|i| (i as u32).wrapping_mul(2_654_435_761).wrapping_add(n) as u8)
+            .collect();
         out.extend(ws_c(0, &data));
         if n % 7 == 0 {
             out.extend(encode_frame(true, Opcode::Ping, Some(MASK), b"keepalive"));
@@ -39,7 +41,11 @@ async fn bulk_stdin_and_stdout_pass_through_byte_identical() {
     let (client_app, mut proxy_client) = tokio::io::duplex(64 * 1024);
     let (mut proxy_upstream, server_app) = tokio::io::duplex(64 * 1024);
     let sink = MemorySink::new();
-    let recorder = SessionRecorder::new(RecorderOptions::new(Protocol::WebSocket, false), header(), sink.clone());
+    let recorder = SessionRecorder::new(
+        RecorderOptions::new(Protocol::WebSocket, false),
+        header(),
+        sink.clone(),
+    );
 
     let stdin = bulk_stdin();
     let mut stdout = Vec::new();
@@ -58,8 +64,13 @@ async fn bulk_stdin_and_stdout_pass_through_byte_identical() {
     let proxy = {
         let recorder = recorder.clone();
         tokio::spawn(async move {
-            copy_bidirectional_recorded(&mut proxy_client, &mut proxy_upstream, &recorder, &CopyOptions::default())
-                .await
+            copy_bidirectional_recorded(
+                &mut proxy_client,
+                &mut proxy_upstream,
+                &recorder,
+                &CopyOptions::default(),
+            )
+            .await
         })
     };
     let (client_read, client_write) = tokio::io::split(client_app);
@@ -124,13 +135,22 @@ async fn segmented_writes_of_any_size_pass_through() {
     for segments in [&[1usize][..], &[3, 1460], &[16 * 1024, 7]] {
         let (client_app, mut proxy_client) = tokio::io::duplex(8 * 1024);
         let (mut proxy_upstream, server_app) = tokio::io::duplex(8 * 1024);
-        let recorder = SessionRecorder::new(RecorderOptions::new(Protocol::WebSocket, true), header(), MemorySink::new());
+        let recorder = SessionRecorder::new(
+            RecorderOptions::new(Protocol::WebSocket, true),
+            header(),
+            MemorySink::new(),
+        );
         let mut stdin = ws_c(4, &resize_json(80, 24));
         stdin.extend(ws_c(0, &vec![b'y'; 70_000]));
         let proxy = tokio::spawn(async move {
-            copy_bidirectional_recorded(&mut proxy_client, &mut proxy_upstream, &recorder, &CopyOptions::default())
-                .await
-                .map(|s| (s, recorder.header_written()))
+            copy_bidirectional_recorded(
+                &mut proxy_client,
+                &mut proxy_upstream,
+                &recorder,
+                &CopyOptions::default(),
+            )
+            .await
+            .map(|s| (s, recorder.header_written()))
         });
         let (server_read, server_write) = tokio::io::split(server_app);
         let (client_read, client_write) = tokio::io::split(client_app);
@@ -167,11 +187,20 @@ async fn fail_closed_ends_session_with_error_channel_message() {
     let mut options = RecorderOptions::new(Protocol::WebSocket, false);
     options.clock = Clock::Fixed(0.0);
     let recorder = SessionRecorder::new(options, header(), sink);
-    let copy_options = CopyOptions { end_on_recording_failure: true, ..Default::default() };
+    let copy_options = CopyOptions {
+        end_on_recording_failure: true,
+        ..Default::default()
+    };
     let proxy = {
         let recorder = recorder.clone();
         tokio::spawn(async move {
-            copy_bidirectional_recorded(&mut proxy_client, &mut proxy_upstream, &recorder, &copy_options).await
+            copy_bidirectional_recorded(
+                &mut proxy_client,
+                &mut proxy_upstream,
+                &recorder,
+                &copy_options,
+            )
+            .await
         })
     };
     let (mut client_read, _client_write) = tokio::io::split(client_app);
@@ -188,10 +217,16 @@ async fn fail_closed_ends_session_with_error_channel_message() {
 
     // The recorder upload is lost; the next output cannot be recorded.
     lines.close();
-    server_write.write_all(&ws_s(1, b"unrecorded")).await.unwrap();
+    server_write
+        .write_all(&ws_s(1, b"unrecorded"))
+        .await
+        .unwrap();
 
     let summary = proxy.await.unwrap().unwrap();
-    assert!(matches!(summary.ended_by_recording_failure, Some(RecordingError::SinkClosed { .. })));
+    assert!(matches!(
+        summary.ended_by_recording_failure,
+        Some(RecordingError::SinkClosed { .. })
+    ));
     assert!(summary.sent_termination_message);
     let mut rest = Vec::new();
     client_read.read_to_end(&mut rest).await.unwrap();
@@ -214,12 +249,21 @@ async fn fail_open_keeps_forwarding_after_the_recorder_is_lost() {
     let (mut proxy_upstream, server_app) = tokio::io::duplex(64 * 1024);
     let (sink, lines) = channel_sink(1 << 20);
     drop(lines);
-    let recorder = SessionRecorder::new(RecorderOptions::new(Protocol::WebSocket, false), header(), sink);
+    let recorder = SessionRecorder::new(
+        RecorderOptions::new(Protocol::WebSocket, false),
+        header(),
+        sink,
+    );
     let proxy = {
         let recorder = recorder.clone();
         tokio::spawn(async move {
-            copy_bidirectional_recorded(&mut proxy_client, &mut proxy_upstream, &recorder, &CopyOptions::default())
-                .await
+            copy_bidirectional_recorded(
+                &mut proxy_client,
+                &mut proxy_upstream,
+                &recorder,
+                &CopyOptions::default(),
+            )
+            .await
         })
     };
     let (client_read, mut client_write) = tokio::io::split(client_app);
@@ -245,27 +289,44 @@ async fn fail_open_keeps_forwarding_after_the_recorder_is_lost() {
     sr.read_to_end(&mut up).await.unwrap();
     let summary = proxy.await.unwrap().unwrap();
     assert!(summary.ended_by_recording_failure.is_none());
-    assert!(matches!(recorder.status().failure(), Some(RecordingError::SinkClosed { .. })));
+    assert!(matches!(
+        recorder.status().failure(),
+        Some(RecordingError::SinkClosed { .. })
+    ));
 }
 
 #[tokio::test]
 async fn spdy_fail_closed_uses_the_error_stream() {
     let (sink, mut lines) = channel_sink(1 << 20);
-    let recorder = SessionRecorder::new(RecorderOptions::new(Protocol::Spdy, false), header(), sink);
+    let recorder =
+        SessionRecorder::new(RecorderOptions::new(Protocol::Spdy, false), header(), sink);
     let mut client = SpdyClient::new();
     recorder.observe_client_to_server(&client.open_session(&HIGH_IDS, false));
     lines.close();
     recorder.observe_server_to_client(&spdy_data(HIGH_IDS.stdout, b"x"));
-    assert!(matches!(recorder.status().failed().await, RecordingError::SinkClosed { .. }));
+    assert!(matches!(
+        recorder.status().failed().await,
+        RecordingError::SinkClosed { .. }
+    ));
     let frame = recorder.termination_frame("recorder lost").unwrap();
-    assert_eq!(u32::from_be_bytes(frame[..4].try_into().unwrap()), HIGH_IDS.error);
+    assert_eq!(
+        u32::from_be_bytes(frame[..4].try_into().unwrap()),
+        HIGH_IDS.error
+    );
     assert_eq!(frame[4], 0x01, "FIN");
-    assert_eq!(ExecStatus::parse(&frame[8..]).message.as_deref(), Some("recorder lost"));
+    assert_eq!(
+        ExecStatus::parse(&frame[8..]).message.as_deref(),
+        Some("recorder lost")
+    );
 }
 
 #[test]
 fn termination_frame_is_withheld_mid_frame() {
-    let recorder = SessionRecorder::new(RecorderOptions::new(Protocol::WebSocket, false), header(), MemorySink::new());
+    let recorder = SessionRecorder::new(
+        RecorderOptions::new(Protocol::WebSocket, false),
+        header(),
+        MemorySink::new(),
+    );
     let frame = ws_s(1, b"partial");
     recorder.observe_server_to_client(&frame[..4]);
     assert!(recorder.termination_frame("x").is_none());

@@ -14,7 +14,11 @@ use session_recording::Protocol;
 #[derive(Debug, Clone)]
 enum Item {
     /// Output on channel 1 or 2, optionally fragmented (WS) at these points.
-    Out { channel: u8, data: Vec<u8>, cuts: Vec<usize> },
+    Out {
+        channel: u8,
+        data: Vec<u8>,
+        cuts: Vec<usize>,
+    },
     Stdin(Vec<u8>),
     Resize(u16, u16),
     Ping,
@@ -38,12 +42,20 @@ fn ws_events(items: &[Item]) -> Vec<Ev> {
     let mut out = Vec::new();
     for item in items {
         match item {
-            Item::Out { channel, data, cuts } => {
+            Item::Out {
+                channel,
+                data,
+                cuts,
+            } => {
                 let mut payload = vec![*channel];
                 payload.extend_from_slice(data);
                 // Fragment boundaries strictly inside the payload (0 gives an
                 // empty first fragment), then the final fragment.
-                let mut cuts: Vec<usize> = cuts.iter().copied().filter(|c| *c < payload.len()).collect();
+                let mut cuts: Vec<usize> = cuts
+                    .iter()
+                    .copied()
+                    .filter(|c| *c < payload.len())
+                    .collect();
                 cuts.sort_unstable();
                 cuts.dedup();
                 let mut frames = Vec::new();
@@ -51,14 +63,20 @@ fn ws_events(items: &[Item]) -> Vec<Ev> {
                 for cut in cuts.into_iter().chain([payload.len()]) {
                     let first = frames.is_empty();
                     let fin = cut == payload.len();
-                    let opcode = if first { Opcode::Binary } else { Opcode::Continuation };
+                    let opcode = if first {
+                        Opcode::Binary
+                    } else {
+                        Opcode::Continuation
+                    };
                     frames.extend(encode_frame(fin, opcode, None, &payload[last..cut]));
                     last = cut;
                 }
                 out.push(Ev::S(frames));
             }
             Item::Stdin(data) => out.push(Ev::C(ws_c(0, data))),
-            Item::Resize(w, h) => out.push(Ev::C(ws_c(4, &resize_json(u32::from(*w), u32::from(*h))))),
+            Item::Resize(w, h) => {
+                out.push(Ev::C(ws_c(4, &resize_json(u32::from(*w), u32::from(*h)))))
+            }
             Item::Ping => out.push(Ev::S(encode_frame(true, Opcode::Ping, None, b"p"))),
         }
     }
@@ -72,13 +90,18 @@ fn spdy_events(items: &[Item]) -> Vec<Ev> {
     for item in items {
         match item {
             Item::Out { channel, data, .. } => {
-                let id = if *channel == 1 { KUBECTL_IDS.stdout } else { KUBECTL_IDS.stderr };
+                let id = if *channel == 1 {
+                    KUBECTL_IDS.stdout
+                } else {
+                    KUBECTL_IDS.stderr
+                };
                 out.push(Ev::S(spdy_data(id, data)));
             }
             Item::Stdin(data) => out.push(Ev::C(spdy_data(KUBECTL_IDS.stdin, data))),
-            Item::Resize(w, h) => {
-                out.push(Ev::C(spdy_data(KUBECTL_IDS.resize, &resize_json(u32::from(*w), u32::from(*h)))))
-            }
+            Item::Resize(w, h) => out.push(Ev::C(spdy_data(
+                KUBECTL_IDS.resize,
+                &resize_json(u32::from(*w), u32::from(*h)),
+            ))),
             Item::Ping => out.push(Ev::S(spdy_ping(2))),
         }
     }
@@ -89,8 +112,14 @@ fn spdy_events(items: &[Item]) -> Vec<Ev> {
 /// Cuts every event at the given fractions of its length.
 fn chunked(cuts: &[Vec<f64>]) -> impl FnMut(usize, &[u8]) -> Vec<Vec<u8>> + '_ {
     move |i, bytes| {
-        let mut points: Vec<usize> =
-            cuts.get(i).map(|c| c.iter().map(|f| (f * bytes.len() as f64) as usize).collect()).unwrap_or_default();
+        let mut points: Vec<usize> = cuts
+            .get(i)
+            .map(|c| {
+                c.iter()
+                    .map(|f| (f * bytes.len() as f64) as usize)
+                    .collect()
+            })
+            .unwrap_or_default();
         points.sort_unstable();
         let mut out = Vec::new();
         let mut last = 0;

@@ -43,7 +43,10 @@ fn write_stdout_stderr_and_unknown_stream() {
         Ev::S(spdy_data(KUBECTL_IDS.stdin, b"not output")),
     ];
     let lines = assert_split_invariant(SPDY, false, &events);
-    assert_eq!(body(&lines), vec![r#"[1.0,"o","out"]"#, r#"[1.0,"o","err"]"#]);
+    assert_eq!(
+        body(&lines),
+        vec![r#"[1.0,"o","out"]"#, r#"[1.0,"o","err"]"#]
+    );
 }
 
 #[test]
@@ -55,7 +58,10 @@ fn write_split_frames_and_two_frames_in_one_write_forward_everything() {
     chunk.extend(spdy_data(KUBECTL_IDS.stdout, b"first"));
     chunk.extend(spdy_data(KUBECTL_IDS.stdout, b"second"));
     let lines = assert_split_invariant(SPDY, false, &[opened, Ev::S(chunk)]);
-    assert_eq!(body(&lines), vec![r#"[1.0,"o","first"]"#, r#"[1.0,"o","second"]"#]);
+    assert_eq!(
+        body(&lines),
+        vec![r#"[1.0,"o","first"]"#, r#"[1.0,"o","second"]"#]
+    );
 }
 
 #[test]
@@ -69,7 +75,10 @@ fn stream_ids_above_127_are_mapped() {
         Ev::S(spdy_data(0x71, b"aliased")),
     ];
     let lines = assert_split_invariant(SPDY, false, &events);
-    assert_eq!(body(&lines), vec![r#"[1.0,"o","high stdout"]"#, r#"[1.0,"o","high stderr"]"#]);
+    assert_eq!(
+        body(&lines),
+        vec![r#"[1.0,"o","high stdout"]"#, r#"[1.0,"o","high stderr"]"#]
+    );
 }
 
 #[test]
@@ -83,7 +92,10 @@ fn tty_output_waits_for_resize_but_is_never_lost() {
     ];
     let lines = assert_split_invariant(SPDY, true, &events);
     assert!(lines[0].contains(r#""width":132,"height":43"#));
-    assert_eq!(body(&lines), vec![r#"[1.0,"o","prompt$ "]"#, r#"[1.0,"o","ls\r\n"]"#]);
+    assert_eq!(
+        body(&lines),
+        vec![r#"[1.0,"o","prompt$ "]"#, r#"[1.0,"o","ls\r\n"]"#]
+    );
 }
 
 // --- Test_Reads (client→server) ---
@@ -105,7 +117,11 @@ fn read_single_many_and_split_resizes() {
     assert!(lines[0].contains(r#""width":80,"height":24"#));
     assert_eq!(
         body(&lines),
-        vec![r#"[1.0,"r","40x100"]"#, r#"[1.0,"r","41x101"]"#, r#"[1.0,"r","42x102"]"#]
+        vec![
+            r#"[1.0,"r","40x100"]"#,
+            r#"[1.0,"r","41x101"]"#,
+            r#"[1.0,"r","42x102"]"#
+        ]
     );
 }
 
@@ -114,7 +130,11 @@ fn streamtype_header_name_is_case_insensitive() {
     let mut client = SpdyClient::new();
     let mut frames = client.syn_stream_named(1, "StreamType", "stdout");
     frames.extend(client.syn_stream_named(3, "STREAMTYPE", "stderr"));
-    let events = [Ev::C(frames), Ev::S(spdy_data(1, b"a")), Ev::S(spdy_data(3, b"b"))];
+    let events = [
+        Ev::C(frames),
+        Ev::S(spdy_data(1, b"a")),
+        Ev::S(spdy_data(3, b"b")),
+    ];
     let lines = assert_split_invariant(SPDY, false, &events);
     assert_eq!(body(&lines), vec![r#"[1.0,"o","a"]"#, r#"[1.0,"o","b"]"#]);
 }
@@ -138,7 +158,10 @@ fn non_tty_session_with_stdin_data_and_half_close_works() {
         Ev::C(spdy_data(KUBECTL_IDS.stdin, b"piped input\n")),
         Ev::C(encode_data_frame(KUBECTL_IDS.stdin, FLAG_FIN, b"")),
         Ev::S(spdy_data(KUBECTL_IDS.stdout, b"piped input\n")),
-        Ev::S(spdy_data(KUBECTL_IDS.error, br#"{"metadata":{},"status":"Success"}"#)),
+        Ev::S(spdy_data(
+            KUBECTL_IDS.error,
+            br#"{"metadata":{},"status":"Success"}"#,
+        )),
     ];
     let lines = assert_split_invariant(SPDY, false, &events);
     assert_eq!(body(&lines), vec![r#"[1.0,"o","piped input\n"]"#]);
@@ -150,12 +173,29 @@ fn non_tty_session_with_stdin_data_and_half_close_works() {
 #[test]
 fn other_control_frames_are_passed_and_ignored() {
     let (_, opened) = open(&KUBECTL_IDS, false);
-    let mut client_extra = encode_control_frame(kind::SETTINGS, 0, &[0, 0, 0, 1, 0, 0, 0, 7, 0, 0, 0, 1]);
-    client_extra.extend(encode_control_frame(kind::WINDOW_UPDATE, 0, &[0, 0, 0, 5, 0, 0, 1, 0]));
-    client_extra.extend(encode_control_frame(kind::RST_STREAM, 0, &[0, 0, 0, 9, 0, 0, 0, 5]));
-    client_extra.extend(encode_control_frame(kind::GOAWAY, 0, &[0, 0, 0, 0, 0, 0, 0, 0]));
+    let mut client_extra =
+        encode_control_frame(kind::SETTINGS, 0, &[0, 0, 0, 1, 0, 0, 0, 7, 0, 0, 0, 1]);
+    client_extra.extend(encode_control_frame(
+        kind::WINDOW_UPDATE,
+        0,
+        &[0, 0, 0, 5, 0, 0, 1, 0],
+    ));
+    client_extra.extend(encode_control_frame(
+        kind::RST_STREAM,
+        0,
+        &[0, 0, 0, 9, 0, 0, 0, 5],
+    ));
+    client_extra.extend(encode_control_frame(
+        kind::GOAWAY,
+        0,
+        &[0, 0, 0, 0, 0, 0, 0, 0],
+    ));
     client_extra.extend(encode_control_frame(42, 0, b"unknown type"));
-    let events = [opened, Ev::C(client_extra), Ev::S(spdy_data(KUBECTL_IDS.stdout, b"ok"))];
+    let events = [
+        opened,
+        Ev::C(client_extra),
+        Ev::S(spdy_data(KUBECTL_IDS.stdout, b"ok")),
+    ];
     let lines = assert_split_invariant(SPDY, false, &events);
     assert_eq!(body(&lines), vec![r#"[1.0,"o","ok"]"#]);
 }
@@ -186,7 +226,13 @@ fn not_spdy_is_reported_and_recording_stops() {
     ];
     let (lines, status) = record(SPDY, false, &events);
     assert_eq!(body(&lines), vec![r#"[1.0,"o","before"]"#]);
-    assert!(matches!(status.failure(), Some(RecordingError::Spdy { source: SpdyError::ZeroStreamId, .. })));
+    assert!(matches!(
+        status.failure(),
+        Some(RecordingError::Spdy {
+            source: SpdyError::ZeroStreamId,
+            ..
+        })
+    ));
 }
 
 #[test]
@@ -194,8 +240,18 @@ fn corrupt_header_block_is_reported() {
     let mut payload = 1u32.to_be_bytes().to_vec();
     payload.extend_from_slice(&[0; 6]);
     payload.extend_from_slice(b"not zlib at all");
-    let (_, status) = record(SPDY, false, &[Ev::C(encode_control_frame(kind::SYN_STREAM, 0, &payload))]);
-    assert!(matches!(status.failure(), Some(RecordingError::Spdy { source: SpdyError::Decompress(_), .. })));
+    let (_, status) = record(
+        SPDY,
+        false,
+        &[Ev::C(encode_control_frame(kind::SYN_STREAM, 0, &payload))],
+    );
+    assert!(matches!(
+        status.failure(),
+        Some(RecordingError::Spdy {
+            source: SpdyError::Decompress(_),
+            ..
+        })
+    ));
 }
 
 #[test]
@@ -211,6 +267,10 @@ fn random_bytes_never_panic_read_and_write() {
             bytes[1] = 3;
         }
         let (_, opened) = open(&KUBECTL_IDS, rng.gen());
-        let _ = record(SPDY, rng.gen(), &[opened, Ev::C(bytes.clone()), Ev::S(bytes)]);
+        let _ = record(
+            SPDY,
+            rng.gen(),
+            &[opened, Ev::C(bytes.clone()), Ev::S(bytes)],
+        );
     }
 }

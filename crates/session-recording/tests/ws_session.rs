@@ -17,7 +17,11 @@ const WS: Protocol = Protocol::WebSocket;
 fn read_single_resize_writes_header_with_size() {
     let lines = assert_split_invariant(WS, true, &[Ev::C(ws_c(4, &resize_json(120, 40)))]);
     assert_eq!(lines.len(), 1);
-    assert!(lines[0].contains(r#""width":120,"height":40"#), "{}", lines[0]);
+    assert!(
+        lines[0].contains(r#""width":120,"height":40"#),
+        "{}",
+        lines[0]
+    );
     assert!(lines[0].contains(r#""kubernetes":{"PodName":"web-0""#));
 }
 
@@ -26,7 +30,10 @@ fn read_resizes_after_the_first_are_height_first_r_lines() {
     let lines = assert_split_invariant(
         WS,
         true,
-        &[Ev::C(ws_c(4, &resize_json(80, 24))), Ev::C(ws_c(4, &resize_json(200, 50)))],
+        &[
+            Ev::C(ws_c(4, &resize_json(80, 24))),
+            Ev::C(ws_c(4, &resize_json(200, 50))),
+        ],
     );
     assert_eq!(body(&lines), vec![r#"[1.0,"r","50x200"]"#]);
 }
@@ -38,7 +45,12 @@ fn read_resize_fragmented_across_frames_only_first_fragment_has_channel() {
     first.extend_from_slice(&json[..7]);
     let events = [
         Ev::C(encode_frame(false, Opcode::Binary, Some(MASK), &first)),
-        Ev::C(encode_frame(true, Opcode::Continuation, Some(MASK), &json[7..])),
+        Ev::C(encode_frame(
+            true,
+            Opcode::Continuation,
+            Some(MASK),
+            &json[7..],
+        )),
     ];
     let lines = assert_split_invariant(WS, true, &events);
     assert!(lines[0].contains(r#""width":100,"height":30"#));
@@ -65,9 +77,19 @@ fn read_empty_continuation_and_empty_first_fragment() {
     let events = [
         // Empty first fragment: the channel byte comes with the next fragment.
         Ev::C(encode_frame(false, Opcode::Binary, Some(MASK), b"")),
-        Ev::C(encode_frame(false, Opcode::Continuation, Some(MASK), b"\x04{\"Width\":7,")),
+        Ev::C(encode_frame(
+            false,
+            Opcode::Continuation,
+            Some(MASK),
+            b"\x04{\"Width\":7,",
+        )),
         Ev::C(encode_frame(false, Opcode::Continuation, Some(MASK), b"")),
-        Ev::C(encode_frame(true, Opcode::Continuation, Some(MASK), b"\"Height\":3}")),
+        Ev::C(encode_frame(
+            true,
+            Opcode::Continuation,
+            Some(MASK),
+            b"\"Height\":3}",
+        )),
     ];
     let lines = assert_split_invariant(WS, true, &events);
     assert!(lines[0].contains(r#""width":7,"height":3"#));
@@ -91,7 +113,10 @@ fn write_stdout_and_stderr_are_o_lines_stdin_never_recorded() {
         Ev::S(ws_s(0, b"server stdin?")),
     ];
     let lines = assert_split_invariant(WS, false, &events);
-    assert_eq!(body(&lines), vec![r#"[1.0,"o","out"]"#, r#"[1.0,"o","err"]"#]);
+    assert_eq!(
+        body(&lines),
+        vec![r#"[1.0,"o","out"]"#, r#"[1.0,"o","err"]"#]
+    );
     assert!(!lines.join("\n").contains("secret"));
 }
 
@@ -114,7 +139,10 @@ fn write_two_frames_in_one_write() {
     let mut chunk = ws_s(1, b"one");
     chunk.extend(ws_s(1, b"two"));
     let lines = assert_split_invariant(WS, false, &[Ev::S(chunk)]);
-    assert_eq!(body(&lines), vec![r#"[1.0,"o","one"]"#, r#"[1.0,"o","two"]"#]);
+    assert_eq!(
+        body(&lines),
+        vec![r#"[1.0,"o","one"]"#, r#"[1.0,"o","two"]"#]
+    );
 }
 
 #[test]
@@ -148,7 +176,12 @@ fn text_frames_are_passed_and_do_not_stop_recording() {
 
 #[test]
 fn one_byte_messages_carry_no_data() {
-    let events = [Ev::S(ws_s(1, b"")), Ev::S(ws_s(2, b"")), Ev::S(ws_s(3, b"")), Ev::S(ws_s(1, b"x"))];
+    let events = [
+        Ev::S(ws_s(1, b"")),
+        Ev::S(ws_s(2, b"")),
+        Ev::S(ws_s(3, b"")),
+        Ev::S(ws_s(1, b"x")),
+    ];
     let lines = assert_split_invariant(WS, false, &events);
     assert_eq!(body(&lines), vec![r#"[1.0,"o","x"]"#]);
 }
@@ -167,7 +200,11 @@ fn output_before_first_resize_is_held_not_stalled() {
     assert!(lines[0].contains(r#""width":90,"height":30"#));
     assert_eq!(
         body(&lines),
-        vec![r#"[1.0,"o","motd\r\n"]"#, r#"[1.0,"o","$ "]"#, r#"[1.0,"r","31x91"]"#]
+        vec![
+            r#"[1.0,"o","motd\r\n"]"#,
+            r#"[1.0,"o","$ "]"#,
+            r#"[1.0,"r","31x91"]"#
+        ]
     );
 }
 
@@ -193,7 +230,12 @@ fn interleaved_channels_both_directions() {
     let lines = assert_split_invariant(WS, true, &events);
     assert_eq!(
         body(&lines),
-        vec![r#"[1.0,"o","a"]"#, r#"[1.0,"o","b"]"#, r#"[1.0,"o","c"]"#, r#"[1.0,"r","25x81"]"#]
+        vec![
+            r#"[1.0,"o","a"]"#,
+            r#"[1.0,"o","b"]"#,
+            r#"[1.0,"o","c"]"#,
+            r#"[1.0,"r","25x81"]"#
+        ]
     );
 }
 
@@ -225,7 +267,10 @@ fn invalid_utf8_becomes_replacement_per_byte() {
 #[test]
 fn html_and_control_characters_escaped_as_go_does() {
     let lines = assert_split_invariant(WS, false, &[Ev::S(ws_s(1, b"<a&b>\"\x1b[0m\n"))]);
-    assert_eq!(body(&lines), vec![r#"[1.0,"o","\u003ca\u0026b\u003e\"\u001b[0m\n"]"#]);
+    assert_eq!(
+        body(&lines),
+        vec![r#"[1.0,"o","\u003ca\u0026b\u003e\"\u001b[0m\n"]"#]
+    );
 }
 
 // --- errors: recording stops, nothing panics ---
@@ -234,7 +279,11 @@ fn html_and_control_characters_escaped_as_go_does() {
 fn oversized_frame_stops_recording_and_reports() {
     let mut huge = vec![0x82, 127];
     huge.extend_from_slice(&(33u64 << 20).to_be_bytes());
-    let events = [Ev::S(ws_s(1, b"before")), Ev::S(huge), Ev::S(ws_s(1, b"after"))];
+    let events = [
+        Ev::S(ws_s(1, b"before")),
+        Ev::S(huge),
+        Ev::S(ws_s(1, b"after")),
+    ];
     let (lines, status) = record(WS, false, &events);
     assert_eq!(body(&lines), vec![r#"[1.0,"o","before"]"#]);
     assert!(matches!(
@@ -248,10 +297,17 @@ fn oversized_frame_stops_recording_and_reports() {
 
 #[test]
 fn continuation_without_message_is_reported() {
-    let (_, status) = record(WS, false, &[Ev::S(encode_frame(true, Opcode::Continuation, None, b"x"))]);
+    let (_, status) = record(
+        WS,
+        false,
+        &[Ev::S(encode_frame(true, Opcode::Continuation, None, b"x"))],
+    );
     assert!(matches!(
         status.failure(),
-        Some(RecordingError::WebSocket { source: WsError::UnexpectedContinuation, .. })
+        Some(RecordingError::WebSocket {
+            source: WsError::UnexpectedContinuation,
+            ..
+        })
     ));
 }
 

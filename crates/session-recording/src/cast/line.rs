@@ -66,9 +66,14 @@ pub fn push_escaped(out: &mut Vec<u8>, text: &str) {
             b'>' => b"\\u003e",
             b'&' => b"\\u0026",
             0xE2 => {
-                if bytes.get(i + 1) == Some(&0x80) && matches!(bytes.get(i + 2), Some(0xA8 | 0xA9)) {
+                if bytes.get(i + 1) == Some(&0x80) && matches!(bytes.get(i + 2), Some(0xA8 | 0xA9))
+                {
                     out.extend_from_slice(&bytes[start..i]);
-                    out.extend_from_slice(if bytes[i + 2] == 0xA8 { b"\\u2028" } else { b"\\u2029" });
+                    out.extend_from_slice(if bytes[i + 2] == 0xA8 {
+                        b"\\u2028"
+                    } else {
+                        b"\\u2029"
+                    });
                     i += 3;
                     start = i;
                 } else {
@@ -109,9 +114,19 @@ mod tests {
 
     #[test]
     fn matches_event_model_on_tricky_text() {
-        for text in ["", "plain", "a\"b\\c\n\r\t\x08\x0c\x01\x1f\x7f", "<&>", "\u{2028}\u{2029}\u{2027}", "é€𝄞\u{FFFD}"] {
-            for time in [0.0, 0.000_000_1, 1.5, 12345.678_9, f64::NAN] {
-                assert_eq!(fast(time, text), to_go_json(&CastEvent::output(time, text)).unwrap());
+        for text in [
+            "",
+            "plain",
+            "a\"b\\c\n\r\t\x08\x0c\x01\x1f\x7f",
+            "<&>",
+            "\u{2028}\u{2029}\u{2027}",
+            "é€𝄞\u{FFFD}",
+        ] {
+            for time in [0.0, 0.000_000_1, 1.5, 12_345.678_9, f64::NAN] {
+                assert_eq!(
+                    fast(time, text),
+                    to_go_json(&CastEvent::output(time, text)).unwrap()
+                );
             }
         }
     }

@@ -139,7 +139,12 @@ impl CastWriter {
             data = rest;
             state.payload_in_line += now.len();
             let clock = self.clock;
-            let StreamLine { utf8, line, started, .. } = state;
+            let StreamLine {
+                utf8,
+                line,
+                started,
+                ..
+            } = state;
             utf8.decode(now, &mut |text: &str| {
                 if !*started {
                     line::begin_output_line(line, clock.now());
@@ -198,7 +203,12 @@ impl CastWriter {
         }
         for stream in [OutputStream::Stdout, OutputStream::Stderr] {
             let clock = self.clock;
-            let StreamLine { utf8, line, started, .. } = &mut self.streams[stream.index()];
+            let StreamLine {
+                utf8,
+                line,
+                started,
+                ..
+            } = &mut self.streams[stream.index()];
             utf8.finish(&mut |text: &str| {
                 if !*started {
                     line::begin_output_line(line, clock.now());
@@ -295,7 +305,10 @@ mod tests {
     fn writer(tty: bool, sink: &MemorySink, max_pending: usize) -> (CastWriter, RecordingStatus) {
         let status = RecordingStatus::new();
         let w = CastWriter::new(
-            CastHeader { timestamp: 1, ..Default::default() },
+            CastHeader {
+                timestamp: 1,
+                ..Default::default()
+            },
             tty,
             Clock::Fixed(1.5),
             Box::new(sink.clone()),
@@ -330,8 +343,14 @@ mod tests {
         w.output(OutputStream::Stdout, b"$ ");
         w.output_end(OutputStream::Stdout);
         assert!(sink.lines().is_empty());
-        w.resize(TerminalSize { width: 120, height: 40 });
-        w.resize(TerminalSize { width: 200, height: 50 });
+        w.resize(TerminalSize {
+            width: 120,
+            height: 40,
+        });
+        w.resize(TerminalSize {
+            width: 200,
+            height: 50,
+        });
         let t = text(&sink);
         let lines: Vec<&str> = t.lines().collect();
         assert!(lines[0].contains("\"width\":120,\"height\":40"));
@@ -348,8 +367,18 @@ mod tests {
             kubernetes: Some(event_model::CastKubernetes::default()),
             ..Default::default()
         };
-        let mut w = CastWriter::new(header, false, Clock::Fixed(0.0), Box::new(sink.clone()), status, 10);
-        w.resize(TerminalSize { width: 200, height: 50 });
+        let mut w = CastWriter::new(
+            header,
+            false,
+            Clock::Fixed(0.0),
+            Box::new(sink.clone()),
+            status,
+            10,
+        );
+        w.resize(TerminalSize {
+            width: 200,
+            height: 50,
+        });
         assert!(text(&sink).ends_with(",\"r\",\"50x200\"]\n"));
     }
 
@@ -368,7 +397,10 @@ mod tests {
         let lines = sink.lines();
         assert_eq!(lines.len(), 4, "header + three output lines");
         assert!(lines[0].starts_with(b"{\"version\":2,\"width\":0,\"height\":0,"));
-        w.resize(TerminalSize { width: 1, height: 2 });
+        w.resize(TerminalSize {
+            width: 1,
+            height: 2,
+        });
         assert!(text(&sink).ends_with("[1.5,\"r\",\"1x2\"]\n"));
     }
 
@@ -410,6 +442,9 @@ mod tests {
         }
         assert_eq!(status.lines_written(), 2);
         assert_eq!(status.lines_dropped(), 2);
-        assert!(matches!(status.failure(), Some(RecordingError::SinkFull { .. })));
+        assert!(matches!(
+            status.failure(),
+            Some(RecordingError::SinkFull { .. })
+        ));
     }
 }

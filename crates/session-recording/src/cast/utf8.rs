@@ -162,7 +162,10 @@ mod tests {
         let bytes = text.as_bytes();
         for i in 0..=bytes.len() {
             for j in i..=bytes.len() {
-                assert_eq!(decode_chunks(&[&bytes[..i], &bytes[i..j], &bytes[j..]]), text);
+                assert_eq!(
+                    decode_chunks(&[&bytes[..i], &bytes[i..j], &bytes[j..]]),
+                    text
+                );
             }
         }
     }

@@ -74,25 +74,48 @@ impl FrameHeader {
                 return Err(SpdyError::ZeroControlType);
             }
             if length > MAX_CONTROL_FRAME_LEN {
-                return Err(SpdyError::ControlFrameTooLarge { len: length, max: MAX_CONTROL_FRAME_LEN });
+                return Err(SpdyError::ControlFrameTooLarge {
+                    len: length,
+                    max: MAX_CONTROL_FRAME_LEN,
+                });
             }
-            Ok(FrameHeader::Control { version, kind, flags, length })
+            Ok(FrameHeader::Control {
+                version,
+                kind,
+                flags,
+                length,
+            })
         } else {
             let stream_id = u32::from_be_bytes([b[0] & 0x7f, b[1], b[2], b[3]]);
             if stream_id == 0 {
                 return Err(SpdyError::ZeroStreamId);
             }
-            Ok(FrameHeader::Data { stream_id, flags, length })
+            Ok(FrameHeader::Data {
+                stream_id,
+                flags,
+                length,
+            })
         }
     }
 
     /// Encodes this header.
     pub fn encode(&self) -> [u8; FRAME_HEADER_LEN] {
         let (first, flags, length) = match *self {
-            FrameHeader::Control { version, kind, flags, length } => {
-                (0x8000_0000 | (u32::from(version & 0x7fff) << 16) | u32::from(kind), flags, length)
-            }
-            FrameHeader::Data { stream_id, flags, length } => (stream_id & 0x7fff_ffff, flags, length),
+            FrameHeader::Control {
+                version,
+                kind,
+                flags,
+                length,
+            } => (
+                0x8000_0000 | (u32::from(version & 0x7fff) << 16) | u32::from(kind),
+                flags,
+                length,
+            ),
+            FrameHeader::Data {
+                stream_id,
+                flags,
+                length,
+            } => (stream_id & 0x7fff_ffff, flags, length),
         };
         let mut out = [0u8; FRAME_HEADER_LEN];
         out[..4].copy_from_slice(&first.to_be_bytes());
@@ -126,8 +149,16 @@ pub trait FrameVisitor {
 #[derive(Debug)]
 enum State {
     Header,
-    Control { kind: u16, flags: u8, length: usize },
-    Data { stream_id: u32, flags: u8, remaining: usize },
+    Control {
+        kind: u16,
+        flags: u8,
+        length: usize,
+    },
+    Data {
+        stream_id: u32,
+        flags: u8,
+        remaining: usize,
+    },
 }
 
 /// Incremental frame reader: feed it bytes in any chunking; every complete
@@ -149,7 +180,12 @@ impl Default for FrameReader {
 impl FrameReader {
     /// A reader at a frame boundary.
     pub fn new() -> Self {
-        FrameReader { header: [0; FRAME_HEADER_LEN], header_len: 0, state: State::Header, control: Vec::new() }
+        FrameReader {
+            header: [0; FRAME_HEADER_LEN],
+            header_len: 0,
+            state: State::Header,
+            control: Vec::new(),
+        }
     }
 
     /// Whether the bytes fed so far end exactly at a frame boundary.
@@ -158,12 +194,17 @@ impl FrameReader {
     }
 
     /// Parses `input`, reporting frames to `visitor`.
-    pub fn feed<V: FrameVisitor>(&mut self, mut input: &[u8], visitor: &mut V) -> Result<(), SpdyError> {
+    pub fn feed<V: FrameVisitor>(
+        &mut self,
+        mut input: &[u8],
+        visitor: &mut V,
+    ) -> Result<(), SpdyError> {
         while !input.is_empty() {
             match self.state {
                 State::Header => {
                     let take = (FRAME_HEADER_LEN - self.header_len).min(input.len());
-                    self.header[self.header_len..self.header_len + take].copy_from_slice(&input[..take]);
+                    self.header[self.header_len..self.header_len + take]
+                        .copy_from_slice(&input[..take]);
                     self.header_len += take;
                     input = &input[take..];
                     if self.header_len < FRAME_HEADER_LEN {
@@ -171,18 +212,35 @@ impl FrameReader {
                     }
                     self.header_len = 0;
                     match FrameHeader::parse(&self.header)? {
-                        FrameHeader::Control { kind, flags, length, .. } => {
+                        FrameHeader::Control {
+                            kind,
+                            flags,
+                            length,
+                            ..
+                        } => {
                             self.control.clear();
-                            self.state = State::Control { kind, flags, length: length as usize };
+                            self.state = State::Control {
+                                kind,
+                                flags,
+                                length: length as usize,
+                            };
                             if length == 0 {
                                 self.finish_control(visitor)?;
                             }
                         }
-                        FrameHeader::Data { stream_id, flags, length } => {
+                        FrameHeader::Data {
+                            stream_id,
+                            flags,
+                            length,
+                        } => {
                             if length == 0 {
                                 visitor.data_end(stream_id, flags);
                             } else {
-                                self.state = State::Data { stream_id, flags, remaining: length as usize };
+                                self.state = State::Data {
+                                    stream_id,
+                                    flags,
+                                    remaining: length as usize,
+                                };
                             }
                         }
                     }
@@ -195,7 +253,11 @@ impl FrameReader {
                         self.finish_control(visitor)?;
                     }
                 }
-                State::Data { stream_id, flags, ref mut remaining } => {
+                State::Data {
+                    stream_id,
+                    flags,
+                    ref mut remaining,
+                } => {
                     let take = (*remaining).min(input.len());
                     let (piece, rest) = input.split_at(take);
                     input = rest;
@@ -217,7 +279,11 @@ impl FrameReader {
             return Ok(());
         };
         self.state = State::Header;
-        let result = visitor.control(ControlFrame { kind, flags, payload: &self.control });
+        let result = visitor.control(ControlFrame {
+            kind,
+            flags,
+            payload: &self.control,
+        });
         if self.control.capacity() > 64 * 1024 {
             self.control = Vec::new();
         }
@@ -227,15 +293,27 @@ impl FrameReader {
 
 /// Builds a data frame (tests, benchmarks, fail-closed messages).
 pub fn encode_data_frame(stream_id: u32, flags: u8, payload: &[u8]) -> Vec<u8> {
-    let mut out = FrameHeader::Data { stream_id, flags, length: payload.len() as u32 }.encode().to_vec();
+    let mut out = FrameHeader::Data {
+        stream_id,
+        flags,
+        length: payload.len() as u32,
+    }
+    .encode()
+    .to_vec();
     out.extend_from_slice(payload);
     out
 }
 
 /// Builds a control frame (tests and benchmarks).
 pub fn encode_control_frame(kind: u16, flags: u8, payload: &[u8]) -> Vec<u8> {
-    let mut out =
-        FrameHeader::Control { version: SPDY_VERSION, kind, flags, length: payload.len() as u32 }.encode().to_vec();
+    let mut out = FrameHeader::Control {
+        version: SPDY_VERSION,
+        kind,
+        flags,
+        length: payload.len() as u32,
+    }
+    .encode()
+    .to_vec();
     out.extend_from_slice(payload);
     out
 }
@@ -296,14 +374,30 @@ mod tests {
             ]
         );
         for i in 0..=bytes.len() {
-            assert_eq!(parse(&[&bytes[..i], &bytes[i..]]).unwrap(), c, "split at {i}");
+            assert_eq!(
+                parse(&[&bytes[..i], &bytes[i..]]).unwrap(),
+                c,
+                "split at {i}"
+            );
         }
     }
 
     #[test]
     fn stream_ids_above_127_are_not_truncated() {
-        let h = FrameHeader::parse(&encode_data_frame(0x0123_4567, 0, b"")[..8].try_into().unwrap()).unwrap();
-        assert_eq!(h, FrameHeader::Data { stream_id: 0x0123_4567, flags: 0, length: 0 });
+        let h = FrameHeader::parse(
+            &encode_data_frame(0x0123_4567, 0, b"")[..8]
+                .try_into()
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            h,
+            FrameHeader::Data {
+                stream_id: 0x0123_4567,
+                flags: 0,
+                length: 0
+            }
+        );
     }
 
     #[test]
@@ -311,10 +405,25 @@ mod tests {
         let mut v2 = encode_control_frame(kind::PING, 0, &[0; 4]);
         v2[1] = 2;
         assert_eq!(parse(&[&v2]).unwrap_err(), SpdyError::UnsupportedVersion(2));
-        assert_eq!(parse(&[&encode_control_frame(0, 0, &[])]).unwrap_err(), SpdyError::ZeroControlType);
-        assert_eq!(parse(&[&encode_data_frame(0, 0, b"x")]).unwrap_err(), SpdyError::ZeroStreamId);
-        let huge = FrameHeader::Control { version: 3, kind: 1, flags: 0, length: 0xff_ffff }.encode();
-        assert!(matches!(parse(&[&huge]).unwrap_err(), SpdyError::ControlFrameTooLarge { .. }));
+        assert_eq!(
+            parse(&[&encode_control_frame(0, 0, &[])]).unwrap_err(),
+            SpdyError::ZeroControlType
+        );
+        assert_eq!(
+            parse(&[&encode_data_frame(0, 0, b"x")]).unwrap_err(),
+            SpdyError::ZeroStreamId
+        );
+        let huge = FrameHeader::Control {
+            version: 3,
+            kind: 1,
+            flags: 0,
+            length: 0xff_ffff,
+        }
+        .encode();
+        assert!(matches!(
+            parse(&[&huge]).unwrap_err(),
+            SpdyError::ControlFrameTooLarge { .. }
+        ));
     }
 
     proptest::proptest! {

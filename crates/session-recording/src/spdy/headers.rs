@@ -14,16 +14,71 @@ pub const MAX_HEADER_BLOCK: usize = 256 * 1024;
 /// The header names the SPDY/3 dictionary starts with, each stored with a
 /// 4-byte big-endian length prefix (draft-mbelshe-httpbis-spdy-00 §2.6.10.1).
 const DICTIONARY_WORDS: &[&str] = &[
-    "options", "head", "post", "put", "delete", "trace", "accept", "accept-charset",
-    "accept-encoding", "accept-language", "accept-ranges", "age", "allow", "authorization",
-    "cache-control", "connection", "content-base", "content-encoding", "content-language",
-    "content-length", "content-location", "content-md5", "content-range", "content-type", "date",
-    "etag", "expect", "expires", "from", "host", "if-match", "if-modified-since", "if-none-match",
-    "if-range", "if-unmodified-since", "last-modified", "location", "max-forwards", "pragma",
-    "proxy-authenticate", "proxy-authorization", "range", "referer", "retry-after", "server", "te",
-    "trailer", "transfer-encoding", "upgrade", "user-agent", "vary", "via", "warning",
-    "www-authenticate", "method", "get", "status", "200 OK", "version", "HTTP/1.1", "url",
-    "public", "set-cookie", "keep-alive", "origin",
+    "options",
+    "head",
+    "post",
+    "put",
+    "delete",
+    "trace",
+    "accept",
+    "accept-charset",
+    "accept-encoding",
+    "accept-language",
+    "accept-ranges",
+    "age",
+    "allow",
+    "authorization",
+    "cache-control",
+    "connection",
+    "content-base",
+    "content-encoding",
+    "content-language",
+    "content-length",
+    "content-location",
+    "content-md5",
+    "content-range",
+    "content-type",
+    "date",
+    "etag",
+    "expect",
+    "expires",
+    "from",
+    "host",
+    "if-match",
+    "if-modified-since",
+    "if-none-match",
+    "if-range",
+    "if-unmodified-since",
+    "last-modified",
+    "location",
+    "max-forwards",
+    "pragma",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "range",
+    "referer",
+    "retry-after",
+    "server",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "user-agent",
+    "vary",
+    "via",
+    "warning",
+    "www-authenticate",
+    "method",
+    "get",
+    "status",
+    "200 OK",
+    "version",
+    "HTTP/1.1",
+    "url",
+    "public",
+    "set-cookie",
+    "keep-alive",
+    "origin",
 ];
 
 /// The dictionary's tail: status codes, reason phrases, dates and common values, unprefixed.
@@ -60,7 +115,9 @@ pub struct HeaderDecompressor {
 
 impl std::fmt::Debug for HeaderDecompressor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HeaderDecompressor").field("total_in", &self.inflate.total_in()).finish()
+        f.debug_struct("HeaderDecompressor")
+            .field("total_in", &self.inflate.total_in())
+            .finish()
     }
 }
 
@@ -73,7 +130,10 @@ impl Default for HeaderDecompressor {
 impl HeaderDecompressor {
     /// A decompressor at the start of the zlib stream.
     pub fn new() -> Self {
-        HeaderDecompressor { inflate: Decompress::new(true), out: Vec::new() }
+        HeaderDecompressor {
+            inflate: Decompress::new(true),
+            out: Vec::new(),
+        }
     }
 
     /// Decompresses the next header block of this direction (each ends with a
@@ -83,14 +143,21 @@ impl HeaderDecompressor {
         let mut consumed = 0usize;
         loop {
             if self.out.len() >= MAX_HEADER_BLOCK {
-                return Err(SpdyError::HeaderBlockTooLarge { max: MAX_HEADER_BLOCK });
+                return Err(SpdyError::HeaderBlockTooLarge {
+                    max: MAX_HEADER_BLOCK,
+                });
             }
             if self.out.capacity() - self.out.len() < 1024 {
-                let grow = (self.out.capacity().max(1024)).min(MAX_HEADER_BLOCK + 1024 - self.out.len());
+                let grow =
+                    (self.out.capacity().max(1024)).min(MAX_HEADER_BLOCK + 1024 - self.out.len());
                 self.out.reserve(grow);
             }
             let (in_before, out_before) = (self.inflate.total_in(), self.inflate.total_out());
-            let result = self.inflate.decompress_vec(&block[consumed..], &mut self.out, FlushDecompress::Sync);
+            let result = self.inflate.decompress_vec(
+                &block[consumed..],
+                &mut self.out,
+                FlushDecompress::Sync,
+            );
             consumed += (self.inflate.total_in() - in_before) as usize;
             let produced = self.inflate.total_out() - out_before;
             match result {
@@ -126,8 +193,10 @@ pub fn for_each_header(block: &[u8], mut visit: impl FnMut(&[u8], &[u8])) -> Res
     let mut rest = block;
     let count = read_u32(&mut rest).ok_or(SpdyError::MalformedHeaderBlock("missing pair count"))?;
     for _ in 0..count {
-        let name = read_field(&mut rest).ok_or(SpdyError::MalformedHeaderBlock("truncated header name"))?;
-        let value = read_field(&mut rest).ok_or(SpdyError::MalformedHeaderBlock("truncated header value"))?;
+        let name = read_field(&mut rest)
+            .ok_or(SpdyError::MalformedHeaderBlock("truncated header name"))?;
+        let value = read_field(&mut rest)
+            .ok_or(SpdyError::MalformedHeaderBlock("truncated header value"))?;
         visit(name, value);
     }
     Ok(())
@@ -139,8 +208,10 @@ pub fn find_header<'a>(block: &'a [u8], name: &str) -> Result<Option<&'a [u8]>, 
     let mut rest = block;
     let count = read_u32(&mut rest).ok_or(SpdyError::MalformedHeaderBlock("missing pair count"))?;
     for _ in 0..count {
-        let key = read_field(&mut rest).ok_or(SpdyError::MalformedHeaderBlock("truncated header name"))?;
-        let value = read_field(&mut rest).ok_or(SpdyError::MalformedHeaderBlock("truncated header value"))?;
+        let key = read_field(&mut rest)
+            .ok_or(SpdyError::MalformedHeaderBlock("truncated header name"))?;
+        let value = read_field(&mut rest)
+            .ok_or(SpdyError::MalformedHeaderBlock("truncated header value"))?;
         if found.is_none() && key.eq_ignore_ascii_case(name.as_bytes()) {
             found = Some(value);
         }
@@ -206,7 +277,11 @@ impl HeaderCompressor {
                 out.reserve(256);
             }
             let before = self.deflate.total_in();
-            let _ = self.deflate.compress_vec(&block[consumed..], &mut out, flate2::FlushCompress::Sync);
+            let _ = self.deflate.compress_vec(
+                &block[consumed..],
+                &mut out,
+                flate2::FlushCompress::Sync,
+            );
             consumed += (self.deflate.total_in() - before) as usize;
             if consumed == block.len() && out.len() < out.capacity() {
                 break;
@@ -252,7 +327,10 @@ mod tests {
             assert_eq!(d.decompress(&compressed).unwrap(), &block[..]);
         }
         let out = d.decompress(&c.compress(&blocks[1])).unwrap().to_vec();
-        assert_eq!(find_header(&out, "streamtype").unwrap(), Some(&b"stdout"[..]));
+        assert_eq!(
+            find_header(&out, "streamtype").unwrap(),
+            Some(&b"stdout"[..])
+        );
     }
 
     #[test]
@@ -262,7 +340,12 @@ mod tests {
         let big = "v".repeat(MAX_HEADER_BLOCK + 10);
         let block = encode_header_block(&[("big", &big)]);
         let err = d.decompress(&c.compress(&block)).unwrap_err();
-        assert_eq!(err, SpdyError::HeaderBlockTooLarge { max: MAX_HEADER_BLOCK });
+        assert_eq!(
+            err,
+            SpdyError::HeaderBlockTooLarge {
+                max: MAX_HEADER_BLOCK
+            }
+        );
     }
 
     #[test]

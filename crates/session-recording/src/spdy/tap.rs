@@ -31,12 +31,24 @@ impl SpdyTap {
     /// A parser for bytes flowing in `direction`.
     pub fn new(direction: Direction) -> Self {
         let headers = (direction == Direction::ClientToServer).then(HeaderDecompressor::new);
-        SpdyTap { direction, reader: FrameReader::new(), headers }
+        SpdyTap {
+            direction,
+            reader: FrameReader::new(),
+            headers,
+        }
     }
 
     /// Parses a chunk of forwarded bytes.
-    pub fn feed<E: SessionEvents>(&mut self, chunk: &[u8], events: &mut E) -> Result<(), SpdyError> {
-        let mut visit = Visit { direction: self.direction, headers: self.headers.as_mut(), events };
+    pub fn feed<E: SessionEvents>(
+        &mut self,
+        chunk: &[u8],
+        events: &mut E,
+    ) -> Result<(), SpdyError> {
+        let mut visit = Visit {
+            direction: self.direction,
+            headers: self.headers.as_mut(),
+            events,
+        };
         self.reader.feed(chunk, &mut visit)
     }
 
@@ -66,7 +78,10 @@ impl<E: SessionEvents> FrameVisitor for Visit<'_, E> {
             _ => return Ok(()),
         };
         if frame.payload.len() < fixed {
-            return Err(SpdyError::ShortControlFrame { kind: frame.kind, len: frame.payload.len() });
+            return Err(SpdyError::ShortControlFrame {
+                kind: frame.kind,
+                len: frame.payload.len(),
+            });
         }
         let Some(inflate) = self.headers.as_deref_mut() else {
             return Ok(());

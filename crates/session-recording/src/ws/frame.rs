@@ -98,10 +98,17 @@ impl FrameHeader {
             len => (u64::from(len), 2),
         };
         if opcode.is_control() && (!fin || payload_len > 125) {
-            return Err(WsError::BadControlFrame { opcode, fin, len: payload_len });
+            return Err(WsError::BadControlFrame {
+                opcode,
+                fin,
+                len: payload_len,
+            });
         }
         if payload_len > MAX_FRAME_PAYLOAD {
-            return Err(WsError::FrameTooLarge { len: payload_len, max: MAX_FRAME_PAYLOAD });
+            return Err(WsError::FrameTooLarge {
+                len: payload_len,
+                max: MAX_FRAME_PAYLOAD,
+            });
         }
         let mask = if masked {
             if buf.len() < pos + 4 {
@@ -113,7 +120,13 @@ impl FrameHeader {
         } else {
             None
         };
-        Ok(Some(FrameHeader { fin, opcode, mask, payload_len, header_len: pos }))
+        Ok(Some(FrameHeader {
+            fin,
+            opcode,
+            mask,
+            payload_len,
+            header_len: pos,
+        }))
     }
 
     /// Encodes this header (used by tests and by the fail-closed error message).
@@ -150,7 +163,11 @@ pub fn unmask_into(raw: &[u8], mask: Option<[u8; 4]>, offset: u64, out: &mut Vec
         None => out.extend_from_slice(raw),
         Some(key) => {
             let start = (offset % 4) as usize;
-            out.extend(raw.iter().enumerate().map(|(i, b)| b ^ key[(start + i) % 4]));
+            out.extend(
+                raw.iter()
+                    .enumerate()
+                    .map(|(i, b)| b ^ key[(start + i) % 4]),
+            );
         }
     }
 }
@@ -186,11 +203,17 @@ impl FrameReader {
     }
 
     /// Parses `input`, reporting every frame (and frame piece) to `visitor`.
-    pub fn feed<V: FrameVisitor>(&mut self, mut input: &[u8], visitor: &mut V) -> Result<(), WsError> {
+    pub fn feed<V: FrameVisitor>(
+        &mut self,
+        mut input: &[u8],
+        visitor: &mut V,
+    ) -> Result<(), WsError> {
         while !input.is_empty() {
             if let Some((header, offset)) = self.current.as_mut() {
                 let remaining = header.payload_len - *offset;
-                let take = usize::try_from(remaining).unwrap_or(usize::MAX).min(input.len());
+                let take = usize::try_from(remaining)
+                    .unwrap_or(usize::MAX)
+                    .min(input.len());
                 let (piece, rest) = input.split_at(take);
                 input = rest;
                 visitor.payload(header, *offset, piece)?;
@@ -232,7 +255,14 @@ impl FrameReader {
 /// Builds one frame (tests, benchmarks, fail-closed messages).
 pub fn encode_frame(fin: bool, opcode: Opcode, mask: Option<[u8; 4]>, payload: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(payload.len() + MAX_HEADER_LEN);
-    FrameHeader { fin, opcode, mask, payload_len: payload.len() as u64, header_len: 0 }.encode(&mut out);
+    FrameHeader {
+        fin,
+        opcode,
+        mask,
+        payload_len: payload.len() as u64,
+        header_len: 0,
+    }
+    .encode(&mut out);
     let mut body = Vec::new();
     unmask_into(payload, mask, 0, &mut body);
     out.extend_from_slice(&body);
@@ -253,7 +283,12 @@ mod tests {
             self.frames.push((*header, Vec::new()));
             Ok(())
         }
-        fn payload(&mut self, header: &FrameHeader, offset: u64, raw: &[u8]) -> Result<(), WsError> {
+        fn payload(
+            &mut self,
+            header: &FrameHeader,
+            offset: u64,
+            raw: &[u8],
+        ) -> Result<(), WsError> {
             let mut plain = Vec::new();
             unmask_into(raw, header.mask, offset, &mut plain);
             self.frames.last_mut().unwrap().1.extend_from_slice(&plain);
@@ -279,14 +314,54 @@ mod tests {
     fn parse_lengths_masks_and_fragments() {
         let key = Some([1, 2, 3, 4]);
         let cases: Vec<(Vec<u8>, bool, Opcode, usize)> = vec![
-            (encode_frame(true, Opcode::Binary, None, &[1, b'h', b'i']), true, Opcode::Binary, 3),
-            (encode_frame(true, Opcode::Binary, key, &[1, b'h', b'i']), true, Opcode::Binary, 3),
-            (encode_frame(false, Opcode::Binary, key, &[1; 10]), false, Opcode::Binary, 10),
-            (encode_frame(false, Opcode::Continuation, key, &[2; 10]), false, Opcode::Continuation, 10),
-            (encode_frame(true, Opcode::Continuation, None, &[3; 10]), true, Opcode::Continuation, 10),
-            (encode_frame(true, Opcode::Binary, None, &[7; 126]), true, Opcode::Binary, 126),
-            (encode_frame(true, Opcode::Binary, key, &[7; 65535]), true, Opcode::Binary, 65535),
-            (encode_frame(true, Opcode::Binary, key, &[7; 65536]), true, Opcode::Binary, 65536),
+            (
+                encode_frame(true, Opcode::Binary, None, &[1, b'h', b'i']),
+                true,
+                Opcode::Binary,
+                3,
+            ),
+            (
+                encode_frame(true, Opcode::Binary, key, &[1, b'h', b'i']),
+                true,
+                Opcode::Binary,
+                3,
+            ),
+            (
+                encode_frame(false, Opcode::Binary, key, &[1; 10]),
+                false,
+                Opcode::Binary,
+                10,
+            ),
+            (
+                encode_frame(false, Opcode::Continuation, key, &[2; 10]),
+                false,
+                Opcode::Continuation,
+                10,
+            ),
+            (
+                encode_frame(true, Opcode::Continuation, None, &[3; 10]),
+                true,
+                Opcode::Continuation,
+                10,
+            ),
+            (
+                encode_frame(true, Opcode::Binary, None, &[7; 126]),
+                true,
+                Opcode::Binary,
+                126,
+            ),
+            (
+                encode_frame(true, Opcode::Binary, key, &[7; 65535]),
+                true,
+                Opcode::Binary,
+                65535,
+            ),
+            (
+                encode_frame(true, Opcode::Binary, key, &[7; 65536]),
+                true,
+                Opcode::Binary,
+                65536,
+            ),
         ];
         for (bytes, fin, opcode, len) in cases {
             let frames = parse_all(&[&bytes]).unwrap();
@@ -318,13 +393,28 @@ mod tests {
 
     #[test]
     fn protocol_violations_are_errors() {
-        assert_eq!(FrameHeader::parse(&[0x83, 0]), Err(WsError::ReservedOpcode(3)));
-        assert_eq!(FrameHeader::parse(&[0xC2, 0]), Err(WsError::ReservedBits(0x40)));
-        assert!(matches!(FrameHeader::parse(&[0x09, 0]), Err(WsError::BadControlFrame { .. })));
-        assert!(matches!(FrameHeader::parse(&[0x89, 126, 0, 200]), Err(WsError::BadControlFrame { .. })));
+        assert_eq!(
+            FrameHeader::parse(&[0x83, 0]),
+            Err(WsError::ReservedOpcode(3))
+        );
+        assert_eq!(
+            FrameHeader::parse(&[0xC2, 0]),
+            Err(WsError::ReservedBits(0x40))
+        );
+        assert!(matches!(
+            FrameHeader::parse(&[0x09, 0]),
+            Err(WsError::BadControlFrame { .. })
+        ));
+        assert!(matches!(
+            FrameHeader::parse(&[0x89, 126, 0, 200]),
+            Err(WsError::BadControlFrame { .. })
+        ));
         let mut too_big = vec![0x82, 127];
         too_big.extend_from_slice(&(MAX_FRAME_PAYLOAD + 1).to_be_bytes());
-        assert!(matches!(FrameHeader::parse(&too_big), Err(WsError::FrameTooLarge { .. })));
+        assert!(matches!(
+            FrameHeader::parse(&too_big),
+            Err(WsError::FrameTooLarge { .. })
+        ));
         let mut high = vec![0x82, 127];
         high.extend_from_slice(&u64::MAX.to_be_bytes());
         assert_eq!(FrameHeader::parse(&high), Err(WsError::LengthHighBit));

@@ -37,7 +37,13 @@ pub struct WsTap {
 impl WsTap {
     /// A parser for bytes flowing in `direction`.
     pub fn new(direction: Direction) -> Self {
-        WsTap { direction, reader: FrameReader::new(), message: None, scratch: Vec::new(), text_frames: 0 }
+        WsTap {
+            direction,
+            reader: FrameReader::new(),
+            message: None,
+            scratch: Vec::new(),
+            text_frames: 0,
+        }
     }
 
     /// Parses a chunk of forwarded bytes.
@@ -114,7 +120,10 @@ impl<E: SessionEvents> FrameVisitor for Visit<'_, E> {
                 if !binary {
                     *self.text_frames += 1;
                 }
-                *self.message = Some(Message { binary, channel: None });
+                *self.message = Some(Message {
+                    binary,
+                    channel: None,
+                });
                 Ok(())
             }
             Opcode::Continuation => {
@@ -126,7 +135,12 @@ impl<E: SessionEvents> FrameVisitor for Visit<'_, E> {
         }
     }
 
-    fn payload(&mut self, header: &FrameHeader, mut offset: u64, mut raw: &[u8]) -> Result<(), WsError> {
+    fn payload(
+        &mut self,
+        header: &FrameHeader,
+        mut offset: u64,
+        mut raw: &[u8],
+    ) -> Result<(), WsError> {
         if header.opcode.is_control() {
             return Ok(());
         }
@@ -146,7 +160,10 @@ impl<E: SessionEvents> FrameVisitor for Visit<'_, E> {
                     Some(key) => first ^ key[(offset % 4) as usize],
                     None => first,
                 };
-                *self.message = Some(Message { channel: Some(channel), ..message });
+                *self.message = Some(Message {
+                    channel: Some(channel),
+                    ..message
+                });
                 raw = rest;
                 offset += 1;
                 channel
@@ -160,7 +177,11 @@ impl<E: SessionEvents> FrameVisitor for Visit<'_, E> {
         if header.opcode.is_control() || !header.fin {
             return Ok(());
         }
-        if let Some(Message { binary: true, channel: Some(channel) }) = self.message.take() {
+        if let Some(Message {
+            binary: true,
+            channel: Some(channel),
+        }) = self.message.take()
+        {
             if self.direction == Direction::ServerToClient {
                 let kind = StreamKind::from_channel(channel);
                 if let Some(stream) = kind.output_stream() {

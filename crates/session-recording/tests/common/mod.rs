@@ -81,9 +81,21 @@ pub struct SpdyIds {
     pub resize: u32,
 }
 
-pub const KUBECTL_IDS: SpdyIds = SpdyIds { error: 1, stdin: 3, stdout: 5, stderr: 7, resize: 9 };
+pub const KUBECTL_IDS: SpdyIds = SpdyIds {
+    error: 1,
+    stdin: 3,
+    stdout: 5,
+    stderr: 7,
+    resize: 9,
+};
 /// IDs above 127, which upstream's 7-bit mask truncates.
-pub const HIGH_IDS: SpdyIds = SpdyIds { error: 301, stdin: 0x0001_0001, stdout: 0x7fff_fff1, stderr: 0x0123_4567, resize: 257 };
+pub const HIGH_IDS: SpdyIds = SpdyIds {
+    error: 301,
+    stdin: 0x0001_0001,
+    stdout: 0x7fff_fff1,
+    stderr: 0x0123_4567,
+    resize: 257,
+};
 
 /// A SPDY client with its own header compressor (one zlib stream).
 pub struct SpdyClient {
@@ -98,12 +110,16 @@ impl Default for SpdyClient {
 
 impl SpdyClient {
     pub fn new() -> Self {
-        SpdyClient { zlib: HeaderCompressor::new() }
+        SpdyClient {
+            zlib: HeaderCompressor::new(),
+        }
     }
 
     /// SYN_STREAM opening `id` with the given `streamtype` header (name as given).
     pub fn syn_stream_named(&mut self, id: u32, name: &str, stream_type: &str) -> Vec<u8> {
-        let block = self.zlib.compress(&encode_header_block(&[(name, stream_type), ("port", "")]));
+        let block = self
+            .zlib
+            .compress(&encode_header_block(&[(name, stream_type), ("port", "")]));
         let mut payload = id.to_be_bytes().to_vec();
         payload.extend_from_slice(&0u32.to_be_bytes());
         payload.extend_from_slice(&[0, 0]);
@@ -191,7 +207,11 @@ pub fn body(lines: &[String]) -> Vec<String> {
 /// possible, and when every byte arrives alone.
 pub fn assert_split_invariant(protocol: Protocol, tty: bool, events: &[Ev]) -> Vec<String> {
     let (whole, status) = record(protocol, tty, events);
-    assert!(status.failure().is_none(), "unexpected failure: {:?}", status.failure());
+    assert!(
+        status.failure().is_none(),
+        "unexpected failure: {:?}",
+        status.failure()
+    );
     for target in 0..events.len() {
         let len = events[target].bytes().len();
         for at in 0..=len {
@@ -205,7 +225,9 @@ pub fn assert_split_invariant(protocol: Protocol, tty: bool, events: &[Ev]) -> V
             assert_eq!(split, whole, "event {target} split at byte {at}");
         }
     }
-    let (bytes, _) = record_with(protocol, tty, events, |_, b| b.iter().map(|x| vec![*x]).collect());
+    let (bytes, _) = record_with(protocol, tty, events, |_, b| {
+        b.iter().map(|x| vec![*x]).collect()
+    });
     assert_eq!(bytes, whole, "one byte per chunk");
     // Consecutive events of one direction merged into one chunk (several frames per read).
     let mut merged: Vec<Ev> = Vec::new();
