@@ -586,14 +586,9 @@ fn scan_segment(path: &Path, seq: u64) -> io::Result<(Segment, Vec<u64>)> {
     }
     let mut offsets = Vec::new();
     let mut offset = magic_len;
-    loop {
-        match format::read_record(&mut r)? {
-            ReadOutcome::Record(_, len) => {
-                offsets.push(offset);
-                offset += len;
-            }
-            ReadOutcome::End | ReadOutcome::Torn(_) => break,
-        }
+    while let ReadOutcome::Record(_, len) = format::read_record(&mut r)? {
+        offsets.push(offset);
+        offset += len;
     }
     Ok((
         Segment {
