@@ -2,9 +2,9 @@
 //! `APIPrefixes = {api, apis}` and `GrouplessAPIPrefixes = {api}`.
 
 use crate::error::{PathVerb, RequestInfoError};
-use crate::go_text::{go_lossy, go_string, go_to_lower};
+use crate::go_text::{go_lossy_cow, go_string, go_to_lower};
 use crate::list_options;
-use crate::path::split_path;
+use crate::path::Segments;
 use crate::query::ListQuery;
 use crate::request_info::RequestInfo;
 use crate::request_target;
@@ -64,92 +64,95 @@ pub fn request_info(method: &str, request_target: &str) -> Result<RequestInfo, R
     // Start as a non-resource request.
     let mut info = RequestInfo {
         path: go_string(path),
-        verb: go_to_lower(method),
         ..RequestInfo::default()
     };
 
-    let segments = split_path(path);
-    if segments.len() < 3 {
-        return Ok(info);
+    let mut segments = Segments::new(path);
+    if !segments.has_at_least(3) {
+        return Ok(with_method_verb(info, method));
     }
-    let prefix = segments[0];
+    let prefix = segments.next().unwrap_or_default();
     if prefix != b"api" && prefix != b"apis" {
-        return Ok(info);
+        return Ok(with_method_verb(info, method));
     }
     info.api_prefix = go_string(prefix);
-    let mut rest = &segments[1..];
 
     if prefix == b"apis" {
         // The prefix is consumed, so this asks for four segments in all.
-        if rest.len() < 3 {
-            return Ok(info);
+        if !segments.has_at_least(3) {
+            return Ok(with_method_verb(info, method));
         }
-        info.api_group = go_string(rest[0]);
-        rest = &rest[1..];
+        info.api_group = go_string(segments.next().unwrap_or_default());
     }
 
     info.is_resource_request = true;
-    info.api_version = go_string(rest[0]);
-    rest = &rest[1..];
+    info.api_version = go_string(segments.next().unwrap_or_default());
 
     // `/{version}/watch/…` and `/{version}/proxy/…`.
-    let path_verb = match rest[0] {
-        b"watch" => Some(PathVerb::Watch),
-        b"proxy" => Some(PathVerb::Proxy),
+    let path_verb = match segments.peek(0) {
+        Some(b"watch") => Some(PathVerb::Watch),
+        Some(b"proxy") => Some(PathVerb::Proxy),
         _ => None,
     };
-    match path_verb {
+    let verb: &'static str = match path_verb {
         Some(verb) => {
-            if rest.len() < 2 {
+            if !segments.has_at_least(2) {
                 return Err(RequestInfoError::MissingResourceAfterPathVerb {
                     verb,
-                    partial: Box::new(info),
+                    partial: Box::new(with_method_verb(info, method)),
                 });
             }
-            info.verb = verb.as_str().to_string();
-            rest = &rest[1..];
+            segments.next();
+            verb.as_str()
         }
-        None => {
-            info.verb = match method {
-                "POST" => "create",
-                "GET" | "HEAD" => "get",
-                "PUT" => "update",
-                "PATCH" => "patch",
-                "DELETE" => "delete",
-                _ => "",
-            }
-            .to_string();
-        }
-    }
+        None => match method {
+            "POST" => "create",
+            "GET" | "HEAD" => "get",
+            "PUT" => "update",
+            "PATCH" => "patch",
+            "DELETE" => "delete",
+            _ => "",
+        },
+    };
 
     // `/namespaces/{namespace}/{resource}/…`: the namespace becomes a scope,
     // unless the request is about the Namespace object itself (or its
     // `status`/`finalize` subresource).
-    if rest[0] == b"namespaces" && rest.len() > 1 {
-        info.namespace = go_string(rest[1]);
-        if rest.len() > 2 && rest[2] != b"status" && rest[2] != b"finalize" {
-            rest = &rest[2..];
+    if segments.peek(0) == Some(b"namespaces") {
+        if let Some(namespace) = segments.peek(1) {
+            info.namespace = go_string(namespace);
+            if let Some(third) = segments.peek(2) {
+                if third != b"status" && third != b"finalize" {
+                    segments.next();
+                    segments.next();
+                }
+            }
         }
     }
 
     // resource/name/subresource/anything/else/kept/in/parts
-    if rest.len() >= 3 && path_verb != Some(PathVerb::Proxy) {
-        info.subresource = go_string(rest[2]);
+    let mut parts = Vec::with_capacity(segments.count_remaining());
+    parts.extend(segments.map(go_string));
+    info.resource = parts.first().cloned().unwrap_or_default();
+    if let Some(name) = parts.get(1) {
+        info.name = name.clone();
     }
-    if rest.len() >= 2 {
-        info.name = go_string(rest[1]);
+    if path_verb != Some(PathVerb::Proxy) {
+        if let Some(subresource) = parts.get(2) {
+            info.subresource = subresource.clone();
+        }
     }
-    info.resource = go_string(rest[0]);
-    info.parts = Some(rest.iter().map(|segment| go_string(segment)).collect());
+    info.parts = Some(parts);
 
     let raw_query = target.raw_query.as_bytes();
     let mut list_query = None;
+    let mut verb = verb;
 
     // A get without a name is a list or a watch.
-    if info.name.is_empty() && info.verb == "get" {
+    if info.name.is_empty() && verb == "get" {
         let query = list_query.insert(ListQuery::scan(raw_query));
         let decision = list_options::decide(query);
-        info.verb = if decision.watch { "watch" } else { "list" }.to_string();
+        verb = if decision.watch { "watch" } else { "list" };
         if let Some(name) = decision.field_selector_name {
             if is_path_segment_name(&name) {
                 info.name = go_string(&name);
@@ -158,20 +161,28 @@ pub fn request_info(method: &str, request_target: &str) -> Result<RequestInfo, R
     }
 
     // A delete without a name deletes the collection.
-    if info.name.is_empty() && info.verb == "delete" {
-        info.verb = "deletecollection".to_string();
+    if info.name.is_empty() && verb == "delete" {
+        verb = "deletecollection";
     }
+    info.verb = verb.to_string();
 
     // Raw selectors for collection verbs that did not come from the path.
-    if path_verb.is_none() && matches!(info.verb.as_str(), "list" | "watch" | "deletecollection") {
-        let query = list_query.get_or_insert_with(|| ListQuery::scan(raw_query));
-        if let Some(raw) = &query.field_selector {
-            info.field_selector = go_lossy(raw).into_owned();
+    if path_verb.is_none() && matches!(verb, "list" | "watch" | "deletecollection") {
+        let query = list_query.unwrap_or_else(|| ListQuery::scan(raw_query));
+        if let Some(raw) = query.field_selector {
+            info.field_selector = go_lossy_cow(raw).into_owned();
         }
-        if let Some(raw) = &query.label_selector {
-            info.label_selector = go_lossy(raw).into_owned();
+        if let Some(raw) = query.label_selector {
+            info.label_selector = go_lossy_cow(raw).into_owned();
         }
     }
 
     Ok(info)
+}
+
+/// Finishes a non-resource result (or the partial result of the path-verb
+/// error): the verb is Go's `strings.ToLower` of the method.
+fn with_method_verb(mut info: RequestInfo, method: &str) -> RequestInfo {
+    info.verb = go_to_lower(method);
+    info
 }

@@ -74,11 +74,21 @@ impl<'a> FieldSelector<'a> {
 
     /// `RequiresExactMatch(field)`: the value of the first equality term (in
     /// sorted order) on exactly `field`.
+    #[cfg(test)]
     pub(crate) fn requires_exact_match(&self, field: &[u8]) -> Option<&[u8]> {
         self.terms
             .iter()
             .find(|term| term.operator == Operator::Equals && term.field == field)
             .map(|term| &*term.value)
+    }
+
+    /// [`requires_exact_match`](Self::requires_exact_match) by value, so a
+    /// value that needed no unescaping stays borrowed from the input.
+    pub(crate) fn into_exact_match(self, field: &[u8]) -> Option<Cow<'a, [u8]>> {
+        self.terms
+            .into_iter()
+            .find(|term| term.operator == Operator::Equals && term.field == field)
+            .map(|term| term.value)
     }
 }
 

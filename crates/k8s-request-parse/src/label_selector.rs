@@ -24,12 +24,14 @@ pub(crate) enum LabelSelectorError {
     InvalidValue,
 }
 
-/// `labels.Parse(selector)` succeeds.
+/// `labels.Parse(selector)` succeeds. Allocates nothing: tokens are lexed
+/// on demand (Go scans them all first, which gives the same tokens because
+/// lexing never fails and stops at the first end-of-string), and values are
+/// validated as they are read (Go collects them, then validates each).
 pub(crate) fn validate(selector: &[u8]) -> Result<(), LabelSelectorError> {
-    let tokens = Lexer::new(selector).scan();
     Parser {
-        tokens,
-        position: 0,
+        lexer: Lexer::new(selector),
+        peeked: None,
     }
     .parse()
 }
@@ -81,11 +83,28 @@ fn is_special_symbol(b: u8) -> bool {
 struct Lexer<'a> {
     s: &'a [u8],
     pos: usize,
+    /// The end-of-string token was produced; Go's token list ends there.
+    ended: bool,
 }
 
 impl<'a> Lexer<'a> {
     fn new(s: &'a [u8]) -> Self {
-        Lexer { s, pos: 0 }
+        Lexer {
+            s,
+            pos: 0,
+            ended: false,
+        }
+    }
+
+    /// The next token of Go's scanned list; end-of-string forever after the
+    /// first one (which may come from a NUL byte before the real end).
+    fn next_token(&mut self) -> (Token, &'a [u8]) {
+        if self.ended {
+            return (Token::EndOfString, b"");
+        }
+        let item = self.lex();
+        self.ended = item.0 == Token::EndOfString;
+        item
     }
 
     /// Go's `read`: the next byte, or 0 at the end (without advancing).
@@ -101,18 +120,6 @@ impl<'a> Lexer<'a> {
 
     fn unread(&mut self) {
         self.pos = self.pos.saturating_sub(1);
-    }
-
-    /// Go's `scan`: every token up to and including the first end-of-string.
-    fn scan(mut self) -> Vec<(Token, &'a [u8])> {
-        let mut tokens = Vec::new();
-        loop {
-            let (token, literal) = self.lex();
-            tokens.push((token, literal));
-            if token == Token::EndOfString {
-                return tokens;
-            }
-        }
     }
 
     fn lex(&mut self) -> (Token, &'a [u8]) {
@@ -190,31 +197,36 @@ enum Operator {
 }
 
 struct Parser<'a> {
-    tokens: Vec<(Token, &'a [u8])>,
-    position: usize,
+    lexer: Lexer<'a>,
+    peeked: Option<(Token, &'a [u8])>,
 }
 
 impl<'a> Parser<'a> {
-    fn peek_at(&self, position: usize, context: Context) -> (Token, &'a [u8]) {
-        let (token, literal) = self
-            .tokens
-            .get(position)
-            .copied()
-            .unwrap_or((Token::EndOfString, b""));
-        match (context, token) {
-            (Context::Values, Token::In | Token::NotIn) => (Token::Identifier, literal),
-            _ => (token, literal),
+    fn in_context(item: (Token, &'a [u8]), context: Context) -> (Token, &'a [u8]) {
+        match (context, item.0) {
+            (Context::Values, Token::In | Token::NotIn) => (Token::Identifier, item.1),
+            _ => item,
         }
     }
 
-    fn lookahead(&self, context: Context) -> (Token, &'a [u8]) {
-        self.peek_at(self.position, context)
+    fn lookahead(&mut self, context: Context) -> (Token, &'a [u8]) {
+        let item = match self.peeked {
+            Some(item) => item,
+            None => {
+                let item = self.lexer.next_token();
+                self.peeked = Some(item);
+                item
+            }
+        };
+        Self::in_context(item, context)
     }
 
     fn consume(&mut self, context: Context) -> (Token, &'a [u8]) {
-        let item = self.peek_at(self.position, context);
-        self.position += 1;
-        item
+        let item = match self.peeked.take() {
+            Some(item) => item,
+            None => self.lexer.next_token(),
+        };
+        Self::in_context(item, context)
     }
 
     fn parse(&mut self) -> Result<(), LabelSelectorError> {
@@ -239,26 +251,30 @@ impl<'a> Parser<'a> {
         }
     }
 
+    /// `parseRequirement` followed by `NewRequirement`'s validation. The key
+    /// was validated while parsing it (NewRequirement checks it again, with
+    /// the same result).
     fn parse_requirement(&mut self) -> Result<(), LabelSelectorError> {
-        let (key, operator) = self.parse_key_and_infer_operator()?;
-        let values: Vec<&[u8]> = match operator {
-            Some(Operator::Exists | Operator::DoesNotExist) => Vec::new(),
-            _ => {
-                let operator = self.parse_operator()?;
-                let values = match operator {
-                    Operator::In => self.parse_values()?,
-                    _ => vec![self.parse_exact_value()?],
-                };
-                return new_requirement(key, operator, &values);
+        if self.parse_key_and_infer_operator()?.is_some() {
+            // Exists / DoesNotExist: no values.
+            return Ok(());
+        }
+        match self.parse_operator()? {
+            Operator::In => self.parse_values(),
+            Operator::Equals => check_value(self.parse_exact_value()?),
+            Operator::GreaterOrLess => {
+                let value = self.parse_exact_value()?;
+                if !go_parses_int64(value) {
+                    return Err(LabelSelectorError::InvalidValue);
+                }
+                check_value(value)
             }
-        };
-        // Exists / DoesNotExist: no values to check beyond the key.
-        new_requirement(key, Operator::Exists, &values)
+            Operator::Exists | Operator::DoesNotExist => Ok(()),
+        }
     }
 
-    fn parse_key_and_infer_operator(
-        &mut self,
-    ) -> Result<(&'a [u8], Option<Operator>), LabelSelectorError> {
+    /// Parses `[!]key`; returns the unary operator when there is one.
+    fn parse_key_and_infer_operator(&mut self) -> Result<Option<Operator>, LabelSelectorError> {
         let mut operator = None;
         let (mut token, mut literal) = self.consume(Context::Values);
         if token == Token::DoesNotExist {
@@ -275,7 +291,7 @@ impl<'a> Parser<'a> {
         if (next == Token::EndOfString || next == Token::Comma) && operator.is_none() {
             operator = Some(Operator::Exists);
         }
-        Ok((literal, operator))
+        Ok(operator)
     }
 
     fn parse_operator(&mut self) -> Result<Operator, LabelSelectorError> {
@@ -287,55 +303,48 @@ impl<'a> Parser<'a> {
         }
     }
 
-    fn parse_values(&mut self) -> Result<Vec<&'a [u8]>, LabelSelectorError> {
+    /// `parseValues`: `(` values `)`, each value checked as a label value
+    /// (the empty values Go inserts for `()`, `(,` and `,,` are valid).
+    fn parse_values(&mut self) -> Result<(), LabelSelectorError> {
         if self.consume(Context::Values).0 != Token::OpenPar {
             return Err(LabelSelectorError::Syntax);
         }
         match self.lookahead(Context::Values).0 {
             Token::Identifier | Token::Comma => {
-                let values = self.parse_identifiers_list()?;
+                self.parse_identifiers_list()?;
                 if self.consume(Context::Values).0 != Token::ClosedPar {
                     return Err(LabelSelectorError::Syntax);
                 }
-                Ok(values)
+                Ok(())
             }
             Token::ClosedPar => {
                 self.consume(Context::Values);
-                Ok(vec![b""])
+                Ok(())
             }
             _ => Err(LabelSelectorError::Syntax),
         }
     }
 
-    fn parse_identifiers_list(&mut self) -> Result<Vec<&'a [u8]>, LabelSelectorError> {
-        let mut values: Vec<&'a [u8]> = Vec::new();
+    /// `parseIdentifiersList`, validating each identifier.
+    fn parse_identifiers_list(&mut self) -> Result<(), LabelSelectorError> {
         loop {
             let (token, literal) = self.consume(Context::Values);
             match token {
                 Token::Identifier => {
-                    values.push(literal);
+                    check_value(literal)?;
                     match self.lookahead(Context::Values).0 {
                         Token::Comma => continue,
-                        Token::ClosedPar => return Ok(values),
+                        Token::ClosedPar => return Ok(()),
                         _ => return Err(LabelSelectorError::Syntax),
                     }
                 }
-                Token::Comma => {
-                    if values.is_empty() {
-                        values.push(b"");
+                Token::Comma => match self.lookahead(Context::Values).0 {
+                    Token::ClosedPar => return Ok(()),
+                    Token::Comma => {
+                        self.consume(Context::Values);
                     }
-                    match self.lookahead(Context::Values).0 {
-                        Token::ClosedPar => {
-                            values.push(b"");
-                            return Ok(values);
-                        }
-                        Token::Comma => {
-                            self.consume(Context::Values);
-                            values.push(b"");
-                        }
-                        _ => {}
-                    }
-                }
+                    _ => {}
+                },
                 _ => return Err(LabelSelectorError::Syntax),
             }
         }
@@ -353,21 +362,9 @@ impl<'a> Parser<'a> {
     }
 }
 
-/// `NewRequirement`'s validation.
-fn new_requirement(
-    key: &[u8],
-    operator: Operator,
-    values: &[&[u8]],
-) -> Result<(), LabelSelectorError> {
-    if !is_qualified_name(key) {
-        return Err(LabelSelectorError::InvalidKey);
-    }
-    if operator == Operator::GreaterOrLess
-        && (values.len() != 1 || !values.iter().all(|v| go_parses_int64(v)))
-    {
-        return Err(LabelSelectorError::InvalidValue);
-    }
-    if values.iter().all(|v| is_valid_label_value(v)) {
+/// `validateLabelValue`.
+fn check_value(value: &[u8]) -> Result<(), LabelSelectorError> {
+    if is_valid_label_value(value) {
         Ok(())
     } else {
         Err(LabelSelectorError::InvalidValue)

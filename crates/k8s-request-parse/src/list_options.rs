@@ -9,19 +9,21 @@
 //! `watch` with a slightly different rule (`strings.ToLower(v)` is `false` or
 //! `0`). The other parameters convert without error and do not matter here.
 
+use std::borrow::Cow;
+
 use crate::field_selector::{FieldSelector, FieldSelectorError};
 use crate::go_text::{go_fallback_watch, go_parses_int64, go_query_bool};
 use crate::label_selector::{self, LabelSelectorError};
 use crate::query::ListQuery;
 
 /// What request info takes from the decoded options.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub(crate) struct ListDecision {
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ListDecision<'q> {
     /// The verb is `watch` rather than `list`.
     pub(crate) watch: bool,
     /// The value of the first `metadata.name` equality term of a field
     /// selector that decoded, before the path-segment check.
-    pub(crate) field_selector_name: Option<Vec<u8>>,
+    pub(crate) field_selector_name: Option<Cow<'q, [u8]>>,
 }
 
 /// Why the `ListOptions` decode failed (kube-apiserver only logs this).
@@ -39,7 +41,7 @@ pub(crate) enum DecodeError {
 
 /// Decodes the options the way `NewRequestInfo` does, including the
 /// fallback after a decode failure.
-pub(crate) fn decide(query: &ListQuery<'_>) -> ListDecision {
+pub(crate) fn decide<'q>(query: &'q ListQuery<'_>) -> ListDecision<'q> {
     match decode(query) {
         Ok(decision) => decision,
         Err(_) => ListDecision {
@@ -50,13 +52,11 @@ pub(crate) fn decide(query: &ListQuery<'_>) -> ListDecision {
 }
 
 /// The strict decode (`ParameterCodec.DecodeParameters`).
-pub(crate) fn decode(query: &ListQuery<'_>) -> Result<ListDecision, DecodeError> {
+pub(crate) fn decode<'q>(query: &'q ListQuery<'_>) -> Result<ListDecision<'q>, DecodeError> {
     let mut field_selector_name = None;
     if let Some(raw) = query.field_selector.as_deref() {
         let selector = FieldSelector::parse(raw).map_err(DecodeError::FieldSelector)?;
-        field_selector_name = selector
-            .requires_exact_match(b"metadata.name")
-            .map(<[u8]>::to_vec);
+        field_selector_name = selector.into_exact_match(b"metadata.name");
     }
     if let Some(raw) = query.label_selector.as_deref() {
         label_selector::validate(raw).map_err(DecodeError::LabelSelector)?;
@@ -81,18 +81,25 @@ pub(crate) fn decode(query: &ListQuery<'_>) -> Result<ListDecision, DecodeError>
 mod tests {
     use super::*;
 
-    fn decide_raw(raw: &str) -> ListDecision {
-        decide(&ListQuery::scan(raw.as_bytes()))
+    /// (watch, name) as decided for a raw query.
+    fn decide_raw(raw: &str) -> (bool, Option<Vec<u8>>) {
+        let query = ListQuery::scan(raw.as_bytes());
+        let decision = decide(&query);
+        (
+            decision.watch,
+            decision.field_selector_name.map(Cow::into_owned),
+        )
     }
 
     #[test]
     fn watch_and_name() {
-        let d = decide_raw("watch=1&fieldSelector=metadata.name%3Dfoo");
-        assert!(d.watch);
-        assert_eq!(d.field_selector_name.as_deref(), Some(&b"foo"[..]));
-        assert_eq!(decide_raw(""), ListDecision::default());
-        assert!(!decide_raw("watch=FALSE").watch);
-        assert!(decide_raw("watch=").watch);
+        assert_eq!(
+            decide_raw("watch=1&fieldSelector=metadata.name%3Dfoo"),
+            (true, Some(b"foo".to_vec()))
+        );
+        assert_eq!(decide_raw(""), (false, None));
+        assert!(!decide_raw("watch=FALSE").0);
+        assert!(decide_raw("watch=").0);
     }
 
     #[test]
@@ -112,14 +119,12 @@ mod tests {
             } else {
                 raw
             };
-            let d = decide_raw(&raw);
-            assert!(d.watch, "{raw}");
-            assert_eq!(d.field_selector_name, None, "{raw}");
+            assert_eq!(decide_raw(&raw), (true, None), "{raw}");
         }
         // The fallback lower-cases instead of folding: the long s is not an s.
-        assert!(!decide_raw("watch=fal%C5%BFe").watch);
-        assert!(decide_raw("watch=fal%C5%BFe&limit=x").watch);
-        assert!(!decide_raw("watch=FaLsE&limit=x").watch);
+        assert!(!decide_raw("watch=fal%C5%BFe").0);
+        assert!(decide_raw("watch=fal%C5%BFe&limit=x").0);
+        assert!(!decide_raw("watch=FaLsE&limit=x").0);
     }
 
     #[test]

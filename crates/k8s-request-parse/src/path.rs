@@ -1,40 +1,97 @@
-//! Path segmentation as `splitPath` in kube-apiserver's request info.
+//! Path segmentation as `splitPath` in kube-apiserver's request info, as a
+//! cursor that allocates nothing.
 
-/// Strips **all** leading and trailing `/`, then splits on `/`. An empty
-/// result has zero segments; empty interior segments survive
-/// (`/api/v1//pods` gives `["api", "v1", "", "pods"]`).
-pub(crate) fn split_path(path: &[u8]) -> Vec<&[u8]> {
-    let start = path.iter().position(|&b| b != b'/');
-    let Some(start) = start else {
-        return Vec::new();
-    };
-    let end = path
-        .iter()
-        .rposition(|&b| b != b'/')
-        .map_or(start, |i| i + 1);
-    let trimmed = &path[start..end];
-    let mut segments = Vec::with_capacity(8);
-    segments.extend(trimmed.split(|&b| b == b'/'));
-    segments
+/// The segments of a path after `splitPath`: strip **all** leading and
+/// trailing `/`, then split on `/`. An empty result has zero segments; empty
+/// interior segments survive (`/api/v1//pods` gives `api`, `v1`, ``, `pods`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Segments<'a> {
+    /// The unconsumed part of the trimmed path; `None` when no segment is
+    /// left.
+    rest: Option<&'a [u8]>,
+}
+
+impl<'a> Segments<'a> {
+    pub(crate) fn new(path: &'a [u8]) -> Self {
+        let Some(start) = path.iter().position(|&b| b != b'/') else {
+            return Segments { rest: None };
+        };
+        let end = path
+            .iter()
+            .rposition(|&b| b != b'/')
+            .map_or(start, |i| i + 1);
+        Segments {
+            rest: Some(&path[start..end]),
+        }
+    }
+
+    /// The segment `n` places ahead (0 = the next one), without consuming.
+    pub(crate) fn peek(&self, n: usize) -> Option<&'a [u8]> {
+        let mut cursor = *self;
+        for _ in 0..n {
+            cursor.next()?;
+        }
+        cursor.next()
+    }
+
+    /// At least `n` segments remain.
+    pub(crate) fn has_at_least(&self, n: usize) -> bool {
+        n == 0 || self.peek(n - 1).is_some()
+    }
+
+    /// How many segments remain.
+    pub(crate) fn count_remaining(&self) -> usize {
+        self.rest
+            .map_or(0, |rest| rest.iter().filter(|&&b| b == b'/').count() + 1)
+    }
+}
+
+impl<'a> Iterator for Segments<'a> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        let rest = self.rest?;
+        match rest.iter().position(|&b| b == b'/') {
+            Some(slash) => {
+                self.rest = Some(&rest[slash + 1..]);
+                Some(&rest[..slash])
+            }
+            None => {
+                self.rest = None;
+                Some(rest)
+            }
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn split(p: &str) -> Vec<String> {
+        Segments::new(p.as_bytes())
+            .map(|s| String::from_utf8_lossy(s).into_owned())
+            .collect()
+    }
+
     #[test]
     fn splits_like_go() {
-        let split = |p: &str| -> Vec<String> {
-            split_path(p.as_bytes())
-                .into_iter()
-                .map(|s| String::from_utf8_lossy(s).into_owned())
-                .collect()
-        };
         assert!(split("").is_empty());
         assert!(split("/").is_empty());
         assert!(split("///").is_empty());
         assert_eq!(split("/api/v1//pods/"), ["api", "v1", "", "pods"]);
         assert_eq!(split("//api//"), ["api"]);
         assert_eq!(split("a"), ["a"]);
+    }
+
+    #[test]
+    fn cursor_queries() {
+        let s = Segments::new(b"/api/v1//pods/");
+        assert_eq!(s.count_remaining(), 4);
+        assert!(s.has_at_least(4) && !s.has_at_least(5) && s.has_at_least(0));
+        assert_eq!(s.peek(2), Some(&b""[..]));
+        assert_eq!(s.peek(4), None);
+        assert_eq!(Segments::new(b"//").count_remaining(), 0);
+        assert!(!Segments::new(b"").has_at_least(1));
     }
 }

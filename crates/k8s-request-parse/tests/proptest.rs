@@ -222,6 +222,7 @@ proptest! {
     ) {
         // Exclude words with a special meaning in these positions.
         prop_assume!(!matches!(resource.as_str(), "watch" | "proxy" | "namespaces"));
+        prop_assume!(namespace.is_none() || !matches!(resource.as_str(), "status" | "finalize"));
         let name = if subresource.is_some() { name.or(Some("obj".into())) } else { name };
         let mut target = match &group {
             Some(g) => format!("/apis/{g}/{version}"),
