@@ -8,6 +8,7 @@ use http::{Method, Request, Response};
 use hyper::body::Incoming;
 use serde_json::{json, Value};
 
+use crate::auth::UserInfo;
 use crate::http_util::{json_response, read_body, Body, Query};
 use crate::patch::{self, PatchKind};
 use crate::resources::{to_table, ResourceDef};
@@ -63,7 +64,14 @@ fn parse_filter(query: &Query) -> Result<ListFilter, ApiError> {
 }
 
 fn parse_object(content_type: &str, body: &[u8]) -> Result<Value, ApiError> {
-    let yaml = content_type.contains("yaml");
+    let media = content_type.split(';').next().unwrap_or_default().trim();
+    if media == crate::protobuf::MEDIA_TYPE {
+        return crate::protobuf::decode(body);
+    }
+    if !matches!(media, "" | "application/json" | "application/yaml" | "*/*") {
+        return Err(ApiError::unsupported_media_type(media));
+    }
+    let yaml = media == "application/yaml";
     let parsed = if yaml {
         serde_yaml_ng::from_slice::<Value>(body).map_err(|e| e.to_string())
     } else {
@@ -77,8 +85,11 @@ fn header<'a>(req: &'a Request<Incoming>, name: &str) -> &'a str {
 }
 
 /// Handles a resource request.
-pub async fn handle(state: &Arc<SimState>, req: Request<Incoming>, route: ResourceRoute, query: Query) -> Result<Response<Body>, ApiError> {
+pub async fn handle(state: &Arc<SimState>, req: Request<Incoming>, route: ResourceRoute, query: Query, user: &UserInfo) -> Result<Response<Body>, ApiError> {
     let def = route.def;
+    if def.kind == "SelfSubjectReview" {
+        return self_subject_review(req, user);
+    }
     let ns = route.namespace.as_deref();
     if def.namespaced && route.name.is_some() && ns.is_none() {
         return Err(ApiError::path_not_found());
@@ -169,6 +180,29 @@ pub async fn handle(state: &Arc<SimState>, req: Request<Incoming>, route: Resour
         }
         _ => Err(ApiError::method_not_allowed(format!("the server does not allow this method on the requested resource ({method} {})", def.group_resource()))),
     }
+}
+
+/// `kubectl auth whoami`: reports the effective user (after impersonation).
+fn self_subject_review(req: Request<Incoming>, user: &UserInfo) -> Result<Response<Body>, ApiError> {
+    if req.method() != Method::POST {
+        return Err(ApiError::method_not_allowed("selfsubjectreviews only support create"));
+    }
+    let mut user_info = json!({"username": user.username, "groups": user.groups});
+    if !user.uid.is_empty() {
+        user_info["uid"] = json!(user.uid);
+    }
+    if !user.extra.is_empty() {
+        user_info["extra"] = json!(user.extra);
+    }
+    Ok(json_response(
+        201,
+        &json!({
+            "kind": "SelfSubjectReview",
+            "apiVersion": "authentication.k8s.io/v1",
+            "metadata": {"creationTimestamp": null},
+            "status": {"userInfo": user_info},
+        }),
+    ))
 }
 
 fn patch_object(

@@ -3,7 +3,7 @@
 
 use serde_json::{json, Value};
 
-use crate::resources::{self, ResourceDef, VERBS};
+use crate::resources::{self, ResourceDef};
 
 /// The Kubernetes version the simulator claims to be.
 pub const SERVER_MINOR: &str = "37";
@@ -108,7 +108,7 @@ pub fn api_resource_list(group: &str, version: &str) -> Option<Value> {
             "singularName": def.singular,
             "namespaced": def.namespaced,
             "kind": def.kind,
-            "verbs": VERBS,
+            "verbs": def.verbs(),
             "shortNames": def.short_names,
             "categories": def.categories,
         }));
@@ -147,7 +147,7 @@ fn discovery_resource(def: &ResourceDef) -> Value {
         "responseKind": {"group": def.group, "version": def.version, "kind": def.kind},
         "scope": if def.namespaced { "Namespaced" } else { "Cluster" },
         "singularResource": def.singular,
-        "verbs": VERBS,
+        "verbs": def.verbs(),
     });
     if !def.short_names.is_empty() {
         value["shortNames"] = json!(def.short_names);

@@ -23,6 +23,7 @@ pub mod kubeconfig;
 mod logs;
 mod openapi;
 pub mod patch;
+pub mod protobuf;
 pub mod request_log;
 pub mod resources;
 mod routes;

@@ -139,18 +139,18 @@ async fn handle(state: Arc<SimState>, req: Request<Incoming>, remote: SocketAddr
         }
     };
     tracing::debug!(method = %req.method(), uri = %req.uri(), user = %user.username, "request");
-    let response = dispatch(&state, req, target).await.unwrap_or_else(|e| error_response(&e));
+    let response = dispatch(&state, req, target, &user).await.unwrap_or_else(|e| error_response(&e));
     state.log.complete(seq, Some(authenticated), Some(user), response.status().as_u16());
     response
 }
 
-async fn dispatch(state: &Arc<SimState>, req: Request<Incoming>, target: Route) -> Result<Response<Body>, ApiError> {
+async fn dispatch(state: &Arc<SimState>, req: Request<Incoming>, target: Route, user: &UserInfo) -> Result<Response<Body>, ApiError> {
     let query = Query::parse(req.uri().query());
     let accept = req.headers().get("accept").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
     let is_get = req.method() == Method::GET;
     let found = |value: Option<serde_json::Value>| value.map(|v| json_response(200, &v)).ok_or_else(ApiError::path_not_found);
     match target {
-        Route::Resource(resource) => api::handle(state, req, resource, query).await,
+        Route::Resource(resource) => api::handle(state, req, resource, query, user).await,
         _ if !is_get => Err(ApiError::method_not_allowed("only GET is served here")),
         Route::Version => Ok(json_response(200, &discovery::version())),
         Route::Health => Ok(with_type(200, "text/plain; charset=utf-8", full("ok"))),

@@ -42,6 +42,15 @@ pub const VERBS: &[&str] =
 const STATUS_VERBS: &[&str] = &["get", "patch", "update"];
 
 impl ResourceDef {
+    /// The verbs of the resource itself (`kubectl auth whoami`'s review is create-only).
+    pub fn verbs(&self) -> &'static [&'static str] {
+        if self.kind == "SelfSubjectReview" {
+            &["create"]
+        } else {
+            VERBS
+        }
+    }
+
     /// `v1` or `apps/v1`.
     pub fn api_version(&self) -> String {
         if self.group.is_empty() {
@@ -180,6 +189,18 @@ pub static RESOURCES: &[ResourceDef] = &[
         categories: &["all"],
         subresources: &[("status", STATUS_VERBS), ("scale", STATUS_VERBS)],
         has_spec: true,
+    },
+    ResourceDef {
+        group: "authentication.k8s.io",
+        version: "v1",
+        kind: "SelfSubjectReview",
+        plural: "selfsubjectreviews",
+        singular: "selfsubjectreview",
+        namespaced: false,
+        short_names: &[],
+        categories: &[],
+        subresources: &[],
+        has_spec: false,
     },
     ResourceDef {
         group: CUSTOM_GROUP,
