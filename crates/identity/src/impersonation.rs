@@ -46,6 +46,8 @@ pub struct Impersonation {
     user: String,
     /// `Impersonate-Group`, one header line each, in order.
     groups: Vec<String>,
+    /// The header lines as sent, for operators (`Impersonate-User: alice@example.com`, …).
+    headers: Vec<String>,
     #[serde(skip)]
     user_value: HeaderValue,
     #[serde(skip)]
@@ -61,6 +63,11 @@ impl Impersonation {
     /// The impersonated groups, in the order they are sent.
     pub fn groups(&self) -> &[String] {
         &self.groups
+    }
+
+    /// The header lines as they are sent, e.g. `Impersonate-User: alice@example.com`.
+    pub fn header_lines(&self) -> &[String] {
+        &self.headers
     }
 
     /// Writes the headers: removes any `Impersonate-*` header already present, then sets
@@ -122,9 +129,13 @@ pub fn impersonation_headers(caller: &Caller) -> Result<Impersonation, GrantErro
         .iter()
         .map(|g| header_value("Impersonate-Group", g))
         .collect::<Result<Vec<_>, _>>()?;
+    let headers = std::iter::once(format!("Impersonate-User: {user}"))
+        .chain(groups.iter().map(|g| format!("Impersonate-Group: {g}")))
+        .collect();
     Ok(Impersonation {
         user,
         groups,
+        headers,
         user_value,
         group_values,
     })

@@ -184,6 +184,13 @@ async fn explain_reports_policy_impersonation_and_grant_errors_as_values() {
     );
     assert_eq!(json["impersonation"]["ok"]["user"], "alice@example.com");
     assert_eq!(
+        json["impersonation"]["ok"]["headers"],
+        serde_json::json!([
+            "Impersonate-User: alice@example.com",
+            "Impersonate-Group: system:masters"
+        ])
+    );
+    assert_eq!(
         json["impersonation"]["ok"]["groups"],
         serde_json::json!(["system:masters"])
     );
