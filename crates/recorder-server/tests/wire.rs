@@ -238,7 +238,8 @@ async fn bad_events_get_clear_4xx_and_nothing_is_stored() {
     let r = disk_recorder(&["--max-event-bytes", "2048"]).await;
     let bearer = format!("Bearer {TOKEN}");
     let h = |ct: &'static str| vec![("content-type", ct)];
-    let cases: Vec<(Vec<(&str, &str)>, Vec<u8>, StatusCode, &str)> = vec![
+    type Case<'a> = (Vec<(&'a str, &'a str)>, Vec<u8>, StatusCode, &'a str);
+    let cases: Vec<Case> = vec![
         (
             h("text/plain"),
             event_json("get", "a", None),

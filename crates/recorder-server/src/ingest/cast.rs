@@ -89,6 +89,49 @@ impl CastError {
     }
 }
 
+/// What a validated cast line is.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CastLine {
+    /// Line 1: the header object.
+    Header(Value),
+    /// An event line, with its time offset when it has a readable one.
+    Event(Option<f64>),
+    /// An empty line (kept as received).
+    Blank,
+}
+
+/// Validates line `n` (1-based, including its `\n`) of a cast.
+pub fn check_line(n: u64, line: &[u8], limit: usize) -> Result<CastLine, CastError> {
+    if line.len() > limit {
+        return Err(CastError::LineTooLong { line: n, limit });
+    }
+    let text = std::str::from_utf8(line).map_err(|e| CastError::InvalidUtf8 {
+        line: n,
+        offset: e.valid_up_to(),
+    })?;
+    let trimmed = text.trim_end_matches(['\n', '\r']);
+    if n == 1 {
+        let header: Value =
+            serde_json::from_str(trimmed).map_err(|e| CastError::BadHeader(e.to_string()))?;
+        if !header.is_object() || header.get("version").and_then(Value::as_u64) != Some(2) {
+            return Err(CastError::BadHeader("missing \"version\": 2".into()));
+        }
+        return Ok(CastLine::Header(header));
+    }
+    if trimmed.trim().is_empty() {
+        return Ok(CastLine::Blank);
+    }
+    if !(trimmed.starts_with('[') && trimmed.ends_with(']')) {
+        return Err(CastError::BadEvent(n));
+    }
+    let time = trimmed[1..]
+        .split(',')
+        .next()
+        .and_then(|t| t.trim().parse::<f64>().ok())
+        .filter(|t| t.is_finite());
+    Ok(CastLine::Event(time))
+}
+
 /// One session upload in progress.
 pub struct CastIngest {
     app: Arc<App>,
@@ -173,41 +216,17 @@ impl CastIngest {
 
     async fn accept_line(&mut self, line: &[u8]) -> Result<(), CastError> {
         let n = self.lines + 1;
-        let limit = self.app.config.limits.max_event_bytes;
-        if line.len() > limit {
-            return Err(CastError::LineTooLong { line: n, limit });
-        }
-        let text = std::str::from_utf8(line).map_err(|e| CastError::InvalidUtf8 {
-            line: n,
-            offset: e.valid_up_to(),
-        })?;
-        let trimmed = text.trim_end_matches(['\n', '\r']);
-        if n == 1 {
-            self.start(trimmed).await?;
-        } else if !trimmed.trim().is_empty() {
-            if !(trimmed.starts_with('[') && trimmed.ends_with(']')) {
-                return Err(CastError::BadEvent(n));
-            }
-            if let Some(t) = trimmed[1..]
-                .split(',')
-                .next()
-                .and_then(|t| t.trim().parse::<f64>().ok())
-                .filter(|t| t.is_finite())
-            {
-                self.last_time = self.last_time.max(t);
-            }
+        match check_line(n, line, self.app.config.limits.max_event_bytes)? {
+            CastLine::Header(header) => self.start(header).await?,
+            CastLine::Event(Some(t)) => self.last_time = self.last_time.max(t),
+            CastLine::Event(None) | CastLine::Blank => {}
         }
         self.lines = n;
         self.ready.extend_from_slice(line);
         Ok(())
     }
 
-    async fn start(&mut self, header_line: &str) -> Result<(), CastError> {
-        let header: Value =
-            serde_json::from_str(header_line).map_err(|e| CastError::BadHeader(e.to_string()))?;
-        if header.get("version").and_then(Value::as_u64) != Some(2) || !header.is_object() {
-            return Err(CastError::BadHeader("missing \"version\": 2".into()));
-        }
+    async fn start(&mut self, header: Value) -> Result<(), CastError> {
         let sink = self.app.storage.create_session(&self.key).await?;
         self.sink = Some(sink);
         let started_ms = SystemTime::now()
@@ -303,5 +322,57 @@ impl CastIngest {
             }
         }
         result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines() {
+        assert!(matches!(
+            check_line(1, b"{\"version\":2}\n", 100),
+            Ok(CastLine::Header(_))
+        ));
+        assert!(matches!(
+            check_line(1, b"{\"version\":1}\n", 100),
+            Err(CastError::BadHeader(_))
+        ));
+        assert!(matches!(
+            check_line(1, b"[1]\n", 100),
+            Err(CastError::BadHeader(_))
+        ));
+        assert_eq!(
+            check_line(2, b"[1.5,\"o\",\"x\"]\n", 100).unwrap(),
+            CastLine::Event(Some(1.5))
+        );
+        assert_eq!(check_line(2, b"\n", 100).unwrap(), CastLine::Blank);
+        assert!(matches!(
+            check_line(3, b"[1,\"o\",\"\xff\"]\n", 100),
+            Err(CastError::InvalidUtf8 { line: 3, offset: 9 })
+        ));
+        assert!(matches!(
+            check_line(2, b"oops\n", 100),
+            Err(CastError::BadEvent(2))
+        ));
+        assert!(matches!(
+            check_line(2, &[b'['; 200], 100),
+            Err(CastError::LineTooLong { .. })
+        ));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn check_line_never_panics(n in 1u64..4, bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..300)) {
+            let _ = check_line(n, &bytes, 256);
+        }
+
+        #[test]
+        fn valid_utf8_event_lines_are_accepted(t in 0.0f64..1e6, text in "\\PC{0,100}") {
+            let mut line = serde_json::to_vec(&serde_json::json!([t, "o", text])).unwrap();
+            line.push(b'\n');
+            proptest::prop_assert!(matches!(check_line(2, &line, 1 << 20), Ok(CastLine::Event(Some(_)))));
+        }
     }
 }

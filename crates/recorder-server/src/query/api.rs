@@ -24,13 +24,20 @@ pub const DEFAULT_LIMIT: usize = 100;
 /// Largest page size.
 pub const MAX_LIMIT: usize = 1000;
 
-type ApiResult = Result<Response<ResBody>, Response<ResBody>>;
+/// A refused query: status and message.
+struct ApiError(StatusCode, String);
 
-fn bad(message: String) -> Response<ResBody> {
-    json_error(StatusCode::BAD_REQUEST, &message)
+type ApiResult = Result<Response<ResBody>, ApiError>;
+
+fn bad(message: String) -> ApiError {
+    ApiError(StatusCode::BAD_REQUEST, message)
 }
 
-fn parse_time(name: &str, value: &str) -> Result<i64, Response<ResBody>> {
+fn not_found_error(message: String) -> ApiError {
+    ApiError(StatusCode::NOT_FOUND, message)
+}
+
+fn parse_time(name: &str, value: &str) -> Result<i64, ApiError> {
     if let Ok(secs) = value.parse::<i64>() {
         return Ok(secs);
     }
@@ -43,7 +50,7 @@ fn parse_time(name: &str, value: &str) -> Result<i64, Response<ResBody>> {
         })
 }
 
-fn parse_limit(value: &str) -> Result<usize, Response<ResBody>> {
+fn parse_limit(value: &str) -> Result<usize, ApiError> {
     match value.parse::<usize>() {
         Ok(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
         _ => Err(bad(format!("limit={value:?}: expected 1..={MAX_LIMIT}"))),
@@ -65,7 +72,7 @@ fn non_empty(v: String) -> Option<String> {
     (!v.is_empty()).then_some(v)
 }
 
-fn event_filter(pairs: Vec<(String, String)>) -> Result<EventFilter, Response<ResBody>> {
+fn event_filter(pairs: Vec<(String, String)>) -> Result<EventFilter, ApiError> {
     let mut f = EventFilter {
         limit: DEFAULT_LIMIT,
         ..Default::default()
@@ -153,7 +160,7 @@ fn list_events(app: &App, pairs: Vec<(String, String)>) -> ApiResult {
 }
 
 async fn get_event(app: &App, id: &str) -> ApiResult {
-    let not_found = || json_error(StatusCode::NOT_FOUND, &format!("no record with id {id:?}"));
+    let not_found = || not_found_error(format!("no record with id {id:?}"));
     if let Some(row) = app.index.get(id) {
         let mut out = Vec::new();
         if id.starts_with('r') {
@@ -174,7 +181,7 @@ async fn get_event(app: &App, id: &str) -> ApiResult {
     let data = match app.storage.get(loc.key.as_str()).await {
         Ok(d) => d,
         Err(crate::storage::StorageError::NotFound(_)) => return Err(not_found()),
-        Err(e) => return Err(json_error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string())),
+        Err(e) => return Err(ApiError(StatusCode::SERVICE_UNAVAILABLE, e.to_string())),
     };
     let line = data
         .split(|b| *b == b'\n')
@@ -196,7 +203,7 @@ async fn get_event(app: &App, id: &str) -> ApiResult {
     Ok(json_bytes(out))
 }
 
-fn session_filter(pairs: Vec<(String, String)>) -> Result<SessionFilter, Response<ResBody>> {
+fn session_filter(pairs: Vec<(String, String)>) -> Result<SessionFilter, ApiError> {
     let mut f = SessionFilter {
         limit: DEFAULT_LIMIT,
         ..Default::default()
@@ -265,12 +272,7 @@ async fn session_route(app: &App, rest: &str, pairs: Vec<(String, String)>) -> A
         ));
     }
     let (id_text, tail) = rest.split_once('/').unwrap_or((rest, ""));
-    let not_found = || {
-        json_error(
-            StatusCode::NOT_FOUND,
-            &format!("no session with id {id_text:?}"),
-        )
-    };
+    let not_found = || not_found_error(format!("no session with id {id_text:?}"));
     let id = layout::parse_session_id(id_text).ok_or_else(not_found)?;
     let info = app.sessions.get(&id).ok_or_else(not_found)?;
     match tail {
@@ -280,9 +282,10 @@ async fn session_route(app: &App, rest: &str, pairs: Vec<(String, String)>) -> A
         )),
         "cast" => {
             if info.state == SessionState::Live {
-                return Err(json_error(
+                return Err(ApiError(
                     StatusCode::CONFLICT,
-                    "the session is still being recorded; its cast is available once it ends",
+                    "the session is still being recorded; its cast is available once it ends"
+                        .into(),
                 ));
             }
             let mut res = Response::new(stream_cast(
@@ -327,10 +330,7 @@ pub async fn handle(app: Arc<App>, peer: SocketAddr, req: Request<Incoming>) -> 
     } else if let Some(rest) = path.strip_prefix("/api/v1/sessions/") {
         session_route(&app, rest, pairs).await
     } else {
-        Err(json_error(
-            StatusCode::NOT_FOUND,
-            &format!("no such API endpoint: {path}"),
-        ))
+        Err(not_found_error(format!("no such API endpoint: {path}")))
     };
-    result.unwrap_or_else(|e| e)
+    result.unwrap_or_else(|ApiError(status, message)| json_error(status, &message))
 }

@@ -75,7 +75,7 @@ pub async fn rebuild(
             }
         }
     }
-    batches.sort_by(|a, b| b.0.cmp(&a.0));
+    batches.sort_by_key(|b| std::cmp::Reverse(b.0));
     let now_ms = layout::unix_millis(&layout::new_id());
     let mut key_entries = Vec::new();
     for (id, _kind, key) in batches {

@@ -186,12 +186,12 @@ pub fn parse_key(key: &str) -> Option<(ObjectKey, KeyKind)> {
             };
             let id = parse_simple_uuid(file.strip_suffix(".ndjson")?)?;
             let expected = batch_key(kind, &id);
-            (expected.as_str() == key).then(|| (expected, KeyKind::Batch(kind, id)))
+            (expected.as_str() == key).then_some((expected, KeyKind::Batch(kind, id)))
         }
         [folder, _date, file] if *folder == SESSIONS => {
             let id = parse_simple_uuid(file.strip_suffix(".cast")?)?;
             let expected = session_key(&id);
-            (expected.as_str() == key).then(|| (expected, KeyKind::Session(id)))
+            (expected.as_str() == key).then_some((expected, KeyKind::Session(id)))
         }
         _ => None,
     }
