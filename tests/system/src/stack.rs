@@ -1,0 +1,444 @@
+//! The whole system on one machine: the Kubernetes simulator, the recorder
+//! and the proxy as real processes, a fake LocalAPI with three identities,
+//! and two `tailscale serve` stand-ins so two callers reach the proxy from
+//! their own tailnet addresses.
+//!
+//! | who | tailnet address | policy |
+//! | --- | --- | --- |
+//! | alice (a user's laptop) | 100.64.0.1 | events on, **fail closed**, impersonates group `system:masters` |
+//! | ci (a tagged node, `tag:ci`) | 100.64.0.2 | events on, **fail open**, impersonates group `ci-deployers` |
+//! | the proxy itself (`tag:k8s-proxy`), as the recorder sees it | 127.0.0.1 | may upload |
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use tempfile::TempDir;
+
+use crate::fake_localapi::FakeLocalApi;
+use crate::identities::TestIdentity;
+use crate::process::{free_port, workspace_bin, Spawned};
+use crate::proxy_protocol::ProxyProtocolForwarder;
+use crate::{http, peers, Error};
+
+/// The token the proxy uses upstream (the simulator lets it impersonate).
+pub const PROXY_TOKEN: &str = "proxy-token-e2e";
+/// A token callers put in their kubeconfig; auth mode must strip it.
+pub const CALLER_TOKEN: &str = "caller-token-must-not-reach-upstream";
+
+/// Where the recorder keeps what it stores.
+#[derive(Debug, Clone)]
+pub enum Storage {
+    /// A local directory.
+    Disk,
+    /// An S3 endpoint (`host:port`, plain http) and bucket, with SigV4 credentials.
+    S3 {
+        /// `host:port`.
+        endpoint: String,
+        /// The bucket.
+        bucket: String,
+        /// Access key ID.
+        access_key: String,
+        /// Secret key.
+        secret_key: String,
+    },
+}
+
+/// One caller: its identity and a kubeconfig that reaches the proxy through
+/// its own PROXY-protocol forwarder.
+pub struct Caller {
+    /// Who the fake LocalAPI says this is.
+    pub identity: TestIdentity,
+    /// kubeconfig pointing at this caller's forwarder.
+    pub kubeconfig: PathBuf,
+    forwarder: ProxyProtocolForwarder,
+}
+
+impl Caller {
+    /// Where this caller's kubectl connects.
+    pub fn addr(&self) -> SocketAddr {
+        self.forwarder.addr()
+    }
+}
+
+/// The running system. Everything stops when it is dropped.
+pub struct Stack {
+    /// Scratch space: logs, kubeconfigs, storage, spool.
+    pub dir: TempDir,
+    runtime: tokio::runtime::Runtime,
+    localapi: Option<FakeLocalApi>,
+    /// The simulator.
+    pub sim: Spawned,
+    /// The simulator's address.
+    pub sim_addr: SocketAddr,
+    /// The recorder (None while stopped).
+    pub recorder: Option<Spawned>,
+    /// The recorder's address.
+    pub recorder_addr: SocketAddr,
+    recorder_storage: Storage,
+    /// The proxy.
+    pub proxy: Spawned,
+    /// The proxy's API listener (PROXY protocol required).
+    pub proxy_addr: SocketAddr,
+    /// The proxy's admin listener.
+    pub admin_addr: SocketAddr,
+    /// A user's laptop: fail closed.
+    pub alice: Caller,
+    /// A tagged CI node: fail open.
+    pub ci: Caller,
+}
+
+impl Stack {
+    /// Starts everything with the recorder storing to `storage`.
+    pub fn start(storage: Storage) -> Result<Self, Error> {
+        let dir = tempfile::Builder::new()
+            .prefix("kubescribe-e2e-")
+            .tempdir()?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?;
+        let logs = dir.path().join("logs");
+        std::fs::create_dir_all(&logs)?;
+
+        // The simulator: TLS, tokens, the proxy may impersonate.
+        let sim_port = free_port()?;
+        let sim_addr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), sim_port);
+        let tokens = dir.path().join("sim-tokens.csv");
+        std::fs::write(
+            &tokens,
+            format!("{PROXY_TOKEN},kubescribe-proxy,system:authenticated\n"),
+        )?;
+        let sim_kubeconfig = dir.path().join("sim.kubeconfig");
+        let mut sim = Spawned::start(
+            "kube-sim",
+            &workspace_bin("kube-sim")?,
+            &[
+                "--listen".into(),
+                sim_addr.to_string(),
+                "--tokens".into(),
+                path_arg(&tokens),
+                "--impersonator".into(),
+                "kubescribe-proxy".into(),
+                "--kubeconfig-out".into(),
+                path_arg(&sim_kubeconfig),
+                "--sandbox".into(),
+                path_arg(&dir.path().join("sandbox")),
+                "--log-interval-ms".into(),
+                "200".into(),
+            ],
+            &[],
+            &logs,
+        )?;
+        sim.wait_for_tcp(sim_addr, Duration::from_secs(20))?;
+        sim.wait_for_path(&sim_kubeconfig, Duration::from_secs(5))?;
+
+        // Identities.
+        let recorder_port = free_port()?;
+        let recorder_addr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), recorder_port);
+        let recorder_addrs = json!([recorder_addr.to_string()]);
+        let alice = TestIdentity {
+            node_name: "alice-laptop.tail1234.ts.net.".into(),
+            stable_id: "nALICE1CNTRL".into(),
+            address: IpAddr::V4(Ipv4Addr::new(100, 64, 0, 1)),
+            tags: vec![],
+            user_id: 4242,
+            login_name: "alice@example.com".into(),
+            grants: vec![json!({
+                "recorder": ["tag:kubescribe-recorder"],
+                "recorderAddrs": recorder_addrs,
+                "enforceRecorder": true,
+                "enableEvents": true,
+                "impersonate": {"groups": ["system:masters"]}
+            })],
+        };
+        let ci = TestIdentity {
+            node_name: "ci-runner.tail1234.ts.net.".into(),
+            stable_id: "nCI1CNTRL".into(),
+            address: IpAddr::V4(Ipv4Addr::new(100, 64, 0, 2)),
+            tags: vec!["tag:ci".into()],
+            user_id: 7,
+            login_name: String::new(),
+            grants: vec![
+                json!({"recorderAddrs": recorder_addrs, "enableEvents": true}),
+                json!({"impersonate": {"groups": ["ci-deployers"]}}),
+            ],
+        };
+        let proxy_node = TestIdentity {
+            node_name: "k8s-proxy.tail1234.ts.net.".into(),
+            stable_id: "nPROXY1CNTRL".into(),
+            address: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            tags: vec!["tag:k8s-proxy".into()],
+            user_id: 7,
+            login_name: String::new(),
+            grants: vec![],
+        };
+        let socket = dir.path().join("tailscaled.sock");
+        let localapi = {
+            let _guard = runtime.enter();
+            FakeLocalApi::start(
+                &socket,
+                HashMap::from([
+                    (alice.address, alice.whois_response()),
+                    (ci.address, ci.whois_response()),
+                    (proxy_node.address, proxy_node.whois_response()),
+                ]),
+            )?
+        };
+
+        // The proxy: plain HTTP behind PROXY protocol, auth mode, upstream = the simulator.
+        let proxy_addr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), free_port()?);
+        let admin_addr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), free_port()?);
+        let mut proxy = Spawned::start(
+            "kubescribe-proxy",
+            &workspace_bin("kubescribe-proxy")?,
+            &[
+                "--listen".into(),
+                proxy_addr.to_string(),
+                "--proxy-protocol".into(),
+                "--kubeconfig".into(),
+                path_arg(&sim_kubeconfig),
+                "--mode".into(),
+                "auth".into(),
+                "--localapi-socket".into(),
+                path_arg(&socket),
+                "--admin-listen".into(),
+                admin_addr.to_string(),
+                "--spool-dir".into(),
+                path_arg(&dir.path().join("spool")),
+            ],
+            &[("RUST_LOG", "info")],
+            &logs,
+        )?;
+        proxy.wait_for_tcp(admin_addr, Duration::from_secs(20))?;
+        proxy.wait_for_tcp(proxy_addr, Duration::from_secs(20))?;
+
+        let (alice_fwd, ci_fwd) = runtime.block_on(async {
+            Ok::<_, Error>((
+                ProxyProtocolForwarder::start(proxy_addr, alice.address).await?,
+                ProxyProtocolForwarder::start(proxy_addr, ci.address).await?,
+            ))
+        })?;
+        let alice = Caller {
+            kubeconfig: write_caller_kubeconfig(dir.path(), "alice", alice_fwd.addr())?,
+            identity: alice,
+            forwarder: alice_fwd,
+        };
+        let ci = Caller {
+            kubeconfig: write_caller_kubeconfig(dir.path(), "ci", ci_fwd.addr())?,
+            identity: ci,
+            forwarder: ci_fwd,
+        };
+
+        let mut stack = Self {
+            dir,
+            runtime,
+            localapi: Some(localapi),
+            sim,
+            sim_addr,
+            recorder: None,
+            recorder_addr,
+            recorder_storage: storage,
+            proxy,
+            proxy_addr,
+            admin_addr,
+            alice,
+            ci,
+        };
+        stack.start_recorder()?;
+        Ok(stack)
+    }
+
+    /// Starts (or restarts) the recorder on its fixed address and storage.
+    pub fn start_recorder(&mut self) -> Result<(), Error> {
+        if self.recorder.is_some() {
+            return Ok(());
+        }
+        let logs = self.dir.path().join("logs");
+        let socket = self.dir.path().join("tailscaled.sock");
+        let mut args = vec![
+            "--listen".into(),
+            self.recorder_addr.to_string(),
+            "--localapi-socket".into(),
+            path_arg(&socket),
+            "--allow-uploaders".into(),
+            "tag:k8s-proxy".into(),
+            "--ui".into(),
+        ];
+        let mut envs: Vec<(&str, &str)> = vec![("RUST_LOG", "info")];
+        let disk = self.dir.path().join("recordings");
+        match &self.recorder_storage {
+            Storage::Disk => {
+                args.push("--dst".into());
+                args.push(path_arg(&disk));
+            }
+            Storage::S3 {
+                endpoint,
+                bucket,
+                access_key,
+                secret_key,
+            } => {
+                args.extend([
+                    "--dst".into(),
+                    format!("s3://{endpoint}"),
+                    "--bucket".into(),
+                    bucket.clone(),
+                    "--s3-allow-http".into(),
+                ]);
+                envs.push(("AWS_ACCESS_KEY_ID", access_key));
+                envs.push(("AWS_SECRET_ACCESS_KEY", secret_key));
+            }
+        }
+        let mut recorder = Spawned::start(
+            "kubescribe-recorder",
+            &workspace_bin("kubescribe-recorder")?,
+            &args,
+            &envs,
+            &logs,
+        )?;
+        recorder.wait_for_tcp(self.recorder_addr, Duration::from_secs(30))?;
+        self.recorder = Some(recorder);
+        Ok(())
+    }
+
+    /// Stops the recorder (SIGTERM, then SIGKILL after 10 s).
+    pub fn stop_recorder(&mut self) -> Result<(), Error> {
+        if let Some(mut recorder) = self.recorder.take() {
+            recorder.stop(Duration::from_secs(10))?;
+        }
+        Ok(())
+    }
+
+    /// Runs real kubectl (`version`, e.g. `peers::kubectl()`) as `caller`.
+    pub fn kubectl(&self, kubectl: &Path, caller: &Caller, args: &[&str]) -> Result<Output, Error> {
+        let output = Command::new(kubectl)
+            .arg("--kubeconfig")
+            .arg(&caller.kubeconfig)
+            .arg("--request-timeout=20s")
+            .args(args)
+            .output()
+            .map_err(|e| format!("running {}: {e}", kubectl.display()))?;
+        Ok(output)
+    }
+
+    /// kubectl 1.37 from the peers.
+    pub fn kubectl_path() -> Result<PathBuf, Error> {
+        peers::kubectl()
+    }
+
+    /// Events from the recorder's query API (`query` like `verb=list&resource=pods`).
+    pub fn events(&self, query: &str) -> Result<Vec<Value>, Error> {
+        let reply = http::get(
+            self.recorder_addr,
+            &format!("/api/v1/events?limit=1000&{query}"),
+        )?;
+        if reply.status != 200 {
+            return Err(format!(
+                "GET /api/v1/events?{query}: {} {}",
+                reply.status,
+                String::from_utf8_lossy(&reply.body)
+            )
+            .into());
+        }
+        Ok(reply.json()?["events"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default())
+    }
+
+    /// Waits until the query API returns at least `count` events for `query`.
+    pub fn wait_for_events(
+        &self,
+        query: &str,
+        count: usize,
+        timeout: Duration,
+    ) -> Result<Vec<Value>, Error> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let events = self.events(query)?;
+            if events.len() >= count || Instant::now() > deadline {
+                return Ok(events);
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Sessions from the recorder's query API.
+    pub fn sessions(&self) -> Result<Vec<Value>, Error> {
+        let reply = http::get(self.recorder_addr, "/api/v1/sessions?limit=1000")?;
+        if reply.status != 200 {
+            return Err(format!(
+                "GET /api/v1/sessions: {} {}",
+                reply.status,
+                String::from_utf8_lossy(&reply.body)
+            )
+            .into());
+        }
+        Ok(reply.json()?["sessions"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default())
+    }
+
+    /// A session's raw cast.
+    pub fn session_cast(&self, id: &str) -> Result<Vec<u8>, Error> {
+        let reply = http::get(self.recorder_addr, &format!("/api/v1/sessions/{id}/cast"))?;
+        if reply.status != 200 {
+            return Err(format!("GET cast {id}: {}", reply.status).into());
+        }
+        Ok(reply.body)
+    }
+
+    /// What the simulator (the upstream API server) received, oldest first,
+    /// read with real kubectl straight from the simulator (not through the proxy).
+    pub fn upstream_requests(&self) -> Result<Vec<Value>, Error> {
+        let output = Command::new(peers::kubectl()?)
+            .arg("--kubeconfig")
+            .arg(self.dir.path().join("sim.kubeconfig"))
+            .args(["get", "--raw", "/_sim/requests"])
+            .output()?;
+        if !output.status.success() {
+            return Err(format!(
+                "reading the simulator's request log: {}",
+                String::from_utf8_lossy(&output.stderr)
+            )
+            .into());
+        }
+        let value: Value = serde_json::from_slice(&output.stdout)?;
+        Ok(value.as_array().cloned().unwrap_or_default())
+    }
+
+    /// The proxy's Prometheus metrics text.
+    pub fn proxy_metrics(&self) -> Result<String, Error> {
+        Ok(String::from_utf8_lossy(&http::get(self.admin_addr, "/metrics")?.body).into_owned())
+    }
+
+    /// The runtime the fake LocalAPI and forwarders run on.
+    pub fn runtime(&self) -> &tokio::runtime::Runtime {
+        &self.runtime
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        self.localapi.take();
+    }
+}
+
+fn path_arg(path: &Path) -> String {
+    path.to_string_lossy().into_owned()
+}
+
+fn write_caller_kubeconfig(dir: &Path, name: &str, addr: SocketAddr) -> Result<PathBuf, Error> {
+    let path = dir.join(format!("{name}.kubeconfig"));
+    std::fs::write(
+        &path,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: kubescribe\n  cluster:\n    server: http://{addr}\nusers:\n- name: {name}\n  user:\n    token: {CALLER_TOKEN}\ncontexts:\n- name: {name}\n  context:\n    cluster: kubescribe\n    user: {name}\n    namespace: default\ncurrent-context: {name}\n"
+        ),
+    )?;
+    Ok(path)
+}
