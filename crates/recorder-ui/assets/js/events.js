@@ -60,7 +60,7 @@ function filterForm(filters, live) {
     field('f-resource', 'Resource', text('resource', filters.resource, { list: 'resources' })),
     field('f-namespace', 'Namespace', text('namespace', filters.namespace)),
     field('f-name', 'Name', text('name', filters.name)),
-    field('f-q', 'Text', h('input', { id: 'f-q', name: 'q', type: 'search', value: filters.q || '', placeholder: 'anywhere in the event', autocomplete: 'off' })),
+    field('f-q', 'Text', h('input', { id: 'f-q', name: 'q', type: 'search', value: filters.q || '', placeholder: 'anywhere in the event', autocomplete: 'off', 'aria-describedby': 'f-q-hint' }), 'case-insensitive; not inside bodies'),
     h('div', { class: 'actions' },
       h('button', { type: 'submit', text: 'Apply filters' }),
       h('a', { class: 'button secondary', href: '/ui/events', text: 'Clear' }),
