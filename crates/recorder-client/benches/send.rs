@@ -29,7 +29,9 @@ async fn latency(c: &RecorderClient, addr: std::net::SocketAddr, n: usize) -> Ve
     for i in 0..n {
         let e = event(&format!("lat-{i}"));
         let t = Instant::now();
-        let out = c.record_event(&[addr], FailurePolicy::FailClosed, &e, "/").await;
+        let out = c
+            .record_event(&[addr], FailurePolicy::FailClosed, &e, "/")
+            .await;
         samples.push(t.elapsed());
         assert_eq!(out, Outcome::Forward);
     }
@@ -37,7 +39,13 @@ async fn latency(c: &RecorderClient, addr: std::net::SocketAddr, n: usize) -> Ve
     samples
 }
 
-async fn throughput(c: &RecorderClient, addr: std::net::SocketAddr, senders: usize, each: usize, tag: &str) -> f64 {
+async fn throughput(
+    c: &RecorderClient,
+    addr: std::net::SocketAddr,
+    senders: usize,
+    each: usize,
+    tag: &str,
+) -> f64 {
     let t = Instant::now();
     let mut tasks = Vec::new();
     for s in 0..senders {
@@ -46,7 +54,9 @@ async fn throughput(c: &RecorderClient, addr: std::net::SocketAddr, senders: usi
         tasks.push(tokio::spawn(async move {
             for i in 0..each {
                 let e = event(&format!("{tag}-{s}-{i}"));
-                let out = c.record_event(&[addr], FailurePolicy::FailClosed, &e, "/").await;
+                let out = c
+                    .record_event(&[addr], FailurePolicy::FailClosed, &e, "/")
+                    .await;
                 assert_eq!(out, Outcome::Forward);
             }
         }));

@@ -11,7 +11,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::ClientConfig;
 use crate::error::{AttemptError, ConnectError, DeliveryError, StartError};
-use crate::events::sender::Sender;
+use crate::events::sender::{Sender, SkipDown};
 use crate::events::{redeliver, Delivered};
 use crate::metrics::Metrics;
 use crate::policy::{DropReason, FailurePolicy, Outcome};
@@ -55,7 +55,9 @@ impl RecorderClient {
     /// [`Metrics::default`] to keep them unregistered).
     pub fn with_metrics(mut cfg: ClientConfig, metrics: Metrics) -> Result<Self, StartError> {
         if cfg.attempt_timeout.is_zero() {
-            return Err(StartError::Config("attempt_timeout must be positive".into()));
+            return Err(StartError::Config(
+                "attempt_timeout must be positive".into(),
+            ));
         }
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| StartError::NoRuntime)?;
         cfg.session.metrics = Some(metrics.clone());
@@ -116,7 +118,10 @@ impl RecorderClient {
             Err(e) => {
                 tracing::error!(error = %e, "cannot serialise event");
                 let error = DeliveryError {
-                    attempts: vec![(recorders[0], AttemptError::Transport(format!("cannot serialise event: {e}")))],
+                    attempts: vec![(
+                        recorders[0],
+                        AttemptError::Transport(format!("cannot serialise event: {e}")),
+                    )],
                 };
                 return policy.event_not_delivered(error, Err(DropReason::Io(e.to_string())));
             }
@@ -126,7 +131,15 @@ impl RecorderClient {
         match self
             .inner
             .sender
-            .deliver(recorders, RecordKind::Event, std::slice::from_ref(&body), true)
+            .deliver(
+                recorders,
+                RecordKind::Event,
+                std::slice::from_ref(&body),
+                match policy {
+                    FailurePolicy::FailOpen => SkipDown::Always,
+                    FailurePolicy::FailClosed => SkipDown::WhenAnotherIsUp,
+                },
+            )
             .await
         {
             Ok(_) => {
@@ -137,8 +150,13 @@ impl RecorderClient {
                 let spooled = match policy {
                     FailurePolicy::FailClosed => Ok(()),
                     FailurePolicy::FailOpen => {
-                        self.spool(RecordKind::Event, recorders, event.key().unwrap_or(""), body)
-                            .await
+                        self.spool(
+                            RecordKind::Event,
+                            recorders,
+                            event.key().unwrap_or(""),
+                            body,
+                        )
+                        .await
                     }
                 };
                 let outcome = policy.event_not_delivered(error, spooled);
@@ -166,13 +184,23 @@ impl RecorderClient {
         let body = event_model::to_go_json(event).map_err(|e| DeliveryError {
             attempts: recorders
                 .first()
-                .map(|a| (*a, AttemptError::Transport(format!("cannot serialise event: {e}"))))
+                .map(|a| {
+                    (
+                        *a,
+                        AttemptError::Transport(format!("cannot serialise event: {e}")),
+                    )
+                })
                 .into_iter()
                 .collect(),
         })?;
         self.inner
             .sender
-            .deliver(recorders, RecordKind::Event, &[Bytes::from(body)], true)
+            .deliver(
+                recorders,
+                RecordKind::Event,
+                &[Bytes::from(body)],
+                SkipDown::WhenAnotherIsUp,
+            )
             .await
     }
 
@@ -203,7 +231,12 @@ impl RecorderClient {
             let result = this
                 .inner
                 .sender
-                .deliver(&recorders, kind, std::slice::from_ref(&body), true)
+                .deliver(
+                    &recorders,
+                    kind,
+                    std::slice::from_ref(&body),
+                    SkipDown::Always,
+                )
                 .await;
             match result {
                 Ok(_) => this.inner.metrics.delivered(kind.label(), 1),
@@ -213,7 +246,9 @@ impl RecorderClient {
                         .iter()
                         .all(|(_, e)| matches!(e, AttemptError::NotKubescribe(_))) =>
                 {
-                    this.inner.metrics.dropped(kind.label(), "not_kubescribe", 1);
+                    this.inner
+                        .metrics
+                        .dropped(kind.label(), "not_kubescribe", 1);
                 }
                 Err(err) => {
                     if let Err(why) = this.spool(kind, &recorders, &key, body).await {

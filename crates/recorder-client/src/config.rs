@@ -21,8 +21,11 @@ pub struct ClientConfig {
     pub probe_ttl: Duration,
     /// After a transport error or timeout, a recorder is skipped (reported as
     /// failed without a network round trip) for this long, so that a dead
-    /// recorder costs one deadline, not one per request. The spool's
-    /// redelivery ignores it. `Duration::ZERO` disables it. Default 1 s.
+    /// recorder costs one deadline, not one per request. Under fail open it
+    /// is always skipped (the event goes straight to the spool); under fail
+    /// closed only while another address is not in back-off (a refusal
+    /// costs more than a wait). The spool's redelivery ignores it.
+    /// `Duration::ZERO` disables it. Default 1 s.
     pub down_backoff: Duration,
     /// Idle keep-alive connections are closed after this long. Default 30 s.
     pub pool_idle_timeout: Duration,

@@ -219,7 +219,9 @@ impl UploadError {
 pub enum PushError {
     /// The upload's channel is full: the recorder is not keeping up. The
     /// caller decides (fail closed: end the session; fail open: stop recording).
-    #[error("session upload channel is full ({capacity} chunks queued); the recorder is not keeping up")]
+    #[error(
+        "session upload channel is full ({capacity} chunks queued); the recorder is not keeping up"
+    )]
     Full {
         /// The channel capacity.
         capacity: usize,

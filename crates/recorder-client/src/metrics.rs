@@ -130,7 +130,8 @@ impl Metrics {
             .inc();
     }
     pub(crate) fn spool_size(&self, bytes: u64, records: u64) {
-        self.spool_bytes.set(i64::try_from(bytes).unwrap_or(i64::MAX));
+        self.spool_bytes
+            .set(i64::try_from(bytes).unwrap_or(i64::MAX));
         self.spool_records
             .set(i64::try_from(records).unwrap_or(i64::MAX));
     }
@@ -149,7 +150,9 @@ impl Metrics {
     /// Records dropped so far with `kind` and `reason` (for tests and
     /// operators embedding the client).
     pub fn dropped_count(&self, kind: &'static str, reason: &'static str) -> u64 {
-        self.dropped.get_or_create(&ReasonLabels { kind, reason }).get()
+        self.dropped
+            .get_or_create(&ReasonLabels { kind, reason })
+            .get()
     }
 
     /// Records redelivered from the spool so far with `kind`.

@@ -30,7 +30,12 @@ async fn ordered_failover_dead_then_500_then_ok() {
     assert_eq!(ok.state.stored_keys(), vec!["a"]);
 
     let outcome = c
-        .record_event(&addrs, FailurePolicy::FailClosed, &event("b"), "/api/v1/pods")
+        .record_event(
+            &addrs,
+            FailurePolicy::FailClosed,
+            &event("b"),
+            "/api/v1/pods",
+        )
         .await;
     assert_eq!(outcome, Outcome::Forward);
     assert_eq!(ok.state.stored_keys(), vec!["a", "b"]);
@@ -42,7 +47,9 @@ async fn first_success_stops_the_loop() {
     let first = Fake::ok().await;
     let second = Fake::ok().await;
     let c = client(test_config());
-    c.send_event(&[first.addr, second.addr], &event("x")).await.unwrap();
+    c.send_event(&[first.addr, second.addr], &event("x"))
+        .await
+        .unwrap();
     assert_eq!(second.state.heads() + second.state.posts(), 0);
 }
 
@@ -51,14 +58,21 @@ async fn probe_is_cached_and_refreshed_after_an_error() {
     let fake = Fake::ok().await;
     let c = client(test_config());
     for i in 0..20 {
-        c.send_event(&[fake.addr], &event(&format!("k{i}"))).await.unwrap();
+        c.send_event(&[fake.addr], &event(&format!("k{i}")))
+            .await
+            .unwrap();
     }
     assert_eq!(fake.state.heads(), 1, "one probe for twenty events");
     assert_eq!(fake.state.stored_keys().len(), 20);
 
     fake.state.set_mode(EventMode::PostStatus(503));
-    let err = c.send_event(&[fake.addr], &event("fail")).await.unwrap_err();
-    assert!(matches!(err.attempts[0].1, AttemptError::Status { status, .. } if status == StatusCode::SERVICE_UNAVAILABLE));
+    let err = c
+        .send_event(&[fake.addr], &event("fail"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err.attempts[0].1, AttemptError::Status { status, .. } if status == StatusCode::SERVICE_UNAVAILABLE)
+    );
     fake.state.set_mode(EventMode::Ok);
     c.send_event(&[fake.addr], &event("again")).await.unwrap();
     assert_eq!(fake.state.heads(), 2, "the error dropped the cached probe");
@@ -68,14 +82,25 @@ async fn probe_is_cached_and_refreshed_after_an_error() {
 async fn a_hung_recorder_costs_one_deadline() {
     let hung = Fake::start(EventMode::Hang, true, SessionMode::V2Acks).await;
     let ok = Fake::ok().await;
-    let c = client(test_config());
-    let d = c.send_event(&[hung.addr, ok.addr], &event("h")).await.unwrap();
+    let c = client(short_deadline_config());
+    let d = c
+        .send_event(&[hung.addr, ok.addr], &event("h"))
+        .await
+        .unwrap();
     assert_eq!(d.recorder, ok.addr);
 
     let err = c.send_event(&[hung.addr], &event("h2")).await.unwrap_err();
-    assert!(matches!(err.attempts[0].1, AttemptError::Timeout(_)), "{err}");
+    assert!(
+        matches!(err.attempts[0].1, AttemptError::Timeout(_)),
+        "{err}"
+    );
     let out = c
-        .record_event(&[hung.addr], FailurePolicy::FailClosed, &event("h3"), "/api")
+        .record_event(
+            &[hung.addr],
+            FailurePolicy::FailClosed,
+            &event("h3"),
+            "/api",
+        )
         .await;
     match out {
         Outcome::Refuse { status, message } => {
@@ -94,8 +119,51 @@ async fn a_dead_recorder_is_skipped_during_its_back_off() {
     cfg.down_backoff = std::time::Duration::from_secs(3600);
     let c = client(cfg);
     c.send_event(&[dead, ok.addr], &event("1")).await.unwrap();
-    let err = c.send_event(&[dead], &event("2")).await.unwrap_err();
-    assert!(matches!(err.attempts[0].1, AttemptError::RecentlyFailed { .. }), "{err}");
+    // Fail closed with another address up: skipped without a round trip.
+    let err = c
+        .send_event(&[dead, dead_addr().await], &event("2"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err.attempts[0].1, AttemptError::RecentlyFailed { .. }),
+        "{err}"
+    );
+    // Fail closed with no other address: still tried (a refusal costs more).
+    let err = c.send_event(&[dead], &event("3")).await.unwrap_err();
+    assert!(
+        matches!(err.attempts[0].1, AttemptError::Connect(_)),
+        "{err}"
+    );
+    // Fail open: skipped, straight to the spool (here: dropped, no spool).
+    match c
+        .record_event(&[dead], FailurePolicy::FailOpen, &event("4"), "/")
+        .await
+    {
+        Outcome::ForwardUnrecorded {
+            reason: UnrecordedReason::Dropped { error, .. },
+        } => {
+            assert!(
+                matches!(error.attempts[0].1, AttemptError::RecentlyFailed { .. }),
+                "{error}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn not_supported_is_cached_too() {
+    let old = Fake::start(EventMode::NotSupported, false, SessionMode::V2Acks).await;
+    let c = client(test_config());
+    for i in 0..5 {
+        let err = c
+            .send_event(&[old.addr], &event(&format!("n{i}")))
+            .await
+            .unwrap_err();
+        assert!(err.all_not_supported());
+    }
+    assert_eq!(old.state.heads(), 1);
+    assert_eq!(old.state.posts(), 0);
 }
 
 /// The scenarios of the outcome matrix.
@@ -112,8 +180,12 @@ enum Scenario {
 async fn scenario_addrs(s: Scenario) -> (Vec<std::net::SocketAddr>, Vec<Fake>) {
     let fakes = match s {
         Scenario::Ok => vec![Fake::ok().await],
-        Scenario::NotSupported => vec![Fake::start(EventMode::NotSupported, false, SessionMode::V2Acks).await],
-        Scenario::ServerError => vec![Fake::start(EventMode::PostStatus(500), true, SessionMode::V2Acks).await],
+        Scenario::NotSupported => {
+            vec![Fake::start(EventMode::NotSupported, false, SessionMode::V2Acks).await]
+        }
+        Scenario::ServerError => {
+            vec![Fake::start(EventMode::PostStatus(500), true, SessionMode::V2Acks).await]
+        }
         Scenario::Timeout => vec![Fake::start(EventMode::Hang, true, SessionMode::V2Acks).await],
         Scenario::Refused => vec![],
         Scenario::Mixed => vec![
@@ -131,7 +203,7 @@ async fn scenario_addrs(s: Scenario) -> (Vec<std::net::SocketAddr>, Vec<Fake>) {
 #[tokio::test]
 async fn outcome_matrix() {
     let spool_dir = tempfile::tempdir().unwrap();
-    let mut cfg = test_config();
+    let mut cfg = short_deadline_config();
     let mut sc = SpoolConfig::new(spool_dir.path());
     sc.fsync = recorder_client::FsyncPolicy::Never;
     cfg.spool = Some(sc);
@@ -148,15 +220,23 @@ async fn outcome_matrix() {
         for s in scenarios {
             let (addrs, fakes) = scenario_addrs(s).await;
             let key = format!("{policy:?}-{s:?}");
-            let out = c.record_event(&addrs, policy, &event(&key), "/api/v1/pods?x=1").await;
+            let out = c
+                .record_event(&addrs, policy, &event(&key), "/api/v1/pods?x=1")
+                .await;
             match (policy, s) {
                 (_, Scenario::Ok) => {
                     assert_eq!(out, Outcome::Forward, "{key}");
                     assert_eq!(fakes[0].state.stored_keys(), vec![key.clone()]);
                 }
                 (FailurePolicy::FailOpen, _) => match &out {
-                    Outcome::ForwardUnrecorded { reason: UnrecordedReason::Spooled(err) } => {
-                        assert_eq!(err.attempts.len(), addrs.len(), "{key}: every address tried");
+                    Outcome::ForwardUnrecorded {
+                        reason: UnrecordedReason::Spooled(err),
+                    } => {
+                        assert_eq!(
+                            err.attempts.len(),
+                            addrs.len(),
+                            "{key}: every address tried"
+                        );
                     }
                     other => panic!("{key}: expected forward-unrecorded (spooled), got {other:?}"),
                 },
@@ -164,11 +244,15 @@ async fn outcome_matrix() {
                     Outcome::Refuse { status, message } => {
                         assert_eq!(*status, StatusCode::BAD_GATEWAY, "{key}");
                         assert!(
-                            message.starts_with("error recording Kubernetes API request: recorder \""),
+                            message
+                                .starts_with("error recording Kubernetes API request: recorder \""),
                             "{key}: {message}"
                         );
                         if matches!(s, Scenario::NotSupported) {
-                            assert!(message.contains("does not support \"/v2/event\" endpoint"), "{message}");
+                            assert!(
+                                message.contains("does not support \"/v2/event\" endpoint"),
+                                "{message}"
+                            );
                         }
                     }
                     other => panic!("{key}: expected 502 refusal, got {other:?}"),
@@ -188,8 +272,11 @@ async fn outcome_matrix() {
         }
     );
     assert_eq!(
-        c.record_event(&[], FailurePolicy::FailOpen, &event("n"), "/api").await,
-        Outcome::ForwardUnrecorded { reason: UnrecordedReason::NoRecorders }
+        c.record_event(&[], FailurePolicy::FailOpen, &event("n"), "/api")
+            .await,
+        Outcome::ForwardUnrecorded {
+            reason: UnrecordedReason::NoRecorders
+        }
     );
     c.shutdown().await;
 }
@@ -198,10 +285,14 @@ async fn outcome_matrix() {
 async fn fail_open_without_a_spool_counts_the_drop() {
     let dead = dead_addr().await;
     let c = client(test_config());
-    let out = c.record_event(&[dead], FailurePolicy::FailOpen, &event("d"), "/api").await;
+    let out = c
+        .record_event(&[dead], FailurePolicy::FailOpen, &event("d"), "/api")
+        .await;
     assert!(matches!(
         out,
-        Outcome::ForwardUnrecorded { reason: UnrecordedReason::Dropped { .. } }
+        Outcome::ForwardUnrecorded {
+            reason: UnrecordedReason::Dropped { .. }
+        }
     ));
     assert_eq!(c.metrics().dropped_count("event", "no_spool"), 1);
 }
@@ -217,8 +308,13 @@ async fn concurrent_events_are_batched_to_a_kubescribe_recorder_only() {
             let c = c.clone();
             let addr = fake.addr;
             tasks.push(tokio::spawn(async move {
-                c.record_event(&[addr], FailurePolicy::FailClosed, &event(&format!("b{i}")), "/")
-                    .await
+                c.record_event(
+                    &[addr],
+                    FailurePolicy::FailClosed,
+                    &event(&format!("b{i}")),
+                    "/",
+                )
+                .await
             }));
         }
         for t in tasks {
@@ -231,9 +327,16 @@ async fn concurrent_events_are_batched_to_a_kubescribe_recorder_only() {
         assert_eq!(keys, want);
         assert_eq!(fake.state.duplicates.load(Ordering::SeqCst), 0);
     }
-    assert!(ks.state.batches.load(Ordering::SeqCst) > 0, "concurrent events were coalesced");
+    assert!(
+        ks.state.batches.load(Ordering::SeqCst) > 0,
+        "concurrent events were coalesced"
+    );
     assert!(ks.state.posts() < 300, "fewer requests than events");
-    assert_eq!(ts.state.batches.load(Ordering::SeqCst), 0, "never a batch to a Tailscale recorder");
+    assert_eq!(
+        ts.state.batches.load(Ordering::SeqCst),
+        0,
+        "never a batch to a Tailscale recorder"
+    );
     assert_eq!(ts.state.posts(), 300);
 }
 
@@ -248,7 +351,10 @@ async fn response_records_go_only_to_kubescribe_recorders() {
         ..Default::default()
     };
     c.send_response_record(&[ts.addr, ks.addr], &record);
-    eventually("response record stored", || ks.state.stored_keys() == vec!["r1"]).await;
+    eventually("response record stored", || {
+        ks.state.stored_keys() == vec!["r1"]
+    })
+    .await;
     assert!(ts.state.stored_keys().is_empty());
     let line = ks.state.stored.lock().unwrap()[0].1.clone();
     let v: serde_json::Value = serde_json::from_slice(&line).unwrap();

@@ -32,13 +32,25 @@ fn recorder_binary() -> PathBuf {
 fn build_recorder() -> PathBuf {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(cargo)
-        .args(["build", "-q", "-p", "kubescribe-recorder", "--bin", "kubescribe-recorder"])
+        .args([
+            "build",
+            "-q",
+            "-p",
+            "kubescribe-recorder",
+            "--bin",
+            "kubescribe-recorder",
+        ])
         .status()
         .expect("cannot run cargo to build kubescribe-recorder");
     assert!(status.success(), "building kubescribe-recorder failed");
     // tests run from target/<profile>/deps/<test binary>
     let exe = std::env::current_exe().unwrap();
-    let bin = exe.parent().unwrap().parent().unwrap().join("kubescribe-recorder");
+    let bin = exe
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("kubescribe-recorder");
     assert!(bin.exists(), "{} missing after build", bin.display());
     bin
 }
@@ -86,7 +98,10 @@ async fn start_recorder(bin: &Path, dst: &Path, addr: SocketAddr) -> Recorder {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!("kubescribe-recorder did not come up on {addr}; see {}", dst.with_extension("log").display());
+    panic!(
+        "kubescribe-recorder did not come up on {addr}; see {}",
+        dst.with_extension("log").display()
+    );
 }
 
 fn http_client() -> Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>> {
@@ -110,7 +125,12 @@ async fn stored_keys(addr: SocketAddr) -> Vec<String> {
         .as_array()
         .unwrap()
         .iter()
-        .map(|row| row["event"]["kubescribe"]["key"].as_str().unwrap().to_owned())
+        .map(|row| {
+            row["event"]["kubescribe"]["key"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
         .collect();
     keys.sort();
     keys
@@ -129,7 +149,6 @@ async fn response_status(addr: SocketAddr, key: &str) -> Option<u64> {
 
 fn spooling_client(dir: &Path) -> RecorderClient {
     let mut cfg = test_config();
-    cfg.attempt_timeout = Duration::from_secs(3);
     let mut sc = SpoolConfig::new(dir);
     sc.retry_min = Duration::from_millis(20);
     sc.retry_max = Duration::from_millis(200);
@@ -152,7 +171,13 @@ async fn real_recorder_events_outage_restart_and_dedup() {
     // Ordered failover: a dead address first.
     want.push("first".to_owned());
     assert_eq!(
-        c1.record_event(&[dead, addr], FailurePolicy::FailClosed, &event("first"), "/api").await,
+        c1.record_event(
+            &[dead, addr],
+            FailurePolicy::FailClosed,
+            &event("first"),
+            "/api"
+        )
+        .await,
         Outcome::Forward
     );
     // Concurrent events (batched to a kubescribe recorder).
@@ -161,7 +186,13 @@ async fn real_recorder_events_outage_restart_and_dedup() {
         let c = c1.clone();
         want.push(format!("c{i}"));
         tasks.push(tokio::spawn(async move {
-            c.record_event(&[addr], FailurePolicy::FailClosed, &event(&format!("c{i}")), "/").await
+            c.record_event(
+                &[addr],
+                FailurePolicy::FailClosed,
+                &event(&format!("c{i}")),
+                "/",
+            )
+            .await
         }));
     }
     for t in tasks {
@@ -192,11 +223,26 @@ async fn real_recorder_events_outage_restart_and_dedup() {
     for i in 0..20 {
         want.push(format!("o{i}"));
         let out = c1
-            .record_event(&[addr], FailurePolicy::FailOpen, &event(&format!("o{i}")), "/")
+            .record_event(
+                &[addr],
+                FailurePolicy::FailOpen,
+                &event(&format!("o{i}")),
+                "/",
+            )
             .await;
-        assert!(matches!(out, Outcome::ForwardUnrecorded { reason: UnrecordedReason::Spooled(_) }), "{out:?}");
+        assert!(
+            matches!(
+                out,
+                Outcome::ForwardUnrecorded {
+                    reason: UnrecordedReason::Spooled(_)
+                }
+            ),
+            "{out:?}"
+        );
     }
-    let out = c1.record_event(&[addr], FailurePolicy::FailClosed, &event("refused"), "/").await;
+    let out = c1
+        .record_event(&[addr], FailurePolicy::FailClosed, &event("refused"), "/")
+        .await;
     assert!(matches!(out, Outcome::Refuse { .. }));
     // The proxy restarts during the outage.
     c1.shutdown().await;
@@ -204,7 +250,13 @@ async fn real_recorder_events_outage_restart_and_dedup() {
     let c2 = spooling_client(&spool_dir);
     for i in 20..30 {
         want.push(format!("o{i}"));
-        c2.record_event(&[addr], FailurePolicy::FailOpen, &event(&format!("o{i}")), "/").await;
+        c2.record_event(
+            &[addr],
+            FailurePolicy::FailOpen,
+            &event(&format!("o{i}")),
+            "/",
+        )
+        .await;
     }
     assert_eq!(c2.spool_pending(), Some(30));
     // Keep a copy of the spool to replay later (a crash that lost the cursor).
@@ -219,12 +271,20 @@ async fn real_recorder_events_outage_restart_and_dedup() {
     let recorder = start_recorder(&bin, &dst, addr).await;
     eventually("spool drained", || c2.spool_pending() == Some(0)).await;
     want.sort();
-    assert_eq!(stored_keys(addr).await, want, "no event lost, none stored twice");
+    assert_eq!(
+        stored_keys(addr).await,
+        want,
+        "no event lost, none stored twice"
+    );
 
     // Replaying the whole spool stores nothing again.
     let c3 = spooling_client(&replay);
     eventually("replay drained", || c3.spool_pending() == Some(0)).await;
-    assert_eq!(stored_keys(addr).await, want, "the recorder dropped the repeats by key");
+    assert_eq!(
+        stored_keys(addr).await,
+        want,
+        "the recorder dropped the repeats by key"
+    );
     drop(recorder);
 }
 
@@ -260,7 +320,8 @@ async fn real_recorder_session_v2_one_mib_sha256() {
     }
     let summary = up.finish().await.unwrap();
     assert_eq!(summary.bytes_sent, cast.len() as u64);
-    let list: serde_json::Value = serde_json::from_slice(&get(addr, "/api/v1/sessions").await).unwrap();
+    let list: serde_json::Value =
+        serde_json::from_slice(&get(addr, "/api/v1/sessions").await).unwrap();
     let id = list["sessions"][0]["id"].as_str().unwrap().to_owned();
     let stored = get(addr, &format!("/api/v1/sessions/{id}/cast")).await;
     assert_eq!(

@@ -23,7 +23,11 @@ fn random_mib() -> Vec<u8> {
     data
 }
 
-async fn upload(addrs: &[std::net::SocketAddr], opts: &SessionOptions, data: &[u8]) -> recorder_client::UploadSummary {
+async fn upload(
+    addrs: &[std::net::SocketAddr],
+    opts: &SessionOptions,
+    data: &[u8],
+) -> recorder_client::UploadSummary {
     let up = connect_session(addrs, opts).await.unwrap();
     for chunk in data.chunks(7919) {
         up.send(Bytes::copy_from_slice(chunk)).await.unwrap();
@@ -47,7 +51,11 @@ async fn v2_upload_of_one_mib_arrives_intact() {
     assert_eq!(sessions.len(), 1);
     assert_eq!(sessions[0].0, "v2");
     assert_eq!(sha(&sessions[0].1), sha(&data));
-    assert_eq!(fake.state.v1_hits.load(Ordering::SeqCst), 0, "v1 never used");
+    assert_eq!(
+        fake.state.v1_hits.load(Ordering::SeqCst),
+        0,
+        "v1 never used"
+    );
 }
 
 #[tokio::test]
@@ -72,11 +80,18 @@ async fn no_ack_frames_fail_the_upload() {
     };
     let up = connect_session(&[fake.addr], &opts).await.unwrap();
     assert_eq!(up.protocol(), SessionProtocol::V2);
-    up.push(Bytes::from_static(b"[0.1,\"o\",\"hi\"]\n")).unwrap();
+    up.push(Bytes::from_static(b"[0.1,\"o\",\"hi\"]\n"))
+        .unwrap();
     let err = up.failed().await.unwrap();
     assert_eq!(err, UploadError::NoAcks(Duration::from_millis(200)));
-    assert_eq!(err.to_string(), "did not receive ack frames from the recorder in 200ms");
-    assert!(matches!(up.push(Bytes::from_static(b"x")), Err(PushError::Failed(_))));
+    assert_eq!(
+        err.to_string(),
+        "did not receive ack frames from the recorder in 200ms"
+    );
+    assert!(matches!(
+        up.push(Bytes::from_static(b"x")),
+        Err(PushError::Failed(_))
+    ));
     assert_eq!(up.finish().await.unwrap_err(), err);
 }
 
@@ -89,21 +104,42 @@ async fn failover_to_the_next_recorder_and_the_errors_of_all() {
     assert_eq!(summary.recorder, fake.addr);
 
     let dead2 = dead_addr().await;
-    let err = connect_session(&[dead, dead2], &SessionOptions::default()).await.unwrap_err();
+    let err = connect_session(&[dead, dead2], &SessionOptions::default())
+        .await
+        .unwrap_err();
     let text = err.to_string();
-    assert!(text.contains(&format!("recording: error starting recording on \"{dead}\"")), "{text}");
-    assert!(text.contains(&format!("recording: error starting recording on \"{dead2}\"")), "{text}");
+    assert!(
+        text.contains(&format!(
+            "recording: error starting recording on \"{dead}\""
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "recording: error starting recording on \"{dead2}\""
+        )),
+        "{text}"
+    );
     let out = FailurePolicy::FailClosed.session_connect_failed(&err);
     match out {
         Outcome::Refuse { status, message } => {
             assert_eq!(status, http::StatusCode::FORBIDDEN);
-            assert!(message.starts_with("error connecting to session recorders: recording: error starting recording on"));
+            assert!(message.starts_with(
+                "error connecting to session recorders: recording: error starting recording on"
+            ));
             assert!(message.ends_with("; failure mode is 'fail closed'; closing connection."));
         }
         other => panic!("{other:?}"),
     }
-    assert!(FailurePolicy::FailOpen.session_connect_failed(&err).forwards());
-    assert_eq!(connect_session(&[], &SessionOptions::default()).await.unwrap_err(), ConnectError::NoRecorders);
+    assert!(FailurePolicy::FailOpen
+        .session_connect_failed(&err)
+        .forwards());
+    assert_eq!(
+        connect_session(&[], &SessionOptions::default())
+            .await
+            .unwrap_err(),
+        ConnectError::NoRecorders
+    );
 }
 
 #[tokio::test(flavor = "current_thread")]
@@ -117,7 +153,10 @@ async fn a_full_channel_is_reported_not_waited_on() {
     // Without yielding, the connection cannot drain the channel.
     up.push(Bytes::from_static(b"1")).unwrap();
     up.push(Bytes::from_static(b"2")).unwrap();
-    assert_eq!(up.push(Bytes::from_static(b"3")), Err(PushError::Full { capacity: 2 }));
+    assert_eq!(
+        up.push(Bytes::from_static(b"3")),
+        Err(PushError::Full { capacity: 2 })
+    );
     let summary = up.finish().await.unwrap();
     assert_eq!(summary.bytes_sent, 2);
 }
@@ -132,8 +171,14 @@ async fn session_metrics_count_uploads() {
     up.finish().await.unwrap();
     let mut text = String::new();
     prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
-    assert!(text.contains("kubescribe_recorder_client_session_uploads_started_total 1"), "{text}");
-    assert!(text.contains("kubescribe_recorder_client_session_uploads_finished_total 1"), "{text}");
+    assert!(
+        text.contains("kubescribe_recorder_client_session_uploads_started_total 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("kubescribe_recorder_client_session_uploads_finished_total 1"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
@@ -144,9 +189,20 @@ async fn acks_that_stop_advancing_fail_the_upload() {
         ..Default::default()
     };
     let up = connect_session(&[fake.addr], &opts).await.unwrap();
-    up.push(Bytes::from_static(b"[0.1,\"o\",\"hi\"]\n")).unwrap();
+    up.push(Bytes::from_static(b"[0.1,\"o\",\"hi\"]\n"))
+        .unwrap();
     let err = up.failed().await.unwrap();
-    assert!(matches!(err, UploadError::AcksStalled { acked: 0, sent: 15, .. }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            UploadError::AcksStalled {
+                acked: 0,
+                sent: 15,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
 }
 
 #[tokio::test]
@@ -169,6 +225,9 @@ async fn a_v1_recorder_that_never_sends_100_continue_is_not_connected() {
         ..Default::default()
     };
     let err = connect_session(&[addr], &opts).await.unwrap_err();
-    assert!(err.to_string().contains("did not answer 100 Continue"), "{err}");
+    assert!(
+        err.to_string().contains("did not answer 100 Continue"),
+        "{err}"
+    );
     server.abort();
 }

@@ -21,7 +21,8 @@ fn spooling_client(dir: &std::path::Path) -> RecorderClient {
 }
 
 async fn record(c: &RecorderClient, addr: std::net::SocketAddr, key: &str) -> Outcome {
-    c.record_event(&[addr], FailurePolicy::FailOpen, &event(key), "/api").await
+    c.record_event(&[addr], FailurePolicy::FailOpen, &event(key), "/api")
+        .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -42,7 +43,12 @@ async fn outage_and_restart_lose_nothing_and_store_nothing_twice() {
         want.push(format!("e{i}"));
         let out = record(&c1, fake.addr, &format!("e{i}")).await;
         assert!(
-            matches!(out, Outcome::ForwardUnrecorded { reason: UnrecordedReason::Spooled(_) }),
+            matches!(
+                out,
+                Outcome::ForwardUnrecorded {
+                    reason: UnrecordedReason::Spooled(_)
+                }
+            ),
             "{out:?}"
         );
     }
@@ -51,7 +57,11 @@ async fn outage_and_restart_lose_nothing_and_store_nothing_twice() {
     c1.shutdown().await;
     drop(c1);
     let c2 = spooling_client(dir.path());
-    assert_eq!(c2.spool_pending(), Some(40), "the spool survived the restart");
+    assert_eq!(
+        c2.spool_pending(),
+        Some(40),
+        "the spool survived the restart"
+    );
     for i in 45..60 {
         want.push(format!("e{i}"));
         let out = record(&c2, fake.addr, &format!("e{i}")).await;
@@ -61,7 +71,11 @@ async fn outage_and_restart_lose_nothing_and_store_nothing_twice() {
     fake.state.set_mode(EventMode::Ok);
     eventually("spool drained", || c2.spool_pending() == Some(0)).await;
     eventually("all stored", || fake.state.stored_keys().len() == 60).await;
-    assert_eq!(fake.state.stored_keys(), want, "in order, none lost, none twice");
+    assert_eq!(
+        fake.state.stored_keys(),
+        want,
+        "in order, none lost, none twice"
+    );
     assert_eq!(fake.state.duplicates.load(Ordering::SeqCst), 0);
     assert_eq!(c2.metrics().redelivered_count("event"), 55);
 
@@ -104,6 +118,9 @@ async fn a_replayed_spool_is_deduplicated_by_key() {
     let c3 = spooling_client(copy.path());
     assert_eq!(c3.spool_pending(), Some(30));
     eventually("replay drained", || c3.spool_pending() == Some(0)).await;
-    eventually("replay seen", || fake.state.duplicates.load(Ordering::SeqCst) == 30).await;
+    eventually("replay seen", || {
+        fake.state.duplicates.load(Ordering::SeqCst) == 30
+    })
+    .await;
     assert_eq!(fake.state.stored_keys(), want, "nothing stored twice");
 }

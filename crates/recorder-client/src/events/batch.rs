@@ -62,10 +62,12 @@ impl Batcher {
                 .clone()
         };
         match queue.try_send(Item { body, reply }) {
-            Ok(()) => wait.await.unwrap_or_else(|_| {
-                Err(AttemptError::Transport("batching task ended".into()))
-            }),
-            Err(mpsc::error::TrySendError::Full(item) | mpsc::error::TrySendError::Closed(item)) => {
+            Ok(()) => wait
+                .await
+                .unwrap_or_else(|_| Err(AttemptError::Transport("batching task ended".into()))),
+            Err(
+                mpsc::error::TrySendError::Full(item) | mpsc::error::TrySendError::Closed(item),
+            ) => {
                 self.transport
                     .post(addr, "/v2/event", "application/json", item.body)
                     .await

@@ -95,10 +95,12 @@ impl ProbeCache {
     pub(crate) fn recently_failed(&self, addr: SocketAddr) -> Option<(Duration, String)> {
         let now = Instant::now();
         self.with(|m| {
-            m.get(&addr).and_then(|e| e.down.as_ref()).and_then(|(at, why)| {
-                let ago = now.duration_since(*at);
-                (ago < self.down_backoff).then(|| (ago, why.clone()))
-            })
+            m.get(&addr)
+                .and_then(|e| e.down.as_ref())
+                .and_then(|(at, why)| {
+                    let ago = now.duration_since(*at);
+                    (ago < self.down_backoff).then(|| (ago, why.clone()))
+                })
         })
     }
 }
@@ -113,12 +115,18 @@ mod tests {
         let cache = ProbeCache::new(Duration::from_secs(60), Duration::from_secs(60));
         assert_eq!(cache.get(addr), None);
         cache.put(addr, Support::Supported { kubescribe: true });
-        assert_eq!(cache.get(addr), Some(Support::Supported { kubescribe: true }));
+        assert_eq!(
+            cache.get(addr),
+            Some(Support::Supported { kubescribe: true })
+        );
         cache.failed(addr, None);
         assert_eq!(cache.get(addr), None);
         assert!(cache.recently_failed(addr).is_none());
         cache.failed(addr, Some("refused".into()));
-        assert_eq!(cache.recently_failed(addr).map(|(_, w)| w), Some("refused".into()));
+        assert_eq!(
+            cache.recently_failed(addr).map(|(_, w)| w),
+            Some("refused".into())
+        );
         cache.succeeded(addr);
         assert!(cache.recently_failed(addr).is_none());
 

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use http::StatusCode;
 use tokio::sync::{watch, Notify};
 
-use super::sender::Sender;
+use super::sender::{Sender, SkipDown};
 use crate::error::{AttemptError, DeliveryError};
 use crate::metrics::Metrics;
 use crate::spool::{Peeked, Spool};
@@ -63,7 +63,7 @@ pub(crate) async fn run(
             .map(|r| Bytes::from(r.body.clone()))
             .collect();
         let n = bodies.len() as u64;
-        match sender.deliver(&addrs, kind, &bodies, false).await {
+        match sender.deliver(&addrs, kind, &bodies, SkipDown::Never).await {
             Ok(delivered) => {
                 tracing::info!(records = n, recorder = %delivered.recorder, "redelivered spooled records");
                 metrics.redelivered(kind.label(), n);
@@ -94,7 +94,9 @@ async fn commit(spool: &Arc<Spool>, peeked: Peeked) {
     let spool = spool.clone();
     match tokio::task::spawn_blocking(move || spool.commit(&peeked)).await {
         Ok(Ok(())) => {}
-        Ok(Err(e)) => tracing::error!(error = %e, "cannot advance the spool cursor; records may be redelivered again"),
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "cannot advance the spool cursor; records may be redelivered again")
+        }
         Err(e) => tracing::error!(error = %e, "spool commit task failed"),
     }
 }

@@ -111,6 +111,18 @@ impl Transport {
     }
 }
 
+/// When a recorder that failed within the back-off is skipped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SkipDown {
+    /// Always try it (spool redelivery).
+    Never,
+    /// Skip it only if some other address is not in back-off (fail closed:
+    /// refusing costs more than waiting).
+    WhenAnotherIsUp,
+    /// Skip it (fail open: the event goes to the spool at once).
+    Always,
+}
+
 /// Sends records to recorders: probe cache, batching, failover, metrics.
 #[derive(Debug)]
 pub(crate) struct Sender {
@@ -137,28 +149,41 @@ impl Sender {
 
     /// Delivers `bodies` (one record, or several to be stored all or nothing)
     /// to the first address that accepts them, trying `addrs` in order.
-    /// `live` is true on a request's critical path: recorders that failed
-    /// within the back-off are then skipped without a round trip.
+    /// `skip` says when recorders that failed within the back-off are
+    /// reported failed without a round trip.
     pub(crate) async fn deliver(
         &self,
         addrs: &[SocketAddr],
         kind: RecordKind,
         bodies: &[Bytes],
-        live: bool,
+        skip: SkipDown,
     ) -> Result<Delivered, DeliveryError> {
+        let down: Vec<_> = addrs
+            .iter()
+            .map(|a| match skip {
+                SkipDown::Never => None,
+                _ => self.probes.recently_failed(*a),
+            })
+            .collect();
+        let any_up = down.iter().any(Option::is_none);
         let mut attempts = Vec::new();
-        for &addr in addrs {
+        for (&addr, down) in addrs.iter().zip(down) {
             let span = tracing::debug_span!("recorder_send", recorder = %addr, kind = kind.label(), records = bodies.len());
-            let result = if live {
-                match self.probes.recently_failed(addr) {
-                    Some((ago, last)) => Err(AttemptError::RecentlyFailed {
-                        ago_ms: ago.as_millis(),
-                        last,
-                    }),
-                    None => self.attempt(addr, kind, bodies).instrument(span.clone()).await,
+            let skip_this = match skip {
+                SkipDown::Never => false,
+                SkipDown::Always => down.is_some(),
+                SkipDown::WhenAnotherIsUp => down.is_some() && any_up,
+            };
+            let result = match down {
+                Some((ago, last)) if skip_this => Err(AttemptError::RecentlyFailed {
+                    ago_ms: ago.as_millis(),
+                    last,
+                }),
+                _ => {
+                    self.attempt(addr, kind, bodies)
+                        .instrument(span.clone())
+                        .await
                 }
-            } else {
-                self.attempt(addr, kind, bodies).instrument(span.clone()).await
             };
             match result {
                 Ok(()) => {
@@ -169,7 +194,14 @@ impl Sender {
                 Err(err) => {
                     self.metrics.attempt_failed(kind.label(), err.reason());
                     span.in_scope(|| tracing::debug!(error = %err, "recorder attempt failed"));
-                    if !matches!(err, AttemptError::RecentlyFailed { .. }) {
+                    // A cached "not supported" stays cached; any other
+                    // failure makes the next attempt probe again.
+                    if !matches!(
+                        err,
+                        AttemptError::RecentlyFailed { .. }
+                            | AttemptError::NotSupported(_)
+                            | AttemptError::NotKubescribe(_)
+                    ) {
                         self.probes
                             .failed(addr, err.marks_down().then(|| err.to_string()));
                     }

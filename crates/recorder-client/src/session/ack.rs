@@ -195,7 +195,10 @@ mod tests {
 
     #[test]
     fn rejects_garbage_and_bounds_memory() {
-        assert_eq!(AckDecoder::default().push(b"[1]"), Err(AckDecodeError::Garbage(b'[')));
+        assert_eq!(
+            AckDecoder::default().push(b"[1]"),
+            Err(AckDecodeError::Garbage(b'['))
+        );
         assert!(matches!(
             AckDecoder::default().push(b"{\"ack\":-1}"),
             Err(AckDecodeError::Invalid(_))

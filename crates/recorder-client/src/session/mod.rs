@@ -178,9 +178,9 @@ impl SessionUpload {
         self.shared.finishing.store(true, Ordering::Release);
         self.tx = None;
         match self.task.take() {
-            Some(task) => task
-                .await
-                .unwrap_or_else(|e| Err(UploadError::Transport(format!("upload task failed: {e}")))),
+            Some(task) => task.await.unwrap_or_else(|e| {
+                Err(UploadError::Transport(format!("upload task failed: {e}")))
+            }),
             None => Err(UploadError::Transport("upload already finished".into())),
         }
     }

@@ -13,7 +13,9 @@ use hyper_util::rt::TokioIo;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::{timeout, timeout_at, Instant};
 
-use super::{conclude, ChannelBody, SessionProtocol, SessionUpload, Shared, UploadStatus, UploadSummary};
+use super::{
+    conclude, ChannelBody, SessionProtocol, SessionUpload, Shared, UploadStatus, UploadSummary,
+};
 use crate::config::SessionOptions;
 use crate::error::UploadError;
 
@@ -49,11 +51,7 @@ pub(crate) async fn start(
     let continue_tx = Mutex::new(Some(continue_tx));
     hyper::ext::on_informational(&mut req, move |res| {
         if res.status() == StatusCode::CONTINUE {
-            if let Some(tx) = continue_tx
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .take()
-            {
+            if let Some(tx) = continue_tx.lock().unwrap_or_else(|p| p.into_inner()).take() {
                 let _ = tx.send(());
             }
         }

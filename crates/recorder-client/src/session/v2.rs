@@ -17,7 +17,9 @@ use tokio::task::JoinHandle;
 use tokio::time::{timeout_at, Instant, MissedTickBehavior};
 
 use super::ack::AckDecoder;
-use super::{conclude, ChannelBody, SessionProtocol, SessionUpload, Shared, UploadStatus, UploadSummary};
+use super::{
+    conclude, ChannelBody, SessionProtocol, SessionUpload, Shared, UploadStatus, UploadSummary,
+};
 use crate::config::SessionOptions;
 use crate::error::UploadError;
 
@@ -229,7 +231,11 @@ async fn monitor(
         if acked >= sent {
             progress_at = now;
         } else if now.duration_since(progress_at) >= window {
-            return Err(UploadError::AcksStalled { acked, sent, window });
+            return Err(UploadError::AcksStalled {
+                acked,
+                sent,
+                window,
+            });
         }
     }
 }

@@ -307,7 +307,11 @@ const fn crc_table() -> [u32; 256] {
         let mut c = i as u32;
         let mut k = 0;
         while k < 8 {
-            c = if c & 1 != 0 { 0xEDB8_8320 ^ (c >> 1) } else { c >> 1 };
+            c = if c & 1 != 0 {
+                0xEDB8_8320 ^ (c >> 1)
+            } else {
+                c >> 1
+            };
             k += 1;
         }
         table[i] = c;
@@ -337,8 +341,15 @@ mod tests {
 
     fn record(n: usize) -> SpoolRecord {
         SpoolRecord {
-            kind: if n % 2 == 0 { RecordKind::Event } else { RecordKind::Response },
-            addrs: vec!["127.0.0.1:80".parse().unwrap(), "[::1]:8080".parse().unwrap()],
+            kind: if n % 2 == 0 {
+                RecordKind::Event
+            } else {
+                RecordKind::Response
+            },
+            addrs: vec![
+                "127.0.0.1:80".parse().unwrap(),
+                "[::1]:8080".parse().unwrap(),
+            ],
             key: format!("key-{n}"),
             body: format!("{{\"n\":{n}}}\n").into_bytes(),
         }
@@ -380,7 +391,11 @@ mod tests {
             proptest::collection::vec(any::<u8>(), 0..300),
         )
             .prop_map(|(ev, addrs, key, body)| SpoolRecord {
-                kind: if ev { RecordKind::Event } else { RecordKind::Response },
+                kind: if ev {
+                    RecordKind::Event
+                } else {
+                    RecordKind::Response
+                },
                 addrs,
                 key,
                 body,

@@ -187,7 +187,10 @@ fn seg_path(dir: &Path, seq: u64) -> PathBuf {
 }
 
 fn parse_seg_name(name: &str) -> Option<u64> {
-    name.strip_prefix("seg-")?.strip_suffix(".ksp")?.parse().ok()
+    name.strip_prefix("seg-")?
+        .strip_suffix(".ksp")?
+        .parse()
+        .ok()
 }
 
 impl Spool {
@@ -230,8 +233,15 @@ impl Spool {
             }
             if read.is_none() {
                 // Start at the first record at or after the cursor.
-                let first = offsets.iter().copied().find(|o| *o >= start).unwrap_or(start);
-                read = Some(Position { seq: *seq, offset: first });
+                let first = offsets
+                    .iter()
+                    .copied()
+                    .find(|o| *o >= start)
+                    .unwrap_or(start);
+                read = Some(Position {
+                    seq: *seq,
+                    offset: first,
+                });
                 consumed_in_read_seg = seg.records - unconsumed;
             }
             pending += unconsumed;
@@ -283,7 +293,9 @@ impl Spool {
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock leaves consistent-enough state (every
         // mutation is ordered so that a partial one only loses accounting).
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// The spool's configuration.
@@ -328,7 +340,8 @@ impl Spool {
                         // Only the active segment: retire it so it can go.
                         self.rotate(st).map_err(|e| DropReason::Io(e.to_string()))?;
                     }
-                    self.drop_oldest(st).map_err(|e| DropReason::Io(e.to_string()))?;
+                    self.drop_oldest(st)
+                        .map_err(|e| DropReason::Io(e.to_string()))?;
                 }
             }
         }
@@ -347,10 +360,13 @@ impl Spool {
     }
 
     fn write_frame(&self, st: &mut State, frame: &[u8]) -> io::Result<()> {
-        let result = st.active.write_all(frame).and_then(|()| match self.cfg.fsync {
-            FsyncPolicy::Always => st.active.sync_data(),
-            FsyncPolicy::Never => Ok(()),
-        });
+        let result = st
+            .active
+            .write_all(frame)
+            .and_then(|()| match self.cfg.fsync {
+                FsyncPolicy::Always => st.active.sync_data(),
+                FsyncPolicy::Never => Ok(()),
+            });
         let len = frame.len() as u64;
         let active = st.active_segment_mut();
         match result {
@@ -472,7 +488,11 @@ impl Spool {
                 ReadOutcome::End | ReadOutcome::Torn(_) => {
                     // Validated at open / written by us: only reachable if the
                     // file was changed behind our back. Skip the rest.
-                    tracing::error!(segment = pos.seq, offset = pos.offset, "spool segment unreadable past this offset; skipping its rest");
+                    tracing::error!(
+                        segment = pos.seq,
+                        offset = pos.offset,
+                        "spool segment unreadable past this offset; skipping its rest"
+                    );
                     if let Some(seg) = st.segments.iter_mut().find(|s| s.seq == pos.seq) {
                         seg.valid = pos.offset;
                     }

@@ -44,7 +44,10 @@ fn redelivers_in_order_across_segments_and_deletes_them() {
         spool.append(&rec(n)).unwrap();
     }
     assert_eq!(spool.pending(), 40);
-    assert!(std::fs::read_dir(dir.path()).unwrap().count() > 3, "segments rotate");
+    assert!(
+        std::fs::read_dir(dir.path()).unwrap().count() > 3,
+        "segments rotate"
+    );
     assert_eq!(drain(&spool, 7), keys(0..40));
     assert_eq!(spool.pending(), 0);
     // Only the active segment and the cursor remain.

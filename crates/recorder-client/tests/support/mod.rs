@@ -72,7 +72,12 @@ impl State {
         self.event_mode.lock().unwrap().unwrap_or(EventMode::Ok)
     }
     pub fn stored_keys(&self) -> Vec<String> {
-        self.stored.lock().unwrap().iter().map(|(k, _)| k.clone()).collect()
+        self.stored
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(k, _)| k.clone())
+            .collect()
     }
     pub fn heads(&self) -> usize {
         self.heads.load(Ordering::SeqCst)
@@ -121,7 +126,9 @@ impl Fake {
         let st = state.clone();
         let task = tokio::spawn(async move {
             loop {
-                let Ok((tcp, _)) = listener.accept().await else { return };
+                let Ok((tcp, _)) = listener.accept().await else {
+                    return;
+                };
                 let st = st.clone();
                 tokio::spawn(async move {
                     let svc = service_fn(move |req| handle(st.clone(), kubescribe, session, req));
@@ -175,7 +182,8 @@ async fn handle(
                 _ => {
                     let mut r = full(200, "");
                     if kubescribe {
-                        r.headers_mut().insert("x-kubescribe-recorder", "1".parse().unwrap());
+                        r.headers_mut()
+                            .insert("x-kubescribe-recorder", "1".parse().unwrap());
                     }
                     Ok(r)
                 }
@@ -200,7 +208,11 @@ async fn handle(
             }
         }
         (Method::HEAD, "/v2/record") => Ok(full(
-            if session == SessionMode::V1Only { 404 } else { 200 },
+            if session == SessionMode::V1Only {
+                404
+            } else {
+                200
+            },
             "",
         )),
         (Method::POST, "/v2/record") => {
@@ -231,7 +243,9 @@ async fn handle(
                     }
                 }
                 if acks {
-                    let _ = tx.send(Bytes::from(format!("{{\"ack\":{}}}\n", got.len()))).await;
+                    let _ = tx
+                        .send(Bytes::from(format!("{{\"ack\":{}}}\n", got.len())))
+                        .await;
                 }
                 st.sessions.lock().unwrap().push(("v2", got));
                 // Dropping tx ends the response body: upload succeeded.
@@ -281,12 +295,21 @@ pub fn event(key: &str) -> event_model::Event {
     e
 }
 
-/// Client settings for tests: short deadlines, no back-off skipping.
+/// Client settings for tests: a deadline generous enough for a loaded
+/// machine, no back-off skipping.
 pub fn test_config() -> recorder_client::ClientConfig {
     recorder_client::ClientConfig {
-        attempt_timeout: Duration::from_millis(500),
+        attempt_timeout: Duration::from_secs(10),
         down_backoff: Duration::ZERO,
         ..Default::default()
+    }
+}
+
+/// [`test_config`] with a short deadline, for tests with hung recorders.
+pub fn short_deadline_config() -> recorder_client::ClientConfig {
+    recorder_client::ClientConfig {
+        attempt_timeout: Duration::from_millis(1500),
+        ..test_config()
     }
 }
 
