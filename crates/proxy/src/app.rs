@@ -19,7 +19,8 @@ use crate::listener::{self, ListenerOptions};
 use crate::metrics::Metrics;
 use crate::proxy::{Proxy, ProxyOptions};
 use crate::recorder::EventSink;
-use crate::session_hook::{PassThrough, SessionHook};
+use crate::session_hook::SessionHook;
+use crate::session_recorder::RecordingHook;
 use crate::upstream::{Upstream, UpstreamError, UpstreamSpec};
 
 /// Start-up failed.
@@ -73,7 +74,7 @@ pub fn whois_from_config(source: &IdentitySource) -> Result<Arc<dyn WhoIs>, AppE
 }
 
 /// Build everything from the configuration: identity source, recorder
-/// client (registered in `registry`), pass-through session hook, upstream.
+/// client (registered in `registry`), the session-recording hook, upstream.
 pub fn components_from_config(
     config: &Config,
     registry: &mut Registry,
@@ -87,8 +88,8 @@ pub fn components_from_config(
         .map_err(|e| AppError::Recorder(e.to_string()))?;
     Ok(Components {
         whois,
+        hook: Arc::new(RecordingHook::new(client.clone())),
         sink: Arc::new(client),
-        hook: Arc::new(PassThrough),
         upstream: UpstreamSpec::load(&config.upstream)?,
     })
 }
@@ -227,8 +228,18 @@ pub async fn start(
         stop(rx.clone()),
         config.shutdown_grace,
     ));
-    let admin_task = tokio::spawn(admin::serve(admin_l, registry, ready.clone(), stop(rx)));
+    let admin_task = tokio::spawn(admin::serve(
+        admin_l,
+        registry,
+        ready.clone(),
+        stop(rx.clone()),
+    ));
     ready.set(true);
+    let unready = ready.clone();
+    tokio::spawn(async move {
+        stop(rx).await;
+        unready.set(false);
+    });
     Ok(RunningProxy {
         addr,
         admin_addr,
@@ -238,25 +249,22 @@ pub async fn start(
     })
 }
 
-/// Resolve on SIGTERM or ctrl-c.
-pub async fn shutdown_signal() {
+/// A future that resolves on SIGTERM or ctrl-c. The handlers are installed
+/// when this is called, so no signal is missed once it returns.
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    {
-        let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate());
-        match term {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => tracing::info!("SIGTERM received"),
-                    _ = tokio::signal::ctrl_c() => tracing::info!("interrupt received"),
-                }
+    let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    let ctrl_c = tokio::signal::ctrl_c();
+    async move {
+        #[cfg(unix)]
+        if let Some(mut term) = term {
+            tokio::select! {
+                _ = term.recv() => tracing::info!("SIGTERM received"),
+                _ = ctrl_c => tracing::info!("interrupt received"),
             }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
+            return;
         }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
+        let _ = ctrl_c.await;
+        tracing::info!("interrupt received");
     }
 }

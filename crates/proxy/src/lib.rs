@@ -37,9 +37,11 @@ pub mod proxy;
 pub mod recorder;
 pub mod request;
 pub mod session_hook;
+pub mod session_recorder;
 pub mod upstream;
 pub mod whois_cmd;
 
 pub use app::{start, Components, RunningProxy};
 pub use config::{Cli, Config, Mode};
 pub use session_hook::{PassThrough, SessionContext, SessionHook, SessionRelay};
+pub use session_recorder::RecordingHook;

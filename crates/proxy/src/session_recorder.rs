@@ -1,0 +1,310 @@
+//! Recording `kubectl exec`/`attach` sessions: the [`SessionHook`] that, after
+//! the API server's `101`, connects to the caller's recorders, taps the
+//! upgraded stream with the `session-recording` parsers and uploads the
+//! asciicast through the `recorder-client`.
+//!
+//! Which upgrades are recorded (as Tailscale's proxy does): `pods/exec` and
+//! `pods/attach` in the core group (so also `kubectl debug` and `run -it`),
+//! over SPDY (`POST`, `Upgrade: SPDY/3.1`) or WebSocket (`GET`, `Upgrade:
+//! websocket`). Port-forward and other upgrades pass through untouched.
+//!
+//! Failure policy, per caller:
+//!
+//! | what fails | fail open | fail closed |
+//! | --- | --- | --- |
+//! | no recorder accepts the upload | session continues unrecorded (logged, counted) | `403` with a body, before the `101` reaches the caller |
+//! | the `Upgrade` header is not exactly `SPDY/3.1` / `websocket` | unrecorded (logged) | `403` with Tailscale's message |
+//! | the upload or the parser fails mid-session | recording stops, the gap is logged and counted; the session continues | the session ends, with a message on the error channel where the protocol allows |
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use event_model::{CastExtension, CastHeader, CastKubernetes};
+use http::{Method, StatusCode};
+use recorder_client::{RecorderClient, SessionUpload};
+use session_recording::{
+    channel_sink, copy_bidirectional_recorded, CastLineReceiver, CopyOptions, Protocol,
+    RecorderOptions, SessionRecorder,
+};
+
+use crate::session_hook::{
+    CopyRelay, Refusal, SessionContext, SessionHook, SessionRelay, UpgradedStream,
+};
+
+/// Cast bytes that may wait between the data path and the upload before
+/// the recording counts as failed (it never blocks the session).
+const SINK_LIMIT_BYTES: usize = 8 * 1024 * 1024;
+
+/// Records exec/attach sessions of callers that have recorders.
+#[derive(Clone)]
+pub struct RecordingHook {
+    client: RecorderClient,
+}
+
+impl std::fmt::Debug for RecordingHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecordingHook").finish_non_exhaustive()
+    }
+}
+
+impl RecordingHook {
+    /// A hook uploading through `client`.
+    pub fn new(client: RecorderClient) -> Self {
+        Self { client }
+    }
+}
+
+/// What kind of session an upgrade is, if it is one we record.
+fn session_kind(ctx: &SessionContext) -> Option<&'static str> {
+    let info = &ctx.request_info;
+    if !info.is_resource_request
+        || info.api_prefix != "api"
+        || info.resource != "pods"
+        || info.namespace.is_empty()
+        || info.name.is_empty()
+    {
+        return None;
+    }
+    let method = &ctx.request.method;
+    if method != Method::POST && method != Method::GET {
+        return None;
+    }
+    match info.subresource.as_str() {
+        "exec" => Some("exec"),
+        "attach" => Some("attach"),
+        _ => None,
+    }
+}
+
+/// The protocol the route implies: `POST` is SPDY, `GET` is WebSocket.
+fn expected_upgrade(method: &Method) -> (&'static str, &'static str) {
+    if method == Method::POST {
+        ("SPDY/3.1", "SPDY")
+    } else {
+        ("websocket", "WebSocket")
+    }
+}
+
+#[async_trait]
+impl SessionHook for RecordingHook {
+    async fn start(&self, ctx: &SessionContext) -> Result<Box<dyn SessionRelay>, Refusal> {
+        let Some(kind) = session_kind(ctx) else {
+            return Ok(Box::new(CopyRelay));
+        };
+        let policy = &ctx.caller.policy;
+        if policy.recorder_addrs.is_empty() {
+            // Fail closed without recorders was refused before forwarding.
+            return Ok(Box::new(CopyRelay));
+        }
+        let fail_open = policy.fail_open;
+        let request_id = ctx.request.id.as_str();
+        ctx.metrics.attempted.inc();
+
+        let (want, protocol_name) = expected_upgrade(&ctx.request.method);
+        let protocol = (ctx.upgrade == want)
+            .then(|| Protocol::from_upgrade_header(&ctx.upgrade))
+            .flatten();
+        let Some(protocol) = protocol else {
+            let message = format!(
+                "[unexpected] unable to verify that streaming protocol is {protocol_name}, wants Upgrade header {want:?}, got: {:?}",
+                ctx.upgrade
+            );
+            return unrecorded(fail_open, request_id, kind, message);
+        };
+
+        tracing::info!(
+            request_id,
+            recorders = ?policy.recorder_addrs,
+            fail_open,
+            "kubectl {kind} session will be recorded, recorders: {:?}, fail open policy: {fail_open}",
+            policy.recorder_addrs
+        );
+        let upload = match self.client.connect_session(&policy.recorder_addrs).await {
+            Ok(upload) => upload,
+            Err(err) => {
+                let message = format!("error connecting to session recorders: {err}");
+                return unrecorded(fail_open, request_id, kind, message);
+            }
+        };
+        tracing::info!(request_id, recorder = %upload.recorder(), protocol = ?upload.protocol(), "connected to session recorder");
+
+        let query = k8s_request_parse::query::parse_query(&ctx.request.raw_query);
+        let tty = query.get("tty").map(|v| v.join("")).as_deref() == Some("true");
+        let header = cast_header(ctx, kind, &query, tty);
+        let (sink, lines) = channel_sink(SINK_LIMIT_BYTES);
+        let recorder = SessionRecorder::new(RecorderOptions::new(protocol, tty), header, sink);
+        Ok(Box::new(RecordingRelay {
+            recorder,
+            upload,
+            lines,
+            fail_open,
+            kind,
+        }))
+    }
+}
+
+/// Fail open: relay unrecorded and say so. Fail closed: refuse with 403.
+fn unrecorded(
+    fail_open: bool,
+    request_id: &str,
+    kind: &str,
+    reason: String,
+) -> Result<Box<dyn SessionRelay>, Refusal> {
+    if fail_open {
+        tracing::warn!(request_id, "{reason}; failure mode is 'fail open'; continuing kubectl {kind} session without recording.");
+        Ok(Box::new(CopyRelay))
+    } else {
+        tracing::warn!(
+            request_id,
+            "{reason}; failure mode is 'fail closed'; closing connection."
+        );
+        Err(Refusal {
+            status: StatusCode::FORBIDDEN,
+            message: format!("{reason}; failure mode is 'fail closed'; closing connection.\n"),
+        })
+    }
+}
+
+/// The cast header: identity of the caller, the pod, the command.
+fn cast_header(
+    ctx: &SessionContext,
+    kind: &str,
+    query: &std::collections::BTreeMap<String, Vec<String>>,
+    tty: bool,
+) -> CastHeader {
+    let identity = &ctx.caller.identity;
+    let tagged = identity.is_tagged();
+    let joined = |key: &str, sep: &str| query.get(key).map(|v| v.join(sep)).unwrap_or_default();
+    CastHeader {
+        timestamp: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or_default(),
+        command: joined("command", " "),
+        src_node: identity.node_name.clone(),
+        src_node_id: identity.stable_node_id.clone(),
+        src_node_tags: if tagged {
+            identity.tags.clone()
+        } else {
+            Vec::new()
+        },
+        src_node_user_id: if tagged { 0 } else { identity.node_user_id },
+        src_node_user: if tagged {
+            String::new()
+        } else {
+            identity.login_name.clone()
+        },
+        kubernetes: Some(CastKubernetes {
+            pod_name: ctx.request_info.name.clone(),
+            namespace: ctx.request_info.namespace.clone(),
+            container: joined("container", ""),
+            session_type: kind.to_owned(),
+        }),
+        kubescribe: Some(CastExtension {
+            session_id: ctx.request.id.clone(),
+            event_key: ctx.event_key.clone().unwrap_or_default(),
+            tty,
+            ..CastExtension::default()
+        }),
+        ..CastHeader::default()
+    }
+}
+
+/// Relays one recorded session and drives its upload.
+struct RecordingRelay {
+    recorder: SessionRecorder,
+    upload: SessionUpload,
+    lines: CastLineReceiver,
+    fail_open: bool,
+    kind: &'static str,
+}
+
+#[async_trait]
+impl SessionRelay for RecordingRelay {
+    async fn relay(
+        self: Box<Self>,
+        ctx: SessionContext,
+        mut client: UpgradedStream,
+        mut upstream: UpgradedStream,
+    ) {
+        let RecordingRelay {
+            recorder,
+            upload,
+            lines,
+            fail_open,
+            kind,
+        } = *self;
+        let request_id = ctx.request.id.clone();
+        let pump = tokio::spawn(pump_upload(upload, lines, request_id.clone()));
+        let options = CopyOptions {
+            end_on_recording_failure: !fail_open,
+            ..CopyOptions::default()
+        };
+        let copied =
+            copy_bidirectional_recorded(&mut client, &mut upstream, &recorder, &options).await;
+        recorder.finish();
+        let status = recorder.status();
+        drop(recorder);
+        match &copied {
+            Ok(summary) if summary.ended_by_recording_failure.is_some() => tracing::warn!(
+                request_id,
+                error = ?summary.ended_by_recording_failure,
+                "recording of kubectl {kind} session failed; failure mode is 'fail closed'; closing connection."
+            ),
+            Ok(_) => {}
+            Err(e) => {
+                tracing::debug!(request_id, error = %e, "kubectl {kind} session ended with an error")
+            }
+        }
+        if let Some(failure) = status.failure() {
+            if fail_open {
+                tracing::warn!(
+                    request_id,
+                    error = %failure,
+                    lines_dropped = status.lines_dropped(),
+                    "recording of kubectl {kind} session failed; failure mode is 'fail open'; the rest of the session was not recorded."
+                );
+            }
+        }
+        match pump.await {
+            Ok(Ok(())) => ctx.metrics.uploaded.inc(),
+            Ok(Err(e)) => {
+                tracing::warn!(request_id, error = %e, "kubectl {kind} session upload failed")
+            }
+            Err(e) => tracing::warn!(request_id, error = %e, "session upload task failed"),
+        }
+    }
+}
+
+/// Moves cast lines from the recorder into the upload until the recording
+/// ends, then completes the upload. An upload that fails closes the line
+/// channel, which the recorder reports as a recording failure at once (so a
+/// fail-closed session ends).
+async fn pump_upload(
+    upload: SessionUpload,
+    mut lines: CastLineReceiver,
+    request_id: String,
+) -> Result<(), String> {
+    let failure = loop {
+        tokio::select! {
+            line = lines.recv() => match line {
+                Some(line) => {
+                    if let Err(e) = upload.send(line).await {
+                        break Some(e.to_string());
+                    }
+                }
+                None => break None,
+            },
+            err = upload.failed() => {
+                break Some(err.map(|e| e.to_string()).unwrap_or_else(|| "upload ended early".into()));
+            }
+        }
+    };
+    if let Some(err) = failure {
+        lines.close();
+        return Err(err);
+    }
+    let summary = upload.finish().await.map_err(|e| e.to_string())?;
+    tracing::info!(request_id, ?summary, "session recording uploaded");
+    Ok(())
+}
