@@ -181,7 +181,8 @@ impl SessionRecorder {
         if let Err(err) = result {
             tracing::warn!(error = %err, "session recording stopped");
             core.session.failed = true;
-            core.session.writer.stop();
+            // Keep what was recorded up to the error (header included), then stop.
+            core.session.writer.finish();
             self.status.fail(err);
         }
     }

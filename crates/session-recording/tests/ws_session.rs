@@ -321,3 +321,25 @@ fn random_bytes_never_panic_either_direction() {
         let _ = record(WS, rng.gen(), &[Ev::C(bytes.clone()), Ev::S(bytes)]);
     }
 }
+
+#[test]
+fn parse_error_keeps_what_was_recorded_before_it() {
+    let events = [
+        Ev::S(ws_s(1, b"held before resize")),
+        Ev::S(vec![0x83, 0x00]),
+        Ev::C(ws_c(4, &resize_json(5, 5))),
+    ];
+    let (lines, status) = record(WS, true, &events);
+    assert!(
+        lines[0].contains(r#""width":0,"height":0"#),
+        "header written at the error"
+    );
+    assert_eq!(body(&lines), vec![r#"[1.0,"o","held before resize"]"#]);
+    assert!(matches!(
+        status.failure(),
+        Some(RecordingError::WebSocket {
+            source: WsError::ReservedOpcode(3),
+            ..
+        })
+    ));
+}
