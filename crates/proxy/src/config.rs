@@ -189,7 +189,7 @@ pub struct ServeArgs {
 
     /// How long shutdown waits for in-flight requests (seconds).
     #[arg(
-        long,
+        long = "shutdown-grace",
         env = "KUBESCRIBE_SHUTDOWN_GRACE",
         value_name = "SECONDS",
         default_value_t = 10

@@ -17,7 +17,7 @@ use hyper_util::rt::TokioIo;
 use identity::Impersonation;
 
 use crate::config::Mode;
-use crate::session_hook::{SessionContext, SessionHook};
+use crate::session_hook::{SessionContext, SessionHook, SessionRelay};
 use crate::upstream::Upstream;
 
 /// Boxed error of proxied bodies.
@@ -254,7 +254,7 @@ impl std::fmt::Debug for Forwarder {
 pub struct UpgradeParts {
     /// The caller side of the upgrade.
     pub client: OnUpgrade,
-    /// The session context, completed with the 101's headers before the hook runs.
+    /// The session context; the 101's headers are added before the relay runs.
     pub context: SessionContext,
 }
 
@@ -298,6 +298,19 @@ impl Forwarder {
             .uri_for(target)
             .map_err(|e| ForwardError::Target(e.to_string()))?;
         parts.version = http::Version::HTTP_11;
+        // The session hook decides before anything reaches the API server: a
+        // session that must be recorded but cannot be is refused here, so the
+        // command never starts in the pod unrecorded.
+        let upgrade = match upgrade {
+            Some(up) => match self.hook.start(&up.context).await {
+                Ok(relay) => Some((up, relay)),
+                Err(refusal) => {
+                    tracing::warn!(request_id = %up.context.request.id, status = %refusal.status, "session refused by the session hook: {}", refusal.message);
+                    return Ok(text_response(refusal.status, refusal.message));
+                }
+            },
+            None => None,
+        };
         let req = Request::from_parts(parts, body);
         let mut resp = self
             .upstream
@@ -306,31 +319,25 @@ impl Forwarder {
             .map_err(|e| ForwardError::Upstream(error_chain(&e)))?;
 
         if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
-            if let Some(up) = upgrade {
-                return Ok(self.switch(resp, up).await);
+            if let Some((up, relay)) = upgrade {
+                return Ok(self.switch(resp, up, relay));
             }
         }
+        // Not upgraded (e.g. RBAC refused the exec): any prepared recording is
+        // dropped unused.
         downstream_response_headers(resp.headers_mut());
         Ok(resp.map(|b| b.map_err(BoxError::from).boxed()))
     }
 
-    async fn switch(
+    fn switch(
         &self,
         mut resp: Response<hyper::body::Incoming>,
         up: UpgradeParts,
+        relay: Box<dyn SessionRelay>,
     ) -> Response<ProxyBody> {
         let upstream_upgrade = hyper::upgrade::on(&mut resp);
         let mut ctx = up.context;
         ctx.response_headers = resp.headers().clone();
-        let relay = match self.hook.start(&ctx).await {
-            Ok(r) => r,
-            Err(refusal) => {
-                tracing::warn!(request_id = %ctx.request.id, status = %refusal.status, "session refused by the session hook: {}", refusal.message);
-                // Dropping the upstream upgrade future closes the upstream connection.
-                drop(upstream_upgrade);
-                return text_response(refusal.status, refusal.message);
-            }
-        };
         let client_upgrade = up.client;
         tokio::spawn(async move {
             match tokio::try_join!(client_upgrade, upstream_upgrade) {
@@ -454,5 +461,55 @@ mod tests {
             m.get("authorization").map(|v| v.as_bytes()),
             Some(&b"Bearer proxy"[..])
         );
+    }
+
+    mod prop {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn name() -> impl Strategy<Value = String> {
+            prop_oneof![
+                Just("connection".to_string()),
+                Just("upgrade".to_string()),
+                Just("authorization".to_string()),
+                Just("impersonate-group".to_string()),
+                Just("impersonate-extra-x".to_string()),
+                Just("x-forwarded-host".to_string()),
+                Just("te".to_string()),
+                Just("keep-alive".to_string()),
+                "[a-z][a-z0-9-]{0,12}",
+            ]
+        }
+
+        proptest! {
+            #[test]
+            fn no_hop_by_hop_forwarding_or_client_credential_survives(
+                headers in proptest::collection::vec((name(), "[ -~]{0,20}"), 0..12)
+            ) {
+                let mut m = HeaderMap::new();
+                for (k, v) in &headers {
+                    if let (Ok(k), Ok(v)) = (HeaderName::from_bytes(k.as_bytes()), HeaderValue::from_str(v)) {
+                        m.append(k, v);
+                    }
+                }
+                let listed: Vec<String> = m.get_all(CONNECTION).iter()
+                    .filter_map(|v| v.to_str().ok())
+                    .flat_map(|s| s.split(',').map(|t| t.trim().to_ascii_lowercase()).collect::<Vec<_>>())
+                    .collect();
+                let upgrade = upgrade_type(&m);
+                upstream_request_headers(&mut m, upgrade.as_ref(), Mode::Auth, None, None);
+                for k in m.keys() {
+                    let n = k.as_str();
+                    prop_assert!(n != "authorization" && !n.starts_with("impersonate-"));
+                    prop_assert!(!n.starts_with("x-forwarded-") && n != "keep-alive");
+                    if upgrade.is_none() {
+                        prop_assert!(n != "connection" && n != "upgrade");
+                    }
+                    if n != "connection" && n != "upgrade" && n != "te" {
+                        prop_assert!(!listed.iter().any(|l| l == n), "{} was listed in Connection", n);
+                    }
+                }
+            }
+        }
     }
 }

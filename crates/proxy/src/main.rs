@@ -39,6 +39,7 @@ async fn main() {
             std::process::exit(1);
         }
     };
+    let signal = app::shutdown_signal();
     let running = match app::start(&config, components, registry).await {
         Ok(r) => r,
         Err(e) => {
@@ -48,7 +49,7 @@ async fn main() {
     };
     let trigger = running.shutdown_trigger();
     tokio::spawn(async move {
-        app::shutdown_signal().await;
+        signal.await;
         let _ = trigger.send(true);
     });
     running.wait().await;

@@ -208,6 +208,10 @@ impl Proxy {
                         .to_string(),
                     response_headers: http::HeaderMap::new(),
                     event_key: event_key.clone(),
+                    metrics: crate::session_hook::SessionMetrics {
+                        attempted: self.metrics.ts_session_recordings_attempted.clone(),
+                        uploaded: self.metrics.ts_session_recordings_uploaded.clone(),
+                    },
                 },
             }
         });

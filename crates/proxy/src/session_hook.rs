@@ -1,12 +1,13 @@
 //! The seam for exec/attach session recording (issue 8 plugs in here).
 //!
-//! After the API server answered `101 Switching Protocols` to an upgrade request
-//! (exec, attach, port-forward, any other upgrade), the proxy calls
-//! [`SessionHook::start`] with the request's [`SessionContext`] **before**
-//! relaying the 101 to the caller. The hook may refuse (fail closed: the caller
-//! gets a proper HTTP/1.1 error instead of the 101, and the upstream connection
-//! is dropped), or return a [`SessionRelay`] that then owns both upgraded byte
-//! streams for the rest of the session.
+//! For an upgrade request (exec, attach, port-forward, any other upgrade), the
+//! proxy calls [`SessionHook::start`] with the request's [`SessionContext`]
+//! **before the request is sent to the API server**. The hook may refuse (fail
+//! closed: the caller gets a proper HTTP/1.1 error and the API server never
+//! sees the request, so no command starts unrecorded), or return a
+//! [`SessionRelay`]. If the API server answers `101 Switching Protocols`, the
+//! relay then owns both upgraded byte streams for the rest of the session
+//! (its context now carrying the 101's headers); otherwise it is dropped unused.
 //!
 //! [`PassThrough`] is the default: it relays bytes both ways untouched.
 
@@ -18,6 +19,7 @@ use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 
 use crate::caller::CallerInfo;
+use crate::metrics::PlainCounter;
 use crate::request::context::RequestContext;
 
 /// An upgraded connection as a tokio byte stream.
@@ -35,10 +37,22 @@ pub struct SessionContext {
     /// The request's `Upgrade` header value as sent (e.g. `SPDY/3.1`, `websocket`).
     pub upgrade: String,
     /// The upstream 101 response's headers (e.g. the negotiated `X-Stream-Protocol-Version`
-    /// or `Sec-WebSocket-Protocol`).
+    /// or `Sec-WebSocket-Protocol`); empty when [`SessionHook::start`] runs, filled in
+    /// for [`SessionRelay::relay`].
     pub response_headers: http::HeaderMap,
     /// The event key of the request event, when one was recorded.
     pub event_key: Option<String>,
+    /// Tailscale's session counters, for the hook to count attempts and uploads.
+    pub metrics: SessionMetrics,
+}
+
+/// Tailscale-named session counters (`k8s_auth_proxy_session_recordings_*`).
+#[derive(Debug, Clone, Default)]
+pub struct SessionMetrics {
+    /// `k8s_auth_proxy_session_recordings_attempted`.
+    pub attempted: PlainCounter,
+    /// `k8s_auth_proxy_session_recordings_uploaded`.
+    pub uploaded: PlainCounter,
 }
 
 /// A refusal from the hook: sent to the caller instead of the 101.
@@ -53,7 +67,7 @@ pub struct Refusal {
 /// Decides, per upgraded request, how the session's bytes flow.
 #[async_trait]
 pub trait SessionHook: Send + Sync + 'static {
-    /// Called after the upstream 101 and before it is relayed to the caller.
+    /// Called before the upgrade request is sent upstream.
     async fn start(&self, ctx: &SessionContext) -> Result<Box<dyn SessionRelay>, Refusal>;
 }
 

@@ -296,3 +296,67 @@ async fn kubectl_exec_and_logs_follow_pass_through() {
     s.proxy.shutdown().await;
     s.sim.shutdown().await;
 }
+
+/// An older, SPDY-only kubectl from the machine image, if present.
+fn old_kubectl(minor: u32) -> Option<PathBuf> {
+    let mut dirs = vec![
+        PathBuf::from("/usr/lib/google-cloud-sdk/bin"),
+        PathBuf::from("/usr/bin"),
+    ];
+    if let Ok(real) = std::fs::canonicalize("/usr/bin/kubectl") {
+        if let Some(dir) = real.parent() {
+            dirs.insert(0, dir.to_path_buf());
+        }
+    }
+    dirs.into_iter()
+        .map(|d| d.join(format!("kubectl.1.{minor}")))
+        .find(|p| p.exists())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn spdy_exec_from_kubectl_1_29_passes_through() {
+    let Some(old) = old_kubectl(29) else {
+        eprintln!("SKIPPED (this part only): kubectl.1.29 is not on this machine; SPDY exec not exercised");
+        return;
+    };
+    let s = setup().await;
+    let out = tokio::time::timeout(
+        Duration::from_secs(60),
+        Command::new(old)
+            .arg("--kubeconfig")
+            .arg(&s.kubeconfig)
+            .args(["exec", "demo", "--", "echo", "spdy-through-proxy"])
+            .env_remove("KUBECONFIG")
+            .stdin(Stdio::null())
+            .output(),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "spdy-through-proxy"
+    );
+    let upgraded = s
+        .sim
+        .requests()
+        .into_iter()
+        .find(|r| r.uri.contains("/exec"))
+        .unwrap();
+    assert_eq!(upgraded.method, "POST");
+    assert_eq!(upgraded.header("upgrade"), Some("SPDY/3.1"));
+    assert_eq!(upgraded.status, Some(101));
+    let ev = s.sink.events();
+    let exec = ev
+        .iter()
+        .find(|e| e.kubernetes.subresource == "exec")
+        .unwrap();
+    assert_eq!(exec.kubernetes.verb, "create");
+    s.proxy.shutdown().await;
+    s.sim.shutdown().await;
+}

@@ -11,7 +11,9 @@ fuzz_target!(|data: &[u8]| {
     let mut headers = HeaderMap::new();
     for line in data.split(|b| *b == b'\n') {
         let mut parts = line.splitn(2, |b| *b == b':');
-        let (Some(name), Some(value)) = (parts.next(), parts.next()) else { continue };
+        let (Some(name), Some(value)) = (parts.next(), parts.next()) else {
+            continue;
+        };
         if let (Ok(n), Ok(v)) = (HeaderName::from_bytes(name), HeaderValue::from_bytes(value)) {
             headers.append(n, v);
         }
@@ -22,7 +24,10 @@ fuzz_target!(|data: &[u8]| {
         let n = name.as_str();
         assert!(!n.starts_with("x-forwarded-") && n != "forwarded");
         assert!(n != "authorization" && !n.starts_with("impersonate-"));
-        assert!(!matches!(n, "keep-alive" | "transfer-encoding" | "proxy-authorization" | "trailer"));
+        assert!(!matches!(
+            n,
+            "keep-alive" | "transfer-encoding" | "proxy-authorization" | "trailer"
+        ));
         if upgrade.is_none() {
             assert!(n != "connection" && n != "upgrade");
         }

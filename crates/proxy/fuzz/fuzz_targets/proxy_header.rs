@@ -9,7 +9,10 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let _ = parse_header(data);
-    let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_time().build() else {
+    let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+    else {
         return;
     };
     let mut cursor = std::io::Cursor::new(data.to_vec());

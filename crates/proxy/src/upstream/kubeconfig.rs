@@ -308,4 +308,19 @@ users:
             .contains("\"nope\" not found"));
         assert!(from_yaml(b"::: not yaml", Path::new("/"), None).is_err());
     }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400)) {
+            let _ = from_yaml(&bytes, Path::new("/nonexistent"), None);
+        }
+
+        #[test]
+        fn arbitrary_servers_are_accepted_or_refused_cleanly(server in "[ -~]{0,40}") {
+            let yaml = format!("current-context: a\nclusters: [{{name: c, cluster: {{server: {server:?}}}}}]\ncontexts: [{{name: a, context: {{cluster: c}}}}]\n");
+            if let Ok(spec) = from_yaml(yaml.as_bytes(), Path::new("/"), None) {
+                proptest::prop_assert!(matches!(spec.server.scheme_str(), Some("http") | Some("https")));
+            }
+        }
+    }
 }

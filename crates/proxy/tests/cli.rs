@@ -1,0 +1,157 @@
+//! The `kubescribe-proxy` binary: `whois` output and exit codes, `--help`,
+//! start-up refusal of bad configuration, and a real start → SIGTERM → clean exit.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::process::Command;
+
+fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_kubescribe-proxy"));
+    c.env_remove("KUBECONFIG")
+        .env_remove("APISERVER_PROXY")
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .env_remove("TS_EXPERIMENTAL_KUBE_API_EVENTS");
+    c
+}
+
+#[test]
+fn whois_explains_a_known_caller_as_json_and_fails_for_an_unknown_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let ident = common::identity_file(
+        dir.path(),
+        r#"{recorderAddrs: ["100.64.0.5:80"], enforceRecorder: true, impersonate: {groups: [eng]}}"#,
+    );
+    let out = bin()
+        .args([
+            "whois",
+            "--identity-file",
+            ident.to_str().unwrap(),
+            "127.0.0.1:5555",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["identity"]["login_name"], "alice@example.com");
+    let text = v.to_string();
+    assert!(text.contains("100.64.0.5:80"), "{text}");
+    assert!(text.contains("eng"), "{text}");
+
+    let out = bin()
+        .args([
+            "whois",
+            "--identity-file",
+            ident.to_str().unwrap(),
+            "100.99.9.9:1",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(out.stdout.is_empty());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("100.99.9.9"));
+}
+
+#[test]
+fn help_documents_every_flag() {
+    let out = bin().arg("--help").output().unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    for flag in [
+        "--listen",
+        "--tls-cert",
+        "--tls-key",
+        "--proxy-protocol",
+        "--kubeconfig",
+        "--context",
+        "--mode",
+        "--localapi-socket",
+        "--identity-file",
+        "--admin-listen",
+        "--max-body-capture",
+        "--max-header-bytes",
+        "--events-for-all-callers",
+        "--trust-forwarded-for",
+        "--spool-dir",
+        "--shutdown-grace",
+        "--log-format",
+    ] {
+        assert!(help.contains(flag), "--help lacks {flag}");
+    }
+}
+
+#[test]
+fn bad_configuration_is_refused_with_a_message_naming_the_problem() {
+    let out = bin()
+        .args(["--kubeconfig", "/nonexistent"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--identity-file"));
+    let out = bin()
+        .args(["--identity-file", "/x", "--kubeconfig", "/k"])
+        .env("APISERVER_PROXY", "maybe")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("APISERVER_PROXY"));
+}
+
+#[test]
+fn starts_logs_what_it_does_and_stops_cleanly_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let ident = common::identity_file(dir.path(), "{}");
+    let kc = dir.path().join("kubeconfig");
+    std::fs::write(
+        &kc,
+        "current-context: c\nclusters: [{name: a, cluster: {server: \"http://127.0.0.1:9\"}}]\ncontexts: [{name: c, context: {cluster: a, user: u}}]\nusers: [{name: u, user: {token: t}}]\n",
+    )
+    .unwrap();
+    let mut child = bin()
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--proxy-protocol",
+            "--identity-file",
+            ident.to_str().unwrap(),
+            "--kubeconfig",
+            kc.to_str().unwrap(),
+        ])
+        .env("RUST_LOG", "info")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait for the last start-up line, then SIGTERM.
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut log = String::new();
+    while !log.contains("event policy:") {
+        let mut line = String::new();
+        if std::io::BufRead::read_line(&mut stderr, &mut line).unwrap() == 0 {
+            panic!("exited before start-up finished:\n{log}");
+        }
+        log.push_str(&line);
+    }
+    let pid = child.id().to_string();
+    let _ = Command::new("kill").args(["-TERM", &pid]).status();
+    let _ = std::io::Read::read_to_string(&mut stderr, &mut log);
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{log}");
+    for needle in [
+        "API server proxy listening on http://127.0.0.1:",
+        "PROXY protocol: required",
+        "admin endpoints on http://127.0.0.1:",
+        "mode: auth",
+        "identity source: identity file",
+        "upstream: http://127.0.0.1:9",
+        "event policy:",
+        "SIGTERM received",
+        "stopped",
+    ] {
+        assert!(log.contains(needle), "log lacks {needle:?}:\n{log}");
+    }
+}
