@@ -59,39 +59,38 @@ use crate::validation::is_path_segment_name;
 /// ```
 pub fn request_info(method: &str, request_target: &str) -> Result<RequestInfo, RequestInfoError> {
     let target = request_target::parse(method, request_target)?;
-    let path: &[u8] = &target.path;
 
     // Start as a non-resource request.
     let mut info = RequestInfo {
-        path: go_string(path),
+        path: target.path.to_string(),
         ..RequestInfo::default()
     };
 
-    let mut segments = Segments::new(path);
+    let mut segments = Segments::new(&target.path);
     if !segments.has_at_least(3) {
         return Ok(with_method_verb(info, method));
     }
     let prefix = segments.next().unwrap_or_default();
-    if prefix != b"api" && prefix != b"apis" {
+    if prefix != "api" && prefix != "apis" {
         return Ok(with_method_verb(info, method));
     }
-    info.api_prefix = go_string(prefix);
+    info.api_prefix = prefix.to_string();
 
-    if prefix == b"apis" {
+    if prefix == "apis" {
         // The prefix is consumed, so this asks for four segments in all.
         if !segments.has_at_least(3) {
             return Ok(with_method_verb(info, method));
         }
-        info.api_group = go_string(segments.next().unwrap_or_default());
+        info.api_group = segments.next().unwrap_or_default().to_string();
     }
 
     info.is_resource_request = true;
-    info.api_version = go_string(segments.next().unwrap_or_default());
+    info.api_version = segments.next().unwrap_or_default().to_string();
 
     // `/{version}/watch/…` and `/{version}/proxy/…`.
     let path_verb = match segments.peek(0) {
-        Some(b"watch") => Some(PathVerb::Watch),
-        Some(b"proxy") => Some(PathVerb::Proxy),
+        Some("watch") => Some(PathVerb::Watch),
+        Some("proxy") => Some(PathVerb::Proxy),
         _ => None,
     };
     let verb: &'static str = match path_verb {
@@ -118,21 +117,20 @@ pub fn request_info(method: &str, request_target: &str) -> Result<RequestInfo, R
     // `/namespaces/{namespace}/{resource}/…`: the namespace becomes a scope,
     // unless the request is about the Namespace object itself (or its
     // `status`/`finalize` subresource).
-    if segments.peek(0) == Some(b"namespaces") {
-        if let Some(namespace) = segments.peek(1) {
-            info.namespace = go_string(namespace);
-            if let Some(third) = segments.peek(2) {
-                if third != b"status" && third != b"finalize" {
-                    segments.next();
-                    segments.next();
-                }
+    let mut ahead = segments;
+    if let (Some("namespaces"), Some(namespace)) = (ahead.next(), ahead.next()) {
+        info.namespace = namespace.to_string();
+        if let Some(third) = ahead.next() {
+            if third != "status" && third != "finalize" {
+                segments.next();
+                segments.next();
             }
         }
     }
 
     // resource/name/subresource/anything/else/kept/in/parts
     let mut parts = Vec::with_capacity(segments.count_remaining());
-    parts.extend(segments.map(go_string));
+    parts.extend(segments.map(String::from));
     info.resource = parts.first().cloned().unwrap_or_default();
     if let Some(name) = parts.get(1) {
         info.name = name.clone();
@@ -144,7 +142,7 @@ pub fn request_info(method: &str, request_target: &str) -> Result<RequestInfo, R
     }
     info.parts = Some(parts);
 
-    let raw_query = target.raw_query.as_bytes();
+    let raw_query: &str = &target.raw_query;
     let mut list_query = None;
     let mut verb = verb;
 

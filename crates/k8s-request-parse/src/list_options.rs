@@ -83,7 +83,7 @@ mod tests {
 
     /// (watch, name) as decided for a raw query.
     fn decide_raw(raw: &str) -> (bool, Option<Vec<u8>>) {
-        let query = ListQuery::scan(raw.as_bytes());
+        let query = ListQuery::scan(raw);
         let decision = decide(&query);
         (
             decision.watch,
@@ -129,9 +129,9 @@ mod tests {
 
     #[test]
     fn decode_error_kinds() {
-        let q = ListQuery::scan(b"limit=1&timeoutSeconds=-5&labelSelector=a%20in%20(b)");
+        let q = ListQuery::scan("limit=1&timeoutSeconds=-5&labelSelector=a%20in%20(b)");
         assert!(decode(&q).is_ok());
-        let q = ListQuery::scan(b"timeoutSeconds=x");
+        let q = ListQuery::scan("timeoutSeconds=x");
         assert_eq!(decode(&q), Err(DecodeError::TimeoutSeconds));
     }
 }

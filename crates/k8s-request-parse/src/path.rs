@@ -8,25 +8,19 @@
 pub(crate) struct Segments<'a> {
     /// The unconsumed part of the trimmed path; `None` when no segment is
     /// left.
-    rest: Option<&'a [u8]>,
+    rest: Option<&'a str>,
 }
 
 impl<'a> Segments<'a> {
-    pub(crate) fn new(path: &'a [u8]) -> Self {
-        let Some(start) = path.iter().position(|&b| b != b'/') else {
-            return Segments { rest: None };
-        };
-        let end = path
-            .iter()
-            .rposition(|&b| b != b'/')
-            .map_or(start, |i| i + 1);
+    pub(crate) fn new(path: &'a str) -> Self {
+        let trimmed = path.trim_matches('/');
         Segments {
-            rest: Some(&path[start..end]),
+            rest: (!trimmed.is_empty()).then_some(trimmed),
         }
     }
 
     /// The segment `n` places ahead (0 = the next one), without consuming.
-    pub(crate) fn peek(&self, n: usize) -> Option<&'a [u8]> {
+    pub(crate) fn peek(&self, n: usize) -> Option<&'a str> {
         let mut cursor = *self;
         for _ in 0..n {
             cursor.next()?;
@@ -42,16 +36,17 @@ impl<'a> Segments<'a> {
     /// How many segments remain.
     pub(crate) fn count_remaining(&self) -> usize {
         self.rest
-            .map_or(0, |rest| rest.iter().filter(|&&b| b == b'/').count() + 1)
+            .map_or(0, |rest| rest.bytes().filter(|&b| b == b'/').count() + 1)
     }
 }
 
 impl<'a> Iterator for Segments<'a> {
-    type Item = &'a [u8];
+    type Item = &'a str;
 
-    fn next(&mut self) -> Option<&'a [u8]> {
+    fn next(&mut self) -> Option<&'a str> {
         let rest = self.rest?;
-        match rest.iter().position(|&b| b == b'/') {
+        // Segments are short: a plain byte scan beats memchr's set-up.
+        match rest.bytes().position(|b| b == b'/') {
             Some(slash) => {
                 self.rest = Some(&rest[slash + 1..]);
                 Some(&rest[..slash])
@@ -69,9 +64,7 @@ mod tests {
     use super::*;
 
     fn split(p: &str) -> Vec<String> {
-        Segments::new(p.as_bytes())
-            .map(|s| String::from_utf8_lossy(s).into_owned())
-            .collect()
+        Segments::new(p).map(String::from).collect()
     }
 
     #[test]
@@ -86,12 +79,12 @@ mod tests {
 
     #[test]
     fn cursor_queries() {
-        let s = Segments::new(b"/api/v1//pods/");
+        let s = Segments::new("/api/v1//pods/");
         assert_eq!(s.count_remaining(), 4);
         assert!(s.has_at_least(4) && !s.has_at_least(5) && s.has_at_least(0));
-        assert_eq!(s.peek(2), Some(&b""[..]));
+        assert_eq!(s.peek(2), Some(""));
         assert_eq!(s.peek(4), None);
-        assert_eq!(Segments::new(b"//").count_remaining(), 0);
-        assert!(!Segments::new(b"").has_at_least(1));
+        assert_eq!(Segments::new("//").count_remaining(), 0);
+        assert!(!Segments::new("").has_at_least(1));
     }
 }

@@ -54,7 +54,7 @@ pub fn parse_query(raw: &str) -> BTreeMap<String, Vec<String>> {
 /// ```
 pub fn pairs(raw: &str) -> Pairs<'_> {
     Pairs {
-        inner: RawPairs::new(raw.as_bytes()),
+        inner: RawPairs::new(raw),
     }
 }
 
@@ -88,11 +88,11 @@ impl<'a> Iterator for Pairs<'a> {
 /// The same pairs as decoded bytes (Go strings may hold any bytes).
 #[derive(Debug, Clone)]
 pub(crate) struct RawPairs<'a> {
-    rest: Option<&'a [u8]>,
+    rest: Option<&'a str>,
 }
 
 impl<'a> RawPairs<'a> {
-    pub(crate) fn new(raw: &'a [u8]) -> Self {
+    pub(crate) fn new(raw: &'a str) -> Self {
         RawPairs { rest: Some(raw) }
     }
 }
@@ -107,27 +107,25 @@ impl<'a> Iterator for RawPairs<'a> {
                 self.rest = None;
                 return None;
             }
-            let pair = match rest.iter().position(|&b| b == b'&') {
-                Some(amp) => {
-                    self.rest = Some(&rest[amp + 1..]);
-                    &rest[..amp]
+            // `str` searches for an ASCII character use memchr.
+            let pair = match rest.split_once('&') {
+                Some((pair, tail)) => {
+                    self.rest = Some(tail);
+                    pair
                 }
                 None => {
                     self.rest = None;
                     rest
                 }
             };
-            if pair.is_empty() || pair.contains(&b';') {
+            if pair.is_empty() || pair.contains(';') {
                 continue;
             }
-            let (key, value) = match pair.iter().position(|&b| b == b'=') {
-                Some(eq) => (&pair[..eq], &pair[eq + 1..]),
-                None => (pair, &pair[pair.len()..]),
-            };
-            let Ok(key) = unescape(key, Mode::QueryComponent) else {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let Ok(key) = unescape(key.as_bytes(), Mode::QueryComponent) else {
                 continue;
             };
-            let Ok(value) = unescape(value, Mode::QueryComponent) else {
+            let Ok(value) = unescape(value.as_bytes(), Mode::QueryComponent) else {
                 continue;
             };
             return Some((key, value));
@@ -148,7 +146,7 @@ pub(crate) struct ListQuery<'a> {
 
 impl<'a> ListQuery<'a> {
     /// Scans the raw query once, keeping the first value of each key.
-    pub(crate) fn scan(raw: &'a [u8]) -> Self {
+    pub(crate) fn scan(raw: &'a str) -> Self {
         let mut found = ListQuery::default();
         for (key, value) in RawPairs::new(raw) {
             let slot = match &*key {
@@ -203,7 +201,7 @@ mod tests {
 
     #[test]
     fn list_query_keeps_first_values() {
-        let q = ListQuery::scan(b"watch=1&watch=0&fieldSelector=a%3Db&other=x&limit=5");
+        let q = ListQuery::scan("watch=1&watch=0&fieldSelector=a%3Db&other=x&limit=5");
         assert_eq!(q.watch.as_deref(), Some(&b"1"[..]));
         assert_eq!(q.field_selector.as_deref(), Some(&b"a=b"[..]));
         assert_eq!(q.limit.as_deref(), Some(&b"5"[..]));

@@ -5,6 +5,7 @@
 use std::borrow::Cow;
 
 use crate::escape::{unescape, EscapeError, Mode};
+use crate::go_text::go_lossy_cow;
 
 /// Why a request-target is not a valid request URI. Go's HTTP server answers
 /// such a request with `400 Bad Request` before kube-apiserver code runs.
@@ -50,8 +51,12 @@ impl From<EscapeError> for TargetError {
 /// A request-target split the way Go's server does it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct RequestTarget<'a> {
-    /// `URL.Path`: percent-decoded bytes (may be invalid UTF-8).
-    pub(crate) path: Cow<'a, [u8]>,
+    /// `URL.Path`: percent-decoded. Go keeps the raw bytes; here bytes that
+    /// are not UTF-8 are already replaced the way Go's JSON encoder writes
+    /// them (one U+FFFD per byte). Splitting on `/` and comparing segments
+    /// with ASCII words gives the same answers either way, because `/` is
+    /// never part of an invalid sequence.
+    pub(crate) path: Cow<'a, str>,
     /// `URL.RawQuery`: everything after the first `?`, undecoded.
     pub(crate) raw_query: Cow<'a, str>,
 }
@@ -76,12 +81,18 @@ pub(crate) fn parse<'a>(method: &str, target: &'a str) -> Result<RequestTarget<'
 
 /// Go's `url.ParseRequestURI`.
 fn parse_request_uri(raw: &str) -> Result<RequestTarget<'_>, TargetError> {
-    if let Some(&ctl) = raw.as_bytes().iter().find(|&&b| b < 0x20 || b == 0x7f) {
+    // A branch-free pass (vectorised) first; find the byte only on error.
+    let has_ctl = raw
+        .as_bytes()
+        .iter()
+        .fold(false, |found, &b| found | (b < 0x20) | (b == 0x7f));
+    if has_ctl {
+        let ctl = raw.bytes().find(|&b| b < 0x20 || b == 0x7f).unwrap_or(0);
         return Err(TargetError::ControlCharacter(ctl));
     }
     if raw.is_empty() || raw == "*" {
         return Ok(RequestTarget {
-            path: Cow::Borrowed(raw.as_bytes()),
+            path: Cow::Borrowed(raw),
             raw_query: Cow::Borrowed(""),
         });
     }
@@ -91,7 +102,7 @@ fn parse_request_uri(raw: &str) -> Result<RequestTarget<'_>, TargetError> {
         if has_scheme {
             // Opaque URL (`scheme:opaque`): no path.
             return Ok(RequestTarget {
-                path: Cow::Borrowed(b""),
+                path: Cow::Borrowed(""),
                 raw_query: Cow::Borrowed(raw_query),
             });
         }
@@ -108,8 +119,13 @@ fn parse_request_uri(raw: &str) -> Result<RequestTarget<'_>, TargetError> {
             path = tail;
         }
     }
+    let decoded = match unescape(path.as_bytes(), Mode::Path)? {
+        // Nothing was decoded: still the (UTF-8) input.
+        Cow::Borrowed(_) => Cow::Borrowed(path),
+        Cow::Owned(bytes) => Cow::Owned(go_lossy_cow(Cow::Owned(bytes)).into_owned()),
+    };
     Ok(RequestTarget {
-        path: unescape(path.as_bytes(), Mode::Path)?,
+        path: decoded,
         raw_query: Cow::Borrowed(raw_query),
     })
 }
@@ -223,7 +239,7 @@ mod tests {
     use super::*;
 
     fn path_of(method: &str, target: &str) -> Result<(Vec<u8>, String), TargetError> {
-        parse(method, target).map(|t| (t.path.into_owned(), t.raw_query.into_owned()))
+        parse(method, target).map(|t| (t.path.into_owned().into_bytes(), t.raw_query.into_owned()))
     }
 
     #[test]
