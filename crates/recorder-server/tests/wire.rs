@@ -557,3 +557,131 @@ async fn readers_are_loopback_only_by_default_and_api_validates_params() {
     .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 }
+
+const USER_IDENTITY_FILE: &str = r#"entries:
+  - name: alice
+    sources: ["127.0.0.1/32"]
+    Node: {ID: 8, StableID: nAliceCNTRL, Name: alice-laptop.tail1234.ts.net., User: 42}
+    UserProfile: {ID: 42, LoginName: alice@example.com, DisplayName: Alice}
+"#;
+
+async fn whois_recorder(
+    identities: &str,
+    extra: &[&str],
+) -> (std::net::SocketAddr, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let idfile = dir.path().join("identities.yaml");
+    std::fs::write(&idfile, identities).unwrap();
+    let data = dir.path().join("data");
+    let mut args = vec![
+        "--dst",
+        data.to_str().unwrap(),
+        "--identity-file",
+        idfile.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    let storage =
+        std::sync::Arc::new(kubescribe_recorder::storage::disk::DiskStorage::open(&data).unwrap());
+    let (addr, _app) = kubescribe_recorder::spawn(config(&args), storage)
+        .await
+        .unwrap();
+    (addr, dir)
+}
+
+#[tokio::test]
+async fn whois_identities_are_checked_against_the_allow_lists() {
+    // An untagged user's node may not upload by default (tagged nodes only).
+    let (addr, dir) = whois_recorder(USER_IDENTITY_FILE, &[]).await;
+    let (status, _, body) = call(
+        addr,
+        "POST",
+        "/v2/event",
+        &[("content-type", "application/json")],
+        event_json("get", "a", None),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let text = String::from_utf8_lossy(&body);
+    assert!(
+        text.contains("alice@example.com") && text.contains("may not upload"),
+        "{text}"
+    );
+    assert!(stored_lines(&dir.path().join("data"), "events").is_empty());
+    // ... unless listed.
+    let (addr, _dir) = whois_recorder(
+        USER_IDENTITY_FILE,
+        &["--allow-uploaders", "user:alice@example.com"],
+    )
+    .await;
+    let (status, _, _) = call(
+        addr,
+        "POST",
+        "/v2/event",
+        &[("content-type", "application/json")],
+        event_json("get", "a", None),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+
+    // Readers by WhoIs: loopback turned off, tag allowed.
+    let (addr, _dir) = whois_recorder(IDENTITY_FILE, &["--allow-readers", "none,tag:k8s"]).await;
+    let (status, _) = get_json(addr, "/api/v1/events").await;
+    assert_eq!(status, StatusCode::OK);
+    let (addr, _dir) =
+        whois_recorder(IDENTITY_FILE, &["--allow-readers", "user:bob@example.com"]).await;
+    let (status, v) = get_json(addr, "/api/v1/sessions").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(v["error"].as_str().unwrap().contains("may not read"), "{v}");
+}
+
+#[tokio::test]
+async fn oversized_chunked_event_is_cut_off() {
+    let r = disk_recorder(&["--max-event-bytes", "2048"]).await;
+    let mut s = tokio::net::TcpStream::connect(r.addr).await.unwrap();
+    s.write_all(format!("POST /v2/event HTTP/1.1\r\nHost: r\r\nAuthorization: Bearer {TOKEN}\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n").as_bytes()).await.unwrap();
+    let chunk = vec![b' '; 1000];
+    for _ in 0..5 {
+        if s.write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
+            .await
+            .is_err()
+        {
+            break;
+        }
+        let _ = s.write_all(&chunk).await;
+        let _ = s.write_all(b"\r\n").await;
+    }
+    let mut buf = vec![0u8; 4096];
+    let n = s.read(&mut buf).await.unwrap();
+    let text = String::from_utf8_lossy(&buf[..n]);
+    assert!(text.starts_with("HTTP/1.1 413"), "{text}");
+    assert!(stored_lines(&data_dir(&r), "events").is_empty());
+}
+
+#[tokio::test]
+async fn metrics_count_commits_and_sessions() {
+    let r = disk_recorder(&[]).await;
+    for i in 0..3 {
+        let (status, _) = post_event(r.addr, &event_json("get", &format!("m{i}"), None)).await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    let (_, fin) = legacy_record(r.addr, &random_cast(1000, 2), false).await;
+    assert!(fin.starts_with("HTTP/1.1 200"), "{fin}");
+    let (status, headers, body) = call(r.addr, "GET", "/metrics", &[], Bytes::new()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(headers
+        .get("content-type")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .starts_with("application/openmetrics-text"));
+    let text = String::from_utf8(body.to_vec()).unwrap();
+    for want in [
+        "kubescribe_recorder_records_received_total{kind=\"event\"} 3",
+        "kubescribe_recorder_records_stored_total 3",
+        "kubescribe_recorder_session_uploads_total{outcome=\"finished\"} 1",
+        "kubescribe_recorder_session_uploads_active 0",
+        "kubescribe_recorder_commit_duration_seconds_count 3",
+    ] {
+        assert!(text.contains(want), "missing {want} in\n{text}");
+    }
+}

@@ -350,7 +350,7 @@ mod tests {
         assert_eq!(check_line(2, b"\n", 100).unwrap(), CastLine::Blank);
         assert!(matches!(
             check_line(3, b"[1,\"o\",\"\xff\"]\n", 100),
-            Err(CastError::InvalidUtf8 { line: 3, offset: 9 })
+            Err(CastError::InvalidUtf8 { line: 3, offset: 8 })
         ));
         assert!(matches!(
             check_line(2, b"oops\n", 100),
