@@ -33,6 +33,27 @@ struct Inner {
     cfg: ClientConfig,
     shutdown: watch::Sender<bool>,
     redeliver: Mutex<Option<JoinHandle<()>>>,
+    /// Response records being sent in the background.
+    inflight: InFlight,
+}
+
+/// Counts background sends so that shutdown can wait for them.
+#[derive(Default)]
+struct InFlight {
+    count: std::sync::atomic::AtomicUsize,
+    idle: Notify,
+}
+
+/// Decrements [`InFlight`] when a background send ends, however it ends.
+struct InFlightGuard(Arc<Inner>);
+
+impl Drop for InFlightGuard {
+    fn drop(&mut self) {
+        let f = &self.0.inflight;
+        if f.count.fetch_sub(1, std::sync::atomic::Ordering::AcqRel) == 1 {
+            f.idle.notify_waiters();
+        }
+    }
 }
 
 impl std::fmt::Debug for RecorderClient {
@@ -91,6 +112,7 @@ impl RecorderClient {
                 cfg,
                 shutdown,
                 redeliver: Mutex::new(redeliver),
+                inflight: InFlight::default(),
             }),
         })
     }
@@ -226,7 +248,13 @@ impl RecorderClient {
         let this = self.clone();
         let recorders = recorders.to_vec();
         let key = record.key.clone();
+        self.inner
+            .inflight
+            .count
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        let guard = InFlightGuard(self.inner.clone());
         tokio::spawn(async move {
+            let _guard = guard;
             let kind = RecordKind::Response;
             let result = this
                 .inner
@@ -278,9 +306,27 @@ impl RecorderClient {
         self.inner.spool.as_ref().map(|s| s.pending())
     }
 
-    /// Stops redelivery and waits for the task to end. Spooled records stay
+    /// Waits (up to `attempt_timeout` × 4) for response records still
+    /// being sent in the background (each ends delivered or spooled), then
+    /// stops redelivery and waits for the task to end. Spooled records stay
     /// on disk for the next start. Other clones stop redelivering too.
     pub async fn shutdown(&self) {
+        let f = &self.inner.inflight;
+        let drained = async {
+            loop {
+                let idle = f.idle.notified();
+                if f.count.load(std::sync::atomic::Ordering::Acquire) == 0 {
+                    return;
+                }
+                idle.await;
+            }
+        };
+        if tokio::time::timeout(self.inner.cfg.attempt_timeout * 4, drained)
+            .await
+            .is_err()
+        {
+            tracing::warn!("shutdown: response records still being sent were abandoned");
+        }
         let _ = self.inner.shutdown.send(true);
         let handle = self
             .inner

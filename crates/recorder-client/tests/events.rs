@@ -380,3 +380,19 @@ async fn the_event_arrives_exactly_as_go_would_encode_it() {
     want.pop(); // the fake stores lines without the newline
     assert_eq!(line, want);
 }
+
+#[tokio::test]
+async fn shutdown_waits_for_background_response_records() {
+    let ks = Fake::ok().await;
+    let c = client(test_config());
+    for i in 0..20 {
+        let record = event_model::ResponseRecord {
+            key: format!("s{i}"),
+            status: 200,
+            ..Default::default()
+        };
+        c.send_response_record(&[ks.addr], &record);
+    }
+    c.shutdown().await;
+    assert_eq!(ks.state.stored_keys().len(), 20);
+}
