@@ -119,10 +119,7 @@ fn serve(index: usize) -> Option<Asset> {
 }
 
 fn find(name: &str) -> Option<Asset> {
-    FILES
-        .iter()
-        .position(|f| f.name == name)
-        .and_then(serve)
+    FILES.iter().position(|f| f.name == name).and_then(serve)
 }
 
 /// Whether `path` is a page of the app (answered with the shell): `/`,
@@ -131,9 +128,7 @@ fn is_page(path: &str) -> bool {
     if path.len() > MAX_PAGE_PATH || path.bytes().any(|b| b.is_ascii_control()) {
         return false;
     }
-    path == "/"
-        || path == "/ui"
-        || (path.starts_with("/ui/") && !path.starts_with(ASSETS_PREFIX))
+    path == "/" || path == "/ui" || (path.starts_with("/ui/") && !path.starts_with(ASSETS_PREFIX))
 }
 
 /// What to serve for a request path (the URI's path only, without the query
@@ -256,7 +251,10 @@ mod tests {
 
     #[test]
     fn every_module_import_is_embedded() {
-        for file in FILES.iter().filter(|f| f.name.ends_with(".js") && !f.name.contains("vendor/")) {
+        for file in FILES
+            .iter()
+            .filter(|f| f.name.ends_with(".js") && !f.name.contains("vendor/"))
+        {
             let text = std::str::from_utf8(file.body).unwrap();
             let dir = file.name.rsplit_once('/').map(|(d, _)| d).unwrap_or("");
             for rest in text.split(" from '").skip(1) {
@@ -267,7 +265,11 @@ mod tests {
                 } else {
                     format!("{ASSETS_PREFIX}{dir}/{spec}")
                 };
-                assert!(asset(&path).is_some(), "{}: import {path} is not embedded", file.name);
+                assert!(
+                    asset(&path).is_some(),
+                    "{}: import {path} is not embedded",
+                    file.name
+                );
             }
         }
     }

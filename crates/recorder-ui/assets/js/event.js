@@ -75,7 +75,8 @@ export function renderEvent(main, route, ctx) {
     const k = e.kubernetes || {};
     const src = e.source || {};
     const t = fmt.fromUnix(e.timestamp);
-    const title = `${k.Verb || (e.request && e.request.method) || 'request'} ${fmt.resource(k)} ${fmt.namespacedName(k)}`.trim();
+    const target = fmt.namespacedName(k, k.Verb === 'create' ? fmt.bodyObjectName(e.request && e.request.body) : '');
+    const title = `${k.Verb || (e.request && e.request.method) || 'request'} ${fmt.resource(k)} ${target}`.trim();
     document.title = `${title} · kubescribe recorder`;
     replace(main,
       back,

@@ -113,13 +113,14 @@ export function eventRow(row) {
   const t = fmt.fromUnix(e.timestamp);
   const verb = k.Verb || (e.request && e.request.method ? e.request.method.toLowerCase() : '');
   const node = (e.source && e.source.node) || '';
+  const target = fmt.namespacedName(k, k.Verb === 'create' ? fmt.bodyObjectName(e.request && e.request.body) : '');
   return h('tr', { dataset: { id: row.id } },
     h('td', { class: 'nowrap' }, h('a', { href: `/ui/events/${encodeURIComponent(row.id)}` }, h('time', { datetime: t.iso, text: t.text }))),
     h('td', { class: 'clip', title: fmt.caller(e.source), text: fmt.caller(e.source) }),
     h('td', { class: 'clip', title: node, text: node }),
     h('td', {}, h('span', { class: `verb verb-${verb.replace(/[^a-z]/g, '')}`, text: verb })),
     h('td', { class: 'clip', title: fmt.resource(k), text: fmt.resource(k) }),
-    h('td', { class: 'clip', title: fmt.namespacedName(k), text: fmt.namespacedName(k) }),
+    h('td', { class: 'clip', title: target, text: target }),
     statusCell(row.response));
 }
 

@@ -66,12 +66,39 @@ export function resource(k) {
   return k.Subresource ? `${k.Resource}/${k.Subresource}` : (k.Resource || '');
 }
 
-/** `namespace/name`, `namespace/`, `name` or empty. */
-export function namespacedName(k) {
+const COLLECTION_VERBS = new Set(['list', 'watch', 'deletecollection']);
+
+/**
+ * `namespace/name`; `namespace/*` for collection verbs (list, watch,
+ * deletecollection); `namespace` alone otherwise (e.g. create: the name is
+ * in the body); `name`; or empty.
+ */
+export function namespacedName(k, nameFromBody = '') {
   if (!k) return '';
-  if (k.Namespace && k.Name) return `${k.Namespace}/${k.Name}`;
-  if (k.Namespace) return `${k.Namespace}/*`;
-  return k.Name || '';
+  const name = k.Name || nameFromBody;
+  if (k.Namespace && name) return `${k.Namespace}/${name}`;
+  if (k.Namespace) return COLLECTION_VERBS.has(k.Verb) ? `${k.Namespace}/*` : k.Namespace;
+  return name || '';
+}
+
+/** `metadata.name` of a JSON request body (what `create` names), or ''. */
+export function bodyObjectName(base64) {
+  if (!base64) return '';
+  try {
+    const raw = atob(base64);
+    const text = new TextDecoder('utf-8', { fatal: true }).decode(Uint8Array.from(raw, (c) => c.charCodeAt(0)));
+    const v = JSON.parse(text);
+    const name = v && v.metadata && v.metadata.name;
+    return typeof name === 'string' ? name : '';
+  } catch {
+    return '';
+  }
+}
+
+/** When a session started: the proxy's header timestamp, else the upload start. */
+export function sessionStart(info) {
+  const ts = info && info.header && Number(info.header.timestamp);
+  return ts > 0 ? new Date(ts * 1000) : new Date(Number(info && info.startedMs));
 }
 
 /** CSS class for an HTTP status. */

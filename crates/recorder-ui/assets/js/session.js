@@ -14,10 +14,11 @@ const LIVE_POLL_MS = 3000;
 function facts(info) {
   const header = info.header || {};
   const k = header.kubernetes || {};
-  const started = new Date(Number(info.startedMs));
+  const started = fmt.sessionStart(info);
   return definitions([
     ['State', stateBadge(info)],
     ['Started', h('time', { datetime: Number.isNaN(started.getTime()) ? '' : started.toISOString(), text: fmt.utc(started) })],
+    ['Upload started', fmt.utc(new Date(Number(info.startedMs)))],
     ['Caller', fmt.sessionCaller(header)],
     ['Node', header.srcNode || ''],
     ['Pod', k.PodName ? `${k.Namespace || ''}/${k.PodName}` : ''],
@@ -59,6 +60,7 @@ export function renderSession(main, route, ctx) {
       controls: true,
       terminalFontFamily: 'ui-monospace, SFMono-Regular, Menlo, Consolas, "DejaVu Sans Mono", monospace',
     });
+    player.addEventListener('play', () => { if (!cast.skipped) note.textContent = ''; });
     note.textContent = cast.skipped
       ? `${cast.skipped} line(s) of the recording could not be played and were skipped.`
       : 'Ready. Press the play button (or Space in the player) to start.';

@@ -23,7 +23,7 @@ export function stateBadge(info) {
 function sessionRow(s) {
   const header = s.header || {};
   const k = header.kubernetes || {};
-  const started = new Date(Number(s.startedMs));
+  const started = fmt.sessionStart(s);
   const pod = k.Namespace ? `${k.Namespace}/${k.PodName || ''}` : (k.PodName || '');
   const command = header.command || (k.SessionType === 'attach' ? '(attach)' : '');
   return h('tr', { dataset: { id: s.id }, class: s.state === 'live' ? 'is-live' : '' },
