@@ -32,7 +32,11 @@ pub enum Rendering {
 impl Rendering {
     /// From the `Accept` header and `includeObject` query parameter.
     pub fn negotiate(accept: &str, query: &Query) -> Self {
-        let first = accept.split(',').next().unwrap_or_default().replace(' ', "");
+        let first = accept
+            .split(',')
+            .next()
+            .unwrap_or_default()
+            .replace(' ', "");
         if first.contains("as=Table") {
             Self::Table(query.get("includeObject").unwrap_or("Metadata").to_string())
         } else if first.contains("as=PartialObjectMetadata") {
@@ -81,11 +85,20 @@ fn parse_object(content_type: &str, body: &[u8]) -> Result<Value, ApiError> {
 }
 
 fn header<'a>(req: &'a Request<Incoming>, name: &str) -> &'a str {
-    req.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or_default()
+    req.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
 }
 
 /// Handles a resource request.
-pub async fn handle(state: &Arc<SimState>, req: Request<Incoming>, route: ResourceRoute, query: Query, user: &UserInfo) -> Result<Response<Body>, ApiError> {
+pub async fn handle(
+    state: &Arc<SimState>,
+    req: Request<Incoming>,
+    route: ResourceRoute,
+    query: Query,
+    user: &UserInfo,
+) -> Result<Response<Body>, ApiError> {
     let def = route.def;
     if def.kind == "SelfSubjectReview" {
         return self_subject_review(req, user);
@@ -117,10 +130,16 @@ pub async fn handle(state: &Arc<SimState>, req: Request<Incoming>, route: Resour
                 return watch::handle(state, def, ns, filter, &query, rendering);
             }
             let obj = state.store.get(def, ns, name)?;
-            let rv = obj.pointer("/metadata/resourceVersion").and_then(Value::as_str).unwrap_or_default().to_string();
+            let rv = obj
+                .pointer("/metadata/resourceVersion")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
             Ok(json_response(200, &rendering.one(def, &obj, &rv)))
         }
-        (&Method::GET, Some(name), Some("scale")) => Ok(json_response(200, &scale(&state.store.get(def, ns, name)?))),
+        (&Method::GET, Some(name), Some("scale")) => {
+            Ok(json_response(200, &scale(&state.store.get(def, ns, name)?)))
+        }
         (&Method::POST, None, None) => {
             let content_type = header(&req, "content-type").to_string();
             let body = read_body(req.into_body()).await?;
@@ -137,18 +156,33 @@ pub async fn handle(state: &Arc<SimState>, req: Request<Incoming>, route: Resour
             let mut obj = parse_object(&content_type, &body)?;
             if sub == Some("scale") {
                 let mut current = state.store.get(def, ns, name)?;
-                current["spec"]["replicas"] = obj.pointer("/spec/replicas").cloned().unwrap_or(json!(1));
+                current["spec"]["replicas"] =
+                    obj.pointer("/spec/replicas").cloned().unwrap_or(json!(1));
                 obj = current;
             }
             let updated = state.store.update(def, ns, name, obj, sub)?;
-            Ok(json_response(200, &if sub == Some("scale") { scale(&updated) } else { rendering.one(def, &updated, "") }))
+            Ok(json_response(
+                200,
+                &if sub == Some("scale") {
+                    scale(&updated)
+                } else {
+                    rendering.one(def, &updated, "")
+                },
+            ))
         }
         (&Method::PATCH, Some(name), sub @ (None | Some("status" | "scale"))) => {
             let kind = PatchKind::from_content_type(header(&req, "content-type"))?;
             let body = read_body(req.into_body()).await?;
             let patch_doc = patch::parse_body(kind, &body)?;
             let patched = patch_object(state, def, ns, name, kind, &patch_doc, sub)?;
-            Ok(json_response(200, &if sub == Some("scale") { scale(&patched) } else { rendering.one(def, &patched, "") }))
+            Ok(json_response(
+                200,
+                &if sub == Some("scale") {
+                    scale(&patched)
+                } else {
+                    rendering.one(def, &patched, "")
+                },
+            ))
         }
         (&Method::DELETE, Some(name), None) => {
             let deleted = state.store.delete(def, ns, name)?;
@@ -169,8 +203,15 @@ pub async fn handle(state: &Arc<SimState>, req: Request<Incoming>, route: Resour
             let (items, _) = state.store.list(def, ns, &filter);
             let mut deleted = Vec::new();
             for item in items {
-                let name = item.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_string();
-                let item_ns = item.pointer("/metadata/namespace").and_then(Value::as_str).map(str::to_string);
+                let name = item
+                    .pointer("/metadata/name")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string();
+                let item_ns = item
+                    .pointer("/metadata/namespace")
+                    .and_then(Value::as_str)
+                    .map(str::to_string);
                 if let Ok(obj) = state.store.delete(def, item_ns.as_deref(), &name) {
                     deleted.push(obj);
                 }
@@ -178,14 +219,22 @@ pub async fn handle(state: &Arc<SimState>, req: Request<Incoming>, route: Resour
             let rv = state.store.resource_version().to_string();
             Ok(json_response(200, &list_object(def, deleted, &rv, None)))
         }
-        _ => Err(ApiError::method_not_allowed(format!("the server does not allow this method on the requested resource ({method} {})", def.group_resource()))),
+        _ => Err(ApiError::method_not_allowed(format!(
+            "the server does not allow this method on the requested resource ({method} {})",
+            def.group_resource()
+        ))),
     }
 }
 
 /// `kubectl auth whoami`: reports the effective user (after impersonation).
-fn self_subject_review(req: Request<Incoming>, user: &UserInfo) -> Result<Response<Body>, ApiError> {
+fn self_subject_review(
+    req: Request<Incoming>,
+    user: &UserInfo,
+) -> Result<Response<Body>, ApiError> {
     if req.method() != Method::POST {
-        return Err(ApiError::method_not_allowed("selfsubjectreviews only support create"));
+        return Err(ApiError::method_not_allowed(
+            "selfsubjectreviews only support create",
+        ));
     }
     let mut user_info = json!({"username": user.username, "groups": user.groups});
     if !user.uid.is_empty() {
@@ -223,16 +272,24 @@ fn patch_object(
         }
         Err(e) => return Err(e),
     };
-    let target = if sub == Some("scale") { scale(&current) } else { current.clone() };
+    let target = if sub == Some("scale") {
+        scale(&current)
+    } else {
+        current.clone()
+    };
     let mut patched = patch::apply(kind, &target, patch_doc)?;
     if sub == Some("scale") {
         let mut obj = current.clone();
-        obj["spec"]["replicas"] = patched.pointer("/spec/replicas").cloned().unwrap_or(json!(1));
+        obj["spec"]["replicas"] = patched
+            .pointer("/spec/replicas")
+            .cloned()
+            .unwrap_or(json!(1));
         patched = obj;
     }
     if kind != PatchKind::Apply {
         // A patch that carries no resourceVersion applies to the latest object.
-        let sent_rv = patched.pointer("/metadata/resourceVersion") != current.pointer("/metadata/resourceVersion");
+        let sent_rv = patched.pointer("/metadata/resourceVersion")
+            != current.pointer("/metadata/resourceVersion");
         if !sent_rv {
             if let Some(m) = patched["metadata"].as_object_mut() {
                 m.remove("resourceVersion");
@@ -241,7 +298,9 @@ fn patch_object(
     } else if let Some(m) = patched["metadata"].as_object_mut() {
         m.remove("resourceVersion");
     }
-    state.store.update(def, ns, name, patched, sub.filter(|s| *s == "status"))
+    state
+        .store
+        .update(def, ns, name, patched, sub.filter(|s| *s == "status"))
 }
 
 fn scale(obj: &Value) -> Value {
@@ -262,7 +321,12 @@ fn scale(obj: &Value) -> Value {
     })
 }
 
-fn list_object(def: &ResourceDef, items: Vec<Value>, rv: &str, continue_token: Option<String>) -> Value {
+fn list_object(
+    def: &ResourceDef,
+    items: Vec<Value>,
+    rv: &str,
+    continue_token: Option<String>,
+) -> Value {
     let mut metadata = json!({"resourceVersion": rv});
     if let Some(token) = continue_token {
         metadata["continue"] = json!(token);
@@ -270,7 +334,13 @@ fn list_object(def: &ResourceDef, items: Vec<Value>, rv: &str, continue_token: O
     json!({"kind": format!("{}List", def.kind), "apiVersion": def.api_version(), "metadata": metadata, "items": items})
 }
 
-fn list(state: &SimState, def: &'static ResourceDef, ns: Option<&str>, query: &Query, rendering: &Rendering) -> Result<Response<Body>, ApiError> {
+fn list(
+    state: &SimState,
+    def: &'static ResourceDef,
+    ns: Option<&str>,
+    query: &Query,
+    rendering: &Rendering,
+) -> Result<Response<Body>, ApiError> {
     let filter = parse_filter(query)?;
     let (items, rv) = state.store.list(def, ns, &filter);
     let offset = match query.get("continue").filter(|c| !c.is_empty()) {
@@ -278,16 +348,25 @@ fn list(state: &SimState, def: &'static ResourceDef, ns: Option<&str>, query: &Q
             .decode(token)
             .ok()
             .and_then(|raw| String::from_utf8(raw).ok())
-            .and_then(|s| s.strip_prefix("offset:").and_then(|n| n.parse::<usize>().ok()))
+            .and_then(|s| {
+                s.strip_prefix("offset:")
+                    .and_then(|n| n.parse::<usize>().ok())
+            })
             .ok_or_else(|| ApiError::bad_request("invalid continue token"))?,
         None => 0,
     };
-    let limit = query.get("limit").and_then(|l| l.parse::<usize>().ok()).filter(|l| *l > 0);
+    let limit = query
+        .get("limit")
+        .and_then(|l| l.parse::<usize>().ok())
+        .filter(|l| *l > 0);
     let remaining: Vec<Value> = items.into_iter().skip(offset).collect();
     let (page, continue_token) = match limit {
         Some(limit) if remaining.len() > limit => (
             remaining[..limit].to_vec(),
-            Some(base64::engine::general_purpose::STANDARD.encode(format!("offset:{}", offset + limit))),
+            Some(
+                base64::engine::general_purpose::STANDARD
+                    .encode(format!("offset:{}", offset + limit)),
+            ),
         ),
         _ => (remaining, None),
     };
@@ -301,7 +380,12 @@ fn list(state: &SimState, def: &'static ResourceDef, ns: Option<&str>, query: &Q
             table
         }
         Rendering::Metadata => {
-            let mut list = list_object(def, page.iter().map(metadata_only).collect(), &rv, continue_token);
+            let mut list = list_object(
+                def,
+                page.iter().map(metadata_only).collect(),
+                &rv,
+                continue_token,
+            );
             list["kind"] = json!("PartialObjectMetadataList");
             list["apiVersion"] = json!("meta.k8s.io/v1");
             list

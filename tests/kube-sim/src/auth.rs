@@ -64,8 +64,14 @@ pub enum TokenFileError {
 /// `token,username,group1|group2` (`#` comments and blank lines ignored).
 pub fn parse_token_file(path: &Path) -> Result<Vec<TokenEntry>, TokenFileError> {
     let display = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|source| TokenFileError::Read { path: display.clone(), source })?;
-    parse_tokens(&text).map_err(|message| TokenFileError::Malformed { path: display, message })
+    let text = std::fs::read_to_string(path).map_err(|source| TokenFileError::Read {
+        path: display.clone(),
+        source,
+    })?;
+    parse_tokens(&text).map_err(|message| TokenFileError::Malformed {
+        path: display,
+        message,
+    })
 }
 
 /// Parses token file contents (see [`parse_token_file`]).
@@ -81,10 +87,25 @@ pub fn parse_tokens(text: &str) -> Result<Vec<TokenEntry>, String> {
         }
         let fields: Vec<&str> = line.split(',').map(str::trim).collect();
         if fields.len() < 2 || fields.len() > 3 || fields[0].is_empty() || fields[1].is_empty() {
-            return Err(format!("line {}: expected 2 or 3 comma-separated fields", number + 1));
+            return Err(format!(
+                "line {}: expected 2 or 3 comma-separated fields",
+                number + 1
+            ));
         }
-        let groups = fields.get(2).map(|g| g.split('|').filter(|g| !g.is_empty()).map(str::to_string).collect()).unwrap_or_default();
-        entries.push(TokenEntry { token: fields[0].to_string(), user: fields[1].to_string(), groups });
+        let groups = fields
+            .get(2)
+            .map(|g| {
+                g.split('|')
+                    .filter(|g| !g.is_empty())
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default();
+        entries.push(TokenEntry {
+            token: fields[0].to_string(),
+            user: fields[1].to_string(),
+            groups,
+        });
     }
     Ok(entries)
 }
@@ -121,38 +142,65 @@ impl Authenticator {
                     if !groups.iter().any(|g| g == "system:authenticated") {
                         groups.push("system:authenticated".into());
                     }
-                    (e.token.clone(), UserInfo { username: e.user.clone(), groups, ..UserInfo::default() })
+                    (
+                        e.token.clone(),
+                        UserInfo {
+                            username: e.user.clone(),
+                            groups,
+                            ..UserInfo::default()
+                        },
+                    )
                 })
                 .collect()
         });
-        Self { tokens, impersonators }
+        Self {
+            tokens,
+            impersonators,
+        }
     }
 
     /// Authenticates from the `Authorization` header, else from a verified client
     /// certificate's user; unknown or missing credentials are 401.
-    pub fn authenticate(&self, headers: &HeaderMap, cert_user: Option<&UserInfo>) -> Result<UserInfo, ApiError> {
+    pub fn authenticate(
+        &self,
+        headers: &HeaderMap,
+        cert_user: Option<&UserInfo>,
+    ) -> Result<UserInfo, ApiError> {
         let bearer = headers
             .get(http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
             .map(str::trim);
         let Some(tokens) = &self.tokens else {
             return Ok(cert_user.cloned().unwrap_or_else(open_admin));
         };
         match bearer {
-            Some(token) => tokens.get(token).cloned().ok_or_else(ApiError::unauthorized),
+            Some(token) => tokens
+                .get(token)
+                .cloned()
+                .ok_or_else(ApiError::unauthorized),
             None => cert_user.cloned().ok_or_else(ApiError::unauthorized),
         }
     }
 
     fn may_impersonate(&self, user: &UserInfo) -> bool {
-        self.tokens.is_none() || user.groups.iter().any(|g| g == MASTERS_GROUP) || self.impersonators.contains(&user.username)
+        self.tokens.is_none()
+            || user.groups.iter().any(|g| g == MASTERS_GROUP)
+            || self.impersonators.contains(&user.username)
     }
 
     /// Applies `Impersonate-*` headers: returns the effective user.
     pub fn impersonate(&self, user: UserInfo, headers: &HeaderMap) -> Result<UserInfo, ApiError> {
         let values = |name: &str| -> Vec<String> {
-            headers.get_all(name).iter().filter_map(|v| v.to_str().ok()).map(str::to_string).collect()
+            headers
+                .get_all(name)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .map(str::to_string)
+                .collect()
         };
         let target_user = values("impersonate-user").into_iter().next();
         let groups = values("impersonate-group");
@@ -160,7 +208,9 @@ impl Authenticator {
         let mut extra: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for (name, value) in headers {
             if let Some(key) = name.as_str().strip_prefix("impersonate-extra-") {
-                let key = percent_encoding::percent_decode_str(key).decode_utf8_lossy().to_lowercase();
+                let key = percent_encoding::percent_decode_str(key)
+                    .decode_utf8_lossy()
+                    .to_lowercase();
                 if let Ok(value) = value.to_str() {
                     extra.entry(key).or_default().push(value.to_string());
                 }
@@ -168,7 +218,9 @@ impl Authenticator {
         }
         let Some(target) = target_user else {
             if !groups.is_empty() || uid.is_some() || !extra.is_empty() {
-                return Err(ApiError::bad_request("requested impersonation of groups, uid or extra without impersonating a user"));
+                return Err(ApiError::bad_request(
+                    "requested impersonation of groups, uid or extra without impersonating a user",
+                ));
             }
             return Ok(user);
         };
@@ -179,10 +231,18 @@ impl Authenticator {
             )));
         }
         let mut groups = groups;
-        if !target.starts_with("system:serviceaccount:") && !groups.iter().any(|g| g == "system:authenticated") && target != "system:anonymous" {
+        if !target.starts_with("system:serviceaccount:")
+            && !groups.iter().any(|g| g == "system:authenticated")
+            && target != "system:anonymous"
+        {
             groups.push("system:authenticated".into());
         }
-        Ok(UserInfo { username: target, uid: uid.unwrap_or_default(), groups, extra })
+        Ok(UserInfo {
+            username: target,
+            uid: uid.unwrap_or_default(),
+            groups,
+            extra,
+        })
     }
 }
 
@@ -192,7 +252,9 @@ mod tests {
     use http::HeaderValue;
 
     fn auth() -> Authenticator {
-        let tokens = parse_tokens("# comment\nproxytoken,proxy,proxies\nalicetoken,alice,devs|ops\n").unwrap();
+        let tokens =
+            parse_tokens("# comment\nproxytoken,proxy,proxies\nalicetoken,alice,devs|ops\n")
+                .unwrap();
         Authenticator::new(Some(&tokens), vec!["proxy".into()])
     }
 
@@ -207,9 +269,16 @@ mod tests {
     #[test]
     fn tokens_and_401() {
         let a = auth();
-        let alice = a.authenticate(&headers(&[("authorization", "Bearer alicetoken")]), None).unwrap();
+        let alice = a
+            .authenticate(&headers(&[("authorization", "Bearer alicetoken")]), None)
+            .unwrap();
         assert_eq!(alice.groups, ["devs", "ops", "system:authenticated"]);
-        assert_eq!(a.authenticate(&headers(&[("authorization", "Bearer nope")]), None).unwrap_err().code, 401);
+        assert_eq!(
+            a.authenticate(&headers(&[("authorization", "Bearer nope")]), None)
+                .unwrap_err()
+                .code,
+            401
+        );
         assert_eq!(a.authenticate(&headers(&[]), None).unwrap_err().code, 401);
     }
 
@@ -223,14 +292,23 @@ mod tests {
             ("impersonate-uid", "u-1"),
             ("impersonate-extra-scopes%2Fx", "read"),
         ]);
-        let proxy = a.authenticate(&headers(&[("authorization", "Bearer proxytoken")]), None).unwrap();
+        let proxy = a
+            .authenticate(&headers(&[("authorization", "Bearer proxytoken")]), None)
+            .unwrap();
         let effective = a.impersonate(proxy, &h).unwrap();
         assert_eq!(effective.username, "bob@example.com");
         assert_eq!(effective.groups, ["g1", "g2", "system:authenticated"]);
         assert_eq!(effective.uid, "u-1");
         assert_eq!(effective.extra["scopes/x"], ["read"]);
-        let alice = a.authenticate(&headers(&[("authorization", "Bearer alicetoken")]), None).unwrap();
+        let alice = a
+            .authenticate(&headers(&[("authorization", "Bearer alicetoken")]), None)
+            .unwrap();
         assert_eq!(a.impersonate(alice, &h).unwrap_err().code, 403);
-        assert_eq!(a.impersonate(UserInfo::default(), &headers(&[("impersonate-group", "g")])).unwrap_err().code, 400);
+        assert_eq!(
+            a.impersonate(UserInfo::default(), &headers(&[("impersonate-group", "g")]))
+                .unwrap_err()
+                .code,
+            400
+        );
     }
 }

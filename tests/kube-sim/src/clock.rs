@@ -12,7 +12,9 @@ pub fn now_rfc3339() -> String {
 /// Formats a time as a Kubernetes `metav1.Time` string (whole seconds, UTC).
 pub fn format_time(t: OffsetDateTime) -> String {
     let format = format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
-    t.to_offset(time::UtcOffset::UTC).format(&format).unwrap_or_default()
+    t.to_offset(time::UtcOffset::UTC)
+        .format(&format)
+        .unwrap_or_default()
 }
 
 /// A Kubernetes-style human age (`5s`, `3m2s`, `4h`, `2d`) of an RFC 3339 timestamp.

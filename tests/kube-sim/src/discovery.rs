@@ -9,13 +9,16 @@ use crate::resources::{self, ResourceDef};
 pub const SERVER_MINOR: &str = "37";
 
 /// Media type of aggregated discovery documents.
-pub const AGGREGATED_MEDIA_TYPE: &str = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
+pub const AGGREGATED_MEDIA_TYPE: &str =
+    "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
 
 /// Whether an `Accept` header asks for aggregated discovery (v2).
 pub fn wants_aggregated(accept: &str) -> bool {
     accept.split(',').next().is_some_and(|first| {
         let first = first.replace(' ', "");
-        first.contains("as=APIGroupDiscoveryList") && first.contains("v=v2") && !first.contains("v=v2beta1")
+        first.contains("as=APIGroupDiscoveryList")
+            && first.contains("v=v2")
+            && !first.contains("v=v2beta1")
     })
 }
 
@@ -128,8 +131,14 @@ pub fn api_resource_list(group: &str, version: &str) -> Option<Value> {
             list.push(entry);
         }
     }
-    let group_version = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
-    Some(json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": list}))
+    let group_version = if group.is_empty() {
+        version.to_string()
+    } else {
+        format!("{group}/{version}")
+    };
+    Some(
+        json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": list}),
+    )
 }
 
 fn discovery_resource(def: &ResourceDef) -> Value {
@@ -166,17 +175,27 @@ fn discovery_group(group: &str) -> Value {
         .into_iter()
         .filter(|(g, _)| *g == group)
         .map(|(g, v)| {
-            let resources: Vec<Value> = resources::in_group_version(g, v).map(discovery_resource).collect();
+            let resources: Vec<Value> = resources::in_group_version(g, v)
+                .map(discovery_resource)
+                .collect();
             json!({"version": v, "resources": resources, "freshness": "Current"})
         })
         .collect();
-    let metadata = if group.is_empty() { json!({"creationTimestamp": null}) } else { json!({"name": group, "creationTimestamp": null}) };
+    let metadata = if group.is_empty() {
+        json!({"creationTimestamp": null})
+    } else {
+        json!({"name": group, "creationTimestamp": null})
+    };
     json!({"metadata": metadata, "versions": versions})
 }
 
 /// Aggregated discovery for `/api` (`legacy == true`) or `/apis`.
 pub fn aggregated(legacy: bool) -> Value {
-    let items: Vec<Value> = if legacy { vec![discovery_group("")] } else { named_groups().into_iter().map(discovery_group).collect() };
+    let items: Vec<Value> = if legacy {
+        vec![discovery_group("")]
+    } else {
+        named_groups().into_iter().map(discovery_group).collect()
+    };
     json!({"kind": "APIGroupDiscoveryList", "apiVersion": "apidiscovery.k8s.io/v2", "metadata": {}, "items": items})
 }
 
@@ -187,14 +206,23 @@ mod tests {
     #[test]
     fn core_resource_list_has_pods_and_exec() {
         let list = api_resource_list("", "v1").unwrap();
-        let names: Vec<&str> = list["resources"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
-        assert!(names.contains(&"pods") && names.contains(&"pods/exec") && names.contains(&"pods/log"));
+        let names: Vec<&str> = list["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["name"].as_str().unwrap())
+            .collect();
+        assert!(
+            names.contains(&"pods") && names.contains(&"pods/exec") && names.contains(&"pods/log")
+        );
         assert!(api_resource_list("nope", "v1").is_none());
     }
 
     #[test]
     fn accept_negotiation() {
-        assert!(wants_aggregated("application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json"));
+        assert!(wants_aggregated(
+            "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json"
+        ));
         assert!(!wants_aggregated("application/json, */*"));
     }
 }

@@ -21,7 +21,9 @@ pub const MAX_BODY: usize = 3 * 1024 * 1024;
 
 /// A fixed body.
 pub fn full(bytes: impl Into<Bytes>) -> Body {
-    Full::new(bytes.into()).map_err(|never: Infallible| match never {}).boxed_unsync()
+    Full::new(bytes.into())
+        .map_err(|never: Infallible| match never {})
+        .boxed_unsync()
 }
 
 /// An empty body.
@@ -39,7 +41,8 @@ pub fn json_response(code: u16, value: &Value) -> Response<Body> {
 /// A response with a content type.
 pub fn with_type(code: u16, content_type: &str, body: Body) -> Response<Body> {
     let mut response = Response::new(body);
-    *response.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    *response.status_mut() =
+        StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     if let Ok(value) = HeaderValue::from_str(content_type) {
         response.headers_mut().insert(header::CONTENT_TYPE, value);
     }
@@ -54,9 +57,15 @@ pub fn error_response(error: &ApiError) -> Response<Body> {
 /// A streaming response fed by a channel; the stream ends when the sender is dropped.
 pub fn streaming(content_type: &str, receiver: mpsc::Receiver<Bytes>) -> Response<Body> {
     let stream = futures_util::stream::unfold(receiver, |mut rx| async move {
-        rx.recv().await.map(|chunk| (Ok::<_, std::io::Error>(Frame::data(chunk)), rx))
+        rx.recv()
+            .await
+            .map(|chunk| (Ok::<_, std::io::Error>(Frame::data(chunk)), rx))
     });
-    with_type(200, content_type, BodyExt::boxed_unsync(StreamBody::new(stream.boxed())))
+    with_type(
+        200,
+        content_type,
+        BodyExt::boxed_unsync(StreamBody::new(stream.boxed())),
+    )
 }
 
 /// Reads a request body, refusing more than `MAX_BODY` bytes.
@@ -65,7 +74,9 @@ pub async fn read_body(body: Incoming) -> Result<Bytes, ApiError> {
     match limited.collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ApiError::too_large(MAX_BODY)),
-        Err(e) => Err(ApiError::bad_request(format!("error reading request body: {e}"))),
+        Err(e) => Err(ApiError::bad_request(format!(
+            "error reading request body: {e}"
+        ))),
     }
 }
 
@@ -75,7 +86,9 @@ pub struct Query(BTreeMap<String, Vec<String>>);
 
 fn decode(component: &str) -> String {
     let spaced = component.replace('+', " ");
-    percent_encoding::percent_decode_str(&spaced).decode_utf8_lossy().into_owned()
+    percent_encoding::percent_decode_str(&spaced)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 impl Query {

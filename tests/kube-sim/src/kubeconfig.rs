@@ -24,7 +24,12 @@ fn b64(text: &str) -> String {
 }
 
 /// Renders a kubeconfig (YAML) for `server` with an optional CA (PEM).
-pub fn render(server: &str, ca_pem: Option<&str>, credentials: &Credentials, namespace: &str) -> String {
+pub fn render(
+    server: &str,
+    ca_pem: Option<&str>,
+    credentials: &Credentials,
+    namespace: &str,
+) -> String {
     let mut cluster = json!({"server": server});
     if let Some(ca) = ca_pem {
         cluster["certificate-authority-data"] = json!(b64(ca));
@@ -56,7 +61,12 @@ pub fn write(path: &Path, contents: &str) -> std::io::Result<()> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent)?;
     }
-    let mut file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
     file.write_all(contents.as_bytes())
 }
 
@@ -66,9 +76,17 @@ mod tests {
 
     #[test]
     fn renders_token_kubeconfig() {
-        let yaml = render("https://127.0.0.1:1", Some("PEM"), &Credentials::Token("t0k".into()), "default");
+        let yaml = render(
+            "https://127.0.0.1:1",
+            Some("PEM"),
+            &Credentials::Token("t0k".into()),
+            "default",
+        );
         let value: serde_json::Value = serde_yaml_ng::from_str(&yaml).unwrap();
-        assert_eq!(value["clusters"][0]["cluster"]["certificate-authority-data"], b64("PEM"));
+        assert_eq!(
+            value["clusters"][0]["cluster"]["certificate-authority-data"],
+            b64("PEM")
+        );
         assert_eq!(value["users"][0]["user"]["token"], "t0k");
         assert_eq!(value["current-context"], "kube-sim");
     }

@@ -48,7 +48,8 @@ impl LogSource {
     fn line(&self, k: u64) -> String {
         let text = line_text(&self.namespace, &self.pod, &self.container, k);
         if self.timestamps {
-            let offset = self.interval * u32::try_from(k.saturating_sub(INITIAL_LINES)).unwrap_or(u32::MAX);
+            let offset =
+                self.interval * u32::try_from(k.saturating_sub(INITIAL_LINES)).unwrap_or(u32::MAX);
             let at = self.started + offset;
             let stamp = at.format(&Rfc3339).unwrap_or_default();
             format!("{stamp} {text}\n")
@@ -59,18 +60,42 @@ impl LogSource {
 }
 
 /// Handles `GET …/pods/{name}/log`.
-pub fn handle(state: &Arc<SimState>, pod: &Value, query: &Query) -> Result<Response<Body>, ApiError> {
-    let name = pod.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_string();
-    let namespace = pod.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or_default().to_string();
+pub fn handle(
+    state: &Arc<SimState>,
+    pod: &Value,
+    query: &Query,
+) -> Result<Response<Body>, ApiError> {
+    let name = pod
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let namespace = pod
+        .pointer("/metadata/namespace")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
     let containers: Vec<String> = pod
         .pointer("/spec/containers")
         .and_then(Value::as_array)
-        .map(|cs| cs.iter().filter_map(|c| c["name"].as_str()).map(str::to_string).collect())
+        .map(|cs| {
+            cs.iter()
+                .filter_map(|c| c["name"].as_str())
+                .map(str::to_string)
+                .collect()
+        })
         .unwrap_or_default();
     let container = match query.get("container").filter(|c| !c.is_empty()) {
         Some(c) if containers.iter().any(|x| x == c) => c.to_string(),
-        Some(c) => return Err(ApiError::bad_request(format!("container {c} is not valid for pod {name}"))),
-        None => containers.first().cloned().ok_or_else(|| ApiError::bad_request(format!("pod {name} has no containers")))?,
+        Some(c) => {
+            return Err(ApiError::bad_request(format!(
+                "container {c} is not valid for pod {name}"
+            )))
+        }
+        None => containers
+            .first()
+            .cloned()
+            .ok_or_else(|| ApiError::bad_request(format!("pod {name} has no containers")))?,
     };
     let started = pod
         .pointer("/metadata/creationTimestamp")
@@ -86,7 +111,11 @@ pub fn handle(state: &Arc<SimState>, pod: &Value, query: &Query) -> Result<Respo
         timestamps: query.flag("timestamps"),
     };
     let total = source.lines_at(OffsetDateTime::now_utc());
-    let tail = query.get("tailLines").and_then(|t| t.parse::<u64>().ok()).unwrap_or(MAX_LINES).min(MAX_LINES);
+    let tail = query
+        .get("tailLines")
+        .and_then(|t| t.parse::<u64>().ok())
+        .unwrap_or(MAX_LINES)
+        .min(MAX_LINES);
     let first = total.saturating_sub(tail) + 1;
     let existing: String = (first..=total).map(|k| source.line(k)).collect();
     if !query.flag("follow") {
@@ -101,7 +130,8 @@ pub fn handle(state: &Arc<SimState>, pod: &Value, query: &Query) -> Result<Respo
         let mut shutdown = state.shutdown.clone();
         let mut next = total + 1;
         loop {
-            let due = source.started + source.interval * u32::try_from(next - INITIAL_LINES).unwrap_or(u32::MAX);
+            let due = source.started
+                + source.interval * u32::try_from(next - INITIAL_LINES).unwrap_or(u32::MAX);
             let wait = (due - OffsetDateTime::now_utc()).max(time::Duration::ZERO);
             let sleep = Duration::try_from(wait).unwrap_or(Duration::ZERO);
             tokio::select! {
@@ -109,7 +139,11 @@ pub fn handle(state: &Arc<SimState>, pod: &Value, query: &Query) -> Result<Respo
                 _ = shutdown.changed() => return,
                 () = tx.closed() => return,
             }
-            if state.store.get(resources::pods(), Some(&namespace), &name).is_err() {
+            if state
+                .store
+                .get(resources::pods(), Some(&namespace), &name)
+                .is_err()
+            {
                 return;
             }
             if tx.send(Bytes::from(source.line(next))).await.is_err() {

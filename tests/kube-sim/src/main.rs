@@ -57,7 +57,9 @@ struct Cli {
 async fn main() {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
         .init();
     if let Err(message) = run(Cli::parse()).await {
         eprintln!("kube-sim: {message}");
@@ -84,13 +86,22 @@ async fn run(cli: Cli) -> Result<(), String> {
         let credentials = match (&cli.kubeconfig_client_cert, &cli.kubeconfig_token) {
             (Some(spec), _) => {
                 let (user, groups) = spec.split_once(':').unwrap_or((spec, ""));
-                let groups: Vec<String> = groups.split('|').filter(|g| !g.is_empty()).map(str::to_string).collect();
-                sim.client_certificate(user, &groups).map_err(|e| format!("--kubeconfig-client-cert: {e}"))?
+                let groups: Vec<String> = groups
+                    .split('|')
+                    .filter(|g| !g.is_empty())
+                    .map(str::to_string)
+                    .collect();
+                sim.client_certificate(user, &groups)
+                    .map_err(|e| format!("--kubeconfig-client-cert: {e}"))?
             }
             (None, Some(token)) => Credentials::Token(token.clone()),
-            (None, None) => tokens.as_ref().and_then(|t| t.first()).map_or(Credentials::None, |t| Credentials::Token(t.token.clone())),
+            (None, None) => tokens
+                .as_ref()
+                .and_then(|t| t.first())
+                .map_or(Credentials::None, |t| Credentials::Token(t.token.clone())),
         };
-        sim.write_kubeconfig(path, &credentials).map_err(|e| e.to_string())?;
+        sim.write_kubeconfig(path, &credentials)
+            .map_err(|e| e.to_string())?;
     }
     let ready = serde_json::json!({
         "addr": sim.addr().to_string(),

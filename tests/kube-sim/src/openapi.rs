@@ -22,7 +22,10 @@ pub fn root() -> Value {
     let mut paths = Map::new();
     for (group, version) in resources::group_versions() {
         let key = gv_key(group, version);
-        paths.insert(key.clone(), json!({"serverRelativeURL": format!("/openapi/v3/{key}?hash={HASH}")}));
+        paths.insert(
+            key.clone(),
+            json!({"serverRelativeURL": format!("/openapi/v3/{key}?hash={HASH}")}),
+        );
     }
     json!({"paths": paths})
 }
@@ -64,18 +67,26 @@ fn kind_schema(def: &ResourceDef) -> Value {
         }
         "Secret" => {
             properties["data"] = string_map("Data contains the secret data, base64 encoded.");
-            properties["stringData"] = string_map("stringData allows specifying non-binary secret data in string form.");
+            properties["stringData"] =
+                string_map("stringData allows specifying non-binary secret data in string form.");
             properties["type"] = json!({"type": "string", "description": "Used to facilitate programmatic handling of secret data."});
         }
         "Event" => {
             for field in ["reason", "message", "type"] {
-                properties[field] = json!({"type": "string", "description": format!("The event's {field}.")});
+                properties[field] =
+                    json!({"type": "string", "description": format!("The event's {field}.")});
             }
             properties["involvedObject"] = free_object("The object that this event is about.");
         }
         _ => {
-            properties["spec"] = free_object(&format!("Spec defines the desired state of the {}.", def.kind));
-            properties["status"] = free_object(&format!("Status is the most recently observed status of the {}.", def.kind));
+            properties["spec"] = free_object(&format!(
+                "Spec defines the desired state of the {}.",
+                def.kind
+            ));
+            properties["status"] = free_object(&format!(
+                "Status is the most recently observed status of the {}.",
+                def.kind
+            ));
         }
     }
     json!({
@@ -120,7 +131,12 @@ fn operation(def: &ResourceDef, action: &str, verb: &str, schema: &str, patch: b
     });
     let body_schema = json!({"schema": {"$ref": format!("#/components/schemas/{schema}")}});
     if matches!(verb, "post" | "put" | "patch") {
-        op["parameters"] = json!([query_param("dryRun"), query_param("fieldManager"), query_param("fieldValidation"), query_param("pretty")]);
+        op["parameters"] = json!([
+            query_param("dryRun"),
+            query_param("fieldManager"),
+            query_param("fieldValidation"),
+            query_param("pretty")
+        ]);
     }
     if patch {
         // No `application/strategic-merge-patch+json` here on purpose: kubectl then

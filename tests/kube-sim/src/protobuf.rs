@@ -37,16 +37,33 @@ struct Field {
 }
 
 const fn f(num: u64, name: &'static str, kind: Kind) -> Field {
-    Field { num, name, kind, repeated: false }
+    Field {
+        num,
+        name,
+        kind,
+        repeated: false,
+    }
 }
 
 const fn list(num: u64, name: &'static str, kind: Kind) -> Field {
-    Field { num, name, kind, repeated: true }
+    Field {
+        num,
+        name,
+        kind,
+        repeated: true,
+    }
 }
 
 use Kind::{Bool, Bytes, Int, IntOrString, MapBytes, MapStr, Msg, Str, Time};
 
-const OWNER_REFERENCE: &[Field] = &[f(5, "apiVersion", Str), f(1, "kind", Str), f(3, "name", Str), f(4, "uid", Str), f(6, "controller", Bool), f(7, "blockOwnerDeletion", Bool)];
+const OWNER_REFERENCE: &[Field] = &[
+    f(5, "apiVersion", Str),
+    f(1, "kind", Str),
+    f(3, "name", Str),
+    f(4, "uid", Str),
+    f(6, "controller", Bool),
+    f(7, "blockOwnerDeletion", Bool),
+];
 const OBJECT_META: &[Field] = &[
     f(1, "name", Str),
     f(2, "generateName", Str),
@@ -60,9 +77,22 @@ const OBJECT_META: &[Field] = &[
     list(13, "ownerReferences", Msg(OWNER_REFERENCE)),
     list(14, "finalizers", Str),
 ];
-const REQUIREMENT: &[Field] = &[f(1, "key", Str), f(2, "operator", Str), list(3, "values", Str)];
-const LABEL_SELECTOR: &[Field] = &[f(1, "matchLabels", MapStr), list(2, "matchExpressions", Msg(REQUIREMENT))];
-const CONTAINER_PORT: &[Field] = &[f(1, "name", Str), f(2, "hostPort", Int), f(3, "containerPort", Int), f(4, "protocol", Str), f(5, "hostIP", Str)];
+const REQUIREMENT: &[Field] = &[
+    f(1, "key", Str),
+    f(2, "operator", Str),
+    list(3, "values", Str),
+];
+const LABEL_SELECTOR: &[Field] = &[
+    f(1, "matchLabels", MapStr),
+    list(2, "matchExpressions", Msg(REQUIREMENT)),
+];
+const CONTAINER_PORT: &[Field] = &[
+    f(1, "name", Str),
+    f(2, "hostPort", Int),
+    f(3, "containerPort", Int),
+    f(4, "protocol", Str),
+    f(5, "hostIP", Str),
+];
 const ENV_VAR: &[Field] = &[f(1, "name", Str), f(2, "value", Str)];
 const CONTAINER: &[Field] = &[
     f(1, "name", Str),
@@ -92,13 +122,40 @@ const POD_SPEC: &[Field] = &[
     f(16, "hostname", Str),
     f(19, "schedulerName", Str),
 ];
-const POD_TEMPLATE: &[Field] = &[f(1, "metadata", Msg(OBJECT_META)), f(2, "spec", Msg(POD_SPEC))];
-const POD: &[Field] = &[f(1, "metadata", Msg(OBJECT_META)), f(2, "spec", Msg(POD_SPEC))];
-const CONFIG_MAP: &[Field] = &[f(1, "metadata", Msg(OBJECT_META)), f(4, "immutable", Bool), f(2, "data", MapStr), f(3, "binaryData", MapBytes)];
-const SECRET: &[Field] = &[f(1, "metadata", Msg(OBJECT_META)), f(5, "immutable", Bool), f(2, "data", MapBytes), f(4, "stringData", MapStr), f(3, "type", Str)];
+const POD_TEMPLATE: &[Field] = &[
+    f(1, "metadata", Msg(OBJECT_META)),
+    f(2, "spec", Msg(POD_SPEC)),
+];
+const POD: &[Field] = &[
+    f(1, "metadata", Msg(OBJECT_META)),
+    f(2, "spec", Msg(POD_SPEC)),
+];
+const CONFIG_MAP: &[Field] = &[
+    f(1, "metadata", Msg(OBJECT_META)),
+    f(4, "immutable", Bool),
+    f(2, "data", MapStr),
+    f(3, "binaryData", MapBytes),
+];
+const SECRET: &[Field] = &[
+    f(1, "metadata", Msg(OBJECT_META)),
+    f(5, "immutable", Bool),
+    f(2, "data", MapBytes),
+    f(4, "stringData", MapStr),
+    f(3, "type", Str),
+];
 const NAMESPACE_SPEC: &[Field] = &[list(1, "finalizers", Str)];
-const NAMESPACE: &[Field] = &[f(1, "metadata", Msg(OBJECT_META)), f(2, "spec", Msg(NAMESPACE_SPEC))];
-const SERVICE_PORT: &[Field] = &[f(1, "name", Str), f(2, "protocol", Str), f(6, "appProtocol", Str), f(3, "port", Int), f(4, "targetPort", IntOrString), f(5, "nodePort", Int)];
+const NAMESPACE: &[Field] = &[
+    f(1, "metadata", Msg(OBJECT_META)),
+    f(2, "spec", Msg(NAMESPACE_SPEC)),
+];
+const SERVICE_PORT: &[Field] = &[
+    f(1, "name", Str),
+    f(2, "protocol", Str),
+    f(6, "appProtocol", Str),
+    f(3, "port", Int),
+    f(4, "targetPort", IntOrString),
+    f(5, "nodePort", Int),
+];
 const SERVICE_SPEC: &[Field] = &[
     list(1, "ports", Msg(SERVICE_PORT)),
     f(2, "selector", MapStr),
@@ -109,7 +166,10 @@ const SERVICE_SPEC: &[Field] = &[
     f(7, "sessionAffinity", Str),
     f(10, "externalName", Str),
 ];
-const SERVICE: &[Field] = &[f(1, "metadata", Msg(OBJECT_META)), f(2, "spec", Msg(SERVICE_SPEC))];
+const SERVICE: &[Field] = &[
+    f(1, "metadata", Msg(OBJECT_META)),
+    f(2, "spec", Msg(SERVICE_SPEC)),
+];
 const DEPLOYMENT_SPEC: &[Field] = &[
     f(1, "replicas", Int),
     f(2, "selector", Msg(LABEL_SELECTOR)),
@@ -120,9 +180,17 @@ const DEPLOYMENT_SPEC: &[Field] = &[
     f(7, "paused", Bool),
     f(9, "progressDeadlineSeconds", Int),
 ];
-const DEPLOYMENT: &[Field] = &[f(1, "metadata", Msg(OBJECT_META)), f(2, "spec", Msg(DEPLOYMENT_SPEC))];
+const DEPLOYMENT: &[Field] = &[
+    f(1, "metadata", Msg(OBJECT_META)),
+    f(2, "spec", Msg(DEPLOYMENT_SPEC)),
+];
 const TYPE_META: &[Field] = &[f(1, "apiVersion", Str), f(2, "kind", Str)];
-const UNKNOWN: &[Field] = &[f(1, "typeMeta", Msg(TYPE_META)), f(2, "raw", Bytes), f(3, "contentEncoding", Str), f(4, "contentType", Str)];
+const UNKNOWN: &[Field] = &[
+    f(1, "typeMeta", Msg(TYPE_META)),
+    f(2, "raw", Bytes),
+    f(3, "contentEncoding", Str),
+    f(4, "contentType", Str),
+];
 
 fn schema_for(api_version: &str, kind: &str) -> Option<&'static [Field]> {
     Some(match (api_version, kind) {
@@ -149,7 +217,10 @@ impl<'a> Reader<'a> {
     fn varint(&mut self) -> Result<u64, ApiError> {
         let mut value = 0u64;
         for shift in 0..10 {
-            let byte = *self.data.get(self.at).ok_or_else(|| bad("truncated varint"))?;
+            let byte = *self
+                .data
+                .get(self.at)
+                .ok_or_else(|| bad("truncated varint"))?;
             self.at += 1;
             value |= u64::from(byte & 0x7f) << (7 * shift);
             if byte & 0x80 == 0 {
@@ -160,7 +231,11 @@ impl<'a> Reader<'a> {
     }
 
     fn bytes(&mut self, n: usize) -> Result<&'a [u8], ApiError> {
-        let end = self.at.checked_add(n).filter(|e| *e <= self.data.len()).ok_or_else(|| bad("truncated field"))?;
+        let end = self
+            .at
+            .checked_add(n)
+            .filter(|e| *e <= self.data.len())
+            .ok_or_else(|| bad("truncated field"))?;
         let slice = &self.data[self.at..end];
         self.at = end;
         Ok(slice)
@@ -215,7 +290,9 @@ fn map_entry(bytes: &[u8], value_as_bytes: bool) -> Result<(String, Value), ApiE
     for (num, wire) in fields(bytes)? {
         match (num, wire) {
             (1, Wire::Len(k)) => key = String::from_utf8_lossy(k).into_owned(),
-            (2, Wire::Len(v)) if value_as_bytes => value = json!(base64::engine::general_purpose::STANDARD.encode(v)),
+            (2, Wire::Len(v)) if value_as_bytes => {
+                value = json!(base64::engine::general_purpose::STANDARD.encode(v))
+            }
             (2, Wire::Len(v)) => value = text(v),
             _ => {}
         }
@@ -240,7 +317,9 @@ fn decode_value(kind: Kind, wire: Wire<'_>, depth: usize) -> Result<Option<Value
             if seconds == 0 {
                 None
             } else {
-                OffsetDateTime::from_unix_timestamp(seconds).ok().map(|t| json!(crate::clock::format_time(t)))
+                OffsetDateTime::from_unix_timestamp(seconds)
+                    .ok()
+                    .map(|t| json!(crate::clock::format_time(t)))
             }
         }
         (IntOrString, Wire::Len(b)) => {
@@ -274,10 +353,14 @@ fn decode_message(data: &[u8], schema: &[Field], depth: usize) -> Result<Value, 
     }
     let mut out = Map::new();
     for (num, wire) in fields(data)? {
-        let Some(field) = schema.iter().find(|f| f.num == num) else { continue };
+        let Some(field) = schema.iter().find(|f| f.num == num) else {
+            continue;
+        };
         match field.kind {
             MapStr | MapBytes => {
-                let Wire::Len(entry) = wire else { return Err(bad("map entry is not length-delimited")) };
+                let Wire::Len(entry) = wire else {
+                    return Err(bad("map entry is not length-delimited"));
+                };
                 let (key, value) = map_entry(entry, matches!(field.kind, MapBytes))?;
                 let map = out.entry(field.name).or_insert_with(|| json!({}));
                 if let Some(map) = map.as_object_mut() {
@@ -285,7 +368,9 @@ fn decode_message(data: &[u8], schema: &[Field], depth: usize) -> Result<Value, 
                 }
             }
             kind => {
-                let Some(value) = decode_value(kind, wire, depth)? else { continue };
+                let Some(value) = decode_value(kind, wire, depth)? else {
+                    continue;
+                };
                 if field.repeated {
                     let items = out.entry(field.name).or_insert_with(|| json!([]));
                     if let Some(items) = items.as_array_mut() {
@@ -302,15 +387,30 @@ fn decode_message(data: &[u8], schema: &[Field], depth: usize) -> Result<Value, 
 
 /// Decodes a `k8s\0`-prefixed protobuf body into a JSON object.
 pub fn decode(body: &[u8]) -> Result<Value, ApiError> {
-    let envelope = body.strip_prefix(MAGIC).ok_or_else(|| bad("missing the k8s protobuf magic prefix"))?;
+    let envelope = body
+        .strip_prefix(MAGIC)
+        .ok_or_else(|| bad("missing the k8s protobuf magic prefix"))?;
     let unknown = decode_message(envelope, UNKNOWN, 0)?;
-    let api_version = unknown.pointer("/typeMeta/apiVersion").and_then(Value::as_str).unwrap_or_default().to_string();
-    let kind = unknown.pointer("/typeMeta/kind").and_then(Value::as_str).unwrap_or_default().to_string();
+    let api_version = unknown
+        .pointer("/typeMeta/apiVersion")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let kind = unknown
+        .pointer("/typeMeta/kind")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
     let schema = schema_for(&api_version, &kind).ok_or_else(|| {
         ApiError::unsupported_media_type(&format!("{MEDIA_TYPE} (kube-sim decodes protobuf only for ConfigMap, Secret, Namespace, Service, Pod and Deployment; got {api_version} {kind})"))
     })?;
-    let raw = unknown.get("raw").and_then(Value::as_str).unwrap_or_default();
-    let raw = base64::engine::general_purpose::STANDARD.decode(raw).map_err(|e| bad(e.to_string()))?;
+    let raw = unknown
+        .get("raw")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(raw)
+        .map_err(|e| bad(e.to_string()))?;
     let mut object = decode_message(&raw, schema, 0)?;
     object["apiVersion"] = json!(api_version);
     object["kind"] = json!(kind);
@@ -329,12 +429,27 @@ mod tests {
 
     #[test]
     fn decodes_a_configmap_like_kubectl_sends() {
-        let meta = [len_field(1, b"settings"), len_field(2, b""), len_field(11, &[len_field(1, b"app"), len_field(2, b"web")].concat())].concat();
-        let raw = [len_field(1, &meta), len_field(2, &[len_field(1, b"colour"), len_field(2, b"blue")].concat())].concat();
+        let meta = [
+            len_field(1, b"settings"),
+            len_field(2, b""),
+            len_field(11, &[len_field(1, b"app"), len_field(2, b"web")].concat()),
+        ]
+        .concat();
+        let raw = [
+            len_field(1, &meta),
+            len_field(
+                2,
+                &[len_field(1, b"colour"), len_field(2, b"blue")].concat(),
+            ),
+        ]
+        .concat();
         let type_meta = [len_field(1, b"v1"), len_field(2, b"ConfigMap")].concat();
         let body = [MAGIC.to_vec(), len_field(1, &type_meta), len_field(2, &raw)].concat();
         let object = decode(&body).unwrap();
-        assert_eq!(object, json!({"metadata": {"name": "settings", "labels": {"app": "web"}}, "data": {"colour": "blue"}, "apiVersion": "v1", "kind": "ConfigMap"}));
+        assert_eq!(
+            object,
+            json!({"metadata": {"name": "settings", "labels": {"app": "web"}}, "data": {"colour": "blue"}, "apiVersion": "v1", "kind": "ConfigMap"})
+        );
     }
 
     #[test]

@@ -37,7 +37,10 @@ pub struct RecordedRequest {
 impl RecordedRequest {
     /// The first value of a header (case-insensitive name).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -49,7 +52,9 @@ pub struct RequestLog {
 
 impl RequestLog {
     fn lock(&self) -> std::sync::MutexGuard<'_, (u64, VecDeque<RecordedRequest>)> {
-        self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Appends a request and returns its sequence number.
@@ -65,7 +70,13 @@ impl RequestLog {
     }
 
     /// Fills in the outcome of a logged request.
-    pub fn complete(&self, seq: u64, authenticated: Option<UserInfo>, user: Option<UserInfo>, status: u16) {
+    pub fn complete(
+        &self,
+        seq: u64,
+        authenticated: Option<UserInfo>,
+        user: Option<UserInfo>,
+        status: u16,
+    ) {
         let mut inner = self.lock();
         if let Some(entry) = inner.1.iter_mut().rev().find(|r| r.seq == seq) {
             entry.authenticated_user = authenticated;

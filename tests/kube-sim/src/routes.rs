@@ -56,11 +56,17 @@ pub fn route(path: &str) -> Route {
         ["api", version, rest @ ..] => resource_route("", version, rest),
         ["apis"] => Route::Groups,
         ["apis", group] => Route::Group((*group).to_string()),
-        ["apis", group, version] => Route::ResourceList((*group).to_string(), (*version).to_string()),
+        ["apis", group, version] => {
+            Route::ResourceList((*group).to_string(), (*version).to_string())
+        }
         ["apis", group, version, rest @ ..] => resource_route(group, version, rest),
         ["openapi", "v3"] => Route::OpenApiRoot,
-        ["openapi", "v3", "api", version] => Route::OpenApiGroupVersion(String::new(), (*version).to_string()),
-        ["openapi", "v3", "apis", group, version] => Route::OpenApiGroupVersion((*group).to_string(), (*version).to_string()),
+        ["openapi", "v3", "api", version] => {
+            Route::OpenApiGroupVersion(String::new(), (*version).to_string())
+        }
+        ["openapi", "v3", "apis", group, version] => {
+            Route::OpenApiGroupVersion((*group).to_string(), (*version).to_string())
+        }
         _ => Route::NotFound,
     }
 }
@@ -117,17 +123,34 @@ mod tests {
     #[test]
     fn resource_paths() {
         let exec = resource("/api/v1/namespaces/default/pods/demo/exec");
-        assert_eq!((exec.def.plural, exec.namespace.as_deref(), exec.name.as_deref(), exec.subresource.as_deref()), ("pods", Some("default"), Some("demo"), Some("exec")));
+        assert_eq!(
+            (
+                exec.def.plural,
+                exec.namespace.as_deref(),
+                exec.name.as_deref(),
+                exec.subresource.as_deref()
+            ),
+            ("pods", Some("default"), Some("demo"), Some("exec"))
+        );
         let ns = resource("/api/v1/namespaces/default");
-        assert_eq!((ns.def.plural, ns.name.as_deref()), ("namespaces", Some("default")));
+        assert_eq!(
+            (ns.def.plural, ns.name.as_deref()),
+            ("namespaces", Some("default"))
+        );
         let ns_status = resource("/api/v1/namespaces/default/status");
-        assert_eq!((ns_status.def.plural, ns_status.subresource.as_deref()), ("namespaces", Some("status")));
+        assert_eq!(
+            (ns_status.def.plural, ns_status.subresource.as_deref()),
+            ("namespaces", Some("status"))
+        );
         let all_pods = resource("/api/v1/pods");
         assert_eq!((all_pods.namespace, all_pods.name), (None, None));
         let deploy = resource("/apis/apps/v1/watch/namespaces/x/deployments");
         assert!(deploy.watch_prefix);
         assert_eq!(route("/api/v1/namespaces/default/nothing"), Route::NotFound);
-        assert_eq!(route("/api/v1/namespaces/default/pods/a/b/c"), Route::NotFound);
+        assert_eq!(
+            route("/api/v1/namespaces/default/pods/a/b/c"),
+            Route::NotFound
+        );
         assert_eq!(route("/api/v1/namespaces/x/nodes"), Route::NotFound);
     }
 }

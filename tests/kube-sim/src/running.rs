@@ -96,13 +96,28 @@ pub struct KubeSim;
 impl KubeSim {
     /// Binds, seeds and starts serving in the background.
     pub async fn start(config: SimConfig) -> Result<RunningSim, SimError> {
-        let listener = TcpListener::bind(config.listen).await.map_err(|source| SimError::Bind { addr: config.listen, source })?;
-        let addr = listener.local_addr().map_err(|source| SimError::Bind { addr: config.listen, source })?;
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| SimError::Bind {
+                addr: config.listen,
+                source,
+            })?;
+        let addr = listener.local_addr().map_err(|source| SimError::Bind {
+            addr: config.listen,
+            source,
+        })?;
         let sandbox = match config.sandbox.clone() {
             Some(dir) => dir,
-            None => std::env::temp_dir().join(format!("kube-sim-{}-{}", std::process::id(), uuid::Uuid::new_v4().simple())),
+            None => std::env::temp_dir().join(format!(
+                "kube-sim-{}-{}",
+                std::process::id(),
+                uuid::Uuid::new_v4().simple()
+            )),
         };
-        std::fs::create_dir_all(&sandbox).map_err(|source| SimError::Sandbox { path: sandbox.clone(), source })?;
+        std::fs::create_dir_all(&sandbox).map_err(|source| SimError::Sandbox {
+            path: sandbox.clone(),
+            source,
+        })?;
         let sandbox = sandbox.canonicalize().unwrap_or(sandbox);
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let state = Arc::new(SimState {
@@ -132,7 +147,14 @@ impl KubeSim {
             sandbox = %sandbox.display(),
             "kube-sim listening"
         );
-        Ok(RunningSim { addr, scheme, ca, state, shutdown: shutdown_tx, task })
+        Ok(RunningSim {
+            addr,
+            scheme,
+            ca,
+            state,
+            shutdown: shutdown_tx,
+            task,
+        })
     }
 }
 
@@ -174,19 +196,35 @@ impl RunningSim {
     }
 
     /// Issues a client certificate (CN = user, O = groups) for a kubeconfig.
-    pub fn client_certificate(&self, user: &str, groups: &[String]) -> Result<Credentials, SimError> {
+    pub fn client_certificate(
+        &self,
+        user: &str,
+        groups: &[String],
+    ) -> Result<Credentials, SimError> {
         let ca = self.ca.as_ref().ok_or(SimError::NoTls)?;
-        Ok(Credentials::ClientCertificate(ca.issue_client(user, groups)?))
+        Ok(Credentials::ClientCertificate(
+            ca.issue_client(user, groups)?,
+        ))
     }
 
     /// A kubeconfig (YAML) for this simulator.
     pub fn kubeconfig(&self, credentials: &Credentials) -> String {
-        kubeconfig::render(&self.url(), self.ca_pem().as_deref(), credentials, "default")
+        kubeconfig::render(
+            &self.url(),
+            self.ca_pem().as_deref(),
+            credentials,
+            "default",
+        )
     }
 
     /// Writes a kubeconfig (mode 0600).
     pub fn write_kubeconfig(&self, path: &Path, credentials: &Credentials) -> Result<(), SimError> {
-        kubeconfig::write(path, &self.kubeconfig(credentials)).map_err(|source| SimError::Kubeconfig { path: path.to_path_buf(), source })
+        kubeconfig::write(path, &self.kubeconfig(credentials)).map_err(|source| {
+            SimError::Kubeconfig {
+                path: path.to_path_buf(),
+                source,
+            }
+        })
     }
 
     /// Every request received so far (oldest first).

@@ -4,13 +4,17 @@
 use serde_json::json;
 
 use crate::resources;
-use crate::store::Store;
 use crate::status::ApiError;
+use crate::store::Store;
 
 /// Creates the seed objects.
 pub fn seed(store: &Store) -> Result<(), ApiError> {
     for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
-        store.create(resources::namespaces(), None, json!({"metadata": {"name": ns}}))?;
+        store.create(
+            resources::namespaces(),
+            None,
+            json!({"metadata": {"name": ns}}),
+        )?;
     }
     store.create(
         resources::nodes(),

@@ -46,15 +46,22 @@ fn split_top_level(input: &str) -> Vec<&str> {
 fn valid_key(key: &str) -> bool {
     !key.is_empty()
         && key.len() <= 317
-        && key.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'))
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'))
 }
 
 fn valid_value(value: &str) -> bool {
-    value.len() <= 63 && value.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    value.len() <= 63
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
 fn bad(selector: &str, why: &str) -> ApiError {
-    ApiError::bad_request(format!("unable to parse requirement: {why} in selector {selector:?}"))
+    ApiError::bad_request(format!(
+        "unable to parse requirement: {why} in selector {selector:?}"
+    ))
 }
 
 impl LabelSelector {
@@ -95,13 +102,22 @@ impl LabelSelector {
             return Ok(LabelRequirement::DoesNotExist(checked_key(key)?));
         }
         if let Some((key, value)) = part.split_once("!=") {
-            return Ok(LabelRequirement::NotEquals(checked_key(key)?, checked_value(value)?));
+            return Ok(LabelRequirement::NotEquals(
+                checked_key(key)?,
+                checked_value(value)?,
+            ));
         }
         if let Some((key, value)) = part.split_once("==") {
-            return Ok(LabelRequirement::Equals(checked_key(key)?, checked_value(value)?));
+            return Ok(LabelRequirement::Equals(
+                checked_key(key)?,
+                checked_value(value)?,
+            ));
         }
         if let Some((key, value)) = part.split_once('=') {
-            return Ok(LabelRequirement::Equals(checked_key(key)?, checked_value(value)?));
+            return Ok(LabelRequirement::Equals(
+                checked_key(key)?,
+                checked_value(value)?,
+            ));
         }
         let words: Vec<&str> = part.splitn(2, char::is_whitespace).collect();
         if words.len() == 2 {
@@ -118,9 +134,16 @@ impl LabelSelector {
                 .strip_prefix('(')
                 .and_then(|r| r.strip_suffix(')'))
                 .ok_or_else(|| bad(selector, "expected a parenthesised value set"))?;
-            let values = inner.split(',').map(checked_value).collect::<Result<Vec<_>, _>>()?;
+            let values = inner
+                .split(',')
+                .map(checked_value)
+                .collect::<Result<Vec<_>, _>>()?;
             let key = checked_key(words[0])?;
-            return Ok(if negated { LabelRequirement::NotIn(key, values) } else { LabelRequirement::In(key, values) });
+            return Ok(if negated {
+                LabelRequirement::NotIn(key, values)
+            } else {
+                LabelRequirement::In(key, values)
+            });
         }
         Ok(LabelRequirement::Exists(checked_key(part)?))
     }
@@ -155,11 +178,15 @@ impl FieldSelector {
             } else if let Some((f, v)) = part.split_once('=') {
                 (f, true, v)
             } else {
-                return Err(ApiError::bad_request(format!("invalid selector: '{selector}'; can't understand '{part}'")));
+                return Err(ApiError::bad_request(format!(
+                    "invalid selector: '{selector}'; can't understand '{part}'"
+                )));
             };
             let field = field.trim();
             if field.is_empty() || !field.chars().all(|c| c.is_ascii_alphanumeric() || c == '.') {
-                return Err(ApiError::bad_request(format!("field label not supported: {field}")));
+                return Err(ApiError::bad_request(format!(
+                    "field label not supported: {field}"
+                )));
             }
             terms.push((field.to_string(), equal, value.trim().to_string()));
         }
@@ -223,23 +250,39 @@ mod tests {
             ("app=web,tier=back", false),
             ("", true),
         ] {
-            assert_eq!(LabelSelector::parse(selector).unwrap().matches(&obj), expected, "{selector}");
+            assert_eq!(
+                LabelSelector::parse(selector).unwrap().matches(&obj),
+                expected,
+                "{selector}"
+            );
         }
     }
 
     #[test]
     fn bad_label_selectors_are_bad_requests() {
         for selector in ["app=we b", "app in web", "=x", ",", "app foo (x)"] {
-            assert_eq!(LabelSelector::parse(selector).unwrap_err().code, 400, "{selector}");
+            assert_eq!(
+                LabelSelector::parse(selector).unwrap_err().code,
+                400,
+                "{selector}"
+            );
         }
     }
 
     #[test]
     fn field_selectors() {
         let obj = pod(json!({}));
-        assert!(FieldSelector::parse("metadata.name=p").unwrap().matches(&obj));
-        assert!(FieldSelector::parse("metadata.namespace==default,status.phase!=Pending").unwrap().matches(&obj));
-        assert!(!FieldSelector::parse("status.phase=Pending").unwrap().matches(&obj));
+        assert!(FieldSelector::parse("metadata.name=p")
+            .unwrap()
+            .matches(&obj));
+        assert!(
+            FieldSelector::parse("metadata.namespace==default,status.phase!=Pending")
+                .unwrap()
+                .matches(&obj)
+        );
+        assert!(!FieldSelector::parse("status.phase=Pending")
+            .unwrap()
+            .matches(&obj));
         assert!(FieldSelector::parse("nonsense").is_err());
     }
 }

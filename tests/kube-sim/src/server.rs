@@ -14,7 +14,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::auth::UserInfo;
 use crate::clock::now_rfc3339;
-use crate::http_util::{error_response, json_response, with_type, full, Body, Query};
+use crate::http_util::{error_response, full, json_response, with_type, Body, Query};
 use crate::request_log::RecordedRequest;
 use crate::routes::{route, Route};
 use crate::state::SimState;
@@ -31,7 +31,12 @@ pub struct TlsSetup {
 }
 
 /// Accepts connections until `shutdown` flips.
-pub async fn serve(listener: TcpListener, tls: Option<TlsSetup>, state: Arc<SimState>, mut shutdown: watch::Receiver<bool>) {
+pub async fn serve(
+    listener: TcpListener,
+    tls: Option<TlsSetup>,
+    state: Arc<SimState>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let tls = tls.map(Arc::new);
     loop {
         let accepted = tokio::select! {
@@ -59,7 +64,8 @@ pub async fn serve(listener: TcpListener, tls: Option<TlsSetup>, state: Arc<SimS
                             .peer_certificates()
                             .and_then(|certs| certs.first())
                             .and_then(|cert| tls.ca.user_of(cert));
-                        serve_connection(TokioIo::new(stream), remote, cert_user, state, shutdown).await;
+                        serve_connection(TokioIo::new(stream), remote, cert_user, state, shutdown)
+                            .await;
                     }
                     Err(e) => tracing::debug!(error = %e, %remote, "TLS handshake failed"),
                 },
@@ -69,8 +75,13 @@ pub async fn serve(listener: TcpListener, tls: Option<TlsSetup>, state: Arc<SimS
     }
 }
 
-async fn serve_connection<I>(io: I, remote: SocketAddr, cert_user: Option<UserInfo>, state: Arc<SimState>, mut shutdown: watch::Receiver<bool>)
-where
+async fn serve_connection<I>(
+    io: I,
+    remote: SocketAddr,
+    cert_user: Option<UserInfo>,
+    state: Arc<SimState>,
+    mut shutdown: watch::Receiver<bool>,
+) where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
     let service = service_fn(move |req| {
@@ -78,7 +89,9 @@ where
         let cert_user = cert_user.clone();
         async move { Ok::<_, Infallible>(handle(state, req, remote, cert_user).await) }
     });
-    let connection = hyper::server::conn::http1::Builder::new().serve_connection(io, service).with_upgrades();
+    let connection = hyper::server::conn::http1::Builder::new()
+        .serve_connection(io, service)
+        .with_upgrades();
     tokio::pin!(connection);
     tokio::select! {
         result = connection.as_mut() => {
@@ -99,11 +112,19 @@ fn record(req: &Request<Incoming>, remote: SocketAddr) -> RecordedRequest {
         time: now_rfc3339(),
         remote_addr: remote.to_string(),
         method: req.method().to_string(),
-        uri: req.uri().path_and_query().map_or_else(|| req.uri().path().to_string(), ToString::to_string),
+        uri: req
+            .uri()
+            .path_and_query()
+            .map_or_else(|| req.uri().path().to_string(), ToString::to_string),
         headers: req
             .headers()
             .iter()
-            .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
             .collect(),
         authenticated_user: None,
         user: None,
@@ -111,11 +132,19 @@ fn record(req: &Request<Incoming>, remote: SocketAddr) -> RecordedRequest {
     }
 }
 
-async fn handle(state: Arc<SimState>, req: Request<Incoming>, remote: SocketAddr, cert_user: Option<UserInfo>) -> Response<Body> {
+async fn handle(
+    state: Arc<SimState>,
+    req: Request<Incoming>,
+    remote: SocketAddr,
+    cert_user: Option<UserInfo>,
+) -> Response<Body> {
     let target = route(req.uri().path());
     if target == Route::SimRequests {
         return match *req.method() {
-            Method::GET => json_response(200, &serde_json::to_value(state.log.snapshot()).unwrap_or_default()),
+            Method::GET => json_response(
+                200,
+                &serde_json::to_value(state.log.snapshot()).unwrap_or_default(),
+            ),
             Method::DELETE => {
                 state.log.clear();
                 json_response(200, &serde_json::json!({}))
@@ -139,29 +168,61 @@ async fn handle(state: Arc<SimState>, req: Request<Incoming>, remote: SocketAddr
         }
     };
     tracing::debug!(method = %req.method(), uri = %req.uri(), user = %user.username, "request");
-    let response = dispatch(&state, req, target, &user).await.unwrap_or_else(|e| error_response(&e));
-    state.log.complete(seq, Some(authenticated), Some(user), response.status().as_u16());
+    let response = dispatch(&state, req, target, &user)
+        .await
+        .unwrap_or_else(|e| error_response(&e));
+    state.log.complete(
+        seq,
+        Some(authenticated),
+        Some(user),
+        response.status().as_u16(),
+    );
     response
 }
 
-async fn dispatch(state: &Arc<SimState>, req: Request<Incoming>, target: Route, user: &UserInfo) -> Result<Response<Body>, ApiError> {
+async fn dispatch(
+    state: &Arc<SimState>,
+    req: Request<Incoming>,
+    target: Route,
+    user: &UserInfo,
+) -> Result<Response<Body>, ApiError> {
     let query = Query::parse(req.uri().query());
-    let accept = req.headers().get("accept").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+    let accept = req
+        .headers()
+        .get("accept")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
     let is_get = req.method() == Method::GET;
-    let found = |value: Option<serde_json::Value>| value.map(|v| json_response(200, &v)).ok_or_else(ApiError::path_not_found);
+    let found = |value: Option<serde_json::Value>| {
+        value
+            .map(|v| json_response(200, &v))
+            .ok_or_else(ApiError::path_not_found)
+    };
     match target {
         Route::Resource(resource) => api::handle(state, req, resource, query, user).await,
         _ if !is_get => Err(ApiError::method_not_allowed("only GET is served here")),
         Route::Version => Ok(json_response(200, &discovery::version())),
         Route::Health => Ok(with_type(200, "text/plain; charset=utf-8", full("ok"))),
-        Route::CoreVersions if discovery::wants_aggregated(&accept) => Ok(aggregated(&discovery::aggregated(true))),
-        Route::CoreVersions => Ok(json_response(200, &discovery::api_versions(&state.server_address))),
-        Route::Groups if discovery::wants_aggregated(&accept) => Ok(aggregated(&discovery::aggregated(false))),
+        Route::CoreVersions if discovery::wants_aggregated(&accept) => {
+            Ok(aggregated(&discovery::aggregated(true)))
+        }
+        Route::CoreVersions => Ok(json_response(
+            200,
+            &discovery::api_versions(&state.server_address),
+        )),
+        Route::Groups if discovery::wants_aggregated(&accept) => {
+            Ok(aggregated(&discovery::aggregated(false)))
+        }
         Route::Groups => Ok(json_response(200, &discovery::api_group_list())),
         Route::Group(group) => found(discovery::api_group(&group)),
-        Route::ResourceList(group, version) => found(discovery::api_resource_list(&group, &version)),
+        Route::ResourceList(group, version) => {
+            found(discovery::api_resource_list(&group, &version))
+        }
         Route::OpenApiRoot => Ok(json_response(200, &openapi::root())),
-        Route::OpenApiGroupVersion(group, version) => found(openapi::group_version(&group, &version)),
+        Route::OpenApiGroupVersion(group, version) => {
+            found(openapi::group_version(&group, &version))
+        }
         Route::SimRequests | Route::NotFound => Err(ApiError::path_not_found()),
     }
 }
@@ -169,7 +230,9 @@ async fn dispatch(state: &Arc<SimState>, req: Request<Incoming>, target: Route, 
 fn aggregated(value: &serde_json::Value) -> Response<Body> {
     let mut response = json_response(200, value);
     if let Ok(content_type) = http::HeaderValue::from_str(discovery::AGGREGATED_MEDIA_TYPE) {
-        response.headers_mut().insert(http::header::CONTENT_TYPE, content_type);
+        response
+            .headers_mut()
+            .insert(http::header::CONTENT_TYPE, content_type);
     }
     response
 }

@@ -18,7 +18,12 @@ pub struct ApiError {
 
 impl ApiError {
     fn new(code: u16, reason: &'static str, message: impl Into<String>) -> Self {
-        Self { code, reason, message: message.into(), details: None }
+        Self {
+            code,
+            reason,
+            message: message.into(),
+            details: None,
+        }
     }
 
     fn with_details(mut self, details: Value) -> Self {
@@ -29,21 +34,33 @@ impl ApiError {
     /// 404 for an object: `pods "x" not found`.
     pub fn not_found(group_resource: &str, name: &str) -> Self {
         let (kind, group) = split_group_resource(group_resource);
-        Self::new(404, "NotFound", format!("{group_resource} \"{name}\" not found"))
-            .with_details(json!({"name": name, "group": group, "kind": kind}))
+        Self::new(
+            404,
+            "NotFound",
+            format!("{group_resource} \"{name}\" not found"),
+        )
+        .with_details(json!({"name": name, "group": group, "kind": kind}))
     }
 
     /// 404 for an unknown path.
     pub fn path_not_found() -> Self {
-        Self::new(404, "NotFound", "the server could not find the requested resource")
-            .with_details(json!({}))
+        Self::new(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        )
+        .with_details(json!({}))
     }
 
     /// 409 AlreadyExists.
     pub fn already_exists(group_resource: &str, name: &str) -> Self {
         let (kind, group) = split_group_resource(group_resource);
-        Self::new(409, "AlreadyExists", format!("{group_resource} \"{name}\" already exists"))
-            .with_details(json!({"name": name, "group": group, "kind": kind}))
+        Self::new(
+            409,
+            "AlreadyExists",
+            format!("{group_resource} \"{name}\" already exists"),
+        )
+        .with_details(json!({"name": name, "group": group, "kind": kind}))
     }
 
     /// 409 Conflict on a stale resourceVersion.
@@ -67,8 +84,12 @@ impl ApiError {
     /// 422 Invalid.
     pub fn invalid(kind: &str, name: &str, message: impl Into<String>) -> Self {
         let message = message.into();
-        Self::new(422, "Invalid", format!("{kind} \"{name}\" is invalid: {message}"))
-            .with_details(json!({"name": name, "kind": kind}))
+        Self::new(
+            422,
+            "Invalid",
+            format!("{kind} \"{name}\" is invalid: {message}"),
+        )
+        .with_details(json!({"name": name, "kind": kind}))
     }
 
     /// 401 Unauthorized.
@@ -93,7 +114,11 @@ impl ApiError {
 
     /// 413 RequestEntityTooLarge.
     pub fn too_large(limit: usize) -> Self {
-        Self::new(413, "RequestEntityTooLarge", format!("request body larger than {limit} bytes"))
+        Self::new(
+            413,
+            "RequestEntityTooLarge",
+            format!("request body larger than {limit} bytes"),
+        )
     }
 
     /// 415 UnsupportedMediaType.

@@ -63,7 +63,11 @@ impl Key {
         Self {
             group: def.group,
             plural: def.plural,
-            namespace: if def.namespaced { namespace.unwrap_or_default().to_string() } else { String::new() },
+            namespace: if def.namespaced {
+                namespace.unwrap_or_default().to_string()
+            } else {
+                String::new()
+            },
             name: name.to_string(),
         }
     }
@@ -95,7 +99,9 @@ fn name_of(obj: &Value) -> Option<&str> {
 fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 253
-        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
         && name.starts_with(|c: char| c.is_ascii_alphanumeric())
         && name.ends_with(|c: char| c.is_ascii_alphanumeric())
 }
@@ -103,18 +109,27 @@ fn valid_name(name: &str) -> bool {
 fn random_suffix() -> String {
     const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
     let bytes = uuid::Uuid::new_v4().into_bytes();
-    bytes.iter().take(5).map(|b| ALPHABET[usize::from(*b) % ALPHABET.len()] as char).collect()
+    bytes
+        .iter()
+        .take(5)
+        .map(|b| ALPHABET[usize::from(*b) % ALPHABET.len()] as char)
+        .collect()
 }
 
 impl Store {
     /// An empty store.
     pub fn new() -> Self {
         let (events, _) = broadcast::channel(4096);
-        Self { inner: Mutex::new(Inner::default()), events }
+        Self {
+            inner: Mutex::new(Inner::default()),
+            events,
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn emit(&self, inner: &mut Inner, event: StoreEvent) {
@@ -131,9 +146,16 @@ impl Store {
     }
 
     /// Creates an object. `namespace` is the namespace from the URL.
-    pub fn create(&self, def: &'static ResourceDef, namespace: Option<&str>, mut obj: Value) -> Result<Value, ApiError> {
+    pub fn create(
+        &self,
+        def: &'static ResourceDef,
+        namespace: Option<&str>,
+        mut obj: Value,
+    ) -> Result<Value, ApiError> {
         if !obj.is_object() {
-            return Err(ApiError::bad_request("the request body must be a JSON object"));
+            return Err(ApiError::bad_request(
+                "the request body must be a JSON object",
+            ));
         }
         check_type(def, &mut obj)?;
         let mut inner = self.lock();
@@ -142,10 +164,22 @@ impl Store {
             .map(|m| m.entry("metadata").or_insert_with(|| json!({})))
             .filter(|m| m.is_object())
             .ok_or_else(|| ApiError::bad_request("metadata must be an object"))?;
-        if metadata.get("name").and_then(Value::as_str).is_none_or(str::is_empty) {
+        if metadata
+            .get("name")
+            .and_then(Value::as_str)
+            .is_none_or(str::is_empty)
+        {
             match metadata.get("generateName").and_then(Value::as_str) {
-                Some(prefix) if !prefix.is_empty() => metadata["name"] = json!(format!("{prefix}{}", random_suffix())),
-                _ => return Err(ApiError::invalid(def.kind, "", "metadata.name: Required value: name or generateName is required")),
+                Some(prefix) if !prefix.is_empty() => {
+                    metadata["name"] = json!(format!("{prefix}{}", random_suffix()))
+                }
+                _ => {
+                    return Err(ApiError::invalid(
+                        def.kind,
+                        "",
+                        "metadata.name: Required value: name or generateName is required",
+                    ))
+                }
             }
         }
         let name = name_of(&obj).unwrap_or_default().to_string();
@@ -159,7 +193,10 @@ impl Store {
                     return Err(ApiError::bad_request("the namespace of the provided object does not match the namespace sent on the request"));
                 }
             }
-            if !inner.objects.contains_key(&Key::new(resources::namespaces(), None, ns)) {
+            if !inner
+                .objects
+                .contains_key(&Key::new(resources::namespaces(), None, ns))
+            {
                 return Err(ApiError::not_found("namespaces", ns));
             }
             obj["metadata"]["namespace"] = json!(ns);
@@ -186,12 +223,25 @@ impl Store {
         }
         resources::on_create(def, &mut obj, rv, &now);
         inner.objects.insert(key, obj.clone());
-        self.emit(&mut inner, StoreEvent { rv, kind: EventType::Added, def, object: obj.clone() });
+        self.emit(
+            &mut inner,
+            StoreEvent {
+                rv,
+                kind: EventType::Added,
+                def,
+                object: obj.clone(),
+            },
+        );
         Ok(obj)
     }
 
     /// Reads one object.
-    pub fn get(&self, def: &'static ResourceDef, namespace: Option<&str>, name: &str) -> Result<Value, ApiError> {
+    pub fn get(
+        &self,
+        def: &'static ResourceDef,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Result<Value, ApiError> {
         self.lock()
             .objects
             .get(&Key::new(def, namespace, name))
@@ -200,7 +250,12 @@ impl Store {
     }
 
     /// Lists objects (all namespaces when `namespace` is `None`) and the list resourceVersion.
-    pub fn list(&self, def: &'static ResourceDef, namespace: Option<&str>, filter: &ListFilter) -> (Vec<Value>, u64) {
+    pub fn list(
+        &self,
+        def: &'static ResourceDef,
+        namespace: Option<&str>,
+        filter: &ListFilter,
+    ) -> (Vec<Value>, u64) {
         let inner = self.lock();
         let items = inner
             .objects
@@ -224,7 +279,9 @@ impl Store {
         subresource: Option<&str>,
     ) -> Result<Value, ApiError> {
         if !obj.is_object() || !obj.get("metadata").is_some_and(Value::is_object) {
-            return Err(ApiError::bad_request("the request body must be an object with metadata"));
+            return Err(ApiError::bad_request(
+                "the request body must be an object with metadata",
+            ));
         }
         check_type(def, &mut obj)?;
         if let Some(body_name) = name_of(&obj) {
@@ -234,9 +291,21 @@ impl Store {
         }
         let mut inner = self.lock();
         let key = Key::new(def, namespace, name);
-        let old = inner.objects.get(&key).cloned().ok_or_else(|| ApiError::not_found(&def.group_resource(), name))?;
-        if let Some(rv) = obj.pointer("/metadata/resourceVersion").and_then(Value::as_str) {
-            if !rv.is_empty() && Some(rv) != old.pointer("/metadata/resourceVersion").and_then(Value::as_str) {
+        let old = inner
+            .objects
+            .get(&key)
+            .cloned()
+            .ok_or_else(|| ApiError::not_found(&def.group_resource(), name))?;
+        if let Some(rv) = obj
+            .pointer("/metadata/resourceVersion")
+            .and_then(Value::as_str)
+        {
+            if !rv.is_empty()
+                && Some(rv)
+                    != old
+                        .pointer("/metadata/resourceVersion")
+                        .and_then(Value::as_str)
+            {
                 return Err(ApiError::conflict(&def.group_resource(), name));
             }
         }
@@ -250,7 +319,13 @@ impl Store {
             }
             obj
         };
-        for field in ["uid", "creationTimestamp", "namespace", "name", "generation"] {
+        for field in [
+            "uid",
+            "creationTimestamp",
+            "namespace",
+            "name",
+            "generation",
+        ] {
             match old["metadata"].get(field) {
                 Some(value) => new["metadata"][field] = value.clone(),
                 None => {
@@ -264,7 +339,11 @@ impl Store {
             return Ok(old);
         }
         if def.has_spec && new.get("spec") != old.get("spec") {
-            let generation = old.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(0) + 1;
+            let generation = old
+                .pointer("/metadata/generation")
+                .and_then(Value::as_i64)
+                .unwrap_or(0)
+                + 1;
             new["metadata"]["generation"] = json!(generation);
         }
         inner.rv += 1;
@@ -272,24 +351,56 @@ impl Store {
         new["metadata"]["resourceVersion"] = json!(rv.to_string());
         resources::on_update(def, &mut new, &now_rfc3339());
         inner.objects.insert(key, new.clone());
-        self.emit(&mut inner, StoreEvent { rv, kind: EventType::Modified, def, object: new.clone() });
+        self.emit(
+            &mut inner,
+            StoreEvent {
+                rv,
+                kind: EventType::Modified,
+                def,
+                object: new.clone(),
+            },
+        );
         Ok(new)
     }
 
     /// Deletes an object and returns it. Deleting a namespace deletes what it holds.
-    pub fn delete(&self, def: &'static ResourceDef, namespace: Option<&str>, name: &str) -> Result<Value, ApiError> {
+    pub fn delete(
+        &self,
+        def: &'static ResourceDef,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Result<Value, ApiError> {
         let mut inner = self.lock();
         let key = Key::new(def, namespace, name);
-        let mut obj = inner.objects.remove(&key).ok_or_else(|| ApiError::not_found(&def.group_resource(), name))?;
+        let mut obj = inner
+            .objects
+            .remove(&key)
+            .ok_or_else(|| ApiError::not_found(&def.group_resource(), name))?;
         if def == resources::namespaces() {
-            let contained: Vec<Key> = inner.objects.keys().filter(|k| k.namespace == name).cloned().collect();
+            let contained: Vec<Key> = inner
+                .objects
+                .keys()
+                .filter(|k| k.namespace == name)
+                .cloned()
+                .collect();
             for k in contained {
                 if let Some(mut child) = inner.objects.remove(&k) {
-                    if let Some(child_def) = resources::RESOURCES.iter().find(|d| d.group == k.group && d.plural == k.plural) {
+                    if let Some(child_def) = resources::RESOURCES
+                        .iter()
+                        .find(|d| d.group == k.group && d.plural == k.plural)
+                    {
                         inner.rv += 1;
                         let rv = inner.rv;
                         child["metadata"]["resourceVersion"] = json!(rv.to_string());
-                        self.emit(&mut inner, StoreEvent { rv, kind: EventType::Deleted, def: child_def, object: child });
+                        self.emit(
+                            &mut inner,
+                            StoreEvent {
+                                rv,
+                                kind: EventType::Deleted,
+                                def: child_def,
+                                object: child,
+                            },
+                        );
                     }
                 }
             }
@@ -297,7 +408,15 @@ impl Store {
         inner.rv += 1;
         let rv = inner.rv;
         obj["metadata"]["resourceVersion"] = json!(rv.to_string());
-        self.emit(&mut inner, StoreEvent { rv, kind: EventType::Deleted, def, object: obj.clone() });
+        self.emit(
+            &mut inner,
+            StoreEvent {
+                rv,
+                kind: EventType::Deleted,
+                def,
+                object: obj.clone(),
+            },
+        );
         Ok(obj)
     }
 
@@ -323,14 +442,28 @@ impl Store {
 
     /// Subscribes to changes; returns the receiver and the events after `since`
     /// (None when `since` is older than the retained history).
-    pub fn watch_from(&self, since: u64) -> (broadcast::Receiver<StoreEvent>, Option<Vec<StoreEvent>>, u64) {
+    pub fn watch_from(
+        &self,
+        since: u64,
+    ) -> (
+        broadcast::Receiver<StoreEvent>,
+        Option<Vec<StoreEvent>>,
+        u64,
+    ) {
         let inner = self.lock();
         let receiver = self.events.subscribe();
         let oldest = inner.history.front().map_or(inner.rv + 1, |e| e.rv);
         let replay = if since + 1 < oldest && since < inner.rv && inner.history.len() == HISTORY {
             None
         } else {
-            Some(inner.history.iter().filter(|e| e.rv > since).cloned().collect())
+            Some(
+                inner
+                    .history
+                    .iter()
+                    .filter(|e| e.rv > since)
+                    .cloned()
+                    .collect(),
+            )
         };
         (receiver, replay, inner.rv)
     }
@@ -339,8 +472,16 @@ impl Store {
 /// Fills in `kind`/`apiVersion` when absent, and rejects objects of another type.
 fn check_type(def: &ResourceDef, obj: &mut Value) -> Result<(), ApiError> {
     let api_version = def.api_version();
-    let kind = obj.get("kind").and_then(Value::as_str).unwrap_or(def.kind).to_string();
-    let version = obj.get("apiVersion").and_then(Value::as_str).unwrap_or(&api_version).to_string();
+    let kind = obj
+        .get("kind")
+        .and_then(Value::as_str)
+        .unwrap_or(def.kind)
+        .to_string();
+    let version = obj
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .unwrap_or(&api_version)
+        .to_string();
     if kind != def.kind || version != api_version {
         return Err(ApiError::bad_request(format!(
             "the API version in the data ({version}) and kind ({kind}) do not match the resource {} ({api_version}, {})",
@@ -358,7 +499,13 @@ mod tests {
 
     fn store_with_default() -> Store {
         let store = Store::new();
-        store.create(resources::namespaces(), None, json!({"metadata": {"name": "default"}})).unwrap();
+        store
+            .create(
+                resources::namespaces(),
+                None,
+                json!({"metadata": {"name": "default"}}),
+            )
+            .unwrap();
         store
     }
 
@@ -366,15 +513,39 @@ mod tests {
     fn create_get_update_delete() {
         let store = store_with_default();
         let cm = resources::find("", "v1", "configmaps").unwrap();
-        let created = store.create(cm, Some("default"), json!({"metadata": {"name": "a"}, "data": {"k": "v"}})).unwrap();
+        let created = store
+            .create(
+                cm,
+                Some("default"),
+                json!({"metadata": {"name": "a"}, "data": {"k": "v"}}),
+            )
+            .unwrap();
         assert_eq!(created["metadata"]["resourceVersion"], "2");
-        assert_eq!(store.create(cm, Some("default"), json!({"metadata": {"name": "a"}})).unwrap_err().code, 409);
+        assert_eq!(
+            store
+                .create(cm, Some("default"), json!({"metadata": {"name": "a"}}))
+                .unwrap_err()
+                .code,
+            409
+        );
         let mut changed = created.clone();
         changed["data"]["k"] = json!("w");
-        let updated = store.update(cm, Some("default"), "a", changed.clone(), None).unwrap();
+        let updated = store
+            .update(cm, Some("default"), "a", changed.clone(), None)
+            .unwrap();
         assert_eq!(updated["metadata"]["resourceVersion"], "3");
-        assert_eq!(store.update(cm, Some("default"), "a", changed, None).unwrap_err().code, 409, "stale rv");
-        assert_eq!(store.delete(cm, Some("default"), "a").unwrap()["data"]["k"], "w");
+        assert_eq!(
+            store
+                .update(cm, Some("default"), "a", changed, None)
+                .unwrap_err()
+                .code,
+            409,
+            "stale rv"
+        );
+        assert_eq!(
+            store.delete(cm, Some("default"), "a").unwrap()["data"]["k"],
+            "w"
+        );
         assert_eq!(store.get(cm, Some("default"), "a").unwrap_err().code, 404);
     }
 
@@ -382,7 +553,9 @@ mod tests {
     fn create_in_missing_namespace_is_not_found() {
         let store = store_with_default();
         let cm = resources::find("", "v1", "configmaps").unwrap();
-        let err = store.create(cm, Some("nope"), json!({"metadata": {"name": "a"}})).unwrap_err();
+        let err = store
+            .create(cm, Some("nope"), json!({"metadata": {"name": "a"}}))
+            .unwrap_err();
         assert_eq!(err.message, "namespaces \"nope\" not found");
     }
 
@@ -390,7 +563,9 @@ mod tests {
     fn watch_replays_history_after_a_version() {
         let store = store_with_default();
         let cm = resources::find("", "v1", "configmaps").unwrap();
-        store.create(cm, Some("default"), json!({"metadata": {"name": "a"}})).unwrap();
+        store
+            .create(cm, Some("default"), json!({"metadata": {"name": "a"}}))
+            .unwrap();
         let (_rx, replay, rv) = store.watch_from(1);
         let replay = replay.unwrap();
         assert_eq!(rv, 2);

@@ -37,12 +37,21 @@ impl Watcher {
     fn wants(&self, event: &StoreEvent) -> bool {
         std::ptr::eq(event.def, self.def)
             && (!self.def.namespaced
-                || self.namespace.as_deref().is_none_or(|ns| event.object.pointer("/metadata/namespace").and_then(Value::as_str) == Some(ns)))
+                || self.namespace.as_deref().is_none_or(|ns| {
+                    event
+                        .object
+                        .pointer("/metadata/namespace")
+                        .and_then(Value::as_str)
+                        == Some(ns)
+                }))
             && self.filter.matches(&event.object)
     }
 
     fn render(&self, kind: EventType, object: &Value) -> Bytes {
-        let rv = object.pointer("/metadata/resourceVersion").and_then(Value::as_str).unwrap_or_default();
+        let rv = object
+            .pointer("/metadata/resourceVersion")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         encode(kind.as_str(), self.rendering.one(self.def, object, rv))
     }
 }
@@ -56,20 +65,42 @@ pub fn handle(
     query: &Query,
     rendering: Rendering,
 ) -> Result<Response<Body>, ApiError> {
-    let watcher = Watcher { def, namespace: namespace.map(str::to_string), filter, rendering };
-    let requested = query.get("resourceVersion").filter(|rv| !rv.is_empty() && *rv != "0");
+    let watcher = Watcher {
+        def,
+        namespace: namespace.map(str::to_string),
+        filter,
+        rendering,
+    };
+    let requested = query
+        .get("resourceVersion")
+        .filter(|rv| !rv.is_empty() && *rv != "0");
     let (initial, receiver) = match requested {
         None => {
             let (items, receiver, _) = state.store.list_and_watch(def, namespace, &watcher.filter);
-            (items.iter().map(|o| watcher.render(EventType::Added, o)).collect::<Vec<_>>(), receiver)
+            (
+                items
+                    .iter()
+                    .map(|o| watcher.render(EventType::Added, o))
+                    .collect::<Vec<_>>(),
+                receiver,
+            )
         }
         Some(rv) => {
-            let since = rv.parse::<u64>().map_err(|_| ApiError::bad_request(format!("invalid resourceVersion {rv:?}")))?;
+            let since = rv
+                .parse::<u64>()
+                .map_err(|_| ApiError::bad_request(format!("invalid resourceVersion {rv:?}")))?;
             let (receiver, replay, _) = state.store.watch_from(since);
             let Some(replay) = replay else {
                 return Err(ApiError::gone(format!("too old resource version: {since}")));
             };
-            (replay.iter().filter(|e| watcher.wants(e)).map(|e| watcher.render(e.kind, &e.object)).collect(), receiver)
+            (
+                replay
+                    .iter()
+                    .filter(|e| watcher.wants(e))
+                    .map(|e| watcher.render(e.kind, &e.object))
+                    .collect(),
+                receiver,
+            )
         }
     };
     let timeout = query
@@ -86,7 +117,11 @@ pub fn handle(
                 return;
             }
         }
-        let _ = tokio::time::timeout(timeout, pump(watcher, receiver, tx, shutdown, bookmarks, store_rv)).await;
+        let _ = tokio::time::timeout(
+            timeout,
+            pump(watcher, receiver, tx, shutdown, bookmarks, store_rv),
+        )
+        .await;
     });
     Ok(streaming("application/json", rx))
 }

@@ -15,11 +15,21 @@ async fn logs_follow_streams_new_lines() {
     let snapshot = ok(&h.kubectl(&["logs", "demo"]).await);
     let known = snapshot.lines().count() as u64;
     assert!(known >= kube_sim::LOG_INITIAL_LINES);
-    assert_eq!(snapshot.lines().next().unwrap(), kube_sim::log_line_text("default", "demo", "main", 1));
+    assert_eq!(
+        snapshot.lines().next().unwrap(),
+        kube_sim::log_line_text("default", "demo", "main", 1)
+    );
     let tail = ok(&h.kubectl(&["logs", "demo", "--tail=1"]).await);
     assert_eq!(tail.lines().count(), 1);
 
-    let mut follower = h.command(&common::kubectl(), &h.kubeconfig, &["logs", "-f", "demo", "-c", "main"]).spawn().unwrap();
+    let mut follower = h
+        .command(
+            &common::kubectl(),
+            &h.kubeconfig,
+            &["logs", "-f", "demo", "-c", "main"],
+        )
+        .spawn()
+        .unwrap();
     let mut lines = BufReader::new(follower.stdout.take().unwrap()).lines();
     let target = known + 5; // only reachable by following: the log grows while we read
     let mut seen = Vec::new();
@@ -34,39 +44,103 @@ async fn logs_follow_streams_new_lines() {
     .await
     .unwrap_or_else(|_| panic!("logs -f never reached line {target}: {seen:?}"));
     follower.kill().await.unwrap();
-    let expected: Vec<String> = (1..=target).map(|k| kube_sim::log_line_text("default", "demo", "main", k)).collect();
-    assert_eq!(seen, expected, "a followed log is every line, in order, once");
+    let expected: Vec<String> = (1..=target)
+        .map(|k| kube_sim::log_line_text("default", "demo", "main", k))
+        .collect();
+    assert_eq!(
+        seen, expected,
+        "a followed log is every line, in order, once"
+    );
     h.sim.shutdown().await;
 }
 
 /// The exec checks every kubectl must pass, whatever its transport.
 async fn exec_checks(h: &Harness, kubectl: &std::path::Path) {
-    let echoed = h.run(kubectl, &h.kubeconfig, &["exec", "-i", "demo", "--", "cat"], Some(b"line one\nline two\n")).await;
+    let echoed = h
+        .run(
+            kubectl,
+            &h.kubeconfig,
+            &["exec", "-i", "demo", "--", "cat"],
+            Some(b"line one\nline two\n"),
+        )
+        .await;
     assert_eq!(ok(&echoed), "line one\nline two\n");
 
-    let failed = h.run(kubectl, &h.kubeconfig, &["exec", "demo", "--", "sh", "-c", "echo hi; echo oops >&2; exit 3"], None).await;
+    let failed = h
+        .run(
+            kubectl,
+            &h.kubeconfig,
+            &[
+                "exec",
+                "demo",
+                "--",
+                "sh",
+                "-c",
+                "echo hi; echo oops >&2; exit 3",
+            ],
+            None,
+        )
+        .await;
     assert_eq!(failed.status.code(), Some(3), "stderr: {}", stderr(&failed));
     assert_eq!(stdout(&failed), "hi\n");
     assert!(stderr(&failed).contains("oops\n"), "{}", stderr(&failed));
 
-    let sandboxed = h.run(kubectl, &h.kubeconfig, &["exec", "demo", "-c", "main", "--", "sh", "-c", "pwd; echo $HOSTNAME"], None).await;
+    let sandboxed = h
+        .run(
+            kubectl,
+            &h.kubeconfig,
+            &[
+                "exec",
+                "demo",
+                "-c",
+                "main",
+                "--",
+                "sh",
+                "-c",
+                "pwd; echo $HOSTNAME",
+            ],
+            None,
+        )
+        .await;
     let sandbox = h.sim.sandbox().join("default").join("demo");
     assert_eq!(ok(&sandboxed), format!("{}\ndemo\n", sandbox.display()));
 
-    let missing = h.run(kubectl, &h.kubeconfig, &["exec", "demo", "--", "no-such-command"], None).await;
+    let missing = h
+        .run(
+            kubectl,
+            &h.kubeconfig,
+            &["exec", "demo", "--", "no-such-command"],
+            None,
+        )
+        .await;
     assert_ne!(missing.status.code(), Some(0));
-    assert!(stderr(&missing).contains("executable file not found"), "{}", stderr(&missing));
+    assert!(
+        stderr(&missing).contains("executable file not found"),
+        "{}",
+        stderr(&missing)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn exec_over_websocket_with_kubectl_1_37() {
     let h = Harness::start().await;
     exec_checks(&h, &common::kubectl()).await;
-    let execs: Vec<_> = h.sim.requests().into_iter().filter(|r| r.uri.contains("/exec?")).collect();
+    let execs: Vec<_> = h
+        .sim
+        .requests()
+        .into_iter()
+        .filter(|r| r.uri.contains("/exec?"))
+        .collect();
     assert!(!execs.is_empty());
     for request in &execs {
         assert_eq!(request.method, "GET");
-        assert_eq!(request.header("upgrade").map(str::to_ascii_lowercase).as_deref(), Some("websocket"));
+        assert_eq!(
+            request
+                .header("upgrade")
+                .map(str::to_ascii_lowercase)
+                .as_deref(),
+            Some("websocket")
+        );
         assert_eq!(request.status, Some(101));
     }
     h.sim.shutdown().await;
@@ -83,7 +157,12 @@ async fn exec_over_spdy_with_old_kubectl() {
         ran = true;
         let h = Harness::start().await;
         exec_checks(&h, &old).await;
-        let execs: Vec<_> = h.sim.requests().into_iter().filter(|r| r.uri.contains("/exec?")).collect();
+        let execs: Vec<_> = h
+            .sim
+            .requests()
+            .into_iter()
+            .filter(|r| r.uri.contains("/exec?"))
+            .collect();
         assert!(!execs.is_empty());
         for request in &execs {
             assert_eq!(request.method, "POST");

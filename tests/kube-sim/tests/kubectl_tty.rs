@@ -28,11 +28,21 @@ async fn tty_session(h: &Harness, kubectl: &Path, verb: &str) {
         .spawn()
         .expect("`script` (util-linux) is needed to give kubectl a terminal");
     let stdin = child.stdin.take(); // held open: EOF would end the terminal session
-    let output = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output()).await.expect("tty session hung").unwrap();
+    let output = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+        .await
+        .expect("tty session hung")
+        .unwrap();
     drop(stdin);
     let text = String::from_utf8_lossy(&output.stdout);
-    assert!(text.contains("sized-xterm"), "{text}\n{}", String::from_utf8_lossy(&output.stderr));
-    assert!(text.contains("command terminated with exit code 7"), "{text}");
+    assert!(
+        text.contains("sized-xterm"),
+        "{text}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        text.contains("command terminated with exit code 7"),
+        "{text}"
+    );
     assert_eq!(output.status.code(), Some(7), "{text}");
 }
 

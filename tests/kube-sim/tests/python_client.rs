@@ -35,14 +35,26 @@ async fn python_client_lists_and_execs() {
         .output()
         .await
         .unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let result: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(result["pods"], serde_json::json!(["demo"]));
     assert_eq!(result["phase"], "Running");
     assert_eq!(result["stdout"], "py-42\n");
     assert_eq!(result["stderr"], "warn\n");
     assert_eq!(result["code"], 0);
-    let exec = h.sim.requests().into_iter().find(|r| r.uri.contains("/exec?")).unwrap();
-    assert!(exec.header("sec-websocket-protocol").unwrap().contains("v5.channel.k8s.io"));
+    let exec = h
+        .sim
+        .requests()
+        .into_iter()
+        .find(|r| r.uri.contains("/exec?"))
+        .unwrap();
+    assert!(exec
+        .header("sec-websocket-protocol")
+        .unwrap()
+        .contains("v5.channel.k8s.io"));
     h.sim.shutdown().await;
 }

@@ -57,22 +57,40 @@ pub fn exit_status(exit: &Exit) -> Value {
 }
 
 fn parse_request(pod: &Value, query: &Query, attach: bool) -> Result<ExecRequest, ApiError> {
-    let name = pod.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_string();
-    let namespace = pod.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or_default().to_string();
-    let containers: Vec<&Value> = pod.pointer("/spec/containers").and_then(Value::as_array).map(|c| c.iter().collect()).unwrap_or_default();
+    let name = pod
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let namespace = pod
+        .pointer("/metadata/namespace")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let containers: Vec<&Value> = pod
+        .pointer("/spec/containers")
+        .and_then(Value::as_array)
+        .map(|c| c.iter().collect())
+        .unwrap_or_default();
     let container = match query.get("container").filter(|c| !c.is_empty()) {
         Some(c) => containers
             .iter()
             .find(|x| x["name"] == c)
             .map(|_| c.to_string())
-            .ok_or_else(|| ApiError::bad_request(format!("container {c} is not valid for pod {name}")))?,
+            .ok_or_else(|| {
+                ApiError::bad_request(format!("container {c} is not valid for pod {name}"))
+            })?,
         None => containers
             .first()
             .and_then(|c| c["name"].as_str())
             .map(str::to_string)
             .ok_or_else(|| ApiError::bad_request(format!("pod {name} has no containers")))?,
     };
-    let command = if attach { vec!["sh".to_string(), "-i".to_string()] } else { query.all("command") };
+    let command = if attach {
+        vec!["sh".to_string(), "-i".to_string()]
+    } else {
+        query.all("command")
+    };
     if command.is_empty() {
         return Err(ApiError::bad_request("you must specify at least 1 command"));
     }
@@ -86,9 +104,16 @@ fn parse_request(pod: &Value, query: &Query, attach: bool) -> Result<ExecRequest
         size: (80, 24),
     };
     if !options.stdin && !options.stdout && !options.stderr {
-        return Err(ApiError::bad_request("you must specify at least one of stdin, stdout, stderr"));
+        return Err(ApiError::bad_request(
+            "you must specify at least one of stdin, stdout, stderr",
+        ));
     }
-    Ok(ExecRequest { options, namespace, pod: name, container })
+    Ok(ExecRequest {
+        options,
+        namespace,
+        pod: name,
+        container,
+    })
 }
 
 fn header_values(req: &Request<Incoming>, name: &str) -> Vec<String> {
@@ -104,18 +129,34 @@ fn header_values(req: &Request<Incoming>, name: &str) -> Vec<String> {
 
 /// Picks the channel protocol from the client's offer.
 pub fn negotiate(offered: &[String]) -> Option<&'static str> {
-    PROTOCOLS.iter().copied().find(|p| offered.iter().any(|o| o == p))
+    PROTOCOLS
+        .iter()
+        .copied()
+        .find(|p| offered.iter().any(|o| o == p))
 }
 
 /// Answers an exec/attach request by upgrading the connection.
-pub async fn handle(state: Arc<SimState>, req: Request<Incoming>, pod: Value, query: &Query, attach: bool) -> Result<Response<Body>, ApiError> {
+pub async fn handle(
+    state: Arc<SimState>,
+    req: Request<Incoming>,
+    pod: Value,
+    query: &Query,
+    attach: bool,
+) -> Result<Response<Body>, ApiError> {
     let request = parse_request(&pod, query, attach)?;
-    let upgrade = req.headers().get(header::UPGRADE).and_then(|v| v.to_str().ok()).unwrap_or_default().to_ascii_lowercase();
+    let upgrade = req
+        .headers()
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_ascii_lowercase();
     let sandbox = state.sandbox.join(&request.namespace).join(&request.pod);
     if upgrade == "websocket" {
         let offered = header_values(&req, "sec-websocket-protocol");
         let protocol = negotiate(&offered).ok_or_else(|| {
-            ApiError::bad_request(format!("unsupported WebSocket subprotocols {offered:?}; this server speaks {PROTOCOLS:?}"))
+            ApiError::bad_request(format!(
+                "unsupported WebSocket subprotocols {offered:?}; this server speaks {PROTOCOLS:?}"
+            ))
         })?;
         ws::upgrade(req, protocol, request, sandbox)
     } else if upgrade.starts_with("spdy/3.1") {
@@ -149,7 +190,10 @@ mod tests {
 
     #[test]
     fn resize_messages() {
-        assert_eq!(parse_resize(br#"{"Width":120,"Height":40}"#), Some((120, 40)));
+        assert_eq!(
+            parse_resize(br#"{"Width":120,"Height":40}"#),
+            Some((120, 40))
+        );
         assert_eq!(parse_resize(br#"{"width":80,"height":24}"#), Some((80, 24)));
         assert_eq!(parse_resize(b"{\"Width\":99999999,\"Height\":1}"), None);
         assert_eq!(parse_resize(b"nope"), None);
@@ -160,6 +204,9 @@ mod tests {
         assert_eq!(exit_status(&Exit::Code(0))["status"], "Success");
         let failed = exit_status(&Exit::Code(3));
         assert_eq!(failed["reason"], "NonZeroExitCode");
-        assert_eq!(failed["details"]["causes"][0], json!({"reason": "ExitCode", "message": "3"}));
+        assert_eq!(
+            failed["details"]["causes"][0],
+            json!({"reason": "ExitCode", "message": "3"})
+        );
     }
 }

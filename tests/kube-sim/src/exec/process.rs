@@ -74,14 +74,21 @@ const OUTPUT_GRACE: Duration = Duration::from_secs(2);
 fn exit_of(status: std::io::Result<std::process::ExitStatus>) -> Exit {
     use std::os::unix::process::ExitStatusExt;
     match status {
-        Ok(status) => Exit::Code(status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0))),
+        Ok(status) => Exit::Code(
+            status
+                .code()
+                .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)),
+        ),
         Err(e) => Exit::StartFailed(e.to_string()),
     }
 }
 
 fn environment(dir: &Path, pod: &str, tty: bool) -> Vec<(String, String)> {
     let mut env = vec![
-        ("PATH".to_string(), "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string()),
+        (
+            "PATH".to_string(),
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string(),
+        ),
         ("HOME".to_string(), dir.display().to_string()),
         ("HOSTNAME".to_string(), pod.to_string()),
         ("PS1".to_string(), format!("{pod}:$ ")),
@@ -99,9 +106,17 @@ pub fn spawn(options: &SessionOptions, dir: &Path, pod: &str) -> Session {
     let (output_tx, output_rx) = mpsc::channel(64);
     let (exit_tx, exit_rx) = oneshot::channel();
     let (kill_tx, kill_rx) = oneshot::channel::<()>();
-    let session = Session { input: input_tx, output: output_rx, exit: exit_rx, kill: kill_tx };
+    let session = Session {
+        input: input_tx,
+        output: output_rx,
+        exit: exit_rx,
+        kill: kill_tx,
+    };
     if let Err(e) = std::fs::create_dir_all(dir) {
-        let _ = exit_tx.send(Exit::StartFailed(format!("cannot create sandbox {}: {e}", dir.display())));
+        let _ = exit_tx.send(Exit::StartFailed(format!(
+            "cannot create sandbox {}: {e}",
+            dir.display()
+        )));
         return session;
     }
     let result = if options.tty {
@@ -153,11 +168,25 @@ fn spawn_pipes(
         .current_dir(dir)
         .env_clear()
         .envs(environment(dir, pod, false))
-        .stdin(if options.stdin { Stdio::piped() } else { Stdio::null() })
-        .stdout(if options.stdout { Stdio::piped() } else { Stdio::null() })
-        .stderr(if options.stderr { Stdio::piped() } else { Stdio::null() })
+        .stdin(if options.stdin {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(if options.stdout {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stderr(if options.stderr {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .kill_on_drop(true);
-    let mut child = command.spawn().map_err(|e| start_error(&options.command, &e))?;
+    let mut child = command
+        .spawn()
+        .map_err(|e| start_error(&options.command, &e))?;
     let mut stdin = child.stdin.take();
     tokio::spawn(async move {
         while let Some(message) = input.recv().await {
@@ -175,8 +204,14 @@ fn spawn_pipes(
         }
     });
     let readers = vec![
-        child.stdout.take().map(|r| copy_out(Box::new(r), Output::Stdout, output.clone())),
-        child.stderr.take().map(|r| copy_out(Box::new(r), Output::Stderr, output.clone())),
+        child
+            .stdout
+            .take()
+            .map(|r| copy_out(Box::new(r), Output::Stdout, output.clone())),
+        child
+            .stderr
+            .take()
+            .map(|r| copy_out(Box::new(r), Output::Stderr, output.clone())),
     ];
     drop(output);
     Ok(Box::pin(async move {
@@ -194,7 +229,8 @@ fn spawn_tty(
     output: mpsc::Sender<(Output, Bytes)>,
 ) -> Result<ChildFuture, String> {
     let program = options.command.first().ok_or("no command")?;
-    let (pty, pts) = pty_process::open().map_err(|e| format!("cannot open a pseudo-terminal: {e}"))?;
+    let (pty, pts) =
+        pty_process::open().map_err(|e| format!("cannot open a pseudo-terminal: {e}"))?;
     let (cols, rows) = options.size;
     let _ = pty.resize(pty_process::Size::new(rows.max(1), cols.max(1)));
     let mut child = pty_process::Command::new(program)
@@ -236,7 +272,10 @@ fn spawn_tty(
 
 async fn finish_readers(readers: Vec<tokio::task::JoinHandle<()>>) {
     for mut reader in readers {
-        if tokio::time::timeout(OUTPUT_GRACE, &mut reader).await.is_err() {
+        if tokio::time::timeout(OUTPUT_GRACE, &mut reader)
+            .await
+            .is_err()
+        {
             reader.abort();
         }
     }
@@ -253,7 +292,11 @@ fn copy_out(
             match reader.read(&mut buf).await {
                 Ok(0) | Err(_) => return, // EIO from a pty whose child exited is the end
                 Ok(n) => {
-                    if output.send((which, Bytes::copy_from_slice(&buf[..n]))).await.is_err() {
+                    if output
+                        .send((which, Bytes::copy_from_slice(&buf[..n])))
+                        .await
+                        .is_err()
+                    {
                         return;
                     }
                 }

@@ -47,7 +47,12 @@ fn framed(channel: u8, data: &[u8]) -> Message {
 }
 
 /// Answers the upgrade request (101) and runs the session on the upgraded connection.
-pub fn upgrade(req: Request<Incoming>, protocol: &'static str, request: ExecRequest, sandbox: PathBuf) -> Result<Response<Body>, ApiError> {
+pub fn upgrade(
+    req: Request<Incoming>,
+    protocol: &'static str,
+    request: ExecRequest,
+    sandbox: PathBuf,
+) -> Result<Response<Body>, ApiError> {
     let key = req
         .headers()
         .get("sec-websocket-key")
@@ -57,8 +62,15 @@ pub fn upgrade(req: Request<Incoming>, protocol: &'static str, request: ExecRequ
     tokio::spawn(async move {
         match hyper::upgrade::on(req).await {
             Ok(upgraded) => {
-                let config = WebSocketConfig::default().max_message_size(Some(MAX_MESSAGE)).max_frame_size(Some(MAX_MESSAGE));
-                let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await;
+                let config = WebSocketConfig::default()
+                    .max_message_size(Some(MAX_MESSAGE))
+                    .max_frame_size(Some(MAX_MESSAGE));
+                let ws = WebSocketStream::from_raw_socket(
+                    TokioIo::new(upgraded),
+                    Role::Server,
+                    Some(config),
+                )
+                .await;
                 run(ws, v5, request, sandbox).await;
             }
             Err(e) => tracing::warn!(error = %e, "websocket upgrade failed"),
@@ -83,7 +95,11 @@ where
     let options = request.options.clone();
     let mut session = process::spawn(&options, &sandbox, &request.pod);
     let (mut sink, mut stream) = ws.split();
-    for (open, ch) in [(options.stdout, channel::STDOUT), (options.stderr, channel::STDERR), (true, channel::ERROR)] {
+    for (open, ch) in [
+        (options.stdout, channel::STDOUT),
+        (options.stderr, channel::STDERR),
+        (true, channel::ERROR),
+    ] {
         if open && sink.send(framed(ch, &[])).await.is_err() {
             return;
         }
@@ -97,14 +113,22 @@ where
                 Message::Close(_) => break,
                 _ => continue,
             };
-            let Some((&ch, payload)) = data.split_first() else { continue };
+            let Some((&ch, payload)) = data.split_first() else {
+                continue;
+            };
             let sent = match ch {
-                channel::STDIN if !payload.is_empty() => input.send(Input::Data(Bytes::copy_from_slice(payload))).await,
+                channel::STDIN if !payload.is_empty() => {
+                    input
+                        .send(Input::Data(Bytes::copy_from_slice(payload)))
+                        .await
+                }
                 channel::RESIZE => match parse_resize(payload) {
                     Some((cols, rows)) => input.send(Input::Resize(cols, rows)).await,
                     None => Ok(()),
                 },
-                channel::CLOSE if v5 && payload.first() == Some(&channel::STDIN) => input.send(Input::Eof).await,
+                channel::CLOSE if v5 && payload.first() == Some(&channel::STDIN) => {
+                    input.send(Input::Eof).await
+                }
                 _ => Ok(()),
             };
             if sent.is_err() {
@@ -130,13 +154,29 @@ where
             }
         }
     }
-    let exit = (&mut session.exit).await.unwrap_or(process::Exit::Code(137));
+    let exit = (&mut session.exit)
+        .await
+        .unwrap_or(process::Exit::Code(137));
     if let process::Exit::StartFailed(message) = &exit {
-        let _ = sink.send(framed(if options.tty { channel::STDOUT } else { channel::STDERR }, format!("{message}\n").as_bytes())).await;
+        let _ = sink
+            .send(framed(
+                if options.tty {
+                    channel::STDOUT
+                } else {
+                    channel::STDERR
+                },
+                format!("{message}\n").as_bytes(),
+            ))
+            .await;
     }
     let status = serde_json::to_vec(&exit_status(&exit)).unwrap_or_default();
     let _ = sink.send(framed(channel::ERROR, &status)).await;
-    let _ = sink.send(Message::Close(Some(CloseFrame { code: CloseCode::Normal, reason: "".into() }))).await;
+    let _ = sink
+        .send(Message::Close(Some(CloseFrame {
+            code: CloseCode::Normal,
+            reason: "".into(),
+        })))
+        .await;
     let _ = sink.flush().await;
     drop(session.kill);
 }

@@ -12,8 +12,13 @@ fn tokens(pointer: &str) -> Result<Vec<String>, ApiError> {
     if pointer.is_empty() {
         return Ok(Vec::new());
     }
-    let rest = pointer.strip_prefix('/').ok_or_else(|| bad(format!("invalid JSON pointer {pointer:?}")))?;
-    Ok(rest.split('/').map(|t| t.replace("~1", "/").replace("~0", "~")).collect())
+    let rest = pointer
+        .strip_prefix('/')
+        .ok_or_else(|| bad(format!("invalid JSON pointer {pointer:?}")))?;
+    Ok(rest
+        .split('/')
+        .map(|t| t.replace("~1", "/").replace("~0", "~"))
+        .collect())
 }
 
 fn parent<'a>(doc: &'a mut Value, path: &[String]) -> Result<&'a mut Value, ApiError> {
@@ -40,7 +45,12 @@ fn add(doc: &mut Value, path: &[String], value: Value) -> Result<(), ApiError> {
             Ok(())
         }
         Value::Array(items) => {
-            let index = if last == "-" { items.len() } else { last.parse::<usize>().map_err(|_| bad(format!("invalid array index {last:?}")))? };
+            let index = if last == "-" {
+                items.len()
+            } else {
+                last.parse::<usize>()
+                    .map_err(|_| bad(format!("invalid array index {last:?}")))?
+            };
             if index > items.len() {
                 return Err(bad(format!("array index {index} out of bounds")));
             }
@@ -52,11 +62,17 @@ fn add(doc: &mut Value, path: &[String], value: Value) -> Result<(), ApiError> {
 }
 
 fn remove(doc: &mut Value, path: &[String]) -> Result<Value, ApiError> {
-    let (last, init) = path.split_last().ok_or_else(|| bad("cannot remove the whole document"))?;
+    let (last, init) = path
+        .split_last()
+        .ok_or_else(|| bad("cannot remove the whole document"))?;
     match parent(doc, init)? {
-        Value::Object(map) => map.remove(last).ok_or_else(|| bad(format!("unable to remove nonexistent key: {last}"))),
+        Value::Object(map) => map
+            .remove(last)
+            .ok_or_else(|| bad(format!("unable to remove nonexistent key: {last}"))),
         Value::Array(items) => {
-            let index = last.parse::<usize>().map_err(|_| bad(format!("invalid array index {last:?}")))?;
+            let index = last
+                .parse::<usize>()
+                .map_err(|_| bad(format!("invalid array index {last:?}")))?;
             if index >= items.len() {
                 return Err(bad(format!("array index {index} out of bounds")));
             }
@@ -67,18 +83,36 @@ fn remove(doc: &mut Value, path: &[String]) -> Result<Value, ApiError> {
 }
 
 fn get(doc: &Value, path: &[String]) -> Result<Value, ApiError> {
-    let pointer: String = path.iter().map(|t| format!("/{}", t.replace('~', "~0").replace('/', "~1"))).collect();
-    doc.pointer(&pointer).cloned().ok_or_else(|| bad(format!("path {pointer:?} does not exist")))
+    let pointer: String = path
+        .iter()
+        .map(|t| format!("/{}", t.replace('~', "~0").replace('/', "~1")))
+        .collect();
+    doc.pointer(&pointer)
+        .cloned()
+        .ok_or_else(|| bad(format!("path {pointer:?} does not exist")))
 }
 
 /// Applies an RFC 6902 patch document (an array of operations).
 pub fn json_patch(target: &Value, patch: &Value) -> Result<Value, ApiError> {
-    let ops = patch.as_array().ok_or_else(|| ApiError::bad_request("a JSON patch must be an array of operations"))?;
+    let ops = patch
+        .as_array()
+        .ok_or_else(|| ApiError::bad_request("a JSON patch must be an array of operations"))?;
     let mut doc = target.clone();
     for op in ops {
-        let name = op.get("op").and_then(Value::as_str).ok_or_else(|| bad("operation without \"op\""))?;
-        let path = tokens(op.get("path").and_then(Value::as_str).ok_or_else(|| bad("operation without \"path\""))?)?;
-        let value = || op.get("value").cloned().ok_or_else(|| bad(format!("{name} operation without \"value\"")));
+        let name = op
+            .get("op")
+            .and_then(Value::as_str)
+            .ok_or_else(|| bad("operation without \"op\""))?;
+        let path = tokens(
+            op.get("path")
+                .and_then(Value::as_str)
+                .ok_or_else(|| bad("operation without \"path\""))?,
+        )?;
+        let value = || {
+            op.get("value")
+                .cloned()
+                .ok_or_else(|| bad(format!("{name} operation without \"value\"")))
+        };
         let from = || tokens(op.get("from").and_then(Value::as_str).unwrap_or_default());
         match name {
             "add" => add(&mut doc, &path, value()?)?,
@@ -126,8 +160,19 @@ mod tests {
             {"op": "test", "path": "/moved/0", "value": 2}
         ]);
         let out = json_patch(&doc, &patch).unwrap();
-        assert_eq!(out, json!({"metadata": {"labels": {"a": "x", "b/c": "2"}}, "list": [2, 3], "moved": [2, 3]}));
-        assert_eq!(json_patch(&doc, &json!([{"op": "remove", "path": "/nope"}])).unwrap_err().code, 422);
-        assert_eq!(json_patch(&doc, &json!({"op": "add"})).unwrap_err().code, 400);
+        assert_eq!(
+            out,
+            json!({"metadata": {"labels": {"a": "x", "b/c": "2"}}, "list": [2, 3], "moved": [2, 3]})
+        );
+        assert_eq!(
+            json_patch(&doc, &json!([{"op": "remove", "path": "/nope"}]))
+                .unwrap_err()
+                .code,
+            422
+        );
+        assert_eq!(
+            json_patch(&doc, &json!({"op": "add"})).unwrap_err().code,
+            400
+        );
     }
 }

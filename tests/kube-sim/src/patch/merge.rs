@@ -31,8 +31,14 @@ mod tests {
     fn rfc7386_examples() {
         let target = json!({"a": "b", "c": {"d": "e", "f": "g"}});
         let patch = json!({"a": "z", "c": {"f": null}});
-        assert_eq!(merge_patch(&target, &patch), json!({"a": "z", "c": {"d": "e"}}));
-        assert_eq!(merge_patch(&json!({"a": [1]}), &json!({"a": [2, 3]})), json!({"a": [2, 3]}));
+        assert_eq!(
+            merge_patch(&target, &patch),
+            json!({"a": "z", "c": {"d": "e"}})
+        );
+        assert_eq!(
+            merge_patch(&json!({"a": [1]}), &json!({"a": [2, 3]})),
+            json!({"a": [2, 3]})
+        );
         assert_eq!(merge_patch(&json!({"a": "b"}), &json!(["c"])), json!(["c"]));
     }
 }

@@ -10,7 +10,12 @@ use crate::status::ApiError;
 /// The merge key of a list field, as in the Kubernetes API types.
 fn merge_key(field: &str, items: &[Value]) -> Option<&'static str> {
     match field {
-        "containers" | "initContainers" | "ephemeralContainers" | "volumes" | "env" | "imagePullSecrets"
+        "containers"
+        | "initContainers"
+        | "ephemeralContainers"
+        | "volumes"
+        | "env"
+        | "imagePullSecrets"
         | "resourceClaims" => Some("name"),
         "volumeMounts" => Some("mountPath"),
         "volumeDevices" => Some("devicePath"),
@@ -49,7 +54,10 @@ fn merge_value(original: &Value, patch: &Value, field: &str) -> Result<Value, Ap
     }
 }
 
-fn merge_map(original: &Map<String, Value>, patch: &Map<String, Value>) -> Result<Map<String, Value>, ApiError> {
+fn merge_map(
+    original: &Map<String, Value>,
+    patch: &Map<String, Value>,
+) -> Result<Map<String, Value>, ApiError> {
     match patch.get("$patch").and_then(Value::as_str) {
         Some("replace") => {
             let mut replaced = patch.clone();
@@ -57,7 +65,11 @@ fn merge_map(original: &Map<String, Value>, patch: &Map<String, Value>) -> Resul
             return Ok(replaced);
         }
         Some("delete") => return Ok(Map::new()),
-        Some(other) => return Err(ApiError::bad_request(format!("unknown patch type: {other} in map"))),
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "unknown patch type: {other} in map"
+            )))
+        }
         None => {}
     }
     let mut result = original.clone();
@@ -70,7 +82,9 @@ fn merge_map(original: &Map<String, Value>, patch: &Map<String, Value>) -> Resul
             continue;
         }
         if let Some(field) = key.strip_prefix("$deleteFromPrimitiveList/") {
-            if let (Some(Value::Array(items)), Some(remove)) = (result.get_mut(field), value.as_array()) {
+            if let (Some(Value::Array(items)), Some(remove)) =
+                (result.get_mut(field), value.as_array())
+            {
                 items.retain(|i| !remove.contains(i));
             }
             continue;
@@ -89,12 +103,23 @@ fn merge_map(original: &Map<String, Value>, patch: &Map<String, Value>) -> Resul
 }
 
 fn merge_list(original: &[Value], patch: &[Value], field: &str) -> Result<Value, ApiError> {
-    if patch.iter().any(|i| i.get("$patch").and_then(Value::as_str) == Some("replace")) {
-        let items = patch.iter().filter(|i| i.get("$patch").is_none()).cloned().collect();
+    if patch
+        .iter()
+        .any(|i| i.get("$patch").and_then(Value::as_str) == Some("replace"))
+    {
+        let items = patch
+            .iter()
+            .filter(|i| i.get("$patch").is_none())
+            .cloned()
+            .collect();
         return Ok(Value::Array(items));
     }
     let all_objects = patch.iter().all(Value::is_object) && original.iter().all(Value::is_object);
-    let key = if all_objects { merge_key(field, &[original, patch].concat()) } else { None };
+    let key = if all_objects {
+        merge_key(field, &[original, patch].concat())
+    } else {
+        None
+    };
     let Some(key) = key else {
         if merges_as_set(field) {
             let mut merged = original.to_vec();
@@ -110,7 +135,9 @@ fn merge_list(original: &[Value], patch: &[Value], field: &str) -> Result<Value,
     let mut result = original.to_vec();
     for item in patch {
         let Some(id) = item.get(key) else {
-            return Err(ApiError::bad_request(format!("map: {item} does not contain declared merge key: {key}")));
+            return Err(ApiError::bad_request(format!(
+                "map: {item} does not contain declared merge key: {key}"
+            )));
         };
         let position = result.iter().position(|o| o.get(key) == Some(id));
         let delete = item.get("$patch").and_then(Value::as_str) == Some("delete");
@@ -139,7 +166,10 @@ mod tests {
             "spec": {"containers": [{"name": "b", "image": "y:2"}, {"name": "c", "image": "z"}]}
         });
         let out = strategic_merge(&original, &patch).unwrap();
-        assert_eq!(out["spec"]["containers"], json!([{"name": "a", "image": "x:1"}, {"name": "b", "image": "y:2"}, {"name": "c", "image": "z"}]));
+        assert_eq!(
+            out["spec"]["containers"],
+            json!([{"name": "a", "image": "x:1"}, {"name": "b", "image": "y:2"}, {"name": "c", "image": "z"}])
+        );
     }
 
     #[test]
@@ -150,8 +180,14 @@ mod tests {
             "env": [{"name": "A", "$patch": "delete"}]
         });
         let out = strategic_merge(&original, &patch).unwrap();
-        assert_eq!(out, json!({"metadata": {"labels": {"b": "2"}, "finalizers": ["x", "y"]}, "env": []}));
+        assert_eq!(
+            out,
+            json!({"metadata": {"labels": {"b": "2"}, "finalizers": ["x", "y"]}, "env": []})
+        );
         let replace = json!({"metadata": {"$patch": "replace", "name": "n"}});
-        assert_eq!(strategic_merge(&original, &replace).unwrap()["metadata"], json!({"name": "n"}));
+        assert_eq!(
+            strategic_merge(&original, &replace).unwrap()["metadata"],
+            json!({"name": "n"})
+        );
     }
 }

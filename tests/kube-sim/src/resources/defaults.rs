@@ -46,21 +46,46 @@ fn pod(obj: &mut Value, seq: u64, now: &str) {
     let mut statuses = Vec::new();
     if let Some(spec) = object(obj, "spec") {
         spec.entry("nodeName").or_insert_with(|| json!(NODE_NAME));
-        spec.entry("restartPolicy").or_insert_with(|| json!("Always"));
-        spec.entry("dnsPolicy").or_insert_with(|| json!("ClusterFirst"));
-        spec.entry("schedulerName").or_insert_with(|| json!("default-scheduler"));
-        spec.entry("serviceAccountName").or_insert_with(|| json!("default"));
-        spec.entry("terminationGracePeriodSeconds").or_insert_with(|| json!(30));
+        spec.entry("restartPolicy")
+            .or_insert_with(|| json!("Always"));
+        spec.entry("dnsPolicy")
+            .or_insert_with(|| json!("ClusterFirst"));
+        spec.entry("schedulerName")
+            .or_insert_with(|| json!("default-scheduler"));
+        spec.entry("serviceAccountName")
+            .or_insert_with(|| json!("default"));
+        spec.entry("terminationGracePeriodSeconds")
+            .or_insert_with(|| json!(30));
         if let Some(containers) = spec.get_mut("containers").and_then(Value::as_array_mut) {
             for (index, container) in containers.iter_mut().enumerate() {
-                let Some(container) = container.as_object_mut() else { continue };
-                let image = container.get("image").and_then(Value::as_str).unwrap_or("busybox").to_string();
-                let policy = if image.ends_with(":latest") || !image.contains(':') { "Always" } else { "IfNotPresent" };
-                container.entry("imagePullPolicy").or_insert_with(|| json!(policy));
-                container.entry("terminationMessagePath").or_insert_with(|| json!("/dev/termination-log"));
-                container.entry("terminationMessagePolicy").or_insert_with(|| json!("File"));
+                let Some(container) = container.as_object_mut() else {
+                    continue;
+                };
+                let image = container
+                    .get("image")
+                    .and_then(Value::as_str)
+                    .unwrap_or("busybox")
+                    .to_string();
+                let policy = if image.ends_with(":latest") || !image.contains(':') {
+                    "Always"
+                } else {
+                    "IfNotPresent"
+                };
+                container
+                    .entry("imagePullPolicy")
+                    .or_insert_with(|| json!(policy));
+                container
+                    .entry("terminationMessagePath")
+                    .or_insert_with(|| json!("/dev/termination-log"));
+                container
+                    .entry("terminationMessagePolicy")
+                    .or_insert_with(|| json!("File"));
                 container.entry("resources").or_insert_with(|| json!({}));
-                let name = container.get("name").and_then(Value::as_str).unwrap_or("main").to_string();
+                let name = container
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .unwrap_or("main")
+                    .to_string();
                 statuses.push(json!({
                     "name": name,
                     "image": image,
@@ -98,7 +123,8 @@ fn service(obj: &mut Value, seq: u64) {
     let ip = format!("10.96.{}.{}", (seq / 250) % 250, seq % 250 + 1);
     if let Some(spec) = object(obj, "spec") {
         spec.entry("type").or_insert_with(|| json!("ClusterIP"));
-        spec.entry("sessionAffinity").or_insert_with(|| json!("None"));
+        spec.entry("sessionAffinity")
+            .or_insert_with(|| json!("None"));
         let headless = spec.get("clusterIP").and_then(Value::as_str) == Some("None");
         if !headless {
             spec.insert("clusterIP".into(), json!(ip));
@@ -114,13 +140,21 @@ fn service(obj: &mut Value, seq: u64) {
         }
     }
     if let Some(map) = obj.as_object_mut() {
-        map.entry("status").or_insert_with(|| json!({"loadBalancer": {}}));
+        map.entry("status")
+            .or_insert_with(|| json!({"loadBalancer": {}}));
     }
 }
 
 fn namespace(obj: &mut Value) {
-    let name = obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_string();
-    if let Some(labels) = obj.pointer_mut("/metadata").and_then(|m| object(m, "labels")) {
+    let name = obj
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    if let Some(labels) = obj
+        .pointer_mut("/metadata")
+        .and_then(|m| object(m, "labels"))
+    {
         labels.insert("kubernetes.io/metadata.name".into(), json!(name));
     }
     if let Some(map) = obj.as_object_mut() {
@@ -130,14 +164,19 @@ fn namespace(obj: &mut Value) {
 }
 
 fn secret(obj: &mut Value) {
-    let Some(map) = obj.as_object_mut() else { return };
+    let Some(map) = obj.as_object_mut() else {
+        return;
+    };
     map.entry("type").or_insert_with(|| json!("Opaque"));
     if let Some(Value::Object(string_data)) = map.remove("stringData") {
         let data = map.entry("data").or_insert_with(|| json!({}));
         if let Some(data) = data.as_object_mut() {
             for (key, value) in string_data {
                 let text = value.as_str().unwrap_or_default().to_string();
-                data.insert(key, json!(base64::engine::general_purpose::STANDARD.encode(text)));
+                data.insert(
+                    key,
+                    json!(base64::engine::general_purpose::STANDARD.encode(text)),
+                );
             }
         }
     }
@@ -157,12 +196,17 @@ fn node(obj: &mut Value, now: &str) {
 }
 
 fn deployment(obj: &mut Value, now: &str) {
-    let generation = obj.pointer("/metadata/generation").cloned().unwrap_or(json!(1));
+    let generation = obj
+        .pointer("/metadata/generation")
+        .cloned()
+        .unwrap_or(json!(1));
     let mut replicas = json!(1);
     if let Some(spec) = object(obj, "spec") {
         replicas = spec.entry("replicas").or_insert_with(|| json!(1)).clone();
-        spec.entry("revisionHistoryLimit").or_insert_with(|| json!(10));
-        spec.entry("progressDeadlineSeconds").or_insert_with(|| json!(600));
+        spec.entry("revisionHistoryLimit")
+            .or_insert_with(|| json!(10));
+        spec.entry("progressDeadlineSeconds")
+            .or_insert_with(|| json!(600));
         spec.entry("strategy").or_insert_with(|| {
             json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}})
         });

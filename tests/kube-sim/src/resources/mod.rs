@@ -37,8 +37,16 @@ pub struct ResourceDef {
 }
 
 /// The verbs every top-level resource supports.
-pub const VERBS: &[&str] =
-    &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
+pub const VERBS: &[&str] = &[
+    "create",
+    "delete",
+    "deletecollection",
+    "get",
+    "list",
+    "patch",
+    "update",
+    "watch",
+];
 const STATUS_VERBS: &[&str] = &["get", "patch", "update"];
 
 impl ResourceDef {
@@ -232,7 +240,9 @@ pub fn in_group_version<'a>(
     group: &'a str,
     version: &'a str,
 ) -> impl Iterator<Item = &'static ResourceDef> + 'a {
-    RESOURCES.iter().filter(move |d| d.group == group && d.version == version)
+    RESOURCES
+        .iter()
+        .filter(move |d| d.group == group && d.version == version)
 }
 
 /// Finds a resource by group, version and plural name.

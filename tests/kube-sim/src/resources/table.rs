@@ -13,12 +13,31 @@ struct Column {
     description: &'static str,
 }
 
-const fn col(name: &'static str, kind: &'static str, priority: u8, description: &'static str) -> Column {
-    Column { name, kind, format: "", priority, description }
+const fn col(
+    name: &'static str,
+    kind: &'static str,
+    priority: u8,
+    description: &'static str,
+) -> Column {
+    Column {
+        name,
+        kind,
+        format: "",
+        priority,
+        description,
+    }
 }
 
 fn columns(def: &ResourceDef) -> Vec<Column> {
-    let name = Column { format: "name", ..col("Name", "string", 0, "Name must be unique within a namespace.") };
+    let name = Column {
+        format: "name",
+        ..col(
+            "Name",
+            "string",
+            0,
+            "Name must be unique within a namespace.",
+        )
+    };
     let age_col = col("Age", "string", 0, "CreationTimestamp is a timestamp representing the server time when this object was created.");
     match def.kind {
         "Pod" => vec![
@@ -75,7 +94,9 @@ fn text(obj: &Value, pointer: &str) -> String {
 }
 
 fn count(obj: &Value, pointer: &str) -> usize {
-    obj.pointer(pointer).and_then(Value::as_object).map_or(0, |m| m.len())
+    obj.pointer(pointer)
+        .and_then(Value::as_object)
+        .map_or(0, |m| m.len())
 }
 
 fn cells(def: &ResourceDef, obj: &Value) -> Vec<Value> {
@@ -83,10 +104,19 @@ fn cells(def: &ResourceDef, obj: &Value) -> Vec<Value> {
     let created = age(&text(obj, "/metadata/creationTimestamp"));
     match def.kind {
         "Pod" => {
-            let statuses = obj.pointer("/status/containerStatuses").and_then(Value::as_array);
-            let total = obj.pointer("/spec/containers").and_then(Value::as_array).map_or(0, Vec::len);
-            let ready = statuses.map_or(0, |s| s.iter().filter(|c| c["ready"] == json!(true)).count());
-            let restarts: i64 = statuses.map_or(0, |s| s.iter().filter_map(|c| c["restartCount"].as_i64()).sum());
+            let statuses = obj
+                .pointer("/status/containerStatuses")
+                .and_then(Value::as_array);
+            let total = obj
+                .pointer("/spec/containers")
+                .and_then(Value::as_array)
+                .map_or(0, Vec::len);
+            let ready = statuses.map_or(0, |s| {
+                s.iter().filter(|c| c["ready"] == json!(true)).count()
+            });
+            let restarts: i64 = statuses.map_or(0, |s| {
+                s.iter().filter_map(|c| c["restartCount"].as_i64()).sum()
+            });
             vec![
                 name,
                 json!(format!("{ready}/{total}")),
@@ -98,8 +128,17 @@ fn cells(def: &ResourceDef, obj: &Value) -> Vec<Value> {
             ]
         }
         "Namespace" => vec![name, json!(text(obj, "/status/phase")), json!(created)],
-        "ConfigMap" => vec![name, json!(count(obj, "/data") + count(obj, "/binaryData")), json!(created)],
-        "Secret" => vec![name, json!(text(obj, "/type")), json!(count(obj, "/data")), json!(created)],
+        "ConfigMap" => vec![
+            name,
+            json!(count(obj, "/data") + count(obj, "/binaryData")),
+            json!(created),
+        ],
+        "Secret" => vec![
+            name,
+            json!(text(obj, "/type")),
+            json!(count(obj, "/data")),
+            json!(created),
+        ],
         "Service" => {
             let ports = obj
                 .pointer("/spec/ports")
@@ -123,17 +162,31 @@ fn cells(def: &ResourceDef, obj: &Value) -> Vec<Value> {
         }
         "Deployment" => vec![
             name,
-            json!(format!("{}/{}", num(obj, "/status/readyReplicas"), num(obj, "/spec/replicas"))),
+            json!(format!(
+                "{}/{}",
+                num(obj, "/status/readyReplicas"),
+                num(obj, "/spec/replicas")
+            )),
             json!(num(obj, "/status/updatedReplicas")),
             json!(num(obj, "/status/availableReplicas")),
             json!(created),
         ],
-        "Node" => vec![name, json!("Ready"), json!("<none>"), json!(created), json!(text(obj, "/status/nodeInfo/kubeletVersion"))],
+        "Node" => vec![
+            name,
+            json!("Ready"),
+            json!("<none>"),
+            json!(created),
+            json!(text(obj, "/status/nodeInfo/kubeletVersion")),
+        ],
         "Event" => vec![
             json!(age(&text(obj, "/lastTimestamp"))),
             json!(text(obj, "/type")),
             json!(text(obj, "/reason")),
-            json!(format!("{}/{}", text(obj, "/involvedObject/kind").to_lowercase(), text(obj, "/involvedObject/name"))),
+            json!(format!(
+                "{}/{}",
+                text(obj, "/involvedObject/kind").to_lowercase(),
+                text(obj, "/involvedObject/name")
+            )),
             json!(text(obj, "/message")),
         ],
         _ => vec![name, json!(created)],
@@ -166,7 +219,12 @@ fn row_object(obj: &Value, include_object: &str) -> Value {
 }
 
 /// Builds a `meta.k8s.io/v1` Table of `objects`.
-pub fn to_table(def: &ResourceDef, objects: &[Value], resource_version: &str, include_object: &str) -> Value {
+pub fn to_table(
+    def: &ResourceDef,
+    objects: &[Value],
+    resource_version: &str,
+    include_object: &str,
+) -> Value {
     let column_definitions: Vec<Value> = columns(def)
         .iter()
         .map(|c| json!({"name": c.name, "type": c.kind, "format": c.format, "description": c.description, "priority": c.priority}))

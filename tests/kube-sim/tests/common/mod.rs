@@ -18,7 +18,11 @@ pub fn peers() -> PathBuf {
 
 fn peer(name: &str) -> PathBuf {
     let path = peers().join("venv/bin").join(name);
-    assert!(path.exists(), "{} is missing: run `cargo xtask peers`", path.display());
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo xtask peers`",
+        path.display()
+    );
     path
 }
 
@@ -34,13 +38,18 @@ pub fn python() -> PathBuf {
 
 /// An older, SPDY-only kubectl from the machine image, if present.
 pub fn old_kubectl(minor: u32) -> Option<PathBuf> {
-    let mut dirs = vec![PathBuf::from("/usr/lib/google-cloud-sdk/bin"), PathBuf::from("/usr/bin")];
+    let mut dirs = vec![
+        PathBuf::from("/usr/lib/google-cloud-sdk/bin"),
+        PathBuf::from("/usr/bin"),
+    ];
     if let Ok(real) = std::fs::canonicalize("/usr/bin/kubectl") {
         if let Some(dir) = real.parent() {
             dirs.insert(0, dir.to_path_buf());
         }
     }
-    dirs.into_iter().map(|d| d.join(format!("kubectl.1.{minor}"))).find(|p| p.exists())
+    dirs.into_iter()
+        .map(|d| d.join(format!("kubectl.1.{minor}")))
+        .find(|p| p.exists())
 }
 
 /// A simulator plus a scratch directory and kubeconfig.
@@ -53,7 +62,14 @@ pub struct Harness {
 impl Harness {
     /// Starts a TLS simulator without auth, with a fast-growing pod log.
     pub async fn start() -> Self {
-        Self::start_with(SimConfig { log_interval: Duration::from_millis(100), ..SimConfig::default() }, Credentials::None).await
+        Self::start_with(
+            SimConfig {
+                log_interval: Duration::from_millis(100),
+                ..SimConfig::default()
+            },
+            Credentials::None,
+        )
+        .await
     }
 
     /// Starts a simulator with a config and kubeconfig credentials.
@@ -65,7 +81,11 @@ impl Harness {
         let sim = KubeSim::start(config).await.unwrap();
         let kubeconfig = dir.path().join("kubeconfig");
         sim.write_kubeconfig(&kubeconfig, &credentials).unwrap();
-        Self { sim, dir, kubeconfig }
+        Self {
+            sim,
+            dir,
+            kubeconfig,
+        }
     }
 
     /// Writes another kubeconfig for this simulator.
@@ -82,7 +102,10 @@ impl Harness {
             .arg("--kubeconfig")
             .arg(kubeconfig)
             .arg("--cache-dir")
-            .arg(self.dir.path().join(format!("cache-{}", binary.file_name().unwrap().to_string_lossy())))
+            .arg(self.dir.path().join(format!(
+                "cache-{}",
+                binary.file_name().unwrap().to_string_lossy()
+            )))
             .args(args)
             .env_remove("KUBECONFIG")
             .stdin(Stdio::piped())
@@ -98,7 +121,13 @@ impl Harness {
     }
 
     /// Runs a kubectl binary with a kubeconfig and optional stdin.
-    pub async fn run(&self, binary: &Path, kubeconfig: &Path, args: &[&str], stdin: Option<&[u8]>) -> Output {
+    pub async fn run(
+        &self,
+        binary: &Path,
+        kubeconfig: &Path,
+        args: &[&str],
+        stdin: Option<&[u8]>,
+    ) -> Output {
         let mut child = self.command(binary, kubeconfig, args).spawn().unwrap();
         let mut pipe = child.stdin.take().unwrap();
         if let Some(data) = stdin {
@@ -124,6 +153,12 @@ pub fn stderr(output: &Output) -> String {
 
 /// Asserts success and returns stdout.
 pub fn ok(output: &Output) -> String {
-    assert!(output.status.success(), "kubectl failed ({:?}): {}\n{}", output.status, stdout(output), stderr(output));
+    assert!(
+        output.status.success(),
+        "kubectl failed ({:?}): {}\n{}",
+        output.status,
+        stdout(output),
+        stderr(output)
+    );
     stdout(output)
 }

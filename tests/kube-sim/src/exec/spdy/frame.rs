@@ -153,14 +153,27 @@ pub fn parse(buf: &[u8]) -> Result<Option<(Frame, usize)>, FrameError> {
         if stream_id == 0 {
             return Err(FrameError::StreamZero);
         }
-        return Ok(Some((Frame::Data { stream_id, flags, data: Bytes::copy_from_slice(payload) }, total)));
+        return Ok(Some((
+            Frame::Data {
+                stream_id,
+                flags,
+                data: Bytes::copy_from_slice(payload),
+            },
+            total,
+        )));
     }
     let version = u16::from_be_bytes([buf[0], buf[1]]) & 0x7fff;
     if version != VERSION {
         return Err(FrameError::Version(version));
     }
     let frame_kind = u16::from_be_bytes([buf[2], buf[3]]);
-    let need = |n: usize, name: &'static str| if payload.len() < n { Err(FrameError::Short(name)) } else { Ok(()) };
+    let need = |n: usize, name: &'static str| {
+        if payload.len() < n {
+            Err(FrameError::Short(name))
+        } else {
+            Ok(())
+        }
+    };
     let frame = match frame_kind {
         kind::SYN_STREAM => {
             need(10, "SYN_STREAM")?;
@@ -174,28 +187,49 @@ pub fn parse(buf: &[u8]) -> Result<Option<(Frame, usize)>, FrameError> {
         }
         kind::SYN_REPLY => {
             need(4, "SYN_REPLY")?;
-            Frame::SynReply { stream_id: be32(payload, 0) & 0x7fff_ffff, flags, header_block: Bytes::copy_from_slice(&payload[4..]) }
+            Frame::SynReply {
+                stream_id: be32(payload, 0) & 0x7fff_ffff,
+                flags,
+                header_block: Bytes::copy_from_slice(&payload[4..]),
+            }
         }
         kind::RST_STREAM => {
             need(8, "RST_STREAM")?;
-            Frame::RstStream { stream_id: be32(payload, 0) & 0x7fff_ffff, status: be32(payload, 4) }
+            Frame::RstStream {
+                stream_id: be32(payload, 0) & 0x7fff_ffff,
+                status: be32(payload, 4),
+            }
         }
-        kind::SETTINGS => Frame::Settings { payload: Bytes::copy_from_slice(payload) },
+        kind::SETTINGS => Frame::Settings {
+            payload: Bytes::copy_from_slice(payload),
+        },
         kind::PING => {
             need(4, "PING")?;
-            Frame::Ping { id: be32(payload, 0) }
+            Frame::Ping {
+                id: be32(payload, 0),
+            }
         }
         kind::GOAWAY => {
             need(8, "GOAWAY")?;
-            Frame::GoAway { last_stream_id: be32(payload, 0) & 0x7fff_ffff, status: be32(payload, 4) }
+            Frame::GoAway {
+                last_stream_id: be32(payload, 0) & 0x7fff_ffff,
+                status: be32(payload, 4),
+            }
         }
         kind::HEADERS => {
             need(4, "HEADERS")?;
-            Frame::Headers { stream_id: be32(payload, 0) & 0x7fff_ffff, flags, header_block: Bytes::copy_from_slice(&payload[4..]) }
+            Frame::Headers {
+                stream_id: be32(payload, 0) & 0x7fff_ffff,
+                flags,
+                header_block: Bytes::copy_from_slice(&payload[4..]),
+            }
         }
         kind::WINDOW_UPDATE => {
             need(8, "WINDOW_UPDATE")?;
-            Frame::WindowUpdate { stream_id: be32(payload, 0) & 0x7fff_ffff, delta: be32(payload, 4) & 0x7fff_ffff }
+            Frame::WindowUpdate {
+                stream_id: be32(payload, 0) & 0x7fff_ffff,
+                delta: be32(payload, 4) & 0x7fff_ffff,
+            }
         }
         other => Frame::Unknown { kind: other },
     };
@@ -214,13 +248,23 @@ fn control(out: &mut BytesMut, frame_kind: u16, flags: u8, payload: &[u8]) {
 pub fn serialize(frame: &Frame) -> Bytes {
     let mut out = BytesMut::new();
     match frame {
-        Frame::Data { stream_id, flags, data } => {
+        Frame::Data {
+            stream_id,
+            flags,
+            data,
+        } => {
             out.put_u32(stream_id & 0x7fff_ffff);
             out.put_u8(*flags);
             out.put_uint(data.len() as u64, 3);
             out.put_slice(data);
         }
-        Frame::SynStream { stream_id, associated_id, priority, flags, header_block } => {
+        Frame::SynStream {
+            stream_id,
+            associated_id,
+            priority,
+            flags,
+            header_block,
+        } => {
             let mut payload = BytesMut::new();
             payload.put_u32(*stream_id);
             payload.put_u32(*associated_id);
@@ -229,23 +273,49 @@ pub fn serialize(frame: &Frame) -> Bytes {
             payload.put_slice(header_block);
             control(&mut out, kind::SYN_STREAM, *flags, &payload);
         }
-        Frame::SynReply { stream_id, flags, header_block } => {
+        Frame::SynReply {
+            stream_id,
+            flags,
+            header_block,
+        } => {
             let mut payload = BytesMut::new();
             payload.put_u32(*stream_id);
             payload.put_slice(header_block);
             control(&mut out, kind::SYN_REPLY, *flags, &payload);
         }
-        Frame::RstStream { stream_id, status } => control(&mut out, kind::RST_STREAM, 0, &[stream_id.to_be_bytes(), status.to_be_bytes()].concat()),
+        Frame::RstStream { stream_id, status } => control(
+            &mut out,
+            kind::RST_STREAM,
+            0,
+            &[stream_id.to_be_bytes(), status.to_be_bytes()].concat(),
+        ),
         Frame::Settings { payload } => control(&mut out, kind::SETTINGS, 0, payload),
         Frame::Ping { id } => control(&mut out, kind::PING, 0, &id.to_be_bytes()),
-        Frame::GoAway { last_stream_id, status } => control(&mut out, kind::GOAWAY, 0, &[last_stream_id.to_be_bytes(), status.to_be_bytes()].concat()),
-        Frame::Headers { stream_id, flags, header_block } => {
+        Frame::GoAway {
+            last_stream_id,
+            status,
+        } => control(
+            &mut out,
+            kind::GOAWAY,
+            0,
+            &[last_stream_id.to_be_bytes(), status.to_be_bytes()].concat(),
+        ),
+        Frame::Headers {
+            stream_id,
+            flags,
+            header_block,
+        } => {
             let mut payload = BytesMut::new();
             payload.put_u32(*stream_id);
             payload.put_slice(header_block);
             control(&mut out, kind::HEADERS, *flags, &payload);
         }
-        Frame::WindowUpdate { stream_id, delta } => control(&mut out, kind::WINDOW_UPDATE, 0, &[stream_id.to_be_bytes(), delta.to_be_bytes()].concat()),
+        Frame::WindowUpdate { stream_id, delta } => control(
+            &mut out,
+            kind::WINDOW_UPDATE,
+            0,
+            &[stream_id.to_be_bytes(), delta.to_be_bytes()].concat(),
+        ),
         Frame::Unknown { kind } => control(&mut out, *kind, 0, &[]),
     }
     out.freeze()
@@ -258,13 +328,36 @@ mod tests {
     #[test]
     fn round_trips() {
         let frames = [
-            Frame::Data { stream_id: 5, flags: FLAG_FIN, data: Bytes::from_static(b"hello") },
-            Frame::SynStream { stream_id: 1, associated_id: 0, priority: 3, flags: 0, header_block: Bytes::from_static(b"\x78\x01") },
-            Frame::SynReply { stream_id: 1, flags: 0, header_block: Bytes::new() },
-            Frame::RstStream { stream_id: 3, status: 5 },
+            Frame::Data {
+                stream_id: 5,
+                flags: FLAG_FIN,
+                data: Bytes::from_static(b"hello"),
+            },
+            Frame::SynStream {
+                stream_id: 1,
+                associated_id: 0,
+                priority: 3,
+                flags: 0,
+                header_block: Bytes::from_static(b"\x78\x01"),
+            },
+            Frame::SynReply {
+                stream_id: 1,
+                flags: 0,
+                header_block: Bytes::new(),
+            },
+            Frame::RstStream {
+                stream_id: 3,
+                status: 5,
+            },
             Frame::Ping { id: 7 },
-            Frame::GoAway { last_stream_id: 9, status: 0 },
-            Frame::WindowUpdate { stream_id: 1, delta: 65536 },
+            Frame::GoAway {
+                last_stream_id: 9,
+                status: 0,
+            },
+            Frame::WindowUpdate {
+                stream_id: 1,
+                delta: 65536,
+            },
         ];
         for frame in frames {
             let bytes = serialize(&frame);
@@ -277,15 +370,40 @@ mod tests {
         let ping = serialize(&Frame::Ping { id: 1 });
         assert_eq!(parse(&ping[..7]).unwrap(), None);
         assert_eq!(parse(&ping[..11]).unwrap(), None);
-        assert_eq!(parse(&[0x80, 0x02, 0, 6, 0, 0, 0, 4, 0, 0, 0, 1]).unwrap_err(), FrameError::Version(2));
-        assert_eq!(parse(&[0, 0, 0, 0, 0, 0, 0, 0]).unwrap_err(), FrameError::StreamZero);
-        assert_eq!(parse(&[0x80, 3, 0, 6, 0, 0, 0, 2, 0, 0]).unwrap_err(), FrameError::Short("PING"));
-        assert!(matches!(parse(&[0x80, 3, 0, 1, 0, 0xff, 0xff, 0xff]).unwrap_err(), FrameError::TooLarge(_)));
+        assert_eq!(
+            parse(&[0x80, 0x02, 0, 6, 0, 0, 0, 4, 0, 0, 0, 1]).unwrap_err(),
+            FrameError::Version(2)
+        );
+        assert_eq!(
+            parse(&[0, 0, 0, 0, 0, 0, 0, 0]).unwrap_err(),
+            FrameError::StreamZero
+        );
+        assert_eq!(
+            parse(&[0x80, 3, 0, 6, 0, 0, 0, 2, 0, 0]).unwrap_err(),
+            FrameError::Short("PING")
+        );
+        assert!(matches!(
+            parse(&[0x80, 3, 0, 1, 0, 0xff, 0xff, 0xff]).unwrap_err(),
+            FrameError::TooLarge(_)
+        ));
     }
 
     #[test]
     fn data_frames_use_all_31_stream_bits() {
-        let bytes = serialize(&Frame::Data { stream_id: 0x0123_4567, flags: 0, data: Bytes::new() });
-        assert!(matches!(parse(&bytes).unwrap(), Some((Frame::Data { stream_id: 0x0123_4567, .. }, 8))));
+        let bytes = serialize(&Frame::Data {
+            stream_id: 0x0123_4567,
+            flags: 0,
+            data: Bytes::new(),
+        });
+        assert!(matches!(
+            parse(&bytes).unwrap(),
+            Some((
+                Frame::Data {
+                    stream_id: 0x0123_4567,
+                    ..
+                },
+                8
+            ))
+        ));
     }
 }

@@ -134,7 +134,9 @@ impl Default for HeaderDecoder {
 impl HeaderDecoder {
     /// A fresh decoder (for a new connection).
     pub fn new() -> Self {
-        Self { inflate: Decompress::new(true) }
+        Self {
+            inflate: Decompress::new(true),
+        }
     }
 
     /// Decompresses one compressed header block.
@@ -147,14 +149,18 @@ impl HeaderDecoder {
             }
             let before_in = self.inflate.total_in();
             let before_out = self.inflate.total_out();
-            let result = self.inflate.decompress_vec(&input[consumed..], &mut out, FlushDecompress::Sync);
+            let result =
+                self.inflate
+                    .decompress_vec(&input[consumed..], &mut out, FlushDecompress::Sync);
             consumed += usize::try_from(self.inflate.total_in() - before_in).unwrap_or(usize::MAX);
             let produced = self.inflate.total_out() != before_out;
             match result {
                 Ok(Status::StreamEnd) => break,
                 Ok(_) => {}
                 Err(e) if e.needs_dictionary().is_some() => {
-                    self.inflate.set_dictionary(DICTIONARY).map_err(|e| HeaderError::Zlib(e.to_string()))?;
+                    self.inflate
+                        .set_dictionary(DICTIONARY)
+                        .map_err(|e| HeaderError::Zlib(e.to_string()))?;
                     continue;
                 }
                 Err(e) => return Err(HeaderError::Zlib(e.to_string())),
@@ -184,14 +190,18 @@ impl HeaderDecoder {
 }
 
 fn read_u32(data: &[u8], at: &mut usize) -> Result<u32, HeaderError> {
-    let bytes = data.get(*at..*at + 4).ok_or(HeaderError::Malformed("truncated length"))?;
+    let bytes = data
+        .get(*at..*at + 4)
+        .ok_or(HeaderError::Malformed("truncated length"))?;
     *at += 4;
     Ok(u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]))
 }
 
 fn read_string<'a>(data: &'a [u8], at: &mut usize) -> Result<&'a [u8], HeaderError> {
     let len = read_u32(data, at)? as usize;
-    let bytes = data.get(*at..at.saturating_add(len)).ok_or(HeaderError::Malformed("truncated string"))?;
+    let bytes = data
+        .get(*at..at.saturating_add(len))
+        .ok_or(HeaderError::Malformed("truncated string"))?;
     *at += len;
     Ok(bytes)
 }
@@ -305,14 +315,24 @@ mod tests {
         let mut decoder = HeaderDecoder::new();
         for round in 0..5 {
             let round = round.to_string();
-            let block = encoder.encode(&[("streamtype", "stdout"), ("round", &round), ("multi", "a"), ("multi", "b")]).unwrap();
+            let block = encoder
+                .encode(&[
+                    ("streamtype", "stdout"),
+                    ("round", &round),
+                    ("multi", "a"),
+                    ("multi", "b"),
+                ])
+                .unwrap();
             let headers = decoder.decode(&block).unwrap();
-            assert_eq!(headers, vec![
-                ("streamtype".to_string(), "stdout".to_string()),
-                ("round".to_string(), round.clone()),
-                ("multi".to_string(), "a".to_string()),
-                ("multi".to_string(), "b".to_string()),
-            ]);
+            assert_eq!(
+                headers,
+                vec![
+                    ("streamtype".to_string(), "stdout".to_string()),
+                    ("round".to_string(), round.clone()),
+                    ("multi".to_string(), "a".to_string()),
+                    ("multi".to_string(), "b".to_string()),
+                ]
+            );
         }
     }
 

@@ -62,7 +62,12 @@ impl StreamType {
 }
 
 /// Answers the upgrade request (101) and runs the session on the upgraded connection.
-pub fn upgrade(req: Request<Incoming>, protocol: &'static str, request: ExecRequest, sandbox: PathBuf) -> Result<Response<Body>, ApiError> {
+pub fn upgrade(
+    req: Request<Incoming>,
+    protocol: &'static str,
+    request: ExecRequest,
+    sandbox: PathBuf,
+) -> Result<Response<Body>, ApiError> {
     tokio::spawn(async move {
         match hyper::upgrade::on(req).await {
             Ok(upgraded) => {
@@ -78,7 +83,10 @@ pub fn upgrade(req: Request<Incoming>, protocol: &'static str, request: ExecRequ
     let headers = response.headers_mut();
     headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
     headers.insert(header::UPGRADE, HeaderValue::from_static("SPDY/3.1"));
-    headers.insert("x-stream-protocol-version", HeaderValue::from_static(protocol));
+    headers.insert(
+        "x-stream-protocol-version",
+        HeaderValue::from_static(protocol),
+    );
     Ok(response)
 }
 
@@ -113,7 +121,11 @@ async fn writer<W: AsyncWrite + Unpin>(mut io: W, mut rx: mpsc::Receiver<Outgoin
         let frame = match outgoing {
             Outgoing::Frame(frame) => frame,
             Outgoing::Reply(stream_id) => match encoder.encode(&[]) {
-                Ok(block) => Frame::SynReply { stream_id, flags: 0, header_block: Bytes::from(block) },
+                Ok(block) => Frame::SynReply {
+                    stream_id,
+                    flags: 0,
+                    header_block: Bytes::from(block),
+                },
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot compress SPDY headers");
                     return;
@@ -153,22 +165,38 @@ impl Connection {
     }
 
     fn stream_type(&self, stream_id: u32) -> Option<StreamType> {
-        self.streams.iter().find(|(_, id)| **id == stream_id).map(|(t, _)| *t)
+        self.streams
+            .iter()
+            .find(|(_, id)| **id == stream_id)
+            .map(|(t, _)| *t)
     }
 
     /// Handles one client frame; `Ok(false)` when the client said GOAWAY.
     async fn handle(&mut self, frame: Frame) -> Result<bool, SpdyError> {
         match frame {
-            Frame::SynStream { stream_id, header_block, .. } => {
+            Frame::SynStream {
+                stream_id,
+                header_block,
+                ..
+            } => {
                 let headers = self.decoder.decode(&header_block)?;
                 self.last_stream = self.last_stream.max(stream_id);
-                let kind = headers.iter().find(|(n, _)| n == "streamtype").and_then(|(_, v)| StreamType::parse(v));
+                let kind = headers
+                    .iter()
+                    .find(|(n, _)| n == "streamtype")
+                    .and_then(|(_, v)| StreamType::parse(v));
                 match kind {
                     Some(kind) => {
                         self.streams.insert(kind, stream_id);
                         self.send(Outgoing::Reply(stream_id)).await;
                     }
-                    None => self.send(Outgoing::Frame(Frame::RstStream { stream_id, status: 1 })).await,
+                    None => {
+                        self.send(Outgoing::Frame(Frame::RstStream {
+                            stream_id,
+                            status: 1,
+                        }))
+                        .await
+                    }
                 }
             }
             Frame::Headers { header_block, .. } => {
@@ -178,7 +206,11 @@ impl Connection {
             Frame::SynReply { header_block, .. } if !header_block.is_empty() => {
                 self.decoder.decode(&header_block)?;
             }
-            Frame::Data { stream_id, flags, data } => match self.stream_type(stream_id) {
+            Frame::Data {
+                stream_id,
+                flags,
+                data,
+            } => match self.stream_type(stream_id) {
                 Some(StreamType::Stdin) => {
                     if !data.is_empty() {
                         self.feed(Input::Data(data)).await;
@@ -212,18 +244,33 @@ impl Connection {
             }
             Frame::Ping { id } => self.send(Outgoing::Frame(Frame::Ping { id })).await,
             Frame::GoAway { .. } => return Ok(false),
-            Frame::SynReply { .. } | Frame::Settings { .. } | Frame::WindowUpdate { .. } | Frame::Unknown { .. } => {}
+            Frame::SynReply { .. }
+            | Frame::Settings { .. }
+            | Frame::WindowUpdate { .. }
+            | Frame::Unknown { .. } => {}
         }
         Ok(true)
     }
 
     async fn data(&self, kind: StreamType, data: &[u8], fin: bool) {
-        let Some(&stream_id) = self.streams.get(&kind) else { return };
+        let Some(&stream_id) = self.streams.get(&kind) else {
+            return;
+        };
         for chunk in data.chunks(MAX_DATA) {
-            self.send(Outgoing::Frame(Frame::Data { stream_id, flags: 0, data: Bytes::copy_from_slice(chunk) })).await;
+            self.send(Outgoing::Frame(Frame::Data {
+                stream_id,
+                flags: 0,
+                data: Bytes::copy_from_slice(chunk),
+            }))
+            .await;
         }
         if fin {
-            self.send(Outgoing::Frame(Frame::Data { stream_id, flags: FLAG_FIN, data: Bytes::new() })).await;
+            self.send(Outgoing::Frame(Frame::Data {
+                stream_id,
+                flags: FLAG_FIN,
+                data: Bytes::new(),
+            }))
+            .await;
         }
     }
 }
@@ -231,7 +278,12 @@ impl Connection {
 fn expected_streams(request: &ExecRequest) -> Vec<StreamType> {
     let o = &request.options;
     let mut expected = vec![StreamType::Error];
-    for (wanted, kind) in [(o.stdin, StreamType::Stdin), (o.stdout, StreamType::Stdout), (o.stderr, StreamType::Stderr), (o.tty, StreamType::Resize)] {
+    for (wanted, kind) in [
+        (o.stdin, StreamType::Stdin),
+        (o.stdout, StreamType::Stdout),
+        (o.stderr, StreamType::Stderr),
+        (o.tty, StreamType::Resize),
+    ] {
         if wanted {
             expected.push(kind);
         }
@@ -305,16 +357,27 @@ where
             },
         }
     }
-    let exit = (&mut session.exit).await.unwrap_or(process::Exit::Code(137));
+    let exit = (&mut session.exit)
+        .await
+        .unwrap_or(process::Exit::Code(137));
     if let process::Exit::StartFailed(message) = &exit {
-        let target = if request.options.tty { StreamType::Stdout } else { StreamType::Stderr };
-        conn.data(target, format!("{message}\n").as_bytes(), false).await;
+        let target = if request.options.tty {
+            StreamType::Stdout
+        } else {
+            StreamType::Stderr
+        };
+        conn.data(target, format!("{message}\n").as_bytes(), false)
+            .await;
     }
     let status = serde_json::to_vec(&exit_status(&exit)).unwrap_or_default();
     conn.data(StreamType::Error, &status, true).await;
     conn.data(StreamType::Stdout, &[], true).await;
     conn.data(StreamType::Stderr, &[], true).await;
-    conn.send(Outgoing::Frame(Frame::GoAway { last_stream_id: conn.last_stream, status: 0 })).await;
+    conn.send(Outgoing::Frame(Frame::GoAway {
+        last_stream_id: conn.last_stream,
+        status: 0,
+    }))
+    .await;
     drop(conn);
     let _ = writer_task.await;
     drop(session.kill);
