@@ -268,7 +268,7 @@ async fn kubectl_exec_and_logs_follow_pass_through() {
         .find(|e| e.kubernetes.subresource == "exec")
         .unwrap();
     assert_eq!(exec.kubernetes.name, "demo");
-    assert!(exec.request.query_parameters.get("command").is_some());
+    assert!(exec.request.query_parameters.contains_key("command"));
 
     // logs -f streams: the first lines arrive while the stream is still open.
     let mut child = s.command(&["logs", "-f", "demo"]).spawn().unwrap();
