@@ -159,6 +159,20 @@ try {
   await shot('04-live-tail');
   log('live tail shows a newly uploaded event at the top');
 
+  step = 'time range';
+  await page.goto(`${RECORDER}/ui/events`);
+  await waitForRows(EXPECTED_EVENTS + 1);
+  await page.fill('#f-since', '2026-01-01T00:01:00');
+  await page.click('button[type="submit"]');
+  await page.waitForURL(/since=2026-01-01T00%3A01%3A00Z/);
+  await waitForRows(1);
+  check((await rows().first().innerText()).includes('mallory@example.com'), 'only the event after 00:01 UTC');
+  await page.goto(`${RECORDER}/ui/events?until=2026-01-01T00:01:00Z&verb=get`);
+  await waitForRows(2);
+  const until = await page.inputValue('#f-until');
+  check(/^2026-01-01T00:01(:00)?$/.test(until), `time filter restored from the URL (UTC): ${until}`);
+  log('time range filters (UTC), restored from the URL');
+
   // 5. Sessions list: finished and live sessions.
   step = 'sessions list';
   await page.click('nav a[data-nav="sessions"]');
