@@ -54,7 +54,7 @@ export function renderSession(main, route, ctx) {
     if (typeof window.AsciinemaPlayer === 'undefined') throw new Error('The player script did not load.');
     stage.replaceChildren();
     player = window.AsciinemaPlayer.create({ data: cast.text }, stage, {
-      fit: 'width',
+      fit: 'both',
       idleTimeLimit: 2,
       preload: true,
       controls: true,
