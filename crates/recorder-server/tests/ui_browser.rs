@@ -184,6 +184,7 @@ struct Req<'a> {
 }
 
 fn event(r: &Req<'_>) -> serde_json::Value {
+    let (resource, subresource) = r.resource.split_once('/').unwrap_or((r.resource, ""));
     let mut path = String::from("/api/v1");
     if r.resource == "deployments" {
         path = "/apis/apps/v1".into();
@@ -191,9 +192,14 @@ fn event(r: &Req<'_>) -> serde_json::Value {
     if !r.namespace.is_empty() {
         path.push_str(&format!("/namespaces/{}", r.namespace));
     }
-    path.push_str(&format!("/{}", r.resource));
+    path.push_str(&format!("/{resource}"));
     if !r.name.is_empty() {
         path.push_str(&format!("/{}", r.name));
+    }
+    let mut parts = vec![resource, r.name];
+    if !subresource.is_empty() {
+        path.push_str(&format!("/{subresource}"));
+        parts.push(subresource);
     }
     let source = if r.tagged {
         serde_json::json!({"node": "ci-runner.tail1234.ts.net", "nodeID": "nCI1CNTRL", "nodeTags": ["tag:ci"]})
@@ -207,8 +213,8 @@ fn event(r: &Req<'_>) -> serde_json::Value {
         "kubernetes": {"IsResourceRequest": true, "Path": path, "Verb": r.verb,
             "APIPrefix": if r.resource == "deployments" { "apis" } else { "api" },
             "APIGroup": if r.resource == "deployments" { "apps" } else { "" }, "APIVersion": "v1",
-            "Namespace": r.namespace, "Resource": r.resource, "Subresource": "", "Name": r.name,
-            "Parts": [r.resource, r.name], "FieldSelector": "", "LabelSelector": ""},
+            "Namespace": r.namespace, "Resource": resource, "Subresource": subresource, "Name": r.name,
+            "Parts": parts, "FieldSelector": "", "LabelSelector": ""},
         "source": source,
         "destination": {"node": "", "nodeID": ""},
         "kubescribe": {"key": r.key, "requestID": format!("req-{}", r.key)}
@@ -280,6 +286,17 @@ fn upload_events(addr: SocketAddr) -> usize {
             status: 200,
             tagged: false,
         },
+        Req {
+            verb: "get",
+            method: "GET",
+            resource: "pods/exec",
+            namespace: "default",
+            name: "web-0",
+            body: b"",
+            key: "k-exec",
+            status: 101,
+            tagged: false,
+        },
     ];
     let mut ndjson = Vec::new();
     for r in &reqs {
@@ -344,7 +361,8 @@ fn session_cast() -> Vec<u8> {
         "command": "/bin/sh", "srcNode": "laptop.tail1234.ts.net", "srcNodeID": "nAbC123CNTRL",
         "srcNodeUserID": 4242, "srcNodeUser": "alice@example.com", "env": null, "sshUser": "",
         "localUser": "", "connectionID": "",
-        "kubernetes": {"PodName": "web-0", "Namespace": "default", "Container": "nginx", "SessionType": "exec"}});
+        "kubernetes": {"PodName": "web-0", "Namespace": "default", "Container": "nginx", "SessionType": "exec"},
+        "kubescribe": {"sessionID": "s-1", "eventKey": "k-exec", "tty": true}});
     let wide = format!("WIDE:{}:END", "=".repeat(80));
     let mut lines = vec![serde_json::to_string(&header).unwrap()];
     for (t, code, data) in [

@@ -2,7 +2,7 @@
 // decoded request body and the record exactly as the API returned it.
 
 import { h, replace, definitions } from './dom.js';
-import { getText } from './api.js';
+import { getJson, getText } from './api.js';
 import * as fmt from './format.js';
 
 function code(text, label) {
@@ -54,6 +54,18 @@ function responseFacts(response) {
     ['Full request body', response.requestBodyBytes !== undefined ? `${fmt.bytes(response.requestBodyBytes)}, SHA-256 ${response.requestBodySHA256 || '?'}` : ''],
     ['Error', response.error || ''],
   ];
+}
+
+/**
+ * For an exec/attach request, finds its recording: the session whose cast
+ * header carries this event's key (`kubescribe.eventKey`).
+ */
+async function findSession(event, signal) {
+  const k = event.kubernetes || {};
+  const key = event.kubescribe && event.kubescribe.key;
+  if (!key || !['exec', 'attach'].includes(k.Subresource)) return null;
+  const page = await getJson('/api/v1/sessions', { namespace: k.Namespace, pod: k.Name, limit: 1000 }, signal);
+  return page.sessions.find((s) => s.header && s.header.kubescribe && s.header.kubescribe.eventKey === key) || null;
 }
 
 /** Renders `/ui/events/{id}`; returns a function that stops it. */
@@ -112,6 +124,7 @@ export function renderEvent(main, route, ctx) {
         h('section', { 'aria-labelledby': 'resp-title' },
           h('h2', { id: 'resp-title', text: 'Response' }),
           definitions(responseFacts(r)))),
+      h('div', { id: 'session-link' }),
       bodySection(e),
       querySection(e),
       h('section', { 'aria-labelledby': 'raw-title' },
@@ -119,6 +132,14 @@ export function renderEvent(main, route, ctx) {
         h('p', { class: 'muted', text: 'The event and its response record exactly as the query API returned them (re-indented only).' }),
         code(fmt.prettyJson(text) || text, 'Raw event JSON')));
     ctx.focusHeading();
+    findSession(e, controller.signal).then((s) => {
+      const slot = main.querySelector('#session-link');
+      if (s && slot) {
+        slot.append(h('p', { class: 'callout' }, `This ${k.Subresource} session was recorded: `,
+          h('a', { href: `/ui/sessions/${encodeURIComponent(s.id)}`, text: 'play the recording' }),
+          s.state === 'live' ? ' (still live)' : ''));
+      }
+    }).catch(() => { /* the link is a convenience; the event is shown regardless */ });
   }).catch((err) => ctx.fail(err));
   return () => controller.abort();
 }

@@ -104,7 +104,7 @@ export function sessionStart(info) {
 /** CSS class for an HTTP status. */
 export function statusClass(status) {
   const s = Number(status);
-  if (s >= 200 && s < 400) return 'status-ok';
+  if (s >= 100 && s < 400) return 'status-ok';
   if (s >= 400 && s < 500) return 'status-denied';
   return 'status-error';
 }

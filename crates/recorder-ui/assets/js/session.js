@@ -31,6 +31,7 @@ function facts(info) {
     ['Error', info.error || ''],
     ['Uploaded by', info.uploader ? `${info.uploader} (${info.protocol || '?'})` : ''],
     ['Session id', info.id],
+    ['Request', h('span', { id: 'event-link', class: 'muted', text: header.kubescribe && header.kubescribe.eventKey ? 'looking up…' : 'not linked (no event key in the recording)' })],
   ], { id: 'session-facts' });
 }
 
@@ -89,6 +90,7 @@ export function renderSession(main, route, ctx) {
           h('h2', { id: 'meta-title', text: 'Details' }),
           facts(info))));
     ctx.focusHeading();
+    linkEvent(header);
     if (live) {
       stage.replaceChildren(h('div', { class: 'player-placeholder' },
         h('p', { text: 'This session is still being recorded.' }),
@@ -103,6 +105,22 @@ export function renderSession(main, route, ctx) {
       return;
     }
     play().catch(fail);
+  }
+
+  function linkEvent(header) {
+    const key = header.kubescribe && header.kubescribe.eventKey;
+    const k = header.kubernetes || {};
+    if (!key) return;
+    getJson('/api/v1/events', { q: key, namespace: k.Namespace, name: k.PodName, limit: 10 }, controller.signal)
+      .then((page) => {
+        const slot = main.querySelector('#event-link');
+        if (!slot) return;
+        const row = page.events.find((r) => r.event && r.event.kubescribe && r.event.kubescribe.key === key);
+        if (!row) { slot.textContent = 'the request event is not in the index'; return; }
+        slot.className = '';
+        slot.replaceChildren(h('a', { href: `/ui/events/${encodeURIComponent(row.id)}`, text: 'the exec/attach request event' }));
+      })
+      .catch(() => { /* a convenience only */ });
   }
 
   const fail = (e) => {

@@ -168,7 +168,7 @@ try {
   await waitForRows(1);
   check((await rows().first().innerText()).includes('mallory@example.com'), 'only the event after 00:01 UTC');
   await page.goto(`${RECORDER}/ui/events?until=2026-01-01T00:01:00Z&verb=get`);
-  await waitForRows(2);
+  await waitForRows(3);
   const until = await page.inputValue('#f-until');
   check(/^2026-01-01T00:01(:00)?$/.test(until), `time filter restored from the URL (UTC): ${until}`);
   log('time range filters (UTC), restored from the URL');
@@ -227,6 +227,15 @@ try {
   check(page.url() === sessionUrl, 'session deep link survives reload');
   await noCspViolations();
   log('session plays in asciinema-player; terminal text read from the DOM; .cast download is byte-identical');
+
+  step = 'event and session link to each other';
+  await page.locator('#event-link a').click();
+  await page.waitForURL(/\/ui\/events\/e-/);
+  check((await page.locator('h1').innerText()) === 'get pods/exec default/web-0', `exec event heading: ${await page.locator('h1').innerText()}`);
+  await page.locator('#session-link a').click();
+  await page.waitForURL(sessionUrl);
+  await page.locator('.ap-player').waitFor();
+  log('the exec event links to its recording and back');
 
   step = 'live session page';
   await page.goto(`${RECORDER}/ui/sessions?live=true`);

@@ -79,6 +79,7 @@ test('display helpers', () => {
   assert.equal(fmt.bytes(1536), '1.5 KiB');
   assert.equal(fmt.millis(12.5), '13 ms');
   assert.equal(fmt.statusClass(201), 'status-ok');
+  assert.equal(fmt.statusClass(101), 'status-ok');
   assert.equal(fmt.statusClass(403), 'status-denied');
   assert.equal(fmt.statusClass(0), 'status-error');
   assert.equal(fmt.fromInputValue('2026-01-31T12:00'), '2026-01-31T12:00:00Z');
