@@ -23,6 +23,9 @@ const EXPECTED_EVENTS = Number(need('EXPECTED_EVENTS'));
 const EXPECTED_CAST = fs.readFileSync(need('EXPECTED_CAST'));
 const ARTIFACTS = need('ARTIFACTS');
 const coreDir = need('PLAYWRIGHT_CORE_DIR');
+// Screenshots of this run only.
+fs.mkdirSync(ARTIFACTS, { recursive: true });
+for (const f of fs.readdirSync(ARTIFACTS)) if (f.endsWith('.png')) fs.rmSync(path.join(ARTIFACTS, f));
 const { chromium } = await import(pathToFileURL(path.join(coreDir, 'index.mjs')).href);
 
 let step = 'start';
