@@ -241,7 +241,12 @@ async fn watch_streams_changes_to_kubectl() {
     let mut lines = BufReader::new(watcher.stdout.take().unwrap()).lines();
     // Change things only once kubectl's watch is open (it lists first, then watches).
     tokio::time::timeout(std::time::Duration::from_secs(60), async {
-        while !h.sim.requests().iter().any(|r| r.uri.contains("watch=") && r.status == Some(200)) {
+        while !h
+            .sim
+            .requests()
+            .iter()
+            .any(|r| r.uri.contains("watch=") && r.status == Some(200))
+        {
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
     })

@@ -119,6 +119,43 @@ async fn exec_checks(h: &Harness, kubectl: &std::path::Path) {
         "{}",
         stderr(&missing)
     );
+
+    // Megabytes each way (beyond any SPDY/WebSocket window or buffer).
+    let big = vec![b'x'; 3_000_000];
+    let counted = h
+        .run(
+            kubectl,
+            &h.kubeconfig,
+            &["exec", "-i", "demo", "--", "wc", "-c"],
+            Some(&big),
+        )
+        .await;
+    assert_eq!(ok(&counted).trim(), "3000000");
+    let produced = h
+        .run(
+            kubectl,
+            &h.kubeconfig,
+            &["exec", "demo", "--", "head", "-c", "3000000", "/dev/zero"],
+            None,
+        )
+        .await;
+    assert_eq!(produced.stdout.len(), 3_000_000);
+
+    // attach: the container's main process is an interactive sh.
+    let attached = h
+        .run(
+            kubectl,
+            &h.kubeconfig,
+            &["attach", "-i", "demo"],
+            Some(b"echo attached-$((2+3))\nexit 4\n"),
+        )
+        .await;
+    assert_eq!(attached.status.code(), Some(4), "{}", stderr(&attached));
+    assert_eq!(stdout(&attached), "attached-5\n");
+    assert!(h.sim.requests().iter().any(|r| r
+        .uri
+        .starts_with("/api/v1/namespaces/default/pods/demo/attach?")
+        && r.status == Some(101)));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -173,5 +210,40 @@ async fn exec_over_spdy_with_old_kubectl() {
     }
     if !ran {
         eprintln!("no SPDY-only kubectl (1.27/1.29) on this machine: SPDY exec checked only by unit tests");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn shutdown_ends_running_exec_sessions() {
+    let mut clients = vec![common::kubectl()];
+    clients.extend(common::old_kubectl(27)); // SPDY, when present
+    for client in clients {
+        let h = Harness::start().await;
+        let mut session = h
+            .command(
+                &client,
+                &h.kubeconfig,
+                &["exec", "demo", "--", "sleep", "3600"],
+            )
+            .spawn()
+            .unwrap();
+        tokio::time::timeout(Duration::from_secs(60), async {
+            while !h
+                .sim
+                .requests()
+                .iter()
+                .any(|r| r.uri.contains("/exec?") && r.status == Some(101))
+            {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+        .expect("exec never started");
+        h.sim.shutdown().await;
+        let status = tokio::time::timeout(Duration::from_secs(60), session.wait())
+            .await
+            .unwrap_or_else(|_| panic!("{} exec outlived the simulator", client.display()))
+            .unwrap();
+        assert!(!status.success(), "an interrupted session is not a success");
     }
 }

@@ -33,6 +33,8 @@ pub struct ExecRequest {
     pub pod: String,
     /// Container name.
     pub container: String,
+    /// Flips when the simulator shuts down: the session ends and its process is killed.
+    pub shutdown: tokio::sync::watch::Receiver<bool>,
 }
 
 /// The error-channel `Status` for an exit, as the kubelet writes it.
@@ -56,7 +58,12 @@ pub fn exit_status(exit: &Exit) -> Value {
     }
 }
 
-fn parse_request(pod: &Value, query: &Query, attach: bool) -> Result<ExecRequest, ApiError> {
+fn parse_request(
+    pod: &Value,
+    query: &Query,
+    attach: bool,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+) -> Result<ExecRequest, ApiError> {
     let name = pod
         .pointer("/metadata/name")
         .and_then(Value::as_str)
@@ -109,6 +116,7 @@ fn parse_request(pod: &Value, query: &Query, attach: bool) -> Result<ExecRequest
         ));
     }
     Ok(ExecRequest {
+        shutdown,
         options,
         namespace,
         pod: name,
@@ -143,7 +151,7 @@ pub async fn handle(
     query: &Query,
     attach: bool,
 ) -> Result<Response<Body>, ApiError> {
-    let request = parse_request(&pod, query, attach)?;
+    let request = parse_request(&pod, query, attach, state.shutdown.clone())?;
     let upgrade = req
         .headers()
         .get(header::UPGRADE)

@@ -93,6 +93,7 @@ where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let options = request.options.clone();
+    let mut shutdown = request.shutdown.clone();
     let mut session = process::spawn(&options, &sandbox, &request.pod);
     let (mut sink, mut stream) = ws.split();
     for (open, ch) in [
@@ -106,7 +107,8 @@ where
     }
     let input = session.input.clone();
     let (gone_tx, mut gone_rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(async move {
+    // The reader holds half of the socket: stop it on every way out so the connection closes.
+    let _reader = AbortOnDrop(tokio::spawn(async move {
         while let Some(Ok(message)) = stream.next().await {
             let data: Bytes = match message {
                 Message::Binary(data) => data,
@@ -136,7 +138,7 @@ where
             }
         }
         let _ = gone_tx.send(());
-    });
+    }));
     loop {
         tokio::select! {
             chunk = session.output.recv() => match chunk {
@@ -148,6 +150,11 @@ where
                 }
                 None => break,
             },
+            _ = shutdown.changed() => {
+                let away = CloseFrame { code: CloseCode::Away, reason: "kube-sim is shutting down".into() };
+                let _ = sink.send(Message::Close(Some(away))).await;
+                return;
+            }
             _ = &mut gone_rx => {
                 tracing::debug!(pod = %request.pod, "websocket client went away; ending the session");
                 return;
@@ -179,4 +186,13 @@ where
         .await;
     let _ = sink.flush().await;
     drop(session.kill);
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }

@@ -320,6 +320,7 @@ where
         last_stream: 0,
     };
     let expected = expected_streams(&request);
+    let mut shutdown = request.shutdown.clone();
     let mut buf = BytesMut::with_capacity(16 * 1024);
     let deadline = tokio::time::sleep(STREAM_CREATION_TIMEOUT);
     tokio::pin!(deadline);
@@ -331,6 +332,7 @@ where
                 }
             }
             () = &mut deadline => return Err(SpdyError::StreamTimeout),
+            _ = shutdown.changed() => return Ok(()),
         }
     }
     let mut session: Session = process::spawn(&request.options, &sandbox, &request.pod);
@@ -338,6 +340,7 @@ where
         let _ = session.input.send(pending).await;
     }
     conn.input = Some(session.input.clone());
+    let mut interrupted = false;
     loop {
         tokio::select! {
             read = reader.read_buf(&mut buf) => {
@@ -350,6 +353,10 @@ where
                     return Ok(());
                 }
             }
+            _ = shutdown.changed() => {
+                interrupted = true;
+                break;
+            }
             chunk = session.output.recv() => match chunk {
                 Some((Output::Stdout, data)) => conn.data(StreamType::Stdout, &data, false).await,
                 Some((Output::Stderr, data)) => conn.data(StreamType::Stderr, &data, false).await,
@@ -357,19 +364,27 @@ where
             },
         }
     }
-    let exit = (&mut session.exit)
-        .await
-        .unwrap_or(process::Exit::Code(137));
-    if let process::Exit::StartFailed(message) = &exit {
-        let target = if request.options.tty {
-            StreamType::Stdout
-        } else {
-            StreamType::Stderr
-        };
-        conn.data(target, format!("{message}\n").as_bytes(), false)
-            .await;
-    }
-    let status = serde_json::to_vec(&exit_status(&exit)).unwrap_or_default();
+    let status = if interrupted {
+        drop(session.kill); // kills the process
+        crate::status::ApiError::internal("the session was interrupted: kube-sim is shutting down")
+            .to_status()
+    } else {
+        let exit = (&mut session.exit)
+            .await
+            .unwrap_or(process::Exit::Code(137));
+        if let process::Exit::StartFailed(message) = &exit {
+            let target = if request.options.tty {
+                StreamType::Stdout
+            } else {
+                StreamType::Stderr
+            };
+            conn.data(target, format!("{message}\n").as_bytes(), false)
+                .await;
+        }
+        drop(session.kill);
+        exit_status(&exit)
+    };
+    let status = serde_json::to_vec(&status).unwrap_or_default();
     conn.data(StreamType::Error, &status, true).await;
     conn.data(StreamType::Stdout, &[], true).await;
     conn.data(StreamType::Stderr, &[], true).await;
@@ -380,6 +395,5 @@ where
     .await;
     drop(conn);
     let _ = writer_task.await;
-    drop(session.kill);
     Ok(())
 }
