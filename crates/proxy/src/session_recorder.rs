@@ -1,7 +1,12 @@
-//! Recording `kubectl exec`/`attach` sessions: the [`SessionHook`] that, after
-//! the API server's `101`, connects to the caller's recorders, taps the
-//! upgraded stream with the `session-recording` parsers and uploads the
-//! asciicast through the `recorder-client`.
+//! Recording `kubectl exec`/`attach` sessions: the [`SessionHook`] that
+//! connects to the caller's recorders *before* the request reaches the API
+//! server, and, once the API server answers `101`, taps the upgraded stream
+//! with the `session-recording` parsers and uploads the asciicast through the
+//! `recorder-client`.
+//!
+//! Unlike Tailscale's proxy, which connects to the recorder only after the
+//! `101` (when the command is already running in the pod), a fail-closed
+//! session that cannot be recorded is refused before the API server sees it.
 //!
 //! Which upgrades are recorded (as Tailscale's proxy does): `pods/exec` and
 //! `pods/attach` in the core group (so also `kubectl debug` and `run -it`),
@@ -12,7 +17,7 @@
 //!
 //! | what fails | fail open | fail closed |
 //! | --- | --- | --- |
-//! | no recorder accepts the upload | session continues unrecorded (logged, counted) | `403` with a body, before the `101` reaches the caller |
+//! | no recorder accepts the upload | session continues unrecorded (logged, counted) | `403` with a body; the API server never sees the request |
 //! | the `Upgrade` header is not exactly `SPDY/3.1` / `websocket` | unrecorded (logged) | `403` with Tailscale's message |
 //! | the upload or the parser fails mid-session | recording stops, the gap is logged and counted; the session continues | the session ends, with a message on the error channel where the protocol allows |
 
@@ -128,15 +133,9 @@ impl SessionHook for RecordingHook {
         };
         tracing::info!(request_id, recorder = %upload.recorder(), protocol = ?upload.protocol(), "connected to session recorder");
 
-        let query = k8s_request_parse::query::parse_query(&ctx.request.raw_query);
-        let tty = query.get("tty").map(|v| v.join("")).as_deref() == Some("true");
-        let header = cast_header(ctx, kind, &query, tty);
-        let (sink, lines) = channel_sink(SINK_LIMIT_BYTES);
-        let recorder = SessionRecorder::new(RecorderOptions::new(protocol, tty), header, sink);
         Ok(Box::new(RecordingRelay {
-            recorder,
+            protocol,
             upload,
-            lines,
             fail_open,
             kind,
         }))
@@ -212,9 +211,8 @@ fn cast_header(
 
 /// Relays one recorded session and drives its upload.
 struct RecordingRelay {
-    recorder: SessionRecorder,
+    protocol: Protocol,
     upload: SessionUpload,
-    lines: CastLineReceiver,
     fail_open: bool,
     kind: &'static str,
 }
@@ -228,13 +226,19 @@ impl SessionRelay for RecordingRelay {
         mut upstream: UpgradedStream,
     ) {
         let RecordingRelay {
-            recorder,
+            protocol,
             upload,
-            lines,
             fail_open,
             kind,
         } = *self;
         let request_id = ctx.request.id.clone();
+        // The recording starts now that the API server has upgraded: its
+        // clock and header timestamp count from here.
+        let query = k8s_request_parse::query::parse_query(&ctx.request.raw_query);
+        let tty = query.get("tty").map(|v| v.join("")).as_deref() == Some("true");
+        let header = cast_header(&ctx, kind, &query, tty);
+        let (sink, lines) = channel_sink(SINK_LIMIT_BYTES);
+        let recorder = SessionRecorder::new(RecorderOptions::new(protocol, tty), header, sink);
         let pump = tokio::spawn(pump_upload(upload, lines, request_id.clone()));
         let options = CopyOptions {
             end_on_recording_failure: !fail_open,

@@ -7,6 +7,7 @@
 //! | --- | --- | --- |
 //! | alice (a user's laptop) | 100.64.0.1 | events on, **fail closed**, impersonates group `system:masters` |
 //! | ci (a tagged node, `tag:ci`) | 100.64.0.2 | events on, **fail open**, impersonates group `ci-deployers` |
+//! | bob (a user's laptop) | 100.64.0.3 | events **off**, sessions recorded, **fail closed** |
 //! | the proxy itself (`tag:k8s-proxy`), as the recorder sees it | 127.0.0.1 | may upload |
 
 use std::collections::HashMap;
@@ -89,6 +90,8 @@ pub struct Stack {
     pub alice: Caller,
     /// A tagged CI node: fail open.
     pub ci: Caller,
+    /// A user whose sessions must be recorded (fail closed) but who sends no events.
+    pub bob: Caller,
 }
 
 impl Stack {
@@ -167,6 +170,15 @@ impl Stack {
                 json!({"impersonate": {"groups": ["ci-deployers"]}}),
             ],
         };
+        let bob = TestIdentity {
+            node_name: "bob-laptop.tail1234.ts.net.".into(),
+            stable_id: "nBOB1CNTRL".into(),
+            address: IpAddr::V4(Ipv4Addr::new(100, 64, 0, 3)),
+            tags: vec![],
+            user_id: 4343,
+            login_name: "bob@example.com".into(),
+            grants: vec![json!({"recorderAddrs": recorder_addrs, "enforceRecorder": true})],
+        };
         let proxy_node = TestIdentity {
             node_name: "k8s-proxy.tail1234.ts.net.".into(),
             stable_id: "nPROXY1CNTRL".into(),
@@ -184,6 +196,7 @@ impl Stack {
                 HashMap::from([
                     (alice.address, alice.whois_response()),
                     (ci.address, ci.whois_response()),
+                    (bob.address, bob.whois_response()),
                     (proxy_node.address, proxy_node.whois_response()),
                 ]),
             )?
@@ -216,10 +229,11 @@ impl Stack {
         proxy.wait_for_tcp(admin_addr, Duration::from_secs(20))?;
         proxy.wait_for_tcp(proxy_addr, Duration::from_secs(20))?;
 
-        let (alice_fwd, ci_fwd) = runtime.block_on(async {
+        let (alice_fwd, ci_fwd, bob_fwd) = runtime.block_on(async {
             Ok::<_, Error>((
                 ProxyProtocolForwarder::start(proxy_addr, alice.address).await?,
                 ProxyProtocolForwarder::start(proxy_addr, ci.address).await?,
+                ProxyProtocolForwarder::start(proxy_addr, bob.address).await?,
             ))
         })?;
         let alice = Caller {
@@ -231,6 +245,11 @@ impl Stack {
             kubeconfig: write_caller_kubeconfig(dir.path(), "ci", ci_fwd.addr())?,
             identity: ci,
             forwarder: ci_fwd,
+        };
+        let bob = Caller {
+            kubeconfig: write_caller_kubeconfig(dir.path(), "bob", bob_fwd.addr())?,
+            identity: bob,
+            forwarder: bob_fwd,
         };
 
         let mut stack = Self {
@@ -247,6 +266,7 @@ impl Stack {
             admin_addr,
             alice,
             ci,
+            bob,
         };
         stack.start_recorder()?;
         Ok(stack)
@@ -301,6 +321,14 @@ impl Stack {
         )?;
         recorder.wait_for_tcp(self.recorder_addr, Duration::from_secs(30))?;
         self.recorder = Some(recorder);
+        Ok(())
+    }
+
+    /// Kills the recorder at once (SIGKILL), as a crash would.
+    pub fn kill_recorder(&mut self) -> Result<(), Error> {
+        if let Some(mut recorder) = self.recorder.take() {
+            recorder.kill()?;
+        }
         Ok(())
     }
 

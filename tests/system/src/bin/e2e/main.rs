@@ -10,13 +10,15 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+mod sessions;
+
 use base64::Engine as _;
 use kubescribe_system_tests::report::Report;
 use kubescribe_system_tests::stack::{Caller, Stack, Storage, CALLER_TOKEN, PROXY_TOKEN};
 use kubescribe_system_tests::{peers, Error};
 use serde_json::Value;
 
-const WAIT: Duration = Duration::from_secs(15);
+pub(crate) const WAIT: Duration = Duration::from_secs(15);
 
 fn main() {
     let mut report = Report::default();
@@ -225,6 +227,8 @@ fn scenarios(report: &mut Report, stack: &mut Stack, kubectl: &Path) -> Result<(
         }),
         None => println!("\n== SPDY exec skipped: this machine image has no kubectl.1.27 or kubectl.1.29 beside kubectl"),
     }
+
+    sessions::scenarios(report, stack, kubectl);
 
     report.scenario("ci (tagged node, fail open) lists configmaps", |r| {
         r.check(
@@ -482,6 +486,15 @@ fn s3_scenario(report: &mut Report, kubectl: &Path) -> Result<(), Error> {
 }
 
 fn check_session(stack: &Stack, needle: &str) -> Result<(), String> {
+    let (header, _) = find_session(stack, needle)?;
+    eq(&header["kubernetes"]["PodName"], "demo")?;
+    eq(&header["kubernetes"]["Namespace"], "default")?;
+    eq(&header["srcNode"], "alice-laptop.tail1234.ts.net")
+}
+
+/// Waits for a recorded session whose cast contains `needle`; checks that
+/// `asciinema cat` accepts it; returns its header and events.
+pub(crate) fn find_session(stack: &Stack, needle: &str) -> Result<(Value, Vec<Value>), String> {
     let deadline = std::time::Instant::now() + WAIT;
     loop {
         let sessions = stack.sessions().map_err(|e| e.to_string())?;
@@ -493,21 +506,33 @@ fn check_session(stack: &Stack, needle: &str) -> Result<(), String> {
             if !String::from_utf8_lossy(&cast).contains(needle) {
                 continue;
             }
-            let header: Value = cast
-                .split(|b| *b == b'\n')
+            let mut lines = cast.split(|b| *b == b'\n').filter(|l| !l.is_empty());
+            let header: Value = lines
                 .next()
                 .and_then(|line| serde_json::from_slice(line).ok())
                 .ok_or("the cast has no JSON header")?;
             eq(&header["version"], 2)?;
-            eq(&header["kubernetes"]["PodName"], "demo")?;
-            eq(&header["kubernetes"]["Namespace"], "default")?;
-            eq(&header["srcNode"], "alice-laptop.tail1234.ts.net")?;
-            return validate_cast(stack, id, &cast);
+            let events = lines
+                .map(|line| serde_json::from_slice(line).map_err(|e| format!("bad cast line: {e}")))
+                .collect::<Result<Vec<Value>, String>>()?;
+            validate_cast(stack, id, &cast)?;
+            return Ok((header, events));
         }
         if std::time::Instant::now() > deadline {
+            let seen: Vec<String> = sessions
+                .iter()
+                .map(|s| {
+                    let id = s["id"].as_str().unwrap_or_default();
+                    let cast = match stack.session_cast(id) {
+                        Ok(bytes) => format!("{} bytes", bytes.len()),
+                        Err(e) => e.to_string(),
+                    };
+                    format!("{id} live={} size={} cast: {cast}", s["live"], s["size"])
+                })
+                .collect();
             return Err(format!(
-                "no recorded session contains {needle:?} ({} sessions)",
-                sessions.len()
+                "no recorded session contains {needle:?}; sessions:\n{}",
+                seen.join("\n")
             ));
         }
         std::thread::sleep(Duration::from_millis(300));
@@ -535,7 +560,12 @@ fn validate_cast(stack: &Stack, id: &str, cast: &[u8]) -> Result<(), String> {
     }
 }
 
-fn run_ok(stack: &Stack, kubectl: &Path, caller: &Caller, args: &[&str]) -> Result<String, String> {
+pub(crate) fn run_ok(
+    stack: &Stack,
+    kubectl: &Path,
+    caller: &Caller,
+    args: &[&str],
+) -> Result<String, String> {
     let out = stack
         .kubectl(kubectl, caller, args)
         .map_err(|e| e.to_string())?;
@@ -611,7 +641,7 @@ fn find(rows: &[Value], pick: impl Fn(&Value) -> bool) -> Result<Value, String> 
         .ok_or_else(|| format!("no matching event among {} rows", rows.len()))
 }
 
-fn eq(value: &Value, want: impl Into<Value>) -> Result<(), String> {
+pub(crate) fn eq(value: &Value, want: impl Into<Value>) -> Result<(), String> {
     let want = want.into();
     if *value == want {
         Ok(())
@@ -645,7 +675,7 @@ fn decode_body(event: &Value) -> Result<String, String> {
     Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
-fn header(request: &Value, name: &str) -> Vec<String> {
+pub(crate) fn header(request: &Value, name: &str) -> Vec<String> {
     request["headers"]
         .as_array()
         .map(|headers| {
