@@ -30,6 +30,9 @@ struct Cli {
     /// Write a kubeconfig for this simulator here.
     #[arg(long)]
     kubeconfig_out: Option<PathBuf>,
+    /// Write the CA certificate (PEM) here, for clients that want a file (with TLS).
+    #[arg(long)]
+    ca_out: Option<PathBuf>,
     /// Bearer-token allow-list: lines `token,username,group1|group2` or a JSON array of
     /// `{"token","user","groups"}`. Without it, authentication is off.
     #[arg(long, env = "KUBE_SIM_TOKENS")]
@@ -102,6 +105,10 @@ async fn run(cli: Cli) -> Result<(), String> {
         };
         sim.write_kubeconfig(path, &credentials)
             .map_err(|e| e.to_string())?;
+    }
+    if let Some(path) = &cli.ca_out {
+        let pem = sim.ca_pem().ok_or("--ca-out needs TLS (drop --plain)")?;
+        std::fs::write(path, pem).map_err(|e| format!("--ca-out {}: {e}", path.display()))?;
     }
     let ready = serde_json::json!({
         "addr": sim.addr().to_string(),

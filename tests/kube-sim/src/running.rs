@@ -25,7 +25,8 @@ pub struct SimConfig {
     /// Serve HTTPS with a generated CA (else plain HTTP).
     pub tls: bool,
     /// Directory under which each pod gets a sandbox (`<dir>/<namespace>/<pod>`) that
-    /// exec sessions run in. `None`: a fresh directory under the system temp dir.
+    /// exec sessions run in. `None`: a fresh directory under the system temp dir,
+    /// removed again by [`RunningSim::shutdown`].
     pub sandbox: Option<PathBuf>,
     /// Allowed bearer tokens; `None` disables authentication (every request is
     /// `kube-sim-admin` in `system:masters`).
@@ -106,6 +107,7 @@ impl KubeSim {
             addr: config.listen,
             source,
         })?;
+        let owned_sandbox = config.sandbox.is_none();
         let sandbox = match config.sandbox.clone() {
             Some(dir) => dir,
             None => std::env::temp_dir().join(format!(
@@ -154,6 +156,7 @@ impl KubeSim {
             state,
             shutdown: shutdown_tx,
             task,
+            owned_sandbox,
         })
     }
 }
@@ -167,6 +170,7 @@ pub struct RunningSim {
     state: Arc<SimState>,
     shutdown: watch::Sender<bool>,
     task: JoinHandle<()>,
+    owned_sandbox: bool,
 }
 
 impl RunningSim {
@@ -237,9 +241,13 @@ impl RunningSim {
         self.state.log.clear();
     }
 
-    /// Stops accepting, ends watches and log streams, and waits for the server task.
+    /// Stops accepting, ends watches, log streams and exec sessions, waits for the
+    /// server task, and removes the sandbox if the simulator created it.
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
         let _ = self.task.await;
+        if self.owned_sandbox {
+            let _ = std::fs::remove_dir_all(&self.state.sandbox);
+        }
     }
 }

@@ -25,6 +25,8 @@ async fn binary_announces_itself_serves_kubectl_and_stops_on_sigterm() {
         .arg(dir.path().join("sandbox"))
         .arg("--kubeconfig-out")
         .arg(&kubeconfig)
+        .arg("--ca-out")
+        .arg(dir.path().join("ca.pem"))
         .arg("--tokens")
         .arg(&tokens)
         .stdout(Stdio::piped())

@@ -29,6 +29,8 @@ use headers::{HeaderDecoder, HeaderEncoder};
 const STREAM_CREATION_TIMEOUT: Duration = Duration::from_secs(30);
 /// Largest DATA frame the server sends.
 const MAX_DATA: usize = 32 * 1024;
+/// Most stdin bytes buffered before the session starts.
+const MAX_PENDING_INPUT: usize = 1024 * 1024;
 /// Largest buffered resize message.
 const MAX_RESIZE_BUFFER: usize = 64 * 1024;
 
@@ -160,7 +162,17 @@ impl Connection {
             Some(input) => {
                 let _ = input.send(message).await;
             }
-            None => self.pending_input.push(message),
+            None => {
+                // Input before every stream is open waits, up to a bound.
+                let buffered: usize = self
+                    .pending_input
+                    .iter()
+                    .map(|i| if let Input::Data(d) = i { d.len() } else { 0 })
+                    .sum();
+                if buffered < MAX_PENDING_INPUT {
+                    self.pending_input.push(message);
+                }
+            }
         }
     }
 
