@@ -48,6 +48,9 @@ pub struct StoreEvent {
     pub def: &'static ResourceDef,
     /// The object after the change (before it, for deletions, with the new rv).
     pub object: Value,
+    /// For modifications: the object before the change (so selector watches can turn
+    /// an object leaving or entering the selection into DELETED / ADDED).
+    pub previous: Option<Value>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -230,6 +233,7 @@ impl Store {
                 kind: EventType::Added,
                 def,
                 object: obj.clone(),
+                previous: None,
             },
         );
         Ok(obj)
@@ -358,6 +362,7 @@ impl Store {
                 kind: EventType::Modified,
                 def,
                 object: new.clone(),
+                previous: Some(old),
             },
         );
         Ok(new)
@@ -399,6 +404,7 @@ impl Store {
                                 kind: EventType::Deleted,
                                 def: child_def,
                                 object: child,
+                                previous: None,
                             },
                         );
                     }
@@ -415,6 +421,7 @@ impl Store {
                 kind: EventType::Deleted,
                 def,
                 object: obj.clone(),
+                previous: None,
             },
         );
         Ok(obj)

@@ -34,7 +34,28 @@ struct Watcher {
 }
 
 impl Watcher {
-    fn wants(&self, event: &StoreEvent) -> bool {
+    /// What this watcher sees of an event: nothing, or the event (a modification that
+    /// moves an object into or out of the selection is seen as ADDED or DELETED).
+    fn view(&self, event: &StoreEvent) -> Option<EventType> {
+        if !self.in_scope(event) {
+            return None;
+        }
+        let now = self.filter.matches(&event.object);
+        match (
+            event.kind,
+            event.previous.as_ref().map(|p| self.filter.matches(p)),
+        ) {
+            (EventType::Modified, Some(before)) => match (before, now) {
+                (true, true) => Some(EventType::Modified),
+                (false, true) => Some(EventType::Added),
+                (true, false) => Some(EventType::Deleted),
+                (false, false) => None,
+            },
+            (kind, _) => now.then_some(kind),
+        }
+    }
+
+    fn in_scope(&self, event: &StoreEvent) -> bool {
         std::ptr::eq(event.def, self.def)
             && (!self.def.namespaced
                 || self.namespace.as_deref().is_none_or(|ns| {
@@ -44,7 +65,6 @@ impl Watcher {
                         .and_then(Value::as_str)
                         == Some(ns)
                 }))
-            && self.filter.matches(&event.object)
     }
 
     fn render(&self, kind: EventType, object: &Value) -> Bytes {
@@ -96,8 +116,7 @@ pub fn handle(
             (
                 replay
                     .iter()
-                    .filter(|e| watcher.wants(e))
-                    .map(|e| watcher.render(e.kind, &e.object))
+                    .filter_map(|e| watcher.view(e).map(|kind| watcher.render(kind, &e.object)))
                     .collect(),
                 receiver,
             )
@@ -139,12 +158,13 @@ async fn pump(
     loop {
         tokio::select! {
             event = receiver.recv() => match event {
-                Ok(event) if watcher.wants(&event) => {
-                    if tx.send(watcher.render(event.kind, &event.object)).await.is_err() {
-                        return;
+                Ok(event) => {
+                    if let Some(kind) = watcher.view(&event) {
+                        if tx.send(watcher.render(kind, &event.object)).await.is_err() {
+                            return;
+                        }
                     }
                 }
-                Ok(_) => {}
                 Err(broadcast::error::RecvError::Lagged(_)) => {
                     let status = ApiError::gone("the watch fell behind; too old resource version").to_status();
                     let _ = tx.send(encode("ERROR", status)).await;

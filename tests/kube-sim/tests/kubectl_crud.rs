@@ -278,3 +278,69 @@ async fn watch_streams_changes_to_kubectl() {
     watcher.kill().await.unwrap();
     h.sim.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn selector_watch_sees_objects_enter_and_leave() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let h = Harness::start().await;
+    ok(&h.kubectl(&["create", "configmap", "mover"]).await);
+    let mut watcher = h
+        .command(
+            &common::kubectl(),
+            &h.kubeconfig,
+            &[
+                "get",
+                "configmaps",
+                "-l",
+                "team=red",
+                "--watch",
+                "--output-watch-events",
+            ],
+        )
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(watcher.stdout.take().unwrap()).lines();
+    tokio::time::timeout(std::time::Duration::from_secs(60), async {
+        while !h
+            .sim
+            .requests()
+            .iter()
+            .any(|r| r.uri.contains("watch=") && r.status == Some(200))
+        {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("kubectl never opened its watch");
+    ok(&h
+        .kubectl(&["label", "configmap", "mover", "team=red"])
+        .await);
+    ok(&h
+        .kubectl(&["label", "configmap", "mover", "team=blue", "--overwrite"])
+        .await);
+    let mut seen = Vec::new();
+    tokio::time::timeout(std::time::Duration::from_secs(60), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            let words: Vec<String> = line
+                .split_whitespace()
+                .take(2)
+                .map(str::to_string)
+                .collect();
+            if words.get(1).map(String::as_str) == Some("mover") {
+                seen.push(words[0].clone());
+            }
+            if seen.len() == 2 {
+                break;
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("watch stalled: {seen:?}"));
+    assert_eq!(
+        seen,
+        ["ADDED", "DELETED"],
+        "labelling in and out of the selector"
+    );
+    watcher.kill().await.unwrap();
+    h.sim.shutdown().await;
+}
