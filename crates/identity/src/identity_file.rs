@@ -33,9 +33,14 @@ use crate::grants::GrantError;
 use crate::impersonation::impersonation_headers;
 use crate::policy::RecorderPolicy;
 use crate::whois::{WhoIs, WhoIsError};
-use crate::whois_response::{
-    cap_map, null_default, CapMap, Node, UserProfile, WhoIsResponse, MAX_DOCUMENT_BYTES,
-};
+use crate::whois_response::{cap_map, null_default, CapMap, Node, UserProfile, WhoIsResponse};
+
+/// Largest identity file accepted (a thousand entries take about 200 KiB).
+pub const MAX_IDENTITY_FILE_BYTES: usize = 1024 * 1024;
+
+/// Deepest `[`/`{` nesting accepted in a YAML identity file (the YAML parser's cost grows with
+/// nesting depth; real files need fewer than ten levels).
+const MAX_FLOW_DEPTH: usize = 64;
 
 /// A parsed identity file: an ordered list of entries.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -145,6 +150,15 @@ pub enum IdentityFileError {
         /// What is wrong.
         reason: String,
     },
+    /// The SIGHUP handler could not be installed.
+    #[error("cannot watch identity file {path} for SIGHUP: {source}")]
+    Watch {
+        /// The file.
+        path: PathBuf,
+        /// The error installing the signal handler.
+        #[source]
+        source: std::io::Error,
+    },
     /// An entry's grants do not parse.
     #[error("identity file {path}, {entry}: {source}")]
     Grant {
@@ -162,11 +176,11 @@ impl IdentityFile {
     /// Parses and validates a document (YAML, or JSON if it starts with `{`). `path` only labels
     /// errors.
     pub fn parse(bytes: &[u8], path: &Path) -> Result<Self, IdentityFileError> {
-        if bytes.len() > MAX_DOCUMENT_BYTES {
+        if bytes.len() > MAX_IDENTITY_FILE_BYTES {
             return Err(IdentityFileError::TooLarge {
                 path: path.to_owned(),
                 size: bytes.len() as u64,
-                limit: MAX_DOCUMENT_BYTES,
+                limit: MAX_IDENTITY_FILE_BYTES,
             });
         }
         let parse_error = |detail: String| IdentityFileError::Parse {
@@ -177,6 +191,7 @@ impl IdentityFile {
         let file: IdentityFile = if text.trim_start().starts_with('{') {
             serde_json::from_str(text).map_err(|e| parse_error(e.to_string()))?
         } else {
+            check_flow_depth(text).map_err(parse_error)?;
             serde_yaml_ng::from_str(text).map_err(|e| parse_error(e.to_string()))?
         };
         file.validate(path)?;
@@ -340,7 +355,7 @@ impl IdentityFileWhoIs {
         };
         let hangup = if options.reload_on_sighup {
             let signal = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-                .map_err(|source| IdentityFileError::Read {
+                .map_err(|source| IdentityFileError::Watch {
                     path: path.clone(),
                     source,
                 })?;
@@ -494,10 +509,38 @@ async fn reload_task(
         if force {
             tracing::info!(path = %this.path().display(), "SIGHUP: re-reading identity file");
         }
-        if let Err(error) = this.reload_inner(force) {
-            tracing::error!(%error, "identity file not reloaded; the previous version stays in force");
+        // Reading and parsing is blocking work; keep it off the async workers.
+        let outcome = tokio::task::spawn_blocking(move || this.reload_inner(force)).await;
+        match outcome {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::error!(
+                %error,
+                "identity file not reloaded; the previous version stays in force"
+            ),
+            Err(error) => tracing::error!(%error, "identity file reload task failed"),
         }
     }
+}
+
+/// Rejects YAML whose `[`/`{` nesting exceeds [`MAX_FLOW_DEPTH`] before the parser sees it.
+/// Brackets inside quoted strings are counted too, which can only reject more, never less.
+fn check_flow_depth(text: &str) -> Result<(), String> {
+    let mut depth = 0usize;
+    for byte in text.bytes() {
+        match byte {
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > MAX_FLOW_DEPTH {
+                    return Err(format!(
+                        "more than {MAX_FLOW_DEPTH} nested '[' or '{{' (is a bracket unbalanced?)"
+                    ));
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 fn read_bounded(path: &Path) -> Result<Vec<u8>, IdentityFileError> {
@@ -508,16 +551,16 @@ fn read_bounded(path: &Path) -> Result<Vec<u8>, IdentityFileError> {
     };
     let file = std::fs::File::open(path).map_err(read_error)?;
     let mut bytes = Vec::new();
-    file.take(MAX_DOCUMENT_BYTES as u64 + 1)
+    file.take(MAX_IDENTITY_FILE_BYTES as u64 + 1)
         .read_to_end(&mut bytes)
         .map_err(read_error)?;
-    if bytes.len() > MAX_DOCUMENT_BYTES {
+    if bytes.len() > MAX_IDENTITY_FILE_BYTES {
         return Err(IdentityFileError::TooLarge {
             path: path.to_owned(),
             size: std::fs::metadata(path)
                 .map(|m| m.len())
                 .unwrap_or(bytes.len() as u64),
-            limit: MAX_DOCUMENT_BYTES,
+            limit: MAX_IDENTITY_FILE_BYTES,
         });
     }
     Ok(bytes)

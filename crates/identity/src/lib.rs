@@ -60,6 +60,7 @@ pub use grants::{
 };
 pub use identity_file::{
     IdentityFile, IdentityFileEntry, IdentityFileError, IdentityFileWhoIs, ReloadOptions,
+    MAX_IDENTITY_FILE_BYTES,
 };
 pub use impersonation::{
     impersonation_headers, is_client_credential_header, strip_client_credentials, Impersonation,

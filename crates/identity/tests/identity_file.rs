@@ -165,6 +165,42 @@ fn invalid_files_are_rejected_with_the_reason() {
 }
 
 #[test]
+fn yaml_alias_bombs_and_deep_nesting_are_rejected_cheaply() {
+    // Billion laughs, aimed at a place that accepts any value (a grant rule).
+    let mut bomb = String::from("entries:\n  - sources: [10.0.0.0/8]\n    Node: {Name: a.}\n    UserProfile: {LoginName: a}\n    CapMap:\n      a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+    for i in 1..12 {
+        let prev = format!("*a{}", i - 1);
+        bomb.push_str(&format!(
+            "      a{i}: &a{i} [{}]\n",
+            std::iter::repeat_n(prev.as_str(), 10)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    let err = IdentityFile::parse(bomb.as_bytes(), Path::new("bomb.yaml")).unwrap_err();
+    assert!(matches!(err, IdentityFileError::Parse { .. }), "{err:?}");
+
+    let deep = format!("entries: {}{}", "[".repeat(100_000), "]".repeat(100_000));
+    let err = IdentityFile::parse(deep.as_bytes(), Path::new("deep.yaml")).unwrap_err();
+    assert!(err.to_string().contains("nested"), "{err}");
+    let deep_json = format!(
+        "{{\"entries\": {}{}}}",
+        "[".repeat(100_000),
+        "]".repeat(100_000)
+    );
+    assert!(IdentityFile::parse(deep_json.as_bytes(), Path::new("deep.json")).is_err());
+    // Ordinary flow nesting is fine.
+    let ok = "entries: [{sources: [10.0.0.0/8], Node: {Name: a.}, UserProfile: {LoginName: a},\n  CapMap: {x: [[[[{y: [[1]]}]]]]}}]\n";
+    IdentityFile::parse(ok.as_bytes(), Path::new("ok.yaml")).unwrap();
+
+    let huge = vec![b' '; identity::MAX_IDENTITY_FILE_BYTES + 1];
+    assert!(matches!(
+        IdentityFile::parse(&huge, Path::new("huge.yaml")),
+        Err(IdentityFileError::TooLarge { .. })
+    ));
+}
+
+#[test]
 fn missing_file_is_a_read_error() {
     let err = IdentityFileWhoIs::load("/nonexistent/identities.yaml").unwrap_err();
     assert!(matches!(err, IdentityFileError::Read { .. }), "{err:?}");
