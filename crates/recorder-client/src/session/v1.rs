@@ -96,8 +96,12 @@ pub(crate) async fn start(
             if !task_shared.finishing.load(Ordering::Acquire) {
                 return Err(UploadError::EndedEarly);
             }
-            // Drain the (small) body, bounded by the ack window.
-            let _ = timeout(window, resp.into_body().collect()).await;
+            // Drain the (small) body, bounded in time and size.
+            let _ = timeout(
+                window,
+                http_body_util::Limited::new(resp.into_body(), 64 << 10).collect(),
+            )
+            .await;
             Ok(UploadSummary {
                 recorder: addr,
                 protocol: SessionProtocol::V1,

@@ -461,11 +461,37 @@ mod tests {
             prop_assert!(torn.is_some());
         }
 
-        /// Arbitrary bytes never panic and never yield more bytes than given.
+        /// Arbitrary bytes never panic, never yield more bytes than given,
+        /// and every record read re-encodes to exactly the bytes it came from.
         #[test]
         fn arbitrary_bytes_are_safe(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
-            let (_, valid, _) = scan(&bytes);
+            let (records, valid, _) = scan(&bytes);
             prop_assert!(valid as usize <= bytes.len());
+            for (offset, record) in &records {
+                let enc = encode(record).unwrap();
+                let start = *offset as usize;
+                prop_assert_eq!(&bytes[start..start + enc.len()], enc.as_slice());
+            }
+        }
+
+        /// Valid records followed by arbitrary bytes: the records come back.
+        #[test]
+        fn valid_prefix_then_garbage(
+            records in proptest::collection::vec(arb_record(), 0..5),
+            garbage in proptest::collection::vec(any::<u8>(), 1..128),
+        ) {
+            let mut seg = Vec::new();
+            for r in &records {
+                seg.extend(encode(r).unwrap());
+            }
+            let prefix = seg.len();
+            seg.extend(&garbage);
+            let (got, valid, _) = scan(&seg);
+            prop_assert!(got.len() >= records.len());
+            prop_assert!(valid as usize >= prefix);
+            for ((_, g), want) in got.iter().zip(&records) {
+                prop_assert_eq!(g, want);
+            }
         }
     }
 }
