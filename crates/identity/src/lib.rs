@@ -67,5 +67,5 @@ pub use impersonation::{
 };
 pub use localapi::{LocalApiConfig, LocalApiWhoIs, DEFAULT_TAILSCALED_SOCKET};
 pub use policy::RecorderPolicy;
-pub use whois::{WhoIs, WhoIsError};
+pub use whois::{peer_from_forwarded_for, WhoIs, WhoIsError};
 pub use whois_response::{CapMap, Node, UserProfile, WhoIsResponse};

@@ -182,7 +182,14 @@ impl WhoIs for LocalApiWhoIs {
         if let Some(caller) = self.cache.get(peer) {
             return Ok(caller);
         }
-        let caller = Caller::from(self.whois_response(peer).await?);
+        let caller = match self.whois_response(peer).await {
+            Ok(response) => Caller::from(response),
+            Err(error) => {
+                tracing::debug!(%peer, %error, "LocalAPI WhoIs failed");
+                return Err(error);
+            }
+        };
+        tracing::debug!(%peer, caller = %caller.identity.describe(), "LocalAPI WhoIs");
         self.cache.put(peer, &caller);
         Ok(caller)
     }

@@ -13,6 +13,9 @@ use crate::caller::Caller;
 ///
 /// Implementations: [`crate::LocalApiWhoIs`] (tailscaled's LocalAPI) and
 /// [`crate::IdentityFileWhoIs`] (a static identity file). Tests can implement it directly.
+///
+/// When only an IP is known (e.g. the `X-Forwarded-For` fallback, see [`peer_from_forwarded_for`]),
+/// pass port 0: tailscaled then matches the node by IP alone.
 #[async_trait]
 pub trait WhoIs: Send + Sync {
     /// Looks up who is behind `peer` (the connection's remote `IP:port`).
@@ -31,6 +34,22 @@ impl<T: WhoIs + ?Sized> WhoIs for Box<T> {
     async fn whois(&self, peer: SocketAddr) -> Result<Caller, WhoIsError> {
         (**self).whois(peer).await
     }
+}
+
+/// The peer named by an `X-Forwarded-For` value, for the WhoIs fallback on a plain-HTTP listener
+/// (tailscale-behaviour §3.1 step 2): a single `IP`, `IP:port`, `[IPv6]:port` or bare IPv6 (port 0
+/// when absent). Like upstream, a comma-separated list is not supported (`None`).
+pub fn peer_from_forwarded_for(value: &str) -> Option<SocketAddr> {
+    let value = value.trim();
+    if value.contains(',') {
+        return None;
+    }
+    value.parse::<SocketAddr>().ok().or_else(|| {
+        value
+            .parse::<std::net::IpAddr>()
+            .ok()
+            .map(|ip| SocketAddr::new(ip, 0))
+    })
 }
 
 /// Why a WhoIs lookup failed. The proxy answers every variant with
@@ -106,5 +125,22 @@ impl WhoIsError {
     /// Whether the peer is simply unknown (as opposed to the identity source being broken).
     pub fn is_no_match(&self) -> bool {
         matches!(self, WhoIsError::NoMatch { .. })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::peer_from_forwarded_for;
+
+    #[test]
+    fn forwarded_for_values() {
+        let p = |s: &str| peer_from_forwarded_for(s).map(|a| a.to_string());
+        assert_eq!(p("100.64.0.1").as_deref(), Some("100.64.0.1:0"));
+        assert_eq!(p(" 100.64.0.1:443 ").as_deref(), Some("100.64.0.1:443"));
+        assert_eq!(p("fd7a::1").as_deref(), Some("[fd7a::1]:0"));
+        assert_eq!(p("[fd7a::1]:80").as_deref(), Some("[fd7a::1]:80"));
+        assert_eq!(p("100.64.0.1, 10.0.0.1"), None);
+        assert_eq!(p("example.com"), None);
+        assert_eq!(p(""), None);
     }
 }
