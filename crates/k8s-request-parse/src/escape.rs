@@ -87,11 +87,13 @@ pub(crate) fn unescape(s: &[u8], mode: Mode) -> Result<Cow<'_, [u8]>, EscapeErro
         }
     }
     // Validate and decode in one pass; on an error the buffer is dropped.
+    // Until the first escape nothing is copied; after it, bytes are pushed
+    // one by one (cheaper than a memmove call per short run).
     let mut out: Option<Vec<u8>> = None;
-    let mut copied = 0; // s[..copied] is already in `out` (when it exists)
     let mut i = 0;
     while i < s.len() {
-        match s[i] {
+        let c = s[i];
+        let decoded = match c {
             b'%' => {
                 if i + 2 >= s.len() || !is_hex(s[i + 1]) || !is_hex(s[i + 2]) {
                     let end = (i + 3).min(s.len());
@@ -115,34 +117,39 @@ pub(crate) fn unescape(s: &[u8], mode: Mode) -> Result<Cow<'_, [u8]>, EscapeErro
                         String::from_utf8_lossy(escape).into_owned(),
                     ));
                 }
-                let buffer = out.get_or_insert_with(|| Vec::with_capacity(s.len()));
-                buffer.extend_from_slice(&s[copied..i]);
-                buffer.push(byte);
-                i += 3;
-                copied = i;
+                Some((byte, 3))
             }
-            b'+' if mode == Mode::QueryComponent => {
-                let buffer = out.get_or_insert_with(|| Vec::with_capacity(s.len()));
-                buffer.extend_from_slice(&s[copied..i]);
-                buffer.push(b' ');
-                i += 1;
-                copied = i;
-            }
-            c => {
+            b'+' if mode == Mode::QueryComponent => Some((b' ', 1)),
+            _ => {
                 if matches!(mode, Mode::Host | Mode::Zone) && c < 0x80 && host_should_escape(c) {
                     return Err(EscapeError::BadHostCharacter(char::from(c)));
                 }
+                None
+            }
+        };
+        match (decoded, &mut out) {
+            (Some((byte, width)), Some(buffer)) => {
+                buffer.push(byte);
+                i += width;
+            }
+            (Some((byte, width)), None) => {
+                let mut buffer = Vec::with_capacity(s.len());
+                buffer.extend_from_slice(&s[..i]);
+                buffer.push(byte);
+                out = Some(buffer);
+                i += width;
+            }
+            (None, Some(buffer)) => {
+                buffer.push(c);
                 i += 1;
             }
+            (None, None) => i += 1,
         }
     }
-    match out {
-        None => Ok(Cow::Borrowed(s)),
-        Some(mut buffer) => {
-            buffer.extend_from_slice(&s[copied..]);
-            Ok(Cow::Owned(buffer))
-        }
-    }
+    Ok(match out {
+        None => Cow::Borrowed(s),
+        Some(buffer) => Cow::Owned(buffer),
+    })
 }
 
 #[cfg(test)]
