@@ -12,6 +12,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::rt::TokioIo;
 use identity::{LocalApiConfig, LocalApiWhoIs, WhoIs, WhoIsError};
 
 fn peers_dir() -> PathBuf {
@@ -124,4 +127,42 @@ async fn real_tailscaled_answers_no_match_for_unknown_peers() {
             ),
         }
     }
+}
+
+/// A raw LocalAPI GET, to show what tailscaled says to a request that is *not* shaped like ours.
+async fn raw_get(socket: &Path, target: &str) -> (u16, String) {
+    let stream = tokio::net::UnixStream::connect(socket).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    let driver = tokio::spawn(conn);
+    let request = http::Request::get(target)
+        .header("host", "local-tailscaled.sock")
+        .header("sec-tailscale", "localapi")
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    let status = response.status().as_u16();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    driver.abort();
+    (status, String::from_utf8_lossy(&body).trim().to_owned())
+}
+
+#[tokio::test]
+async fn real_tailscaled_rejects_badly_shaped_requests_so_the_no_match_check_means_something() {
+    let mut tailscaled = Tailscaled::start();
+    let whois = LocalApiWhoIs::with_socket(tailscaled.socket());
+    tailscaled.wait_ready(&whois).await;
+    let socket = tailscaled.socket();
+
+    // Our shape (escaped IP:port) reaches the whois handler: 404 "no match".
+    let ours = raw_get(&socket, "/localapi/v0/whois?addr=100.64.0.1%3A1").await;
+    assert_eq!(ours, (404, "no match for IP:port".to_owned()));
+    // A malformed addr gets 400, which LocalApiWhoIs would report as BadResponse, not NoMatch.
+    let bad = raw_get(&socket, "/localapi/v0/whois?addr=not-an-address").await;
+    assert_eq!(bad, (400, "invalid 'addr' parameter".to_owned()));
+    // A wrong path is not the whois handler at all.
+    let (status, body) = raw_get(&socket, "/localapi/v0/whoami?addr=100.64.0.1%3A1").await;
+    assert_eq!(status, 404);
+    assert_ne!(body, "no match for IP:port");
 }
