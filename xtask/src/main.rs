@@ -7,7 +7,8 @@
 //!   unit, integration and doc tests, then the end-to-end run.
 //! * `e2e` runs the whole system against real kubectl and prints a report.
 //! * `demo` starts the simulator, recorder and proxy for a newcomer.
-//! * `bench` runs the benchmarks and prints their figures.
+//! * `bench` runs the benchmarks and prints their figures; `bench-exec`
+//!   measures exec throughput through the proxy, recorded and not.
 
 mod bench;
 mod cmd;
@@ -42,6 +43,8 @@ enum Task {
     Demo,
     /// Run the benchmarks.
     Bench,
+    /// Measure `kubectl exec` throughput through the proxy, recorded and not (release build).
+    BenchExec,
 }
 
 fn main() {
@@ -52,6 +55,7 @@ fn main() {
         Task::E2e => e2e::run(),
         Task::Demo => demo::run(),
         Task::Bench => bench::run(),
+        Task::BenchExec => bench::exec_throughput(),
     };
     if let Err(err) = result {
         eprintln!("xtask: {err}");

@@ -8,6 +8,7 @@
 //! | alice (a user's laptop) | 100.64.0.1 | events on, **fail closed**, impersonates group `system:masters` |
 //! | ci (a tagged node, `tag:ci`) | 100.64.0.2 | events on, **fail open**, impersonates group `ci-deployers` |
 //! | bob (a user's laptop) | 100.64.0.3 | events **off**, sessions recorded, **fail closed** |
+//! | dave (a user's laptop) | 100.64.0.4 | no grants: nothing recorded (the pass-through baseline) |
 //! | the proxy itself (`tag:k8s-proxy`), as the recorder sees it | 127.0.0.1 | may upload |
 
 use std::collections::HashMap;
@@ -92,6 +93,8 @@ pub struct Stack {
     pub ci: Caller,
     /// A user whose sessions must be recorded (fail closed) but who sends no events.
     pub bob: Caller,
+    /// A user without grants: nothing is recorded for him.
+    pub dave: Caller,
 }
 
 impl Stack {
@@ -179,6 +182,15 @@ impl Stack {
             login_name: "bob@example.com".into(),
             grants: vec![json!({"recorderAddrs": recorder_addrs, "enforceRecorder": true})],
         };
+        let dave = TestIdentity {
+            node_name: "dave-laptop.tail1234.ts.net.".into(),
+            stable_id: "nDAVE1CNTRL".into(),
+            address: IpAddr::V4(Ipv4Addr::new(100, 64, 0, 4)),
+            tags: vec![],
+            user_id: 4444,
+            login_name: "dave@example.com".into(),
+            grants: vec![],
+        };
         let proxy_node = TestIdentity {
             node_name: "k8s-proxy.tail1234.ts.net.".into(),
             stable_id: "nPROXY1CNTRL".into(),
@@ -197,6 +209,7 @@ impl Stack {
                     (alice.address, alice.whois_response()),
                     (ci.address, ci.whois_response()),
                     (bob.address, bob.whois_response()),
+                    (dave.address, dave.whois_response()),
                     (proxy_node.address, proxy_node.whois_response()),
                 ]),
             )?
@@ -229,11 +242,12 @@ impl Stack {
         proxy.wait_for_tcp(admin_addr, Duration::from_secs(20))?;
         proxy.wait_for_tcp(proxy_addr, Duration::from_secs(20))?;
 
-        let (alice_fwd, ci_fwd, bob_fwd) = runtime.block_on(async {
+        let (alice_fwd, ci_fwd, bob_fwd, dave_fwd) = runtime.block_on(async {
             Ok::<_, Error>((
                 ProxyProtocolForwarder::start(proxy_addr, alice.address).await?,
                 ProxyProtocolForwarder::start(proxy_addr, ci.address).await?,
                 ProxyProtocolForwarder::start(proxy_addr, bob.address).await?,
+                ProxyProtocolForwarder::start(proxy_addr, dave.address).await?,
             ))
         })?;
         let alice = Caller {
@@ -251,6 +265,11 @@ impl Stack {
             identity: bob,
             forwarder: bob_fwd,
         };
+        let dave = Caller {
+            kubeconfig: write_caller_kubeconfig(dir.path(), "dave", dave_fwd.addr())?,
+            identity: dave,
+            forwarder: dave_fwd,
+        };
 
         let mut stack = Self {
             dir,
@@ -267,6 +286,7 @@ impl Stack {
             alice,
             ci,
             bob,
+            dave,
         };
         stack.start_recorder()?;
         Ok(stack)

@@ -1,0 +1,102 @@
+//! `cargo xtask bench-exec`: throughput of a large `kubectl exec` output
+//! through the proxy, recorded versus unrecorded, and the proxy's CPU per MB.
+//!
+//! The same stack as the end-to-end run (release binaries when built with
+//! `--release`). The session prints `--mb` MiB of ASCII text; kubectl writes
+//! it to /dev/null. The proxy's CPU time comes from `/proc/<pid>/stat`.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use kubescribe_system_tests::stack::{Caller, Stack, Storage};
+use kubescribe_system_tests::{peers, Error};
+
+fn main() {
+    if let Err(err) = run() {
+        eprintln!("bench-exec: {err}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> Result<(), Error> {
+    let mib: u64 = std::env::args()
+        .skip_while(|a| a != "--mb")
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(256);
+    let rounds: usize = 3;
+    let kubectl = peers::kubectl()?;
+    let stack = Stack::start(Storage::Disk)?;
+    let ticks = clock_ticks()?;
+    println!(
+        "exec output: {mib} MiB per run, {rounds} runs each, kubectl {}",
+        kubectl.display()
+    );
+    println!("| session | MiB/s (median) | proxy CPU ms per MiB (median) |");
+    println!("| --- | --- | --- |");
+    for (label, caller) in [
+        ("unrecorded (no grants)", &stack.dave),
+        ("recorded (fail closed)", &stack.alice),
+    ] {
+        let mut rates = Vec::new();
+        let mut cpu = Vec::new();
+        for _ in 0..rounds {
+            let before = proxy_cpu_ticks(stack.proxy.pid())?;
+            let start = Instant::now();
+            exec_output(&kubectl, caller, mib)?;
+            let seconds = start.elapsed().as_secs_f64();
+            let used = proxy_cpu_ticks(stack.proxy.pid())? - before;
+            rates.push(mib as f64 / seconds);
+            cpu.push(used as f64 * 1000.0 / ticks as f64 / mib as f64);
+        }
+        println!(
+            "| {label} | {:.0} | {:.2} |",
+            median(&mut rates),
+            median(&mut cpu)
+        );
+    }
+    Ok(())
+}
+
+fn exec_output(kubectl: &Path, caller: &Caller, mib: u64) -> Result<(), Error> {
+    let script = format!(
+        "yes kubescribe-benchmark-0123456789abcdefghijklmnopqrstuvwxyz-ABCDEFGHIJKLMNOPQRSTUVWXYZ | head -c {}",
+        mib * 1024 * 1024
+    );
+    let status = Command::new(kubectl)
+        .arg("--kubeconfig")
+        .arg(&caller.kubeconfig)
+        .args(["exec", "demo", "--", "sh", "-c", &script])
+        .stdout(Stdio::null())
+        .status()?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("kubectl exec failed: {status}").into())
+    }
+}
+
+/// utime + stime of `pid`, in clock ticks.
+fn proxy_cpu_ticks(pid: u32) -> Result<u64, Error> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let after_comm = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest)
+        .ok_or("bad /proc stat")?;
+    let fields: Vec<&str> = after_comm.split_whitespace().collect();
+    // Fields after the command name start at field 3 (state); utime is 14, stime 15.
+    let utime: u64 = fields.get(11).ok_or("no utime")?.parse()?;
+    let stime: u64 = fields.get(12).ok_or("no stime")?.parse()?;
+    Ok(utime + stime)
+}
+
+fn clock_ticks() -> Result<u64, Error> {
+    let out = Command::new("getconf").arg("CLK_TCK").output()?;
+    Ok(String::from_utf8_lossy(&out.stdout).trim().parse()?)
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(|a, b| a.total_cmp(b));
+    values[values.len() / 2]
+}
