@@ -186,6 +186,13 @@ pub async fn handle(
         }
         (&Method::DELETE, Some(name), None) => {
             let deleted = state.store.delete(def, ns, name)?;
+            if def.kind == "Pod" {
+                let uid = deleted
+                    .pointer("/metadata/uid")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                state.attach.forget_pod(uid);
+            }
             if def.kind == "Pod" || def.kind == "Namespace" {
                 return Ok(json_response(200, &deleted));
             }

@@ -130,6 +130,7 @@ impl KubeSim {
             log_interval: config.log_interval,
             server_address: addr.to_string(),
             shutdown: shutdown_rx.clone(),
+            attach: Arc::default(),
         });
         if config.seed {
             crate::seed::seed(&state.store).map_err(|e| SimError::Seed(e.message))?;
@@ -246,6 +247,7 @@ impl RunningSim {
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
         let _ = self.task.await;
+        self.state.attach.clear();
         if self.owned_sandbox {
             let _ = std::fs::remove_dir_all(&self.state.sandbox);
         }

@@ -3,7 +3,11 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use tokio::sync::watch;
+
+use crate::exec::attach::AttachRegistry;
 
 use crate::auth::Authenticator;
 use crate::request_log::RequestLog;
@@ -25,4 +29,6 @@ pub struct SimState {
     pub server_address: String,
     /// Flips to `true` when the simulator shuts down; long-running streams end.
     pub shutdown: watch::Receiver<bool>,
+    /// The containers' main processes that `attach` connects to.
+    pub attach: Arc<AttachRegistry>,
 }

@@ -141,17 +141,66 @@ async fn exec_checks(h: &Harness, kubectl: &std::path::Path) {
         .await;
     assert_eq!(produced.stdout.len(), 3_000_000);
 
-    // attach: the container's main process is an interactive sh.
-    let attached = h
+    attach_checks(h, kubectl).await;
+}
+
+/// attach: sessions share the container's long-running main process (an `sh`).
+async fn attach_checks(h: &Harness, kubectl: &std::path::Path) {
+    use tokio::io::AsyncWriteExt;
+    // First attacher sets state in the shell, sees it, then goes away (detaches).
+    let mut first = h
+        .command(kubectl, &h.kubeconfig, &["attach", "-i", "demo"])
+        .spawn()
+        .unwrap();
+    let mut stdin = first.stdin.take().unwrap();
+    stdin
+        .write_all(b"X=persisted; echo set-$X\n")
+        .await
+        .unwrap();
+    let mut out = BufReader::new(first.stdout.take().unwrap());
+    let mut seen = String::new();
+    tokio::time::timeout(Duration::from_secs(60), async {
+        let mut line = String::new();
+        while !seen.contains("set-persisted") {
+            line.clear();
+            if out.read_line(&mut line).await.unwrap() == 0 {
+                break;
+            }
+            seen.push_str(&line);
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("first attach never saw its output: {seen:?}"));
+    assert!(seen.contains("set-persisted"), "{seen:?}");
+    first.kill().await.unwrap();
+
+    // A later attacher finds the same process (and its state); `exit 4` ends it.
+    let second = h
         .run(
             kubectl,
             &h.kubeconfig,
             &["attach", "-i", "demo"],
-            Some(b"echo attached-$((2+3))\nexit 4\n"),
+            Some(b"echo again-$X\nexit 4\n"),
         )
         .await;
-    assert_eq!(attached.status.code(), Some(4), "{}", stderr(&attached));
-    assert_eq!(stdout(&attached), "attached-5\n");
+    assert!(
+        stdout(&second).contains("again-persisted"),
+        "{}",
+        stdout(&second)
+    );
+    assert_eq!(second.status.code(), Some(4), "{}", stderr(&second));
+
+    // The next attach starts a fresh main process.
+    let third = h
+        .run(
+            kubectl,
+            &h.kubeconfig,
+            &["attach", "-i", "demo"],
+            Some(b"echo fresh-[$X]\nexit 0\n"),
+        )
+        .await;
+    assert!(stdout(&third).contains("fresh-[]"), "{}", stdout(&third));
+    assert_eq!(third.status.code(), Some(0), "{}", stderr(&third));
     assert!(h.sim.requests().iter().any(|r| r
         .uri
         .starts_with("/api/v1/namespaces/default/pods/demo/attach?")

@@ -1,9 +1,9 @@
 //! `pods/exec` and `pods/attach`: protocol negotiation (WebSocket `v4`/`v5.channel.k8s.io`
 //! or SPDY/3.1), a real process per session, and the final exit `Status`.
 //!
-//! `attach` starts the container's "main process", an interactive `sh`, for each
-//! attach session (there is no container runtime to keep one running between sessions).
+//! `attach` connects to the container's long-running main process (see [`attach`]).
 
+pub mod attach;
 pub mod process;
 pub mod spdy;
 pub mod ws;
@@ -35,6 +35,21 @@ pub struct ExecRequest {
     pub container: String,
     /// Flips when the simulator shuts down: the session ends and its process is killed.
     pub shutdown: tokio::sync::watch::Receiver<bool>,
+    /// For attach: the registry of main processes, the pod's uid and whether the
+    /// container has a tty. `None` for exec.
+    pub attach: Option<(Arc<attach::AttachRegistry>, String, bool)>,
+}
+
+impl ExecRequest {
+    /// Starts the session: a new process for exec, the container's main process for attach.
+    pub fn start(&self, sandbox: &std::path::Path) -> process::Session {
+        match &self.attach {
+            Some((registry, uid, tty)) => {
+                registry.attach(uid, &self.container, *tty, sandbox, &self.pod)
+            }
+            None => process::spawn(&self.options, sandbox, &self.pod),
+        }
+    }
 }
 
 /// The error-channel `Status` for an exit, as the kubelet writes it.
@@ -62,7 +77,7 @@ fn parse_request(
     pod: &Value,
     query: &Query,
     attach: bool,
-    shutdown: tokio::sync::watch::Receiver<bool>,
+    state: &SimState,
 ) -> Result<ExecRequest, ApiError> {
     let name = pod
         .pointer("/metadata/name")
@@ -115,8 +130,21 @@ fn parse_request(
             "you must specify at least one of stdin, stdout, stderr",
         ));
     }
+    let attach = attach.then(|| {
+        let uid = pod
+            .pointer("/metadata/uid")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let container_tty = containers
+            .iter()
+            .find(|c| c["name"] == container.as_str())
+            .is_some_and(|c| c["tty"] == serde_json::json!(true));
+        (state.attach.clone(), uid, container_tty)
+    });
     Ok(ExecRequest {
-        shutdown,
+        shutdown: state.shutdown.clone(),
+        attach,
         options,
         namespace,
         pod: name,
@@ -151,7 +179,7 @@ pub async fn handle(
     query: &Query,
     attach: bool,
 ) -> Result<Response<Body>, ApiError> {
-    let request = parse_request(&pod, query, attach, state.shutdown.clone())?;
+    let request = parse_request(&pod, query, attach, &state)?;
     let upgrade = req
         .headers()
         .get(header::UPGRADE)

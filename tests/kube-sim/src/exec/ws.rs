@@ -94,7 +94,7 @@ where
 {
     let options = request.options.clone();
     let mut shutdown = request.shutdown.clone();
-    let mut session = process::spawn(&options, &sandbox, &request.pod);
+    let mut session = request.start(&sandbox);
     let (mut sink, mut stream) = ws.split();
     for (open, ch) in [
         (options.stdout, channel::STDOUT),

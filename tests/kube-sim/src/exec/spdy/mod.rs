@@ -347,7 +347,7 @@ where
             _ = shutdown.changed() => return Ok(()),
         }
     }
-    let mut session: Session = process::spawn(&request.options, &sandbox, &request.pod);
+    let mut session: Session = request.start(&sandbox);
     for pending in std::mem::take(&mut conn.pending_input) {
         let _ = session.input.send(pending).await;
     }
