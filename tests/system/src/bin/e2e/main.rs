@@ -176,12 +176,10 @@ fn scenarios(report: &mut Report, stack: &mut Stack, kubectl: &Path) -> Result<(
         );
         r.check(
             "a get event for pods/log is stored",
-            stack
-                .wait_for_events("verb=get&resource=pods&name=demo", 1, WAIT)
-                .map_err(|e| e.to_string())
-                .and_then(|rows| {
-                    find(&rows, |e| e["kubernetes"]["Subresource"] == "log").map(|_| ())
-                }),
+            stored(stack, "verb=get&resource=pods&name=demo", |e| {
+                e["kubernetes"]["Subresource"] == "log"
+            })
+            .map(|_| ()),
         );
     });
 
@@ -196,22 +194,14 @@ fn scenarios(report: &mut Report, stack: &mut Stack, kubectl: &Path) -> Result<(
                     &stack.alice,
                     &["exec", "demo", "--", "sh", "-c", "echo hello-from-e2e"],
                 )
-                .and_then(|out| {
-                    if out.contains("hello-from-e2e") {
-                        Ok(())
-                    } else {
-                        Err(format!("output {out:?}"))
-                    }
-                }),
+                .and_then(|out| expect_output(&out, "hello-from-e2e")),
             );
             r.check(
                 "an exec event is stored",
-                stack
-                    .wait_for_events("resource=pods&name=demo", 1, WAIT)
-                    .map_err(|e| e.to_string())
-                    .and_then(|rows| {
-                        find(&rows, |e| e["kubernetes"]["Subresource"] == "exec").map(|_| ())
-                    }),
+                stored(stack, "resource=pods&name=demo", |e| {
+                    e["kubernetes"]["Subresource"] == "exec"
+                })
+                .map(|_| ()),
             );
             r.check(
                 "the session is recorded and its cast holds the output",
@@ -639,6 +629,23 @@ fn find(rows: &[Value], pick: impl Fn(&Value) -> bool) -> Result<Value, String> 
         .find(|row| pick(&row["event"]))
         .cloned()
         .ok_or_else(|| format!("no matching event among {} rows", rows.len()))
+}
+
+/// Waits for events matching `query` and returns the first whose event satisfies `pick`.
+fn stored(stack: &Stack, query: &str, pick: impl Fn(&Value) -> bool) -> Result<Value, String> {
+    let rows = stack
+        .wait_for_events(query, 1, WAIT)
+        .map_err(|e| e.to_string())?;
+    find(&rows, pick)
+}
+
+/// Passes when a command's output contains `needle`.
+pub(crate) fn expect_output(out: &str, needle: &str) -> Result<(), String> {
+    if out.contains(needle) {
+        Ok(())
+    } else {
+        Err(format!("output lacks {needle:?}: {out:?}"))
+    }
 }
 
 pub(crate) fn eq(value: &Value, want: impl Into<Value>) -> Result<(), String> {
