@@ -62,7 +62,7 @@ pub struct Components {
     pub upstream: UpstreamSpec,
 }
 
-/// Build the identity source named in the configuration.
+/// Build the identity source named in the configuration (an identity file is read once).
 pub fn whois_from_config(source: &IdentitySource) -> Result<Arc<dyn WhoIs>, AppError> {
     Ok(match source {
         IdentitySource::LocalApi(p) => Arc::new(identity::LocalApiWhoIs::with_socket(p.clone())),
@@ -79,7 +79,14 @@ pub fn components_from_config(
     config: &Config,
     registry: &mut Registry,
 ) -> Result<Components, AppError> {
-    let whois = whois_from_config(&config.identity)?;
+    // When serving, an identity file is kept current (re-read when it changes and on SIGHUP).
+    let whois: Arc<dyn WhoIs> = match &config.identity {
+        IdentitySource::File(p) => Arc::new(
+            identity::IdentityFileWhoIs::watch(p.clone(), identity::ReloadOptions::default())
+                .map_err(|e| AppError::Identity(e.to_string()))?,
+        ),
+        other => whois_from_config(other)?,
+    };
     let mut client_config = recorder_client::ClientConfig::default();
     if let Some(dir) = &config.spool_dir {
         client_config.spool = Some(recorder_client::SpoolConfig::new(dir.clone()));

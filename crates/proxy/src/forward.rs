@@ -298,6 +298,12 @@ impl Forwarder {
             .uri_for(target)
             .map_err(|e| ForwardError::Target(e.to_string()))?;
         parts.version = http::Version::HTTP_11;
+        if !parts.headers.contains_key(http::header::HOST) {
+            // HTTP/1.0 callers may omit Host; HTTP/1.1 upstreams require one.
+            if let Ok(v) = HeaderValue::from_str(self.upstream.authority().as_str()) {
+                parts.headers.insert(http::header::HOST, v);
+            }
+        }
         // The session hook decides before anything reaches the API server: a
         // session that must be recorded but cannot be is refused here, so the
         // command never starts in the pod unrecorded.

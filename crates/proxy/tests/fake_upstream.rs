@@ -601,3 +601,25 @@ async fn invalid_request_targets_are_400_and_never_forwarded() {
     assert!(up.seen().is_empty());
     proxy.shutdown().await;
 }
+
+#[tokio::test]
+async fn http10_requests_without_host_get_the_upstream_authority_as_host() {
+    let (_d, up, _sink, proxy) = setup(EVENTS_GRANT, Mode::Auth).await;
+    let mut tcp = TcpStream::connect(proxy.addr).await.unwrap();
+    tcp.write_all(b"GET /api/v1/namespaces/default/pods HTTP/1.0\r\n\r\n")
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), tcp.read_to_end(&mut out)).await;
+    let out = String::from_utf8_lossy(&out);
+    assert!(
+        out.starts_with("HTTP/1.0 200") || out.starts_with("HTTP/1.1 200"),
+        "{out}"
+    );
+    let seen = up.seen().pop().unwrap();
+    assert_eq!(
+        seen.headers.get("host").unwrap().to_str().unwrap(),
+        up.addr.to_string()
+    );
+    proxy.shutdown().await;
+}

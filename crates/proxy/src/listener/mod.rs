@@ -21,8 +21,11 @@ use proxy_protocol::ProxiedPeer;
 
 /// Bound on the TLS handshake of one connection.
 pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Bound on reading one request head.
-pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Bound on reading one request head. hyper also applies it to an idle
+/// keep-alive connection waiting for its next request, so it is longer than
+/// Go clients' 90 s idle timeout: clients close idle connections first, and a
+/// request never races a server-side close.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// What is known about the connection a request arrived on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

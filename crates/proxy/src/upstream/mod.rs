@@ -253,6 +253,11 @@ impl Upstream {
             .build()
     }
 
+    /// The upstream's `host[:port]`, used as `Host` when a caller sent none.
+    pub fn authority(&self) -> &http::uri::Authority {
+        &self.authority
+    }
+
     /// The proxy's own `Authorization` value, if it has one.
     pub fn authorization(&self) -> Option<HeaderValue> {
         match &self.auth {
