@@ -24,6 +24,26 @@ const fn escape_table() -> [bool; 256] {
 static NEEDS_ESCAPE: [bool; 256] = escape_table();
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGHS: u64 = 0x8080_8080_8080_8080;
+
+/// Whether any byte of the word is zero (exact for "any").
+const fn has_zero(x: u64) -> bool {
+    x.wrapping_sub(ONES) & !x & HIGHS != 0
+}
+
+/// Whether any of the eight bytes is non-ASCII, a control character, or one
+/// of `"`, `\\`, `<`, `>`, `&` (exact for "any"; then the bytes are handled one by one).
+const fn block_needs_escape(x: u64) -> bool {
+    x & HIGHS != 0
+        || x.wrapping_sub(ONES * 0x20) & !x & HIGHS != 0
+        || has_zero(x ^ (ONES * b'"' as u64))
+        || has_zero(x ^ (ONES * b'\\' as u64))
+        || has_zero(x ^ (ONES * b'<' as u64))
+        || has_zero(x ^ (ONES * b'>' as u64))
+        || has_zero(x ^ (ONES * b'&' as u64))
+}
+
 /// Starts an output line: `[<time>,"o","`.
 pub fn begin_output_line(out: &mut Vec<u8>, time: f64) {
     out.push(b'[');
@@ -44,59 +64,62 @@ pub fn push_time(out: &mut Vec<u8>, time: f64) {
 }
 
 /// Appends `text` JSON-escaped the way Go's `json.Encoder` does (HTML-safe).
+///
+/// Safe bytes are pushed one by one rather than copied in runs: terminal
+/// output is dense in escapes (`\n`, `\r`, `\t`, `"`, ESC), so runs are short
+/// and a `memcpy` call per run costs more than the bytes it copies.
 pub fn push_escaped(out: &mut Vec<u8>, text: &str) {
     let bytes = text.as_bytes();
-    let mut start = 0;
+    out.reserve(bytes.len() + bytes.len() / 8 + 16);
     let mut i = 0;
     while i < bytes.len() {
+        // Eight plain ASCII bytes at a time when none needs escaping.
+        if let Some(block) = bytes
+            .get(i..i + 8)
+            .and_then(|b| <&[u8; 8]>::try_from(b).ok())
+        {
+            if !block_needs_escape(u64::from_le_bytes(*block)) {
+                out.extend_from_slice(block);
+                i += 8;
+                continue;
+            }
+        }
         let b = bytes[i];
+        i += 1;
         if !NEEDS_ESCAPE[b as usize] {
-            i += 1;
+            out.push(b);
             continue;
         }
-        let escape: &[u8] = match b {
-            b'"' => b"\\\"",
-            b'\\' => b"\\\\",
-            b'\n' => b"\\n",
-            b'\r' => b"\\r",
-            b'\t' => b"\\t",
-            0x08 => b"\\b",
-            0x0c => b"\\f",
-            b'<' => b"\\u003c",
-            b'>' => b"\\u003e",
-            b'&' => b"\\u0026",
+        match b {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            0x08 => out.extend_from_slice(b"\\b"),
+            0x0c => out.extend_from_slice(b"\\f"),
+            b'<' => out.extend_from_slice(b"\\u003c"),
+            b'>' => out.extend_from_slice(b"\\u003e"),
+            b'&' => out.extend_from_slice(b"\\u0026"),
             0xE2 => {
-                if bytes.get(i + 1) == Some(&0x80) && matches!(bytes.get(i + 2), Some(0xA8 | 0xA9))
-                {
-                    out.extend_from_slice(&bytes[start..i]);
-                    out.extend_from_slice(if bytes[i + 2] == 0xA8 {
+                if bytes.get(i) == Some(&0x80) && matches!(bytes.get(i + 1), Some(0xA8 | 0xA9)) {
+                    out.extend_from_slice(if bytes[i + 1] == 0xA8 {
                         b"\\u2028"
                     } else {
                         b"\\u2029"
                     });
-                    i += 3;
-                    start = i;
+                    i += 2;
                 } else {
-                    i += 1;
+                    out.push(b);
                 }
-                continue;
             }
             control => {
-                out.extend_from_slice(&bytes[start..i]);
                 out.extend_from_slice(b"\\u00");
                 out.push(HEX[(control >> 4) as usize]);
                 out.push(HEX[(control & 0xf) as usize]);
-                i += 1;
-                start = i;
-                continue;
             }
-        };
-        out.extend_from_slice(&bytes[start..i]);
-        out.extend_from_slice(escape);
-        i += 1;
-        start = i;
+        }
     }
-    out.extend_from_slice(&bytes[start..]);
 }
 
 #[cfg(test)]
@@ -126,6 +149,22 @@ mod tests {
                 assert_eq!(
                     fast(time, text),
                     to_go_json(&CastEvent::output(time, text)).unwrap()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn block_check_agrees_with_table_for_every_byte_at_every_position() {
+        for b in 0..=255u8 {
+            for pos in 0..8 {
+                let mut block = [b'a'; 8];
+                block[pos] = b;
+                let table = NEEDS_ESCAPE[b as usize] || b >= 0x80;
+                assert_eq!(
+                    block_needs_escape(u64::from_le_bytes(block)),
+                    table,
+                    "byte {b:#x} at {pos}"
                 );
             }
         }

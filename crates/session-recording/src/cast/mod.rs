@@ -168,11 +168,12 @@ impl CastWriter {
         }
         state.started = false;
         line::end_output_line(&mut state.line);
-        let bytes = Bytes::copy_from_slice(&state.line);
-        state.line.clear();
-        if state.line.capacity() > 2 * MAX_PAYLOAD_PER_LINE {
-            state.line.shrink_to(MAX_PAYLOAD_PER_LINE);
-        }
+        // Hand the buffer over without copying; the next line gets a fresh one.
+        let capacity = state.line.capacity().min(2 * MAX_PAYLOAD_PER_LINE);
+        let bytes = Bytes::from(std::mem::replace(
+            &mut state.line,
+            Vec::with_capacity(capacity),
+        ));
         if !self.stopped {
             self.emit_event(bytes);
         }
