@@ -623,3 +623,44 @@ async fn http10_requests_without_host_get_the_upstream_authority_as_host() {
     );
     proxy.shutdown().await;
 }
+
+#[tokio::test]
+async fn x_forwarded_for_is_used_only_when_trusted_and_only_as_a_whois_fallback() {
+    let dir = tempfile::tempdir().unwrap();
+    let ident = dir.path().join("only-tailnet.yaml");
+    std::fs::write(
+        &ident,
+        "entries:\n  - sources: [\"100.64.0.7/32\"]\n    Node: {ID: 7, StableID: nAlice7CNTRL, Name: alice-laptop.tail1234.ts.net., User: 42}\n    UserProfile: {ID: 42, LoginName: alice@example.com}\n",
+    )
+    .unwrap();
+    let up = FakeUpstream::start().await;
+    let with_xff = || {
+        let mut r = get("/api/v1/pods");
+        r.headers_mut()
+            .insert("x-forwarded-for", "100.64.0.7:5000".parse().unwrap());
+        r
+    };
+    // Default: the header is ignored; loopback is unknown → 500.
+    let cfg = config(ident.clone(), Mode::Auth);
+    let proxy = start_proxy(&cfg, Arc::new(MemorySink::new(Outcome::Forward)), up.addr).await;
+    assert_eq!(
+        send(proxy.addr, b"", with_xff()).await.status,
+        StatusCode::INTERNAL_SERVER_ERROR
+    );
+    proxy.shutdown().await;
+    // Trusted: the fallback finds alice; the header itself is not forwarded.
+    let mut cfg = config(ident, Mode::Auth);
+    cfg.trust_forwarded_for = true;
+    let proxy = start_proxy(&cfg, Arc::new(MemorySink::new(Outcome::Forward)), up.addr).await;
+    assert_eq!(
+        send(proxy.addr, b"", with_xff()).await.status,
+        StatusCode::OK
+    );
+    let seen = up.seen().pop().unwrap();
+    assert_eq!(
+        seen.headers.get("impersonate-user").unwrap(),
+        "alice@example.com"
+    );
+    assert!(seen.headers.get("x-forwarded-for").is_none());
+    proxy.shutdown().await;
+}
