@@ -123,10 +123,15 @@ async fn main() -> Result<(), Box<dyn Error>> {
     let single = phase(addr, seconds, 1, "single").await?;
     let batched = phase(addr, seconds, batch, "batch").await?;
     let metrics = app.metrics.encode();
-    let commits = metrics
+    let commits: Vec<&str> = metrics
         .lines()
-        .find(|l| l.starts_with("kubescribe_recorder_commit_batch_records_count"))
-        .unwrap_or("");
+        .filter(|l| {
+            l.starts_with("kubescribe_recorder_commit_batch_records_sum")
+                || l.starts_with("kubescribe_recorder_commit_batch_records_count")
+                || l.starts_with("kubescribe_recorder_commit_duration_seconds_sum")
+                || l.starts_with("kubescribe_recorder_commit_duration_seconds_count")
+        })
+        .collect();
     println!("disk dir: {}", tmp.display());
     println!(
         "senders: {SENDERS}, phase: {seconds}s, batch size: {batch}, cores: {}",
@@ -136,7 +141,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
     );
     println!("single POST /v2/event: {single:.0} durable events/s");
     println!("batched POST /v2/events: {batched:.0} durable events/s");
-    println!("{commits}");
+    println!("{}", commits.join("\n"));
     let _ = std::fs::remove_dir_all(&tmp);
     Ok(())
 }

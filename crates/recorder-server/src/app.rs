@@ -58,6 +58,8 @@ pub struct App {
     pub metrics: Arc<Metrics>,
     /// Session upload slots (`--max-concurrent-uploads`).
     pub upload_slots: Arc<Semaphore>,
+    /// In-flight event/batch body budget in KiB (`--max-inflight-bytes`).
+    pub body_budget: Arc<Semaphore>,
 }
 
 /// Opens the configured storage back end and checks it.
@@ -120,6 +122,9 @@ impl App {
             config.insecure_allow_any_uploader,
         );
         let upload_slots = Arc::new(Semaphore::new(config.limits.max_concurrent_uploads));
+        let body_budget = Arc::new(Semaphore::new(
+            (config.limits.max_inflight_bytes / 1024).min(Semaphore::MAX_PERMITS),
+        ));
         let app = Arc::new(App {
             config,
             storage,
@@ -129,6 +134,7 @@ impl App {
             auth,
             metrics,
             upload_slots,
+            body_budget,
         });
         Ok((app, report))
     }

@@ -100,6 +100,12 @@ pub struct Cli {
     #[arg(long, default_value_t = 64 * 1024 * 1024, value_name = "BYTES")]
     pub max_batch_bytes: usize,
 
+    /// Memory budget for event and batch bodies being received or
+    /// committed at once; requests beyond it wait (up to
+    /// --upload-idle-timeout, then 503).
+    #[arg(long, default_value_t = 512 * 1024 * 1024, value_name = "BYTES")]
+    pub max_inflight_bytes: usize,
+
     /// Largest accepted session recording, in bytes; the upload fails with
     /// an error once it is exceeded (what was acknowledged is kept).
     #[arg(long, default_value_t = 8 * 1024 * 1024 * 1024, value_name = "BYTES")]
@@ -257,6 +263,8 @@ pub struct Limits {
     pub max_event_bytes: usize,
     /// Max batch request size.
     pub max_batch_bytes: usize,
+    /// Budget of event/batch bodies in memory at once.
+    pub max_inflight_bytes: usize,
     /// Max session size.
     pub max_session_bytes: u64,
     /// Max concurrent session uploads.
@@ -272,6 +280,7 @@ impl Default for Limits {
         Self {
             max_event_bytes: 4 * 1024 * 1024,
             max_batch_bytes: 64 * 1024 * 1024,
+            max_inflight_bytes: 512 * 1024 * 1024,
             max_session_bytes: 8 * 1024 * 1024 * 1024,
             max_concurrent_uploads: 256,
             upload_idle_timeout: Duration::from_secs(300),
@@ -441,6 +450,7 @@ impl Cli {
         let limits = Limits {
             max_event_bytes: self.max_event_bytes,
             max_batch_bytes: self.max_batch_bytes,
+            max_inflight_bytes: self.max_inflight_bytes,
             max_session_bytes: self.max_session_bytes,
             max_concurrent_uploads: self.max_concurrent_uploads,
             upload_idle_timeout: self.upload_idle_timeout,
@@ -453,6 +463,12 @@ impl Cli {
             return Err(invalid(
                 "--max-batch-bytes",
                 "must be at least --max-event-bytes",
+            ));
+        }
+        if limits.max_inflight_bytes < limits.max_batch_bytes {
+            return Err(invalid(
+                "--max-inflight-bytes",
+                "must be at least --max-batch-bytes",
             ));
         }
         if limits.max_concurrent_uploads == 0 {

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 
-use super::body::{content_length, read_limited};
+use super::body::{content_length, read_limited, reserve};
 use super::event::{body_type, commit_failed, prepare};
 use crate::app::App;
 use crate::auth::Uploader;
@@ -47,6 +47,20 @@ pub async fn handle(
             &format!("batch is larger than the limit of {limit} bytes (--max-batch-bytes)"),
         );
     }
+    let _reserved = match reserve(
+        &app.body_budget,
+        content_length(req.headers()),
+        limit,
+        app.config.limits.upload_idle_timeout,
+    )
+    .await
+    {
+        Ok(p) => p,
+        Err(e) => {
+            app.metrics.reject(e.reason());
+            return json_error(e.status(), &e.to_string());
+        }
+    };
     let body = match read_limited(
         req.into_body(),
         limit,

@@ -1,11 +1,13 @@
 //! Reading request bodies with a size limit and an idle timeout.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use http::StatusCode;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Why a body could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -19,6 +21,11 @@ pub enum BodyError {
     /// Nothing arrived for too long.
     #[error("upload stalled: nothing received for {0:?}")]
     Idle(Duration),
+    /// Too many bodies in memory at once for too long.
+    #[error(
+        "the recorder is busy: too much upload data in flight (--max-inflight-bytes); retry later"
+    )]
+    Busy,
     /// The connection failed mid-body (truncated upload).
     #[error("request body was cut short: {0}")]
     Broken(String),
@@ -31,6 +38,7 @@ impl BodyError {
             BodyError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             BodyError::Idle(_) => StatusCode::REQUEST_TIMEOUT,
             BodyError::Broken(_) => StatusCode::BAD_REQUEST,
+            BodyError::Busy => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -40,6 +48,7 @@ impl BodyError {
             BodyError::TooLarge { .. } => "too_large",
             BodyError::Idle(_) => "idle_timeout",
             BodyError::Broken(_) => "truncated",
+            BodyError::Busy => "busy",
         }
     }
 }
@@ -79,6 +88,23 @@ pub async fn read_limited(
         buf.extend_from_slice(&chunk);
     }
     Ok(buf.freeze())
+}
+
+/// Reserves room for a body of at most `limit` bytes (its declared length if
+/// smaller) in the in-flight budget, counted in KiB. The permit is held until
+/// the request's records are committed.
+pub async fn reserve(
+    budget: &Arc<Semaphore>,
+    declared: Option<u64>,
+    limit: usize,
+    wait: Duration,
+) -> Result<OwnedSemaphorePermit, BodyError> {
+    let bytes = declared.map_or(limit as u64, |d| d.min(limit as u64));
+    let kib = u32::try_from(bytes.div_ceil(1024).max(1)).unwrap_or(u32::MAX);
+    match tokio::time::timeout(wait, budget.clone().acquire_many_owned(kib)).await {
+        Ok(Ok(permit)) => Ok(permit),
+        _ => Err(BodyError::Busy),
+    }
 }
 
 /// The declared `Content-Length`, if any.

@@ -10,7 +10,7 @@ use event_model::{Destination, Record, ResponseRecord};
 use http::{HeaderMap, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
-use super::body::{content_length, read_limited};
+use super::body::{content_length, read_limited, reserve};
 use crate::app::App;
 use crate::auth::Uploader;
 use crate::commit::{CommitError, Prepared};
@@ -166,6 +166,20 @@ pub async fn post(app: Arc<App>, peer: SocketAddr, req: Request<Incoming>) -> Re
             &format!("event is larger than the limit of {limit} bytes (--max-event-bytes)"),
         );
     }
+    let _reserved = match reserve(
+        &app.body_budget,
+        content_length(req.headers()),
+        limit,
+        app.config.limits.upload_idle_timeout,
+    )
+    .await
+    {
+        Ok(p) => p,
+        Err(e) => {
+            app.metrics.reject(e.reason());
+            return json_error(e.status(), &e.to_string());
+        }
+    };
     let body = match read_limited(
         req.into_body(),
         limit,
