@@ -119,9 +119,10 @@ impl CallerResolver {
         if !self.trust_forwarded_for || conn.tls || conn.via_proxy_protocol {
             return None;
         }
+        // One value, `IP:PORT` or the usual bare `IP` (port 0, which tailscaled accepts).
         headers
             .get("x-forwarded-for")
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse().ok())
+            .and_then(identity::peer_from_forwarded_for)
     }
 }

@@ -634,12 +634,13 @@ async fn x_forwarded_for_is_used_only_when_trusted_and_only_as_a_whois_fallback(
     )
     .unwrap();
     let up = FakeUpstream::start().await;
-    let with_xff = || {
+    let with_xff_value = |value: &'static str| {
         let mut r = get("/api/v1/pods");
         r.headers_mut()
-            .insert("x-forwarded-for", "100.64.0.7:5000".parse().unwrap());
+            .insert("x-forwarded-for", value.parse().unwrap());
         r
     };
+    let with_xff = || with_xff_value("100.64.0.7:5000");
     // Default: the header is ignored; loopback is unknown → 500.
     let cfg = config(ident.clone(), Mode::Auth);
     let proxy = start_proxy(&cfg, Arc::new(MemorySink::new(Outcome::Forward)), up.addr).await;
@@ -662,5 +663,19 @@ async fn x_forwarded_for_is_used_only_when_trusted_and_only_as_a_whois_fallback(
         "alice@example.com"
     );
     assert!(seen.headers.get("x-forwarded-for").is_none());
+    // The usual form, a bare IP without a port, works too.
+    assert_eq!(
+        send(proxy.addr, b"", with_xff_value("100.64.0.7"))
+            .await
+            .status,
+        StatusCode::OK
+    );
+    // A comma list is ambiguous and is not trusted.
+    assert_eq!(
+        send(proxy.addr, b"", with_xff_value("100.64.0.7, 10.0.0.1"))
+            .await
+            .status,
+        StatusCode::INTERNAL_SERVER_ERROR
+    );
     proxy.shutdown().await;
 }
