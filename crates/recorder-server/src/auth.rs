@@ -25,6 +25,17 @@ pub struct Uploader {
     pub label: String,
 }
 
+/// Who an authorised reader is (recorded in the session-view audit record).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reader {
+    /// Presented the read token.
+    Token,
+    /// Connected from a loopback address.
+    Loopback(SocketAddr),
+    /// A WhoIs identity permitted by `--allow-readers`.
+    Identity(identity::Identity),
+}
+
 /// A refused request.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{message}")]
@@ -194,22 +205,24 @@ impl Auth {
     }
 
     /// Authorises a reader.
-    pub async fn reader(&self, peer: SocketAddr, headers: &HeaderMap) -> Result<(), Denied> {
+    pub async fn reader(&self, peer: SocketAddr, headers: &HeaderMap) -> Result<Reader, Denied> {
         if let Some(token) = bearer(headers) {
             return match &self.read_token {
-                Some(want) if constant_time_eq(want.as_bytes(), token.as_bytes()) => Ok(()),
+                Some(want) if constant_time_eq(want.as_bytes(), token.as_bytes()) => {
+                    Ok(Reader::Token)
+                }
                 _ => Err(forbidden(
                     "forbidden: the bearer token is not a valid read token".to_owned(),
                 )),
             };
         }
         if self.readers.loopback && peer.ip().to_canonical().is_loopback() {
-            return Ok(());
+            return Ok(Reader::Loopback(peer));
         }
         if let Some(list) = &self.readers.identities {
             if let Some(identity) = self.whois(peer).await? {
                 if list.permits(&identity) {
-                    return Ok(());
+                    return Ok(Reader::Identity(identity));
                 }
                 return Err(forbidden(format!(
                     "forbidden: {} may not read recordings (allowed: {list})",
@@ -264,10 +277,11 @@ mod tests {
     #[tokio::test]
     async fn readers_default_to_loopback() {
         let a = auth(None, true);
-        assert!(a
-            .reader("127.0.0.1:1".parse().unwrap(), &HeaderMap::new())
-            .await
-            .is_ok());
+        let peer: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        assert_eq!(
+            a.reader(peer, &HeaderMap::new()).await.unwrap(),
+            Reader::Loopback(peer)
+        );
         assert!(a
             .reader("[::ffff:127.0.0.1]:1".parse().unwrap(), &HeaderMap::new())
             .await

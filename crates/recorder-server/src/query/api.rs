@@ -12,9 +12,11 @@ use hyper::body::{Frame, Incoming};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
+use super::audit::{self, Viewing};
 use super::index::{order_key, EventFilter, Row};
 use super::sessions::{SessionFilter, SessionState};
 use crate::app::App;
+use crate::auth::Reader;
 use crate::server::{json, json_error, with_body, ResBody};
 use crate::storage::layout::{self, parse_record_id, RecordKind};
 use crate::storage::Storage;
@@ -262,7 +264,21 @@ fn stream_cast(storage: Arc<dyn Storage>, key: String, size: u64) -> ResBody {
     StreamBody::new(stream).boxed_unsync()
 }
 
-async fn session_route(app: &App, rest: &str, pairs: Vec<(String, String)>) -> ApiResult {
+/// Who asks, for the session-view audit record.
+struct Asker<'a> {
+    reader: &'a Reader,
+    peer: SocketAddr,
+    get: bool,
+    target: &'a str,
+    user_agent: &'a str,
+}
+
+async fn session_route(
+    app: &App,
+    rest: &str,
+    pairs: Vec<(String, String)>,
+    asker: &Asker<'_>,
+) -> ApiResult {
     if rest.is_empty() {
         let filter = session_filter(pairs)?;
         let (sessions, next) = app.sessions.list(&filter);
@@ -288,6 +304,28 @@ async fn session_route(app: &App, rest: &str, pairs: Vec<(String, String)>) -> A
                         .into(),
                 ));
             }
+            if asker.get {
+                // Never serve an unrecorded viewing.
+                let viewing = Viewing {
+                    reader: asker.reader,
+                    peer: asker.peer,
+                    session: id_text,
+                    target: asker.target,
+                    user_agent: asker.user_agent,
+                };
+                match audit::record_viewing(app, &viewing).await {
+                    Ok(record) => {
+                        tracing::info!(session = %id_text, peer = %asker.peer, %record, "session viewed")
+                    }
+                    Err(e) => {
+                        tracing::error!(session = %id_text, peer = %asker.peer, error = %e, "cannot record a session viewing; cast refused");
+                        return Err(ApiError(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            format!("this viewing of the session could not be recorded, so the cast is not served (every viewing is audited): {e}"),
+                        ));
+                    }
+                }
+            }
             let mut res = Response::new(stream_cast(
                 app.storage.clone(),
                 info.storage_key.clone(),
@@ -307,12 +345,31 @@ async fn session_route(app: &App, rest: &str, pairs: Vec<(String, String)>) -> A
     }
 }
 
-/// Serves `/api/…`.
+/// Serves `/api/…`, every response with the UI's security headers and
+/// `Cache-Control: no-store`.
 pub async fn handle(app: Arc<App>, peer: SocketAddr, req: Request<Incoming>) -> Response<ResBody> {
-    if let Err(denied) = app.auth.reader(peer, req.headers()).await {
-        tracing::info!(%peer, reason = %denied, "query refused");
-        return json_error(denied.status, &denied.message);
+    let mut res = answer(app, peer, req).await;
+    let headers = res.headers_mut();
+    for (name, value) in recorder_ui::SECURITY_HEADERS
+        .iter()
+        .chain(&[("cache-control", "no-store")])
+    {
+        headers.insert(
+            http::HeaderName::from_static(name),
+            http::HeaderValue::from_static(value),
+        );
     }
+    res
+}
+
+async fn answer(app: Arc<App>, peer: SocketAddr, req: Request<Incoming>) -> Response<ResBody> {
+    let reader = match app.auth.reader(peer, req.headers()).await {
+        Ok(reader) => reader,
+        Err(denied) => {
+            tracing::info!(%peer, reason = %denied, "query refused");
+            return json_error(denied.status, &denied.message);
+        }
+    };
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return json_error(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -321,14 +378,30 @@ pub async fn handle(app: Arc<App>, peer: SocketAddr, req: Request<Incoming>) -> 
     }
     let path = req.uri().path().to_owned();
     let pairs = query_pairs(&req);
+    let target = req
+        .uri()
+        .path_and_query()
+        .map_or(path.as_str(), |pq| pq.as_str());
+    let user_agent = req
+        .headers()
+        .get(http::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let asker = Asker {
+        reader: &reader,
+        peer,
+        get: req.method() == Method::GET,
+        target,
+        user_agent,
+    };
     let result = if path == "/api/v1/events" {
         list_events(&app, pairs)
     } else if let Some(id) = path.strip_prefix("/api/v1/events/") {
         get_event(&app, id).await
     } else if path == "/api/v1/sessions" {
-        session_route(&app, "", pairs).await
+        session_route(&app, "", pairs, &asker).await
     } else if let Some(rest) = path.strip_prefix("/api/v1/sessions/") {
-        session_route(&app, rest, pairs).await
+        session_route(&app, rest, pairs, &asker).await
     } else {
         Err(not_found_error(format!("no such API endpoint: {path}")))
     };

@@ -1,0 +1,231 @@
+//! The session-view audit record: before a session's cast is served, the
+//! recorder stores a `kubernetes-api-request` event describing the viewing
+//! (who fetched which cast, when, with which client), through the same group
+//! commit as ingested events. No record, no cast: a viewing that cannot be
+//! recorded is refused.
+//!
+//! The record is an ordinary event, so the index, the query API's filters,
+//! the UI and offline tools show it unchanged. It is marked as kubescribe's
+//! audit record by `kubescribe.auditOf.session` (documented in
+//! `docs/api.md` and `docs/storage.md`).
+
+use std::net::SocketAddr;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use event_model::{Destination, Event, Extension, Request, Source};
+use k8s_request_parse::RequestInfo;
+use serde_json::{json, Map, Value};
+
+use crate::app::App;
+use crate::auth::{Reader, Uploader};
+use crate::commit::CommitError;
+use crate::ingest::event::{prepare, PrepareError};
+
+/// The `source.node` of a viewing by a read-token holder.
+pub const READ_TOKEN_NODE: &str = "read-token";
+/// The `source.node` of a viewing from a loopback address.
+pub const LOOPBACK_NODE: &str = "loopback";
+
+/// One viewing of a session's cast.
+#[derive(Debug, Clone)]
+pub struct Viewing<'a> {
+    /// Who is reading.
+    pub reader: &'a Reader,
+    /// The reader's connection address.
+    pub peer: SocketAddr,
+    /// The session id.
+    pub session: &'a str,
+    /// The request path with `?` and the raw query, as received.
+    pub target: &'a str,
+    /// The request's `User-Agent` (`""` when absent).
+    pub user_agent: &'a str,
+}
+
+/// Why a viewing could not be recorded.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    /// The record could not be encoded (never expected).
+    #[error("cannot encode the audit record: {0}")]
+    Encode(#[from] PrepareError),
+    /// Storing it failed.
+    #[error(transparent)]
+    Commit(#[from] CommitError),
+}
+
+fn reader_source(reader: &Reader) -> (Source, &'static str) {
+    match reader {
+        Reader::Token => (
+            Source {
+                node: READ_TOKEN_NODE.to_owned(),
+                ..Source::default()
+            },
+            "read-token",
+        ),
+        Reader::Loopback(_) => (
+            Source {
+                node: LOOPBACK_NODE.to_owned(),
+                ..Source::default()
+            },
+            "loopback",
+        ),
+        Reader::Identity(identity) => {
+            // As the proxy records a caller: tagged nodes by tags, others by user.
+            let mut s = Source {
+                node: identity.node_name.clone(),
+                node_id: identity.stable_node_id.clone(),
+                ..Source::default()
+            };
+            if identity.is_tagged() {
+                s.node_tags = identity.tags.clone();
+            } else {
+                s.node_user_id = identity.user_id;
+                s.node_user = identity.login_name.clone();
+            }
+            (s, "whois")
+        }
+    }
+}
+
+/// The audit event for `viewing` at `timestamp` (Unix seconds), with a
+/// fresh UUIDv7 idempotency key.
+pub fn view_event(viewing: &Viewing<'_>, timestamp: i64) -> Event {
+    let query = viewing.target.split_once('?').map(|(_, q)| q).unwrap_or("");
+    // Exactly what kube-apiserver would derive for this request; the target
+    // was routed here so it parses, but never fail a viewing over it.
+    let kubernetes =
+        k8s_request_parse::request_info("GET", viewing.target).unwrap_or_else(|_| RequestInfo {
+            path: viewing.target.split('?').next().unwrap_or("").to_owned(),
+            verb: "get".to_owned(),
+            ..RequestInfo::default()
+        });
+    let (source, via) = reader_source(viewing.reader);
+    let mut unknown = Map::new();
+    unknown.insert("auditOf".to_owned(), json!({ "session": viewing.session }));
+    unknown.insert(
+        "reader".to_owned(),
+        json!({ "via": via, "address": viewing.peer.to_string() }),
+    );
+    Event {
+        timestamp,
+        user_agent: viewing.user_agent.to_owned(),
+        request: Request {
+            method: "GET".to_owned(),
+            path: viewing.target.to_owned(),
+            body: Vec::new(),
+            query_parameters: k8s_request_parse::query::parse_query(query),
+            unknown: Map::new(),
+        },
+        kubernetes,
+        source,
+        destination: Destination::default(),
+        kubescribe: Some(Extension {
+            key: uuid::Uuid::now_v7().to_string(),
+            unknown,
+            ..Extension::default()
+        }),
+        ..Event::default()
+    }
+}
+
+/// Stores the audit record of `viewing` durably; returns its record id.
+pub async fn record_viewing(app: &App, viewing: &Viewing<'_>) -> Result<String, AuditError> {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let event = view_event(viewing, now);
+    let line = event_model::to_go_json(&event)
+        .map_err(|e| PrepareError::Encode(format!("session-view audit record: {e}")))?;
+    let prepared = prepare(&line, &Uploader::default())?;
+    let acks = app.committer.commit(vec![prepared]).await?;
+    Ok(acks.into_iter().next().map(|a| a.id).unwrap_or_default())
+}
+
+/// The session an event's `kubescribe` object names as viewed, when the
+/// event is a session-view audit record.
+pub fn audited_session(extension: &Extension) -> Option<&str> {
+    extension
+        .unknown
+        .get("auditOf")
+        .and_then(|v| v.get("session"))
+        .and_then(Value::as_str)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn view_event_is_a_get_of_the_cast_url() {
+        let peer: SocketAddr = "127.0.0.1:5555".parse().unwrap_or_else(|_| unreachable!());
+        let reader = Reader::Loopback(peer);
+        let target = "/api/v1/sessions/s-0190f0c1a2b37c4d8e9f000000000001/cast?x=1";
+        let e = view_event(
+            &Viewing {
+                reader: &reader,
+                peer,
+                session: "s-0190f0c1a2b37c4d8e9f000000000001",
+                target,
+                user_agent: "curl/8",
+            },
+            1_767_225_600,
+        );
+        assert_eq!(e.request.method, "GET");
+        assert_eq!(e.request.path, target);
+        assert_eq!(e.request.query_parameters["x"], vec!["1".to_owned()]);
+        // kube-apiserver reads `/api/v1/sessions/<id>/cast` as the `cast`
+        // subresource of a core-group resource `sessions`.
+        assert!(e.kubernetes.is_resource_request);
+        assert_eq!(e.kubernetes.verb, "get");
+        assert_eq!(e.kubernetes.resource, "sessions");
+        assert_eq!(e.kubernetes.name, "s-0190f0c1a2b37c4d8e9f000000000001");
+        assert_eq!(e.kubernetes.subresource, "cast");
+        assert_eq!(
+            e.kubernetes.path,
+            "/api/v1/sessions/s-0190f0c1a2b37c4d8e9f000000000001/cast"
+        );
+        assert_eq!(e.source.node, LOOPBACK_NODE);
+        assert_eq!(e.user_agent, "curl/8");
+        let ext = e.kubescribe.as_ref().unwrap_or_else(|| unreachable!());
+        assert_eq!(
+            uuid::Uuid::parse_str(&ext.key).map(|u| u.get_version_num()),
+            Ok(7)
+        );
+        assert_eq!(
+            audited_session(ext),
+            Some("s-0190f0c1a2b37c4d8e9f000000000001")
+        );
+        assert_eq!(ext.unknown["reader"]["address"], "127.0.0.1:5555");
+    }
+
+    #[test]
+    fn identity_readers_are_recorded_as_the_proxy_records_callers() {
+        let identity = identity::Identity {
+            node_name: "laptop.tail1234.ts.net".into(),
+            stable_node_id: "nLaptop".into(),
+            user_id: 42,
+            login_name: "alice@example.com".into(),
+            ..Default::default()
+        };
+        let (s, via) = reader_source(&Reader::Identity(identity.clone()));
+        assert_eq!(via, "whois");
+        assert_eq!(
+            (s.node.as_str(), s.node_id.as_str()),
+            ("laptop.tail1234.ts.net", "nLaptop")
+        );
+        assert_eq!(
+            (s.node_user_id, s.node_user.as_str()),
+            (42, "alice@example.com")
+        );
+        assert!(s.node_tags.is_empty());
+        let tagged = identity::Identity {
+            tags: vec!["tag:ops".into()],
+            ..identity
+        };
+        let (s, _) = reader_source(&Reader::Identity(tagged));
+        assert_eq!(s.node_tags, vec!["tag:ops".to_owned()]);
+        assert_eq!((s.node_user_id, s.node_user.as_str()), (0, ""));
+        let (s, via) = reader_source(&Reader::Token);
+        assert_eq!((s.node.as_str(), via), (READ_TOKEN_NODE, "read-token"));
+    }
+}
