@@ -62,6 +62,16 @@ async function noCspViolations() {
   check(pageErrors.length === 0, `uncaught page errors: ${pageErrors.join('; ')}`);
 }
 const rows = (sel = 'table.events-table tbody tr[data-id]') => page.locator(sel);
+// Every cast the browser fetches is a viewing the recorder records as an event.
+let castRequests = 0;
+context.on('request', (r) => {
+  if (r.method() === 'GET' && /^\/api\/v1\/sessions\/[0-9a-f]{32}\/cast$/.test(new URL(r.url()).pathname)) castRequests += 1;
+});
+async function viewings() {
+  const res = await fetch(`${RECORDER}/api/v1/events?verb=get&q=auditOf&limit=1000`);
+  check(res.status === 200, `GET /api/v1/events?verb=get&q=auditOf: ${res.status}`);
+  return (await res.json()).events.map((row) => row.event).filter((e) => e.kubescribe && e.kubescribe.auditOf);
+}
 async function waitForRows(n, sel) {
   await page.waitForFunction(([s, count]) => document.querySelectorAll(s).length === count,
     [sel || 'table.events-table tbody tr[data-id]', n]);
@@ -229,7 +239,15 @@ try {
   await page.locator('.ap-player').waitFor();
   check(page.url() === sessionUrl, 'session deep link survives reload');
   await noCspViolations();
-  log('session plays in asciinema-player; terminal text read from the DOM; .cast download is byte-identical');
+  const sessionId = sessionUrl.split('/').pop();
+  const seen = await viewings();
+  check(seen.length >= Math.max(2, castRequests), `each viewing (player and download) is recorded: ${seen.length} records, ${castRequests} cast requests seen`);
+  for (const e of seen) {
+    check(e.kubescribe.auditOf.session === sessionId && e.request.path.startsWith(`/api/v1/sessions/${sessionId}/cast`)
+      && e.kubernetes.Verb === 'get' && e.source.node === 'loopback' && e.userAgent.includes('Chrome'),
+    `viewing record: ${JSON.stringify(e)}`);
+  }
+  log(`session plays in asciinema-player; terminal text read from the DOM; .cast download is byte-identical; ${seen.length} viewings recorded`);
 
   step = 'event and session link to each other';
   await page.locator('#event-link a').click();
@@ -276,7 +294,8 @@ try {
 
   step = 'accessibility basics';
   await page.goto(`${RECORDER}/ui/events`);
-  await waitForRows(EXPECTED_EVENTS + 1);
+  // The uploaded events, the live-tail one, and each recorded viewing.
+  await waitForRows(EXPECTED_EVENTS + 1 + (await viewings()).length);
   await page.keyboard.press('Tab');
   check(await page.evaluate(() => document.activeElement.className) === 'skip-link', 'first Tab reaches the skip link');
   const captions = await page.locator('table caption').count();
