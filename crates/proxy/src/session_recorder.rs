@@ -26,7 +26,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use event_model::{CastExtension, CastHeader, CastKubernetes};
 use http::{Method, StatusCode};
-use recorder_client::{RecorderClient, SessionUpload};
+use recorder_client::{FailurePolicy, Outcome, RecorderClient, SessionUpload};
 use session_recording::{
     channel_sink, copy_bidirectional_recorded, CastLineReceiver, CopyOptions, Protocol,
     RecorderOptions, SessionRecorder,
@@ -126,9 +126,22 @@ impl SessionHook for RecordingHook {
         );
         let upload = match self.client.connect_session(&policy.recorder_addrs).await {
             Ok(upload) => upload,
+            // The fail-open/closed outcome (and its message) is the recorder
+            // client's decision, as for events.
             Err(err) => {
-                let message = format!("error connecting to session recorders: {err}");
-                return unrecorded(fail_open, request_id, kind, message);
+                return match FailurePolicy::from_fail_open(fail_open).session_connect_failed(&err) {
+                    Outcome::Refuse { status, message } => {
+                        tracing::warn!(request_id, "{message}");
+                        Err(Refusal {
+                            status,
+                            message: format!("{message}\n"),
+                        })
+                    }
+                    Outcome::Forward | Outcome::ForwardUnrecorded { .. } => {
+                        tracing::warn!(request_id, "error connecting to session recorders: {err}; failure mode is 'fail open'; continuing kubectl {kind} session without recording.");
+                        Ok(Box::new(CopyRelay))
+                    }
+                };
             }
         };
         tracing::info!(request_id, recorder = %upload.recorder(), protocol = ?upload.protocol(), "connected to session recorder");
