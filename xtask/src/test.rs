@@ -8,28 +8,33 @@ use crate::{e2e, peers};
 pub fn run(with_e2e: bool) -> Result<()> {
     peers::install()?;
     let peers = peers_dir();
+    // Binaries (for the e2e run and the tests that start them) and examples
+    // (the `requestinfo` contract test runs the built example). Benches are
+    // checked by clippy and run by `cargo xtask bench`, not here.
     exec(
         cargo()
-            .args(["build", "--workspace", "--all-targets"])
+            .args(["build", "--workspace", "--bins", "--examples"])
             .env("KUBESCRIBE_PEERS", &peers),
     )?;
     if on_path("cargo-nextest") {
+        // nextest's default targets: libraries, binaries and integration tests.
         exec(
             cargo()
-                .args([
-                    "nextest",
-                    "run",
-                    "--workspace",
-                    "--all-targets",
-                    "--no-fail-fast",
-                ])
+                .args(["nextest", "run", "--workspace", "--no-fail-fast"])
                 .args(["--run-ignored", "all", "--failure-output", "final"])
                 .env("KUBESCRIBE_PEERS", &peers),
         )?;
     } else {
         exec(
             cargo()
-                .args(["test", "--workspace", "--all-targets", "--no-fail-fast"])
+                .args([
+                    "test",
+                    "--workspace",
+                    "--lib",
+                    "--bins",
+                    "--tests",
+                    "--no-fail-fast",
+                ])
                 .args(["--", "--include-ignored"])
                 .env("KUBESCRIBE_PEERS", &peers),
         )?;
