@@ -36,8 +36,8 @@ use crate::session_hook::{
     CopyRelay, Refusal, SessionContext, SessionHook, SessionRelay, UpgradedStream,
 };
 
-/// Cast bytes that may wait between the data path and the upload before
-/// the recording counts as failed (it never blocks the session).
+/// Cast bytes that may wait between the data path and the upload. Above half
+/// of it the session's output is paused until the upload catches up.
 const SINK_LIMIT_BYTES: usize = 8 * 1024 * 1024;
 
 /// Records exec/attach sessions of callers that have recorders.
@@ -251,10 +251,14 @@ impl SessionRelay for RecordingRelay {
         let tty = query.get("tty").map(|v| v.join("")).as_deref() == Some("true");
         let header = cast_header(&ctx, kind, &query, tty);
         let (sink, lines) = channel_sink(SINK_LIMIT_BYTES);
+        let pressure = sink.pressure();
         let recorder = SessionRecorder::new(RecorderOptions::new(protocol, tty), header, sink);
         let pump = tokio::spawn(pump_upload(upload, lines, request_id.clone()));
+        // Output faster than the recorder stores it is slowed to its pace,
+        // never dropped: a dead upload still fails the recording at once.
         let options = CopyOptions {
             end_on_recording_failure: !fail_open,
+            backpressure: Some(pressure),
             ..CopyOptions::default()
         };
         let copied =

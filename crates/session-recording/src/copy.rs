@@ -11,7 +11,7 @@ use std::io;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 
-use crate::{Direction, RecordingError, SessionRecorder};
+use crate::{Direction, RecordingError, SessionRecorder, SinkPressure};
 
 /// Default size of each direction's copy buffer.
 pub const DEFAULT_COPY_BUFFER: usize = 64 * 1024;
@@ -27,6 +27,10 @@ pub struct CopyOptions {
     pub end_on_recording_failure: bool,
     /// The message kubectl shows when a fail-closed session is ended.
     pub termination_message: String,
+    /// When set, reading the server's output pauses while the cast queue is
+    /// more than half full (see [`SinkPressure`]): fast output is slowed to
+    /// the recorder's pace instead of overflowing the recording.
+    pub backpressure: Option<SinkPressure>,
 }
 
 impl Default for CopyOptions {
@@ -38,6 +42,7 @@ impl Default for CopyOptions {
                 "session recording failed and the recording policy is fail closed; \
                                   the session was ended"
                     .to_owned(),
+            backpressure: None,
         }
     }
 }
@@ -94,6 +99,11 @@ where
         recorder.observe(direction, chunk);
         writer.write_all(chunk).await?;
         total += n as u64;
+        if direction == Direction::ServerToClient {
+            if let Some(pressure) = &options.backpressure {
+                pressure.wait_for_room().await;
+            }
+        }
     }
 }
 

@@ -53,5 +53,5 @@ pub use copy::{copy_bidirectional_recorded, CopyOptions, CopySummary, DEFAULT_CO
 pub use error::{Direction, RecordingError, SinkError};
 pub use exec_status::ExecStatus;
 pub use recorder::{Protocol, RecorderOptions, SessionRecorder};
-pub use sink::{channel_sink, CastLineReceiver, CastSink, ChannelSink, MemorySink};
+pub use sink::{channel_sink, CastLineReceiver, CastSink, ChannelSink, MemorySink, SinkPressure};
 pub use status::RecordingStatus;

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 
 use crate::SinkError;
 
@@ -40,6 +40,7 @@ pub fn channel_sink(limit_bytes: usize) -> (ChannelSink, CastLineReceiver) {
         queued: AtomicUsize::new(0),
         limit: limit_bytes,
         receiver_closed: AtomicBool::new(false),
+        drained: Notify::new(),
     });
     (
         ChannelSink {
@@ -55,6 +56,49 @@ struct ChannelShared {
     queued: AtomicUsize,
     limit: usize,
     receiver_closed: AtomicBool,
+    /// Woken whenever the receiver takes lines or closes.
+    drained: Notify,
+}
+
+/// Back-pressure from a [`channel_sink`]: lets the data path wait while the
+/// upload is behind, instead of overflowing the queue.
+///
+/// [`copy_bidirectional_recorded`](crate::copy_bidirectional_recorded) uses it
+/// (through [`CopyOptions::backpressure`](crate::CopyOptions::backpressure))
+/// to stop reading the API server's output while more than half the queue's
+/// limit is waiting: a session whose output outruns the recorder is slowed to
+/// the recorder's pace rather than losing its recording (or, fail closed,
+/// being ended). The wait ends at once when the upload side closes, so a dead
+/// upload still fails the recording immediately.
+#[derive(Debug, Clone)]
+pub struct SinkPressure {
+    shared: Arc<ChannelShared>,
+}
+
+impl SinkPressure {
+    /// Bytes queued and not yet taken by the upload.
+    pub fn queued_bytes(&self) -> usize {
+        self.shared.queued.load(Ordering::Acquire)
+    }
+
+    /// Waits until at most half the queue's limit is waiting, or the
+    /// receiving side has closed.
+    pub async fn wait_for_room(&self) {
+        let high_water = self.shared.limit / 2;
+        loop {
+            let drained = self.shared.drained.notified();
+            tokio::pin!(drained);
+            // Register before checking, so a wake-up between the check and
+            // the wait is not lost.
+            drained.as_mut().enable();
+            if self.shared.queued.load(Ordering::Acquire) <= high_water
+                || self.shared.receiver_closed.load(Ordering::Acquire)
+            {
+                return;
+            }
+            drained.await;
+        }
+    }
 }
 
 /// The sending half of [`channel_sink`].
@@ -62,6 +106,15 @@ struct ChannelShared {
 pub struct ChannelSink {
     tx: Option<mpsc::UnboundedSender<Bytes>>,
     shared: Arc<ChannelShared>,
+}
+
+impl ChannelSink {
+    /// A handle for waiting while the receiver is behind (see [`SinkPressure`]).
+    pub fn pressure(&self) -> SinkPressure {
+        SinkPressure {
+            shared: self.shared.clone(),
+        }
+    }
 }
 
 impl CastSink for ChannelSink {
@@ -105,6 +158,7 @@ impl CastLineReceiver {
     pub async fn recv(&mut self) -> Option<Bytes> {
         let line = self.rx.recv().await?;
         self.shared.queued.fetch_sub(line.len(), Ordering::AcqRel);
+        self.shared.drained.notify_waiters();
         Some(line)
     }
 
@@ -112,6 +166,7 @@ impl CastLineReceiver {
     pub fn try_recv(&mut self) -> Option<Bytes> {
         let line = self.rx.try_recv().ok()?;
         self.shared.queued.fetch_sub(line.len(), Ordering::AcqRel);
+        self.shared.drained.notify_waiters();
         Some(line)
     }
 
@@ -125,12 +180,14 @@ impl CastLineReceiver {
     pub fn close(&mut self) {
         self.shared.receiver_closed.store(true, Ordering::Release);
         self.rx.close();
+        self.shared.drained.notify_waiters();
     }
 }
 
 impl Drop for CastLineReceiver {
     fn drop(&mut self) {
         self.shared.receiver_closed.store(true, Ordering::Release);
+        self.shared.drained.notify_waiters();
     }
 }
 
