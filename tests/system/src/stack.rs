@@ -100,9 +100,11 @@ pub struct Stack {
 impl Stack {
     /// Starts everything with the recorder storing to `storage`.
     pub fn start(storage: Storage) -> Result<Self, Error> {
-        let dir = tempfile::Builder::new()
+        let mut dir = tempfile::Builder::new()
             .prefix("kubescribe-e2e-")
             .tempdir()?;
+        // KUBESCRIBE_E2E_KEEP=1 keeps logs, storage and kubeconfigs for a post-mortem.
+        dir.disable_cleanup(std::env::var_os("KUBESCRIBE_E2E_KEEP").is_some());
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
