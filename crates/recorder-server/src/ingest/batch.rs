@@ -9,7 +9,7 @@ use std::sync::Arc;
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 
-use super::body::{content_length, read_limited, reserve};
+use super::body::read_record_body;
 use super::event::{body_type, commit_failed, prepare};
 use crate::app::App;
 use crate::auth::Uploader;
@@ -40,40 +40,11 @@ pub async fn handle(
     req: Request<Incoming>,
 ) -> Response<ResBody> {
     let limit = app.config.limits.max_batch_bytes;
-    if content_length(req.headers()).is_some_and(|n| n > limit as u64) {
-        app.metrics.reject("too_large");
-        return json_error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            &format!("batch is larger than the limit of {limit} bytes (--max-batch-bytes)"),
-        );
-    }
-    let _reserved = match reserve(
-        &app.body_budget,
-        content_length(req.headers()),
-        limit,
-        app.config.limits.upload_idle_timeout,
-    )
-    .await
-    {
-        Ok(p) => p,
-        Err(e) => {
-            app.metrics.reject(e.reason());
-            return json_error(e.status(), &e.to_string());
-        }
-    };
-    let body = match read_limited(
-        req.into_body(),
-        limit,
-        app.config.limits.upload_idle_timeout,
-    )
-    .await
-    {
-        Ok(b) => b,
-        Err(e) => {
-            app.metrics.reject(e.reason());
-            return json_error(e.status(), &e.to_string());
-        }
-    };
+    let (_reserved, body) =
+        match read_record_body(&app, req, limit, "batch", "--max-batch-bytes").await {
+            Ok(read) => read,
+            Err(response) => return response,
+        };
     let max_line = app.config.limits.max_event_bytes;
     let mut records = Vec::new();
     for (n, line) in body.split(|b| *b == b'\n').enumerate() {

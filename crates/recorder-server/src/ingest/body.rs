@@ -117,3 +117,37 @@ pub fn content_length(headers: &http::HeaderMap) -> Option<u64> {
         .parse()
         .ok()
 }
+
+/// The shared front of the record endpoints: refuses a declared length over
+/// `limit` (413 naming `flag`), reserves room in the in-flight budget, and
+/// reads the body with the limit and the idle timeout. On failure, the
+/// response to send (the rejection is counted). The permit must be held
+/// until the body's records are committed.
+pub async fn read_record_body(
+    app: &crate::app::App,
+    req: http::Request<Incoming>,
+    limit: usize,
+    what: &str,
+    flag: &str,
+) -> Result<(OwnedSemaphorePermit, Bytes), http::Response<crate::server::ResBody>> {
+    let declared = content_length(req.headers());
+    if declared.is_some_and(|n| n > limit as u64) {
+        app.metrics.reject("too_large");
+        return Err(crate::server::json_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!("{what} is larger than the limit of {limit} bytes ({flag})"),
+        ));
+    }
+    let idle = app.config.limits.upload_idle_timeout;
+    let rejected = |e: BodyError| {
+        app.metrics.reject(e.reason());
+        crate::server::json_error(e.status(), &e.to_string())
+    };
+    let permit = reserve(&app.body_budget, declared, limit, idle)
+        .await
+        .map_err(rejected)?;
+    let body = read_limited(req.into_body(), limit, idle)
+        .await
+        .map_err(rejected)?;
+    Ok((permit, body))
+}

@@ -10,7 +10,7 @@ use event_model::{Destination, Record, ResponseRecord};
 use http::{HeaderMap, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
-use super::body::{content_length, read_limited, reserve};
+use super::body::read_record_body;
 use crate::app::App;
 use crate::auth::Uploader;
 use crate::commit::{CommitError, Prepared};
@@ -159,40 +159,11 @@ pub async fn post(app: Arc<App>, peer: SocketAddr, req: Request<Incoming>) -> Re
         return super::batch::handle(app, uploader, req).await;
     }
     let limit = app.config.limits.max_event_bytes;
-    if content_length(req.headers()).is_some_and(|n| n > limit as u64) {
-        app.metrics.reject("too_large");
-        return json_error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            &format!("event is larger than the limit of {limit} bytes (--max-event-bytes)"),
-        );
-    }
-    let _reserved = match reserve(
-        &app.body_budget,
-        content_length(req.headers()),
-        limit,
-        app.config.limits.upload_idle_timeout,
-    )
-    .await
-    {
-        Ok(p) => p,
-        Err(e) => {
-            app.metrics.reject(e.reason());
-            return json_error(e.status(), &e.to_string());
-        }
-    };
-    let body = match read_limited(
-        req.into_body(),
-        limit,
-        app.config.limits.upload_idle_timeout,
-    )
-    .await
-    {
-        Ok(b) => b,
-        Err(e) => {
-            app.metrics.reject(e.reason());
-            return json_error(e.status(), &e.to_string());
-        }
-    };
+    let (_reserved, body) =
+        match read_record_body(&app, req, limit, "event", "--max-event-bytes").await {
+            Ok(read) => read,
+            Err(response) => return response,
+        };
     store_one(&app, &uploader, body).await
 }
 
