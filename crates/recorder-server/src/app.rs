@@ -174,6 +174,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     let (app, report) = App::with_storage(config, storage).await?;
     tracing::info!(
         recovered_sessions = report.recovered_sessions,
+        repaired_segments = report.repaired_segments,
         batches = report.batches_read,
         indexed_events = report.indexed_events,
         idempotency_keys = report.keys,

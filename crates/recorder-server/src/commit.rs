@@ -1,5 +1,9 @@
-//! Group commit: concurrent records are written together, one object per
-//! kind per batch, and every waiter is answered once its batch is durable.
+//! Group commit: concurrent records are written together (one append per
+//! kind per batch, see [`Storage::append_records`]), and every waiter is
+//! answered once its batch is durable. While one batch is being made durable
+//! the next one forms and is written ([`Storage::append_parallelism`] batches
+//! in flight); batches are answered in order, and a failed batch fails the
+//! batches in flight after it.
 //!
 //! One task owns the commit loop and the idempotency [`KeyIndex`], so
 //! de-duplication needs no locks and has no races: a record whose key is
@@ -11,6 +15,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
+use futures_util::future::BoxFuture;
+use futures_util::stream::{FuturesOrdered, StreamExt};
+use futures_util::FutureExt;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::metrics::Metrics;
@@ -158,27 +165,80 @@ impl Committer {
     }
 }
 
+/// A commit whose storage writes are in flight.
+struct Flight {
+    seq: u64,
+    result: Result<(), StorageError>,
+    started: Instant,
+    stored_ms: i64,
+    events: Bytes,
+    responses: Bytes,
+    stored: usize,
+    new_keys: Vec<(String, String)>,
+    indexed: Vec<(String, usize, RecordKind, Summary)>,
+    pending: Vec<Pending>,
+}
+
+/// The commit loop's own state (no locks: one task owns it).
+struct LoopState {
+    storage: Arc<dyn Storage>,
+    keys: KeyIndex,
+    /// Keys of records in commits still in flight: `key -> (id, seq)`.
+    in_flight_keys: HashMap<String, (String, u64)>,
+    next_seq: u64,
+    /// Every commit up to this sequence number fails (an earlier one failed
+    /// while it was in flight, and it may reference that one's records).
+    fail_through: Option<u64>,
+    index: Arc<QueryIndex>,
+    metrics: Arc<Metrics>,
+}
+
 async fn commit_loop(
     mut rx: mpsc::Receiver<Submission>,
     storage: Arc<dyn Storage>,
-    mut keys: KeyIndex,
+    keys: KeyIndex,
     index: Arc<QueryIndex>,
     metrics: Arc<Metrics>,
     max_records: usize,
 ) {
-    while let Some(first) = rx.recv().await {
-        let mut count = first.records.len();
-        let mut batch = vec![first];
-        while count < max_records {
-            match rx.try_recv() {
-                Ok(next) => {
-                    count += next.records.len();
-                    batch.push(next);
+    // Up to `depth` commits are in flight at once (the next batch forms and
+    // is written while the previous one's fsync runs); they are answered in
+    // order.
+    let depth = storage.append_parallelism().max(1);
+    let mut state = LoopState {
+        storage,
+        keys,
+        in_flight_keys: HashMap::new(),
+        next_seq: 0,
+        fail_through: None,
+        index,
+        metrics,
+    };
+    let mut in_flight = FuturesOrdered::new();
+    let mut open = true;
+    while open || !in_flight.is_empty() {
+        tokio::select! {
+            biased;
+            Some(done) = in_flight.next(), if !in_flight.is_empty() => state.finish(done),
+            first = rx.recv(), if open && in_flight.len() < depth => {
+                let Some(first) = first else {
+                    open = false;
+                    continue;
+                };
+                let mut count = first.records.len();
+                let mut batch = vec![first];
+                while count < max_records {
+                    match rx.try_recv() {
+                        Ok(next) => {
+                            count += next.records.len();
+                            batch.push(next);
+                        }
+                        Err(_) => break,
+                    }
                 }
-                Err(_) => break,
+                in_flight.push_back(state.start(batch));
             }
         }
-        commit_batch(batch, &*storage, &mut keys, &index, &metrics).await;
     }
 }
 
@@ -187,108 +247,164 @@ struct Pending {
     acks: Vec<Acked>,
 }
 
-async fn commit_batch(
-    batch: Vec<Submission>,
-    storage: &dyn Storage,
-    keys: &mut KeyIndex,
-    index: &QueryIndex,
-    metrics: &Metrics,
-) {
-    let started = Instant::now();
-    let batch_id = layout::new_id();
-    let stored_ms = layout::unix_millis(&batch_id);
-    let mut events = Vec::new();
-    let mut responses = Vec::new();
-    let mut n_events = 0usize;
-    let mut n_responses = 0usize;
-    let mut new_keys: HashMap<String, String> = HashMap::new();
-    let mut indexed = Vec::new();
-    let mut pending = Vec::with_capacity(batch.len());
-    for Submission { records, reply } in batch {
-        let mut acks = Vec::with_capacity(records.len());
-        for record in records {
-            if let Some(key) = &record.key {
-                if let Some(id) = keys.get(key).or_else(|| new_keys.get(key)) {
-                    acks.push(Acked {
-                        id: id.clone(),
-                        duplicate: true,
-                    });
-                    continue;
+impl LoopState {
+    /// Assigns ids, resolves duplicates and starts the storage writes of one batch.
+    fn start(&mut self, batch: Vec<Submission>) -> BoxFuture<'static, Flight> {
+        let started = Instant::now();
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let batch_id = layout::new_id();
+        let stored_ms = layout::unix_millis(&batch_id);
+        let mut events = Vec::new();
+        let mut responses = Vec::new();
+        let mut n_events = 0usize;
+        let mut n_responses = 0usize;
+        let mut new_keys = Vec::new();
+        let mut indexed = Vec::new();
+        let mut pending = Vec::with_capacity(batch.len());
+        for Submission { records, reply } in batch {
+            let mut acks = Vec::with_capacity(records.len());
+            for record in records {
+                if let Some(key) = &record.key {
+                    let known = self
+                        .keys
+                        .get(key)
+                        .or_else(|| self.in_flight_keys.get(key).map(|(id, _)| id));
+                    if let Some(id) = known {
+                        acks.push(Acked {
+                            id: id.clone(),
+                            duplicate: true,
+                        });
+                        continue;
+                    }
+                }
+                let (buf, n) = match record.kind {
+                    RecordKind::Event => (&mut events, &mut n_events),
+                    RecordKind::Response => (&mut responses, &mut n_responses),
+                };
+                let id = layout::record_id(record.kind, &batch_id, *n);
+                *n += 1;
+                let start = buf.len();
+                buf.extend_from_slice(&record.line[..record.id_at]);
+                buf.extend_from_slice(id.as_bytes());
+                buf.extend_from_slice(&record.line[record.id_at..]);
+                if let Some(key) = record.key {
+                    self.in_flight_keys.insert(key.clone(), (id.clone(), seq));
+                    new_keys.push((key, id.clone()));
+                }
+                indexed.push((id.clone(), start, record.kind, record.summary));
+                acks.push(Acked {
+                    id,
+                    duplicate: false,
+                });
+            }
+            pending.push(Pending { reply, acks });
+        }
+        let events = Bytes::from(events);
+        let responses = Bytes::from(responses);
+        let storage = self.storage.clone();
+        async move {
+            let write = |kind: RecordKind, data: &Bytes| {
+                let data = data.clone();
+                let storage = &storage;
+                async move {
+                    if data.is_empty() {
+                        Ok(())
+                    } else {
+                        storage.append_records(kind, &batch_id, data).await
+                    }
+                }
+            };
+            let (a, b) = tokio::join!(
+                write(RecordKind::Event, &events),
+                write(RecordKind::Response, &responses)
+            );
+            Flight {
+                seq,
+                result: a.and(b),
+                started,
+                stored_ms,
+                stored: n_events + n_responses,
+                events,
+                responses,
+                new_keys,
+                indexed,
+                pending,
+            }
+        }
+        .boxed()
+    }
+
+    /// Answers the waiters of a commit whose writes have ended (in order).
+    fn finish(&mut self, flight: Flight) {
+        let Flight {
+            seq,
+            result,
+            started,
+            stored_ms,
+            events,
+            responses,
+            stored,
+            new_keys,
+            indexed,
+            pending,
+        } = flight;
+        let result = match (result, self.fail_through) {
+            (Ok(()), Some(through)) if seq <= through => Err(StorageError::Unusable(
+                "an earlier commit still in flight failed".into(),
+            )),
+            (result, _) => result,
+        };
+        match result {
+            Ok(()) => {
+                self.metrics.observe_commit(
+                    stored,
+                    events.len() + responses.len(),
+                    started.elapsed(),
+                );
+                for (key, id) in new_keys {
+                    if self
+                        .in_flight_keys
+                        .get(&key)
+                        .is_some_and(|(_, s)| *s == seq)
+                    {
+                        self.in_flight_keys.remove(&key);
+                    }
+                    self.keys.insert(key, id, stored_ms);
+                }
+                let entries = indexed.into_iter().map(|(id, start, kind, summary)| {
+                    let source = match kind {
+                        RecordKind::Event => &events,
+                        RecordKind::Response => &responses,
+                    };
+                    let end = source[start..]
+                        .iter()
+                        .position(|b| *b == b'\n')
+                        .map(|p| start + p + 1)
+                        .unwrap_or(source.len());
+                    (id, source.slice(start..end), summary)
+                });
+                self.index.insert_all(entries);
+                for p in pending {
+                    let duplicates = p.acks.iter().filter(|a| a.duplicate).count();
+                    self.metrics.duplicates.inc_by(duplicates as u64);
+                    let _ = p.reply.send(Ok(p.acks));
                 }
             }
-            let (buf, n) = match record.kind {
-                RecordKind::Event => (&mut events, &mut n_events),
-                RecordKind::Response => (&mut responses, &mut n_responses),
-            };
-            let id = layout::record_id(record.kind, &batch_id, *n);
-            *n += 1;
-            let start = buf.len();
-            buf.extend_from_slice(&record.line[..record.id_at]);
-            buf.extend_from_slice(id.as_bytes());
-            buf.extend_from_slice(&record.line[record.id_at..]);
-            if let Some(key) = record.key {
-                new_keys.insert(key, id.clone());
-            }
-            indexed.push((id.clone(), start, record.kind, record.summary));
-            acks.push(Acked {
-                id,
-                duplicate: false,
-            });
-        }
-        pending.push(Pending { reply, acks });
-    }
-    let events = Bytes::from(events);
-    let responses = Bytes::from(responses);
-    let event_key = layout::batch_key(RecordKind::Event, &batch_id);
-    let response_key = layout::batch_key(RecordKind::Response, &batch_id);
-    let write_events = async {
-        if events.is_empty() {
-            Ok(())
-        } else {
-            storage.put(&event_key, events.clone()).await
-        }
-    };
-    let write_responses = async {
-        if responses.is_empty() {
-            Ok(())
-        } else {
-            storage.put(&response_key, responses.clone()).await
-        }
-    };
-    let (a, b): (Result<(), StorageError>, Result<(), StorageError>) =
-        tokio::join!(write_events, write_responses);
-    let stored = n_events + n_responses;
-    match a.and(b) {
-        Ok(()) => {
-            metrics.observe_commit(stored, events.len() + responses.len(), started.elapsed());
-            for (key, id) in new_keys {
-                keys.insert(key, id, stored_ms);
-            }
-            let entries = indexed.into_iter().map(|(id, start, kind, summary)| {
-                let source = match kind {
-                    RecordKind::Event => &events,
-                    RecordKind::Response => &responses,
-                };
-                let end = source[start..]
-                    .iter()
-                    .position(|b| *b == b'\n')
-                    .map(|p| start + p + 1)
-                    .unwrap_or(source.len());
-                (id, source.slice(start..end), summary)
-            });
-            index.insert_all(entries);
-            for p in pending {
-                let duplicates = p.acks.iter().filter(|a| a.duplicate).count();
-                metrics.duplicates.inc_by(duplicates as u64);
-                let _ = p.reply.send(Ok(p.acks));
-            }
-        }
-        Err(e) => {
-            tracing::error!(error = %e, records = stored, "group commit failed; nothing acknowledged");
-            metrics.commit_failures.inc();
-            let message = e.to_string();
-            for p in pending {
-                let _ = p.reply.send(Err(CommitError::Storage(message.clone())));
+            Err(e) => {
+                tracing::error!(error = %e, records = stored, "group commit failed; nothing acknowledged");
+                self.metrics.commit_failures.inc();
+                // Commits started after this one may have answered duplicates
+                // with this one's ids: they fail too, and no key of a commit
+                // in flight counts as stored any more.
+                if self.fail_through.is_none_or(|t| t < seq) {
+                    self.fail_through = Some(self.next_seq.saturating_sub(1));
+                    self.in_flight_keys.clear();
+                }
+                let message = e.to_string();
+                for p in pending {
+                    let _ = p.reply.send(Err(CommitError::Storage(message.clone())));
+                }
             }
         }
     }

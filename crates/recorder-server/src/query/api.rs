@@ -180,16 +180,12 @@ async fn get_event(app: &App, id: &str) -> ApiResult {
     }
     // Not (or no longer) indexed: read it from storage.
     let loc = parse_record_id(id).ok_or_else(not_found)?;
-    let data = match app.storage.get(loc.key.as_str()).await {
-        Ok(d) => d,
-        Err(crate::storage::StorageError::NotFound(_)) => return Err(not_found()),
+    let line = match app.storage.read_record(&loc, id).await {
+        Ok(Some(line)) => line,
+        Ok(None) | Err(crate::storage::StorageError::NotFound(_)) => return Err(not_found()),
         Err(e) => return Err(ApiError(StatusCode::SERVICE_UNAVAILABLE, e.to_string())),
     };
-    let line = data
-        .split(|b| *b == b'\n')
-        .filter(|l| !l.is_empty())
-        .nth(loc.line)
-        .ok_or_else(not_found)?;
+    let line = &line[..];
     let mut out = Vec::new();
     match loc.kind {
         RecordKind::Event => {

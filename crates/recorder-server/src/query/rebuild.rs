@@ -1,5 +1,6 @@
-//! Start-up: finalise interrupted sessions, then rebuild the idempotency key
-//! index, the event index and the session index from storage.
+//! Start-up: finalise interrupted sessions, cut torn record segments, then
+//! rebuild the idempotency key index, the event index and the session index
+//! from storage.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -8,19 +9,23 @@ use bytes::Bytes;
 use event_model::Record;
 use serde_json::Value;
 
-use super::index::QueryIndex;
+use super::index::{order_key, QueryIndex};
 use super::sessions::{last_event_time, SessionIndex, SessionInfo, SessionState};
 use crate::commit::KeyIndex;
 use crate::ingest::event::summarize;
 use crate::storage::layout::{self, KeyKind, RecordKind};
 use crate::storage::{Storage, StorageError};
 
+const HOUR_MS: i64 = 3_600_000;
+
 /// What the rebuild found.
 #[derive(Debug, Default, Clone)]
 pub struct RebuildReport {
     /// Sessions finalised after a crash.
     pub recovered_sessions: usize,
-    /// Batch objects read.
+    /// Record segments cut back to their last acknowledged line.
+    pub repaired_segments: usize,
+    /// Batch objects (segments) read.
     pub batches_read: usize,
     /// Events in the query index.
     pub indexed_events: usize,
@@ -65,8 +70,10 @@ pub async fn rebuild(
     }
     report.recovered_sessions = recovered.len();
     let recovered: HashSet<String> = recovered.into_iter().map(|r| r.key.to_string()).collect();
+    report.repaired_segments = storage.recover_records().await?;
 
-    // Batches, newest first.
+    // Batch objects (segments), newest first. A segment holds batches of one
+    // hour only, so none of its records is older than its name's hour.
     let mut batches = Vec::new();
     for kind in [RecordKind::Event, RecordKind::Response] {
         for info in storage.list(kind.folder()).await? {
@@ -78,10 +85,10 @@ pub async fn rebuild(
     batches.sort_by_key(|b| std::cmp::Reverse(b.0));
     let now_ms = layout::unix_millis(&layout::new_id());
     let mut key_entries = Vec::new();
+    let window_start = now_ms - keys.window_ms();
     for (id, _kind, key) in batches {
-        let batch_ms = layout::unix_millis(&id);
-        let in_window = batch_ms >= now_ms - keys.window_ms();
-        if !in_window && index.is_full() {
+        let may_be_in_window = layout::unix_millis(&id) + HOUR_MS >= window_start;
+        if !may_be_in_window && index.is_full() {
             break;
         }
         let data = storage.get(key.as_str()).await?;
@@ -97,9 +104,13 @@ pub async fn rebuild(
                 }
             };
             let id = record.id().to_owned();
-            if in_window {
-                if let Some(k) = record.idempotency_key() {
-                    key_entries.push((batch_ms, k, id.clone()));
+            if may_be_in_window {
+                let batch_ms = order_key(&id)
+                    .map(|(_, (batch, _))| layout::unix_millis(&uuid::Uuid::from_u128(batch)));
+                if let (Some(k), Some(ms)) = (record.idempotency_key(), batch_ms) {
+                    if ms >= window_start {
+                        key_entries.push((ms, k, id.clone()));
+                    }
                 }
             }
             if !index.is_full() {
@@ -109,7 +120,7 @@ pub async fn rebuild(
         }
         index.insert_all(entries);
     }
-    key_entries.sort_by_key(|e| e.0);
+    key_entries.sort_by(|a, b| (a.0, &a.2).cmp(&(b.0, &b.2)));
     for (ms, k, id) in key_entries {
         keys.insert(k, id, ms);
     }

@@ -4,12 +4,15 @@
 //! nothing from an upload ever becomes part of a path.
 //!
 //! ```text
-//! events/date=YYYY-MM-DD/hour=HH/<batch>.ndjson       kubernetes-api-request events
-//! responses/date=YYYY-MM-DD/hour=HH/<batch>.ndjson    kubescribe-api-response records
+//! events/date=YYYY-MM-DD/hour=HH/<segment>.ndjson     kubernetes-api-request events
+//! responses/date=YYYY-MM-DD/hour=HH/<segment>.ndjson  kubescribe-api-response records
 //! sessions/date=YYYY-MM-DD/<session>.cast             asciicast v2 recordings
 //! ```
 //! The partition is derived from the UUIDv7's millisecond timestamp (UTC), so
-//! an id alone says where its object is.
+//! an id alone says which partition holds its record. A `<segment>` is named
+//! after the first commit batch it holds: on S3 every batch is its own
+//! object; on disk a segment collects the batches of one hour (see
+//! [`super::disk`]).
 
 use std::fmt;
 
@@ -91,14 +94,18 @@ fn date_of(t: OffsetDateTime) -> String {
     format!("{:04}-{:02}-{:02}", t.year(), u8::from(t.month()), t.day())
 }
 
-/// The object holding one commit batch of `kind`.
-pub fn batch_key(kind: RecordKind, batch: &Uuid) -> ObjectKey {
+/// The partition folder (`events/date=…/hour=…`) of the records of `batch`.
+pub fn partition(kind: RecordKind, batch: &Uuid) -> String {
     let t = partition_time(batch);
+    format!("{}/date={}/hour={:02}", kind.folder(), date_of(t), t.hour())
+}
+
+/// The object holding one commit batch of `kind` (on disk: the segment that
+/// starts with that batch).
+pub fn batch_key(kind: RecordKind, batch: &Uuid) -> ObjectKey {
     ObjectKey(format!(
-        "{}/date={}/hour={:02}/{}.ndjson",
-        kind.folder(),
-        date_of(t),
-        t.hour(),
+        "{}/{}.ndjson",
+        partition(kind, batch),
         batch.simple()
     ))
 }
@@ -119,14 +126,17 @@ pub fn record_id(kind: RecordKind, batch: &Uuid, line: usize) -> String {
     format!("{}-{}-{}", kind.id_prefix(), batch.simple(), line)
 }
 
-/// Where a record id points: its kind, batch object and line.
+/// Where a record id points: its kind, commit batch and line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordLocation {
     /// Event or response.
     pub kind: RecordKind,
-    /// The batch object.
+    /// The commit batch (its time names the partition).
+    pub batch: Uuid,
+    /// The batch object (on S3 the object itself; on disk the segment that
+    /// holds the batch is named by this or an earlier batch of the same hour).
     pub key: ObjectKey,
-    /// The 0-based line within it.
+    /// The 0-based line within the batch.
     pub line: usize,
 }
 
@@ -147,6 +157,7 @@ pub fn parse_record_id(id: &str) -> Option<RecordLocation> {
     let line = line_text.parse().ok()?;
     Some(RecordLocation {
         kind,
+        batch,
         key: batch_key(kind, &batch),
         line,
     })
@@ -218,6 +229,15 @@ mod tests {
         let loc = parse_record_id(&id).unwrap();
         assert_eq!(loc.key, batch_key(RecordKind::Event, &batch));
         assert_eq!(loc.line, 17);
+        assert_eq!(loc.batch, batch);
+        assert_eq!(
+            format!(
+                "{}/{}.ndjson",
+                partition(RecordKind::Event, &batch),
+                batch.simple()
+            ),
+            loc.key.as_str()
+        );
         assert!(loc.key.as_str().starts_with("events/date="));
         assert_eq!(
             parse_key(loc.key.as_str()).unwrap().1,

@@ -6,6 +6,11 @@
 //! * [`Storage::put`] returns only once the object is durable (fsync of file and
 //!   directory on disk; a completed PUT on S3) and is atomic: readers see the
 //!   whole object or nothing.
+//! * [`Storage::append_records`] stores one group commit's records and returns
+//!   only once they are durable: on S3 as one object per commit (a completed
+//!   PUT); on disk appended to an open per-hour segment file (`fdatasync`; the
+//!   directory is fsynced when a segment is created). A torn tail left by a
+//!   crash is cut by [`Storage::recover_records`] at the next start.
 //! * Sessions are appended through a [`SessionSink`]; [`SessionSink::append`]
 //!   returns only once the appended bytes are durable. A session cut short by a
 //!   crash is finalised by [`Storage::recover_sessions`] at the next start.
@@ -14,13 +19,16 @@
 pub mod disk;
 pub mod layout;
 pub mod s3;
+pub mod segment;
 
 use std::ops::Range;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use uuid::Uuid;
 
 pub use layout::ObjectKey;
+use layout::{RecordKind, RecordLocation};
 
 /// A storage failure, worded for the operator who reads it in a log.
 #[derive(Debug, thiserror::Error)]
@@ -83,6 +91,64 @@ pub trait Storage: Send + Sync + 'static {
 
     /// Writes a whole object atomically and durably.
     async fn put(&self, key: &ObjectKey, data: Bytes) -> Result<(), StorageError>;
+
+    /// Stores the `kind` records of commit `batch` (whole lines) durably, in
+    /// the partition of `batch`. The default writes one object per commit,
+    /// [`layout::batch_key`].
+    async fn append_records(
+        &self,
+        kind: RecordKind,
+        batch: &Uuid,
+        data: Bytes,
+    ) -> Result<(), StorageError> {
+        self.put(&layout::batch_key(kind, batch), data).await
+    }
+
+    /// How many [`Storage::append_records`] calls may usefully run at once
+    /// (the commit loop keeps at most this many commits in flight; they are
+    /// acknowledged in order).
+    fn append_parallelism(&self) -> usize {
+        1
+    }
+
+    /// Reads the stored line of record `id` (located by `loc`), `Ok(None)` if
+    /// there is no such record. The default reads line `loc.line` of the
+    /// batch object.
+    async fn read_record(
+        &self,
+        loc: &RecordLocation,
+        id: &str,
+    ) -> Result<Option<Bytes>, StorageError> {
+        let _ = id;
+        let data = match self.get(loc.key.as_str()).await {
+            Ok(data) => data,
+            Err(StorageError::NotFound(_)) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let mut start = 0;
+        let mut n = 0;
+        while start < data.len() {
+            let end = data[start..]
+                .iter()
+                .position(|b| *b == b'\n')
+                .map_or(data.len(), |p| start + p);
+            if end > start {
+                if n == loc.line {
+                    return Ok(Some(data.slice(start..end)));
+                }
+                n += 1;
+            }
+            start = end + 1;
+        }
+        Ok(None)
+    }
+
+    /// Makes record objects consistent after a crash: cuts bytes that were
+    /// never acknowledged (a torn last line). Returns how many objects were
+    /// repaired. The default (whole-object stores) has nothing to do.
+    async fn recover_records(&self) -> Result<usize, StorageError> {
+        Ok(0)
+    }
 
     /// Reads a whole object.
     async fn get(&self, key: &str) -> Result<Bytes, StorageError>;

@@ -1,0 +1,395 @@
+//! Record segments on disk: every group commit is appended to an open
+//! per-hour segment file and made durable with one `fdatasync`.
+//!
+//! * A segment is `events/date=…/hour=…/<batch>.ndjson` (or `responses/…`),
+//!   named after the first commit batch it holds (a recorder-generated
+//!   UUIDv7), so the layout and the key shapes stay those of
+//!   [`super::layout`]. It holds only batches of its own hour.
+//! * Each record kind has [`LANES`] lanes, each with at most one open segment
+//!   and at most one commit writing or syncing at a time. Two lanes let one
+//!   commit's `fdatasync` overlap the next commit's (the file system joins
+//!   them in one journal commit), while every segment still has a single
+//!   writer, so an `fsync` error is always seen by the commit it concerns.
+//! * A commit is durable once its bytes are written and `fdatasync` has
+//!   returned; the directory is fsynced when a segment file is created, so its
+//!   entry is durable before the first acknowledgement.
+//! * A segment is closed (and made read-only: "sealed") when its hour ends,
+//!   when it reaches the size limit, or when a write or sync fails (then it is
+//!   abandoned and the next commit starts a new one). Segments are never
+//!   reopened for appending: a restarted recorder starts new ones.
+//! * A segment left open by a crash may end in bytes that were never
+//!   acknowledged: a torn last line, or NUL bytes after a power loss.
+//!   [`recover`] cuts every unsealed segment back to its last complete line
+//!   before the first NUL (JSON lines never contain a raw NUL) and seals it.
+//!   Segments locked by a running recorder (`flock`) are left alone.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard, TryLockError};
+
+use bytes::Bytes;
+use uuid::Uuid;
+
+use super::layout::{self, KeyKind, RecordKind};
+use super::StorageError;
+
+/// Lanes per record kind (commits that may be in flight at once).
+pub const LANES: usize = 2;
+
+/// Default size at which a segment is closed and the next one started.
+pub const DEFAULT_SEGMENT_MAX_BYTES: u64 = 64 * 1024 * 1024;
+
+#[derive(Debug)]
+struct OpenSegment {
+    partition: String,
+    path: PathBuf,
+    file: File,
+    len: u64,
+}
+
+/// The open segments of one storage root.
+#[derive(Debug)]
+pub struct Segments {
+    lanes: Vec<Mutex<Option<OpenSegment>>>,
+    max_bytes: u64,
+}
+
+fn io_err(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> StorageError {
+    let path = path.display().to_string();
+    move |source| StorageError::Io { op, path, source }
+}
+
+fn kind_index(kind: RecordKind) -> usize {
+    match kind {
+        RecordKind::Event => 0,
+        RecordKind::Response => 1,
+    }
+}
+
+/// Makes a segment read-only: it is complete and durable, recovery skips it.
+fn seal(file: &File, path: &Path) {
+    let result = file.metadata().and_then(|meta| {
+        let mut permissions = meta.permissions();
+        permissions.set_readonly(true);
+        file.set_permissions(permissions)
+    });
+    if let Err(e) = result {
+        // Only costs a scan at the next start.
+        tracing::warn!(file = %path.display(), error = %e, "could not mark a closed segment read-only");
+    }
+}
+
+impl Segments {
+    /// No open segments; segments close at `max_bytes`.
+    pub fn new(max_bytes: u64) -> Self {
+        Self {
+            lanes: (0..2 * LANES).map(|_| Mutex::new(None)).collect(),
+            max_bytes: max_bytes.max(1),
+        }
+    }
+
+    /// A free lane of `kind` (or, if all are busy, waits for the first).
+    fn lane(&self, kind: RecordKind) -> MutexGuard<'_, Option<OpenSegment>> {
+        let lanes = &self.lanes[kind_index(kind) * LANES..(kind_index(kind) + 1) * LANES];
+        for lane in lanes {
+            match lane.try_lock() {
+                Ok(guard) => return guard,
+                Err(TryLockError::Poisoned(p)) => return p.into_inner(),
+                Err(TryLockError::WouldBlock) => {}
+            }
+        }
+        lanes[0].lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Appends the `kind` records of commit `batch` and returns once they are
+    /// durable. `create` makes the directory of a new segment (durably).
+    pub fn append(
+        &self,
+        root: &Path,
+        kind: RecordKind,
+        batch: &Uuid,
+        data: &[u8],
+        create_dir: impl FnOnce(&Path) -> Result<(), StorageError>,
+    ) -> Result<(), StorageError> {
+        let partition = layout::partition(kind, batch);
+        let mut lane = self.lane(kind);
+        if let Some(open) = lane.as_ref() {
+            let full = open.len > 0 && open.len + data.len() as u64 > self.max_bytes;
+            if open.partition != partition || full {
+                if let Some(closed) = lane.take() {
+                    seal(&closed.file, &closed.path);
+                }
+            }
+        }
+        let open = match lane.as_mut() {
+            Some(open) => open,
+            None => lane.insert(create(root, kind, batch, partition, create_dir)?),
+        };
+        if let Err(e) = open.file.write_all(data) {
+            // Take back the partial write so the segment ends in whole lines,
+            // then abandon it.
+            let _ = open.file.set_len(open.len);
+            let err = io_err("append to segment", &open.path)(e);
+            *lane = None;
+            return Err(err);
+        }
+        if let Err(e) = open.file.sync_data() {
+            // After a failed fsync the page cache cannot be trusted: never
+            // write to this segment again (recovery checks it at the next start).
+            let err = io_err("fdatasync segment", &open.path)(e);
+            *lane = None;
+            return Err(err);
+        }
+        open.len += data.len() as u64;
+        Ok(())
+    }
+}
+
+fn fsync_dir(dir: &Path) -> Result<(), StorageError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err("fsync directory", dir))
+}
+
+fn create(
+    root: &Path,
+    kind: RecordKind,
+    batch: &Uuid,
+    partition: String,
+    create_dir: impl FnOnce(&Path) -> Result<(), StorageError>,
+) -> Result<OpenSegment, StorageError> {
+    let key = layout::batch_key(kind, batch);
+    let path = root.join(key.as_str());
+    let dir = root.join(&partition);
+    create_dir(&dir)?;
+    let file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .map_err(io_err("create segment", &path))?;
+    // Tells a recorder starting on the same directory that this segment is
+    // in use (its recovery leaves it alone).
+    if let Err(e) = file.try_lock() {
+        let _ = fs::remove_file(&path);
+        return Err(StorageError::Unusable(format!(
+            "cannot lock new segment {}: {e}",
+            path.display()
+        )));
+    }
+    fsync_dir(&dir)?;
+    Ok(OpenSegment {
+        partition,
+        path,
+        file,
+        len: 0,
+    })
+}
+
+/// Where an unsealed segment's acknowledged data ends: after its last `\n`
+/// before the first NUL byte (or the end).
+fn valid_prefix(file: &mut File, path: &Path) -> Result<u64, StorageError> {
+    let mut buf = vec![0u8; 1024 * 1024];
+    let mut offset = 0u64;
+    let mut keep = 0u64;
+    loop {
+        let n = match file.read(&mut buf) {
+            Ok(0) => return Ok(keep),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(io_err("read segment", path)(e)),
+        };
+        let chunk = &buf[..n];
+        let clean = chunk.iter().position(|b| *b == 0);
+        let scan = &chunk[..clean.unwrap_or(n)];
+        if let Some(p) = scan.iter().rposition(|b| *b == b'\n') {
+            keep = offset + p as u64 + 1;
+        }
+        if clean.is_some() {
+            return Ok(keep);
+        }
+        offset += n as u64;
+    }
+}
+
+/// What [`recover`] did to one segment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recovered {
+    /// Cut back to this many bytes.
+    Truncated(u64),
+    /// Held no complete line and was removed.
+    Removed,
+}
+
+/// Cuts one unsealed segment back to its acknowledged prefix and seals it;
+/// `None` if it was intact or is in use by a running recorder.
+fn recover_one(path: &Path) -> Result<Option<Recovered>, StorageError> {
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(io_err("open segment", path))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(fs::TryLockError::WouldBlock) => {
+            tracing::info!(file = %path.display(), "segment in use by a running recorder; not checked");
+            return Ok(None);
+        }
+        Err(fs::TryLockError::Error(e)) => return Err(io_err("lock segment", path)(e)),
+    }
+    let len = file.metadata().map_err(io_err("stat segment", path))?.len();
+    let keep = valid_prefix(&mut file, path)?;
+    let outcome = if keep == 0 {
+        drop(file);
+        fs::remove_file(path).map_err(io_err("remove empty segment", path))?;
+        if let Some(dir) = path.parent() {
+            fsync_dir(dir)?;
+        }
+        return Ok(Some(Recovered::Removed));
+    } else if keep < len {
+        file.set_len(keep)
+            .map_err(io_err("truncate segment", path))?;
+        file.sync_all().map_err(io_err("fsync segment", path))?;
+        Some(Recovered::Truncated(keep))
+    } else {
+        None
+    };
+    seal(&file, path);
+    Ok(outcome)
+}
+
+/// Checks every unsealed segment under `root` (see the module doc) and
+/// returns the ones it had to repair, as paths relative to `root`.
+pub fn recover(root: &Path) -> Result<Vec<(String, Recovered)>, StorageError> {
+    let mut repaired = Vec::new();
+    for kind in [RecordKind::Event, RecordKind::Response] {
+        let mut stack = vec![root.join(kind.folder())];
+        while let Some(dir) = stack.pop() {
+            let entries = match fs::read_dir(&dir) {
+                Ok(entries) => entries,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(io_err("list directory", &dir)(e)),
+            };
+            for entry in entries {
+                let entry = entry.map_err(io_err("list directory", &dir))?;
+                let path = entry.path();
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let meta = entry.metadata().map_err(io_err("stat", &path))?;
+                if meta.is_dir() {
+                    stack.push(path);
+                    continue;
+                }
+                if name.starts_with('.')
+                    || !name.ends_with(".ndjson")
+                    || meta.permissions().readonly()
+                {
+                    continue;
+                }
+                if let Some(outcome) = recover_one(&path)? {
+                    let rel = path
+                        .strip_prefix(root)
+                        .map(|p| p.display().to_string())
+                        .unwrap_or_else(|_| path.display().to_string());
+                    repaired.push((rel, outcome));
+                }
+            }
+        }
+    }
+    Ok(repaired)
+}
+
+fn find(hay: &[u8], needle: &[u8], from: usize) -> Option<usize> {
+    let first = *needle.first()?;
+    let mut at = from;
+    while at + needle.len() <= hay.len() {
+        let p = at + hay[at..].iter().position(|b| *b == first)?;
+        if hay.get(p..p + needle.len()) == Some(needle) {
+            return Some(p);
+        }
+        at = p + 1;
+    }
+    None
+}
+
+/// Whether `prefix` (a line up to its `"id":"`) is exactly `{"type":"<t>",`:
+/// the match is the record's own id, not a nested field.
+fn is_record_head(prefix: &[u8]) -> bool {
+    prefix.starts_with(b"{\"type\":\"")
+        && prefix.ends_with(b"\",")
+        && prefix.iter().filter(|b| **b == b'"').count() == 4
+}
+
+/// The line of record `id` (of `kind`, committed in `batch`): searched in the
+/// segments of the batch's hour named by `batch` or an earlier batch, newest
+/// first.
+pub fn read_record(
+    root: &Path,
+    kind: RecordKind,
+    batch: &Uuid,
+    id: &str,
+) -> Result<Option<Bytes>, StorageError> {
+    let partition = layout::partition(kind, batch);
+    let dir = root.join(&partition);
+    let entries = match fs::read_dir(&dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io_err("list directory", &dir)(e)),
+    };
+    let mut candidates = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(io_err("list directory", &dir))?;
+        let key = format!("{partition}/{}", entry.file_name().to_string_lossy());
+        if let Some((_, KeyKind::Batch(k, first))) = layout::parse_key(&key) {
+            if k == kind && first <= *batch {
+                candidates.push((first, entry.path()));
+            }
+        }
+    }
+    candidates.sort_by_key(|c| std::cmp::Reverse(c.0));
+    let needle = format!("\"id\":\"{id}\"");
+    for (_, path) in candidates {
+        let data = match fs::read(&path) {
+            Ok(data) => Bytes::from(data),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(io_err("read segment", &path)(e)),
+        };
+        let mut from = 0;
+        while let Some(p) = find(&data, needle.as_bytes(), from) {
+            let start = data[..p]
+                .iter()
+                .rposition(|b| *b == b'\n')
+                .map_or(0, |n| n + 1);
+            let end = data[p..]
+                .iter()
+                .position(|b| *b == b'\n')
+                .map_or(data.len(), |n| p + n);
+            if is_record_head(&data[start..p]) && data.get(end) == Some(&b'\n') {
+                return Ok(Some(data.slice(start..end)));
+            }
+            from = p + 1;
+        }
+    }
+    Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn find_and_record_head() {
+        assert_eq!(find(b"abcabd", b"abd", 0), Some(3));
+        assert_eq!(find(b"abc", b"abcd", 0), None);
+        assert!(is_record_head(b"{\"type\":\"kubernetes-api-request\","));
+        assert!(!is_record_head(b"{\"type\":\"x\",\"kubescribe\":{"));
+    }
+
+    #[test]
+    fn valid_prefix_stops_at_the_first_nul() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.ndjson");
+        fs::write(&path, b"{\"a\":1}\n{\"a\":2}\n\0\0\0{\"a\":3}\n{\"a\"").unwrap();
+        let mut file = File::open(&path).unwrap();
+        assert_eq!(valid_prefix(&mut file, &path).unwrap(), 16);
+    }
+}
