@@ -27,21 +27,47 @@ const HEX: &[u8; 16] = b"0123456789abcdef";
 const ONES: u64 = 0x0101_0101_0101_0101;
 const HIGHS: u64 = 0x8080_8080_8080_8080;
 
-/// Whether any byte of the word is zero (exact for "any").
-const fn has_zero(x: u64) -> bool {
-    x.wrapping_sub(ONES) & !x & HIGHS != 0
+/// High bit set in each byte of `x` that is zero. Only the lowest set bit
+/// is exact (a borrow can flag bytes above a true zero), which is all
+/// [`escape_mask`] needs.
+const fn zero_bytes(x: u64) -> u64 {
+    x.wrapping_sub(ONES) & !x & HIGHS
 }
 
-/// Whether any of the eight bytes is non-ASCII, a control character, or one
-/// of `"`, `\\`, `<`, `>`, `&` (exact for "any"; then the bytes are handled one by one).
-const fn block_needs_escape(x: u64) -> bool {
-    x & HIGHS != 0
-        || x.wrapping_sub(ONES * 0x20) & !x & HIGHS != 0
-        || has_zero(x ^ (ONES * b'"' as u64))
-        || has_zero(x ^ (ONES * b'\\' as u64))
-        || has_zero(x ^ (ONES * b'<' as u64))
-        || has_zero(x ^ (ONES * b'>' as u64))
-        || has_zero(x ^ (ONES * b'&' as u64))
+/// High bit set in bytes of the little-endian word `x` that may need a look:
+/// non-ASCII, a control character, or one of `"`, `\\`, `<`, `>`, `&`.
+/// The lowest set bit marks exactly the first such byte; zero means none.
+const fn escape_mask(x: u64) -> u64 {
+    (x & HIGHS)
+        | (x.wrapping_sub(ONES * 0x20) & !x & HIGHS)
+        | zero_bytes(x ^ (ONES * b'"' as u64))
+        | zero_bytes(x ^ (ONES * b'\\' as u64))
+        | zero_bytes(x ^ (ONES * b'<' as u64))
+        | zero_bytes(x ^ (ONES * b'>' as u64))
+        | zero_bytes(x ^ (ONES * b'&' as u64))
+}
+
+/// Index of the first byte at or after `from` that may need escaping (see
+/// [`escape_mask`]), or `bytes.len()`.
+fn next_candidate(bytes: &[u8], from: usize) -> usize {
+    let mut i = from;
+    while let Some(word) = bytes
+        .get(i..i + 8)
+        .and_then(|b| <[u8; 8]>::try_from(b).ok())
+    {
+        let mask = escape_mask(u64::from_le_bytes(word));
+        if mask != 0 {
+            return i + (mask.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    while let Some(&b) = bytes.get(i) {
+        if b >= 0x80 || NEEDS_ESCAPE[b as usize] {
+            return i;
+        }
+        i += 1;
+    }
+    i
 }
 
 /// Starts an output line: `[<time>,"o","`.
@@ -65,61 +91,56 @@ pub fn push_time(out: &mut Vec<u8>, time: f64) {
 
 /// Appends `text` JSON-escaped the way Go's `json.Encoder` does (HTML-safe).
 ///
-/// Safe bytes are pushed one by one rather than copied in runs: terminal
-/// output is dense in escapes (`\n`, `\r`, `\t`, `"`, ESC), so runs are short
-/// and a `memcpy` call per run costs more than the bytes it copies.
+/// Finds the next byte that may need escaping eight bytes at a time and
+/// copies the safe run before it in one piece; non-ASCII bytes other than
+/// the lead byte of U+2028/U+2029 stay in the run.
 pub fn push_escaped(out: &mut Vec<u8>, text: &str) {
     let bytes = text.as_bytes();
     out.reserve(bytes.len() + bytes.len() / 8 + 16);
-    let mut i = 0;
-    while i < bytes.len() {
-        // Eight plain ASCII bytes at a time when none needs escaping.
-        if let Some(block) = bytes
-            .get(i..i + 8)
-            .and_then(|b| <&[u8; 8]>::try_from(b).ok())
-        {
-            if !block_needs_escape(u64::from_le_bytes(*block)) {
-                out.extend_from_slice(block);
-                i += 8;
+    let mut run = 0;
+    let mut i = next_candidate(bytes, 0);
+    while let Some(&b) = bytes.get(i) {
+        let escape: Option<&[u8]> = match b {
+            b'"' => Some(b"\\\""),
+            b'\\' => Some(b"\\\\"),
+            b'\n' => Some(b"\\n"),
+            b'\r' => Some(b"\\r"),
+            b'\t' => Some(b"\\t"),
+            0x08 => Some(b"\\b"),
+            0x0c => Some(b"\\f"),
+            b'<' => Some(b"\\u003c"),
+            b'>' => Some(b"\\u003e"),
+            b'&' => Some(b"\\u0026"),
+            0xE2 if bytes.get(i + 1) == Some(&0x80) => match bytes.get(i + 2) {
+                Some(0xA8) => Some(b"\\u2028"),
+                Some(0xA9) => Some(b"\\u2029"),
+                _ => None,
+            },
+            0x00..=0x1f => {
+                out.extend_from_slice(&bytes[run..i]);
+                out.extend_from_slice(b"\\u00");
+                out.push(HEX[(b >> 4) as usize]);
+                out.push(HEX[(b & 0xf) as usize]);
+                run = i + 1;
+                i = next_candidate(bytes, run);
                 continue;
             }
-        }
-        let b = bytes[i];
-        i += 1;
-        if !NEEDS_ESCAPE[b as usize] {
-            out.push(b);
-            continue;
-        }
-        match b {
-            b'"' => out.extend_from_slice(b"\\\""),
-            b'\\' => out.extend_from_slice(b"\\\\"),
-            b'\n' => out.extend_from_slice(b"\\n"),
-            b'\r' => out.extend_from_slice(b"\\r"),
-            b'\t' => out.extend_from_slice(b"\\t"),
-            0x08 => out.extend_from_slice(b"\\b"),
-            0x0c => out.extend_from_slice(b"\\f"),
-            b'<' => out.extend_from_slice(b"\\u003c"),
-            b'>' => out.extend_from_slice(b"\\u003e"),
-            b'&' => out.extend_from_slice(b"\\u0026"),
-            0xE2 => {
-                if bytes.get(i) == Some(&0x80) && matches!(bytes.get(i + 1), Some(0xA8 | 0xA9)) {
-                    out.extend_from_slice(if bytes[i + 1] == 0xA8 {
-                        b"\\u2028"
-                    } else {
-                        b"\\u2029"
-                    });
-                    i += 2;
-                } else {
-                    out.push(b);
-                }
+            _ => None,
+        };
+        match escape {
+            Some(escaped) => {
+                out.extend_from_slice(&bytes[run..i]);
+                out.extend_from_slice(escaped);
+                // U+2028/U+2029 are three bytes; everything else escaped is one.
+                i += if b == 0xE2 { 3 } else { 1 };
+                run = i;
             }
-            control => {
-                out.extend_from_slice(b"\\u00");
-                out.push(HEX[(control >> 4) as usize]);
-                out.push(HEX[(control & 0xf) as usize]);
-            }
+            // Non-ASCII that stays as it is: part of the run.
+            None => i += 1,
         }
+        i = next_candidate(bytes, i);
     }
+    out.extend_from_slice(&bytes[run..]);
 }
 
 #[cfg(test)]
@@ -161,9 +182,18 @@ mod tests {
                 let mut block = [b'a'; 8];
                 block[pos] = b;
                 let table = NEEDS_ESCAPE[b as usize] || b >= 0x80;
+                let mask = escape_mask(u64::from_le_bytes(block));
+                assert_eq!(mask != 0, table, "byte {b:#x} at {pos}");
+                if table {
+                    assert_eq!(
+                        mask.trailing_zeros() / 8,
+                        pos as u32,
+                        "byte {b:#x} at {pos}"
+                    );
+                }
                 assert_eq!(
-                    block_needs_escape(u64::from_le_bytes(block)),
-                    table,
+                    next_candidate(&block, 0),
+                    if table { pos } else { 8 },
                     "byte {b:#x} at {pos}"
                 );
             }
