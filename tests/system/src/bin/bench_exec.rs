@@ -3,7 +3,8 @@
 //!
 //! The same stack as the end-to-end run (release binaries when built with
 //! `--release`). The session prints `--mb` MiB of ASCII text; kubectl writes
-//! it to /dev/null. The proxy's CPU time comes from `/proc/<pid>/stat`.
+//! it to /dev/null. CPU time per process comes from `/proc/<pid>/stat`, the
+//! machine's from `/proc/stat` (so run it on a quiet machine).
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -28,35 +29,74 @@ fn run() -> Result<(), Error> {
     let rounds: usize = 3;
     let kubectl = peers::kubectl()?;
     let stack = Stack::start(Storage::Disk)?;
-    let ticks = clock_ticks()?;
+    let ticks = clock_ticks()? as f64;
+    let recorder_pid = stack
+        .recorder
+        .as_ref()
+        .map(|r| r.pid())
+        .ok_or("the stack has no recorder")?;
+    let pids = [stack.proxy.pid(), recorder_pid, stack.sim.pid()];
     println!(
         "exec output: {mib} MiB per run, {rounds} runs each, kubectl {}",
         kubectl.display()
     );
-    println!("| session | MiB/s (median) | proxy CPU ms per MiB (median) |");
-    println!("| --- | --- | --- |");
+    println!("CPU in ms per MiB; \"machine\" is all CPU time on the machine (kubectl, the PROXY forwarder, everything).");
+    println!(
+        "| session | MiB/s (median) | proxy CPU | recorder CPU | simulator CPU | machine CPU |"
+    );
+    println!("| --- | --- | --- | --- | --- | --- |");
     for (label, caller) in [
         ("unrecorded (no grants)", &stack.dave),
         ("recorded (fail closed)", &stack.alice),
     ] {
         let mut rates = Vec::new();
-        let mut cpu = Vec::new();
+        let mut cpu: [Vec<f64>; 4] = Default::default();
         for _ in 0..rounds {
-            let before = proxy_cpu_ticks(stack.proxy.pid())?;
+            let before = cpu_now(&pids)?;
             let start = Instant::now();
             exec_output(&kubectl, caller, mib)?;
             let seconds = start.elapsed().as_secs_f64();
-            let used = proxy_cpu_ticks(stack.proxy.pid())? - before;
+            let after = cpu_now(&pids)?;
             rates.push(mib as f64 / seconds);
-            cpu.push(used as f64 * 1000.0 / ticks as f64 / mib as f64);
+            for (i, series) in cpu.iter_mut().enumerate() {
+                series.push((after[i] - before[i]) as f64 * 1000.0 / ticks / mib as f64);
+            }
         }
+        let [proxy, recorder, sim, machine] = &mut cpu;
         println!(
-            "| {label} | {:.0} | {:.2} |",
+            "| {label} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} |",
             median(&mut rates),
-            median(&mut cpu)
+            median(proxy),
+            median(recorder),
+            median(sim),
+            median(machine),
         );
     }
     Ok(())
+}
+
+/// CPU ticks used so far by each of `pids` and by the whole machine.
+fn cpu_now(pids: &[u32; 3]) -> Result<[u64; 4], Error> {
+    Ok([
+        process_cpu_ticks(pids[0])?,
+        process_cpu_ticks(pids[1])?,
+        process_cpu_ticks(pids[2])?,
+        machine_busy_ticks()?,
+    ])
+}
+
+/// Busy (non-idle, non-iowait) ticks of all CPUs, from `/proc/stat`.
+fn machine_busy_ticks() -> Result<u64, Error> {
+    let stat = std::fs::read_to_string("/proc/stat")?;
+    let line = stat.lines().next().ok_or("empty /proc/stat")?;
+    let fields: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(|f| f.parse::<u64>())
+        .collect::<Result<_, _>>()?;
+    // user nice system idle iowait irq softirq steal ...
+    let idle = fields.get(3).copied().unwrap_or(0) + fields.get(4).copied().unwrap_or(0);
+    Ok(fields.iter().take(8).sum::<u64>() - idle)
 }
 
 fn exec_output(kubectl: &Path, caller: &Caller, mib: u64) -> Result<(), Error> {
@@ -78,7 +118,7 @@ fn exec_output(kubectl: &Path, caller: &Caller, mib: u64) -> Result<(), Error> {
 }
 
 /// utime + stime of `pid`, in clock ticks.
-fn proxy_cpu_ticks(pid: u32) -> Result<u64, Error> {
+fn process_cpu_ticks(pid: u32) -> Result<u64, Error> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     let after_comm = stat
         .rsplit_once(')')
