@@ -32,6 +32,11 @@ pub struct RecordedRequest {
     pub user: Option<UserInfo>,
     /// The response status (101 for upgraded exec/attach).
     pub status: Option<u16>,
+    /// The stream protocol the simulator chose for an upgraded exec/attach
+    /// (`v5.channel.k8s.io` or `v4.channel.k8s.io`; the `Sec-WebSocket-Protocol` or
+    /// `X-Stream-Protocol-Version` it answered with). `None` for other requests.
+    #[serde(default)]
+    pub subprotocol: Option<String>,
 }
 
 impl RecordedRequest {
@@ -82,6 +87,14 @@ impl RequestLog {
             entry.authenticated_user = authenticated;
             entry.user = user;
             entry.status = Some(status);
+        }
+    }
+
+    /// Records the stream protocol negotiated for an upgraded request.
+    pub fn set_subprotocol(&self, seq: u64, protocol: String) {
+        let mut inner = self.lock();
+        if let Some(entry) = inner.1.iter_mut().rev().find(|r| r.seq == seq) {
+            entry.subprotocol = Some(protocol);
         }
     }
 

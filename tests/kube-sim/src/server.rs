@@ -129,6 +129,7 @@ fn record(req: &Request<Incoming>, remote: SocketAddr) -> RecordedRequest {
         authenticated_user: None,
         user: None,
         status: None,
+        subprotocol: None,
     }
 }
 
@@ -177,6 +178,15 @@ async fn handle(
         Some(user),
         response.status().as_u16(),
     );
+    if response.status() == http::StatusCode::SWITCHING_PROTOCOLS {
+        let negotiated = ["sec-websocket-protocol", "x-stream-protocol-version"]
+            .iter()
+            .find_map(|name| response.headers().get(*name))
+            .and_then(|v| v.to_str().ok());
+        if let Some(protocol) = negotiated {
+            state.log.set_subprotocol(seq, protocol.to_string());
+        }
+    }
     response
 }
 

@@ -5,10 +5,12 @@
 use std::path::PathBuf;
 
 use bytes::{BufMut, Bytes, BytesMut};
+use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use http::{header, HeaderValue, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
+use tokio::io::AsyncWriteExt;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
@@ -38,6 +40,10 @@ pub mod channel {
 
 /// Largest WebSocket message accepted from the client.
 const MAX_MESSAGE: usize = 4 * 1024 * 1024;
+
+/// How long the reply to a client's Close frame may take to send (a client that stops
+/// reading must not hold the session open).
+const CLOSE_REPLY_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
 fn framed(channel: u8, data: &[u8]) -> Message {
     let mut buf = BytesMut::with_capacity(data.len() + 1);
@@ -108,7 +114,7 @@ where
     let input = session.input.clone();
     let (gone_tx, mut gone_rx) = tokio::sync::oneshot::channel::<()>();
     // The reader holds half of the socket: stop it on every way out so the connection closes.
-    let _reader = AbortOnDrop(tokio::spawn(async move {
+    let mut reader = AbortOnDrop(tokio::spawn(async move {
         while let Some(Ok(message)) = stream.next().await {
             let data: Bytes = match message {
                 Message::Binary(data) => data,
@@ -138,6 +144,7 @@ where
             }
         }
         let _ = gone_tx.send(());
+        stream
     }));
     loop {
         tokio::select! {
@@ -157,6 +164,7 @@ where
             }
             _ = &mut gone_rx => {
                 tracing::debug!(pod = %request.pod, "websocket client went away; ending the session");
+                let _ = tokio::time::timeout(CLOSE_REPLY_GRACE, close_after_client(sink, &mut reader.0)).await;
                 return;
             }
         }
@@ -188,10 +196,30 @@ where
     drop(session.kill);
 }
 
-/// Aborts a task when dropped.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
+/// Ends the connection after the client closed the WebSocket, as kube-apiserver does:
+/// completes the closing handshake (RFC 6455 §5.5.1: the reader saw the client's Close
+/// and tungstenite queued the reply) and then shuts the transport down (TLS
+/// `close_notify`, then FIN). A v4 client has no close signal and closes the WebSocket
+/// to end stdin; a client such as kube-rs then waits for the reply and a clean end of
+/// the stream, and treats a bare TCP close as an error.
+async fn close_after_client<S>(
+    mut sink: SplitSink<WebSocketStream<S>, Message>,
+    reader: &mut tokio::task::JoinHandle<SplitStream<WebSocketStream<S>>>,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let _ = sink.close().await;
+    if let Ok(stream) = reader.await {
+        if let Ok(mut ws) = sink.reunite(stream) {
+            let _ = ws.get_mut().shutdown().await;
+        }
+    }
+}
 
-impl Drop for AbortOnDrop {
+/// Aborts a task when dropped.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
     fn drop(&mut self) {
         self.0.abort();
     }
