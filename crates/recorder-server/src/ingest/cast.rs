@@ -13,22 +13,33 @@
 //!   marked `failed` with the reason.
 //! * Durable bytes (the `ack` value) are whole validated lines that storage
 //!   has confirmed.
+//! * Writing is pipelined: validated lines go to a per-session writer task
+//!   (at most [`WRITE_QUEUE`] chunks queued, which is the upload's
+//!   back-pressure) that appends and syncs them while the next lines are
+//!   read and validated; chunks queued during a sync are written together.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
 use serde_json::Value;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use crate::app::App;
 use crate::auth::Uploader;
+use crate::metrics::Metrics;
 use crate::query::sessions::{SessionInfo, SessionState};
 use crate::storage::layout;
 use crate::storage::{ObjectKey, SessionSink, StorageError};
 
-/// Buffered validated bytes above which they are written at once.
+/// Buffered validated bytes above which they are handed to the writer.
 const FLUSH_BYTES: usize = 1024 * 1024;
+
+/// Chunks (of about [`FLUSH_BYTES`]) that may wait for the writer.
+pub const WRITE_QUEUE: usize = 4;
 
 /// Why a cast upload failed.
 #[derive(Debug, thiserror::Error)]
@@ -139,7 +150,7 @@ pub struct CastIngest {
     key: ObjectKey,
     uploader: Uploader,
     protocol: &'static str,
-    sink: Option<Box<dyn SessionSink>>,
+    writer: Option<Writer>,
     partial: BytesMut,
     ready: BytesMut,
     lines: u64,
@@ -158,7 +169,7 @@ impl CastIngest {
             id,
             uploader,
             protocol,
-            sink: None,
+            writer: None,
             partial: BytesMut::new(),
             ready: BytesMut::new(),
             lines: 0,
@@ -188,7 +199,7 @@ impl CastIngest {
             return Err(CastError::TooLarge(max_session));
         }
         let mut rest = data;
-        while let Some(pos) = rest.iter().position(|b| *b == b'\n') {
+        while let Some(pos) = memchr::memchr(b'\n', rest) {
             let (head, tail) = rest.split_at(pos + 1);
             rest = tail;
             if self.partial.is_empty() {
@@ -228,7 +239,7 @@ impl CastIngest {
 
     async fn start(&mut self, header: Value) -> Result<(), CastError> {
         let sink = self.app.storage.create_session(&self.key).await?;
-        self.sink = Some(sink);
+        self.writer = Some(Writer::spawn(sink, self.app.metrics.clone()));
         let started_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_millis() as i64)
@@ -252,18 +263,18 @@ impl CastIngest {
         Ok(())
     }
 
-    /// Writes queued lines and returns the durable byte count.
+    /// Hands queued lines to the writer (waiting while its queue is full) and
+    /// returns the bytes durable so far. Lines handed over now become durable
+    /// shortly after; [`CastIngest::finish`] waits for all of them.
     pub async fn flush(&mut self) -> Result<u64, CastError> {
-        if self.ready.is_empty() {
-            return Ok(self.durable);
-        }
-        let Some(sink) = self.sink.as_mut() else {
+        let Some(writer) = self.writer.as_mut() else {
             return Ok(self.durable);
         };
-        let data: Bytes = std::mem::take(&mut self.ready).freeze();
-        let len = data.len() as u64;
-        self.durable = sink.append(data).await?;
-        self.app.metrics.session_bytes.inc_by(len);
+        if !self.ready.is_empty() {
+            let data: Bytes = std::mem::take(&mut self.ready).freeze();
+            writer.send(data).await?;
+        }
+        self.durable = writer.durable();
         let (durable, last_time) = (self.durable, self.last_time);
         self.app.sessions.update(&self.id, |s| {
             s.size = durable;
@@ -284,17 +295,27 @@ impl CastIngest {
                 error = Some(e);
             }
         }
-        if self.sink.is_none() {
+        if self.writer.is_none() {
             // Nothing was stored: no header ever arrived.
             let e = error.unwrap_or(CastError::Empty);
             self.app.metrics.session_ended(e.reason());
             return Err(e);
         }
         let flushed = self.flush().await;
-        let finished = match (flushed, self.sink.take()) {
-            (Ok(_), Some(sink)) => sink.finish().await.map_err(CastError::from),
-            (Err(e), _) => Err(e),
-            (Ok(_), None) => Ok(self.durable),
+        let finished = match self.writer.take() {
+            Some(writer) => {
+                let (sink, written) = writer.close().await;
+                if let Ok(durable) = &written {
+                    self.durable = *durable;
+                }
+                match (flushed, written, sink) {
+                    (Ok(_), Ok(_), Some(sink)) => sink.finish().await.map_err(CastError::from),
+                    (Err(e), _, _) => Err(e),
+                    (Ok(_), Err(e), _) => Err(e),
+                    (Ok(_), Ok(_), None) => Ok(self.durable),
+                }
+            }
+            None => flushed,
         };
         let (state, message, result) = match (error, finished) {
             (None, Ok(size)) => (SessionState::Finished, None, Ok(size)),
@@ -323,6 +344,110 @@ impl CastIngest {
         }
         result
     }
+}
+
+/// The per-session writer task: appends chunks in order, merging those that
+/// queued up while the previous append was syncing.
+struct Writer {
+    tx: mpsc::Sender<Bytes>,
+    durable: Arc<AtomicU64>,
+    /// `None` once the task has been awaited.
+    task: Option<JoinHandle<WriterOutcome>>,
+    /// Why the writer stopped, once known.
+    failed: Option<String>,
+}
+
+/// What the writer task ends with: the sink (to finish) or the error that stopped it.
+type WriterOutcome = (Option<Box<dyn SessionSink>>, Result<u64, StorageError>);
+
+impl Writer {
+    fn spawn(sink: Box<dyn SessionSink>, metrics: Arc<Metrics>) -> Self {
+        let (tx, rx) = mpsc::channel(WRITE_QUEUE);
+        let durable = Arc::new(AtomicU64::new(0));
+        let task = tokio::spawn(write_loop(sink, rx, durable.clone(), metrics));
+        Self {
+            tx,
+            durable,
+            task: Some(task),
+            failed: None,
+        }
+    }
+
+    /// Bytes the sink has confirmed durable.
+    fn durable(&self) -> u64 {
+        self.durable.load(Ordering::Acquire)
+    }
+
+    /// The error a stopped writer reports.
+    fn stopped(&self) -> CastError {
+        let why = self
+            .failed
+            .as_deref()
+            .unwrap_or("the session writer stopped");
+        StorageError::Unusable(why.to_owned()).into()
+    }
+
+    /// Queues `data`; when the writer has stopped, the error that stopped it.
+    async fn send(&mut self, data: Bytes) -> Result<(), CastError> {
+        if self.tx.send(data).await.is_ok() {
+            return Ok(());
+        }
+        let Some(task) = self.task.take() else {
+            return Err(self.stopped());
+        };
+        let error = match task.await {
+            Ok((_, Err(e))) => CastError::from(e),
+            Ok((_, Ok(_))) => StorageError::Unusable("the session writer stopped".into()).into(),
+            Err(e) => StorageError::Unusable(format!("session writer failed: {e}")).into(),
+        };
+        self.failed = Some(error.to_string());
+        Err(error)
+    }
+
+    /// Waits for every queued chunk; returns the sink and the durable total.
+    async fn close(mut self) -> (Option<Box<dyn SessionSink>>, Result<u64, CastError>) {
+        let Some(task) = self.task.take() else {
+            return (None, Err(self.stopped()));
+        };
+        drop(self.tx);
+        match task.await {
+            Ok((sink, result)) => (sink, result.map_err(CastError::from)),
+            Err(e) => (
+                None,
+                Err(StorageError::Unusable(format!("session writer failed: {e}")).into()),
+            ),
+        }
+    }
+}
+
+async fn write_loop(
+    mut sink: Box<dyn SessionSink>,
+    mut rx: mpsc::Receiver<Bytes>,
+    durable: Arc<AtomicU64>,
+    metrics: Arc<Metrics>,
+) -> WriterOutcome {
+    let mut total = 0;
+    while let Some(first) = rx.recv().await {
+        let data = if rx.is_empty() {
+            first
+        } else {
+            let mut merged = BytesMut::from(&first[..]);
+            while let Ok(more) = rx.try_recv() {
+                merged.extend_from_slice(&more);
+            }
+            merged.freeze()
+        };
+        let len = data.len() as u64;
+        match sink.append(data).await {
+            Ok(n) => {
+                total = n;
+                durable.store(n, Ordering::Release);
+                metrics.session_bytes.inc_by(len);
+            }
+            Err(e) => return (None, Err(e)),
+        }
+    }
+    (Some(sink), Ok(total))
 }
 
 #[cfg(test)]
@@ -360,6 +485,111 @@ mod tests {
             check_line(2, &[b'['; 200], 100),
             Err(CastError::LineTooLong { .. })
         ));
+    }
+
+    /// A sink that records appends; the first waits for `release`, and the
+    /// append numbered `fail_at` (0-based) fails.
+    struct TestSink {
+        appends: Arc<std::sync::Mutex<Vec<Bytes>>>,
+        release: Arc<tokio::sync::Notify>,
+        fail_at: Option<usize>,
+        total: u64,
+    }
+
+    #[async_trait::async_trait]
+    impl SessionSink for TestSink {
+        async fn append(&mut self, data: Bytes) -> Result<u64, StorageError> {
+            let n = self.appends.lock().unwrap().len();
+            if n == 0 {
+                self.release.notified().await;
+            }
+            if self.fail_at == Some(n) {
+                return Err(StorageError::Unusable("disk on fire".into()));
+            }
+            self.total += data.len() as u64;
+            self.appends.lock().unwrap().push(data);
+            Ok(self.total)
+        }
+
+        async fn finish(self: Box<Self>) -> Result<u64, StorageError> {
+            Ok(self.total)
+        }
+    }
+
+    fn test_writer(
+        fail_at: Option<usize>,
+    ) -> (
+        Writer,
+        Arc<std::sync::Mutex<Vec<Bytes>>>,
+        Arc<tokio::sync::Notify>,
+    ) {
+        let appends = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let release = Arc::new(tokio::sync::Notify::new());
+        let sink = TestSink {
+            appends: appends.clone(),
+            release: release.clone(),
+            fail_at,
+            total: 0,
+        };
+        let writer = Writer::spawn(Box::new(sink), Arc::new(Metrics::new()));
+        (writer, appends, release)
+    }
+
+    #[tokio::test]
+    async fn writer_merges_chunks_queued_during_a_sync_and_keeps_order() {
+        let (mut writer, appends, release) = test_writer(None);
+        writer.send(Bytes::from_static(b"one\n")).await.unwrap();
+        // Let the writer take the first chunk and block in its append.
+        tokio::task::yield_now().await;
+        for chunk in [&b"two\n"[..], b"three\n", b"four\n"] {
+            writer.send(Bytes::from_static(chunk)).await.unwrap();
+        }
+        assert_eq!(
+            writer.durable(),
+            0,
+            "nothing is durable before the sink says so"
+        );
+        release.notify_one();
+        let (sink, durable) = writer.close().await;
+        assert_eq!(durable.unwrap(), 19);
+        assert!(sink.is_some());
+        let appends = appends.lock().unwrap().clone();
+        assert_eq!(
+            appends,
+            vec![
+                Bytes::from_static(b"one\n"),
+                Bytes::from_static(b"two\nthree\nfour\n")
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn writer_failure_is_reported_by_later_sends_and_close() {
+        let (mut writer, appends, release) = test_writer(Some(1));
+        release.notify_one();
+        writer.send(Bytes::from_static(b"kept\n")).await.unwrap();
+        while writer.durable() < 5 {
+            tokio::task::yield_now().await;
+        }
+        let mut error = None;
+        for _ in 0..WRITE_QUEUE + 3 {
+            if let Err(e) = writer.send(Bytes::from_static(b"lost\n")).await {
+                error = Some(e);
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        let error = error.expect("a send fails once the writer has stopped");
+        assert!(error.to_string().contains("disk on fire"), "{error}");
+        assert_eq!(
+            writer.durable(),
+            5,
+            "what was stored before the failure counts"
+        );
+        let (sink, result) = writer.close().await;
+        assert!(sink.is_none());
+        assert!(result.unwrap_err().to_string().contains("disk on fire"));
+        assert_eq!(appends.lock().unwrap().len(), 1);
     }
 
     proptest::proptest! {

@@ -46,6 +46,13 @@ impl Listener {
     }
 }
 
+/// HTTP/2 flow-control window per stream (bytes a sender may have unread here).
+const UPLOAD_STREAM_WINDOW: u32 = 4 << 20;
+/// HTTP/2 flow-control window per connection.
+const UPLOAD_CONNECTION_WINDOW: u32 = 8 << 20;
+/// Largest HTTP/2 frame a sender may use.
+const UPLOAD_MAX_FRAME: u32 = 256 << 10;
+
 fn builder() -> Builder<TokioExecutor> {
     let mut builder = Builder::new(TokioExecutor::new());
     builder
@@ -56,6 +63,12 @@ fn builder() -> Builder<TokioExecutor> {
     builder
         .http2()
         .max_concurrent_streams(1024)
+        // Session uploads stream megabytes per second: windows large enough
+        // that a sync in progress does not stop the sender at once, frames
+        // large enough that framing costs little. Bounded per connection.
+        .initial_stream_window_size(UPLOAD_STREAM_WINDOW)
+        .initial_connection_window_size(UPLOAD_CONNECTION_WINDOW)
+        .max_frame_size(UPLOAD_MAX_FRAME)
         .keep_alive_interval(Some(std::time::Duration::from_secs(20)))
         .timer(hyper_util::rt::TokioTimer::new());
     builder
