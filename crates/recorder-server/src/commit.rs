@@ -413,6 +413,136 @@ impl LoopState {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::query::index::EventSummary;
+    use crate::storage::{ObjectInfo, ObjectKey, RecoveredSession, SessionSink};
+    use async_trait::async_trait;
+    use std::ops::Range;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Mutex;
+
+    /// Storage whose first append waits for a gate and then fails; the
+    /// others succeed at once.
+    struct GatedStorage {
+        calls: AtomicUsize,
+        gate: Mutex<Option<oneshot::Receiver<()>>>,
+        stored: Mutex<Vec<Bytes>>,
+    }
+
+    fn nope() -> StorageError {
+        StorageError::Unusable("not used in this test".into())
+    }
+
+    #[async_trait]
+    impl Storage for GatedStorage {
+        fn describe(&self) -> String {
+            "gated".into()
+        }
+        async fn check(&self) -> Result<(), StorageError> {
+            Ok(())
+        }
+        async fn put(&self, _: &ObjectKey, _: Bytes) -> Result<(), StorageError> {
+            Err(nope())
+        }
+        async fn append_records(
+            &self,
+            _: RecordKind,
+            _: &uuid::Uuid,
+            data: Bytes,
+        ) -> Result<(), StorageError> {
+            if self.calls.fetch_add(1, Ordering::SeqCst) == 0 {
+                let gate = self.gate.lock().unwrap().take();
+                if let Some(gate) = gate {
+                    let _ = gate.await;
+                }
+                return Err(StorageError::Unusable("disk on fire".into()));
+            }
+            self.stored.lock().unwrap().push(data);
+            Ok(())
+        }
+        fn append_parallelism(&self) -> usize {
+            2
+        }
+        async fn get(&self, _: &str) -> Result<Bytes, StorageError> {
+            Err(nope())
+        }
+        async fn get_range(&self, _: &str, _: Range<u64>) -> Result<Bytes, StorageError> {
+            Err(nope())
+        }
+        async fn list(&self, _: &str) -> Result<Vec<ObjectInfo>, StorageError> {
+            Ok(Vec::new())
+        }
+        async fn create_session(
+            &self,
+            _: &ObjectKey,
+        ) -> Result<Box<dyn SessionSink>, StorageError> {
+            Err(nope())
+        }
+        async fn recover_sessions(&self) -> Result<Vec<RecoveredSession>, StorageError> {
+            Ok(Vec::new())
+        }
+    }
+
+    fn record(key: &str) -> Prepared {
+        let prefix = "{\"type\":\"kubernetes-api-request\",\"id\":\"";
+        Prepared {
+            kind: RecordKind::Event,
+            line: format!("{prefix}\",\"k\":\"{key}\"}}\n").into_bytes(),
+            id_at: prefix.len(),
+            key: Some(format!("e:{key}")),
+            summary: Summary::Event(EventSummary::default()),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_commit_fails_the_commits_in_flight_after_it() {
+        let (release, gate) = oneshot::channel();
+        let storage = Arc::new(GatedStorage {
+            calls: AtomicUsize::new(0),
+            gate: Mutex::new(Some(gate)),
+            stored: Mutex::new(Vec::new()),
+        });
+        let committer = Committer::start(
+            storage.clone(),
+            KeyIndex::new(Duration::from_secs(60), 100),
+            Arc::new(QueryIndex::new(1 << 20)),
+            Arc::new(Metrics::new()),
+            100,
+        );
+        // Commit 1 (key a) is in flight, held at the gate.
+        let first = {
+            let c = committer.clone();
+            tokio::spawn(async move { c.commit(vec![record("a")]).await })
+        };
+        while storage.calls.load(Ordering::SeqCst) < 1 {
+            tokio::task::yield_now().await;
+        }
+        // Commit 2 repeats key a (answered with commit 1's id) and adds b;
+        // its own write succeeds at once.
+        let second = {
+            let c = committer.clone();
+            tokio::spawn(async move { c.commit(vec![record("a"), record("b")]).await })
+        };
+        while storage.calls.load(Ordering::SeqCst) < 2 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(storage.stored.lock().unwrap().len(), 1);
+        let _ = release.send(());
+        assert!(matches!(first.await.unwrap(), Err(CommitError::Storage(_))));
+        // It relied on commit 1: nothing of it is acknowledged.
+        assert!(matches!(
+            second.await.unwrap(),
+            Err(CommitError::Storage(_))
+        ));
+        // Neither key counts as stored: both are stored anew.
+        let acks = committer
+            .commit(vec![record("a"), record("b")])
+            .await
+            .unwrap();
+        assert!(acks.iter().all(|a| !a.duplicate), "{acks:?}");
+        let again = committer.commit(vec![record("b")]).await.unwrap();
+        assert_eq!(again[0].id, acks[1].id);
+        assert!(again[0].duplicate);
+    }
 
     #[test]
     fn key_index_is_bounded_by_count() {

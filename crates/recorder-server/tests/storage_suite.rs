@@ -45,6 +45,48 @@ async fn suite(storage: Arc<dyn Storage>) {
         Err(kubescribe_recorder::storage::StorageError::NotFound(_))
     ));
 
+    // Group commits: stored durably in the batch's partition, found by id.
+    let mut ids = Vec::new();
+    for n in [2usize, 3] {
+        let batch = layout::new_id();
+        let mut data = Vec::new();
+        for i in 0..n {
+            let id = layout::record_id(RecordKind::Response, &batch, i);
+            data.extend_from_slice(
+                format!(
+                    "{{\"type\":\"kubescribe-api-response\",\"id\":\"{id}\",\"key\":\"k{i}\"}}\n"
+                )
+                .as_bytes(),
+            );
+            ids.push(id);
+        }
+        storage
+            .append_records(RecordKind::Response, &batch, Bytes::from(data))
+            .await
+            .unwrap();
+    }
+    for id in &ids {
+        let loc = layout::parse_record_id(id).unwrap();
+        let line = storage.read_record(&loc, id).await.unwrap().unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&line).unwrap();
+        assert_eq!(v["id"], id.as_str());
+    }
+    let stored: usize = {
+        let mut n = 0;
+        for o in storage.list("responses").await.unwrap() {
+            assert!(o.key.starts_with("responses/date="), "{o:?}");
+            n += storage
+                .get(&o.key)
+                .await
+                .unwrap()
+                .split(|b| *b == b'\n')
+                .filter(|l| !l.is_empty())
+                .count();
+        }
+        n
+    };
+    assert_eq!(stored, 5);
+
     // A finished session: every append durable, then one object.
     let s1 = layout::new_id();
     let k1 = layout::session_key(&s1);

@@ -61,14 +61,14 @@ impl DiskStorage {
         Ok(Self {
             root,
             known_dirs: Arc::new(Mutex::new(HashSet::new())),
-            segments: Arc::new(Segments::new(DEFAULT_SEGMENT_MAX_BYTES)),
+            segments: Arc::new(Segments::new(DEFAULT_SEGMENT_MAX_BYTES, LANES)),
         })
     }
 
     /// Closes record segments once they reach `bytes` (default 64 MiB) and
     /// starts new ones.
     pub fn with_segment_max_bytes(mut self, bytes: u64) -> Self {
-        self.segments = Arc::new(Segments::new(bytes));
+        self.segments = Arc::new(Segments::new(bytes, self.segments.lanes()));
         self
     }
 
@@ -317,7 +317,7 @@ impl Storage for DiskStorage {
     }
 
     fn append_parallelism(&self) -> usize {
-        LANES
+        self.segments.lanes()
     }
 
     async fn read_record(

@@ -21,7 +21,7 @@
 //!   acknowledged: a torn last line, or NUL bytes after a power loss.
 //!   [`recover`] cuts every unsealed segment back to its last complete line
 //!   before the first NUL (JSON lines never contain a raw NUL) and seals it.
-//!   Segments locked by a running recorder (`flock`) are left alone.
+//!   Like session recovery, this assumes one recorder per directory.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
@@ -52,6 +52,7 @@ struct OpenSegment {
 #[derive(Debug)]
 pub struct Segments {
     lanes: Vec<Mutex<Option<OpenSegment>>>,
+    per_kind: usize,
     max_bytes: u64,
 }
 
@@ -81,17 +82,25 @@ fn seal(file: &File, path: &Path) {
 }
 
 impl Segments {
-    /// No open segments; segments close at `max_bytes`.
-    pub fn new(max_bytes: u64) -> Self {
+    /// No open segments yet; `lanes` per record kind; segments close at `max_bytes`.
+    pub fn new(max_bytes: u64, lanes: usize) -> Self {
+        let per_kind = lanes.max(1);
         Self {
-            lanes: (0..2 * LANES).map(|_| Mutex::new(None)).collect(),
+            lanes: (0..2 * per_kind).map(|_| Mutex::new(None)).collect(),
+            per_kind,
             max_bytes: max_bytes.max(1),
         }
     }
 
+    /// Lanes per record kind.
+    pub fn lanes(&self) -> usize {
+        self.per_kind
+    }
+
     /// A free lane of `kind` (or, if all are busy, waits for the first).
     fn lane(&self, kind: RecordKind) -> MutexGuard<'_, Option<OpenSegment>> {
-        let lanes = &self.lanes[kind_index(kind) * LANES..(kind_index(kind) + 1) * LANES];
+        let first = kind_index(kind) * self.per_kind;
+        let lanes = &self.lanes[first..first + self.per_kind];
         for lane in lanes {
             match lane.try_lock() {
                 Ok(guard) => return guard,
@@ -168,15 +177,6 @@ fn create(
         .create_new(true)
         .open(&path)
         .map_err(io_err("create segment", &path))?;
-    // Tells a recorder starting on the same directory that this segment is
-    // in use (its recovery leaves it alone).
-    if let Err(e) = file.try_lock() {
-        let _ = fs::remove_file(&path);
-        return Err(StorageError::Unusable(format!(
-            "cannot lock new segment {}: {e}",
-            path.display()
-        )));
-    }
     fsync_dir(&dir)?;
     Ok(OpenSegment {
         partition,
@@ -222,21 +222,13 @@ pub enum Recovered {
 }
 
 /// Cuts one unsealed segment back to its acknowledged prefix and seals it;
-/// `None` if it was intact or is in use by a running recorder.
+/// `None` if it was intact.
 fn recover_one(path: &Path) -> Result<Option<Recovered>, StorageError> {
     let mut file = OpenOptions::new()
         .read(true)
         .write(true)
         .open(path)
         .map_err(io_err("open segment", path))?;
-    match file.try_lock() {
-        Ok(()) => {}
-        Err(fs::TryLockError::WouldBlock) => {
-            tracing::info!(file = %path.display(), "segment in use by a running recorder; not checked");
-            return Ok(None);
-        }
-        Err(fs::TryLockError::Error(e)) => return Err(io_err("lock segment", path)(e)),
-    }
     let len = file.metadata().map_err(io_err("stat segment", path))?.len();
     let keep = valid_prefix(&mut file, path)?;
     let outcome = if keep == 0 {
