@@ -11,6 +11,7 @@
 //! record's id and not written again.
 
 use std::collections::{HashMap, VecDeque};
+use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -262,6 +263,11 @@ impl LoopState {
         let mut new_keys = Vec::new();
         let mut indexed = Vec::new();
         let mut pending = Vec::with_capacity(batch.len());
+        // Ids are `layout::record_id`: the batch part is formatted once.
+        let event_id_head = layout::record_id(RecordKind::Event, &batch_id, 0);
+        let event_id_head = event_id_head[..event_id_head.len() - 1].to_owned();
+        let response_id_head = layout::record_id(RecordKind::Response, &batch_id, 0);
+        let response_id_head = response_id_head[..response_id_head.len() - 1].to_owned();
         for Submission { records, reply } in batch {
             let mut acks = Vec::with_capacity(records.len());
             for record in records {
@@ -282,7 +288,11 @@ impl LoopState {
                     RecordKind::Event => (&mut events, &mut n_events),
                     RecordKind::Response => (&mut responses, &mut n_responses),
                 };
-                let id = layout::record_id(record.kind, &batch_id, *n);
+                let mut id = match record.kind {
+                    RecordKind::Event => event_id_head.clone(),
+                    RecordKind::Response => response_id_head.clone(),
+                };
+                let _ = write!(id, "{n}");
                 *n += 1;
                 let start = buf.len();
                 buf.extend_from_slice(&record.line[..record.id_at]);
