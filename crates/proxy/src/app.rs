@@ -151,7 +151,12 @@ pub async fn start(
         None => None,
     };
     let proxy = Arc::new(Proxy::new(
-        CallerResolver::new(components.whois, config.mode, config.trust_forwarded_for),
+        CallerResolver::new(
+            components.whois,
+            config.mode,
+            config.trust_forwarded_for,
+            config.whois_cache_ttl,
+        ),
         components.sink,
         Forwarder::new(upstream.clone(), config.mode, components.hook),
         metrics,

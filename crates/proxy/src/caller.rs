@@ -7,6 +7,7 @@ use std::sync::Arc;
 use http::HeaderMap;
 use identity::{Identity, Impersonation, RecorderPolicy, WhoIs};
 
+use crate::caller_cache::CallerCache;
 use crate::config::Mode;
 use crate::listener::ConnInfo;
 
@@ -39,6 +40,7 @@ pub struct CallerResolver {
     whois: Arc<dyn WhoIs>,
     mode: Mode,
     trust_forwarded_for: bool,
+    cache: CallerCache,
 }
 
 impl std::fmt::Debug for CallerResolver {
@@ -70,11 +72,17 @@ pub fn event_source(identity: &Identity) -> event_model::Source {
 impl CallerResolver {
     /// A resolver. `trust_forwarded_for` enables the X-Forwarded-For WhoIs
     /// fallback on plain-HTTP listeners without PROXY protocol.
-    pub fn new(whois: Arc<dyn WhoIs>, mode: Mode, trust_forwarded_for: bool) -> Self {
+    pub fn new(
+        whois: Arc<dyn WhoIs>,
+        mode: Mode,
+        trust_forwarded_for: bool,
+        cache_ttl: std::time::Duration,
+    ) -> Self {
         CallerResolver {
             whois,
             mode,
             trust_forwarded_for,
+            cache: CallerCache::new(cache_ttl),
         }
     }
 
@@ -83,17 +91,23 @@ impl CallerResolver {
         &self,
         conn: &ConnInfo,
         headers: &HeaderMap,
-    ) -> Result<CallerInfo, CallerError> {
-        let caller = match self.whois.whois(conn.caller).await {
-            Ok(c) => c,
+    ) -> Result<Arc<CallerInfo>, CallerError> {
+        if let Some(known) = self.cache.get(conn.caller) {
+            return Ok(known);
+        }
+        let (caller, by_address) = match self.whois.whois(conn.caller).await {
+            Ok(c) => (c, true),
             Err(first) => {
                 let fallback = self.forwarded_for(conn, headers);
                 match fallback {
-                    Some(addr) => self.whois.whois(addr).await.map_err(|second| {
-                        CallerError::Authenticate(format!(
-                            "{first}; X-Forwarded-For {addr}: {second}"
-                        ))
-                    })?,
+                    Some(addr) => (
+                        self.whois.whois(addr).await.map_err(|second| {
+                            CallerError::Authenticate(format!(
+                                "{first}; X-Forwarded-For {addr}: {second}"
+                            ))
+                        })?,
+                        false,
+                    ),
                     None => return Err(CallerError::Authenticate(first.to_string())),
                 }
             }
@@ -107,12 +121,18 @@ impl CallerResolver {
             ),
             Mode::Noauth => None,
         };
-        Ok(CallerInfo {
+        let info = Arc::new(CallerInfo {
             source: event_source(&caller.identity),
             identity: caller.identity,
             policy,
             impersonation,
-        })
+        });
+        // Only an answer about the connection's own address is remembered: a
+        // header-derived one could differ from request to request.
+        if by_address {
+            self.cache.insert(conn.caller, info.clone());
+        }
+        Ok(info)
     }
 
     fn forwarded_for(&self, conn: &ConnInfo, headers: &HeaderMap) -> Option<SocketAddr> {

@@ -183,6 +183,17 @@ pub struct ServeArgs {
     #[arg(long, env = "KUBESCRIBE_TRUST_FORWARDED_FOR", default_value_t = false)]
     pub trust_forwarded_for: bool,
 
+    /// How long a caller's WhoIs answer and parsed grants are reused for further requests
+    /// from the same address (seconds; 0: WhoIs on every request). A change of grants
+    /// reaches new requests within this time.
+    #[arg(
+        long = "whois-cache-ttl",
+        env = "KUBESCRIBE_WHOIS_CACHE_TTL",
+        value_name = "SECONDS",
+        default_value_t = 5
+    )]
+    pub whois_cache_ttl_secs: u64,
+
     /// Directory where events wait while recorders are unreachable (fail open only).
     #[arg(long, env = "KUBESCRIBE_SPOOL_DIR", value_name = "DIR")]
     pub spool_dir: Option<PathBuf>,
@@ -272,6 +283,8 @@ pub struct Config {
     pub events_for_all_callers: bool,
     /// Honour X-Forwarded-For as a WhoIs fallback.
     pub trust_forwarded_for: bool,
+    /// How long a resolved caller is reused (zero: never).
+    pub whois_cache_ttl: Duration,
     /// Spool directory for fail-open events.
     pub spool_dir: Option<PathBuf>,
     /// Shutdown grace period.
@@ -383,6 +396,7 @@ impl ServeArgs {
             max_header_bytes: self.max_header_bytes,
             events_for_all_callers,
             trust_forwarded_for: self.trust_forwarded_for,
+            whois_cache_ttl: Duration::from_secs(self.whois_cache_ttl_secs),
             spool_dir: self.spool_dir,
             shutdown_grace: Duration::from_secs(self.shutdown_grace_secs),
             log_format: self.log_format,

@@ -27,6 +27,7 @@
 pub mod admin;
 pub mod app;
 pub mod caller;
+pub mod caller_cache;
 pub mod config;
 pub mod event;
 pub mod forward;

@@ -95,7 +95,7 @@ impl Proxy {
     ) -> Response<ProxyBody> {
         // 1. Identity.
         let caller = match self.resolver.resolve(&ctx.conn, &parts.headers).await {
-            Ok(c) => Arc::new(c),
+            Ok(c) => c,
             Err(CallerError::Authenticate(e)) => {
                 tracing::warn!(error = %e, "{AUTHENTICATE_FAILED}");
                 return text_response(StatusCode::INTERNAL_SERVER_ERROR, AUTHENTICATE_FAILED);

@@ -679,3 +679,75 @@ async fn x_forwarded_for_is_used_only_when_trusted_and_only_as_a_whois_fallback(
     );
     proxy.shutdown().await;
 }
+
+/// Counts WhoIs calls and answers one fixed user whose grant enables events.
+struct CountingWhoIs(std::sync::atomic::AtomicUsize);
+
+#[async_trait]
+impl identity::WhoIs for CountingWhoIs {
+    async fn whois(&self, _peer: SocketAddr) -> Result<identity::Caller, identity::WhoIsError> {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let json = br#"{"Node":{"ID":1,"StableID":"n1","Name":"x.ts.net.","User":2},
+            "UserProfile":{"ID":2,"LoginName":"carol@example.com"},
+            "CapMap":{"tailscale.com/cap/kubernetes":[{"recorderAddrs":["127.0.0.1:9"],"enableEvents":true}]}}"#;
+        Ok(identity::Caller::from(
+            identity::WhoIsResponse::from_json(json).unwrap(),
+        ))
+    }
+}
+
+/// Three requests on one keep-alive connection through a proxy with `ttl`;
+/// returns the WhoIs calls made and the events recorded.
+async fn requests_on_one_connection(ttl: Duration) -> (usize, usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let up = FakeUpstream::start().await;
+    let mut cfg = config(identity_file(dir.path(), "{}"), Mode::Auth);
+    cfg.whois_cache_ttl = ttl;
+    let whois = Arc::new(CountingWhoIs(Default::default()));
+    let sink = MemorySink::new(Outcome::Forward);
+    let components = kubescribe_proxy::Components {
+        whois: whois.clone(),
+        sink: Arc::new(sink.clone()),
+        hook: Arc::new(kubescribe_proxy::PassThrough),
+        upstream: upstream_spec(up.addr),
+    };
+    let proxy = kubescribe_proxy::start(&cfg, components, Default::default())
+        .await
+        .unwrap();
+    let tcp = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    for name in ["a", "b", "c"] {
+        let resp = sender
+            .send_request(get(&format!("/api/v1/namespaces/default/pods/{name}")))
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        let _ = resp.into_body().collect().await;
+    }
+    let events = sink.events();
+    for event in &events {
+        assert_eq!(event.source.node_user, "carol@example.com");
+    }
+    proxy.shutdown().await;
+    (
+        whois.0.load(std::sync::atomic::Ordering::SeqCst),
+        events.len(),
+    )
+}
+
+#[tokio::test]
+async fn a_resolved_caller_is_reused_on_its_connection_within_the_ttl() {
+    assert_eq!(
+        requests_on_one_connection(Duration::from_secs(60)).await,
+        (1, 3),
+        "one WhoIs for three requests, each still recorded with the caller"
+    );
+    assert_eq!(
+        requests_on_one_connection(Duration::ZERO).await,
+        (3, 3),
+        "--whois-cache-ttl 0: WhoIs on every request"
+    );
+}

@@ -320,6 +320,7 @@ pub fn config(identity: PathBuf, mode: Mode) -> Config {
         max_header_bytes: 64 * 1024,
         events_for_all_callers: false,
         trust_forwarded_for: false,
+        whois_cache_ttl: Duration::from_secs(5),
         spool_dir: None,
         shutdown_grace: Duration::from_secs(5),
         log_format: LogFormat::Text,
