@@ -10,6 +10,7 @@
 //! already stored (or earlier in the same batch) is answered with the stored
 //! record's id and not written again.
 
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -256,8 +257,16 @@ impl LoopState {
         self.next_seq += 1;
         let batch_id = layout::new_id();
         let stored_ms = layout::unix_millis(&batch_id);
-        let mut events = Vec::new();
-        let mut responses = Vec::new();
+        // One allocation per kind: each line grows by its id (under 64 bytes).
+        let (mut event_bytes, mut response_bytes) = (0usize, 0usize);
+        for record in batch.iter().flat_map(|s| &s.records) {
+            match record.kind {
+                RecordKind::Event => event_bytes += record.line.len() + 64,
+                RecordKind::Response => response_bytes += record.line.len() + 64,
+            }
+        }
+        let mut events = Vec::with_capacity(event_bytes);
+        let mut responses = Vec::with_capacity(response_bytes);
         let mut n_events = 0usize;
         let mut n_responses = 0usize;
         let mut new_keys = Vec::new();
@@ -373,13 +382,11 @@ impl LoopState {
                     started.elapsed(),
                 );
                 for (key, id) in new_keys {
-                    if self
-                        .in_flight_keys
-                        .get(&key)
-                        .is_some_and(|(_, s)| *s == seq)
-                    {
-                        self.in_flight_keys.remove(&key);
-                    }
+                    let key = match self.in_flight_keys.entry(key) {
+                        Entry::Occupied(e) if e.get().1 == seq => e.remove_entry().0,
+                        Entry::Occupied(e) => e.key().clone(),
+                        Entry::Vacant(e) => e.into_key(),
+                    };
                     self.keys.insert(key, id, stored_ms);
                 }
                 let entries = indexed.into_iter().map(|(id, start, kind, summary)| {

@@ -46,7 +46,7 @@ pub async fn handle(
             Err(response) => return response,
         };
     let max_line = app.config.limits.max_event_bytes;
-    let mut records = Vec::new();
+    let mut records = Vec::with_capacity(body.iter().filter(|b| **b == b'\n').count() + 1);
     for (n, line) in body.split(|b| *b == b'\n').enumerate() {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         if line.iter().all(u8::is_ascii_whitespace) {

@@ -77,15 +77,29 @@ pub async fn read_limited(
     limit: usize,
     idle: Duration,
 ) -> Result<Bytes, BodyError> {
-    let mut buf = BytesMut::new();
-    while let Some(chunk) = next_chunk(&mut body, idle).await? {
-        if buf.len() + chunk.len() > limit {
+    // A body that arrives in one chunk (the usual single event) is used
+    // as it is, without a copy.
+    let Some(first) = next_chunk(&mut body, idle).await? else {
+        return Ok(Bytes::new());
+    };
+    if first.len() > limit {
+        return Err(BodyError::TooLarge { limit });
+    }
+    let Some(second) = next_chunk(&mut body, idle).await? else {
+        return Ok(first);
+    };
+    // Room for what the sender declared (never more than the limit).
+    let rest = usize::try_from(http_body::Body::size_hint(&body).lower()).unwrap_or(limit);
+    let mut buf =
+        BytesMut::with_capacity((first.len() + second.len()).saturating_add(rest).min(limit));
+    buf.extend_from_slice(&first);
+    let mut chunk = Some(second);
+    while let Some(data) = chunk {
+        if buf.len() + data.len() > limit {
             return Err(BodyError::TooLarge { limit });
         }
-        if buf.is_empty() && chunk.len() == limit {
-            return Ok(chunk);
-        }
-        buf.extend_from_slice(&chunk);
+        buf.extend_from_slice(&data);
+        chunk = next_chunk(&mut body, idle).await?;
     }
     Ok(buf.freeze())
 }
