@@ -22,3 +22,33 @@ pub fn exec_throughput() -> Result<()> {
             .env("KUBESCRIBE_PEERS", crate::cmd::peers_dir()),
     )
 }
+
+/// Runs the proxy benchmark (`crates/proxy/examples/bench_proxy.rs`), release build.
+pub fn proxy_throughput() -> Result<()> {
+    exec(cargo().args([
+        "run",
+        "--release",
+        "-p",
+        "kubescribe-proxy",
+        "--example",
+        "bench_proxy",
+        "--",
+        "--requests",
+        "20000",
+        "--concurrency",
+        "16",
+    ]))
+}
+
+/// Runs the recorder ingest benchmark (`crates/recorder-server/examples/bench_ingest.rs`),
+/// release build: 5 s per phase, batches of 100, in a temporary directory.
+pub fn ingest_throughput() -> Result<()> {
+    exec(cargo().args([
+        "run",
+        "--release",
+        "-p",
+        "kubescribe-recorder",
+        "--example",
+        "bench_ingest",
+    ]))
+}

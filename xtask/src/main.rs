@@ -8,7 +8,9 @@
 //! * `e2e` runs the whole system against real kubectl and prints a report.
 //! * `demo` starts the simulator, recorder and proxy for a newcomer.
 //! * `bench` runs the benchmarks and prints their figures; `bench-exec`
-//!   measures exec throughput through the proxy, recorded and not.
+//!   measures exec throughput through the proxy, recorded and not;
+//!   `bench-proxy` the proxy's request throughput and added latency;
+//!   `bench-ingest` the recorder's durable events per second.
 
 mod bench;
 mod cmd;
@@ -45,6 +47,10 @@ enum Task {
     Bench,
     /// Measure `kubectl exec` throughput through the proxy, recorded and not (release build).
     BenchExec,
+    /// Measure proxy throughput and added latency against direct, events off / fail open / fail closed.
+    BenchProxy,
+    /// Measure the recorder's durable ingest rate on disk (single POSTs and batches).
+    BenchIngest,
 }
 
 fn main() {
@@ -56,6 +62,8 @@ fn main() {
         Task::Demo => demo::run(),
         Task::Bench => bench::run(),
         Task::BenchExec => bench::exec_throughput(),
+        Task::BenchProxy => bench::proxy_throughput(),
+        Task::BenchIngest => bench::ingest_throughput(),
     };
     if let Err(err) = result {
         eprintln!("xtask: {err}");
