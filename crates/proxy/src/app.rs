@@ -21,6 +21,7 @@ use crate::proxy::{Proxy, ProxyOptions};
 use crate::recorder::EventSink;
 use crate::session_hook::SessionHook;
 use crate::session_recorder::RecordingHook;
+use crate::session_tracker::SessionTracker;
 use crate::upstream::{Upstream, UpstreamError, UpstreamSpec};
 
 /// Start-up failed.
@@ -150,6 +151,7 @@ pub async fn start(
         Some(files) => Some(listener::tls::server_config(&files.cert, &files.key)?),
         None => None,
     };
+    let sessions = SessionTracker::new();
     let proxy = Arc::new(Proxy::new(
         CallerResolver::new(
             components.whois,
@@ -158,7 +160,12 @@ pub async fn start(
             config.whois_cache_ttl,
         ),
         components.sink,
-        Forwarder::new(upstream.clone(), config.mode, components.hook),
+        Forwarder::new(
+            upstream.clone(),
+            config.mode,
+            components.hook,
+            sessions.clone(),
+        ),
         metrics,
         ProxyOptions {
             mode: config.mode,
@@ -239,6 +246,7 @@ pub async fn start(
         move |conn, req| p.clone().handle(conn, req),
         stop(rx.clone()),
         config.shutdown_grace,
+        sessions,
     ));
     let admin_task = tokio::spawn(admin::serve(
         admin_l,

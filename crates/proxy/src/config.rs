@@ -198,7 +198,7 @@ pub struct ServeArgs {
     #[arg(long, env = "KUBESCRIBE_SPOOL_DIR", value_name = "DIR")]
     pub spool_dir: Option<PathBuf>,
 
-    /// How long shutdown waits for in-flight requests (seconds).
+    /// How long shutdown waits for in-flight requests and exec/attach sessions (seconds).
     #[arg(
         long = "shutdown-grace",
         env = "KUBESCRIBE_SHUTDOWN_GRACE",

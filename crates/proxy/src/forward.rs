@@ -18,6 +18,7 @@ use identity::Impersonation;
 
 use crate::config::Mode;
 use crate::session_hook::{SessionContext, SessionHook, SessionRelay};
+use crate::session_tracker::SessionTracker;
 use crate::upstream::Upstream;
 
 /// Boxed error of proxied bodies.
@@ -240,6 +241,7 @@ pub struct Forwarder {
     upstream: Arc<Upstream>,
     mode: Mode,
     hook: Arc<dyn SessionHook>,
+    sessions: SessionTracker,
 }
 
 impl std::fmt::Debug for Forwarder {
@@ -260,11 +262,17 @@ pub struct UpgradeParts {
 
 impl Forwarder {
     /// A forwarder to `upstream` in `mode`, handing upgrades to `hook`.
-    pub fn new(upstream: Arc<Upstream>, mode: Mode, hook: Arc<dyn SessionHook>) -> Self {
+    pub fn new(
+        upstream: Arc<Upstream>,
+        mode: Mode,
+        hook: Arc<dyn SessionHook>,
+        sessions: SessionTracker,
+    ) -> Self {
         Forwarder {
             upstream,
             mode,
             hook,
+            sessions,
         }
     }
 
@@ -345,7 +353,9 @@ impl Forwarder {
         let mut ctx = up.context;
         ctx.response_headers = resp.headers().clone();
         let client_upgrade = up.client;
+        let session = self.sessions.track();
         tokio::spawn(async move {
+            let _session = session;
             match tokio::try_join!(client_upgrade, upstream_upgrade) {
                 Ok((client, upstream)) => {
                     relay

@@ -39,6 +39,7 @@ pub mod recorder;
 pub mod request;
 pub mod session_hook;
 pub mod session_recorder;
+pub mod session_tracker;
 pub mod upstream;
 pub mod whois_cmd;
 

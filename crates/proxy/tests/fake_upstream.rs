@@ -751,3 +751,58 @@ async fn a_resolved_caller_is_reused_on_its_connection_within_the_ttl() {
         "--whois-cache-ttl 0: WhoIs on every request"
     );
 }
+
+/// Opens an exec upgrade through the proxy and reads the 101 head.
+async fn open_exec(proxy: SocketAddr) -> TcpStream {
+    let mut tcp = TcpStream::connect(proxy).await.unwrap();
+    tcp.write_all(
+        b"POST /api/v1/namespaces/default/pods/web-0/exec?command=sh&stdin=true HTTP/1.1\r\n\
+          Host: kubernetes\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\n\
+          X-Stream-Protocol-Version: v4.channel.k8s.io\r\nContent-Length: 0\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        assert_eq!(
+            tcp.read(&mut byte).await.unwrap(),
+            1,
+            "response head cut short"
+        );
+        head.push(byte[0]);
+    }
+    assert!(
+        head.starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    tcp
+}
+
+async fn echo(tcp: &mut TcpStream, text: &[u8]) {
+    tcp.write_all(text).await.unwrap();
+    let mut buf = vec![0u8; text.len() + 5];
+    tcp.read_exact(&mut buf).await.unwrap();
+    assert_eq!(&buf[..5], b"echo:");
+    assert_eq!(&buf[5..], text);
+}
+
+#[tokio::test]
+async fn graceful_shutdown_waits_for_a_relaying_exec_session_to_end() {
+    let (_d, _up, _sink, proxy) = setup(EVENTS_GRANT, Mode::Auth).await;
+    let mut session = open_exec(proxy.addr).await;
+    echo(&mut session, b"before").await;
+    let shutdown = tokio::spawn(proxy.shutdown());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !shutdown.is_finished(),
+        "shutdown must not finish while a session relays"
+    );
+    echo(&mut session, b"during shutdown").await;
+    drop(session);
+    tokio::time::timeout(Duration::from_secs(5), shutdown)
+        .await
+        .expect("shutdown finishes once the session has ended")
+        .unwrap();
+}

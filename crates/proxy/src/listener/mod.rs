@@ -19,6 +19,8 @@ use tokio::net::{TcpListener, TcpStream};
 use crate::forward::ProxyBody;
 use proxy_protocol::ProxiedPeer;
 
+use crate::session_tracker::SessionTracker;
+
 /// Bound on the TLS handshake of one connection.
 pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Bound on reading one request head. hyper also applies it to an idle
@@ -69,6 +71,7 @@ pub async fn serve<H, F>(
     handler: H,
     shutdown: impl Future<Output = ()>,
     grace: Duration,
+    sessions: SessionTracker,
 ) where
     H: Fn(ConnInfo, Request<Incoming>) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<ProxyBody>> + Send + 'static,
@@ -116,11 +119,19 @@ pub async fn serve<H, F>(
         });
     }
     drop(listener);
-    tracing::info!(grace = ?grace, "shutting down: no new connections; waiting for in-flight requests");
-    match tokio::time::timeout(grace, graceful.shutdown()).await {
-        Ok(()) => tracing::info!("all connections finished"),
+    tracing::info!(
+        grace = ?grace,
+        sessions = sessions.active(),
+        "shutting down: no new connections; waiting for in-flight requests and exec/attach sessions"
+    );
+    let drained = async {
+        graceful.shutdown().await;
+        sessions.wait_idle().await;
+    };
+    match tokio::time::timeout(grace, drained).await {
+        Ok(()) => tracing::info!("all connections and sessions finished"),
         Err(_) => {
-            tracing::warn!(grace = ?grace, "grace period over; closing remaining connections")
+            tracing::warn!(grace = ?grace, sessions = sessions.active(), "grace period over; closing remaining connections and sessions")
         }
     }
 }
