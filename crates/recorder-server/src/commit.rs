@@ -1,9 +1,9 @@
 //! Group commit: concurrent records are written together (one append per
 //! kind per batch, see [`Storage::append_records`]), and every waiter is
 //! answered once its batch is durable. While one batch is being made durable
-//! the next one forms and is written ([`Storage::append_parallelism`] batches
-//! in flight); batches are answered in order, and a failed batch fails the
-//! batches in flight after it.
+//! the next one forms and, once enough records wait, is written too
+//! ([`Storage::append_parallelism`] batches in flight); batches are answered
+//! in order, and a failed batch fails the batches in flight after it.
 //!
 //! One task owns the commit loop and the idempotency [`KeyIndex`], so
 //! de-duplication needs no locks and has no races: a record whose key is
@@ -167,6 +167,10 @@ impl Committer {
     }
 }
 
+/// Records that must be waiting before a commit starts next to one already
+/// in flight.
+const OVERLAP_MIN_RECORDS: usize = 32;
+
 /// A commit whose storage writes are in flight.
 struct Flight {
     seq: u64,
@@ -205,8 +209,11 @@ async fn commit_loop(
 ) {
     // Up to `depth` commits are in flight at once (the next batch forms and
     // is written while the previous one's fsync runs); they are answered in
-    // order.
+    // order. A commit starts at once when none is in flight; next to one in
+    // flight only once `overlap_min` records wait, since an fsync for a
+    // handful of records costs more than waiting for the running one.
     let depth = storage.append_parallelism().max(1);
+    let overlap_min = OVERLAP_MIN_RECORDS.clamp(1, max_records.max(1));
     let mut state = LoopState {
         storage,
         keys,
@@ -217,29 +224,43 @@ async fn commit_loop(
         metrics,
     };
     let mut in_flight = FuturesOrdered::new();
+    let mut waiting: Vec<Submission> = Vec::new();
+    let mut waiting_records = 0usize;
     let mut open = true;
-    while open || !in_flight.is_empty() {
+    loop {
+        while open && waiting_records < max_records {
+            match rx.try_recv() {
+                Ok(next) => {
+                    waiting_records += next.records.len();
+                    waiting.push(next);
+                }
+                Err(mpsc::error::TryRecvError::Empty) => break,
+                Err(mpsc::error::TryRecvError::Disconnected) => open = false,
+            }
+        }
+        let start = !waiting.is_empty()
+            && (in_flight.is_empty()
+                || (in_flight.len() < depth && waiting_records >= overlap_min));
+        if start {
+            in_flight.push_back(state.start(std::mem::take(&mut waiting)));
+            waiting_records = 0;
+            continue;
+        }
+        if !open && in_flight.is_empty() {
+            break;
+        }
+        // Never both disabled: with nothing in flight, either records wait
+        // (started above) or the queue is open and below the limit.
         tokio::select! {
             biased;
             Some(done) = in_flight.next(), if !in_flight.is_empty() => state.finish(done),
-            first = rx.recv(), if open && in_flight.len() < depth => {
-                let Some(first) = first else {
-                    open = false;
-                    continue;
-                };
-                let mut count = first.records.len();
-                let mut batch = vec![first];
-                while count < max_records {
-                    match rx.try_recv() {
-                        Ok(next) => {
-                            count += next.records.len();
-                            batch.push(next);
-                        }
-                        Err(_) => break,
-                    }
+            next = rx.recv(), if open && waiting_records < max_records => match next {
+                Some(next) => {
+                    waiting_records += next.records.len();
+                    waiting.push(next);
                 }
-                in_flight.push_back(state.start(batch));
-            }
+                None => open = false,
+            },
         }
     }
 }
@@ -533,11 +554,13 @@ mod tests {
         while storage.calls.load(Ordering::SeqCst) < 1 {
             tokio::task::yield_now().await;
         }
-        // Commit 2 repeats key a (answered with commit 1's id) and adds b;
-        // its own write succeeds at once.
+        // Commit 2 repeats key a (answered with commit 1's id) and adds b and
+        // enough others to start next to commit 1; its own write succeeds at once.
         let second = {
             let c = committer.clone();
-            tokio::spawn(async move { c.commit(vec![record("a"), record("b")]).await })
+            let mut records = vec![record("a"), record("b")];
+            records.extend((0..OVERLAP_MIN_RECORDS).map(|i| record(&format!("c{i}"))));
+            tokio::spawn(async move { c.commit(records).await })
         };
         while storage.calls.load(Ordering::SeqCst) < 2 {
             tokio::task::yield_now().await;
