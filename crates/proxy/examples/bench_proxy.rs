@@ -5,6 +5,9 @@
 //! recorder (HTTP/1.1 `/v2/event`, answers 200 at once: this measures the
 //! proxy, not a recorder's storage), the real recorder client, and the proxy.
 //!
+//! Each table also has a bare hyper reverse proxy (no identity, no events):
+//! the cost of any HTTP/1.1 proxy hop on the same machine.
+//!
 //! Two upstreams, one table each:
 //! * a **no-op** API server that answers a fixed pod at once: the harshest
 //!   baseline, where the proxy's own HTTP hop is most of the work;
@@ -209,6 +212,50 @@ fn arg(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
+/// A bare HTTP/1.1 reverse proxy (hyper server + pooled hyper client, no
+/// identity, no events, no header rewriting): the floor any proxy hop costs
+/// on this machine, for comparison with kubescribe's.
+async fn start_bare_proxy(upstream: SocketAddr) -> SocketAddr {
+    let (listener, addr) = bind().await;
+    let client: hyper_util::client::legacy::Client<_, Incoming> =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build_http();
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            let _ = tcp.set_nodelay(true);
+            let client = client.clone();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+                    let client = client.clone();
+                    async move {
+                        let (mut parts, body) = req.into_parts();
+                        let path = parts
+                            .uri
+                            .path_and_query()
+                            .map(|p| p.as_str().to_owned())
+                            .unwrap_or_else(|| "/".into());
+                        parts.uri = format!("http://{upstream}{path}")
+                            .parse()
+                            .unwrap_or_else(|e| panic!("uri: {e}"));
+                        let resp = client
+                            .request(Request::from_parts(parts, body))
+                            .await
+                            .unwrap_or_else(|e| panic!("upstream: {e}"));
+                        Ok::<_, Infallible>(resp)
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(tcp), svc)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
 /// The proxy's own credential upstream (allowed to impersonate in the simulator).
 const PROXY_TOKEN: &str = "bench-token";
 /// A direct caller's credential for the simulator.
@@ -270,6 +317,19 @@ async fn table(
         "| direct | {direct_rps:.0} | 100% | {:.0} µs | {:.0} µs | – | – |",
         micros(pct(&direct_seq, 0.5)),
         micros(pct(&direct_seq, 0.99))
+    );
+    let bare = start_bare_proxy(api_addr).await;
+    let _ = load(bare, 1000, concurrency, direct_token).await;
+    let (lat, _) = load(bare, seq, 1, direct_token).await;
+    let (_, wall) = load(bare, total, concurrency, direct_token).await;
+    let rps = total as f64 / wall.as_secs_f64();
+    println!(
+        "| bare hyper proxy (floor) | {rps:.0} | {:.0}% | {:.0} µs | {:.0} µs | {:.0} µs | {:.0} µs |",
+        100.0 * rps / direct_rps,
+        micros(pct(&lat, 0.5)),
+        micros(pct(&lat, 0.99)),
+        micros(pct(&lat, 0.5)) - micros(pct(&direct_seq, 0.5)),
+        micros(pct(&lat, 0.99)) - micros(pct(&direct_seq, 0.99)),
     );
     for (name, grant) in configs {
         let proxy = start_proxy(dir, &name.replace(' ', "-"), &grant, api_addr).await;
