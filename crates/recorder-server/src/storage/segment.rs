@@ -111,6 +111,23 @@ impl Segments {
         lanes[0].lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Closes the segments of idle `kind` lanes that belong to an earlier
+    /// partition than `partition` (their hour is over).
+    fn seal_idle_lanes(&self, kind: RecordKind, partition: &str) {
+        let first = kind_index(kind) * self.per_kind;
+        for lane in &self.lanes[first..first + self.per_kind] {
+            // The caller's own lane is locked: `try_lock` skips it.
+            let Ok(mut idle) = lane.try_lock() else {
+                continue;
+            };
+            if idle.as_ref().is_some_and(|o| o.partition != partition) {
+                if let Some(closed) = idle.take() {
+                    seal(&closed.file, &closed.path);
+                }
+            }
+        }
+    }
+
     /// Appends the `kind` records of commit `batch` and returns once they are
     /// durable. `create` makes the directory of a new segment (durably).
     pub fn append(
@@ -133,7 +150,10 @@ impl Segments {
         }
         let open = match lane.as_mut() {
             Some(open) => open,
-            None => lane.insert(create(root, kind, batch, partition, create_dir)?),
+            None => {
+                self.seal_idle_lanes(kind, &partition);
+                lane.insert(create(root, kind, batch, partition, create_dir)?)
+            }
         };
         if let Err(e) = open.file.write_all(data) {
             // Take back the partial write so the segment ends in whole lines,
@@ -374,6 +394,43 @@ mod tests {
         assert_eq!(find(b"abc", b"abcd", 0), None);
         assert!(is_record_head(b"{\"type\":\"kubernetes-api-request\","));
         assert!(!is_record_head(b"{\"type\":\"x\",\"kubescribe\":{"));
+    }
+
+    fn batch_at(secs: u64) -> Uuid {
+        Uuid::new_v7(uuid::Timestamp::from_unix(uuid::NoContext, secs, 0))
+    }
+
+    fn readonly(root: &Path, kind: RecordKind, batch: &Uuid) -> bool {
+        let path = root.join(layout::batch_key(kind, batch).as_str());
+        fs::metadata(path).unwrap().permissions().readonly()
+    }
+
+    #[test]
+    fn the_hours_first_commit_closes_every_idle_lane_of_the_last_hour() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let segments = Segments::new(DEFAULT_SEGMENT_MAX_BYTES, 2);
+        let mkdir = |d: &Path| fs::create_dir_all(d).map_err(io_err("mkdir", d));
+        let kind = RecordKind::Event;
+        // 2026-11-28 10:59:00 and 10:59:01 in two lanes, then 11:00:00.
+        let (a, b, c) = (
+            batch_at(1_795_863_540),
+            batch_at(1_795_863_541),
+            batch_at(1_795_863_600),
+        );
+        segments.append(root, kind, &a, b"{}\n", mkdir).unwrap();
+        {
+            let _busy = segments.lanes[0].lock().unwrap();
+            segments.append(root, kind, &b, b"{}\n", mkdir).unwrap();
+        }
+        assert!(!readonly(root, kind, &a) && !readonly(root, kind, &b));
+        segments.append(root, kind, &c, b"{}\n", mkdir).unwrap();
+        assert!(readonly(root, kind, &a), "rolled over");
+        assert!(
+            readonly(root, kind, &b),
+            "idle lane of the last hour closed"
+        );
+        assert!(!readonly(root, kind, &c));
     }
 
     #[test]
