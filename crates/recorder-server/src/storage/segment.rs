@@ -24,7 +24,7 @@
 //!   Like session recovery, this assumes one recorder per directory.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, TryLockError};
 
@@ -310,21 +310,8 @@ pub fn recover(root: &Path) -> Result<Vec<(String, Recovered)>, StorageError> {
     Ok(repaired)
 }
 
-fn find(hay: &[u8], needle: &[u8], from: usize) -> Option<usize> {
-    let first = *needle.first()?;
-    let mut at = from;
-    while at + needle.len() <= hay.len() {
-        let p = at + hay[at..].iter().position(|b| *b == first)?;
-        if hay.get(p..p + needle.len()) == Some(needle) {
-            return Some(p);
-        }
-        at = p + 1;
-    }
-    None
-}
-
-/// Whether `prefix` (a line up to its `"id":"`) is exactly `{"type":"<t>",`:
-/// the match is the record's own id, not a nested field.
+/// Whether `prefix` (a line up to its first comma) is exactly
+/// `{"type":"<t>",`, the head of every stored record.
 fn is_record_head(prefix: &[u8]) -> bool {
     prefix.starts_with(b"{\"type\":\"")
         && prefix.ends_with(b"\",")
@@ -358,27 +345,33 @@ pub fn read_record(
         }
     }
     candidates.sort_by_key(|c| std::cmp::Reverse(c.0));
-    let needle = format!("\"id\":\"{id}\"");
+    // Read line by line: memory stays at one line (bounded by the ingest
+    // limit), whatever the segment's size.
+    let own_id = format!("\"id\":\"{id}\"");
+    let mut line = Vec::new();
     for (_, path) in candidates {
-        let data = match fs::read(&path) {
-            Ok(data) => Bytes::from(data),
+        let file = match File::open(&path) {
+            Ok(file) => file,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(io_err("read segment", &path)(e)),
+            Err(e) => return Err(io_err("open segment", &path)(e)),
         };
-        let mut from = 0;
-        while let Some(p) = find(&data, needle.as_bytes(), from) {
-            let start = data[..p]
-                .iter()
-                .rposition(|b| *b == b'\n')
-                .map_or(0, |n| n + 1);
-            let end = data[p..]
-                .iter()
-                .position(|b| *b == b'\n')
-                .map_or(data.len(), |n| p + n);
-            if is_record_head(&data[start..p]) && data.get(end) == Some(&b'\n') {
-                return Ok(Some(data.slice(start..end)));
+        let mut reader = BufReader::with_capacity(256 * 1024, file);
+        loop {
+            line.clear();
+            let n = reader
+                .read_until(b'\n', &mut line)
+                .map_err(io_err("read segment", &path))?;
+            if n == 0 || line.last() != Some(&b'\n') {
+                break; // the end, or a line still being written
             }
-            from = p + 1;
+            // A record's own id is the key right after its `type`.
+            let Some(comma) = line.iter().position(|b| *b == b',') else {
+                continue;
+            };
+            if is_record_head(&line[..=comma]) && line[comma + 1..].starts_with(own_id.as_bytes()) {
+                line.pop();
+                return Ok(Some(Bytes::from(std::mem::take(&mut line))));
+            }
         }
     }
     Ok(None)
@@ -389,9 +382,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn find_and_record_head() {
-        assert_eq!(find(b"abcabd", b"abd", 0), Some(3));
-        assert_eq!(find(b"abc", b"abcd", 0), None);
+    fn record_head() {
         assert!(is_record_head(b"{\"type\":\"kubernetes-api-request\","));
         assert!(!is_record_head(b"{\"type\":\"x\",\"kubescribe\":{"));
     }
