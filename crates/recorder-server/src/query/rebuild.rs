@@ -115,7 +115,9 @@ pub async fn rebuild(
             }
             if !index.is_full() {
                 let (_, summary) = summarize(&record);
-                entries.push((id, line, summary));
+                // A copy: a slice would keep the whole segment (up to 64 MiB)
+                // in memory for as long as any of its lines is indexed.
+                entries.push((id, Bytes::copy_from_slice(&line), summary));
             }
         }
         index.insert_all(entries);
