@@ -94,18 +94,6 @@ const EVENT_HEAD: &str = concat!("{\"type\":\"", "kubernetes-api-request", "\",\
 /// The start of every stored response record line, up to its `id` value.
 const RESPONSE_HEAD: &str = concat!("{\"type\":\"", "kubescribe-api-response", "\",\"id\":\"");
 
-/// [`event_model::to_go_json`] without its second pass when nothing needs
-/// Go's HTML escaping (the usual case): the same bytes, one copy fewer.
-fn go_json_line(record: &Record) -> Result<Vec<u8>, PrepareError> {
-    let mut line = Vec::with_capacity(1024);
-    serde_json::to_writer(&mut line, record).map_err(|e| PrepareError::Encode(e.to_string()))?;
-    if line.iter().any(|b| matches!(b, b'<' | b'>' | b'&' | 0xE2)) {
-        line = event_model::go_escape_html(&line);
-    }
-    line.push(b'\n');
-    Ok(line)
-}
-
 /// [`summarize`] for a record that is no longer needed (moves, no copies).
 fn summarize_owned(record: Record) -> Summary {
     match record {
@@ -145,7 +133,7 @@ pub fn prepare(bytes: &[u8], uploader: &Uploader) -> Result<Prepared, PrepareErr
         Record::Event(_) => (RecordKind::Event, EVENT_HEAD),
         Record::Response(_) => (RecordKind::Response, RESPONSE_HEAD),
     };
-    let line = go_json_line(&record)?;
+    let line = event_model::to_go_json(&record).map_err(|e| PrepareError::Encode(e.to_string()))?;
     if !line.starts_with(head.as_bytes()) || line.get(head.len()) != Some(&b'"') {
         return Err(PrepareError::Encode("unexpected field order".into()));
     }
