@@ -40,8 +40,11 @@ pub fn proxy_throughput() -> Result<()> {
     ]))
 }
 
-/// Runs the recorder ingest benchmark (`crates/recorder-server/examples/bench_ingest.rs`),
-/// release build: 5 s per phase, batches of 100, in a temporary directory.
+/// Runs the recorder ingest benchmark (`crates/recorder-server/examples/bench_ingest.rs`,
+/// in-process hyper senders, single POSTs and batches), then, when `wrk` is
+/// installed (`apt-get install wrk`), single POSTs from wrk (64 connections)
+/// against the release `kubescribe-recorder` binary: a load generator that
+/// costs the 2 shared cores less than the in-process one.
 pub fn ingest_throughput() -> Result<()> {
     exec(cargo().args([
         "run",
@@ -50,5 +53,57 @@ pub fn ingest_throughput() -> Result<()> {
         "kubescribe-recorder",
         "--example",
         "bench_ingest",
-    ]))
+    ]))?;
+    if !crate::cmd::on_path("wrk") {
+        eprintln!("wrk is not installed: skipping the wrk run (apt-get install wrk)");
+        return Ok(());
+    }
+    exec(cargo().args(["build", "--release", "-p", "kubescribe-recorder"]))?;
+    wrk_single_posts()
+}
+
+const WRK_TOKEN: &str = "xtask-bench-ingest-token-0123456789";
+const WRK_PORT: u16 = 18_181;
+
+fn wrk_single_posts() -> Result<()> {
+    let dir = std::env::temp_dir().join(format!("kubescribe-bench-ingest-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let write = |name: &str, text: &str| {
+        std::fs::write(dir.join(name), text).map_err(|e| format!("{name}: {e}"))
+    };
+    write("token", WRK_TOKEN)?;
+    let event = r#"{"type":"kubernetes-api-request","id":"","timestamp":1767225600,"userAgent":"kubectl/v1.35.0","request":{"method":"GET","path":"/api/v1/namespaces/default/pods/web-1","body":"","queryParameters":{}},"kubernetes":{"IsResourceRequest":true,"Path":"/api/v1/namespaces/default/pods/web-1","Verb":"get","APIPrefix":"api","APIGroup":"","APIVersion":"v1","Namespace":"default","Resource":"pods","Subresource":"","Name":"web-1","Parts":["pods","web-1"],"FieldSelector":"","LabelSelector":""},"source":{"node":"laptop.tail1234.ts.net","nodeID":"nAbC123CNTRL","nodeUserID":4242,"nodeUser":"alice@example.com"},"destination":{"node":"","nodeID":""}}"#;
+    write(
+        "post.lua",
+        &format!(
+            "wrk.method = \"POST\"\nwrk.headers[\"Content-Type\"] = \"application/json\"\n\
+             wrk.headers[\"Authorization\"] = \"Bearer {WRK_TOKEN}\"\nwrk.body = '{event}'\n\
+             done = function(summary, latency, requests)\n  io.write(string.format(\"errors or non-2xx: %d\\n\", \
+             summary.errors.status + summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout))\nend\n"
+        ),
+    )?;
+    let mut recorder = std::process::Command::new(
+        crate::cmd::workspace_root().join("target/release/kubescribe-recorder"),
+    )
+    .arg("--listen")
+    .arg(format!("127.0.0.1:{WRK_PORT}"))
+    .arg("--dst")
+    .arg(dir.join("data"))
+    .arg("--upload-token-file")
+    .arg(dir.join("token"))
+    .stderr(std::process::Stdio::null())
+    .spawn()
+    .map_err(|e| format!("could not start kubescribe-recorder: {e}"))?;
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    eprintln!("single POST /v2/event from wrk, 64 connections, 5 s; every 2xx is a durable event:");
+    let result = exec(
+        std::process::Command::new("wrk")
+            .args(["-t2", "-c64", "-d5s", "-s"])
+            .arg(dir.join("post.lua"))
+            .arg(format!("http://127.0.0.1:{WRK_PORT}/v2/event")),
+    );
+    let _ = recorder.kill();
+    let _ = recorder.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+    result
 }

@@ -35,6 +35,10 @@ use kubescribe_proxy::upstream::{Credential, UpstreamSpec};
 use kubescribe_proxy::{Components, PassThrough};
 use tokio::net::{TcpListener, TcpStream};
 
+/// The same allocator as the binaries.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 type Res = Response<Full<Bytes>>;
 
 async fn serve(listener: TcpListener, f: fn(&Request<Incoming>) -> Res) {

@@ -18,6 +18,10 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use kubescribe_recorder::storage::disk::DiskStorage;
 
+/// The same allocator as the binaries.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const SENDERS: usize = 64;
 
 fn event(sender: usize, i: u64) -> String {
