@@ -218,7 +218,18 @@ pub async fn start(
             Mode::Noauth => "no proxy credentials; caller's Authorization passes through",
         }
     );
-    tracing::info!("identity source: {}", config.identity);
+    tracing::info!(
+        "identity source: {} ({})",
+        config.identity,
+        if config.whois_cache_ttl.is_zero() {
+            "asked on every request".to_owned()
+        } else {
+            format!(
+                "answers reused for {} s per caller address, --whois-cache-ttl",
+                config.whois_cache_ttl.as_secs()
+            )
+        }
+    );
     tracing::info!("upstream: {}", upstream.description());
     tracing::info!(
         "event policy: per caller grant (recorderAddrs, enforceRecorder → fail closed, enableEvents){}; request bodies captured up to {} bytes",
