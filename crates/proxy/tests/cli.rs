@@ -147,6 +147,7 @@ fn starts_logs_what_it_does_and_stops_cleanly_on_sigterm() {
         "admin endpoints on http://127.0.0.1:",
         "mode: auth",
         "identity source: identity file",
+        "answers reused for 5 s per caller address",
         "upstream: http://127.0.0.1:9",
         "event policy:",
         "SIGTERM received",
