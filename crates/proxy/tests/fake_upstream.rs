@@ -427,17 +427,7 @@ async fn exec_upgrade_passes_through_both_ways() {
     )
     .await
     .unwrap();
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        assert_eq!(
-            tcp.read(&mut byte).await.unwrap(),
-            1,
-            "response head cut short"
-        );
-        head.push(byte[0]);
-    }
-    let head = String::from_utf8(head).unwrap().to_ascii_lowercase();
+    let head = read_head(&mut tcp).await.to_ascii_lowercase();
     assert!(head.starts_with("http/1.1 101"), "{head}");
     assert!(head.contains("upgrade: spdy/3.1"), "{head}");
     assert!(
@@ -752,16 +742,8 @@ async fn a_resolved_caller_is_reused_on_its_connection_within_the_ttl() {
     );
 }
 
-/// Opens an exec upgrade through the proxy and reads the 101 head.
-async fn open_exec(proxy: SocketAddr) -> TcpStream {
-    let mut tcp = TcpStream::connect(proxy).await.unwrap();
-    tcp.write_all(
-        b"POST /api/v1/namespaces/default/pods/web-0/exec?command=sh&stdin=true HTTP/1.1\r\n\
-          Host: kubernetes\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\n\
-          X-Stream-Protocol-Version: v4.channel.k8s.io\r\nContent-Length: 0\r\n\r\n",
-    )
-    .await
-    .unwrap();
+/// Reads a response head byte by byte (so nothing after it is consumed).
+async fn read_head(tcp: &mut TcpStream) -> String {
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
@@ -772,11 +754,21 @@ async fn open_exec(proxy: SocketAddr) -> TcpStream {
         );
         head.push(byte[0]);
     }
-    assert!(
-        head.starts_with(b"HTTP/1.1 101"),
-        "{}",
-        String::from_utf8_lossy(&head)
-    );
+    String::from_utf8(head).unwrap()
+}
+
+/// Opens an exec upgrade through the proxy and reads the 101 head.
+async fn open_exec(proxy: SocketAddr) -> TcpStream {
+    let mut tcp = TcpStream::connect(proxy).await.unwrap();
+    tcp.write_all(
+        b"POST /api/v1/namespaces/default/pods/web-0/exec?command=sh&stdin=true HTTP/1.1\r\n\
+          Host: kubernetes\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\n\
+          X-Stream-Protocol-Version: v4.channel.k8s.io\r\nContent-Length: 0\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let head = read_head(&mut tcp).await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
     tcp
 }
 
