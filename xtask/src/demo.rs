@@ -26,7 +26,7 @@ pub fn run() -> Result<()> {
     exec(cargo().args([
         "build",
         "-p",
-        "kube-sim",
+        "kubescribe-kube-sim",
         "-p",
         "kubescribe-recorder",
         "-p",

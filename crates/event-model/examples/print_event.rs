@@ -1,6 +1,6 @@
 //! Builds an event as kubescribe's proxy does and prints it as Go would.
 //!
-//! `cargo run -p event-model --example print_event`
+//! `cargo run -p kubescribe-event-model --example print_event`
 
 use event_model::{to_go_json, Event, Extension, Request, RequestInfo, Source};
 

@@ -1,7 +1,7 @@
 //! `requestinfo`: Kubernetes request info for JSON lines on stdin.
 //!
 //! ```text
-//! $ echo '{"method":"GET","url":"/api/v1/pods?watch=1"}' | cargo run -q -p k8s-request-parse --example requestinfo
+//! $ echo '{"method":"GET","url":"/api/v1/pods?watch=1"}' | cargo run -q -p kubescribe-k8s-request-parse --example requestinfo
 //! {"IsResourceRequest":true,"Path":"/api/v1/pods","Verb":"watch",...,"Parts":["pods"],"FieldSelector":"","LabelSelector":"","error":null}
 //! ```
 //!

@@ -113,7 +113,7 @@ fn example_binary() -> Option<PathBuf> {
 fn example_binary_end_to_end() {
     let Some(binary) = example_binary() else {
         eprintln!(
-            "SKIPPED: the requestinfo example is not built (run `cargo test -p k8s-request-parse`, which builds examples)"
+            "SKIPPED: the requestinfo example is not built (run `cargo test -p kubescribe-k8s-request-parse`, which builds examples)"
         );
         return;
     };

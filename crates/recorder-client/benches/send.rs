@@ -1,7 +1,7 @@
 //! Event send benchmark against an in-process, non-fsyncing fake recorder on
 //! loopback: latency percentiles of one synchronous send (p50/p99) and
 //! throughput (events/s) with many concurrent senders, with and without
-//! batching. Run: `cargo bench -p recorder-client --bench send`.
+//! batching. Run: `cargo bench -p kubescribe-recorder-client --bench send`.
 #![allow(clippy::unwrap_used, missing_docs)]
 
 #[path = "../tests/support/mod.rs"]

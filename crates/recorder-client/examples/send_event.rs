@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! kubescribe-recorder --listen 127.0.0.1:8080 --dst /tmp/rec --insecure-allow-any-uploader &
-//! cargo run -p recorder-client --example send_event -- 127.0.0.1:8080
+//! cargo run -p kubescribe-recorder-client --example send_event -- 127.0.0.1:8080
 //! ```
 //!
 //! With no recorder listening, fail open forwards (and spools the event in

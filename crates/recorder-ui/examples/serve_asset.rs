@@ -1,7 +1,7 @@
 //! Shows what the recorder does with a request path: look the asset up,
 //! then send its body with the recommended headers.
 //!
-//! `cargo run -p recorder-ui --example serve_asset -- /ui/events/e-…-0`
+//! `cargo run -p kubescribe-recorder-ui --example serve_asset -- /ui/events/e-…-0`
 
 fn main() {
     let path = std::env::args()

@@ -1,7 +1,7 @@
 //! Throughput of the recording tap on a large stdout stream (like `cat` of a
 //! big file through `kubectl exec`), against a memcpy-only passthrough.
 //!
-//! Run with `cargo bench -p session-recording --bench throughput`.
+//! Run with `cargo bench -p kubescribe-session-recording --bench throughput`.
 
 use bytes::Bytes;
 use criterion::{criterion_main, Criterion, Throughput};

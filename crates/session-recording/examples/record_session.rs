@@ -4,7 +4,7 @@
 //! terminal size and a command on stdin, the "server" answers on stdout, and
 //! the cast lines arrive on the channel the upload task would drain.
 //!
-//! Run with `cargo run -p session-recording --example record_session`.
+//! Run with `cargo run -p kubescribe-session-recording --example record_session`.
 
 use event_model::{CastHeader, CastKubernetes};
 use session_recording::ws::frame::{encode_frame, Opcode};

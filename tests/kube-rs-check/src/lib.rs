@@ -7,6 +7,6 @@
 //! selector), gets and deletes pods and runs `exec` over WebSocket with and without
 //! stdin, asserting what the simulator's request log saw.
 //!
-//! Run it with `cargo test -p kube-sim-kube-rs`.
+//! Run it with `cargo test -p kubescribe-kube-rs-check`.
 //!
 //! [kube-rs]: https://kube.rs

@@ -1,6 +1,6 @@
 //! Starts a simulator, writes a kubeconfig, waits for Ctrl-C, then prints what it saw.
 //!
-//! `cargo run -p kube-sim --example start` then, in another shell,
+//! `cargo run -p kubescribe-kube-sim --example start` then, in another shell,
 //! `kubectl --kubeconfig /tmp/kube-sim-example.kubeconfig get pods`.
 
 use kube_sim::{Credentials, KubeSim, SimConfig};
