@@ -1,0 +1,18 @@
+//! What every kubescribe binary (`kubescribe-proxy`, `kubescribe-recorder`) does around its core, written
+//! once: loading a rustls server configuration from PEM files, setting up logging, and waiting for the
+//! signal to shut down.
+//!
+//! Layers, bottom to top (none imports another):
+//! - [`tls`]: the crypto provider, PEM certificates and keys, a server configuration with chosen ALPN
+//!   protocols; errors name the flag and file at fault.
+//! - [`logging`]: `--log-format text|json` and `RUST_LOG`, written to standard error.
+//! - [`shutdown`]: a future that completes on SIGTERM or Ctrl-C.
+#![doc = include_str!("../README.md")]
+#![warn(unreachable_pub)]
+
+pub mod logging;
+pub mod shutdown;
+pub mod tls;
+
+pub use logging::LogFormat;
+pub use tls::{TlsError, TlsFiles};
