@@ -74,7 +74,10 @@ pub fn crypto_provider() -> Arc<rustls::crypto::CryptoProvider> {
 }
 
 /// Reads the PEM certificates in a file; `flag` names the file's setting in errors.
-pub fn read_certs(flag: &'static str, path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+pub fn read_certs(
+    flag: &'static str,
+    path: &Path,
+) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     parse_certs(flag, path, &read(flag, path)?)
 }
 
@@ -170,7 +173,10 @@ mod tests {
         let http1 = server_config(&files, Alpn::Http1).expect("http/1.1 config");
         assert_eq!(http1.alpn_protocols, vec![b"http/1.1".to_vec()]);
         let both = server_config(&files, Alpn::H2AndHttp1).expect("h2 config");
-        assert_eq!(both.alpn_protocols, vec![b"h2".to_vec(), b"http/1.1".to_vec()]);
+        assert_eq!(
+            both.alpn_protocols,
+            vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+        );
     }
 
     #[test]
@@ -191,13 +197,31 @@ mod tests {
             key: files.cert.clone(),
         };
         let err = server_config(&swapped, Alpn::Http1).expect_err("swapped");
-        assert!(matches!(err, TlsError::NoCertificate { flag: "--tls-cert", .. }), "{err}");
+        assert!(
+            matches!(
+                err,
+                TlsError::NoCertificate {
+                    flag: "--tls-cert",
+                    ..
+                }
+            ),
+            "{err}"
+        );
         let key_as_cert = TlsFiles {
             cert: files.cert.clone(),
             key: files.cert.clone(),
         };
         let err = server_config(&key_as_cert, Alpn::Http1).expect_err("no key");
-        assert!(matches!(err, TlsError::NoKey { flag: "--tls-key", .. }), "{err}");
+        assert!(
+            matches!(
+                err,
+                TlsError::NoKey {
+                    flag: "--tls-key",
+                    ..
+                }
+            ),
+            "{err}"
+        );
     }
 
     #[test]
