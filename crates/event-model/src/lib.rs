@@ -51,4 +51,4 @@ pub use extension::{BodyCapture, Extension};
 pub use go_json::{go_escape_html, to_go_json};
 pub use k8s_request_parse::RequestInfo;
 pub use record::{Record, RecordError};
-pub use response::{ResponseRecord, RESPONSE_RECORD_TYPE};
+pub use response::{ResponseRecord, KUBESCRIBE_RECORDER_HEADER, RESPONSE_RECORD_TYPE};
