@@ -1,11 +1,6 @@
-//! Session recording uploads: connect ([`connect`]), the two wire versions
-//! ([`v2`] over h2c with acks, [`v1`] legacy), the ack-frame decoder
-//! ([`ack`]), and the [`SessionUpload`] handle the data path pushes into.
-
-pub mod ack;
-pub(crate) mod connect;
-pub(crate) mod v1;
-pub(crate) mod v2;
+//! [`SessionUpload`], the handle the data path pushes cast lines into, and
+//! what both wire versions share: the streaming request body, the state it
+//! shares with the handle, and the final accounting of an upload.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -19,6 +14,7 @@ use http_body::{Body, Frame};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
+use crate::cause::Cause;
 use crate::error::{PushError, UploadError};
 use crate::metrics::Metrics;
 
@@ -145,9 +141,9 @@ impl SessionUpload {
     fn closed_error(&self) -> PushError {
         match &*self.status.borrow() {
             UploadStatus::Failed(e) => PushError::Failed(e.clone()),
-            _ => PushError::Failed(UploadError::Transport(
-                "the recorder connection closed".into(),
-            )),
+            _ => PushError::Failed(UploadError::Transport(Cause::msg(
+                "the recorder connection closed",
+            ))),
         }
     }
 
@@ -168,7 +164,7 @@ impl SessionUpload {
         match result {
             Ok(UploadStatus::Failed(e)) => Some(e),
             Ok(_) => None,
-            Err(_) => Some(UploadError::Transport("upload task ended".into())),
+            Err(_) => Some(UploadError::Transport(Cause::msg("upload task ended"))),
         }
     }
 
@@ -178,10 +174,12 @@ impl SessionUpload {
         self.shared.finishing.store(true, Ordering::Release);
         self.tx = None;
         match self.task.take() {
-            Some(task) => task.await.unwrap_or_else(|e| {
-                Err(UploadError::Transport(format!("upload task failed: {e}")))
-            }),
-            None => Err(UploadError::Transport("upload already finished".into())),
+            Some(task) => task
+                .await
+                .unwrap_or_else(|e| Err(UploadError::Transport(Cause::new(TaskFailed(e))))),
+            None => Err(UploadError::Transport(Cause::msg(
+                "upload already finished",
+            ))),
         }
     }
 }
@@ -194,6 +192,11 @@ impl Drop for SessionUpload {
     }
 }
 
+/// The task supervising an upload panicked or was cancelled.
+#[derive(Debug, thiserror::Error)]
+#[error("upload task failed: {0}")]
+struct TaskFailed(#[source] tokio::task::JoinError);
+
 /// The streaming request body: whatever the data path pushes, until the
 /// sender is dropped.
 pub(crate) struct ChannelBody {
@@ -204,6 +207,12 @@ pub(crate) struct ChannelBody {
 impl ChannelBody {
     pub(crate) fn new(rx: mpsc::Receiver<Bytes>, shared: Arc<Shared>) -> Self {
         Self { rx, shared }
+    }
+
+    /// A body with no data (for the probe).
+    pub(crate) fn empty() -> Self {
+        let (_tx, rx) = mpsc::channel(1);
+        ChannelBody::new(rx, Arc::new(Shared::default()))
     }
 }
 
