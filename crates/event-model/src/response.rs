@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::null_default::null_default;
+use crate::go_serde::null_default;
 
 /// The value of [`ResponseRecord::record_type`].
 pub const RESPONSE_RECORD_TYPE: &str = "kubescribe-api-response";
