@@ -3,11 +3,10 @@
 use std::fmt;
 use std::sync::Arc;
 
-/// A library's error (zlib's, JSON's) inside a [`SpdyError`](crate::spdy::SpdyError)
-/// or [`RecordingError`](crate::RecordingError), shared so that those stay
-/// `Clone` (every reader of a [`RecordingStatus`](crate::RecordingStatus) gets
-/// the failure). Shows as the error itself; two are equal when their messages
-/// are.
+/// A library's error (zlib's, JSON's) inside the SPDY parser's and the
+/// recording's errors, shared so that those stay `Clone` (every reader of a
+/// recording's status gets the failure). Shows as the error itself; two are
+/// equal when their messages are.
 pub struct SharedError<E>(Arc<E>);
 
 impl<E> SharedError<E> {
