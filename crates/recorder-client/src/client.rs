@@ -217,7 +217,8 @@ impl RecorderClient {
     /// Sends a response record in the background (never on the request's
     /// critical path). Only kubescribe recorders receive it; if none among
     /// `recorders` takes it now, it is spooled like an event (and dropped,
-    /// counted, when no address is a kubescribe recorder at all).
+    /// counted, without a spool or when no address is a kubescribe recorder
+    /// at all).
     pub fn send_response_record(&self, recorders: &[SocketAddr], record: &ResponseRecord) {
         let m = &self.inner.metrics;
         m.attempted(RecordKind::Response.label());
