@@ -8,7 +8,7 @@ use serde::ser::SerializeSeq;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Map, Value};
 
-use crate::null_default::null_default;
+use crate::go_serde::{is_zero, null_default};
 
 /// The asciicast format version the header carries.
 pub const ASCIICAST_VERSION: u32 = 2;
@@ -356,8 +356,4 @@ impl<'de> Deserialize<'de> for CastEvent {
         }
         deserializer.deserialize_seq(CastEventVisitor)
     }
-}
-
-fn is_zero(value: &i64) -> bool {
-    *value == 0
 }

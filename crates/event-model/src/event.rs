@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::extension::Extension;
-use crate::null_default::null_default;
+use crate::go_serde::{is_zero, null_default};
 
 /// The value of [`Event::event_type`] for Kubernetes API request events.
 pub const KUBERNETES_API_EVENT_TYPE: &str = "kubernetes-api-request";
@@ -159,8 +159,4 @@ pub struct Destination {
     /// Fields this version does not know, written back out unchanged.
     #[serde(flatten)]
     pub unknown: Map<String, Value>,
-}
-
-fn is_zero(value: &i64) -> bool {
-    *value == 0
 }

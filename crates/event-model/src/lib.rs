@@ -16,6 +16,19 @@
 //! fields from newer senders are kept (see [`Event::unknown`]) and written back
 //! out unchanged, so a store-and-forward hop never loses data.
 //!
+//! # Layers
+//!
+//! Bottom to top; a module imports only from modules listed before it.
+//!
+//! 1. `go_json`: [`to_go_json`], the exact bytes of Go's `json.Encoder`.
+//! 2. `go_serde`, `body`: Go's conventions for serde (`null` as the zero
+//!    value, `omitempty`, `[]byte` as base64).
+//! 3. `extension`: [`Extension`], kubescribe's object on an event.
+//! 4. `event`: [`Event`], the `kubernetes-api-request` record.
+//! 5. `response`: [`ResponseRecord`], kubescribe's response record.
+//! 6. `record`: [`Record`], either of the two, told apart by `type`.
+//! 7. `cast`: the asciicast v2 header and lines of a session recording.
+//!
 //! ```
 //! use event_model::{Event, Record};
 //!
@@ -32,13 +45,14 @@
 //! assert!(wire.ends_with(b"\n"));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+#![warn(unreachable_pub)]
 
 mod body;
 mod cast;
 mod event;
 mod extension;
 mod go_json;
-mod null_default;
+mod go_serde;
 mod record;
 mod response;
 
@@ -51,4 +65,9 @@ pub use extension::{BodyCapture, Extension};
 pub use go_json::{go_escape_html, to_go_json};
 pub use k8s_request_parse::RequestInfo;
 pub use record::{Record, RecordError};
-pub use response::{ResponseRecord, RESPONSE_RECORD_TYPE};
+pub use response::{ResponseRecord, KUBESCRIBE_RECORDER_HEADER, RESPONSE_RECORD_TYPE};
+
+/// The README's example runs as a doc-test.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+mod readme {}

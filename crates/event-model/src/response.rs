@@ -3,10 +3,16 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::null_default::null_default;
+use crate::go_serde::null_default;
 
 /// The value of [`ResponseRecord::record_type`].
 pub const RESPONSE_RECORD_TYPE: &str = "kubescribe-api-response";
+
+/// The response header (value `1`) with which a recorder answering
+/// `HEAD /v2/event` says it is a kubescribe recorder: only such recorders are
+/// sent [`ResponseRecord`]s and batches (`POST /v2/events`). Lower-case, as
+/// HTTP/2 and `http::HeaderName` spell it.
+pub const KUBESCRIBE_RECORDER_HEADER: &str = "x-kubescribe-recorder";
 
 /// The second half of a recorded API request: sent by the proxy once the
 /// response is complete, and joined to its [`Event`](crate::Event) by

@@ -8,7 +8,7 @@ use crate::whois_response::{CapMap, WhoIsResponse};
 
 /// A caller's identity as kubescribe uses it, derived from a [`WhoIsResponse`].
 ///
-/// Which fields go where (tailscale-behaviour §3.1, §11.4):
+/// Which fields go where (`docs/tailscale-protocol.md#event-schema`, `#cast-format`):
 /// * events: `node_name`, `stable_node_id`, and either `tags` (tagged node) or
 ///   `login_name` + `user_id` (untagged node);
 /// * cast headers: `node_user_id` (`Node.User`), not `user_id`;

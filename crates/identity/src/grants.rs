@@ -1,8 +1,9 @@
 //! The `tailscale.com/cap/kubernetes` grant: one [`KubernetesCapRule`] per matching grant rule,
 //! parsed strictly. A rule that does not parse is a [`GrantError`]; callers must refuse the request
-//! rather than fall back to "no policy" (tailscale-behaviour §4.2 step 2, §11.7).
+//! rather than fall back to "no policy" (see `docs/tailscale-protocol.md#capability-grant` and
+//! `#subtleties`).
 //!
-//! Keys are case-sensitive camelCase (§11.1). Go's `encoding/json`, which upstream uses, matches keys
+//! Keys are case-sensitive camelCase. Go's `encoding/json`, which upstream uses, matches keys
 //! case-insensitively, so a key such as `EnforceRecorder` would take effect upstream; to never be
 //! looser than upstream, a key that differs from a known one only by case is an error here, not an
 //! ignored unknown key. Keys that are unknown in every spelling are ignored (forward compatibility).
@@ -19,36 +20,36 @@ use crate::whois_response::CapMap;
 pub const KUBERNETES_CAP: &str = "tailscale.com/cap/kubernetes";
 
 /// The legacy capability name. Honoured for impersonation groups only, and only when
-/// [`KUBERNETES_CAP`] yields no rules (tailscale-behaviour §2.1).
+/// [`KUBERNETES_CAP`] yields no rules (`docs/tailscale-protocol.md#capability-grant`).
 pub const LEGACY_KUBERNETES_CAP: &str = "https://tailscale.com/cap/kubernetes";
 
 /// One grant rule of the Kubernetes capability (Go's `kubetypes.KubernetesCapRule`). All keys are
 /// optional.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct KubernetesCapRule {
+pub(crate) struct KubernetesCapRule {
     /// `impersonate`: Kubernetes groups to impersonate in auth mode.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub impersonate: Option<ImpersonateRule>,
+    pub(crate) impersonate: Option<ImpersonateRule>,
     /// `recorder`: recorder tags as the user wrote them. Control resolves them into
     /// `recorderAddrs`; kubescribe, like upstream, never reads this for policy.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub recorder: Vec<String>,
+    pub(crate) recorder: Vec<String>,
     /// `recorderAddrs`: resolved recorder addresses, in control's order.
     #[serde(rename = "recorderAddrs", skip_serializing_if = "Vec::is_empty")]
-    pub recorder_addrs: Vec<SocketAddr>,
+    pub(crate) recorder_addrs: Vec<SocketAddr>,
     /// `enforceRecorder`: fail closed when recording is impossible.
     #[serde(rename = "enforceRecorder")]
-    pub enforce_recorder: bool,
+    pub(crate) enforce_recorder: bool,
     /// `enableEvents`: also send every API request as an event.
     #[serde(rename = "enableEvents")]
-    pub enable_events: bool,
+    pub(crate) enable_events: bool,
 }
 
 /// The `impersonate` object of a [`KubernetesCapRule`] (Go's `kubetypes.ImpersonateRule`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct ImpersonateRule {
+pub(crate) struct ImpersonateRule {
     /// `groups`: Kubernetes groups to impersonate.
-    pub groups: Vec<String>,
+    pub(crate) groups: Vec<String>,
 }
 
 /// A capability grant that kubescribe cannot interpret. The proxy refuses the caller's request
@@ -98,7 +99,7 @@ pub enum GrantError {
 
 /// Parses every rule of capability `cap` in `caps`, in order. A missing capability yields no
 /// rules. The first rule that does not parse is returned as the error.
-pub fn parse_rules(caps: &CapMap, cap: &str) -> Result<Vec<KubernetesCapRule>, GrantError> {
+pub(crate) fn parse_rules(caps: &CapMap, cap: &str) -> Result<Vec<KubernetesCapRule>, GrantError> {
     let Some(rules) = caps.get(cap) else {
         return Ok(Vec::new());
     };
@@ -111,7 +112,7 @@ pub fn parse_rules(caps: &CapMap, cap: &str) -> Result<Vec<KubernetesCapRule>, G
 
 impl KubernetesCapRule {
     /// Parses one raw rule; `cap` and `index` only label the error.
-    pub fn from_json(cap: &str, index: usize, raw: &Value) -> Result<Self, GrantError> {
+    pub(crate) fn from_json(cap: &str, index: usize, raw: &Value) -> Result<Self, GrantError> {
         let invalid = |reason: String| GrantError::InvalidRule {
             cap: cap.to_owned(),
             index,

@@ -133,12 +133,13 @@ pub enum IdentityFileError {
         limit: usize,
     },
     /// The file is not valid YAML/JSON of the documented shape.
-    #[error("identity file {path} does not parse: {detail}")]
+    #[error("identity file {path} does not parse: {source}")]
     Parse {
         /// The file.
         path: PathBuf,
-        /// The parser's message (with line and column).
-        detail: String,
+        /// The parser's error (with line and column).
+        #[source]
+        source: IdentityFileSyntaxError,
     },
     /// An entry is unusable (matches nothing, or has no node name / user to impersonate).
     #[error("identity file {path}, {entry}: {reason}")]
@@ -172,6 +173,26 @@ pub enum IdentityFileError {
     },
 }
 
+/// Why the text of an identity file does not parse.
+#[derive(Debug, thiserror::Error)]
+pub enum IdentityFileSyntaxError {
+    /// The file is not UTF-8.
+    #[error(transparent)]
+    Utf8(#[from] std::str::Utf8Error),
+    /// The JSON does not parse, or is not of the documented shape.
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+    /// The YAML does not parse, or is not of the documented shape.
+    #[error(transparent)]
+    Yaml(#[from] serde_yaml_ng::Error),
+    /// The YAML nests `[`/`{` deeper than the parser is allowed to go.
+    #[error("more than {max} nested '[' or '{{' (is a bracket unbalanced?)")]
+    TooDeep {
+        /// The deepest nesting accepted.
+        max: usize,
+    },
+}
+
 impl IdentityFile {
     /// Parses and validates a document (YAML, or JSON if it starts with `{`). `path` only labels
     /// errors.
@@ -183,19 +204,23 @@ impl IdentityFile {
                 limit: MAX_IDENTITY_FILE_BYTES,
             });
         }
-        let parse_error = |detail: String| IdentityFileError::Parse {
+        let file = Self::parse_text(bytes).map_err(|source| IdentityFileError::Parse {
             path: path.to_owned(),
-            detail,
-        };
-        let text = std::str::from_utf8(bytes).map_err(|e| parse_error(e.to_string()))?;
-        let file: IdentityFile = if text.trim_start().starts_with('{') {
-            serde_json::from_str(text).map_err(|e| parse_error(e.to_string()))?
-        } else {
-            check_flow_depth(text).map_err(parse_error)?;
-            serde_yaml_ng::from_str(text).map_err(|e| parse_error(e.to_string()))?
-        };
+            source,
+        })?;
         file.validate(path)?;
         Ok(file)
+    }
+
+    /// Parses a document without validating it.
+    fn parse_text(bytes: &[u8]) -> Result<Self, IdentityFileSyntaxError> {
+        let text = std::str::from_utf8(bytes)?;
+        if text.trim_start().starts_with('{') {
+            Ok(serde_json::from_str(text)?)
+        } else {
+            check_flow_depth(text)?;
+            Ok(serde_yaml_ng::from_str(text)?)
+        }
     }
 
     /// Reads, parses and validates the file at `path`.
@@ -524,16 +549,16 @@ async fn reload_task(
 
 /// Rejects YAML whose `[`/`{` nesting exceeds [`MAX_FLOW_DEPTH`] before the parser sees it.
 /// Brackets inside quoted strings are counted too, which can only reject more, never less.
-fn check_flow_depth(text: &str) -> Result<(), String> {
+fn check_flow_depth(text: &str) -> Result<(), IdentityFileSyntaxError> {
     let mut depth = 0usize;
     for byte in text.bytes() {
         match byte {
             b'[' | b'{' => {
                 depth += 1;
                 if depth > MAX_FLOW_DEPTH {
-                    return Err(format!(
-                        "more than {MAX_FLOW_DEPTH} nested '[' or '{{' (is a bracket unbalanced?)"
-                    ));
+                    return Err(IdentityFileSyntaxError::TooDeep {
+                        max: MAX_FLOW_DEPTH,
+                    });
                 }
             }
             b']' | b'}' => depth = depth.saturating_sub(1),

@@ -1,5 +1,5 @@
-//! Auth-mode impersonation (tailscale-behaviour §3.2): strip the client's own credentials, then act
-//! as the caller through `Impersonate-User` / `Impersonate-Group` headers.
+//! Auth-mode impersonation (`docs/tailscale-protocol.md#impersonation`): strip the client's own
+//! credentials, then act as the caller through `Impersonate-User` / `Impersonate-Group` headers.
 
 use http::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION};
 use serde::Serialize;
@@ -15,7 +15,7 @@ const IMPERSONATE_GROUP: &str = "impersonate-group";
 /// Whether a header is a client credential that auth mode removes: `Authorization`,
 /// `Impersonate-User`, `Impersonate-Group`, `Impersonate-Uid` or any `Impersonate-Extra-*`
 /// (case-insensitive).
-pub fn is_client_credential_header(name: &HeaderName) -> bool {
+pub(crate) fn is_client_credential_header(name: &HeaderName) -> bool {
     // `HeaderName`s are stored lower-case.
     let name = name.as_str();
     name == AUTHORIZATION.as_str()
@@ -25,8 +25,9 @@ pub fn is_client_credential_header(name: &HeaderName) -> bool {
         || name.starts_with("impersonate-extra-")
 }
 
-/// Removes every client credential header (see [`is_client_credential_header`]) from a request
-/// that is about to be forwarded in auth mode.
+/// Removes every client credential header (`Authorization`, `Impersonate-User`,
+/// `Impersonate-Group`, `Impersonate-Uid`, any `Impersonate-Extra-*`) from a request that is about
+/// to be forwarded in auth mode.
 pub fn strip_client_credentials(headers: &mut HeaderMap) {
     let doomed: Vec<HeaderName> = headers
         .keys()

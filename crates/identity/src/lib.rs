@@ -15,6 +15,21 @@
 //! Any grant that does not parse is a [`GrantError`], which the proxy turns into a refusal: this
 //! crate never falls back to "no policy" or "no impersonation".
 //!
+//! # Layers
+//!
+//! Bottom to top; a module imports only from modules listed before it.
+//!
+//! 1. `whois_response`: [`WhoIsResponse`], tailscaled's WhoIs JSON, and [`CapMap`].
+//! 2. `caller`: [`Identity`] and [`Caller`], what kubescribe records and authorises on.
+//! 3. `grants`: the `tailscale.com/cap/kubernetes` rules, parsed strictly ([`GrantError`]).
+//! 4. `policy`, `impersonation`, `allow_list`: what the grants and identity mean
+//!    ([`RecorderPolicy`], [`Impersonation`], [`AllowList`]).
+//! 5. `whois`: the [`WhoIs`] seam and [`WhoIsError`].
+//! 6. `cache`: the short-lived cache of WhoIs answers.
+//! 7. `localapi`, `identity_file`: the two WhoIs sources ([`LocalApiWhoIs`],
+//!    [`IdentityFileWhoIs`]).
+//! 8. `explain`: everything the proxy would decide about one peer ([`explain`]).
+//!
 //! ```
 //! use identity::{impersonation_headers, Caller, RecorderPolicy, WhoIsResponse};
 //!
@@ -39,6 +54,8 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+#![warn(unreachable_pub)]
+
 mod allow_list;
 mod cache;
 mod caller;
@@ -54,18 +71,18 @@ mod whois_response;
 pub use allow_list::{AllowList, AllowListError};
 pub use caller::{Caller, Identity};
 pub use explain::{explain, Explanation, Outcome};
-pub use grants::{
-    parse_rules, GrantError, ImpersonateRule, KubernetesCapRule, KUBERNETES_CAP,
-    LEGACY_KUBERNETES_CAP,
-};
+pub use grants::{GrantError, KUBERNETES_CAP, LEGACY_KUBERNETES_CAP};
 pub use identity_file::{
-    IdentityFile, IdentityFileEntry, IdentityFileError, IdentityFileWhoIs, ReloadOptions,
-    MAX_IDENTITY_FILE_BYTES,
+    IdentityFile, IdentityFileEntry, IdentityFileError, IdentityFileSyntaxError, IdentityFileWhoIs,
+    ReloadOptions, MAX_IDENTITY_FILE_BYTES,
 };
-pub use impersonation::{
-    impersonation_headers, is_client_credential_header, strip_client_credentials, Impersonation,
-};
+pub use impersonation::{impersonation_headers, strip_client_credentials, Impersonation};
 pub use localapi::{LocalApiConfig, LocalApiWhoIs, DEFAULT_TAILSCALED_SOCKET};
 pub use policy::RecorderPolicy;
 pub use whois::{peer_from_forwarded_for, WhoIs, WhoIsError};
 pub use whois_response::{CapMap, Node, UserProfile, WhoIsResponse};
+
+/// The README's example runs as a doc-test.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+mod readme {}

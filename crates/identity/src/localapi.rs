@@ -17,6 +17,9 @@ use crate::caller::Caller;
 use crate::whois::{WhoIs, WhoIsError};
 use crate::whois_response::{WhoIsResponse, MAX_DOCUMENT_BYTES};
 
+/// An error behind a bad answer, as [`WhoIsError::BadResponse`] carries it.
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
 /// tailscaled's default LocalAPI socket on Linux.
 pub const DEFAULT_TAILSCALED_SOCKET: &str = "/var/run/tailscale/tailscaled.sock";
 
@@ -115,10 +118,18 @@ impl LocalApiWhoIs {
             peer,
             status,
             detail,
+            source: None,
+        };
+        // The same, caused by `error`, whose message ends the detail.
+        let broken = |status: Option<u16>, what: &str, error: BoxError| WhoIsError::BadResponse {
+            peer,
+            status,
+            detail: format!("{what}: {error}"),
+            source: Some(error),
         };
         let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
-            .map_err(|e| bad(None, format!("HTTP handshake failed: {e}")))?;
+            .map_err(|e| broken(None, "HTTP handshake failed", e.into()))?;
         let _connection = AbortOnDrop(tokio::spawn(async move {
             if let Err(error) = connection.await {
                 tracing::debug!(%error, "LocalAPI connection ended with an error");
@@ -133,26 +144,27 @@ impl LocalApiWhoIs {
             .header(http::header::HOST, LOCALAPI_HOST)
             .header("Sec-Tailscale", "localapi")
             .body(Empty::<Bytes>::new())
-            .map_err(|e| bad(None, format!("cannot build request: {e}")))?;
+            .map_err(|e| broken(None, "cannot build request", e.into()))?;
         let response = sender
             .send_request(request)
             .await
-            .map_err(|e| bad(None, format!("request failed: {e}")))?;
+            .map_err(|e| broken(None, "request failed", e.into()))?;
         let status = response.status();
         let body = Limited::new(response.into_body(), MAX_DOCUMENT_BYTES)
             .collect()
             .await
             .map_err(|e| {
-                bad(
+                broken(
                     Some(status.as_u16()),
-                    format!("reading the answer failed (limit {MAX_DOCUMENT_BYTES} bytes): {e}"),
+                    &format!("reading the answer failed (limit {MAX_DOCUMENT_BYTES} bytes)"),
+                    e,
                 )
             })?
             .to_bytes();
         match status {
             StatusCode::OK => {
                 let response = WhoIsResponse::from_json(&body)
-                    .map_err(|e| bad(Some(200), format!("answer is not a WhoIsResponse: {e}")))?;
+                    .map_err(|e| broken(Some(200), "answer is not a WhoIsResponse", e.into()))?;
                 match response.incomplete() {
                     Some(missing) => {
                         Err(bad(Some(200), format!("answer is incomplete: {missing}")))

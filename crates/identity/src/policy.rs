@@ -1,5 +1,5 @@
 //! The caller's recorder policy: all Kubernetes grant rules merged into one decision
-//! (tailscale-behaviour §2.2, upstream `determineRecorderConfig`).
+//! (`docs/tailscale-protocol.md#merging-grants`, upstream `determineRecorderConfig`).
 
 use std::net::SocketAddr;
 
@@ -43,7 +43,7 @@ impl RecorderPolicy {
 
     /// Merges already parsed rules: addresses concatenated in order, any `enforceRecorder` ⇒ fail
     /// closed, any `enableEvents` ⇒ events on.
-    pub fn merge(rules: &[KubernetesCapRule]) -> Self {
+    pub(crate) fn merge(rules: &[KubernetesCapRule]) -> Self {
         let mut policy = RecorderPolicy::default();
         for rule in rules {
             policy
@@ -65,7 +65,7 @@ impl RecorderPolicy {
     }
 
     /// Whether every request of this caller must be refused because recording is enforced but no
-    /// recorder is available (403 for every API request, tailscale-behaviour §4.2 step 5, §11.6).
+    /// recorder is available (403 for every API request, `docs/tailscale-protocol.md#ordinary-requests`).
     pub fn refuses_everything(&self) -> bool {
         !self.fail_open && self.recorder_addrs.is_empty()
     }

@@ -37,8 +37,8 @@ impl<T: WhoIs + ?Sized> WhoIs for Box<T> {
 }
 
 /// The peer named by an `X-Forwarded-For` value, for the WhoIs fallback on a plain-HTTP listener
-/// (tailscale-behaviour §3.1 step 2): a single `IP`, `IP:port`, `[IPv6]:port` or bare IPv6 (port 0
-/// when absent). Like upstream, a comma-separated list is not supported (`None`).
+/// (`docs/tailscale-protocol.md#whois`): a single `IP`, `IP:port`, `[IPv6]:port` or bare IPv6
+/// (port 0 when absent). Like upstream, a comma-separated list is not supported (`None`).
 pub fn peer_from_forwarded_for(value: &str) -> Option<SocketAddr> {
     let value = value.trim();
     if value.contains(',') {
@@ -53,8 +53,8 @@ pub fn peer_from_forwarded_for(value: &str) -> Option<SocketAddr> {
 }
 
 /// Why a WhoIs lookup failed. The proxy answers every variant with
-/// `500 failed to authenticate caller` (tailscale-behaviour §4.2); the variants exist so that logs
-/// and `kubescribe-proxy whois` tell the operator what to fix.
+/// `500 failed to authenticate caller` (`docs/tailscale-protocol.md#ordinary-requests`); the
+/// variants exist so that logs and `kubescribe-proxy whois` tell the operator what to fix.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum WhoIsError {
@@ -118,6 +118,9 @@ pub enum WhoIsError {
         status: Option<u16>,
         /// What was wrong.
         detail: String,
+        /// The HTTP or JSON error behind it, when there is one.
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
     },
 }
 

@@ -10,8 +10,8 @@ use serde::{Deserialize, Deserializer, Serialize};
 /// Peer capabilities granted to the caller: capability name → one raw JSON value per matching
 /// grant rule, in the order control delivered them (Go's `tailcfg.PeerCapMap`).
 ///
-/// Values stay raw here; [`crate::parse_rules`] and [`crate::RecorderPolicy::from_caps`] interpret
-/// the `tailscale.com/cap/kubernetes` entries.
+/// Values stay raw here; [`crate::RecorderPolicy::from_caps`] and [`crate::impersonation_headers`]
+/// interpret the `tailscale.com/cap/kubernetes` entries.
 pub type CapMap = BTreeMap<String, Vec<serde_json::Value>>;
 
 /// Upper bound on the size of a WhoIs answer or identity file this crate will parse.

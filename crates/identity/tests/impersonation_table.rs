@@ -1,5 +1,6 @@
-//! Mirrors upstream `TestImpersonationHeaders` (tailscale-behaviour §3.2, §10), plus the places
-//! where kubescribe deliberately differs (a bad cap is an error, not an empty header set).
+//! Mirrors upstream `TestImpersonationHeaders` (`docs/tailscale-protocol.md#impersonation`), plus
+//! the places where kubescribe deliberately differs (a bad cap is an error, not an empty header
+//! set).
 #![allow(clippy::unwrap_used)]
 
 use http::header::{HeaderMap, HeaderValue};

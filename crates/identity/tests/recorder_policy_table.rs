@@ -1,4 +1,4 @@
-//! Mirrors upstream `Test_determineRecorderConfig` (tailscale-behaviour §2.2, §10).
+//! Mirrors upstream `Test_determineRecorderConfig` (`docs/tailscale-protocol.md#merging-grants`).
 #![allow(clippy::unwrap_used)]
 
 use std::net::SocketAddr;

@@ -8,12 +8,36 @@
 //! * [`query`] parses query strings with Go's `url.ParseQuery` rules.
 //! * [`cli`] is the line protocol of the `requestinfo` example binary.
 //!
+//! The algorithm is kube-apiserver's, described in `docs/request-info.md`
+//! (`#algorithm`, `#url-handling`, `#list-options`, `#field-selectors`).
+//!
+//! # Layers
+//!
+//! Bottom to top; a module imports only from modules listed before it.
+//!
+//! 1. `go_text`, `escape`, `validation`: Go's text rules (lossy UTF-8,
+//!    `ToLower`, bool and int parsing), percent-unescaping, and Kubernetes
+//!    name validation.
+//! 2. `request_target`: the request-target as Go's server parses it
+//!    ([`TargetError`]).
+//! 3. `path`, [`query`]: the path's segments and the query's pairs.
+//! 4. `label_selector`, `field_selector`: `labels.Parse` and
+//!    `fields.ParseSelector`.
+//! 5. `list_options`: the part of the `ListOptions` decode that request
+//!    info depends on.
+//! 6. `request_info`: [`RequestInfo`], the result, with Go's field names.
+//! 7. `error`: [`RequestInfoError`], kube-apiserver's refusals.
+//! 8. `factory`: [`request_info`], `NewRequestInfo` itself.
+//! 9. [`cli`]: the `requestinfo` line protocol.
+//!
 //! ```
 //! let info = k8s_request_parse::request_info("DELETE", "/apis/apps/v1/namespaces/dev/deployments")?;
 //! assert_eq!(info.verb, "deletecollection");
 //! assert_eq!((info.api_group.as_str(), info.namespace.as_str()), ("apps", "dev"));
 //! # Ok::<(), k8s_request_parse::RequestInfoError>(())
 //! ```
+
+#![warn(unreachable_pub)]
 
 pub mod cli;
 mod error;
@@ -34,7 +58,7 @@ pub use factory::request_info;
 pub use request_info::RequestInfo;
 pub use request_target::TargetError;
 
-/// The README's examples compile and pass as doc-tests.
-#[doc = include_str!("../README.md")]
+/// The README's examples run as doc-tests.
 #[cfg(doctest)]
-pub struct ReadmeDoctests;
+#[doc = include_str!("../README.md")]
+mod readme {}

@@ -1,6 +1,6 @@
 //! The part of kube-apiserver's `ListOptions` decoding that request info
-//! depends on (§3 step 10, §4 of the reference): whether the request is a
-//! watch, and the `metadata.name` a field selector pins.
+//! depends on (`docs/request-info.md#algorithm` and `#list-options`): whether
+//! the request is a watch, and the `metadata.name` a field selector pins.
 //!
 //! Decoding converts `labelSelector` (`labels.Parse`), `fieldSelector`
 //! (`fields.ParseSelector`), `limit` and `timeoutSeconds`

@@ -1,5 +1,6 @@
-//! Behaviours from the reference (§2–§5, §8) beyond the shared vectors,
-//! through the public API.
+//! Behaviours described in `docs/request-info.md` (`#url-handling`,
+//! `#algorithm`, `#list-options`, `#field-selectors`, `#subresources`) beyond
+//! the shared vectors, through the public API.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 

@@ -9,12 +9,14 @@ use prometheus_client::registry::Registry;
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 
+use crate::cause::Cause;
 use crate::config::ClientConfig;
 use crate::error::{AttemptError, ConnectError, DeliveryError, StartError};
 use crate::events::sender::{Sender, SkipDown};
 use crate::events::{redeliver, Delivered};
 use crate::metrics::Metrics;
 use crate::policy::{DropReason, FailurePolicy, Outcome};
+use crate::session::connect::connect_session;
 use crate::session::SessionUpload;
 use crate::spool::{RecordKind, Spool, SpoolRecord};
 
@@ -118,12 +120,14 @@ impl RecorderClient {
     }
 
     /// Records one API request event and says what the proxy must do with
-    /// the request: the whole fail-open / fail-closed decision of
-    /// [`crate::policy`].
+    /// the request: the whole fail-open / fail-closed decision (see
+    /// [`FailurePolicy`]).
     ///
     /// `recorders` are the caller's recorder addresses in order; `url` is the
     /// request target as received (quoted in the 403 message). Under fail
-    /// open an event no recorder took is spooled for redelivery.
+    /// open an event no recorder took is spooled for redelivery when a spool
+    /// is configured ([`ClientConfig::spool`]); without one it is dropped and
+    /// counted.
     #[tracing::instrument(level = "debug", skip_all, fields(policy = %policy, key = event.key().unwrap_or("")))]
     pub async fn record_event(
         &self,
@@ -139,13 +143,8 @@ impl RecorderClient {
             Ok(b) => Bytes::from(b),
             Err(e) => {
                 tracing::error!(error = %e, "cannot serialise event");
-                let error = DeliveryError {
-                    attempts: vec![(
-                        recorders[0],
-                        AttemptError::Transport(format!("cannot serialise event: {e}")),
-                    )],
-                };
-                return policy.event_not_delivered(error, Err(DropReason::Io(e.to_string())));
+                let why = DropReason::Io(e.to_string());
+                return policy.event_not_delivered(serialise_failed(recorders, e), Err(why));
             }
         };
         let m = &self.inner.metrics;
@@ -203,18 +202,7 @@ impl RecorderClient {
         recorders: &[SocketAddr],
         event: &Event,
     ) -> Result<Delivered, DeliveryError> {
-        let body = event_model::to_go_json(event).map_err(|e| DeliveryError {
-            attempts: recorders
-                .first()
-                .map(|a| {
-                    (
-                        *a,
-                        AttemptError::Transport(format!("cannot serialise event: {e}")),
-                    )
-                })
-                .into_iter()
-                .collect(),
-        })?;
+        let body = event_model::to_go_json(event).map_err(|e| serialise_failed(recorders, e))?;
         self.inner
             .sender
             .deliver(
@@ -229,7 +217,8 @@ impl RecorderClient {
     /// Sends a response record in the background (never on the request's
     /// critical path). Only kubescribe recorders receive it; if none among
     /// `recorders` takes it now, it is spooled like an event (and dropped,
-    /// counted, when no address is a kubescribe recorder at all).
+    /// counted, without a spool or when no address is a kubescribe recorder
+    /// at all).
     pub fn send_response_record(&self, recorders: &[SocketAddr], record: &ResponseRecord) {
         let m = &self.inner.metrics;
         m.attempted(RecordKind::Response.label());
@@ -293,7 +282,7 @@ impl RecorderClient {
         &self,
         recorders: &[SocketAddr],
     ) -> Result<SessionUpload, ConnectError> {
-        crate::session::connect::connect_session(recorders, &self.inner.cfg.session).await
+        connect_session(recorders, &self.inner.cfg.session).await
     }
 
     /// The client's counters.
@@ -370,6 +359,24 @@ impl RecorderClient {
         result
     }
 }
+
+/// An event that could not even be serialised, reported as a failed attempt
+/// on the first recorder address (none when there is none).
+fn serialise_failed(recorders: &[SocketAddr], error: serde_json::Error) -> DeliveryError {
+    let error = Cause::new(SerialiseEvent(error));
+    DeliveryError {
+        attempts: recorders
+            .first()
+            .map(|addr| (*addr, AttemptError::Transport(error)))
+            .into_iter()
+            .collect(),
+    }
+}
+
+/// Serialising an event failed (the message keeps the event out of the log).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot serialise event: {0}")]
+struct SerialiseEvent(#[source] serde_json::Error);
 
 impl Drop for Inner {
     fn drop(&mut self) {

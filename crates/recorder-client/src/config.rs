@@ -22,7 +22,8 @@ pub struct ClientConfig {
     /// After a transport error or timeout, a recorder is skipped (reported as
     /// failed without a network round trip) for this long, so that a dead
     /// recorder costs one deadline, not one per request. Under fail open it
-    /// is always skipped (the event goes straight to the spool); under fail
+    /// is always skipped (the event goes straight to the spool, or is dropped
+    /// and counted without one); under fail
     /// closed only while another address is not in back-off (a refusal
     /// costs more than a wait). The spool's redelivery ignores it.
     /// `Duration::ZERO` disables it. Default 1 s.

@@ -6,6 +6,9 @@ use std::time::Duration;
 
 use http::StatusCode;
 
+use crate::ack::AckDecodeError;
+use crate::cause::Cause;
+
 /// Why one attempt to deliver a record to one recorder address failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AttemptError {
@@ -30,10 +33,10 @@ pub enum AttemptError {
     Timeout(Duration),
     /// The TCP connection could not be established.
     #[error("cannot connect to recorder: {0}")]
-    Connect(String),
+    Connect(#[source] Cause),
     /// The connection broke or the HTTP exchange was malformed.
     #[error("HTTP exchange with recorder failed: {0}")]
-    Transport(String),
+    Transport(#[source] Cause),
     /// The recorder failed moments ago and is skipped until its back-off ends.
     #[error("recorder skipped after a failure {ago_ms} ms ago: {last}")]
     RecentlyFailed {
@@ -133,13 +136,16 @@ pub enum ConnectError {
     #[error("{}", join_attempts(.attempts, .budget_exhausted))]
     AllFailed {
         /// `(address, why)` for each address tried.
-        attempts: Vec<(SocketAddr, String)>,
+        attempts: Vec<(SocketAddr, SessionAttemptError)>,
         /// Whether the total connect budget ran out before every address was tried.
         budget_exhausted: Option<Duration>,
     },
 }
 
-fn join_attempts(attempts: &[(SocketAddr, String)], budget: &Option<Duration>) -> String {
+fn join_attempts(
+    attempts: &[(SocketAddr, SessionAttemptError)],
+    budget: &Option<Duration>,
+) -> String {
     let mut out = attempts
         .iter()
         .map(|(addr, err)| format!("recording: error starting recording on \"{addr}\": {err}"))
@@ -154,6 +160,53 @@ fn join_attempts(attempts: &[(SocketAddr, String)], budget: &Option<Duration>) -
         ));
     }
     out
+}
+
+/// Why one recorder address did not take a session upload, mostly in
+/// upstream's wording.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SessionAttemptError {
+    /// The TCP connection was not established within the dial timeout.
+    #[error("dial tcp {addr}: timed out")]
+    DialTimeout {
+        /// The recorder address.
+        addr: SocketAddr,
+    },
+    /// The TCP connection failed.
+    #[error("dial tcp {addr}: {source}")]
+    Dial {
+        /// The recorder address.
+        addr: SocketAddr,
+        /// The connect error.
+        #[source]
+        source: Cause,
+    },
+    /// The HTTP/1.1 handshake of the legacy upload did not complete in time.
+    #[error("recording: HTTP/1.1 handshake timed out")]
+    HandshakeTimeout,
+    /// The upload request could not be built.
+    #[error("cannot build request: {0}")]
+    Request(#[source] Cause),
+    /// The HTTP exchange with the recorder failed.
+    #[error("recording: {0}")]
+    Http(#[source] Cause),
+    /// The recorder answered the upload with a status other than 200.
+    #[error("recording: unexpected status: {0}")]
+    Status(StatusCode),
+    /// The legacy recorder ended the upload before asking for its body.
+    #[error("recording: unexpected EOF")]
+    UnexpectedEof,
+    /// The legacy recorder did not answer `100 Continue` within the
+    /// response timeout.
+    #[error("recording: recorder did not answer 100 Continue in time")]
+    NoContinue,
+    /// The recorder sent no response headers to `POST /v2/record` within the
+    /// response timeout.
+    #[error("recording: no response headers from the recorder in time")]
+    NoResponseHeaders,
+    /// The total connect budget ran out during this attempt.
+    #[error("connect budget exhausted")]
+    BudgetExhausted,
 }
 
 /// A session upload failed after it had connected.
@@ -186,13 +239,13 @@ pub enum UploadError {
     Recorder(String),
     /// The ack stream was malformed. Upstream's wording.
     #[error("recording: unexpected error receiving acks: {0}")]
-    Acks(String),
+    Acks(#[source] AckDecodeError),
     /// The recorder answered with a status other than 200. Upstream's wording.
     #[error("recording: unexpected status: {0}")]
     Status(StatusCode),
     /// The connection to the recorder broke.
     #[error("recording: connection to recorder failed: {0}")]
-    Transport(String),
+    Transport(#[source] Cause),
     /// The recorder ended the upload before the session did.
     #[error("recording: recorder ended the upload before the session ended")]
     EndedEarly,
@@ -228,7 +281,7 @@ pub enum PushError {
     },
     /// The upload has failed; nothing more can be sent.
     #[error("session upload has failed: {0}")]
-    Failed(UploadError),
+    Failed(#[source] UploadError),
     /// The upload was already finished.
     #[error("session upload is already finished")]
     Finished,

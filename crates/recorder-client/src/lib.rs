@@ -1,16 +1,36 @@
 //! Transport from the kubescribe proxy to its recorders, and the decision
-//! whether a request may go through.
+//! whether a request may go through when recording fails.
 //!
 //! * [`RecorderClient`] delivers API request events (`POST /v2/event`) to a
 //!   caller's recorders in order, first success wins, over pooled keep-alive
 //!   connections with a cached `HEAD` probe and a deadline on every attempt.
 //!   Under fail open an undeliverable event goes to a bounded on-disk
-//!   [`spool`] and is redelivered in order once a recorder accepts again.
+//!   [`spool`] when one is configured ([`ClientConfig::spool`]) and is
+//!   redelivered in order once a recorder accepts again; without a spool it
+//!   is dropped and counted.
 //! * [`FailurePolicy`] and [`Outcome`] are what the proxy acts on: forward,
 //!   forward unrecorded, or refuse with Tailscale's status and message.
 //! * [`connect_session`] opens a session upload (`/v2/record` over h2c with
 //!   ack tracking, falling back to the legacy `/record`) and returns a
 //!   [`SessionUpload`] the data path pushes cast lines into.
+//!
+//! # Layers
+//!
+//! Bottom to top; a module imports only from modules listed before it.
+//!
+//! 1. `cause`: [`Cause`], the lower-level error inside this crate's failures.
+//! 2. `ack`: [`AckDecoder`], the recorder's ack-frame stream on `/v2/record`.
+//! 3. `error`: the failures of deliveries, starts and session uploads.
+//! 4. `policy`: the fail-open / fail-closed decision ([`FailurePolicy`],
+//!    [`Outcome`]), a pure function of those failures.
+//! 5. `metrics`: the client's Prometheus counters.
+//! 6. [`spool`]: the on-disk record format and the bounded spool.
+//! 7. `config`: [`ClientConfig`] and its parts.
+//! 8. `events`: event delivery (probe cache, HTTP transport, batching,
+//!    failover, spool redelivery).
+//! 9. `session`: session uploads (the upload handle, dial, v2, v1, connect).
+//! 10. `client`: [`RecorderClient`], which ties events, spool and sessions
+//!     to the policy.
 //!
 //! ```no_run
 //! # async fn demo(event: event_model::Event) -> Result<(), Box<dyn std::error::Error>> {
@@ -25,7 +45,10 @@
 //! }
 //! # Ok(()) }
 //! ```
+#![warn(unreachable_pub)]
 
+mod ack;
+mod cause;
 mod client;
 mod config;
 mod error;
@@ -35,13 +58,22 @@ mod policy;
 mod session;
 pub mod spool;
 
+pub use ack::{AckDecodeError, AckDecoder, AckFrame};
+pub use cause::Cause;
 pub use client::RecorderClient;
 pub use config::{BatchConfig, ClientConfig, SessionOptions};
-pub use error::{AttemptError, ConnectError, DeliveryError, PushError, StartError, UploadError};
+pub use error::{
+    AttemptError, ConnectError, DeliveryError, PushError, SessionAttemptError, StartError,
+    UploadError,
+};
 pub use events::Delivered;
 pub use metrics::Metrics;
 pub use policy::{DropReason, FailurePolicy, Outcome, SessionKind, UnrecordedReason};
-pub use session::ack::{AckDecodeError, AckDecoder, AckFrame};
 pub use session::connect::connect_session;
 pub use session::{SessionProtocol, SessionUpload, UploadStatus, UploadSummary};
 pub use spool::{FsyncPolicy, SpoolConfig, SpoolFullPolicy};
+
+/// The README's example runs as a doc-test.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+mod readme {}

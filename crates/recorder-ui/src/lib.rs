@@ -16,6 +16,15 @@
 //! * [`refused_page`]: the "not authorised" page for a caller the
 //!   recorder's read policy refuses.
 //!
+//! # Layers
+//!
+//! Bottom to top; the three modules do not import each other.
+//!
+//! 1. `headers`: the response headers the recorder adds
+//!    ([`SECURITY_HEADERS`], [`REFUSED_PAGE_HEADERS`]).
+//! 2. `assets`: the embedded files and the path routing ([`asset`]).
+//! 3. `refused`: the "not authorised" page ([`refused_page`]).
+//!
 //! ```
 //! let shell = recorder_ui::asset("/ui/events/e-0190f0c1a2b37c4d8e9f000000000001-0").unwrap();
 //! assert_eq!(shell.content_type, "text/html; charset=utf-8");
@@ -29,6 +38,8 @@
 //! assert!(recorder_ui::asset("/api/v1/events").is_none());
 //! ```
 
+#![warn(unreachable_pub)]
+
 mod assets;
 mod headers;
 mod refused;
@@ -36,3 +47,8 @@ mod refused;
 pub use assets::{asset, Asset, ASCIINEMA_PLAYER_VERSION};
 pub use headers::{REFUSED_PAGE_HEADERS, SECURITY_HEADERS};
 pub use refused::refused_page;
+
+/// The README's example runs as a doc-test.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+mod readme {}

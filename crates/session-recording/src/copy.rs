@@ -11,7 +11,9 @@ use std::io;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 
-use crate::{Direction, RecordingError, SessionRecorder, SinkPressure};
+use crate::error::{Direction, RecordingError};
+use crate::recorder::SessionRecorder;
+use crate::sink::SinkPressure;
 
 /// Default size of each direction's copy buffer.
 pub const DEFAULT_COPY_BUFFER: usize = 64 * 1024;

@@ -4,6 +4,7 @@
 
 use std::fmt;
 
+use crate::shared_error::SharedError;
 use crate::spdy::SpdyError;
 use crate::ws::WsError;
 
@@ -82,7 +83,7 @@ pub enum RecordingError {
     },
     /// The cast header could not be serialised (a bug, not a network condition).
     #[error("the asciicast header could not be encoded: {0}")]
-    HeaderEncoding(String),
+    HeaderEncoding(#[source] SharedError<serde_json::Error>),
 }
 
 impl RecordingError {

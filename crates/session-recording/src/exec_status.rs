@@ -4,7 +4,7 @@
 use serde_json::Value;
 
 /// Most bytes of error-channel data kept; the rest is ignored.
-pub const MAX_ERROR_CHANNEL_BYTES: usize = 64 * 1024;
+pub(crate) const MAX_ERROR_CHANNEL_BYTES: usize = 64 * 1024;
 
 /// What the server said on the error channel when the command ended.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -9,6 +9,27 @@
 //! failures surface in [`RecordingStatus`] for the proxy's fail-open/closed
 //! policy.
 //!
+//! # Layers
+//!
+//! Bottom to top; a module imports only from modules listed before it.
+//!
+//! 1. `shared_error`: [`SharedError`], a library's error kept `Clone`.
+//! 2. [`spdy`], [`ws`]: the wire formats (SPDY/3.1 frames and header blocks,
+//!    RFC 6455 frames) and their errors.
+//! 3. `error`: [`Direction`], [`SinkError`] and [`RecordingError`].
+//! 4. `exec_status`, `resize`: the error channel's final `Status` and the
+//!    resize channel's JSON.
+//! 5. `status`: [`RecordingStatus`], the live health the proxy watches.
+//! 6. `sink`: where cast lines go ([`CastSink`], [`channel_sink`],
+//!    [`MemorySink`]).
+//! 7. `cast`: the asciicast writer (header gating, `o` and `r` lines, UTF-8
+//!    reassembly).
+//! 8. `tap`: the exec/attach protocols read from forwarded bytes (SPDY
+//!    streams, WebSocket channels) as session events.
+//! 9. `recorder`: [`SessionRecorder`], one session's passive tap.
+//! 10. `copy`: [`copy_bidirectional_recorded`], the proxy's copy loop with
+//!     the recorder in it.
+//!
 //! ```
 //! use event_model::{CastHeader, CastKubernetes};
 //! use session_recording::{ws, Clock, MemorySink, Protocol, RecorderOptions, SessionRecorder};
@@ -36,22 +57,31 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-pub mod cast;
+#![warn(unreachable_pub)]
+
+mod cast;
 mod copy;
 mod error;
-pub mod events;
-pub mod exec_status;
+mod exec_status;
 mod recorder;
-pub mod resize;
+mod resize;
+mod shared_error;
 mod sink;
 pub mod spdy;
 mod status;
+mod tap;
 pub mod ws;
 
-pub use cast::{Clock, OutputStream};
+pub use cast::Clock;
 pub use copy::{copy_bidirectional_recorded, CopyOptions, CopySummary, DEFAULT_COPY_BUFFER};
 pub use error::{Direction, RecordingError, SinkError};
 pub use exec_status::ExecStatus;
 pub use recorder::{Protocol, RecorderOptions, SessionRecorder};
+pub use shared_error::SharedError;
 pub use sink::{channel_sink, CastLineReceiver, CastSink, ChannelSink, MemorySink, SinkPressure};
 pub use status::RecordingStatus;
+
+/// The README's example runs as a doc-test.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+mod readme {}

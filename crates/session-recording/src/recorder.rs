@@ -9,14 +9,16 @@ use std::time::Instant;
 use event_model::{CastHeader, TerminalSize};
 
 use crate::cast::{CastWriter, Clock, OutputStream, DEFAULT_MAX_PENDING_BEFORE_HEADER};
-use crate::events::{SessionEvents, StreamKind};
+use crate::error::{Direction, RecordingError};
 use crate::exec_status::ErrorChannelCapture;
 use crate::resize::ResizeDecoder;
+use crate::sink::CastSink;
 use crate::spdy::frame::{encode_data_frame, FLAG_FIN};
-use crate::spdy::tap::{SpdyTap, MAX_STREAMS};
+use crate::status::RecordingStatus;
+use crate::tap::spdy::{SpdyTap, MAX_STREAMS};
+use crate::tap::ws::WsTap;
+use crate::tap::{SessionEvents, StreamKind};
 use crate::ws::frame::{encode_frame, Opcode};
-use crate::ws::tap::WsTap;
-use crate::{CastSink, Direction, RecordingError, RecordingStatus};
 
 /// The streaming protocol the upstream agreed to in its `101 Switching Protocols`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -7,11 +7,11 @@ use event_model::TerminalSize;
 use serde_json::Value;
 
 /// Longest resize object accepted; longer ones are skipped (a real one is ~30 bytes).
-pub const MAX_RESIZE_OBJECT_BYTES: usize = 4096;
+pub(crate) const MAX_RESIZE_OBJECT_BYTES: usize = 4096;
 
 /// Incremental decoder for a stream of concatenated JSON resize objects.
 #[derive(Debug, Default)]
-pub struct ResizeDecoder {
+pub(crate) struct ResizeDecoder {
     buf: Vec<u8>,
     depth: u32,
     in_string: bool,
@@ -22,13 +22,13 @@ pub struct ResizeDecoder {
 
 impl ResizeDecoder {
     /// A decoder at the start of a stream.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::default()
     }
 
     /// Feeds bytes; calls `on_size` for every complete, valid resize object.
     /// Malformed objects and stray bytes are skipped and counted.
-    pub fn feed(&mut self, bytes: &[u8], mut on_size: impl FnMut(TerminalSize)) {
+    pub(crate) fn feed(&mut self, bytes: &[u8], mut on_size: impl FnMut(TerminalSize)) {
         for &b in bytes {
             if self.depth == 0 {
                 match b {
@@ -77,7 +77,8 @@ impl ResizeDecoder {
     }
 
     /// Objects or bytes skipped as not a valid resize message.
-    pub fn invalid_count(&self) -> u64 {
+    #[cfg(test)]
+    pub(crate) fn invalid_count(&self) -> u64 {
         self.invalid
     }
 }
@@ -85,7 +86,7 @@ impl ResizeDecoder {
 /// Parses one resize object, matching `width`/`height` case-insensitively as
 /// Go's `encoding/json` does. A missing field is 0; a value that is not an
 /// integer in `0..=65535` (Go's `uint16`) makes the object invalid.
-pub fn parse_size(object: &[u8]) -> Option<TerminalSize> {
+pub(crate) fn parse_size(object: &[u8]) -> Option<TerminalSize> {
     let Ok(Value::Object(map)) = serde_json::from_slice::<Value>(object) else {
         return None;
     };

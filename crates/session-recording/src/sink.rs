@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use tokio::sync::{mpsc, Notify};
 
-use crate::SinkError;
+use crate::error::SinkError;
 
 /// Receives the asciicast lines of one session, each a complete line ending in `\n`.
 ///

@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::watch;
 
+use crate::error::RecordingError;
 use crate::exec_status::ExecStatus;
-use crate::RecordingError;
 
 /// A cheap, cloneable handle on a recording's state. All methods are non-blocking
 /// except the `async` [`failed`](Self::failed).

@@ -14,7 +14,8 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 
-use super::sender::Transport;
+use super::transport::Transport;
+use crate::cause::Cause;
 use crate::config::BatchConfig;
 use crate::error::AttemptError;
 
@@ -62,16 +63,12 @@ impl Batcher {
                 .clone()
         };
         match queue.try_send(Item { body, reply }) {
-            Ok(()) => wait
-                .await
-                .unwrap_or_else(|_| Err(AttemptError::Transport("batching task ended".into()))),
+            Ok(()) => wait.await.unwrap_or_else(|_| {
+                Err(AttemptError::Transport(Cause::msg("batching task ended")))
+            }),
             Err(
                 mpsc::error::TrySendError::Full(item) | mpsc::error::TrySendError::Closed(item),
-            ) => {
-                self.transport
-                    .post(addr, "/v2/event", "application/json", item.body)
-                    .await
-            }
+            ) => self.transport.post_one(addr, item.body).await,
         }
     }
 
@@ -104,27 +101,17 @@ async fn run(
                 Err(_) => break,
             }
         }
-        let deadline = transport.attempt_timeout();
         let send = async {
             if let [one] = batch.as_slice() {
-                transport
-                    .post(addr, "/v2/event", "application/json", one.body.clone())
-                    .await
+                transport.post_one(addr, one.body.clone()).await
             } else {
-                let mut ndjson = Vec::with_capacity(bytes);
-                for item in &batch {
-                    ndjson.extend_from_slice(&item.body);
-                }
                 tracing::trace!(recorder = %addr, events = batch.len(), "sending event batch");
                 transport
-                    .post(addr, "/v2/events", "application/x-ndjson", ndjson.into())
+                    .post_batch(addr, batch.iter().map(|item| &item.body))
                     .await
             }
         };
-        let result = match tokio::time::timeout(deadline, send).await {
-            Ok(r) => r,
-            Err(_) => Err(AttemptError::Timeout(deadline)),
-        };
+        let result = transport.within_deadline(send).await;
         for item in batch {
             // The submitter may have given up (its own deadline); fine.
             let _ = item.reply.send(result.clone());

@@ -1,10 +1,20 @@
-//! Event and response-record delivery: probe cache, sender with failover,
-//! batching, and redelivery from the spool.
+//! Event and response-record delivery, bottom to top:
+//!
+//! * [`probe_cache`]: per-recorder memory of the `HEAD /v2/event` probe and
+//!   of recent failures;
+//! * [`transport`]: the raw HTTP/1.1 exchanges with one recorder (probe,
+//!   single `POST`, NDJSON batch) under the attempt deadline;
+//! * [`batch`]: coalescing of concurrent events to one kubescribe recorder;
+//! * [`sender`]: one record to the first of a caller's recorders that takes
+//!   it (probe, batch or single `POST`, failover);
+//! * [`redeliver`]: the background task that empties the spool through the
+//!   sender.
 
 pub(crate) mod batch;
 pub(crate) mod probe_cache;
 pub(crate) mod redeliver;
 pub(crate) mod sender;
+pub(crate) mod transport;
 
 use std::net::SocketAddr;
 

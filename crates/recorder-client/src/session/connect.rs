@@ -5,10 +5,11 @@ use std::net::SocketAddr;
 
 use tokio::time::{timeout_at, Instant};
 
+use super::upload::SessionUpload;
+use super::v1;
 use super::v2::{self, Probe};
-use super::{v1, SessionUpload};
 use crate::config::SessionOptions;
-use crate::error::ConnectError;
+use crate::error::{ConnectError, SessionAttemptError};
 
 /// Opens a session upload to the first of `addrs` that accepts one.
 ///
@@ -39,7 +40,7 @@ pub async fn connect_session(
         }
         let result = timeout_at(deadline, attempt(addr, opts, deadline))
             .await
-            .unwrap_or_else(|_| Err("connect budget exhausted".to_owned()));
+            .unwrap_or(Err(SessionAttemptError::BudgetExhausted));
         match result {
             Ok(upload) => {
                 tracing::info!(recorder = %addr, protocol = ?upload.protocol(), "connected to session recorder");
@@ -64,7 +65,7 @@ async fn attempt(
     addr: SocketAddr,
     opts: &SessionOptions,
     deadline: Instant,
-) -> Result<SessionUpload, String> {
+) -> Result<SessionUpload, SessionAttemptError> {
     match v2::probe(addr, opts, deadline).await? {
         Probe::V2(send, conn) => v2::start(addr, send, conn, opts, deadline).await,
         Probe::NotV2(why) => {

@@ -13,24 +13,26 @@ use hyper_util::rt::TokioIo;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::{timeout, timeout_at, Instant};
 
-use super::{
+use super::dial::dial;
+use super::upload::{
     conclude, ChannelBody, SessionProtocol, SessionUpload, Shared, UploadStatus, UploadSummary,
 };
+use crate::cause::Cause;
 use crate::config::SessionOptions;
-use crate::error::UploadError;
+use crate::error::{SessionAttemptError, UploadError};
 
 /// Connects over HTTP/1.1 and waits for `100 Continue`.
 pub(crate) async fn start(
     addr: SocketAddr,
     opts: &SessionOptions,
     deadline: Instant,
-) -> Result<SessionUpload, String> {
-    let tcp = super::v2::dial(addr, opts, deadline).await?;
+) -> Result<SessionUpload, SessionAttemptError> {
+    let tcp = dial(addr, opts, deadline).await?;
     let until = deadline.min(Instant::now() + opts.response_timeout);
     let (mut send, conn) = timeout_at(until, http1::handshake::<_, ChannelBody>(TokioIo::new(tcp)))
         .await
-        .map_err(|_| "recording: HTTP/1.1 handshake timed out".to_owned())?
-        .map_err(|e| format!("recording: {e}"))?;
+        .map_err(|_| SessionAttemptError::HandshakeTimeout)?
+        .map_err(|e| SessionAttemptError::Http(Cause::new(e)))?;
     let conn = tokio::spawn(async move {
         if let Err(e) = conn.await {
             tracing::debug!(error = %e, "HTTP/1.1 connection to recorder ended");
@@ -46,7 +48,7 @@ pub(crate) async fn start(
         .header(header::EXPECT, "100-continue")
         .header(header::TRANSFER_ENCODING, "chunked")
         .body(ChannelBody::new(rx, shared.clone()))
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| SessionAttemptError::Request(Cause::new(e)))?;
     let (continue_tx, continue_rx) = oneshot::channel();
     let continue_tx = Mutex::new(Some(continue_tx));
     hyper::ext::on_informational(&mut req, move |res| {
@@ -67,16 +69,16 @@ pub(crate) async fn start(
         early = &mut response => {
             conn.abort();
             return Err(match early {
-                Ok(Ok(resp)) if resp.status() == StatusCode::OK => "recording: unexpected EOF".to_owned(),
-                Ok(Ok(resp)) => format!("recording: unexpected status: {}", resp.status()),
-                Ok(Err(e)) => format!("recording: {e}"),
-                Err(e) => format!("recording: {e}"),
+                Ok(Ok(resp)) if resp.status() == StatusCode::OK => SessionAttemptError::UnexpectedEof,
+                Ok(Ok(resp)) => SessionAttemptError::Status(resp.status()),
+                Ok(Err(e)) => SessionAttemptError::Http(Cause::new(e)),
+                Err(e) => SessionAttemptError::Http(Cause::new(e)),
             });
         }
         _ = tokio::time::sleep_until(until) => {
             response.abort();
             conn.abort();
-            return Err("recording: recorder did not answer 100 Continue in time".into());
+            return Err(SessionAttemptError::NoContinue);
         }
     }
     let (status_tx, status_rx) = watch::channel(UploadStatus::Running);
@@ -87,8 +89,8 @@ pub(crate) async fn start(
         let result = async {
             let resp = match response.await {
                 Ok(Ok(resp)) => resp,
-                Ok(Err(e)) => return Err(UploadError::Transport(e.to_string())),
-                Err(e) => return Err(UploadError::Transport(e.to_string())),
+                Ok(Err(e)) => return Err(UploadError::Transport(Cause::new(e))),
+                Err(e) => return Err(UploadError::Transport(Cause::new(e))),
             };
             if resp.status() != StatusCode::OK {
                 return Err(UploadError::Status(resp.status()));

@@ -11,17 +11,18 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::client::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::{timeout_at, Instant, MissedTickBehavior};
 
-use super::ack::AckDecoder;
-use super::{
+use super::dial::dial;
+use super::upload::{
     conclude, ChannelBody, SessionProtocol, SessionUpload, Shared, UploadStatus, UploadSummary,
 };
+use crate::ack::{AckDecoder, AckFrame};
+use crate::cause::Cause;
 use crate::config::SessionOptions;
-use crate::error::UploadError;
+use crate::error::{SessionAttemptError, UploadError};
 
 /// What the `HEAD /v2/record` probe found.
 pub(crate) enum Probe {
@@ -31,21 +32,6 @@ pub(crate) enum Probe {
     NotV2(String),
 }
 
-/// Dials `addr` with the dial timeout (bounded by `deadline`).
-pub(crate) async fn dial(
-    addr: SocketAddr,
-    opts: &SessionOptions,
-    deadline: Instant,
-) -> Result<TcpStream, String> {
-    let until = deadline.min(Instant::now() + opts.dial_timeout);
-    let tcp = timeout_at(until, TcpStream::connect(addr))
-        .await
-        .map_err(|_| format!("dial tcp {addr}: timed out"))?
-        .map_err(|e| format!("dial tcp {addr}: {e}"))?;
-    let _ = tcp.set_nodelay(true);
-    Ok(tcp)
-}
-
 /// Probes `HEAD /v2/record` over h2c. A dial failure is an error (the
 /// address is unreachable for v1 too); anything else that is not a 200 over
 /// HTTP/2 means "use v1".
@@ -53,7 +39,7 @@ pub(crate) async fn probe(
     addr: SocketAddr,
     opts: &SessionOptions,
     deadline: Instant,
-) -> Result<Probe, String> {
+) -> Result<Probe, SessionAttemptError> {
     let tcp = dial(addr, opts, deadline).await?;
     let until = deadline.min(Instant::now() + opts.probe_timeout);
     let handshake = http2::Builder::new(TokioExecutor::new())
@@ -79,7 +65,7 @@ pub(crate) async fn probe(
         Ok(req) => req,
         Err(e) => {
             conn.abort();
-            return Err(format!("cannot build probe request: {e}"));
+            return Err(SessionAttemptError::Request(Cause::new(e)));
         }
     };
     let probe = async {
@@ -112,7 +98,7 @@ pub(crate) async fn start(
     conn: JoinHandle<()>,
     opts: &SessionOptions,
     deadline: Instant,
-) -> Result<SessionUpload, String> {
+) -> Result<SessionUpload, SessionAttemptError> {
     let capacity = opts.channel_capacity.max(1);
     let (tx, rx) = mpsc::channel(capacity);
     let shared = Arc::new(Shared::default());
@@ -120,7 +106,7 @@ pub(crate) async fn start(
         .method(Method::POST)
         .uri(format!("http://{addr}/v2/record"))
         .body(ChannelBody::new(rx, shared.clone()))
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| SessionAttemptError::Request(Cause::new(e)))?;
     let until = deadline.min(Instant::now() + opts.response_timeout);
     let resp = match timeout_at(until, async {
         send.ready().await?;
@@ -131,16 +117,16 @@ pub(crate) async fn start(
         Ok(Ok(resp)) => resp,
         Ok(Err(e)) => {
             conn.abort();
-            return Err(format!("recording: {e}"));
+            return Err(SessionAttemptError::Http(Cause::new(e)));
         }
         Err(_) => {
             conn.abort();
-            return Err("recording: no response headers from the recorder in time".into());
+            return Err(SessionAttemptError::NoResponseHeaders);
         }
     };
     if resp.status() != StatusCode::OK {
         conn.abort();
-        return Err(format!("recording: unexpected status: {}", resp.status()));
+        return Err(SessionAttemptError::Status(resp.status()));
     }
     let (status_tx, status_rx) = watch::channel(UploadStatus::Running);
     let window = opts.ack_window;
@@ -183,7 +169,7 @@ async fn monitor(
         tokio::select! {
             frame = body.frame() => match frame {
                 None => {
-                    decoder.finish().map_err(|e| UploadError::Acks(e.to_string()))?;
+                    decoder.finish().map_err(UploadError::Acks)?;
                     if !shared.finishing.load(Ordering::Acquire) {
                         return Err(UploadError::EndedEarly);
                     }
@@ -194,16 +180,14 @@ async fn monitor(
                         bytes_acked: Some(acked),
                     });
                 }
-                Some(Err(e)) => return Err(UploadError::Transport(e.to_string())),
+                Some(Err(e)) => return Err(UploadError::Transport(Cause::new(e))),
                 Some(Ok(frame)) => {
                     if let Some(data) = frame.data_ref() {
-                        let frames = decoder
-                            .push(data)
-                            .map_err(|e| UploadError::Acks(e.to_string()))?;
+                        let frames = decoder.push(data).map_err(UploadError::Acks)?;
                         for f in frames {
                             last_frame = Instant::now();
                             match f {
-                                super::ack::AckFrame::Ack(n) => {
+                                AckFrame::Ack(n) => {
                                     let sent = shared.sent.load(Ordering::Relaxed);
                                     if n > sent {
                                         return Err(UploadError::OverAcked { acked: n, sent });
@@ -213,7 +197,7 @@ async fn monitor(
                                         progress_at = last_frame;
                                     }
                                 }
-                                super::ack::AckFrame::Error(msg) => {
+                                AckFrame::Error(msg) => {
                                     return Err(UploadError::Recorder(msg));
                                 }
                             }
@@ -237,13 +221,5 @@ async fn monitor(
                 window,
             });
         }
-    }
-}
-
-impl ChannelBody {
-    /// A body with no data (for the probe).
-    pub(crate) fn empty() -> Self {
-        let (_tx, rx) = mpsc::channel(1);
-        ChannelBody::new(rx, Arc::new(Shared::default()))
     }
 }

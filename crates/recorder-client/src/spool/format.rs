@@ -122,7 +122,7 @@ pub enum TornTail {
 
 /// The result of reading one record.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ReadOutcome {
+pub(crate) enum ReadOutcome {
     /// A valid record and the total frame length it occupied.
     Record(SpoolRecord, u64),
     /// Clean end: no bytes left.
@@ -177,7 +177,7 @@ pub fn encode(record: &SpoolRecord) -> Result<Vec<u8>, EncodeError> {
 /// Reads the next record from `r`. I/O errors other than running out of
 /// bytes are returned as errors; running out of bytes is [`ReadOutcome::End`]
 /// (at a record boundary) or [`ReadOutcome::Torn`] (inside a record).
-pub fn read_record<R: Read>(r: &mut R) -> io::Result<ReadOutcome> {
+pub(crate) fn read_record<R: Read>(r: &mut R) -> io::Result<ReadOutcome> {
     let mut header = [0u8; FRAME_HEADER];
     let got = read_full(r, &mut header)?;
     if got == 0 {
@@ -330,7 +330,8 @@ fn crc32_update(mut state: u32, data: &[u8]) -> u32 {
 }
 
 /// CRC-32 (IEEE) of `data`.
-pub fn crc32(data: &[u8]) -> u32 {
+#[cfg(test)]
+fn crc32(data: &[u8]) -> u32 {
     crc32_update(!0, data) ^ !0
 }
 

@@ -1,5 +1,8 @@
 //! A bounded on-disk spool for records no recorder accepted, so that fail
-//! open loses nothing while a recorder is down.
+//! open loses nothing while a recorder is down. It exists only when
+//! [`ClientConfig::spool`](crate::ClientConfig::spool) is set (the proxy's
+//! `--spool-dir`); without it such records are dropped and counted
+//! (`records_dropped_total{reason="no_spool"}`).
 //!
 //! # Layout
 //!
@@ -102,13 +105,14 @@ pub enum SpoolFullPolicy {
 impl FromStr for SpoolFullPolicy {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "drop-oldest" => Ok(SpoolFullPolicy::DropOldest),
-            "refuse" => Ok(SpoolFullPolicy::Refuse),
-            other => Err(format!(
-                "unknown spool-full policy {other:?}; expected \"drop-oldest\" or \"refuse\""
-            )),
-        }
+        parse_named(
+            "spool-full policy",
+            s,
+            &[
+                ("drop-oldest", SpoolFullPolicy::DropOldest),
+                ("refuse", SpoolFullPolicy::Refuse),
+            ],
+        )
     }
 }
 
@@ -124,32 +128,50 @@ pub enum FsyncPolicy {
 impl FromStr for FsyncPolicy {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "always" => Ok(FsyncPolicy::Always),
-            "never" => Ok(FsyncPolicy::Never),
-            other => Err(format!(
-                "unknown fsync policy {other:?}; expected \"always\" or \"never\""
-            )),
+        parse_named(
+            "fsync policy",
+            s,
+            &[
+                ("always", FsyncPolicy::Always),
+                ("never", FsyncPolicy::Never),
+            ],
+        )
+    }
+}
+
+/// The choice named `name`, or a message saying which names there are.
+fn parse_named<T: Copy>(what: &str, name: &str, choices: &[(&str, T)]) -> Result<T, String> {
+    match choices.iter().find(|(known, _)| *known == name) {
+        Some((_, choice)) => Ok(*choice),
+        None => {
+            let names: Vec<String> = choices
+                .iter()
+                .map(|(known, _)| format!("{known:?}"))
+                .collect();
+            Err(format!(
+                "unknown {what} {name:?}; expected {}",
+                names.join(" or ")
+            ))
         }
     }
 }
 
 /// A position in the spool: segment sequence and byte offset in its file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Position {
+pub(crate) struct Position {
     seq: u64,
     offset: u64,
 }
 
 /// Records read from the spool, not yet committed as delivered.
 #[derive(Debug)]
-pub struct Peeked {
+pub(crate) struct Peeked {
     /// Where the first record starts.
-    pub start: Position,
+    pub(crate) start: Position,
     /// Where the record after the last one starts.
-    pub end: Position,
+    pub(crate) end: Position,
     /// The records, in spool order.
-    pub records: Vec<SpoolRecord>,
+    pub(crate) records: Vec<SpoolRecord>,
 }
 
 #[derive(Debug)]
@@ -176,7 +198,7 @@ struct State {
 
 /// The spool. All methods do blocking file I/O: call them from
 /// `spawn_blocking` in async code.
-pub struct Spool {
+pub(crate) struct Spool {
     cfg: SpoolConfig,
     state: Mutex<State>,
     metrics: Metrics,
@@ -197,7 +219,7 @@ impl Spool {
     /// Opens (or creates) the spool in `cfg.dir`, recovering what a previous
     /// process left: every valid record after the cursor is pending again; a
     /// torn segment tail is skipped.
-    pub fn open(cfg: SpoolConfig, metrics: Metrics) -> io::Result<Self> {
+    pub(crate) fn open(cfg: SpoolConfig, metrics: Metrics) -> io::Result<Self> {
         if cfg.segment_bytes < 64 || cfg.max_bytes < cfg.segment_bytes {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -299,23 +321,24 @@ impl Spool {
     }
 
     /// The spool's configuration.
-    pub fn config(&self) -> &SpoolConfig {
+    pub(crate) fn config(&self) -> &SpoolConfig {
         &self.cfg
     }
 
     /// Records waiting for redelivery.
-    pub fn pending(&self) -> u64 {
+    pub(crate) fn pending(&self) -> u64 {
         self.lock().pending
     }
 
     /// Bytes of segment files on disk.
-    pub fn bytes(&self) -> u64 {
+    #[cfg(test)]
+    pub(crate) fn bytes(&self) -> u64 {
         self.lock().bytes
     }
 
     /// Appends `record`, making room per the full policy. `Ok` means the
     /// record is in the spool (and synced under [`FsyncPolicy::Always`]).
-    pub fn append(&self, record: &SpoolRecord) -> Result<(), DropReason> {
+    pub(crate) fn append(&self, record: &SpoolRecord) -> Result<(), DropReason> {
         let frame = format::encode(record).map_err(|_| DropReason::TooLarge)?;
         let need = frame.len() as u64;
         let magic = SEGMENT_MAGIC.len() as u64;
@@ -436,7 +459,7 @@ impl Spool {
     /// Reads up to `max` consecutive records from the redelivery position
     /// that share the first one's kind and recorder addresses, without
     /// consuming them. `None` when nothing is pending.
-    pub fn peek(&self, max: usize) -> io::Result<Option<Peeked>> {
+    pub(crate) fn peek(&self, max: usize) -> io::Result<Option<Peeked>> {
         let mut st = self.lock();
         let st = &mut *st;
         let active_seq = st.active_segment().seq;
@@ -512,7 +535,7 @@ impl Spool {
     /// Marks the records of `peeked` as delivered: advances the cursor (and
     /// persists it), and deletes segments that are wholly delivered. Does
     /// nothing if those records were dropped meanwhile (full spool).
-    pub fn commit(&self, peeked: &Peeked) -> io::Result<()> {
+    pub(crate) fn commit(&self, peeked: &Peeked) -> io::Result<()> {
         let mut st = self.lock();
         let st = &mut *st;
         if st.read.seq > peeked.start.seq

@@ -71,19 +71,19 @@ fn next_candidate(bytes: &[u8], from: usize) -> usize {
 }
 
 /// Starts an output line: `[<time>,"o","`.
-pub fn begin_output_line(out: &mut Vec<u8>, time: f64) {
+pub(crate) fn begin_output_line(out: &mut Vec<u8>, time: f64) {
     out.push(b'[');
     push_time(out, time);
     out.extend_from_slice(b",\"o\",\"");
 }
 
 /// Ends a line begun with [`begin_output_line`]: `"]` and a newline.
-pub fn end_output_line(out: &mut Vec<u8>) {
+pub(crate) fn end_output_line(out: &mut Vec<u8>) {
     out.extend_from_slice(b"\"]\n");
 }
 
 /// Writes `time` exactly as `event_model::CastEvent` serialises it.
-pub fn push_time(out: &mut Vec<u8>, time: f64) {
+pub(crate) fn push_time(out: &mut Vec<u8>, time: f64) {
     let time = if time.is_finite() { time } else { 0.0 };
     // Writing a finite f64 into a Vec cannot fail.
     let _ = serde_json::to_writer(&mut *out, &time);
@@ -94,7 +94,7 @@ pub fn push_time(out: &mut Vec<u8>, time: f64) {
 /// Finds the next byte that may need escaping eight bytes at a time and
 /// copies the safe run before it in one piece; non-ASCII bytes other than
 /// the lead byte of U+2028/U+2029 stay in the run.
-pub fn push_escaped(out: &mut Vec<u8>, text: &str) {
+pub(crate) fn push_escaped(out: &mut Vec<u8>, text: &str) {
     let bytes = text.as_bytes();
     out.reserve(bytes.len() + bytes.len() / 8 + 16);
     let mut run = 0;

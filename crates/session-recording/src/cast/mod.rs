@@ -1,26 +1,29 @@
 //! Turns parsed session events (output, resizes) into asciicast v2 lines:
 //! header gating for TTY sessions, `o` and `r` lines, UTF-8 reassembly.
 
-pub mod line;
-pub mod utf8;
+pub(crate) mod line;
+pub(crate) mod utf8;
 
 use std::time::Instant;
 
 use bytes::Bytes;
 use event_model::{to_go_json, CastEvent, CastHeader, ResizeOrder, TerminalSize};
 
-use crate::{CastSink, RecordingError, RecordingStatus, SinkError};
+use crate::error::{RecordingError, SinkError};
+use crate::shared_error::SharedError;
+use crate::sink::CastSink;
+use crate::status::RecordingStatus;
 use utf8::Utf8Reassembler;
 
 /// Default bound on output held back while a TTY session waits for its first
 /// resize (see [`RecorderOptions::max_pending_before_header`](crate::RecorderOptions)).
-pub const DEFAULT_MAX_PENDING_BEFORE_HEADER: usize = 1024 * 1024;
+pub(crate) const DEFAULT_MAX_PENDING_BEFORE_HEADER: usize = 1024 * 1024;
 
 /// Payload bytes of one message that go into one `o` line at most; longer
 /// messages are split into several lines at these exact payload offsets, so
 /// memory stays bounded and the recording does not depend on how the bytes
 /// were chunked on the way in.
-pub const MAX_PAYLOAD_PER_LINE: usize = 64 * 1024;
+pub(crate) const MAX_PAYLOAD_PER_LINE: usize = 64 * 1024;
 
 /// Where cast times come from: seconds since the session was set up.
 #[derive(Debug, Clone, Copy)]
@@ -43,7 +46,7 @@ impl Clock {
 
 /// The two recorded output streams; both become `o` lines.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OutputStream {
+pub(crate) enum OutputStream {
     /// Standard output.
     Stdout,
     /// Standard error.
@@ -192,7 +195,7 @@ impl CastWriter {
         let event = CastEvent::resize(self.clock.now(), size, self.resize_order);
         match to_go_json(&event) {
             Ok(line) => self.emit_event(Bytes::from(line)),
-            Err(err) => self.fail(RecordingError::HeaderEncoding(err.to_string())),
+            Err(err) => self.fail(RecordingError::HeaderEncoding(SharedError::new(err))),
         }
     }
 
@@ -238,7 +241,7 @@ impl CastWriter {
         }
         let line = match to_go_json(&header) {
             Ok(line) => Bytes::from(line),
-            Err(err) => return self.fail(RecordingError::HeaderEncoding(err.to_string())),
+            Err(err) => return self.fail(RecordingError::HeaderEncoding(SharedError::new(err))),
         };
         match self.sink.write_line(line) {
             Ok(()) => self.status.count_written(),

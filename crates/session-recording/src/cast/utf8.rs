@@ -10,25 +10,21 @@ const REPLACEMENT: &str = "\u{FFFD}";
 
 /// Incremental, lossy UTF-8 decoder for one output stream.
 #[derive(Debug, Default, Clone)]
-pub struct Utf8Reassembler {
+pub(crate) struct Utf8Reassembler {
     carry: [u8; 4],
     carry_len: usize,
 }
 
 impl Utf8Reassembler {
     /// A decoder with nothing carried over.
-    pub fn new() -> Self {
+    #[cfg(test)]
+    pub(crate) fn new() -> Self {
         Self::default()
-    }
-
-    /// Bytes of an incomplete trailing sequence held for the next payload.
-    pub fn pending(&self) -> usize {
-        self.carry_len
     }
 
     /// Decodes `input`, calling `emit` with valid text pieces in order. An
     /// incomplete sequence at the end is kept for the next call.
-    pub fn decode(&mut self, mut input: &[u8], emit: &mut impl FnMut(&str)) {
+    pub(crate) fn decode(&mut self, mut input: &[u8], emit: &mut impl FnMut(&str)) {
         if self.carry_len > 0 {
             let take = input.len().min(3);
             let mut head = [0u8; 7];
@@ -105,7 +101,7 @@ impl Utf8Reassembler {
     }
 
     /// Ends the stream: an incomplete sequence still held becomes one U+FFFD per byte.
-    pub fn finish(&mut self, emit: &mut impl FnMut(&str)) {
+    pub(crate) fn finish(&mut self, emit: &mut impl FnMut(&str)) {
         for _ in 0..self.carry_len {
             emit(REPLACEMENT);
         }

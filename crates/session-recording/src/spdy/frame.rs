@@ -293,27 +293,36 @@ impl FrameReader {
 
 /// Builds a data frame (tests, benchmarks, fail-closed messages).
 pub fn encode_data_frame(stream_id: u32, flags: u8, payload: &[u8]) -> Vec<u8> {
-    let mut out = FrameHeader::Data {
-        stream_id,
-        flags,
-        length: payload.len() as u32,
-    }
-    .encode()
-    .to_vec();
-    out.extend_from_slice(payload);
-    out
+    let length = payload.len() as u32;
+    frame_bytes(
+        FrameHeader::Data {
+            stream_id,
+            flags,
+            length,
+        },
+        payload,
+    )
 }
 
 /// Builds a control frame (tests and benchmarks).
 pub fn encode_control_frame(kind: u16, flags: u8, payload: &[u8]) -> Vec<u8> {
-    let mut out = FrameHeader::Control {
-        version: SPDY_VERSION,
-        kind,
-        flags,
-        length: payload.len() as u32,
-    }
-    .encode()
-    .to_vec();
+    let length = payload.len() as u32;
+    let version = SPDY_VERSION;
+    frame_bytes(
+        FrameHeader::Control {
+            version,
+            kind,
+            flags,
+            length,
+        },
+        payload,
+    )
+}
+
+/// A frame: its header, then its payload.
+fn frame_bytes(header: FrameHeader, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(FRAME_HEADER_LEN + payload.len());
+    out.extend_from_slice(&header.encode());
     out.extend_from_slice(payload);
     out
 }

@@ -7,6 +7,7 @@ use std::sync::OnceLock;
 use flate2::{Decompress, FlushDecompress, Status};
 
 use super::SpdyError;
+use crate::shared_error::SharedError;
 
 /// Largest decompressed header block accepted.
 pub const MAX_HEADER_BLOCK: usize = 256 * 1024;
@@ -166,10 +167,10 @@ impl HeaderDecompressor {
                 Err(err) if err.needs_dictionary().is_some() => {
                     self.inflate
                         .set_dictionary(spdy3_dictionary())
-                        .map_err(|e| SpdyError::Decompress(e.to_string()))?;
+                        .map_err(|e| SpdyError::Decompress(SharedError::new(e)))?;
                     continue;
                 }
-                Err(err) => return Err(SpdyError::Decompress(err.to_string())),
+                Err(err) => return Err(SpdyError::Decompress(SharedError::new(err))),
             }
             let output_full = self.out.len() == self.out.capacity();
             if consumed == block.len() && !output_full {
@@ -179,7 +180,7 @@ impl HeaderDecompressor {
                 break;
             }
             if produced == 0 && !output_full && (self.inflate.total_in() - in_before) == 0 {
-                return Err(SpdyError::Decompress("zlib stream made no progress".into()));
+                return Err(SpdyError::DecompressStalled);
             }
         }
         Ok(&self.out)
@@ -189,7 +190,10 @@ impl HeaderDecompressor {
 /// Reads a SPDY/3 name/value block: a 32-bit count, then per pair a 32-bit
 /// length and name, a 32-bit length and value (values may hold several
 /// NUL-separated values). Calls `visit(name, value)` for each pair.
-pub fn for_each_header(block: &[u8], mut visit: impl FnMut(&[u8], &[u8])) -> Result<(), SpdyError> {
+pub fn for_each_header<'a>(
+    block: &'a [u8],
+    mut visit: impl FnMut(&'a [u8], &'a [u8]),
+) -> Result<(), SpdyError> {
     let mut rest = block;
     let count = read_u32(&mut rest).ok_or(SpdyError::MalformedHeaderBlock("missing pair count"))?;
     for _ in 0..count {
@@ -205,17 +209,11 @@ pub fn for_each_header(block: &[u8], mut visit: impl FnMut(&[u8], &[u8])) -> Res
 /// The value of the header `name` (ASCII case-insensitive), if present.
 pub fn find_header<'a>(block: &'a [u8], name: &str) -> Result<Option<&'a [u8]>, SpdyError> {
     let mut found = None;
-    let mut rest = block;
-    let count = read_u32(&mut rest).ok_or(SpdyError::MalformedHeaderBlock("missing pair count"))?;
-    for _ in 0..count {
-        let key = read_field(&mut rest)
-            .ok_or(SpdyError::MalformedHeaderBlock("truncated header name"))?;
-        let value = read_field(&mut rest)
-            .ok_or(SpdyError::MalformedHeaderBlock("truncated header value"))?;
+    for_each_header(block, |key, value| {
         if found.is_none() && key.eq_ignore_ascii_case(name.as_bytes()) {
             found = Some(value);
         }
-    }
+    })?;
     Ok(found)
 }
 

@@ -1,10 +1,12 @@
 //! SPDY/3.1 as kubectl and the kubelet speak it for exec/attach: frames
-//! ([`frame`]), zlib-compressed header blocks ([`headers`]) and the tap that
-//! maps streams to stdout/stderr/resize/error ([`tap`]).
+//! ([`frame`]) and zlib-compressed header blocks ([`headers`]). What the
+//! streams mean (stdout, stderr, resize, error) is the SPDY tap's business,
+//! one layer up.
 
 pub mod frame;
 pub mod headers;
-pub mod tap;
+
+use crate::shared_error::SharedError;
 
 /// Why a SPDY byte stream cannot be parsed (recording stops; bytes still flow).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -36,7 +38,10 @@ pub enum SpdyError {
     },
     /// The zlib stream of header blocks is corrupt.
     #[error("header block decompression failed: {0}")]
-    Decompress(String),
+    Decompress(#[source] SharedError<flate2::DecompressError>),
+    /// zlib neither consumed nor produced anything on a header block.
+    #[error("header block decompression failed: zlib stream made no progress")]
+    DecompressStalled,
     /// A header block decompresses to more than the limit.
     #[error("header block decompresses to more than {max} bytes")]
     HeaderBlockTooLarge {

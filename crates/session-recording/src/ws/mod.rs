@@ -1,8 +1,8 @@
 //! WebSocket (`v4.channel.k8s.io`, `v5.channel.k8s.io`): RFC 6455 frames
-//! ([`frame`]) and the Kubernetes channel protocol on top ([`tap`]).
+//! ([`frame`]). The Kubernetes channel protocol on top is the WebSocket
+//! tap's business, one layer up.
 
 pub mod frame;
-pub mod tap;
 
 use frame::Opcode;
 

@@ -1,11 +1,16 @@
-//! The vocabulary between the protocol parsers and the cast writer: what a
-//! parser found in the byte stream, independent of SPDY or WebSocket.
+//! The taps: the kubectl exec/attach protocols read from forwarded bytes
+//! ([`spdy`] over SPDY/3.1 frames, [`ws`] over WebSocket frames), and the
+//! vocabulary they report in, independent of SPDY or WebSocket
+//! ([`StreamKind`], [`SessionEvents`]).
+
+pub(crate) mod spdy;
+pub(crate) mod ws;
 
 use crate::cast::OutputStream;
 
 /// The role of a SPDY stream or WebSocket channel in a kubectl exec/attach session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum StreamKind {
+pub(crate) enum StreamKind {
     /// Standard input (never recorded).
     Stdin,
     /// Standard output (recorded as `o`).
@@ -22,7 +27,7 @@ pub enum StreamKind {
 
 impl StreamKind {
     /// The kind named by a SPDY `streamtype` header value.
-    pub fn from_stream_type(value: &[u8]) -> Self {
+    pub(crate) fn from_stream_type(value: &[u8]) -> Self {
         match value {
             b"stdin" => StreamKind::Stdin,
             b"stdout" => StreamKind::Stdout,
@@ -34,7 +39,7 @@ impl StreamKind {
     }
 
     /// The kind of a `v4`/`v5.channel.k8s.io` channel number.
-    pub fn from_channel(channel: u8) -> Self {
+    pub(crate) fn from_channel(channel: u8) -> Self {
         match channel {
             0 => StreamKind::Stdin,
             1 => StreamKind::Stdout,
@@ -46,7 +51,7 @@ impl StreamKind {
     }
 
     /// The output stream this kind records into, if any.
-    pub fn output_stream(self) -> Option<OutputStream> {
+    pub(crate) fn output_stream(self) -> Option<OutputStream> {
         match self {
             StreamKind::Stdout => Some(OutputStream::Stdout),
             StreamKind::Stderr => Some(OutputStream::Stderr),
@@ -57,7 +62,7 @@ impl StreamKind {
 
 /// What the parsers report. Implemented by the session core; tests implement
 /// it to observe a parser alone.
-pub trait SessionEvents {
+pub(crate) trait SessionEvents {
     /// Payload bytes of the current stdout/stderr message.
     fn output(&mut self, stream: OutputStream, data: &[u8]);
     /// The current stdout/stderr message (WebSocket message, SPDY data frame) ended.

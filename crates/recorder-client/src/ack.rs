@@ -11,8 +11,10 @@
 
 use serde::Deserialize;
 
+use crate::cause::Cause;
+
 /// Default bound on one frame (4 KiB; a real ack frame is ~20 bytes).
-pub const DEFAULT_MAX_FRAME: usize = 4096;
+pub(crate) const DEFAULT_MAX_FRAME: usize = 4096;
 
 /// One decoded frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,7 +36,7 @@ pub enum AckDecodeError {
     TooLong(usize),
     /// An object that is not a valid ack frame.
     #[error("invalid ack frame: {0}")]
-    Invalid(String),
+    Invalid(#[source] Cause),
     /// The stream ended inside a frame.
     #[error("ack stream ended inside a frame")]
     UnexpectedEof,
@@ -154,7 +156,7 @@ impl AckDecoder {
     fn finish_frame(&mut self) -> Result<AckFrame, AckDecodeError> {
         let raw: RawFrame = serde_json::from_slice(&self.buf).map_err(|e| {
             self.done = true;
-            AckDecodeError::Invalid(e.to_string())
+            AckDecodeError::Invalid(Cause::new(e))
         })?;
         self.buf.clear();
         // Go's decoder treats an empty error string as absent.
@@ -164,7 +166,7 @@ impl AckDecoder {
         let ack = raw.ack.unwrap_or(0);
         u64::try_from(ack).map(AckFrame::Ack).map_err(|_| {
             self.done = true;
-            AckDecodeError::Invalid(format!("negative ack {ack}"))
+            AckDecodeError::Invalid(Cause::msg(format!("negative ack {ack}")))
         })
     }
 }

@@ -1,4 +1,6 @@
-//! Reading Go's `null` (a nil slice, map or pointer) as the Rust default value.
+//! Go's JSON conventions on the way in and out: `null` (a nil slice, map or
+//! pointer) reads as the Rust default value, and `omitempty` leaves zero
+//! numbers out.
 
 use serde::{Deserialize, Deserializer};
 
@@ -9,4 +11,9 @@ where
     T: Deserialize<'de> + Default,
 {
     Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
+}
+
+/// `skip_serializing_if` for Go's `omitempty` on an integer.
+pub(crate) fn is_zero(value: &i64) -> bool {
+    *value == 0
 }

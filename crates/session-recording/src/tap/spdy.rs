@@ -10,18 +10,18 @@
 //!   status; the server's header blocks (its own zlib stream) are not needed
 //!   and are skipped by length, which keeps framing exact without inflating.
 
-use super::frame::{kind, ControlFrame, FrameReader, FrameVisitor};
-use super::headers::{find_header, HeaderDecompressor};
-use super::SpdyError;
-use crate::events::{SessionEvents, StreamKind};
-use crate::Direction;
+use super::{SessionEvents, StreamKind};
+use crate::error::Direction;
+use crate::spdy::frame::{kind, ControlFrame, FrameReader, FrameVisitor};
+use crate::spdy::headers::{find_header, HeaderDecompressor};
+use crate::spdy::SpdyError;
 
 /// Most streams one connection may register (kubectl opens five).
-pub const MAX_STREAMS: usize = 1024;
+pub(crate) const MAX_STREAMS: usize = 1024;
 
 /// The per-direction parser state for a SPDY session.
 #[derive(Debug)]
-pub struct SpdyTap {
+pub(crate) struct SpdyTap {
     direction: Direction,
     reader: FrameReader,
     headers: Option<HeaderDecompressor>,
@@ -29,7 +29,7 @@ pub struct SpdyTap {
 
 impl SpdyTap {
     /// A parser for bytes flowing in `direction`.
-    pub fn new(direction: Direction) -> Self {
+    pub(crate) fn new(direction: Direction) -> Self {
         let headers = (direction == Direction::ClientToServer).then(HeaderDecompressor::new);
         SpdyTap {
             direction,
@@ -39,7 +39,7 @@ impl SpdyTap {
     }
 
     /// Parses a chunk of forwarded bytes.
-    pub fn feed<E: SessionEvents>(
+    pub(crate) fn feed<E: SessionEvents>(
         &mut self,
         chunk: &[u8],
         events: &mut E,
@@ -53,7 +53,7 @@ impl SpdyTap {
     }
 
     /// Whether the bytes so far end at a frame boundary (where a frame may be injected).
-    pub fn at_frame_boundary(&self) -> bool {
+    pub(crate) fn at_frame_boundary(&self) -> bool {
         self.reader.at_frame_boundary()
     }
 }

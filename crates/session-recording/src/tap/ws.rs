@@ -11,10 +11,10 @@
 //! (`base64.channel.k8s.io` is not decoded). Nothing is buffered beyond a
 //! frame header: payload bytes go straight to the [`SessionEvents`].
 
-use super::frame::{unmask_into, FrameHeader, FrameReader, FrameVisitor, Opcode};
-use super::WsError;
-use crate::events::{SessionEvents, StreamKind};
-use crate::Direction;
+use super::{SessionEvents, StreamKind};
+use crate::error::Direction;
+use crate::ws::frame::{unmask_into, FrameHeader, FrameReader, FrameVisitor, Opcode};
+use crate::ws::WsError;
 
 /// The message in progress.
 #[derive(Debug, Clone, Copy)]
@@ -26,46 +26,42 @@ struct Message {
 
 /// The per-direction parser state for a WebSocket session.
 #[derive(Debug)]
-pub struct WsTap {
+pub(crate) struct WsTap {
     direction: Direction,
     reader: FrameReader,
     message: Option<Message>,
     scratch: Vec<u8>,
-    text_frames: u64,
 }
 
 impl WsTap {
     /// A parser for bytes flowing in `direction`.
-    pub fn new(direction: Direction) -> Self {
+    pub(crate) fn new(direction: Direction) -> Self {
         WsTap {
             direction,
             reader: FrameReader::new(),
             message: None,
             scratch: Vec::new(),
-            text_frames: 0,
         }
     }
 
     /// Parses a chunk of forwarded bytes.
-    pub fn feed<E: SessionEvents>(&mut self, chunk: &[u8], events: &mut E) -> Result<(), WsError> {
+    pub(crate) fn feed<E: SessionEvents>(
+        &mut self,
+        chunk: &[u8],
+        events: &mut E,
+    ) -> Result<(), WsError> {
         let mut visit = Visit {
             direction: self.direction,
             message: &mut self.message,
             scratch: &mut self.scratch,
-            text_frames: &mut self.text_frames,
             events,
         };
         self.reader.feed(chunk, &mut visit)
     }
 
     /// Whether the bytes so far end at a frame boundary (where a frame may be injected).
-    pub fn at_frame_boundary(&self) -> bool {
+    pub(crate) fn at_frame_boundary(&self) -> bool {
         self.reader.at_frame_boundary()
-    }
-
-    /// Text frames seen (passed through, not recorded).
-    pub fn text_frames(&self) -> u64 {
-        self.text_frames
     }
 }
 
@@ -73,7 +69,6 @@ struct Visit<'a, E> {
     direction: Direction,
     message: &'a mut Option<Message>,
     scratch: &'a mut Vec<u8>,
-    text_frames: &'a mut u64,
     events: &'a mut E,
 }
 
@@ -117,9 +112,6 @@ impl<E: SessionEvents> FrameVisitor for Visit<'_, E> {
                     return Err(WsError::UnfinishedMessage);
                 }
                 let binary = header.opcode == Opcode::Binary;
-                if !binary {
-                    *self.text_frames += 1;
-                }
                 *self.message = Some(Message {
                     binary,
                     channel: None,
