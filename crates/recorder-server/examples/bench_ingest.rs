@@ -126,7 +126,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
     let (addr, app) = kubescribe_recorder::spawn(config, storage).await?;
     let single = phase(addr, seconds, 1, "single").await?;
     let batched = phase(addr, seconds, batch, "batch").await?;
-    let metrics = app.metrics.encode();
+    let metrics = app.metrics_text();
     let commits: Vec<&str> = metrics
         .lines()
         .filter(|l| {

@@ -5,7 +5,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use identity::AllowList;
+use identity::{AllowList, AllowListError};
+
+use crate::logging::LogFormat;
 
 /// kubescribe-recorder: stores Kubernetes API request events and kubectl
 /// exec/attach session recordings sent by kubescribe's or Tailscale's
@@ -156,17 +158,8 @@ pub struct Cli {
     pub log_format: LogFormat,
 }
 
-/// Log output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum LogFormat {
-    /// Human-readable lines.
-    Text,
-    /// One JSON object per line.
-    Json,
-}
-
 /// Parses `500ms`, `30s`, `5m`, `2h`, or plain seconds.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
+fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let (num, unit) = text
         .find(|c: char| !c.is_ascii_digit())
@@ -311,6 +304,24 @@ pub enum ConfigError {
         /// What is wrong.
         message: String,
     },
+    /// An allow-list flag does not parse.
+    #[error("{flag}: {source}")]
+    BadList {
+        /// The flag.
+        flag: &'static str,
+        /// What is wrong with the list.
+        source: AllowListError,
+    },
+    /// A token file cannot be read.
+    #[error("{flag}: cannot read {path}: {source}")]
+    TokenFile {
+        /// The flag.
+        flag: &'static str,
+        /// The file.
+        path: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
 }
 
 fn invalid(flag: &'static str, message: impl Into<String>) -> ConfigError {
@@ -321,7 +332,7 @@ fn invalid(flag: &'static str, message: impl Into<String>) -> ConfigError {
 }
 
 /// Parses `HOST:PORT`, `[V6]:PORT` or `:PORT`.
-pub fn parse_listen(text: &str) -> Result<SocketAddr, ConfigError> {
+fn parse_listen(text: &str) -> Result<SocketAddr, ConfigError> {
     if let Some(port) = text.strip_prefix(':') {
         let port: u16 = port
             .parse()
@@ -359,8 +370,10 @@ fn parse_readers(spec: &str) -> Result<ReaderPolicy, ConfigError> {
         None
     } else {
         Some(
-            AllowList::parse(&rest.join(","))
-                .map_err(|e| invalid("--allow-readers", e.to_string()))?,
+            AllowList::parse(&rest.join(",")).map_err(|source| ConfigError::BadList {
+                flag: "--allow-readers",
+                source,
+            })?,
         )
     };
     Ok(ReaderPolicy {
@@ -371,8 +384,11 @@ fn parse_readers(spec: &str) -> Result<ReaderPolicy, ConfigError> {
 
 fn read_token(flag: &'static str, path: &Option<PathBuf>) -> Result<Option<String>, ConfigError> {
     let Some(path) = path else { return Ok(None) };
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| invalid(flag, format!("cannot read {}: {e}", path.display())))?;
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::TokenFile {
+        flag,
+        path: path.display().to_string(),
+        source,
+    })?;
     let token = text.trim().to_owned();
     if token.len() < 16 {
         return Err(invalid(
@@ -438,8 +454,11 @@ impl Cli {
                  (or --insecure-allow-any-uploader for a trusted test setup)",
             ));
         }
-        let allow_uploaders = AllowList::parse(&self.allow_uploaders)
-            .map_err(|e| invalid("--allow-uploaders", e.to_string()))?;
+        let allow_uploaders =
+            AllowList::parse(&self.allow_uploaders).map_err(|source| ConfigError::BadList {
+                flag: "--allow-uploaders",
+                source,
+            })?;
         let allow_readers = parse_readers(&self.allow_readers)?;
         if allow_readers.identities.is_some() && identity == IdentitySource::None {
             return Err(invalid(

@@ -1,23 +1,72 @@
 //! The kubescribe recorder: receives events and session recordings over
-//! HTTP/1.1 and h2c (Tailscale's `tsrecorder` wire protocol plus kubescribe's
-//! batch and response-record extensions), stores them durably on disk or S3,
-//! and serves a query API, metrics and the web UI.
+//! HTTP/1.1 and h2c (Tailscale's `tsrecorder` wire protocol plus
+//! kubescribe's batch and response-record extensions), stores them durably
+//! on disk or S3, and serves a query API, metrics and the web UI.
 //!
-//! The data path, in folder order: [`server`] (listener) → [`auth`] (who may
-//! upload or read) → [`ingest`] (wire endpoints) → [`commit`] (group commit of
-//! events) → [`storage`] (disk or S3, time-partitioned layout) → [`query`]
-//! (in-memory index and the `/api/v1` API).
+//! Build a [`Config`] from the command line ([`Cli`]) and [`run`] it, or
+//! [`spawn`] a recorder in-process on a [`storage::Storage`] of your own
+//! (the crate's README shows both).
+//!
+//! # Layers
+//!
+//! Bottom to top; a module imports only from the layers below it.
+//!
+//! 1. Vocabulary and plumbing, imported by every layer:
+//!    * [`logging`]: `tracing` set-up (`--log-format`).
+//!    * [`shutdown`]: the SIGTERM/Ctrl-C future.
+//!    * [`tls`]: the rustls server configuration from PEM files.
+//!    * [`config`]: the command line, validated into one [`Config`].
+//!    * `identity_source`: the WhoIs source (tailscaled's LocalAPI or an
+//!      identity file).
+//!    * `metrics`: the Prometheus counters every layer counts in.
+//!    * [`record`]: record kinds, record/batch/session ids, and the summary
+//!      of a record that the index keeps.
+//!    * [`body`]: reading request bodies within limits ([`body::BodyError`]).
+//! 2. State below the pipeline and the query side:
+//!    * [`storage`]: the [`storage::Storage`] trait, the object layout, the
+//!      disk and S3 back ends.
+//!    * `index`: the in-memory event and session indexes.
+//!    * [`access`]: who may upload and who may read.
+//! 3. The two sides, independent of each other and of HTTP:
+//!    * [`pipeline`]: the write side: records and batches parsed, the group
+//!      commit, idempotency keys, session casts, the session-view audit record.
+//!    * `query`: the read side: filters, pages, records and casts read back.
+//! 4. `http`: the listener, the router, one error type that knows its
+//!    response, and the route groups (uploads, query API, web UI), each with
+//!    the narrow state its handlers need.
+//! 5. `app`: start-up (storage check, crash recovery, index rebuild) and
+//!    assembly: [`open_storage`], [`spawn`], [`run`].
+#![warn(unreachable_pub)]
 
-pub mod app;
-pub mod auth;
-pub mod commit;
-pub mod config;
-pub mod ingest;
-pub mod metrics;
-pub mod query;
-pub mod server;
-pub mod storage;
-pub mod ui;
-
-pub use app::{open_storage, run, spawn, App};
+pub use app::{open_storage, run, spawn, RecorderHandle, StartError};
 pub use config::{Cli, Config};
+
+// 1. Vocabulary and plumbing.
+pub mod body;
+pub mod config;
+mod identity_source;
+pub mod logging;
+mod metrics;
+pub mod record;
+pub mod shutdown;
+pub mod tls;
+
+// 2. State below both sides.
+pub mod access;
+mod index;
+pub mod storage;
+
+// 3. The write side and the read side.
+pub mod pipeline;
+mod query;
+
+// 4. HTTP.
+mod http;
+
+// 5. Start-up and assembly.
+mod app;
+
+/// The README's examples, compiled and run as doc-tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+mod readme_doctest {}

@@ -1,8 +1,8 @@
-//! `kubescribe-recorder`: parse the command line, set up logging, run.
+//! `kubescribe-recorder`: parse the command line, set up logging, run until
+//! SIGTERM or Ctrl-C. No logic lives here.
 
 use clap::Parser;
-use kubescribe_recorder::config::LogFormat;
-use kubescribe_recorder::Cli;
+use kubescribe_recorder::{logging, shutdown, Cli};
 
 /// mimalloc: request handling makes many small, short-lived allocations
 /// across threads, which it serves faster than the system allocator.
@@ -11,15 +11,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match cli.log_format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.init(),
-    }
+    logging::init(cli.log_format);
     let config = match cli.validate() {
         Ok(c) => c,
         Err(e) => {
@@ -40,7 +32,7 @@ fn main() -> std::process::ExitCode {
     match runtime.block_on(async {
         tokio::select! {
             r = kubescribe_recorder::run(config) => r,
-            _ = shutdown_signal() => {
+            _ = shutdown::signal() => {
                 tracing::info!("shutting down (everything acknowledged is stored; live sessions are finalised at the next start)");
                 Ok(())
             }
@@ -51,16 +43,5 @@ fn main() -> std::process::ExitCode {
             tracing::error!("{e}");
             std::process::ExitCode::FAILURE
         }
-    }
-}
-
-async fn shutdown_signal() {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => return std::future::pending().await,
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
     }
 }

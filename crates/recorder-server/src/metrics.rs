@@ -1,4 +1,5 @@
-//! Prometheus metrics (`GET /metrics`, text format, via `prometheus-client`).
+//! Prometheus metrics (`GET /metrics`, text format, via `prometheus-client`):
+//! one registry, prefix `kubescribe_recorder_`, counted by every layer.
 
 use std::time::Duration;
 
@@ -11,50 +12,50 @@ use prometheus_client::registry::Registry;
 
 /// A `kind` label: `event` or `response`.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct KindLabel {
+struct KindLabel {
     /// Record kind.
-    pub kind: String,
+    kind: String,
 }
 
 /// A `reason` label for rejections.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ReasonLabel {
+struct ReasonLabel {
     /// Why the request was rejected.
-    pub reason: String,
+    reason: String,
 }
 
 /// An `outcome` label for sessions.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct OutcomeLabel {
+struct OutcomeLabel {
     /// How the session upload ended.
-    pub outcome: String,
+    outcome: String,
 }
 
 /// Every metric the recorder exports.
-pub struct Metrics {
+pub(crate) struct Metrics {
     registry: Registry,
     /// Records received (parsed, before de-duplication), by kind.
-    pub records_received: Family<KindLabel, Counter>,
+    records_received: Family<KindLabel, Counter>,
     /// Records durably stored (excluding duplicates).
-    pub records_stored: Counter,
+    pub(crate) records_stored: Counter,
     /// Records acknowledged as duplicates of stored ones.
-    pub duplicates: Counter,
+    pub(crate) duplicates: Counter,
     /// Requests rejected, by reason.
-    pub rejected: Family<ReasonLabel, Counter>,
+    rejected: Family<ReasonLabel, Counter>,
     /// Bytes of records durably stored.
-    pub record_bytes: Counter,
+    pub(crate) record_bytes: Counter,
     /// Bytes of session casts durably stored.
-    pub session_bytes: Counter,
+    pub(crate) session_bytes: Counter,
     /// Records per group commit.
-    pub batch_records: Histogram,
+    pub(crate) batch_records: Histogram,
     /// Latency of one group commit (write + fsync / PUT).
-    pub commit_seconds: Histogram,
+    pub(crate) commit_seconds: Histogram,
     /// Group commits that failed.
-    pub commit_failures: Counter,
+    pub(crate) commit_failures: Counter,
     /// Session uploads in progress.
-    pub active_uploads: Gauge,
+    pub(crate) active_uploads: Gauge,
     /// Session uploads ended, by outcome.
-    pub sessions: Family<OutcomeLabel, Counter>,
+    sessions: Family<OutcomeLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -65,7 +66,7 @@ impl Default for Metrics {
 
 impl Metrics {
     /// Creates and registers all metrics.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let mut registry = Registry::with_prefix("kubescribe_recorder");
         let records_received = Family::<KindLabel, Counter>::default();
         let records_stored = Counter::default();
@@ -150,7 +151,7 @@ impl Metrics {
     }
 
     /// Counts a rejected request.
-    pub fn reject(&self, reason: &str) {
+    pub(crate) fn reject(&self, reason: &str) {
         self.rejected
             .get_or_create(&ReasonLabel {
                 reason: reason.to_owned(),
@@ -159,7 +160,7 @@ impl Metrics {
     }
 
     /// Counts a received record.
-    pub fn received(&self, kind: &str) {
+    pub(crate) fn received(&self, kind: &str) {
         self.records_received
             .get_or_create(&KindLabel {
                 kind: kind.to_owned(),
@@ -168,7 +169,7 @@ impl Metrics {
     }
 
     /// Counts an ended session upload.
-    pub fn session_ended(&self, outcome: &str) {
+    pub(crate) fn session_ended(&self, outcome: &str) {
         self.sessions
             .get_or_create(&OutcomeLabel {
                 outcome: outcome.to_owned(),
@@ -177,7 +178,7 @@ impl Metrics {
     }
 
     /// Records one successful group commit.
-    pub fn observe_commit(&self, records: usize, bytes: usize, took: Duration) {
+    pub(crate) fn observe_commit(&self, records: usize, bytes: usize, took: Duration) {
         self.records_stored.inc_by(records as u64);
         self.record_bytes.inc_by(bytes as u64);
         self.batch_records.observe(records as f64);
@@ -185,7 +186,7 @@ impl Metrics {
     }
 
     /// The text exposition.
-    pub fn encode(&self) -> String {
+    pub(crate) fn encode(&self) -> String {
         let mut out = String::new();
         if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
             out.clear();

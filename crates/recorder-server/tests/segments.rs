@@ -11,8 +11,9 @@ use std::sync::Arc;
 use bytes::Bytes;
 use common::*;
 use http::StatusCode;
+use kubescribe_recorder::record::{self, RecordKind};
 use kubescribe_recorder::storage::disk::DiskStorage;
-use kubescribe_recorder::storage::layout::{self, RecordKind};
+use kubescribe_recorder::storage::layout;
 use kubescribe_recorder::storage::Storage;
 use uuid::{NoContext, Timestamp, Uuid};
 
@@ -29,7 +30,7 @@ fn lines(batch: &Uuid, n: usize) -> (Vec<String>, Bytes) {
     let mut ids = Vec::new();
     let mut data = Vec::new();
     for i in 0..n {
-        let id = layout::record_id(RecordKind::Event, batch, i);
+        let id = record::record_id(RecordKind::Event, batch, i);
         data.extend_from_slice(
             format!(
                 "{{\"type\":\"kubernetes-api-request\",\"id\":\"{id}\",\"timestamp\":1,\"n\":{i}}}\n"
@@ -264,11 +265,11 @@ async fn lookups_match_only_a_records_own_id() {
     let storage = DiskStorage::open(dir.path()).unwrap();
     let b1 = batch_at(BEFORE_11 - 60, 0);
     let b2 = batch_at(BEFORE_11 - 60, 5);
-    let id = layout::record_id(RecordKind::Event, &b2, 0);
+    let id = record::record_id(RecordKind::Event, &b2, 0);
     // An uploader-controlled nested field carrying b2's id, stored first.
     let spoof = format!(
         "{{\"type\":\"kubernetes-api-request\",\"id\":\"{}\",\"kubescribe\":{{\"x\":{{\"id\":\"{id}\"}}}}}}\n",
-        layout::record_id(RecordKind::Event, &b1, 0)
+        record::record_id(RecordKind::Event, &b1, 0)
     );
     storage
         .append_records(RecordKind::Event, &b1, Bytes::from(spoof))
@@ -283,11 +284,11 @@ async fn lookups_match_only_a_records_own_id() {
     let line = storage.read_record(&loc, &id).await.unwrap().unwrap();
     assert_eq!(&line[..], real.trim_end().as_bytes());
     // A record that does not exist.
-    let missing = layout::record_id(RecordKind::Event, &b2, 1);
+    let missing = record::record_id(RecordKind::Event, &b2, 1);
     let loc = layout::parse_record_id(&missing).unwrap();
     assert!(storage.read_record(&loc, &missing).await.unwrap().is_none());
     // A batch before any segment of its hour finds nothing.
-    let early = layout::record_id(RecordKind::Event, &batch_at(BEFORE_11 - 70, 0), 0);
+    let early = record::record_id(RecordKind::Event, &batch_at(BEFORE_11 - 70, 0), 0);
     let loc = layout::parse_record_id(&early).unwrap();
     assert!(storage.read_record(&loc, &early).await.unwrap().is_none());
 }
@@ -349,7 +350,7 @@ async fn after_a_restart_keys_still_deduplicate_and_unindexed_events_are_served(
     assert!(segments(&data).len() >= 2);
     // The 1 KiB index holds only the newest events; the oldest is read from
     // its segment.
-    assert!(second.app.index.len() < 40);
+    assert!(second.app.indexed_events() < 40);
     drop(first);
     for id in [&ids[0], &ids[1], &ids[39]] {
         let (status, v) = get_json(second.addr, &format!("/api/v1/events/{id}")).await;

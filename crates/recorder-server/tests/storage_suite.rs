@@ -8,15 +8,16 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use common::*;
+use kubescribe_recorder::record::{self, RecordKind};
 use kubescribe_recorder::storage::disk::DiskStorage;
-use kubescribe_recorder::storage::layout::{self, RecordKind};
+use kubescribe_recorder::storage::layout;
 use kubescribe_recorder::storage::Storage;
 
 async fn suite(storage: Arc<dyn Storage>) {
     storage.check().await.unwrap();
 
     // Whole objects: atomic put, get, ranges, listing.
-    let batch = layout::new_id();
+    let batch = record::new_id();
     let key = layout::batch_key(RecordKind::Event, &batch);
     let data = Bytes::from_static(b"{\"a\":1}\n{\"a\":2}\n");
     storage.put(&key, data.clone()).await.unwrap();
@@ -48,10 +49,10 @@ async fn suite(storage: Arc<dyn Storage>) {
     // Group commits: stored durably in the batch's partition, found by id.
     let mut ids = Vec::new();
     for n in [2usize, 3] {
-        let batch = layout::new_id();
+        let batch = record::new_id();
         let mut data = Vec::new();
         for i in 0..n {
-            let id = layout::record_id(RecordKind::Response, &batch, i);
+            let id = record::record_id(RecordKind::Response, &batch, i);
             data.extend_from_slice(
                 format!(
                     "{{\"type\":\"kubescribe-api-response\",\"id\":\"{id}\",\"key\":\"k{i}\"}}\n"
@@ -88,7 +89,7 @@ async fn suite(storage: Arc<dyn Storage>) {
     assert_eq!(stored, 5);
 
     // A finished session: every append durable, then one object.
-    let s1 = layout::new_id();
+    let s1 = record::new_id();
     let k1 = layout::session_key(&s1);
     let mut sink = storage.create_session(&k1).await.unwrap();
     assert_eq!(
@@ -118,7 +119,7 @@ async fn suite(storage: Arc<dyn Storage>) {
 
     // A session cut short (the sink is dropped, as in a crash): recovered
     // with everything that was appended.
-    let s2 = layout::new_id();
+    let s2 = record::new_id();
     let k2 = layout::session_key(&s2);
     let mut sink = storage.create_session(&k2).await.unwrap();
     sink.append(Bytes::from_static(b"{\"version\":2}\n"))
@@ -166,7 +167,7 @@ async fn disk_backend_passes_the_suite() {
 async fn disk_recovery_cuts_an_unacknowledged_torn_line() {
     let dir = tempfile::tempdir().unwrap();
     let storage = DiskStorage::open(dir.path()).unwrap();
-    let key = layout::session_key(&layout::new_id());
+    let key = layout::session_key(&record::new_id());
     let mut sink = storage.create_session(&key).await.unwrap();
     sink.append(Bytes::from_static(b"{\"version\":2}\n"))
         .await

@@ -2,9 +2,9 @@
 //! response records), cast lines, record and session ids, storage keys.
 #![no_main]
 
-use kubescribe_recorder::auth::Uploader;
-use kubescribe_recorder::ingest::{cast, event};
-use kubescribe_recorder::query::index::order_key;
+use kubescribe_recorder::access::Uploader;
+use kubescribe_recorder::pipeline::{check_line, prepare};
+use kubescribe_recorder::record::{order_key, parse_session_id};
 use kubescribe_recorder::storage::layout;
 use libfuzzer_sys::fuzz_target;
 
@@ -14,19 +14,19 @@ fuzz_target!(|data: &[u8]| {
         node_id: "nProxy".into(),
         label: "fuzz".into(),
     };
-    if let Ok(prepared) = event::prepare(data, &uploader) {
+    if let Ok(prepared) = prepare(data, &uploader) {
         // The id slot the committer fills is where the encoder put it.
         assert_eq!(&prepared.line[prepared.id_at..prepared.id_at + 1], b"\"");
     }
     for n in 1..=2 {
-        let _ = cast::check_line(n, data, 1 << 20);
+        let _ = check_line(n, data, 1 << 20);
     }
     if let Ok(text) = std::str::from_utf8(data) {
         if let Some(loc) = layout::parse_record_id(text) {
             assert!(!loc.key.as_str().contains(".."));
         }
         let _ = order_key(text);
-        let _ = layout::parse_session_id(text);
+        let _ = parse_session_id(text);
         if let Some((key, _)) = layout::parse_key(text) {
             assert_eq!(key.as_str(), text);
         }

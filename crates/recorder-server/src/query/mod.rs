@@ -1,12 +1,81 @@
-//! Reading back: the in-memory indexes, their rebuild from storage, and the
-//! `/api/v1` HTTP API (documented in `docs/api.md`), which records every
-//! viewing of a session as an audit event ([`audit`]).
+//! The read side: what the query API (`/api/v1`, documented in
+//! `docs/api.md`) answers, independent of HTTP: query parameters turned
+//! into filters, pages of the indexes rendered as JSON, records read back
+//! from storage when they are no longer indexed, casts streamed from storage.
+//!
+//! Bottom to top: [`params`] (query strings → filters), [`events`] and
+//! [`sessions`] (the answers).
 
-pub mod api;
-pub mod audit;
-pub mod index;
-pub mod rebuild;
-pub mod sessions;
+pub(crate) mod events;
+pub(crate) mod params;
+pub(crate) mod sessions;
 
-pub use index::{EventFilter, QueryIndex};
-pub use sessions::{SessionIndex, SessionInfo, SessionState};
+use crate::storage::StorageError;
+
+/// Default page size.
+pub(crate) const DEFAULT_LIMIT: usize = 100;
+/// Largest page size.
+pub(crate) const MAX_LIMIT: usize = 1000;
+
+/// Why a query cannot be answered, worded for the caller.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum QueryError {
+    /// A query parameter this route does not take.
+    #[error("unknown query parameter {name:?}; known: {known}")]
+    UnknownParameter {
+        /// The parameter.
+        name: String,
+        /// The ones the route takes.
+        known: &'static str,
+    },
+    /// A time that is neither Unix seconds nor RFC 3339.
+    #[error("{name}={value:?}: expected Unix seconds or RFC 3339 (2026-01-31T12:00:00Z)")]
+    BadTime {
+        /// `since` or `until`.
+        name: &'static str,
+        /// The value given.
+        value: String,
+    },
+    /// A page size out of range.
+    #[error("limit={value:?}: expected 1..={MAX_LIMIT}")]
+    BadLimit {
+        /// The value given.
+        value: String,
+    },
+    /// A cursor this API did not hand out.
+    #[error("cursor={value:?}: not a cursor from this API")]
+    BadCursor {
+        /// The value given.
+        value: String,
+    },
+    /// A record cursor that is not an event's.
+    #[error("cursor={value:?}: not an event cursor")]
+    NotEventCursor {
+        /// The value given.
+        value: String,
+    },
+    /// `live` that is not a boolean.
+    #[error("live={value:?}: expected true or false")]
+    BadLive {
+        /// The value given.
+        value: String,
+    },
+    /// No record has this id.
+    #[error("no record with id {id:?}")]
+    NoSuchRecord {
+        /// The id asked for.
+        id: String,
+    },
+    /// No session has this id.
+    #[error("no session with id {id:?}")]
+    NoSuchSession {
+        /// The id asked for.
+        id: String,
+    },
+    /// The session's cast is still being uploaded.
+    #[error("the session is still being recorded; its cast is available once it ends")]
+    SessionLive,
+    /// Reading storage failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}

@@ -1,191 +1,66 @@
-//! The in-memory session index: every session's header and metadata (small:
-//! one entry per session, all of them kept), rebuilt from storage at start-up.
+//! `GET /api/v1/sessions`, `…/sessions/{id}` and `…/sessions/{id}/cast`:
+//! pages of the session index, one session's metadata, and the cast
+//! streamed from storage in chunks.
 
-use std::collections::BTreeMap;
-use std::sync::RwLock;
+use std::sync::Arc;
 
-use serde::Serialize;
-use serde_json::Value;
-use uuid::Uuid;
+use bytes::Bytes;
+use futures_util::Stream;
 
-/// Where a session is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SessionState {
-    /// Still being uploaded.
-    Live,
-    /// The upload ended cleanly.
-    Finished,
-    /// The upload ended with an error (the stored cast holds what was
-    /// acknowledged; see `error`).
-    Failed,
-    /// The recorder restarted during the upload; the cast was finalised at
-    /// start-up with everything that had been acknowledged.
-    Recovered,
+use super::QueryError;
+use crate::index::{SessionFilter, SessionIndex, SessionInfo, SessionState};
+use crate::record::parse_session_id;
+use crate::storage::Storage;
+
+/// Bytes of a cast read from storage at a time.
+const CAST_CHUNK: u64 = 1024 * 1024;
+
+/// The page of `sessions` that `filter` selects:
+/// `{"sessions":[…],"nextCursor":…}`.
+pub(crate) fn list(sessions: &SessionIndex, filter: &SessionFilter) -> serde_json::Value {
+    let (sessions, next) = sessions.list(filter);
+    serde_json::json!({"sessions": sessions, "nextCursor": next})
 }
 
-/// One session's metadata, as `GET /api/v1/sessions` shows it.
-#[derive(Debug, Clone, Serialize)]
-pub struct SessionInfo {
-    /// The session id (32 hex digits).
-    pub id: String,
-    /// The object key of the cast.
-    #[serde(rename = "storageKey")]
-    pub storage_key: String,
-    /// When the upload started (Unix milliseconds).
-    #[serde(rename = "startedMs")]
-    pub started_ms: i64,
-    /// The cast header (first line), as sent.
-    pub header: Value,
-    /// Durable bytes stored so far.
-    pub size: u64,
-    /// The time offset of the last cast event (seconds): the recording's length.
-    #[serde(rename = "durationSeconds")]
-    pub duration_seconds: f64,
-    /// Life-cycle state.
-    pub state: SessionState,
-    /// Why the upload failed, when it did.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    /// The uploading peer (node name or `token`).
-    #[serde(skip_serializing_if = "String::is_empty")]
-    pub uploader: String,
-    /// The wire protocol used (`v2` or `v1`).
-    #[serde(skip_serializing_if = "String::is_empty")]
-    pub protocol: String,
+/// Session `id`'s metadata.
+pub(crate) fn get(sessions: &SessionIndex, id: &str) -> Result<SessionInfo, QueryError> {
+    let not_found = || QueryError::NoSuchSession { id: id.to_owned() };
+    let uuid = parse_session_id(id).ok_or_else(not_found)?;
+    sessions.get(&uuid).ok_or_else(not_found)
 }
 
-/// Filters for [`SessionIndex::list`].
-#[derive(Debug, Clone, Default)]
-pub struct SessionFilter {
-    /// Started at or after (Unix seconds).
-    pub since: Option<i64>,
-    /// Started before (Unix seconds).
-    pub until: Option<i64>,
-    /// `srcNodeUser`.
-    pub user: Option<String>,
-    /// `srcNode`.
-    pub node: Option<String>,
-    /// `kubernetes.Namespace`.
-    pub namespace: Option<String>,
-    /// `kubernetes.PodName`.
-    pub pod: Option<String>,
-    /// Only live (or only finished) sessions.
-    pub live: Option<bool>,
-    /// Only sessions older than this id (the cursor).
-    pub before: Option<u128>,
-    /// Page size.
-    pub limit: usize,
-}
-
-fn header_str<'a>(header: &'a Value, path: &[&str]) -> &'a str {
-    let mut v = header;
-    for p in path {
-        match v.get(p) {
-            Some(next) => v = next,
-            None => return "",
-        }
+/// Whether `session`'s cast may be served: not while it is being recorded.
+pub(crate) fn cast_ready(session: &SessionInfo) -> Result<(), QueryError> {
+    if session.state == SessionState::Live {
+        return Err(QueryError::SessionLive);
     }
-    v.as_str().unwrap_or("")
+    Ok(())
 }
 
-impl SessionFilter {
-    fn matches(&self, s: &SessionInfo) -> bool {
-        let secs = s.started_ms.div_euclid(1000);
-        let eq = |want: &Option<String>, have: &str| want.as_deref().is_none_or(|w| w == have);
-        self.since.is_none_or(|t| secs >= t)
-            && self.until.is_none_or(|t| secs < t)
-            && eq(&self.user, header_str(&s.header, &["srcNodeUser"]))
-            && eq(&self.node, header_str(&s.header, &["srcNode"]))
-            && eq(
-                &self.namespace,
-                header_str(&s.header, &["kubernetes", "Namespace"]),
-            )
-            && eq(&self.pod, header_str(&s.header, &["kubernetes", "PodName"]))
-            && self
-                .live
-                .is_none_or(|l| l == (s.state == SessionState::Live))
-    }
-}
-
-/// All sessions by id (time-ordered).
-#[derive(Default)]
-pub struct SessionIndex {
-    inner: RwLock<BTreeMap<u128, SessionInfo>>,
-}
-
-impl SessionIndex {
-    /// An empty index.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Adds or replaces a session.
-    pub fn upsert(&self, id: &Uuid, info: SessionInfo) {
-        if let Ok(mut inner) = self.inner.write() {
-            inner.insert(id.as_u128(), info);
-        }
-    }
-
-    /// Updates a session in place.
-    pub fn update(&self, id: &Uuid, f: impl FnOnce(&mut SessionInfo)) {
-        if let Ok(mut inner) = self.inner.write() {
-            if let Some(info) = inner.get_mut(&id.as_u128()) {
-                f(info);
+/// The first `size` bytes of the cast at `key`, read from `storage` a chunk
+/// at a time as the caller consumes them. A read that fails mid-stream is
+/// logged and ends the stream (the caller sees a short body).
+pub(crate) fn cast_stream(
+    storage: Arc<dyn Storage>,
+    key: String,
+    size: u64,
+) -> impl Stream<Item = Bytes> + Send + 'static {
+    futures_util::stream::unfold(0u64, move |offset| {
+        let storage = storage.clone();
+        let key = key.clone();
+        async move {
+            if offset >= size {
+                return None;
+            }
+            let end = (offset + CAST_CHUNK).min(size);
+            match storage.get_range(&key, offset..end).await {
+                Ok(data) if !data.is_empty() => Some((data, end)),
+                Ok(_) => None,
+                Err(e) => {
+                    tracing::warn!(%key, error = %e, "reading a cast failed mid-stream");
+                    None
+                }
             }
         }
-    }
-
-    /// One session.
-    pub fn get(&self, id: &Uuid) -> Option<SessionInfo> {
-        self.inner.read().ok()?.get(&id.as_u128()).cloned()
-    }
-
-    /// Newest-first page, and the cursor for the next page.
-    pub fn list(&self, filter: &SessionFilter) -> (Vec<SessionInfo>, Option<String>) {
-        let Ok(inner) = self.inner.read() else {
-            return (Vec::new(), None);
-        };
-        let limit = filter.limit.max(1);
-        let range = match filter.before {
-            Some(b) => inner.range(..b),
-            None => inner.range(..),
-        };
-        let mut out = Vec::new();
-        let mut next = None;
-        for (_, s) in range.rev() {
-            if !filter.matches(s) {
-                continue;
-            }
-            if out.len() == limit {
-                next = out.last().map(|s: &SessionInfo| s.id.clone());
-                break;
-            }
-            out.push(s.clone());
-        }
-        (out, next)
-    }
-
-    /// Number of sessions.
-    pub fn len(&self) -> usize {
-        self.inner.read().map(|i| i.len()).unwrap_or(0)
-    }
-
-    /// Whether there are none.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
-
-/// The time offset of the last complete cast event line in `tail`.
-pub fn last_event_time(tail: &[u8]) -> Option<f64> {
-    let text = tail.strip_suffix(b"\n").unwrap_or(tail);
-    let start = text
-        .iter()
-        .rposition(|b| *b == b'\n')
-        .map(|p| p + 1)
-        .unwrap_or(0);
-    let line = &text[start..];
-    let value: Value = serde_json::from_slice(line).ok()?;
-    value.get(0)?.as_f64()
+    })
 }

@@ -1,7 +1,7 @@
 //! The local-directory back end: one file per object under a root directory.
 //!
 //! Event and response records are appended to per-hour segment files, one
-//! `fdatasync` per group commit (see [`super::segment`]). Whole objects
+//! `fdatasync` per group commit (see the `segment` module). Whole objects
 //! ([`Storage::put`]) are written to a hidden temporary file, fsynced, renamed
 //! into place, and the directory is fsynced, so a crash leaves either the
 //! whole object or none of it. Sessions are appended to `<key>.partial` (fsynced on
@@ -20,9 +20,11 @@ use bytes::Bytes;
 
 use uuid::Uuid;
 
-use super::layout::{self, ObjectKey, RecordKind, RecordLocation};
+use super::fs::{blocking, fsync_dir, io_err, open_rw, walk_files};
+use super::layout::{self, ObjectKey, RecordLocation};
 use super::segment::{self, Segments, DEFAULT_SEGMENT_MAX_BYTES, LANES};
 use super::{ObjectInfo, RecoveredSession, SessionSink, Storage, StorageError};
+use crate::record::{new_id, RecordKind};
 
 const PARTIAL_SUFFIX: &str = ".partial";
 
@@ -34,27 +36,8 @@ pub struct DiskStorage {
     segments: Arc<Segments>,
 }
 
-fn io_err(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> StorageError {
-    let path = path.display().to_string();
-    move |source| StorageError::Io { op, path, source }
-}
-
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, StorageError> + Send + 'static,
-) -> Result<T, StorageError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| StorageError::Unusable(format!("storage worker failed: {e}")))?
-}
-
-fn fsync_dir(dir: &Path) -> Result<(), StorageError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_err("fsync directory", dir))
-}
-
 impl DiskStorage {
-    /// Opens (creating if needed) the storage root.
+    /// Opens (creating if needed) the storage root `root`.
     pub fn open(root: impl Into<PathBuf>) -> Result<Self, StorageError> {
         let root = root.into();
         fs::create_dir_all(&root).map_err(io_err("create storage directory", &root))?;
@@ -92,6 +75,17 @@ impl DiskStorage {
         Ok(self.root.join(key))
     }
 
+    /// The file of object `key` and its directory, created (durably) if needed.
+    fn object_path(&self, key: &ObjectKey) -> Result<(PathBuf, PathBuf), StorageError> {
+        let path = self.path_of(key.as_str())?;
+        let dir = path
+            .parent()
+            .ok_or_else(|| StorageError::Unusable(format!("bad key {key}")))?
+            .to_path_buf();
+        self.ensure_dir(&dir)?;
+        Ok((path, dir))
+    }
+
     /// Creates `dir` and makes its entry durable in its parents.
     fn ensure_dir(&self, dir: &Path) -> Result<(), StorageError> {
         if let Ok(known) = self.known_dirs.lock() {
@@ -123,17 +117,12 @@ impl DiskStorage {
     }
 
     fn put_blocking(&self, key: &ObjectKey, data: &[u8]) -> Result<(), StorageError> {
-        let path = self.path_of(key.as_str())?;
-        let dir = path
-            .parent()
-            .ok_or_else(|| StorageError::Unusable(format!("bad key {key}")))?
-            .to_path_buf();
-        self.ensure_dir(&dir)?;
+        let (path, dir) = self.object_path(key)?;
         let file_name = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let tmp = dir.join(format!(".{file_name}.tmp-{}", layout::new_id().simple()));
+        let tmp = dir.join(format!(".{file_name}.tmp-{}", new_id().simple()));
         let result = (|| {
             let mut file = File::create(&tmp).map_err(io_err("create", &tmp))?;
             file.write_all(data).map_err(io_err("write", &tmp))?;
@@ -157,24 +146,11 @@ impl DiskStorage {
         if !start.exists() {
             return Ok(out);
         }
-        let mut stack = vec![start];
-        while let Some(dir) = stack.pop() {
-            let entries = match fs::read_dir(&dir) {
-                Ok(entries) => entries,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(io_err("list directory", &dir)(e)),
-            };
-            for entry in entries {
-                let entry = entry.map_err(io_err("list directory", &dir))?;
-                let name = entry.file_name().to_string_lossy().into_owned();
-                if name.starts_with('.') || name.ends_with(PARTIAL_SUFFIX) {
-                    continue;
-                }
-                let path = entry.path();
-                let meta = entry.metadata().map_err(io_err("stat", &path))?;
-                if meta.is_dir() {
-                    stack.push(path);
-                } else if let Ok(rel) = path.strip_prefix(&self.root) {
+        walk_files(
+            &start,
+            |name| name.starts_with('.') || name.ends_with(PARTIAL_SUFFIX),
+            |path, _, meta| {
+                if let Ok(rel) = path.strip_prefix(&self.root) {
                     let key = rel
                         .components()
                         .map(|c| c.as_os_str().to_string_lossy().into_owned())
@@ -185,8 +161,9 @@ impl DiskStorage {
                         size: meta.len(),
                     });
                 }
-            }
-        }
+                Ok(())
+            },
+        )?;
         Ok(out)
     }
 
@@ -240,12 +217,7 @@ impl DiskStorage {
 /// Cuts a crash-interrupted session back to its last `\n` (bytes after it were
 /// never acknowledged) and returns the new size.
 fn truncate_to_last_line(path: &Path) -> Result<u64, StorageError> {
-    let mut file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(path)
-        .map_err(io_err("open", path))?;
-    let len = file.metadata().map_err(io_err("stat", path))?.len();
+    let (mut file, len) = open_rw(path, "open", "stat")?;
     let mut end = len;
     let mut buf = vec![0u8; 64 * 1024];
     while end > 0 {
@@ -277,9 +249,7 @@ impl Storage for DiskStorage {
     async fn check(&self) -> Result<(), StorageError> {
         let me = self.clone();
         blocking(move || {
-            let probe = me
-                .root
-                .join(format!(".probe-{}", layout::new_id().simple()));
+            let probe = me.root.join(format!(".probe-{}", new_id().simple()));
             let mut file = File::create(&probe).map_err(io_err("write probe file in", &me.root))?;
             file.write_all(b"ok")
                 .map_err(io_err("write probe file in", &me.root))?;
@@ -383,12 +353,7 @@ impl Storage for DiskStorage {
         let me = self.clone();
         let key = key.clone();
         blocking(move || {
-            let path = me.path_of(key.as_str())?;
-            let dir = path
-                .parent()
-                .ok_or_else(|| StorageError::Unusable(format!("bad key {key}")))?
-                .to_path_buf();
-            me.ensure_dir(&dir)?;
+            let (path, dir) = me.object_path(&key)?;
             let partial = PathBuf::from(format!("{}{PARTIAL_SUFFIX}", path.display()));
             let file = OpenOptions::new()
                 .create_new(true)
@@ -458,7 +423,7 @@ impl SessionSink for DiskSession {
             (file, r)
         })
         .await
-        .map_err(|e| StorageError::Unusable(format!("storage worker failed: {e}")))?;
+        .map_err(StorageError::Worker)?;
         let written = result?;
         self.file = Some(file);
         self.durable += written;

@@ -11,13 +11,18 @@
 //! The partition is derived from the UUIDv7's millisecond timestamp (UTC), so
 //! an id alone says which partition holds its record. A `<segment>` is named
 //! after the first commit batch it holds: on S3 every batch is its own
-//! object; on disk a segment collects the batches of one hour (see
-//! [`super::disk`]).
+//! object; on disk a segment collects the batches of one hour (see the disk
+//! back end).
+//!
+//! The bottom of the storage layer: it knows the record vocabulary
+//! ([`crate::record`]) and nothing else of the crate.
 
 use std::fmt;
 
 use time::OffsetDateTime;
 use uuid::Uuid;
+
+use crate::record::{parse_simple_uuid, RecordId, RecordKind};
 
 /// A storage key built by this module (so it is always a safe relative path).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -31,7 +36,7 @@ impl ObjectKey {
 
     /// Re-validates a listed key; `None` for anything that is not exactly
     /// the shape this module produces.
-    pub fn parse(key: &str) -> Option<Self> {
+    pub(crate) fn parse(key: &str) -> Option<Self> {
         let parsed = parse_key(key)?;
         Some(parsed.0)
     }
@@ -43,40 +48,16 @@ impl fmt::Display for ObjectKey {
     }
 }
 
-/// What a stored object holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum RecordKind {
-    /// `kubernetes-api-request` events.
-    Event,
-    /// `kubescribe-api-response` records.
-    Response,
-}
-
-impl RecordKind {
-    /// The top-level folder.
-    pub fn folder(self) -> &'static str {
-        match self {
-            RecordKind::Event => "events",
-            RecordKind::Response => "responses",
-        }
-    }
-
-    /// The one-letter prefix of record ids of this kind.
-    pub fn id_prefix(self) -> char {
-        match self {
-            RecordKind::Event => 'e',
-            RecordKind::Response => 'r',
-        }
+/// The top-level folder of records of `kind`: `events` or `responses`.
+pub(crate) fn folder(kind: RecordKind) -> &'static str {
+    match kind {
+        RecordKind::Event => "events",
+        RecordKind::Response => "responses",
     }
 }
 
 /// Folder of finished and in-progress sessions.
-pub const SESSIONS: &str = "sessions";
-
-/// A new time-ordered id (UUIDv7).
-pub fn new_id() -> Uuid {
-    Uuid::now_v7()
-}
+pub(crate) const SESSIONS: &str = "sessions";
 
 fn partition_time(id: &Uuid) -> OffsetDateTime {
     let millis = id
@@ -95,9 +76,9 @@ fn date_of(t: OffsetDateTime) -> String {
 }
 
 /// The partition folder (`events/date=…/hour=…`) of the records of `batch`.
-pub fn partition(kind: RecordKind, batch: &Uuid) -> String {
+pub(crate) fn partition(kind: RecordKind, batch: &Uuid) -> String {
     let t = partition_time(batch);
-    format!("{}/date={}/hour={:02}", kind.folder(), date_of(t), t.hour())
+    format!("{}/date={}/hour={:02}", folder(kind), date_of(t), t.hour())
 }
 
 /// The object holding one commit batch of `kind` (on disk: the segment that
@@ -120,12 +101,6 @@ pub fn session_key(session: &Uuid) -> ObjectKey {
     ))
 }
 
-/// The id of record number `line` (0-based) in `batch`: `e-<batch>-<line>` or
-/// `r-<batch>-<line>`.
-pub fn record_id(kind: RecordKind, batch: &Uuid, line: usize) -> String {
-    format!("{}-{}-{}", kind.id_prefix(), batch.simple(), line)
-}
-
 /// Where a record id points: its kind, commit batch and line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordLocation {
@@ -140,40 +115,16 @@ pub struct RecordLocation {
     pub line: usize,
 }
 
-/// Parses a record id produced by [`record_id`].
+/// Where record `id` (made by [`crate::record::record_id`]) is stored;
+/// `None` for anything that is not exactly such an id.
 pub fn parse_record_id(id: &str) -> Option<RecordLocation> {
-    let mut parts = id.splitn(3, '-');
-    let kind = match parts.next()? {
-        "e" => RecordKind::Event,
-        "r" => RecordKind::Response,
-        _ => return None,
-    };
-    let batch = parse_simple_uuid(parts.next()?)?;
-    let line_text = parts.next()?;
-    if line_text.is_empty() || line_text.len() > 9 || !line_text.bytes().all(|b| b.is_ascii_digit())
-    {
-        return None;
-    }
-    let line = line_text.parse().ok()?;
+    let RecordId { kind, batch, line } = RecordId::parse(id)?;
     Some(RecordLocation {
         kind,
         batch,
         key: batch_key(kind, &batch),
         line,
     })
-}
-
-/// Parses a session id (32 lower-case hex digits of a UUIDv7).
-pub fn parse_session_id(id: &str) -> Option<Uuid> {
-    parse_simple_uuid(id)
-}
-
-fn parse_simple_uuid(text: &str) -> Option<Uuid> {
-    if text.len() != 32 || !text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
-        return None;
-    }
-    let id = Uuid::parse_str(text).ok()?;
-    (id.get_version_num() == 7).then_some(id)
 }
 
 /// What a listed key is.
@@ -208,19 +159,10 @@ pub fn parse_key(key: &str) -> Option<(ObjectKey, KeyKind)> {
     }
 }
 
-/// Unix milliseconds encoded in a UUIDv7.
-pub fn unix_millis(id: &Uuid) -> i64 {
-    id.get_timestamp()
-        .map(|ts| {
-            let (secs, nanos) = ts.to_unix();
-            i64::try_from(secs).unwrap_or(i64::MAX / 1000) * 1000 + i64::from(nanos / 1_000_000)
-        })
-        .unwrap_or(0)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::record::{new_id, record_id};
 
     #[test]
     fn ids_round_trip_to_their_objects() {

@@ -15,11 +15,16 @@
 //!   returns only once the appended bytes are durable. A session cut short by a
 //!   crash is finalised by [`Storage::recover_sessions`] at the next start.
 //! * Object names come only from [`layout`], never from input.
+//!
+//! Inside, bottom to top: [`layout`] (object names), this module (the trait
+//! and its error), `fs` (file-system helpers), `segment` (record segments on
+//! disk), then the back ends [`disk`] and [`s3`].
 
 pub mod disk;
+mod fs;
 pub mod layout;
 pub mod s3;
-pub mod segment;
+mod segment;
 
 use std::ops::Range;
 
@@ -27,8 +32,9 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use uuid::Uuid;
 
+use crate::record::RecordKind;
 pub use layout::ObjectKey;
-use layout::{RecordKind, RecordLocation};
+use layout::RecordLocation;
 
 /// A storage failure, worded for the operator who reads it in a log.
 #[derive(Debug, thiserror::Error)]
@@ -56,7 +62,33 @@ pub enum StorageError {
     /// The object does not exist.
     #[error("object {0} not found")]
     NotFound(String),
-    /// The storage is not usable (checked at start-up).
+    /// A worker thread doing blocking file work failed (panicked).
+    #[error("storage worker failed: {0}")]
+    Worker(#[source] tokio::task::JoinError),
+    /// The S3 client could not be configured.
+    #[error("cannot configure S3 client for endpoint {endpoint} bucket {bucket:?}: {source}")]
+    S3Client {
+        /// The endpoint.
+        endpoint: String,
+        /// The bucket.
+        bucket: String,
+        /// The client's error.
+        source: object_store::Error,
+    },
+    /// The start-up check of the bucket failed.
+    #[error(
+        "cannot use bucket {bucket:?} at {endpoint} (check --dst/TSRECORDER_DST, --bucket/TSRECORDER_BUCKET, \
+         that the bucket exists, and the credentials in AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY): {source}"
+    )]
+    Bucket {
+        /// The bucket.
+        bucket: String,
+        /// The endpoint.
+        endpoint: String,
+        /// What failed.
+        source: Box<StorageError>,
+    },
+    /// The storage is not usable for another reason, said in the message.
     #[error("{0}")]
     Unusable(String),
 }

@@ -23,6 +23,7 @@ use object_store::{
 
 use super::layout::{self, ObjectKey};
 use super::{ObjectInfo, RecoveredSession, SessionSink, Storage, StorageError};
+use crate::record::new_id;
 
 const PARTS_INFIX: &str = ".parts/";
 
@@ -58,7 +59,7 @@ fn os_err(op: &'static str, key: &str) -> impl FnOnce(object_store::Error) -> St
 }
 
 impl S3Storage {
-    /// Builds a client. Credentials come from the standard AWS environment
+    /// Builds a client for `config`. Credentials come from the standard AWS environment
     /// (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`,
     /// web identity / IRSA, instance metadata).
     pub fn new(config: S3Config) -> Result<Self, StorageError> {
@@ -87,11 +88,10 @@ impl S3Storage {
                     .with_timeout(Duration::from_secs(60)),
             )
             .build()
-            .map_err(|e| {
-                StorageError::Unusable(format!(
-                    "cannot configure S3 client for endpoint {} bucket {:?}: {e}",
-                    config.endpoint, config.bucket
-                ))
+            .map_err(|source| StorageError::S3Client {
+                endpoint: config.endpoint.clone(),
+                bucket: config.bucket.clone(),
+                source,
             })?;
         Ok(Self {
             store: Arc::new(store),
@@ -156,15 +156,13 @@ impl Storage for S3Storage {
     }
 
     async fn check(&self) -> Result<(), StorageError> {
-        let hint = |e: StorageError| {
-            StorageError::Unusable(format!(
-                "cannot use bucket {:?} at {} (check --dst/TSRECORDER_DST, --bucket/TSRECORDER_BUCKET, \
-                 that the bucket exists, and the credentials in AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY): {e}",
-                self.config.bucket, self.config.endpoint
-            ))
+        let hint = |e: StorageError| StorageError::Bucket {
+            bucket: self.config.bucket.clone(),
+            endpoint: self.config.endpoint.clone(),
+            source: Box::new(e),
         };
         self.list_all("_kubescribe").await.map_err(hint)?;
-        let probe = Path::from(format!("_kubescribe/probe-{}", layout::new_id().simple()));
+        let probe = Path::from(format!("_kubescribe/probe-{}", new_id().simple()));
         self.store
             .put(&probe, PutPayload::from_static(b"ok"))
             .await

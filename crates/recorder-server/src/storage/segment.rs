@@ -4,7 +4,7 @@
 //! * A segment is `events/date=…/hour=…/<batch>.ndjson` (or `responses/…`),
 //!   named after the first commit batch it holds (a recorder-generated
 //!   UUIDv7), so the layout and the key shapes stay those of
-//!   [`super::layout`]. It holds only batches of its own hour.
+//!   the layout module. It holds only batches of its own hour.
 //! * Each record kind has [`LANES`] lanes, each with at most one open segment
 //!   and at most one commit writing or syncing at a time. Two lanes let one
 //!   commit's `fdatasync` overlap the next commit's (the file system joins
@@ -31,14 +31,16 @@ use std::sync::{Mutex, MutexGuard, TryLockError};
 use bytes::Bytes;
 use uuid::Uuid;
 
-use super::layout::{self, KeyKind, RecordKind};
+use super::fs::{fsync_dir, io_err, open_rw, walk_files};
+use super::layout::{self, KeyKind};
 use super::StorageError;
+use crate::record::RecordKind;
 
 /// Lanes per record kind (commits that may be in flight at once).
-pub const LANES: usize = 2;
+pub(super) const LANES: usize = 2;
 
 /// Default size at which a segment is closed and the next one started.
-pub const DEFAULT_SEGMENT_MAX_BYTES: u64 = 64 * 1024 * 1024;
+pub(super) const DEFAULT_SEGMENT_MAX_BYTES: u64 = 64 * 1024 * 1024;
 
 #[derive(Debug)]
 struct OpenSegment {
@@ -50,15 +52,10 @@ struct OpenSegment {
 
 /// The open segments of one storage root.
 #[derive(Debug)]
-pub struct Segments {
+pub(super) struct Segments {
     lanes: Vec<Mutex<Option<OpenSegment>>>,
     per_kind: usize,
     max_bytes: u64,
-}
-
-fn io_err(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> StorageError {
-    let path = path.display().to_string();
-    move |source| StorageError::Io { op, path, source }
 }
 
 fn kind_index(kind: RecordKind) -> usize {
@@ -83,7 +80,7 @@ fn seal(file: &File, path: &Path) {
 
 impl Segments {
     /// No open segments yet; `lanes` per record kind; segments close at `max_bytes`.
-    pub fn new(max_bytes: u64, lanes: usize) -> Self {
+    pub(super) fn new(max_bytes: u64, lanes: usize) -> Self {
         let per_kind = lanes.max(1);
         Self {
             lanes: (0..2 * per_kind).map(|_| Mutex::new(None)).collect(),
@@ -93,7 +90,7 @@ impl Segments {
     }
 
     /// Lanes per record kind.
-    pub fn lanes(&self) -> usize {
+    pub(super) fn lanes(&self) -> usize {
         self.per_kind
     }
 
@@ -130,7 +127,7 @@ impl Segments {
 
     /// Appends the `kind` records of commit `batch` and returns once they are
     /// durable. `create` makes the directory of a new segment (durably).
-    pub fn append(
+    pub(super) fn append(
         &self,
         root: &Path,
         kind: RecordKind,
@@ -173,12 +170,6 @@ impl Segments {
         open.len += data.len() as u64;
         Ok(())
     }
-}
-
-fn fsync_dir(dir: &Path) -> Result<(), StorageError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_err("fsync directory", dir))
 }
 
 fn create(
@@ -234,7 +225,7 @@ fn valid_prefix(file: &mut File, path: &Path) -> Result<u64, StorageError> {
 
 /// What [`recover`] did to one segment.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Recovered {
+pub(super) enum Recovered {
     /// Cut back to this many bytes.
     Truncated(u64),
     /// Held no complete line and was removed.
@@ -244,12 +235,7 @@ pub enum Recovered {
 /// Cuts one unsealed segment back to its acknowledged prefix and seals it;
 /// `None` if it was intact.
 fn recover_one(path: &Path) -> Result<Option<Recovered>, StorageError> {
-    let mut file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(path)
-        .map_err(io_err("open segment", path))?;
-    let len = file.metadata().map_err(io_err("stat segment", path))?.len();
+    let (mut file, len) = open_rw(path, "open segment", "stat segment")?;
     let keep = valid_prefix(&mut file, path)?;
     let outcome = if keep == 0 {
         drop(file);
@@ -272,30 +258,18 @@ fn recover_one(path: &Path) -> Result<Option<Recovered>, StorageError> {
 
 /// Checks every unsealed segment under `root` (see the module doc) and
 /// returns the ones it had to repair, as paths relative to `root`.
-pub fn recover(root: &Path) -> Result<Vec<(String, Recovered)>, StorageError> {
+pub(super) fn recover(root: &Path) -> Result<Vec<(String, Recovered)>, StorageError> {
     let mut repaired = Vec::new();
     for kind in [RecordKind::Event, RecordKind::Response] {
-        let mut stack = vec![root.join(kind.folder())];
-        while let Some(dir) = stack.pop() {
-            let entries = match fs::read_dir(&dir) {
-                Ok(entries) => entries,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(io_err("list directory", &dir)(e)),
-            };
-            for entry in entries {
-                let entry = entry.map_err(io_err("list directory", &dir))?;
-                let path = entry.path();
-                let name = entry.file_name().to_string_lossy().into_owned();
-                let meta = entry.metadata().map_err(io_err("stat", &path))?;
-                if meta.is_dir() {
-                    stack.push(path);
-                    continue;
-                }
+        walk_files(
+            &root.join(layout::folder(kind)),
+            |_| false,
+            |path, name, meta| {
                 if name.starts_with('.')
                     || !name.ends_with(".ndjson")
                     || meta.permissions().readonly()
                 {
-                    continue;
+                    return Ok(());
                 }
                 if let Some(outcome) = recover_one(&path)? {
                     let rel = path
@@ -304,8 +278,9 @@ pub fn recover(root: &Path) -> Result<Vec<(String, Recovered)>, StorageError> {
                         .unwrap_or_else(|_| path.display().to_string());
                     repaired.push((rel, outcome));
                 }
-            }
-        }
+                Ok(())
+            },
+        )?;
     }
     Ok(repaired)
 }
@@ -321,7 +296,7 @@ fn is_record_head(prefix: &[u8]) -> bool {
 /// The line of record `id` (of `kind`, committed in `batch`): searched in the
 /// segments of the batch's hour named by `batch` or an earlier batch, newest
 /// first.
-pub fn read_record(
+pub(super) fn read_record(
     root: &Path,
     kind: RecordKind,
     batch: &Uuid,

@@ -15,14 +15,14 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use kubescribe_recorder::storage::disk::DiskStorage;
 use kubescribe_recorder::storage::Storage;
-use kubescribe_recorder::{App, Cli};
+use kubescribe_recorder::{Cli, RecorderHandle};
 
 pub const TOKEN: &str = "test-upload-token-0123456789";
 
 /// A recorder running in this process.
 pub struct TestRecorder {
     pub addr: SocketAddr,
-    pub app: Arc<App>,
+    pub app: RecorderHandle,
     pub dir: Option<tempfile::TempDir>,
 }
 

@@ -11,10 +11,10 @@
 //! record's id and not written again.
 
 use std::collections::hash_map::Entry;
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
@@ -22,41 +22,28 @@ use futures_util::stream::{FuturesOrdered, StreamExt};
 use futures_util::FutureExt;
 use tokio::sync::{mpsc, oneshot};
 
+use super::keys::KeyIndex;
+use super::prepare::Prepared;
+use crate::index::EventIndex;
 use crate::metrics::Metrics;
-use crate::query::index::{QueryIndex, Summary};
-use crate::storage::layout::{self, RecordKind};
+use crate::record::{new_id, record_id, unix_millis, RecordKind, Summary};
 use crate::storage::{Storage, StorageError};
-
-/// A record ready to store: its Go-JSON line with an empty `id` to fill in.
-#[derive(Debug, Clone)]
-pub struct Prepared {
-    /// Event or response record.
-    pub kind: RecordKind,
-    /// The record as one JSON line (ending in `\n`) whose `id` is `""`.
-    pub line: Vec<u8>,
-    /// Byte offset between the two quotes of `"id":""`.
-    pub id_at: usize,
-    /// The idempotency key (already prefixed by kind), if any.
-    pub key: Option<String>,
-    /// What the query index keeps.
-    pub summary: Summary,
-}
 
 /// How one record was acknowledged.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Acked {
+pub(crate) struct Acked {
     /// The stored record's id.
-    pub id: String,
+    pub(crate) id: String,
     /// Whether it had been stored before (same idempotency key).
-    pub duplicate: bool,
+    pub(crate) duplicate: bool,
 }
 
 /// A commit failed: nothing of the request was acknowledged.
 #[derive(Debug, Clone, thiserror::Error)]
-pub enum CommitError {
-    /// Storage failed.
+pub(crate) enum CommitError {
+    /// Storage failed (the error is shared by every waiter of the commit).
     #[error("storage failed, nothing was stored: {0}")]
-    Storage(String),
+    Storage(#[source] Arc<StorageError>),
     /// The recorder is shutting down.
     #[error("the recorder is shutting down")]
     ShuttingDown,
@@ -69,85 +56,17 @@ struct Submission {
 
 /// The sending side of the commit loop.
 #[derive(Clone)]
-pub struct Committer {
+pub(crate) struct Committer {
     tx: mpsc::Sender<Submission>,
 }
 
-/// Remembers which idempotency keys are stored, for a bounded time and count.
-#[derive(Debug)]
-pub struct KeyIndex {
-    ids: HashMap<String, String>,
-    order: VecDeque<(i64, String)>,
-    window_ms: i64,
-    max_keys: usize,
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
-impl KeyIndex {
-    /// An empty index keeping keys for `window`, at most `max_keys` of them.
-    pub fn new(window: Duration, max_keys: usize) -> Self {
-        Self {
-            ids: HashMap::new(),
-            order: VecDeque::new(),
-            window_ms: window.as_millis().min(i64::MAX as u128) as i64,
-            max_keys: max_keys.max(1),
-        }
-    }
-
-    /// The window in milliseconds.
-    pub fn window_ms(&self) -> i64 {
-        self.window_ms
-    }
-
-    /// Records that `key` is stored as `id` at `stored_ms` (Unix ms). Keys
-    /// must be inserted in commit order.
-    pub fn insert(&mut self, key: String, id: String, stored_ms: i64) {
-        if self.ids.insert(key.clone(), id).is_none() {
-            self.order.push_back((stored_ms, key));
-        }
-        self.expire(now_ms());
-    }
-
-    /// The id stored under `key`.
-    pub fn get(&self, key: &str) -> Option<&String> {
-        self.ids.get(key)
-    }
-
-    /// How many keys are remembered.
-    pub fn len(&self) -> usize {
-        self.ids.len()
-    }
-
-    /// Whether no keys are remembered.
-    pub fn is_empty(&self) -> bool {
-        self.ids.is_empty()
-    }
-
-    fn expire(&mut self, now: i64) {
-        while let Some((at, _)) = self.order.front() {
-            if self.order.len() > self.max_keys || *at < now - self.window_ms {
-                if let Some((_, key)) = self.order.pop_front() {
-                    self.ids.remove(&key);
-                }
-            } else {
-                break;
-            }
-        }
-    }
-}
-
 impl Committer {
-    /// Starts the commit loop.
-    pub fn start(
+    /// Starts the commit loop: records go to `storage`, their keys to
+    /// `keys`, their lines to `index`; at most `max_records` per commit.
+    pub(crate) fn start(
         storage: Arc<dyn Storage>,
         keys: KeyIndex,
-        index: Arc<QueryIndex>,
+        index: Arc<EventIndex>,
         metrics: Arc<Metrics>,
         max_records: usize,
     ) -> Self {
@@ -157,7 +76,7 @@ impl Committer {
     }
 
     /// Stores `records` durably (all of them or none) and returns their ids in order.
-    pub async fn commit(&self, records: Vec<Prepared>) -> Result<Vec<Acked>, CommitError> {
+    pub(crate) async fn commit(&self, records: Vec<Prepared>) -> Result<Vec<Acked>, CommitError> {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Submission { records, reply })
@@ -195,7 +114,7 @@ struct LoopState {
     /// Every commit up to this sequence number fails (an earlier one failed
     /// while it was in flight, and it may reference that one's records).
     fail_through: Option<u64>,
-    index: Arc<QueryIndex>,
+    index: Arc<EventIndex>,
     metrics: Arc<Metrics>,
 }
 
@@ -203,7 +122,7 @@ async fn commit_loop(
     mut rx: mpsc::Receiver<Submission>,
     storage: Arc<dyn Storage>,
     keys: KeyIndex,
-    index: Arc<QueryIndex>,
+    index: Arc<EventIndex>,
     metrics: Arc<Metrics>,
     max_records: usize,
 ) {
@@ -276,8 +195,8 @@ impl LoopState {
         let started = Instant::now();
         let seq = self.next_seq;
         self.next_seq += 1;
-        let batch_id = layout::new_id();
-        let stored_ms = layout::unix_millis(&batch_id);
+        let batch_id = new_id();
+        let stored_ms = unix_millis(&batch_id);
         // One allocation per kind: each line grows by its id (under 64 bytes).
         let (mut event_bytes, mut response_bytes) = (0usize, 0usize);
         for record in batch.iter().flat_map(|s| &s.records) {
@@ -293,10 +212,10 @@ impl LoopState {
         let mut new_keys = Vec::new();
         let mut indexed = Vec::new();
         let mut pending = Vec::with_capacity(batch.len());
-        // Ids are `layout::record_id`: the batch part is formatted once.
-        let event_id_head = layout::record_id(RecordKind::Event, &batch_id, 0);
+        // Ids are `record_id`s: the batch part is formatted once.
+        let event_id_head = record_id(RecordKind::Event, &batch_id, 0);
         let event_id_head = event_id_head[..event_id_head.len() - 1].to_owned();
-        let response_id_head = layout::record_id(RecordKind::Response, &batch_id, 0);
+        let response_id_head = record_id(RecordKind::Response, &batch_id, 0);
         let response_id_head = response_id_head[..response_id_head.len() - 1].to_owned();
         for Submission { records, reply } in batch {
             let mut acks = Vec::with_capacity(records.len());
@@ -439,9 +358,9 @@ impl LoopState {
                     self.fail_through = Some(self.next_seq.saturating_sub(1));
                     self.in_flight_keys.clear();
                 }
-                let message = e.to_string();
+                let e = Arc::new(e);
                 for p in pending {
-                    let _ = p.reply.send(Err(CommitError::Storage(message.clone())));
+                    let _ = p.reply.send(Err(CommitError::Storage(e.clone())));
                 }
             }
         }
@@ -451,7 +370,7 @@ impl LoopState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::query::index::EventSummary;
+    use crate::record::EventSummary;
     use crate::storage::{ObjectInfo, ObjectKey, RecoveredSession, SessionSink};
     use async_trait::async_trait;
     use std::ops::Range;
@@ -541,8 +460,8 @@ mod tests {
         });
         let committer = Committer::start(
             storage.clone(),
-            KeyIndex::new(Duration::from_secs(60), 100),
-            Arc::new(QueryIndex::new(1 << 20)),
+            KeyIndex::new(std::time::Duration::from_secs(60), 100),
+            Arc::new(EventIndex::new(1 << 20)),
             Arc::new(Metrics::new()),
             100,
         );
@@ -582,26 +501,5 @@ mod tests {
         let again = committer.commit(vec![record("b")]).await.unwrap();
         assert_eq!(again[0].id, acks[1].id);
         assert!(again[0].duplicate);
-    }
-
-    #[test]
-    fn key_index_is_bounded_by_count() {
-        let mut keys = KeyIndex::new(Duration::from_secs(3600), 2);
-        let now = now_ms();
-        keys.insert("a".into(), "1".into(), now);
-        keys.insert("b".into(), "2".into(), now);
-        keys.insert("c".into(), "3".into(), now);
-        assert_eq!(keys.len(), 2);
-        assert!(keys.get("a").is_none());
-        assert_eq!(keys.get("c").map(String::as_str), Some("3"));
-    }
-
-    #[test]
-    fn key_index_expires_by_age() {
-        let mut keys = KeyIndex::new(Duration::from_secs(60), 10);
-        keys.insert("old".into(), "1".into(), now_ms() - 120_000);
-        keys.insert("new".into(), "2".into(), now_ms());
-        assert!(keys.get("old").is_none());
-        assert!(keys.get("new").is_some());
     }
 }

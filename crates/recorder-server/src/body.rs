@@ -1,4 +1,6 @@
-//! Reading request bodies with a size limit and an idle timeout.
+//! Request bodies: reading them with a size limit and an idle timeout,
+//! reserving room for them in the in-flight memory budget, and why that
+//! failed ([`BodyError`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,12 +30,12 @@ pub enum BodyError {
     Busy,
     /// The connection failed mid-body (truncated upload).
     #[error("request body was cut short: {0}")]
-    Broken(String),
+    Broken(#[source] hyper::Error),
 }
 
 impl BodyError {
-    /// The HTTP status for this error.
-    pub fn status(&self) -> StatusCode {
+    /// The HTTP status that answers this failure.
+    pub(crate) fn status(&self) -> StatusCode {
         match self {
             BodyError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             BodyError::Idle(_) => StatusCode::REQUEST_TIMEOUT,
@@ -42,8 +44,8 @@ impl BodyError {
         }
     }
 
-    /// A short label for the rejection metric.
-    pub fn reason(&self) -> &'static str {
+    /// The `reason`/`outcome` label of the rejection and session metrics.
+    pub(crate) fn reason(&self) -> &'static str {
         match self {
             BodyError::TooLarge { .. } => "too_large",
             BodyError::Idle(_) => "idle_timeout",
@@ -54,12 +56,15 @@ impl BodyError {
 }
 
 /// Reads the next data chunk (skipping trailers), `None` at the end.
-pub async fn next_chunk(body: &mut Incoming, idle: Duration) -> Result<Option<Bytes>, BodyError> {
+pub(crate) async fn next_chunk(
+    body: &mut Incoming,
+    idle: Duration,
+) -> Result<Option<Bytes>, BodyError> {
     loop {
         match tokio::time::timeout(idle, body.frame()).await {
             Err(_) => return Err(BodyError::Idle(idle)),
             Ok(None) => return Ok(None),
-            Ok(Some(Err(e))) => return Err(BodyError::Broken(e.to_string())),
+            Ok(Some(Err(e))) => return Err(BodyError::Broken(e)),
             Ok(Some(Ok(frame))) => {
                 if let Ok(data) = frame.into_data() {
                     if !data.is_empty() {
@@ -72,7 +77,7 @@ pub async fn next_chunk(body: &mut Incoming, idle: Duration) -> Result<Option<By
 }
 
 /// Reads a whole body of at most `limit` bytes.
-pub async fn read_limited(
+pub(crate) async fn read_limited(
     mut body: Incoming,
     limit: usize,
     idle: Duration,
@@ -107,7 +112,7 @@ pub async fn read_limited(
 /// Reserves room for a body of at most `limit` bytes (its declared length if
 /// smaller) in the in-flight budget, counted in KiB. The permit is held until
 /// the request's records are committed.
-pub async fn reserve(
+pub(crate) async fn reserve(
     budget: &Arc<Semaphore>,
     declared: Option<u64>,
     limit: usize,
@@ -122,7 +127,7 @@ pub async fn reserve(
 }
 
 /// The declared `Content-Length`, if any.
-pub fn content_length(headers: &http::HeaderMap) -> Option<u64> {
+pub(crate) fn content_length(headers: &http::HeaderMap) -> Option<u64> {
     headers
         .get(http::header::CONTENT_LENGTH)?
         .to_str()
@@ -130,38 +135,4 @@ pub fn content_length(headers: &http::HeaderMap) -> Option<u64> {
         .trim()
         .parse()
         .ok()
-}
-
-/// The shared front of the record endpoints: refuses a declared length over
-/// `limit` (413 naming `flag`), reserves room in the in-flight budget, and
-/// reads the body with the limit and the idle timeout. On failure, the
-/// response to send (the rejection is counted). The permit must be held
-/// until the body's records are committed.
-pub async fn read_record_body(
-    app: &crate::app::App,
-    req: http::Request<Incoming>,
-    limit: usize,
-    what: &str,
-    flag: &str,
-) -> Result<(OwnedSemaphorePermit, Bytes), http::Response<crate::server::ResBody>> {
-    let declared = content_length(req.headers());
-    if declared.is_some_and(|n| n > limit as u64) {
-        app.metrics.reject("too_large");
-        return Err(crate::server::json_error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            &format!("{what} is larger than the limit of {limit} bytes ({flag})"),
-        ));
-    }
-    let idle = app.config.limits.upload_idle_timeout;
-    let rejected = |e: BodyError| {
-        app.metrics.reject(e.reason());
-        crate::server::json_error(e.status(), &e.to_string())
-    };
-    let permit = reserve(&app.body_budget, declared, limit, idle)
-        .await
-        .map_err(rejected)?;
-    let body = read_limited(req.into_body(), limit, idle)
-        .await
-        .map_err(rejected)?;
-    Ok((permit, body))
 }

@@ -9,32 +9,32 @@ use bytes::Bytes;
 use event_model::Record;
 use serde_json::Value;
 
-use super::index::{order_key, QueryIndex};
-use super::sessions::{last_event_time, SessionIndex, SessionInfo, SessionState};
-use crate::commit::KeyIndex;
-use crate::ingest::event::summarize;
-use crate::storage::layout::{self, KeyKind, RecordKind};
+use crate::index::sessions::last_event_time;
+use crate::index::{EventIndex, SessionIndex, SessionInfo, SessionState};
+use crate::pipeline::keys::KeyIndex;
+use crate::record::{new_id, order_key, summarize, unix_millis, RecordKind};
+use crate::storage::layout::{self, KeyKind};
 use crate::storage::{Storage, StorageError};
 
 const HOUR_MS: i64 = 3_600_000;
 
 /// What the rebuild found.
 #[derive(Debug, Default, Clone)]
-pub struct RebuildReport {
+pub(crate) struct RebuildReport {
     /// Sessions finalised after a crash.
-    pub recovered_sessions: usize,
+    pub(crate) recovered_sessions: usize,
     /// Record segments cut back to their last acknowledged line.
-    pub repaired_segments: usize,
+    pub(crate) repaired_segments: usize,
     /// Batch objects (segments) read.
-    pub batches_read: usize,
+    pub(crate) batches_read: usize,
     /// Events in the query index.
-    pub indexed_events: usize,
+    pub(crate) indexed_events: usize,
     /// Idempotency keys remembered.
-    pub keys: usize,
+    pub(crate) keys: usize,
     /// Sessions indexed.
-    pub sessions: usize,
+    pub(crate) sessions: usize,
     /// Lines that did not parse (logged).
-    pub bad_lines: usize,
+    pub(crate) bad_lines: usize,
 }
 
 fn split_lines(data: &Bytes) -> impl Iterator<Item = Bytes> + '_ {
@@ -56,11 +56,12 @@ fn split_lines(data: &Bytes) -> impl Iterator<Item = Bytes> + '_ {
     })
 }
 
-/// Runs the whole start-up rebuild.
-pub async fn rebuild(
+/// Runs the whole start-up rebuild from `storage` into `keys`, `index` and
+/// `sessions`.
+pub(crate) async fn rebuild(
     storage: &Arc<dyn Storage>,
     keys: &mut KeyIndex,
-    index: &QueryIndex,
+    index: &EventIndex,
     sessions: &SessionIndex,
 ) -> Result<RebuildReport, StorageError> {
     let mut report = RebuildReport::default();
@@ -76,18 +77,18 @@ pub async fn rebuild(
     // hour only, so none of its records is older than its name's hour.
     let mut batches = Vec::new();
     for kind in [RecordKind::Event, RecordKind::Response] {
-        for info in storage.list(kind.folder()).await? {
+        for info in storage.list(layout::folder(kind)).await? {
             if let Some((key, KeyKind::Batch(kind, id))) = layout::parse_key(&info.key) {
                 batches.push((id, kind, key));
             }
         }
     }
     batches.sort_by_key(|b| std::cmp::Reverse(b.0));
-    let now_ms = layout::unix_millis(&layout::new_id());
+    let now_ms = unix_millis(&new_id());
     let mut key_entries = Vec::new();
     let window_start = now_ms - keys.window_ms();
     for (id, _kind, key) in batches {
-        let may_be_in_window = layout::unix_millis(&id) + HOUR_MS >= window_start;
+        let may_be_in_window = unix_millis(&id) + HOUR_MS >= window_start;
         if !may_be_in_window && index.is_full() {
             break;
         }
@@ -106,7 +107,7 @@ pub async fn rebuild(
             let id = record.id().to_owned();
             if may_be_in_window {
                 let batch_ms = order_key(&id)
-                    .map(|(_, (batch, _))| layout::unix_millis(&uuid::Uuid::from_u128(batch)));
+                    .map(|(_, (batch, _))| unix_millis(&uuid::Uuid::from_u128(batch)));
                 if let (Some(k), Some(ms)) = (record.idempotency_key(), batch_ms) {
                     if ms >= window_start {
                         key_entries.push((ms, k, id.clone()));
@@ -151,7 +152,7 @@ pub async fn rebuild(
             SessionInfo {
                 id: id.simple().to_string(),
                 storage_key: key.to_string(),
-                started_ms: layout::unix_millis(&id),
+                started_ms: unix_millis(&id),
                 header,
                 size: info.size,
                 duration_seconds: last_event_time(&tail).unwrap_or(0.0),

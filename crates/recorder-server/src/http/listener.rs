@@ -7,24 +7,28 @@ use std::sync::Arc;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder;
+use rustls::ServerConfig;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
-use super::router::route;
-use crate::app::App;
+use super::router::Routes;
 
 /// A bound listener.
-pub struct Listener {
+pub(crate) struct Listener {
     tcp: TcpListener,
+    local: SocketAddr,
     tls: Option<TlsAcceptor>,
 }
 
 impl Listener {
-    /// Binds `addr`.
-    pub async fn bind(addr: SocketAddr, tls: Option<TlsAcceptor>) -> std::io::Result<Self> {
+    /// Binds `addr` (`:PORT`, i.e. `[::]:PORT`, falls back to `0.0.0.0:PORT`
+    /// where IPv6 is off); serves TLS with `tls` when given.
+    pub(crate) async fn bind(
+        addr: SocketAddr,
+        tls: Option<Arc<ServerConfig>>,
+    ) -> std::io::Result<Self> {
         let tcp = match TcpListener::bind(addr).await {
             Ok(l) => l,
-            // `:PORT` means all interfaces; fall back to IPv4 where IPv6 is off.
             Err(e) if addr.ip().is_unspecified() && addr.is_ipv6() => {
                 TcpListener::bind(SocketAddr::from(([0, 0, 0, 0], addr.port())))
                     .await
@@ -32,16 +36,21 @@ impl Listener {
             }
             Err(e) => return Err(e),
         };
-        Ok(Self { tcp, tls })
+        let local = tcp.local_addr()?;
+        Ok(Self {
+            tcp,
+            local,
+            tls: tls.map(TlsAcceptor::from),
+        })
     }
 
     /// The bound address.
-    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.tcp.local_addr()
+    pub(crate) fn local_addr(&self) -> SocketAddr {
+        self.local
     }
 
     /// Whether TLS is on.
-    pub fn is_tls(&self) -> bool {
+    pub(crate) fn is_tls(&self) -> bool {
         self.tls.is_some()
     }
 }
@@ -74,8 +83,8 @@ fn builder() -> Builder<TokioExecutor> {
     builder
 }
 
-/// Serves connections until the process ends.
-pub async fn serve(listener: Listener, app: Arc<App>) {
+/// Serves connections on `listener` with `routes` until the process ends.
+pub(crate) async fn serve(listener: Listener, routes: Arc<Routes>) {
     let builder = Arc::new(builder());
     loop {
         let (stream, peer) = match listener.tcp.accept().await {
@@ -87,13 +96,13 @@ pub async fn serve(listener: Listener, app: Arc<App>) {
             }
         };
         let _ = stream.set_nodelay(true);
-        let app = app.clone();
+        let routes = routes.clone();
         let builder = builder.clone();
         let tls = listener.tls.clone();
         tokio::spawn(async move {
             let service = service_fn(move |req| {
-                let app = app.clone();
-                async move { Ok::<_, std::convert::Infallible>(route(app, peer, req).await) }
+                let routes = routes.clone();
+                async move { Ok::<_, std::convert::Infallible>(routes.route(peer, req).await) }
             });
             let result = match tls {
                 None => {

@@ -14,36 +14,35 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use event_model::{Destination, Event, Extension, Request, Source};
 use k8s_request_parse::RequestInfo;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Map};
 
-use crate::app::App;
-use crate::auth::{Reader, Uploader};
-use crate::commit::CommitError;
-use crate::ingest::event::{prepare, PrepareError};
+use super::commit::{CommitError, Committer};
+use super::prepare::{prepare, PrepareError};
+use crate::access::{Reader, Uploader};
 
 /// The `source.node` of a viewing by a read-token holder.
-pub const READ_TOKEN_NODE: &str = "read-token";
+pub(crate) const READ_TOKEN_NODE: &str = "read-token";
 /// The `source.node` of a viewing from a loopback address.
-pub const LOOPBACK_NODE: &str = "loopback";
+pub(crate) const LOOPBACK_NODE: &str = "loopback";
 
 /// One viewing of a session's cast.
 #[derive(Debug, Clone)]
-pub struct Viewing<'a> {
+pub(crate) struct Viewing<'a> {
     /// Who is reading.
-    pub reader: &'a Reader,
+    pub(crate) reader: &'a Reader,
     /// The reader's connection address.
-    pub peer: SocketAddr,
+    pub(crate) peer: SocketAddr,
     /// The session id.
-    pub session: &'a str,
+    pub(crate) session: &'a str,
     /// The request path with `?` and the raw query, as received.
-    pub target: &'a str,
+    pub(crate) target: &'a str,
     /// The request's `User-Agent` (`""` when absent).
-    pub user_agent: &'a str,
+    pub(crate) user_agent: &'a str,
 }
 
 /// Why a viewing could not be recorded.
 #[derive(Debug, thiserror::Error)]
-pub enum AuditError {
+pub(crate) enum AuditError {
     /// The record could not be encoded (never expected).
     #[error("cannot encode the audit record: {0}")]
     Encode(#[from] PrepareError),
@@ -88,7 +87,7 @@ fn reader_source(reader: &Reader) -> (Source, &'static str) {
 
 /// The audit event for `viewing` at `timestamp` (Unix seconds), with a
 /// fresh UUIDv7 idempotency key.
-pub fn view_event(viewing: &Viewing<'_>, timestamp: i64) -> Event {
+pub(crate) fn view_event(viewing: &Viewing<'_>, timestamp: i64) -> Event {
     let query = viewing.target.split_once('?').map(|(_, q)| q).unwrap_or("");
     // Exactly what kube-apiserver would derive for this request; the target
     // was routed here so it parses, but never fail a viewing over it.
@@ -127,28 +126,32 @@ pub fn view_event(viewing: &Viewing<'_>, timestamp: i64) -> Event {
     }
 }
 
-/// Stores the audit record of `viewing` durably; returns its record id.
-pub async fn record_viewing(app: &App, viewing: &Viewing<'_>) -> Result<String, AuditError> {
+/// Stores the audit record of `viewing` durably through `committer`;
+/// returns its record id.
+pub(crate) async fn record_viewing(
+    committer: &Committer,
+    viewing: &Viewing<'_>,
+) -> Result<String, AuditError> {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0);
     let event = view_event(viewing, now);
-    let line = event_model::to_go_json(&event)
-        .map_err(|e| PrepareError::Encode(format!("session-view audit record: {e}")))?;
+    let line = event_model::to_go_json(&event).map_err(PrepareError::Encode)?;
     let prepared = prepare(&line, &Uploader::default())?;
-    let acks = app.committer.commit(vec![prepared]).await?;
+    let acks = committer.commit(vec![prepared]).await?;
     Ok(acks.into_iter().next().map(|a| a.id).unwrap_or_default())
 }
 
 /// The session an event's `kubescribe` object names as viewed, when the
 /// event is a session-view audit record.
-pub fn audited_session(extension: &Extension) -> Option<&str> {
+#[cfg(test)]
+fn audited_session(extension: &Extension) -> Option<&str> {
     extension
         .unknown
         .get("auditOf")
         .and_then(|v| v.get("session"))
-        .and_then(Value::as_str)
+        .and_then(serde_json::Value::as_str)
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
-//! The in-memory query index: recent event lines (bounded by a byte budget)
-//! joined with their response records, and a cursor order that survives
-//! restarts (record ids sort by commit time).
+//! The event index: recent event lines (bounded by a byte budget) joined
+//! with their response records, in a cursor order that survives restarts
+//! (record ids sort by commit time).
 //!
 //! It is rebuilt from storage at start-up, newest first, until the budget is
 //! full. Events older than the budget stay in storage (and are still served
@@ -12,58 +12,8 @@ use std::sync::RwLock;
 
 use bytes::Bytes;
 
-use crate::storage::layout::{parse_record_id, RecordKind};
-
-/// What the index keeps about a record besides its JSON line.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Summary {
-    /// A `kubernetes-api-request` event.
-    Event(EventSummary),
-    /// A `kubescribe-api-response` record.
-    Response(ResponseSummary),
-}
-
-/// Filterable fields of an event.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct EventSummary {
-    /// Event timestamp (Unix seconds, from the proxy).
-    pub timestamp: i64,
-    /// `source.nodeUser`.
-    pub user: String,
-    /// `source.node`.
-    pub node: String,
-    /// `source.nodeTags`.
-    pub tags: Vec<String>,
-    /// `kubernetes.Verb`.
-    pub verb: String,
-    /// `kubernetes.Resource`.
-    pub resource: String,
-    /// `kubernetes.Namespace`.
-    pub namespace: String,
-    /// `kubernetes.Name`.
-    pub name: String,
-    /// `kubescribe.key` (unprefixed), joining the response record.
-    pub key: Option<String>,
-}
-
-/// Joinable fields of a response record.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct ResponseSummary {
-    /// The event's idempotency key.
-    pub key: String,
-}
-
-/// The sort order of records: (batch UUID, line).
-pub type OrderKey = (u128, u32);
-
-/// Parses a record id into its sort order.
-pub fn order_key(id: &str) -> Option<(RecordKind, OrderKey)> {
-    let loc = parse_record_id(id)?;
-    let mut parts = id.splitn(3, '-');
-    parts.next();
-    let batch = u128::from_str_radix(parts.next()?, 16).ok()?;
-    Some((loc.kind, (batch, u32::try_from(loc.line).ok()?)))
-}
+use super::filter::{eq, ListFilter};
+use crate::record::{order_id, order_key, EventSummary, OrderKey, RecordKind, Summary};
 
 struct IndexedEvent {
     line: Bytes,
@@ -79,59 +29,47 @@ struct Inner {
     response_bytes: usize,
 }
 
-/// Filters for [`QueryIndex::query`]. Empty strings mean "any".
+/// Filters for [`EventIndex::query`].
 #[derive(Debug, Clone, Default)]
-pub struct EventFilter {
-    /// Earliest event timestamp (Unix seconds, inclusive).
-    pub since: Option<i64>,
-    /// Latest event timestamp (Unix seconds, exclusive).
-    pub until: Option<i64>,
-    /// `source.nodeUser`, exact.
-    pub user: Option<String>,
-    /// `source.node`, exact.
-    pub node: Option<String>,
+pub(crate) struct EventFilter {
+    /// Time (of the event's `timestamp`), user, node, namespace.
+    pub(crate) list: ListFilter,
     /// A tag in `source.nodeTags`.
-    pub tag: Option<String>,
+    pub(crate) tag: Option<String>,
     /// `kubernetes.Verb`.
-    pub verb: Option<String>,
+    pub(crate) verb: Option<String>,
     /// `kubernetes.Resource`.
-    pub resource: Option<String>,
-    /// `kubernetes.Namespace`.
-    pub namespace: Option<String>,
+    pub(crate) resource: Option<String>,
     /// `kubernetes.Name`.
-    pub name: Option<String>,
+    pub(crate) name: Option<String>,
     /// Case-insensitive substring of the stored JSON line.
-    pub q: Option<String>,
+    pub(crate) q: Option<String>,
     /// Only events before this record id (exclusive): the cursor.
-    pub before: Option<OrderKey>,
+    pub(crate) before: Option<OrderKey>,
     /// Page size.
-    pub limit: usize,
+    pub(crate) limit: usize,
 }
 
 /// One result row: the stored event line and its response record line.
 #[derive(Debug, Clone)]
-pub struct Row {
+pub(crate) struct Row {
     /// The event id.
-    pub id: String,
+    pub(crate) id: String,
     /// The event as stored (one JSON line).
-    pub event: Bytes,
+    pub(crate) event: Bytes,
     /// The joined response record as stored, if one arrived.
-    pub response: Option<Bytes>,
+    pub(crate) response: Option<Bytes>,
 }
 
 /// A page of results.
 #[derive(Debug, Clone)]
-pub struct Page {
+pub(crate) struct Page {
     /// Newest first.
-    pub rows: Vec<Row>,
+    pub(crate) rows: Vec<Row>,
     /// The cursor for the next (older) page, if there may be one.
-    pub next: Option<String>,
+    pub(crate) next: Option<String>,
     /// The oldest event id still indexed (listing cannot go further back).
-    pub oldest_indexed: Option<String>,
-}
-
-fn eq(want: &Option<String>, have: &str) -> bool {
-    want.as_deref().is_none_or(|w| w == have)
+    pub(crate) oldest_indexed: Option<String>,
 }
 
 fn contains_ignore_case(hay: &[u8], needle: &[u8]) -> bool {
@@ -144,17 +82,14 @@ fn contains_ignore_case(hay: &[u8], needle: &[u8]) -> bool {
 impl EventFilter {
     fn matches(&self, e: &IndexedEvent) -> bool {
         let s = &e.summary;
-        self.since.is_none_or(|t| s.timestamp >= t)
-            && self.until.is_none_or(|t| s.timestamp < t)
-            && eq(&self.user, &s.user)
-            && eq(&self.node, &s.node)
+        self.list
+            .matches(s.timestamp, &s.user, &s.node, &s.namespace)
             && self
                 .tag
                 .as_ref()
                 .is_none_or(|t| s.tags.iter().any(|x| x == t))
             && eq(&self.verb, &s.verb)
             && eq(&self.resource, &s.resource)
-            && eq(&self.namespace, &s.namespace)
             && eq(&self.name, &s.name)
             && self
                 .q
@@ -163,19 +98,15 @@ impl EventFilter {
     }
 }
 
-fn format_id(kind: RecordKind, key: OrderKey) -> String {
-    format!("{}-{:032x}-{}", kind.id_prefix(), key.0, key.1)
-}
-
-/// The in-memory index of recent records.
-pub struct QueryIndex {
+/// The in-memory index of recent events and response records.
+pub(crate) struct EventIndex {
     inner: RwLock<Inner>,
     max_bytes: usize,
 }
 
-impl QueryIndex {
+impl EventIndex {
     /// An empty index with a memory budget (event and response lines).
-    pub fn new(max_bytes: usize) -> Self {
+    pub(crate) fn new(max_bytes: usize) -> Self {
         Self {
             inner: RwLock::new(Inner::default()),
             max_bytes,
@@ -183,7 +114,7 @@ impl QueryIndex {
     }
 
     /// Adds stored records: `(id, line, summary)`.
-    pub fn insert_all(&self, records: impl IntoIterator<Item = (String, Bytes, Summary)>) {
+    pub(crate) fn insert_all(&self, records: impl IntoIterator<Item = (String, Bytes, Summary)>) {
         let Ok(mut inner) = self.inner.write() else {
             return;
         };
@@ -227,7 +158,7 @@ impl QueryIndex {
     }
 
     /// Whether the budget is full (start-up rebuild stops there).
-    pub fn is_full(&self) -> bool {
+    pub(crate) fn is_full(&self) -> bool {
         self.inner
             .read()
             .map(|i| i.event_bytes + i.response_bytes >= self.max_bytes.saturating_mul(9) / 10)
@@ -235,13 +166,8 @@ impl QueryIndex {
     }
 
     /// Number of indexed events.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.inner.read().map(|i| i.events.len()).unwrap_or(0)
-    }
-
-    /// Whether no events are indexed.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     fn response_for(inner: &Inner, summary: &EventSummary) -> Option<Bytes> {
@@ -251,7 +177,7 @@ impl QueryIndex {
     }
 
     /// Newest-first page of events matching `filter`.
-    pub fn query(&self, filter: &EventFilter) -> Page {
+    pub(crate) fn query(&self, filter: &EventFilter) -> Page {
         let Ok(inner) = self.inner.read() else {
             return Page {
                 rows: Vec::new(),
@@ -277,7 +203,7 @@ impl QueryIndex {
             }
             last = Some(*order);
             rows.push(Row {
-                id: format_id(RecordKind::Event, *order),
+                id: order_id(RecordKind::Event, *order),
                 event: e.line.clone(),
                 response: Self::response_for(&inner, &e.summary),
             });
@@ -285,7 +211,7 @@ impl QueryIndex {
         Page {
             rows,
             next: if more {
-                last.map(|o| format_id(RecordKind::Event, o))
+                last.map(|o| order_id(RecordKind::Event, o))
             } else {
                 None
             },
@@ -293,12 +219,12 @@ impl QueryIndex {
                 .events
                 .keys()
                 .next()
-                .map(|o| format_id(RecordKind::Event, *o)),
+                .map(|o| order_id(RecordKind::Event, *o)),
         }
     }
 
     /// One indexed event by id, with its response record.
-    pub fn get(&self, id: &str) -> Option<Row> {
+    pub(crate) fn get(&self, id: &str) -> Option<Row> {
         let (kind, order) = order_key(id)?;
         let inner = self.inner.read().ok()?;
         match kind {
@@ -316,7 +242,7 @@ impl QueryIndex {
     }
 
     /// The response record line joined to an event key, if indexed.
-    pub fn response_by_event_key(&self, key: &str) -> Option<Bytes> {
+    pub(crate) fn response_by_event_key(&self, key: &str) -> Option<Bytes> {
         let inner = self.inner.read().ok()?;
         let order = inner.response_by_key.get(key)?;
         inner.responses.get(order).map(|(_, l)| l.clone())
@@ -326,7 +252,7 @@ impl QueryIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::storage::layout::{new_id, record_id};
+    use crate::record::{new_id, record_id, ResponseSummary};
 
     fn ev(verb: &str, key: &str) -> Summary {
         Summary::Event(EventSummary {
@@ -338,7 +264,7 @@ mod tests {
 
     #[test]
     fn pages_newest_first_with_cursor_and_join() {
-        let index = QueryIndex::new(1 << 20);
+        let index = EventIndex::new(1 << 20);
         let b = new_id();
         let ids: Vec<String> = (0..12)
             .map(|i| record_id(RecordKind::Event, &b, i))
@@ -380,7 +306,7 @@ mod tests {
 
     #[test]
     fn budget_evicts_oldest() {
-        let index = QueryIndex::new(400);
+        let index = EventIndex::new(400);
         let b = new_id();
         index.insert_all((0..20).map(|i| {
             (

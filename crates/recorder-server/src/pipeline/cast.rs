@@ -28,18 +28,19 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
-use crate::app::App;
-use crate::auth::Uploader;
+use crate::access::Uploader;
+use crate::body::BodyError;
+use crate::index::{SessionIndex, SessionInfo, SessionState};
 use crate::metrics::Metrics;
-use crate::query::sessions::{SessionInfo, SessionState};
+use crate::record::new_id;
 use crate::storage::layout;
-use crate::storage::{ObjectKey, SessionSink, StorageError};
+use crate::storage::{ObjectKey, SessionSink, Storage, StorageError};
 
 /// Buffered validated bytes above which they are handed to the writer.
 const FLUSH_BYTES: usize = 1024 * 1024;
 
 /// Chunks (of about [`FLUSH_BYTES`]) that may wait for the writer.
-pub const WRITE_QUEUE: usize = 4;
+const WRITE_QUEUE: usize = 4;
 
 /// Why a cast upload failed.
 #[derive(Debug, thiserror::Error)]
@@ -56,7 +57,7 @@ pub enum CastError {
     },
     /// The first line is not an asciicast v2 header.
     #[error("cast line 1 is not an asciicast v2 header (a JSON object with \"version\": 2): {0}")]
-    BadHeader(String),
+    BadHeader(#[source] HeaderProblem),
     /// A later line is not an asciicast event.
     #[error("cast line {0} is not an asciicast v2 event (a JSON array)")]
     BadEvent(u64),
@@ -74,17 +75,34 @@ pub enum CastError {
     /// The stream ended before the header line.
     #[error("the upload ended before a complete cast header line")]
     Empty,
-    /// Storage failed.
+    /// Storage failed (shared: a stopped writer reports it again).
     #[error("storage failed: {0}")]
-    Storage(#[from] StorageError),
+    Storage(#[source] Arc<StorageError>),
     /// The body could not be read.
     #[error(transparent)]
-    Body(#[from] super::body::BodyError),
+    Body(#[from] BodyError),
+}
+
+/// What is wrong with a cast's first line.
+#[derive(Debug, thiserror::Error)]
+pub enum HeaderProblem {
+    /// It is not JSON.
+    #[error("{0}")]
+    Json(#[source] serde_json::Error),
+    /// It is JSON, but not an object with `"version": 2`.
+    #[error("missing \"version\": 2")]
+    NotVersion2,
+}
+
+impl From<StorageError> for CastError {
+    fn from(e: StorageError) -> Self {
+        CastError::Storage(Arc::new(e))
+    }
 }
 
 impl CastError {
-    /// A metric label.
-    pub fn reason(&self) -> &'static str {
+    /// The `outcome` label of the session metric (and `reason` elsewhere).
+    pub(crate) fn reason(&self) -> &'static str {
         match self {
             CastError::InvalidUtf8 { .. } => "invalid_utf8",
             CastError::BadHeader(_) | CastError::BadEvent(_) | CastError::Empty => "invalid",
@@ -92,11 +110,6 @@ impl CastError {
             CastError::Storage(_) => "storage",
             CastError::Body(b) => b.reason(),
         }
-    }
-
-    /// Whether the client is at fault (4xx) rather than the recorder (5xx).
-    pub fn is_client_error(&self) -> bool {
-        !matches!(self, CastError::Storage(_))
     }
 }
 
@@ -122,10 +135,10 @@ pub fn check_line(n: u64, line: &[u8], limit: usize) -> Result<CastLine, CastErr
     })?;
     let trimmed = text.trim_end_matches(['\n', '\r']);
     if n == 1 {
-        let header: Value =
-            serde_json::from_str(trimmed).map_err(|e| CastError::BadHeader(e.to_string()))?;
+        let header: Value = serde_json::from_str(trimmed)
+            .map_err(|e| CastError::BadHeader(HeaderProblem::Json(e)))?;
         if !header.is_object() || header.get("version").and_then(Value::as_u64) != Some(2) {
-            return Err(CastError::BadHeader("missing \"version\": 2".into()));
+            return Err(CastError::BadHeader(HeaderProblem::NotVersion2));
         }
         return Ok(CastLine::Header(header));
     }
@@ -143,9 +156,24 @@ pub fn check_line(n: u64, line: &[u8], limit: usize) -> Result<CastLine, CastErr
     Ok(CastLine::Event(time))
 }
 
+/// What every cast upload needs: where casts go, the session index they
+/// keep current, the counters, and the limits.
+pub(crate) struct CastIntake {
+    /// Where casts are stored.
+    pub(crate) storage: Arc<dyn Storage>,
+    /// The session index (each upload adds and updates its entry).
+    pub(crate) sessions: Arc<SessionIndex>,
+    /// Counters.
+    pub(crate) metrics: Arc<Metrics>,
+    /// `--max-session-bytes`.
+    pub(crate) max_session_bytes: u64,
+    /// `--max-event-bytes`: the longest cast line.
+    pub(crate) max_line_bytes: usize,
+}
+
 /// One session upload in progress.
-pub struct CastIngest {
-    app: Arc<App>,
+pub(crate) struct CastIngest {
+    intake: Arc<CastIntake>,
     id: Uuid,
     key: ObjectKey,
     uploader: Uploader,
@@ -160,12 +188,13 @@ pub struct CastIngest {
 }
 
 impl CastIngest {
-    /// Starts an upload (nothing is stored until the header line arrives).
-    pub fn new(app: Arc<App>, uploader: Uploader, protocol: &'static str) -> Self {
-        let id = layout::new_id();
+    /// Starts an upload by `uploader` over `protocol` (`v1` or `v2`);
+    /// nothing is stored until the header line arrives.
+    pub(crate) fn new(intake: Arc<CastIntake>, uploader: Uploader, protocol: &'static str) -> Self {
+        let id = new_id();
         Self {
             key: layout::session_key(&id),
-            app,
+            intake,
             id,
             uploader,
             protocol,
@@ -180,20 +209,15 @@ impl CastIngest {
     }
 
     /// The session id.
-    pub fn id(&self) -> &Uuid {
+    pub(crate) fn id(&self) -> &Uuid {
         &self.id
-    }
-
-    /// Bytes durably stored so far.
-    pub fn durable(&self) -> u64 {
-        self.durable
     }
 
     /// Takes received bytes: validates complete lines and queues them;
     /// writes when enough is queued.
-    pub async fn push(&mut self, data: &[u8]) -> Result<(), CastError> {
-        let max_session = self.app.config.limits.max_session_bytes;
-        let max_line = self.app.config.limits.max_event_bytes;
+    pub(crate) async fn push(&mut self, data: &[u8]) -> Result<(), CastError> {
+        let max_session = self.intake.max_session_bytes;
+        let max_line = self.intake.max_line_bytes;
         self.received += data.len() as u64;
         if self.received > max_session {
             return Err(CastError::TooLarge(max_session));
@@ -227,7 +251,7 @@ impl CastIngest {
 
     async fn accept_line(&mut self, line: &[u8]) -> Result<(), CastError> {
         let n = self.lines + 1;
-        match check_line(n, line, self.app.config.limits.max_event_bytes)? {
+        match check_line(n, line, self.intake.max_line_bytes)? {
             CastLine::Header(header) => self.start(header).await?,
             CastLine::Event(Some(t)) => self.last_time = self.last_time.max(t),
             CastLine::Event(None) | CastLine::Blank => {}
@@ -238,13 +262,13 @@ impl CastIngest {
     }
 
     async fn start(&mut self, header: Value) -> Result<(), CastError> {
-        let sink = self.app.storage.create_session(&self.key).await?;
-        self.writer = Some(Writer::spawn(sink, self.app.metrics.clone()));
+        let sink = self.intake.storage.create_session(&self.key).await?;
+        self.writer = Some(Writer::spawn(sink, self.intake.metrics.clone()));
         let started_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_millis() as i64)
             .unwrap_or(0);
-        self.app.sessions.upsert(
+        self.intake.sessions.upsert(
             &self.id,
             SessionInfo {
                 id: self.id.simple().to_string(),
@@ -266,7 +290,7 @@ impl CastIngest {
     /// Hands queued lines to the writer (waiting while its queue is full) and
     /// returns the bytes durable so far. Lines handed over now become durable
     /// shortly after; [`CastIngest::finish`] waits for all of them.
-    pub async fn flush(&mut self) -> Result<u64, CastError> {
+    pub(crate) async fn flush(&mut self) -> Result<u64, CastError> {
         let Some(writer) = self.writer.as_mut() else {
             return Ok(self.durable);
         };
@@ -276,7 +300,7 @@ impl CastIngest {
         }
         self.durable = writer.durable();
         let (durable, last_time) = (self.durable, self.last_time);
-        self.app.sessions.update(&self.id, |s| {
+        self.intake.sessions.update(&self.id, |s| {
             s.size = durable;
             s.duration_seconds = last_time;
         });
@@ -287,7 +311,7 @@ impl CastIngest {
     /// final unterminated line is kept if valid); otherwise what was
     /// validated is kept and the session is marked failed. Returns the
     /// stored size, or the error that ended the upload.
-    pub async fn finish(mut self, error: Option<CastError>) -> Result<u64, CastError> {
+    pub(crate) async fn finish(mut self, error: Option<CastError>) -> Result<u64, CastError> {
         let mut error = error;
         if error.is_none() && !self.partial.is_empty() {
             let line = std::mem::take(&mut self.partial);
@@ -298,7 +322,7 @@ impl CastIngest {
         if self.writer.is_none() {
             // Nothing was stored: no header ever arrived.
             let e = error.unwrap_or(CastError::Empty);
-            self.app.metrics.session_ended(e.reason());
+            self.intake.metrics.session_ended(e.reason());
             return Err(e);
         }
         let flushed = self.flush().await;
@@ -326,9 +350,9 @@ impl CastIngest {
             Ok(_) => "finished",
             Err(e) => e.reason(),
         };
-        self.app.metrics.session_ended(outcome);
+        self.intake.metrics.session_ended(outcome);
         let (durable, last_time) = (self.durable, self.last_time);
-        self.app.sessions.update(&self.id, |s| {
+        self.intake.sessions.update(&self.id, |s| {
             s.state = state;
             s.error = message.clone();
             s.size = durable;
@@ -354,7 +378,7 @@ struct Writer {
     /// `None` once the task has been awaited.
     task: Option<JoinHandle<WriterOutcome>>,
     /// Why the writer stopped, once known.
-    failed: Option<String>,
+    failed: Option<Arc<StorageError>>,
 }
 
 /// What the writer task ends with: the sink (to finish) or the error that stopped it.
@@ -380,11 +404,10 @@ impl Writer {
 
     /// The error a stopped writer reports.
     fn stopped(&self) -> CastError {
-        let why = self
-            .failed
-            .as_deref()
-            .unwrap_or("the session writer stopped");
-        StorageError::Unusable(why.to_owned()).into()
+        match &self.failed {
+            Some(why) => CastError::Storage(why.clone()),
+            None => StorageError::Unusable("the session writer stopped".into()).into(),
+        }
     }
 
     /// Queues `data`; when the writer has stopped, the error that stopped it.
@@ -395,13 +418,13 @@ impl Writer {
         let Some(task) = self.task.take() else {
             return Err(self.stopped());
         };
-        let error = match task.await {
-            Ok((_, Err(e))) => CastError::from(e),
-            Ok((_, Ok(_))) => StorageError::Unusable("the session writer stopped".into()).into(),
-            Err(e) => StorageError::Unusable(format!("session writer failed: {e}")).into(),
-        };
-        self.failed = Some(error.to_string());
-        Err(error)
+        let error = Arc::new(match task.await {
+            Ok((_, Err(e))) => e,
+            Ok((_, Ok(_))) => StorageError::Unusable("the session writer stopped".into()),
+            Err(e) => StorageError::Worker(e),
+        });
+        self.failed = Some(error.clone());
+        Err(CastError::Storage(error))
     }
 
     /// Waits for every queued chunk; returns the sink and the durable total.
@@ -412,10 +435,7 @@ impl Writer {
         drop(self.tx);
         match task.await {
             Ok((sink, result)) => (sink, result.map_err(CastError::from)),
-            Err(e) => (
-                None,
-                Err(StorageError::Unusable(format!("session writer failed: {e}")).into()),
-            ),
+            Err(e) => (None, Err(StorageError::Worker(e).into())),
         }
     }
 }

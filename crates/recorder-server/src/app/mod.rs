@@ -1,0 +1,222 @@
+//! Putting the recorder together: storage, the start-up recovery and
+//! rebuild ([`rebuild`]), the commit loop, who may upload and read, the
+//! route groups with their narrow state, and the listener.
+
+mod rebuild;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use identity::IdentityFileError;
+
+use crate::access::{ReadAccess, UploadAccess};
+use crate::config::{Config, Destination};
+use crate::http::api::QueryApi;
+use crate::http::ingest::Ingest;
+use crate::http::listener::{serve, Listener};
+use crate::http::router::Routes;
+use crate::http::ui::WebUi;
+use crate::index::{EventIndex, SessionIndex};
+use crate::metrics::Metrics;
+use crate::pipeline::cast::CastIntake;
+use crate::pipeline::commit::Committer;
+use crate::pipeline::keys::KeyIndex;
+use crate::storage::disk::DiskStorage;
+use crate::storage::s3::{S3Config, S3Storage};
+use crate::storage::{Storage, StorageError};
+use crate::tls::{self, TlsError};
+use rebuild::{rebuild, RebuildReport};
+
+/// Why the recorder could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Storage is unusable.
+    #[error("storage: {0}")]
+    Storage(#[from] StorageError),
+    /// The identity file could not be read.
+    #[error("identity: {0}")]
+    Identity(#[source] IdentityFileError),
+    /// The TLS files are unusable.
+    #[error("tls: {0}")]
+    Tls(#[from] TlsError),
+    /// The listen address could not be bound.
+    #[error("--listen {addr}: cannot listen: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+/// A recorder started by [`spawn`], for its tests and benchmarks to look at.
+pub struct RecorderHandle {
+    metrics: Arc<Metrics>,
+    events: Arc<EventIndex>,
+}
+
+impl RecorderHandle {
+    /// The metrics, as `GET /metrics` serves them (Prometheus text format).
+    pub fn metrics_text(&self) -> String {
+        self.metrics.encode()
+    }
+
+    /// How many events the query index holds.
+    pub fn indexed_events(&self) -> usize {
+        self.events.len()
+    }
+}
+
+/// Opens the storage back end `destination` names and checks it (write,
+/// read, delete a probe), so that bad credentials fail at start-up.
+pub async fn open_storage(destination: &Destination) -> Result<Arc<dyn Storage>, StorageError> {
+    let storage: Arc<dyn Storage> = match destination {
+        Destination::Disk(path) => Arc::new(DiskStorage::open(path)?),
+        Destination::S3 {
+            endpoint,
+            bucket,
+            region,
+            allow_http,
+        } => Arc::new(S3Storage::new(S3Config {
+            endpoint: endpoint.clone(),
+            bucket: bucket.clone(),
+            region: region.clone(),
+            allow_http: *allow_http,
+            credentials: None,
+        })?),
+    };
+    storage.check().await?;
+    Ok(storage)
+}
+
+/// A recorder built on its storage, ready to serve.
+struct Assembled {
+    routes: Arc<Routes>,
+    handle: RecorderHandle,
+    report: RebuildReport,
+    /// Who may upload and read, for the start-up log.
+    access: String,
+}
+
+/// Builds the recorder on `storage`: recovers interrupted sessions and torn
+/// segments, rebuilds the indexes, starts the commit loop, and gives each
+/// route group what it needs.
+async fn assemble(config: &Config, storage: Arc<dyn Storage>) -> Result<Assembled, StartError> {
+    let metrics = Arc::new(Metrics::new());
+    let events = Arc::new(EventIndex::new(config.index_max_bytes));
+    let sessions = Arc::new(SessionIndex::new());
+    let mut keys = KeyIndex::new(config.dedup_window, config.dedup_max_keys);
+    let report = rebuild(&storage, &mut keys, &events, &sessions).await?;
+    let committer = Committer::start(
+        storage.clone(),
+        keys,
+        events.clone(),
+        metrics.clone(),
+        config.commit_max_records,
+    );
+    let whois = crate::identity_source::open(&config.identity).map_err(StartError::Identity)?;
+    let uploads = UploadAccess {
+        whois: whois.clone(),
+        uploaders: config.allow_uploaders.clone(),
+        token: config.upload_token.clone(),
+        anyone: config.insecure_allow_any_uploader,
+    };
+    let reads = Arc::new(ReadAccess {
+        whois,
+        readers: config.allow_readers.clone(),
+        token: config.read_token.clone(),
+    });
+    let access = format!(
+        "uploads: {}; reads: {}",
+        uploads.describe(),
+        reads.describe()
+    );
+    let casts = Arc::new(CastIntake {
+        storage: storage.clone(),
+        sessions: sessions.clone(),
+        metrics: metrics.clone(),
+        max_session_bytes: config.limits.max_session_bytes,
+        max_line_bytes: config.limits.max_event_bytes,
+    });
+    let routes = Routes {
+        ingest: Ingest::new(
+            uploads,
+            committer.clone(),
+            casts,
+            config.limits.clone(),
+            metrics.clone(),
+        ),
+        api: QueryApi::new(reads.clone(), events.clone(), sessions, storage, committer),
+        ui: config.ui.then(|| WebUi::new(reads)),
+        metrics: metrics.clone(),
+    };
+    Ok(Assembled {
+        routes: Arc::new(routes),
+        handle: RecorderHandle { metrics, events },
+        report,
+        access,
+    })
+}
+
+/// Binds `addr` (serving TLS with `tls`).
+async fn listen(
+    addr: SocketAddr,
+    tls: Option<Arc<rustls::ServerConfig>>,
+) -> Result<Listener, StartError> {
+    Listener::bind(addr, tls)
+        .await
+        .map_err(|source| StartError::Bind { addr, source })
+}
+
+/// Builds the recorder on `storage`, binds `config.listen` and serves in the
+/// background (no TLS); returns the bound address and a handle to look at
+/// the running recorder (used by tests and benchmarks).
+pub async fn spawn(
+    config: Config,
+    storage: Arc<dyn Storage>,
+) -> Result<(SocketAddr, RecorderHandle), StartError> {
+    let recorder = assemble(&config, storage).await?;
+    let listener = listen(config.listen, None).await?;
+    let addr = listener.local_addr();
+    tokio::spawn(serve(listener, recorder.routes));
+    Ok((addr, recorder.handle))
+}
+
+/// Opens and checks the configured storage, builds the recorder and serves
+/// until the process ends.
+pub async fn run(config: Config) -> Result<(), StartError> {
+    let storage = open_storage(&config.destination).await?;
+    tracing::info!(storage = %storage.describe(), "storage checked (write, read, delete)");
+    let tls = match &config.tls {
+        Some((cert, key)) => Some(tls::server_config(cert, key, &[b"h2", b"http/1.1"])?),
+        None => None,
+    };
+    let recorder = assemble(&config, storage).await?;
+    let report = &recorder.report;
+    tracing::info!(
+        recovered_sessions = report.recovered_sessions,
+        repaired_segments = report.repaired_segments,
+        batches = report.batches_read,
+        indexed_events = report.indexed_events,
+        idempotency_keys = report.keys,
+        sessions = report.sessions,
+        bad_lines = report.bad_lines,
+        "indexes rebuilt from storage"
+    );
+    let listener = listen(config.listen, tls).await?;
+    let addr = listener.local_addr();
+    tracing::info!(
+        %addr,
+        protocols = if listener.is_tls() { "HTTPS (TLS, ALPN h2 + http/1.1)" } else { "HTTP/1.1 + h2c (prior knowledge)" },
+        ui = config.ui,
+        auth = %recorder.access,
+        "kubescribe-recorder listening: /v2/event /v2/events /v2/record /record /api/v1 /metrics"
+    );
+    if config.insecure_allow_any_uploader {
+        tracing::warn!(
+            "--insecure-allow-any-uploader: ANYONE who can reach {addr} can upload recordings"
+        );
+    }
+    serve(listener, recorder.routes).await;
+    Ok(())
+}

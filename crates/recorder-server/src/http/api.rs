@@ -1,0 +1,204 @@
+//! `GET /api/v1/…`: the query API (documented in `docs/api.md`), for
+//! readers only (see `--allow-readers`), with the state it needs
+//! ([`QueryApi`]). Every viewing of a cast is recorded first
+//! (`pipeline::audit`); no record, no cast.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use futures_util::StreamExt;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::{Frame, Incoming};
+
+use super::error::HttpError;
+use super::response::{add_headers, json, with_body, ResBody};
+use crate::access::{ReadAccess, Reader};
+use crate::index::{EventIndex, SessionIndex};
+use crate::pipeline::audit::{self, Viewing};
+use crate::pipeline::commit::Committer;
+use crate::query::{events, params, sessions, QueryError};
+use crate::storage::Storage;
+
+/// What the query API needs.
+pub(crate) struct QueryApi {
+    /// Who may read.
+    access: Arc<ReadAccess>,
+    /// Recent events.
+    events: Arc<EventIndex>,
+    /// All sessions.
+    sessions: Arc<SessionIndex>,
+    /// Where records and casts are read from.
+    storage: Arc<dyn Storage>,
+    /// Where session-view audit records are committed.
+    audit: Committer,
+}
+
+/// Who asks, for the session-view audit record.
+struct Asker<'a> {
+    reader: &'a Reader,
+    peer: SocketAddr,
+    get: bool,
+    target: &'a str,
+    user_agent: &'a str,
+}
+
+fn query_pairs(req: &Request<Incoming>) -> Vec<(String, String)> {
+    req.uri()
+        .query()
+        .map(|q| {
+            url::form_urlencoded::parse(q.as_bytes())
+                .into_owned()
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn json_bytes(out: Vec<u8>) -> Response<ResBody> {
+    with_body(StatusCode::OK, "application/json", out)
+}
+
+impl QueryApi {
+    /// The query API's state: readers authorised by `access`, answers from
+    /// `events`, `sessions` and `storage`, viewings recorded through `audit`.
+    pub(crate) fn new(
+        access: Arc<ReadAccess>,
+        events: Arc<EventIndex>,
+        sessions: Arc<SessionIndex>,
+        storage: Arc<dyn Storage>,
+        audit: Committer,
+    ) -> Self {
+        Self {
+            access,
+            events,
+            sessions,
+            storage,
+            audit,
+        }
+    }
+
+    /// Serves `/api/…`, every response with the UI's security headers and
+    /// `Cache-Control: no-store`.
+    pub(crate) async fn handle(
+        &self,
+        peer: SocketAddr,
+        req: Request<Incoming>,
+    ) -> Response<ResBody> {
+        let mut res = self
+            .answer(peer, req)
+            .await
+            .unwrap_or_else(HttpError::into_response);
+        add_headers(&mut res, recorder_ui::SECURITY_HEADERS);
+        add_headers(&mut res, &[("cache-control", "no-store")]);
+        res
+    }
+
+    async fn answer(
+        &self,
+        peer: SocketAddr,
+        req: Request<Incoming>,
+    ) -> Result<Response<ResBody>, HttpError> {
+        let reader = self
+            .access
+            .check(peer, req.headers())
+            .await
+            .map_err(|denied| {
+                tracing::info!(%peer, reason = %denied, "query refused");
+                HttpError::Denied(denied)
+            })?;
+        if req.method() != Method::GET && req.method() != Method::HEAD {
+            return Err(HttpError::QueryApiReadOnly);
+        }
+        let path = req.uri().path().to_owned();
+        let pairs = query_pairs(&req);
+        let target = req
+            .uri()
+            .path_and_query()
+            .map_or(path.as_str(), |pq| pq.as_str());
+        let user_agent = req
+            .headers()
+            .get(http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let asker = Asker {
+            reader: &reader,
+            peer,
+            get: req.method() == Method::GET,
+            target,
+            user_agent,
+        };
+        if path == "/api/v1/events" {
+            let filter = params::event_filter(pairs)?;
+            Ok(json_bytes(events::list(&self.events, &filter)))
+        } else if let Some(id) = path.strip_prefix("/api/v1/events/") {
+            Ok(json_bytes(
+                events::get(&self.events, &*self.storage, id).await?,
+            ))
+        } else if path == "/api/v1/sessions" {
+            let filter = params::session_filter(pairs)?;
+            Ok(json(
+                StatusCode::OK,
+                &sessions::list(&self.sessions, &filter),
+            ))
+        } else if let Some(rest) = path.strip_prefix("/api/v1/sessions/") {
+            self.session(rest, &asker).await
+        } else {
+            Err(HttpError::NoSuchApiEndpoint { path })
+        }
+    }
+
+    /// `/api/v1/sessions/{id}` and `/api/v1/sessions/{id}/cast`.
+    async fn session(&self, rest: &str, asker: &Asker<'_>) -> Result<Response<ResBody>, HttpError> {
+        let (id, tail) = rest.split_once('/').unwrap_or((rest, ""));
+        let info = sessions::get(&self.sessions, id)?;
+        match tail {
+            "" => Ok(json(
+                StatusCode::OK,
+                &serde_json::to_value(&info).unwrap_or_default(),
+            )),
+            "cast" => {
+                sessions::cast_ready(&info)?;
+                if asker.get {
+                    self.record_viewing(id, asker).await?;
+                }
+                let stream =
+                    sessions::cast_stream(self.storage.clone(), info.storage_key, info.size)
+                        .map(|data| Ok::<_, Infallible>(Frame::data(data)));
+                let mut res = Response::new(StreamBody::new(stream).boxed_unsync());
+                res.headers_mut().insert(
+                    http::header::CONTENT_TYPE,
+                    http::HeaderValue::from_static("application/x-asciicast"),
+                );
+                res.headers_mut().insert(
+                    http::header::CONTENT_LENGTH,
+                    http::HeaderValue::from(info.size),
+                );
+                Ok(res)
+            }
+            _ => Err(QueryError::NoSuchSession { id: id.to_owned() }.into()),
+        }
+    }
+
+    /// Records this viewing of session `id`'s cast; never serve an
+    /// unrecorded viewing.
+    async fn record_viewing(&self, id: &str, asker: &Asker<'_>) -> Result<(), HttpError> {
+        let viewing = Viewing {
+            reader: asker.reader,
+            peer: asker.peer,
+            session: id,
+            target: asker.target,
+            user_agent: asker.user_agent,
+        };
+        match audit::record_viewing(&self.audit, &viewing).await {
+            Ok(record) => {
+                tracing::info!(session = %id, peer = %asker.peer, %record, "session viewed");
+                Ok(())
+            }
+            Err(e) => {
+                tracing::error!(session = %id, peer = %asker.peer, error = %e, "cannot record a session viewing; cast refused");
+                Err(HttpError::ViewingNotRecorded(e))
+            }
+        }
+    }
+}

@@ -1,0 +1,108 @@
+//! The state the upload endpoints share ([`Ingest`]), and the steps every
+//! upload takes: authorisation (one function for all four endpoints), the
+//! body read within its limits, the session upload slot.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{HeaderMap, Request};
+use hyper::body::Incoming;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::access::{UploadAccess, Uploader};
+use crate::body::{content_length, read_limited, reserve};
+use crate::config::Limits;
+use crate::http::error::HttpError;
+use crate::metrics::Metrics;
+use crate::pipeline::cast::CastIntake;
+use crate::pipeline::commit::Committer;
+
+/// What the upload endpoints need.
+pub(crate) struct Ingest {
+    /// Who may upload.
+    access: UploadAccess,
+    /// The group commit of events and response records.
+    pub(super) committer: Committer,
+    /// Where session casts go.
+    pub(super) casts: Arc<CastIntake>,
+    /// Request limits.
+    pub(super) limits: Limits,
+    /// Counters.
+    pub(super) metrics: Arc<Metrics>,
+    /// In-flight event/batch body budget in KiB (`--max-inflight-bytes`).
+    body_budget: Arc<Semaphore>,
+    /// Session upload slots (`--max-concurrent-uploads`).
+    upload_slots: Arc<Semaphore>,
+}
+
+impl Ingest {
+    /// The upload endpoints' state: uploads authorised by `access`, records
+    /// committed by `committer`, casts stored through `casts`, within `limits`.
+    pub(crate) fn new(
+        access: UploadAccess,
+        committer: Committer,
+        casts: Arc<CastIntake>,
+        limits: Limits,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        let upload_slots = Arc::new(Semaphore::new(limits.max_concurrent_uploads));
+        let body_budget = Arc::new(Semaphore::new(
+            (limits.max_inflight_bytes / 1024).min(Semaphore::MAX_PERMITS),
+        ));
+        Self {
+            access,
+            committer,
+            casts,
+            limits,
+            metrics,
+            body_budget,
+            upload_slots,
+        }
+    }
+
+    /// Authorises the upload of `what` (`event`, `batch`, `session`) from
+    /// `peer`: the one check of every upload. A refusal is logged.
+    pub(super) async fn authorise(
+        &self,
+        peer: SocketAddr,
+        headers: &HeaderMap,
+        what: &'static str,
+    ) -> Result<Uploader, HttpError> {
+        self.access.check(peer, headers).await.map_err(|denied| {
+            tracing::warn!(%peer, reason = %denied, "{what} upload refused");
+            HttpError::Denied(denied)
+        })
+    }
+
+    /// The shared front of the record endpoints: refuses a declared length
+    /// over `limit` (413 naming `flag`), reserves room in the in-flight
+    /// budget, and reads the body with the limit and the idle timeout. The
+    /// permit must be held until the body's records are committed.
+    pub(super) async fn read_record_body(
+        &self,
+        req: Request<Incoming>,
+        limit: usize,
+        what: &'static str,
+        flag: &'static str,
+    ) -> Result<(OwnedSemaphorePermit, Bytes), HttpError> {
+        let declared = content_length(req.headers());
+        if declared.is_some_and(|n| n > limit as u64) {
+            return Err(HttpError::DeclaredTooLarge { what, limit, flag });
+        }
+        let idle = self.limits.upload_idle_timeout;
+        let permit = reserve(&self.body_budget, declared, limit, idle).await?;
+        let body = read_limited(req.into_body(), limit, idle).await?;
+        Ok((permit, body))
+    }
+
+    /// A session upload slot, held until the upload ends.
+    pub(super) fn upload_slot(&self) -> Result<OwnedSemaphorePermit, HttpError> {
+        self.upload_slots
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| HttpError::TooManyUploads {
+                limit: self.limits.max_concurrent_uploads,
+            })
+    }
+}

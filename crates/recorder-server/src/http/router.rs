@@ -1,0 +1,75 @@
+//! Which handler serves which method and path, and the state of each route
+//! group ([`Routes`]).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use http::{Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+
+use super::api::QueryApi;
+use super::error::HttpError;
+use super::ingest::{Ingest, Upload};
+use super::response::{with_body, ResBody};
+use super::ui::WebUi;
+use crate::metrics::Metrics;
+
+/// Every route group with its own state.
+pub(crate) struct Routes {
+    /// `/v2/event`, `/v2/events`, `/v2/record`, `/record`.
+    pub(crate) ingest: Ingest,
+    /// `/api/…`.
+    pub(crate) api: QueryApi,
+    /// Every other path, with `--ui`.
+    pub(crate) ui: Option<WebUi>,
+    /// `/metrics`.
+    pub(crate) metrics: Arc<Metrics>,
+}
+
+impl Routes {
+    /// Routes one request from `peer`.
+    pub(crate) async fn route(
+        &self,
+        peer: SocketAddr,
+        req: Request<Incoming>,
+    ) -> Response<ResBody> {
+        let path = req.uri().path().to_owned();
+        let method = req.method().clone();
+        let not_allowed = |allowed| HttpError::MethodNotAllowed { allowed }.into_response();
+        match path.as_str() {
+            "/v2/event" => match method {
+                Method::HEAD => Ingest::head(),
+                Method::POST => self.ingest.post(Upload::Event, peer, req).await,
+                _ => not_allowed("HEAD, POST"),
+            },
+            "/v2/events" => match method {
+                Method::HEAD => Ingest::head(),
+                Method::POST => self.ingest.post(Upload::Events, peer, req).await,
+                _ => not_allowed("HEAD, POST"),
+            },
+            "/v2/record" => match method {
+                Method::HEAD => Ingest::head(),
+                Method::POST => self.ingest.post(Upload::RecordV2, peer, req).await,
+                _ => not_allowed("HEAD, POST"),
+            },
+            "/record" => match method {
+                Method::POST => self.ingest.post(Upload::RecordV1, peer, req).await,
+                _ => not_allowed("POST"),
+            },
+            "/metrics" => match method {
+                Method::GET => with_body(
+                    StatusCode::OK,
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    self.metrics.encode(),
+                ),
+                _ => not_allowed("GET"),
+            },
+            "/healthz" => with_body(StatusCode::OK, "text/plain", "ok\n"),
+            p if p.starts_with("/api/") => self.api.handle(peer, req).await,
+            _ => match &self.ui {
+                Some(ui) => ui.handle(peer, req).await,
+                None => HttpError::NoSuchEndpoint { method, path }.into_response(),
+            },
+        }
+    }
+}

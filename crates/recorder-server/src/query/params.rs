@@ -1,0 +1,140 @@
+//! Query strings turned into filters: `since`/`until` (Unix seconds or RFC
+//! 3339), exact-match strings (an empty value means "any"), `limit`, and
+//! cursors. Unknown parameters are refused, so that a typo never silently
+//! widens a query.
+
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+use super::{QueryError, DEFAULT_LIMIT, MAX_LIMIT};
+use crate::index::{EventFilter, ListFilter, SessionFilter};
+use crate::record::{order_key, parse_session_id, RecordKind};
+
+fn parse_time(name: &'static str, value: String) -> Result<i64, QueryError> {
+    if let Ok(secs) = value.parse::<i64>() {
+        return Ok(secs);
+    }
+    OffsetDateTime::parse(&value, &Rfc3339)
+        .map(|t| t.unix_timestamp())
+        .map_err(|_| QueryError::BadTime { name, value })
+}
+
+fn parse_limit(value: String) -> Result<usize, QueryError> {
+    match value.parse::<usize>() {
+        Ok(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
+        _ => Err(QueryError::BadLimit { value }),
+    }
+}
+
+fn non_empty(v: String) -> Option<String> {
+    (!v.is_empty()).then_some(v)
+}
+
+/// A list's filter, as query parameters fill it.
+trait Filter: Default {
+    /// Every parameter the list takes, for the error naming an unknown one.
+    const KNOWN: &'static str;
+
+    /// The parameters every list takes: time range, who, namespace; and the
+    /// page size.
+    fn shared(&mut self) -> (&mut ListFilter, &mut usize);
+
+    /// Applies `key=value` if it is one of the list's own parameters;
+    /// `Ok(false)` if the list takes no such parameter.
+    fn apply_own(&mut self, key: &str, value: String) -> Result<bool, QueryError>;
+}
+
+/// Parses the decoded query `pairs` into a filter of type `F`.
+fn parse<F: Filter>(pairs: Vec<(String, String)>) -> Result<F, QueryError> {
+    let mut f = F::default();
+    *f.shared().1 = DEFAULT_LIMIT;
+    for (key, value) in pairs {
+        let (list, limit) = f.shared();
+        match key.as_str() {
+            "since" => list.since = Some(parse_time("since", value)?),
+            "until" => list.until = Some(parse_time("until", value)?),
+            "user" => list.user = non_empty(value),
+            "node" => list.node = non_empty(value),
+            "namespace" => list.namespace = non_empty(value),
+            "limit" => *limit = parse_limit(value)?,
+            _ => {
+                if !f.apply_own(&key, value)? {
+                    return Err(QueryError::UnknownParameter {
+                        name: key,
+                        known: F::KNOWN,
+                    });
+                }
+            }
+        }
+    }
+    Ok(f)
+}
+
+impl Filter for EventFilter {
+    const KNOWN: &'static str =
+        "since, until, user, node, tag, verb, resource, namespace, name, q, limit, cursor";
+
+    fn shared(&mut self) -> (&mut ListFilter, &mut usize) {
+        (&mut self.list, &mut self.limit)
+    }
+
+    fn apply_own(&mut self, key: &str, value: String) -> Result<bool, QueryError> {
+        match key {
+            "tag" => self.tag = non_empty(value),
+            "verb" => self.verb = non_empty(value),
+            "resource" => self.resource = non_empty(value),
+            "name" => self.name = non_empty(value),
+            "q" => self.q = non_empty(value),
+            "cursor" => {
+                let Some((kind, order)) = order_key(&value) else {
+                    return Err(QueryError::BadCursor { value });
+                };
+                if kind != RecordKind::Event {
+                    return Err(QueryError::NotEventCursor { value });
+                }
+                self.before = Some(order);
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+}
+
+impl Filter for SessionFilter {
+    const KNOWN: &'static str = "since, until, user, node, namespace, pod, live, limit, cursor";
+
+    fn shared(&mut self) -> (&mut ListFilter, &mut usize) {
+        (&mut self.list, &mut self.limit)
+    }
+
+    fn apply_own(&mut self, key: &str, value: String) -> Result<bool, QueryError> {
+        match key {
+            "pod" => self.pod = non_empty(value),
+            "live" => {
+                self.live = Some(match value.as_str() {
+                    "true" | "1" => true,
+                    "false" | "0" => false,
+                    _ => return Err(QueryError::BadLive { value }),
+                })
+            }
+            "cursor" => {
+                let Some(id) = parse_session_id(&value) else {
+                    return Err(QueryError::BadCursor { value });
+                };
+                self.before = Some(id.as_u128());
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+}
+
+/// The filter of `GET /api/v1/events?…` (`pairs`: the decoded query).
+pub(crate) fn event_filter(pairs: Vec<(String, String)>) -> Result<EventFilter, QueryError> {
+    parse(pairs)
+}
+
+/// The filter of `GET /api/v1/sessions?…` (`pairs`: the decoded query).
+pub(crate) fn session_filter(pairs: Vec<(String, String)>) -> Result<SessionFilter, QueryError> {
+    parse(pairs)
+}
