@@ -9,7 +9,7 @@ use crate::request::context::RequestContext;
 
 /// The request event. `body` is the captured body (the prefix when
 /// `truncated`); the event never carries headers, so never `Authorization`.
-pub fn request_event(
+pub(crate) fn request_event(
     ctx: &RequestContext,
     info: &RequestInfo,
     source: Source,
@@ -43,7 +43,7 @@ pub fn request_event(
 }
 
 /// The response record for a request whose event has key `key`.
-pub fn response_record(
+pub(crate) fn response_record(
     key: &str,
     status: http::StatusCode,
     ctx: &RequestContext,

@@ -7,7 +7,8 @@
 //!   Under fail open an undeliverable event goes to a bounded on-disk
 //!   [`spool`] and is redelivered in order once a recorder accepts again.
 //! * [`FailurePolicy`] and [`Outcome`] are what the proxy acts on: forward,
-//!   forward unrecorded, or refuse with Tailscale's status and message.
+//!   forward unrecorded, or refuse ([`Refusal`]: Tailscale's status and
+//!   message, and the response they make).
 //! * [`connect_session`] opens a session upload (`/v2/record` over h2c with
 //!   ack tracking, falling back to the legacy `/record`) and returns a
 //!   [`SessionUpload`] the data path pushes cast lines into.
@@ -21,7 +22,7 @@
 //! let recorders = ["127.0.0.1:8080".parse()?];
 //! match client.record_event(&recorders, FailurePolicy::FailClosed, &event, "/api/v1/pods").await {
 //!     Outcome::Forward | Outcome::ForwardUnrecorded { .. } => { /* proxy the request */ }
-//!     Outcome::Refuse { status, message } => { /* answer `status` with `message` */ }
+//!     Outcome::Refuse(refusal) => { /* answer with `refusal.into_response()` */ }
 //! }
 //! # Ok(()) }
 //! ```
@@ -40,7 +41,7 @@ pub use config::{BatchConfig, ClientConfig, SessionOptions};
 pub use error::{AttemptError, ConnectError, DeliveryError, PushError, StartError, UploadError};
 pub use events::Delivered;
 pub use metrics::Metrics;
-pub use policy::{DropReason, FailurePolicy, Outcome, SessionKind, UnrecordedReason};
+pub use policy::{DropReason, FailurePolicy, Outcome, Refusal, SessionKind, UnrecordedReason};
 pub use session::ack::{AckDecodeError, AckDecoder, AckFrame};
 pub use session::connect::connect_session;
 pub use session::{SessionProtocol, SessionUpload, UploadStatus, UploadSummary};

@@ -10,10 +10,13 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt};
 
+/// Bound on reading a PROXY protocol header (Tailscale uses 10 s too).
+pub(crate) const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// The 12-byte signature that starts every v2 header.
-pub const V2_SIGNATURE: [u8; 12] = *b"\r\n\r\n\0\r\nQUIT\n";
+pub(crate) const V2_SIGNATURE: [u8; 12] = *b"\r\n\r\n\0\r\nQUIT\n";
 /// Longest possible v1 header, CRLF included (HAProxy spec).
-pub const V1_MAX_LEN: usize = 107;
+pub(crate) const V1_MAX_LEN: usize = 107;
 
 /// Why a connection's PROXY header was rejected. The connection is closed.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

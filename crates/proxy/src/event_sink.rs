@@ -1,12 +1,12 @@
-//! Thin adapter over the recorder client: the two things the proxy asks of a
-//! recorder transport, behind a trait so the data path can be tested with a
-//! fake and the client's API can change in one place.
+//! The recorder transport as the pipeline sees it: the two things the proxy
+//! asks of a recorder transport, behind a trait so the data path can be
+//! tested with a fake and the recorder client's API can change in one place.
 
 use std::net::SocketAddr;
 
 use async_trait::async_trait;
 use event_model::{Event, ResponseRecord};
-pub use recorder_client::{FailurePolicy, Outcome, UnrecordedReason};
+use recorder_client::{FailurePolicy, Outcome};
 
 /// Where API events and response records go.
 #[async_trait]
