@@ -95,7 +95,7 @@ impl FailurePolicy {
     pub fn session_connect_failed(self, error: &ConnectError) -> Outcome {
         match self {
             FailurePolicy::FailOpen => Outcome::ForwardUnrecorded {
-                reason: UnrecordedReason::SessionNotRecorded(error.to_string()),
+                reason: UnrecordedReason::SessionNotRecorded(error.clone()),
             },
             FailurePolicy::FailClosed => Outcome::Refuse(Refusal::new(
                 StatusCode::FORBIDDEN,
@@ -112,7 +112,7 @@ impl FailurePolicy {
     pub fn session_protocol_unverified(self, reason: &str) -> Outcome {
         match self {
             FailurePolicy::FailOpen => Outcome::ForwardUnrecorded {
-                reason: UnrecordedReason::SessionNotRecorded(reason.to_owned()),
+                reason: UnrecordedReason::SessionProtocolUnverified(reason.to_owned()),
             },
             FailurePolicy::FailClosed => Outcome::Refuse(Refusal::new(
                 StatusCode::FORBIDDEN,
@@ -258,8 +258,12 @@ pub enum UnrecordedReason {
         /// Why it was not spooled.
         why: DropReason,
     },
-    /// The session recording could not be started.
-    SessionNotRecorded(String),
+    /// The session recording could not be started: no recorder accepted
+    /// the upload.
+    SessionNotRecorded(ConnectError),
+    /// The session's streaming protocol could not be verified, so nothing
+    /// could record it; says what was seen.
+    SessionProtocolUnverified(String),
 }
 
 impl fmt::Display for UnrecordedReason {
@@ -274,6 +278,9 @@ impl fmt::Display for UnrecordedReason {
             }
             UnrecordedReason::SessionNotRecorded(e) => {
                 write!(f, "session not recorded: {e}")
+            }
+            UnrecordedReason::SessionProtocolUnverified(reason) => {
+                write!(f, "session not recorded: {reason}")
             }
         }
     }

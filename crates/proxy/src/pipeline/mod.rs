@@ -119,26 +119,39 @@ impl Proxy {
             client,
             context: self.session_context(&ctx, &caller, &info, &parts.headers, &recorded),
         });
-        self.metrics
-            .added_latency
-            .observe(ctx.received.elapsed().as_secs_f64());
-        self.metrics.ts_requests_proxied.inc();
-        let target = ctx.target.clone();
-        let impersonation = caller.impersonation.as_ref();
-        // A recorded request gets its response record even when forwarding
-        // failed: the record says what the caller got.
-        let resp = match self
-            .forwarder
-            .forward(parts, forward_body, &target, impersonation, upgrade)
-            .await
-        {
-            Ok(resp) => resp,
-            Err(error) => self.answer(error.into()),
-        };
+        let resp = self
+            .forward(&ctx, &caller, parts, forward_body, upgrade)
+            .await;
         Ok(match recorded {
             Some(recorded) => self.with_response_record(resp, ctx, &caller, recorded),
             None => resp,
         })
+    }
+
+    /// Sends the request upstream. A failure is answered here, so that a
+    /// recorded request still gets its response record (saying what the
+    /// caller got).
+    async fn forward(
+        &self,
+        ctx: &RequestContext,
+        caller: &CallerInfo,
+        parts: http::request::Parts,
+        body: ProxyBody,
+        upgrade: Option<UpgradeParts>,
+    ) -> Response<ProxyBody> {
+        self.metrics
+            .added_latency
+            .observe(ctx.received.elapsed().as_secs_f64());
+        self.metrics.ts_requests_proxied.inc();
+        let impersonation = caller.impersonation.as_ref();
+        match self
+            .forwarder
+            .forward(parts, body, &ctx.target, impersonation, upgrade)
+            .await
+        {
+            Ok(resp) => resp,
+            Err(error) => self.answer(error.into()),
+        }
     }
 
     /// Admission before any event; records the event first when the
