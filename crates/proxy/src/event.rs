@@ -1,5 +1,6 @@
-//! Building the `kubernetes-api-request` event (reference §5) and the response
-//! record from what the proxy knows about a request.
+//! Building the `kubernetes-api-request` event
+//! (docs/tailscale-protocol.md#event-schema) and the response record from
+//! what the proxy knows about a request.
 
 use event_model::{BodyCapture, Event, Extension, Request, ResponseRecord, Source};
 use k8s_request_parse::RequestInfo;

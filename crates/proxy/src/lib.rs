@@ -101,6 +101,11 @@ mod pipeline;
 mod app;
 mod whois_cmd;
 
+/// The README's examples, compiled as doc-tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+mod readme_doctest {}
+
 // Running a proxy.
 pub use app::{serve, start, Components, RunningProxy, StartError};
 pub use config::{Cli, Command, Config, ConfigError, ServeArgs, TlsFiles, WhoisArgs};

@@ -10,7 +10,8 @@
 //! relay then owns both upgraded byte streams for the rest of the session
 //! (its context now carrying the 101's headers); otherwise it is dropped unused.
 //!
-//! [`PassThrough`] is the default: it relays bytes both ways untouched.
+//! [`PassThrough`] relays bytes both ways untouched; the binary uses
+//! [`RecordingHook`](crate::RecordingHook).
 
 use std::sync::Arc;
 
