@@ -17,7 +17,10 @@ use recorder_client::Refusal;
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The body type used on both sides of the proxy.
-pub type ProxyBody = BoxBody<Bytes, BoxError>;
+pub(crate) type ProxyBody = BoxBody<Bytes, BoxError>;
+
+/// What polling one of the proxy's bodies for its next frame gives.
+pub(crate) type PolledFrame = Poll<Option<Result<Frame<Bytes>, BoxError>>>;
 
 /// A body holding `bytes`.
 pub(crate) fn full(bytes: Bytes) -> ProxyBody {
@@ -88,10 +91,7 @@ impl<O: BodyObserver> Body for ObservedBody<O> {
     type Data = Bytes;
     type Error = BoxError;
 
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> PolledFrame {
         let this = &mut *self;
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {

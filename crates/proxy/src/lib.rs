@@ -9,8 +9,8 @@
 //! only modules listed above it, never one below.
 //!
 //! Facts and plumbing (nothing from this crate):
-//! - `body`: [`ProxyBody`] and [`BoxError`], the proxy's own plain-text
-//!   answers, a body observer (byte counts, digests).
+//! - `body`: the body type on both sides (`ProxyBody`, [`BoxError`]), the
+//!   proxy's own plain-text answers, a body observer (byte counts, digests).
 //! - `conn`: [`ConnInfo`] (caller address, TLS, PROXY-protocol source),
 //!   accepting connections, the plain-or-TLS byte stream.
 //! - `identity_source`: [`IdentitySource`] (LocalAPI or identity file) and its WhoIs.
@@ -132,6 +132,6 @@ pub use session_hook::{
 pub use session_recorder::RecordingHook;
 
 // Input handling, public for the fuzz targets and property tests.
-pub use body::{BoxError, ProxyBody};
+pub use body::BoxError;
 pub use headers::{upgrade_type, upstream_request_headers};
 pub use listener::proxy_protocol::{parse_header, read_header, ProxiedPeer, ProxyHeaderError};

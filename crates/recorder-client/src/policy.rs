@@ -93,30 +93,31 @@ impl FailurePolicy {
     /// reaches the API server, as a proper `HTTP/1.1 403` with a length
     /// (upstream writes it on the hijacked connection, as `HTTP/0.0`).
     pub fn session_connect_failed(self, error: &ConnectError) -> Outcome {
-        match self {
-            FailurePolicy::FailOpen => Outcome::ForwardUnrecorded {
-                reason: UnrecordedReason::SessionNotRecorded(error.clone()),
-            },
-            FailurePolicy::FailClosed => Outcome::Refuse(Refusal::new(
-                StatusCode::FORBIDDEN,
-                format!(
-                    "error connecting to session recorders: {error}; failure mode is 'fail closed'; closing connection."
-                ),
-            )),
-        }
+        self.session_unrecordable(
+            UnrecordedReason::SessionNotRecorded(error.clone()),
+            &format!("error connecting to session recorders: {error}"),
+        )
     }
 
     /// The outcome when an exec/attach session's streaming protocol cannot
     /// be verified (its `Upgrade` header is not the one its route implies),
     /// so nothing could record it. `reason` says what was seen.
     pub fn session_protocol_unverified(self, reason: &str) -> Outcome {
+        self.session_unrecordable(
+            UnrecordedReason::SessionProtocolUnverified(reason.to_owned()),
+            reason,
+        )
+    }
+
+    /// A session that cannot be recorded: fail open runs it unrecorded
+    /// (`reason`), fail closed refuses it with 403, naming `cause` in
+    /// upstream's words.
+    fn session_unrecordable(self, reason: UnrecordedReason, cause: &str) -> Outcome {
         match self {
-            FailurePolicy::FailOpen => Outcome::ForwardUnrecorded {
-                reason: UnrecordedReason::SessionProtocolUnverified(reason.to_owned()),
-            },
+            FailurePolicy::FailOpen => Outcome::ForwardUnrecorded { reason },
             FailurePolicy::FailClosed => Outcome::Refuse(Refusal::new(
                 StatusCode::FORBIDDEN,
-                format!("{reason}; failure mode is 'fail closed'; closing connection."),
+                format!("{cause}; failure mode is 'fail closed'; closing connection."),
             )),
         }
     }

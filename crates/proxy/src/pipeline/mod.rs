@@ -198,7 +198,7 @@ impl Proxy {
         self.metrics.events_attempted.inc();
         let outcome = self
             .sink
-            .record_event(&caller.policy.recorder_addrs, failure, &ev, &ctx.target)
+            .record_event(&caller.policy.recorder_addrs, failure, &ev)
             .await;
         match admission::after_event(outcome) {
             Ok(Recorded::Stored) => {

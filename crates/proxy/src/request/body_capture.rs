@@ -20,7 +20,7 @@ use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 use sha2::{Digest, Sha256};
 
-use crate::body::{self, BodyObserver, BoxError, ObservedBody, ProxyBody};
+use crate::body::{self, BodyObserver, BoxError, ObservedBody, PolledFrame, ProxyBody};
 
 /// Size and SHA-256 of a forwarded body.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -174,10 +174,7 @@ impl Body for ReplayBody {
     type Data = Bytes;
     type Error = BoxError;
 
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> PolledFrame {
         if let Some(b) = self.head.pop_front() {
             return Poll::Ready(Some(Ok(Frame::data(b))));
         }

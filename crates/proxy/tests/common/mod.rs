@@ -264,7 +264,6 @@ impl EventSink for MemorySink {
         recorders: &[SocketAddr],
         policy: FailurePolicy,
         event: &Event,
-        _url: &str,
     ) -> Outcome {
         let outcome = self.outcome.lock().unwrap().clone();
         if matches!(outcome, Outcome::Forward) {
