@@ -1,12 +1,13 @@
 //! The kubescribe Kubernetes API server proxy: identity-aware, impersonating,
-//! recording every API request as a Tailscale-compatible `kubernetes-api-request`
-//! event before forwarding it, and handing exec/attach upgrades to a
-//! [`SessionHook`] ([`RecordingHook`] records them as asciicasts).
+//! recording the API requests of callers whose grants ask for it as
+//! Tailscale-compatible `kubernetes-api-request` events before forwarding
+//! them, and handing exec/attach upgrades to a [`SessionHook`]
+//! ([`RecordingHook`] records them as asciicasts).
 //!
 //! # Layers
 //!
-//! Bottom to top, as the `mod` lines below are grouped; a module imports
-//! only modules listed above it, never one below.
+//! Bottom to top, as the `mod` lines at the end are grouped; a module
+//! imports only modules listed above it, never one below.
 //!
 //! Facts and plumbing (nothing from this crate):
 //! - `body`: the body type on both sides (`ProxyBody`, [`BoxError`]), the
@@ -66,6 +67,38 @@
 //! ```
 #![warn(unreachable_pub)]
 
+// Running a proxy.
+pub use admin::Readiness;
+pub use app::{serve, start, Components, RunningProxy, StartError};
+pub use config::{Cli, Command, Config, ConfigError, ServeArgs, TlsFiles, WhoisArgs};
+pub use identity_source::{IdentitySource, IdentitySourceError};
+pub use logging::LogFormat;
+pub use mode::Mode;
+pub use tls::TlsConfigError;
+pub use upstream::{
+    Credential, KubeconfigError, TokenError, UpstreamError, UpstreamSource, UpstreamSpec,
+    UpstreamTlsError,
+};
+pub use whois_cmd::whois;
+
+// The seams: where events go and what happens to upgraded sessions.
+pub use caller::CallerInfo;
+pub use conn::ConnInfo;
+pub use event_sink::EventSink;
+pub use recorder_client::{Outcome, Refusal};
+pub use request::context::RequestContext;
+pub use session_hook::{
+    PassThrough, SessionContext, SessionHook, SessionMetrics, SessionRelay, UpgradedStream,
+};
+pub use session_recorder::RecordingHook;
+
+// The error type of bodies (the integration tests' fake upstream uses it).
+pub use body::BoxError;
+
+// Input handling, public for the fuzz targets.
+pub use headers::{upgrade_type, upstream_request_headers};
+pub use listener::proxy_protocol::{parse_header, read_header, ProxiedPeer, ProxyHeaderError};
+
 // Facts and plumbing.
 mod body;
 mod conn;
@@ -105,33 +138,3 @@ mod whois_cmd;
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 mod readme_doctest {}
-
-// Running a proxy.
-pub use app::{serve, start, Components, RunningProxy, StartError};
-pub use config::{Cli, Command, Config, ConfigError, ServeArgs, TlsFiles, WhoisArgs};
-pub use identity_source::{IdentitySource, IdentitySourceError};
-pub use logging::LogFormat;
-pub use mode::Mode;
-pub use tls::TlsConfigError;
-pub use upstream::{
-    Credential, KubeconfigError, TokenError, UpstreamError, UpstreamSource, UpstreamSpec,
-    UpstreamTlsError,
-};
-pub use whois_cmd::whois;
-
-// The seams: where events go and what happens to upgraded sessions.
-pub use admin::Readiness;
-pub use caller::CallerInfo;
-pub use conn::ConnInfo;
-pub use event_sink::EventSink;
-pub use recorder_client::{Outcome, Refusal};
-pub use request::context::RequestContext;
-pub use session_hook::{
-    PassThrough, SessionContext, SessionHook, SessionMetrics, SessionRelay, UpgradedStream,
-};
-pub use session_recorder::RecordingHook;
-
-// Input handling, public for the fuzz targets and property tests.
-pub use body::BoxError;
-pub use headers::{upgrade_type, upstream_request_headers};
-pub use listener::proxy_protocol::{parse_header, read_header, ProxiedPeer, ProxyHeaderError};
