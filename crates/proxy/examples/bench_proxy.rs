@@ -30,9 +30,9 @@ use http::{Request, Response};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
-use kubescribe_proxy::config::{Config, IdentitySource, LogFormat, Mode, UpstreamSource};
-use kubescribe_proxy::upstream::{Credential, UpstreamSpec};
 use kubescribe_proxy::{Components, PassThrough};
+use kubescribe_proxy::{Config, IdentitySource, LogFormat, Mode, UpstreamSource};
+use kubescribe_proxy::{Credential, UpstreamSpec};
 use tokio::net::{TcpListener, TcpStream};
 
 /// The same allocator as the binaries.
@@ -185,8 +185,7 @@ async fn start_proxy(
     )
     .unwrap_or_else(|e| panic!("recorder client: {e}"));
     let components = Components {
-        whois: kubescribe_proxy::app::whois_from_config(&config.identity)
-            .unwrap_or_else(|e| panic!("{e}")),
+        whois: config.identity.whois().unwrap_or_else(|e| panic!("{e}")),
         sink: Arc::new(client),
         hook: Arc::new(PassThrough),
         upstream: UpstreamSpec::new(

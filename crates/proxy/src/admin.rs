@@ -13,6 +13,8 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 
+use crate::conn::accept;
+
 /// Readiness, flipped on once the proxy can serve.
 #[derive(Debug, Clone, Default)]
 pub struct Readiness(Arc<AtomicBool>);
@@ -29,7 +31,7 @@ impl Readiness {
 }
 
 /// Answer one admin request.
-pub fn respond(
+pub(crate) fn respond(
     registry: &Registry,
     ready: &Readiness,
     method: &Method,
@@ -76,7 +78,7 @@ pub fn respond(
 }
 
 /// Serve the admin endpoints until `shutdown` resolves.
-pub async fn serve(
+pub(crate) async fn serve(
     listener: TcpListener,
     registry: Arc<Registry>,
     ready: Readiness,
@@ -84,16 +86,12 @@ pub async fn serve(
 ) {
     tokio::pin!(shutdown);
     loop {
-        let (tcp, _) = tokio::select! {
+        let accepted = tokio::select! {
             _ = &mut shutdown => return,
-            a = listener.accept() => match a {
-                Ok(a) => a,
-                Err(e) => {
-                    tracing::warn!(error = %e, "admin accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
+            accepted = accept(&listener, "admin") => accepted,
+        };
+        let Some((tcp, _)) = accepted else {
+            continue;
         };
         let registry = registry.clone();
         let ready = ready.clone();

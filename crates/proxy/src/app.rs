@@ -1,8 +1,9 @@
 //! Assembly: from a validated [`Config`] (plus the identity source, the event
 //! sink and the session hook) to running listeners, with start-up logs and
-//! graceful shutdown.
+//! graceful shutdown; and [`serve`], the binary's serving command.
 
 use std::net::SocketAddr;
+use std::process::ExitCode;
 use std::sync::Arc;
 
 use identity::WhoIs;
@@ -13,32 +14,36 @@ use tokio::task::JoinHandle;
 
 use crate::admin::{self, Readiness};
 use crate::caller::CallerResolver;
-use crate::config::{Config, IdentitySource, Mode};
+use crate::config::{Config, ServeArgs};
+use crate::event_sink::EventSink;
 use crate::forward::Forwarder;
+use crate::identity_source::IdentitySourceError;
 use crate::listener::{self, ListenerOptions};
 use crate::metrics::Metrics;
-use crate::proxy::{Proxy, ProxyOptions};
-use crate::recorder::EventSink;
+use crate::mode::Mode;
+use crate::pipeline::{Proxy, ProxyOptions};
 use crate::session_hook::SessionHook;
 use crate::session_recorder::RecordingHook;
 use crate::session_tracker::SessionTracker;
-use crate::upstream::{Upstream, UpstreamError, UpstreamSpec};
+use crate::tls::TlsConfigError;
+use crate::upstream::{self, Upstream, UpstreamError, UpstreamSpec};
+use crate::{logging, shutdown};
 
 /// Start-up failed.
 #[derive(Debug, thiserror::Error)]
-pub enum AppError {
+pub enum StartError {
     /// Upstream configuration.
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
-    /// TLS files.
+    /// TLS files of the API listener.
     #[error(transparent)]
-    Tls(#[from] crate::listener::tls::TlsConfigError),
+    Tls(#[from] TlsConfigError),
     /// Identity source.
-    #[error("identity source: {0}")]
-    Identity(String),
+    #[error(transparent)]
+    Identity(#[from] IdentitySourceError),
     /// Recorder client.
     #[error("recorder client: {0}")]
-    Recorder(String),
+    Recorder(#[from] recorder_client::StartError),
     /// A listener could not bind.
     #[error("cannot listen on {addr} ({what}): {source}")]
     Bind {
@@ -63,37 +68,19 @@ pub struct Components {
     pub upstream: UpstreamSpec,
 }
 
-/// Build the identity source named in the configuration (an identity file is read once).
-pub fn whois_from_config(source: &IdentitySource) -> Result<Arc<dyn WhoIs>, AppError> {
-    Ok(match source {
-        IdentitySource::LocalApi(p) => Arc::new(identity::LocalApiWhoIs::with_socket(p.clone())),
-        IdentitySource::File(p) => Arc::new(
-            identity::IdentityFileWhoIs::load(p.clone())
-                .map_err(|e| AppError::Identity(e.to_string()))?,
-        ),
-    })
-}
-
-/// Build everything from the configuration: identity source, recorder
-/// client (registered in `registry`), the session-recording hook, upstream.
-pub fn components_from_config(
+/// Build everything from the configuration: identity source (an identity
+/// file is kept current), recorder client (registered in `registry`), the
+/// session-recording hook, upstream.
+fn components_from_config(
     config: &Config,
     registry: &mut Registry,
-) -> Result<Components, AppError> {
-    // When serving, an identity file is kept current (re-read when it changes and on SIGHUP).
-    let whois: Arc<dyn WhoIs> = match &config.identity {
-        IdentitySource::File(p) => Arc::new(
-            identity::IdentityFileWhoIs::watch(p.clone(), identity::ReloadOptions::default())
-                .map_err(|e| AppError::Identity(e.to_string()))?,
-        ),
-        other => whois_from_config(other)?,
-    };
+) -> Result<Components, StartError> {
+    let whois = config.identity.watched_whois()?;
     let mut client_config = recorder_client::ClientConfig::default();
     if let Some(dir) = &config.spool_dir {
         client_config.spool = Some(recorder_client::SpoolConfig::new(dir.clone()));
     }
-    let client = recorder_client::RecorderClient::start(client_config, registry)
-        .map_err(|e| AppError::Recorder(e.to_string()))?;
+    let client = recorder_client::RecorderClient::start(client_config, registry)?;
     Ok(Components {
         whois,
         hook: Arc::new(RecordingHook::new(client.clone())),
@@ -138,17 +125,28 @@ impl RunningProxy {
     }
 }
 
+/// Binds the listener for the flag `what`; returns it with the address it got.
+async fn bind(
+    what: &'static str,
+    addr: SocketAddr,
+) -> Result<(TcpListener, SocketAddr), StartError> {
+    let bind_error = |source| StartError::Bind { what, addr, source };
+    let listener = TcpListener::bind(addr).await.map_err(bind_error)?;
+    let local = listener.local_addr().map_err(bind_error)?;
+    Ok((listener, local))
+}
+
 /// Bind the listeners and start serving.
 pub async fn start(
     config: &Config,
     components: Components,
     mut registry: Registry,
-) -> Result<RunningProxy, AppError> {
+) -> Result<RunningProxy, StartError> {
     let metrics = Metrics::register(&mut registry);
     let registry = Arc::new(registry);
     let upstream = Arc::new(Upstream::build(components.upstream, config.mode)?);
     let tls = match &config.tls {
-        Some(files) => Some(listener::tls::server_config(&files.cert, &files.key)?),
+        Some(files) => Some(crate::tls::server_config(&files.cert, &files.key)?),
         None => None,
     };
     let sessions = SessionTracker::new();
@@ -168,38 +166,61 @@ pub async fn start(
         ),
         metrics,
         ProxyOptions {
-            mode: config.mode,
             max_body_capture: config.max_body_capture,
             events_for_all_callers: config.events_for_all_callers,
         },
     ));
 
-    let api = TcpListener::bind(config.listen)
-        .await
-        .map_err(|source| AppError::Bind {
-            what: "--listen",
-            addr: config.listen,
-            source,
-        })?;
-    let admin_l = TcpListener::bind(config.admin_listen)
-        .await
-        .map_err(|source| AppError::Bind {
-            what: "--admin-listen",
-            addr: config.admin_listen,
-            source,
-        })?;
-    let addr = api.local_addr().map_err(|source| AppError::Bind {
-        what: "--listen",
-        addr: config.listen,
-        source,
-    })?;
-    let admin_addr = admin_l.local_addr().map_err(|source| AppError::Bind {
-        what: "--admin-listen",
-        addr: config.admin_listen,
-        source,
-    })?;
+    let (api, addr) = bind("--listen", config.listen).await?;
+    let (admin_listener, admin_addr) = bind("--admin-listen", config.admin_listen).await?;
+    log_start_up(config, addr, admin_addr, &upstream);
 
-    let scheme = if tls.is_some() { "https" } else { "http" };
+    let (tx, rx) = watch::channel(false);
+    let ready = Readiness::default();
+    let opts = ListenerOptions {
+        tls,
+        proxy_protocol: config.proxy_protocol,
+        max_header_bytes: config.max_header_bytes,
+    };
+    let stop = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|v| *v).await;
+    };
+    let api_task = tokio::spawn(listener::serve(
+        api,
+        opts,
+        move |conn, req| proxy.clone().handle(conn, req),
+        stop(rx.clone()),
+        config.shutdown_grace,
+        sessions,
+    ));
+    let admin_task = tokio::spawn(admin::serve(
+        admin_listener,
+        registry,
+        ready.clone(),
+        stop(rx.clone()),
+    ));
+    ready.set(true);
+    let unready = ready.clone();
+    tokio::spawn(async move {
+        stop(rx).await;
+        unready.set(false);
+    });
+    Ok(RunningProxy {
+        addr,
+        admin_addr,
+        ready,
+        shutdown: tx,
+        tasks: vec![api_task, admin_task],
+    })
+}
+
+/// What the proxy is about to do, for the operator reading the start-up log.
+fn log_start_up(config: &Config, addr: SocketAddr, admin_addr: SocketAddr, upstream: &Upstream) {
+    let scheme = if config.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     tracing::info!(
         "API server proxy listening on {scheme}://{addr} (PROXY protocol: {}; ALPN http/1.1)",
         if config.proxy_protocol {
@@ -239,63 +260,39 @@ pub async fn start(
     if config.tls.is_none() && !config.proxy_protocol {
         tracing::warn!("plain HTTP without PROXY protocol: the caller is the TCP peer address; use only behind a trusted local forwarder");
     }
-
-    let (tx, rx) = watch::channel(false);
-    let ready = Readiness::default();
-    let opts = ListenerOptions {
-        tls,
-        proxy_protocol: config.proxy_protocol,
-        max_header_bytes: config.max_header_bytes,
-    };
-    let stop = |mut rx: watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|v| *v).await;
-    };
-    let p = proxy.clone();
-    let api_task = tokio::spawn(listener::serve(
-        api,
-        opts,
-        move |conn, req| p.clone().handle(conn, req),
-        stop(rx.clone()),
-        config.shutdown_grace,
-        sessions,
-    ));
-    let admin_task = tokio::spawn(admin::serve(
-        admin_l,
-        registry,
-        ready.clone(),
-        stop(rx.clone()),
-    ));
-    ready.set(true);
-    let unready = ready.clone();
-    tokio::spawn(async move {
-        stop(rx).await;
-        unready.set(false);
-    });
-    Ok(RunningProxy {
-        addr,
-        admin_addr,
-        ready,
-        shutdown: tx,
-        tasks: vec![api_task, admin_task],
-    })
 }
 
-/// A future that resolves on SIGTERM or ctrl-c. The handlers are installed
-/// when this is called, so no signal is missed once it returns.
-pub fn shutdown_signal() -> impl std::future::Future<Output = ()> {
-    #[cfg(unix)]
-    let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-    let ctrl_c = tokio::signal::ctrl_c();
-    async move {
-        #[cfg(unix)]
-        if let Some(mut term) = term {
-            tokio::select! {
-                _ = term.recv() => tracing::info!("SIGTERM received"),
-                _ = ctrl_c => tracing::info!("interrupt received"),
-            }
-            return;
+/// The serving command: logging, validated configuration (exit code 2 when
+/// invalid), components, listeners; runs until SIGTERM or ctrl-c, then shuts
+/// down gracefully. Exit code 1 when the proxy cannot start.
+pub async fn serve(args: ServeArgs) -> ExitCode {
+    logging::init(args.log_format);
+    let config = match args.validate(upstream::in_cluster_available()) {
+        Ok(config) => config,
+        Err(e) => {
+            tracing::error!("invalid configuration: {e}");
+            return ExitCode::from(2);
         }
-        let _ = ctrl_c.await;
-        tracing::info!("interrupt received");
-    }
+    };
+    let signal = shutdown::signal();
+    let mut registry = Registry::default();
+    let started = match components_from_config(&config, &mut registry) {
+        Ok(components) => start(&config, components, registry).await,
+        Err(e) => Err(e),
+    };
+    let running = match started {
+        Ok(running) => running,
+        Err(e) => {
+            tracing::error!("cannot start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let trigger = running.shutdown_trigger();
+    tokio::spawn(async move {
+        signal.await;
+        let _ = trigger.send(true);
+    });
+    running.wait().await;
+    tracing::info!("stopped");
+    ExitCode::SUCCESS
 }

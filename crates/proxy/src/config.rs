@@ -9,13 +9,15 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
+
+use crate::identity_source::IdentitySource;
+use crate::logging::LogFormat;
+use crate::mode::Mode;
+use crate::upstream::UpstreamSource;
 
 /// Default cap on the request body bytes copied into an event (1 MiB).
-pub const DEFAULT_MAX_BODY_CAPTURE: usize = 1024 * 1024;
-
-/// Fixed timeout for reading a PROXY protocol header (Tailscale uses 10 s too).
-pub const PROXY_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+const DEFAULT_MAX_BODY_CAPTURE: usize = 1024 * 1024;
 
 /// `kubescribe-proxy`: an identity-aware Kubernetes API server proxy that records
 /// every API request as an event (Tailscale `kubernetes-api-request` compatible).
@@ -50,34 +52,6 @@ pub struct WhoisArgs {
     /// The caller address to explain, as `IP:PORT` (IPv6 as `[addr]:port`).
     #[arg(value_name = "IP:PORT")]
     pub address: SocketAddr,
-}
-
-/// How the proxy authenticates to the API server.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Mode {
-    /// Drop the caller's credentials, impersonate the caller, use the proxy's own credentials.
-    Auth,
-    /// Send no proxy credentials; the caller's own `Authorization` passes through.
-    Noauth,
-}
-
-impl Mode {
-    /// The mode's name as written on the command line.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Mode::Auth => "auth",
-            Mode::Noauth => "noauth",
-        }
-    }
-}
-
-/// Log output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    /// Human-readable lines.
-    Text,
-    /// One JSON object per line.
-    Json,
 }
 
 /// Flags of the serving command.
@@ -217,38 +191,6 @@ pub struct ServeArgs {
     pub log_format: LogFormat,
 }
 
-/// Where caller identities come from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum IdentitySource {
-    /// tailscaled's LocalAPI over a unix socket.
-    LocalApi(PathBuf),
-    /// A static identity file.
-    File(PathBuf),
-}
-
-impl std::fmt::Display for IdentitySource {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            IdentitySource::LocalApi(p) => write!(f, "LocalAPI socket {}", p.display()),
-            IdentitySource::File(p) => write!(f, "identity file {}", p.display()),
-        }
-    }
-}
-
-/// Where the upstream API server configuration comes from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum UpstreamSource {
-    /// A kubeconfig file and optional context.
-    Kubeconfig {
-        /// The file.
-        path: PathBuf,
-        /// The context (None: current-context).
-        context: Option<String>,
-    },
-    /// The pod's service account and `KUBERNETES_SERVICE_HOST`/`PORT`.
-    InCluster,
-}
-
 /// TLS files of the API listener.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TlsFiles {
@@ -328,7 +270,7 @@ pub enum ConfigError {
 }
 
 /// Go's `strconv.ParseBool`.
-pub fn parse_go_bool(s: &str) -> Option<bool> {
+fn parse_go_bool(s: &str) -> Option<bool> {
     match s {
         "1" | "t" | "T" | "true" | "TRUE" | "True" => Some(true),
         "0" | "f" | "F" | "false" | "FALSE" | "False" => Some(false),
@@ -357,11 +299,8 @@ impl ServeArgs {
             (Some(m), _) | (None, Some(m)) => m,
             (None, None) => Mode::Auth,
         };
-        let identity = match (self.localapi_socket, self.identity_file) {
-            (Some(s), None) => IdentitySource::LocalApi(s),
-            (None, Some(f)) => IdentitySource::File(f),
-            _ => return Err(ConfigError::NoIdentitySource),
-        };
+        let identity = IdentitySource::from_flags(self.localapi_socket, self.identity_file)
+            .ok_or(ConfigError::NoIdentitySource)?;
         let events_for_all_callers = match self.events_for_all_callers.as_deref() {
             None | Some("") => false,
             Some(v) => parse_go_bool(v).ok_or_else(|| ConfigError::BadEventsBool(v.into()))?,

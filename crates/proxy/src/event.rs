@@ -1,5 +1,6 @@
-//! Building the `kubernetes-api-request` event (reference §5) and the response
-//! record from what the proxy knows about a request.
+//! Building the `kubernetes-api-request` event
+//! (docs/tailscale-protocol.md#event-schema) and the response record from
+//! what the proxy knows about a request.
 
 use event_model::{BodyCapture, Event, Extension, Request, ResponseRecord, Source};
 use k8s_request_parse::RequestInfo;
@@ -9,7 +10,7 @@ use crate::request::context::RequestContext;
 
 /// The request event. `body` is the captured body (the prefix when
 /// `truncated`); the event never carries headers, so never `Authorization`.
-pub fn request_event(
+pub(crate) fn request_event(
     ctx: &RequestContext,
     info: &RequestInfo,
     source: Source,
@@ -43,7 +44,7 @@ pub fn request_event(
 }
 
 /// The response record for a request whose event has key `key`.
-pub fn response_record(
+pub(crate) fn response_record(
     key: &str,
     status: http::StatusCode,
     ctx: &RequestContext,

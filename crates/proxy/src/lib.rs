@@ -1,18 +1,60 @@
 //! The kubescribe Kubernetes API server proxy: identity-aware, impersonating,
-//! recording every API request as a Tailscale-compatible `kubernetes-api-request`
-//! event before forwarding it, and handing exec/attach upgrades to a
-//! [`SessionHook`].
+//! recording the API requests of callers whose grants ask for it as
+//! Tailscale-compatible `kubernetes-api-request` events before forwarding
+//! them, and handing exec/attach upgrades to a [`SessionHook`]
+//! ([`RecordingHook`] records them as asciicasts).
 //!
-//! Data path, one module each: [`listener`] (TLS, PROXY protocol) →
-//! [`request`] (context, body capture) → [`caller`] (WhoIs, grants) →
-//! [`policy`] (the fail-closed decision) → [`event`] → [`recorder`] (transport)
-//! → [`forward`] (reverse proxy, upgrades) → [`upstream`] (the API server).
-//! [`proxy`] strings them together per request; [`app`] assembles a running
-//! server from a [`Config`].
+//! # Layers
+//!
+//! Bottom to top, as the `mod` lines at the end are grouped; a module
+//! imports only modules listed above it, never one below.
+//!
+//! Facts and plumbing (nothing from this crate):
+//! - `body`: the body type on both sides (`ProxyBody`, [`BoxError`]), the
+//!   proxy's own plain-text answers, a body observer (byte counts, digests).
+//! - `conn`: [`ConnInfo`] (caller address, TLS, PROXY-protocol source),
+//!   accepting connections, the plain-or-TLS byte stream.
+//! - `identity_source`: [`IdentitySource`] (LocalAPI or identity file) and its WhoIs.
+//! - `logging`: `tracing` set-up, text or JSON ([`LogFormat`]).
+//! - `metrics`: the proxy's Prometheus metrics, Tailscale's counter names included.
+//! - `mode`: [`Mode`], auth or noauth, the one switch several layers read.
+//! - `session_tracker`: upgraded sessions still relaying, for graceful shutdown.
+//! - `shutdown`: SIGTERM / ctrl-c.
+//! - `tls`: the API listener's rustls configuration from PEM files.
+//!
+//! The request as received:
+//! - `headers`: hop-by-hop and forwarding-header hygiene, upgrade detection.
+//! - `request`: [`RequestContext`] of one request, and capturing its body.
+//!
+//! Identity, policy, events, transport, upstream, sessions:
+//! - `admission`: the recorder client's fail-open/fail-closed decision
+//!   applied to a request.
+//! - `caller`: WhoIs → [`CallerInfo`] (identity, grants, impersonation),
+//!   with a per-address cache.
+//! - `event`: the request event and the response record.
+//! - `event_sink`: [`EventSink`], the recorder transport as the pipeline sees it.
+//! - `session_hook`: the [`SessionHook`] seam for upgrades; [`PassThrough`].
+//! - `session_recorder`: [`RecordingHook`], exec/attach recording.
+//! - `upstream`: the API server: kubeconfig, in-cluster, token, client.
+//!
+//! Serving, and its configuration:
+//! - `admin`: `/metrics`, `/healthz`, `/readyz`.
+//! - `config`: the command line ([`Cli`]) validated into a [`Config`].
+//! - `forward`: the request upstream, the response back, upgrades to the hook.
+//! - `listener`: the API listener (TLS, PROXY protocol, graceful shutdown).
+//! - `pipeline`: one request's steps: resolve caller → admit (and record the
+//!   event) → forward → response record; failures answered in one place.
+//!
+//! Assembly and commands:
+//! - `app`: [`Components`] → [`start`] → [`RunningProxy`]; [`serve`].
+//! - `whois_cmd`: the `whois` subcommand ([`whois`]).
+//!
+//! # Example
+//!
+//! The header rewrite every forwarded request gets, in auth mode:
 //!
 //! ```
-//! use kubescribe_proxy::forward::{upstream_request_headers, upgrade_type};
-//! use kubescribe_proxy::config::Mode;
+//! use kubescribe_proxy::{upgrade_type, upstream_request_headers, Mode};
 //! use http::{HeaderMap, HeaderValue};
 //!
 //! let mut h = HeaderMap::new();
@@ -23,27 +65,76 @@
 //! assert_eq!(h.get("authorization").unwrap(), "Bearer proxy");
 //! assert!(h.get("x-forwarded-for").is_none());
 //! ```
+#![warn(unreachable_pub)]
 
-pub mod admin;
-pub mod app;
-pub mod caller;
-pub mod caller_cache;
-pub mod config;
-pub mod event;
-pub mod forward;
-pub mod listener;
-pub mod metrics;
-pub mod policy;
-pub mod proxy;
-pub mod recorder;
-pub mod request;
-pub mod session_hook;
-pub mod session_recorder;
-pub mod session_tracker;
-pub mod upstream;
-pub mod whois_cmd;
+// Running a proxy.
+pub use admin::Readiness;
+pub use app::{serve, start, Components, RunningProxy, StartError};
+pub use config::{Cli, Command, Config, ConfigError, ServeArgs, TlsFiles, WhoisArgs};
+pub use identity_source::{IdentitySource, IdentitySourceError};
+pub use logging::LogFormat;
+pub use mode::Mode;
+pub use tls::TlsConfigError;
+pub use upstream::{
+    Credential, KubeconfigError, TokenError, UpstreamError, UpstreamSource, UpstreamSpec,
+    UpstreamTlsError,
+};
+pub use whois_cmd::whois;
 
-pub use app::{start, Components, RunningProxy};
-pub use config::{Cli, Config, Mode};
-pub use session_hook::{PassThrough, SessionContext, SessionHook, SessionRelay};
+// The seams: where events go and what happens to upgraded sessions.
+pub use caller::CallerInfo;
+pub use conn::ConnInfo;
+pub use event_sink::EventSink;
+pub use recorder_client::{Outcome, Refusal};
+pub use request::context::RequestContext;
+pub use session_hook::{
+    PassThrough, SessionContext, SessionHook, SessionMetrics, SessionRelay, UpgradedStream,
+};
 pub use session_recorder::RecordingHook;
+
+// The error type of bodies (the integration tests' fake upstream uses it).
+pub use body::BoxError;
+
+// Input handling, public for the fuzz targets.
+pub use headers::{upgrade_type, upstream_request_headers};
+pub use listener::proxy_protocol::{parse_header, read_header, ProxiedPeer, ProxyHeaderError};
+
+// Facts and plumbing.
+mod body;
+mod conn;
+mod identity_source;
+mod logging;
+mod metrics;
+mod mode;
+mod session_tracker;
+mod shutdown;
+mod tls;
+
+// The request as received.
+mod headers;
+mod request;
+
+// Identity, policy, events, transport, upstream, sessions.
+mod admission;
+mod caller;
+mod event;
+mod event_sink;
+mod session_hook;
+mod session_recorder;
+mod upstream;
+
+// Serving, and its configuration.
+mod admin;
+mod config;
+mod forward;
+mod listener;
+mod pipeline;
+
+// Assembly and commands.
+mod app;
+mod whois_cmd;
+
+/// The README's examples, compiled as doc-tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+mod readme_doctest {}

@@ -14,22 +14,22 @@ use prometheus_client::registry::Registry;
 
 /// Label set of per-status-code request counters.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct CodeLabels {
+pub(crate) struct CodeLabels {
     /// HTTP status code sent to the caller.
     pub code: u16,
 }
 
 /// A counter exposed under its exact name (no `_total`), like Tailscale's clientmetrics.
 #[derive(Debug, Clone, Default)]
-pub struct PlainCounter(Arc<AtomicU64>);
+pub(crate) struct PlainCounter(Arc<AtomicU64>);
 
 impl PlainCounter {
     /// Add one.
-    pub fn inc(&self) {
+    pub(crate) fn inc(&self) {
         self.0.fetch_add(1, Ordering::Relaxed);
     }
     /// Current value.
-    pub fn get(&self) -> u64 {
+    pub(crate) fn get(&self) -> u64 {
         self.0.load(Ordering::Relaxed)
     }
 }
@@ -47,7 +47,7 @@ impl EncodeMetric for PlainCounter {
 
 /// All proxy metrics. Cheap to clone.
 #[derive(Debug, Clone)]
-pub struct Metrics {
+pub(crate) struct Metrics {
     /// Responses sent, by status code.
     pub requests: Family<CodeLabels, Counter>,
     /// Request events the proxy tried to record.
@@ -74,7 +74,7 @@ pub struct Metrics {
 
 impl Metrics {
     /// Create and register every metric in `registry`.
-    pub fn register(registry: &mut Registry) -> Self {
+    pub(crate) fn register(registry: &mut Registry) -> Self {
         let m = Metrics {
             requests: Family::default(),
             events_attempted: Counter::default(),
@@ -149,7 +149,7 @@ impl Metrics {
     }
 
     /// Count a response by status.
-    pub fn response(&self, status: http::StatusCode) {
+    pub(crate) fn response(&self, status: http::StatusCode) {
         self.requests
             .get_or_create(&CodeLabels {
                 code: status.as_u16(),

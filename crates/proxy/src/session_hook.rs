@@ -1,4 +1,5 @@
-//! The seam for exec/attach session recording (issue 8 plugs in here).
+//! The seam for exec/attach session recording ([`RecordingHook`](crate::RecordingHook)
+//! plugs in here).
 //!
 //! For an upgrade request (exec, attach, port-forward, any other upgrade), the
 //! proxy calls [`SessionHook::start`] with the request's [`SessionContext`]
@@ -9,14 +10,15 @@
 //! relay then owns both upgraded byte streams for the rest of the session
 //! (its context now carrying the 101's headers); otherwise it is dropped unused.
 //!
-//! [`PassThrough`] is the default: it relays bytes both ways untouched.
+//! [`PassThrough`] relays bytes both ways untouched; the binary uses
+//! [`RecordingHook`](crate::RecordingHook).
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use http::StatusCode;
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
+use recorder_client::Refusal;
 
 use crate::caller::CallerInfo;
 use crate::metrics::PlainCounter;
@@ -50,24 +52,29 @@ pub struct SessionContext {
 #[derive(Debug, Clone, Default)]
 pub struct SessionMetrics {
     /// `k8s_auth_proxy_session_recordings_attempted`.
-    pub attempted: PlainCounter,
+    pub(crate) attempted: PlainCounter,
     /// `k8s_auth_proxy_session_recordings_uploaded`.
-    pub uploaded: PlainCounter,
+    pub(crate) uploaded: PlainCounter,
 }
 
-/// A refusal from the hook: sent to the caller instead of the 101.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Refusal {
-    /// HTTP status (403 for fail closed).
-    pub status: StatusCode,
-    /// Plain-text body.
-    pub message: String,
+impl SessionMetrics {
+    /// Counts a session whose recording was attempted.
+    pub fn recording_attempted(&self) {
+        self.attempted.inc();
+    }
+
+    /// Counts a session recording uploaded in full.
+    pub fn recording_uploaded(&self) {
+        self.uploaded.inc();
+    }
 }
 
 /// Decides, per upgraded request, how the session's bytes flow.
 #[async_trait]
 pub trait SessionHook: Send + Sync + 'static {
-    /// Called before the upgrade request is sent upstream.
+    /// Called before the upgrade request is sent upstream. A refusal is
+    /// answered to the caller instead (see [`Refusal::into_response`]) and
+    /// the API server never sees the request.
     async fn start(&self, ctx: &SessionContext) -> Result<Box<dyn SessionRelay>, Refusal>;
 }
 
@@ -96,7 +103,7 @@ impl SessionHook for PassThrough {
 
 /// Copies bytes both ways until both directions are done.
 #[derive(Debug, Default, Clone, Copy)]
-pub struct CopyRelay;
+pub(crate) struct CopyRelay;
 
 #[async_trait]
 impl SessionRelay for CopyRelay {

@@ -25,16 +25,16 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use event_model::{CastExtension, CastHeader, CastKubernetes};
-use http::{Method, StatusCode};
-use recorder_client::{FailurePolicy, Outcome, RecorderClient, SessionUpload};
+use http::Method;
+use recorder_client::{
+    FailurePolicy, Outcome, PushError, RecorderClient, Refusal, SessionUpload, UploadError,
+};
 use session_recording::{
     channel_sink, copy_bidirectional_recorded, CastLineReceiver, CopyOptions, Protocol,
     RecorderOptions, SessionRecorder,
 };
 
-use crate::session_hook::{
-    CopyRelay, Refusal, SessionContext, SessionHook, SessionRelay, UpgradedStream,
-};
+use crate::session_hook::{CopyRelay, SessionContext, SessionHook, SessionRelay, UpgradedStream};
 
 /// Cast bytes that may wait between the data path and the upload. Above half
 /// of it the session's output is paused until the upload catches up.
@@ -102,19 +102,21 @@ impl SessionHook for RecordingHook {
             return Ok(Box::new(CopyRelay));
         }
         let fail_open = policy.fail_open;
+        let failure = FailurePolicy::from_fail_open(fail_open);
         let request_id = ctx.request.id.as_str();
-        ctx.metrics.attempted.inc();
+        ctx.metrics.recording_attempted();
 
         let (want, protocol_name) = expected_upgrade(&ctx.request.method);
         let protocol = (ctx.upgrade == want)
             .then(|| Protocol::from_upgrade_header(&ctx.upgrade))
             .flatten();
         let Some(protocol) = protocol else {
-            let message = format!(
+            let reason = format!(
                 "[unexpected] unable to verify that streaming protocol is {protocol_name}, wants Upgrade header {want:?}, got: {:?}",
                 ctx.upgrade
             );
-            return unrecorded(fail_open, request_id, kind, message);
+            let outcome = failure.session_protocol_unverified(&reason);
+            return unrecorded(outcome, request_id, kind, &reason);
         };
 
         tracing::info!(
@@ -124,24 +126,14 @@ impl SessionHook for RecordingHook {
             "kubectl {kind} session will be recorded, recorders: {:?}, fail open policy: {fail_open}",
             policy.recorder_addrs
         );
+        // The fail-open/closed outcome (and its message) is the recorder
+        // client's decision, as for events.
         let upload = match self.client.connect_session(&policy.recorder_addrs).await {
             Ok(upload) => upload,
-            // The fail-open/closed outcome (and its message) is the recorder
-            // client's decision, as for events.
             Err(err) => {
-                return match FailurePolicy::from_fail_open(fail_open).session_connect_failed(&err) {
-                    Outcome::Refuse { status, message } => {
-                        tracing::warn!(request_id, "{message}");
-                        Err(Refusal {
-                            status,
-                            message: format!("{message}\n"),
-                        })
-                    }
-                    Outcome::Forward | Outcome::ForwardUnrecorded { .. } => {
-                        tracing::warn!(request_id, "error connecting to session recorders: {err}; failure mode is 'fail open'; continuing kubectl {kind} session without recording.");
-                        Ok(Box::new(CopyRelay))
-                    }
-                };
+                let reason = format!("error connecting to session recorders: {err}");
+                let outcome = failure.session_connect_failed(&err);
+                return unrecorded(outcome, request_id, kind, &reason);
             }
         };
         tracing::info!(request_id, recorder = %upload.recorder(), protocol = ?upload.protocol(), "connected to session recorder");
@@ -155,25 +147,23 @@ impl SessionHook for RecordingHook {
     }
 }
 
-/// Fail open: relay unrecorded and say so. Fail closed: refuse with 403.
+/// A session that cannot be recorded, as the failure policy decided: fail
+/// open relays it unrecorded and says why (`reason`); fail closed refuses it.
 fn unrecorded(
-    fail_open: bool,
+    outcome: Outcome,
     request_id: &str,
     kind: &str,
-    reason: String,
+    reason: &str,
 ) -> Result<Box<dyn SessionRelay>, Refusal> {
-    if fail_open {
-        tracing::warn!(request_id, "{reason}; failure mode is 'fail open'; continuing kubectl {kind} session without recording.");
-        Ok(Box::new(CopyRelay))
-    } else {
-        tracing::warn!(
-            request_id,
-            "{reason}; failure mode is 'fail closed'; closing connection."
-        );
-        Err(Refusal {
-            status: StatusCode::FORBIDDEN,
-            message: format!("{reason}; failure mode is 'fail closed'; closing connection.\n"),
-        })
+    match outcome {
+        Outcome::Refuse(refusal) => {
+            tracing::warn!(request_id, "{refusal}");
+            Err(refusal)
+        }
+        Outcome::Forward | Outcome::ForwardUnrecorded { .. } => {
+            tracing::warn!(request_id, "{reason}; failure mode is 'fail open'; continuing kubectl {kind} session without recording.");
+            Ok(Box::new(CopyRelay))
+        }
     }
 }
 
@@ -288,13 +278,27 @@ impl SessionRelay for RecordingRelay {
             }
         }
         match pump.await {
-            Ok(Ok(())) => ctx.metrics.uploaded.inc(),
+            Ok(Ok(())) => ctx.metrics.recording_uploaded(),
             Ok(Err(e)) => {
                 tracing::warn!(request_id, error = %e, "kubectl {kind} session upload failed")
             }
             Err(e) => tracing::warn!(request_id, error = %e, "session upload task failed"),
         }
     }
+}
+
+/// Why a session's upload did not complete.
+#[derive(Debug, thiserror::Error)]
+enum UploadFailure {
+    /// A cast line could not be handed to the upload.
+    #[error(transparent)]
+    Push(#[from] PushError),
+    /// The upload failed while the session ran, or when it was finished.
+    #[error(transparent)]
+    Upload(#[from] UploadError),
+    /// The upload stopped without saying why.
+    #[error("upload ended early")]
+    EndedEarly,
 }
 
 /// Moves cast lines from the recorder into the upload until the recording
@@ -305,19 +309,19 @@ async fn pump_upload(
     upload: SessionUpload,
     mut lines: CastLineReceiver,
     request_id: String,
-) -> Result<(), String> {
+) -> Result<(), UploadFailure> {
     let failure = loop {
         tokio::select! {
             line = lines.recv() => match line {
                 Some(line) => {
                     if let Err(e) = upload.send(line).await {
-                        break Some(e.to_string());
+                        break Some(UploadFailure::from(e));
                     }
                 }
                 None => break None,
             },
             err = upload.failed() => {
-                break Some(err.map(|e| e.to_string()).unwrap_or_else(|| "upload ended early".into()));
+                break Some(err.map_or(UploadFailure::EndedEarly, UploadFailure::from));
             }
         }
     };
@@ -325,7 +329,7 @@ async fn pump_upload(
         lines.close();
         return Err(err);
     }
-    let summary = upload.finish().await.map_err(|e| e.to_string())?;
+    let summary = upload.finish().await?;
     tracing::info!(request_id, ?summary, "session recording uploaded");
     Ok(())
 }

@@ -9,7 +9,7 @@ use tokio::sync::Notify;
 
 /// The set of sessions relaying now. Cheap to clone (shared).
 #[derive(Debug, Clone, Default)]
-pub struct SessionTracker {
+pub(crate) struct SessionTracker {
     inner: Arc<Inner>,
 }
 
@@ -21,18 +21,18 @@ struct Inner {
 
 /// One tracked session; dropping it ends the session's count.
 #[derive(Debug)]
-pub struct SessionGuard {
+pub(crate) struct SessionGuard {
     inner: Arc<Inner>,
 }
 
 impl SessionTracker {
     /// An empty tracker.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::default()
     }
 
     /// Counts a session until the returned guard is dropped.
-    pub fn track(&self) -> SessionGuard {
+    pub(crate) fn track(&self) -> SessionGuard {
         self.inner.active.fetch_add(1, Ordering::AcqRel);
         SessionGuard {
             inner: self.inner.clone(),
@@ -40,12 +40,12 @@ impl SessionTracker {
     }
 
     /// Sessions relaying now.
-    pub fn active(&self) -> usize {
+    pub(crate) fn active(&self) -> usize {
         self.inner.active.load(Ordering::Acquire)
     }
 
     /// Returns once no session is relaying.
-    pub async fn wait_idle(&self) {
+    pub(crate) async fn wait_idle(&self) {
         loop {
             let idle = self.inner.idle.notified();
             tokio::pin!(idle);

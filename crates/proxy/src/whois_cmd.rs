@@ -1,36 +1,39 @@
 //! `kubescribe-proxy whois (--localapi-socket PATH | --identity-file FILE) IP:PORT`:
 //! what the proxy would decide about a caller, as JSON on stdout.
 
-use crate::app::whois_from_config;
-use crate::config::{IdentitySource, WhoisArgs};
+use std::process::ExitCode;
 
-/// Run the subcommand. Returns the process exit code; JSON goes to stdout,
-/// errors to stderr.
-pub async fn run(args: WhoisArgs) -> i32 {
-    let source = match (args.localapi_socket, args.identity_file) {
-        (Some(s), None) => IdentitySource::LocalApi(s),
-        (None, Some(f)) => IdentitySource::File(f),
+use crate::config::WhoisArgs;
+use crate::identity_source::IdentitySource;
+
+/// Runs the `whois` subcommand: JSON on stdout, errors on stderr; exit code
+/// 0, 1 (the caller or the source cannot be looked up) or 2 (bad flags).
+pub async fn whois(args: WhoisArgs) -> ExitCode {
+    let source = match (&args.localapi_socket, &args.identity_file) {
         (None, None) => IdentitySource::LocalApi(identity::DEFAULT_TAILSCALED_SOCKET.into()),
-        (Some(_), Some(_)) => {
-            eprintln!("kubescribe-proxy whois: pass either --localapi-socket or --identity-file, not both");
-            return 2;
-        }
+        _ => match IdentitySource::from_flags(args.localapi_socket, args.identity_file) {
+            Some(source) => source,
+            None => {
+                eprintln!("kubescribe-proxy whois: pass either --localapi-socket or --identity-file, not both");
+                return ExitCode::from(2);
+            }
+        },
     };
-    let whois = match whois_from_config(&source) {
+    let whois = match source.whois() {
         Ok(w) => w,
         Err(e) => {
             eprintln!("kubescribe-proxy whois: {e}");
-            return 1;
+            return ExitCode::FAILURE;
         }
     };
     match identity::explain(whois.as_ref(), args.address).await {
         Ok(explanation) => {
             println!("{}", explanation.to_json_pretty());
-            0
+            ExitCode::SUCCESS
         }
         Err(e) => {
             eprintln!("kubescribe-proxy whois: {source}: {e}");
-            1
+            ExitCode::FAILURE
         }
     }
 }

@@ -15,8 +15,8 @@ use common::*;
 use http::StatusCode;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
-use kubescribe_proxy::config::Mode;
-use kubescribe_proxy::recorder::Outcome;
+use kubescribe_proxy::Mode;
+use kubescribe_proxy::{Outcome, Refusal};
 use sha2::Digest;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -278,10 +278,10 @@ async fn fail_closed_without_recorders_refuses_every_request_before_upstream() {
 #[tokio::test]
 async fn a_refused_event_refuses_the_request_and_upstream_sees_nothing() {
     let (_d, up, sink, proxy) = setup(EVENTS_GRANT, Mode::Auth).await;
-    *sink.outcome.lock().unwrap() = Outcome::Refuse {
+    *sink.outcome.lock().unwrap() = Outcome::Refuse(Refusal {
         status: StatusCode::BAD_GATEWAY,
         message: "error recording Kubernetes API request: connection refused".into(),
-    };
+    });
     let got = send(
         proxy.addr,
         b"",

@@ -13,9 +13,9 @@ use std::time::Duration;
 
 use common::*;
 use kube_sim::{Credentials, KubeSim, SimConfig, TokenEntry};
-use kubescribe_proxy::config::Mode;
-use kubescribe_proxy::recorder::Outcome;
-use kubescribe_proxy::upstream::kubeconfig;
+use kubescribe_proxy::Mode;
+use kubescribe_proxy::Outcome;
+use kubescribe_proxy::UpstreamSpec;
 use tokio::process::Command;
 
 const PROXY_SA: &str = "system:serviceaccount:kubescribe:proxy";
@@ -56,7 +56,7 @@ async fn setup() -> Setup {
     })
     .await
     .unwrap();
-    let spec = kubeconfig::from_yaml(
+    let spec = UpstreamSpec::from_kubeconfig_yaml(
         sim.kubeconfig(&Credentials::Token("proxy-sa-token".into()))
             .as_bytes(),
         dir.path(),
@@ -67,7 +67,7 @@ async fn setup() -> Setup {
     let cfg = config(identity_file(dir.path(), grant), Mode::Auth);
     let sink = MemorySink::new(Outcome::Forward);
     let components = kubescribe_proxy::Components {
-        whois: kubescribe_proxy::app::whois_from_config(&cfg.identity).unwrap(),
+        whois: cfg.identity.whois().unwrap(),
         sink: Arc::new(sink.clone()),
         hook: Arc::new(kubescribe_proxy::PassThrough),
         upstream: spec,

@@ -18,7 +18,7 @@ use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
-use kubescribe_proxy::config::Mode;
+use kubescribe_proxy::Mode;
 use tokio::net::TcpListener;
 
 /// A minimal kubescribe-compatible recorder that keeps what it is sent.
@@ -115,7 +115,7 @@ async fn proxy_with_client(
     cc.down_backoff = Duration::from_millis(50);
     let client = recorder_client::RecorderClient::start(cc, &mut registry).unwrap();
     let components = kubescribe_proxy::Components {
-        whois: kubescribe_proxy::app::whois_from_config(&cfg.identity).unwrap(),
+        whois: cfg.identity.whois().unwrap(),
         sink: Arc::new(client),
         hook: Arc::new(kubescribe_proxy::PassThrough),
         upstream: upstream_spec(upstream),

@@ -13,9 +13,9 @@ use common::*;
 use http::StatusCode;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
-use kubescribe_proxy::config::{Mode, TlsFiles};
-use kubescribe_proxy::recorder::Outcome;
-use kubescribe_proxy::upstream::{kubeconfig, UpstreamSpec};
+use kubescribe_proxy::Outcome;
+use kubescribe_proxy::UpstreamSpec;
+use kubescribe_proxy::{Mode, TlsFiles};
 use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 
@@ -115,7 +115,7 @@ fn kubeconfig_yaml(
 async fn proxy_to(spec: UpstreamSpec, dir: &std::path::Path) -> kubescribe_proxy::RunningProxy {
     let cfg = config(identity_file(dir, "{}"), Mode::Auth);
     let components = kubescribe_proxy::Components {
-        whois: kubescribe_proxy::app::whois_from_config(&cfg.identity).unwrap(),
+        whois: cfg.identity.whois().unwrap(),
         sink: Arc::new(MemorySink::new(Outcome::Forward)),
         hook: Arc::new(kubescribe_proxy::PassThrough),
         upstream: spec,
@@ -130,7 +130,7 @@ async fn upstream_tls_is_verified_against_the_kubeconfig_ca() {
     let p = pki();
     let up = FakeUpstream::start_tls(upstream_tls(&p, false)).await;
     let dir = tempfile::tempdir().unwrap();
-    let spec = kubeconfig::from_yaml(
+    let spec = UpstreamSpec::from_kubeconfig_yaml(
         kubeconfig_yaml(up.addr, &p.ca_pem, false, None).as_bytes(),
         dir.path(),
         None,
@@ -153,7 +153,7 @@ async fn upstream_tls_is_verified_against_the_kubeconfig_ca() {
     // A different CA: the API server is not trusted → 502, nothing sent.
     let other = pki();
     let before = up.seen().len();
-    let spec = kubeconfig::from_yaml(
+    let spec = UpstreamSpec::from_kubeconfig_yaml(
         kubeconfig_yaml(up.addr, &other.ca_pem, false, None).as_bytes(),
         dir.path(),
         None,
@@ -168,7 +168,7 @@ async fn upstream_tls_is_verified_against_the_kubeconfig_ca() {
     proxy.shutdown().await;
 
     // insecure-skip-tls-verify in the kubeconfig is honoured (with a warning).
-    let spec = kubeconfig::from_yaml(
+    let spec = UpstreamSpec::from_kubeconfig_yaml(
         kubeconfig_yaml(up.addr, &other.ca_pem, true, None).as_bytes(),
         dir.path(),
         None,
@@ -193,7 +193,7 @@ async fn client_certificates_from_the_kubeconfig_are_presented_upstream() {
         false,
         Some((&p.client_cert_pem, &p.client_key_pem)),
     );
-    let spec = kubeconfig::from_yaml(yaml.as_bytes(), dir.path(), None).unwrap();
+    let spec = UpstreamSpec::from_kubeconfig_yaml(yaml.as_bytes(), dir.path(), None).unwrap();
     let proxy = proxy_to(spec, dir.path()).await;
     let got = send(proxy.addr, b"", get("/api/v1/pods")).await;
     assert_eq!(got.status, StatusCode::OK);
@@ -209,11 +209,11 @@ async fn client_certificates_from_the_kubeconfig_are_presented_upstream() {
     proxy.shutdown().await;
 
     // noauth mode drops the proxy's client certificate: the handshake fails.
-    let spec = kubeconfig::from_yaml(yaml.as_bytes(), dir.path(), None).unwrap();
+    let spec = UpstreamSpec::from_kubeconfig_yaml(yaml.as_bytes(), dir.path(), None).unwrap();
     let mut cfg = config(identity_file(dir.path(), "{}"), Mode::Noauth);
     cfg.mode = Mode::Noauth;
     let components = kubescribe_proxy::Components {
-        whois: kubescribe_proxy::app::whois_from_config(&cfg.identity).unwrap(),
+        whois: cfg.identity.whois().unwrap(),
         sink: Arc::new(MemorySink::new(Outcome::Forward)),
         hook: Arc::new(kubescribe_proxy::PassThrough),
         upstream: spec,

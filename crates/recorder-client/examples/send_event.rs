@@ -14,7 +14,7 @@
 use std::net::SocketAddr;
 
 use bytes::Bytes;
-use recorder_client::{ClientConfig, FailurePolicy, Outcome, RecorderClient, SpoolConfig};
+use recorder_client::{ClientConfig, FailurePolicy, Outcome, RecorderClient, Refusal, SpoolConfig};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -52,7 +52,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             Outcome::ForwardUnrecorded { reason } => {
                 println!("{policy}: forward unrecorded: {reason}")
             }
-            Outcome::Refuse { status, message } => println!("{policy}: refuse {status}: {message}"),
+            Outcome::Refuse(Refusal { status, message }) => {
+                println!("{policy}: refuse {status}: {message}")
+            }
         }
     }
 
@@ -71,7 +73,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             println!("session: uploaded {} bytes", summary.bytes_sent);
         }
         Err(e) => match FailurePolicy::FailClosed.session_connect_failed(&e) {
-            Outcome::Refuse { status, message } => {
+            Outcome::Refuse(Refusal { status, message }) => {
                 println!("session (fail closed): {status} {message}")
             }
             other => println!("session: {other:?}"),

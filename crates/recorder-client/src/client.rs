@@ -185,8 +185,8 @@ impl RecorderClient {
                     Outcome::ForwardUnrecorded { reason } => tracing::warn!(
                         "{reason}; failure mode is 'fail open'; continuing request without recording."
                     ),
-                    Outcome::Refuse { message, .. } => tracing::warn!(
-                        "{message}; failure mode is 'fail closed'; refusing request."
+                    Outcome::Refuse(refusal) => tracing::warn!(
+                        "{refusal}; failure mode is 'fail closed'; refusing request."
                     ),
                     Outcome::Forward => {}
                 }

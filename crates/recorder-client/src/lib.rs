@@ -9,7 +9,8 @@
 //!   redelivered in order once a recorder accepts again; without a spool it
 //!   is dropped and counted.
 //! * [`FailurePolicy`] and [`Outcome`] are what the proxy acts on: forward,
-//!   forward unrecorded, or refuse with Tailscale's status and message.
+//!   forward unrecorded, or refuse ([`Refusal`]: Tailscale's status and
+//!   message, and the response they make).
 //! * [`connect_session`] opens a session upload (`/v2/record` over h2c with
 //!   ack tracking, falling back to the legacy `/record`) and returns a
 //!   [`SessionUpload`] the data path pushes cast lines into.
@@ -41,7 +42,7 @@
 //! let recorders = ["127.0.0.1:8080".parse()?];
 //! match client.record_event(&recorders, FailurePolicy::FailClosed, &event, "/api/v1/pods").await {
 //!     Outcome::Forward | Outcome::ForwardUnrecorded { .. } => { /* proxy the request */ }
-//!     Outcome::Refuse { status, message } => { /* answer `status` with `message` */ }
+//!     Outcome::Refuse(refusal) => { /* answer with `refusal.into_response()` */ }
 //! }
 //! # Ok(()) }
 //! ```
@@ -68,7 +69,7 @@ pub use error::{
 };
 pub use events::Delivered;
 pub use metrics::Metrics;
-pub use policy::{DropReason, FailurePolicy, Outcome, SessionKind, UnrecordedReason};
+pub use policy::{DropReason, FailurePolicy, Outcome, Refusal, SessionKind, UnrecordedReason};
 pub use session::connect::connect_session;
 pub use session::{SessionProtocol, SessionUpload, UploadStatus, UploadSummary};
 pub use spool::{FsyncPolicy, SpoolConfig, SpoolFullPolicy};

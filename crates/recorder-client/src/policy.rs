@@ -8,6 +8,10 @@
 //! | every address failed (network, timeout, non-200, **404 "not supported"**, or a mix) | forward unrecorded; event spooled for redelivery | 502 `error recording Kubernetes API request: <errors>` |
 //! | session: no recorder addresses | forward unrecorded | 403 `forbidden: 'kubectl exec' session must be recorded, but no recorders are available.` |
 //! | session: no recorder accepted the upload | forward unrecorded | 403 `error connecting to session recorders: <errors>; failure mode is 'fail closed'; closing connection.` |
+//! | session: the streaming protocol cannot be verified | forward unrecorded | 403 `<reason>; failure mode is 'fail closed'; closing connection.` |
+//!
+//! Every refusal is one type, [`Refusal`], which also writes the response the
+//! caller gets ([`Refusal::into_response`]).
 //!
 //! Unlike upstream, a recorder answering 404 never lets a request through
 //! unrecorded under fail closed, and a mix of 404s and other errors never
@@ -58,12 +62,12 @@ impl FailurePolicy {
             FailurePolicy::FailOpen => Outcome::ForwardUnrecorded {
                 reason: UnrecordedReason::NoRecorders,
             },
-            FailurePolicy::FailClosed => Outcome::Refuse {
-                status: StatusCode::FORBIDDEN,
-                message: format!(
+            FailurePolicy::FailClosed => Outcome::Refuse(Refusal::new(
+                StatusCode::FORBIDDEN,
+                format!(
                     "forbidden: api request \"{url}\" must be recorded, but no recorders are available."
                 ),
-            },
+            )),
         }
     }
 
@@ -74,30 +78,47 @@ impl FailurePolicy {
             FailurePolicy::FailOpen => Outcome::ForwardUnrecorded {
                 reason: UnrecordedReason::NoRecorders,
             },
-            FailurePolicy::FailClosed => Outcome::Refuse {
-                status: StatusCode::FORBIDDEN,
-                message: format!(
+            FailurePolicy::FailClosed => Outcome::Refuse(Refusal::new(
+                StatusCode::FORBIDDEN,
+                format!(
                     "forbidden: 'kubectl {}' session must be recorded, but no recorders are available.",
                     kind.as_str()
                 ),
-            },
+            )),
         }
     }
 
     /// The outcome when [`connect_session`](crate::connect_session) failed.
-    /// Under fail closed the proxy writes this as a proper `HTTP/1.1 403`
-    /// with a length on the hijacked connection (upstream sends `HTTP/0.0`).
+    /// Under fail closed the proxy answers this refusal before the request
+    /// reaches the API server, as a proper `HTTP/1.1 403` with a length
+    /// (upstream writes it on the hijacked connection, as `HTTP/0.0`).
     pub fn session_connect_failed(self, error: &ConnectError) -> Outcome {
+        self.session_unrecordable(
+            UnrecordedReason::SessionNotRecorded(error.clone()),
+            &format!("error connecting to session recorders: {error}"),
+        )
+    }
+
+    /// The outcome when an exec/attach session's streaming protocol cannot
+    /// be verified (its `Upgrade` header is not the one its route implies),
+    /// so nothing could record it. `reason` says what was seen.
+    pub fn session_protocol_unverified(self, reason: &str) -> Outcome {
+        self.session_unrecordable(
+            UnrecordedReason::SessionProtocolUnverified(reason.to_owned()),
+            reason,
+        )
+    }
+
+    /// A session that cannot be recorded: fail open runs it unrecorded
+    /// (`reason`), fail closed refuses it with 403, naming `cause` in
+    /// upstream's words.
+    fn session_unrecordable(self, reason: UnrecordedReason, cause: &str) -> Outcome {
         match self {
-            FailurePolicy::FailOpen => Outcome::ForwardUnrecorded {
-                reason: UnrecordedReason::SessionNotRecorded(error.to_string()),
-            },
-            FailurePolicy::FailClosed => Outcome::Refuse {
-                status: StatusCode::FORBIDDEN,
-                message: format!(
-                    "error connecting to session recorders: {error}; failure mode is 'fail closed'; closing connection."
-                ),
-            },
+            FailurePolicy::FailOpen => Outcome::ForwardUnrecorded { reason },
+            FailurePolicy::FailClosed => Outcome::Refuse(Refusal::new(
+                StatusCode::FORBIDDEN,
+                format!("{cause}; failure mode is 'fail closed'; closing connection."),
+            )),
         }
     }
 
@@ -109,10 +130,10 @@ impl FailurePolicy {
         spooled: Result<(), DropReason>,
     ) -> Outcome {
         match self {
-            FailurePolicy::FailClosed => Outcome::Refuse {
-                status: StatusCode::BAD_GATEWAY,
-                message: format!("error recording Kubernetes API request: {error}"),
-            },
+            FailurePolicy::FailClosed => Outcome::Refuse(Refusal::new(
+                StatusCode::BAD_GATEWAY,
+                format!("error recording Kubernetes API request: {error}"),
+            )),
             FailurePolicy::FailOpen => Outcome::ForwardUnrecorded {
                 reason: match spooled {
                     Ok(()) => UnrecordedReason::Spooled(error),
@@ -160,20 +181,65 @@ pub enum Outcome {
         /// Why, and what became of the event.
         reason: UnrecordedReason,
     },
-    /// Fail closed and recording did not happen: answer `status` with
-    /// `message` as the body, and do not proxy.
-    Refuse {
-        /// 403 or 502 (see the module table).
-        status: StatusCode,
-        /// The body, in upstream's wording.
-        message: String,
-    },
+    /// Fail closed and recording did not happen: answer with the refusal,
+    /// and do not proxy.
+    Refuse(Refusal),
 }
 
 impl Outcome {
     /// Whether the proxy should forward the request.
     pub fn forwards(&self) -> bool {
-        !matches!(self, Outcome::Refuse { .. })
+        !matches!(self, Outcome::Refuse(_))
+    }
+}
+
+/// A request or session refused because it cannot be recorded (fail
+/// closed): the status and the one-line body the caller gets instead of the
+/// API server's answer. The one refusal type, for API requests and
+/// exec/attach sessions alike.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// 403 or 502 (see the module table).
+    pub status: StatusCode,
+    /// The body, in upstream's wording, without a trailing newline.
+    pub message: String,
+}
+
+impl Refusal {
+    /// A refusal answering `status` with `message`.
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Refusal {
+            status,
+            message: message.into(),
+        }
+    }
+
+    /// The response Tailscale's clients expect, as Go's `http.Error` writes
+    /// it: the status, `Content-Type: text/plain; charset=utf-8`,
+    /// `X-Content-Type-Options: nosniff`, and the message ending in a newline.
+    pub fn into_response(self) -> http::Response<String> {
+        let mut body = self.message;
+        if !body.ends_with('\n') {
+            body.push('\n');
+        }
+        let mut response = http::Response::new(body);
+        *response.status_mut() = self.status;
+        let headers = response.headers_mut();
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        headers.insert(
+            http::header::X_CONTENT_TYPE_OPTIONS,
+            http::HeaderValue::from_static("nosniff"),
+        );
+        response
+    }
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
     }
 }
 
@@ -193,8 +259,12 @@ pub enum UnrecordedReason {
         /// Why it was not spooled.
         why: DropReason,
     },
-    /// The session recording could not be started.
-    SessionNotRecorded(String),
+    /// The session recording could not be started: no recorder accepted
+    /// the upload.
+    SessionNotRecorded(ConnectError),
+    /// The session's streaming protocol could not be verified, so nothing
+    /// could record it; says what was seen.
+    SessionProtocolUnverified(String),
 }
 
 impl fmt::Display for UnrecordedReason {
@@ -209,6 +279,9 @@ impl fmt::Display for UnrecordedReason {
             }
             UnrecordedReason::SessionNotRecorded(e) => {
                 write!(f, "session not recorded: {e}")
+            }
+            UnrecordedReason::SessionProtocolUnverified(reason) => {
+                write!(f, "session not recorded: {reason}")
             }
         }
     }
@@ -240,5 +313,40 @@ impl DropReason {
             DropReason::TooLarge => "too_large",
             DropReason::Io(_) => "spool_io",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refusal_answers_as_go_http_error_does() {
+        let response = Refusal::new(StatusCode::FORBIDDEN, "forbidden: no").into_response();
+        assert_eq!(response.status(), StatusCode::FORBIDDEN);
+        assert_eq!(response.body(), "forbidden: no\n");
+        assert_eq!(
+            response.headers()[http::header::CONTENT_TYPE],
+            "text/plain; charset=utf-8"
+        );
+        assert_eq!(
+            response.headers()[http::header::X_CONTENT_TYPE_OPTIONS],
+            "nosniff"
+        );
+    }
+
+    #[test]
+    fn an_unverifiable_session_protocol_is_refused_only_under_fail_closed() {
+        let reason = "unable to verify that streaming protocol is SPDY";
+        assert_eq!(
+            FailurePolicy::FailClosed.session_protocol_unverified(reason),
+            Outcome::Refuse(Refusal::new(
+                StatusCode::FORBIDDEN,
+                format!("{reason}; failure mode is 'fail closed'; closing connection.")
+            ))
+        );
+        assert!(FailurePolicy::FailOpen
+            .session_protocol_unverified(reason)
+            .forwards());
     }
 }

@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 
 use http::StatusCode;
 use recorder_client::{
-    AttemptError, FailurePolicy, Outcome, RecorderClient, SpoolConfig, UnrecordedReason,
+    AttemptError, FailurePolicy, Outcome, RecorderClient, Refusal, SpoolConfig, UnrecordedReason,
 };
 use support::*;
 
@@ -103,7 +103,7 @@ async fn a_hung_recorder_costs_one_deadline() {
         )
         .await;
     match out {
-        Outcome::Refuse { status, message } => {
+        Outcome::Refuse(Refusal { status, message }) => {
             assert_eq!(status, StatusCode::BAD_GATEWAY);
             assert!(message.contains("did not answer within"), "{message}");
         }
@@ -241,7 +241,7 @@ async fn outcome_matrix() {
                     other => panic!("{key}: expected forward-unrecorded (spooled), got {other:?}"),
                 },
                 (FailurePolicy::FailClosed, _) => match &out {
-                    Outcome::Refuse { status, message } => {
+                    Outcome::Refuse(Refusal { status, message }) => {
                         assert_eq!(*status, StatusCode::BAD_GATEWAY, "{key}");
                         assert!(
                             message
@@ -266,10 +266,10 @@ async fn outcome_matrix() {
     // No recorder addresses at all.
     assert_eq!(
         c.record_event(&[], FailurePolicy::FailClosed, &event("n"), "/api/v1/pods?x=1").await,
-        Outcome::Refuse {
+        Outcome::Refuse(Refusal {
             status: StatusCode::FORBIDDEN,
             message: "forbidden: api request \"/api/v1/pods?x=1\" must be recorded, but no recorders are available.".into()
-        }
+        })
     );
     assert_eq!(
         c.record_event(&[], FailurePolicy::FailOpen, &event("n"), "/api")

@@ -243,7 +243,7 @@ async fn real_recorder_events_outage_restart_and_dedup() {
     let out = c1
         .record_event(&[addr], FailurePolicy::FailClosed, &event("refused"), "/")
         .await;
-    assert!(matches!(out, Outcome::Refuse { .. }));
+    assert!(matches!(out, Outcome::Refuse(_)));
     // The proxy restarts during the outage.
     c1.shutdown().await;
     drop(c1);

@@ -11,7 +11,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use rand::RngCore;
 use recorder_client::{
-    connect_session, ConnectError, FailurePolicy, Outcome, PushError, SessionOptions,
+    connect_session, ConnectError, FailurePolicy, Outcome, PushError, Refusal, SessionOptions,
     SessionProtocol, UploadError,
 };
 use sha2::{Digest, Sha256};
@@ -122,7 +122,7 @@ async fn failover_to_the_next_recorder_and_the_errors_of_all() {
     );
     let out = FailurePolicy::FailClosed.session_connect_failed(&err);
     match out {
-        Outcome::Refuse { status, message } => {
+        Outcome::Refuse(Refusal { status, message }) => {
             assert_eq!(status, http::StatusCode::FORBIDDEN);
             assert!(message.starts_with(
                 "error connecting to session recorders: recording: error starting recording on"

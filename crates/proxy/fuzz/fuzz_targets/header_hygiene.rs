@@ -3,8 +3,7 @@
 #![no_main]
 
 use http::{HeaderMap, HeaderName, HeaderValue};
-use kubescribe_proxy::config::Mode;
-use kubescribe_proxy::forward::{upgrade_type, upstream_request_headers};
+use kubescribe_proxy::{upgrade_type, upstream_request_headers, Mode};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use kubescribe_proxy::listener::proxy_protocol::{parse_header, read_header};
+use kubescribe_proxy::{parse_header, read_header};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

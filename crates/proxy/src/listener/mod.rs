@@ -1,8 +1,7 @@
 //! The API listener: accept TCP, read the PROXY header when required, terminate
 //! TLS when configured, serve HTTP/1.1 with upgrades, and shut down gracefully.
 
-pub mod proxy_protocol;
-pub mod tls;
+pub(crate) mod proxy_protocol;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -16,35 +15,22 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::forward::ProxyBody;
+use crate::body::ProxyBody;
+use crate::conn::{accept, ConnInfo, MaybeTls};
+use crate::session_tracker::SessionTracker;
 use proxy_protocol::ProxiedPeer;
 
-use crate::session_tracker::SessionTracker;
-
 /// Bound on the TLS handshake of one connection.
-pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Bound on reading one request head. hyper also applies it to an idle
 /// keep-alive connection waiting for its next request, so it is longer than
 /// Go clients' 90 s idle timeout: clients close idle connections first, and a
 /// request never races a server-side close.
-pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(120);
-
-/// What is known about the connection a request arrived on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ConnInfo {
-    /// The caller's address: the PROXY header's source, else the TCP peer.
-    pub caller: SocketAddr,
-    /// The TCP peer (the forwarder, behind `tailscale serve`).
-    pub tcp_peer: SocketAddr,
-    /// Whether TLS was terminated here.
-    pub tls: bool,
-    /// Whether the caller address came from a PROXY header.
-    pub via_proxy_protocol: bool,
-}
+pub(crate) const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// How connections are accepted.
 #[derive(Clone)]
-pub struct ListenerOptions {
+pub(crate) struct ListenerOptions {
     /// TLS configuration (None: plain HTTP).
     pub tls: Option<Arc<rustls::ServerConfig>>,
     /// Require a PROXY protocol header first.
@@ -65,7 +51,7 @@ impl std::fmt::Debug for ListenerOptions {
 
 /// Serve `handler` on `listener` until `shutdown` resolves, then stop accepting
 /// and give in-flight requests up to `grace` to finish.
-pub async fn serve<H, F>(
+pub(crate) async fn serve<H, F>(
     listener: TcpListener,
     opts: ListenerOptions,
     handler: H,
@@ -80,17 +66,12 @@ pub async fn serve<H, F>(
     let tls = opts.tls.clone().map(tokio_rustls::TlsAcceptor::from);
     tokio::pin!(shutdown);
     loop {
-        let (tcp, tcp_peer) = tokio::select! {
+        let accepted = tokio::select! {
             _ = &mut shutdown => break,
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    // EMFILE and friends: back off briefly instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
+            accepted = accept(&listener, "API") => accepted,
+        };
+        let Some((tcp, tcp_peer)) = accepted else {
+            continue;
         };
         let _ = tcp.set_nodelay(true);
         let watcher = graceful.watcher();
@@ -136,60 +117,8 @@ pub async fn serve<H, F>(
     }
 }
 
-/// A byte stream after PROXY header and TLS handling.
-pub type AcceptedIo = TokioIo<MaybeTls>;
-
-/// A plain or TLS server stream.
-pub enum MaybeTls {
-    /// Plain TCP.
-    Plain(TcpStream),
-    /// TLS over TCP.
-    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
-}
-
-impl tokio::io::AsyncRead for MaybeTls {
-    fn poll_read(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            MaybeTls::Plain(s) => std::pin::Pin::new(s).poll_read(cx, buf),
-            MaybeTls::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_read(cx, buf),
-        }
-    }
-}
-
-impl tokio::io::AsyncWrite for MaybeTls {
-    fn poll_write(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &[u8],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        match self.get_mut() {
-            MaybeTls::Plain(s) => std::pin::Pin::new(s).poll_write(cx, buf),
-            MaybeTls::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_write(cx, buf),
-        }
-    }
-    fn poll_flush(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            MaybeTls::Plain(s) => std::pin::Pin::new(s).poll_flush(cx),
-            MaybeTls::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_flush(cx),
-        }
-    }
-    fn poll_shutdown(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            MaybeTls::Plain(s) => std::pin::Pin::new(s).poll_shutdown(cx),
-            MaybeTls::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_shutdown(cx),
-        }
-    }
-}
+/// A caller's byte stream after PROXY header and TLS handling.
+type AcceptedIo = TokioIo<MaybeTls<tokio_rustls::server::TlsStream<TcpStream>>>;
 
 async fn prepare(
     mut tcp: TcpStream,
@@ -204,7 +133,7 @@ async fn prepare(
         via_proxy_protocol: false,
     };
     if opts.proxy_protocol {
-        match proxy_protocol::read_header(&mut tcp, crate::config::PROXY_HEADER_TIMEOUT).await {
+        match proxy_protocol::read_header(&mut tcp, proxy_protocol::HEADER_TIMEOUT).await {
             Ok(ProxiedPeer::Address(a)) => {
                 info.caller = a;
                 info.via_proxy_protocol = true;

@@ -5,34 +5,40 @@
 //! exact header bytes off the socket (never more, so nothing needs to be pushed
 //! back), bounds time and memory, and maps the result to a caller address.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt};
 
+/// Bound on reading a PROXY protocol header (Tailscale uses 10 s too).
+pub(crate) const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// The 12-byte signature that starts every v2 header.
-pub const V2_SIGNATURE: [u8; 12] = *b"\r\n\r\n\0\r\nQUIT\n";
+pub(crate) const V2_SIGNATURE: [u8; 12] = *b"\r\n\r\n\0\r\nQUIT\n";
 /// Longest possible v1 header, CRLF included (HAProxy spec).
-pub const V1_MAX_LEN: usize = 107;
+pub(crate) const V1_MAX_LEN: usize = 107;
 
 /// Why a connection's PROXY header was rejected. The connection is closed.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, thiserror::Error)]
 pub enum ProxyHeaderError {
     /// No complete header within the timeout.
     #[error("no PROXY protocol header within {0:?}")]
     Timeout(Duration),
     /// The peer closed or the read failed before a full header arrived.
     #[error("connection ended before a complete PROXY protocol header: {0}")]
-    Io(String),
+    Io(#[source] std::io::Error),
     /// The first bytes are neither a v2 signature nor `PROXY `.
     #[error("connection does not start with a PROXY protocol header (is the sender configured with ProxyProtocol: 2?)")]
     Missing,
     /// A v1 line longer than 107 bytes.
     #[error("PROXY v1 header longer than 107 bytes")]
     V1TooLong,
-    /// The header did not parse.
+    /// The v1 header did not parse.
     #[error("malformed PROXY protocol header: {0}")]
-    Malformed(String),
+    MalformedV1(#[source] ppp::v1::BinaryParseError),
+    /// The v2 header did not parse.
+    #[error("malformed PROXY protocol header: {0}")]
+    MalformedV2(#[source] ppp::v2::ParseError),
     /// A PROXY (not LOCAL) header whose address family cannot name a caller.
     #[error("PROXY protocol header carries no IP source address ({0})")]
     NoSourceAddress(&'static str),
@@ -50,39 +56,24 @@ pub enum ProxiedPeer {
 /// Parse a complete header (v2 or v1) from `bytes`, which must hold exactly one
 /// header. Never panics, for any input.
 pub fn parse_header(bytes: &[u8]) -> Result<ProxiedPeer, ProxyHeaderError> {
+    let source = |ip: IpAddr, port: u16| Ok(ProxiedPeer::Address(SocketAddr::new(ip, port)));
     match ppp::HeaderResult::parse(bytes) {
-        ppp::HeaderResult::V2(Ok(h)) => {
-            if h.command == ppp::v2::Command::Local {
-                return Ok(ProxiedPeer::Local);
-            }
-            match h.addresses {
-                ppp::v2::Addresses::IPv4(a) => Ok(ProxiedPeer::Address(SocketAddr::from((
-                    a.source_address,
-                    a.source_port,
-                )))),
-                ppp::v2::Addresses::IPv6(a) => Ok(ProxiedPeer::Address(SocketAddr::from((
-                    a.source_address,
-                    a.source_port,
-                )))),
-                ppp::v2::Addresses::Unix(_) => Err(ProxyHeaderError::NoSourceAddress("AF_UNIX")),
-                ppp::v2::Addresses::Unspecified => {
-                    Err(ProxyHeaderError::NoSourceAddress("AF_UNSPEC"))
-                }
-            }
+        ppp::HeaderResult::V2(Ok(h)) if h.command == ppp::v2::Command::Local => {
+            Ok(ProxiedPeer::Local)
         }
-        ppp::HeaderResult::V2(Err(e)) => Err(ProxyHeaderError::Malformed(e.to_string())),
+        ppp::HeaderResult::V2(Ok(h)) => match h.addresses {
+            ppp::v2::Addresses::IPv4(a) => source(a.source_address.into(), a.source_port),
+            ppp::v2::Addresses::IPv6(a) => source(a.source_address.into(), a.source_port),
+            ppp::v2::Addresses::Unix(_) => Err(ProxyHeaderError::NoSourceAddress("AF_UNIX")),
+            ppp::v2::Addresses::Unspecified => Err(ProxyHeaderError::NoSourceAddress("AF_UNSPEC")),
+        },
+        ppp::HeaderResult::V2(Err(e)) => Err(ProxyHeaderError::MalformedV2(e)),
         ppp::HeaderResult::V1(Ok(h)) => match h.addresses {
-            ppp::v1::Addresses::Tcp4(a) => Ok(ProxiedPeer::Address(SocketAddr::from((
-                a.source_address,
-                a.source_port,
-            )))),
-            ppp::v1::Addresses::Tcp6(a) => Ok(ProxiedPeer::Address(SocketAddr::from((
-                a.source_address,
-                a.source_port,
-            )))),
+            ppp::v1::Addresses::Tcp4(a) => source(a.source_address.into(), a.source_port),
+            ppp::v1::Addresses::Tcp6(a) => source(a.source_address.into(), a.source_port),
             ppp::v1::Addresses::Unknown => Ok(ProxiedPeer::Local),
         },
-        ppp::HeaderResult::V1(Err(e)) => Err(ProxyHeaderError::Malformed(e.to_string())),
+        ppp::HeaderResult::V1(Err(e)) => Err(ProxyHeaderError::MalformedV1(e)),
     }
 }
 
@@ -101,7 +92,7 @@ pub async fn read_header<R: AsyncRead + Unpin>(
 }
 
 async fn read_header_bytes<R: AsyncRead + Unpin>(io: &mut R) -> Result<Vec<u8>, ProxyHeaderError> {
-    let io_err = |e: std::io::Error| ProxyHeaderError::Io(e.to_string());
+    let io_err = ProxyHeaderError::Io;
     // v1's shortest header ("PROXY UNKNOWN\r\n") is 15 bytes, so read 6 first,
     // then decide how much more to take.
     let mut buf = vec![0u8; 6];
@@ -160,7 +151,10 @@ mod tests {
             wire.extend_from_slice(b"GET / HTTP/1.1\r\n");
             let mut cursor = std::io::Cursor::new(wire);
             let peer = read_header(&mut cursor, Duration::from_secs(1)).await;
-            assert_eq!(peer, Ok(ProxiedPeer::Address(src)));
+            assert_eq!(
+                peer.map_err(|e| e.to_string()),
+                Ok(ProxiedPeer::Address(src))
+            );
             let mut rest = String::new();
             let _ = tokio::io::AsyncReadExt::read_to_string(&mut cursor, &mut rest).await;
             assert_eq!(rest, "GET / HTTP/1.1\r\n");
@@ -173,7 +167,7 @@ mod tests {
             std::io::Cursor::new(b"PROXY TCP4 100.64.0.9 127.0.0.1 4444 80\r\nGET".to_vec());
         let peer = read_header(&mut c, Duration::from_secs(1)).await;
         assert_eq!(
-            peer,
+            peer.map_err(|e| e.to_string()),
             Ok(ProxiedPeer::Address(SocketAddr::from((
                 [100, 64, 0, 9],
                 4444
@@ -184,10 +178,10 @@ mod tests {
     #[tokio::test]
     async fn missing_or_truncated_or_slow_headers_are_rejected() {
         let mut c = std::io::Cursor::new(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec());
-        assert_eq!(
+        assert!(matches!(
             read_header(&mut c, Duration::from_secs(1)).await,
             Err(ProxyHeaderError::Missing)
-        );
+        ));
         let full = v2(
             SocketAddr::from(([1, 2, 3, 4], 5)),
             SocketAddr::from(([5, 6, 7, 8], 9)),
@@ -199,17 +193,17 @@ mod tests {
         ));
         let (mut client, mut server) = tokio::io::duplex(64);
         let _ = tokio::io::AsyncWriteExt::write_all(&mut client, &full[..10]).await;
-        assert_eq!(
+        assert!(matches!(
             read_header(&mut server, Duration::from_millis(50)).await,
-            Err(ProxyHeaderError::Timeout(Duration::from_millis(50)))
-        );
+            Err(ProxyHeaderError::Timeout(d)) if d == Duration::from_millis(50)
+        ));
         let mut long = b"PROXY ".to_vec();
         long.extend(std::iter::repeat_n(b'1', 200));
         let mut c = std::io::Cursor::new(long);
-        assert_eq!(
+        assert!(matches!(
             read_header(&mut c, Duration::from_secs(1)).await,
             Err(ProxyHeaderError::V1TooLong)
-        );
+        ));
     }
 
     #[test]
@@ -221,7 +215,10 @@ mod tests {
         )
         .build()
         .unwrap_or_default();
-        assert_eq!(parse_header(&h), Ok(ProxiedPeer::Local));
+        assert_eq!(
+            parse_header(&h).map_err(|e| e.to_string()),
+            Ok(ProxiedPeer::Local)
+        );
     }
 
     proptest! {
@@ -249,7 +246,7 @@ mod tests {
         fn any_v4_source_round_trips(a in any::<[u8; 4]>(), port in any::<u16>()) {
             let src = SocketAddr::from((a, port));
             let h = v2(src, SocketAddr::from(([127, 0, 0, 1], 80)));
-            prop_assert_eq!(parse_header(&h), Ok(ProxiedPeer::Address(src)));
+            prop_assert_eq!(parse_header(&h).map_err(|e| e.to_string()), Ok(ProxiedPeer::Address(src)));
         }
     }
 }

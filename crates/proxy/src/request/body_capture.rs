@@ -20,11 +20,11 @@ use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 use sha2::{Digest, Sha256};
 
-use crate::forward::{BoxError, ProxyBody};
+use crate::body::{self, BodyObserver, BoxError, ObservedBody, PolledFrame, ProxyBody};
 
 /// Size and SHA-256 of a forwarded body.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BodyDigest {
+pub(crate) struct BodyDigest {
     /// Bytes forwarded.
     pub size: u64,
     /// Lower-case hex SHA-256 of those bytes.
@@ -34,10 +34,10 @@ pub struct BodyDigest {
 }
 
 /// Where a streaming body leaves its digest once it has been forwarded.
-pub type DigestSlot = Arc<Mutex<Option<BodyDigest>>>;
+pub(crate) type DigestSlot = Arc<Mutex<Option<BodyDigest>>>;
 
 /// A captured request body.
-pub enum Captured {
+pub(crate) enum Captured {
     /// The body ended within the cap: these are all its bytes.
     Whole {
         /// The body.
@@ -69,15 +69,24 @@ impl std::fmt::Debug for Captured {
 }
 
 impl Captured {
+    /// What the event carries: the captured bytes, whether they are only a
+    /// prefix, and (then) where the whole body's digest will be left.
+    pub(crate) fn for_event(&self) -> (Bytes, bool, Option<DigestSlot>) {
+        match self {
+            Captured::Whole { body, .. } => (body.clone(), false, None),
+            Captured::Truncated { prefix, digest, .. } => {
+                (prefix.clone(), true, Some(digest.clone()))
+            }
+        }
+    }
+
     /// The body to forward upstream (all bytes, trailers kept).
-    pub fn forward_body(self) -> ProxyBody {
+    pub(crate) fn forward_body(self) -> ProxyBody {
         match self {
             Captured::Whole {
                 body,
                 trailers: None,
-            } => http_body_util::Full::new(body)
-                .map_err(|e| match e {})
-                .boxed(),
+            } => body::full(body),
             Captured::Whole { body, trailers } => {
                 ReplayBody::new(vec![body], trailers, None).boxed()
             }
@@ -87,7 +96,7 @@ impl Captured {
 }
 
 /// Read `body` until it ends or more than `cap` bytes have arrived.
-pub async fn capture<B>(mut body: B, cap: usize) -> Result<Captured, BoxError>
+pub(crate) async fn capture<B>(mut body: B, cap: usize) -> Result<Captured, BoxError>
 where
     B: Body<Data = Bytes> + Send + Sync + Unpin + 'static,
     B::Error: Into<BoxError>,
@@ -121,7 +130,8 @@ where
     let prefix = all.slice(..cap);
     let digest = DigestSlot::default();
     let rest: ProxyBody = body.map_err(Into::into).boxed();
-    let forward = HashingBody::new(ReplayBody::new(vec![all], None, Some(rest)), digest.clone());
+    let replay = ReplayBody::new(vec![all], None, Some(rest)).boxed();
+    let forward = ObservedBody::new(replay, Hashing::new(digest.clone()));
     Ok(Captured::Truncated {
         prefix,
         forward: forward.boxed(),
@@ -164,10 +174,7 @@ impl Body for ReplayBody {
     type Data = Bytes;
     type Error = BoxError;
 
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> PolledFrame {
         if let Some(b) = self.head.pop_front() {
             return Poll::Ready(Some(Ok(Frame::data(b))));
         }
@@ -203,80 +210,36 @@ impl Body for ReplayBody {
     }
 }
 
-/// Counts and hashes data frames; publishes the digest at the end (or on drop).
-struct HashingBody<B> {
-    inner: B,
-    size: u64,
-    hasher: Option<Sha256>,
+/// Hashes the data frames of a forwarded body; leaves its digest in the
+/// slot at the end (or when the forward is cut short).
+struct Hashing {
+    hasher: Sha256,
     slot: DigestSlot,
 }
 
-impl<B> HashingBody<B> {
-    fn new(inner: B, slot: DigestSlot) -> Self {
-        HashingBody {
-            inner,
-            size: 0,
-            hasher: Some(Sha256::new()),
+impl Hashing {
+    fn new(slot: DigestSlot) -> Self {
+        Hashing {
+            hasher: Sha256::new(),
             slot,
         }
     }
-
-    fn publish(&mut self, complete: bool) {
-        if let Some(h) = self.hasher.take() {
-            let d = BodyDigest {
-                size: self.size,
-                sha256: hex::encode(h.finalize()),
-                complete,
-            };
-            if let Ok(mut s) = self.slot.lock() {
-                *s = Some(d);
-            }
-        }
-    }
 }
 
-impl<B> Drop for HashingBody<B> {
-    fn drop(&mut self) {
-        self.publish(false);
+impl BodyObserver for Hashing {
+    fn data(&mut self, data: &Bytes) {
+        self.hasher.update(data);
     }
-}
 
-impl<B> Body for HashingBody<B>
-where
-    B: Body<Data = Bytes, Error = BoxError> + Unpin,
-{
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let this = &mut *self;
-        match Pin::new(&mut this.inner).poll_frame(cx) {
-            Poll::Ready(Some(Ok(frame))) => {
-                if let Some(d) = frame.data_ref() {
-                    this.size += d.len() as u64;
-                    if let Some(h) = this.hasher.as_mut() {
-                        h.update(d);
-                    }
-                }
-                Poll::Ready(Some(Ok(frame)))
-            }
-            Poll::Ready(None) => {
-                this.publish(true);
-                Poll::Ready(None)
-            }
-            other => other,
+    fn end(self, bytes: u64, complete: bool) {
+        let digest = BodyDigest {
+            size: bytes,
+            sha256: hex::encode(self.hasher.finalize()),
+            complete,
+        };
+        if let Ok(mut slot) = self.slot.lock() {
+            *slot = Some(digest);
         }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
     }
 }
 

@@ -5,7 +5,8 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use http::request::Parts;
 use http::Method;
 
-use crate::listener::ConnInfo;
+use crate::conn::ConnInfo;
+use crate::headers::header_text;
 
 /// Per-request context, shared by the event, the response record, logs and the session hook.
 #[derive(Debug, Clone)]
@@ -47,12 +48,7 @@ impl RequestContext {
             method: parts.method.clone(),
             raw_query: parts.uri.query().unwrap_or("").to_string(),
             target,
-            user_agent: parts
-                .headers
-                .get(http::header::USER_AGENT)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("")
-                .to_string(),
+            user_agent: header_text(&parts.headers, http::header::USER_AGENT),
             received,
             received_unix,
         }

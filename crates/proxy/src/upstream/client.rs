@@ -14,19 +14,21 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 use tokio::net::TcpStream;
 
+use crate::conn::MaybeTls;
+
 /// Bound on establishing one upstream connection (TCP + TLS).
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Connects to the API server.
 #[derive(Clone)]
-pub struct Connector {
+pub(crate) struct Connector {
     tls: Option<tokio_rustls::TlsConnector>,
     server_name: Option<ServerName<'static>>,
 }
 
 impl Connector {
     /// A connector; `tls` is used for `https` URIs, `server_name` overrides the SNI/verification name.
-    pub fn new(
+    pub(crate) fn new(
         tls: Option<Arc<rustls::ClientConfig>>,
         server_name: Option<ServerName<'static>>,
     ) -> Self {
@@ -37,55 +39,12 @@ impl Connector {
     }
 }
 
-/// A plain or TLS upstream stream.
-pub enum UpstreamStream {
-    /// Plain TCP (http:// upstreams, tests).
-    Plain(TcpStream),
-    /// TLS.
-    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
-}
+/// A plain (`http://` upstreams, tests) or TLS stream to the API server.
+pub(crate) type UpstreamStream = MaybeTls<tokio_rustls::client::TlsStream<TcpStream>>;
 
 impl Connection for UpstreamStream {
     fn connected(&self) -> Connected {
         Connected::new()
-    }
-}
-
-impl tokio::io::AsyncRead for UpstreamStream {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            UpstreamStream::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            UpstreamStream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
-        }
-    }
-}
-
-impl tokio::io::AsyncWrite for UpstreamStream {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        match self.get_mut() {
-            UpstreamStream::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            UpstreamStream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
-        }
-    }
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            UpstreamStream::Plain(s) => Pin::new(s).poll_flush(cx),
-            UpstreamStream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
-        }
-    }
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            UpstreamStream::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            UpstreamStream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
-        }
     }
 }
 
@@ -132,7 +91,7 @@ impl Connector {
         let tcp = TcpStream::connect((host.as_str(), port)).await?;
         tcp.set_nodelay(true)?;
         if !https {
-            return Ok(TokioIo::new(UpstreamStream::Plain(tcp)));
+            return Ok(TokioIo::new(MaybeTls::Plain(tcp)));
         }
         let tls = self
             .tls
@@ -144,14 +103,14 @@ impl Connector {
                 .map_err(|_| invalid("upstream host is not a valid TLS server name"))?,
         };
         let s = tls.connect(name, tcp).await?;
-        Ok(TokioIo::new(UpstreamStream::Tls(Box::new(s))))
+        Ok(TokioIo::new(MaybeTls::Tls(Box::new(s))))
     }
 }
 
 /// Accepts any server certificate: only for `insecure-skip-tls-verify: true`
 /// in a kubeconfig, which is logged as a warning at start-up.
 #[derive(Debug)]
-pub struct SkipVerification(pub Arc<rustls::crypto::CryptoProvider>);
+pub(crate) struct SkipVerification(pub Arc<rustls::crypto::CryptoProvider>);
 
 impl ServerCertVerifier for SkipVerification {
     fn verify_server_cert(

@@ -3,38 +3,44 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{Credential, UpstreamError, UpstreamSpec};
+use super::error::UpstreamError;
+use super::spec::{Credential, UpstreamSpec};
 
 /// Where Kubernetes mounts the service account.
-pub const SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+pub(crate) const SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
 
 /// Whether the process looks like it runs in a pod.
-pub fn available() -> bool {
+pub(crate) fn available() -> bool {
     std::env::var_os("KUBERNETES_SERVICE_HOST").is_some()
 }
 
 /// Load the in-cluster upstream from the process environment and [`SERVICE_ACCOUNT_DIR`].
-pub fn load() -> Result<UpstreamSpec, UpstreamError> {
+pub(crate) fn load() -> Result<UpstreamSpec, UpstreamError> {
     let host = std::env::var("KUBERNETES_SERVICE_HOST").unwrap_or_default();
     let port = std::env::var("KUBERNETES_SERVICE_PORT").unwrap_or_default();
     from_parts(&host, &port, Path::new(SERVICE_ACCOUNT_DIR))
 }
 
 /// Load the in-cluster upstream from explicit parts (testable without a pod).
-pub fn from_parts(host: &str, port: &str, sa_dir: &Path) -> Result<UpstreamSpec, UpstreamError> {
+pub(crate) fn from_parts(
+    host: &str,
+    port: &str,
+    sa_dir: &Path,
+) -> Result<UpstreamSpec, UpstreamError> {
     if host.is_empty() || port.is_empty() {
-        return Err(UpstreamError::InCluster(
-            "KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT must both be set".into(),
-        ));
+        return Err(UpstreamError::InClusterUnset);
     }
     let authority = if host.contains(':') {
         format!("[{host}]:{port}")
     } else {
         format!("{host}:{port}")
     };
-    let server: http::Uri = format!("https://{authority}")
-        .parse()
-        .map_err(|e| UpstreamError::InCluster(format!("bad service address {authority}: {e}")))?;
+    let server: http::Uri = format!("https://{authority}").parse().map_err(|source| {
+        UpstreamError::InClusterAddress {
+            authority: authority.clone(),
+            source,
+        }
+    })?;
     let ca_path = sa_dir.join("ca.crt");
     let ca = std::fs::read(&ca_path).map_err(|source| UpstreamError::ReadFile {
         what: "service-account CA",

@@ -11,7 +11,8 @@ use std::path::{Path, PathBuf};
 use base64::Engine as _;
 use serde::Deserialize;
 
-use super::{Credential, UpstreamError, UpstreamSpec};
+use super::error::{KubeconfigError, UpstreamError};
+use super::spec::{Credential, UpstreamSpec};
 
 #[derive(Debug, Deserialize, Default)]
 #[serde(rename_all = "kebab-case")]
@@ -136,55 +137,52 @@ fn read_file(path: &Path, what: &'static str) -> Result<Vec<u8>, UpstreamError> 
     })
 }
 
-fn b64(s: &str, what: &'static str) -> Result<Vec<u8>, UpstreamError> {
+fn b64(s: &str, what: &'static str) -> Result<Vec<u8>, KubeconfigError> {
     base64::engine::general_purpose::STANDARD
         .decode(s.trim())
-        .map_err(|e| UpstreamError::Kubeconfig(format!("{what} is not valid base64: {e}")))
+        .map_err(|source| KubeconfigError::Base64 { what, source })
 }
 
 /// Load the upstream from a kubeconfig file and an optional context name.
-pub fn load(path: &Path, context: Option<&str>) -> Result<UpstreamSpec, UpstreamError> {
+pub(super) fn load(path: &Path, context: Option<&str>) -> Result<UpstreamSpec, UpstreamError> {
     let text = read_file(path, "kubeconfig")?;
     let base = path.parent().unwrap_or_else(|| Path::new("."));
     from_yaml(&text, base, context)
 }
 
 /// Load the upstream from kubeconfig YAML; relative file paths are resolved against `base`.
-pub fn from_yaml(
+pub(super) fn from_yaml(
     yaml: &[u8],
     base: &Path,
     context: Option<&str>,
 ) -> Result<UpstreamSpec, UpstreamError> {
-    let kc: Kubeconfig = serde_yaml_ng::from_slice(yaml)
-        .map_err(|e| UpstreamError::Kubeconfig(format!("not a valid kubeconfig: {e}")))?;
+    let kc: Kubeconfig = serde_yaml_ng::from_slice(yaml).map_err(KubeconfigError::Parse)?;
     let ctx_name = match context {
         Some(c) => c.to_string(),
         None => kc
             .current_context
             .clone()
             .filter(|c| !c.is_empty())
-            .ok_or_else(|| {
-                UpstreamError::Kubeconfig("no current-context set; pass --context NAME".into())
-            })?,
+            .ok_or(KubeconfigError::NoCurrentContext)?,
     };
     let ctx = find(&kc.contexts, &ctx_name)
-        .ok_or_else(|| UpstreamError::Kubeconfig(format!("context {ctx_name:?} not found")))?;
-    let cluster = find(&kc.clusters, &ctx.cluster).ok_or_else(|| {
-        UpstreamError::Kubeconfig(format!(
-            "cluster {:?} (of context {ctx_name:?}) not found",
-            ctx.cluster
-        ))
-    })?;
+        .ok_or_else(|| KubeconfigError::ContextNotFound(ctx_name.clone()))?;
+    let cluster =
+        find(&kc.clusters, &ctx.cluster).ok_or_else(|| KubeconfigError::ClusterNotFound {
+            cluster: ctx.cluster.clone(),
+            context: ctx_name.clone(),
+        })?;
     if cluster.proxy_url.is_some() {
-        return Err(UpstreamError::Kubeconfig(
-            "cluster proxy-url is not supported".into(),
-        ));
+        return Err(KubeconfigError::ProxyUrl.into());
     }
     let user = match ctx.user.as_deref() {
         None | Some("") => None,
-        Some(u) => Some(find(&kc.users, u).ok_or_else(|| {
-            UpstreamError::Kubeconfig(format!("user {u:?} (of context {ctx_name:?}) not found"))
-        })?),
+        Some(u) => Some(
+            find(&kc.users, u).ok_or_else(|| KubeconfigError::UserNotFound {
+                user: u.to_owned(),
+                context: ctx_name.clone(),
+            })?,
+        ),
     };
 
     let ca_pem = match (
@@ -200,9 +198,7 @@ pub fn from_yaml(
     let mut client_identity = None;
     if let Some(user) = user {
         if user.exec.is_some() || user.auth_provider.is_some() {
-            return Err(UpstreamError::Kubeconfig(
-                "exec and auth-provider credential plugins are not supported; use a token, tokenFile or client certificate".into(),
-            ));
+            return Err(KubeconfigError::CredentialPlugin.into());
         }
         let cert = match (&user.client_certificate_data, &user.client_certificate) {
             (Some(d), _) => Some(b64(d, "client-certificate-data")?),
@@ -217,11 +213,7 @@ pub fn from_yaml(
         client_identity = match (cert, key) {
             (Some(c), Some(k)) => Some((c, k)),
             (None, None) => None,
-            _ => {
-                return Err(UpstreamError::Kubeconfig(
-                    "a client certificate needs both certificate and key".into(),
-                ))
-            }
+            _ => return Err(KubeconfigError::HalfClientCertificate.into()),
         };
         credential = match (&user.token, &user.token_file, &user.username) {
             (Some(t), _, _) if !t.is_empty() => Credential::Bearer(t.clone()),
@@ -234,10 +226,14 @@ pub fn from_yaml(
         };
     }
 
-    let server: http::Uri = cluster
-        .server
-        .parse()
-        .map_err(|e| UpstreamError::Kubeconfig(format!("server {:?}: {e}", cluster.server)))?;
+    let server: http::Uri =
+        cluster
+            .server
+            .parse()
+            .map_err(|source| KubeconfigError::BadServer {
+                server: cluster.server.clone(),
+                source,
+            })?;
     UpstreamSpec::new(
         server,
         ca_pem,

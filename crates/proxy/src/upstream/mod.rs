@@ -2,13 +2,19 @@
 //! how we trust it (its CA; verification on unless the kubeconfig says
 //! otherwise), how we authenticate to it (client certificate, bearer token,
 //! rotating token file; nothing in noauth mode), and the pooled HTTP/1.1 client.
+//!
+//! Inside, bottom to top: [`error`], [`token`] and [`spec`] (what a source
+//! yields), then the sources [`kubeconfig`] and [`in_cluster`], then
+//! [`client`] (the connector); this file builds the ready [`Upstream`].
 
-pub mod client;
-pub mod in_cluster;
-pub mod kubeconfig;
-pub mod token;
+mod client;
+mod error;
+mod in_cluster;
+mod kubeconfig;
+mod spec;
+mod token;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,118 +24,54 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use rustls_pki_types::ServerName;
 
-use crate::config::{Mode, UpstreamSource};
-use crate::forward::ProxyBody;
-use crate::listener::tls::{crypto_provider, parse_certs, parse_key};
+use crate::body::ProxyBody;
+use crate::mode::Mode;
+use crate::tls::{crypto_provider, parse_certs, parse_key};
+pub use error::{KubeconfigError, UpstreamError, UpstreamTlsError};
+pub(crate) use in_cluster::available as in_cluster_available;
+pub use spec::{Credential, UpstreamSpec};
+pub use token::TokenError;
 use token::TokenFile;
 
-/// The upstream could not be configured.
-#[derive(Debug, thiserror::Error)]
-pub enum UpstreamError {
-    /// A referenced file could not be read.
-    #[error("cannot read {what} {path}: {source}")]
-    ReadFile {
-        /// Which file.
-        what: &'static str,
-        /// Its path.
-        path: String,
-        /// The cause.
-        source: std::io::Error,
-    },
-    /// The kubeconfig is invalid or unsupported.
-    #[error("kubeconfig: {0}")]
-    Kubeconfig(String),
-    /// The in-cluster environment is incomplete.
-    #[error("in-cluster config: {0}")]
-    InCluster(String),
-    /// TLS material is invalid.
-    #[error("upstream TLS: {0}")]
-    Tls(String),
-    /// The token is unusable.
-    #[error("upstream token: {0}")]
-    Token(#[from] token::TokenError),
-}
-
-/// How the proxy authenticates itself upstream (besides a client certificate).
+/// Where the upstream API server configuration comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Credential {
-    /// Nothing.
-    None,
-    /// A fixed bearer token.
-    Bearer(String),
-    /// A bearer token file, re-read as it rotates.
-    BearerFile(PathBuf),
-    /// HTTP basic auth.
-    Basic {
-        /// User name.
-        username: String,
-        /// Password.
-        password: String,
+pub enum UpstreamSource {
+    /// A kubeconfig file and optional context.
+    Kubeconfig {
+        /// The file.
+        path: PathBuf,
+        /// The context (None: current-context).
+        context: Option<String>,
     },
-}
-
-/// Everything needed to reach the API server, before building a client.
-#[derive(Debug, Clone)]
-pub struct UpstreamSpec {
-    /// `https://host:port` (any path is ignored: paths are forwarded as received).
-    pub server: Uri,
-    /// PEM CA bundle (None: the webpki roots).
-    pub ca_pem: Option<Vec<u8>>,
-    /// Skip certificate verification (kubeconfig `insecure-skip-tls-verify`).
-    pub insecure_skip_verify: bool,
-    /// Override of the TLS server name.
-    pub tls_server_name: Option<String>,
-    /// PEM client certificate and key.
-    pub client_identity: Option<(Vec<u8>, Vec<u8>)>,
-    /// Bearer/basic credential.
-    pub credential: Credential,
-    /// Where this came from, for logs.
-    pub origin: String,
+    /// The pod's service account and `KUBERNETES_SERVICE_HOST`/`PORT`.
+    InCluster,
 }
 
 impl UpstreamSpec {
-    /// Check the server URI and assemble a spec.
-    pub fn new(
-        server: Uri,
-        ca_pem: Option<Vec<u8>>,
-        insecure_skip_verify: bool,
-        tls_server_name: Option<String>,
-        client_identity: Option<(Vec<u8>, Vec<u8>)>,
-        credential: Credential,
-        origin: String,
-    ) -> Result<Self, UpstreamError> {
-        match server.scheme_str() {
-            Some("https") | Some("http") => {}
-            _ => {
-                return Err(UpstreamError::Kubeconfig(format!(
-                    "server {server} must be an http:// or https:// URL"
-                )))
-            }
-        }
-        if server.authority().is_none() {
-            return Err(UpstreamError::Kubeconfig(format!(
-                "server {server} has no host"
-            )));
-        }
-        Ok(UpstreamSpec {
-            server,
-            ca_pem,
-            insecure_skip_verify,
-            tls_server_name,
-            client_identity,
-            credential,
-            origin,
-        })
-    }
-
     /// Load from the configured source.
     pub fn load(source: &UpstreamSource) -> Result<Self, UpstreamError> {
         match source {
             UpstreamSource::Kubeconfig { path, context } => {
-                kubeconfig::load(path, context.as_deref())
+                Self::from_kubeconfig(path, context.as_deref())
             }
             UpstreamSource::InCluster => in_cluster::load(),
         }
+    }
+
+    /// Load from a kubeconfig file and an optional context name (default:
+    /// the file's `current-context`).
+    pub fn from_kubeconfig(path: &Path, context: Option<&str>) -> Result<Self, UpstreamError> {
+        kubeconfig::load(path, context)
+    }
+
+    /// Load from kubeconfig YAML; relative file paths in it are resolved
+    /// against `base`. Never panics, for any input.
+    pub fn from_kubeconfig_yaml(
+        yaml: &[u8],
+        base: &Path,
+        context: Option<&str>,
+    ) -> Result<Self, UpstreamError> {
+        kubeconfig::from_yaml(yaml, base, context)
     }
 }
 
@@ -141,7 +83,7 @@ enum Auth {
 }
 
 /// A ready upstream: client, base URL and credentials.
-pub struct Upstream {
+pub(crate) struct Upstream {
     client: Client<client::Connector, ProxyBody>,
     scheme: http::uri::Scheme,
     authority: http::uri::Authority,
@@ -160,7 +102,7 @@ impl std::fmt::Debug for Upstream {
 impl Upstream {
     /// Build the client. In noauth mode the proxy's own credentials (token and
     /// client certificate) are dropped, as client-go's `AnonymousClientConfig` does.
-    pub fn build(spec: UpstreamSpec, mode: Mode) -> Result<Self, UpstreamError> {
+    pub(crate) fn build(spec: UpstreamSpec, mode: Mode) -> Result<Self, UpstreamError> {
         let (client_identity, credential) = match mode {
             Mode::Auth => (spec.client_identity.clone(), spec.credential.clone()),
             Mode::Noauth => (None, Credential::None),
@@ -172,20 +114,21 @@ impl Upstream {
             None
         };
         let server_name = match &spec.tls_server_name {
-            Some(n) => Some(ServerName::try_from(n.clone()).map_err(|_| {
-                UpstreamError::Tls(format!("tls-server-name {n:?} is not a valid name"))
+            Some(name) => Some(ServerName::try_from(name.clone()).map_err(|source| {
+                UpstreamTlsError::ServerName {
+                    name: name.clone(),
+                    source,
+                }
             })?),
             None => None,
         };
         let auth = match &credential {
             Credential::None => Auth::None,
-            Credential::Bearer(t) => Auth::Static(token::bearer(t).ok_or_else(|| {
-                UpstreamError::Kubeconfig("token is not a valid header value".into())
-            })?),
+            Credential::Bearer(t) => {
+                Auth::Static(token::bearer(t).ok_or(KubeconfigError::BadToken)?)
+            }
             Credential::Basic { username, password } => {
-                Auth::Static(token::basic(username, password).ok_or_else(|| {
-                    UpstreamError::Kubeconfig("username/password not valid".into())
-                })?)
+                Auth::Static(token::basic(username, password).ok_or(KubeconfigError::BadBasicAuth)?)
             }
             Credential::BearerFile(p) => {
                 let f = TokenFile::new(p.clone(), token::TOKEN_REFRESH);
@@ -209,7 +152,7 @@ impl Upstream {
             .server
             .authority()
             .cloned()
-            .ok_or_else(|| UpstreamError::Kubeconfig("server has no host".into()))?;
+            .ok_or_else(|| KubeconfigError::ServerHost(spec.server.clone()))?;
         let cred = match &auth {
             Auth::None if client_identity.is_some() => "client certificate",
             Auth::None => "none",
@@ -240,12 +183,12 @@ impl Upstream {
     }
 
     /// One line for the start-up log.
-    pub fn description(&self) -> &str {
+    pub(crate) fn description(&self) -> &str {
         &self.description
     }
 
     /// The absolute upstream URI for a request-target received from a caller.
-    pub fn uri_for(&self, path_and_query: &str) -> Result<Uri, http::Error> {
+    pub(crate) fn uri_for(&self, path_and_query: &str) -> Result<Uri, http::Error> {
         Uri::builder()
             .scheme(self.scheme.clone())
             .authority(self.authority.clone())
@@ -254,12 +197,12 @@ impl Upstream {
     }
 
     /// The upstream's `host[:port]`, used as `Host` when a caller sent none.
-    pub fn authority(&self) -> &http::uri::Authority {
+    pub(crate) fn authority(&self) -> &http::uri::Authority {
         &self.authority
     }
 
     /// The proxy's own `Authorization` value, if it has one.
-    pub fn authorization(&self) -> Option<HeaderValue> {
+    pub(crate) fn authorization(&self) -> Option<HeaderValue> {
         match &self.auth {
             Auth::None => None,
             Auth::Static(v) => Some(v.clone()),
@@ -274,7 +217,7 @@ impl Upstream {
     }
 
     /// Send a request (absolute URI) upstream. A 401 makes the token file re-read.
-    pub async fn send(
+    pub(crate) async fn send(
         &self,
         req: Request<ProxyBody>,
     ) -> Result<Response<Incoming>, hyper_util::client::legacy::Error> {
@@ -291,11 +234,10 @@ impl Upstream {
 fn tls_config(
     spec: &UpstreamSpec,
     client_identity: Option<&(Vec<u8>, Vec<u8>)>,
-) -> Result<Arc<rustls::ClientConfig>, UpstreamError> {
+) -> Result<Arc<rustls::ClientConfig>, UpstreamTlsError> {
     let provider = crypto_provider();
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| UpstreamError::Tls(e.to_string()))?;
+        .with_safe_default_protocol_versions()?;
     let builder = if spec.insecure_skip_verify {
         builder
             .dangerous()
@@ -304,12 +246,8 @@ fn tls_config(
         let mut roots = rustls::RootCertStore::empty();
         match &spec.ca_pem {
             Some(pem) => {
-                let certs = parse_certs(pem, "certificate-authority", std::path::Path::new("(CA)"))
-                    .map_err(|e| UpstreamError::Tls(e.to_string()))?;
-                for c in certs {
-                    roots
-                        .add(c)
-                        .map_err(|e| UpstreamError::Tls(format!("bad CA certificate: {e}")))?;
+                for cert in parse_certs(pem, "certificate-authority", Path::new("(CA)"))? {
+                    roots.add(cert).map_err(UpstreamTlsError::CaCertificate)?;
                 }
             }
             None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
@@ -318,17 +256,11 @@ fn tls_config(
     };
     let mut cfg = match client_identity {
         Some((cert, key)) => {
-            let certs = parse_certs(
-                cert,
-                "client certificate",
-                std::path::Path::new("(client cert)"),
-            )
-            .map_err(|e| UpstreamError::Tls(e.to_string()))?;
-            let key = parse_key(key, std::path::Path::new("(client key)"))
-                .map_err(|e| UpstreamError::Tls(e.to_string()))?;
+            let certs = parse_certs(cert, "client certificate", Path::new("(client cert)"))?;
+            let key = parse_key(key, "client key", Path::new("(client key)"))?;
             builder
                 .with_client_auth_cert(certs, key)
-                .map_err(|e| UpstreamError::Tls(format!("client certificate rejected: {e}")))?
+                .map_err(UpstreamTlsError::ClientCertificate)?
         }
         None => builder.with_no_client_auth(),
     };

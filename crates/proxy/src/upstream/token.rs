@@ -9,12 +9,12 @@ use base64::Engine as _;
 use http::HeaderValue;
 
 /// How often a token file is re-read, like client-go's cached token source.
-pub const TOKEN_REFRESH: Duration = Duration::from_secs(60);
+pub(crate) const TOKEN_REFRESH: Duration = Duration::from_secs(60);
 
 /// A bearer token read from a file, cached for [`TOKEN_REFRESH`] and re-read
 /// early after the API server answered 401.
 #[derive(Debug)]
-pub struct TokenFile {
+pub(crate) struct TokenFile {
     path: PathBuf,
     refresh: Duration,
     cached: Mutex<Option<(HeaderValue, Instant)>>,
@@ -38,7 +38,7 @@ pub enum TokenError {
 
 impl TokenFile {
     /// A token file re-read every `refresh`.
-    pub fn new(path: PathBuf, refresh: Duration) -> Self {
+    pub(crate) fn new(path: PathBuf, refresh: Duration) -> Self {
         TokenFile {
             path,
             refresh,
@@ -47,7 +47,7 @@ impl TokenFile {
     }
 
     /// Read the file now (used at start-up so a broken file fails early).
-    pub fn load(&self) -> Result<HeaderValue, TokenError> {
+    pub(crate) fn load(&self) -> Result<HeaderValue, TokenError> {
         let text = std::fs::read_to_string(&self.path).map_err(|source| TokenError::Read {
             path: self.path.display().to_string(),
             source,
@@ -62,7 +62,7 @@ impl TokenFile {
 
     /// The current `Authorization` value: cached, re-read when stale. When a
     /// re-read fails the last good token is kept (and the failure logged).
-    pub fn authorization(&self) -> Result<HeaderValue, TokenError> {
+    pub(crate) fn authorization(&self) -> Result<HeaderValue, TokenError> {
         let cached = self.cached.lock().ok().and_then(|c| c.clone());
         match cached {
             Some((v, at)) if at.elapsed() < self.refresh => Ok(v),
@@ -78,7 +78,7 @@ impl TokenFile {
     }
 
     /// Force a re-read on next use (after a 401 from the API server).
-    pub fn invalidate(&self) {
+    pub(crate) fn invalidate(&self) {
         if let Ok(mut c) = self.cached.lock() {
             if let Some((_, at)) = c.as_mut() {
                 if let Some(past) = Instant::now().checked_sub(self.refresh) {
@@ -90,7 +90,7 @@ impl TokenFile {
 }
 
 /// `Bearer <token>` as a sensitive header value.
-pub fn bearer(token: &str) -> Option<HeaderValue> {
+pub(crate) fn bearer(token: &str) -> Option<HeaderValue> {
     if token.is_empty() {
         return None;
     }
@@ -100,7 +100,7 @@ pub fn bearer(token: &str) -> Option<HeaderValue> {
 }
 
 /// `Basic base64(user:password)` as a sensitive header value.
-pub fn basic(username: &str, password: &str) -> Option<HeaderValue> {
+pub(crate) fn basic(username: &str, password: &str) -> Option<HeaderValue> {
     let enc = base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"));
     let mut v = HeaderValue::from_str(&format!("Basic {enc}")).ok()?;
     v.set_sensitive(true);

@@ -15,11 +15,12 @@ use http::{HeaderMap, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use kubescribe_proxy::config::{Config, IdentitySource, LogFormat, Mode, UpstreamSource};
-use kubescribe_proxy::forward::BoxError;
-use kubescribe_proxy::recorder::{EventSink, FailurePolicy, Outcome};
-use kubescribe_proxy::upstream::{Credential, UpstreamSpec};
+use kubescribe_proxy::BoxError;
 use kubescribe_proxy::{Components, PassThrough, RunningProxy};
+use kubescribe_proxy::{Config, IdentitySource, LogFormat, Mode, UpstreamSource};
+use kubescribe_proxy::{Credential, UpstreamSpec};
+use kubescribe_proxy::{EventSink, Outcome};
+use recorder_client::FailurePolicy;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
@@ -263,7 +264,6 @@ impl EventSink for MemorySink {
         recorders: &[SocketAddr],
         policy: FailurePolicy,
         event: &Event,
-        _url: &str,
     ) -> Outcome {
         let outcome = self.outcome.lock().unwrap().clone();
         if matches!(outcome, Outcome::Forward) {
@@ -345,7 +345,7 @@ pub async fn start_proxy(
     sink: Arc<dyn EventSink>,
     upstream: SocketAddr,
 ) -> RunningProxy {
-    let whois = kubescribe_proxy::app::whois_from_config(&config.identity).unwrap();
+    let whois = config.identity.whois().unwrap();
     let components = Components {
         whois,
         sink,

@@ -9,33 +9,32 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
-
-use crate::caller::CallerInfo;
 
 /// Addresses remembered at most; beyond it, expired entries are dropped and,
 /// if that is not enough, everything is.
-pub const MAX_ENTRIES: usize = 4096;
+pub(crate) const MAX_ENTRIES: usize = 4096;
 
-/// Resolved callers by address, each for at most `ttl`.
+/// Answers by caller address (for the proxy, resolved callers), each for at
+/// most `ttl`.
 #[derive(Debug)]
-pub struct CallerCache {
+pub(crate) struct AddressCache<T> {
     ttl: Duration,
-    entries: Mutex<HashMap<SocketAddr, (Instant, Arc<CallerInfo>)>>,
+    entries: Mutex<HashMap<SocketAddr, (Instant, T)>>,
 }
 
-impl CallerCache {
+impl<T: Clone> AddressCache<T> {
     /// A cache keeping answers for `ttl` (zero: keeps nothing).
-    pub fn new(ttl: Duration) -> Self {
+    pub(crate) fn new(ttl: Duration) -> Self {
         Self {
             ttl,
             entries: Mutex::new(HashMap::new()),
         }
     }
 
-    /// The caller at `addr`, if resolved less than `ttl` ago.
-    pub fn get(&self, addr: SocketAddr) -> Option<Arc<CallerInfo>> {
+    /// The answer for `addr`, if stored less than `ttl` ago.
+    pub(crate) fn get(&self, addr: SocketAddr) -> Option<T> {
         if self.ttl.is_zero() {
             return None;
         }
@@ -46,8 +45,8 @@ impl CallerCache {
             .map(|(_, info)| info.clone())
     }
 
-    /// Remembers the caller at `addr`.
-    pub fn insert(&self, addr: SocketAddr, info: Arc<CallerInfo>) {
+    /// Remembers the answer for `addr`.
+    pub(crate) fn insert(&self, addr: SocketAddr, info: T) {
         if self.ttl.is_zero() {
             return;
         }
@@ -67,17 +66,8 @@ impl CallerCache {
 mod tests {
     use super::*;
 
-    fn info(login: &str) -> Arc<CallerInfo> {
-        let identity = identity::Identity {
-            login_name: login.into(),
-            ..Default::default()
-        };
-        Arc::new(CallerInfo {
-            source: crate::caller::event_source(&identity),
-            identity,
-            policy: identity::RecorderPolicy::from_caps(&Default::default()).unwrap(),
-            impersonation: None,
-        })
+    fn info(login: &str) -> String {
+        login.to_owned()
     }
 
     fn addr(port: u16) -> SocketAddr {
@@ -86,9 +76,9 @@ mod tests {
 
     #[test]
     fn remembers_by_address_until_the_ttl_passes() {
-        let cache = CallerCache::new(Duration::from_millis(50));
+        let cache = AddressCache::<String>::new(Duration::from_millis(50));
         cache.insert(addr(1), info("alice"));
-        assert_eq!(cache.get(addr(1)).unwrap().identity.login_name, "alice");
+        assert_eq!(cache.get(addr(1)).unwrap(), "alice");
         assert!(
             cache.get(addr(2)).is_none(),
             "another address is another caller"
@@ -99,14 +89,14 @@ mod tests {
 
     #[test]
     fn zero_ttl_keeps_nothing() {
-        let cache = CallerCache::new(Duration::ZERO);
+        let cache = AddressCache::<String>::new(Duration::ZERO);
         cache.insert(addr(1), info("alice"));
         assert!(cache.get(addr(1)).is_none());
     }
 
     #[test]
     fn stays_bounded() {
-        let cache = CallerCache::new(Duration::from_secs(60));
+        let cache = AddressCache::<String>::new(Duration::from_secs(60));
         for port in 0..(MAX_ENTRIES as u16 + 10) {
             cache.insert(addr(port), info("x"));
         }

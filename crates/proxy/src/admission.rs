@@ -1,46 +1,37 @@
-//! Where the fail-closed decision is applied — the one place.
+//! Request admission: where the recorder client's fail-open/fail-closed
+//! decision is applied to an API request, before it is forwarded.
 //!
 //! Before forwarding, [`admit`] decides from the caller's merged grants whether
 //! the request needs an event, may go through unrecorded, or is refused
 //! (fail closed with no recorders: 403 for every request, events on or not).
 //! After the event was offered to the recorders, [`after_event`] turns the
 //! recorder client's [`Outcome`] into forward or refuse (502 under fail closed).
-//! The wording of refusals is Tailscale's (reference §4.2), produced by the
-//! recorder client's `FailurePolicy`.
+//! Statuses and wording of refusals are Tailscale's
+//! (docs/tailscale-protocol.md#event-transport), decided by the recorder
+//! client's [`FailurePolicy`].
 
-use http::StatusCode;
 use identity::RecorderPolicy;
-
-use crate::recorder::{FailurePolicy, Outcome};
+use recorder_client::{FailurePolicy, Outcome, Refusal, UnrecordedReason};
 
 /// What to do with a request before any event is sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Admission {
+pub(crate) enum Admission {
     /// Forward without an event (no recorders under fail open, or events off for this caller).
     ForwardWithoutEvent,
-    /// Send an event to the caller's recorders first.
+    /// Send an event to the caller's recorders first, under this failure policy.
     RecordEvent(FailurePolicy),
-    /// Refuse with this status and body.
+    /// Refuse.
     Refuse(Refusal),
-}
-
-/// A refusal: status and plain-text body.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Refusal {
-    /// 403 or 502.
-    pub status: StatusCode,
-    /// Body text.
-    pub message: String,
 }
 
 /// Decide before forwarding. `events_for_all_callers` is
 /// `TS_EXPERIMENTAL_KUBE_API_EVENTS` (events for every caller that has recorders).
-pub fn admit(policy: &RecorderPolicy, events_for_all_callers: bool, url: &str) -> Admission {
+pub(crate) fn admit(policy: &RecorderPolicy, events_for_all_callers: bool, url: &str) -> Admission {
     let failure = FailurePolicy::from_fail_open(policy.fail_open);
     if policy.recorder_addrs.is_empty() {
         return match failure.no_recorders_for_request(url) {
-            Outcome::Refuse { status, message } => Admission::Refuse(Refusal { status, message }),
-            _ => Admission::ForwardWithoutEvent,
+            Outcome::Refuse(refusal) => Admission::Refuse(refusal),
+            Outcome::Forward | Outcome::ForwardUnrecorded { .. } => Admission::ForwardWithoutEvent,
         };
     }
     if policy.enable_events || events_for_all_callers {
@@ -52,31 +43,32 @@ pub fn admit(policy: &RecorderPolicy, events_for_all_callers: bool, url: &str) -
 
 /// Whether Tailscale would count `k8s_auth_proxy_api_request_event_recording_attempted`
 /// for this policy (everything except "fail open and no recorders").
-pub fn counts_as_recording_attempt(policy: &RecorderPolicy) -> bool {
+pub(crate) fn counts_as_recording_attempt(policy: &RecorderPolicy) -> bool {
     !(policy.fail_open && policy.recorder_addrs.is_empty())
 }
 
 /// What became of the event, when the request may go on.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Recorded {
+pub(crate) enum Recorded {
     /// A recorder stored it.
     Stored,
     /// Fail open: not stored (spooled or dropped); the reason is for the log.
-    NotStored(String),
+    NotStored(UnrecordedReason),
 }
 
 /// Decide after the event was offered to the recorders.
-pub fn after_event(outcome: Outcome) -> Result<Recorded, Refusal> {
+pub(crate) fn after_event(outcome: Outcome) -> Result<Recorded, Refusal> {
     match outcome {
         Outcome::Forward => Ok(Recorded::Stored),
-        Outcome::ForwardUnrecorded { reason } => Ok(Recorded::NotStored(reason.to_string())),
-        Outcome::Refuse { status, message } => Err(Refusal { status, message }),
+        Outcome::ForwardUnrecorded { reason } => Ok(Recorded::NotStored(reason)),
+        Outcome::Refuse(refusal) => Err(refusal),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::StatusCode;
 
     fn policy(addrs: &[&str], fail_open: bool, enable_events: bool) -> RecorderPolicy {
         RecorderPolicy {
@@ -121,10 +113,10 @@ mod tests {
     #[test]
     fn outcomes_map_to_forward_or_refuse() {
         assert_eq!(after_event(Outcome::Forward), Ok(Recorded::Stored));
-        let r = after_event(Outcome::Refuse {
+        let r = after_event(Outcome::Refuse(Refusal {
             status: StatusCode::BAD_GATEWAY,
             message: "error recording Kubernetes API request: x".into(),
-        });
+        }));
         assert_eq!(r.map_err(|r| r.status), Err(StatusCode::BAD_GATEWAY));
     }
 }

@@ -1,15 +1,20 @@
-//! Thin adapter over the identity crate: connection → who is calling, with what
-//! recorder policy and (auth mode) which impersonation headers.
+//! Who is calling: the connection's caller address → WhoIs → identity, the
+//! event's `source`, the merged recorder policy from the grants and (auth
+//! mode) the impersonation headers. Answers are reused for a few seconds per
+//! address ([`cache`]). See docs/tailscale-protocol.md#whois.
+
+mod cache;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use http::HeaderMap;
-use identity::{Identity, Impersonation, RecorderPolicy, WhoIs};
+use identity::{GrantError, Identity, Impersonation, RecorderPolicy, WhoIs, WhoIsError};
 
-use crate::caller_cache::CallerCache;
-use crate::config::Mode;
-use crate::listener::ConnInfo;
+use crate::conn::ConnInfo;
+use crate::mode::Mode;
+use cache::AddressCache;
 
 /// Everything the proxy needs about a caller for one request.
 #[derive(Debug, Clone)]
@@ -26,21 +31,31 @@ pub struct CallerInfo {
 
 /// Why a caller cannot be served.
 #[derive(Debug, thiserror::Error)]
-pub enum CallerError {
-    /// WhoIs failed: answered `500 failed to authenticate caller`.
+pub(crate) enum CallerError {
+    /// WhoIs of the connection's caller address failed.
     #[error("WhoIs failed: {0}")]
-    Authenticate(String),
-    /// A grant does not parse (or yields unsendable headers): answered 403 with the reason.
+    WhoIs(#[source] WhoIsError),
+    /// WhoIs failed for the caller address and for its `X-Forwarded-For` too.
+    #[error("WhoIs failed: {first}; X-Forwarded-For {forwarded_for}: {source}")]
+    WhoIsForwardedFor {
+        /// Why WhoIs of the connection's caller address failed.
+        first: WhoIsError,
+        /// The address the `X-Forwarded-For` header named.
+        forwarded_for: SocketAddr,
+        /// Why WhoIs of that address failed.
+        source: WhoIsError,
+    },
+    /// A grant does not parse, or yields headers that cannot be sent.
     #[error("{0}")]
-    Grant(String),
+    Grant(#[from] GrantError),
 }
 
 /// Resolves callers through a [`WhoIs`] source.
-pub struct CallerResolver {
+pub(crate) struct CallerResolver {
     whois: Arc<dyn WhoIs>,
     mode: Mode,
     trust_forwarded_for: bool,
-    cache: CallerCache,
+    cache: AddressCache<Arc<CallerInfo>>,
 }
 
 impl std::fmt::Debug for CallerResolver {
@@ -52,9 +67,10 @@ impl std::fmt::Debug for CallerResolver {
     }
 }
 
-/// The event `source` for an identity (tailscale-behaviour §3.1): tagged nodes
-/// carry tags and no user; untagged nodes carry `UserProfile.ID` and login name.
-pub fn event_source(identity: &Identity) -> event_model::Source {
+/// The event `source` for an identity (docs/tailscale-protocol.md#event-schema):
+/// tagged nodes carry tags and no user; untagged nodes carry `UserProfile.ID`
+/// and login name.
+fn event_source(identity: &Identity) -> event_model::Source {
     let mut s = event_model::Source {
         node: identity.node_name.clone(),
         node_id: identity.stable_node_id.clone(),
@@ -71,23 +87,24 @@ pub fn event_source(identity: &Identity) -> event_model::Source {
 
 impl CallerResolver {
     /// A resolver. `trust_forwarded_for` enables the X-Forwarded-For WhoIs
-    /// fallback on plain-HTTP listeners without PROXY protocol.
-    pub fn new(
+    /// fallback on plain-HTTP listeners without PROXY protocol; answers are
+    /// reused for `cache_ttl`.
+    pub(crate) fn new(
         whois: Arc<dyn WhoIs>,
         mode: Mode,
         trust_forwarded_for: bool,
-        cache_ttl: std::time::Duration,
+        cache_ttl: Duration,
     ) -> Self {
         CallerResolver {
             whois,
             mode,
             trust_forwarded_for,
-            cache: CallerCache::new(cache_ttl),
+            cache: AddressCache::new(cache_ttl),
         }
     }
 
     /// Who is calling on `conn`, and what their grants say.
-    pub async fn resolve(
+    pub(crate) async fn resolve(
         &self,
         conn: &ConnInfo,
         headers: &HeaderMap,
@@ -97,28 +114,23 @@ impl CallerResolver {
         }
         let (caller, by_address) = match self.whois.whois(conn.caller).await {
             Ok(c) => (c, true),
-            Err(first) => {
-                let fallback = self.forwarded_for(conn, headers);
-                match fallback {
-                    Some(addr) => (
-                        self.whois.whois(addr).await.map_err(|second| {
-                            CallerError::Authenticate(format!(
-                                "{first}; X-Forwarded-For {addr}: {second}"
-                            ))
-                        })?,
-                        false,
-                    ),
-                    None => return Err(CallerError::Authenticate(first.to_string())),
-                }
-            }
+            Err(first) => match self.forwarded_for(conn, headers) {
+                Some(forwarded_for) => match self.whois.whois(forwarded_for).await {
+                    Ok(c) => (c, false),
+                    Err(source) => {
+                        return Err(CallerError::WhoIsForwardedFor {
+                            first,
+                            forwarded_for,
+                            source,
+                        })
+                    }
+                },
+                None => return Err(CallerError::WhoIs(first)),
+            },
         };
-        let policy = RecorderPolicy::from_caps(&caller.caps)
-            .map_err(|e| CallerError::Grant(e.to_string()))?;
+        let policy = RecorderPolicy::from_caps(&caller.caps)?;
         let impersonation = match self.mode {
-            Mode::Auth => Some(
-                identity::impersonation_headers(&caller)
-                    .map_err(|e| CallerError::Grant(e.to_string()))?,
-            ),
+            Mode::Auth => Some(identity::impersonation_headers(&caller)?),
             Mode::Noauth => None,
         };
         let info = Arc::new(CallerInfo {

@@ -1,0 +1,93 @@
+//! Why the proxy answered a request itself instead of relaying the API
+//! server's answer: [`RequestError`], whose one impl decides each failure's
+//! status, body and log line.
+
+use http::{Response, StatusCode};
+use identity::GrantError;
+use k8s_request_parse::RequestInfoError;
+use recorder_client::Refusal;
+
+use crate::body::{refusal_response, BoxError, ProxyBody};
+use crate::caller::CallerError;
+use crate::forward::ForwardError;
+
+/// A request the proxy answers itself. The body is the `Display` text,
+/// except for a refusal, which is the refusal's own.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum RequestError {
+    /// WhoIs could not say who is calling: 500, in Tailscale's wording.
+    #[error("failed to authenticate caller")]
+    Authenticate(#[source] CallerError),
+    /// The caller's grant does not parse: 403 with the reason (Tailscale
+    /// answers an empty 200 and may forward without impersonation).
+    #[error("forbidden: the caller's tailscale.com/cap/kubernetes grant is invalid: {0}")]
+    InvalidGrant(#[source] GrantError),
+    /// The request-target is not one kube-apiserver would accept: 400.
+    #[error("invalid request: {0}")]
+    InvalidTarget(#[source] RequestInfoError),
+    /// The request body could not be read for the event: 400.
+    #[error("error reading request body: {0}")]
+    ReadBody(#[source] BoxError),
+    /// Fail closed: the request cannot be recorded, so it is refused
+    /// (docs/tailscale-protocol.md#event-transport).
+    #[error("{0}")]
+    Refused(Refusal),
+    /// Forwarding failed (502), or the session hook refused the upgrade.
+    #[error(transparent)]
+    Forward(#[from] ForwardError),
+}
+
+impl From<CallerError> for RequestError {
+    fn from(e: CallerError) -> Self {
+        match e {
+            CallerError::Grant(grant) => RequestError::InvalidGrant(grant),
+            whois => RequestError::Authenticate(whois),
+        }
+    }
+}
+
+impl RequestError {
+    /// Whether this is a fail-closed refusal of an API request (counted in
+    /// `kubescribe_proxy_requests_refused_total`).
+    pub(crate) fn is_recording_refusal(&self) -> bool {
+        matches!(self, RequestError::Refused(_))
+    }
+
+    /// Writes the log line for this failure.
+    pub(crate) fn log(&self) {
+        match self {
+            RequestError::Authenticate(e) => tracing::warn!(error = %e, "{self}"),
+            RequestError::InvalidGrant(e) => {
+                tracing::warn!(reason = %e, "refusing request: the caller's grant is invalid")
+            }
+            RequestError::InvalidTarget(e) => tracing::info!(error = %e, "invalid request target"),
+            RequestError::ReadBody(e) => tracing::info!(error = %e, "error reading request body"),
+            RequestError::Refused(r) => tracing::warn!(
+                status = %r.status,
+                "failure mode is 'fail closed'; refusing request: {r}"
+            ),
+            RequestError::Forward(ForwardError::SessionRefused(r)) => {
+                tracing::warn!(status = %r.status, "session refused by the session hook: {r}")
+            }
+            RequestError::Forward(e) => tracing::warn!(error = %e, "upstream request failed"),
+        }
+    }
+
+    /// The status and body the caller gets.
+    fn into_refusal(self) -> Refusal {
+        let status = match self {
+            RequestError::Refused(refusal)
+            | RequestError::Forward(ForwardError::SessionRefused(refusal)) => return refusal,
+            RequestError::Authenticate(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            RequestError::InvalidGrant(_) => StatusCode::FORBIDDEN,
+            RequestError::InvalidTarget(_) | RequestError::ReadBody(_) => StatusCode::BAD_REQUEST,
+            RequestError::Forward(_) => StatusCode::BAD_GATEWAY,
+        };
+        Refusal::new(status, self.to_string())
+    }
+
+    /// The response the caller gets.
+    pub(crate) fn into_response(self) -> Response<ProxyBody> {
+        refusal_response(self.into_refusal())
+    }
+}
