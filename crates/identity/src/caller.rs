@@ -59,6 +59,24 @@ impl Identity {
         }
     }
 
+    /// The `source` of an event this caller's request produces (`docs/tailscale-protocol.md#whois`):
+    /// node name and stable ID, then tags for a tagged node, or the user's profile ID and login for an
+    /// untagged one.
+    pub fn event_source(&self) -> event_model::Source {
+        let mut source = event_model::Source {
+            node: self.node_name.clone(),
+            node_id: self.stable_node_id.clone(),
+            ..Default::default()
+        };
+        if self.is_tagged() {
+            source.node_tags = self.tags.clone();
+        } else {
+            source.node_user_id = self.user_id;
+            source.node_user = self.login_name.clone();
+        }
+        source
+    }
+
     /// A short human description for logs: `alice@example.com on laptop.ts.net` or
     /// `tag:k8s,tag:ci on runner.ts.net`.
     pub fn describe(&self) -> String {

@@ -28,7 +28,8 @@
 //! 6. `cache`: the short-lived cache of WhoIs answers.
 //! 7. `localapi`, `identity_file`: the two WhoIs sources ([`LocalApiWhoIs`],
 //!    [`IdentityFileWhoIs`]).
-//! 8. `explain`: everything the proxy would decide about one peer ([`explain`]).
+//! 8. `source`: [`IdentitySource`], the source a binary's flags name, opened as a [`WhoIs`].
+//! 9. `explain`: everything the proxy would decide about one peer ([`explain`]).
 //!
 //! ```
 //! use identity::{impersonation_headers, Caller, RecorderPolicy, WhoIsResponse};
@@ -65,6 +66,7 @@ mod identity_file;
 mod impersonation;
 mod localapi;
 mod policy;
+mod source;
 mod whois;
 mod whois_response;
 
@@ -78,6 +80,7 @@ pub use identity_file::{
 };
 pub use impersonation::{impersonation_headers, strip_client_credentials, Impersonation};
 pub use localapi::{LocalApiConfig, LocalApiWhoIs, DEFAULT_TAILSCALED_SOCKET};
+pub use source::IdentitySource;
 pub use policy::RecorderPolicy;
 pub use whois::{peer_from_forwarded_for, WhoIs, WhoIsError};
 pub use whois_response::{CapMap, Node, UserProfile, WhoIsResponse};

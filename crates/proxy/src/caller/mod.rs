@@ -67,24 +67,6 @@ impl std::fmt::Debug for CallerResolver {
     }
 }
 
-/// The event `source` for an identity (docs/tailscale-protocol.md#event-schema):
-/// tagged nodes carry tags and no user; untagged nodes carry `UserProfile.ID`
-/// and login name.
-fn event_source(identity: &Identity) -> event_model::Source {
-    let mut s = event_model::Source {
-        node: identity.node_name.clone(),
-        node_id: identity.stable_node_id.clone(),
-        ..Default::default()
-    };
-    if identity.is_tagged() {
-        s.node_tags = identity.tags.clone();
-    } else {
-        s.node_user_id = identity.user_id;
-        s.node_user = identity.login_name.clone();
-    }
-    s
-}
-
 impl CallerResolver {
     /// A resolver. `trust_forwarded_for` enables the X-Forwarded-For WhoIs
     /// fallback on plain-HTTP listeners without PROXY protocol; answers are
@@ -134,7 +116,7 @@ impl CallerResolver {
             Mode::Noauth => None,
         };
         let info = Arc::new(CallerInfo {
-            source: event_source(&caller.identity),
+            source: caller.identity.event_source(),
             identity: caller.identity,
             policy,
             impersonation,

@@ -67,21 +67,8 @@ fn reader_source(reader: &Reader) -> (Source, &'static str) {
             },
             "loopback",
         ),
-        Reader::Identity(identity) => {
-            // As the proxy records a caller: tagged nodes by tags, others by user.
-            let mut s = Source {
-                node: identity.node_name.clone(),
-                node_id: identity.stable_node_id.clone(),
-                ..Source::default()
-            };
-            if identity.is_tagged() {
-                s.node_tags = identity.tags.clone();
-            } else {
-                s.node_user_id = identity.user_id;
-                s.node_user = identity.login_name.clone();
-            }
-            (s, "whois")
-        }
+        // As the proxy records a caller: tagged nodes by tags, others by user.
+        Reader::Identity(identity) => (identity.event_source(), "whois"),
     }
 }
 
