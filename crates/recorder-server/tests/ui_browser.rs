@@ -12,17 +12,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use test_support::net::free_port;
+use test_support::peers::dir as peers_dir;
+
 const UPLOAD_TOKEN: &str = "ui-test-upload-token-0123456789";
 const READ_TOKEN: &str = "ui-test-read-token-0123456789";
 
 fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn peers_dir() -> PathBuf {
-    std::env::var_os("KUBESCRIBE_PEERS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("target/peers"))
 }
 
 /// A recorder process, killed (by its own pid) on drop.
@@ -39,14 +36,6 @@ impl Drop for Recorder {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Starts `kubescribe-recorder --ui` on a fresh directory with an upload
 /// token, plus `extra` flags; waits until it answers.
 fn start_recorder(extra: &[&str]) -> Recorder {
@@ -58,7 +47,9 @@ fn start_recorder(extra: &[&str]) -> Recorder {
     let data = dir.path().join("data");
     let log = std::fs::File::create(dir.path().join("recorder.log")).unwrap();
     for _ in 0..5 {
-        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port().unwrap())
+            .parse()
+            .unwrap();
         let mut args: Vec<String> = vec![
             "--listen".into(),
             addr.to_string(),
