@@ -389,6 +389,8 @@ fn apiserver_args(files: &Files, etcd_url: &str, port: u16) -> Vec<String> {
         files.arg("--client-ca-file", Files::CA),
         files.arg("--token-auth-file", Files::TOKENS),
         "--authorization-mode=Node,RBAC".into(),
+        // Addresses for Services are only allocated: nothing routes to them.
+        "--service-cluster-ip-range=10.0.0.0/24".into(),
         format!("--service-account-issuer={SERVICE_ACCOUNT_ISSUER}"),
         files.arg("--service-account-key-file", Files::SA_PUBLIC),
         files.arg("--service-account-signing-key-file", Files::SA_PRIVATE),

@@ -15,14 +15,23 @@ pub fn free_port() -> Result<u16, Error> {
 }
 
 /// `count` distinct free ports on 127.0.0.1, each below `below` (SeaweedFS,
-/// for one, derives gRPC ports as port + 10000).
+/// for one, derives gRPC ports as port + 10000). Every candidate stays bound
+/// until all are chosen, so neither this call nor a concurrent one in the
+/// same test binary is handed the same port twice.
 pub fn free_ports(count: usize, below: u16) -> Result<Vec<u16>, Error> {
+    let mut held = Vec::new();
     let mut ports = Vec::with_capacity(count);
     while ports.len() < count {
-        let port = free_port()?;
-        if port < below && !ports.contains(&port) {
+        let listener =
+            TcpListener::bind("127.0.0.1:0").map_err(Error::io("binding 127.0.0.1:0"))?;
+        let port = listener
+            .local_addr()
+            .map_err(Error::io("reading a bound port"))?
+            .port();
+        if port < below {
             ports.push(port);
         }
+        held.push(listener);
     }
     Ok(ports)
 }

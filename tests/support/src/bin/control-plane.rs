@@ -5,7 +5,7 @@
 use std::process::ExitCode;
 
 use test_support::apiserver::{ControlPlane, ADMIN, USERS};
-use test_support::peers;
+use test_support::{peers, Error};
 
 fn main() -> ExitCode {
     let plane = match ControlPlane::start() {
@@ -37,7 +37,9 @@ fn main() -> ExitCode {
         );
     }
     println!();
-    let kubectl = peers::kubectl().unwrap_or_else(|_| "kubectl".into());
+    let kubectl = peers::kubectl()
+        .and_then(|path| std::fs::canonicalize(&path).map_err(|_| Error::PeerMissing { path }))
+        .unwrap_or_else(|_| "kubectl".into());
     println!(
         "try: {} --kubeconfig {} get namespaces",
         kubectl.display(),
