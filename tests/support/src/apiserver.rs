@@ -32,30 +32,29 @@ pub struct TestUser {
     pub groups: &'static [&'static str],
 }
 
+impl TestUser {
+    const fn new(name: &'static str, token: &'static str, groups: &'static [&'static str]) -> Self {
+        Self {
+            name,
+            token,
+            groups,
+        }
+    }
+}
+
 /// The cluster administrator: group `system:masters`, allowed everything.
-pub const ADMIN: TestUser = TestUser {
-    name: "admin",
-    token: "kubescribe-test-admin-token",
-    groups: &["system:masters"],
-};
+pub const ADMIN: TestUser =
+    TestUser::new("admin", "kubescribe-test-admin-token", &["system:masters"]);
 /// A developer (group `developers`); no rights until a test binds some.
-pub const ALICE: TestUser = TestUser {
-    name: "alice",
-    token: "kubescribe-test-alice-token",
-    groups: &["developers"],
-};
+pub const ALICE: TestUser = TestUser::new("alice", "kubescribe-test-alice-token", &["developers"]);
 /// A viewer (group `viewers`); no rights until a test binds some.
-pub const BOB: TestUser = TestUser {
-    name: "bob",
-    token: "kubescribe-test-bob-token",
-    groups: &["viewers"],
-};
+pub const BOB: TestUser = TestUser::new("bob", "kubescribe-test-bob-token", &["viewers"]);
 /// On call (groups `developers` and `on-call`); no rights until a test binds some.
-pub const CAROL: TestUser = TestUser {
-    name: "carol",
-    token: "kubescribe-test-carol-token",
-    groups: &["developers", "on-call"],
-};
+pub const CAROL: TestUser = TestUser::new(
+    "carol",
+    "kubescribe-test-carol-token",
+    &["developers", "on-call"],
+);
 /// Every user in the token file.
 pub const USERS: &[TestUser] = &[ADMIN, ALICE, BOB, CAROL];
 
@@ -137,7 +136,7 @@ impl ControlPlane {
             START_TIMEOUT,
             Duration::from_millis(100),
             move || {
-                http::request_tls(addr, &probe_tls, "GET", "/readyz", &[], b"")
+                http::request(addr, Some(&probe_tls), "GET", "/readyz", &[], b"")
                     .is_ok_and(|reply| reply.status == 200)
             },
         )?;
@@ -260,7 +259,7 @@ impl ControlPlane {
         if !body.is_empty() {
             headers.push(("content-type", "application/json"));
         }
-        http::request_tls(self.addr, &self.tls, method, path, &headers, body)
+        http::request(self.addr, Some(&self.tls), method, path, &headers, body)
     }
 
     /// From spawning etcd to kube-apiserver's first `/readyz` 200.

@@ -13,11 +13,13 @@ use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
 
 use crate::Error;
 
-/// A response: status code and body.
+/// A response: status code, headers and body.
 #[derive(Debug)]
 pub struct Reply {
     /// The HTTP status code.
     pub status: u16,
+    /// The header fields in order, names lower-cased.
+    pub headers: Vec<(String, String)>,
     /// The body (de-chunked).
     pub body: Vec<u8>,
 }
@@ -30,6 +32,14 @@ impl Reply {
             text: self.text().chars().take(400).collect(),
             source,
         })
+    }
+
+    /// The first value of header `name` (lower case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(field, _)| field == name)
+            .map(|(_, value)| value.as_str())
     }
 
     /// The body as text (lossy UTF-8).
@@ -65,38 +75,36 @@ impl Tls {
     }
 }
 
-/// Sends `method path` with `headers` and `body` to `addr` over plain TCP;
-/// reads the whole reply.
+/// Sends `method path` with `headers` and `body` to `addr`, over TLS
+/// verified with `tls` (the server name is the address's IP) or over plain
+/// TCP when `tls` is `None`; reads the whole reply.
 pub fn request(
     addr: SocketAddr,
+    tls: Option<&Tls>,
     method: &str,
     path: &str,
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> Result<Reply, Error> {
-    let mut stream = connect(addr)?;
-    exchange(&mut stream, addr, method, path, headers, body)
+    let stream = connect(addr)?;
+    let Some(tls) = tls else {
+        return exchange(stream, addr, method, path, headers, body);
+    };
+    let name = ServerName::IpAddress(addr.ip().into());
+    let connection = ClientConnection::new(tls.config.clone(), name)?;
+    exchange(
+        StreamOwned::new(connection, stream),
+        addr,
+        method,
+        path,
+        headers,
+        body,
+    )
 }
 
 /// `GET path` from `addr` over plain TCP.
 pub fn get(addr: SocketAddr, path: &str) -> Result<Reply, Error> {
-    request(addr, "GET", path, &[], b"")
-}
-
-/// Sends `method path` to `addr` over TLS verified with `tls` (the server
-/// name is the address's IP).
-pub fn request_tls(
-    addr: SocketAddr,
-    tls: &Tls,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-) -> Result<Reply, Error> {
-    let name = ServerName::IpAddress(addr.ip().into());
-    let connection = ClientConnection::new(tls.config.clone(), name)?;
-    let mut stream = StreamOwned::new(connection, connect(addr)?);
-    exchange(&mut stream, addr, method, path, headers, body)
+    request(addr, None, "GET", path, &[], b"")
 }
 
 fn connect(addr: SocketAddr) -> Result<TcpStream, Error> {
@@ -109,7 +117,7 @@ fn connect(addr: SocketAddr) -> Result<TcpStream, Error> {
 }
 
 fn exchange(
-    stream: &mut (impl Read + Write),
+    mut stream: impl Read + Write,
     addr: SocketAddr,
     method: &str,
     path: &str,
@@ -149,20 +157,30 @@ fn parse_reply(raw: &[u8]) -> Result<Reply, String> {
         .position(|w| w == b"\r\n\r\n")
         .ok_or("reply has no end of headers")?;
     let head = String::from_utf8_lossy(&raw[..split]).into_owned();
-    let status: u16 = head
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap_or_default();
+    let status: u16 = status_line
         .split_whitespace()
         .nth(1)
         .and_then(|s| s.parse().ok())
-        .ok_or_else(|| format!("bad status line in {head:?}"))?;
+        .ok_or_else(|| format!("bad status line {status_line:?}"))?;
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|line| line.split_once(':'))
+        .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim().to_owned()))
+        .collect();
     let mut body = raw[split + 4..].to_vec();
-    let chunked = head.lines().any(|l| {
-        l.to_ascii_lowercase().starts_with("transfer-encoding:")
-            && l.to_ascii_lowercase().contains("chunked")
+    let chunked = headers.iter().any(|(name, value)| {
+        name == "transfer-encoding" && value.to_ascii_lowercase().contains("chunked")
     });
-    if chunked {
+    // (A reply to HEAD describes a body it does not send.)
+    if chunked && !body.is_empty() {
         body = dechunk(&body)?;
     }
-    Ok(Reply { status, body })
+    Ok(Reply {
+        status,
+        headers,
+        body,
+    })
 }
 
 fn dechunk(mut data: &[u8]) -> Result<Vec<u8>, String> {
@@ -196,6 +214,7 @@ mod tests {
         let raw = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2;x=y\r\nde\r\n0\r\n\r\n";
         let reply = parse_reply(raw).expect("a valid chunked reply");
         assert_eq!(reply.status, 200);
+        assert_eq!(reply.header("transfer-encoding"), Some("chunked"));
         assert_eq!(reply.body, b"abcde");
     }
 

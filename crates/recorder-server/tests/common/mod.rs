@@ -199,26 +199,17 @@ pub fn free_port() -> u16 {
     test_support::net::free_port().unwrap()
 }
 
+type S3Result =
+    Result<kubescribe_recorder::storage::s3::S3Storage, kubescribe_recorder::storage::StorageError>;
+
 /// The recorder's S3 storage on a running SeaweedFS, signing with `secret`.
 pub trait SeaweedStorage {
     /// The recorder's S3 back end on this server's bucket.
-    fn storage(
-        &self,
-        secret: &str,
-    ) -> Result<
-        kubescribe_recorder::storage::s3::S3Storage,
-        kubescribe_recorder::storage::StorageError,
-    >;
+    fn storage(&self, secret: &str) -> S3Result;
 }
 
 impl SeaweedStorage for Seaweed {
-    fn storage(
-        &self,
-        secret: &str,
-    ) -> Result<
-        kubescribe_recorder::storage::s3::S3Storage,
-        kubescribe_recorder::storage::StorageError,
-    > {
+    fn storage(&self, secret: &str) -> S3Result {
         kubescribe_recorder::storage::s3::S3Storage::new(
             kubescribe_recorder::storage::s3::S3Config {
                 endpoint: self.url(),
