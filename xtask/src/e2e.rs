@@ -4,7 +4,7 @@ use crate::cmd::{cargo, exec, peers_dir, workspace_root, Result};
 use crate::peers;
 
 /// Installs the peers, builds every binary, and runs the end-to-end
-/// scenarios (`tests/system/src/bin/e2e.rs`), which print a report and fail
+/// scenarios (`tests/system/src/bin/e2e/main.rs`), which print a report and fail
 /// on any mismatch.
 pub fn run() -> Result<()> {
     peers::install()?;

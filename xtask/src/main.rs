@@ -2,7 +2,10 @@
 //!
 //! * `peers` installs the real third-party peers the tests run against
 //!   (kubectl, SeaweedFS, asciinema, the Python Kubernetes client, tailscaled,
-//!   Chromium's driver) under `target/peers`, idempotently.
+//!   Chromium's driver, and etcd and kube-apiserver built with Go) under
+//!   `target/peers`, idempotently.
+//! * `apiserver` runs a real control plane (etcd and kube-apiserver) by hand
+//!   and prints its URL, kubeconfigs and tokens until Ctrl-C.
 //! * `test` is the one command that runs every test: peers, the workspace's
 //!   unit, integration and doc tests, then the end-to-end run.
 //! * `e2e` runs the whole system against real kubectl and prints a report.
@@ -12,6 +15,7 @@
 //!   `bench-proxy` the proxy's request throughput and added latency;
 //!   `bench-ingest` the recorder's durable events per second.
 
+mod apiserver;
 mod bench;
 mod cmd;
 mod demo;
@@ -43,6 +47,8 @@ enum Task {
     E2e,
     /// Start simulator + recorder + proxy on localhost for a demo.
     Demo,
+    /// Run a real control plane (etcd + kube-apiserver) on localhost until Ctrl-C.
+    Apiserver,
     /// Run the benchmarks.
     Bench,
     /// Measure `kubectl exec` throughput through the proxy, recorded and not (release build).
@@ -60,6 +66,7 @@ fn main() {
         Task::Test { no_e2e } => test::run(!no_e2e),
         Task::E2e => e2e::run(),
         Task::Demo => demo::run(),
+        Task::Apiserver => apiserver::run(),
         Task::Bench => bench::run(),
         Task::BenchExec => bench::exec_throughput(),
         Task::BenchProxy => bench::proxy_throughput(),

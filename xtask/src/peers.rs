@@ -4,8 +4,9 @@
 //! package registries. A stamp file records what was installed; a second run
 //! with the same pins does nothing.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Instant;
 
 use crate::cmd::{exec, on_path, peers_dir, workspace_root, Result};
 
@@ -30,7 +31,18 @@ pub fn install() -> Result<PathBuf> {
     install_python(&dir)?;
     install_npm(&dir)?;
     install_tailscaled(&dir)?;
+    install_go(&dir)?;
     eprintln!("peers installed under {}", dir.display());
+    Ok(dir)
+}
+
+/// Installs what a control plane needs: the Go peers (etcd and
+/// kube-apiserver) and the Python ones (kubectl).
+pub fn install_control_plane() -> Result<PathBuf> {
+    let dir = peers_dir();
+    std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    install_python(&dir)?;
+    install_go(&dir)?;
     Ok(dir)
 }
 
@@ -67,7 +79,7 @@ fn install_system_packages() -> Result<()> {
     )
 }
 
-fn stamp_matches(stamp: &PathBuf, want: &str) -> bool {
+fn stamp_matches(stamp: &Path, want: &str) -> bool {
     std::fs::read_to_string(stamp)
         .map(|have| have == want)
         .unwrap_or(false)
@@ -132,4 +144,149 @@ fn install_tailscaled(dir: &std::path::Path) -> Result<()> {
             .arg(script)
             .env("KUBESCRIBE_PEERS", dir),
     )
+}
+
+/// A test peer built with Go from the Go module proxy, from one of our small
+/// modules under `tests/peers-go/` (a go.mod pinning the release, its go.sum,
+/// and for etcd a `main.go`). Go is for test peers only, never the product.
+struct GoPeer {
+    /// The binary written to `<peers>/go-bin/`.
+    binary: &'static str,
+    /// Our module, relative to the workspace root.
+    module: &'static str,
+    /// What `go build` builds inside it.
+    package: &'static str,
+    /// Stamp Kubernetes' version variables with the `k8s.io/kubernetes`
+    /// version our go.mod requires (what `/version` reports), as the
+    /// release build does.
+    kubernetes_version: bool,
+}
+
+/// etcd v3.7.3 (the storage) and kube-apiserver v1.37.2, with every
+/// `k8s.io` staging module at v0.37.2.
+const GO_PEERS: &[GoPeer] = &[
+    GoPeer {
+        binary: "etcd",
+        module: "tests/peers-go/etcd",
+        package: ".",
+        kubernetes_version: false,
+    },
+    GoPeer {
+        binary: "kube-apiserver",
+        module: "tests/peers-go/apiserver",
+        package: "k8s.io/kubernetes/cmd/kube-apiserver",
+        kubernetes_version: true,
+    },
+];
+
+/// Reproducible paths, no symbol table or DWARF (smaller binaries, faster links).
+const GO_BUILD_FLAGS: &[&str] = &["-trimpath"];
+const GO_LINK_FLAGS: &str = "-s -w";
+
+/// Builds each Go peer whose stamp (the Go version and our module's files)
+/// changed. Go's module and build caches live under `<peers>/go/`, so a
+/// rebuild after a pin change compiles only what changed, and CI can cache
+/// the directory.
+fn install_go(dir: &Path) -> Result<()> {
+    let go = go_binary()?;
+    let go_version = output_of(Command::new(&go).arg("version"))?;
+    let bin = dir.join("go-bin");
+    let gopath = dir.join("go");
+    std::fs::create_dir_all(&bin).map_err(|e| format!("creating {}: {e}", bin.display()))?;
+    for peer in GO_PEERS {
+        let module = workspace_root().join(peer.module);
+        let ldflags = if peer.kubernetes_version {
+            format!("{GO_LINK_FLAGS} {}", kubernetes_version_flags(&module)?)
+        } else {
+            GO_LINK_FLAGS.to_owned()
+        };
+        let mut want = format!(
+            "{go_version}\n{} -ldflags={ldflags}",
+            GO_BUILD_FLAGS.join(" ")
+        );
+        for file in ["go.mod", "go.sum", "main.go"] {
+            if let Ok(text) = std::fs::read_to_string(module.join(file)) {
+                want.push_str(&format!("\n== {file}\n{text}"));
+            }
+        }
+        let binary = bin.join(peer.binary);
+        let stamp = bin.join(format!("{}.stamp", peer.binary));
+        if stamp_matches(&stamp, &want) && binary.exists() {
+            continue;
+        }
+        let started = Instant::now();
+        exec(
+            Command::new(&go)
+                .current_dir(&module)
+                .arg("build")
+                .args(GO_BUILD_FLAGS)
+                .arg(format!("-ldflags={ldflags}"))
+                .arg("-o")
+                .arg(&binary)
+                .arg(peer.package)
+                .env("GOPATH", &gopath)
+                .env("GOMODCACHE", gopath.join("mod"))
+                .env("GOCACHE", gopath.join("cache"))
+                // A module cache that `rm -rf` can delete; never fetch a toolchain.
+                .env("GOFLAGS", "-modcacherw -mod=readonly")
+                .env("GOTOOLCHAIN", "local")
+                .env("CGO_ENABLED", "0"),
+        )?;
+        eprintln!("built {} in {:.0?}", peer.binary, started.elapsed());
+        std::fs::write(&stamp, want).map_err(|e| format!("writing {}: {e}", stamp.display()))?;
+    }
+    Ok(())
+}
+
+/// `-X` flags that set `k8s.io/component-base/version` to the
+/// `k8s.io/kubernetes` version required in `module`'s go.mod.
+fn kubernetes_version_flags(module: &Path) -> Result<String> {
+    let go_mod = module.join("go.mod");
+    let text = std::fs::read_to_string(&go_mod)
+        .map_err(|e| format!("reading {}: {e}", go_mod.display()))?;
+    let version = text
+        .lines()
+        .map(|line| line.trim().trim_start_matches("require ").trim_start())
+        .filter_map(|line| line.strip_prefix("k8s.io/kubernetes "))
+        .filter_map(|rest| rest.split_whitespace().next())
+        .find(|version| version.starts_with('v'))
+        .ok_or_else(|| format!("{} requires no k8s.io/kubernetes version", go_mod.display()))?;
+    let mut parts = version.trim_start_matches('v').split('.');
+    let (major, minor) = (parts.next().unwrap_or("0"), parts.next().unwrap_or("0"));
+    let package = "k8s.io/component-base/version";
+    Ok(format!(
+        "-X {package}.gitVersion={version} -X {package}.gitMajor={major} -X {package}.gitMinor={minor} -X {package}.gitTreeState=clean"
+    ))
+}
+
+/// `go` on PATH, else the standard install location.
+fn go_binary() -> Result<PathBuf> {
+    if on_path("go") {
+        return Ok(PathBuf::from("go"));
+    }
+    let standard = PathBuf::from("/usr/local/go/bin/go");
+    if standard.is_file() {
+        Ok(standard)
+    } else {
+        Err(
+            "Go (1.26 or newer) is needed to build the test peers etcd and kube-apiserver: \
+             install it so that `go` is on PATH or at /usr/local/go/bin/go"
+                .into(),
+        )
+    }
+}
+
+fn output_of(command: &mut Command) -> Result<String> {
+    let output = command
+        .output()
+        .map_err(|e| format!("running {:?}: {e}", command.get_program()))?;
+    if output.status.success() {
+        Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
+    } else {
+        Err(format!(
+            "{:?} failed: {}",
+            command.get_program(),
+            String::from_utf8_lossy(&output.stderr)
+        ))
+    }
 }

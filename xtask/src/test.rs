@@ -4,7 +4,8 @@ use crate::cmd::{cargo, exec, on_path, peers_dir, Result};
 use crate::{e2e, peers};
 
 /// Installs the peers, builds once, runs the workspace's tests (including
-/// the slow real-peer tests marked `#[ignore]`) and doc tests, then e2e.
+/// the slow real-peer tests, which fail rather than skip when a peer is
+/// missing) and doc tests, then e2e.
 pub fn run(with_e2e: bool) -> Result<()> {
     peers::install()?;
     let peers = peers_dir();

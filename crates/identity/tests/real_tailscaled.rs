@@ -17,12 +17,7 @@ use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
 use identity::{LocalApiConfig, LocalApiWhoIs, WhoIs, WhoIsError};
 
-fn peers_dir() -> PathBuf {
-    match std::env::var_os("KUBESCRIBE_PEERS") {
-        Some(dir) => PathBuf::from(dir),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/peers"),
-    }
-}
+use test_support::peers::dir as peers_dir;
 
 fn tailscaled_binary() -> PathBuf {
     let path = peers_dir().join("tailscale/tailscaled");

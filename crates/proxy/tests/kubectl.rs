@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Output, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,16 +21,7 @@ use tokio::process::Command;
 const PROXY_SA: &str = "system:serviceaccount:kubescribe:proxy";
 
 fn kubectl_binary() -> PathBuf {
-    let peers = std::env::var_os("KUBESCRIBE_PEERS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/peers"));
-    let p = peers.join("venv/bin/kubectl");
-    assert!(
-        p.exists(),
-        "{} is missing: run `cargo xtask peers`",
-        p.display()
-    );
-    p
+    test_support::peers::kubectl().unwrap_or_else(|e| panic!("{e}"))
 }
 
 struct Setup {

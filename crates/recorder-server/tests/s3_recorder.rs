@@ -14,7 +14,7 @@ use kubescribe_recorder::storage::Storage;
 
 #[tokio::test]
 async fn events_and_sessions_round_trip_on_s3() {
-    let weed = Seaweed::start("recordings").await;
+    let weed = Seaweed::start("recordings").unwrap_or_else(|e| panic!("{e}"));
     let dir = tempfile::tempdir().unwrap();
     let token = token_file(dir.path());
     let args = ["--upload-token-file", token.to_str().unwrap()];

@@ -190,13 +190,13 @@ async fn disk_recovery_cuts_an_unacknowledged_torn_line() {
 
 #[tokio::test]
 async fn s3_backend_passes_the_suite_against_seaweedfs() {
-    let weed = Seaweed::start("recordings").await;
+    let weed = Seaweed::start("recordings").unwrap_or_else(|e| panic!("{e}"));
     suite(Arc::new(weed.storage(S3_SECRET).unwrap())).await;
 }
 
 #[tokio::test]
 async fn s3_wrong_secret_is_a_clear_startup_error() {
-    let weed = Seaweed::start("recordings").await;
+    let weed = Seaweed::start("recordings").unwrap_or_else(|e| panic!("{e}"));
     let storage = weed.storage("not-the-secret").unwrap();
     let err = storage.check().await.unwrap_err().to_string();
     assert!(err.contains("cannot use bucket \"recordings\""), "{err}");
@@ -212,7 +212,7 @@ async fn s3_wrong_secret_is_a_clear_startup_error() {
             "recordings",
         ])
         .arg("--dst")
-        .arg(format!("s3://{}", weed.endpoint))
+        .arg(format!("s3://{}", weed.endpoint()))
         .env("AWS_ACCESS_KEY_ID", S3_KEY)
         .env("AWS_SECRET_ACCESS_KEY", "not-the-secret")
         .output()

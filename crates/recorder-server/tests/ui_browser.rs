@@ -6,23 +6,20 @@
 //! Screenshots go to `target/ui-artifacts/`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use test_support::net::free_port;
+use test_support::peers::dir as peers_dir;
 
 const UPLOAD_TOKEN: &str = "ui-test-upload-token-0123456789";
 const READ_TOKEN: &str = "ui-test-read-token-0123456789";
 
 fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn peers_dir() -> PathBuf {
-    std::env::var_os("KUBESCRIBE_PEERS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("target/peers"))
 }
 
 /// A recorder process, killed (by its own pid) on drop.
@@ -39,14 +36,6 @@ impl Drop for Recorder {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Starts `kubescribe-recorder --ui` on a fresh directory with an upload
 /// token, plus `extra` flags; waits until it answers.
 fn start_recorder(extra: &[&str]) -> Recorder {
@@ -58,7 +47,9 @@ fn start_recorder(extra: &[&str]) -> Recorder {
     let data = dir.path().join("data");
     let log = std::fs::File::create(dir.path().join("recorder.log")).unwrap();
     for _ in 0..5 {
-        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port().unwrap())
+            .parse()
+            .unwrap();
         let mut args: Vec<String> = vec![
             "--listen".into(),
             addr.to_string(),
@@ -110,39 +101,9 @@ fn http(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> (u16, Vec<(String, String)>, Vec<u8>) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    let mut req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    s.write_all(req.as_bytes()).unwrap();
-    s.write_all(body).unwrap();
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).unwrap();
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("no end of headers");
-    let head = String::from_utf8_lossy(&raw[..split]).to_string();
-    let mut lines = head.split("\r\n");
-    let status: u16 = lines
-        .next()
-        .unwrap()
-        .split(' ')
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
-        .collect();
-    (status, headers, raw[split + 4..].to_vec())
+    let reply = test_support::http::request(addr, None, method, path, headers, body)
+        .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+    (reply.status, reply.headers, reply.body)
 }
 
 fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {

@@ -33,20 +33,8 @@ use tokio::net::{TcpListener, TcpStream};
 
 const SUCCESS: &[u8] = br#"{"metadata":{},"status":"Success"}"#;
 
-fn peers_dir() -> PathBuf {
-    std::env::var_os("KUBESCRIBE_PEERS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/peers"))
-}
-
 fn pypi_kubectl() -> PathBuf {
-    let path = peers_dir().join("venv/bin/kubectl");
-    assert!(
-        path.exists(),
-        "kubectl 1.37 not found at {}: run `cargo xtask peers`",
-        path.display()
-    );
-    path
+    test_support::peers::kubectl().unwrap_or_else(|e| panic!("kubectl 1.37: {e}"))
 }
 
 /// The machine image's versioned kubectl binaries (SPDY clients) live beside
@@ -565,12 +553,7 @@ async fn check_piped(kubectl: &Path) {
 
 /// Plays a cast with `asciinema cat` (PyPI asciinema 2.4.0) and returns what it prints.
 async fn asciinema_cat(cast: &str, dir: &Path) -> String {
-    let asciinema = peers_dir().join("venv/bin/asciinema");
-    assert!(
-        asciinema.exists(),
-        "asciinema not found at {}: run `cargo xtask peers`",
-        asciinema.display()
-    );
+    let asciinema = test_support::peers::asciinema().unwrap_or_else(|e| panic!("asciinema: {e}"));
     let file = dir.join("session.cast");
     std::fs::write(&file, cast).unwrap();
     let output = tokio::process::Command::new(asciinema)

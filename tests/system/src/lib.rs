@@ -1,23 +1,26 @@
-//! The harness for kubescribe's whole-system tests: real binaries, real peers.
+//! The harness for kubescribe's whole-system tests: the project's real
+//! binaries against real peers. Finding and launching the peers (kubectl,
+//! SeaweedFS, child processes, free ports, HTTP) is the test-support crate's
+//! job (`test_support`); this crate builds the whole system from them.
 //!
-//! * [`peers`] finds the real third-party programs (`cargo xtask peers`
-//!   installs them).
-//! * [`process`] starts the project's binaries and stops them on drop.
-//! * [`fake_localapi`] serves tailscaled's LocalAPI `whois` on a unix socket
-//!   with real `WhoIsResponse` JSON, so identities need no tailnet.
-//! * [`identities`] builds that JSON for a user and a tagged node.
+//! Layers, bottom to top:
+//!
+//! * [`report`] prints the e2e run's scenarios and checks.
+//! * [`identities`] builds tailscaled's `WhoIsResponse` JSON for a user and a
+//!   tagged node.
+//! * [`fake_localapi`] serves that JSON as tailscaled's LocalAPI `whois` on a
+//!   unix socket, so identities need no tailnet.
 //! * [`proxy_protocol`] stands in for `tailscale serve`: it forwards TCP to
 //!   the proxy with a PROXY protocol v2 header naming a tailnet source
 //!   address, so each caller can have its own identity on one machine.
+//! * [`stack`] runs the simulator, the recorder and the proxy as real
+//!   processes, with four callers.
+#![warn(unreachable_pub)]
 
 pub mod fake_localapi;
-pub mod http;
 pub mod identities;
-pub mod peers;
-pub mod process;
 pub mod proxy_protocol;
 pub mod report;
-pub mod seaweed;
 pub mod stack;
 
 /// Every harness error: a message for the person reading the test output.

@@ -22,9 +22,11 @@ use tempfile::TempDir;
 
 use crate::fake_localapi::FakeLocalApi;
 use crate::identities::TestIdentity;
-use crate::process::{free_port, workspace_bin, Spawned};
 use crate::proxy_protocol::ProxyProtocolForwarder;
-use crate::{http, peers, Error};
+use crate::Error;
+use test_support::net::free_port;
+use test_support::process::{workspace_bin, Spawned};
+use test_support::{http, peers};
 
 /// The token the proxy uses upstream (the simulator lets it impersonate).
 pub const PROXY_TOKEN: &str = "proxy-token-e2e";
@@ -376,7 +378,7 @@ impl Stack {
 
     /// kubectl 1.37 from the peers.
     pub fn kubectl_path() -> Result<PathBuf, Error> {
-        peers::kubectl()
+        Ok(peers::kubectl()?)
     }
 
     /// Events from the recorder's query API (`query` like `verb=list&resource=pods`).

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Command;
 
-use kubescribe_system_tests::process::workspace_bin;
+use test_support::process::workspace_bin;
 
 fn help(binary: &str, args: &[&str]) -> String {
     let path = workspace_bin(binary).unwrap_or_else(|e| panic!("{e}"));

@@ -1,12 +1,11 @@
 //! Shared test helpers: an in-process recorder, HTTP/1.1 and h2c clients,
-//! a SeaweedFS S3 server.
-#![allow(dead_code, clippy::unwrap_used)]
+//! and the recorder's S3 storage on a SeaweedFS server (launched by the
+//! test-support crate, like every real peer).
+#![allow(dead_code, unused_imports, clippy::unwrap_used)]
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use clap::Parser;
@@ -192,139 +191,33 @@ pub async fn h2c(
     send
 }
 
-/// Where peers are installed.
-pub fn peers_dir() -> PathBuf {
-    std::env::var_os("KUBESCRIBE_PEERS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/peers"))
-}
+pub use test_support::peers::dir as peers_dir;
+pub use test_support::seaweed::{Seaweed, ACCESS_KEY as S3_KEY, SECRET_KEY as S3_SECRET};
 
+/// A free port on 127.0.0.1.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    test_support::net::free_port().unwrap()
 }
 
-/// A SeaweedFS server (`weed mini`) with SigV4 identities, killed on drop.
-pub struct Seaweed {
-    child: Child,
-    pub endpoint: String,
-    pub s3_port: u16,
-    _dir: tempfile::TempDir,
+type S3Result =
+    Result<kubescribe_recorder::storage::s3::S3Storage, kubescribe_recorder::storage::StorageError>;
+
+/// The recorder's S3 storage on a running SeaweedFS, signing with `secret`.
+pub trait SeaweedStorage {
+    /// The recorder's S3 back end on this server's bucket.
+    fn storage(&self, secret: &str) -> S3Result;
 }
 
-pub const S3_KEY: &str = "RECORDERKEY";
-pub const S3_SECRET: &str = "recordersecret";
-
-impl Seaweed {
-    pub async fn start(bucket: &str) -> Seaweed {
-        let weed = peers_dir().join("venv/bin/weed");
-        assert!(
-            weed.exists(),
-            "SeaweedFS not found at {}: run `cargo xtask peers` (or set KUBESCRIBE_PEERS)",
-            weed.display()
-        );
-        let dir = tempfile::tempdir().unwrap();
-        let ids = dir.path().join("ids.json");
-        std::fs::write(
-            &ids,
-            format!(r#"{{"identities":[{{"name":"recorder","credentials":[{{"accessKey":"{S3_KEY}","secretKey":"{S3_SECRET}"}}],"actions":["Admin","Read","Write","List","Tagging"]}}]}}"#),
-        )
-        .unwrap();
-        // Ports below 50000 so that SeaweedFS's default gRPC offset (+10000) stays valid.
-        let mut ports = Vec::new();
-        while ports.len() < 16 {
-            let p = free_port();
-            if p < 50000 && !ports.contains(&p) {
-                ports.push(p);
-            }
-        }
-        let s3_port = ports[0];
-        let args = vec![
-            "mini".to_string(),
-            format!("-dir={}", dir.path().join("data").display()),
-            "-ip=127.0.0.1".into(),
-            "-ip.bind=127.0.0.1".into(),
-            format!("-s3.port={s3_port}"),
-            format!("-s3.port.grpc={}", ports[1]),
-            format!("-s3.config={}", ids.display()),
-            format!("-master.port={}", ports[2]),
-            format!("-master.port.grpc={}", ports[3]),
-            format!("-volume.port={}", ports[4]),
-            format!("-volume.port.grpc={}", ports[5]),
-            format!("-filer.port={}", ports[6]),
-            format!("-filer.port.grpc={}", ports[7]),
-            format!("-webdav.port={}", ports[8]),
-            format!("-admin.port={}", ports[9]),
-            format!("-admin.port.grpc={}", ports[10]),
-            format!("-s3.port.iceberg=0"),
-            format!("-s3.port.lance=0"),
-            format!("-debug.port={}", ports[11]),
-            format!("-metricsPort={}", ports[12]),
-            format!("-volume.port.public={}", ports[13]),
-            format!("-filer.port.public={}", ports[14]),
-            "-admin.ui=false".into(),
-            "-master.telemetry=false".into(),
-            format!("-bucket={bucket}"),
-        ];
-        std::fs::create_dir_all(dir.path().join("data")).unwrap();
-        let log = std::fs::File::create(dir.path().join("weed.log")).unwrap();
-        let child = Command::new(&weed)
-            .args(&args)
-            .current_dir(dir.path())
-            .stdout(Stdio::from(log.try_clone().unwrap()))
-            .stderr(Stdio::from(log))
-            .spawn()
-            .unwrap();
-        let endpoint = format!("127.0.0.1:{s3_port}");
-        let mut sw = Seaweed {
-            child,
-            endpoint,
-            s3_port,
-            _dir: dir,
-        };
-        // Wait until the S3 API answers and the bucket accepts writes.
-        let store = sw.storage(S3_SECRET);
-        for attempt in 0.. {
-            if let Some(status) = sw.child.try_wait().unwrap() {
-                let log =
-                    std::fs::read_to_string(sw._dir.path().join("weed.log")).unwrap_or_default();
-                panic!("weed mini exited with {status}:\n{log}");
-            }
-            match &store {
-                Ok(s) if s.check().await.is_ok() => break,
-                _ => {}
-            }
-            assert!(attempt < 120, "SeaweedFS did not become ready in 60 s");
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
-        sw
-    }
-
-    pub fn storage(
-        &self,
-        secret: &str,
-    ) -> Result<
-        kubescribe_recorder::storage::s3::S3Storage,
-        kubescribe_recorder::storage::StorageError,
-    > {
+impl SeaweedStorage for Seaweed {
+    fn storage(&self, secret: &str) -> S3Result {
         kubescribe_recorder::storage::s3::S3Storage::new(
             kubescribe_recorder::storage::s3::S3Config {
-                endpoint: format!("http://{}", self.endpoint),
-                bucket: "recordings".into(),
-                region: "us-east-1".into(),
+                endpoint: self.url(),
+                bucket: self.bucket().into(),
+                region: test_support::seaweed::REGION.into(),
                 allow_http: true,
                 credentials: Some((S3_KEY.into(), secret.into())),
             },
         )
-    }
-}
-
-impl Drop for Seaweed {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }

@@ -9,31 +9,14 @@ use kube_sim::{Credentials, KubeSim, RunningSim, SimConfig};
 use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 
-/// Where the real peers live (`KUBESCRIBE_PEERS`, default `<workspace>/target/peers`).
-pub fn peers() -> PathBuf {
-    std::env::var_os("KUBESCRIBE_PEERS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/peers"))
-}
-
-fn peer(name: &str) -> PathBuf {
-    let path = peers().join("venv/bin").join(name);
-    assert!(
-        path.exists(),
-        "{} is missing: run `cargo xtask peers`",
-        path.display()
-    );
-    path
-}
-
 /// kubectl 1.37 from PyPI.
 pub fn kubectl() -> PathBuf {
-    peer("kubectl")
+    test_support::peers::kubectl().unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// The venv's python (with the `kubernetes` client).
 pub fn python() -> PathBuf {
-    peer("python")
+    test_support::peers::python().unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// An older, SPDY-only kubectl from the machine image, if present.

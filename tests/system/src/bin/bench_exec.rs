@@ -11,7 +11,8 @@ use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use kubescribe_system_tests::stack::{Caller, Stack, Storage};
-use kubescribe_system_tests::{peers, Error};
+use kubescribe_system_tests::Error;
+use test_support::peers;
 
 fn main() {
     if let Err(err) = run() {

@@ -15,8 +15,10 @@ mod sessions;
 use base64::Engine as _;
 use kubescribe_system_tests::report::Report;
 use kubescribe_system_tests::stack::{Caller, Stack, Storage, CALLER_TOKEN, PROXY_TOKEN};
-use kubescribe_system_tests::{peers, Error};
+use kubescribe_system_tests::Error;
 use serde_json::Value;
+use test_support::peers;
+use test_support::seaweed::{self, Seaweed};
 
 pub(crate) const WAIT: Duration = Duration::from_secs(15);
 
@@ -399,12 +401,12 @@ fn scenarios(report: &mut Report, stack: &mut Stack, kubectl: &Path) -> Result<(
 }
 
 fn s3_scenario(report: &mut Report, kubectl: &Path) -> Result<(), Error> {
-    let weed = kubescribe_system_tests::seaweed::Seaweed::start("kubescribe-e2e")?;
+    let weed = Seaweed::start("kubescribe-e2e")?;
     let mut stack = Stack::start(Storage::S3 {
         endpoint: weed.endpoint(),
         bucket: "kubescribe-e2e".into(),
-        access_key: kubescribe_system_tests::seaweed::ACCESS_KEY.into(),
-        secret_key: kubescribe_system_tests::seaweed::SECRET_KEY.into(),
+        access_key: seaweed::ACCESS_KEY.into(),
+        secret_key: seaweed::SECRET_KEY.into(),
     })?;
     report.scenario(
         "S3 storage (SeaweedFS): events and sessions round-trip",

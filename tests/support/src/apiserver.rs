@@ -1,0 +1,409 @@
+//! A real Kubernetes control plane for tests: etcd and the real
+//! kube-apiserver (both built by `cargo xtask peers` from the Go module
+//! proxy), on loopback ports of their own, with static-token users, RBAC and
+//! an audit log of every request.
+//!
+//! There is no scheduler, controller-manager or kubelet: objects are stored
+//! and served, pods are never run (exec, attach, logs and port-forward need
+//! the simulator, `tests/kube-sim`).
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use serde_json::{json, Value};
+use tempfile::TempDir;
+
+use crate::http::{self, Reply, Tls};
+use crate::net::free_port;
+use crate::pki::{ServingPki, SigningKey};
+use crate::process::Spawned;
+use crate::{peers, Error};
+
+/// A user of the static token file (`--token-auth-file`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TestUser {
+    /// The user name kube-apiserver authenticates the token as.
+    pub name: &'static str,
+    /// The bearer token.
+    pub token: &'static str,
+    /// The groups the user is in (besides `system:authenticated`).
+    pub groups: &'static [&'static str],
+}
+
+impl TestUser {
+    const fn new(name: &'static str, token: &'static str, groups: &'static [&'static str]) -> Self {
+        Self {
+            name,
+            token,
+            groups,
+        }
+    }
+}
+
+/// The cluster administrator: group `system:masters`, allowed everything.
+pub const ADMIN: TestUser =
+    TestUser::new("admin", "kubescribe-test-admin-token", &["system:masters"]);
+/// A developer (group `developers`); no rights until a test binds some.
+pub const ALICE: TestUser = TestUser::new("alice", "kubescribe-test-alice-token", &["developers"]);
+/// A viewer (group `viewers`); no rights until a test binds some.
+pub const BOB: TestUser = TestUser::new("bob", "kubescribe-test-bob-token", &["viewers"]);
+/// On call (groups `developers` and `on-call`); no rights until a test binds some.
+pub const CAROL: TestUser = TestUser::new(
+    "carol",
+    "kubescribe-test-carol-token",
+    &["developers", "on-call"],
+);
+/// Every user in the token file.
+pub const USERS: &[TestUser] = &[ADMIN, ALICE, BOB, CAROL];
+
+/// The service-account token issuer (`--service-account-issuer`).
+pub const SERVICE_ACCOUNT_ISSUER: &str = "https://kubernetes.default.svc.cluster.local";
+
+/// The audit policy: every request at `RequestResponse`, one event per
+/// request (the `RequestReceived` stage is left out; the event written when
+/// the response completes carries everything it had).
+const AUDIT_POLICY: &str = "\
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [\"RequestReceived\"]
+rules:
+  - level: RequestResponse
+";
+
+/// How long etcd and kube-apiserver may take to become ready.
+const START_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// A running etcd and kube-apiserver; both are killed and their scratch
+/// directory removed when this is dropped.
+pub struct ControlPlane {
+    // Dropped in this order: the API server, then its storage, then the files.
+    apiserver: Spawned,
+    etcd: Spawned,
+    addr: SocketAddr,
+    etcd_url: String,
+    ca_pem: String,
+    tls: Tls,
+    started_in: Duration,
+    dir: TempDir,
+}
+
+impl ControlPlane {
+    /// Starts etcd and kube-apiserver on free 127.0.0.1 ports and waits until
+    /// `/readyz` answers 200 (up to two minutes); writes a kubeconfig per
+    /// user. Fails with a message naming `cargo xtask peers` when the
+    /// binaries are not installed.
+    pub fn start() -> Result<Self, Error> {
+        let etcd_bin = peers::etcd()?;
+        let apiserver_bin = peers::kube_apiserver()?;
+        let dir = tempfile::Builder::new()
+            .prefix("control-plane-")
+            .tempdir()
+            .map_err(Error::io(
+                "creating a temporary directory for the control plane",
+            ))?;
+        let files = Files::write(dir.path())?;
+
+        let started = Instant::now();
+        let etcd_client = free_port()?;
+        let etcd_peer = free_port()?;
+        let etcd_url = format!("http://127.0.0.1:{etcd_client}");
+        let mut etcd = Spawned::start(
+            "etcd",
+            &etcd_bin,
+            &etcd_args(&dir.path().join("etcd"), &etcd_url, etcd_peer),
+            &[],
+            &files.logs,
+        )?;
+        etcd.wait_for_tcp(
+            SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), etcd_client),
+            START_TIMEOUT,
+        )?;
+
+        let addr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), free_port()?);
+        let mut apiserver = Spawned::start(
+            "kube-apiserver",
+            &apiserver_bin,
+            &apiserver_args(&files, &etcd_url, addr.port()),
+            &[],
+            &files.logs,
+        )?;
+        let tls = Tls::trusting(&files.pki.ca.cert_pem)?;
+        let probe_tls = tls.clone();
+        apiserver.wait_until(
+            &format!("answering 200 on https://{addr}/readyz"),
+            START_TIMEOUT,
+            Duration::from_millis(100),
+            move || {
+                http::request(addr, Some(&probe_tls), "GET", "/readyz", &[], b"")
+                    .is_ok_and(|reply| reply.status == 200)
+            },
+        )?;
+        let started_in = started.elapsed();
+
+        let plane = Self {
+            apiserver,
+            etcd,
+            addr,
+            etcd_url,
+            ca_pem: files.pki.ca.cert_pem.clone(),
+            tls,
+            started_in,
+            dir,
+        };
+        for user in USERS {
+            plane.write_kubeconfig(user)?;
+        }
+        eprintln!(
+            "control plane ready in {started_in:.1?}: kube-apiserver {} (etcd {}), admin kubeconfig {}, audit log {}",
+            plane.url(),
+            plane.etcd_url,
+            plane.kubeconfig(&ADMIN).display(),
+            plane.audit_log_path().display(),
+        );
+        Ok(plane)
+    }
+
+    /// `https://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("https://{}", self.addr)
+    }
+
+    /// The API server's address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// etcd's client URL, `http://127.0.0.1:PORT`.
+    pub fn etcd_url(&self) -> &str {
+        &self.etcd_url
+    }
+
+    /// The CA that signed the serving certificate (PEM).
+    pub fn ca_pem(&self) -> &str {
+        &self.ca_pem
+    }
+
+    /// The CA certificate's file.
+    pub fn ca_path(&self) -> PathBuf {
+        self.dir.path().join(Files::CA)
+    }
+
+    /// A kubeconfig that reaches the API server as `user` (with its token),
+    /// written at start for every user in [`USERS`].
+    pub fn kubeconfig(&self, user: &TestUser) -> PathBuf {
+        self.dir.path().join(format!("{}.kubeconfig", user.name))
+    }
+
+    /// The audit log (JSON, one event per line).
+    pub fn audit_log_path(&self) -> PathBuf {
+        self.dir.path().join(Files::AUDIT_LOG)
+    }
+
+    /// Every audit event written so far, parsed (a last line still being
+    /// written is left out).
+    pub fn audit_events(&self) -> Result<Vec<Value>, Error> {
+        let path = self.audit_log_path();
+        let text = std::fs::read_to_string(&path)
+            .map_err(Error::io(format!("reading {}", path.display())))?;
+        text.split_inclusive('\n')
+            .filter(|line| line.ends_with('\n') && !line.trim().is_empty())
+            .map(|line| {
+                serde_json::from_str(line).map_err(|source| Error::Json {
+                    what: format!("a line of {}", path.display()),
+                    text: line.chars().take(400).collect(),
+                    source,
+                })
+            })
+            .collect()
+    }
+
+    /// Waits (up to `timeout`) for an audit event that `matches`, and returns it.
+    pub fn wait_for_audit_event(
+        &self,
+        timeout: Duration,
+        mut matches: impl FnMut(&Value) -> bool,
+    ) -> Result<Value, Error> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(event) = self.audit_events()?.into_iter().find(|e| matches(e)) {
+                return Ok(event);
+            }
+            if Instant::now() > deadline {
+                return Err(Error::Timeout {
+                    name: "kube-apiserver".into(),
+                    waiting_for: format!(
+                        "a matching event in the audit log {}",
+                        self.audit_log_path().display()
+                    ),
+                    timeout,
+                    log_tail: String::new(),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Sends one request to the API server as `user` (bearer token, TLS
+    /// verified against the test CA).
+    pub fn request(
+        &self,
+        user: &TestUser,
+        method: &str,
+        path: &str,
+        body: &[u8],
+    ) -> Result<Reply, Error> {
+        let bearer = format!("Bearer {}", user.token);
+        let mut headers = vec![("authorization", bearer.as_str())];
+        if !body.is_empty() {
+            headers.push(("content-type", "application/json"));
+        }
+        http::request(self.addr, Some(&self.tls), method, path, &headers, body)
+    }
+
+    /// From spawning etcd to kube-apiserver's first `/readyz` 200.
+    pub fn started_in(&self) -> Duration {
+        self.started_in
+    }
+
+    /// The kube-apiserver process (its log, PID, memory).
+    pub fn apiserver(&self) -> &Spawned {
+        &self.apiserver
+    }
+
+    /// The etcd process (its log, PID, memory).
+    pub fn etcd(&self) -> &Spawned {
+        &self.etcd
+    }
+
+    /// The scratch directory: certificates, token file, audit policy and
+    /// log, kubeconfigs, etcd's data, process logs.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn write_kubeconfig(&self, user: &TestUser) -> Result<(), Error> {
+        let ca = base64::engine::general_purpose::STANDARD.encode(&self.ca_pem);
+        let config = json!({
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": "test", "cluster": {"server": self.url(), "certificate-authority-data": ca}}],
+            "users": [{"name": user.name, "user": {"token": user.token}}],
+            "contexts": [{"name": "test", "context": {"cluster": "test", "user": user.name, "namespace": "default"}}],
+            "current-context": "test",
+        });
+        let path = self.kubeconfig(user);
+        std::fs::write(&path, format!("{config:#}\n"))
+            .map_err(Error::io(format!("writing {}", path.display())))
+    }
+}
+
+/// The files kube-apiserver reads, written into the scratch directory.
+struct Files {
+    dir: PathBuf,
+    logs: PathBuf,
+    pki: ServingPki,
+}
+
+impl Files {
+    const CA: &'static str = "ca.crt";
+    const SERVING_CERT: &'static str = "apiserver.crt";
+    const SERVING_KEY: &'static str = "apiserver.key";
+    const SA_PRIVATE: &'static str = "service-account.key";
+    const SA_PUBLIC: &'static str = "service-account.pub";
+    const TOKENS: &'static str = "tokens.csv";
+    const AUDIT_POLICY: &'static str = "audit-policy.yaml";
+    const AUDIT_LOG: &'static str = "audit.log";
+
+    fn write(dir: &Path) -> Result<Self, Error> {
+        let pki = ServingPki::generate("kubescribe test control plane CA")?;
+        let service_accounts = SigningKey::generate()?;
+        let tokens: String = USERS
+            .iter()
+            .map(|user| {
+                format!(
+                    "{},{},{},\"{}\"\n",
+                    user.token,
+                    user.name,
+                    user.name,
+                    user.groups.join(",")
+                )
+            })
+            .collect();
+        let logs = dir.join("logs");
+        for (name, text) in [
+            (Self::CA, pki.ca.cert_pem.as_str()),
+            (Self::SERVING_CERT, pki.serving.cert_pem.as_str()),
+            (Self::SERVING_KEY, pki.serving.key_pem.as_str()),
+            (Self::SA_PRIVATE, service_accounts.private_pem.as_str()),
+            (Self::SA_PUBLIC, service_accounts.public_pem.as_str()),
+            (Self::TOKENS, tokens.as_str()),
+            (Self::AUDIT_POLICY, AUDIT_POLICY),
+        ] {
+            let path = dir.join(name);
+            std::fs::write(&path, text)
+                .map_err(Error::io(format!("writing {}", path.display())))?;
+        }
+        std::fs::create_dir_all(&logs)
+            .map_err(Error::io(format!("creating {}", logs.display())))?;
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            logs,
+            pki,
+        })
+    }
+
+    fn arg(&self, flag: &str, name: &str) -> String {
+        format!("{flag}={}", self.dir.join(name).display())
+    }
+}
+
+/// A single-member etcd on loopback, with fsync off (test data is thrown away).
+fn etcd_args(data_dir: &Path, client_url: &str, peer_port: u16) -> Vec<String> {
+    let peer_url = format!("http://127.0.0.1:{peer_port}");
+    vec![
+        "--name=test".into(),
+        format!("--data-dir={}", data_dir.display()),
+        format!("--listen-client-urls={client_url}"),
+        format!("--advertise-client-urls={client_url}"),
+        format!("--listen-peer-urls={peer_url}"),
+        format!("--initial-advertise-peer-urls={peer_url}"),
+        format!("--initial-cluster=test={peer_url}"),
+        "--unsafe-no-fsync".into(),
+        "--log-level=warn".into(),
+    ]
+}
+
+/// Everything a standalone kube-apiserver needs, and no more.
+fn apiserver_args(files: &Files, etcd_url: &str, port: u16) -> Vec<String> {
+    vec![
+        format!("--etcd-servers={etcd_url}"),
+        "--bind-address=127.0.0.1".into(),
+        "--advertise-address=127.0.0.1".into(),
+        format!("--secure-port={port}"),
+        files.arg("--cert-dir", "apiserver-certs"),
+        files.arg("--tls-cert-file", Files::SERVING_CERT),
+        files.arg("--tls-private-key-file", Files::SERVING_KEY),
+        files.arg("--client-ca-file", Files::CA),
+        files.arg("--token-auth-file", Files::TOKENS),
+        "--authorization-mode=Node,RBAC".into(),
+        // Addresses for Services are only allocated: nothing routes to them.
+        "--service-cluster-ip-range=10.0.0.0/24".into(),
+        format!("--service-account-issuer={SERVICE_ACCOUNT_ISSUER}"),
+        files.arg("--service-account-key-file", Files::SA_PUBLIC),
+        files.arg("--service-account-signing-key-file", Files::SA_PRIVATE),
+        files.arg("--audit-policy-file", Files::AUDIT_POLICY),
+        files.arg("--audit-log-path", Files::AUDIT_LOG),
+        "--audit-log-format=json".into(),
+        "--audit-log-mode=blocking".into(),
+        // No controller-manager creates the `default` ServiceAccount: without
+        // this, every pod would be refused at admission.
+        "--disable-admission-plugins=ServiceAccount".into(),
+        // The built-in `kubernetes` Service's endpoints would name 127.0.0.1,
+        // which endpoint validation refuses; nothing here needs them.
+        "--endpoint-reconciler-type=none".into(),
+        "--enable-priority-and-fairness=false".into(),
+        "--profiling=false".into(),
+    ]
+}

@@ -1,0 +1,58 @@
+//! `cargo xtask apiserver`: one real control plane (etcd and kube-apiserver)
+//! started by hand; prints where it listens, the kubeconfigs and the users'
+//! tokens, and stops everything on Ctrl-C.
+
+use std::process::ExitCode;
+
+use test_support::apiserver::{ControlPlane, ADMIN, USERS};
+use test_support::{peers, Error};
+
+fn main() -> ExitCode {
+    let plane = match ControlPlane::start() {
+        Ok(plane) => plane,
+        Err(err) => {
+            eprintln!("control-plane: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    println!("kube-apiserver  {}", plane.url());
+    println!("etcd            {}", plane.etcd_url());
+    println!("CA              {}", plane.ca_path().display());
+    println!("audit log       {}", plane.audit_log_path().display());
+    println!(
+        "started in      {:.1?} (etcd {} KiB, kube-apiserver {} KiB resident)",
+        plane.started_in(),
+        plane.etcd().rss_kib().unwrap_or(0),
+        plane.apiserver().rss_kib().unwrap_or(0),
+    );
+    println!();
+    println!("user    groups                    token                          kubeconfig");
+    for user in USERS {
+        println!(
+            "{:<7} {:<25} {:<30} {}",
+            user.name,
+            user.groups.join(","),
+            user.token,
+            plane.kubeconfig(user).display()
+        );
+    }
+    println!();
+    let kubectl = peers::kubectl()
+        .and_then(|path| std::fs::canonicalize(&path).map_err(|_| Error::PeerMissing { path }))
+        .unwrap_or_else(|_| "kubectl".into());
+    println!(
+        "try: {} --kubeconfig {} get namespaces",
+        kubectl.display(),
+        plane.kubeconfig(&ADMIN).display()
+    );
+    println!("Ctrl-C stops etcd and kube-apiserver and removes their files.");
+    let waited = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .and_then(|runtime| runtime.block_on(tokio::signal::ctrl_c()));
+    if let Err(err) = waited {
+        eprintln!("control-plane: cannot wait for Ctrl-C: {err}");
+    }
+    drop(plane);
+    ExitCode::SUCCESS
+}

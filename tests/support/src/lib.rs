@@ -1,0 +1,39 @@
+//! The one place that launches real peers for kubescribe's tests: it finds
+//! what `cargo xtask peers` installed (kubectl, SeaweedFS, asciinema, the
+//! Python virtualenv, etcd and kube-apiserver), starts them on loopback
+//! ports of their own, waits until they answer, and stops them on drop.
+//!
+//! Layers, bottom to top (each imports only from those above it in this list):
+//!
+//! * [`error`]: the one [`Error`] type; every wait names what it waited for
+//!   and ends with the tail of the process's log.
+//! * [`peers`]: where the installed programs are (`KUBESCRIBE_PEERS`, else
+//!   `<workspace>/target/peers`).
+//! * [`net`]: free loopback ports; waiting for a TCP listener.
+//! * [`http`]: a blocking HTTP/1.1 client, plain or over TLS trusting one CA.
+//! * [`pki`]: a fresh CA, serving certificate and signing key per test.
+//! * [`process`]: a child-process guard ([`Spawned`]) that logs to a file
+//!   and kills and reaps on drop; the workspace's own binaries.
+//! * [`seaweed`]: a real SeaweedFS S3 server ([`Seaweed`]).
+//! * [`apiserver`]: a real control plane, etcd and kube-apiserver
+//!   ([`ControlPlane`]), with token users, RBAC and an audit log.
+#![warn(unreachable_pub)]
+
+pub mod apiserver;
+pub mod error;
+pub mod http;
+pub mod net;
+pub mod peers;
+pub mod pki;
+pub mod process;
+pub mod seaweed;
+
+pub use apiserver::ControlPlane;
+pub use error::Error;
+pub use process::Spawned;
+pub use seaweed::Seaweed;
+
+/// The README's examples compile (and the first one runs) as doc-tests.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

