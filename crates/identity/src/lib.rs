@@ -80,8 +80,8 @@ pub use identity_file::{
 };
 pub use impersonation::{impersonation_headers, strip_client_credentials, Impersonation};
 pub use localapi::{LocalApiConfig, LocalApiWhoIs, DEFAULT_TAILSCALED_SOCKET};
-pub use source::IdentitySource;
 pub use policy::RecorderPolicy;
+pub use source::IdentitySource;
 pub use whois::{peer_from_forwarded_for, WhoIs, WhoIsError};
 pub use whois_response::{CapMap, Node, UserProfile, WhoIsResponse};
 

@@ -20,7 +20,10 @@ pub enum IdentitySource {
 impl IdentitySource {
     /// The source the `--localapi-socket` and `--identity-file` flags name; `None` unless exactly one
     /// of them is given (the binaries' flag parsers refuse both together).
-    pub fn from_flags(localapi_socket: Option<PathBuf>, identity_file: Option<PathBuf>) -> Option<Self> {
+    pub fn from_flags(
+        localapi_socket: Option<PathBuf>,
+        identity_file: Option<PathBuf>,
+    ) -> Option<Self> {
         match (localapi_socket, identity_file) {
             (Some(socket), None) => Some(IdentitySource::LocalApi(socket)),
             (None, Some(file)) => Some(IdentitySource::File(file)),
@@ -31,7 +34,9 @@ impl IdentitySource {
     /// A [`WhoIs`] over this source for a one-off lookup: an identity file is read once, now.
     pub fn open(&self) -> Result<Arc<dyn WhoIs>, IdentityFileError> {
         Ok(match self {
-            IdentitySource::LocalApi(socket) => Arc::new(LocalApiWhoIs::with_socket(socket.clone())),
+            IdentitySource::LocalApi(socket) => {
+                Arc::new(LocalApiWhoIs::with_socket(socket.clone()))
+            }
             IdentitySource::File(file) => Arc::new(IdentityFileWhoIs::load(file.clone())?),
         })
     }
@@ -73,7 +78,10 @@ mod tests {
             IdentitySource::from_flags(None, Some("/f".into())),
             Some(IdentitySource::File("/f".into()))
         );
-        assert_eq!(IdentitySource::from_flags(Some("/s".into()), Some("/f".into())), None);
+        assert_eq!(
+            IdentitySource::from_flags(Some("/s".into()), Some("/f".into())),
+            None
+        );
     }
 
     #[test]
@@ -81,6 +89,9 @@ mod tests {
         let source = IdentitySource::File("/nonexistent/identities.yaml".into());
         assert!(source.open().is_err());
         assert!(source.open_watched().is_err());
-        assert_eq!(source.to_string(), "identity file /nonexistent/identities.yaml");
+        assert_eq!(
+            source.to_string(),
+            "identity file /nonexistent/identities.yaml"
+        );
     }
 }

@@ -185,7 +185,7 @@ async fn start_proxy(
     )
     .unwrap_or_else(|e| panic!("recorder client: {e}"));
     let components = Components {
-        whois: config.identity.whois().unwrap_or_else(|e| panic!("{e}")),
+        whois: config.identity.open().unwrap_or_else(|e| panic!("{e}")),
         sink: Arc::new(client),
         hook: Arc::new(PassThrough),
         upstream: UpstreamSpec::new(

@@ -17,7 +17,6 @@ use crate::caller::CallerResolver;
 use crate::config::{Config, ServeArgs};
 use crate::event_sink::EventSink;
 use crate::forward::Forwarder;
-use crate::identity_source::IdentitySourceError;
 use crate::listener::{self, ListenerOptions};
 use crate::metrics::Metrics;
 use crate::mode::Mode;
@@ -25,9 +24,7 @@ use crate::pipeline::{Proxy, ProxyOptions};
 use crate::session_hook::SessionHook;
 use crate::session_recorder::RecordingHook;
 use crate::session_tracker::SessionTracker;
-use crate::tls::TlsConfigError;
 use crate::upstream::{self, Upstream, UpstreamError, UpstreamSpec};
-use crate::{logging, shutdown};
 
 /// Start-up failed.
 #[derive(Debug, thiserror::Error)]
@@ -37,10 +34,10 @@ pub enum StartError {
     Upstream(#[from] UpstreamError),
     /// TLS files of the API listener.
     #[error(transparent)]
-    Tls(#[from] TlsConfigError),
+    Tls(#[from] service::TlsError),
     /// Identity source.
     #[error(transparent)]
-    Identity(#[from] IdentitySourceError),
+    Identity(#[from] identity::IdentityFileError),
     /// Recorder client.
     #[error("recorder client: {0}")]
     Recorder(#[from] recorder_client::StartError),
@@ -75,7 +72,7 @@ fn components_from_config(
     config: &Config,
     registry: &mut Registry,
 ) -> Result<Components, StartError> {
-    let whois = config.identity.watched_whois()?;
+    let whois = config.identity.open_watched()?;
     let mut client_config = recorder_client::ClientConfig::default();
     if let Some(dir) = &config.spool_dir {
         client_config.spool = Some(recorder_client::SpoolConfig::new(dir.clone()));
@@ -146,7 +143,10 @@ pub async fn start(
     let registry = Arc::new(registry);
     let upstream = Arc::new(Upstream::build(components.upstream, config.mode)?);
     let tls = match &config.tls {
-        Some(files) => Some(crate::tls::server_config(&files.cert, &files.key)?),
+        Some(files) => Some(service::tls::server_config(
+            files,
+            service::tls::Alpn::Http1,
+        )?),
         None => None,
     };
     let sessions = SessionTracker::new();
@@ -266,7 +266,7 @@ fn log_start_up(config: &Config, addr: SocketAddr, admin_addr: SocketAddr, upstr
 /// invalid), components, listeners; runs until SIGTERM or ctrl-c, then shuts
 /// down gracefully. Exit code 1 when the proxy cannot start.
 pub async fn serve(args: ServeArgs) -> ExitCode {
-    logging::init(args.log_format);
+    service::logging::init(args.log_format);
     let config = match args.validate(upstream::in_cluster_available()) {
         Ok(config) => config,
         Err(e) => {
@@ -274,7 +274,7 @@ pub async fn serve(args: ServeArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let signal = shutdown::signal();
+    let signal = service::shutdown::signal();
     let mut registry = Registry::default();
     let started = match components_from_config(&config, &mut registry) {
         Ok(components) => start(&config, components, registry).await,

@@ -11,10 +11,10 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::identity_source::IdentitySource;
-use crate::logging::LogFormat;
 use crate::mode::Mode;
 use crate::upstream::UpstreamSource;
+use identity::IdentitySource;
+use service::{LogFormat, TlsFiles};
 
 /// Default cap on the request body bytes copied into an event (1 MiB).
 const DEFAULT_MAX_BODY_CAPTURE: usize = 1024 * 1024;
@@ -189,15 +189,6 @@ pub struct ServeArgs {
         default_value = "text"
     )]
     pub log_format: LogFormat,
-}
-
-/// TLS files of the API listener.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TlsFiles {
-    /// PEM certificate chain.
-    pub cert: PathBuf,
-    /// PEM private key.
-    pub key: PathBuf,
 }
 
 /// The validated configuration of a serving proxy.

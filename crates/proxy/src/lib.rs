@@ -9,18 +9,16 @@
 //! Bottom to top, as the `mod` lines at the end are grouped; a module
 //! imports only modules listed above it, never one below.
 //!
-//! Facts and plumbing (nothing from this crate):
+//! Facts and plumbing (nothing from this crate; TLS files, logging, the
+//! shutdown signal and the identity source come from the `service` and
+//! `identity` crates, shared with the recorder):
 //! - `body`: the body type on both sides (`ProxyBody`, [`BoxError`]), the
 //!   proxy's own plain-text answers, a body observer (byte counts, digests).
 //! - `conn`: [`ConnInfo`] (caller address, TLS, PROXY-protocol source),
 //!   accepting connections, the plain-or-TLS byte stream.
-//! - `identity_source`: [`IdentitySource`] (LocalAPI or identity file) and its WhoIs.
-//! - `logging`: `tracing` set-up, text or JSON ([`LogFormat`]).
 //! - `metrics`: the proxy's Prometheus metrics, Tailscale's counter names included.
 //! - `mode`: [`Mode`], auth or noauth, the one switch several layers read.
 //! - `session_tracker`: upgraded sessions still relaying, for graceful shutdown.
-//! - `shutdown`: SIGTERM / ctrl-c.
-//! - `tls`: the API listener's rustls configuration from PEM files.
 //!
 //! The request as received:
 //! - `headers`: hop-by-hop and forwarding-header hygiene, upgrade detection.
@@ -70,11 +68,10 @@
 // Running a proxy.
 pub use admin::Readiness;
 pub use app::{serve, start, Components, RunningProxy, StartError};
-pub use config::{Cli, Command, Config, ConfigError, ServeArgs, TlsFiles, WhoisArgs};
-pub use identity_source::{IdentitySource, IdentitySourceError};
-pub use logging::LogFormat;
+pub use config::{Cli, Command, Config, ConfigError, ServeArgs, WhoisArgs};
+pub use identity::IdentitySource;
 pub use mode::Mode;
-pub use tls::TlsConfigError;
+pub use service::{LogFormat, TlsError, TlsFiles};
 pub use upstream::{
     Credential, KubeconfigError, TokenError, UpstreamError, UpstreamSource, UpstreamSpec,
     UpstreamTlsError,
@@ -102,13 +99,9 @@ pub use listener::proxy_protocol::{parse_header, read_header, ProxiedPeer, Proxy
 // Facts and plumbing.
 mod body;
 mod conn;
-mod identity_source;
-mod logging;
 mod metrics;
 mod mode;
 mod session_tracker;
-mod shutdown;
-mod tls;
 
 // The request as received.
 mod headers;

@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use crate::config::WhoisArgs;
-use crate::identity_source::IdentitySource;
+use identity::IdentitySource;
 
 /// Runs the `whois` subcommand: JSON on stdout, errors on stderr; exit code
 /// 0, 1 (the caller or the source cannot be looked up) or 2 (bad flags).
@@ -19,7 +19,7 @@ pub async fn whois(args: WhoisArgs) -> ExitCode {
             }
         },
     };
-    let whois = match source.whois() {
+    let whois = match source.open() {
         Ok(w) => w,
         Err(e) => {
             eprintln!("kubescribe-proxy whois: {e}");

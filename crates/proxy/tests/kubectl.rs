@@ -58,7 +58,7 @@ async fn setup() -> Setup {
     let cfg = config(identity_file(dir.path(), grant), Mode::Auth);
     let sink = MemorySink::new(Outcome::Forward);
     let components = kubescribe_proxy::Components {
-        whois: cfg.identity.whois().unwrap(),
+        whois: cfg.identity.open().unwrap(),
         sink: Arc::new(sink.clone()),
         hook: Arc::new(kubescribe_proxy::PassThrough),
         upstream: spec,

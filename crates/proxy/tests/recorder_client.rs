@@ -115,7 +115,7 @@ async fn proxy_with_client(
     cc.down_backoff = Duration::from_millis(50);
     let client = recorder_client::RecorderClient::start(cc, &mut registry).unwrap();
     let components = kubescribe_proxy::Components {
-        whois: cfg.identity.whois().unwrap(),
+        whois: cfg.identity.open().unwrap(),
         sink: Arc::new(client),
         hook: Arc::new(kubescribe_proxy::PassThrough),
         upstream: upstream_spec(upstream),

@@ -115,7 +115,7 @@ fn kubeconfig_yaml(
 async fn proxy_to(spec: UpstreamSpec, dir: &std::path::Path) -> kubescribe_proxy::RunningProxy {
     let cfg = config(identity_file(dir, "{}"), Mode::Auth);
     let components = kubescribe_proxy::Components {
-        whois: cfg.identity.whois().unwrap(),
+        whois: cfg.identity.open().unwrap(),
         sink: Arc::new(MemorySink::new(Outcome::Forward)),
         hook: Arc::new(kubescribe_proxy::PassThrough),
         upstream: spec,
@@ -213,7 +213,7 @@ async fn client_certificates_from_the_kubeconfig_are_presented_upstream() {
     let mut cfg = config(identity_file(dir.path(), "{}"), Mode::Noauth);
     cfg.mode = Mode::Noauth;
     let components = kubescribe_proxy::Components {
-        whois: cfg.identity.whois().unwrap(),
+        whois: cfg.identity.open().unwrap(),
         sink: Arc::new(MemorySink::new(Outcome::Forward)),
         hook: Arc::new(kubescribe_proxy::PassThrough),
         upstream: spec,

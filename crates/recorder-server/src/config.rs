@@ -7,7 +7,8 @@ use std::time::Duration;
 use clap::Parser;
 use identity::{AllowList, AllowListError};
 
-use crate::logging::LogFormat;
+use identity::IdentitySource;
+use service::{LogFormat, TlsFiles};
 
 /// kubescribe-recorder: stores Kubernetes API request events and kubectl
 /// exec/attach session recordings sent by kubescribe's or Tailscale's
@@ -221,8 +222,8 @@ pub struct Config {
     pub destination: Destination,
     /// Serve the UI.
     pub ui: bool,
-    /// Identity source.
-    pub identity: IdentitySource,
+    /// Where uploader and reader identities come from (`None`: no WhoIs; tokens only).
+    pub identity: Option<IdentitySource>,
     /// Uploader allow-list.
     pub allow_uploaders: AllowList,
     /// Reader allow-list.
@@ -244,7 +245,7 @@ pub struct Config {
     /// Query index memory budget.
     pub index_max_bytes: usize,
     /// TLS files.
-    pub tls: Option<(PathBuf, PathBuf)>,
+    pub tls: Option<TlsFiles>,
     /// Log format.
     pub log_format: LogFormat,
 }
@@ -280,17 +281,6 @@ impl Default for Limits {
             ack_interval: Duration::from_secs(1),
         }
     }
-}
-
-/// How peers are identified.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum IdentitySource {
-    /// No WhoIs.
-    None,
-    /// tailscaled LocalAPI.
-    LocalApi(PathBuf),
-    /// Static identity file.
-    File(PathBuf),
 }
 
 /// A configuration error naming the flag at fault.
@@ -437,17 +427,11 @@ impl Cli {
             }
             Destination::Disk(PathBuf::from(&self.dst))
         };
-        let identity = match (&self.localapi_socket, &self.identity_file) {
-            (Some(s), _) => IdentitySource::LocalApi(s.clone()),
-            (None, Some(f)) => IdentitySource::File(f.clone()),
-            (None, None) => IdentitySource::None,
-        };
+        let identity =
+            IdentitySource::from_flags(self.localapi_socket.clone(), self.identity_file.clone());
         let upload_token = read_token("--upload-token-file", &self.upload_token_file)?;
         let read_token = read_token("--read-token-file", &self.read_token_file)?;
-        if identity == IdentitySource::None
-            && upload_token.is_none()
-            && !self.insecure_allow_any_uploader
-        {
+        if identity.is_none() && upload_token.is_none() && !self.insecure_allow_any_uploader {
             return Err(invalid(
                 "--localapi-socket",
                 "no way to authenticate uploaders: give --localapi-socket, --identity-file or --upload-token-file \
@@ -460,7 +444,7 @@ impl Cli {
                 source,
             })?;
         let allow_readers = parse_readers(&self.allow_readers)?;
-        if allow_readers.identities.is_some() && identity == IdentitySource::None {
+        if allow_readers.identities.is_some() && identity.is_none() {
             return Err(invalid(
                 "--allow-readers",
                 "tag:/user: entries need an identity source (--localapi-socket or --identity-file)",
@@ -517,7 +501,10 @@ impl Cli {
             dedup_window: self.dedup_window,
             dedup_max_keys: self.dedup_max_keys,
             index_max_bytes: self.index_max_bytes,
-            tls: self.tls_cert.zip(self.tls_key),
+            tls: self
+                .tls_cert
+                .zip(self.tls_key)
+                .map(|(cert, key)| TlsFiles { cert, key }),
             log_format: self.log_format,
         })
     }

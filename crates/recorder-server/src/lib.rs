@@ -11,13 +11,10 @@
 //!
 //! Bottom to top; a module imports only from the layers below it.
 //!
-//! 1. Vocabulary and plumbing, imported by every layer:
-//!    * [`logging`]: `tracing` set-up (`--log-format`).
-//!    * [`shutdown`]: the SIGTERM/Ctrl-C future.
-//!    * [`tls`]: the rustls server configuration from PEM files.
+//! 1. Vocabulary and plumbing, imported by every layer (TLS files, logging,
+//!    the shutdown signal and the identity source come from the `service`
+//!    and `identity` crates, shared with the proxy):
 //!    * [`config`]: the command line, validated into one [`Config`].
-//!    * `identity_source`: the WhoIs source (tailscaled's LocalAPI or an
-//!      identity file).
 //!    * `metrics`: the Prometheus counters every layer counts in.
 //!    * [`record`]: record kinds, record/batch/session ids, and the summary
 //!      of a record that the index keeps.
@@ -44,12 +41,8 @@ pub use config::{Cli, Config};
 // 1. Vocabulary and plumbing.
 pub mod body;
 pub mod config;
-mod identity_source;
-pub mod logging;
 mod metrics;
 pub mod record;
-pub mod shutdown;
-pub mod tls;
 
 // 2. State below both sides.
 pub mod access;

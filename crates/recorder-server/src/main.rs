@@ -2,7 +2,8 @@
 //! SIGTERM or Ctrl-C. No logic lives here.
 
 use clap::Parser;
-use kubescribe_recorder::{logging, shutdown, Cli};
+use kubescribe_recorder::Cli;
+use service::{logging, shutdown};
 
 /// mimalloc: request handling makes many small, short-lived allocations
 /// across threads, which it serves faster than the system allocator.

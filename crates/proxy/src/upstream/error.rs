@@ -1,7 +1,7 @@
 //! Why the upstream API server could not be configured.
 
 use super::token::TokenError;
-use crate::tls::TlsConfigError;
+use service::TlsError;
 
 /// The upstream could not be configured.
 #[derive(Debug, thiserror::Error)]
@@ -112,7 +112,7 @@ pub enum KubeconfigError {
 pub enum UpstreamTlsError {
     /// A PEM certificate or key did not parse.
     #[error(transparent)]
-    Pem(#[from] TlsConfigError),
+    Pem(#[from] TlsError),
     /// rustls refused the configuration.
     #[error(transparent)]
     Rustls(#[from] rustls::Error),

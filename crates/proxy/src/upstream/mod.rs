@@ -26,9 +26,9 @@ use rustls_pki_types::ServerName;
 
 use crate::body::ProxyBody;
 use crate::mode::Mode;
-use crate::tls::{crypto_provider, parse_certs, parse_key};
 pub use error::{KubeconfigError, UpstreamError, UpstreamTlsError};
 pub(crate) use in_cluster::available as in_cluster_available;
+use service::tls::{crypto_provider, parse_certs, parse_key};
 pub use spec::{Credential, UpstreamSpec};
 pub use token::TokenError;
 use token::TokenFile;
@@ -246,7 +246,7 @@ fn tls_config(
         let mut roots = rustls::RootCertStore::empty();
         match &spec.ca_pem {
             Some(pem) => {
-                for cert in parse_certs(pem, "certificate-authority", Path::new("(CA)"))? {
+                for cert in parse_certs("certificate-authority", Path::new("(CA)"), pem)? {
                     roots.add(cert).map_err(UpstreamTlsError::CaCertificate)?;
                 }
             }
@@ -256,8 +256,12 @@ fn tls_config(
     };
     let mut cfg = match client_identity {
         Some((cert, key)) => {
-            let certs = parse_certs(cert, "client certificate", Path::new("(client cert)"))?;
-            let key = parse_key(key, "client key", Path::new("(client key)"))?;
+            let certs = parse_certs(
+                "client-certificate",
+                Path::new("(client certificate)"),
+                cert,
+            )?;
+            let key = parse_key("client-key", Path::new("(client key)"), key)?;
             builder
                 .with_client_auth_cert(certs, key)
                 .map_err(UpstreamTlsError::ClientCertificate)?

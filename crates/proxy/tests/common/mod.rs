@@ -345,7 +345,7 @@ pub async fn start_proxy(
     sink: Arc<dyn EventSink>,
     upstream: SocketAddr,
 ) -> RunningProxy {
-    let whois = config.identity.whois().unwrap();
+    let whois = config.identity.open().unwrap();
     let components = Components {
         whois,
         sink,

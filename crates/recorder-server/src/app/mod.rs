@@ -24,8 +24,9 @@ use crate::pipeline::keys::KeyIndex;
 use crate::storage::disk::DiskStorage;
 use crate::storage::s3::{S3Config, S3Storage};
 use crate::storage::{Storage, StorageError};
-use crate::tls::{self, TlsError};
 use rebuild::{rebuild, RebuildReport};
+use service::tls::{server_config, Alpn};
+use service::TlsError;
 
 /// Why the recorder could not start.
 #[derive(Debug, thiserror::Error)]
@@ -114,7 +115,12 @@ async fn assemble(config: &Config, storage: Arc<dyn Storage>) -> Result<Assemble
         metrics.clone(),
         config.commit_max_records,
     );
-    let whois = crate::identity_source::open(&config.identity).map_err(StartError::Identity)?;
+    let whois = config
+        .identity
+        .as_ref()
+        .map(|source| source.open_watched())
+        .transpose()
+        .map_err(StartError::Identity)?;
     let uploads = UploadAccess {
         whois: whois.clone(),
         uploaders: config.allow_uploaders.clone(),
@@ -188,7 +194,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     let storage = open_storage(&config.destination).await?;
     tracing::info!(storage = %storage.describe(), "storage checked (write, read, delete)");
     let tls = match &config.tls {
-        Some((cert, key)) => Some(tls::server_config(cert, key, &[b"h2", b"http/1.1"])?),
+        Some(files) => Some(server_config(files, Alpn::H2AndHttp1)?),
         None => None,
     };
     let recorder = assemble(&config, storage).await?;
