@@ -12,7 +12,7 @@ use http_body_util::Full;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use identity::{
-    impersonation_headers, Caller, IdentityFile, LocalApiConfig, LocalApiWhoIs, RecorderPolicy,
+    impersonation_headers, Caller, IdentityFile, LocalApiConfig, LocalApiWhoIs, RecordingRules,
     WhoIs, WhoIsResponse,
 };
 
@@ -23,8 +23,8 @@ fn grants(c: &mut Criterion) {
     c.bench_function("whois_response_parse", |b| {
         b.iter(|| WhoIsResponse::from_json(USER_JSON.as_bytes()).unwrap())
     });
-    c.bench_function("recorder_policy_from_caps", |b| {
-        b.iter(|| RecorderPolicy::from_caps(&caller.caps).unwrap())
+    c.bench_function("recording_rules_from_caps", |b| {
+        b.iter(|| RecordingRules::from_caps(&caller.caps).unwrap())
     });
     c.bench_function("impersonation_headers", |b| {
         b.iter(|| impersonation_headers(&caller).unwrap())

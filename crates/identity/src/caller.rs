@@ -89,7 +89,7 @@ impl Identity {
 }
 
 /// The answer of a [`crate::WhoIs`] lookup: who the caller is and the raw grants it holds towards
-/// this node. Interpret the grants with [`crate::RecorderPolicy::from_caps`] and
+/// this node. Interpret the grants with [`crate::RecordingRules::from_caps`] and
 /// [`crate::impersonation_headers`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Caller {

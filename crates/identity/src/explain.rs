@@ -8,7 +8,7 @@ use serde::Serialize;
 use crate::caller::{Caller, Identity};
 use crate::grants::GrantError;
 use crate::impersonation::{impersonation_headers, Impersonation};
-use crate::policy::RecorderPolicy;
+use crate::recording_rules::RecordingRules;
 use crate::whois::{WhoIs, WhoIsError};
 use crate::whois_response::CapMap;
 
@@ -42,8 +42,8 @@ pub struct Explanation {
     pub tagged: bool,
     /// Its raw grants.
     pub caps: CapMap,
-    /// The merged recorder policy (or why the grants are refused).
-    pub recorder_policy: Outcome<RecorderPolicy>,
+    /// The merged recording rules (or why the grants are refused).
+    pub recording_rules: Outcome<RecordingRules>,
     /// The impersonation headers auth mode would send (or why it would refuse).
     pub impersonation: Outcome<Impersonation>,
     /// The resulting decisions in words, one line each.
@@ -53,15 +53,15 @@ pub struct Explanation {
 impl Explanation {
     /// Explains an already resolved caller.
     pub fn of(peer: SocketAddr, caller: Caller) -> Self {
-        let policy = RecorderPolicy::from_caps(&caller.caps);
+        let rules = RecordingRules::from_caps(&caller.caps);
         let impersonation = impersonation_headers(&caller);
-        let verdict = verdict(&policy, &impersonation);
+        let verdict = verdict(&rules, &impersonation);
         Explanation {
             peer,
             tagged: caller.identity.is_tagged(),
             identity: caller.identity,
             caps: caller.caps,
-            recorder_policy: policy.into(),
+            recording_rules: rules.into(),
             impersonation: impersonation.into(),
             verdict,
         }
@@ -82,11 +82,11 @@ pub async fn explain(whois: &dyn WhoIs, peer: SocketAddr) -> Result<Explanation,
 }
 
 fn verdict(
-    policy: &Result<RecorderPolicy, GrantError>,
+    rules: &Result<RecordingRules, GrantError>,
     impersonation: &Result<Impersonation, GrantError>,
 ) -> Vec<String> {
     let mut lines = Vec::new();
-    match policy {
+    match rules {
         Err(_) => lines.push(
             "every request is refused (403): the caller's Kubernetes grant does not parse"
                 .to_owned(),

@@ -31,7 +31,7 @@ use serde::{Deserialize, Serialize};
 use crate::caller::Caller;
 use crate::grants::GrantError;
 use crate::impersonation::impersonation_headers;
-use crate::policy::RecorderPolicy;
+use crate::recording_rules::RecordingRules;
 use crate::whois::{WhoIs, WhoIsError};
 use crate::whois_response::{cap_map, null_default, CapMap, Node, UserProfile, WhoIsResponse};
 
@@ -254,7 +254,7 @@ impl IdentityFile {
                 entry: entry.label(index),
                 source,
             };
-            RecorderPolicy::from_caps(&entry.cap_map).map_err(grant)?;
+            RecordingRules::from_caps(&entry.cap_map).map_err(grant)?;
             impersonation_headers(&Caller::from(entry.to_response())).map_err(grant)?;
         }
         Ok(())

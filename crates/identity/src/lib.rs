@@ -1,5 +1,5 @@
 //! Tailnet caller identity for kubescribe: who is calling (WhoIs over tailscaled's LocalAPI or a
-//! static identity file), what their `tailscale.com/cap/kubernetes` grants say (recorder policy,
+//! static identity file), what their `tailscale.com/cap/kubernetes` grants say (recording rules,
 //! impersonation groups), and which identities may upload to or read from a recorder.
 //!
 //! The data path, in the order the proxy uses it:
@@ -7,7 +7,7 @@
 //! 1. [`WhoIs::whois`] turns a peer address into a [`Caller`] (an [`Identity`] plus its [`CapMap`]).
 //!    Sources: [`LocalApiWhoIs`] (tailscaled) and [`IdentityFileWhoIs`] (a static file in the
 //!    same JSON shape as tailscaled's [`WhoIsResponse`]).
-//! 2. [`RecorderPolicy::from_caps`] merges the grant rules into one recorder policy
+//! 2. [`RecordingRules::from_caps`] merges the grant rules into one recording rules
 //!    (addresses, fail open/closed, events on/off).
 //! 3. In auth mode, [`strip_client_credentials`] and [`impersonation_headers`] +
 //!    [`Impersonation::apply`] rewrite the upstream request's headers.
@@ -22,8 +22,8 @@
 //! 1. `whois_response`: [`WhoIsResponse`], tailscaled's WhoIs JSON, and [`CapMap`].
 //! 2. `caller`: [`Identity`] and [`Caller`], what kubescribe records and authorises on.
 //! 3. `grants`: the `tailscale.com/cap/kubernetes` rules, parsed strictly ([`GrantError`]).
-//! 4. `policy`, `impersonation`, `allow_list`: what the grants and identity mean
-//!    ([`RecorderPolicy`], [`Impersonation`], [`AllowList`]).
+//! 4. `recording_rules`, `impersonation`, `allow_list`: what the grants and identity mean
+//!    ([`RecordingRules`], [`Impersonation`], [`AllowList`]).
 //! 5. `whois`: the [`WhoIs`] seam and [`WhoIsError`].
 //! 6. `cache`: the short-lived cache of WhoIs answers.
 //! 7. `localapi`, `identity_file`: the two WhoIs sources ([`LocalApiWhoIs`],
@@ -32,7 +32,7 @@
 //! 9. `explain`: everything the proxy would decide about one peer ([`explain`]).
 //!
 //! ```
-//! use identity::{impersonation_headers, Caller, RecorderPolicy, WhoIsResponse};
+//! use identity::{impersonation_headers, Caller, RecordingRules, WhoIsResponse};
 //!
 //! let json = r#"{
 //!   "Node": {"ID": 7, "StableID": "nKf3tZ7CNTRL", "Name": "alice-laptop.tail1234.ts.net.",
@@ -45,9 +45,9 @@
 //! let caller = Caller::from(WhoIsResponse::from_json(json.as_bytes())?);
 //! assert_eq!(caller.identity.node_name, "alice-laptop.tail1234.ts.net");
 //!
-//! let policy = RecorderPolicy::from_caps(&caller.caps)?;
-//! assert!(!policy.fail_open);
-//! assert_eq!(policy.recorder_addrs, vec!["100.64.0.5:80".parse()?]);
+//! let rules = RecordingRules::from_caps(&caller.caps)?;
+//! assert!(!rules.fail_open);
+//! assert_eq!(rules.recorder_addrs, vec!["100.64.0.5:80".parse()?]);
 //!
 //! let imp = impersonation_headers(&caller)?;
 //! assert_eq!(imp.user(), "alice@example.com");
@@ -65,7 +65,7 @@ mod grants;
 mod identity_file;
 mod impersonation;
 mod localapi;
-mod policy;
+mod recording_rules;
 mod source;
 mod whois;
 mod whois_response;
@@ -80,7 +80,7 @@ pub use identity_file::{
 };
 pub use impersonation::{impersonation_headers, strip_client_credentials, Impersonation};
 pub use localapi::{LocalApiConfig, LocalApiWhoIs, DEFAULT_TAILSCALED_SOCKET};
-pub use policy::RecorderPolicy;
+pub use recording_rules::RecordingRules;
 pub use source::IdentitySource;
 pub use whois::{peer_from_forwarded_for, WhoIs, WhoIsError};
 pub use whois_response::{CapMap, Node, UserProfile, WhoIsResponse};

@@ -10,7 +10,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 /// Peer capabilities granted to the caller: capability name → one raw JSON value per matching
 /// grant rule, in the order control delivered them (Go's `tailcfg.PeerCapMap`).
 ///
-/// Values stay raw here; [`crate::RecorderPolicy::from_caps`] and [`crate::impersonation_headers`]
+/// Values stay raw here; [`crate::RecordingRules::from_caps`] and [`crate::impersonation_headers`]
 /// interpret the `tailscale.com/cap/kubernetes` entries.
 pub type CapMap = BTreeMap<String, Vec<serde_json::Value>>;
 

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use identity::{
     explain, impersonation_headers, IdentityFile, IdentityFileError, IdentityFileWhoIs, Outcome,
-    RecorderPolicy, ReloadOptions, WhoIs, WhoIsError,
+    RecordingRules, ReloadOptions, WhoIs, WhoIsError,
 };
 
 const EXAMPLE: &str = include_str!("../examples/identities.yaml");
@@ -33,8 +33,8 @@ async fn example_file_resolves_users_and_tagged_nodes() {
     assert_eq!(alice.identity.login_name, "alice@example.com");
     assert_eq!(alice.identity.user_id, 3459871234567890);
     assert_eq!(
-        RecorderPolicy::from_caps(&alice.caps).unwrap(),
-        RecorderPolicy {
+        RecordingRules::from_caps(&alice.caps).unwrap(),
+        RecordingRules {
             recorder_addrs: vec![peer("127.0.0.1:8080"), peer("[::1]:8080")],
             fail_open: false,
             enable_events: true
@@ -56,8 +56,8 @@ async fn example_file_resolves_users_and_tagged_nodes() {
     assert!(local.identity.is_tagged());
     assert_eq!(local.identity.node_name, "localhost.example.internal");
     assert_eq!(
-        RecorderPolicy::from_caps(&local.caps).unwrap(),
-        RecorderPolicy::default()
+        RecordingRules::from_caps(&local.caps).unwrap(),
+        RecordingRules::default()
     );
     let local6 = whois.whois(peer("[::1]:5555")).await.unwrap();
     assert_eq!(local6.identity, local.identity);
@@ -213,9 +213,9 @@ async fn explain_reports_policy_impersonation_and_grant_errors_as_values() {
     let e = explain(&whois, peer("100.101.102.103:1")).await.unwrap();
     let json: serde_json::Value = serde_json::from_str(&e.to_json_pretty()).unwrap();
     assert_eq!(json["identity"]["login_name"], "alice@example.com");
-    assert_eq!(json["recorder_policy"]["ok"]["fail_open"], false);
+    assert_eq!(json["recording_rules"]["ok"]["fail_open"], false);
     assert_eq!(
-        json["recorder_policy"]["ok"]["recorder_addrs"],
+        json["recording_rules"]["ok"]["recorder_addrs"],
         serde_json::json!(["127.0.0.1:8080", "[::1]:8080"])
     );
     assert_eq!(json["impersonation"]["ok"]["user"], "alice@example.com");
@@ -246,7 +246,7 @@ async fn explain_reports_policy_impersonation_and_grant_errors_as_values() {
         vec![serde_json::json!({"enforceRecorder": "yes"})],
     );
     let e = identity::Explanation::of(peer("127.0.0.1:1"), caller);
-    assert!(matches!(e.recorder_policy, Outcome::Error(_)));
+    assert!(matches!(e.recording_rules, Outcome::Error(_)));
     assert!(matches!(e.impersonation, Outcome::Error(_)));
     assert!(e.verdict[0].contains("refused"), "{:?}", e.verdict);
 }

@@ -16,7 +16,7 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use identity::{
-    impersonation_headers, LocalApiConfig, LocalApiWhoIs, RecorderPolicy, WhoIs, WhoIsError,
+    impersonation_headers, LocalApiConfig, LocalApiWhoIs, RecordingRules, WhoIs, WhoIsError,
 };
 use tokio::net::UnixListener;
 
@@ -171,10 +171,10 @@ async fn resolves_a_user_from_real_whois_json_and_sends_the_localapi_request_sha
     // The node's own CapMap (node capabilities) must not leak into the peer capabilities.
     assert!(!caller.caps.contains_key("https://tailscale.com/cap/ssh"));
 
-    let policy = RecorderPolicy::from_caps(&caller.caps).unwrap();
+    let policy = RecordingRules::from_caps(&caller.caps).unwrap();
     assert_eq!(
         policy,
-        RecorderPolicy {
+        RecordingRules {
             recorder_addrs: vec![peer("100.64.0.5:80"), peer("[fd7a:115c:a1e0::5]:80")],
             fail_open: false,
             enable_events: true,

@@ -111,10 +111,10 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]
 
     #[test]
-    fn recorder_policy_is_never_looser_than_the_rules(rules in rules()) {
+    fn recording_rules_are_never_looser_than_the_rules(rules in rules()) {
         let mut caps = CapMap::new();
         caps.insert(KUBERNETES_CAP.to_owned(), rules);
-        invariants::check_recorder_policy(&caps);
+        invariants::check_recording_rules(&caps);
     }
 
     #[test]
@@ -125,7 +125,7 @@ proptest! {
     ) {
         let c = caller(tags, new, legacy);
         invariants::check_impersonation(&c);
-        invariants::check_recorder_policy(&c.caps);
+        invariants::check_recording_rules(&c.caps);
     }
 
     #[test]
@@ -133,7 +133,7 @@ proptest! {
         let bytes = serde_json::to_vec(&value).unwrap();
         if let Ok(response) = WhoIsResponse::from_json(&bytes) {
             let c = Caller::from(response);
-            invariants::check_recorder_policy(&c.caps);
+            invariants::check_recording_rules(&c.caps);
             invariants::check_impersonation(&c);
         }
     }

@@ -10,7 +10,7 @@
 //! (docs/tailscale-protocol.md#event-transport), decided by the recorder
 //! client's [`FailurePolicy`].
 
-use identity::RecorderPolicy;
+use identity::RecordingRules;
 use recorder_client::{FailurePolicy, Outcome, Refusal, UnrecordedReason};
 
 /// What to do with a request before any event is sent.
@@ -26,7 +26,7 @@ pub(crate) enum Admission {
 
 /// Decide before forwarding. `events_for_all_callers` is
 /// `TS_EXPERIMENTAL_KUBE_API_EVENTS` (events for every caller that has recorders).
-pub(crate) fn admit(policy: &RecorderPolicy, events_for_all_callers: bool, url: &str) -> Admission {
+pub(crate) fn admit(policy: &RecordingRules, events_for_all_callers: bool, url: &str) -> Admission {
     let failure = FailurePolicy::from_fail_open(policy.fail_open);
     if policy.recorder_addrs.is_empty() {
         return match failure.no_recorders_for_request(url) {
@@ -43,7 +43,7 @@ pub(crate) fn admit(policy: &RecorderPolicy, events_for_all_callers: bool, url: 
 
 /// Whether Tailscale would count `k8s_auth_proxy_api_request_event_recording_attempted`
 /// for this policy (everything except "fail open and no recorders").
-pub(crate) fn counts_as_recording_attempt(policy: &RecorderPolicy) -> bool {
+pub(crate) fn counts_as_recording_attempt(policy: &RecordingRules) -> bool {
     !(policy.fail_open && policy.recorder_addrs.is_empty())
 }
 
@@ -70,8 +70,8 @@ mod tests {
     use super::*;
     use http::StatusCode;
 
-    fn policy(addrs: &[&str], fail_open: bool, enable_events: bool) -> RecorderPolicy {
-        RecorderPolicy {
+    fn policy(addrs: &[&str], fail_open: bool, enable_events: bool) -> RecordingRules {
+        RecordingRules {
             recorder_addrs: addrs.iter().filter_map(|a| a.parse().ok()).collect(),
             fail_open,
             enable_events,

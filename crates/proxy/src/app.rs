@@ -21,8 +21,8 @@ use crate::listener::{self, ListenerOptions};
 use crate::metrics::Metrics;
 use crate::mode::Mode;
 use crate::pipeline::{Proxy, ProxyOptions};
+use crate::recording_hook::RecordingHook;
 use crate::session_hook::SessionHook;
-use crate::session_recorder::RecordingHook;
 use crate::session_tracker::SessionTracker;
 use crate::upstream::{self, Upstream, UpstreamError, UpstreamSpec};
 

@@ -32,7 +32,7 @@
 //! - `event`: the request event and the response record.
 //! - `event_sink`: [`EventSink`], the recorder transport as the pipeline sees it.
 //! - `session_hook`: the [`SessionHook`] seam for upgrades; [`PassThrough`].
-//! - `session_recorder`: [`RecordingHook`], exec/attach recording.
+//! - `recording_hook`: [`RecordingHook`], exec/attach recording.
 //! - `upstream`: the API server: kubeconfig, in-cluster, token, client.
 //!
 //! Serving, and its configuration:
@@ -83,11 +83,11 @@ pub use caller::CallerInfo;
 pub use conn::ConnInfo;
 pub use event_sink::EventSink;
 pub use recorder_client::{Outcome, Refusal};
+pub use recording_hook::RecordingHook;
 pub use request::context::RequestContext;
 pub use session_hook::{
     PassThrough, SessionContext, SessionHook, SessionMetrics, SessionRelay, UpgradedStream,
 };
-pub use session_recorder::RecordingHook;
 
 // The error type of bodies (the integration tests' fake upstream uses it).
 pub use body::BoxError;
@@ -112,8 +112,8 @@ mod admission;
 mod caller;
 mod event;
 mod event_sink;
+mod recording_hook;
 mod session_hook;
-mod session_recorder;
 mod upstream;
 
 // Serving, and its configuration.

@@ -32,7 +32,7 @@ pub type UpgradedStream = TokioIo<Upgraded>;
 pub struct SessionContext {
     /// The request (id, caller address, method, target, user agent, timing).
     pub request: RequestContext,
-    /// The caller: identity, event source and merged recorder policy.
+    /// The caller: identity, event source and merged recording rules.
     pub caller: Arc<CallerInfo>,
     /// kube-apiserver's view of the request (verb, namespace, resource `pods`, subresource `exec`/`attach`/`portforward`, name).
     pub request_info: k8s_request_parse::RequestInfo,

@@ -36,7 +36,7 @@ pub enum FailurePolicy {
 
 impl FailurePolicy {
     /// The policy for a grant's `enforceRecorder` flag negated (`fail_open`
-    /// as in `identity::RecorderPolicy`).
+    /// as in `identity::RecordingRules`).
     pub fn from_fail_open(fail_open: bool) -> Self {
         if fail_open {
             FailurePolicy::FailOpen

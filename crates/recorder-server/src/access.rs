@@ -18,7 +18,7 @@ use std::sync::Arc;
 use http::{HeaderMap, StatusCode};
 use identity::{AllowList, WhoIs, WhoIsError};
 
-use crate::config::ReaderPolicy;
+use crate::config::Readers;
 
 /// The authenticated uploading peer, as written into `destination`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -228,7 +228,7 @@ pub(crate) struct ReadAccess {
     /// The identity source, if any.
     pub(crate) whois: Option<Arc<dyn WhoIs>>,
     /// `--allow-readers`.
-    pub(crate) readers: ReaderPolicy,
+    pub(crate) readers: Readers,
     /// `--read-token-file`'s token.
     pub(crate) token: Option<String>,
 }
@@ -295,7 +295,7 @@ mod tests {
     fn reads() -> ReadAccess {
         ReadAccess {
             whois: None,
-            readers: ReaderPolicy {
+            readers: Readers {
                 loopback: true,
                 identities: None,
             },

@@ -206,7 +206,7 @@ pub enum Destination {
 
 /// Who may read.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ReaderPolicy {
+pub struct Readers {
     /// Loopback connections may read.
     pub loopback: bool,
     /// Identities (by WhoIs) that may read.
@@ -227,7 +227,7 @@ pub struct Config {
     /// Uploader allow-list.
     pub allow_uploaders: AllowList,
     /// Reader allow-list.
-    pub allow_readers: ReaderPolicy,
+    pub allow_readers: Readers,
     /// Bearer token for uploads.
     pub upload_token: Option<String>,
     /// Bearer token for reads.
@@ -346,7 +346,7 @@ fn parse_listen(text: &str) -> Result<SocketAddr, ConfigError> {
     ))
 }
 
-fn parse_readers(spec: &str) -> Result<ReaderPolicy, ConfigError> {
+fn parse_readers(spec: &str) -> Result<Readers, ConfigError> {
     let mut loopback = false;
     let mut rest = Vec::new();
     for entry in spec.split(',').map(str::trim).filter(|e| !e.is_empty()) {
@@ -366,7 +366,7 @@ fn parse_readers(spec: &str) -> Result<ReaderPolicy, ConfigError> {
             })?,
         )
     };
-    Ok(ReaderPolicy {
+    Ok(Readers {
         loopback,
         identities,
     })
@@ -564,7 +564,7 @@ mod tests {
         assert_eq!(cfg.allow_uploaders, AllowList::tagged_nodes());
         assert_eq!(
             cfg.allow_readers,
-            ReaderPolicy {
+            Readers {
                 loopback: true,
                 identities: None
             }

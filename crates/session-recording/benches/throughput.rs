@@ -10,7 +10,7 @@ use session_recording::spdy::frame::encode_data_frame;
 use session_recording::spdy::frame::{encode_control_frame, kind};
 use session_recording::spdy::headers::{encode_header_block, HeaderCompressor};
 use session_recording::ws::frame::{encode_frame, Opcode};
-use session_recording::{CastSink, Protocol, RecorderOptions, SessionRecorder, SinkError};
+use session_recording::{CastSink, Protocol, SessionTap, SinkError, TapOptions};
 
 const TOTAL: usize = 16 << 20;
 const FRAME: usize = 32 * 1024;
@@ -80,7 +80,7 @@ fn passthrough(stream: &[u8], out: &mut [u8]) {
     }
 }
 
-fn recorded(recorder: &SessionRecorder, stream: &[u8], out: &mut [u8]) {
+fn recorded(recorder: &SessionTap, stream: &[u8], out: &mut [u8]) {
     for chunk in stream.chunks(READ) {
         recorder.observe_server_to_client(chunk);
         out[..chunk.len()].copy_from_slice(chunk);
@@ -104,8 +104,8 @@ fn bench(c: &mut Criterion) {
     });
     group.bench_function("websocket_recorded", |b| {
         b.iter(|| {
-            let recorder = SessionRecorder::new(
-                RecorderOptions::new(Protocol::WebSocket, false),
+            let recorder = SessionTap::new(
+                TapOptions::new(Protocol::WebSocket, false),
                 header(),
                 DiscardSink,
             );
@@ -116,8 +116,8 @@ fn bench(c: &mut Criterion) {
     group.throughput(Throughput::Bytes(spdy.len() as u64));
     group.bench_function("spdy_recorded", |b| {
         b.iter(|| {
-            let recorder = SessionRecorder::new(
-                RecorderOptions::new(Protocol::Spdy, false),
+            let recorder = SessionTap::new(
+                TapOptions::new(Protocol::Spdy, false),
                 header(),
                 DiscardSink,
             );

@@ -9,8 +9,7 @@
 use event_model::{CastHeader, CastKubernetes};
 use session_recording::ws::frame::{encode_frame, Opcode};
 use session_recording::{
-    channel_sink, copy_bidirectional_recorded, CopyOptions, Protocol, RecorderOptions,
-    SessionRecorder,
+    channel_sink, copy_bidirectional_recorded, CopyOptions, Protocol, SessionTap, TapOptions,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -32,7 +31,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let (sink, mut cast_lines) = channel_sink(8 << 20);
     let protocol = Protocol::from_upgrade_header("websocket").ok_or("not a recordable protocol")?;
-    let recorder = SessionRecorder::new(RecorderOptions::new(protocol, true), header, sink);
+    let recorder = SessionTap::new(TapOptions::new(protocol, true), header, sink);
 
     // 2. The proxy copies both ways through the recorder (fail open here).
     let (mut kubectl, mut proxy_client) = tokio::io::duplex(64 * 1024);

@@ -12,7 +12,7 @@ use std::io;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 
 use crate::error::{Direction, RecordingError};
-use crate::recorder::SessionRecorder;
+use crate::session_tap::SessionTap;
 use crate::sink::SinkPressure;
 
 /// Default size of each direction's copy buffer.
@@ -25,7 +25,7 @@ pub struct CopyOptions {
     pub buffer_size: usize,
     /// Fail closed: end the session when the recording fails (sink lost or
     /// full, parse error). Fail open (false): keep copying; the failure stays
-    /// visible in [`SessionRecorder::status`].
+    /// visible in [`SessionTap::status`].
     pub end_on_recording_failure: bool,
     /// The message kubectl shows when a fail-closed session is ended.
     pub termination_message: String,
@@ -70,7 +70,7 @@ enum PumpEnd {
 async fn pump<R, W>(
     reader: &mut ReadHalf<R>,
     writer: &mut WriteHalf<W>,
-    recorder: &SessionRecorder,
+    recorder: &SessionTap,
     direction: Direction,
     options: &CopyOptions,
 ) -> io::Result<PumpEnd>
@@ -118,7 +118,7 @@ where
 pub async fn copy_bidirectional_recorded<C, U>(
     client: &mut C,
     upstream: &mut U,
-    recorder: &SessionRecorder,
+    recorder: &SessionTap,
     options: &CopyOptions,
 ) -> io::Result<CopySummary>
 where

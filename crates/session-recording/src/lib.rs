@@ -4,7 +4,7 @@
 //!
 //! The proxy, after the upstream's `101`, either runs
 //! [`copy_bidirectional_recorded`] or, in its own copy loop, shows every
-//! chunk to a [`SessionRecorder`] before forwarding the same bytes. Lines go to
+//! chunk to a [`SessionTap`] before forwarding the same bytes. Lines go to
 //! a non-blocking [`CastSink`] (e.g. [`channel_sink`] feeding the upload);
 //! failures surface in [`RecordingStatus`] for the proxy's fail-open/closed
 //! policy.
@@ -26,22 +26,22 @@
 //!    reassembly).
 //! 8. `tap`: the exec/attach protocols read from forwarded bytes (SPDY
 //!    streams, WebSocket channels) as session events.
-//! 9. `recorder`: [`SessionRecorder`], one session's passive tap.
+//! 9. `recorder`: [`SessionTap`], one session's passive tap.
 //! 10. `copy`: [`copy_bidirectional_recorded`], the proxy's copy loop with
 //!     the recorder in it.
 //!
 //! ```
 //! use event_model::{CastHeader, CastKubernetes};
-//! use session_recording::{ws, Clock, MemorySink, Protocol, RecorderOptions, SessionRecorder};
+//! use session_recording::{ws, Clock, MemorySink, Protocol, TapOptions, SessionTap};
 //!
 //! let sink = MemorySink::new();
 //! let header = CastHeader {
 //!     kubernetes: Some(CastKubernetes { pod_name: "web-0".into(), ..Default::default() }),
 //!     ..Default::default()
 //! };
-//! let mut options = RecorderOptions::new(Protocol::WebSocket, true);
+//! let mut options = TapOptions::new(Protocol::WebSocket, true);
 //! options.clock = Clock::Fixed(0.5);
-//! let recorder = SessionRecorder::new(options, header, sink.clone());
+//! let recorder = SessionTap::new(options, header, sink.clone());
 //!
 //! // kubectl sends its terminal size (channel 4, masked), the server prints a prompt (channel 1).
 //! let resize = ws::frame::encode_frame(true, ws::frame::Opcode::Binary, Some([1, 2, 3, 4]),
@@ -63,8 +63,8 @@ mod cast;
 mod copy;
 mod error;
 mod exec_status;
-mod recorder;
 mod resize;
+mod session_tap;
 mod shared_error;
 mod sink;
 pub mod spdy;
@@ -76,7 +76,7 @@ pub use cast::Clock;
 pub use copy::{copy_bidirectional_recorded, CopyOptions, CopySummary, DEFAULT_COPY_BUFFER};
 pub use error::{Direction, RecordingError, SinkError};
 pub use exec_status::ExecStatus;
-pub use recorder::{Protocol, RecorderOptions, SessionRecorder};
+pub use session_tap::{Protocol, SessionTap, TapOptions};
 pub use shared_error::SharedError;
 pub use sink::{channel_sink, CastLineReceiver, CastSink, ChannelSink, MemorySink, SinkPressure};
 pub use status::RecordingStatus;

@@ -8,8 +8,7 @@ use std::time::Duration;
 use event_model::{CastHeader, CastKubernetes};
 use session_recording::ws::frame::{encode_frame, Opcode};
 use session_recording::{
-    channel_sink, copy_bidirectional_recorded, CopyOptions, Protocol, RecorderOptions,
-    SessionRecorder,
+    channel_sink, copy_bidirectional_recorded, CopyOptions, Protocol, SessionTap, TapOptions,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -31,11 +30,7 @@ async fn session(backpressure: bool) -> (usize, bool, usize) {
     };
     let (sink, mut lines) = channel_sink(256 * 1024);
     let pressure = sink.pressure();
-    let recorder = SessionRecorder::new(
-        RecorderOptions::new(Protocol::WebSocket, false),
-        header,
-        sink,
-    );
+    let recorder = SessionTap::new(TapOptions::new(Protocol::WebSocket, false), header, sink);
     let options = CopyOptions {
         end_on_recording_failure: true,
         backpressure: backpressure.then_some(pressure),

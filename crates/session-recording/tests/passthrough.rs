@@ -9,7 +9,7 @@ use common::*;
 use session_recording::ws::frame::{encode_frame, Opcode};
 use session_recording::{
     channel_sink, copy_bidirectional_recorded, Clock, CopyOptions, ExecStatus, MemorySink,
-    Protocol, RecorderOptions, RecordingError, SessionRecorder,
+    Protocol, RecordingError, SessionTap, TapOptions,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -41,8 +41,8 @@ async fn bulk_stdin_and_stdout_pass_through_byte_identical() {
     let (client_app, mut proxy_client) = tokio::io::duplex(64 * 1024);
     let (mut proxy_upstream, server_app) = tokio::io::duplex(64 * 1024);
     let sink = MemorySink::new();
-    let recorder = SessionRecorder::new(
-        RecorderOptions::new(Protocol::WebSocket, false),
+    let recorder = SessionTap::new(
+        TapOptions::new(Protocol::WebSocket, false),
         header(),
         sink.clone(),
     );
@@ -135,8 +135,8 @@ async fn segmented_writes_of_any_size_pass_through() {
     for segments in [&[1usize][..], &[3, 1460], &[16 * 1024, 7]] {
         let (client_app, mut proxy_client) = tokio::io::duplex(8 * 1024);
         let (mut proxy_upstream, server_app) = tokio::io::duplex(8 * 1024);
-        let recorder = SessionRecorder::new(
-            RecorderOptions::new(Protocol::WebSocket, true),
+        let recorder = SessionTap::new(
+            TapOptions::new(Protocol::WebSocket, true),
             header(),
             MemorySink::new(),
         );
@@ -184,9 +184,9 @@ async fn fail_closed_ends_session_with_error_channel_message() {
     let (client_app, mut proxy_client) = tokio::io::duplex(64 * 1024);
     let (mut proxy_upstream, server_app) = tokio::io::duplex(64 * 1024);
     let (sink, mut lines) = channel_sink(1 << 20);
-    let mut options = RecorderOptions::new(Protocol::WebSocket, false);
+    let mut options = TapOptions::new(Protocol::WebSocket, false);
     options.clock = Clock::Fixed(0.0);
-    let recorder = SessionRecorder::new(options, header(), sink);
+    let recorder = SessionTap::new(options, header(), sink);
     let copy_options = CopyOptions {
         end_on_recording_failure: true,
         ..Default::default()
@@ -249,11 +249,7 @@ async fn fail_open_keeps_forwarding_after_the_recorder_is_lost() {
     let (mut proxy_upstream, server_app) = tokio::io::duplex(64 * 1024);
     let (sink, lines) = channel_sink(1 << 20);
     drop(lines);
-    let recorder = SessionRecorder::new(
-        RecorderOptions::new(Protocol::WebSocket, false),
-        header(),
-        sink,
-    );
+    let recorder = SessionTap::new(TapOptions::new(Protocol::WebSocket, false), header(), sink);
     let proxy = {
         let recorder = recorder.clone();
         tokio::spawn(async move {
@@ -298,8 +294,7 @@ async fn fail_open_keeps_forwarding_after_the_recorder_is_lost() {
 #[tokio::test]
 async fn spdy_fail_closed_uses_the_error_stream() {
     let (sink, mut lines) = channel_sink(1 << 20);
-    let recorder =
-        SessionRecorder::new(RecorderOptions::new(Protocol::Spdy, false), header(), sink);
+    let recorder = SessionTap::new(TapOptions::new(Protocol::Spdy, false), header(), sink);
     let mut client = SpdyClient::new();
     recorder.observe_client_to_server(&client.open_session(&HIGH_IDS, false));
     lines.close();
@@ -322,8 +317,8 @@ async fn spdy_fail_closed_uses_the_error_stream() {
 
 #[test]
 fn termination_frame_is_withheld_mid_frame() {
-    let recorder = SessionRecorder::new(
-        RecorderOptions::new(Protocol::WebSocket, false),
+    let recorder = SessionTap::new(
+        TapOptions::new(Protocol::WebSocket, false),
         header(),
         MemorySink::new(),
     );

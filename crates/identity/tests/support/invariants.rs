@@ -3,7 +3,7 @@
 #![allow(dead_code)] // each fuzz target uses only some of these checks
 
 use identity::{
-    impersonation_headers, Caller, CapMap, IdentityFile, RecorderPolicy, KUBERNETES_CAP,
+    impersonation_headers, Caller, CapMap, IdentityFile, RecordingRules, KUBERNETES_CAP,
     LEGACY_KUBERNETES_CAP,
 };
 use serde_json::Value;
@@ -28,9 +28,9 @@ fn fields<'a>(rule: &'a Value, name: &'a str) -> impl Iterator<Item = &'a Value>
         .map(|(_, v)| v)
 }
 
-/// Checks the merged recorder policy of `caps` against what the raw rules say.
-pub fn check_recorder_policy(caps: &CapMap) {
-    let Ok(policy) = RecorderPolicy::from_caps(caps) else {
+/// Checks the merged recording rules of `caps` against what the raw rules say.
+pub fn check_recording_rules(caps: &CapMap) {
+    let Ok(policy) = RecordingRules::from_caps(caps) else {
         return; // An error means "refuse": never looser.
     };
     let rules: &[Value] = caps.get(KUBERNETES_CAP).map(Vec::as_slice).unwrap_or(&[]);
@@ -63,7 +63,7 @@ pub fn check_recorder_policy(caps: &CapMap) {
         "recorder addresses were dropped or invented: {rules:?}"
     );
     if rules.is_empty() {
-        assert_eq!(policy, RecorderPolicy::default());
+        assert_eq!(policy, RecordingRules::default());
     }
 }
 
@@ -122,7 +122,7 @@ pub fn check_identity_file(file: &IdentityFile) {
     for entry in &file.entries {
         let caller = Caller::from(entry.to_response());
         assert!(
-            RecorderPolicy::from_caps(&caller.caps).is_ok(),
+            RecordingRules::from_caps(&caller.caps).is_ok(),
             "identity file accepted with a bad grant"
         );
         assert!(
@@ -130,7 +130,7 @@ pub fn check_identity_file(file: &IdentityFile) {
             "identity file accepted an entry that cannot be impersonated"
         );
         assert!(!entry.sources.is_empty() || entry.cert_subject.is_some());
-        check_recorder_policy(&caller.caps);
+        check_recording_rules(&caller.caps);
         check_impersonation(&caller);
     }
 }

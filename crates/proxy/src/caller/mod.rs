@@ -1,5 +1,5 @@
 //! Who is calling: the connection's caller address → WhoIs → identity, the
-//! event's `source`, the merged recorder policy from the grants and (auth
+//! event's `source`, the merged recording rules from the grants and (auth
 //! mode) the impersonation headers. Answers are reused for a few seconds per
 //! address ([`cache`]). See docs/tailscale-protocol.md#whois.
 
@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::HeaderMap;
-use identity::{GrantError, Identity, Impersonation, RecorderPolicy, WhoIs, WhoIsError};
+use identity::{GrantError, Identity, Impersonation, RecordingRules, WhoIs, WhoIsError};
 
 use crate::conn::ConnInfo;
 use crate::mode::Mode;
@@ -23,8 +23,8 @@ pub struct CallerInfo {
     pub identity: Identity,
     /// The event's `source` object.
     pub source: event_model::Source,
-    /// Merged recorder policy from the grants.
-    pub policy: RecorderPolicy,
+    /// Merged recording rules from the grants.
+    pub policy: RecordingRules,
     /// Auth mode: the headers to send upstream. None in noauth mode.
     pub impersonation: Option<Impersonation>,
 }
@@ -110,7 +110,7 @@ impl CallerResolver {
                 None => return Err(CallerError::WhoIs(first)),
             },
         };
-        let policy = RecorderPolicy::from_caps(&caller.caps)?;
+        let policy = RecordingRules::from_caps(&caller.caps)?;
         let impersonation = match self.mode {
             Mode::Auth => Some(identity::impersonation_headers(&caller)?),
             Mode::Noauth => None,

@@ -16,7 +16,7 @@ use crate::status::RecordingStatus;
 use utf8::Utf8Reassembler;
 
 /// Default bound on output held back while a TTY session waits for its first
-/// resize (see [`RecorderOptions::max_pending_before_header`](crate::RecorderOptions)).
+/// resize (see [`TapOptions::max_pending_before_header`](crate::TapOptions)).
 pub(crate) const DEFAULT_MAX_PENDING_BEFORE_HEADER: usize = 1024 * 1024;
 
 /// Payload bytes of one message that go into one `o` line at most; longer

@@ -8,7 +8,7 @@ use session_recording::spdy::frame::{encode_control_frame, encode_data_frame, ki
 use session_recording::spdy::headers::{encode_header_block, HeaderCompressor};
 use session_recording::ws::frame::{encode_frame, Opcode};
 use session_recording::{
-    Clock, Direction, MemorySink, Protocol, RecorderOptions, RecordingStatus, SessionRecorder,
+    Clock, Direction, MemorySink, Protocol, RecordingStatus, SessionTap, TapOptions,
 };
 
 /// The mask kubectl would pick (any value works).
@@ -178,9 +178,9 @@ pub fn record_with(
     mut cut: impl FnMut(usize, &[u8]) -> Vec<Vec<u8>>,
 ) -> (Vec<String>, RecordingStatus) {
     let sink = MemorySink::new();
-    let mut options = RecorderOptions::new(protocol, tty);
+    let mut options = TapOptions::new(protocol, tty);
     options.clock = Clock::Fixed(1.0);
-    let recorder = SessionRecorder::new(options, header(), sink.clone());
+    let recorder = SessionTap::new(options, header(), sink.clone());
     for (i, ev) in events.iter().enumerate() {
         for chunk in cut(i, ev.bytes()) {
             recorder.observe(ev.direction(), &chunk);

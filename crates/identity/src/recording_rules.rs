@@ -1,4 +1,4 @@
-//! The caller's recorder policy: all Kubernetes grant rules merged into one decision
+//! The caller's recording rules: all Kubernetes grant rules merged into one decision
 //! (`docs/tailscale-protocol.md#merging-grants`, upstream `determineRecorderConfig`).
 
 use std::net::SocketAddr;
@@ -8,10 +8,10 @@ use serde::Serialize;
 use crate::grants::{parse_rules, GrantError, KubernetesCapRule, KUBERNETES_CAP};
 use crate::whois_response::CapMap;
 
-/// Where and how a caller's requests must be recorded. One policy covers both API request events
+/// Where and how a caller's requests must be recorded. One set of rules covers both API request events
 /// and exec/attach session recordings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct RecorderPolicy {
+pub struct RecordingRules {
     /// Recorder addresses to try, in order (first success wins). Concatenated across rules in
     /// CapMap order; duplicates are kept.
     pub recorder_addrs: Vec<SocketAddr>,
@@ -22,10 +22,10 @@ pub struct RecorderPolicy {
     pub enable_events: bool,
 }
 
-impl Default for RecorderPolicy {
+impl Default for RecordingRules {
     /// The policy of a caller without Kubernetes grant rules: no recorders, fail open, no events.
     fn default() -> Self {
-        RecorderPolicy {
+        RecordingRules {
             recorder_addrs: Vec::new(),
             fail_open: true,
             enable_events: false,
@@ -33,9 +33,9 @@ impl Default for RecorderPolicy {
     }
 }
 
-impl RecorderPolicy {
+impl RecordingRules {
     /// Merges the caller's `tailscale.com/cap/kubernetes` rules (the legacy capability name is not
-    /// consulted for recording). Any rule that does not parse makes the whole policy an error:
+    /// consulted for recording). Any rule that does not parse makes the whole result an error:
     /// refuse the request.
     pub fn from_caps(caps: &CapMap) -> Result<Self, GrantError> {
         Ok(Self::merge(&parse_rules(caps, KUBERNETES_CAP)?))
@@ -43,20 +43,20 @@ impl RecorderPolicy {
 
     /// Merges already parsed rules: addresses concatenated in order, any `enforceRecorder` ⇒ fail
     /// closed, any `enableEvents` ⇒ events on.
-    pub(crate) fn merge(rules: &[KubernetesCapRule]) -> Self {
-        let mut policy = RecorderPolicy::default();
-        for rule in rules {
-            policy
+    pub(crate) fn merge(grants: &[KubernetesCapRule]) -> Self {
+        let mut rules = RecordingRules::default();
+        for grant in grants {
+            rules
                 .recorder_addrs
-                .extend(rule.recorder_addrs.iter().copied());
-            if rule.enforce_recorder {
-                policy.fail_open = false;
+                .extend(grant.recorder_addrs.iter().copied());
+            if grant.enforce_recorder {
+                rules.fail_open = false;
             }
-            if rule.enable_events {
-                policy.enable_events = true;
+            if grant.enable_events {
+                rules.enable_events = true;
             }
         }
-        policy
+        rules
     }
 
     /// Whether there is any recorder to send to. Sessions are recorded whenever this is true.

@@ -30,8 +30,8 @@ use recorder_client::{
     FailurePolicy, Outcome, PushError, RecorderClient, Refusal, SessionUpload, UploadError,
 };
 use session_recording::{
-    channel_sink, copy_bidirectional_recorded, CastLineReceiver, CopyOptions, Protocol,
-    RecorderOptions, SessionRecorder,
+    channel_sink, copy_bidirectional_recorded, CastLineReceiver, CopyOptions, Protocol, SessionTap,
+    TapOptions,
 };
 
 use crate::session_hook::{CopyRelay, SessionContext, SessionHook, SessionRelay, UpgradedStream};
@@ -242,7 +242,7 @@ impl SessionRelay for RecordingRelay {
         let header = cast_header(&ctx, kind, &query, tty);
         let (sink, lines) = channel_sink(SINK_LIMIT_BYTES);
         let pressure = sink.pressure();
-        let recorder = SessionRecorder::new(RecorderOptions::new(protocol, tty), header, sink);
+        let recorder = SessionTap::new(TapOptions::new(protocol, tty), header, sink);
         let pump = tokio::spawn(pump_upload(upload, lines, request_id.clone()));
         // Output faster than the recorder stores it is slowed to its pace,
         // never dropped: a dead upload still fails the recording at once.

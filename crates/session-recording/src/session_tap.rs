@@ -1,4 +1,4 @@
-//! [`SessionRecorder`]: one exec/attach session's passive tap. The proxy
+//! [`SessionTap`]: one exec/attach session's passive tap. The proxy
 //! shows it every chunk it forwards, in each direction, and forwards the same
 //! bytes unchanged; the recorder never alters, delays or drops them.
 
@@ -46,7 +46,7 @@ impl Protocol {
 
 /// How to record one session.
 #[derive(Debug, Clone)]
-pub struct RecorderOptions {
+pub struct TapOptions {
     /// The protocol of the upgraded connection.
     pub protocol: Protocol,
     /// Whether the session has a terminal (query `tty=true`): the header then
@@ -60,10 +60,10 @@ pub struct RecorderOptions {
     pub max_pending_before_header: usize,
 }
 
-impl RecorderOptions {
+impl TapOptions {
     /// Options with the defaults: clock starting now, 1 MiB held before the header.
     pub fn new(protocol: Protocol, tty: bool) -> Self {
-        RecorderOptions {
+        TapOptions {
             protocol,
             tty,
             clock: Clock::Since(Instant::now()),
@@ -84,30 +84,26 @@ impl RecorderOptions {
 /// The recording is finished (open lines flushed, sink closed) by
 /// [`finish`](Self::finish) or when the last clone is dropped.
 #[derive(Clone)]
-pub struct SessionRecorder {
+pub struct SessionTap {
     core: Arc<Mutex<Core>>,
     status: RecordingStatus,
     protocol: Protocol,
 }
 
-impl std::fmt::Debug for SessionRecorder {
+impl std::fmt::Debug for SessionTap {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SessionRecorder")
+        f.debug_struct("SessionTap")
             .field("protocol", &self.protocol)
             .field("status", &self.status)
             .finish()
     }
 }
 
-impl SessionRecorder {
+impl SessionTap {
     /// Starts recording. `header` is built by the proxy from the caller's
     /// identity and the pod; width and height are filled in here. For a
     /// non-TTY session the header is written to `sink` at once.
-    pub fn new(
-        options: RecorderOptions,
-        header: CastHeader,
-        sink: impl CastSink + 'static,
-    ) -> Self {
+    pub fn new(options: TapOptions, header: CastHeader, sink: impl CastSink + 'static) -> Self {
         let status = RecordingStatus::new();
         let writer = CastWriter::new(
             header,
@@ -135,7 +131,7 @@ impl SessionRecorder {
             streams: HashMap::new(),
             failed: false,
         };
-        SessionRecorder {
+        SessionTap {
             core: Arc::new(Mutex::new(Core { c2s, s2c, session })),
             status,
             protocol: options.protocol,

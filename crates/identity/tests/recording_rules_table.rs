@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 
-use identity::{CapMap, GrantError, RecorderPolicy, KUBERNETES_CAP, LEGACY_KUBERNETES_CAP};
+use identity::{CapMap, GrantError, RecordingRules, KUBERNETES_CAP, LEGACY_KUBERNETES_CAP};
 use serde_json::Value;
 
 fn caps(entries: &[(&str, &[&str])]) -> CapMap {
@@ -29,14 +29,14 @@ const V6: &str = "[fd7a:115c:a1e0:ab12:4843:cd96:626a:4652]:80";
 
 #[test]
 fn two_ips_fail_closed() {
-    let p = RecorderPolicy::from_caps(&caps(&[(
+    let p = RecordingRules::from_caps(&caps(&[(
         KUBERNETES_CAP,
         &[r#"{"recorderAddrs":["[fd7a:115c:a1e0:ab12:4843:cd96:626a:4652]:80","100.99.99.99:80"],"enforceRecorder":true}"#],
     )]))
     .unwrap();
     assert_eq!(
         p,
-        RecorderPolicy {
+        RecordingRules {
             recorder_addrs: addrs(&[V6, "100.99.99.99:80"]),
             fail_open: false,
             enable_events: false
@@ -46,14 +46,14 @@ fn two_ips_fail_closed() {
 
 #[test]
 fn two_ips_fail_open() {
-    let p = RecorderPolicy::from_caps(&caps(&[(
+    let p = RecordingRules::from_caps(&caps(&[(
         KUBERNETES_CAP,
         &[r#"{"recorderAddrs":["[fd7a:115c:a1e0:ab12:4843:cd96:626a:4652]:80","100.99.99.99:80"]}"#],
     )]))
     .unwrap();
     assert_eq!(
         p,
-        RecorderPolicy {
+        RecordingRules {
             recorder_addrs: addrs(&[V6, "100.99.99.99:80"]),
             fail_open: true,
             enable_events: false
@@ -63,7 +63,7 @@ fn two_ips_fail_open() {
 
 #[test]
 fn odd_rule_combination_across_three_rules() {
-    let p = RecorderPolicy::from_caps(&caps(&[(
+    let p = RecordingRules::from_caps(&caps(&[(
         KUBERNETES_CAP,
         &[
             r#"{"recorderAddrs":["[fd7a:115c:a1e0:ab12:4843:cd96:626a:4652]:80"]}"#,
@@ -74,7 +74,7 @@ fn odd_rule_combination_across_three_rules() {
     .unwrap();
     assert_eq!(
         p,
-        RecorderPolicy {
+        RecordingRules {
             recorder_addrs: addrs(&[V6, "100.99.99.99:80", "100.99.99.100:80"]),
             fail_open: false,
             enable_events: false
@@ -84,21 +84,21 @@ fn odd_rule_combination_across_three_rules() {
 
 #[test]
 fn no_caps() {
-    let p = RecorderPolicy::from_caps(&CapMap::new()).unwrap();
+    let p = RecordingRules::from_caps(&CapMap::new()).unwrap();
     assert_eq!(
         p,
-        RecorderPolicy {
+        RecordingRules {
             recorder_addrs: vec![],
             fail_open: true,
             enable_events: false
         }
     );
-    assert_eq!(p, RecorderPolicy::default());
+    assert_eq!(p, RecordingRules::default());
 }
 
 #[test]
 fn caps_without_recorder() {
-    let p = RecorderPolicy::from_caps(&caps(&[
+    let p = RecordingRules::from_caps(&caps(&[
         ("foo", &[r#"{"x":"y"}"#]),
         (
             KUBERNETES_CAP,
@@ -106,12 +106,12 @@ fn caps_without_recorder() {
         ),
     ]))
     .unwrap();
-    assert_eq!(p, RecorderPolicy::default());
+    assert_eq!(p, RecordingRules::default());
 }
 
 #[test]
 fn duplicates_kept_and_events_from_any_rule() {
-    let p = RecorderPolicy::from_caps(&caps(&[(
+    let p = RecordingRules::from_caps(&caps(&[(
         KUBERNETES_CAP,
         &[
             r#"{"recorderAddrs":["100.64.0.5:80"],"enableEvents":false}"#,
@@ -126,19 +126,19 @@ fn duplicates_kept_and_events_from_any_rule() {
 
 #[test]
 fn enforce_without_addresses_refuses_everything() {
-    let p = RecorderPolicy::from_caps(&caps(&[(KUBERNETES_CAP, &[r#"{"enforceRecorder":true}"#])]))
+    let p = RecordingRules::from_caps(&caps(&[(KUBERNETES_CAP, &[r#"{"enforceRecorder":true}"#])]))
         .unwrap();
     assert!(!p.fail_open && p.refuses_everything());
 }
 
 #[test]
 fn legacy_cap_does_not_affect_recording() {
-    let p = RecorderPolicy::from_caps(&caps(&[(
+    let p = RecordingRules::from_caps(&caps(&[(
         LEGACY_KUBERNETES_CAP,
         &[r#"{"recorderAddrs":["100.64.0.5:80"],"enforceRecorder":true}"#],
     )]))
     .unwrap();
-    assert_eq!(p, RecorderPolicy::default());
+    assert_eq!(p, RecordingRules::default());
 }
 
 #[test]
@@ -155,7 +155,7 @@ fn unparsable_address_is_an_error_never_dropped() {
             serde_json::json!({"recorderAddrs": ["100.64.0.1:80", bad], "enforceRecorder": true})
                 .to_string();
         let err =
-            RecorderPolicy::from_caps(&caps(&[(KUBERNETES_CAP, &[rule.as_str()])])).unwrap_err();
+            RecordingRules::from_caps(&caps(&[(KUBERNETES_CAP, &[rule.as_str()])])).unwrap_err();
         assert!(
             matches!(&err, GrantError::InvalidRecorderAddr { addr, index: 0, .. } if addr == bad),
             "{bad:?}: {err:?}"
@@ -177,7 +177,7 @@ fn wrong_types_are_errors() {
         r#"{"impersonate":[]}"#,
         r#"{"enforcerecorder":true}"#,
     ] {
-        let r = RecorderPolicy::from_caps(&caps(&[(KUBERNETES_CAP, &[rule])]));
+        let r = RecordingRules::from_caps(&caps(&[(KUBERNETES_CAP, &[rule])]));
         assert!(
             matches!(r, Err(GrantError::InvalidRule { .. })),
             "{rule}: {r:?}"
@@ -187,10 +187,10 @@ fn wrong_types_are_errors() {
 
 #[test]
 fn null_fields_are_go_zero_values() {
-    let p = RecorderPolicy::from_caps(&caps(&[(
+    let p = RecordingRules::from_caps(&caps(&[(
         KUBERNETES_CAP,
         &[r#"{"recorderAddrs":null,"enforceRecorder":null,"enableEvents":null,"impersonate":null,"recorder":null}"#],
     )]))
     .unwrap();
-    assert_eq!(p, RecorderPolicy::default());
+    assert_eq!(p, RecordingRules::default());
 }
