@@ -20,7 +20,7 @@ use crate::{exec, logs, watch};
 
 /// How the client wants objects rendered.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Rendering {
+pub(crate) enum Rendering {
     /// Plain objects.
     Object,
     /// `meta.k8s.io/v1` Table, with `includeObject` policy.
@@ -31,7 +31,7 @@ pub enum Rendering {
 
 impl Rendering {
     /// From the `Accept` header and `includeObject` query parameter.
-    pub fn negotiate(accept: &str, query: &Query) -> Self {
+    pub(crate) fn negotiate(accept: &str, query: &Query) -> Self {
         let first = accept
             .split(',')
             .next()
@@ -47,7 +47,7 @@ impl Rendering {
     }
 
     /// Renders one object.
-    pub fn one(&self, def: &ResourceDef, obj: &Value, rv: &str) -> Value {
+    pub(crate) fn one(&self, def: &ResourceDef, obj: &Value, rv: &str) -> Value {
         match self {
             Self::Object => obj.clone(),
             Self::Table(include) => to_table(def, std::slice::from_ref(obj), rv, include),
@@ -92,7 +92,7 @@ fn header<'a>(req: &'a Request<Incoming>, name: &str) -> &'a str {
 }
 
 /// Handles a resource request.
-pub async fn handle(
+pub(crate) async fn handle(
     state: &Arc<SimState>,
     req: Request<Incoming>,
     route: ResourceRoute,

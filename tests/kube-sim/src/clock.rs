@@ -5,12 +5,12 @@ use time::macros::format_description;
 use time::OffsetDateTime;
 
 /// Now as a Kubernetes `metav1.Time` string (`2026-01-01T00:00:00Z`).
-pub fn now_rfc3339() -> String {
+pub(crate) fn now_rfc3339() -> String {
     format_time(OffsetDateTime::now_utc())
 }
 
 /// Formats a time as a Kubernetes `metav1.Time` string (whole seconds, UTC).
-pub fn format_time(t: OffsetDateTime) -> String {
+pub(crate) fn format_time(t: OffsetDateTime) -> String {
     let format = format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
     t.to_offset(time::UtcOffset::UTC)
         .format(&format)
@@ -18,7 +18,7 @@ pub fn format_time(t: OffsetDateTime) -> String {
 }
 
 /// A Kubernetes-style human age (`5s`, `3m2s`, `4h`, `2d`) of an RFC 3339 timestamp.
-pub fn age(timestamp: &str) -> String {
+pub(crate) fn age(timestamp: &str) -> String {
     let Ok(then) = OffsetDateTime::parse(timestamp, &Rfc3339) else {
         return "<unknown>".into();
     };
@@ -26,7 +26,7 @@ pub fn age(timestamp: &str) -> String {
 }
 
 /// Kubernetes' `duration.HumanDuration`, for whole seconds.
-pub fn human_duration(seconds: i64) -> String {
+pub(crate) fn human_duration(seconds: i64) -> String {
     if seconds < -1 {
         return "<invalid>".into();
     }

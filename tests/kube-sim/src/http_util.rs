@@ -14,32 +14,32 @@ use tokio::sync::mpsc;
 use crate::status::ApiError;
 
 /// The response body type of every handler.
-pub type Body = http_body_util::combinators::UnsyncBoxBody<Bytes, std::io::Error>;
+pub(crate) type Body = http_body_util::combinators::UnsyncBoxBody<Bytes, std::io::Error>;
 
 /// Largest request body accepted (kube-apiserver's limit is 3 MiB for most objects).
-pub const MAX_BODY: usize = 3 * 1024 * 1024;
+pub(crate) const MAX_BODY: usize = 3 * 1024 * 1024;
 
 /// A fixed body.
-pub fn full(bytes: impl Into<Bytes>) -> Body {
+pub(crate) fn full(bytes: impl Into<Bytes>) -> Body {
     Full::new(bytes.into())
         .map_err(|never: Infallible| match never {})
         .boxed_unsync()
 }
 
 /// An empty body.
-pub fn empty() -> Body {
+pub(crate) fn empty() -> Body {
     full(Bytes::new())
 }
 
 /// A JSON response.
-pub fn json_response(code: u16, value: &Value) -> Response<Body> {
+pub(crate) fn json_response(code: u16, value: &Value) -> Response<Body> {
     let mut body = serde_json::to_vec(value).unwrap_or_default();
     body.push(b'\n');
     with_type(code, "application/json", full(body))
 }
 
 /// A response with a content type.
-pub fn with_type(code: u16, content_type: &str, body: Body) -> Response<Body> {
+pub(crate) fn with_type(code: u16, content_type: &str, body: Body) -> Response<Body> {
     let mut response = Response::new(body);
     *response.status_mut() =
         StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
@@ -50,12 +50,12 @@ pub fn with_type(code: u16, content_type: &str, body: Body) -> Response<Body> {
 }
 
 /// An error answered as a `Status` object.
-pub fn error_response(error: &ApiError) -> Response<Body> {
+pub(crate) fn error_response(error: &ApiError) -> Response<Body> {
     json_response(error.code, &error.to_status())
 }
 
 /// A streaming response fed by a channel; the stream ends when the sender is dropped.
-pub fn streaming(content_type: &str, receiver: mpsc::Receiver<Bytes>) -> Response<Body> {
+pub(crate) fn streaming(content_type: &str, receiver: mpsc::Receiver<Bytes>) -> Response<Body> {
     let stream = futures_util::stream::unfold(receiver, |mut rx| async move {
         rx.recv()
             .await
@@ -69,7 +69,7 @@ pub fn streaming(content_type: &str, receiver: mpsc::Receiver<Bytes>) -> Respons
 }
 
 /// Reads a request body, refusing more than `MAX_BODY` bytes.
-pub async fn read_body(body: Incoming) -> Result<Bytes, ApiError> {
+pub(crate) async fn read_body(body: Incoming) -> Result<Bytes, ApiError> {
     let limited = http_body_util::Limited::new(body, MAX_BODY);
     match limited.collect().await {
         Ok(collected) => Ok(collected.to_bytes()),

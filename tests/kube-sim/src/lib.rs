@@ -12,6 +12,11 @@
 //! sim.shutdown().await;
 //! # Ok(()) }
 //! ```
+#![warn(unreachable_pub)]
+
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+mod readme_doctest {}
 
 mod api;
 pub mod auth;

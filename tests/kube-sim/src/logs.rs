@@ -60,7 +60,7 @@ impl LogSource {
 }
 
 /// Handles `GET …/pods/{name}/log`.
-pub fn handle(
+pub(crate) fn handle(
     state: &Arc<SimState>,
     pod: &Value,
     query: &Query,

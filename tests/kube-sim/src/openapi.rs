@@ -18,7 +18,7 @@ fn gv_key(group: &str, version: &str) -> String {
 }
 
 /// `GET /openapi/v3`: the index of per-group-version documents.
-pub fn root() -> Value {
+pub(crate) fn root() -> Value {
     let mut paths = Map::new();
     for (group, version) in resources::group_versions() {
         let key = gv_key(group, version);
@@ -154,7 +154,7 @@ fn operation(def: &ResourceDef, action: &str, verb: &str, schema: &str, patch: b
 }
 
 /// `GET /openapi/v3/{api/v1|apis/group/version}`, if served.
-pub fn group_version(group: &str, version: &str) -> Option<Value> {
+pub(crate) fn group_version(group: &str, version: &str) -> Option<Value> {
     let defs: Vec<&ResourceDef> = resources::in_group_version(group, version).collect();
     if defs.is_empty() {
         return None;

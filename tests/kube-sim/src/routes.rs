@@ -4,7 +4,7 @@ use crate::resources::{self, ResourceDef};
 
 /// A resource request: `/api/v1/namespaces/default/pods/demo/exec` and friends.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ResourceRoute {
+pub(crate) struct ResourceRoute {
     /// The resource type.
     pub def: &'static ResourceDef,
     /// The namespace from the URL, for namespaced resources.
@@ -19,7 +19,7 @@ pub struct ResourceRoute {
 
 /// What a path asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Route {
+pub(crate) enum Route {
     /// `/version`
     Version,
     /// `/healthz`, `/livez`, `/readyz`
@@ -45,7 +45,7 @@ pub enum Route {
 }
 
 /// Parses a request path (without query).
-pub fn route(path: &str) -> Route {
+pub(crate) fn route(path: &str) -> Route {
     let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
     match parts.as_slice() {
         ["version"] => Route::Version,

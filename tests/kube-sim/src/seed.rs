@@ -8,7 +8,7 @@ use crate::status::ApiError;
 use crate::store::Store;
 
 /// Creates the seed objects.
-pub fn seed(store: &Store) -> Result<(), ApiError> {
+pub(crate) fn seed(store: &Store) -> Result<(), ApiError> {
     for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
         store.create(
             resources::namespaces(),

@@ -23,7 +23,7 @@ use crate::tls::CertificateAuthority;
 use crate::{api, discovery, openapi};
 
 /// TLS material for the listener.
-pub struct TlsSetup {
+pub(crate) struct TlsSetup {
     /// The acceptor.
     pub acceptor: TlsAcceptor,
     /// The CA (to map client certificates to users).
@@ -31,7 +31,7 @@ pub struct TlsSetup {
 }
 
 /// Accepts connections until `shutdown` flips.
-pub async fn serve(
+pub(crate) async fn serve(
     listener: TcpListener,
     tls: Option<TlsSetup>,
     state: Arc<SimState>,

@@ -77,7 +77,7 @@ impl Watcher {
 }
 
 /// Starts a watch response.
-pub fn handle(
+pub(crate) fn handle(
     state: &Arc<SimState>,
     def: &'static ResourceDef,
     namespace: Option<&str>,

@@ -7,7 +7,7 @@ use serde_json::{json, Map, Value};
 use super::ResourceDef;
 
 /// The single simulated node every pod runs on.
-pub const NODE_NAME: &str = "kube-sim-node";
+pub(super) const NODE_NAME: &str = "kube-sim-node";
 
 /// Fills in defaults and status for a newly created object. `seq` is a per-object
 /// number (its creation resourceVersion) used to derive IP addresses.
