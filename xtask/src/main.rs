@@ -8,6 +8,8 @@
 //!   and prints its URL, kubeconfigs and tokens until Ctrl-C.
 //! * `test` is the one command that runs every test: peers, the workspace's
 //!   unit, integration and doc tests, then the end-to-end run.
+//! * `layers` checks that every crate's modules import only down their
+//!   layers, as each `lib.rs` groups them.
 //! * `e2e` runs the whole system against real kubectl and prints a report.
 //! * `demo` starts the simulator, recorder and proxy for a newcomer.
 //! * `bench` runs the benchmarks and prints their figures; `bench-exec`
@@ -20,6 +22,7 @@ mod bench;
 mod cmd;
 mod demo;
 mod e2e;
+mod layers;
 mod peers;
 mod test;
 
@@ -49,6 +52,8 @@ enum Task {
     Demo,
     /// Run a real control plane (etcd + kube-apiserver) on localhost until Ctrl-C.
     Apiserver,
+    /// Check that every crate's modules import only down their layers (no upward import, no loop).
+    Layers,
     /// Run the benchmarks.
     Bench,
     /// Measure `kubectl exec` throughput through the proxy, recorded and not (release build).
@@ -67,6 +72,7 @@ fn main() {
         Task::E2e => e2e::run(),
         Task::Demo => demo::run(),
         Task::Apiserver => apiserver::run(),
+        Task::Layers => layers::run(),
         Task::Bench => bench::run(),
         Task::BenchExec => bench::exec_throughput(),
         Task::BenchProxy => bench::proxy_throughput(),

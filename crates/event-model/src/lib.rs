@@ -47,14 +47,27 @@
 //! ```
 #![warn(unreachable_pub)]
 
-mod body;
-mod cast;
-mod event;
-mod extension;
+// 1. Go's JSON bytes.
 mod go_json;
+
+// 2. Go's serde conventions.
+mod body;
 mod go_serde;
-mod record;
+
+// 3. kubescribe's extension.
+mod extension;
+
+// 4. The event.
+mod event;
+
+// 5. The response record.
 mod response;
+
+// 6. Either record.
+mod record;
+
+// 7. Casts.
+mod cast;
 
 pub use cast::{
     CastEvent, CastEventCode, CastExtension, CastHeader, CastKubernetes, ResizeOrder, TerminalSize,

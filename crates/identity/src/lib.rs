@@ -57,18 +57,35 @@
 
 #![warn(unreachable_pub)]
 
-mod allow_list;
-mod cache;
-mod caller;
-mod explain;
-mod grants;
-mod identity_file;
-mod impersonation;
-mod localapi;
-mod recording_rules;
-mod source;
-mod whois;
+// 1. WhoIs answers.
 mod whois_response;
+
+// 2. Identities.
+mod caller;
+
+// 3. Grants.
+mod grants;
+
+// 4. What the grants and identity mean.
+mod allow_list;
+mod impersonation;
+mod recording_rules;
+
+// 5. The WhoIs seam.
+mod whois;
+
+// 6. The WhoIs cache.
+mod cache;
+
+// 7. WhoIs sources.
+mod identity_file;
+mod localapi;
+
+// 8. Identity sources named by flags.
+mod source;
+
+// 9. Explaining a decision.
+mod explain;
 
 pub use allow_list::{AllowList, AllowListError};
 pub use caller::{Caller, Identity};

@@ -39,19 +39,36 @@
 
 #![warn(unreachable_pub)]
 
-pub mod cli;
-mod error;
+// 1. Go's text rules.
 mod escape;
-mod factory;
-mod field_selector;
 mod go_text;
-mod label_selector;
-mod list_options;
+mod validation;
+
+// 2. The request-target.
+mod request_target;
+
+// 3. Path and query.
 mod path;
 pub mod query;
+
+// 4. Selectors.
+mod field_selector;
+mod label_selector;
+
+// 5. List options.
+mod list_options;
+
+// 6. The result.
 mod request_info;
-mod request_target;
-mod validation;
+
+// 7. Refusals.
+mod error;
+
+// 8. NewRequestInfo.
+mod factory;
+
+// 9. The line protocol.
+pub mod cli;
 
 pub use error::{PathVerb, RequestInfoError};
 pub use factory::request_info;

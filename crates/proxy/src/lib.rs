@@ -32,8 +32,8 @@
 //! - `event`: the request event and the response record.
 //! - `event_sink`: [`EventSink`], the recorder transport as the pipeline sees it.
 //! - `session_hook`: the [`SessionHook`] seam for upgrades; [`PassThrough`].
-//! - `recording_hook`: [`RecordingHook`], exec/attach recording.
 //! - `upstream`: the API server: kubeconfig, in-cluster, token, client.
+//! - `recording_hook`: [`RecordingHook`], exec/attach recording (on the session hook).
 //!
 //! Serving, and its configuration:
 //! - `admin`: `/metrics`, `/healthz`, `/readyz`.
@@ -112,9 +112,11 @@ mod admission;
 mod caller;
 mod event;
 mod event_sink;
-mod recording_hook;
 mod session_hook;
 mod upstream;
+
+// Recording sessions, through the session hook.
+mod recording_hook;
 
 // Serving, and its configuration.
 mod admin;

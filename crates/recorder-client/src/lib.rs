@@ -48,16 +48,35 @@
 //! ```
 #![warn(unreachable_pub)]
 
-mod ack;
+// 1. Causes.
 mod cause;
-mod client;
-mod config;
+
+// 2. Ack frames.
+mod ack;
+
+// 3. Failures.
 mod error;
-mod events;
-mod metrics;
+
+// 4. The failure policy.
 mod policy;
-mod session;
+
+// 5. Metrics.
+mod metrics;
+
+// 6. The spool.
 pub mod spool;
+
+// 7. Configuration.
+mod config;
+
+// 8. Events.
+mod events;
+
+// 9. Sessions.
+mod session;
+
+// 10. The client.
+mod client;
 
 pub use ack::{AckDecodeError, AckDecoder, AckFrame};
 pub use cause::Cause;

@@ -26,7 +26,7 @@
 //!    reassembly).
 //! 8. `tap`: the exec/attach protocols read from forwarded bytes (SPDY
 //!    streams, WebSocket channels) as session events.
-//! 9. `recorder`: [`SessionTap`], one session's passive tap.
+//! 9. `session_tap`: [`SessionTap`], one session's passive tap.
 //! 10. `copy`: [`copy_bidirectional_recorded`], the proxy's copy loop with
 //!     the recorder in it.
 //!
@@ -59,18 +59,37 @@
 
 #![warn(unreachable_pub)]
 
-mod cast;
-mod copy;
+// 1. Shared errors.
+mod shared_error;
+
+// 2. Wire formats.
+pub mod spdy;
+pub mod ws;
+
+// 3. Errors.
 mod error;
+
+// 4. Exec status and resizes.
 mod exec_status;
 mod resize;
-mod session_tap;
-mod shared_error;
-mod sink;
-pub mod spdy;
+
+// 5. Recording status.
 mod status;
+
+// 6. Sinks.
+mod sink;
+
+// 7. The cast writer.
+mod cast;
+
+// 8. Protocol taps.
 mod tap;
-pub mod ws;
+
+// 9. One session's tap.
+mod session_tap;
+
+// 10. The copy loop.
+mod copy;
 
 pub use cast::Clock;
 pub use copy::{copy_bidirectional_recorded, CopyOptions, CopySummary, DEFAULT_COPY_BUFFER};

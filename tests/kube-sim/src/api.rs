@@ -11,54 +11,13 @@ use serde_json::{json, Value};
 use crate::auth::UserInfo;
 use crate::http_util::{json_response, read_body, Body, Query};
 use crate::patch::{self, PatchKind};
+use crate::rendering::{metadata_only, Rendering};
 use crate::resources::{to_table, ResourceDef};
 use crate::routes::ResourceRoute;
 use crate::selectors::{FieldSelector, LabelSelector, ListFilter};
 use crate::state::SimState;
 use crate::status::{success_status, ApiError};
 use crate::{exec, logs, watch};
-
-/// How the client wants objects rendered.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Rendering {
-    /// Plain objects.
-    Object,
-    /// `meta.k8s.io/v1` Table, with `includeObject` policy.
-    Table(String),
-    /// `PartialObjectMetadata(List)`.
-    Metadata,
-}
-
-impl Rendering {
-    /// From the `Accept` header and `includeObject` query parameter.
-    pub(crate) fn negotiate(accept: &str, query: &Query) -> Self {
-        let first = accept
-            .split(',')
-            .next()
-            .unwrap_or_default()
-            .replace(' ', "");
-        if first.contains("as=Table") {
-            Self::Table(query.get("includeObject").unwrap_or("Metadata").to_string())
-        } else if first.contains("as=PartialObjectMetadata") {
-            Self::Metadata
-        } else {
-            Self::Object
-        }
-    }
-
-    /// Renders one object.
-    pub(crate) fn one(&self, def: &ResourceDef, obj: &Value, rv: &str) -> Value {
-        match self {
-            Self::Object => obj.clone(),
-            Self::Table(include) => to_table(def, std::slice::from_ref(obj), rv, include),
-            Self::Metadata => metadata_only(obj),
-        }
-    }
-}
-
-fn metadata_only(obj: &Value) -> Value {
-    json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": obj.get("metadata").cloned().unwrap_or(json!({}))})
-}
 
 fn parse_filter(query: &Query) -> Result<ListFilter, ApiError> {
     Ok(ListFilter {

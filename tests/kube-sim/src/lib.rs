@@ -21,6 +21,7 @@ mod readme_doctest {}
 mod api;
 pub mod auth;
 mod clock;
+mod containers;
 pub mod discovery;
 pub mod exec;
 mod http_util;
@@ -29,6 +30,7 @@ mod logs;
 mod openapi;
 pub mod patch;
 pub mod protobuf;
+mod rendering;
 pub mod request_log;
 pub mod resources;
 mod routes;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 
-use crate::exec::attach::AttachRegistry;
+use crate::containers::attach::AttachRegistry;
 
 use crate::auth::Authenticator;
 use crate::request_log::RequestLog;

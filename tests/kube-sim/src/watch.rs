@@ -9,8 +9,8 @@ use http::Response;
 use serde_json::{json, Value};
 use tokio::sync::{broadcast, mpsc};
 
-use crate::api::Rendering;
 use crate::http_util::{streaming, Body, Query};
+use crate::rendering::Rendering;
 use crate::resources::ResourceDef;
 use crate::selectors::ListFilter;
 use crate::state::SimState;

@@ -3,8 +3,6 @@
 //!
 //! `attach` connects to the container's long-running main process (see [`attach`]).
 
-pub mod attach;
-pub mod process;
 pub mod spdy;
 pub mod ws;
 
@@ -14,10 +12,11 @@ use http::{header, Request, Response};
 use hyper::body::Incoming;
 use serde_json::{json, Value};
 
+use crate::containers::attach;
+use crate::containers::process::{self, Exit, SessionOptions};
 use crate::http_util::{Body, Query};
 use crate::state::SimState;
 use crate::status::ApiError;
-use process::{Exit, SessionOptions};
 
 /// Channel protocols the simulator speaks, most preferred first.
 pub const PROTOCOLS: &[&str] = &["v5.channel.k8s.io", "v4.channel.k8s.io"];

@@ -17,8 +17,8 @@ use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
-use super::process::{self, Input, Output};
 use super::{exit_status, parse_resize, ExecRequest};
+use crate::containers::process::{self, Input, Output};
 use crate::http_util::{empty, Body};
 use crate::status::ApiError;
 

@@ -18,8 +18,8 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
-use super::process::{self, Input, Output, Session};
 use super::{exit_status, parse_resize, ExecRequest};
+use crate::containers::process::{self, Input, Output, Session};
 use crate::http_util::{empty, Body};
 use crate::status::ApiError;
 use frame::{Frame, FLAG_FIN};

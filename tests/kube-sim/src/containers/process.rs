@@ -101,7 +101,7 @@ fn environment(dir: &Path, pod: &str, tty: bool) -> Vec<(String, String)> {
 
 /// Starts `options.command` in `dir` (created if needed). `pod` names the pod for
 /// `HOSTNAME` and the prompt.
-pub fn spawn(options: &SessionOptions, dir: &Path, pod: &str) -> Session {
+pub(crate) fn spawn(options: &SessionOptions, dir: &Path, pod: &str) -> Session {
     let (input_tx, input_rx) = mpsc::channel(64);
     let (output_tx, output_rx) = mpsc::channel(64);
     let (exit_tx, exit_rx) = oneshot::channel();
