@@ -1,5 +1,8 @@
 //! `cargo xtask demo`: the Kubernetes API simulator, the recorder (local disk
 //! storage, UI on) and the proxy on localhost, for a newcomer to try.
+//! `--upstream apiserver` puts a real kube-apiserver (with etcd, built by
+//! `cargo xtask peers`) behind the proxy instead: real RBAC, validation and
+//! audit log, but no kubelet, so exec, attach and logs do not work.
 //!
 //! Without a tailnet, identities come from two small identity files: the
 //! proxy sees every local caller as `demo@example.com` (events on, fail
@@ -12,6 +15,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::cmd::{cargo, exec, peers_dir, workspace_root, Result};
+use crate::e2e::Upstream;
 use crate::peers;
 
 const SIM: &str = "127.0.0.1:16443";
@@ -21,12 +25,22 @@ const ADMIN: &str = "127.0.0.1:9102";
 const PROXY_TOKEN: &str = "demo-proxy-token";
 
 /// Builds the binaries, starts the three services and waits for Ctrl-C.
-pub fn run() -> Result<()> {
-    peers::install_kubectl()?;
+pub fn run(upstream: Upstream) -> Result<()> {
+    let upstream_package = match upstream {
+        Upstream::Sim => {
+            peers::install_kubectl()?;
+            "kubescribe-kube-sim"
+        }
+        Upstream::Apiserver => {
+            peers::install_kubectl()?;
+            peers::install_control_plane()?;
+            "kubescribe-test-support"
+        }
+    };
     exec(cargo().args([
         "build",
         "-p",
-        "kubescribe-kube-sim",
+        upstream_package,
         "-p",
         "kubescribe-recorder",
         "-p",
@@ -50,27 +64,10 @@ pub fn run() -> Result<()> {
     ))?;
 
     let mut services = Services::default();
-    let sim_kubeconfig = dir.join("sim.kubeconfig");
-    let _ = std::fs::remove_file(&sim_kubeconfig);
-    services.start(
-        &dir,
-        "kube-sim",
-        &bin.join("kube-sim"),
-        &[
-            "--listen",
-            SIM,
-            "--tokens",
-            &path(&dir.join("sim-tokens.csv")),
-            "--impersonator",
-            "kubescribe-proxy",
-            "--kubeconfig-out",
-            &path(&sim_kubeconfig),
-            "--sandbox",
-            &path(&dir.join("sandbox")),
-        ],
-    )?;
-    services.wait_for(SIM, "kube-sim")?;
-    wait_for_file(&sim_kubeconfig)?;
+    let upstream_kubeconfig = match upstream {
+        Upstream::Sim => start_sim(&mut services, &dir, &bin)?,
+        Upstream::Apiserver => start_control_plane(&mut services, &dir, &bin)?,
+    };
     services.start(
         &dir,
         "kubescribe-recorder",
@@ -96,7 +93,7 @@ pub fn run() -> Result<()> {
             "--listen",
             PROXY,
             "--kubeconfig",
-            &path(&sim_kubeconfig),
+            &path(&upstream_kubeconfig),
             "--identity-file",
             &path(&dir.join("proxy-identities.yaml")),
             "--admin-listen",
@@ -123,7 +120,13 @@ pub fn run() -> Result<()> {
             .unwrap_or_default()
     );
     println!("  kubectl get pods");
-    println!("  kubectl exec -it demo -- sh");
+    match upstream {
+        Upstream::Sim => println!("  kubectl exec -it demo -- sh"),
+        Upstream::Apiserver => println!(
+            "  (the real kube-apiserver has no kubelet: exec, attach and logs do not work;\n   its audit log is {})",
+            dir.join("control-plane/audit.log").display()
+        ),
+    }
     println!();
     println!("  recorder UI:    http://{RECORDER}/");
     println!("  proxy metrics:  http://{ADMIN}/metrics");
@@ -133,6 +136,56 @@ pub fn run() -> Result<()> {
         "Every request is recorded as demo@example.com (fail closed). Ctrl-C stops everything."
     );
     services.wait_for_signal_or_exit()
+}
+
+/// The simulator, which writes the proxy's kubeconfig; returns its path.
+fn start_sim(services: &mut Services, dir: &Path, bin: &Path) -> Result<std::path::PathBuf> {
+    let sim_kubeconfig = dir.join("sim.kubeconfig");
+    let _ = std::fs::remove_file(&sim_kubeconfig);
+    services.start(
+        dir,
+        "kube-sim",
+        &bin.join("kube-sim"),
+        &[
+            "--listen",
+            SIM,
+            "--tokens",
+            &path(&dir.join("sim-tokens.csv")),
+            "--impersonator",
+            "kubescribe-proxy",
+            "--kubeconfig-out",
+            &path(&sim_kubeconfig),
+            "--sandbox",
+            &path(&dir.join("sandbox")),
+        ],
+    )?;
+    services.wait_for(SIM, "kube-sim")?;
+    services.wait_for_file("kube-sim", &sim_kubeconfig, Duration::from_secs(10))?;
+    Ok(sim_kubeconfig)
+}
+
+/// etcd and kube-apiserver (the `control-plane` runner of tests/support), whose `kubescribe-proxy`
+/// user may impersonate; returns that user's kubeconfig.
+fn start_control_plane(
+    services: &mut Services,
+    dir: &Path,
+    bin: &Path,
+) -> Result<std::path::PathBuf> {
+    let out = dir.join("control-plane");
+    let _ = std::fs::remove_dir_all(&out);
+    services.start_with_env(
+        dir,
+        "control-plane",
+        &bin.join("control-plane"),
+        &["--out", &path(&out)],
+        &[("KUBESCRIBE_PEERS", peers_dir().as_os_str())],
+    )?;
+    services.wait_for_file(
+        "control-plane",
+        &out.join("ready"),
+        Duration::from_secs(120),
+    )?;
+    Ok(out.join("kubescribe-proxy.kubeconfig"))
 }
 
 fn proxy_identities() -> String {
@@ -169,11 +222,23 @@ struct Services {
 
 impl Services {
     fn start(&mut self, dir: &Path, name: &str, program: &Path, args: &[&str]) -> Result<()> {
+        self.start_with_env(dir, name, program, args, &[])
+    }
+
+    fn start_with_env(
+        &mut self,
+        dir: &Path,
+        name: &str,
+        program: &Path,
+        args: &[&str],
+        envs: &[(&str, &std::ffi::OsStr)],
+    ) -> Result<()> {
         let log = std::fs::File::create(dir.join("logs").join(format!("{name}.log")))
             .map_err(|e| format!("creating the {name} log: {e}"))?;
         let err = log.try_clone().map_err(|e| e.to_string())?;
         let child = Command::new(program)
             .args(args)
+            .envs(envs.iter().copied())
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(err)
@@ -195,6 +260,28 @@ impl Services {
             }
             if Instant::now() > deadline {
                 return Err(format!("{name} did not listen on {addr} within 30 s"));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Ok(())
+    }
+
+    /// Waits for `name` to write `file`; fails at once if it exits first.
+    fn wait_for_file(&mut self, name: &str, file: &Path, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        while !file.exists() {
+            if let Some((_, child)) = self.children.iter_mut().find(|(n, _)| n == name) {
+                if let Ok(Some(status)) = child.try_wait() {
+                    return Err(format!(
+                        "{name} exited ({status}); see target/demo/logs/{name}.log"
+                    ));
+                }
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "{} did not appear within {timeout:?}",
+                    file.display()
+                ));
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -265,17 +352,6 @@ impl Drop for Services {
             let _ = child.wait();
         }
     }
-}
-
-fn wait_for_file(file: &Path) -> Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !file.exists() {
-        if Instant::now() > deadline {
-            return Err(format!("{} did not appear", file.display()));
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Ok(())
 }
 
 fn write(file: &Path, text: &str) -> Result<()> {

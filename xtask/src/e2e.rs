@@ -3,12 +3,42 @@
 use crate::cmd::{cargo, exec, peers_dir, workspace_root, Result};
 use crate::peers;
 
+/// Which API server the end-to-end run puts behind the proxy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Upstream {
+    /// The project's simulator, which also plays the kubelet (exec, attach, logs).
+    Sim,
+    /// The real kube-apiserver (with etcd): real RBAC and audit log; no kubelet.
+    Apiserver,
+}
+
+impl Upstream {
+    fn as_arg(self) -> &'static str {
+        match self {
+            Upstream::Sim => "sim",
+            Upstream::Apiserver => "apiserver",
+        }
+    }
+}
+
 /// Installs the peers, builds every binary, and runs the end-to-end
-/// scenarios (`tests/system/src/bin/e2e/main.rs`), which print a report and fail
-/// on any mismatch.
-pub fn run() -> Result<()> {
+/// scenarios (`tests/system/src/bin/e2e/main.rs`) against each upstream in
+/// `upstreams`; they print a report and fail on any mismatch.
+pub fn run(upstreams: &[Upstream]) -> Result<()> {
     peers::install()?;
     exec(cargo().args(["build", "--workspace", "--bins"]))?;
+    run_built(upstreams)
+}
+
+/// Runs the end-to-end scenarios with the binaries and peers already in place.
+pub fn run_built(upstreams: &[Upstream]) -> Result<()> {
     let e2e = workspace_root().join("target/debug/e2e");
-    exec(std::process::Command::new(e2e).env("KUBESCRIBE_PEERS", peers_dir()))
+    for upstream in upstreams {
+        exec(
+            std::process::Command::new(&e2e)
+                .args(["--upstream", upstream.as_arg()])
+                .env("KUBESCRIBE_PEERS", peers_dir()),
+        )?;
+    }
+    Ok(())
 }

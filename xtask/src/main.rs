@@ -10,7 +10,9 @@
 //!   unit, integration and doc tests, then the end-to-end run.
 //! * `layers` checks that every crate's modules import only down their
 //!   layers, as each `lib.rs` groups them.
-//! * `e2e` runs the whole system against real kubectl and prints a report.
+//! * `e2e [--upstream sim|apiserver]` runs the whole system against real
+//!   kubectl, in front of the simulator and of the real kube-apiserver, and
+//!   prints a report.
 //! * `demo` starts the simulator, recorder and proxy for a newcomer.
 //! * `bench` runs the benchmarks and prints their figures; `bench-exec`
 //!   measures exec throughput through the proxy, recorded and not;
@@ -47,9 +49,17 @@ enum Task {
         no_e2e: bool,
     },
     /// Run the end-to-end scenarios with real kubectl and print a report.
-    E2e,
+    E2e {
+        /// The API server behind the proxy (repeat for several; default: both, simulator first).
+        #[arg(long, value_enum)]
+        upstream: Vec<e2e::Upstream>,
+    },
     /// Start simulator + recorder + proxy on localhost for a demo.
-    Demo,
+    Demo {
+        /// The API server behind the proxy: the simulator (exec works) or a real kube-apiserver.
+        #[arg(long, value_enum, default_value = "sim")]
+        upstream: e2e::Upstream,
+    },
     /// Run a real control plane (etcd + kube-apiserver) on localhost until Ctrl-C.
     Apiserver,
     /// Check that every crate's modules import only down their layers (no upward import, no loop).
@@ -69,8 +79,12 @@ fn main() {
     let result = match cli.task {
         Task::Peers => peers::install().map(|_| ()),
         Task::Test { no_e2e } => test::run(!no_e2e),
-        Task::E2e => e2e::run(),
-        Task::Demo => demo::run(),
+        Task::E2e { upstream } => e2e::run(if upstream.is_empty() {
+            &[e2e::Upstream::Sim, e2e::Upstream::Apiserver]
+        } else {
+            &upstream
+        }),
+        Task::Demo { upstream } => demo::run(upstream),
         Task::Apiserver => apiserver::run(),
         Task::Layers => layers::run(),
         Task::Bench => bench::run(),

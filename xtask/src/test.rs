@@ -46,7 +46,7 @@ pub fn run(with_e2e: bool) -> Result<()> {
             .env("KUBESCRIBE_PEERS", &peers),
     )?;
     if with_e2e {
-        e2e::run()?;
+        e2e::run_built(&[e2e::Upstream::Sim, e2e::Upstream::Apiserver])?;
     }
     Ok(())
 }

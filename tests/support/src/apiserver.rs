@@ -55,8 +55,11 @@ pub const CAROL: TestUser = TestUser::new(
     "kubescribe-test-carol-token",
     &["developers", "on-call"],
 );
+/// A proxy's own credential (no groups): allowed nothing until a test binds a role, typically one
+/// that may impersonate users and groups.
+pub const PROXY: TestUser = TestUser::new("kubescribe-proxy", "kubescribe-test-proxy-token", &[]);
 /// Every user in the token file.
-pub const USERS: &[TestUser] = &[ADMIN, ALICE, BOB, CAROL];
+pub const USERS: &[TestUser] = &[ADMIN, ALICE, BOB, CAROL, PROXY];
 
 /// The service-account token issuer (`--service-account-issuer`).
 pub const SERVICE_ACCOUNT_ISSUER: &str = "https://kubernetes.default.svc.cluster.local";
@@ -260,6 +263,52 @@ impl ControlPlane {
             headers.push(("content-type", "application/json"));
         }
         http::request(self.addr, Some(&self.tls), method, path, &headers, body)
+    }
+
+    /// Creates `object` (JSON) at the collection `path` as [`ADMIN`]; anything but 201 is an error.
+    pub fn create(&self, path: &str, object: &Value) -> Result<(), Error> {
+        let reply = self.request(&ADMIN, "POST", path, object.to_string().as_bytes())?;
+        if reply.status == 201 {
+            return Ok(());
+        }
+        Err(Error::Refused {
+            method: "POST".into(),
+            path: path.into(),
+            status: reply.status,
+            body: String::from_utf8_lossy(&reply.body)
+                .chars()
+                .take(400)
+                .collect(),
+        })
+    }
+
+    /// Lets `user` impersonate users and groups (and nothing more): what a proxy in auth mode
+    /// needs. Creates the ClusterRole `kubescribe-proxy-impersonator` on first use.
+    pub fn allow_impersonation(&self, user: &TestUser) -> Result<(), Error> {
+        let role = "kubescribe-proxy-impersonator";
+        let created = self.create(
+            "/apis/rbac.authorization.k8s.io/v1/clusterroles",
+            &serde_json::json!({
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "ClusterRole",
+                "metadata": {"name": role},
+                "rules": [{"apiGroups": [""], "resources": ["users", "groups"], "verbs": ["impersonate"]}]
+            }),
+        );
+        match created {
+            Ok(()) | Err(Error::Refused { status: 409, .. }) => {}
+            Err(e) => return Err(e),
+        }
+        self.create(
+            "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
+            &serde_json::json!({
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "ClusterRoleBinding",
+                "metadata": {"name": format!("{role}-{}", user.name)},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
+                "subjects": [{"kind": "User", "apiGroup": "rbac.authorization.k8s.io", "name": user.name}]
+            }),
+        )
     }
 
     /// From spawning etcd to kube-apiserver's first `/readyz` 200.

@@ -88,6 +88,18 @@ pub enum Error {
         #[source]
         source: serde_json::Error,
     },
+    /// The API server refused a request the test needed.
+    #[error("{method} {path}: the API server answered {status}: {body}")]
+    Refused {
+        /// The request's method.
+        method: String,
+        /// Its path.
+        path: String,
+        /// The status.
+        status: u16,
+        /// The start of the response body.
+        body: String,
+    },
     /// The S3 client failed against SeaweedFS.
     #[error("S3 request to SeaweedFS failed: {0}")]
     S3(#[from] object_store::Error),

@@ -13,7 +13,9 @@
 //! * [`proxy_protocol`] stands in for `tailscale serve`: it forwards TCP to
 //!   the proxy with a PROXY protocol v2 header naming a tailnet source
 //!   address, so each caller can have its own identity on one machine.
-//! * [`stack`] runs the simulator, the recorder and the proxy as real
+//! * [`upstream`] runs the API server behind the proxy: the simulator or the
+//!   real kube-apiserver, and reads what it received.
+//! * [`stack`] runs the upstream, the recorder and the proxy as real
 //!   processes, with four callers.
 #![warn(unreachable_pub)]
 
@@ -21,6 +23,8 @@ pub mod fake_localapi;
 pub mod identities;
 pub mod proxy_protocol;
 pub mod report;
+pub mod upstream;
+
 pub mod stack;
 
 /// Every harness error: a message for the person reading the test output.

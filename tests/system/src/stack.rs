@@ -1,7 +1,8 @@
-//! The whole system on one machine: the Kubernetes simulator, the recorder
-//! and the proxy as real processes, a fake LocalAPI with three identities,
-//! and two `tailscale serve` stand-ins so two callers reach the proxy from
-//! their own tailnet addresses.
+//! The whole system on one machine: the upstream API server (the simulator or
+//! the real kube-apiserver, see [`crate::upstream`]), the recorder and the
+//! proxy as real processes, a fake LocalAPI with the identities below, and a
+//! `tailscale serve` stand-in per caller so each reaches the proxy from its
+//! own tailnet address.
 //!
 //! | who | tailnet address | policy |
 //! | --- | --- | --- |
@@ -23,13 +24,12 @@ use tempfile::TempDir;
 use crate::fake_localapi::FakeLocalApi;
 use crate::identities::TestIdentity;
 use crate::proxy_protocol::ProxyProtocolForwarder;
+use crate::upstream::{SeenRequest, Upstream, UpstreamKind};
 use crate::Error;
 use test_support::net::free_port;
 use test_support::process::{workspace_bin, Spawned};
 use test_support::{http, peers};
 
-/// The token the proxy uses upstream (the simulator lets it impersonate).
-pub const PROXY_TOKEN: &str = "proxy-token-e2e";
 /// A token callers put in their kubeconfig; auth mode must strip it.
 pub const CALLER_TOKEN: &str = "caller-token-must-not-reach-upstream";
 
@@ -74,10 +74,8 @@ pub struct Stack {
     pub dir: TempDir,
     runtime: tokio::runtime::Runtime,
     localapi: Option<FakeLocalApi>,
-    /// The simulator.
-    pub sim: Spawned,
-    /// The simulator's address.
-    pub sim_addr: SocketAddr,
+    /// The API server behind the proxy.
+    pub upstream: Upstream,
     /// The recorder (None while stopped).
     pub recorder: Option<Spawned>,
     /// The recorder's address.
@@ -100,8 +98,13 @@ pub struct Stack {
 }
 
 impl Stack {
-    /// Starts everything with the recorder storing to `storage`.
+    /// Starts everything in front of the simulator, with the recorder storing to `storage`.
     pub fn start(storage: Storage) -> Result<Self, Error> {
+        Self::start_with(UpstreamKind::Sim, storage)
+    }
+
+    /// Starts everything in front of an upstream of `kind`, with the recorder storing to `storage`.
+    pub fn start_with(kind: UpstreamKind, storage: Storage) -> Result<Self, Error> {
         let mut dir = tempfile::Builder::new()
             .prefix("kubescribe-e2e-")
             .tempdir()?;
@@ -113,38 +116,7 @@ impl Stack {
             .build()?;
         let logs = dir.path().join("logs");
         std::fs::create_dir_all(&logs)?;
-
-        // The simulator: TLS, tokens, the proxy may impersonate.
-        let sim_port = free_port()?;
-        let sim_addr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), sim_port);
-        let tokens = dir.path().join("sim-tokens.csv");
-        std::fs::write(
-            &tokens,
-            format!("{PROXY_TOKEN},kubescribe-proxy,system:authenticated\n"),
-        )?;
-        let sim_kubeconfig = dir.path().join("sim.kubeconfig");
-        let mut sim = Spawned::start(
-            "kube-sim",
-            &workspace_bin("kube-sim")?,
-            &[
-                "--listen".into(),
-                sim_addr.to_string(),
-                "--tokens".into(),
-                path_arg(&tokens),
-                "--impersonator".into(),
-                "kubescribe-proxy".into(),
-                "--kubeconfig-out".into(),
-                path_arg(&sim_kubeconfig),
-                "--sandbox".into(),
-                path_arg(&dir.path().join("sandbox")),
-                "--log-interval-ms".into(),
-                "200".into(),
-            ],
-            &[],
-            &logs,
-        )?;
-        sim.wait_for_tcp(sim_addr, Duration::from_secs(20))?;
-        sim.wait_for_path(&sim_kubeconfig, Duration::from_secs(5))?;
+        let upstream = Upstream::start(kind, dir.path(), &logs)?;
 
         // Identities.
         let recorder_port = free_port()?;
@@ -219,7 +191,7 @@ impl Stack {
             )?
         };
 
-        // The proxy: plain HTTP behind PROXY protocol, auth mode, upstream = the simulator.
+        // The proxy: plain HTTP behind PROXY protocol, auth mode, in front of the upstream.
         let proxy_addr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), free_port()?);
         let admin_addr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), free_port()?);
         let mut proxy = Spawned::start(
@@ -230,7 +202,7 @@ impl Stack {
                 proxy_addr.to_string(),
                 "--proxy-protocol".into(),
                 "--kubeconfig".into(),
-                path_arg(&sim_kubeconfig),
+                path_arg(&upstream.proxy_kubeconfig()),
                 "--mode".into(),
                 "auth".into(),
                 "--localapi-socket".into(),
@@ -279,8 +251,7 @@ impl Stack {
             dir,
             runtime,
             localapi: Some(localapi),
-            sim,
-            sim_addr,
+            upstream,
             recorder: None,
             recorder_addr,
             recorder_storage: storage,
@@ -444,23 +415,9 @@ impl Stack {
         Ok(reply.body)
     }
 
-    /// What the simulator (the upstream API server) received, oldest first,
-    /// read with real kubectl straight from the simulator (not through the proxy).
-    pub fn upstream_requests(&self) -> Result<Vec<Value>, Error> {
-        let output = Command::new(peers::kubectl()?)
-            .arg("--kubeconfig")
-            .arg(self.dir.path().join("sim.kubeconfig"))
-            .args(["get", "--raw", "/_sim/requests"])
-            .output()?;
-        if !output.status.success() {
-            return Err(format!(
-                "reading the simulator's request log: {}",
-                String::from_utf8_lossy(&output.stderr)
-            )
-            .into());
-        }
-        let value: Value = serde_json::from_slice(&output.stdout)?;
-        Ok(value.as_array().cloned().unwrap_or_default())
+    /// What the upstream API server received, oldest first (see [`Upstream::seen`]).
+    pub fn upstream_requests(&self) -> Result<Vec<SeenRequest>, Error> {
+        self.upstream.seen()
     }
 
     /// The proxy's Prometheus metrics text.

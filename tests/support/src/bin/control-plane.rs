@@ -1,13 +1,27 @@
 //! `cargo xtask apiserver`: one real control plane (etcd and kube-apiserver)
 //! started by hand; prints where it listens, the kubeconfigs and the users'
-//! tokens, and stops everything on Ctrl-C.
+//! tokens, and stops everything on Ctrl-C. The `kubescribe-proxy` user may
+//! impersonate (what a proxy in auth mode needs).
+//!
+//! `control-plane --out DIR` also copies every user's kubeconfig to
+//! `DIR/<user>.kubeconfig` and then writes `DIR/ready` (the URL), for a
+//! launcher that waits for it (`cargo xtask demo --upstream apiserver`).
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use test_support::apiserver::{ControlPlane, ADMIN, USERS};
+use test_support::apiserver::{ControlPlane, ADMIN, PROXY, USERS};
 use test_support::{peers, Error};
 
 fn main() -> ExitCode {
+    let out = match std::env::args().skip(1).collect::<Vec<_>>().as_slice() {
+        [] => None,
+        [flag, dir] if flag == "--out" => Some(PathBuf::from(dir)),
+        _ => {
+            eprintln!("usage: control-plane [--out DIR]");
+            return ExitCode::from(2);
+        }
+    };
     let plane = match ControlPlane::start() {
         Ok(plane) => plane,
         Err(err) => {
@@ -15,6 +29,16 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Err(err) = plane.allow_impersonation(&PROXY) {
+        eprintln!("control-plane: {err}");
+        return ExitCode::FAILURE;
+    }
+    if let Some(dir) = &out {
+        if let Err(err) = publish(&plane, dir) {
+            eprintln!("control-plane: writing to {}: {err}", dir.display());
+            return ExitCode::FAILURE;
+        }
+    }
     println!("kube-apiserver  {}", plane.url());
     println!("etcd            {}", plane.etcd_url());
     println!("CA              {}", plane.ca_path().display());
@@ -55,4 +79,16 @@ fn main() -> ExitCode {
     }
     drop(plane);
     ExitCode::SUCCESS
+}
+
+/// Copies each user's kubeconfig into `dir`, then writes `dir/ready`.
+fn publish(plane: &ControlPlane, dir: &std::path::Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    for user in USERS {
+        std::fs::copy(
+            plane.kubeconfig(user),
+            dir.join(format!("{}.kubeconfig", user.name)),
+        )?;
+    }
+    std::fs::write(dir.join("ready"), plane.url())
 }

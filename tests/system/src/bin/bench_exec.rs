@@ -36,7 +36,11 @@ fn run() -> Result<(), Error> {
         .as_ref()
         .map(|r| r.pid())
         .ok_or("the stack has no recorder")?;
-    let pids = [stack.proxy.pid(), recorder_pid, stack.sim.pid()];
+    let pids = [
+        stack.proxy.pid(),
+        recorder_pid,
+        stack.upstream.process().pid(),
+    ];
     println!(
         "exec output: {mib} MiB per run, {rounds} runs each, kubectl {}",
         kubectl.display()

@@ -9,7 +9,7 @@ use kubescribe_system_tests::report::Report;
 use kubescribe_system_tests::stack::{Caller, Stack};
 use serde_json::Value;
 
-use crate::{eq, find_session, header, run_ok};
+use crate::{eq, find_session, run_ok};
 
 pub(crate) fn scenarios(report: &mut Report, stack: &mut Stack, kubectl: &Path) {
     report.scenario(
@@ -94,7 +94,7 @@ pub(crate) fn scenarios(report: &mut Report, stack: &mut Stack, kubectl: &Path) 
         }));
         r.check("the API server never received bob's exec", stack.upstream_requests().map_err(|e| e.to_string()).and_then(|seen| {
             let execs = seen.iter().filter(|req| {
-                header(req, "impersonate-user") == ["bob@example.com"] && req["uri"].as_str().unwrap_or("").contains("/exec")
+                req.impersonated_user.as_deref() == Some("bob@example.com") && req.uri.contains("/exec")
             }).count();
             if execs == 0 { Ok(()) } else { Err(format!("upstream saw {execs} exec requests from bob")) }
         }));
