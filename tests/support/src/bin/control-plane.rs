@@ -69,13 +69,23 @@ fn main() -> ExitCode {
         kubectl.display(),
         plane.kubeconfig(&ADMIN).display()
     );
-    println!("Ctrl-C stops etcd and kube-apiserver and removes their files.");
+    println!("Ctrl-C (or SIGTERM) stops etcd and kube-apiserver and removes their files.");
+    // Ctrl-C or SIGTERM (what `cargo xtask demo` sends): stop etcd and kube-apiserver on either.
     let waited = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .and_then(|runtime| runtime.block_on(tokio::signal::ctrl_c()));
+        .and_then(|runtime| {
+            runtime.block_on(async {
+                let mut term =
+                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+                tokio::select! {
+                    interrupted = tokio::signal::ctrl_c() => interrupted,
+                    _ = term.recv() => Ok(()),
+                }
+            })
+        });
     if let Err(err) = waited {
-        eprintln!("control-plane: cannot wait for Ctrl-C: {err}");
+        eprintln!("control-plane: cannot wait for Ctrl-C or SIGTERM: {err}");
     }
     drop(plane);
     ExitCode::SUCCESS
