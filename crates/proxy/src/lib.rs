@@ -94,7 +94,7 @@ pub use body::BoxError;
 
 // Input handling, public for the fuzz targets.
 pub use headers::{upgrade_type, upstream_request_headers};
-pub use listener::proxy_protocol::{parse_header, read_header, ProxiedPeer, ProxyHeaderError};
+pub use service::conn::{parse_header, read_header, ProxiedPeer, ProxyHeaderError};
 
 // Facts and plumbing.
 mod body;

@@ -7,12 +7,16 @@
 //!   protocols; errors name the flag and file at fault.
 //! - [`logging`]: `--log-format text|json` and `RUST_LOG`, written to standard error.
 //! - [`shutdown`]: a future that completes on SIGTERM or Ctrl-C.
+//! - [`conn`]: accepting connections within limits (in total, per source, set-up and idle time),
+//!   with an optional PROXY protocol header and TLS, and serving HTTP on them.
 #![doc = include_str!("../README.md")]
 #![warn(unreachable_pub)]
 
 pub mod logging;
 pub mod shutdown;
 pub mod tls;
+
+pub mod conn;
 
 pub use logging::LogFormat;
 pub use tls::{TlsError, TlsFiles};

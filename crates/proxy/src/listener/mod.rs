@@ -1,8 +1,6 @@
 //! The API listener: accept TCP, read the PROXY header when required, terminate
 //! TLS when configured, serve HTTP/1.1 with upgrades, and shut down gracefully.
 
-pub(crate) mod proxy_protocol;
-
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -16,9 +14,9 @@ use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::body::ProxyBody;
-use crate::conn::{accept, ConnInfo, MaybeTls};
+use crate::conn::{accept, ConnInfo};
 use crate::session_tracker::SessionTracker;
-use proxy_protocol::ProxiedPeer;
+use service::conn::{read_header, MaybeTls, ProxiedPeer, HEADER_TIMEOUT};
 
 /// Bound on the TLS handshake of one connection.
 pub(crate) const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -133,7 +131,7 @@ async fn prepare(
         via_proxy_protocol: false,
     };
     if opts.proxy_protocol {
-        match proxy_protocol::read_header(&mut tcp, proxy_protocol::HEADER_TIMEOUT).await {
+        match read_header(&mut tcp, HEADER_TIMEOUT).await {
             Ok(ProxiedPeer::Address(a)) => {
                 info.caller = a;
                 info.via_proxy_protocol = true;

@@ -8,13 +8,12 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use hyper_util::client::legacy::connect::{Connected, Connection};
 use hyper_util::rt::TokioIo;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 use tokio::net::TcpStream;
 
-use crate::conn::MaybeTls;
+use service::conn::MaybeTls;
 
 /// Bound on establishing one upstream connection (TCP + TLS).
 pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -41,12 +40,6 @@ impl Connector {
 
 /// A plain (`http://` upstreams, tests) or TLS stream to the API server.
 pub(crate) type UpstreamStream = MaybeTls<tokio_rustls::client::TlsStream<TcpStream>>;
-
-impl Connection for UpstreamStream {
-    fn connected(&self) -> Connected {
-        Connected::new()
-    }
-}
 
 type ConnectFuture =
     Pin<Box<dyn Future<Output = Result<TokioIo<UpstreamStream>, std::io::Error>> + Send>>;

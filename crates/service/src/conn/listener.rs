@@ -1,0 +1,396 @@
+//! Accepting and setting up connections within [`ConnectionLimits`]: the pool of connections still
+//! being set up (oldest evicted when full), the PROXY protocol header and the TLS handshake within the
+//! set-up deadline, and the count of serving connections, in total and per source.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::time::Instant;
+use tokio_rustls::server::TlsStream;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+
+use super::limits::ConnectionLimits;
+use super::maybe_tls::MaybeTls;
+use super::metrics::{ConnectionMetrics, Refusal};
+use super::proxy_protocol::{self, ProxiedPeer, ProxyHeaderError};
+
+/// What is known about the connection a request arrived on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnInfo {
+    /// Who is on the other end: the PROXY header's source when PROXY protocol is on (the caller behind
+    /// `tailscale serve`), else the TCP peer.
+    pub peer: SocketAddr,
+    /// The TCP peer (the forwarder, when PROXY protocol is on).
+    pub tcp_peer: SocketAddr,
+    /// Whether TLS was terminated here.
+    pub tls: bool,
+    /// Whether `peer` came from a PROXY header.
+    pub via_proxy_protocol: bool,
+}
+
+/// How a listener accepts connections.
+#[derive(Debug, Clone)]
+pub struct ListenerOptions {
+    /// The listener's name in logs and metrics (`api`, `admin`, `recorder`, …).
+    pub name: &'static str,
+    /// What connections may cost.
+    pub limits: ConnectionLimits,
+    /// Require a PROXY protocol (v2 or v1) header on every connection; its source is the peer.
+    pub proxy_protocol: bool,
+    /// Serve TLS with this configuration.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Where connections are counted.
+    pub metrics: ConnectionMetrics,
+}
+
+/// The byte stream of an accepted connection, plain or TLS.
+pub type ServerStream = MaybeTls<TlsStream<TcpStream>>;
+
+/// A bound listener.
+pub struct Listener {
+    tcp: TcpListener,
+    local: SocketAddr,
+    tls: Option<TlsAcceptor>,
+    proxy_protocol: bool,
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Listener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Listener")
+            .field("name", &self.shared.name)
+            .field("local", &self.local)
+            .field("tls", &self.tls.is_some())
+            .field("proxy_protocol", &self.proxy_protocol)
+            .finish()
+    }
+}
+
+/// State shared by a listener and its connections.
+pub(crate) struct Shared {
+    pub(crate) name: &'static str,
+    pub(crate) limits: ConnectionLimits,
+    pub(crate) metrics: ConnectionMetrics,
+    pending: Mutex<PendingPool>,
+    serving: Mutex<Serving>,
+}
+
+#[derive(Default)]
+struct PendingPool {
+    next_id: u64,
+    queue: VecDeque<(u64, CancellationToken)>,
+}
+
+#[derive(Default)]
+struct Serving {
+    total: usize,
+    per_source: HashMap<IpAddr, usize>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // The guarded maps stay consistent even if a holder panicked: use them.
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Listener {
+    /// Binds `addr`. An unspecified IPv6 address (`[::]:PORT`) falls back to `0.0.0.0:PORT` where IPv6
+    /// is off.
+    pub async fn bind(addr: SocketAddr, options: ListenerOptions) -> std::io::Result<Self> {
+        let tcp = match TcpListener::bind(addr).await {
+            Ok(l) => l,
+            Err(e) if addr.ip().is_unspecified() && addr.is_ipv6() => {
+                TcpListener::bind(SocketAddr::from(([0, 0, 0, 0], addr.port())))
+                    .await
+                    .map_err(|_| e)?
+            }
+            Err(e) => return Err(e),
+        };
+        let local = tcp.local_addr()?;
+        Ok(Self {
+            tcp,
+            local,
+            tls: options.tls.map(TlsAcceptor::from),
+            proxy_protocol: options.proxy_protocol,
+            shared: Arc::new(Shared {
+                name: options.name,
+                limits: options.limits,
+                metrics: options.metrics,
+                pending: Mutex::default(),
+                serving: Mutex::default(),
+            }),
+        })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// Whether connections are TLS.
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// Whether connections must start with a PROXY protocol header.
+    pub fn requires_proxy_protocol(&self) -> bool {
+        self.proxy_protocol
+    }
+
+    /// The next connection. Accept failures (for example EMFILE) are logged and retried after a
+    /// short pause, so the accept loop backs off instead of spinning. Set the connection up with
+    /// [`Incoming::handshake`] in a task of its own.
+    pub async fn accept(&self) -> Incoming {
+        loop {
+            match self.tcp.accept().await {
+                Ok((stream, tcp_peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    let pending = PendingSlot::enter(&self.shared);
+                    return Incoming {
+                        stream,
+                        tcp_peer,
+                        deadline: Instant::now() + self.shared.limits.handshake_timeout,
+                        tls: self.tls.clone(),
+                        proxy_protocol: self.proxy_protocol,
+                        pending,
+                    };
+                }
+                Err(e) => {
+                    tracing::warn!(listener = self.shared.name, error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+}
+
+/// A connection in the set-up pool: evictable, counted as open.
+pub(crate) struct PendingSlot {
+    id: u64,
+    token: CancellationToken,
+    in_pool: bool,
+    shared: Arc<Shared>,
+}
+
+impl PendingSlot {
+    fn enter(shared: &Arc<Shared>) -> Self {
+        let token = CancellationToken::new();
+        let mut pool = lock(&shared.pending);
+        let id = pool.next_id;
+        pool.next_id += 1;
+        while pool.queue.len() >= shared.limits.max_pending {
+            // The oldest connection still being set up makes room: connections that send nothing
+            // cannot keep a new one out.
+            if let Some((_, oldest)) = pool.queue.pop_front() {
+                oldest.cancel();
+            }
+        }
+        pool.queue.push_back((id, token.clone()));
+        drop(pool);
+        shared.metrics.opened(shared.name);
+        Self {
+            id,
+            token,
+            in_pool: true,
+            shared: shared.clone(),
+        }
+    }
+
+    /// Cancelled when the pool evicts this connection.
+    pub(crate) fn evicted(&self) -> tokio_util::sync::WaitForCancellationFuture<'_> {
+        self.token.cancelled()
+    }
+
+    /// Leaves the set-up pool (the first request has arrived): no longer evictable.
+    pub(crate) fn leave_pool(&mut self) {
+        if std::mem::take(&mut self.in_pool) {
+            lock(&self.shared.pending)
+                .queue
+                .retain(|(id, _)| *id != self.id);
+        }
+    }
+
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+}
+
+impl Drop for PendingSlot {
+    fn drop(&mut self) {
+        self.leave_pool();
+        self.shared.metrics.released(self.shared.name);
+    }
+}
+
+/// A place among the serving connections, released when dropped.
+pub(crate) struct ServingSlot {
+    source: IpAddr,
+    shared: Arc<Shared>,
+}
+
+impl ServingSlot {
+    /// Takes a serving place for a connection from `source`, or says which limit is full.
+    pub(crate) fn take(shared: &Arc<Shared>, source: IpAddr) -> Result<Self, Refusal> {
+        let mut serving = lock(&shared.serving);
+        if serving.total >= shared.limits.max_connections {
+            return Err(Refusal::TooMany);
+        }
+        let from_source = serving.per_source.entry(source).or_insert(0);
+        if *from_source >= shared.limits.max_connections_per_source {
+            return Err(Refusal::TooManyFromSource);
+        }
+        *from_source += 1;
+        serving.total += 1;
+        Ok(Self {
+            source,
+            shared: shared.clone(),
+        })
+    }
+}
+
+impl Drop for ServingSlot {
+    fn drop(&mut self) {
+        let mut serving = lock(&self.shared.serving);
+        serving.total = serving.total.saturating_sub(1);
+        if let Some(n) = serving.per_source.get_mut(&self.source) {
+            *n -= 1;
+            if *n == 0 {
+                serving.per_source.remove(&self.source);
+            }
+        }
+    }
+}
+
+/// An accepted TCP connection, not yet set up.
+pub struct Incoming {
+    stream: TcpStream,
+    tcp_peer: SocketAddr,
+    deadline: Instant,
+    tls: Option<TlsAcceptor>,
+    proxy_protocol: bool,
+    pending: PendingSlot,
+}
+
+/// Why a connection was closed during set-up.
+#[derive(Debug, thiserror::Error)]
+pub enum HandshakeError {
+    /// The set-up pool was full and this was its oldest connection.
+    #[error("closed to make room: too many connections being set up")]
+    Evicted,
+    /// Set-up took longer than the handshake timeout.
+    #[error("connection set-up took longer than {0:?}")]
+    Timeout(Duration),
+    /// The PROXY protocol header was missing or malformed.
+    #[error(transparent)]
+    ProxyHeader(#[from] ProxyHeaderError),
+    /// The TLS handshake failed.
+    #[error("TLS handshake failed: {0}")]
+    Tls(#[source] std::io::Error),
+}
+
+impl HandshakeError {
+    /// The metric label of this failure.
+    pub fn refusal(&self) -> Refusal {
+        match self {
+            HandshakeError::Evicted => Refusal::Evicted,
+            HandshakeError::Timeout(_) => Refusal::HandshakeTimeout,
+            HandshakeError::ProxyHeader(_) => Refusal::ProxyHeader,
+            HandshakeError::Tls(_) => Refusal::Tls,
+        }
+    }
+}
+
+impl Incoming {
+    /// The TCP peer.
+    pub fn tcp_peer(&self) -> SocketAddr {
+        self.tcp_peer
+    }
+
+    /// Reads the PROXY header (when required) and completes the TLS handshake (when configured),
+    /// within the handshake timeout and unless the set-up pool evicts this connection first.
+    /// Failures are counted in the listener's metrics; the connection is then dropped.
+    pub async fn handshake(self) -> Result<Connection, HandshakeError> {
+        let Incoming {
+            mut stream,
+            tcp_peer,
+            deadline,
+            tls,
+            proxy_protocol,
+            pending,
+        } = self;
+        let shared = pending.shared().clone();
+        let timeout = shared.limits.handshake_timeout;
+        let set_up = async {
+            let mut peer = tcp_peer;
+            if proxy_protocol {
+                // The outer deadline bounds this read; the header's own timeout is the same budget.
+                match proxy_protocol::read_header(&mut stream, timeout).await? {
+                    ProxiedPeer::Address(source) => peer = source,
+                    ProxiedPeer::Local => {}
+                }
+            }
+            let io = match &tls {
+                None => MaybeTls::Plain(stream),
+                Some(acceptor) => MaybeTls::Tls(Box::new(
+                    acceptor.accept(stream).await.map_err(HandshakeError::Tls)?,
+                )),
+            };
+            let info = ConnInfo {
+                peer,
+                tcp_peer,
+                tls: tls.is_some(),
+                via_proxy_protocol: proxy_protocol && peer != tcp_peer,
+            };
+            Ok::<_, HandshakeError>((io, info))
+        };
+        let result = tokio::select! {
+            _ = pending.evicted() => Err(HandshakeError::Evicted),
+            done = tokio::time::timeout_at(deadline, set_up) => match done {
+                Err(_) => Err(HandshakeError::Timeout(timeout)),
+                Ok(result) => result,
+            },
+        };
+        match result {
+            Ok((io, info)) => Ok(Connection {
+                io,
+                info,
+                deadline,
+                pending,
+            }),
+            Err(e) => {
+                shared.metrics.closed(shared.name, e.refusal());
+                tracing::debug!(listener = shared.name, %tcp_peer, error = %e, "connection closed during set-up");
+                Err(e)
+            }
+        }
+    }
+}
+
+/// A set-up connection, ready to serve HTTP (see [`Connection::serve`]).
+pub struct Connection {
+    pub(crate) io: ServerStream,
+    pub(crate) info: ConnInfo,
+    /// The first request's head must have arrived by then.
+    pub(crate) deadline: Instant,
+    pub(crate) pending: PendingSlot,
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("info", &self.info)
+            .finish()
+    }
+}
+
+impl Connection {
+    /// What is known about this connection.
+    pub fn info(&self) -> ConnInfo {
+        self.info
+    }
+}
