@@ -8,6 +8,8 @@ use clap::Parser;
 use identity::{AllowList, AllowListError};
 
 use identity::IdentitySource;
+use service::cli::{parse_duration, ConnectionArgs};
+use service::conn::ConnectionLimits;
 use service::{LogFormat, TlsFiles};
 
 /// kubescribe-recorder: stores Kubernetes API request events and kubectl
@@ -21,6 +23,26 @@ pub struct Cli {
     /// on the same port, or TLS with ALPN h2/http/1.1 when --tls-cert is set.
     #[arg(long, default_value = ":80", value_name = "ADDR")]
     pub listen: String,
+
+    /// Require a PROXY protocol (v2 or v1) header on every connection to --listen, as
+    /// `tailscale serve` sends with `ProxyProtocol: 2`; its source address is the peer that WhoIs
+    /// identifies. Loopback is then never a reader identity (every connection arrives from the
+    /// forwarder).
+    #[arg(long, env = "KUBESCRIBE_PROXY_PROTOCOL")]
+    pub proxy_protocol: bool,
+
+    /// Where `/metrics`, `/healthz` and `/readyz` are served (never on --listen), or `off`.
+    #[arg(
+        long,
+        env = "KUBESCRIBE_ADMIN_LISTEN",
+        default_value = "127.0.0.1:9103",
+        value_name = "ADDR|off"
+    )]
+    pub admin_listen: String,
+
+    /// Connection limits of --listen.
+    #[command(flatten)]
+    pub connections: ConnectionArgs,
 
     /// Where to store recordings: a local directory, or `s3://HOST[:PORT]`
     /// for an S3-compatible endpoint (https unless --s3-allow-http).
@@ -79,10 +101,11 @@ pub struct Cli {
     #[arg(long, value_name = "FILE")]
     pub upload_token_file: Option<PathBuf>,
 
-    /// Who may read the query API, UI and casts: comma-separated `loopback`
-    /// (connections from 127.0.0.0/8 or ::1), `tag:NAME`, `tag:*` and
-    /// `user:LOGIN` (matched by WhoIs), or `none`. Default: `loopback` only.
-    #[arg(long, value_name = "LIST", default_value = "loopback")]
+    /// Who may read the query API, UI and casts: comma-separated `tag:NAME`, `tag:*` and
+    /// `user:LOGIN` (matched by WhoIs), `loopback` (any connection from 127.0.0.0/8 or ::1 — any
+    /// local process or local forwarder: for a laptop demo only; refused with --proxy-protocol),
+    /// or `none` (the default: only --read-token-file reads).
+    #[arg(long, value_name = "LIST", default_value = "none")]
     pub allow_readers: String,
 
     /// A file holding a bearer token that grants read access.
@@ -160,32 +183,6 @@ pub struct Cli {
 }
 
 /// Parses `500ms`, `30s`, `5m`, `2h`, or plain seconds.
-fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let (num, unit) = text
-        .find(|c: char| !c.is_ascii_digit())
-        .map(|i| text.split_at(i))
-        .unwrap_or((text, "s"));
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration like 500ms, 30s, 5m or 2h"))?;
-    let d = match unit {
-        "ms" => Duration::from_millis(n),
-        "s" => Duration::from_secs(n),
-        "m" => Duration::from_secs(n * 60),
-        "h" => Duration::from_secs(n * 3600),
-        _ => {
-            return Err(format!(
-                "{text:?}: unknown unit {unit:?} (use ms, s, m or h)"
-            ))
-        }
-    };
-    if d.is_zero() {
-        return Err(format!("{text:?}: must be more than zero"));
-    }
-    Ok(d)
-}
-
 /// Where data is stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Destination {
@@ -218,6 +215,12 @@ pub struct Readers {
 pub struct Config {
     /// Listening address.
     pub listen: SocketAddr,
+    /// Whether connections to `listen` start with a PROXY protocol header.
+    pub proxy_protocol: bool,
+    /// The connection limits of `listen`.
+    pub connections: ConnectionLimits,
+    /// Where `/metrics`, `/healthz` and `/readyz` are served (`None`: nowhere).
+    pub admin_listen: Option<SocketAddr>,
     /// Storage.
     pub destination: Destination,
     /// Serve the UI.
@@ -321,8 +324,13 @@ fn invalid(flag: &'static str, message: impl Into<String>) -> ConfigError {
     }
 }
 
-/// Parses `HOST:PORT`, `[V6]:PORT` or `:PORT`.
+/// Parses `--listen`: `HOST:PORT`, `[V6]:PORT` or `:PORT`.
 fn parse_listen(text: &str) -> Result<SocketAddr, ConfigError> {
+    parse_addr("--listen", text)
+}
+
+/// Parses `HOST:PORT`, `[V6]:PORT` or `:PORT` for `flag`.
+fn parse_addr(flag: &'static str, text: &str) -> Result<SocketAddr, ConfigError> {
     if let Some(port) = text.strip_prefix(':') {
         let port: u16 = port
             .parse()
@@ -336,12 +344,12 @@ fn parse_listen(text: &str) -> Result<SocketAddr, ConfigError> {
         if host == "localhost" {
             let port: u16 = port
                 .parse()
-                .map_err(|_| invalid("--listen", format!("{text:?}: bad port")))?;
+                .map_err(|_| invalid(flag, format!("{text:?}: bad port")))?;
             return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
         }
     }
     Err(invalid(
-        "--listen",
+        flag,
         format!("{text:?} is not HOST:PORT, [IPV6]:PORT or :PORT (HOST must be an IP address)"),
     ))
 }
@@ -444,6 +452,21 @@ impl Cli {
                 source,
             })?;
         let allow_readers = parse_readers(&self.allow_readers)?;
+        if allow_readers.loopback && self.proxy_protocol {
+            return Err(invalid(
+                "--allow-readers",
+                "loopback is not a reader identity behind PROXY protocol: every connection arrives \
+                 from the forwarder; name readers by tag: or user:",
+            ));
+        }
+        let connections = self
+            .connections
+            .limits()
+            .map_err(|(flag, message)| invalid(flag, message))?;
+        let admin_listen = match self.admin_listen.as_str() {
+            "off" | "" => None,
+            text => Some(parse_addr("--admin-listen", text)?),
+        };
         if allow_readers.identities.is_some() && identity.is_none() {
             return Err(invalid(
                 "--allow-readers",
@@ -488,6 +511,9 @@ impl Cli {
         }
         Ok(Config {
             listen,
+            proxy_protocol: self.proxy_protocol,
+            connections,
+            admin_listen,
             destination,
             ui: self.ui,
             identity,
@@ -565,7 +591,7 @@ mod tests {
         assert_eq!(
             cfg.allow_readers,
             Readers {
-                loopback: true,
+                loopback: false,
                 identities: None
             }
         );
@@ -590,10 +616,45 @@ mod tests {
     }
 
     #[test]
-    fn durations() {
-        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
-        assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));
-        assert!(parse_duration("0s").is_err());
-        assert!(parse_duration("5x").is_err());
+    fn readers_default_to_none_and_loopback_is_refused_behind_proxy_protocol() {
+        let cfg = cli(&[]).validate().unwrap();
+        assert_eq!(
+            cfg.allow_readers,
+            Readers {
+                loopback: false,
+                identities: None
+            }
+        );
+        let err = cli(&["--proxy-protocol", "--allow-readers", "loopback"])
+            .validate()
+            .unwrap_err();
+        assert!(
+            err.to_string().starts_with("--allow-readers: loopback"),
+            "{err}"
+        );
+        assert!(
+            cli(&["--proxy-protocol"])
+                .validate()
+                .unwrap()
+                .proxy_protocol
+        );
+    }
+
+    #[test]
+    fn admin_listener_and_connection_limits() {
+        let cfg = cli(&[]).validate().unwrap();
+        assert_eq!(cfg.admin_listen, Some("127.0.0.1:9103".parse().unwrap()));
+        assert_eq!(cfg.connections, ConnectionLimits::default());
+        assert_eq!(
+            cli(&["--admin-listen", "off"])
+                .validate()
+                .unwrap()
+                .admin_listen,
+            None
+        );
+        let err = cli(&["--admin-listen", "nowhere"]).validate().unwrap_err();
+        assert!(err.to_string().starts_with("--admin-listen"), "{err}");
+        let err = cli(&["--max-connections", "0"]).validate().unwrap_err();
+        assert!(err.to_string().starts_with("--max-connections"), "{err}");
     }
 }

@@ -56,6 +56,8 @@ pub(crate) struct Metrics {
     pub(crate) active_uploads: Gauge,
     /// Session uploads ended, by outcome.
     sessions: Family<OutcomeLabel, Counter>,
+    /// Connections of the recorder's listeners.
+    pub(crate) connections: service::conn::ConnectionMetrics,
 }
 
 impl Default for Metrics {
@@ -134,8 +136,10 @@ impl Metrics {
             "Session uploads ended, by outcome",
             sessions.clone(),
         );
+        let connections = service::conn::ConnectionMetrics::register(&mut registry);
         Self {
             registry,
+            connections,
             records_received,
             records_stored,
             duplicates,

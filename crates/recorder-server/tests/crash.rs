@@ -19,6 +19,10 @@ use hyper::body::Frame;
 fn start(data: &std::path::Path, token: &std::path::Path, port: u16) -> Child {
     Command::new(env!("CARGO_BIN_EXE_kubescribe-recorder"))
         .args([
+            "--admin-listen",
+            "off",
+            "--allow-readers",
+            "loopback",
             "--listen",
             &format!("127.0.0.1:{port}"),
             "--ack-interval",

@@ -204,6 +204,10 @@ async fn s3_wrong_secret_is_a_clear_startup_error() {
     // And through the binary: exits non-zero with the message, before listening.
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_kubescribe-recorder"))
         .args([
+            "--admin-listen",
+            "off",
+            "--allow-readers",
+            "loopback",
             "--listen",
             "127.0.0.1:0",
             "--insecure-allow-any-uploader",

@@ -22,6 +22,10 @@ async fn tls_listener_serves_http1_and_h2_by_alpn() {
     let port = free_port();
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_kubescribe-recorder"))
         .args([
+            "--admin-listen",
+            "off",
+            "--allow-readers",
+            "loopback",
             "--listen",
             &format!("127.0.0.1:{port}"),
             "--insecure-allow-any-uploader",

@@ -58,7 +58,12 @@ fn start_recorder(extra: &[&str]) -> Recorder {
             "--upload-token-file".into(),
             token.display().to_string(),
             "--ui".into(),
+            "--admin-listen".into(),
+            "off".into(),
         ];
+        if !extra.iter().any(|e| e == &"--allow-readers") {
+            args.extend(["--allow-readers".into(), "loopback".into()]);
+        }
         for e in extra {
             args.push(e.replace("{read_token}", &read_token.display().to_string()));
         }

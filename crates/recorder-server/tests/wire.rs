@@ -297,7 +297,8 @@ async fn bad_events_get_clear_4xx_and_nothing_is_stored() {
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
     assert!(stored_lines(&data_dir(&r), "events").is_empty());
     let (_, metrics) = {
-        let (s, _, b) = call(r.addr, "GET", "/metrics", &[], Bytes::new()).await;
+        let admin = r.app.admin_addr().unwrap();
+        let (s, _, b) = call(admin, "GET", "/metrics", &[], Bytes::new()).await;
         (s, String::from_utf8(b.to_vec()).unwrap())
     };
     assert!(
@@ -666,7 +667,11 @@ async fn metrics_count_commits_and_sessions() {
     }
     let (_, fin) = legacy_record(r.addr, &random_cast(1000, 2), false).await;
     assert!(fin.starts_with("HTTP/1.1 200"), "{fin}");
-    let (status, headers, body) = call(r.addr, "GET", "/metrics", &[], Bytes::new()).await;
+    // Metrics are served on the admin listener only, never on the upload port.
+    let (status, _, _) = call(r.addr, "GET", "/metrics", &[], Bytes::new()).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let admin = r.app.admin_addr().unwrap();
+    let (status, headers, body) = call(admin, "GET", "/metrics", &[], Bytes::new()).await;
     assert_eq!(status, StatusCode::OK);
     assert!(headers
         .get("content-type")

@@ -92,7 +92,10 @@ impl ConnectionArgs {
     pub fn limits(&self) -> Result<ConnectionLimits, (&'static str, &'static str)> {
         for (flag, value) in [
             ("--max-connections", self.max_connections),
-            ("--max-connections-per-source", self.max_connections_per_source),
+            (
+                "--max-connections-per-source",
+                self.max_connections_per_source,
+            ),
             ("--max-pending-connections", self.max_pending_connections),
         ] {
             if value == 0 {

@@ -11,9 +11,10 @@ use identity::IdentityFileError;
 
 use crate::access::{ReadAccess, UploadAccess};
 use crate::config::{Config, Destination};
+use crate::http::admin::Admin;
 use crate::http::api::QueryApi;
 use crate::http::ingest::Ingest;
-use crate::http::listener::{serve, Listener};
+use crate::http::listener::{serve, serve_admin};
 use crate::http::router::Routes;
 use crate::http::ui::WebUi;
 use crate::index::{EventIndex, SessionIndex};
@@ -25,6 +26,7 @@ use crate::storage::disk::DiskStorage;
 use crate::storage::s3::{S3Config, S3Storage};
 use crate::storage::{Storage, StorageError};
 use rebuild::{rebuild, RebuildReport};
+use service::conn::{ConnectionLimits, Listener, ListenerOptions};
 use service::tls::{server_config, Alpn};
 use service::TlsError;
 
@@ -40,9 +42,11 @@ pub enum StartError {
     /// The TLS files are unusable.
     #[error("tls: {0}")]
     Tls(#[from] TlsError),
-    /// The listen address could not be bound.
-    #[error("--listen {addr}: cannot listen: {source}")]
+    /// A listen address could not be bound.
+    #[error("{flag} {addr}: cannot listen: {source}")]
     Bind {
+        /// The flag that named the address.
+        flag: &'static str,
         /// The address.
         addr: SocketAddr,
         /// The OS error.
@@ -54,9 +58,15 @@ pub enum StartError {
 pub struct RecorderHandle {
     metrics: Arc<Metrics>,
     events: Arc<EventIndex>,
+    admin: Option<SocketAddr>,
 }
 
 impl RecorderHandle {
+    /// Where the admin endpoints (`/metrics`, `/healthz`, `/readyz`) listen, if anywhere.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin
+    }
+
     /// The metrics, as `GET /metrics` serves them (Prometheus text format).
     pub fn metrics_text(&self) -> String {
         self.metrics.encode()
@@ -93,6 +103,7 @@ pub async fn open_storage(destination: &Destination) -> Result<Arc<dyn Storage>,
 /// A recorder built on its storage, ready to serve.
 struct Assembled {
     routes: Arc<Routes>,
+    metrics: Arc<Metrics>,
     handle: RecorderHandle,
     report: RebuildReport,
     /// Who may upload and read, for the start-up log.
@@ -154,24 +165,77 @@ async fn assemble(config: &Config, storage: Arc<dyn Storage>) -> Result<Assemble
         ),
         api: QueryApi::new(reads.clone(), events.clone(), sessions, storage, committer),
         ui: config.ui.then(|| WebUi::new(reads)),
-        metrics: metrics.clone(),
     };
     Ok(Assembled {
         routes: Arc::new(routes),
-        handle: RecorderHandle { metrics, events },
+        metrics: metrics.clone(),
+        handle: RecorderHandle {
+            metrics,
+            events,
+            admin: None,
+        },
         report,
         access,
     })
 }
 
-/// Binds `addr` (serving TLS with `tls`).
+/// Binds the upload and query listener: `config.listen` with its connection limits, PROXY
+/// protocol and `tls`.
 async fn listen(
-    addr: SocketAddr,
+    config: &Config,
+    metrics: &Metrics,
     tls: Option<Arc<rustls::ServerConfig>>,
 ) -> Result<Listener, StartError> {
-    Listener::bind(addr, tls)
+    let options = ListenerOptions {
+        name: "recorder",
+        limits: config.connections,
+        proxy_protocol: config.proxy_protocol,
+        tls,
+        metrics: metrics.connections.clone(),
+    };
+    Listener::bind(config.listen, options)
         .await
-        .map_err(|source| StartError::Bind { addr, source })
+        .map_err(|source| StartError::Bind {
+            flag: "--listen",
+            addr: config.listen,
+            source,
+        })
+}
+
+/// Binds `config.admin_listen` (when set) and serves `/metrics`, `/healthz` and `/readyz` there in
+/// the background; returns the bound address.
+async fn start_admin(
+    config: &Config,
+    metrics: &Arc<Metrics>,
+) -> Result<Option<SocketAddr>, StartError> {
+    let Some(addr) = config.admin_listen else {
+        return Ok(None);
+    };
+    let admin = Listener::bind(
+        addr,
+        ListenerOptions {
+            name: "admin",
+            limits: ConnectionLimits::admin(),
+            proxy_protocol: false,
+            tls: None,
+            metrics: metrics.connections.clone(),
+        },
+    )
+    .await
+    .map_err(|source| StartError::Bind {
+        flag: "--admin-listen",
+        addr,
+        source,
+    })?;
+    let bound = admin.local_addr();
+    tracing::info!(addr = %bound, "admin listening: /metrics /healthz /readyz");
+    tokio::spawn(serve_admin(
+        admin,
+        Arc::new(Admin {
+            metrics: metrics.clone(),
+        }),
+    ));
+    Ok(Some(bound))
 }
 
 /// Builds the recorder on `storage`, binds `config.listen` and serves in the
@@ -181,9 +245,10 @@ pub async fn spawn(
     config: Config,
     storage: Arc<dyn Storage>,
 ) -> Result<(SocketAddr, RecorderHandle), StartError> {
-    let recorder = assemble(&config, storage).await?;
-    let listener = listen(config.listen, None).await?;
+    let mut recorder = assemble(&config, storage).await?;
+    let listener = listen(&config, &recorder.metrics, None).await?;
     let addr = listener.local_addr();
+    recorder.handle.admin = start_admin(&config, &recorder.metrics).await?;
     tokio::spawn(serve(listener, recorder.routes));
     Ok((addr, recorder.handle))
 }
@@ -209,15 +274,22 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         bad_lines = report.bad_lines,
         "indexes rebuilt from storage"
     );
-    let listener = listen(config.listen, tls).await?;
+    let listener = listen(&config, &recorder.metrics, tls).await?;
     let addr = listener.local_addr();
+    let limits = config.connections;
     tracing::info!(
         %addr,
         protocols = if listener.is_tls() { "HTTPS (TLS, ALPN h2 + http/1.1)" } else { "HTTP/1.1 + h2c (prior knowledge)" },
+        proxy_protocol = config.proxy_protocol,
         ui = config.ui,
         auth = %recorder.access,
-        "kubescribe-recorder listening: /v2/event /v2/events /v2/record /record /api/v1 /metrics"
+        max_connections = limits.max_connections,
+        max_connections_per_source = limits.max_connections_per_source,
+        handshake_timeout = ?limits.handshake_timeout,
+        idle_timeout = ?limits.idle_timeout,
+        "kubescribe-recorder listening: /v2/event /v2/events /v2/record /record /api/v1 /healthz"
     );
+    start_admin(&config, &recorder.metrics).await?;
     if config.insecure_allow_any_uploader {
         tracing::warn!(
             "--insecure-allow-any-uploader: ANYONE who can reach {addr} can upload recordings"

@@ -4,9 +4,11 @@
 //!
 //! Bottom to top: `response` (bodies and builders), `error` (the one error
 //! type of every handler, which knows its status and body), the route groups
-//! `ingest` (uploads), `api` (queries) and `ui` (the web UI), `router`, and
-//! `listener`.
+//! `ingest` (uploads), `api` (queries) and `ui` (the web UI), `admin`
+//! (`/metrics`, `/healthz`, `/readyz` on their own listener), `router`, and
+//! `listener` (both listeners, on `service::conn`).
 
+pub(crate) mod admin;
 pub(crate) mod api;
 pub(crate) mod error;
 pub(crate) mod ingest;

@@ -1,18 +1,15 @@
 //! Which handler serves which method and path, and the state of each route
 //! group ([`Routes`]).
 
-use std::net::SocketAddr;
-use std::sync::Arc;
-
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
+use std::net::SocketAddr;
 
 use super::api::QueryApi;
 use super::error::HttpError;
 use super::ingest::{Ingest, Upload};
 use super::response::{with_body, ResBody};
 use super::ui::WebUi;
-use crate::metrics::Metrics;
 
 /// Every route group with its own state.
 pub(crate) struct Routes {
@@ -22,8 +19,6 @@ pub(crate) struct Routes {
     pub(crate) api: QueryApi,
     /// Every other path, with `--ui`.
     pub(crate) ui: Option<WebUi>,
-    /// `/metrics`.
-    pub(crate) metrics: Arc<Metrics>,
 }
 
 impl Routes {
@@ -55,14 +50,6 @@ impl Routes {
             "/record" => match method {
                 Method::POST => self.ingest.post(Upload::RecordV1, peer, req).await,
                 _ => not_allowed("POST"),
-            },
-            "/metrics" => match method {
-                Method::GET => with_body(
-                    StatusCode::OK,
-                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                    self.metrics.encode(),
-                ),
-                _ => not_allowed("GET"),
             },
             "/healthz" => with_body(StatusCode::OK, "text/plain", "ok\n"),
             p if p.starts_with("/api/") => self.api.handle(peer, req).await,

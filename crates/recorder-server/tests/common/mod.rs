@@ -33,8 +33,17 @@ pub const IDENTITY_FILE: &str = r#"entries:
     UserProfile: {ID: 1, LoginName: tagged-devices, DisplayName: tagged}
 "#;
 
+/// A configuration from `extra` flags, listening on a free loopback port. Unless `extra` says
+/// otherwise, loopback connections may read (the tests read back over loopback) and the admin
+/// endpoints listen on a free loopback port.
 pub fn config(extra: &[&str]) -> kubescribe_recorder::Config {
     let mut args = vec!["kubescribe-recorder", "--listen", "127.0.0.1:0"];
+    if !extra.contains(&"--allow-readers") {
+        args.extend(["--allow-readers", "loopback"]);
+    }
+    if !extra.contains(&"--admin-listen") {
+        args.extend(["--admin-listen", "127.0.0.1:0"]);
+    }
     args.extend_from_slice(extra);
     Cli::try_parse_from(args).unwrap().validate().unwrap()
 }
