@@ -132,7 +132,6 @@ async fn upstream_tls_is_verified_against_the_kubeconfig_ca() {
     let dir = tempfile::tempdir().unwrap();
     let spec = UpstreamSpec::from_kubeconfig_yaml(
         kubeconfig_yaml(up.addr, &p.ca_pem, false, None).as_bytes(),
-        dir.path(),
         None,
     )
     .unwrap();
@@ -155,7 +154,6 @@ async fn upstream_tls_is_verified_against_the_kubeconfig_ca() {
     let before = up.seen().len();
     let spec = UpstreamSpec::from_kubeconfig_yaml(
         kubeconfig_yaml(up.addr, &other.ca_pem, false, None).as_bytes(),
-        dir.path(),
         None,
     )
     .unwrap();
@@ -170,7 +168,6 @@ async fn upstream_tls_is_verified_against_the_kubeconfig_ca() {
     // insecure-skip-tls-verify in the kubeconfig is honoured (with a warning).
     let spec = UpstreamSpec::from_kubeconfig_yaml(
         kubeconfig_yaml(up.addr, &other.ca_pem, true, None).as_bytes(),
-        dir.path(),
         None,
     )
     .unwrap();
@@ -193,7 +190,7 @@ async fn client_certificates_from_the_kubeconfig_are_presented_upstream() {
         false,
         Some((&p.client_cert_pem, &p.client_key_pem)),
     );
-    let spec = UpstreamSpec::from_kubeconfig_yaml(yaml.as_bytes(), dir.path(), None).unwrap();
+    let spec = UpstreamSpec::from_kubeconfig_yaml(yaml.as_bytes(), None).unwrap();
     let proxy = proxy_to(spec, dir.path()).await;
     let got = send(proxy.addr, b"", get("/api/v1/pods")).await;
     assert_eq!(got.status, StatusCode::OK);
@@ -209,7 +206,7 @@ async fn client_certificates_from_the_kubeconfig_are_presented_upstream() {
     proxy.shutdown().await;
 
     // noauth mode drops the proxy's client certificate: the handshake fails.
-    let spec = UpstreamSpec::from_kubeconfig_yaml(yaml.as_bytes(), dir.path(), None).unwrap();
+    let spec = UpstreamSpec::from_kubeconfig_yaml(yaml.as_bytes(), None).unwrap();
     let mut cfg = config(identity_file(dir.path(), "{}"), Mode::Noauth);
     cfg.mode = Mode::Noauth;
     let components = kubescribe_proxy::Components {
