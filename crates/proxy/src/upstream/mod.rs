@@ -333,7 +333,7 @@ impl Upstream {
         if let Some(message) = impersonation_refusal(&bytes) {
             if !self.impersonation_refused.swap(true, Ordering::Relaxed) {
                 tracing::error!(
-                    "the API server does not let the proxy's own identity impersonate callers: {message:?}; in auth mode every request is refused (403) until the proxy's identity is allowed to impersonate users and groups (see the ClusterRole in the kubescribe-proxy README); logged once"
+                    "the API server does not let the proxy's own identity impersonate callers ({message}); in auth mode every request is refused (403) until the proxy's identity is allowed to impersonate users and groups (see the ClusterRole in the kubescribe-proxy README); logged once"
                 );
             }
         }
@@ -407,6 +407,9 @@ mod tests {
     fn only_a_refused_impersonation_is_recognised() {
         let refused = br#"{"kind":"Status","apiVersion":"v1","status":"Failure","message":"users \"alice@example.com\" is forbidden: User \"system:serviceaccount:kubescribe:proxy\" cannot impersonate resource \"users\" in API group \"\" at the cluster scope","reason":"Forbidden","code":403}"#;
         assert!(impersonation_refusal(refused).is_some_and(|m| m.contains("system:serviceaccount")));
+        // kube-apiserver 1.37 (constrained impersonation) names the verb it checked first.
+        let constrained = br#"{"kind":"Status","message":"configmaps is forbidden: User \"system:serviceaccount:kubescribe:proxy\" cannot impersonate-on:user-info:list resource \"configmaps\" in API group \"\" in the namespace \"default\"","reason":"Forbidden","code":403}"#;
+        assert!(impersonation_refusal(constrained).is_some());
         let rbac = br#"{"kind":"Status","message":"pods is forbidden: User \"alice@example.com\" cannot list resource \"pods\""}"#;
         assert_eq!(impersonation_refusal(rbac), None);
         assert_eq!(impersonation_refusal(b"forbidden\n"), None);
