@@ -25,8 +25,8 @@ pub(crate) enum Credentials {
     Static(HeaderValue, &'static str),
     /// A token file, re-read as it rotates and after a 401.
     File(TokenFile),
-    /// An exec credential plugin.
-    Exec(ExecPlugin),
+    /// An exec credential plugin (boxed: its configuration is large).
+    Exec(Box<ExecPlugin>),
 }
 
 /// The credential for one request.
@@ -56,10 +56,8 @@ impl Credentials {
             return Ok(Credentials::File(file));
         }
         if let Some(exec) = &auth.exec {
-            return Ok(Credentials::Exec(ExecPlugin::new(
-                exec.clone(),
-                exec_timeout,
-            )));
+            let plugin = ExecPlugin::new(exec.clone(), exec_timeout);
+            return Ok(Credentials::Exec(Box::new(plugin)));
         }
         Ok(Credentials::None)
     }

@@ -372,7 +372,7 @@ fn tls_config(
 ) -> Result<Arc<rustls::ClientConfig>, UpstreamTlsError> {
     // kube-rs builds with the process-wide crypto provider: the one every
     // kubescribe TLS configuration uses, unless a program chose another.
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    let _ = Arc::unwrap_or_clone(service::tls::crypto_provider()).install_default();
     let b64 = |pem: &str| base64::engine::general_purpose::STANDARD.encode(pem);
     let auth = &config.auth_info;
     // Only the certificate and key: kube-rs would run an exec plugin here.
