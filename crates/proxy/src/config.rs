@@ -109,7 +109,7 @@ pub struct ServeArgs {
         long = "exec-plugin-timeout",
         env = "KUBESCRIBE_EXEC_PLUGIN_TIMEOUT",
         value_name = "SECONDS",
-        default_value_t = 30
+        default_value_t = crate::upstream::DEFAULT_EXEC_TIMEOUT.as_secs()
     )]
     pub exec_plugin_timeout_secs: u64,
 

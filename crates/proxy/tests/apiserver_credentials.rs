@@ -12,7 +12,8 @@
 //! - a token file rotated the same way, a client certificate signed by the
 //!   cluster CA, and an exec plugin that returns a client certificate;
 //! - a plugin that fails and one that hangs: 502 with the reason, bounded,
-//!   logged once per failure burst.
+//!   logged once per failure burst; in noauth mode the plugin never runs and
+//!   the caller's own token reaches the API server.
 //!
 //! Needs the peers (`cargo xtask peers`).
 #![allow(clippy::unwrap_used)]
@@ -26,7 +27,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use common::apiserver::*;
 use serde_json::{json, Value};
-use test_support::apiserver::ControlPlane;
+use test_support::apiserver::{ControlPlane, ADMIN};
 
 /// The identity file's loopback caller, impersonated in group system:masters.
 const GRANT: &str = r#"{impersonate: {groups: ["system:masters"]}}"#;
@@ -374,6 +375,24 @@ printf '{"apiVersion":"client.authentication.k8s.io/v1","kind":"ExecCredential",
             "interactiveMode": "Never",
         }}),
     );
+    // Noauth mode never runs the plugin (it is broken: it would be a 502):
+    // the caller's own token reaches the API server.
+    write(&broken, "");
+    let noauth = ProxyProcess::start(
+        "proxy-noauth",
+        dir,
+        &identity,
+        &kubeconfig_args(&kc, &["--mode", "noauth"]),
+    );
+    let bearer = format!("Bearer {}", ADMIN.token);
+    let reply = noauth.get_with(PATH, &[("authorization", &bearer)]);
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(
+        last_audited_user(&plane),
+        (ADMIN.name.to_owned(), String::new())
+    );
+    drop(noauth);
+
     let proxy = ProxyProcess::start("proxy-flaky", dir, &identity, &kubeconfig_args(&kc, &[]));
     let logged = "requests that need the proxy's credentials are answered 502";
     for burst in 1..=2 {

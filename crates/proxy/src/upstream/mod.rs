@@ -145,6 +145,8 @@ pub(crate) struct Upstream {
     credentials: Credentials,
     /// The client presenting an exec plugin's certificate, and which run gave it.
     exec_client: Mutex<Option<(u64, HttpClient)>>,
+    /// Auth mode: the `Impersonate-*` headers are the proxy's own.
+    impersonates: bool,
     /// The API server refused to let the proxy impersonate; logged once,
     /// until an impersonated request succeeds.
     impersonation_refused: AtomicBool,
@@ -222,6 +224,7 @@ impl Upstream {
             authority,
             credentials,
             exec_client: Mutex::new(None),
+            impersonates: mode == Mode::Auth,
             impersonation_refused: AtomicBool::new(false),
             description,
         })
@@ -293,7 +296,7 @@ impl Upstream {
         req: Request<ProxyBody>,
         auth: &Authenticated,
     ) -> Result<Response<ProxyBody>, hyper_util::client::legacy::Error> {
-        let impersonating = req.headers().contains_key("impersonate-user");
+        let impersonating = self.impersonates && req.headers().contains_key("impersonate-user");
         let resp = auth.client.request(req).await?;
         let status = resp.status();
         if status == StatusCode::UNAUTHORIZED {

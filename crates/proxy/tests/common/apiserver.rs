@@ -171,8 +171,8 @@ pub struct ProxyProcess {
     pub addr: SocketAddr,
 }
 
-/// Arguments for a proxy on free loopback ports, auth mode, `identity` as
-/// its identity file, plus `extra`.
+/// Arguments for a proxy on free loopback ports, `identity` as its identity
+/// file, plus `extra`; auth mode unless `extra` has a `--mode`.
 fn proxy_args(addr: SocketAddr, identity: &Path, extra: &[String]) -> Vec<String> {
     let admin = SocketAddr::from((
         [127, 0, 0, 1],
@@ -185,9 +185,10 @@ fn proxy_args(addr: SocketAddr, identity: &Path, extra: &[String]) -> Vec<String
         admin.to_string(),
         "--identity-file".to_owned(),
         identity.display().to_string(),
-        "--mode".to_owned(),
-        "auth".to_owned(),
     ];
+    if !extra.iter().any(|a| a == "--mode") {
+        args.extend(["--mode".to_owned(), "auth".to_owned()]);
+    }
     args.extend_from_slice(extra);
     args
 }
@@ -301,7 +302,12 @@ impl ProxyProcess {
 
     /// `GET path` through the proxy (as the identity file's loopback caller).
     pub fn get(&self, path: &str) -> Reply {
-        test_support::http::request(self.addr, None, "GET", path, &[], b"")
+        self.get_with(path, &[])
+    }
+
+    /// `GET path` with `headers` through the proxy.
+    pub fn get_with(&self, path: &str, headers: &[(&str, &str)]) -> Reply {
+        test_support::http::request(self.addr, None, "GET", path, headers, b"")
             .unwrap_or_else(|e| panic!("GET {path} through the proxy: {e}"))
     }
 
