@@ -170,6 +170,8 @@ impl Upstream {
         if mode == Mode::Noauth {
             config.auth_info = AuthInfo::default();
         }
+        // Checked again: `spec.config` is public and may have changed since.
+        spec::check_auth_info(&config.auth_info)?;
         let credentials = Credentials::new(&config.auth_info, spec.exec_timeout)?;
         let server = config.cluster_url.clone();
         let https = server.scheme_str() == Some("https");

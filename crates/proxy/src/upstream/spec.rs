@@ -123,7 +123,7 @@ impl UpstreamSpec {
 
 /// Refuse credentials the proxy cannot use: `auth-provider` plugins, exec
 /// plugins without a command, of an unknown API version, or needing a terminal.
-fn check_auth_info(auth: &AuthInfo) -> Result<(), KubeconfigError> {
+pub(crate) fn check_auth_info(auth: &AuthInfo) -> Result<(), KubeconfigError> {
     if let Some(provider) = &auth.auth_provider {
         let instead = match provider.name.as_str() {
             "gcp" => "gke-gcloud-auth-plugin",
