@@ -103,6 +103,16 @@ pub struct ServeArgs {
     )]
     pub context: Option<String>,
 
+    /// Seconds one run of the kubeconfig user's exec credential plugin may take before it is
+    /// killed and the requests waiting for it are answered 502.
+    #[arg(
+        long = "exec-plugin-timeout",
+        env = "KUBESCRIBE_EXEC_PLUGIN_TIMEOUT",
+        value_name = "SECONDS",
+        default_value_t = crate::upstream::DEFAULT_EXEC_TIMEOUT.as_secs()
+    )]
+    pub exec_plugin_timeout_secs: u64,
+
     /// auth: impersonate the caller with the proxy's credentials; noauth: pass the caller's
     /// credentials through. Default auth, or from APISERVER_PROXY (true → auth, noauth → noauth).
     #[arg(long, value_enum, value_name = "MODE")]
@@ -306,6 +316,7 @@ impl ServeArgs {
             Some(path) => UpstreamSource::Kubeconfig {
                 path,
                 context: self.context,
+                exec_timeout: Duration::from_secs(self.exec_plugin_timeout_secs.max(1)),
             },
             None if in_cluster_available => UpstreamSource::InCluster,
             None => return Err(ConfigError::NoUpstream),

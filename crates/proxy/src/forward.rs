@@ -7,18 +7,17 @@ use std::sync::Arc;
 
 use http::header::HeaderValue;
 use http::{Request, Response, StatusCode};
-use http_body_util::BodyExt;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use identity::Impersonation;
 use recorder_client::Refusal;
 
-use crate::body::{self, BoxError, ProxyBody};
+use crate::body::{self, ProxyBody};
 use crate::headers::{downstream_response_headers, upgrade_type, upstream_request_headers};
 use crate::mode::Mode;
 use crate::session_hook::{SessionContext, SessionHook, SessionRelay};
 use crate::session_tracker::SessionTracker;
-use crate::upstream::Upstream;
+use crate::upstream::{CredentialError, Upstream};
 
 /// Why a request was not forwarded, or no answer came back.
 #[derive(Debug, thiserror::Error)]
@@ -26,6 +25,9 @@ pub(crate) enum ForwardError {
     /// The request could not be sent or no response arrived.
     #[error("error forwarding to the API server: {}", error_chain(.0))]
     Upstream(#[source] hyper_util::client::legacy::Error),
+    /// The proxy has no credential for the API server (an exec plugin failed).
+    #[error("no credentials for the API server: {0}")]
+    Credentials(#[source] CredentialError),
     /// The request-target cannot be turned into an upstream URL.
     #[error("invalid request target: {0}")]
     Target(#[source] http::Error),
@@ -89,16 +91,19 @@ impl Forwarder {
         } else {
             None
         };
-        let proxy_auth = match self.mode {
-            Mode::Auth => self.upstream.authorization(),
-            Mode::Noauth => None,
-        };
+        // The proxy's own credential (none in noauth mode), before anything
+        // else: a failing exec plugin is answered 502 here.
+        let auth = self
+            .upstream
+            .authenticate()
+            .await
+            .map_err(ForwardError::Credentials)?;
         upstream_request_headers(
             &mut parts.headers,
             upgrade_value.as_ref(),
             self.mode,
             impersonation,
-            proxy_auth,
+            auth.authorization(),
         );
         parts.uri = self
             .upstream
@@ -124,7 +129,7 @@ impl Forwarder {
         let req = Request::from_parts(parts, body);
         let mut resp = self
             .upstream
-            .send(req)
+            .send(req, &auth)
             .await
             .map_err(ForwardError::Upstream)?;
 
@@ -136,12 +141,12 @@ impl Forwarder {
         // Not upgraded (e.g. RBAC refused the exec): any prepared recording is
         // dropped unused.
         downstream_response_headers(resp.headers_mut());
-        Ok(resp.map(|b| b.map_err(BoxError::from).boxed()))
+        Ok(resp)
     }
 
     fn switch(
         &self,
-        mut resp: Response<hyper::body::Incoming>,
+        mut resp: Response<ProxyBody>,
         up: UpgradeParts,
         relay: Box<dyn SessionRelay>,
     ) -> Response<ProxyBody> {

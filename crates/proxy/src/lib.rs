@@ -32,7 +32,8 @@
 //! - `event`: the request event and the response record.
 //! - `event_sink`: [`EventSink`], the recorder transport as the pipeline sees it.
 //! - `session_hook`: the [`SessionHook`] seam for upgrades; [`PassThrough`].
-//! - `upstream`: the API server: kubeconfig, in-cluster, token, client.
+//! - `upstream`: the API server: kubeconfig and in-cluster config (kube-rs),
+//!   credentials (token, token file, exec plugin), client.
 //! - `recording_hook`: [`RecordingHook`], exec/attach recording (on the session hook).
 //!
 //! Serving, and its configuration:
@@ -74,7 +75,7 @@ pub use mode::Mode;
 pub use service::{LogFormat, TlsError, TlsFiles};
 pub use upstream::{
     Credential, KubeconfigError, TokenError, UpstreamError, UpstreamSource, UpstreamSpec,
-    UpstreamTlsError,
+    UpstreamTlsError, DEFAULT_EXEC_TIMEOUT,
 };
 pub use whois_cmd::whois;
 

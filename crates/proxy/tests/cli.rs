@@ -67,6 +67,7 @@ fn help_documents_every_flag() {
         "--proxy-protocol",
         "--kubeconfig",
         "--context",
+        "--exec-plugin-timeout",
         "--mode",
         "--localapi-socket",
         "--identity-file",
@@ -154,5 +155,45 @@ fn starts_logs_what_it_does_and_stops_cleanly_on_sigterm() {
         "stopped",
     ] {
         assert!(log.contains(needle), "log lacks {needle:?}:\n{log}");
+    }
+}
+
+#[test]
+fn an_auth_provider_kubeconfig_is_refused_naming_the_exec_plugin_to_use_instead() {
+    let dir = tempfile::tempdir().unwrap();
+    let ident = common::identity_file(dir.path(), "{}");
+    for (provider, instead) in [
+        ("gcp", "gke-gcloud-auth-plugin"),
+        ("azure", "kubelogin"),
+        ("oidc", "kubectl oidc-login"),
+    ] {
+        let kubeconfig = dir.path().join(format!("{provider}.kubeconfig"));
+        std::fs::write(
+            &kubeconfig,
+            format!(
+                "apiVersion: v1\nkind: Config\ncurrent-context: c\nclusters: [{{name: k, cluster: {{server: \"https://127.0.0.1:1\"}}}}]\ncontexts: [{{name: c, context: {{cluster: k, user: u}}}}]\nusers: [{{name: u, user: {{auth-provider: {{name: {provider}, config: {{}}}}}}}}]\n"
+            ),
+        )
+        .unwrap();
+        let out = bin()
+            .args([
+                "--identity-file",
+                ident.to_str().unwrap(),
+                "--kubeconfig",
+                kubeconfig.to_str().unwrap(),
+                "--listen",
+                "127.0.0.1:0",
+                "--admin-listen",
+                "127.0.0.1:0",
+            ])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(
+            stderr.contains(&format!("auth-provider \"{provider}\" is not supported")),
+            "{stderr}"
+        );
+        assert!(stderr.contains(instead), "{stderr}");
     }
 }

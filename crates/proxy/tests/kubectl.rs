@@ -50,7 +50,6 @@ async fn setup() -> Setup {
     let spec = UpstreamSpec::from_kubeconfig_yaml(
         sim.kubeconfig(&Credentials::Token("proxy-sa-token".into()))
             .as_bytes(),
-        dir.path(),
         None,
     )
     .unwrap();

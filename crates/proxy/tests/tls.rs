@@ -1,6 +1,7 @@
 //! TLS on both sides: the HTTPS listener (ALPN http/1.1 only) and the upstream
-//! loaded from a kubeconfig (cluster CA verification, client certificates,
-//! `insecure-skip-tls-verify` only when the kubeconfig says so).
+//! loaded from a kubeconfig (cluster CA verification, `tls-server-name`,
+//! client certificates, `insecure-skip-tls-verify` only when the kubeconfig
+//! says so).
 #![allow(clippy::unwrap_used, clippy::type_complexity)]
 
 mod common;
@@ -28,12 +29,17 @@ struct Pki {
 }
 
 fn pki() -> Pki {
+    pki_for(&["127.0.0.1", "localhost"])
+}
+
+/// A CA, a server certificate for `names` and a client certificate.
+fn pki_for(names: &[&str]) -> Pki {
     let ca_key = KeyPair::generate().unwrap();
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     let ca = ca_params.self_signed(&ca_key).unwrap();
     let server_key = KeyPair::generate().unwrap();
-    let server = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+    let server = CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
         .unwrap()
         .signed_by(&server_key, &ca, &ca_key)
         .unwrap();
@@ -132,7 +138,6 @@ async fn upstream_tls_is_verified_against_the_kubeconfig_ca() {
     let dir = tempfile::tempdir().unwrap();
     let spec = UpstreamSpec::from_kubeconfig_yaml(
         kubeconfig_yaml(up.addr, &p.ca_pem, false, None).as_bytes(),
-        dir.path(),
         None,
     )
     .unwrap();
@@ -155,7 +160,6 @@ async fn upstream_tls_is_verified_against_the_kubeconfig_ca() {
     let before = up.seen().len();
     let spec = UpstreamSpec::from_kubeconfig_yaml(
         kubeconfig_yaml(up.addr, &other.ca_pem, false, None).as_bytes(),
-        dir.path(),
         None,
     )
     .unwrap();
@@ -170,7 +174,6 @@ async fn upstream_tls_is_verified_against_the_kubeconfig_ca() {
     // insecure-skip-tls-verify in the kubeconfig is honoured (with a warning).
     let spec = UpstreamSpec::from_kubeconfig_yaml(
         kubeconfig_yaml(up.addr, &other.ca_pem, true, None).as_bytes(),
-        dir.path(),
         None,
     )
     .unwrap();
@@ -179,6 +182,38 @@ async fn upstream_tls_is_verified_against_the_kubeconfig_ca() {
         send(proxy.addr, b"", get("/api/v1/pods")).await.status,
         StatusCode::OK
     );
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn tls_server_name_from_the_kubeconfig_is_the_name_verified() {
+    // The API server's certificate names only its in-cluster DNS name.
+    let p = pki_for(&["kubernetes.default.svc"]);
+    let up = FakeUpstream::start_tls(upstream_tls(&p, false)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let plain = kubeconfig_yaml(up.addr, &p.ca_pem, false, None);
+    let spec = UpstreamSpec::from_kubeconfig_yaml(plain.as_bytes(), None).unwrap();
+    let proxy = proxy_to(spec, dir.path()).await;
+    let got = send(proxy.addr, b"", get("/api/v1/pods")).await;
+    assert_eq!(
+        got.status,
+        StatusCode::BAD_GATEWAY,
+        "127.0.0.1 is not in the certificate"
+    );
+    proxy.shutdown().await;
+
+    let named = plain.replace(
+        "    insecure-skip-tls-verify: false\n",
+        "    insecure-skip-tls-verify: false\n    tls-server-name: kubernetes.default.svc\n",
+    );
+    assert_ne!(named, plain);
+    let spec = UpstreamSpec::from_kubeconfig_yaml(named.as_bytes(), None).unwrap();
+    let proxy = proxy_to(spec, dir.path()).await;
+    assert_eq!(
+        send(proxy.addr, b"", get("/api/v1/pods")).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(up.seen().len(), 1);
     proxy.shutdown().await;
 }
 
@@ -193,7 +228,7 @@ async fn client_certificates_from_the_kubeconfig_are_presented_upstream() {
         false,
         Some((&p.client_cert_pem, &p.client_key_pem)),
     );
-    let spec = UpstreamSpec::from_kubeconfig_yaml(yaml.as_bytes(), dir.path(), None).unwrap();
+    let spec = UpstreamSpec::from_kubeconfig_yaml(yaml.as_bytes(), None).unwrap();
     let proxy = proxy_to(spec, dir.path()).await;
     let got = send(proxy.addr, b"", get("/api/v1/pods")).await;
     assert_eq!(got.status, StatusCode::OK);
@@ -209,7 +244,7 @@ async fn client_certificates_from_the_kubeconfig_are_presented_upstream() {
     proxy.shutdown().await;
 
     // noauth mode drops the proxy's client certificate: the handshake fails.
-    let spec = UpstreamSpec::from_kubeconfig_yaml(yaml.as_bytes(), dir.path(), None).unwrap();
+    let spec = UpstreamSpec::from_kubeconfig_yaml(yaml.as_bytes(), None).unwrap();
     let mut cfg = config(identity_file(dir.path(), "{}"), Mode::Noauth);
     cfg.mode = Mode::Noauth;
     let components = kubescribe_proxy::Components {

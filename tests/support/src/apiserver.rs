@@ -17,7 +17,7 @@ use tempfile::TempDir;
 
 use crate::http::{self, Reply, Tls};
 use crate::net::free_port;
-use crate::pki::{ServingPki, SigningKey};
+use crate::pki::{CertAndKey, ServingPki, SigningKey};
 use crate::process::Spawned;
 use crate::{peers, Error};
 
@@ -87,6 +87,7 @@ pub struct ControlPlane {
     addr: SocketAddr,
     etcd_url: String,
     ca_pem: String,
+    pki: ServingPki,
     tls: Tls,
     started_in: Duration,
     dir: TempDir,
@@ -151,6 +152,7 @@ impl ControlPlane {
             addr,
             etcd_url,
             ca_pem: files.pki.ca.cert_pem.clone(),
+            pki: files.pki.clone(),
             tls,
             started_in,
             dir,
@@ -186,6 +188,13 @@ impl ControlPlane {
     /// The CA that signed the serving certificate (PEM).
     pub fn ca_pem(&self) -> &str {
         &self.ca_pem
+    }
+
+    /// A client certificate for `user` in `groups` (common name and
+    /// organizations), signed by the CA kube-apiserver trusts for clients
+    /// (`--client-ca-file`): the API server authenticates it as that user.
+    pub fn client_certificate(&self, user: &str, groups: &[&str]) -> Result<CertAndKey, Error> {
+        self.pki.client_certificate(user, groups)
     }
 
     /// The CA certificate's file.

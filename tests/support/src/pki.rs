@@ -1,5 +1,6 @@
 //! Certificates and keys made fresh for one test: a CA, a serving
-//! certificate for 127.0.0.1 signed by it, and a service-account signing key.
+//! certificate for 127.0.0.1 signed by it, client certificates signed by it,
+//! and a service-account signing key.
 
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
@@ -21,6 +22,8 @@ pub struct CertAndKey {
 /// serving certificate for `127.0.0.1` and `localhost` signed by it.
 #[derive(Debug, Clone)]
 pub struct ServingPki {
+    /// The CA's common name.
+    pub ca_name: String,
     /// The CA (clients trust its certificate).
     pub ca: CertAndKey,
     /// The server's certificate, for `127.0.0.1`, `::1` and `localhost`.
@@ -31,17 +34,7 @@ impl ServingPki {
     /// Generates a CA (ECDSA P-256) and a serving certificate signed by it.
     pub fn generate(ca_name: &str) -> Result<Self, Error> {
         let ca_key = KeyPair::generate()?;
-        let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params
-            .distinguished_name
-            .push(DnType::CommonName, ca_name);
-        ca_params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        let ca_cert = ca_params.self_signed(&ca_key)?;
+        let ca_cert = ca_params(ca_name)?.self_signed(&ca_key)?;
 
         let key = KeyPair::generate()?;
         let mut params = CertificateParams::new(vec![
@@ -59,6 +52,7 @@ impl ServingPki {
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         let cert = params.signed_by(&key, &ca_cert, &ca_key)?;
         Ok(Self {
+            ca_name: ca_name.to_owned(),
             ca: CertAndKey {
                 cert_pem: ca_cert.pem(),
                 key_pem: ca_key.serialize_pem(),
@@ -69,6 +63,46 @@ impl ServingPki {
             },
         })
     }
+}
+
+impl ServingPki {
+    /// A client certificate signed by the CA: common name `user`, one
+    /// organization per group (as kube-apiserver's `--client-ca-file`
+    /// authenticator reads them), for client authentication only.
+    pub fn client_certificate(&self, user: &str, groups: &[&str]) -> Result<CertAndKey, Error> {
+        // The issuer is rebuilt from the same parameters and key: the same
+        // name and key identifier as the CA certificate clients trust.
+        let ca_key = KeyPair::from_pem(&self.ca.key_pem)?;
+        let ca_cert = ca_params(&self.ca_name)?.self_signed(&ca_key)?;
+        let key = KeyPair::generate()?;
+        let mut params = CertificateParams::new(Vec::<String>::new())?;
+        params.distinguished_name.push(DnType::CommonName, user);
+        for group in groups {
+            params
+                .distinguished_name
+                .push(DnType::OrganizationName, *group);
+        }
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let cert = params.signed_by(&key, &ca_cert, &ca_key)?;
+        Ok(CertAndKey {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        })
+    }
+}
+
+/// The CA's parameters (the same every time for one name).
+fn ca_params(ca_name: &str) -> Result<CertificateParams, Error> {
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.distinguished_name.push(DnType::CommonName, ca_name);
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    Ok(params)
 }
 
 /// A signing key pair (ECDSA P-256), as kube-apiserver's

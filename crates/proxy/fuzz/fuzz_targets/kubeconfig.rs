@@ -5,5 +5,5 @@ use kubescribe_proxy::UpstreamSpec;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let _ = UpstreamSpec::from_kubeconfig_yaml(data, std::path::Path::new("/nonexistent"), None);
+    let _ = UpstreamSpec::from_kubeconfig_yaml(data, None);
 });

@@ -1,21 +1,10 @@
 //! Why the upstream API server could not be configured.
 
 use super::token::TokenError;
-use service::TlsError;
 
 /// The upstream could not be configured.
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
-    /// A referenced file could not be read.
-    #[error("cannot read {what} {path}: {source}")]
-    ReadFile {
-        /// Which file.
-        what: &'static str,
-        /// Its path.
-        path: String,
-        /// The cause.
-        source: std::io::Error,
-    },
     /// The kubeconfig is invalid or unsupported.
     #[error("kubeconfig: {0}")]
     Kubeconfig(#[from] KubeconfigError),
@@ -24,14 +13,10 @@ pub enum UpstreamError {
         "in-cluster config: KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT must both be set"
     )]
     InClusterUnset,
-    /// `KUBERNETES_SERVICE_HOST`/`PORT` do not make a URL.
-    #[error("in-cluster config: bad service address {authority}: {source}")]
-    InClusterAddress {
-        /// `host:port` as read from the environment.
-        authority: String,
-        /// Why it is not a URL.
-        source: http::uri::InvalidUri,
-    },
+    /// kube-rs could not load the in-cluster configuration (the service
+    /// account's files under `/var/run/secrets/kubernetes.io/serviceaccount`).
+    #[error("in-cluster config: {0}")]
+    InCluster(#[source] kube::config::InClusterError),
     /// TLS material is invalid.
     #[error("upstream TLS: {0}")]
     Tls(#[from] UpstreamTlsError),
@@ -43,17 +28,12 @@ pub enum UpstreamError {
 /// A kubeconfig the proxy cannot use.
 #[derive(Debug, thiserror::Error)]
 pub enum KubeconfigError {
-    /// The bytes are not a kubeconfig.
-    #[error("not a valid kubeconfig: {0}")]
-    Parse(#[source] serde_yaml_ng::Error),
-    /// A `…-data` field is not base64.
-    #[error("{what} is not valid base64: {source}")]
-    Base64 {
-        /// The field.
-        what: &'static str,
-        /// Why.
-        source: base64::DecodeError,
-    },
+    /// kube-rs could not read or load it (YAML, files it names, base64 data).
+    #[error("{0}")]
+    Load(#[source] kube::config::KubeconfigError),
+    /// Kubeconfig YAML given as bytes is not UTF-8.
+    #[error("not UTF-8: {0}")]
+    NotUtf8(#[source] std::str::Utf8Error),
     /// No context was named and the file has no `current-context`.
     #[error("no current-context set; pass --context NAME")]
     NoCurrentContext,
@@ -79,20 +59,29 @@ pub enum KubeconfigError {
     /// The cluster has a `proxy-url`.
     #[error("cluster proxy-url is not supported")]
     ProxyUrl,
-    /// The user authenticates with an `exec` or `auth-provider` plugin.
-    #[error("exec and auth-provider credential plugins are not supported; use a token, tokenFile or client certificate")]
-    CredentialPlugin,
-    /// Only one of client certificate and key is given.
-    #[error("a client certificate needs both certificate and key")]
-    HalfClientCertificate,
-    /// The `server` field is not a URL.
-    #[error("server {server:?}: {source}")]
-    BadServer {
-        /// The field as written.
-        server: String,
-        /// Why it is not a URL.
-        source: http::uri::InvalidUri,
+    /// The user authenticates with an `auth-provider` plugin (removed from
+    /// client-go in Kubernetes 1.26).
+    #[error("user auth-provider {name:?} is not supported (client-go dropped auth-provider plugins in Kubernetes 1.26): use the exec credential plugin {instead} instead")]
+    AuthProvider {
+        /// The provider's name (`gcp`, `azure`, `oidc`, …).
+        name: String,
+        /// What to use instead.
+        instead: &'static str,
     },
+    /// An exec plugin without a `command`.
+    #[error("user exec plugin has no command")]
+    ExecCommand,
+    /// An exec plugin whose `apiVersion` is not one the proxy speaks.
+    #[error("user exec plugin {command}: apiVersion {api_version:?} is not supported; use client.authentication.k8s.io/v1 or client.authentication.k8s.io/v1beta1")]
+    ExecApiVersion {
+        /// The plugin.
+        command: String,
+        /// Its `apiVersion` as written (empty when missing).
+        api_version: String,
+    },
+    /// An exec plugin that needs a terminal (`interactiveMode: Always`).
+    #[error("user exec plugin {0}: interactiveMode Always needs a terminal, and the proxy has none; use a plugin that runs without one (interactiveMode: Never)")]
+    ExecInteractive(String),
     /// The server URL is not `http://` or `https://`.
     #[error("server {0} must be an http:// or https:// URL")]
     ServerScheme(http::Uri),
@@ -110,18 +99,13 @@ pub enum KubeconfigError {
 /// The upstream's TLS material cannot make a client configuration.
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamTlsError {
-    /// A PEM certificate or key did not parse.
-    #[error(transparent)]
-    Pem(#[from] TlsError),
-    /// rustls refused the configuration.
-    #[error(transparent)]
-    Rustls(#[from] rustls::Error),
-    /// A CA certificate was refused.
-    #[error("bad CA certificate: {0}")]
-    CaCertificate(#[source] rustls::Error),
-    /// The client certificate and key were refused.
-    #[error("client certificate rejected: {0}")]
-    ClientCertificate(#[source] rustls::Error),
+    /// The CA bundle given to [`crate::UpstreamSpec::new`] is not PEM.
+    #[error("CA bundle: {0}")]
+    CaPem(#[source] std::io::Error),
+    /// kube-rs could not make a rustls configuration (CA, client
+    /// certificate and key).
+    #[error("{0}")]
+    Kube(#[source] kube::Error),
     /// `tls-server-name` is not a DNS name or IP address.
     #[error("tls-server-name {name:?} is not a valid name")]
     ServerName {

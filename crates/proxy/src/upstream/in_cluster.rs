@@ -1,12 +1,12 @@
-//! The upstream API server from inside a pod: `KUBERNETES_SERVICE_HOST`/`PORT`,
-//! the service-account CA and the (rotating, projected) token file.
-
-use std::path::{Path, PathBuf};
+//! The upstream API server from inside a pod, loaded by kube-rs
+//! ([`kube::Config::incluster_env`]): `https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT`,
+//! the service account's CA (re-read as it rotates) and its projected token
+//! file (re-read as kubelet rotates it), under [`SERVICE_ACCOUNT_DIR`].
 
 use super::error::UpstreamError;
-use super::spec::{Credential, UpstreamSpec};
+use super::spec::UpstreamSpec;
 
-/// Where Kubernetes mounts the service account.
+/// Where Kubernetes mounts the service account (`token`, `ca.crt`, `namespace`).
 pub(crate) const SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
 
 /// Whether the process looks like it runs in a pod.
@@ -16,61 +16,13 @@ pub(crate) fn available() -> bool {
 
 /// Load the in-cluster upstream from the process environment and [`SERVICE_ACCOUNT_DIR`].
 pub(crate) fn load() -> Result<UpstreamSpec, UpstreamError> {
-    let host = std::env::var("KUBERNETES_SERVICE_HOST").unwrap_or_default();
-    let port = std::env::var("KUBERNETES_SERVICE_PORT").unwrap_or_default();
-    from_parts(&host, &port, Path::new(SERVICE_ACCOUNT_DIR))
-}
-
-/// Load the in-cluster upstream from explicit parts (testable without a pod).
-pub(crate) fn from_parts(
-    host: &str,
-    port: &str,
-    sa_dir: &Path,
-) -> Result<UpstreamSpec, UpstreamError> {
-    if host.is_empty() || port.is_empty() {
+    let set = |name| std::env::var_os(name).is_some_and(|v| !v.is_empty());
+    if !set("KUBERNETES_SERVICE_HOST") || !set("KUBERNETES_SERVICE_PORT") {
         return Err(UpstreamError::InClusterUnset);
     }
-    let authority = if host.contains(':') {
-        format!("[{host}]:{port}")
-    } else {
-        format!("{host}:{port}")
-    };
-    let server: http::Uri = format!("https://{authority}").parse().map_err(|source| {
-        UpstreamError::InClusterAddress {
-            authority: authority.clone(),
-            source,
-        }
-    })?;
-    let ca_path = sa_dir.join("ca.crt");
-    let ca = std::fs::read(&ca_path).map_err(|source| UpstreamError::ReadFile {
-        what: "service-account CA",
-        path: ca_path.display().to_string(),
-        source,
-    })?;
-    let token: PathBuf = sa_dir.join("token");
-    UpstreamSpec::new(
-        server,
-        Some(ca),
-        false,
-        None,
-        None,
-        Credential::BearerFile(token),
-        "in-cluster service account".into(),
+    let config = kube::Config::incluster_env().map_err(UpstreamError::InCluster)?;
+    UpstreamSpec::from_config(
+        config,
+        format!("in-cluster service account, {SERVICE_ACCOUNT_DIR}"),
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn needs_host_port_and_ca() {
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        assert!(from_parts("", "443", dir.path()).is_err());
-        let e = from_parts("10.0.0.1", "443", dir.path()).err();
-        assert!(e
-            .map(|e| e.to_string())
-            .unwrap_or_default()
-            .contains("ca.crt"));
-    }
 }

@@ -1,248 +1,79 @@
-//! The upstream API server from a kubeconfig file.
-//!
-//! The YAML is parsed by `serde_yaml_ng`; the kubeconfig schema is modelled here
-//! with serde structs (only the fields a proxy needs). The `kube` crate's config
-//! types were not used: they pull in `k8s-openapi` and a large client stack for
-//! a dozen fields, and would not let us refuse unsupported auth (exec plugins)
-//! with a precise message.
+//! The upstream API server from a kubeconfig, loaded by kube-rs
+//! ([`kube::config::Kubeconfig`], [`kube::Config`]): YAML (several documents,
+//! UTF-16 files too), file paths relative to the kubeconfig, `…-data` fields,
+//! CA bundles, the exec plugin's cluster info. On top, the proxy refuses what
+//! it cannot honour with a precise message: a context, cluster or user the
+//! file does not have, `proxy-url`, `auth-provider` plugins (naming the exec
+//! plugin to use instead), exec plugins it cannot run.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use base64::Engine as _;
-use serde::Deserialize;
+use kube::config::Kubeconfig;
 
 use super::error::{KubeconfigError, UpstreamError};
-use super::spec::{Credential, UpstreamSpec};
-
-#[derive(Debug, Deserialize, Default)]
-#[serde(rename_all = "kebab-case")]
-struct Kubeconfig {
-    #[serde(default)]
-    clusters: Vec<NamedCluster>,
-    #[serde(default)]
-    users: Vec<NamedUser>,
-    #[serde(default)]
-    contexts: Vec<NamedContext>,
-    #[serde(default)]
-    current_context: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-struct NamedCluster {
-    name: String,
-    cluster: Cluster,
-}
-
-#[derive(Debug, Deserialize)]
-struct NamedUser {
-    name: String,
-    #[serde(default)]
-    user: User,
-}
-
-#[derive(Debug, Deserialize)]
-struct NamedContext {
-    name: String,
-    context: Context,
-}
-
-trait HasName {
-    type Value;
-    fn name(&self) -> &str;
-    fn value(&self) -> &Self::Value;
-}
-
-macro_rules! has_name {
-    ($t:ty, $v:ty, $f:ident) => {
-        impl HasName for $t {
-            type Value = $v;
-            fn name(&self) -> &str {
-                &self.name
-            }
-            fn value(&self) -> &$v {
-                &self.$f
-            }
-        }
-    };
-}
-has_name!(NamedCluster, Cluster, cluster);
-has_name!(NamedUser, User, user);
-has_name!(NamedContext, Context, context);
-
-#[derive(Debug, Deserialize, Default)]
-#[serde(rename_all = "kebab-case")]
-struct Cluster {
-    server: String,
-    #[serde(default)]
-    certificate_authority: Option<PathBuf>,
-    #[serde(default)]
-    certificate_authority_data: Option<String>,
-    #[serde(default)]
-    insecure_skip_tls_verify: bool,
-    #[serde(default)]
-    tls_server_name: Option<String>,
-    #[serde(default)]
-    proxy_url: Option<String>,
-}
-
-#[derive(Debug, Deserialize, Default)]
-#[serde(rename_all = "kebab-case")]
-struct User {
-    #[serde(default)]
-    client_certificate: Option<PathBuf>,
-    #[serde(default)]
-    client_certificate_data: Option<String>,
-    #[serde(default)]
-    client_key: Option<PathBuf>,
-    #[serde(default)]
-    client_key_data: Option<String>,
-    #[serde(default)]
-    token: Option<String>,
-    #[serde(default, rename = "tokenFile")]
-    token_file: Option<PathBuf>,
-    #[serde(default)]
-    username: Option<String>,
-    #[serde(default)]
-    password: Option<String>,
-    #[serde(default)]
-    exec: Option<serde_yaml_ng::Value>,
-    #[serde(default)]
-    auth_provider: Option<serde_yaml_ng::Value>,
-}
-
-#[derive(Debug, Deserialize, Default)]
-struct Context {
-    cluster: String,
-    #[serde(default)]
-    user: Option<String>,
-}
-
-fn find<'a, T: HasName>(items: &'a [T], name: &str) -> Option<&'a T::Value> {
-    items.iter().find(|n| n.name() == name).map(HasName::value)
-}
-
-fn resolve(base: &Path, p: &Path) -> PathBuf {
-    if p.is_absolute() {
-        p.to_path_buf()
-    } else {
-        base.join(p)
-    }
-}
-
-fn read_file(path: &Path, what: &'static str) -> Result<Vec<u8>, UpstreamError> {
-    std::fs::read(path).map_err(|source| UpstreamError::ReadFile {
-        what,
-        path: path.display().to_string(),
-        source,
-    })
-}
-
-fn b64(s: &str, what: &'static str) -> Result<Vec<u8>, KubeconfigError> {
-    base64::engine::general_purpose::STANDARD
-        .decode(s.trim())
-        .map_err(|source| KubeconfigError::Base64 { what, source })
-}
+use super::spec::UpstreamSpec;
 
 /// Load the upstream from a kubeconfig file and an optional context name.
 pub(super) fn load(path: &Path, context: Option<&str>) -> Result<UpstreamSpec, UpstreamError> {
-    let text = read_file(path, "kubeconfig")?;
-    let base = path.parent().unwrap_or_else(|| Path::new("."));
-    from_yaml(&text, base, context)
+    let kubeconfig = Kubeconfig::read_from(path).map_err(KubeconfigError::Load)?;
+    from_kubeconfig(kubeconfig, context)
 }
 
-/// Load the upstream from kubeconfig YAML; relative file paths are resolved against `base`.
-pub(super) fn from_yaml(
-    yaml: &[u8],
-    base: &Path,
+/// Load the upstream from kubeconfig YAML (relative file paths in it are
+/// relative to the working directory).
+pub(super) fn from_yaml(yaml: &[u8], context: Option<&str>) -> Result<UpstreamSpec, UpstreamError> {
+    let text = std::str::from_utf8(yaml).map_err(KubeconfigError::NotUtf8)?;
+    let kubeconfig = Kubeconfig::from_yaml(text).map_err(KubeconfigError::Load)?;
+    from_kubeconfig(kubeconfig, context)
+}
+
+fn from_kubeconfig(
+    mut kubeconfig: Kubeconfig,
     context: Option<&str>,
 ) -> Result<UpstreamSpec, UpstreamError> {
-    let kc: Kubeconfig = serde_yaml_ng::from_slice(yaml).map_err(KubeconfigError::Parse)?;
-    let ctx_name = match context {
-        Some(c) => c.to_string(),
-        None => kc
+    let name = match context {
+        Some(c) => c.to_owned(),
+        None => kubeconfig
             .current_context
             .clone()
             .filter(|c| !c.is_empty())
             .ok_or(KubeconfigError::NoCurrentContext)?,
     };
-    let ctx = find(&kc.contexts, &ctx_name)
-        .ok_or_else(|| KubeconfigError::ContextNotFound(ctx_name.clone()))?;
-    let cluster =
-        find(&kc.clusters, &ctx.cluster).ok_or_else(|| KubeconfigError::ClusterNotFound {
+    let ctx = kubeconfig
+        .contexts
+        .iter()
+        .find(|c| c.name == name)
+        .and_then(|c| c.context.as_ref())
+        .ok_or_else(|| KubeconfigError::ContextNotFound(name.clone()))?;
+    let cluster = kubeconfig
+        .clusters
+        .iter()
+        .find(|c| c.name == ctx.cluster)
+        .and_then(|c| c.cluster.as_ref())
+        .ok_or_else(|| KubeconfigError::ClusterNotFound {
             cluster: ctx.cluster.clone(),
-            context: ctx_name.clone(),
+            context: name.clone(),
         })?;
-    if cluster.proxy_url.is_some() {
+    if cluster.proxy_url.as_deref().is_some_and(|u| !u.is_empty()) {
         return Err(KubeconfigError::ProxyUrl.into());
     }
-    let user = match ctx.user.as_deref() {
-        None | Some("") => None,
-        Some(u) => Some(
-            find(&kc.users, u).ok_or_else(|| KubeconfigError::UserNotFound {
-                user: u.to_owned(),
-                context: ctx_name.clone(),
-            })?,
-        ),
-    };
-
-    let ca_pem = match (
-        &cluster.certificate_authority_data,
-        &cluster.certificate_authority,
-    ) {
-        (Some(d), _) => Some(b64(d, "certificate-authority-data")?),
-        (None, Some(p)) => Some(read_file(&resolve(base, p), "certificate-authority")?),
-        (None, None) => None,
-    };
-
-    let mut credential = Credential::None;
-    let mut client_identity = None;
-    if let Some(user) = user {
-        if user.exec.is_some() || user.auth_provider.is_some() {
-            return Err(KubeconfigError::CredentialPlugin.into());
+    // client-go (and kube-rs) use no credentials when the user is missing;
+    // for a proxy that impersonates, a misspelt user is an error.
+    if let Some(user) = ctx.user.as_deref().filter(|u| !u.is_empty()) {
+        if !kubeconfig.auth_infos.iter().any(|u| u.name == user) {
+            return Err(KubeconfigError::UserNotFound {
+                user: user.to_owned(),
+                context: name.clone(),
+            }
+            .into());
         }
-        let cert = match (&user.client_certificate_data, &user.client_certificate) {
-            (Some(d), _) => Some(b64(d, "client-certificate-data")?),
-            (None, Some(p)) => Some(read_file(&resolve(base, p), "client-certificate")?),
-            _ => None,
-        };
-        let key = match (&user.client_key_data, &user.client_key) {
-            (Some(d), _) => Some(b64(d, "client-key-data")?),
-            (None, Some(p)) => Some(read_file(&resolve(base, p), "client-key")?),
-            _ => None,
-        };
-        client_identity = match (cert, key) {
-            (Some(c), Some(k)) => Some((c, k)),
-            (None, None) => None,
-            _ => return Err(KubeconfigError::HalfClientCertificate.into()),
-        };
-        credential = match (&user.token, &user.token_file, &user.username) {
-            (Some(t), _, _) if !t.is_empty() => Credential::Bearer(t.clone()),
-            (_, Some(f), _) => Credential::BearerFile(resolve(base, f)),
-            (_, _, Some(u)) => Credential::Basic {
-                username: u.clone(),
-                password: user.password.clone().unwrap_or_default(),
-            },
-            _ => Credential::None,
-        };
     }
-
-    let server: http::Uri =
-        cluster
-            .server
-            .parse()
-            .map_err(|source| KubeconfigError::BadServer {
-                server: cluster.server.clone(),
-                source,
-            })?;
-    UpstreamSpec::new(
-        server,
-        ca_pem,
-        cluster.insecure_skip_tls_verify,
-        cluster.tls_server_name.clone(),
-        client_identity,
-        credential,
-        format!("kubeconfig context {ctx_name:?}"),
-    )
+    kubeconfig.current_context = Some(name.clone());
+    let mut config = kube::Config::try_from(kubeconfig).map_err(KubeconfigError::Load)?;
+    // Only the cluster's own proxy-url could ask for a proxy (refused above);
+    // kube-rs also reads HTTPS_PROXY, which the proxy does not use.
+    config.proxy_url = None;
+    UpstreamSpec::from_config(config, format!("kubeconfig context {name:?}"))
 }
 
 #[cfg(test)]
@@ -258,9 +89,14 @@ clusters:
   cluster:
     server: https://127.0.0.1:6443
     insecure-skip-tls-verify: true
+    tls-server-name: kubernetes.default.svc
 - name: c2
   cluster:
     server: http://127.0.0.1:8080
+- name: proxied
+  cluster:
+    server: https://10.0.0.1
+    proxy-url: http://proxy:3128
 contexts:
 - name: dev
   context: {cluster: c1, user: u1}
@@ -268,54 +104,114 @@ contexts:
   context: {cluster: c2, user: u2}
 - name: execy
   context: {cluster: c2, user: u3}
+- name: gke
+  context: {cluster: c2, user: gcp}
+- name: aks
+  context: {cluster: c2, user: azure}
+- name: oidc
+  context: {cluster: c2, user: oidc}
+- name: terminal
+  context: {cluster: c2, user: interactive}
+- name: old-exec
+  context: {cluster: c2, user: alpha}
+- name: via-proxy
+  context: {cluster: proxied, user: u1}
+- name: typo
+  context: {cluster: c1, user: nobody}
+- name: lost
+  context: {cluster: nowhere, user: u1}
 users:
 - name: u1
   user: {token: abc}
 - name: u2
-  user: {tokenFile: tok}
+  user: {tokenFile: /run/tok}
 - name: u3
   user:
-    exec: {command: aws}
+    exec:
+      apiVersion: client.authentication.k8s.io/v1
+      command: aws
+      args: [eks, get-token]
+      interactiveMode: Never
+- name: gcp
+  user:
+    auth-provider: {name: gcp, config: {cmd-path: gcloud}}
+- name: azure
+  user:
+    auth-provider: {name: azure}
+- name: oidc
+  user:
+    auth-provider: {name: oidc, config: {idp-issuer-url: "https://issuer"}}
+- name: interactive
+  user:
+    exec: {apiVersion: client.authentication.k8s.io/v1, command: login, interactiveMode: Always}
+- name: alpha
+  user:
+    exec: {apiVersion: client.authentication.k8s.io/v1alpha1, command: old}
 "#;
+
+    fn load(context: Option<&str>) -> Result<UpstreamSpec, UpstreamError> {
+        from_yaml(KC.as_bytes(), context)
+    }
+
+    fn error(context: &str) -> String {
+        load(Some(context))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default()
+    }
 
     #[test]
     fn current_context_and_named_context() {
-        let s = from_yaml(KC.as_bytes(), Path::new("/base"), None);
-        let s = s.unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(s.server.to_string(), "https://127.0.0.1:6443/");
-        assert!(s.insecure_skip_verify);
-        assert_eq!(s.credential, Credential::Bearer("abc".into()));
-        let s = from_yaml(KC.as_bytes(), Path::new("/base"), Some("plain"));
-        let s = s.unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(s.credential, Credential::BearerFile("/base/tok".into()));
+        let s = load(None).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(s.config.cluster_url.to_string(), "https://127.0.0.1:6443/");
+        assert!(s.config.accept_invalid_certs);
+        assert_eq!(
+            s.config.tls_server_name.as_deref(),
+            Some("kubernetes.default.svc")
+        );
+        assert!(s.config.auth_info.token.is_some());
+        assert!(s.origin.contains("dev"));
+        let s = load(Some("plain")).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(s.config.auth_info.token_file.as_deref(), Some("/run/tok"));
+        let s = load(Some("execy")).unwrap_or_else(|e| panic!("{e}"));
+        let exec = s.config.auth_info.exec.unwrap_or_default();
+        assert_eq!(exec.command.as_deref(), Some("aws"));
+        assert_eq!(exec.args, Some(vec!["eks".into(), "get-token".into()]));
+    }
+
+    #[test]
+    fn auth_providers_name_the_exec_plugin_to_use_instead() {
+        let gke = error("gke");
+        assert!(gke.contains("\"gcp\"") && gke.contains("gke-gcloud-auth-plugin"));
+        assert!(error("aks").contains("kubelogin"));
+        assert!(error("oidc").contains("kubectl oidc-login"));
     }
 
     #[test]
     fn unsupported_and_missing_things_are_clear_errors() {
-        let e = from_yaml(KC.as_bytes(), Path::new("/"), Some("execy")).err();
-        assert!(e
-            .map(|e| e.to_string())
-            .unwrap_or_default()
-            .contains("exec"));
-        let e = from_yaml(KC.as_bytes(), Path::new("/"), Some("nope")).err();
-        assert!(e
-            .map(|e| e.to_string())
-            .unwrap_or_default()
-            .contains("\"nope\" not found"));
-        assert!(from_yaml(b"::: not yaml", Path::new("/"), None).is_err());
+        assert!(error("terminal").contains("interactiveMode Always"));
+        assert!(error("old-exec").contains("v1alpha1"));
+        assert!(error("via-proxy").contains("proxy-url"));
+        assert!(error("typo").contains("user \"nobody\""));
+        assert!(error("lost").contains("cluster \"nowhere\""));
+        assert!(error("nope").contains("\"nope\" not found"));
+        assert!(from_yaml(b"::: not yaml", None).is_err());
+        assert!(from_yaml(b"clusters: []\n", None)
+            .err()
+            .is_some_and(|e| e.to_string().contains("--context")));
     }
 
     proptest::proptest! {
         #[test]
         fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400)) {
-            let _ = from_yaml(&bytes, Path::new("/nonexistent"), None);
+            let _ = from_yaml(&bytes, None);
         }
 
         #[test]
         fn arbitrary_servers_are_accepted_or_refused_cleanly(server in "[ -~]{0,40}") {
             let yaml = format!("current-context: a\nclusters: [{{name: c, cluster: {{server: {server:?}}}}}]\ncontexts: [{{name: a, context: {{cluster: c}}}}]\n");
-            if let Ok(spec) = from_yaml(yaml.as_bytes(), Path::new("/"), None) {
-                proptest::prop_assert!(matches!(spec.server.scheme_str(), Some("http") | Some("https")));
+            if let Ok(spec) = from_yaml(yaml.as_bytes(), None) {
+                proptest::prop_assert!(matches!(spec.config.cluster_url.scheme_str(), Some("http") | Some("https")));
             }
         }
     }

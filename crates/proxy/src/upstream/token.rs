@@ -1,5 +1,6 @@
-//! Upstream credentials: a static bearer token, basic auth, or a token file that
-//! is re-read (projected service-account tokens rotate; kubelet rewrites the file).
+//! Upstream credentials that need no plugin: a static bearer token, basic
+//! auth, or a token file that is re-read (projected service-account tokens
+//! rotate; kubelet rewrites the file).
 
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -44,6 +45,11 @@ impl TokenFile {
             refresh,
             cached: Mutex::new(None),
         }
+    }
+
+    /// The file.
+    pub(crate) fn path(&self) -> &std::path::Path {
+        &self.path
     }
 
     /// Read the file now (used at start-up so a broken file fails early).

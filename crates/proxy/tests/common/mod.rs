@@ -2,6 +2,8 @@
 //! saw, an in-memory event sink, identity files, and a proxy builder.
 #![allow(dead_code, clippy::unwrap_used, clippy::type_complexity)]
 
+pub mod apiserver;
+
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::PathBuf;
