@@ -91,6 +91,7 @@ fn wrk_single_posts() -> Result<()> {
     .arg(dir.join("data"))
     .arg("--upload-token-file")
     .arg(dir.join("token"))
+    .args(["--admin-listen", "off"])
     .stderr(std::process::Stdio::null())
     .spawn()
     .map_err(|e| format!("could not start kubescribe-recorder: {e}"))?;

@@ -82,6 +82,9 @@ pub fn run(upstream: Upstream) -> Result<()> {
             &path(&dir.join("recorder-identities.yaml")),
             "--allow-uploaders",
             "tag:k8s-proxy",
+            // A laptop demo: the browser on this machine reads the UI.
+            "--allow-readers",
+            "loopback",
         ],
     )?;
     services.wait_for(RECORDER, "kubescribe-recorder")?;

@@ -78,6 +78,7 @@ async fn start_recorder(bin: &Path, dst: &Path, addr: SocketAddr) -> Recorder {
         .arg("--dst")
         .arg(dst)
         .arg("--insecure-allow-any-uploader")
+        .args(["--allow-readers", "loopback", "--admin-listen", "off"])
         .arg("--ack-interval")
         .arg("100ms")
         .stdin(Stdio::null())

@@ -120,6 +120,8 @@ async fn main() -> Result<(), Box<dyn Error>> {
         "--insecure-allow-any-uploader",
         "--index-max-bytes",
         "67108864",
+        "--admin-listen",
+        "off",
     ])?
     .validate()?;
     let storage = Arc::new(DiskStorage::open(&tmp)?);

@@ -38,6 +38,11 @@ async fn main() -> Result<(), Box<dyn Error>> {
         "--listen",
         "127.0.0.1:0",
         "--insecure-allow-any-uploader",
+        // This example reads the event back over loopback, and needs no admin listener.
+        "--allow-readers",
+        "loopback",
+        "--admin-listen",
+        "off",
     ])?
     .validate()?;
     let (addr, _app) =

@@ -281,6 +281,11 @@ impl Stack {
             path_arg(&socket),
             "--allow-uploaders".into(),
             "tag:k8s-proxy".into(),
+            // The harness reads back over loopback; stacks run in parallel, so no fixed admin port.
+            "--allow-readers".into(),
+            "loopback".into(),
+            "--admin-listen".into(),
+            "off".into(),
             "--ui".into(),
         ];
         let mut envs: Vec<(&str, &str)> = vec![("RUST_LOG", "info")];
