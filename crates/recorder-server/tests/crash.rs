@@ -221,3 +221,42 @@ async fn kill_9_under_load_loses_nothing_acknowledged() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+/// A second recorder on the same storage directory is refused with a clear error, and the first one
+/// keeps serving; once the first is gone (even by `kill -9`), the directory can be used again.
+#[tokio::test]
+async fn a_second_recorder_on_the_same_directory_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = token_file(dir.path());
+    let data = dir.path().join("data");
+    let port = free_port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut first = start(&data, &token, port);
+    wait_ready(addr).await;
+
+    let second = Command::new(env!("CARGO_BIN_EXE_kubescribe-recorder"))
+        .args(["--admin-listen", "off", "--listen", "127.0.0.1:0"])
+        .arg("--dst")
+        .arg(&data)
+        .arg("--upload-token-file")
+        .arg(&token)
+        .output()
+        .unwrap();
+    assert!(!second.status.success(), "the second recorder started");
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(
+        stderr.contains("is in use by another kubescribe-recorder"),
+        "{stderr}"
+    );
+    let (status, _) = post_event(addr, &event_json("get", "still-served", None)).await;
+    assert_eq!(status, StatusCode::OK);
+
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let mut again = start(&data, &token, port);
+    wait_ready(addr).await;
+    let (status, _) = post_event(addr, &event_json("get", "after-kill", None)).await;
+    assert_eq!(status, StatusCode::OK);
+    again.kill().unwrap();
+    let _ = again.wait();
+}

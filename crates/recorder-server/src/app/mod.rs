@@ -79,10 +79,11 @@ impl RecorderHandle {
 }
 
 /// Opens the storage back end `destination` names and checks it (write,
-/// read, delete a probe), so that bad credentials fail at start-up.
+/// read, delete a probe), so that bad credentials fail at start-up. A local
+/// directory is locked for this process: a second recorder on it is refused.
 pub async fn open_storage(destination: &Destination) -> Result<Arc<dyn Storage>, StorageError> {
     let storage: Arc<dyn Storage> = match destination {
-        Destination::Disk(path) => Arc::new(DiskStorage::open(path)?),
+        Destination::Disk(path) => Arc::new(DiskStorage::open_exclusive(path)?),
         Destination::S3 {
             endpoint,
             bucket,

@@ -28,12 +28,17 @@ use crate::record::{new_id, RecordKind};
 
 const PARTIAL_SUFFIX: &str = ".partial";
 
+/// The lock file a serving recorder holds in its storage directory (hidden: listings skip it).
+const LOCK_FILE: &str = ".kubescribe-recorder.lock";
+
 /// Storage in a local directory.
 #[derive(Debug, Clone)]
 pub struct DiskStorage {
     root: PathBuf,
     known_dirs: Arc<Mutex<HashSet<PathBuf>>>,
     segments: Arc<Segments>,
+    /// The directory's lock, held while any clone lives (see [`DiskStorage::open_exclusive`]).
+    lock: Option<Arc<File>>,
 }
 
 impl DiskStorage {
@@ -45,7 +50,35 @@ impl DiskStorage {
             root,
             known_dirs: Arc::new(Mutex::new(HashSet::new())),
             segments: Arc::new(Segments::new(DEFAULT_SEGMENT_MAX_BYTES, LANES)),
+            lock: None,
         })
+    }
+
+    /// Opens the storage root like [`DiskStorage::open`] and takes its exclusive lock (an advisory
+    /// `flock` on a hidden file, released when the process ends, however it ends), so that a second
+    /// recorder on the same directory is refused instead of corrupting the first one's segments and
+    /// live sessions.
+    pub fn open_exclusive(root: impl Into<PathBuf>) -> Result<Self, StorageError> {
+        let mut storage = Self::open(root)?;
+        let path = storage.root.join(LOCK_FILE);
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io_err("open the lock file", &path))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => {
+                return Err(StorageError::Locked {
+                    dir: storage.root.display().to_string(),
+                    lock: path.display().to_string(),
+                })
+            }
+            Err(fs::TryLockError::Error(e)) => return Err(io_err("lock", &path)(e)),
+        }
+        storage.lock = Some(Arc::new(file));
+        Ok(storage)
     }
 
     /// Closes record segments once they reach `bytes` (default 64 MiB) and

@@ -62,6 +62,17 @@ pub enum StorageError {
     /// The object does not exist.
     #[error("object {0} not found")]
     NotFound(String),
+    /// Another process holds the storage directory's lock.
+    #[error(
+        "{dir} is in use by another kubescribe-recorder (it holds {lock}); two recorders must never \
+         share a storage directory: stop the other one, or give this one its own --dst"
+    )]
+    Locked {
+        /// The storage directory.
+        dir: String,
+        /// The lock file.
+        lock: String,
+    },
     /// A worker thread doing blocking file work failed (panicked).
     #[error("storage worker failed: {0}")]
     Worker(#[source] tokio::task::JoinError),
