@@ -8,6 +8,7 @@ mod common;
 use std::time::Duration;
 
 use bytes::Bytes;
+use clap::Parser as _;
 use common::*;
 use http::StatusCode;
 use http_body_util::{BodyExt, StreamBody};
@@ -511,8 +512,9 @@ async fn invalid_casts_are_rejected() {
     let (_, list) = get_json(r.addr, "/api/v1/sessions").await;
     let s = &list["sessions"][0];
     assert_eq!(s["state"], "failed");
-    assert_eq!(s["size"], good_len as u64);
-    let id = s["id"].as_str().unwrap();
+    let id = s["id"].as_str().unwrap().to_owned();
+    let error = s["error"].as_str().unwrap().to_owned();
+    assert!(error.contains("not valid UTF-8"), "{error}");
     let (_, _, stored) = call(
         r.addr,
         "GET",
@@ -521,7 +523,33 @@ async fn invalid_casts_are_rejected() {
         Bytes::new(),
     )
     .await;
-    assert_eq!(&stored[..], &cast[..good_len]);
+    // What was validated is kept, followed by one asciicast marker line saying why the upload
+    // failed (the cast stays playable, and the failure is stored with it).
+    assert_eq!(&stored[..good_len], &cast[..good_len]);
+    assert_eq!(s["size"], stored.len() as u64);
+    let marker: serde_json::Value =
+        serde_json::from_slice(stored[good_len..].strip_suffix(b"\n").unwrap()).unwrap();
+    assert_eq!(marker[1], "m");
+    assert_eq!(
+        marker[2].as_str().unwrap(),
+        format!("kubescribe: upload failed: {error}")
+    );
+
+    // A recorder started again on the same storage still knows it failed, and why.
+    let data = data_dir(&r);
+    let cfg = config(&[
+        "--dst",
+        data.to_str().unwrap(),
+        "--insecure-allow-any-uploader",
+    ]);
+    let storage =
+        std::sync::Arc::new(kubescribe_recorder::storage::disk::DiskStorage::open(&data).unwrap());
+    let (again, _app) = kubescribe_recorder::spawn(cfg, storage).await.unwrap();
+    let (_, list) = get_json(again, "/api/v1/sessions").await;
+    let s = &list["sessions"][0];
+    assert_eq!(s["id"], id.as_str());
+    assert_eq!(s["state"], "failed");
+    assert_eq!(s["error"], error.as_str());
 }
 
 #[tokio::test]
@@ -542,7 +570,28 @@ async fn concurrent_upload_limit_gives_503() {
 }
 
 #[tokio::test]
-async fn readers_are_loopback_only_by_default_and_api_validates_params() {
+async fn nobody_reads_by_default_and_api_validates_params() {
+    // The default: no reader at all, loopback included.
+    let closed = disk_recorder(&["--allow-readers", "none"]).await;
+    let (status, _) = get_json(closed.addr, "/api/v1/events").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = get_json(closed.addr, "/api/v1/sessions").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        kubescribe_recorder::Cli::try_parse_from([
+            "kubescribe-recorder",
+            "--insecure-allow-any-uploader"
+        ])
+        .unwrap()
+        .validate()
+        .unwrap()
+        .allow_readers,
+        kubescribe_recorder::config::Readers {
+            loopback: false,
+            identities: None
+        }
+    );
+    // Loopback readers when asked for (a laptop demo).
     let r = disk_recorder(&[]).await;
     let (status, v) = get_json(r.addr, "/api/v1/events?verb=get&bogus=1").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);

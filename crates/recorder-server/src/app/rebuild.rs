@@ -9,7 +9,7 @@ use bytes::Bytes;
 use event_model::Record;
 use serde_json::Value;
 
-use crate::index::sessions::last_event_time;
+use crate::index::sessions::{failure_in, last_event_time};
 use crate::index::{EventIndex, SessionIndex, SessionInfo, SessionState};
 use crate::pipeline::keys::KeyIndex;
 use crate::record::{new_id, order_key, summarize, unix_millis, RecordKind};
@@ -142,7 +142,10 @@ pub(crate) async fn rebuild(
         let tail = storage
             .get_range(key.as_str(), tail_start..info.size)
             .await?;
-        let state = if recovered.contains(key.as_str()) {
+        let error = failure_in(&tail);
+        let state = if error.is_some() {
+            SessionState::Failed
+        } else if recovered.contains(key.as_str()) {
             SessionState::Recovered
         } else {
             SessionState::Finished
@@ -157,7 +160,7 @@ pub(crate) async fn rebuild(
                 size: info.size,
                 duration_seconds: last_event_time(&tail).unwrap_or(0.0),
                 state,
-                error: None,
+                error,
                 uploader: String::new(),
                 protocol: String::new(),
             },

@@ -165,13 +165,43 @@ impl SessionIndex {
 
 /// The time offset of the last complete cast event line in `tail`.
 pub(crate) fn last_event_time(tail: &[u8]) -> Option<f64> {
+    last_line(tail)?.get(0)?.as_f64()
+}
+
+/// The prefix of the asciicast marker (`"m"`) line the recorder appends to a session whose upload
+/// failed, before the reason: the cast stays playable, and the failure survives restarts.
+pub(crate) const FAILED_MARKER: &str = "kubescribe: upload failed: ";
+
+/// The marker line recording that a session's upload failed with `reason` at `time` seconds.
+pub(crate) fn failed_marker(time: f64, reason: &str) -> Vec<u8> {
+    let mut line = serde_json::to_vec(&serde_json::json!([
+        time,
+        "m",
+        format!("{FAILED_MARKER}{reason}")
+    ]))
+    .unwrap_or_default();
+    line.push(b'\n');
+    line
+}
+
+/// Why a stored session failed, when its last line is the recorder's failure marker.
+pub(crate) fn failure_in(tail: &[u8]) -> Option<String> {
+    let line = last_line(tail)?;
+    if line.get(1)?.as_str()? != "m" {
+        return None;
+    }
+    line.get(2)?
+        .as_str()?
+        .strip_prefix(FAILED_MARKER)
+        .map(str::to_owned)
+}
+
+fn last_line(tail: &[u8]) -> Option<Value> {
     let text = tail.strip_suffix(b"\n").unwrap_or(tail);
     let start = text
         .iter()
         .rposition(|b| *b == b'\n')
         .map(|p| p + 1)
         .unwrap_or(0);
-    let line = &text[start..];
-    let value: Value = serde_json::from_slice(line).ok()?;
-    value.get(0)?.as_f64()
+    serde_json::from_slice(&text[start..]).ok()
 }

@@ -30,6 +30,7 @@ use uuid::Uuid;
 
 use crate::access::Uploader;
 use crate::body::BodyError;
+use crate::index::sessions::failed_marker;
 use crate::index::{SessionIndex, SessionInfo, SessionState};
 use crate::metrics::Metrics;
 use crate::record::new_id;
@@ -324,6 +325,11 @@ impl CastIngest {
             let e = error.unwrap_or(CastError::Empty);
             self.intake.metrics.session_ended(e.reason());
             return Err(e);
+        }
+        if let Some(e) = &error {
+            // Marked in the cast itself, so that the failure outlives this process.
+            self.ready
+                .extend_from_slice(&failed_marker(self.last_time, &e.to_string()));
         }
         let flushed = self.flush().await;
         let finished = match self.writer.take() {
