@@ -739,3 +739,67 @@ async fn metrics_count_commits_and_sessions() {
         assert!(text.contains(want), "missing {want} in\n{text}");
     }
 }
+
+const TAILNET_READERS: &str = r#"entries:
+  - name: carol
+    sources: ["100.64.0.5/32"]
+    Node: {ID: 5, StableID: nCarolCNTRL, Name: carol-laptop.tail1234.ts.net., User: 45}
+    UserProfile: {ID: 45, LoginName: carol@example.com, DisplayName: Carol}
+  - name: mallory
+    sources: ["100.64.0.6/32"]
+    Node: {ID: 6, StableID: nMalloryCNTRL, Name: mallory-laptop.tail1234.ts.net., User: 46}
+    UserProfile: {ID: 46, LoginName: mallory@example.com, DisplayName: Mallory}
+"#;
+
+/// `GET path` over a fresh connection that starts with a PROXY v2 header naming `source` (what
+/// `tailscale serve` sends); the whole response, or "" when the recorder closed without one.
+async fn get_through_forwarder(
+    addr: std::net::SocketAddr,
+    source: Option<&str>,
+    path: &str,
+) -> String {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    if let Some(source) = source {
+        let src: std::net::SocketAddr = source.parse().unwrap();
+        let header = ppp::v2::Builder::with_addresses(
+            ppp::v2::Version::Two | ppp::v2::Command::Proxy,
+            ppp::v2::Protocol::Stream,
+            (src, addr),
+        )
+        .build()
+        .unwrap();
+        s.write_all(&header).await.unwrap();
+    }
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: r\r\nConnection: close\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test]
+async fn behind_a_forwarder_readers_are_who_whois_says_never_loopback() {
+    let (addr, _dir) = whois_recorder(
+        TAILNET_READERS,
+        &[
+            "--proxy-protocol",
+            "--allow-readers",
+            "user:carol@example.com",
+        ],
+    )
+    .await;
+    let carol = get_through_forwarder(addr, Some("100.64.0.5:40000"), "/api/v1/events").await;
+    assert!(carol.starts_with("HTTP/1.1 200"), "{carol}");
+    let mallory = get_through_forwarder(addr, Some("100.64.0.6:40000"), "/api/v1/events").await;
+    assert!(mallory.starts_with("HTTP/1.1 403"), "{mallory}");
+    assert!(mallory.contains("mallory-laptop"), "{mallory}");
+    let cast = get_through_forwarder(addr, Some("100.64.0.6:40000"), "/api/v1/sessions").await;
+    assert!(cast.starts_with("HTTP/1.1 403"), "{cast}");
+    // Everyone arrives from loopback here, but loopback is no identity: without a PROXY header the
+    // connection is closed unanswered.
+    assert_eq!(
+        get_through_forwarder(addr, None, "/api/v1/events").await,
+        ""
+    );
+}

@@ -291,18 +291,13 @@ async fn serving_limits_refuse_with_a_reason() {
 }
 
 fn ppp_v2(src: SocketAddr, dst: SocketAddr) -> Vec<u8> {
-    let mut header = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
-    header.push(0x21); // version 2, PROXY
-    header.push(0x11); // TCP over IPv4
-    header.extend_from_slice(&12u16.to_be_bytes());
-    let (std::net::IpAddr::V4(s), std::net::IpAddr::V4(d)) = (src.ip(), dst.ip()) else {
-        panic!("IPv4 only here");
-    };
-    header.extend_from_slice(&s.octets());
-    header.extend_from_slice(&d.octets());
-    header.extend_from_slice(&src.port().to_be_bytes());
-    header.extend_from_slice(&dst.port().to_be_bytes());
-    header
+    ppp::v2::Builder::with_addresses(
+        ppp::v2::Version::Two | ppp::v2::Command::Proxy,
+        ppp::v2::Protocol::Stream,
+        (src, dst),
+    )
+    .build()
+    .unwrap_or_else(|e| panic!("{e}"))
 }
 
 #[tokio::test]
