@@ -156,6 +156,13 @@ pub(crate) struct EventSummary {
     pub(crate) name: String,
     /// `kubescribe.key` (unprefixed), joining the response record.
     pub(crate) key: Option<String>,
+    /// Whether this is the recorder's audit record of a read (`kubescribe.auditOf`).
+    pub(crate) read_audit: bool,
+}
+
+/// Whether an event's extension marks it as the recorder's audit record of a read.
+fn is_read_audit(extension: Option<&event_model::Extension>) -> bool {
+    extension.is_some_and(|k| k.unknown.contains_key("auditOf"))
 }
 
 /// Joinable fields of a response record.
@@ -180,6 +187,7 @@ pub(crate) fn summarize(record: &Record) -> (RecordKind, Summary) {
                 namespace: e.kubernetes.namespace.clone(),
                 name: e.kubernetes.name.clone(),
                 key: e.key().map(str::to_owned),
+                read_audit: is_read_audit(e.kubescribe.as_ref()),
             }),
         ),
         Record::Response(r) => (
@@ -194,6 +202,7 @@ pub(crate) fn summarize_owned(record: Record) -> Summary {
     match record {
         Record::Event(e) => Summary::Event(EventSummary {
             timestamp: e.timestamp,
+            read_audit: is_read_audit(e.kubescribe.as_ref()),
             key: e.kubescribe.map(|k| k.key),
             user: e.source.node_user,
             node: e.source.node,

@@ -27,11 +27,11 @@ async fn upload_session(r: &TestRecorder, cast: &[u8]) -> String {
     list["sessions"][0]["id"].as_str().unwrap().to_owned()
 }
 
-/// The stored audit records (events marked `kubescribe.auditOf`).
+/// The stored audit records of cast viewings (reads marked `kubescribe.auditOf.session`).
 fn stored_viewings(r: &TestRecorder) -> Vec<serde_json::Value> {
-    stored_lines(&data_dir(r), "events")
+    stored_reads(&data_dir(r))
         .into_iter()
-        .filter(|e| !e["kubescribe"]["auditOf"].is_null())
+        .filter(|e| !e["kubescribe"]["auditOf"]["session"].is_null())
         .collect()
 }
 
@@ -73,13 +73,15 @@ async fn each_viewing_is_stored_before_the_cast_is_served() {
     assert_eq!(&body[..], &cast[..]);
     assert_security_headers(&headers, "cast");
 
-    // Durably stored: exactly one record on disk, the viewing.
+    // Durably stored: exactly one viewing on disk (besides the records of the list reads above),
+    // and no other event.
     let stored = stored_viewings(&r);
     assert_eq!(stored.len(), 1, "{stored:?}");
-    assert_eq!(stored_lines(&data_dir(&r), "events").len(), 1);
+    assert_eq!(stored_lines(&data_dir(&r), "events").len(), 0);
 
-    // Visible through the API's filters, shaped like any API request event.
-    let (status, list) = get_json(r.addr, "/api/v1/events?verb=get").await;
+    // Visible through the API's filters (reads are listed on request), shaped like any API
+    // request event.
+    let (status, list) = get_json(r.addr, "/api/v1/events?verb=get&reads=only").await;
     assert_eq!(status, StatusCode::OK);
     let rows = list["events"].as_array().unwrap();
     assert_eq!(rows.len(), 1, "{list}");
@@ -104,7 +106,7 @@ async fn each_viewing_is_stored_before_the_cast_is_served() {
     assert_eq!(info["Namespace"], "");
     let (_, by_resource) = get_json(
         r.addr,
-        &format!("/api/v1/events?resource=sessions&name={id}"),
+        &format!("/api/v1/events?resource=sessions&name={id}&reads=only"),
     )
     .await;
     assert_eq!(by_resource["events"].as_array().unwrap().len(), 1);
@@ -120,25 +122,78 @@ async fn each_viewing_is_stored_before_the_cast_is_served() {
     assert_eq!(uuid::Uuid::parse_str(&key1).unwrap().get_version_num(), 7);
     assert_eq!(stored[0], *e);
 
-    // A second viewing is a second record with its own key; free text
-    // search finds both.
+    // A second viewing is a second record with its own key; the listing of reads finds both.
     let (status, _, body) = call(r.addr, "GET", &target, &[], Bytes::new()).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(&body[..], &cast[..]);
     assert_eq!(stored_viewings(&r).len(), 2);
-    let (_, list) = get_json(r.addr, &format!("/api/v1/events?q={id}")).await;
+    let (_, list) = get_json(
+        r.addr,
+        &format!("/api/v1/events?verb=get&resource=sessions&name={id}&reads=only"),
+    )
+    .await;
     let rows = list["events"].as_array().unwrap();
     assert_eq!(rows.len(), 2, "{list}");
     assert_ne!(rows[0]["event"]["kubescribe"]["key"], key1.as_str());
     assert_eq!(rows[0]["event"]["userAgent"], "");
 
-    // Listing sessions, reading metadata and HEAD serve no cast content
-    // and are not viewings.
+    // Reading a session's metadata is a read of its own (`auditOf.sessionInfo`), not a viewing
+    // of the cast; HEAD reveals nothing and is not recorded at all.
+    let reads_before = stored_reads(&data_dir(&r)).len();
     let (status, _) = get_json(r.addr, &format!("/api/v1/sessions/{id}")).await;
     assert_eq!(status, StatusCode::OK);
     let (status, _, _) = call(r.addr, "HEAD", &target, &[], Bytes::new()).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(stored_viewings(&r).len(), 2);
+    let reads = stored_reads(&data_dir(&r));
+    assert_eq!(reads.len(), reads_before + 1);
+    assert_eq!(
+        reads.last().unwrap()["kubescribe"]["auditOf"]["sessionInfo"],
+        id.as_str()
+    );
+}
+
+#[tokio::test]
+async fn every_read_of_events_or_sessions_is_recorded_and_listed_on_request() {
+    let r = disk_recorder(&[]).await;
+    let (status, _) = post_event(r.addr, &event_json("get", "watched", Some("k-watched"))).await;
+    assert_eq!(status, StatusCode::OK);
+    let cast = cast_bytes();
+    let session = upload_session(&r, &cast).await;
+    let (_, list) = get_json(r.addr, "/api/v1/events?verb=get&user=").await;
+    let event_id = list["events"][0]["id"].as_str().unwrap().to_owned();
+    let (status, _) = get_json(r.addr, &format!("/api/v1/events/{event_id}")).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = get_json(r.addr, "/api/v1/sessions?live=false").await;
+    assert_eq!(status, StatusCode::OK);
+
+    // Listings leave the reads out unless asked, so reading a list never fills it.
+    let (_, plain) = get_json(r.addr, "/api/v1/events").await;
+    assert_eq!(plain["events"].as_array().unwrap().len(), 1, "{plain}");
+    let (_, reads) = get_json(r.addr, "/api/v1/events?reads=only").await;
+    let of: Vec<serde_json::Value> = reads["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| row["event"]["kubescribe"]["auditOf"].clone())
+        .collect();
+    // Newest first: this listing's own read, the plain listing, the sessions list, the event, the
+    // list that found it, then the sessions list of the upload helper.
+    assert_eq!(of[0]["events"]["query"], "reads=only", "{of:?}");
+    assert_eq!(of[1]["events"]["query"], "", "{of:?}");
+    assert_eq!(of[2]["sessions"]["query"], "live=false", "{of:?}");
+    assert_eq!(of[3]["event"], event_id.as_str(), "{of:?}");
+    assert_eq!(of[4]["events"]["query"], "verb=get&user=", "{of:?}");
+    assert_eq!(of[5]["sessions"]["query"], "", "{of:?}");
+    assert!(
+        of.iter().all(|o| o["session"] != session.as_str()),
+        "no cast was viewed"
+    );
+    let (_, all) = get_json(r.addr, "/api/v1/events?reads=include&limit=100").await;
+    assert_eq!(all["events"].as_array().unwrap().len(), of.len() + 2);
+    let (status, bad) = get_json(r.addr, "/api/v1/events?reads=maybe").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(bad["error"].as_str().unwrap().contains("reads="), "{bad}");
 }
 
 #[tokio::test]
@@ -194,7 +249,11 @@ async fn a_whois_viewing_names_the_reader_as_the_proxy_names_callers() {
     )
     .await;
     assert_eq!(status, StatusCode::OK);
-    let (_, list) = get_json(r.addr, "/api/v1/events?user=alice@example.com&verb=get").await;
+    let (_, list) = get_json(
+        r.addr,
+        "/api/v1/events?user=alice@example.com&verb=get&reads=only",
+    )
+    .await;
     let rows = list["events"].as_array().unwrap();
     assert_eq!(rows.len(), 1, "{list}");
     let source = &rows[0]["event"]["source"];
@@ -210,7 +269,22 @@ async fn a_whois_viewing_names_the_reader_as_the_proxy_names_callers() {
 async fn a_viewing_that_cannot_be_stored_is_refused() {
     let r = disk_recorder(&[]).await;
     let cast = cast_bytes();
-    let id = upload_session(&r, &cast).await;
+    // Upload without reading anything back (a read would open an event segment, which later
+    // appends would keep using whatever happens to its directory); the id is the file's name.
+    let (a, v) = auth();
+    let (status, _, _) = call(r.addr, "POST", "/record", &[(a, &v)], cast.clone()).await;
+    assert_eq!(status, StatusCode::OK);
+    let id = std::fs::read_dir(data_dir(&r).join("sessions"))
+        .unwrap()
+        .flatten()
+        .flat_map(|date| std::fs::read_dir(date.path()).unwrap().flatten())
+        .find_map(|f| {
+            f.file_name()
+                .to_str()
+                .and_then(|n| n.strip_suffix(".cast"))
+                .map(str::to_owned)
+        })
+        .unwrap();
     // Make event storage fail for real (as root too): the events folder
     // becomes a file, so no batch object can be created under it.
     let events = data_dir(&r).join("events");
@@ -234,8 +308,11 @@ async fn a_viewing_that_cannot_be_stored_is_refused() {
         !body.windows(8).any(|w| w == b"whoami\\r"),
         "cast content leaked: {body:?}"
     );
-    let (_, list) = get_json(r.addr, "/api/v1/events").await;
-    assert_eq!(list["events"].as_array().unwrap().len(), 0, "{list}");
+    // Nothing about the refused viewing was stored (and listing now would be a read that cannot
+    // be recorded either: refused too).
+    assert!(stored_reads(&data_dir(&r)).is_empty());
+    let (status, _) = get_json(r.addr, "/api/v1/events").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
 
     // Storage back: the viewing is recorded and served.
     std::fs::remove_file(&events).unwrap();

@@ -16,7 +16,7 @@ use super::error::HttpError;
 use super::response::{add_headers, json, with_body, ResBody};
 use crate::access::{ReadAccess, Reader};
 use crate::index::{EventIndex, SessionIndex};
-use crate::pipeline::audit::{self, Viewing};
+use crate::pipeline::audit::{self, Viewed, Viewing};
 use crate::pipeline::commit::Committer;
 use crate::query::{events, params, sessions, QueryError};
 use crate::storage::Storage;
@@ -128,15 +128,19 @@ impl QueryApi {
             target,
             user_agent,
         };
+        // Each read that reveals recorded content is itself recorded first (below, and casts in
+        // `session`); HEAD reveals nothing and is not.
         if path == "/api/v1/events" {
             let filter = params::event_filter(pairs)?;
+            self.record_viewing(Viewed::Events, &asker).await?;
             Ok(json_bytes(events::list(&self.events, &filter)))
         } else if let Some(id) = path.strip_prefix("/api/v1/events/") {
-            Ok(json_bytes(
-                events::get(&self.events, &*self.storage, id).await?,
-            ))
+            let event = events::get(&self.events, &*self.storage, id).await?;
+            self.record_viewing(Viewed::Event(id), &asker).await?;
+            Ok(json_bytes(event))
         } else if path == "/api/v1/sessions" {
             let filter = params::session_filter(pairs)?;
+            self.record_viewing(Viewed::Sessions, &asker).await?;
             Ok(json(
                 StatusCode::OK,
                 &sessions::list(&self.sessions, &filter),
@@ -153,15 +157,16 @@ impl QueryApi {
         let (id, tail) = rest.split_once('/').unwrap_or((rest, ""));
         let info = sessions::get(&self.sessions, id)?;
         match tail {
-            "" => Ok(json(
-                StatusCode::OK,
-                &serde_json::to_value(&info).unwrap_or_default(),
-            )),
+            "" => {
+                self.record_viewing(Viewed::Session(id), asker).await?;
+                Ok(json(
+                    StatusCode::OK,
+                    &serde_json::to_value(&info).unwrap_or_default(),
+                ))
+            }
             "cast" => {
                 sessions::cast_ready(&info)?;
-                if asker.get {
-                    self.record_viewing(id, asker).await?;
-                }
+                self.record_viewing(Viewed::Cast(id), asker).await?;
                 let stream =
                     sessions::cast_stream(self.storage.clone(), info.storage_key, info.size)
                         .map(|data| Ok::<_, Infallible>(Frame::data(data)));
@@ -180,23 +185,26 @@ impl QueryApi {
         }
     }
 
-    /// Records this viewing of session `id`'s cast; never serve an
-    /// unrecorded viewing.
-    async fn record_viewing(&self, id: &str, asker: &Asker<'_>) -> Result<(), HttpError> {
+    /// Records this read (a `GET`; `HEAD` reveals nothing); content whose read cannot be recorded is
+    /// never served.
+    async fn record_viewing(&self, viewed: Viewed<'_>, asker: &Asker<'_>) -> Result<(), HttpError> {
+        if !asker.get {
+            return Ok(());
+        }
         let viewing = Viewing {
             reader: asker.reader,
             peer: asker.peer,
-            session: id,
+            viewed,
             target: asker.target,
             user_agent: asker.user_agent,
         };
         match audit::record_viewing(&self.audit, &viewing).await {
             Ok(record) => {
-                tracing::info!(session = %id, peer = %asker.peer, %record, "session viewed");
+                tracing::debug!(target = %asker.target, peer = %asker.peer, %record, "read recorded");
                 Ok(())
             }
             Err(e) => {
-                tracing::error!(session = %id, peer = %asker.peer, error = %e, "cannot record a session viewing; cast refused");
+                tracing::error!(target = %asker.target, peer = %asker.peer, error = %e, "cannot record a read; refused");
                 Err(HttpError::ViewingNotRecorded(e))
             }
         }

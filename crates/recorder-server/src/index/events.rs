@@ -44,10 +44,24 @@ pub(crate) struct EventFilter {
     pub(crate) name: Option<String>,
     /// Case-insensitive substring of the stored JSON line.
     pub(crate) q: Option<String>,
+    /// Whether the recorder's audit records of reads are listed.
+    pub(crate) reads: Reads,
     /// Only events before this record id (exclusive): the cursor.
     pub(crate) before: Option<OrderKey>,
     /// Page size.
     pub(crate) limit: usize,
+}
+
+/// Which events a listing holds, as to the recorder's audit records of reads (`?reads=`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) enum Reads {
+    /// Not them (the default: reading the list must not fill it with its own reads).
+    #[default]
+    Exclude,
+    /// Only them: who read what, when.
+    Only,
+    /// Them and every other event.
+    Include,
 }
 
 /// One result row: the stored event line and its response record line.
@@ -91,6 +105,11 @@ impl EventFilter {
             && eq(&self.verb, &s.verb)
             && eq(&self.resource, &s.resource)
             && eq(&self.name, &s.name)
+            && match self.reads {
+                Reads::Exclude => !s.read_audit,
+                Reads::Only => s.read_audit,
+                Reads::Include => true,
+            }
             && self
                 .q
                 .as_ref()

@@ -9,6 +9,6 @@ pub(crate) mod events;
 mod filter;
 pub(crate) mod sessions;
 
-pub(crate) use events::{EventFilter, EventIndex, Row};
+pub(crate) use events::{EventFilter, EventIndex, Reads, Row};
 pub(crate) use filter::ListFilter;
 pub(crate) use sessions::{SessionFilter, SessionIndex, SessionInfo, SessionState};

@@ -1,13 +1,14 @@
-//! The session-view audit record: before a session's cast is served, the
-//! recorder stores a `kubernetes-api-request` event describing the viewing
-//! (who fetched which cast, when, with which client), through the same group
-//! commit as ingested events. No record, no cast: a viewing that cannot be
-//! recorded is refused.
+//! The read audit record: before recorded content is served — a session's
+//! cast, the events (a list or one), the sessions (a list or one's
+//! metadata) — the recorder stores a `kubernetes-api-request` event
+//! describing the read (who read what, when, with which client), through the
+//! same group commit as ingested events. No record, no content: a read that
+//! cannot be recorded is refused.
 //!
 //! The record is an ordinary event, so the index, the query API's filters,
 //! the UI and offline tools show it unchanged. It is marked as kubescribe's
-//! audit record by `kubescribe.auditOf.session` (documented in
-//! `docs/api.md` and `docs/storage.md`).
+//! audit record by `kubescribe.auditOf` (documented in `docs/api.md` and
+//! `docs/storage.md`).
 
 use std::net::SocketAddr;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -25,15 +26,43 @@ pub(crate) const READ_TOKEN_NODE: &str = "read-token";
 /// The `source.node` of a viewing from a loopback address.
 pub(crate) const LOOPBACK_NODE: &str = "loopback";
 
-/// One viewing of a session's cast.
+/// What a read revealed.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Viewed<'a> {
+    /// A session's cast, by session id (`auditOf.session`).
+    Cast(&'a str),
+    /// One session's metadata, by id (`auditOf.sessionInfo`).
+    Session(&'a str),
+    /// The sessions list (`auditOf.sessions`, the raw query).
+    Sessions,
+    /// One event, by id (`auditOf.event`).
+    Event(&'a str),
+    /// The events list (`auditOf.events`, the raw query).
+    Events,
+}
+
+impl Viewed<'_> {
+    /// The `auditOf` object.
+    fn audit_of(&self, query: &str) -> serde_json::Value {
+        match self {
+            Viewed::Cast(id) => json!({ "session": id }),
+            Viewed::Session(id) => json!({ "sessionInfo": id }),
+            Viewed::Sessions => json!({ "sessions": { "query": query } }),
+            Viewed::Event(id) => json!({ "event": id }),
+            Viewed::Events => json!({ "events": { "query": query } }),
+        }
+    }
+}
+
+/// One read of recorded content.
 #[derive(Debug, Clone)]
 pub(crate) struct Viewing<'a> {
     /// Who is reading.
     pub(crate) reader: &'a Reader,
     /// The reader's connection address.
     pub(crate) peer: SocketAddr,
-    /// The session id.
-    pub(crate) session: &'a str,
+    /// What the read reveals.
+    pub(crate) viewed: Viewed<'a>,
     /// The request path with `?` and the raw query, as received.
     pub(crate) target: &'a str,
     /// The request's `User-Agent` (`""` when absent).
@@ -86,7 +115,7 @@ pub(crate) fn view_event(viewing: &Viewing<'_>, timestamp: i64) -> Event {
         });
     let (source, via) = reader_source(viewing.reader);
     let mut unknown = Map::new();
-    unknown.insert("auditOf".to_owned(), json!({ "session": viewing.session }));
+    unknown.insert("auditOf".to_owned(), viewing.viewed.audit_of(query));
     unknown.insert(
         "reader".to_owned(),
         json!({ "via": via, "address": viewing.peer.to_string() }),
@@ -154,7 +183,7 @@ mod tests {
             &Viewing {
                 reader: &reader,
                 peer,
-                session: "s-0190f0c1a2b37c4d8e9f000000000001",
+                viewed: Viewed::Cast("s-0190f0c1a2b37c4d8e9f000000000001"),
                 target,
                 user_agent: "curl/8",
             },

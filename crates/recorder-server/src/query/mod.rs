@@ -54,6 +54,12 @@ pub(crate) enum QueryError {
         /// The value given.
         value: String,
     },
+    /// `reads` that is not one of its values.
+    #[error("reads={value:?}: expected exclude (the default), only or include")]
+    BadReads {
+        /// The value given.
+        value: String,
+    },
     /// `live` that is not a boolean.
     #[error("live={value:?}: expected true or false")]
     BadLive {

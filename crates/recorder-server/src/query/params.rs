@@ -7,7 +7,7 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use super::{QueryError, DEFAULT_LIMIT, MAX_LIMIT};
-use crate::index::{EventFilter, ListFilter, SessionFilter};
+use crate::index::{EventFilter, ListFilter, Reads, SessionFilter};
 use crate::record::{order_key, parse_session_id, RecordKind};
 
 fn parse_time(name: &'static str, value: String) -> Result<i64, QueryError> {
@@ -72,7 +72,7 @@ fn parse<F: Filter>(pairs: Vec<(String, String)>) -> Result<F, QueryError> {
 
 impl Filter for EventFilter {
     const KNOWN: &'static str =
-        "since, until, user, node, tag, verb, resource, namespace, name, q, limit, cursor";
+        "since, until, user, node, tag, verb, resource, namespace, name, q, reads, limit, cursor";
 
     fn shared(&mut self) -> (&mut ListFilter, &mut usize) {
         (&mut self.list, &mut self.limit)
@@ -85,6 +85,14 @@ impl Filter for EventFilter {
             "resource" => self.resource = non_empty(value),
             "name" => self.name = non_empty(value),
             "q" => self.q = non_empty(value),
+            "reads" => {
+                self.reads = match value.as_str() {
+                    "exclude" | "" => Reads::Exclude,
+                    "only" => Reads::Only,
+                    "include" => Reads::Include,
+                    _ => return Err(QueryError::BadReads { value }),
+                }
+            }
             "cursor" => {
                 let Some((kind, order)) = order_key(&value) else {
                     return Err(QueryError::BadCursor { value });

@@ -164,7 +164,24 @@ pub fn event_json(verb: &str, name: &str, key: Option<&str>) -> Vec<u8> {
 }
 
 /// All stored lines of one kind (`events` or `responses`) in a disk store.
+/// The records stored under `folder`, without the recorder's audit records of reads (those are
+/// [`stored_reads`]).
 pub fn stored_lines(data: &Path, folder: &str) -> Vec<serde_json::Value> {
+    stored_records(data, folder)
+        .into_iter()
+        .filter(|r| r["kubescribe"]["auditOf"].is_null())
+        .collect()
+}
+
+/// The recorder's stored audit records of reads (events marked `kubescribe.auditOf`).
+pub fn stored_reads(data: &Path) -> Vec<serde_json::Value> {
+    stored_records(data, "events")
+        .into_iter()
+        .filter(|r| !r["kubescribe"]["auditOf"].is_null())
+        .collect()
+}
+
+fn stored_records(data: &Path, folder: &str) -> Vec<serde_json::Value> {
     let mut out = Vec::new();
     let mut stack = vec![data.join(folder)];
     while let Some(dir) = stack.pop() {

@@ -7,7 +7,7 @@ import * as fmt from './format.js';
 import { navigate } from './router.js';
 
 /** Query parameters of /api/v1/events that the view exposes, in URL order. */
-export const FILTERS = ['since', 'until', 'user', 'tag', 'node', 'verb', 'resource', 'namespace', 'name', 'q'];
+export const FILTERS = ['since', 'until', 'user', 'tag', 'node', 'verb', 'resource', 'namespace', 'name', 'q', 'reads'];
 
 const VERBS = ['get', 'list', 'watch', 'create', 'update', 'patch', 'delete', 'deletecollection'];
 const RESOURCES = ['pods', 'deployments', 'replicasets', 'services', 'secrets',
@@ -61,6 +61,10 @@ function filterForm(filters, live) {
     field('f-namespace', 'Namespace', text('namespace', filters.namespace)),
     field('f-name', 'Name', text('name', filters.name)),
     field('f-q', 'Text', h('input', { id: 'f-q', name: 'q', type: 'search', value: filters.q || '', placeholder: 'any text', autocomplete: 'off', 'aria-describedby': 'f-q-hint' }), 'case-insensitive; not inside bodies'),
+    field('f-reads', 'Reads of the recorder', h('select', { id: 'f-reads', name: 'reads', 'aria-describedby': 'f-reads-hint' },
+      [['', 'hidden'], ['only', 'only reads'], ['include', 'with the rest']].map(([value, label]) =>
+        h('option', { value, text: label, selected: (filters.reads || '') === value }))),
+    'who read which events and sessions here'),
     h('div', { class: 'actions' },
       h('button', { type: 'submit', text: 'Apply filters' }),
       h('a', { class: 'button secondary', href: '/ui/events', text: 'Clear' }),
@@ -89,7 +93,7 @@ function queryFromForm(form) {
   const caller = String(data.get('caller') || '').trim();
   if (caller.startsWith('tag:')) params.set('tag', caller);
   else if (caller) params.set('user', caller);
-  for (const f of ['node', 'verb', 'resource', 'namespace', 'name', 'q']) {
+  for (const f of ['node', 'verb', 'resource', 'namespace', 'name', 'q', 'reads']) {
     const v = String(data.get(f) || '').trim();
     if (v) params.set(f, v);
   }

@@ -68,9 +68,10 @@ context.on('request', (r) => {
   if (r.method() === 'GET' && /^\/api\/v1\/sessions\/[0-9a-f]{32}\/cast$/.test(new URL(r.url()).pathname)) castRequests += 1;
 });
 async function viewings() {
-  const res = await fetch(`${RECORDER}/api/v1/events?verb=get&q=auditOf&limit=1000`);
-  check(res.status === 200, `GET /api/v1/events?verb=get&q=auditOf: ${res.status}`);
-  return (await res.json()).events.map((row) => row.event).filter((e) => e.kubescribe && e.kubescribe.auditOf);
+  const res = await fetch(`${RECORDER}/api/v1/events?verb=get&reads=only&limit=1000`);
+  check(res.status === 200, `GET /api/v1/events?verb=get&reads=only: ${res.status}`);
+  return (await res.json()).events.map((row) => row.event)
+    .filter((e) => e.kubescribe && e.kubescribe.auditOf && e.kubescribe.auditOf.session);
 }
 async function waitForRows(n, sel) {
   await page.waitForFunction(([s, count]) => document.querySelectorAll(s).length === count,
@@ -294,8 +295,18 @@ try {
 
   step = 'accessibility basics';
   await page.goto(`${RECORDER}/ui/events`);
-  // The uploaded events, the live-tail one, and each recorded viewing.
-  await waitForRows(EXPECTED_EVENTS + 1 + (await viewings()).length);
+  // The uploaded events and the live-tail one (the recorder's records of reads are hidden by
+  // default) ...
+  await waitForRows(EXPECTED_EVENTS + 1);
+  // ... and listed when asked for: the reads of sessions (metadata and casts) as the API lists them.
+  const sessionReads = await fetch(`${RECORDER}/api/v1/events?reads=only&verb=get&resource=sessions&limit=1000`);
+  const expectedReads = (await sessionReads.json()).events.length;
+  check(expectedReads >= (await viewings()).length, 'every cast viewing is among the reads');
+  await page.goto(`${RECORDER}/ui/events?reads=only&verb=get&resource=sessions`);
+  await waitForRows(expectedReads);
+  check(await page.locator('#f-reads').inputValue() === 'only', 'the reads filter is restored from the URL');
+  await page.goto(`${RECORDER}/ui/events`);
+  await waitForRows(EXPECTED_EVENTS + 1);
   await page.keyboard.press('Tab');
   check(await page.evaluate(() => document.activeElement.className) === 'skip-link', 'first Tab reaches the skip link');
   const captions = await page.locator('table caption').count();
