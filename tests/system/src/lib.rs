@@ -6,6 +6,7 @@
 //! Layers, bottom to top:
 //!
 //! * [`report`] prints the e2e run's scenarios and checks.
+//! * [`run`] runs a client program to completion, with a deadline.
 //! * [`identities`] builds tailscaled's `WhoIsResponse` JSON for a user and a
 //!   tagged node.
 //! * [`fake_localapi`] serves that JSON as tailscaled's LocalAPI `whois` on a
@@ -16,16 +17,22 @@
 //! * [`upstream`] runs the API server behind the proxy: the simulator or the
 //!   real kube-apiserver, and reads what it received.
 //! * [`stack`] runs the upstream, the recorder and the proxy as real
-//!   processes, with four callers.
+//!   processes, with four callers (and any a test adds, and a second proxy
+//!   in noauth mode when asked).
+//! * [`received`] compares what kube-apiserver's audit log says it received
+//!   through a proxy with the events the recorder stored.
 #![warn(unreachable_pub)]
 
 pub mod fake_localapi;
 pub mod identities;
 pub mod proxy_protocol;
 pub mod report;
+pub mod run;
 pub mod upstream;
 
 pub mod stack;
+
+pub mod received;
 
 /// Every harness error: a message for the person reading the test output.
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
