@@ -7,6 +7,7 @@
 //!
 //! * [`report`] prints the e2e run's scenarios and checks.
 //! * [`run`] runs a client program to completion, with a deadline.
+//! * [`rbac`] creates namespaces, roles and bindings in the real API server.
 //! * [`identities`] builds tailscaled's `WhoIsResponse` JSON for a user and a
 //!   tagged node.
 //! * [`fake_localapi`] serves that JSON as tailscaled's LocalAPI `whois` on a
@@ -26,6 +27,7 @@
 pub mod fake_localapi;
 pub mod identities;
 pub mod proxy_protocol;
+pub mod rbac;
 pub mod report;
 pub mod run;
 pub mod upstream;

@@ -15,10 +15,10 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use kubescribe_system_tests::identities::TestIdentity;
-use kubescribe_system_tests::received;
 use kubescribe_system_tests::run::with_deadline;
 use kubescribe_system_tests::stack::{Stack, StackOptions, Storage};
 use kubescribe_system_tests::upstream::UpstreamKind;
+use kubescribe_system_tests::{rbac, received};
 use serde_json::json;
 use test_support::apiserver::{ControlPlane, ADMIN};
 use test_support::http::{self, Tls};
@@ -448,40 +448,19 @@ fn login(minor: &str) -> String {
 
 /// The role, its binding to [`GROUP`], a namespace per run and fixture configmaps in three.
 fn set_up(plane: &ControlPlane, namespaces: &[String]) {
-    plane
-        .create(
-            "/apis/rbac.authorization.k8s.io/v1/clusterroles",
-            &json!({
-                "apiVersion": "rbac.authorization.k8s.io/v1",
-                "kind": "ClusterRole",
-                "metadata": {"name": ROLE},
-                "rules": [
-                    {"apiGroups": [""], "resources": ["configmaps", "services", "pods", "events"], "verbs": ["*"]},
-                    {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["*"]},
-                    {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get", "list", "watch"]},
-                ]
-            }),
-        )
-        .unwrap();
-    plane
-        .create(
-            "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
-            &json!({
-                "apiVersion": "rbac.authorization.k8s.io/v1",
-                "kind": "ClusterRoleBinding",
-                "metadata": {"name": ROLE},
-                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": ROLE},
-                "subjects": [{"kind": "Group", "apiGroup": "rbac.authorization.k8s.io", "name": GROUP}]
-            }),
-        )
-        .unwrap();
+    rbac::cluster_role(
+        plane,
+        ROLE,
+        &[
+            rbac::rule("", &["configmaps", "services", "pods", "events"], &["*"]),
+            rbac::rule("apps", &["deployments"], &["*"]),
+            rbac::rule("", &["namespaces"], &["get", "list", "watch"]),
+        ],
+    )
+    .unwrap();
+    rbac::cluster_role_binding(plane, ROLE, ROLE, &[rbac::group(GROUP)]).unwrap();
     for ns in namespaces {
-        plane
-            .create(
-                "/api/v1/namespaces",
-                &json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
-            )
-            .unwrap();
+        rbac::namespace(plane, ns).unwrap();
     }
     for ns in ["default", "kube-public", "kube-system"] {
         plane
