@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use crate::identities::TestIdentity;
 use crate::stack::Stack;
 use crate::Error;
 
@@ -105,6 +106,22 @@ pub fn through_proxy(
         query,
         timeout,
     )
+}
+
+/// [`through_proxy`] for the caller `identity`: the user the proxy impersonates for it, and its
+/// events by user (a user's node) or by node name (a tagged node).
+pub fn for_caller(
+    stack: &Stack,
+    identity: &TestIdentity,
+    timeout: Duration,
+) -> Result<Received, Error> {
+    let user = identity.impersonated_user();
+    let query = if identity.tags.is_empty() {
+        format!("user={}", user.replace('@', "%40"))
+    } else {
+        format!("node={user}")
+    };
+    through_proxy(stack, &user, &query, timeout)
 }
 
 /// The audit events that `matches` against the events stored for `query`, as [`through_proxy`].
