@@ -14,7 +14,8 @@
 //!
 //! A test may add callers of its own ([`StackOptions::caller`]), and a second
 //! proxy in `--mode noauth` ([`StackOptions::noauth`]) that every caller also
-//! reaches through a forwarder of its own ([`Stack::noauth`]).
+//! reaches through a forwarder of its own ([`Stack::noauth`]); it serves TLS,
+//! since kubectl sends a bearer token only over TLS.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -30,7 +31,9 @@ use crate::identities::TestIdentity;
 use crate::proxy_protocol::ProxyProtocolForwarder;
 use crate::upstream::{SeenRequest, Upstream, UpstreamKind};
 use crate::Error;
+use base64::Engine as _;
 use test_support::net::free_port;
+use test_support::pki::ServingPki;
 use test_support::process::{workspace_bin, Spawned};
 use test_support::{http, peers};
 
@@ -65,6 +68,8 @@ pub struct Caller {
     /// kubeconfig pointing at this caller's forwarder, with the token [`CALLER_TOKEN`].
     pub kubeconfig: PathBuf,
     forwarder: ProxyProtocolForwarder,
+    /// The CA of the proxy's TLS listener (None: plain HTTP).
+    ca_pem: Option<String>,
 }
 
 impl Caller {
@@ -73,18 +78,30 @@ impl Caller {
         self.forwarder.addr()
     }
 
+    /// The CA that signed the certificate of the proxy listener this caller reaches, when that
+    /// listener serves TLS (the noauth proxy's does).
+    pub fn ca_pem(&self) -> Option<&str> {
+        self.ca_pem.as_deref()
+    }
+
     /// A kubeconfig like [`Caller::kubeconfig`] whose user presents `token` (a real user's token, for
     /// noauth mode, where the caller's own credential reaches the API server), written beside it
-    /// under a name of its own (`<name>-<label>.kubeconfig`).
+    /// as `<its stem>-<label>.kubeconfig`.
     pub fn kubeconfig_with_token(&self, label: &str, token: &str) -> Result<PathBuf, Error> {
         let dir = self
             .kubeconfig
             .parent()
             .ok_or("a caller's kubeconfig has a parent directory")?;
+        let stem = self
+            .kubeconfig
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| self.name.clone());
         write_kubeconfig(
-            &dir.join(format!("{}-{label}.kubeconfig", self.name)),
+            &dir.join(format!("{stem}-{label}.kubeconfig")),
             &self.name,
             self.addr(),
+            self.ca_pem(),
             token,
         )
     }
@@ -133,12 +150,16 @@ impl StackOptions {
 }
 
 /// The second proxy, in `--mode noauth`: the caller's own `Authorization` reaches the API
-/// server, the proxy adds no credential and no impersonation.
+/// server, the proxy adds no credential and no impersonation. Its API listener serves TLS (a
+/// certificate for 127.0.0.1 from a CA of its own, [`NoauthProxy::ca_pem`]), as a caller reaches
+/// the proxy through `tailscale serve` with HTTPS: kubectl sends a bearer token only over TLS.
 pub struct NoauthProxy {
     /// The process.
     pub proxy: Spawned,
-    /// Its API listener (PROXY protocol required).
+    /// Its API listener (PROXY protocol required, then TLS).
     pub proxy_addr: SocketAddr,
+    /// The CA that signed its serving certificate (PEM).
+    pub ca_pem: String,
     /// Its admin listener.
     pub admin_addr: SocketAddr,
     callers: Vec<Caller>,
@@ -299,16 +320,25 @@ impl Stack {
         };
 
         // The proxy: plain HTTP behind PROXY protocol, auth mode, in front of the upstream.
-        let (proxy, proxy_addr, admin_addr) =
+        let (proxy, proxy_addr, admin_addr, _) =
             start_proxy(dir.path(), &upstream, &socket, Mode::Auth)?;
-        let mut callers = start_callers(&runtime, dir.path(), proxy_addr, &named, "")?;
+        let mut callers = start_callers(&runtime, dir.path(), proxy_addr, None, &named, "")?;
         let noauth = if noauth {
-            let (proxy, proxy_addr, admin_addr) =
+            let (proxy, proxy_addr, admin_addr, ca_pem) =
                 start_proxy(dir.path(), &upstream, &socket, Mode::Noauth)?;
+            let ca_pem = ca_pem.ok_or("the noauth proxy serves TLS")?;
             Some(NoauthProxy {
-                callers: start_callers(&runtime, dir.path(), proxy_addr, &named, "noauth-")?,
+                callers: start_callers(
+                    &runtime,
+                    dir.path(),
+                    proxy_addr,
+                    Some(&ca_pem),
+                    &named,
+                    "noauth-",
+                )?,
                 proxy,
                 proxy_addr,
+                ca_pem,
                 admin_addr,
             })
         } else {
@@ -556,59 +586,79 @@ fn find_caller<'a>(callers: &'a [Caller], name: &str) -> Result<&'a Caller, Erro
         .ok_or_else(|| format!("no caller named {name}").into())
 }
 
-/// Which proxy to start: auth mode (the proxy's log is `kubescribe-proxy.log`) or noauth
-/// (`kubescribe-proxy-noauth.log`).
+/// Which proxy to start: auth mode (plain HTTP; the proxy's log is `kubescribe-proxy.log`) or
+/// noauth (TLS; `kubescribe-proxy-noauth.log`).
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Mode {
     Auth,
     Noauth,
 }
 
-/// Starts a proxy in `mode`, plain HTTP behind PROXY protocol, in front of `upstream`; returns it
-/// with its API and admin addresses.
+/// Starts a proxy in `mode` behind PROXY protocol, in front of `upstream`; returns it with its API
+/// and admin addresses and, for a TLS listener, the CA of its certificate.
 fn start_proxy(
     dir: &Path,
     upstream: &Upstream,
     socket: &Path,
     mode: Mode,
-) -> Result<(Spawned, SocketAddr, SocketAddr), Error> {
-    let (name, mode, spool) = match mode {
+) -> Result<(Spawned, SocketAddr, SocketAddr, Option<String>), Error> {
+    let (name, mode_arg, spool) = match mode {
         Mode::Auth => ("kubescribe-proxy", "auth", "spool"),
         Mode::Noauth => ("kubescribe-proxy-noauth", "noauth", "spool-noauth"),
     };
     let proxy_addr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), free_port()?);
     let admin_addr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), free_port()?);
+    let mut args = vec![
+        "--listen".into(),
+        proxy_addr.to_string(),
+        "--proxy-protocol".into(),
+        "--kubeconfig".into(),
+        path_arg(&upstream.proxy_kubeconfig()),
+        "--mode".into(),
+        mode_arg.into(),
+        "--localapi-socket".into(),
+        path_arg(socket),
+        "--admin-listen".into(),
+        admin_addr.to_string(),
+        "--spool-dir".into(),
+        path_arg(&dir.join(spool)),
+    ];
+    let mut ca_pem = None;
+    if mode == Mode::Noauth {
+        let pki = ServingPki::generate("kubescribe noauth proxy test CA")?;
+        let (cert, key) = (
+            dir.join(format!("{name}.crt")),
+            dir.join(format!("{name}.key")),
+        );
+        std::fs::write(&cert, &pki.serving.cert_pem)?;
+        std::fs::write(&key, &pki.serving.key_pem)?;
+        args.extend([
+            "--tls-cert".into(),
+            path_arg(&cert),
+            "--tls-key".into(),
+            path_arg(&key),
+        ]);
+        ca_pem = Some(pki.ca.cert_pem);
+    }
     let mut proxy = Spawned::start(
         name,
         &workspace_bin("kubescribe-proxy")?,
-        &[
-            "--listen".into(),
-            proxy_addr.to_string(),
-            "--proxy-protocol".into(),
-            "--kubeconfig".into(),
-            path_arg(&upstream.proxy_kubeconfig()),
-            "--mode".into(),
-            mode.into(),
-            "--localapi-socket".into(),
-            path_arg(socket),
-            "--admin-listen".into(),
-            admin_addr.to_string(),
-            "--spool-dir".into(),
-            path_arg(&dir.join(spool)),
-        ],
+        &args,
         &[("RUST_LOG", "info")],
         &dir.join("logs"),
     )?;
     proxy.wait_for_tcp(admin_addr, Duration::from_secs(20))?;
     proxy.wait_for_tcp(proxy_addr, Duration::from_secs(20))?;
-    Ok((proxy, proxy_addr, admin_addr))
+    Ok((proxy, proxy_addr, admin_addr, ca_pem))
 }
 
-/// A forwarder to `proxy_addr` and a kubeconfig (`<prefix><name>.kubeconfig`) for each caller.
+/// A forwarder to `proxy_addr` and a kubeconfig (`<prefix><name>.kubeconfig`) for each caller;
+/// `ca_pem` is the CA of the proxy's TLS listener (None: plain HTTP).
 fn start_callers(
     runtime: &tokio::runtime::Runtime,
     dir: &Path,
     proxy_addr: SocketAddr,
+    ca_pem: Option<&str>,
     named: &[(String, TestIdentity)],
     prefix: &str,
 ) -> Result<Vec<Caller>, Error> {
@@ -621,6 +671,7 @@ fn start_callers(
                 &dir.join(format!("{prefix}{name}.kubeconfig")),
                 name,
                 forwarder.addr(),
+                ca_pem,
                 CALLER_TOKEN,
             )?;
             Ok(Caller {
@@ -628,21 +679,32 @@ fn start_callers(
                 identity: identity.clone(),
                 kubeconfig,
                 forwarder,
+                ca_pem: ca_pem.map(str::to_owned),
             })
         })
         .collect()
 }
 
+/// A kubeconfig for `name` reaching `addr` (over TLS trusting `ca_pem`, or plain HTTP) with
+/// `token`. kubectl sends a bearer token only over TLS.
 fn write_kubeconfig(
     path: &Path,
     name: &str,
     addr: SocketAddr,
+    ca_pem: Option<&str>,
     token: &str,
 ) -> Result<PathBuf, Error> {
+    let cluster = match ca_pem {
+        Some(ca) => format!(
+            "    server: https://{addr}\n    certificate-authority-data: {}\n",
+            base64::engine::general_purpose::STANDARD.encode(ca)
+        ),
+        None => format!("    server: http://{addr}\n"),
+    };
     std::fs::write(
         path,
         format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: kubescribe\n  cluster:\n    server: http://{addr}\nusers:\n- name: {name}\n  user:\n    token: {token}\ncontexts:\n- name: {name}\n  context:\n    cluster: kubescribe\n    user: {name}\n    namespace: default\ncurrent-context: {name}\n"
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: kubescribe\n  cluster:\n{cluster}users:\n- name: {name}\n  user:\n    token: {token}\ncontexts:\n- name: {name}\n  context:\n    cluster: kubescribe\n    user: {name}\n    namespace: default\ncurrent-context: {name}\n"
         ),
     )?;
     Ok(path.to_path_buf())
