@@ -26,7 +26,8 @@ use test_support::peers::{self, KUBECTL_VERSIONS};
 
 /// The group every kubectl caller is impersonated into; bound to [`ROLE`].
 const GROUP: &str = "kubectl-testers";
-/// What the group may do: edit configmaps, services, pods and deployments; read namespaces.
+/// What the group may do: edit configmaps, services, pods, service accounts (and ask for their
+/// tokens) and deployments (and their scale); read namespaces.
 /// Not secrets, not nodes (so some commands are refused, both ways).
 const ROLE: &str = "kubectl-tester";
 /// How long one kubectl command may take before the test calls it hung.
@@ -150,8 +151,10 @@ const STEPS: &[Step] = &[
     step("auth can-i delete nodes", Compare::Stdout, Expect::Failure),
     step("auth can-i list secrets", Compare::Stdout, Expect::Failure),
     step("auth can-i patch configmaps/app-config", Compare::Stdout, Expect::Success),
+    step("auth can-i --list", Compare::Stdout, Expect::Success),
     step("apply -f {dir}/configmap.yaml", Compare::Stdout, Expect::Success),
     step("apply -f {dir}/configmap.yaml", Compare::Stdout, Expect::Success),
+    step("apply --dry-run=server -f {dir}/configmap-changed.yaml", Compare::Stdout, Expect::Success),
     step("diff -f {dir}/configmap-changed.yaml", Compare::DiffLines, Expect::Failure),
     step("apply -f {dir}/configmap-changed.yaml", Compare::Stdout, Expect::Success),
     step("diff -f {dir}/configmap-changed.yaml", Compare::DiffLines, Expect::Success),
@@ -175,6 +178,12 @@ const STEPS: &[Step] = &[
     ),
     step(
         "get configmaps -A -l fixture=kubectl -o custom-columns=NS:.metadata.namespace,NAME:.metadata.name",
+        Compare::Stdout,
+        Expect::Success,
+    ),
+    // Pagination: one object a page, continue tokens in the query.
+    step(
+        "get configmaps -A -l fixture=kubectl --chunk-size=1 -o custom-columns=NS:.metadata.namespace,NAME:.metadata.name",
         Compare::Stdout,
         Expect::Success,
     ),
@@ -215,6 +224,22 @@ const STEPS: &[Step] = &[
     step("get configmap app-config -o jsonpath={.data}", Compare::Stdout, Expect::Success),
     step(
         "get deployment web -o jsonpath={.spec.replicas}/{.spec.template.spec.containers[0].image}",
+        Compare::Stdout,
+        Expect::Success,
+    ),
+    // Subresources: scale (patched, then read), a service account's token (TokenRequest).
+    step("scale deployment web --replicas=2", Compare::Stdout, Expect::Success),
+    step(
+        "get deployment web --subresource=scale -o jsonpath={.spec.replicas}",
+        Compare::Stdout,
+        Expect::Success,
+    ),
+    step("create serviceaccount robot", Compare::Stdout, Expect::Success),
+    step("create token robot --duration=10m", Compare::Status, Expect::Success),
+    step("label configmap app-config tier=backend", Compare::Stdout, Expect::Success),
+    step("annotate configmap app-config note=kubescribe", Compare::Stdout, Expect::Success),
+    step(
+        "get configmap app-config -o jsonpath={.metadata.labels.tier}/{.metadata.annotations.note}",
         Compare::Stdout,
         Expect::Success,
     ),
@@ -452,8 +477,19 @@ fn set_up(plane: &ControlPlane, namespaces: &[String]) {
         plane,
         ROLE,
         &[
-            rbac::rule("", &["configmaps", "services", "pods", "events"], &["*"]),
-            rbac::rule("apps", &["deployments"], &["*"]),
+            rbac::rule(
+                "",
+                &[
+                    "configmaps",
+                    "services",
+                    "pods",
+                    "events",
+                    "serviceaccounts",
+                ],
+                &["*"],
+            ),
+            rbac::rule("", &["serviceaccounts/token"], &["create"]),
+            rbac::rule("apps", &["deployments", "deployments/scale"], &["*"]),
             rbac::rule("", &["namespaces"], &["get", "list", "watch"]),
         ],
     )
