@@ -22,6 +22,20 @@
 //!   in noauth mode when asked).
 //! * [`received`] compares what kube-apiserver's audit log says it received
 //!   through a proxy with the events the recorder stored.
+//!
+//! The integration tests in `tests/`, one concern each, run against the real
+//! kube-apiserver:
+//!
+//! * `kubectl_clients`: kubectl 1.27, 1.33 and 1.37 run every command
+//!   directly (as the same user and group) and through the proxy, with the
+//!   same outcome; every request has its event.
+//! * `python_client`, `kube_rs_client`: the Python `kubernetes` client and
+//!   kube-rs, the same way.
+//! * `rbac_matrix`: callers are allowed and refused as `kubectl auth can-i
+//!   --as … --as-group …` says, over verbs × resources × namespaces.
+//! * `impersonation_headers`: a caller's own `Impersonate-*` headers never
+//!   reach the API server.
+//! * `noauth_mode`: in noauth mode the caller's token names its user.
 #![warn(unreachable_pub)]
 
 pub mod fake_localapi;
