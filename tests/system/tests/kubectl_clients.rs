@@ -15,7 +15,7 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use kubescribe_system_tests::identities::TestIdentity;
-use kubescribe_system_tests::run::with_deadline;
+use kubescribe_system_tests::run::{with_deadline, with_lines};
 use kubescribe_system_tests::stack::{Stack, StackOptions, Storage};
 use kubescribe_system_tests::upstream::UpstreamKind;
 use kubescribe_system_tests::{rbac, received};
@@ -327,9 +327,9 @@ impl Runs<'_> {
             .unwrap_or_else(|e| panic!("kubectl {}: {e}", args.join(" ")))
     }
 
-    /// `get --watch` with a `--request-timeout`, during which the administrator changes
-    /// `app-config` once: kubectl prints the object as listed, then as changed, then exits when the
-    /// API server ends the watch.
+    /// `get --watch` with a `--request-timeout`: once kubectl has shown the object as listed and
+    /// its watch has begun, the administrator changes the object; kubectl shows it as changed, then
+    /// exits when the API server ends the watch.
     fn watch(&self, way: Way) -> Output {
         let ns = self.namespace(way);
         let args: Vec<String> = [
@@ -349,35 +349,58 @@ impl Runs<'_> {
             .upstream
             .control_plane()
             .expect("a control plane");
-        std::thread::scope(|scope| {
-            let watcher = scope.spawn(|| self.run(&args, way));
-            let started = plane.wait_for_audit_event(Duration::from_secs(20), |e| {
-                e["verb"] == "watch"
-                    && e["objectRef"]["namespace"] == ns.as_str()
-                    && e["stage"] == "ResponseStarted"
-            });
-            if let Err(e) = started {
-                panic!(
-                    "kubectl {} never started its watch in {ns}: {e}",
-                    self.minor
+        let mut lines = 0;
+        let mut patched = None;
+        let output = with_lines(self.command(way).args(&args), DEADLINE, |_| {
+            lines += 1;
+            // Once the header and the object as listed are shown and the API server has begun
+            // the watch, the object changes.
+            if lines == 2 {
+                patched = Some(
+                    plane
+                        .wait_for_audit_event(Duration::from_secs(20), |e| {
+                            e["verb"] == "watch"
+                                && e["objectRef"]["namespace"] == ns.as_str()
+                                && e["stage"] == "ResponseStarted"
+                        })
+                        .map_err(|e| format!("the watch never began: {e}"))
+                        .and_then(|_| change_app_config(plane, &ns)),
                 );
             }
-            let bearer = format!("Bearer {}", ADMIN.token);
-            let patched = http::request(
-                plane.addr(),
-                Some(&Tls::trusting(plane.ca_pem()).expect("the test CA")),
-                "PATCH",
-                &format!("/api/v1/namespaces/{ns}/configmaps/app-config"),
-                &[
-                    ("authorization", bearer.as_str()),
-                    ("content-type", "application/merge-patch+json"),
-                ],
-                br#"{"data":{"greeting":"watched"}}"#,
-            )
-            .expect("patching app-config");
-            assert_eq!(patched.status, 200, "{}", patched.text());
-            watcher.join().expect("the watch thread")
         })
+        .unwrap_or_else(|e| panic!("kubectl {} {}: {e}", self.minor, args.join(" ")));
+        match patched {
+            Some(Ok(())) => output,
+            Some(Err(e)) => panic!("changing app-config during the watch in {ns}: {e}"),
+            None => panic!(
+                "kubectl {} showed {lines} lines of its watch in {ns}, never the object: {}",
+                self.minor,
+                String::from_utf8_lossy(&output.stderr)
+            ),
+        }
+    }
+}
+
+/// The administrator changes app-config in `ns`, directly.
+fn change_app_config(plane: &ControlPlane, ns: &str) -> Result<(), String> {
+    let bearer = format!("Bearer {}", ADMIN.token);
+    let tls = Tls::trusting(plane.ca_pem()).map_err(|e| e.to_string())?;
+    let reply = http::request(
+        plane.addr(),
+        Some(&tls),
+        "PATCH",
+        &format!("/api/v1/namespaces/{ns}/configmaps/app-config"),
+        &[
+            ("authorization", bearer.as_str()),
+            ("content-type", "application/merge-patch+json"),
+        ],
+        br#"{"data":{"greeting":"watched"}}"#,
+    )
+    .map_err(|e| e.to_string())?;
+    if reply.status == 200 {
+        Ok(())
+    } else {
+        Err(format!("{} {}", reply.status, reply.text()))
     }
 }
 
