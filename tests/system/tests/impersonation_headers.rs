@@ -166,7 +166,8 @@ fn a_callers_own_impersonation_headers_never_reach_the_api_server() {
     for caller in &callers {
         options = options.caller(caller.name, caller.identity.clone());
     }
-    let stack = Stack::start_with_options(options).unwrap();
+    let stack =
+        Stack::start_with_options(options).unwrap_or_else(|e| panic!("starting the system: {e}"));
     let plane = stack.upstream.control_plane().expect("the real API server");
     rbac::namespace(plane, "team-a").unwrap();
     rbac::role(

@@ -513,7 +513,8 @@ fn the_kube_rs_client_works_through_the_proxy_as_it_does_directly() {
             grants,
         ),
     );
-    let stack = Stack::start_with_options(options).unwrap();
+    let stack =
+        Stack::start_with_options(options).unwrap_or_else(|e| panic!("starting the system: {e}"));
     let plane = stack.upstream.control_plane().expect("the real API server");
     rbac::cluster_role(
         plane,

@@ -577,7 +577,8 @@ fn every_kubectl_command_works_through_the_proxy_as_it_does_directly() {
             ),
         );
     }
-    let stack = Stack::start_with_options(options).unwrap();
+    let stack =
+        Stack::start_with_options(options).unwrap_or_else(|e| panic!("starting the system: {e}"));
     let plane = stack.upstream.control_plane().expect("the real API server");
     let manifests = stack.dir.path().join("manifests");
     write_manifests(&manifests);

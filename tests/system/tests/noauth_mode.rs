@@ -102,7 +102,8 @@ fn in_noauth_mode_the_callers_token_reaches_the_api_server_and_names_its_user() 
     let options = StackOptions::new(UpstreamKind::ApiServer, Storage::Disk)
         .unwrap()
         .noauth();
-    let stack = Stack::start_with_options(options).unwrap();
+    let stack =
+        Stack::start_with_options(options).unwrap_or_else(|e| panic!("starting the system: {e}"));
     let plane = stack.upstream.control_plane().expect("the real API server");
     let noauth = stack.noauth.as_ref().expect("the noauth proxy");
     let proxy_user = stack.upstream.proxy_user();

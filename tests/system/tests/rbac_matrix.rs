@@ -516,7 +516,8 @@ fn callers_are_allowed_and_refused_exactly_as_kubectl_auth_can_i_says() {
     for caller in &callers {
         options = options.caller(caller.name, caller.identity.clone());
     }
-    let stack = Stack::start_with_options(options).unwrap();
+    let stack =
+        Stack::start_with_options(options).unwrap_or_else(|e| panic!("starting the system: {e}"));
     let plane = stack.upstream.control_plane().expect("the real API server");
     set_up(plane, &callers);
     let cells = cells(&callers);
