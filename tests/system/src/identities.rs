@@ -25,6 +25,55 @@ pub struct TestIdentity {
 }
 
 impl TestIdentity {
+    /// A user's laptop, `<host>.tail1234.ts.net.`, owned by `login_name` (user `user_id`), at
+    /// tailnet address `address`, with `grants`.
+    pub fn user(
+        host: &str,
+        login_name: &str,
+        user_id: i64,
+        address: std::net::IpAddr,
+        grants: Vec<Value>,
+    ) -> Self {
+        Self {
+            node_name: format!("{host}.tail1234.ts.net."),
+            stable_id: stable_id(host),
+            address,
+            tags: vec![],
+            user_id,
+            login_name: login_name.to_owned(),
+            grants,
+        }
+    }
+
+    /// A tagged node, `<host>.tail1234.ts.net.` with `tags`, at tailnet address `address`, with
+    /// `grants`.
+    pub fn tagged(
+        host: &str,
+        tags: &[&str],
+        address: std::net::IpAddr,
+        grants: Vec<Value>,
+    ) -> Self {
+        Self {
+            node_name: format!("{host}.tail1234.ts.net."),
+            stable_id: stable_id(host),
+            address,
+            tags: tags.iter().map(|t| (*t).to_owned()).collect(),
+            user_id: 7,
+            login_name: String::new(),
+            grants,
+        }
+    }
+
+    /// The user the proxy impersonates in auth mode: the login name, or for a tagged node its
+    /// FQDN without the trailing dot.
+    pub fn impersonated_user(&self) -> String {
+        if self.tags.is_empty() {
+            self.login_name.clone()
+        } else {
+            self.node_name.trim_end_matches('.').to_owned()
+        }
+    }
+
     /// The `WhoIsResponse` tailscaled would answer for this node.
     pub fn whois_response(&self) -> Value {
         let tagged = !self.tags.is_empty();
@@ -65,4 +114,14 @@ impl TestIdentity {
             "CapMap": cap_map
         })
     }
+}
+
+/// A stable node ID like control's: `n`, the host's letters and digits upper-cased, `CNTRL`.
+fn stable_id(host: &str) -> String {
+    let core: String = host
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .map(|c| c.to_ascii_uppercase())
+        .collect();
+    format!("n{core}CNTRL")
 }

@@ -6,6 +6,8 @@
 //! Layers, bottom to top:
 //!
 //! * [`report`] prints the e2e run's scenarios and checks.
+//! * [`run`] runs a client program to completion, with a deadline.
+//! * [`rbac`] creates namespaces, roles and bindings in the real API server.
 //! * [`identities`] builds tailscaled's `WhoIsResponse` JSON for a user and a
 //!   tagged node.
 //! * [`fake_localapi`] serves that JSON as tailscaled's LocalAPI `whois` on a
@@ -16,16 +18,37 @@
 //! * [`upstream`] runs the API server behind the proxy: the simulator or the
 //!   real kube-apiserver, and reads what it received.
 //! * [`stack`] runs the upstream, the recorder and the proxy as real
-//!   processes, with four callers.
+//!   processes, with four callers (and any a test adds, and a second proxy
+//!   in noauth mode when asked).
+//! * [`received`] compares what kube-apiserver's audit log says it received
+//!   through a proxy with the events the recorder stored.
+//!
+//! The integration tests in `tests/`, one concern each, run against the real
+//! kube-apiserver:
+//!
+//! * `kubectl_clients`: kubectl 1.27, 1.33 and 1.37 run every command
+//!   directly (as the same user and group) and through the proxy, with the
+//!   same outcome; every request has its event.
+//! * `python_client`, `kube_rs_client`: the Python `kubernetes` client and
+//!   kube-rs, the same way.
+//! * `rbac_matrix`: callers are allowed and refused as `kubectl auth can-i
+//!   --as … --as-group …` says, over verbs × resources × namespaces.
+//! * `impersonation_headers`: a caller's own `Impersonate-*` headers never
+//!   reach the API server.
+//! * `noauth_mode`: in noauth mode the caller's token names its user.
 #![warn(unreachable_pub)]
 
 pub mod fake_localapi;
 pub mod identities;
 pub mod proxy_protocol;
+pub mod rbac;
 pub mod report;
+pub mod run;
 pub mod upstream;
 
 pub mod stack;
+
+pub mod received;
 
 /// Every harness error: a message for the person reading the test output.
 pub type Error = Box<dyn std::error::Error + Send + Sync>;

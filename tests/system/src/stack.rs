@@ -11,6 +11,11 @@
 //! | bob (a user's laptop) | 100.64.0.3 | events **off**, sessions recorded, **fail closed** |
 //! | dave (a user's laptop) | 100.64.0.4 | no grants: nothing recorded (the pass-through baseline) |
 //! | the proxy itself (`tag:k8s-proxy`), as the recorder sees it | 127.0.0.1 | may upload |
+//!
+//! A test may add callers of its own ([`StackOptions::caller`]), and a second
+//! proxy in `--mode noauth` ([`StackOptions::noauth`]) that every caller also
+//! reaches through a forwarder of its own ([`Stack::noauth`]); it serves TLS,
+//! since kubectl sends a bearer token only over TLS.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -26,7 +31,9 @@ use crate::identities::TestIdentity;
 use crate::proxy_protocol::ProxyProtocolForwarder;
 use crate::upstream::{SeenRequest, Upstream, UpstreamKind};
 use crate::Error;
+use base64::Engine as _;
 use test_support::net::free_port;
+use test_support::pki::ServingPki;
 use test_support::process::{workspace_bin, Spawned};
 use test_support::{http, peers};
 
@@ -54,17 +61,114 @@ pub enum Storage {
 /// One caller: its identity and a kubeconfig that reaches the proxy through
 /// its own PROXY-protocol forwarder.
 pub struct Caller {
+    /// The caller's short name (`alice`, or what [`StackOptions::caller`] was given).
+    pub name: String,
     /// Who the fake LocalAPI says this is.
     pub identity: TestIdentity,
-    /// kubeconfig pointing at this caller's forwarder.
+    /// kubeconfig pointing at this caller's forwarder, with the token [`CALLER_TOKEN`].
     pub kubeconfig: PathBuf,
     forwarder: ProxyProtocolForwarder,
+    /// The CA of the proxy's TLS listener (None: plain HTTP).
+    ca_pem: Option<String>,
 }
 
 impl Caller {
     /// Where this caller's kubectl connects.
     pub fn addr(&self) -> SocketAddr {
         self.forwarder.addr()
+    }
+
+    /// The CA that signed the certificate of the proxy listener this caller reaches, when that
+    /// listener serves TLS (the noauth proxy's does).
+    pub fn ca_pem(&self) -> Option<&str> {
+        self.ca_pem.as_deref()
+    }
+
+    /// A kubeconfig like [`Caller::kubeconfig`] whose user presents `token` (a real user's token, for
+    /// noauth mode, where the caller's own credential reaches the API server), written beside it
+    /// as `<its stem>-<label>.kubeconfig`.
+    pub fn kubeconfig_with_token(&self, label: &str, token: &str) -> Result<PathBuf, Error> {
+        let dir = self
+            .kubeconfig
+            .parent()
+            .ok_or("a caller's kubeconfig has a parent directory")?;
+        let stem = self
+            .kubeconfig
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| self.name.clone());
+        write_kubeconfig(
+            &dir.join(format!("{stem}-{label}.kubeconfig")),
+            &self.name,
+            self.addr(),
+            self.ca_pem(),
+            token,
+        )
+    }
+}
+
+/// What [`Stack::start_with_options`] starts besides the four callers.
+pub struct StackOptions {
+    upstream: UpstreamKind,
+    storage: Storage,
+    recorder_addr: SocketAddr,
+    callers: Vec<(String, TestIdentity)>,
+    noauth: bool,
+}
+
+impl StackOptions {
+    /// In front of an upstream of `kind`, the recorder storing to `storage`; the recorder's address
+    /// is chosen now, so grants can name it ([`StackOptions::recorder_addrs`]).
+    pub fn new(upstream: UpstreamKind, storage: Storage) -> Result<Self, Error> {
+        Ok(Self {
+            upstream,
+            storage,
+            recorder_addr: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), free_port()?),
+            callers: Vec::new(),
+            noauth: false,
+        })
+    }
+
+    /// The recorder's address as a grant's `recorderAddrs` names it.
+    pub fn recorder_addrs(&self) -> Value {
+        json!([self.recorder_addr.to_string()])
+    }
+
+    /// Adds a caller named `name` (its kubeconfig's stem; unique, not one of alice, ci, bob,
+    /// dave) with `identity` (a tailnet address of its own).
+    pub fn caller(mut self, name: &str, identity: TestIdentity) -> Self {
+        self.callers.push((name.to_owned(), identity));
+        self
+    }
+
+    /// Also runs a second proxy in `--mode noauth`, in front of the same upstream, with the same
+    /// identities and recorder.
+    pub fn noauth(mut self) -> Self {
+        self.noauth = true;
+        self
+    }
+}
+
+/// The second proxy, in `--mode noauth`: the caller's own `Authorization` reaches the API
+/// server, the proxy adds no credential and no impersonation. Its API listener serves TLS (a
+/// certificate for 127.0.0.1 from a CA of its own, [`NoauthProxy::ca_pem`]), as a caller reaches
+/// the proxy through `tailscale serve` with HTTPS: kubectl sends a bearer token only over TLS.
+pub struct NoauthProxy {
+    /// The process.
+    pub proxy: Spawned,
+    /// Its API listener (PROXY protocol required, then TLS).
+    pub proxy_addr: SocketAddr,
+    /// The CA that signed its serving certificate (PEM).
+    pub ca_pem: String,
+    /// Its admin listener.
+    pub admin_addr: SocketAddr,
+    callers: Vec<Caller>,
+}
+
+impl NoauthProxy {
+    /// Caller `name` (alice, ci, bob, dave or an added one), reaching this proxy.
+    pub fn caller(&self, name: &str) -> Result<&Caller, Error> {
+        find_caller(&self.callers, name)
     }
 }
 
@@ -95,6 +199,10 @@ pub struct Stack {
     pub bob: Caller,
     /// A user without grants: nothing is recorded for him.
     pub dave: Caller,
+    /// The callers the test added ([`StackOptions::caller`]).
+    pub callers: Vec<Caller>,
+    /// The second proxy, in noauth mode, when asked for ([`StackOptions::noauth`]).
+    pub noauth: Option<NoauthProxy>,
 }
 
 impl Stack {
@@ -105,6 +213,18 @@ impl Stack {
 
     /// Starts everything in front of an upstream of `kind`, with the recorder storing to `storage`.
     pub fn start_with(kind: UpstreamKind, storage: Storage) -> Result<Self, Error> {
+        Self::start_with_options(StackOptions::new(kind, storage)?)
+    }
+
+    /// Starts everything `options` asks for.
+    pub fn start_with_options(options: StackOptions) -> Result<Self, Error> {
+        let StackOptions {
+            upstream: kind,
+            storage,
+            recorder_addr,
+            callers: extra,
+            noauth,
+        } = options;
         let mut dir = tempfile::Builder::new()
             .prefix("kubescribe-e2e-")
             .tempdir()?;
@@ -119,8 +239,6 @@ impl Stack {
         let upstream = Upstream::start(kind, dir.path(), &logs)?;
 
         // Identities.
-        let recorder_port = free_port()?;
-        let recorder_addr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), recorder_port);
         let recorder_addrs = json!([recorder_addr.to_string()]);
         let alice = TestIdentity {
             node_name: "alice-laptop.tail1234.ts.net.".into(),
@@ -176,76 +294,64 @@ impl Stack {
             login_name: String::new(),
             grants: vec![],
         };
+        let named: Vec<(String, TestIdentity)> =
+            [("alice", alice), ("ci", ci), ("bob", bob), ("dave", dave)]
+                .into_iter()
+                .map(|(name, identity)| (name.to_owned(), identity))
+                .chain(extra)
+                .collect();
+        let mut answers = HashMap::from([(proxy_node.address, proxy_node.whois_response())]);
+        for (name, identity) in &named {
+            if answers
+                .insert(identity.address, identity.whois_response())
+                .is_some()
+            {
+                return Err(format!(
+                    "caller {name}'s address {} is already taken",
+                    identity.address
+                )
+                .into());
+            }
+        }
         let socket = dir.path().join("tailscaled.sock");
         let localapi = {
             let _guard = runtime.enter();
-            FakeLocalApi::start(
-                &socket,
-                HashMap::from([
-                    (alice.address, alice.whois_response()),
-                    (ci.address, ci.whois_response()),
-                    (bob.address, bob.whois_response()),
-                    (dave.address, dave.whois_response()),
-                    (proxy_node.address, proxy_node.whois_response()),
-                ]),
-            )?
+            FakeLocalApi::start(&socket, answers)?
         };
 
         // The proxy: plain HTTP behind PROXY protocol, auth mode, in front of the upstream.
-        let proxy_addr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), free_port()?);
-        let admin_addr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), free_port()?);
-        let mut proxy = Spawned::start(
-            "kubescribe-proxy",
-            &workspace_bin("kubescribe-proxy")?,
-            &[
-                "--listen".into(),
-                proxy_addr.to_string(),
-                "--proxy-protocol".into(),
-                "--kubeconfig".into(),
-                path_arg(&upstream.proxy_kubeconfig()),
-                "--mode".into(),
-                "auth".into(),
-                "--localapi-socket".into(),
-                path_arg(&socket),
-                "--admin-listen".into(),
-                admin_addr.to_string(),
-                "--spool-dir".into(),
-                path_arg(&dir.path().join("spool")),
-            ],
-            &[("RUST_LOG", "info")],
-            &logs,
-        )?;
-        proxy.wait_for_tcp(admin_addr, Duration::from_secs(20))?;
-        proxy.wait_for_tcp(proxy_addr, Duration::from_secs(20))?;
-
-        let (alice_fwd, ci_fwd, bob_fwd, dave_fwd) = runtime.block_on(async {
-            Ok::<_, Error>((
-                ProxyProtocolForwarder::start(proxy_addr, alice.address).await?,
-                ProxyProtocolForwarder::start(proxy_addr, ci.address).await?,
-                ProxyProtocolForwarder::start(proxy_addr, bob.address).await?,
-                ProxyProtocolForwarder::start(proxy_addr, dave.address).await?,
-            ))
-        })?;
-        let alice = Caller {
-            kubeconfig: write_caller_kubeconfig(dir.path(), "alice", alice_fwd.addr())?,
-            identity: alice,
-            forwarder: alice_fwd,
+        let (proxy, proxy_addr, admin_addr, _) =
+            start_proxy(dir.path(), &upstream, &socket, Mode::Auth)?;
+        let mut callers = start_callers(&runtime, dir.path(), proxy_addr, None, &named, "")?;
+        let noauth = if noauth {
+            let (proxy, proxy_addr, admin_addr, ca_pem) =
+                start_proxy(dir.path(), &upstream, &socket, Mode::Noauth)?;
+            let ca_pem = ca_pem.ok_or("the noauth proxy serves TLS")?;
+            Some(NoauthProxy {
+                callers: start_callers(
+                    &runtime,
+                    dir.path(),
+                    proxy_addr,
+                    Some(&ca_pem),
+                    &named,
+                    "noauth-",
+                )?,
+                proxy,
+                proxy_addr,
+                ca_pem,
+                admin_addr,
+            })
+        } else {
+            None
         };
-        let ci = Caller {
-            kubeconfig: write_caller_kubeconfig(dir.path(), "ci", ci_fwd.addr())?,
-            identity: ci,
-            forwarder: ci_fwd,
+        let mut take = |name: &str| -> Result<Caller, Error> {
+            let at = callers
+                .iter()
+                .position(|c| c.name == name)
+                .ok_or_else(|| format!("no caller {name}"))?;
+            Ok(callers.remove(at))
         };
-        let bob = Caller {
-            kubeconfig: write_caller_kubeconfig(dir.path(), "bob", bob_fwd.addr())?,
-            identity: bob,
-            forwarder: bob_fwd,
-        };
-        let dave = Caller {
-            kubeconfig: write_caller_kubeconfig(dir.path(), "dave", dave_fwd.addr())?,
-            identity: dave,
-            forwarder: dave_fwd,
-        };
+        let (alice, ci, bob, dave) = (take("alice")?, take("ci")?, take("bob")?, take("dave")?);
 
         let mut stack = Self {
             dir,
@@ -262,9 +368,19 @@ impl Stack {
             ci,
             bob,
             dave,
+            callers,
+            noauth,
         };
         stack.start_recorder()?;
         Ok(stack)
+    }
+
+    /// Caller `name`: alice, ci, bob, dave or one the test added.
+    pub fn caller(&self, name: &str) -> Result<&Caller, Error> {
+        [&self.alice, &self.ci, &self.bob, &self.dave]
+            .into_iter()
+            .find(|c| c.name == name)
+            .map_or_else(|| find_caller(&self.callers, name), Ok)
     }
 
     /// Starts (or restarts) the recorder on its fixed address and storage.
@@ -377,6 +493,28 @@ impl Stack {
             .unwrap_or_default())
     }
 
+    /// Every event for `query` (all pages), newest first.
+    pub fn all_events(&self, query: &str) -> Result<Vec<Value>, Error> {
+        let mut events = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let page = match &cursor {
+                Some(c) => format!("/api/v1/events?limit=1000&{query}&cursor={c}"),
+                None => format!("/api/v1/events?limit=1000&{query}"),
+            };
+            let reply = http::get(self.recorder_addr, &page)?;
+            if reply.status != 200 {
+                return Err(format!("GET {page}: {} {}", reply.status, reply.text()).into());
+            }
+            let body = reply.json()?;
+            events.extend(body["events"].as_array().cloned().unwrap_or_default());
+            match body["nextCursor"].as_str() {
+                Some(next) => cursor = Some(next.to_owned()),
+                None => return Ok(events),
+            }
+        }
+    }
+
     /// Waits until the query API returns at least `count` events for `query`.
     pub fn wait_for_events(
         &self,
@@ -446,13 +584,133 @@ fn path_arg(path: &Path) -> String {
     path.to_string_lossy().into_owned()
 }
 
-fn write_caller_kubeconfig(dir: &Path, name: &str, addr: SocketAddr) -> Result<PathBuf, Error> {
-    let path = dir.join(format!("{name}.kubeconfig"));
+fn find_caller<'a>(callers: &'a [Caller], name: &str) -> Result<&'a Caller, Error> {
+    callers
+        .iter()
+        .find(|c| c.name == name)
+        .ok_or_else(|| format!("no caller named {name}").into())
+}
+
+/// Which proxy to start: auth mode (plain HTTP; the proxy's log is `kubescribe-proxy.log`) or
+/// noauth (TLS; `kubescribe-proxy-noauth.log`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Auth,
+    Noauth,
+}
+
+/// Starts a proxy in `mode` behind PROXY protocol, in front of `upstream`; returns it with its API
+/// and admin addresses and, for a TLS listener, the CA of its certificate.
+fn start_proxy(
+    dir: &Path,
+    upstream: &Upstream,
+    socket: &Path,
+    mode: Mode,
+) -> Result<(Spawned, SocketAddr, SocketAddr, Option<String>), Error> {
+    let (name, mode_arg, spool) = match mode {
+        Mode::Auth => ("kubescribe-proxy", "auth", "spool"),
+        Mode::Noauth => ("kubescribe-proxy-noauth", "noauth", "spool-noauth"),
+    };
+    let proxy_addr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), free_port()?);
+    let admin_addr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), free_port()?);
+    let mut args = vec![
+        "--listen".into(),
+        proxy_addr.to_string(),
+        "--proxy-protocol".into(),
+        "--kubeconfig".into(),
+        path_arg(&upstream.proxy_kubeconfig()),
+        "--mode".into(),
+        mode_arg.into(),
+        "--localapi-socket".into(),
+        path_arg(socket),
+        "--admin-listen".into(),
+        admin_addr.to_string(),
+        "--spool-dir".into(),
+        path_arg(&dir.join(spool)),
+    ];
+    let mut ca_pem = None;
+    if mode == Mode::Noauth {
+        let pki = ServingPki::generate("kubescribe noauth proxy test CA")?;
+        let (cert, key) = (
+            dir.join(format!("{name}.crt")),
+            dir.join(format!("{name}.key")),
+        );
+        std::fs::write(&cert, &pki.serving.cert_pem)?;
+        std::fs::write(&key, &pki.serving.key_pem)?;
+        args.extend([
+            "--tls-cert".into(),
+            path_arg(&cert),
+            "--tls-key".into(),
+            path_arg(&key),
+        ]);
+        ca_pem = Some(pki.ca.cert_pem);
+    }
+    let mut proxy = Spawned::start(
+        name,
+        &workspace_bin("kubescribe-proxy")?,
+        &args,
+        &[("RUST_LOG", "info")],
+        &dir.join("logs"),
+    )?;
+    proxy.wait_for_tcp(admin_addr, Duration::from_secs(20))?;
+    proxy.wait_for_tcp(proxy_addr, Duration::from_secs(20))?;
+    Ok((proxy, proxy_addr, admin_addr, ca_pem))
+}
+
+/// A forwarder to `proxy_addr` and a kubeconfig (`<prefix><name>.kubeconfig`) for each caller;
+/// `ca_pem` is the CA of the proxy's TLS listener (None: plain HTTP).
+fn start_callers(
+    runtime: &tokio::runtime::Runtime,
+    dir: &Path,
+    proxy_addr: SocketAddr,
+    ca_pem: Option<&str>,
+    named: &[(String, TestIdentity)],
+    prefix: &str,
+) -> Result<Vec<Caller>, Error> {
+    named
+        .iter()
+        .map(|(name, identity)| {
+            let forwarder =
+                runtime.block_on(ProxyProtocolForwarder::start(proxy_addr, identity.address))?;
+            let kubeconfig = write_kubeconfig(
+                &dir.join(format!("{prefix}{name}.kubeconfig")),
+                name,
+                forwarder.addr(),
+                ca_pem,
+                CALLER_TOKEN,
+            )?;
+            Ok(Caller {
+                name: name.clone(),
+                identity: identity.clone(),
+                kubeconfig,
+                forwarder,
+                ca_pem: ca_pem.map(str::to_owned),
+            })
+        })
+        .collect()
+}
+
+/// A kubeconfig for `name` reaching `addr` (over TLS trusting `ca_pem`, or plain HTTP) with
+/// `token`. kubectl sends a bearer token only over TLS.
+fn write_kubeconfig(
+    path: &Path,
+    name: &str,
+    addr: SocketAddr,
+    ca_pem: Option<&str>,
+    token: &str,
+) -> Result<PathBuf, Error> {
+    let cluster = match ca_pem {
+        Some(ca) => format!(
+            "    server: https://{addr}\n    certificate-authority-data: {}\n",
+            base64::engine::general_purpose::STANDARD.encode(ca)
+        ),
+        None => format!("    server: http://{addr}\n"),
+    };
     std::fs::write(
-        &path,
+        path,
         format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: kubescribe\n  cluster:\n    server: http://{addr}\nusers:\n- name: {name}\n  user:\n    token: {CALLER_TOKEN}\ncontexts:\n- name: {name}\n  context:\n    cluster: kubescribe\n    user: {name}\n    namespace: default\ncurrent-context: {name}\n"
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: kubescribe\n  cluster:\n{cluster}users:\n- name: {name}\n  user:\n    token: {token}\ncontexts:\n- name: {name}\n  context:\n    cluster: kubescribe\n    user: {name}\n    namespace: default\ncurrent-context: {name}\n"
         ),
     )?;
-    Ok(path)
+    Ok(path.to_path_buf())
 }
