@@ -29,7 +29,11 @@ const EVENTS_GRANT: &str =
 async fn proxy_to(
     server: &str,
     insecure: bool,
-) -> (tempfile::TempDir, MemorySink, kubescribe_proxy::RunningProxy) {
+) -> (
+    tempfile::TempDir,
+    MemorySink,
+    kubescribe_proxy::RunningProxy,
+) {
     let dir = tempfile::tempdir().unwrap();
     let sink = MemorySink::new(Outcome::Forward);
     let cfg = config(identity_file(dir.path(), EVENTS_GRANT), Mode::Auth);
@@ -155,7 +159,10 @@ async fn an_api_server_that_closes_without_answering_is_a_502_that_says_so() {
 }
 
 /// The API server sends a response head and part of the body, then goes away.
-async fn cut_short(head: &'static str, part: &'static [u8]) -> (StatusCode, Vec<u8>, bool, event_model::ResponseRecord) {
+async fn cut_short(
+    head: &'static str,
+    part: &'static [u8],
+) -> (StatusCode, Vec<u8>, bool, event_model::ResponseRecord) {
     let up = raw_upstream(move |mut tcp| async move {
         let _ = tcp.write_all(head.as_bytes()).await;
         let _ = tcp.write_all(part).await;
@@ -209,7 +216,10 @@ async fn a_watch_the_api_server_breaks_off_ends_for_the_caller_and_its_record_sa
     .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(data, b"{\"type\":\"ADDED\"}\n", "what arrived is relayed");
-    assert!(failed, "the caller sees the stream was cut, not a clean end");
+    assert!(
+        failed,
+        "the caller sees the stream was cut, not a clean end"
+    );
     assert_eq!(record.status, 200);
     assert_eq!(record.response_bytes, 17);
     let error = record.error.unwrap();
@@ -296,7 +306,8 @@ async fn a_tls_handshake_that_never_completes_is_a_502_after_the_connect_timeout
     let text = String::from_utf8_lossy(&got.body).into_owned();
     assert_eq!(got.status, StatusCode::BAD_GATEWAY, "{text}");
     assert!(
-        text.contains("cannot connect to") && text.contains("connecting to the API server took longer than 10s"),
+        text.contains("cannot connect to")
+            && text.contains("connecting to the API server took longer than 10s"),
         "{text}"
     );
     assert!(started.elapsed() >= Duration::from_secs(9));
@@ -355,7 +366,10 @@ async fn after_the_api_server_comes_back_on_its_port_requests_succeed_without_a_
     let (_d, _sink, proxy) = proxy_to(&format!("http://{addr}"), false).await;
     // Pooled (keep-alive) upstream connections exist.
     for _ in 0..3 {
-        assert_eq!(send(proxy.addr, b"", get("/api/v1/pods")).await.status, StatusCode::OK);
+        assert_eq!(
+            send(proxy.addr, b"", get("/api/v1/pods")).await.status,
+            StatusCode::OK
+        );
     }
     up.stop().await;
     let down = send(proxy.addr, b"", get("/api/v1/pods")).await;

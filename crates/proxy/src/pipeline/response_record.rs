@@ -17,7 +17,8 @@ use crate::event_sink::EventSink;
 use crate::request::context::RequestContext;
 
 /// Why a request with an event got no response at all.
-const NO_RESPONSE: &str = "no response: the caller closed the connection before the API server answered";
+const NO_RESPONSE: &str =
+    "no response: the caller closed the connection before the API server answered";
 
 /// Sends one request's response record: when its response body ends
 /// ([`ResponseRecorder::attach`]), or, if it is dropped before a response
