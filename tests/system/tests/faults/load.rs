@@ -13,8 +13,10 @@ use super::client::{Call, Failure, Reply, StreamEnd, Streamed};
 
 /// Every request's deadline: a request still unanswered then has hung.
 pub const DEADLINE: Duration = Duration::from_secs(45);
-/// A pause between one worker's requests, to keep the load bounded.
+/// A pause between one worker's requests, to keep the load bounded; longer
+/// after a failure, as a client backs off.
 const PAUSE: Duration = Duration::from_millis(20);
+const PAUSE_AFTER_FAILURE: Duration = Duration::from_millis(100);
 /// At most this many requests per worker (a bound on count besides time).
 const MAX_PER_WORKER: u64 = 5_000;
 
@@ -140,11 +142,12 @@ impl Load {
                             took: started.elapsed(),
                             result,
                         };
+                        let failed = !record.status().is_some_and(|c| (200..300).contains(&c));
                         if let Ok(mut all) = sent.lock() {
                             all.push(record);
                         }
                         seq += 1;
-                        std::thread::sleep(PAUSE);
+                        std::thread::sleep(if failed { PAUSE_AFTER_FAILURE } else { PAUSE });
                     }
                 })
             })
