@@ -1,7 +1,8 @@
 //! The body type on both sides of the proxy ([`ProxyBody`]), the proxy's own
-//! plain-text answers, and [`ObservedBody`], which watches a body stream by
-//! (response records count response bytes with it, truncated request bodies
-//! are hashed with it).
+//! plain-text answers (marked [`AnsweredByProxy`]), and [`ObservedBody`],
+//! which watches a body stream by and says how it ended ([`BodyEnd`]):
+//! response records count response bytes with it, truncated request bodies
+//! are hashed with it.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -32,24 +33,67 @@ pub(crate) fn empty() -> ProxyBody {
     Empty::new().map_err(|e| match e {}).boxed()
 }
 
+/// Marks a response the proxy wrote itself instead of relaying the API
+/// server's (an extension of the response, never sent): why, in the words
+/// of its body, so the response record can say it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct AnsweredByProxy(pub(crate) String);
+
 /// A response the proxy writes itself (a refusal or an error): Go's
-/// `http.Error` shape, as [`Refusal::into_response`] decides it.
+/// `http.Error` shape, as [`Refusal::into_response`] decides it, marked
+/// [`AnsweredByProxy`].
 pub(crate) fn refusal_response(refusal: Refusal) -> Response<ProxyBody> {
-    refusal.into_response().map(|text| full(Bytes::from(text)))
+    let reason = AnsweredByProxy(refusal.message.clone());
+    let mut response = refusal.into_response().map(|text| full(Bytes::from(text)));
+    response.extensions_mut().insert(reason);
+    response
+}
+
+/// An error and its sources on one line (hyper names only an error's kind;
+/// the cause, e.g. "Connection refused", is in its sources).
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+/// How a body an [`ObservedBody`] watched ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum BodyEnd {
+    /// Its end was passed on: the last frame, or all of its known length.
+    Complete,
+    /// The body it relays failed (for a response: the API server's stream
+    /// broke off), with the error and its sources.
+    Failed(String),
+    /// It was dropped before its end: whoever read it (for a response, the
+    /// caller's connection) went away.
+    Dropped,
+}
+
+impl BodyEnd {
+    /// Whether the whole body passed.
+    pub(crate) fn is_complete(&self) -> bool {
+        matches!(self, BodyEnd::Complete)
+    }
 }
 
 /// What an [`ObservedBody`] tells as its frames pass.
 pub(crate) trait BodyObserver: Send + Unpin + 'static {
     /// Sees each data frame.
     fn data(&mut self, _data: &Bytes) {}
-    /// Called exactly once, with the data bytes that passed: at the end of
-    /// the stream (`complete`), on an error, or when the body is dropped.
-    fn end(self, bytes: u64, complete: bool);
+    /// Called exactly once, with the data bytes that passed and how the
+    /// body ended: at its end, on an error, or when it is dropped.
+    fn end(self, bytes: u64, end: BodyEnd);
 }
 
-impl<F: FnOnce(u64, bool) + Send + Unpin + 'static> BodyObserver for F {
-    fn end(self, bytes: u64, complete: bool) {
-        self(bytes, complete)
+impl<F: FnOnce(u64, BodyEnd) + Send + Unpin + 'static> BodyObserver for F {
+    fn end(self, bytes: u64, end: BodyEnd) {
+        self(bytes, end)
     }
 }
 
@@ -71,9 +115,9 @@ impl<O: BodyObserver> ObservedBody<O> {
         }
     }
 
-    fn finish(&mut self, complete: bool) {
+    fn finish(&mut self, end: BodyEnd) {
         if let Some(observer) = self.observer.take() {
-            observer.end(self.bytes, complete);
+            observer.end(self.bytes, end);
         }
     }
 }
@@ -82,8 +126,12 @@ impl<O: BodyObserver> Drop for ObservedBody<O> {
     fn drop(&mut self) {
         // hyper stops polling a body whose length is known once it is written,
         // so "dropped at its end" counts as complete.
-        let complete = self.inner.is_end_stream();
-        self.finish(complete);
+        let end = if self.inner.is_end_stream() {
+            BodyEnd::Complete
+        } else {
+            BodyEnd::Dropped
+        };
+        self.finish(end);
     }
 }
 
@@ -102,16 +150,16 @@ impl<O: BodyObserver> Body for ObservedBody<O> {
                     }
                 }
                 if this.inner.is_end_stream() {
-                    this.finish(true);
+                    this.finish(BodyEnd::Complete);
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(e))) => {
-                this.finish(false);
+                this.finish(BodyEnd::Failed(error_chain(e.as_ref())));
                 Poll::Ready(Some(Err(e)))
             }
             Poll::Ready(None) => {
-                this.finish(true);
+                this.finish(BodyEnd::Complete);
                 Poll::Ready(None)
             }
             Poll::Pending => Poll::Pending,

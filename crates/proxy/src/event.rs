@@ -5,6 +5,7 @@
 use event_model::{BodyCapture, Event, Extension, Request, ResponseRecord, Source};
 use k8s_request_parse::RequestInfo;
 
+use crate::body::BodyEnd;
 use crate::request::body_capture::BodyDigest;
 use crate::request::context::RequestContext;
 
@@ -43,25 +44,31 @@ pub(crate) fn request_event(
     }
 }
 
-/// The response record for a request whose event has key `key`.
+/// The response record for a request whose event has key `key`: `status`
+/// is what the caller got (`0`: no response), `end` how the response body
+/// ended.
 pub(crate) fn response_record(
     key: &str,
-    status: http::StatusCode,
+    status: u16,
     ctx: &RequestContext,
     response_bytes: u64,
-    complete: bool,
+    end: &BodyEnd,
     request_body: Option<BodyDigest>,
 ) -> ResponseRecord {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
         .unwrap_or(0);
-    let mut error = None;
-    if !complete {
-        error = Some(
-            "response incomplete: the caller or the API server closed the stream early".to_string(),
-        );
-    }
+    let mut error = match end {
+        BodyEnd::Complete => None,
+        BodyEnd::Failed(e) => Some(format!(
+            "response incomplete: the API server's response broke off: {e}"
+        )),
+        BodyEnd::Dropped => Some(
+            "response incomplete: the connection to the caller closed before the response ended"
+                .to_string(),
+        ),
+    };
     if let Some(d) = &request_body {
         if !d.complete && error.is_none() {
             error = Some("request body was not forwarded to its end".to_string());
@@ -70,7 +77,7 @@ pub(crate) fn response_record(
     ResponseRecord {
         key: key.to_string(),
         timestamp: now,
-        status: status.as_u16(),
+        status,
         duration_ms: ctx.received.elapsed().as_secs_f64() * 1000.0,
         response_bytes,
         request_body_bytes: request_body.as_ref().map(|d| d.size),

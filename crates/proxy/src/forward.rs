@@ -12,19 +12,40 @@ use hyper_util::rt::TokioIo;
 use identity::Impersonation;
 use recorder_client::Refusal;
 
-use crate::body::{self, ProxyBody};
+use crate::body::{self, error_chain, ProxyBody};
 use crate::headers::{downstream_response_headers, upgrade_type, upstream_request_headers};
 use crate::mode::Mode;
 use crate::session_hook::{SessionContext, SessionHook, SessionRelay};
 use crate::session_tracker::SessionTracker;
 use crate::upstream::{CredentialError, Upstream};
 
-/// Why a request was not forwarded, or no answer came back.
+/// Why a request was not forwarded, or no answer came back. The proxy
+/// answers the first two with 502 and this text (see `pipeline/error.rs`).
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum ForwardError {
-    /// The request could not be sent or no response arrived.
-    #[error("error forwarding to the API server: {}", error_chain(.0))]
-    Upstream(#[source] hyper_util::client::legacy::Error),
+    /// No connection to the API server could be made: refused, unreachable,
+    /// the TLS handshake failed, or connecting took longer than the connect
+    /// timeout. Nothing reached the API server.
+    #[error("error forwarding to the API server: cannot connect to {upstream}: {}", cause(.source))]
+    Connect {
+        /// The API server's `host:port`.
+        upstream: String,
+        /// hyper's error, with the connector's below it.
+        #[source]
+        source: hyper_util::client::legacy::Error,
+    },
+    /// The connection ended (closed or reset) before the API server's
+    /// response head arrived: it went away, or closed the connection
+    /// without answering (kube-apiserver does so when a request times out
+    /// while its handler is writing). The API server may have acted on it.
+    #[error("error forwarding to the API server: the connection to {upstream} ended before it answered: {}", cause(.source))]
+    NoResponse {
+        /// The API server's `host:port`.
+        upstream: String,
+        /// hyper's error, with the connection's below it.
+        #[source]
+        source: hyper_util::client::legacy::Error,
+    },
     /// The proxy has no credential for the API server (an exec plugin failed).
     #[error("no credentials for the API server: {0}")]
     Credentials(#[source] CredentialError),
@@ -127,11 +148,14 @@ impl Forwarder {
             None => None,
         };
         let req = Request::from_parts(parts, body);
-        let mut resp = self
-            .upstream
-            .send(req, &auth)
-            .await
-            .map_err(ForwardError::Upstream)?;
+        let mut resp = self.upstream.send(req, &auth).await.map_err(|source| {
+            let upstream = self.upstream.authority().to_string();
+            if source.is_connect() {
+                ForwardError::Connect { upstream, source }
+            } else {
+                ForwardError::NoResponse { upstream, source }
+            }
+        })?;
 
         if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
             if let Some((up, relay)) = upgrade {
@@ -174,16 +198,13 @@ impl Forwarder {
     }
 }
 
-/// An error and its sources on one line (hyper's client error names only
-/// its kind; the cause, e.g. a certificate the CA does not vouch for, is in
-/// its sources).
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
+/// What went wrong below hyper's client error, whose own text only names
+/// its kind ("client error (Connect)"): the cause, e.g. "Connection refused
+/// (os error 111)", a certificate the CA does not vouch for, or "connection
+/// closed before message completed", with its sources.
+fn cause(e: &hyper_util::client::legacy::Error) -> String {
+    match std::error::Error::source(e) {
+        Some(source) => error_chain(source),
+        None => e.to_string(),
     }
-    s
 }

@@ -13,7 +13,8 @@
 //! shutdown signal and the identity source come from the `service` and
 //! `identity` crates, shared with the recorder):
 //! - `body`: the body type on both sides (`ProxyBody`, [`BoxError`]), the
-//!   proxy's own plain-text answers, a body observer (byte counts, digests).
+//!   proxy's own plain-text answers, a body observer (byte counts, digests,
+//!   how a body ended).
 //! - `conn`: [`ConnInfo`] (caller address, TLS, PROXY-protocol source),
 //!   accepting connections, the plain-or-TLS byte stream.
 //! - `metrics`: the proxy's Prometheus metrics, Tailscale's counter names included.

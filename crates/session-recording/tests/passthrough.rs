@@ -20,12 +20,16 @@ fn bulk_stdin() -> Vec<u8> {
     let mut n: u32 = 0;
     let mut sent = 0usize;
     while sent < 8 << 20 {
-        let size = if n % 3 == 0 { 32 * 1024 } else { 4 * 1024 };
+        let size = if n.is_multiple_of(3) {
+            32 * 1024
+        } else {
+            4 * 1024
+        };
         let data: Vec<u8> = (0..size)
             .map(|i| (i as u32).wrapping_mul(2_654_435_761).wrapping_add(n) as u8)
             .collect();
         out.extend(ws_c(0, &data));
-        if n % 7 == 0 {
+        if n.is_multiple_of(7) {
             out.extend(encode_frame(true, Opcode::Ping, Some(MASK), b"keepalive"));
         }
         sent += size;

@@ -78,8 +78,18 @@ rules:
 /// How long etcd and kube-apiserver may take to become ready.
 const START_TIMEOUT: Duration = Duration::from_secs(120);
 
+/// How long a SIGTERM'd kube-apiserver or etcd may take to exit before it is
+/// killed. kube-apiserver lets the requests it is serving finish (at most its
+/// 60 s request timeout) before it exits.
+const STOP_TIMEOUT: Duration = Duration::from_secs(90);
+
 /// A running etcd and kube-apiserver; both are killed and their scratch
 /// directory removed when this is dropped.
+///
+/// Either can be stopped (SIGTERM), killed (SIGKILL) and started again while
+/// the other runs, as a fault test needs: a restarted process gets the same
+/// port, command line, certificates, token file, audit log and etcd data, so
+/// clients and kubeconfigs keep working and objects survive.
 pub struct ControlPlane {
     // Dropped in this order: the API server, then its storage, then the files.
     apiserver: Spawned,
@@ -90,7 +100,18 @@ pub struct ControlPlane {
     pki: ServingPki,
     tls: Tls,
     started_in: Duration,
+    launch: Launch,
     dir: TempDir,
+}
+
+/// How etcd and kube-apiserver were started, kept to start them again the same way.
+struct Launch {
+    etcd_bin: PathBuf,
+    etcd_args: Vec<String>,
+    etcd_addr: SocketAddr,
+    apiserver_bin: PathBuf,
+    apiserver_args: Vec<String>,
+    logs: PathBuf,
 }
 
 impl ControlPlane {
@@ -113,37 +134,19 @@ impl ControlPlane {
         let etcd_client = free_port()?;
         let etcd_peer = free_port()?;
         let etcd_url = format!("http://127.0.0.1:{etcd_client}");
-        let mut etcd = Spawned::start(
-            "etcd",
-            &etcd_bin,
-            &etcd_args(&dir.path().join("etcd"), &etcd_url, etcd_peer),
-            &[],
-            &files.logs,
-        )?;
-        etcd.wait_for_tcp(
-            SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), etcd_client),
-            START_TIMEOUT,
-        )?;
-
         let addr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), free_port()?);
-        let mut apiserver = Spawned::start(
-            "kube-apiserver",
-            &apiserver_bin,
-            &apiserver_args(&files, &etcd_url, addr.port()),
-            &[],
-            &files.logs,
-        )?;
+        let launch = Launch {
+            etcd_bin,
+            etcd_args: etcd_args(&dir.path().join("etcd"), &etcd_url, etcd_peer),
+            etcd_addr: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), etcd_client),
+            apiserver_bin,
+            apiserver_args: apiserver_args(&files, &etcd_url, addr.port()),
+            logs: files.logs.clone(),
+        };
+        let etcd = launch.etcd()?;
         let tls = Tls::trusting(&files.pki.ca.cert_pem)?;
-        let probe_tls = tls.clone();
-        apiserver.wait_until(
-            &format!("answering 200 on https://{addr}/readyz"),
-            START_TIMEOUT,
-            Duration::from_millis(100),
-            move || {
-                http::request(addr, Some(&probe_tls), "GET", "/readyz", &[], b"")
-                    .is_ok_and(|reply| reply.status == 200)
-            },
-        )?;
+        let mut apiserver = launch.apiserver()?;
+        wait_for_readyz(&mut apiserver, addr, &tls, START_TIMEOUT)?;
         let started_in = started.elapsed();
 
         let plane = Self {
@@ -155,6 +158,7 @@ impl ControlPlane {
             pki: files.pki.clone(),
             tls,
             started_in,
+            launch,
             dir,
         };
         for user in USERS {
@@ -335,6 +339,80 @@ impl ControlPlane {
         &self.etcd
     }
 
+    /// Stops kube-apiserver as an orchestrator would (SIGTERM): it reports
+    /// not ready, stops listening, finishes the requests it is serving and
+    /// exits; killed if it has not exited within 90 s. Returns once it has
+    /// exited. Its port and files are kept for [`start_apiserver`](Self::start_apiserver).
+    pub fn stop_apiserver(&mut self) -> Result<(), Error> {
+        self.apiserver.stop(STOP_TIMEOUT)
+    }
+
+    /// Kills kube-apiserver at once (SIGKILL), as a crash or an OOM kill
+    /// would: its connections are reset mid-request, the audit events of the
+    /// requests it was serving are never written. Returns once it is reaped.
+    pub fn kill_apiserver(&mut self) -> Result<(), Error> {
+        self.apiserver.kill()
+    }
+
+    /// Starts kube-apiserver again (after [`stop_apiserver`](Self::stop_apiserver)
+    /// or [`kill_apiserver`](Self::kill_apiserver)) on the same port with the
+    /// same command line, certificates, token file and audit log (appended
+    /// to), and waits until `/readyz` answers 200; etcd must be running for
+    /// that. Returns how long that took. Does nothing if it is running.
+    pub fn start_apiserver(&mut self) -> Result<Duration, Error> {
+        if self.apiserver.is_running() {
+            return Ok(Duration::ZERO);
+        }
+        let started = Instant::now();
+        self.apiserver = self.launch.apiserver()?;
+        self.wait_until_ready(START_TIMEOUT)?;
+        Ok(started.elapsed())
+    }
+
+    /// Whether kube-apiserver is running (not stopped, killed or crashed).
+    pub fn apiserver_running(&mut self) -> bool {
+        self.apiserver.is_running()
+    }
+
+    /// Waits (up to `timeout`) until kube-apiserver answers 200 on `/readyz`,
+    /// e.g. after etcd came back; fails early if kube-apiserver exits.
+    pub fn wait_until_ready(&mut self, timeout: Duration) -> Result<(), Error> {
+        wait_for_readyz(&mut self.apiserver, self.addr, &self.tls, timeout)
+    }
+
+    /// Stops etcd (SIGTERM, killed if it has not exited within 90 s) while
+    /// kube-apiserver keeps running: the API server then answers what needs
+    /// storage with its own errors (timeouts, 5xx Status objects) and
+    /// reports `/readyz` unhealthy. Returns once etcd has exited.
+    pub fn stop_etcd(&mut self) -> Result<(), Error> {
+        self.etcd.stop(STOP_TIMEOUT)
+    }
+
+    /// Kills etcd at once (SIGKILL), as a crash would. Returns once it is reaped.
+    pub fn kill_etcd(&mut self) -> Result<(), Error> {
+        self.etcd.kill()
+    }
+
+    /// Starts etcd again (after [`stop_etcd`](Self::stop_etcd) or
+    /// [`kill_etcd`](Self::kill_etcd)) on the same ports with the same data
+    /// directory, so every object is still there, and waits until it accepts
+    /// connections. kube-apiserver reconnects by itself; use
+    /// [`wait_until_ready`](Self::wait_until_ready) to wait for it. Returns
+    /// how long the start took. Does nothing if etcd is running.
+    pub fn start_etcd(&mut self) -> Result<Duration, Error> {
+        if self.etcd.is_running() {
+            return Ok(Duration::ZERO);
+        }
+        let started = Instant::now();
+        self.etcd = self.launch.etcd()?;
+        Ok(started.elapsed())
+    }
+
+    /// Whether etcd is running (not stopped, killed or crashed).
+    pub fn etcd_running(&mut self) -> bool {
+        self.etcd.is_running()
+    }
+
     /// The scratch directory: certificates, token file, audit policy and
     /// log, kubeconfigs, etcd's data, process logs.
     pub fn dir(&self) -> &Path {
@@ -355,6 +433,45 @@ impl ControlPlane {
         std::fs::write(&path, format!("{config:#}\n"))
             .map_err(Error::io(format!("writing {}", path.display())))
     }
+}
+
+impl Launch {
+    /// Spawns etcd (its log appended to) and waits until it accepts connections.
+    fn etcd(&self) -> Result<Spawned, Error> {
+        let mut etcd = Spawned::start("etcd", &self.etcd_bin, &self.etcd_args, &[], &self.logs)?;
+        etcd.wait_for_tcp(self.etcd_addr, START_TIMEOUT)?;
+        Ok(etcd)
+    }
+
+    /// Spawns kube-apiserver (its log appended to); not yet ready.
+    fn apiserver(&self) -> Result<Spawned, Error> {
+        Spawned::start(
+            "kube-apiserver",
+            &self.apiserver_bin,
+            &self.apiserver_args,
+            &[],
+            &self.logs,
+        )
+    }
+}
+
+/// Waits until the kube-apiserver `process` answers 200 on `/readyz` at `addr`.
+fn wait_for_readyz(
+    process: &mut Spawned,
+    addr: SocketAddr,
+    tls: &Tls,
+    timeout: Duration,
+) -> Result<(), Error> {
+    let tls = tls.clone();
+    process.wait_until(
+        &format!("answering 200 on https://{addr}/readyz"),
+        timeout,
+        Duration::from_millis(100),
+        move || {
+            http::request(addr, Some(&tls), "GET", "/readyz", &[], b"")
+                .is_ok_and(|reply| reply.status == 200)
+        },
+    )
 }
 
 /// The files kube-apiserver reads, written into the scratch directory.

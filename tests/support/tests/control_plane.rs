@@ -173,3 +173,90 @@ fn kubectl_rbac_and_the_audit_log_against_the_real_kube_apiserver() {
     assert_eq!(read["requestURI"], get, "{read:#}");
     assert_eq!(read["responseStatus"]["code"], 403, "{read:#}");
 }
+
+/// Stopped (SIGTERM) or killed (SIGKILL), kube-apiserver and etcd start
+/// again on their ports with their files and data: the same URL, the same
+/// token users, the objects stored before, one audit log.
+#[test]
+fn kube_apiserver_and_etcd_stop_and_start_again_with_their_ports_and_data() {
+    let mut plane = ControlPlane::start().unwrap_or_else(|e| panic!("{e}"));
+    let url = plane.url();
+    let kept = "/api/v1/namespaces/default/configmaps/kept";
+    plane
+        .create(
+            "/api/v1/namespaces/default/configmaps",
+            &serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "kept"}}),
+        )
+        .expect("creating a ConfigMap");
+    let get = |plane: &ControlPlane, path: &str| plane.request(&ADMIN, "GET", path, b"");
+
+    for (how, kill) in [("killed", true), ("stopped", false)] {
+        if kill {
+            plane.kill_apiserver().expect("killing kube-apiserver");
+        } else {
+            plane.stop_apiserver().expect("stopping kube-apiserver");
+        }
+        assert!(!plane.apiserver_running(), "kube-apiserver {how}");
+        assert!(
+            get(&plane, kept).is_err(),
+            "kube-apiserver {how} still answers"
+        );
+        let took = plane.start_apiserver().expect("restarting kube-apiserver");
+        eprintln!("kube-apiserver {how}, then ready again in {took:.2?}");
+        assert!(plane.apiserver_running());
+        assert_eq!(plane.url(), url, "the same address");
+        let reply = get(&plane, kept).expect("GET after the restart");
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        // The token file is the same: bob is still bob, and still refused.
+        let reply = plane.request(&BOB, "GET", kept, b"").expect("GET as bob");
+        assert_eq!(reply.status, 403, "{}", reply.text());
+    }
+
+    for (how, kill) in [("killed", true), ("stopped", false)] {
+        if kill {
+            plane.kill_etcd().expect("killing etcd");
+        } else {
+            plane.stop_etcd().expect("stopping etcd");
+        }
+        assert!(!plane.etcd_running(), "etcd {how}");
+        // kube-apiserver runs on and answers for itself: soon not ready,
+        // and a write times out (or, when the timeout races its handler,
+        // the connection closes without an answer).
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        let ready = loop {
+            let ready = get(&plane, "/readyz").expect("/readyz without etcd");
+            if ready.status != 200 || std::time::Instant::now() > deadline {
+                break ready;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        assert_ne!(ready.status, 200, "ready without etcd: {}", ready.text());
+        let write = plane.request(
+            &ADMIN,
+            "POST",
+            "/api/v1/namespaces/default/configmaps?timeout=2s",
+            br#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"lost"}}"#,
+        );
+        if let Ok(reply) = &write {
+            assert!(
+                reply.status >= 500,
+                "a write without etcd: {}",
+                reply.text()
+            );
+        }
+        plane.start_etcd().expect("restarting etcd");
+        plane
+            .wait_until_ready(Duration::from_secs(120))
+            .expect("kube-apiserver ready again once etcd is back");
+        let reply = get(&plane, kept).expect("GET once etcd is back");
+        assert_eq!(reply.status, 200, "etcd {how}: {}", reply.text());
+    }
+
+    // One audit log across the restarts: the first request and the last are in it.
+    let events = plane.audit_events().expect("reading the audit log");
+    let gets_of_kept = events
+        .iter()
+        .filter(|e| e["user"]["username"] == "admin" && e["requestURI"] == kept)
+        .count();
+    assert!(gets_of_kept >= 4, "{gets_of_kept} audited GETs of {kept}");
+}

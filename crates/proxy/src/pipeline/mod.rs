@@ -5,6 +5,7 @@
 //! [`RequestError`], answered in one place ([`Proxy::answer`]).
 
 mod error;
+mod response_record;
 
 use std::sync::Arc;
 
@@ -17,7 +18,7 @@ use recorder_client::FailurePolicy;
 use tracing::Instrument;
 
 use crate::admission::{self, Admission, Recorded};
-use crate::body::{BoxError, ObservedBody, ProxyBody};
+use crate::body::{BoxError, ProxyBody};
 use crate::caller::{CallerInfo, CallerResolver};
 use crate::conn::ConnInfo;
 use crate::event;
@@ -29,6 +30,7 @@ use crate::request::body_capture::{self, DigestSlot};
 use crate::request::context::RequestContext;
 use crate::session_hook::{SessionContext, SessionMetrics};
 use error::RequestError;
+use response_record::ResponseRecorder;
 
 /// Per-request settings.
 #[derive(Debug, Clone)]
@@ -119,11 +121,17 @@ impl Proxy {
             client,
             context: self.session_context(&ctx, &caller, &info, &parts.headers, &recorded),
         });
+        // Armed before forwarding: a caller who leaves before the answer
+        // still gets its request a response record.
+        let record = recorded.map(|recorded| {
+            let recorders = caller.policy.recorder_addrs.clone();
+            ResponseRecorder::arm(self.sink.clone(), recorders, ctx.clone(), recorded)
+        });
         let resp = self
             .forward(&ctx, &caller, parts, forward_body, upgrade)
             .await;
-        Ok(match recorded {
-            Some(recorded) => self.with_response_record(resp, ctx, &caller, recorded),
+        Ok(match record {
+            Some(record) => record.attach(resp),
             None => resp,
         })
     }
@@ -244,31 +252,6 @@ impl Proxy {
                 uploaded: self.metrics.ts_session_recordings_uploaded.clone(),
             },
         }
-    }
-
-    /// Queues the response record once the response body is done (or cut
-    /// short); never delays the response.
-    fn with_response_record(
-        &self,
-        resp: Response<ProxyBody>,
-        ctx: RequestContext,
-        caller: &CallerInfo,
-        recorded: RecordedEvent,
-    ) -> Response<ProxyBody> {
-        let status = resp.status();
-        let sink = self.sink.clone();
-        let recorders = caller.policy.recorder_addrs.clone();
-        resp.map(move |b| {
-            ObservedBody::new(b, move |bytes, complete| {
-                let digest = recorded
-                    .digest
-                    .and_then(|d| d.lock().ok().and_then(|g| g.clone()));
-                let rec =
-                    event::response_record(&recorded.key, status, &ctx, bytes, complete, digest);
-                sink.record_response(&recorders, rec);
-            })
-            .boxed()
-        })
     }
 
     /// Answers a request the proxy will not forward.

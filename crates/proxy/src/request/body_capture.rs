@@ -20,7 +20,7 @@ use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 use sha2::{Digest, Sha256};
 
-use crate::body::{self, BodyObserver, BoxError, ObservedBody, PolledFrame, ProxyBody};
+use crate::body::{self, BodyEnd, BodyObserver, BoxError, ObservedBody, PolledFrame, ProxyBody};
 
 /// Size and SHA-256 of a forwarded body.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -231,11 +231,11 @@ impl BodyObserver for Hashing {
         self.hasher.update(data);
     }
 
-    fn end(self, bytes: u64, complete: bool) {
+    fn end(self, bytes: u64, end: BodyEnd) {
         let digest = BodyDigest {
             size: bytes,
             sha256: hex::encode(self.hasher.finalize()),
-            complete,
+            complete: end.is_complete(),
         };
         if let Ok(mut slot) = self.slot.lock() {
             *slot = Some(digest);

@@ -342,7 +342,7 @@ mod tests {
 
     fn record(n: usize) -> SpoolRecord {
         SpoolRecord {
-            kind: if n % 2 == 0 {
+            kind: if n.is_multiple_of(2) {
                 RecordKind::Event
             } else {
                 RecordKind::Response
