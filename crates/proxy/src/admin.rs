@@ -9,11 +9,9 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioExecutor;
 use prometheus_client::registry::Registry;
-use tokio::net::TcpListener;
-
-use crate::conn::accept;
+use service::conn::Listener;
 
 /// Readiness, flipped on once the proxy can serve.
 #[derive(Debug, Clone, Default)]
@@ -79,31 +77,32 @@ pub(crate) fn respond(
 
 /// Serve the admin endpoints until `shutdown` resolves.
 pub(crate) async fn serve(
-    listener: TcpListener,
+    listener: Listener,
     registry: Arc<Registry>,
     ready: Readiness,
     shutdown: impl Future<Output = ()>,
 ) {
+    let builder = Arc::new(hyper_util::server::conn::auto::Builder::new(
+        TokioExecutor::new(),
+    ));
     tokio::pin!(shutdown);
     loop {
-        let accepted = tokio::select! {
+        let incoming = tokio::select! {
             _ = &mut shutdown => return,
-            accepted = accept(&listener, "admin") => accepted,
-        };
-        let Some((tcp, _)) = accepted else {
-            continue;
+            incoming = listener.accept() => incoming,
         };
         let registry = registry.clone();
         let ready = ready.clone();
+        let builder = builder.clone();
         tokio::spawn(async move {
+            let Ok(conn) = incoming.handshake().await else {
+                return;
+            };
             let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
                 let r = respond(&registry, &ready, req.method(), req.uri().path());
                 async move { Ok::<_, Infallible>(r) }
             });
-            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                .http1_only()
-                .serve_connection(TokioIo::new(tcp), svc)
-                .await;
+            let _ = conn.serve(builder, svc, false, None).await;
         });
     }
 }

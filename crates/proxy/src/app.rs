@@ -8,7 +8,6 @@ use std::sync::Arc;
 
 use identity::WhoIs;
 use prometheus_client::registry::Registry;
-use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -17,7 +16,7 @@ use crate::caller::CallerResolver;
 use crate::config::{Config, ServeArgs};
 use crate::event_sink::EventSink;
 use crate::forward::Forwarder;
-use crate::listener::{self, ListenerOptions};
+use crate::listener;
 use crate::metrics::Metrics;
 use crate::mode::Mode;
 use crate::pipeline::{Proxy, ProxyOptions};
@@ -25,6 +24,7 @@ use crate::recording_hook::RecordingHook;
 use crate::session_hook::SessionHook;
 use crate::session_tracker::SessionTracker;
 use crate::upstream::{self, Upstream, UpstreamError, UpstreamSpec};
+use service::conn::{ConnectionLimits, Listener, ListenerOptions};
 
 /// Start-up failed.
 #[derive(Debug, thiserror::Error)]
@@ -126,10 +126,12 @@ impl RunningProxy {
 async fn bind(
     what: &'static str,
     addr: SocketAddr,
-) -> Result<(TcpListener, SocketAddr), StartError> {
-    let bind_error = |source| StartError::Bind { what, addr, source };
-    let listener = TcpListener::bind(addr).await.map_err(bind_error)?;
-    let local = listener.local_addr().map_err(bind_error)?;
+    options: ListenerOptions,
+) -> Result<(Listener, SocketAddr), StartError> {
+    let listener = Listener::bind(addr, options)
+        .await
+        .map_err(|source| StartError::Bind { what, addr, source })?;
+    let local = listener.local_addr();
     Ok((listener, local))
 }
 
@@ -140,6 +142,7 @@ pub async fn start(
     mut registry: Registry,
 ) -> Result<RunningProxy, StartError> {
     let metrics = Metrics::register(&mut registry);
+    let connection_metrics = metrics.connections.clone();
     let registry = Arc::new(registry);
     let upstream = Arc::new(Upstream::build(components.upstream, config.mode)?);
     let tls = match &config.tls {
@@ -171,23 +174,33 @@ pub async fn start(
         },
     ));
 
-    let (api, addr) = bind("--listen", config.listen).await?;
-    let (admin_listener, admin_addr) = bind("--admin-listen", config.admin_listen).await?;
+    let api_options = ListenerOptions {
+        name: "api",
+        limits: config.connections,
+        proxy_protocol: config.proxy_protocol,
+        tls,
+        metrics: connection_metrics.clone(),
+    };
+    let admin_options = ListenerOptions {
+        name: "admin",
+        limits: ConnectionLimits::admin(),
+        proxy_protocol: false,
+        tls: None,
+        metrics: connection_metrics.clone(),
+    };
+    let (api, addr) = bind("--listen", config.listen, api_options).await?;
+    let (admin_listener, admin_addr) =
+        bind("--admin-listen", config.admin_listen, admin_options).await?;
     log_start_up(config, addr, admin_addr, &upstream);
 
     let (tx, rx) = watch::channel(false);
     let ready = Readiness::default();
-    let opts = ListenerOptions {
-        tls,
-        proxy_protocol: config.proxy_protocol,
-        max_header_bytes: config.max_header_bytes,
-    };
     let stop = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|v| *v).await;
     };
     let api_task = tokio::spawn(listener::serve(
         api,
-        opts,
+        config.max_header_bytes,
         move |conn, req| proxy.clone().handle(conn, req),
         stop(rx.clone()),
         config.shutdown_grace,

@@ -14,6 +14,8 @@ use clap::{Args, Parser, Subcommand};
 use crate::mode::Mode;
 use crate::upstream::UpstreamSource;
 use identity::IdentitySource;
+use service::cli::ConnectionArgs;
+use service::conn::ConnectionLimits;
 use service::{LogFormat, TlsFiles};
 
 /// Default cap on the request body bytes copied into an event (1 MiB).
@@ -153,6 +155,10 @@ pub struct ServeArgs {
     #[arg(long, env = "KUBESCRIBE_MAX_HEADER_BYTES", value_name = "BYTES", default_value_t = 256 * 1024)]
     pub max_header_bytes: usize,
 
+    /// Connection limits of --listen.
+    #[command(flatten)]
+    pub connections: ConnectionArgs,
+
     /// Send an event for every caller that has recorders, not only callers whose grant says
     /// `enableEvents` (Tailscale v1.90–v1.94 semantics; any Go ParseBool true value).
     #[arg(
@@ -222,6 +228,8 @@ pub struct Config {
     pub max_body_capture: usize,
     /// Request head cap.
     pub max_header_bytes: usize,
+    /// Connection limits of the API listener.
+    pub connections: ConnectionLimits,
     /// Events for every caller with recorders.
     pub events_for_all_callers: bool,
     /// Honour X-Forwarded-For as a WhoIs fallback.
@@ -265,6 +273,14 @@ pub enum ConfigError {
     /// Head cap out of range.
     #[error("--max-header-bytes {0} is out of range; use 8192 ..= 16777216")]
     HeaderBytesOutOfRange(usize),
+    /// A connection limit is zero.
+    #[error("{flag} {message}")]
+    ConnectionLimit {
+        /// The flag.
+        flag: &'static str,
+        /// What is wrong.
+        message: &'static str,
+    },
     /// Neither kubeconfig nor in-cluster environment.
     #[error("no upstream: pass --kubeconfig PATH (or set KUBECONFIG), or run in a pod where KUBERNETES_SERVICE_HOST is set")]
     NoUpstream,
@@ -312,6 +328,10 @@ impl ServeArgs {
         if !(8192..=16 * 1024 * 1024).contains(&self.max_header_bytes) {
             return Err(ConfigError::HeaderBytesOutOfRange(self.max_header_bytes));
         }
+        let connections = self
+            .connections
+            .limits()
+            .map_err(|(flag, message)| ConfigError::ConnectionLimit { flag, message })?;
         let upstream = match self.kubeconfig {
             Some(path) => UpstreamSource::Kubeconfig {
                 path,
@@ -335,6 +355,7 @@ impl ServeArgs {
             admin_listen: self.admin_listen,
             max_body_capture: self.max_body_capture,
             max_header_bytes: self.max_header_bytes,
+            connections,
             events_for_all_callers,
             trust_forwarded_for: self.trust_forwarded_for,
             whois_cache_ttl: Duration::from_secs(self.whois_cache_ttl_secs),

@@ -15,8 +15,6 @@
 //! - `body`: the body type on both sides (`ProxyBody`, [`BoxError`]), the
 //!   proxy's own plain-text answers, a body observer (byte counts, digests,
 //!   how a body ended).
-//! - `conn`: [`ConnInfo`] (caller address, TLS, PROXY-protocol source),
-//!   accepting connections, the plain-or-TLS byte stream.
 //! - `metrics`: the proxy's Prometheus metrics, Tailscale's counter names included.
 //! - `mode`: [`Mode`], auth or noauth, the one switch several layers read.
 //! - `session_tracker`: upgraded sessions still relaying, for graceful shutdown.
@@ -82,11 +80,11 @@ pub use whois_cmd::whois;
 
 // The seams: where events go and what happens to upgraded sessions.
 pub use caller::CallerInfo;
-pub use conn::ConnInfo;
 pub use event_sink::EventSink;
 pub use recorder_client::{Outcome, Refusal};
 pub use recording_hook::RecordingHook;
 pub use request::context::RequestContext;
+pub use service::conn::ConnInfo;
 pub use session_hook::{
     PassThrough, SessionContext, SessionHook, SessionMetrics, SessionRelay, UpgradedStream,
 };
@@ -100,7 +98,6 @@ pub use service::conn::{parse_header, read_header, ProxiedPeer, ProxyHeaderError
 
 // Facts and plumbing.
 mod body;
-mod conn;
 mod metrics;
 mod mode;
 mod session_tracker;

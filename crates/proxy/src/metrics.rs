@@ -70,6 +70,8 @@ pub(crate) struct Metrics {
     pub ts_session_recordings_attempted: PlainCounter,
     /// Tailscale: `k8s_auth_proxy_session_recordings_uploaded` (for the session hook).
     pub ts_session_recordings_uploaded: PlainCounter,
+    /// Connections of the API and admin listeners.
+    pub connections: service::conn::ConnectionMetrics,
 }
 
 impl Metrics {
@@ -88,8 +90,13 @@ impl Metrics {
             ts_event_recording_attempted: PlainCounter::default(),
             ts_session_recordings_attempted: PlainCounter::default(),
             ts_session_recordings_uploaded: PlainCounter::default(),
+            connections: service::conn::ConnectionMetrics::default(),
         };
         let sub = registry.sub_registry_with_prefix("kubescribe_proxy");
+        let m = Metrics {
+            connections: service::conn::ConnectionMetrics::register(sub),
+            ..m
+        };
         sub.register(
             "requests",
             "Responses sent to callers, by status code",

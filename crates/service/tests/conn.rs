@@ -75,7 +75,7 @@ async fn start(limits: ConnectionLimits, proxy_protocol: bool) -> Server {
                         async move { Ok::<_, Infallible>(respond(req.uri().path(), info)) }
                     });
                 let _ = conn
-                    .serve(&builder, service, false, Some(shutdown_rx))
+                    .serve(builder.clone(), service, false, Some(shutdown_rx))
                     .await;
             });
         }

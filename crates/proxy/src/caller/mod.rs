@@ -12,9 +12,9 @@ use std::time::Duration;
 use http::HeaderMap;
 use identity::{GrantError, Identity, Impersonation, RecordingRules, WhoIs, WhoIsError};
 
-use crate::conn::ConnInfo;
 use crate::mode::Mode;
 use cache::AddressCache;
+use service::conn::ConnInfo;
 
 /// Everything the proxy needs about a caller for one request.
 #[derive(Debug, Clone)]
@@ -91,10 +91,10 @@ impl CallerResolver {
         conn: &ConnInfo,
         headers: &HeaderMap,
     ) -> Result<Arc<CallerInfo>, CallerError> {
-        if let Some(known) = self.cache.get(conn.caller) {
+        if let Some(known) = self.cache.get(conn.peer) {
             return Ok(known);
         }
-        let (caller, by_address) = match self.whois.whois(conn.caller).await {
+        let (caller, by_address) = match self.whois.whois(conn.peer).await {
             Ok(c) => (c, true),
             Err(first) => match self.forwarded_for(conn, headers) {
                 Some(forwarded_for) => match self.whois.whois(forwarded_for).await {
@@ -124,7 +124,7 @@ impl CallerResolver {
         // Only an answer about the connection's own address is remembered: a
         // header-derived one could differ from request to request.
         if by_address {
-            self.cache.insert(conn.caller, info.clone());
+            self.cache.insert(conn.peer, info.clone());
         }
         Ok(info)
     }

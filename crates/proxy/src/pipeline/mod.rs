@@ -20,7 +20,6 @@ use tracing::Instrument;
 use crate::admission::{self, Admission, Recorded};
 use crate::body::{BoxError, ProxyBody};
 use crate::caller::{CallerInfo, CallerResolver};
-use crate::conn::ConnInfo;
 use crate::event;
 use crate::event_sink::EventSink;
 use crate::forward::{Forwarder, UpgradeParts};
@@ -31,6 +30,7 @@ use crate::request::context::RequestContext;
 use crate::session_hook::{SessionContext, SessionMetrics};
 use error::RequestError;
 use response_record::ResponseRecorder;
+use service::conn::ConnInfo;
 
 /// Per-request settings.
 #[derive(Debug, Clone)]
@@ -92,7 +92,7 @@ impl Proxy {
         let client_upgrade = upgrade_type(req.headers()).map(|_| hyper::upgrade::on(&mut req));
         let (parts, body) = req.into_parts();
         let ctx = RequestContext::new(conn, &parts);
-        let span = tracing::info_span!("request", id = %ctx.id, caller = %conn.caller, method = %ctx.method, target = %ctx.target);
+        let span = tracing::info_span!("request", id = %ctx.id, caller = %conn.peer, method = %ctx.method, target = %ctx.target);
         let resp = async {
             match self.pipeline(ctx, parts, body, client_upgrade).await {
                 Ok(resp) => resp,

@@ -5,8 +5,8 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use http::request::Parts;
 use http::Method;
 
-use crate::conn::ConnInfo;
 use crate::headers::header_text;
+use service::conn::ConnInfo;
 
 /// Per-request context, shared by the event, the response record, logs and the session hook.
 #[derive(Debug, Clone)]

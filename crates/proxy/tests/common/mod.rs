@@ -320,6 +320,7 @@ pub fn config(identity: PathBuf, mode: Mode) -> Config {
         admin_listen: "127.0.0.1:0".parse().unwrap(),
         max_body_capture: 1024 * 1024,
         max_header_bytes: 64 * 1024,
+        connections: service::conn::ConnectionLimits::default(),
         events_for_all_callers: false,
         trust_forwarded_for: false,
         whois_cache_ttl: Duration::from_secs(5),

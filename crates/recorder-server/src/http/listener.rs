@@ -59,7 +59,7 @@ pub(crate) async fn serve(listener: Listener, routes: Arc<Routes>) {
                 let routes = routes.clone();
                 async move { Ok::<_, Infallible>(routes.route(peer, req).await) }
             });
-            if let Err(e) = conn.serve(&builder, service, false, None).await {
+            if let Err(e) = conn.serve(builder, service, false, None).await {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
         });
@@ -81,7 +81,7 @@ pub(crate) async fn serve_admin(listener: Listener, admin: Arc<Admin>) {
                 let admin = admin.clone();
                 async move { Ok::<_, Infallible>(admin.route(&req)) }
             });
-            let _ = conn.serve(&builder, service, false, None).await;
+            let _ = conn.serve(builder, service, false, None).await;
         });
     }
 }

@@ -13,7 +13,7 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode, Version};
 use http_body::{Body, Frame, SizeHint};
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming as IncomingBody;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder;
@@ -34,21 +34,24 @@ pub enum ServeError {
     Http(BoxError),
 }
 
+/// A handler's body with its error boxed (one concrete type for hyper to serve).
+type HandlerBody = http_body_util::combinators::UnsyncBoxBody<Bytes, BoxError>;
+
 pin_project_lite::pin_project! {
     /// A response body as served: the handler's, which keeps the connection counted as busy until it
     /// is finished, or the listener's own refusal.
-    pub struct ServedBody<B> {
+    pub struct ServedBody {
         #[pin]
-        inner: Served<B>,
+        inner: Served,
     }
 }
 
 pin_project_lite::pin_project! {
     #[project = ServedProj]
-    enum Served<B> {
+    enum Served {
         Handler {
             #[pin]
-            body: B,
+            body: HandlerBody,
             busy: Busy,
         },
         Refusal {
@@ -58,8 +61,8 @@ pin_project_lite::pin_project! {
     }
 }
 
-impl<B> ServedBody<B> {
-    fn handler(body: B, busy: Busy) -> Self {
+impl ServedBody {
+    fn handler(body: HandlerBody, busy: Busy) -> Self {
         Self {
             inner: Served::Handler { body, busy },
         }
@@ -74,11 +77,7 @@ impl<B> ServedBody<B> {
     }
 }
 
-impl<B> Body for ServedBody<B>
-where
-    B: Body<Data = Bytes>,
-    B::Error: Into<BoxError>,
-{
+impl Body for ServedBody {
     type Data = Bytes;
     type Error = BoxError;
 
@@ -87,7 +86,7 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.project().inner.project() {
-            ServedProj::Handler { body, .. } => body.poll_frame(cx).map_err(Into::into),
+            ServedProj::Handler { body, .. } => body.poll_frame(cx),
             ServedProj::Refusal { body } => body
                 .poll_frame(cx)
                 .map_err(|never: Infallible| match never {}),
@@ -168,9 +167,9 @@ where
     S: hyper::service::Service<Request<IncomingBody>, Response = Response<B>, Error = Infallible>,
     S::Future: Send + 'static,
     B: Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<BoxError>,
+    BoxError: From<B::Error>,
 {
-    type Response = Response<ServedBody<B>>;
+    type Response = Response<ServedBody>;
     type Error = Infallible;
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
 
@@ -185,7 +184,9 @@ where
         let future = self.inner.call(req);
         Box::pin(async move {
             let response = future.await?;
-            Ok(response.map(|body| ServedBody::handler(body, busy)))
+            Ok(response.map(|body| {
+                ServedBody::handler(BodyExt::map_err(body, BoxError::from).boxed_unsync(), busy)
+            }))
         })
     }
 }
@@ -224,7 +225,7 @@ impl<S> Tracked<S> {
         }
     }
 
-    fn refusal<B>(&self, refusal: Refusal, version: Version) -> Response<ServedBody<B>> {
+    fn refusal(&self, refusal: Refusal, version: Version) -> Response<ServedBody> {
         let limits = &self.shared.limits;
         let (status, text) = match refusal {
             Refusal::TooManyFromSource => (
@@ -409,9 +410,35 @@ impl Connection {
     /// over a limit), or `shutdown` turns true (then gracefully: requests in flight finish). With
     /// `upgrades`, HTTP/1.1 upgrades (exec and attach streams) are handed to the service; an upgraded
     /// stream is no longer this connection's.
-    pub async fn serve<S, B>(
+    ///
+    /// The future is boxed here, where its bounds are known, so that spawning it needs no proof
+    /// of `Send` from the caller (which rustc cannot always give for these bounds).
+    pub fn serve<S, B>(
         self,
-        builder: &Builder<TokioExecutor>,
+        builder: Arc<Builder<TokioExecutor>>,
+        service: S,
+        upgrades: bool,
+        shutdown: Option<watch::Receiver<bool>>,
+    ) -> Pin<Box<dyn Future<Output = Result<(), ServeError>> + Send>>
+    where
+        S: hyper::service::Service<
+                Request<IncomingBody>,
+                Response = Response<B>,
+                Error = Infallible,
+            > + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Future: Send + 'static,
+        B: Body<Data = Bytes> + Send + 'static,
+        BoxError: From<B::Error>,
+    {
+        Box::pin(self.serve_boxed(builder, service, upgrades, shutdown))
+    }
+
+    async fn serve_boxed<S, B>(
+        self,
+        builder: Arc<Builder<TokioExecutor>>,
         service: S,
         upgrades: bool,
         shutdown: Option<watch::Receiver<bool>>,
@@ -427,7 +454,7 @@ impl Connection {
             + 'static,
         S::Future: Send + 'static,
         B: Body<Data = Bytes> + Send + 'static,
-        B::Error: Into<BoxError>,
+        BoxError: From<B::Error>,
     {
         let Connection {
             io,
