@@ -11,23 +11,21 @@ use crate::grants::{parse_rules, GrantError, KUBERNETES_CAP, LEGACY_KUBERNETES_C
 const IMPERSONATE_USER: &str = "impersonate-user";
 /// `Impersonate-Group`.
 const IMPERSONATE_GROUP: &str = "impersonate-group";
+/// What every impersonation header's name starts with.
+const IMPERSONATE_PREFIX: &str = "impersonate-";
 
-/// Whether a header is a client credential that auth mode removes: `Authorization`,
-/// `Impersonate-User`, `Impersonate-Group`, `Impersonate-Uid` or any `Impersonate-Extra-*`
-/// (case-insensitive).
+/// Whether a header is a client credential that auth mode removes: `Authorization` and every
+/// `Impersonate-*` header (case-insensitive). kube-apiserver today reads `Impersonate-User`,
+/// `-Group`, `-Uid` and `-Extra-*`; any other `Impersonate-` name is removed too, so that a header a
+/// future API server learns can never let a caller act as someone else.
 pub(crate) fn is_client_credential_header(name: &HeaderName) -> bool {
     // `HeaderName`s are stored lower-case.
     let name = name.as_str();
-    name == AUTHORIZATION.as_str()
-        || name == IMPERSONATE_USER
-        || name == IMPERSONATE_GROUP
-        || name == "impersonate-uid"
-        || name.starts_with("impersonate-extra-")
+    name == AUTHORIZATION.as_str() || name.starts_with(IMPERSONATE_PREFIX)
 }
 
-/// Removes every client credential header (`Authorization`, `Impersonate-User`,
-/// `Impersonate-Group`, `Impersonate-Uid`, any `Impersonate-Extra-*`) from a request that is about
-/// to be forwarded in auth mode.
+/// Removes every client credential header (`Authorization`, any `Impersonate-*`) from a request that
+/// is about to be forwarded in auth mode.
 pub fn strip_client_credentials(headers: &mut HeaderMap) {
     let doomed: Vec<HeaderName> = headers
         .keys()

@@ -271,3 +271,28 @@ fn apply_replaces_existing_impersonation_but_keeps_authorization() {
     // The proxy's own credential (set by the upstream transport) is not apply's business.
     assert_eq!(values(&h, "authorization"), ["Bearer client-token"]);
 }
+
+/// Every `Impersonate-*` header a caller sends is removed, including names kube-apiserver does not
+/// read today (found by the `header_hygiene` fuzz target with the input `impersonate-z:`).
+#[test]
+fn every_impersonate_header_is_stripped_whatever_its_name() {
+    let mut h = HeaderMap::new();
+    for name in [
+        "impersonate-z",
+        "Impersonate-Future-Constraint",
+        "IMPERSONATE-UID",
+        "impersonate-",
+    ] {
+        h.append(
+            http::header::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+            HeaderValue::from_static("admin"),
+        );
+    }
+    h.insert("x-impersonate-user-ish", HeaderValue::from_static("kept"));
+    identity::strip_client_credentials(&mut h);
+    assert!(
+        !h.keys().any(|k| k.as_str().starts_with("impersonate-")),
+        "{h:?}"
+    );
+    assert_eq!(values(&h, "x-impersonate-user-ish"), vec!["kept"]);
+}
