@@ -22,7 +22,9 @@ pub(crate) enum RequestError {
     /// answers an empty 200 and may forward without impersonation).
     #[error("forbidden: the caller's tailscale.com/cap/kubernetes grant is invalid: {0}")]
     InvalidGrant(#[source] GrantError),
-    /// The request-target is not one kube-apiserver would accept: 400.
+    /// The request-target is one kube-apiserver refuses before auditing
+    /// it: answered with kube-apiserver's own status (400 for a target Go's
+    /// server rejects, 500 for a path verb with nothing after it).
     #[error("invalid request: {0}")]
     InvalidTarget(#[source] RequestInfoError),
     /// The request body could not be read for the event: 400.
@@ -80,7 +82,10 @@ impl RequestError {
             | RequestError::Forward(ForwardError::SessionRefused(refusal)) => return refusal,
             RequestError::Authenticate(_) => StatusCode::INTERNAL_SERVER_ERROR,
             RequestError::InvalidGrant(_) => StatusCode::FORBIDDEN,
-            RequestError::InvalidTarget(_) | RequestError::ReadBody(_) => StatusCode::BAD_REQUEST,
+            RequestError::InvalidTarget(ref e) => {
+                StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::BAD_REQUEST)
+            }
+            RequestError::ReadBody(_) => StatusCode::BAD_REQUEST,
             RequestError::Forward(_) => StatusCode::BAD_GATEWAY,
         };
         Refusal::new(status, self.to_string())
