@@ -75,13 +75,35 @@ pub fn upgrade_type(headers: &HeaderMap) -> Option<HeaderValue> {
     }
 }
 
-/// A header's value as text ("" when absent or not visible ASCII).
+/// A header's first value as text, as Go reads it (`Header.Get`) and writes it in JSON: `""` when
+/// absent; bytes that are not UTF-8 (a header value may carry any byte but controls) become one
+/// U+FFFD each, as Go's JSON encoder writes them. kube-apiserver's audit log records a
+/// `User-Agent` the same way.
 pub(crate) fn header_text(headers: &HeaderMap, name: HeaderName) -> String {
     headers
         .get(name)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_string()
+        .map(|v| go_lossy(v.as_bytes()))
+        .unwrap_or_default()
+}
+
+/// Bytes as a Go string is written in JSON: invalid UTF-8 becomes one U+FFFD per byte.
+fn go_lossy(mut bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    loop {
+        match std::str::from_utf8(bytes) {
+            Ok(valid) => {
+                out.push_str(valid);
+                return out;
+            }
+            Err(err) => {
+                let (valid, rest) = bytes.split_at(err.valid_up_to());
+                out.push_str(std::str::from_utf8(valid).unwrap_or_default());
+                let bad = err.error_len().unwrap_or(rest.len());
+                out.extend(std::iter::repeat_n('\u{FFFD}', bad));
+                bytes = &rest[bad..];
+            }
+        }
+    }
 }
 
 /// Whether a comma-separated header `name` lists `token` (case-insensitive).
@@ -291,6 +313,25 @@ mod tests {
         upstream_request_headers(&mut m, None, Mode::Auth, None, None);
         assert_eq!(m.get("audit-id").map(|v| v.as_bytes()), Some(&b"key"[..]));
         assert!(!m.contains_key("x-secret"));
+    }
+
+    #[test]
+    fn header_text_reads_like_go() {
+        let mut m = HeaderMap::new();
+        assert_eq!(header_text(&m, http::header::USER_AGENT), "");
+        m.insert(
+            http::header::USER_AGENT,
+            HeaderValue::from_bytes("oracle/ü 漢字".as_bytes()).unwrap(),
+        );
+        assert_eq!(header_text(&m, http::header::USER_AGENT), "oracle/ü 漢字");
+        m.insert(
+            http::header::USER_AGENT,
+            HeaderValue::from_bytes(b"latin1 \xe9\xff \xe6\xbc").unwrap(),
+        );
+        assert_eq!(
+            header_text(&m, http::header::USER_AGENT),
+            "latin1 \u{FFFD}\u{FFFD} \u{FFFD}\u{FFFD}"
+        );
     }
 
     mod prop {

@@ -676,6 +676,22 @@ async fn invalid_request_targets_get_kube_apiservers_status_and_are_never_forwar
 }
 
 #[tokio::test]
+async fn connect_requests_are_refused_and_never_forwarded() {
+    let (_d, up, sink, proxy) = setup(EVENTS_GRANT, Mode::Auth).await;
+    let mut tcp = TcpStream::connect(proxy.addr).await.unwrap();
+    tcp.write_all(
+        b"CONNECT /api/v1/namespaces/default/pods/foo/exec HTTP/1.1\r\nHost: kubernetes\r\nContent-Length: 0\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let head = read_head(&mut tcp).await;
+    assert!(head.starts_with("HTTP/1.1 405"), "{head}");
+    assert!(up.seen().is_empty());
+    assert!(sink.events().is_empty());
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
 async fn http10_requests_without_host_get_the_upstream_authority_as_host() {
     let (_d, up, _sink, proxy) = setup(EVENTS_GRANT, Mode::Auth).await;
     let mut tcp = TcpStream::connect(proxy.addr).await.unwrap();

@@ -117,6 +117,9 @@ impl Proxy {
         // What the request is, exactly as kube-apiserver would see it.
         let info = k8s_request_parse::request_info(ctx.method.as_str(), &ctx.target)
             .map_err(RequestError::InvalidTarget)?;
+        if ctx.method == http::Method::CONNECT {
+            return Err(RequestError::ConnectNotForwarded);
+        }
         // The audit ID kube-apiserver will log this request under (upgrades
         // included: they are forwarded with these headers too).
         let audit_id = set_audit_id(&mut parts.headers, self.opts.mode, &ctx.id);
@@ -124,9 +127,7 @@ impl Proxy {
             audit_id: &audit_id,
             impersonation: caller.impersonation.as_ref(),
         };
-        let (forward_body, recorded) = self
-            .admit(&ctx, &caller, &info, upstreamed, body)
-            .await?;
+        let (forward_body, recorded) = self.admit(&ctx, &caller, &info, upstreamed, body).await?;
         let upgrade = client_upgrade.map(|client| UpgradeParts {
             client,
             context: self.session_context(&ctx, &caller, &info, &parts.headers, &recorded),
