@@ -773,14 +773,26 @@ mod tests {
     fn a_name_from_the_body_is_legitimate_only_when_the_body_has_it() {
         let (stored, audit) = pair(br#"{"metadata":{"name":"cm"}}"#);
         let mut tally = Tally::default();
-        compare_pair(&mut tally, "t", &stored, std::slice::from_ref(&audit), &proxy());
+        compare_pair(
+            &mut tally,
+            "t",
+            &stored,
+            std::slice::from_ref(&audit),
+            &proxy(),
+        );
         assert!(tally.mismatches.is_empty(), "{:?}", tally.mismatches);
         assert_eq!(tally.applied[RULES[0].0].0, 1);
         assert_eq!(tally.applied[RULES[1].0].0, 1);
 
         let (stored, _) = pair(br#"{"metadata":{"name":"other"}}"#);
         let mut tally = Tally::default();
-        compare_pair(&mut tally, "t", &stored, std::slice::from_ref(&audit), &proxy());
+        compare_pair(
+            &mut tally,
+            "t",
+            &stored,
+            std::slice::from_ref(&audit),
+            &proxy(),
+        );
         assert_eq!(tally.mismatched("objectRef.name").len(), 1);
 
         // Kubernetes protobuf: Unknown{raw: ConfigMap{metadata: {name: "cm", namespace: "ns"}}}.
