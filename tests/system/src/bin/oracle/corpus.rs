@@ -1492,7 +1492,7 @@ pub(crate) fn rbac_group() -> Group {
         ci("GET", format!("/api/v1/namespaces/{NS}/pods/o-ssa/log"), "refused: pods/log is not pods"),
         ci("POST", format!("/api/v1/namespaces/{NS}/pods/o-ssa/exec?command=ls"), "refused: pods/exec"),
         ci("POST", format!("/api/v1/namespaces/{NS}/serviceaccounts/o-a/token"), "refused: a token").json(JSON, &json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {}})),
-        ci("DELETE", format!("/api/v1/namespaces/{NS}/pods"), "allowed: deletecollection of pods (none left)"),
+        ci("DELETE", format!("/api/v1/namespaces/{NS}/pods?labelSelector=oracle%3Dnothing"), "allowed: deletecollection of pods (matching none)"),
         ci("GET", "/version".to_owned(), "non-resource: allowed for everyone"),
         ci("GET", "/apis".to_owned(), "non-resource: discovery"),
         ci("GET", "/openapi/v2".to_owned(), "non-resource: OpenAPI"),

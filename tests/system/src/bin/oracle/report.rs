@@ -13,6 +13,8 @@ use crate::run::{KubectlRun, Sent};
 pub(crate) struct Counts {
     /// category → (sent, reached kube-apiserver's handlers, refused before audit)
     by_category: BTreeMap<String, (usize, usize, usize)>,
+    /// category → status → how many responses had it
+    statuses: BTreeMap<String, BTreeMap<u16, usize>>,
     kubectl_requests: usize,
     kubectl_commands: usize,
     skipped_vectors: Vec<(u64, String)>,
@@ -26,7 +28,13 @@ impl Counts {
         skipped_vectors: &[(u64, String)],
     ) -> Self {
         let mut by_category: BTreeMap<String, (usize, usize, usize)> = BTreeMap::new();
+        let mut statuses: BTreeMap<String, BTreeMap<u16, usize>> = BTreeMap::new();
         for s in sent {
+            *statuses
+                .entry(s.entry.category.to_owned())
+                .or_default()
+                .entry(s.status())
+                .or_default() += 1;
             let row = by_category.entry(s.entry.category.to_owned()).or_default();
             row.0 += 1;
             match s.outcome() {
@@ -36,13 +44,15 @@ impl Counts {
         }
         Self {
             by_category,
+            statuses,
             kubectl_requests,
             kubectl_commands: kubectl.len(),
             skipped_vectors: skipped_vectors.to_vec(),
         }
     }
 
-    fn total(&self) -> usize {
+    /// Requests sent in all (the corpus and kubectl's).
+    pub(crate) fn total(&self) -> usize {
         self.by_category.values().map(|r| r.0).sum::<usize>() + self.kubectl_requests
     }
 }
@@ -102,19 +112,34 @@ impl Report<'_> {
         }
 
         let _ = writeln!(out, "\n## Requests by category\n");
-        let _ = writeln!(out, "| category | requests | audited (or answered by Go) | refused before audit (by kube-apiserver, or CONNECT by the proxy) |");
-        let _ = writeln!(out, "| --- | ---: | ---: | ---: |");
+        let _ = writeln!(out, "| category | requests | audited (or answered by Go) | refused before audit (by kube-apiserver, or CONNECT by the proxy) | statuses the caller got |");
+        let _ = writeln!(out, "| --- | ---: | ---: | ---: | --- |");
         for (category, (sent, audited, refused)) in &self.counts.by_category {
-            let _ = writeln!(out, "| {category} | {sent} | {audited} | {refused} |");
+            let statuses = self
+                .counts
+                .statuses
+                .get(category)
+                .map(|by_status| {
+                    by_status
+                        .iter()
+                        .map(|(status, n)| format!("{status}×{n}"))
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                })
+                .unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "| {category} | {sent} | {audited} | {refused} | {statuses} |"
+            );
         }
         let _ = writeln!(
             out,
-            "| kubectl ({} invocations) | {} | {} | 0 |",
+            "| kubectl ({} invocations) | {} | {} | 0 | |",
             self.counts.kubectl_commands,
             self.counts.kubectl_requests,
             self.counts.kubectl_requests
         );
-        let _ = writeln!(out, "| **total** | **{}** | | |", self.counts.total());
+        let _ = writeln!(out, "| **total** | **{}** | | | |", self.counts.total());
         let _ = writeln!(out, "\nVectors confirmed by kube-apiserver (expectations equal to its audit event, or its refusal):\n");
         for (source, (confirmed, sent)) in &self.tally.vectors {
             let _ = writeln!(out, "- `{source}`: {confirmed} of {sent} sent");
