@@ -241,9 +241,8 @@ fn vector_phase() -> Result<(Phase, Vec<(u64, String)>), Error> {
     let mut skipped = Vec::new();
     for (index, v) in vectors.iter().enumerate() {
         let id = v["id"].as_u64().unwrap_or(0);
-        let method = v["method"].as_str().unwrap_or("");
         let url = v["url"].as_str().unwrap_or("");
-        if let Some(why) = corpus::vector_unsendable(method, url) {
+        if let Some(why) = corpus::vector_unsendable(url) {
             skipped.push((id, why.to_owned()));
             continue;
         }

@@ -1509,15 +1509,14 @@ pub(crate) fn rbac_group() -> Group {
     ]
 }
 
-/// Whether a shared vector makes sense live, and why not.
-pub(crate) fn vector_unsendable(method: &str, url: &str) -> Option<&'static str> {
+/// Why a vector cannot be sent live, if it cannot.
+pub(crate) fn vector_unsendable(url: &str) -> Option<&'static str> {
     if url.is_empty() {
         return Some("an empty request-target cannot be sent");
     }
     if !url.starts_with('/') && url != "*" {
         return Some("absolute-form targets reach kube-apiserver in origin form");
     }
-    let _ = method;
     None
 }
 
