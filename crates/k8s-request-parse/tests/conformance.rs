@@ -195,8 +195,8 @@ fn vector_sources_are_as_documented() {
     let count = |source: &str| vectors.iter().filter(|v| v.source == source).count();
     assert_eq!(count("upstream-test"), 58);
     assert_eq!(count("derived"), 81);
-    assert_eq!(count(LIVE_SOURCE), 51);
-    assert_eq!(vectors.len(), 58 + 81 + 51, "no other source");
+    assert_eq!(count(LIVE_SOURCE), 53);
+    assert_eq!(vectors.len(), 58 + 81 + 53, "no other source");
     // Live-checked ids are their own range.
     assert!(vectors[SHARED..].iter().all(|v| v.id > 1000));
 }

@@ -1239,6 +1239,9 @@ pub(crate) fn selector_groups() -> Vec<Group> {
         "watch=1&fieldSelector=metadata.name%3Do-a,x",
         "watch=1&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true",
         "watch=1&resourceVersion=0",
+        "watch=fal%C5%BFe",
+        "watch=fal%C5%BFe&limit=abc",
+        "watch=FALSE&limit=abc",
         "watch=1&labelSelector=app+in+(a",
     ] {
         watches.push(
