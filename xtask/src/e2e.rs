@@ -1,7 +1,7 @@
 //! `cargo xtask e2e`: the whole system against real kubectl.
 
 use crate::cmd::{cargo, exec, peers_dir, workspace_root, Result};
-use crate::peers;
+use crate::{oracle, peers};
 
 /// Which API server the end-to-end run puts behind the proxy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -23,14 +23,16 @@ impl Upstream {
 
 /// Installs the peers, builds every binary, and runs the end-to-end
 /// scenarios (`tests/system/src/bin/e2e/main.rs`) against each upstream in
-/// `upstreams`; they print a report and fail on any mismatch.
+/// `upstreams`, and the oracle after the real kube-apiserver; they print a
+/// report and fail on any mismatch.
 pub fn run(upstreams: &[Upstream]) -> Result<()> {
     peers::install()?;
     exec(cargo().args(["build", "--workspace", "--bins"]))?;
     run_built(upstreams)
 }
 
-/// Runs the end-to-end scenarios with the binaries and peers already in place.
+/// Runs the end-to-end scenarios with the binaries and peers already in place; after the real
+/// kube-apiserver's scenarios, the oracle (its audit log against every event).
 pub fn run_built(upstreams: &[Upstream]) -> Result<()> {
     let e2e = workspace_root().join("target/debug/e2e");
     for upstream in upstreams {
@@ -39,6 +41,9 @@ pub fn run_built(upstreams: &[Upstream]) -> Result<()> {
                 .args(["--upstream", upstream.as_arg()])
                 .env("KUBESCRIBE_PEERS", peers_dir()),
         )?;
+    }
+    if upstreams.contains(&Upstream::Apiserver) {
+        oracle::run_built()?;
     }
     Ok(())
 }

@@ -13,7 +13,10 @@
 //!   layers, as each `lib.rs` groups them.
 //! * `e2e [--upstream sim|apiserver]` runs the whole system against real
 //!   kubectl, in front of the simulator and of the real kube-apiserver, and
-//!   prints a report.
+//!   prints a report; after the real kube-apiserver's run, the oracle.
+//! * `oracle` sends a corpus of live requests through the proxy to the real
+//!   kube-apiserver and compares every event with the audit event the API
+//!   server wrote (a table of mismatches by field, `target/oracle/report.md`).
 //! * `demo` starts the simulator, recorder and proxy for a newcomer.
 //! * `bench` runs the benchmarks and prints their figures; `bench-exec`
 //!   measures exec throughput through the proxy, recorded and not;
@@ -26,6 +29,7 @@ mod cmd;
 mod demo;
 mod e2e;
 mod layers;
+mod oracle;
 mod peers;
 mod test;
 
@@ -55,6 +59,8 @@ enum Task {
         #[arg(long, value_enum)]
         upstream: Vec<e2e::Upstream>,
     },
+    /// Compare every event with kube-apiserver's audit log over a corpus of live requests.
+    Oracle,
     /// Start simulator + recorder + proxy on localhost for a demo.
     Demo {
         /// The API server behind the proxy: the simulator (exec works) or a real kube-apiserver.
@@ -85,6 +91,7 @@ fn main() {
         } else {
             &upstream
         }),
+        Task::Oracle => oracle::run(),
         Task::Demo { upstream } => demo::run(upstream),
         Task::Apiserver => apiserver::run(),
         Task::Layers => layers::run(),

@@ -5,7 +5,7 @@ use crate::{e2e, peers};
 
 /// Installs the peers, builds once, runs the workspace's tests (including
 /// the slow real-peer tests, which fail rather than skip when a peer is
-/// missing) and doc tests, then e2e.
+/// missing) and doc tests, then e2e (which ends with the oracle).
 pub fn run(with_e2e: bool) -> Result<()> {
     peers::install()?;
     let peers = peers_dir();

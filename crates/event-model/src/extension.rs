@@ -23,6 +23,34 @@ pub struct Extension {
     /// How much of the request body the event holds, when it is not all of it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body: Option<BodyCapture>,
+    /// The `Audit-ID` header the proxy sent upstream with this request:
+    /// kube-apiserver uses it verbatim as the audit event's `auditID`, so
+    /// this joins the event to the API server's audit log. In auth mode it
+    /// is always [`key`](Self::key); in noauth mode it may be the caller's
+    /// own. Omitted when empty (events from Tailscale's proxy, or written
+    /// before this field existed).
+    #[serde(rename = "auditID", default, skip_serializing_if = "String::is_empty")]
+    pub audit_id: String,
+    /// The user the proxy impersonated upstream (`Impersonate-User`), as
+    /// sent; omitted when the proxy impersonated no one (noauth mode). The
+    /// audit event's `impersonatedUser.username` names the same user.
+    #[serde(
+        rename = "impersonatedUser",
+        default,
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub impersonated_user: String,
+    /// The groups the proxy impersonated upstream (`Impersonate-Group`), in
+    /// the order sent; omitted when none. kube-apiserver adds
+    /// `system:authenticated` in the audit event's
+    /// `impersonatedUser.groups` unless one of them is already
+    /// `system:authenticated` or `system:unauthenticated`.
+    #[serde(
+        rename = "impersonatedGroups",
+        default,
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub impersonated_groups: Vec<String>,
     /// Fields this version does not know, written back out unchanged.
     #[serde(flatten)]
     pub unknown: Map<String, Value>,

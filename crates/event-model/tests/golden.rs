@@ -163,3 +163,40 @@ fn cast_event_shapes() {
     assert!(TerminalSize::from_resize_data("80by24", ResizeOrder::WidthFirst).is_err());
     assert!(TerminalSize::from_resize_data("-1x24", ResizeOrder::WidthFirst).is_err());
 }
+
+#[test]
+fn extension_audit_and_impersonation_fields_have_their_keys_and_are_omitted_when_empty() {
+    use event_model::{Event, Extension};
+    let bare = Event {
+        kubescribe: Some(Extension {
+            key: "k".into(),
+            ..Extension::default()
+        }),
+        ..Event::default()
+    };
+    let text = String::from_utf8(to_go_json(&bare).unwrap()).unwrap();
+    assert!(text.contains(r#""kubescribe":{"key":"k"}"#), "{text}");
+
+    let full = Event {
+        kubescribe: Some(Extension {
+            key: "k".into(),
+            request_id: "k".into(),
+            audit_id: "a-1".into(),
+            impersonated_user: "alice@example.com".into(),
+            impersonated_groups: vec!["eng".into(), "system:masters".into()],
+            ..Extension::default()
+        }),
+        ..Event::default()
+    };
+    let text = String::from_utf8(to_go_json(&full).unwrap()).unwrap();
+    assert!(
+        text.contains(
+            r#""kubescribe":{"key":"k","requestID":"k","auditID":"a-1","impersonatedUser":"alice@example.com","impersonatedGroups":["eng","system:masters"]}"#
+        ),
+        "{text}"
+    );
+    let Record::Event(back) = Record::from_slice(text.as_bytes()).unwrap() else {
+        panic!("not an event")
+    };
+    assert_eq!(back, full);
+}

@@ -55,7 +55,8 @@ prop_compose! {
                query in btree_map(text(), vec(text(), 0..3), 0..4),
                kubernetes in request_info(), source in source(),
                dest in (text(), text()),
-               ext in option::of((text(), text(), option::of(any::<u64>())))) -> Event {
+               ext in option::of((text(), text(), option::of(any::<u64>()))),
+               audit in (text(), text(), vec(text(), 0..3))) -> Event {
         Event {
             timestamp,
             user_agent: ua,
@@ -67,6 +68,9 @@ prop_compose! {
                 key,
                 request_id,
                 body: captured.map(|n| BodyCapture { truncated: true, captured_bytes: n }),
+                audit_id: audit.0,
+                impersonated_user: audit.1,
+                impersonated_groups: audit.2,
                 ..Extension::default()
             }),
             ..Event::default()

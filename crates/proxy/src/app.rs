@@ -171,6 +171,7 @@ pub async fn start(
         ProxyOptions {
             max_body_capture: config.max_body_capture,
             events_for_all_callers: config.events_for_all_callers,
+            mode: config.mode,
         },
     ));
 

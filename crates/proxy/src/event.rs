@@ -3,11 +3,23 @@
 //! what the proxy knows about a request.
 
 use event_model::{BodyCapture, Event, Extension, Request, ResponseRecord, Source};
+use identity::Impersonation;
 use k8s_request_parse::RequestInfo;
 
 use crate::body::BodyEnd;
 use crate::request::body_capture::BodyDigest;
 use crate::request::context::RequestContext;
+
+/// What the proxy sends upstream besides the caller's request, recorded in
+/// the event's `kubescribe` extension so that an auditor can match the
+/// event with the API server's audit event without re-deriving anything.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Upstreamed<'a> {
+    /// The `Audit-ID` header sent (the audit event's `auditID`).
+    pub(crate) audit_id: &'a str,
+    /// The impersonation applied (auth mode), if any.
+    pub(crate) impersonation: Option<&'a Impersonation>,
+}
 
 /// The request event. `body` is the captured body (the prefix when
 /// `truncated`); the event never carries headers, so never `Authorization`.
@@ -17,6 +29,7 @@ pub(crate) fn request_event(
     source: Source,
     body: &[u8],
     truncated: bool,
+    upstreamed: Upstreamed<'_>,
 ) -> Event {
     Event {
         id: String::new(),
@@ -38,6 +51,15 @@ pub(crate) fn request_event(
                 truncated,
                 captured_bytes: body.len() as u64,
             }),
+            audit_id: upstreamed.audit_id.to_owned(),
+            impersonated_user: upstreamed
+                .impersonation
+                .map(|imp| imp.user().to_owned())
+                .unwrap_or_default(),
+            impersonated_groups: upstreamed
+                .impersonation
+                .map(|imp| imp.groups().to_vec())
+                .unwrap_or_default(),
             ..Default::default()
         }),
         ..Default::default()

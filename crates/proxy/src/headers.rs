@@ -1,7 +1,9 @@
 //! Header hygiene between caller and API server: hop-by-hop headers,
 //! client-supplied forwarding headers and, in auth mode, client credentials
-//! never cross the proxy; upgrades keep their `Connection: Upgrade`.
-//! See docs/tailscale-protocol.md#ordinary-requests.
+//! never cross the proxy; upgrades keep their `Connection: Upgrade`; every
+//! request carries the `Audit-ID` that joins its event to the API server's
+//! audit log. See docs/tailscale-protocol.md#ordinary-requests and
+//! docs/request-info.md#audit-event.
 
 use http::header::{HeaderName, HeaderValue, CONNECTION, TE, UPGRADE};
 use http::HeaderMap;
@@ -22,6 +24,48 @@ const HOP_BY_HOP: [&str; 9] = [
     "upgrade",
 ];
 
+/// `Audit-ID`: kube-apiserver takes a client-supplied value verbatim as its
+/// audit event's `auditID` (and echoes it in the response); without one it
+/// makes up a random UUID. See docs/request-info.md#audit-event.
+pub(crate) const AUDIT_ID: HeaderName = HeaderName::from_static("audit-id");
+
+/// Decides the `Audit-ID` sent upstream with the request whose event key is
+/// `key`, sets it as the only `Audit-ID` line, and returns the value sent
+/// (what the event records as `kubescribe.auditID`).
+///
+/// * Auth mode: always `key`; any `Audit-ID` of the caller's is replaced.
+///   The request reaches the API server under the proxy's credential, so a
+///   caller must neither forge the audit ID it is logged under nor collide
+///   with another request's.
+/// * Noauth mode: the caller authenticates itself and could send the request
+///   straight to the API server with any audit ID, so its own is kept: the
+///   first `Audit-ID` line (the one kube-apiserver reads) when it is
+///   non-empty visible ASCII. Otherwise `key`.
+pub(crate) fn set_audit_id(headers: &mut HeaderMap, mode: Mode, key: &str) -> String {
+    let callers = match mode {
+        Mode::Auth => None,
+        Mode::Noauth => headers
+            .get(&AUDIT_ID)
+            .filter(|value| !value.is_empty())
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_owned),
+    };
+    let sent = callers.unwrap_or_else(|| key.to_owned());
+    match HeaderValue::from_str(&sent) {
+        Ok(value) => {
+            // `insert` replaces every line of the name.
+            headers.insert(AUDIT_ID, value);
+            sent
+        }
+        Err(_) => {
+            // A key that is no header value (never a UUID): send none, and
+            // say so by recording none.
+            headers.remove(&AUDIT_ID);
+            String::new()
+        }
+    }
+}
+
 /// The `Upgrade` value of an upgrade request/response (`Connection` lists `upgrade`).
 pub fn upgrade_type(headers: &HeaderMap) -> Option<HeaderValue> {
     if lists_token(headers, &CONNECTION, "upgrade") {
@@ -31,13 +75,35 @@ pub fn upgrade_type(headers: &HeaderMap) -> Option<HeaderValue> {
     }
 }
 
-/// A header's value as text ("" when absent or not visible ASCII).
+/// A header's first value as text, as Go reads it (`Header.Get`) and writes it in JSON: `""` when
+/// absent; bytes that are not UTF-8 (a header value may carry any byte but controls) become one
+/// U+FFFD each, as Go's JSON encoder writes them. kube-apiserver's audit log records a
+/// `User-Agent` the same way.
 pub(crate) fn header_text(headers: &HeaderMap, name: HeaderName) -> String {
     headers
         .get(name)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_string()
+        .map(|v| go_lossy(v.as_bytes()))
+        .unwrap_or_default()
+}
+
+/// Bytes as a Go string is written in JSON: invalid UTF-8 becomes one U+FFFD per byte.
+fn go_lossy(mut bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    loop {
+        match std::str::from_utf8(bytes) {
+            Ok(valid) => {
+                out.push_str(valid);
+                return out;
+            }
+            Err(err) => {
+                let (valid, rest) = bytes.split_at(err.valid_up_to());
+                out.push_str(std::str::from_utf8(valid).unwrap_or_default());
+                let bad = err.error_len().unwrap_or(rest.len());
+                out.extend(std::iter::repeat_n('\u{FFFD}', bad));
+                bytes = &rest[bad..];
+            }
+        }
+    }
 }
 
 /// Whether a comma-separated header `name` lists `token` (case-insensitive).
@@ -51,6 +117,8 @@ fn lists_token(headers: &HeaderMap, name: &HeaderName, token: &str) -> bool {
 }
 
 /// Remove hop-by-hop headers: those named in `Connection` and the fixed list.
+/// `Audit-ID` is the proxy's own ([`set_audit_id`]): a caller cannot remove
+/// it by naming it in `Connection`.
 pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap) {
     let listed: Vec<HeaderName> = headers
         .get_all(CONNECTION)
@@ -58,6 +126,7 @@ pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap) {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|s| s.split(','))
         .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+        .filter(|name| *name != AUDIT_ID)
         .collect();
     for name in listed {
         headers.remove(&name);
@@ -208,6 +277,60 @@ mod tests {
         assert_eq!(
             m.get("authorization").map(|v| v.as_bytes()),
             Some(&b"Bearer proxy"[..])
+        );
+    }
+
+    #[test]
+    fn auth_mode_sends_the_key_as_the_only_audit_id() {
+        let mut m = h(&[("audit-id", "forged"), ("audit-id", "second")]);
+        assert_eq!(set_audit_id(&mut m, Mode::Auth, "key-1"), "key-1");
+        let sent: Vec<&[u8]> = m.get_all("audit-id").iter().map(|v| v.as_bytes()).collect();
+        assert_eq!(sent, vec![&b"key-1"[..]]);
+        let mut m = HeaderMap::new();
+        assert_eq!(set_audit_id(&mut m, Mode::Auth, "key-2"), "key-2");
+        assert_eq!(m.get("audit-id").map(|v| v.as_bytes()), Some(&b"key-2"[..]));
+    }
+
+    #[test]
+    fn noauth_mode_keeps_the_callers_first_audit_id_or_sends_the_key() {
+        let mut m = h(&[("audit-id", "mine"), ("audit-id", "other")]);
+        assert_eq!(set_audit_id(&mut m, Mode::Noauth, "key"), "mine");
+        let sent: Vec<&[u8]> = m.get_all("audit-id").iter().map(|v| v.as_bytes()).collect();
+        assert_eq!(sent, vec![&b"mine"[..]]);
+        for mut m in [h(&[("audit-id", "")]), HeaderMap::new()] {
+            assert_eq!(set_audit_id(&mut m, Mode::Noauth, "key"), "key");
+            assert_eq!(m.get("audit-id").map(|v| v.as_bytes()), Some(&b"key"[..]));
+        }
+        let mut m = HeaderMap::new();
+        m.insert(AUDIT_ID, HeaderValue::from_bytes(b"caf\xc3\xa9").unwrap());
+        assert_eq!(set_audit_id(&mut m, Mode::Noauth, "key"), "key");
+    }
+
+    #[test]
+    fn a_caller_cannot_drop_the_audit_id_by_naming_it_in_connection() {
+        let mut m = h(&[("connection", "audit-id, x-secret"), ("x-secret", "1")]);
+        set_audit_id(&mut m, Mode::Auth, "key");
+        upstream_request_headers(&mut m, None, Mode::Auth, None, None);
+        assert_eq!(m.get("audit-id").map(|v| v.as_bytes()), Some(&b"key"[..]));
+        assert!(!m.contains_key("x-secret"));
+    }
+
+    #[test]
+    fn header_text_reads_like_go() {
+        let mut m = HeaderMap::new();
+        assert_eq!(header_text(&m, http::header::USER_AGENT), "");
+        m.insert(
+            http::header::USER_AGENT,
+            HeaderValue::from_bytes("oracle/ü 漢字".as_bytes()).unwrap(),
+        );
+        assert_eq!(header_text(&m, http::header::USER_AGENT), "oracle/ü 漢字");
+        m.insert(
+            http::header::USER_AGENT,
+            HeaderValue::from_bytes(b"latin1 \xe9\xff \xe6\xbc").unwrap(),
+        );
+        assert_eq!(
+            header_text(&m, http::header::USER_AGENT),
+            "latin1 \u{FFFD}\u{FFFD} \u{FFFD}\u{FFFD}"
         );
     }
 

@@ -148,10 +148,12 @@ async fn each_verb_gives_one_event_with_request_info_and_identity_and_one_respon
 
 #[tokio::test]
 async fn auth_mode_sends_exactly_the_impersonation_headers_and_the_proxy_credentials() {
-    let (_d, up, _sink, proxy) = setup(EVENTS_GRANT, Mode::Auth).await;
+    let (_d, up, sink, proxy) = setup(EVENTS_GRANT, Mode::Auth).await;
     let mut req = get("/api/v1/pods");
     for (k, v) in [
         ("authorization", "Bearer stolen"),
+        ("audit-id", "forged-audit-id"),
+        ("audit-id", "second-forged-audit-id"),
         ("impersonate-user", "admin"),
         ("impersonate-group", "system:masters"),
         ("impersonate-uid", "0"),
@@ -188,6 +190,14 @@ async fn auth_mode_sends_exactly_the_impersonation_headers_and_the_proxy_credent
         vec!["kubernetes"],
         "Host is forwarded as received"
     );
+    // The caller's Audit-ID lines are replaced by exactly one: the event's key.
+    let ev = sink.events().pop().unwrap();
+    let key = ev.key().unwrap().to_string();
+    assert_eq!(all("audit-id"), vec![key.clone()]);
+    let ext = ev.kubescribe.unwrap();
+    assert_eq!(ext.audit_id, key);
+    assert_eq!(ext.impersonated_user, "alice@example.com");
+    assert_eq!(ext.impersonated_groups, vec!["eng", "system:authenticated"]);
 
     // A tagged node (caller address from PROXY protocol is not on; use a second proxy with it).
     proxy.shutdown().await;
@@ -222,6 +232,10 @@ async fn tagged_node_via_proxy_protocol_is_impersonated_as_its_fqdn_with_tag_gro
     let groups: Vec<_> = seen.headers.get_all("impersonate-group").iter().collect();
     assert_eq!(groups, vec!["tag:ci"]);
     let ev = sink.events().pop().unwrap();
+    let ext = ev.kubescribe.clone().unwrap();
+    assert_eq!(ext.impersonated_user, "ci.tail1234.ts.net");
+    assert_eq!(ext.impersonated_groups, vec!["tag:ci"]);
+    assert_eq!(seen.headers.get("audit-id").unwrap(), ext.audit_id.as_str());
     assert_eq!(ev.source.node, "ci.tail1234.ts.net");
     assert_eq!(ev.source.node_tags, vec!["tag:ci"]);
     assert_eq!(ev.source.node_user, "");
@@ -242,8 +256,8 @@ async fn tagged_node_via_proxy_protocol_is_impersonated_as_its_fqdn_with_tag_gro
 }
 
 #[tokio::test]
-async fn noauth_mode_passes_the_callers_token_and_adds_nothing() {
-    let (_d, up, _sink, proxy) = setup(EVENTS_GRANT, Mode::Noauth).await;
+async fn noauth_mode_passes_the_callers_token_and_adds_only_an_audit_id() {
+    let (_d, up, sink, proxy) = setup(EVENTS_GRANT, Mode::Noauth).await;
     let mut req = get("/api/v1/pods");
     req.headers_mut()
         .insert("authorization", "Bearer caller-token".parse().unwrap());
@@ -258,6 +272,57 @@ async fn noauth_mode_passes_the_callers_token_and_adds_nothing() {
     );
     assert_eq!(seen.headers.get("impersonate-user").unwrap(), "bob");
     assert_eq!(seen.headers.get_all("impersonate-group").iter().count(), 0);
+    // No Audit-ID from the caller: the event's key is sent and recorded; the
+    // proxy impersonated no one, so the event names no impersonation.
+    let ev = sink.events().pop().unwrap();
+    let ext = ev.kubescribe.clone().unwrap();
+    assert_eq!(seen.headers.get("audit-id").unwrap(), ext.key.as_str());
+    assert_eq!(ext.audit_id, ext.key);
+    assert_eq!(ext.impersonated_user, "");
+    assert!(ext.impersonated_groups.is_empty());
+
+    // The caller's own Audit-ID is kept (the first line, which kube-apiserver
+    // reads), and recorded as the one sent.
+    let mut req = get("/api/v1/pods");
+    req.headers_mut()
+        .append("audit-id", "callers-own-id".parse().unwrap());
+    req.headers_mut()
+        .append("audit-id", "ignored-second".parse().unwrap());
+    send(proxy.addr, b"", req).await;
+    let seen = up.seen().pop().unwrap();
+    let sent: Vec<_> = seen.headers.get_all("audit-id").iter().collect();
+    assert_eq!(sent, vec!["callers-own-id"]);
+    let ext = sink.events().pop().unwrap().kubescribe.unwrap();
+    assert_eq!(ext.audit_id, "callers-own-id");
+    assert_ne!(ext.key, "callers-own-id");
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn every_request_carries_its_own_audit_id_even_without_an_event() {
+    let (_d, up, sink, proxy) = setup(r#"{impersonate: {groups: ["eng"]}}"#, Mode::Auth).await;
+    for _ in 0..3 {
+        let mut req = get("/api/v1/namespaces/default/configmaps");
+        req.headers_mut()
+            .insert("audit-id", "forged".parse().unwrap());
+        assert_eq!(send(proxy.addr, b"", req).await.status, StatusCode::OK);
+    }
+    assert!(sink.events().is_empty(), "this grant asks for no events");
+    let ids: Vec<String> = up
+        .seen()
+        .iter()
+        .map(|seen| {
+            let lines: Vec<_> = seen.headers.get_all("audit-id").iter().collect();
+            assert_eq!(lines.len(), 1, "exactly one Audit-ID line");
+            lines[0].to_str().unwrap().to_string()
+        })
+        .collect();
+    assert_eq!(ids.len(), 3);
+    for id in &ids {
+        assert_ne!(id, "forged");
+        assert!(uuid::Uuid::parse_str(id).is_ok(), "{id} is a UUID");
+    }
+    assert!(ids[0] != ids[1] && ids[1] != ids[2] && ids[0] != ids[2]);
     proxy.shutdown().await;
 }
 
@@ -423,7 +488,8 @@ async fn exec_upgrade_passes_through_both_ways() {
     tcp.write_all(
         b"POST /api/v1/namespaces/default/pods/web-0/exec?command=sh&stdin=true&tty=true HTTP/1.1\r\n\
           Host: kubernetes\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\n\
-          X-Stream-Protocol-Version: v4.channel.k8s.io\r\nAuthorization: Bearer stolen\r\nContent-Length: 0\r\n\r\n",
+          X-Stream-Protocol-Version: v4.channel.k8s.io\r\nAuthorization: Bearer stolen\r\n\
+          Audit-ID: forged\r\nContent-Length: 0\r\n\r\n",
     )
     .await
     .unwrap();
@@ -456,6 +522,13 @@ async fn exec_upgrade_passes_through_both_ways() {
         ),
         ("create", "exec")
     );
+    // The upgrade request carries the event's Audit-ID like any other, the
+    // caller's replaced.
+    let ext = ev.kubescribe.clone().unwrap();
+    let sent: Vec<_> = seen.headers.get_all("audit-id").iter().collect();
+    assert_eq!(sent, vec![ext.key.as_str()]);
+    assert_eq!(ext.audit_id, ext.key);
+    assert_eq!(ext.impersonated_user, "alice@example.com");
     drop(tcp);
     proxy.shutdown().await;
 }
@@ -583,12 +656,38 @@ async fn admin_endpoints_report_health_readiness_and_metrics() {
 }
 
 #[tokio::test]
-async fn invalid_request_targets_are_400_and_never_forwarded() {
-    let (_d, up, _sink, proxy) = setup(EVENTS_GRANT, Mode::Auth).await;
-    // kube-apiserver rejects a watch path verb with nothing after it.
+async fn invalid_request_targets_get_kube_apiservers_status_and_are_never_forwarded() {
+    let (_d, up, sink, proxy) = setup(EVENTS_GRANT, Mode::Auth).await;
+    // kube-apiserver answers a watch path verb with nothing after it with
+    // 500 (its request-info filter fails), and a malformed escape with 400
+    // (Go's HTTP server); neither is audited, so neither is forwarded.
     let got = send(proxy.addr, b"", get("/api/v1/watch")).await;
+    assert_eq!(
+        got.status,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "{:?}",
+        got.body
+    );
+    let got = send(proxy.addr, b"", get("/api/v1/namespaces/default/pods/%zz")).await;
     assert_eq!(got.status, StatusCode::BAD_REQUEST, "{:?}", got.body);
     assert!(up.seen().is_empty());
+    assert!(sink.events().is_empty());
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn connect_requests_are_refused_and_never_forwarded() {
+    let (_d, up, sink, proxy) = setup(EVENTS_GRANT, Mode::Auth).await;
+    let mut tcp = TcpStream::connect(proxy.addr).await.unwrap();
+    tcp.write_all(
+        b"CONNECT /api/v1/namespaces/default/pods/foo/exec HTTP/1.1\r\nHost: kubernetes\r\nContent-Length: 0\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let head = read_head(&mut tcp).await;
+    assert!(head.starts_with("HTTP/1.1 405"), "{head}");
+    assert!(up.seen().is_empty());
+    assert!(sink.events().is_empty());
     proxy.shutdown().await;
 }
 

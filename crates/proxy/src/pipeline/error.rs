@@ -22,9 +22,16 @@ pub(crate) enum RequestError {
     /// answers an empty 200 and may forward without impersonation).
     #[error("forbidden: the caller's tailscale.com/cap/kubernetes grant is invalid: {0}")]
     InvalidGrant(#[source] GrantError),
-    /// The request-target is not one kube-apiserver would accept: 400.
+    /// The request-target is one kube-apiserver refuses before auditing
+    /// it: answered with kube-apiserver's own status (400 for a target Go's
+    /// server rejects, 500 for a path verb with nothing after it).
     #[error("invalid request: {0}")]
     InvalidTarget(#[source] RequestInfoError),
+    /// A `CONNECT` request: 405, not forwarded. kube-apiserver serves no `CONNECT`, and the
+    /// upstream client would send it in authority form (`CONNECT host:port`, a tunnel to the API
+    /// server's address), which is not the request the event would describe.
+    #[error("method CONNECT is not forwarded to the API server")]
+    ConnectNotForwarded,
     /// The request body could not be read for the event: 400.
     #[error("error reading request body: {0}")]
     ReadBody(#[source] BoxError),
@@ -62,6 +69,7 @@ impl RequestError {
             }
             RequestError::InvalidTarget(e) => tracing::info!(error = %e, "invalid request target"),
             RequestError::ReadBody(e) => tracing::info!(error = %e, "error reading request body"),
+            RequestError::ConnectNotForwarded => tracing::info!("refusing a CONNECT request"),
             RequestError::Refused(r) => tracing::warn!(
                 status = %r.status,
                 "failure mode is 'fail closed'; refusing request: {r}"
@@ -80,7 +88,11 @@ impl RequestError {
             | RequestError::Forward(ForwardError::SessionRefused(refusal)) => return refusal,
             RequestError::Authenticate(_) => StatusCode::INTERNAL_SERVER_ERROR,
             RequestError::InvalidGrant(_) => StatusCode::FORBIDDEN,
-            RequestError::InvalidTarget(_) | RequestError::ReadBody(_) => StatusCode::BAD_REQUEST,
+            RequestError::InvalidTarget(ref e) => {
+                StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::BAD_REQUEST)
+            }
+            RequestError::ReadBody(_) => StatusCode::BAD_REQUEST,
+            RequestError::ConnectNotForwarded => StatusCode::METHOD_NOT_ALLOWED,
             RequestError::Forward(_) => StatusCode::BAD_GATEWAY,
         };
         Refusal::new(status, self.to_string())

@@ -1,8 +1,8 @@
 //! The per-request pipeline, one short step each, in data-path order:
-//! resolve the caller → what the request is → admit (and, when the caller's
-//! grants ask for it, record the event before anything is forwarded) →
-//! forward → attach the response record. Any step may end the request with a
-//! [`RequestError`], answered in one place ([`Proxy::answer`]).
+//! resolve the caller → what the request is → its `Audit-ID` → admit (and,
+//! when the caller's grants ask for it, record the event before anything is
+//! forwarded) → forward → attach the response record. Any step may end the
+//! request with a [`RequestError`], answered in one place ([`Proxy::answer`]).
 
 mod error;
 mod response_record;
@@ -20,11 +20,12 @@ use tracing::Instrument;
 use crate::admission::{self, Admission, Recorded};
 use crate::body::{BoxError, ProxyBody};
 use crate::caller::{CallerInfo, CallerResolver};
-use crate::event;
+use crate::event::{self, Upstreamed};
 use crate::event_sink::EventSink;
 use crate::forward::{Forwarder, UpgradeParts};
-use crate::headers::{header_text, upgrade_type};
+use crate::headers::{header_text, set_audit_id, upgrade_type};
 use crate::metrics::Metrics;
+use crate::mode::Mode;
 use crate::request::body_capture::{self, DigestSlot};
 use crate::request::context::RequestContext;
 use crate::session_hook::{SessionContext, SessionMetrics};
@@ -39,6 +40,8 @@ pub(crate) struct ProxyOptions {
     pub(crate) max_body_capture: usize,
     /// Events for every caller with recorders (`TS_EXPERIMENTAL_KUBE_API_EVENTS`).
     pub(crate) events_for_all_callers: bool,
+    /// Auth or noauth: decides whose `Audit-ID` goes upstream.
+    pub(crate) mode: Mode,
 }
 
 /// An event stored (or, fail open, let go) before forwarding: what the
@@ -108,7 +111,7 @@ impl Proxy {
     async fn pipeline(
         &self,
         ctx: RequestContext,
-        parts: http::request::Parts,
+        mut parts: http::request::Parts,
         body: Incoming,
         client_upgrade: Option<OnUpgrade>,
     ) -> Result<Response<ProxyBody>, RequestError> {
@@ -116,7 +119,17 @@ impl Proxy {
         // What the request is, exactly as kube-apiserver would see it.
         let info = k8s_request_parse::request_info(ctx.method.as_str(), &ctx.target)
             .map_err(RequestError::InvalidTarget)?;
-        let (forward_body, recorded) = self.admit(&ctx, &caller, &info, body).await?;
+        if ctx.method == http::Method::CONNECT {
+            return Err(RequestError::ConnectNotForwarded);
+        }
+        // The audit ID kube-apiserver will log this request under (upgrades
+        // included: they are forwarded with these headers too).
+        let audit_id = set_audit_id(&mut parts.headers, self.opts.mode, &ctx.id);
+        let upstreamed = Upstreamed {
+            audit_id: &audit_id,
+            impersonation: caller.impersonation.as_ref(),
+        };
+        let (forward_body, recorded) = self.admit(&ctx, &caller, &info, upstreamed, body).await?;
         let upgrade = client_upgrade.map(|client| UpgradeParts {
             client,
             context: self.session_context(&ctx, &caller, &info, &parts.headers, &recorded),
@@ -169,6 +182,7 @@ impl Proxy {
         ctx: &RequestContext,
         caller: &CallerInfo,
         info: &RequestInfo,
+        upstreamed: Upstreamed<'_>,
         body: Incoming,
     ) -> Result<(ProxyBody, Option<RecordedEvent>), RequestError> {
         if admission::counts_as_recording_attempt(&caller.policy) {
@@ -182,7 +196,9 @@ impl Proxy {
             Admission::Refuse(refusal) => Err(RequestError::Refused(refusal)),
             Admission::ForwardWithoutEvent => Ok((body.map_err(BoxError::from).boxed(), None)),
             Admission::RecordEvent(failure) => {
-                let (body, recorded) = self.record_event(ctx, caller, info, body, failure).await?;
+                let (body, recorded) = self
+                    .record_event(ctx, caller, info, upstreamed, body, failure)
+                    .await?;
                 Ok((body, Some(recorded)))
             }
         }
@@ -195,6 +211,7 @@ impl Proxy {
         ctx: &RequestContext,
         caller: &CallerInfo,
         info: &RequestInfo,
+        upstreamed: Upstreamed<'_>,
         body: Incoming,
         failure: FailurePolicy,
     ) -> Result<(ProxyBody, RecordedEvent), RequestError> {
@@ -202,7 +219,14 @@ impl Proxy {
             .await
             .map_err(RequestError::ReadBody)?;
         let (event_body, truncated, digest) = captured.for_event();
-        let ev = event::request_event(ctx, info, caller.source.clone(), &event_body, truncated);
+        let ev = event::request_event(
+            ctx,
+            info,
+            caller.source.clone(),
+            &event_body,
+            truncated,
+            upstreamed,
+        );
         self.metrics.events_attempted.inc();
         let outcome = self
             .sink
