@@ -149,8 +149,9 @@ impl Upstream {
     }
 
     /// Every request the upstream received, oldest first. The simulator's log is read with real
-    /// kubectl straight from the simulator; kube-apiserver's audit log from its file (requests of the
-    /// API server's own controllers, and of the test's administrator, are left out).
+    /// kubectl straight from the simulator; kube-apiserver's audit log from its file, one entry per
+    /// audit ID (requests of the API server's own controllers, and of the test's administrator, are
+    /// left out).
     pub fn seen(&self) -> Result<Vec<SeenRequest>, Error> {
         match self {
             Upstream::Sim { kubeconfig, .. } => {
@@ -174,15 +175,31 @@ impl Upstream {
                     .map(sim_request)
                     .collect())
             }
-            Upstream::ApiServer(plane) => Ok(plane
-                .audit_events()?
-                .iter()
-                .filter(|e| {
-                    let user = e["user"]["username"].as_str().unwrap_or("");
-                    user != ADMIN.name && !user.starts_with("system:")
-                })
-                .map(audit_request)
-                .collect()),
+            Upstream::ApiServer(plane) => {
+                let events = plane.audit_events()?;
+                // A long-running request (a watch) has two audit events, `ResponseStarted` and
+                // `ResponseComplete`, with one audit ID: count it once, by its last stage.
+                let last_stage: std::collections::HashMap<&str, usize> = events
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, e)| Some((e["auditID"].as_str()?, i)))
+                    .collect();
+                Ok(events
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, e)| {
+                        e["auditID"]
+                            .as_str()
+                            .is_none_or(|id| last_stage.get(id) == Some(i))
+                    })
+                    .map(|(_, e)| e)
+                    .filter(|e| {
+                        let user = e["user"]["username"].as_str().unwrap_or("");
+                        user != ADMIN.name && !user.starts_with("system:")
+                    })
+                    .map(audit_request)
+                    .collect())
+            }
         }
     }
 }
