@@ -179,6 +179,8 @@ pub(crate) struct PolicyTally {
     no_reply: usize,
     sessions_ran: usize,
     sessions_failed: usize,
+    /// Sessions that ran to their end and whose output is in a stored cast.
+    sessions_ran_recorded: usize,
     upstream_received: usize,
 }
 
@@ -192,6 +194,8 @@ pub(crate) struct Counts {
     open_refused: Vec<String>,
     duplicates: Vec<(String, usize)>,
     hung: Vec<String>,
+    /// Fail-closed exec sessions that ran to their end whose output is in no stored cast.
+    closed_sessions_without_cast: Vec<String>,
     drain: Drain,
     other: Vec<String>,
     stored_summary: String,
@@ -218,6 +222,12 @@ impl Counts {
         self.duplicates.iter().map(|(_, n)| n - 1).sum()
     }
 
+    /// Fail-closed exec sessions that ran to their end with their output in no stored cast
+    /// (reported; not one of the four counts).
+    pub(crate) fn closed_sessions_without_cast(&self) -> usize {
+        self.closed_sessions_without_cast.len()
+    }
+
     /// Requests and sessions that passed their deadline.
     pub(crate) fn hung(&self) -> usize {
         self.hung.len()
@@ -238,12 +248,12 @@ impl Counts {
     /// The report: per policy, then each count with examples.
     pub(crate) fn report(&self) -> String {
         let mut out = String::from(
-            "\n| policy | API requests | reached the upstream | refused by the proxy (slowest) | no reply | exec ran | exec failed | upstream received (incl. exec) |\n|---|---|---|---|---|---|---|---|\n",
+            "\n| policy | API requests | reached the upstream | refused by the proxy (slowest) | no reply | exec ran (cast stored) | exec failed | upstream received (incl. exec) |\n|---|---|---|---|---|---|---|---|\n",
         );
         for (policy, t) in &self.tallies {
             let _ = writeln!(
                 out,
-                "| {policy} ({}) | {} | {} | {} ({:.2} s) | {} | {} | {} | {} |",
+                "| {policy} ({}) | {} | {} | {} ({:.2} s) | {} | {} ({}) | {} | {} |",
                 policy.caller(),
                 t.requests,
                 t.forwarded,
@@ -251,6 +261,7 @@ impl Counts {
                 t.slowest_refusal.as_secs_f64(),
                 t.no_reply,
                 t.sessions_ran,
+                t.sessions_ran_recorded,
                 t.sessions_failed,
                 t.upstream_received
             );
@@ -290,6 +301,11 @@ impl Counts {
             .collect();
         section("4. duplicates stored", self.duplicates(), &dups);
         section("hung (passed their deadline)", self.hung.len(), &self.hung);
+        section(
+            "fail-closed exec sessions that ran without a stored cast",
+            self.closed_sessions_without_cast.len(),
+            &self.closed_sessions_without_cast,
+        );
         if !self.other.is_empty() {
             section("also wrong", self.other.len(), &self.other);
         }
@@ -388,7 +404,22 @@ pub(crate) fn count(
             session.outcome
         );
         match &session.outcome {
-            SessionOutcome::Ran => tally.sessions_ran += 1,
+            SessionOutcome::Ran => {
+                tally.sessions_ran += 1;
+                if has_cast(stored, &session.marker) {
+                    tally.sessions_ran_recorded += 1;
+                } else if session.policy == Policy::Closed {
+                    let unfinished = holds(&stored.unfinished, &session.marker);
+                    counts.closed_sessions_without_cast.push(format!(
+                        "{what}: {}",
+                        if unfinished {
+                            "its output is only in an unfinished session (chunks or .partial)"
+                        } else {
+                            "its output is nowhere in storage"
+                        }
+                    ));
+                }
+            }
             SessionOutcome::Failed(_) => tally.sessions_failed += 1,
             SessionOutcome::Hung => counts.hung.push(what.clone()),
         }
@@ -441,13 +472,7 @@ pub(crate) fn count(
     let recorded_sessions = sent
         .sessions
         .iter()
-        .filter(|s| {
-            let marker = s.marker.as_bytes();
-            stored
-                .casts
-                .iter()
-                .any(|cast| cast.windows(marker.len()).any(|w| w == marker))
-        })
+        .filter(|s| has_cast(stored, &s.marker))
         .count();
     counts.stored_summary = format!(
         "{} events, {} response records ({} without a key), {} session casts ({} of the {} exec sessions' output in one)",
@@ -460,6 +485,19 @@ pub(crate) fn count(
     );
     counts.drain = drain.clone();
     Ok(counts)
+}
+
+/// Whether a stored cast holds the output of the session that echoed `marker`.
+fn has_cast(stored: &Stored, marker: &str) -> bool {
+    holds(&stored.casts, marker)
+}
+
+/// Whether one of `pieces` holds `marker`.
+fn holds(pieces: &[Vec<u8>], marker: &str) -> bool {
+    let marker = marker.as_bytes();
+    pieces
+        .iter()
+        .any(|piece| piece.windows(marker.len()).any(|w| w == marker))
 }
 
 fn describe(request: &Request) -> String {

@@ -27,6 +27,10 @@ pub(crate) struct Stored {
     pub(crate) keyless: usize,
     /// Session casts (whole files or objects).
     pub(crate) casts: Vec<Vec<u8>>,
+    /// Pieces of sessions the recorder has not finished: `<key>.partial` files (disk) and
+    /// `<key>.parts/<n>` chunk objects (S3), composed into a cast when the session ends or at the
+    /// recorder's next start.
+    pub(crate) unfinished: Vec<Vec<u8>>,
 }
 
 impl Stored {
@@ -109,6 +113,8 @@ pub(crate) fn read(stack: &Stack, weed: Option<&Seaweed>) -> Result<Stored, Erro
                     }
                 } else if name.starts_with("sessions/") && name.ends_with(".cast") {
                     stored.casts.push(std::fs::read(&file)?);
+                } else if name.starts_with("sessions/") && name.ends_with(".cast.partial") {
+                    stored.unfinished.push(std::fs::read(&file)?);
                 }
             }
         }
@@ -123,6 +129,8 @@ pub(crate) fn read(stack: &Stack, weed: Option<&Seaweed>) -> Result<Stored, Erro
             for (name, data) in weed.read_all("sessions/")? {
                 if name.ends_with(".cast") {
                     stored.casts.push(data);
+                } else if name.contains(".cast.parts/") {
+                    stored.unfinished.push(data);
                 }
             }
         }
