@@ -13,7 +13,7 @@ pub enum Upstream {
 }
 
 impl Upstream {
-    fn as_arg(self) -> &'static str {
+    pub fn as_arg(self) -> &'static str {
         match self {
             Upstream::Sim => "sim",
             Upstream::Apiserver => "apiserver",

@@ -17,6 +17,11 @@
 //! * `oracle` sends a corpus of live requests through the proxy to the real
 //!   kube-apiserver and compares every event with the audit event the API
 //!   server wrote (a table of mismatches by field, `target/oracle/report.md`).
+//! * `chaos [--secs N] [--mode kill|stop] [--policy open|closed] [--storage
+//!   disk|s3]` kills or stops the recorder (and the S3 server) every few
+//!   seconds under load, then checks that no acknowledged record was lost,
+//!   no fail-closed request went through unrecorded, no fail-open request
+//!   was refused and nothing was stored twice.
 //! * `demo` starts the simulator, recorder and proxy for a newcomer.
 //! * `bench` runs the benchmarks and prints their figures; `bench-exec`
 //!   measures exec throughput through the proxy, recorded and not;
@@ -25,6 +30,7 @@
 
 mod apiserver;
 mod bench;
+mod chaos;
 mod cmd;
 mod demo;
 mod e2e;
@@ -61,6 +67,8 @@ enum Task {
     },
     /// Compare every event with kube-apiserver's audit log over a corpus of live requests.
     Oracle,
+    /// Kill or stop the recorder (and the S3 server) under load; check nothing is lost, let through unrecorded, refused or stored twice.
+    Chaos(chaos::Options),
     /// Start simulator + recorder + proxy on localhost for a demo.
     Demo {
         /// The API server behind the proxy: the simulator (exec works) or a real kube-apiserver.
@@ -92,6 +100,7 @@ fn main() {
             &upstream
         }),
         Task::Oracle => oracle::run(),
+        Task::Chaos(options) => chaos::run(&options),
         Task::Demo { upstream } => demo::run(upstream),
         Task::Apiserver => apiserver::run(),
         Task::Layers => layers::run(),

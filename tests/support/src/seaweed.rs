@@ -4,7 +4,7 @@ use std::future::Future;
 use std::path::Path;
 use std::time::Duration;
 
-use futures_util::TryStreamExt;
+use futures_util::{StreamExt, TryStreamExt};
 use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
@@ -33,6 +33,8 @@ const READY_PROBE: &str = "_test-support/ready-probe";
 pub struct Seaweed {
     dir: TempDir,
     process: Spawned,
+    /// The command line, to restart it on the same ports and data.
+    args: Vec<String>,
     s3_port: u16,
     bucket: String,
 }
@@ -54,8 +56,9 @@ impl Seaweed {
             ),
         )
         .map_err(Error::io(format!("writing {}", ids.display())))?;
-        // SeaweedFS derives gRPC ports as port + 10000: keep every port below 50000.
-        let ports = free_ports(15, 50000)?;
+        // SeaweedFS derives gRPC ports as port + 10000: keep those below the ephemeral range too, so
+        // that a restart ([`Seaweed::restart`]) finds every port free.
+        let ports = free_ports(15, 22_768)?;
         let data = dir.path().join("data");
         std::fs::create_dir_all(&data)
             .map_err(Error::io(format!("creating {}", data.display())))?;
@@ -90,6 +93,7 @@ impl Seaweed {
         let mut weed = Self {
             dir,
             process,
+            args,
             s3_port: ports[0],
             bucket: bucket.to_owned(),
         };
@@ -146,6 +150,49 @@ impl Seaweed {
             Duration::from_millis(500),
             move || accepts_writes(store.clone()),
         )
+    }
+
+    /// Every object under `prefix` with its contents, by key (read 16 at a time).
+    pub fn read_all(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, Error> {
+        let store = self.store()?;
+        let prefix = ObjectPath::from(prefix.trim_end_matches('/'));
+        on_own_runtime(async move {
+            let items: Vec<_> = store.list(Some(&prefix)).try_collect().await?;
+            futures_util::stream::iter(items.into_iter().map(|meta| {
+                let store = store.clone();
+                async move {
+                    let data = store.get(&meta.location).await?.bytes().await?;
+                    Ok::<_, Error>((meta.location.to_string(), data.to_vec()))
+                }
+            }))
+            .buffer_unordered(16)
+            .try_collect()
+            .await
+        })
+    }
+
+    /// The server's process ID (to stop and continue it).
+    pub fn pid(&self) -> u32 {
+        self.process.pid()
+    }
+
+    /// Kills the server at once (SIGKILL), as a crash would; [`Seaweed::restart`] brings it back.
+    pub fn kill(&mut self) -> Result<(), Error> {
+        self.process.kill()
+    }
+
+    /// Starts the server again on the same ports and data (after [`Seaweed::kill`]; a running
+    /// one is killed first) and waits (up to 60 s) until the bucket accepts writes again.
+    pub fn restart(&mut self) -> Result<(), Error> {
+        self.process.kill()?;
+        self.process = Spawned::start(
+            "seaweedfs",
+            &peers::weed()?,
+            &self.args,
+            &[],
+            self.dir.path(),
+        )?;
+        self.wait_ready()
     }
 
     /// The server's log so far.

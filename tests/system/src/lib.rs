@@ -20,6 +20,8 @@
 //! * [`stack`] runs the upstream, the recorder and the proxy as real
 //!   processes, with four callers (and any a test adds, and a second proxy
 //!   in noauth mode when asked).
+//! * [`client`] sends one request as a caller, with a deadline, and says
+//!   how its reply ended (whole, cut short, not at all).
 //! * [`received`] compares what kube-apiserver's audit log says it received
 //!   through a proxy with the events the recorder stored.
 //!
@@ -36,6 +38,11 @@
 //! * `impersonation_headers`: a caller's own `Impersonate-*` headers never
 //!   reach the API server.
 //! * `noauth_mode`: in noauth mode the caller's token names its user.
+//!
+//! The binaries in `src/bin`: `e2e` (`cargo xtask e2e`), `oracle` (`cargo
+//! xtask oracle`), `bench_exec` (`cargo xtask bench-exec`) and `chaos`
+//! (`cargo xtask chaos`: the recorder, and the S3 server, killed or stopped
+//! under load; see its module documentation).
 #![warn(unreachable_pub)]
 
 pub mod fake_localapi;
@@ -48,6 +55,7 @@ pub mod upstream;
 
 pub mod stack;
 
+pub mod client;
 pub mod received;
 
 /// Every harness error: a message for the person reading the test output.

@@ -32,7 +32,7 @@ use crate::proxy_protocol::ProxyProtocolForwarder;
 use crate::upstream::{SeenRequest, Upstream, UpstreamKind};
 use crate::Error;
 use base64::Engine as _;
-use test_support::net::free_port;
+use test_support::net::{free_port, free_ports};
 use test_support::pki::ServingPki;
 use test_support::process::{workspace_bin, Spawned};
 use test_support::{http, peers};
@@ -123,7 +123,11 @@ impl StackOptions {
         Ok(Self {
             upstream,
             storage,
-            recorder_addr: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), free_port()?),
+            // Below the ephemeral range: no outgoing connection takes it while the recorder restarts.
+            recorder_addr: SocketAddr::new(
+                IpAddr::V4(Ipv4Addr::LOCALHOST),
+                free_ports(1, u16::MAX)?[0],
+            ),
             callers: Vec::new(),
             noauth: false,
         })

@@ -64,6 +64,11 @@ pub struct SeenRequest {
     pub impersonated_groups: Vec<String>,
     /// The response status the API server gave.
     pub status: u16,
+    /// The `User-Agent` it received.
+    pub user_agent: String,
+    /// The `Audit-ID` it received (kube-apiserver: the audit event's `auditID`; through the
+    /// auth-mode proxy, the event's idempotency key).
+    pub audit_id: Option<String>,
 }
 
 /// A running upstream. Dropping it stops it.
@@ -336,6 +341,8 @@ fn sim_request(entry: &Value) -> SeenRequest {
         impersonated_user: header("impersonate-user").into_iter().next(),
         impersonated_groups: header("impersonate-group"),
         status: entry["status"].as_u64().unwrap_or(0) as u16,
+        user_agent: header("user-agent").into_iter().next().unwrap_or_default(),
+        audit_id: header("audit-id").into_iter().next(),
     }
 }
 
@@ -356,5 +363,7 @@ fn audit_request(event: &Value) -> SeenRequest {
             .map(str::to_owned),
         impersonated_groups: strings(&event["impersonatedUser"]["groups"]),
         status: event["responseStatus"]["code"].as_u64().unwrap_or(0) as u16,
+        user_agent: event["userAgent"].as_str().unwrap_or("").to_owned(),
+        audit_id: event["auditID"].as_str().map(str::to_owned),
     }
 }

@@ -9,9 +9,16 @@
 //! de-duplication needs no locks and has no races: a record whose key is
 //! already stored (or earlier in the same batch) is answered with the stored
 //! record's id and not written again.
+//!
+//! A commit that fails may have been stored all the same: a PUT that reached
+//! the object store whose answer was lost, one record kind written and not
+//! the other. Where appends are idempotent (one object per commit, S3) such a
+//! commit is kept ([`Uncertain`]), and a retry of one of its records writes
+//! its objects again, same keys and bytes, and is answered with the id it had,
+//! instead of storing the record a second time.
 
 use std::collections::hash_map::Entry;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Instant;
@@ -90,17 +97,60 @@ impl Committer {
 /// in flight.
 const OVERLAP_MIN_RECORDS: usize = 32;
 
+/// The most bytes of failed commits kept for a rewrite ([`Uncertain`]); the
+/// oldest go first (a retry of one of their records is then stored again).
+const UNCERTAIN_MAX_BYTES: usize = 64 << 20;
+
+/// One commit's records as written: enough to write them again.
+struct Written {
+    batch_id: uuid::Uuid,
+    stored_ms: i64,
+    events: Bytes,
+    responses: Bytes,
+    new_keys: Vec<(String, String)>,
+    indexed: Vec<(String, usize, RecordKind, Summary)>,
+}
+
+impl Written {
+    fn bytes(&self) -> usize {
+        self.events.len() + self.responses.len()
+    }
+
+    /// The event index's entries for these records.
+    fn index_entries<'a>(
+        events: &'a Bytes,
+        responses: &'a Bytes,
+        indexed: Vec<(String, usize, RecordKind, Summary)>,
+    ) -> impl Iterator<Item = (String, Bytes, Summary)> + 'a {
+        indexed.into_iter().map(move |(id, start, kind, summary)| {
+            let source = match kind {
+                RecordKind::Event => events,
+                RecordKind::Response => responses,
+            };
+            let end = source[start..]
+                .iter()
+                .position(|b| *b == b'\n')
+                .map(|p| start + p + 1)
+                .unwrap_or(source.len());
+            (id, source.slice(start..end), summary)
+        })
+    }
+}
+
+/// A failed commit whose objects may exist all the same, kept (where
+/// [`Storage::append_is_idempotent`]) so that a retry of one of its records
+/// writes them again rather than storing the record a second time.
+type Uncertain = Written;
+
 /// A commit whose storage writes are in flight.
 struct Flight {
     seq: u64,
     result: Result<(), StorageError>,
     started: Instant,
-    stored_ms: i64,
-    events: Bytes,
-    responses: Bytes,
     stored: usize,
-    new_keys: Vec<(String, String)>,
-    indexed: Vec<(String, usize, RecordKind, Summary)>,
+    written: Written,
+    /// Failed commits written again with this one.
+    rewrites: Vec<Uncertain>,
     pending: Vec<Pending>,
 }
 
@@ -114,6 +164,12 @@ struct LoopState {
     /// Every commit up to this sequence number fails (an earlier one failed
     /// while it was in flight, and it may reference that one's records).
     fail_through: Option<u64>,
+    /// Failed commits kept for a rewrite, oldest first, and their size.
+    uncertain: BTreeMap<u64, Uncertain>,
+    uncertain_bytes: usize,
+    next_uncertain: u64,
+    /// Keys of the records in `uncertain`: `key -> (id, its entry)`.
+    uncertain_keys: HashMap<String, (String, u64)>,
     index: Arc<EventIndex>,
     metrics: Arc<Metrics>,
 }
@@ -139,6 +195,10 @@ async fn commit_loop(
         in_flight_keys: HashMap::new(),
         next_seq: 0,
         fail_through: None,
+        uncertain: BTreeMap::new(),
+        uncertain_bytes: 0,
+        next_uncertain: 0,
+        uncertain_keys: HashMap::new(),
         index,
         metrics,
     };
@@ -211,6 +271,7 @@ impl LoopState {
         let mut n_responses = 0usize;
         let mut new_keys = Vec::new();
         let mut indexed = Vec::new();
+        let mut rewrites = Vec::new();
         let mut pending = Vec::with_capacity(batch.len());
         // Ids are `record_id`s: the batch part is formatted once.
         let event_id_head = record_id(RecordKind::Event, &batch_id, 0);
@@ -228,6 +289,22 @@ impl LoopState {
                     if let Some(id) = known {
                         acks.push(Acked {
                             id: id.clone(),
+                            duplicate: true,
+                        });
+                        continue;
+                    }
+                    if let Some((id, entry)) = self.uncertain_keys.get(key).cloned() {
+                        // Its failed commit is written again with this one.
+                        if let Some(failed) = self.uncertain.remove(&entry) {
+                            self.uncertain_bytes -= failed.bytes();
+                            for (key, id) in &failed.new_keys {
+                                self.uncertain_keys.remove(key);
+                                self.in_flight_keys.insert(key.clone(), (id.clone(), seq));
+                            }
+                            rewrites.push(failed);
+                        }
+                        acks.push(Acked {
+                            id,
                             duplicate: true,
                         });
                         continue;
@@ -259,39 +336,75 @@ impl LoopState {
             }
             pending.push(Pending { reply, acks });
         }
-        let events = Bytes::from(events);
-        let responses = Bytes::from(responses);
+        let written = Written {
+            batch_id,
+            stored_ms,
+            events: Bytes::from(events),
+            responses: Bytes::from(responses),
+            new_keys,
+            indexed,
+        };
         let storage = self.storage.clone();
         async move {
-            let write = |kind: RecordKind, data: &Bytes| {
-                let data = data.clone();
-                let storage = &storage;
-                async move {
-                    if data.is_empty() {
-                        Ok(())
-                    } else {
-                        storage.append_records(kind, &batch_id, data).await
-                    }
-                }
-            };
-            let (a, b) = tokio::join!(
-                write(RecordKind::Event, &events),
-                write(RecordKind::Response, &responses)
-            );
+            let writes = std::iter::once(&written)
+                .chain(&rewrites)
+                .flat_map(|w| {
+                    [
+                        (RecordKind::Event, w.batch_id, w.events.clone()),
+                        (RecordKind::Response, w.batch_id, w.responses.clone()),
+                    ]
+                })
+                .filter(|(_, _, data)| !data.is_empty())
+                .map(|(kind, batch, data)| {
+                    let storage = &storage;
+                    async move { storage.append_records(kind, &batch, data).await }
+                });
+            let result = futures_util::future::join_all(writes)
+                .await
+                .into_iter()
+                .collect::<Result<Vec<()>, _>>()
+                .map(|_| ());
             Flight {
                 seq,
-                result: a.and(b),
+                result,
                 started,
-                stored_ms,
                 stored: n_events + n_responses,
-                events,
-                responses,
-                new_keys,
-                indexed,
+                written,
+                rewrites,
                 pending,
             }
         }
         .boxed()
+    }
+
+    /// Keeps `failed` for a rewrite (see [`Uncertain`]), dropping the oldest
+    /// kept beyond [`UNCERTAIN_MAX_BYTES`].
+    fn keep_uncertain(&mut self, failed: Uncertain) {
+        if failed.new_keys.is_empty() || !self.storage.append_is_idempotent() {
+            return;
+        }
+        let entry = self.next_uncertain;
+        self.next_uncertain += 1;
+        for (key, id) in &failed.new_keys {
+            self.uncertain_keys.insert(key.clone(), (id.clone(), entry));
+        }
+        self.uncertain_bytes += failed.bytes();
+        self.uncertain.insert(entry, failed);
+        while self.uncertain_bytes > UNCERTAIN_MAX_BYTES {
+            let Some((oldest, dropped)) = self.uncertain.pop_first() else {
+                break;
+            };
+            self.uncertain_bytes -= dropped.bytes();
+            for (key, _) in &dropped.new_keys {
+                if self
+                    .uncertain_keys
+                    .get(key)
+                    .is_some_and(|(_, e)| *e == oldest)
+                {
+                    self.uncertain_keys.remove(key);
+                }
+            }
+        }
     }
 
     /// Answers the waiters of a commit whose writes have ended (in order).
@@ -300,12 +413,9 @@ impl LoopState {
             seq,
             result,
             started,
-            stored_ms,
-            events,
-            responses,
             stored,
-            new_keys,
-            indexed,
+            written,
+            rewrites,
             pending,
         } = flight;
         let result = match (result, self.fail_through) {
@@ -316,32 +426,28 @@ impl LoopState {
         };
         match result {
             Ok(()) => {
-                self.metrics.observe_commit(
-                    stored,
-                    events.len() + responses.len(),
-                    started.elapsed(),
-                );
-                for (key, id) in new_keys {
-                    let key = match self.in_flight_keys.entry(key) {
-                        Entry::Occupied(e) if e.get().1 == seq => e.remove_entry().0,
-                        Entry::Occupied(e) => e.key().clone(),
-                        Entry::Vacant(e) => e.into_key(),
-                    };
-                    self.keys.insert(key, id, stored_ms);
+                self.metrics
+                    .observe_commit(stored, written.bytes(), started.elapsed());
+                for Written {
+                    stored_ms,
+                    events,
+                    responses,
+                    new_keys,
+                    indexed,
+                    ..
+                } in std::iter::once(written).chain(rewrites)
+                {
+                    for (key, id) in new_keys {
+                        let key = match self.in_flight_keys.entry(key) {
+                            Entry::Occupied(e) if e.get().1 == seq => e.remove_entry().0,
+                            Entry::Occupied(e) => e.key().clone(),
+                            Entry::Vacant(e) => e.into_key(),
+                        };
+                        self.keys.insert(key, id, stored_ms);
+                    }
+                    self.index
+                        .insert_all(Written::index_entries(&events, &responses, indexed));
                 }
-                let entries = indexed.into_iter().map(|(id, start, kind, summary)| {
-                    let source = match kind {
-                        RecordKind::Event => &events,
-                        RecordKind::Response => &responses,
-                    };
-                    let end = source[start..]
-                        .iter()
-                        .position(|b| *b == b'\n')
-                        .map(|p| start + p + 1)
-                        .unwrap_or(source.len());
-                    (id, source.slice(start..end), summary)
-                });
-                self.index.insert_all(entries);
                 for p in pending {
                     let duplicates = p.acks.iter().filter(|a| a.duplicate).count();
                     self.metrics.duplicates.inc_by(duplicates as u64);
@@ -357,6 +463,9 @@ impl LoopState {
                 if self.fail_through.is_none_or(|t| t < seq) {
                     self.fail_through = Some(self.next_seq.saturating_sub(1));
                     self.in_flight_keys.clear();
+                }
+                for failed in std::iter::once(written).chain(rewrites) {
+                    self.keep_uncertain(failed);
                 }
                 let e = Arc::new(e);
                 for p in pending {
@@ -419,6 +528,10 @@ mod tests {
         fn append_parallelism(&self) -> usize {
             2
         }
+        // Like the disk: an append done again stores the records again.
+        fn append_is_idempotent(&self) -> bool {
+            false
+        }
         async fn get(&self, _: &str) -> Result<Bytes, StorageError> {
             Err(nope())
         }
@@ -436,6 +549,146 @@ mod tests {
         }
         async fn recover_sessions(&self) -> Result<Vec<RecoveredSession>, StorageError> {
             Ok(Vec::new())
+        }
+    }
+
+    /// A whole-object store (S3-like: one object per commit and kind) whose
+    /// next PUT under `events/` or `responses/` can be made to fail, after
+    /// storing the object (its answer lost) or without.
+    #[derive(Default)]
+    struct ObjectStorage {
+        objects: Mutex<HashMap<String, Bytes>>,
+        /// Folder -> whether the failing PUT stores the object anyway.
+        fail_next: Mutex<HashMap<&'static str, bool>>,
+    }
+
+    impl ObjectStorage {
+        fn fail_next(&self, folder: &'static str, lands: bool) {
+            self.fail_next.lock().unwrap().insert(folder, lands);
+        }
+
+        /// How many stored lines carry each `"k":"…"` value.
+        fn copies(&self) -> HashMap<String, usize> {
+            let mut copies = HashMap::new();
+            for data in self.objects.lock().unwrap().values() {
+                for line in String::from_utf8_lossy(data).lines() {
+                    let key = line.split("\"k\":\"").nth(1).unwrap_or("");
+                    let key = key.split('"').next().unwrap_or("").to_owned();
+                    *copies.entry(key).or_default() += 1;
+                }
+            }
+            copies
+        }
+
+        /// Whether a stored line has `id`.
+        fn holds(&self, id: &str) -> bool {
+            let needle = format!("\"id\":\"{id}\"");
+            self.objects
+                .lock()
+                .unwrap()
+                .values()
+                .any(|data| String::from_utf8_lossy(data).contains(&needle))
+        }
+    }
+
+    #[async_trait]
+    impl Storage for ObjectStorage {
+        fn describe(&self) -> String {
+            "objects".into()
+        }
+        async fn check(&self) -> Result<(), StorageError> {
+            Ok(())
+        }
+        async fn put(&self, key: &ObjectKey, data: Bytes) -> Result<(), StorageError> {
+            let folder = key.as_str().split('/').next().unwrap_or("");
+            let fail = self.fail_next.lock().unwrap().remove(folder);
+            if fail != Some(false) {
+                self.objects
+                    .lock()
+                    .unwrap()
+                    .insert(key.as_str().to_owned(), data);
+            }
+            match fail {
+                Some(_) => Err(StorageError::Unusable("the PUT's answer was lost".into())),
+                None => Ok(()),
+            }
+        }
+        async fn get(&self, _: &str) -> Result<Bytes, StorageError> {
+            Err(nope())
+        }
+        async fn get_range(&self, _: &str, _: Range<u64>) -> Result<Bytes, StorageError> {
+            Err(nope())
+        }
+        async fn list(&self, _: &str) -> Result<Vec<ObjectInfo>, StorageError> {
+            Ok(Vec::new())
+        }
+        async fn create_session(
+            &self,
+            _: &ObjectKey,
+        ) -> Result<Box<dyn SessionSink>, StorageError> {
+            Err(nope())
+        }
+        async fn recover_sessions(&self) -> Result<Vec<RecoveredSession>, StorageError> {
+            Ok(Vec::new())
+        }
+    }
+
+    fn response(key: &str) -> Prepared {
+        let prefix = "{\"type\":\"kubescribe-api-response\",\"id\":\"";
+        Prepared {
+            kind: RecordKind::Response,
+            line: format!("{prefix}\",\"k\":\"r-{key}\"}}\n").into_bytes(),
+            id_at: prefix.len(),
+            key: Some(format!("r:{key}")),
+            summary: Summary::Response(crate::record::ResponseSummary::default()),
+        }
+    }
+
+    // Found by `cargo xtask chaos --storage s3 --mode kill`: the S3 server
+    // killed while a commit's PUTs ran stored one kind's object and not the
+    // other's (or stored an object whose answer never came); the commit failed,
+    // the proxy's retries were stored a second time.
+    #[tokio::test]
+    async fn a_retry_of_a_failed_commit_whose_objects_landed_is_not_stored_twice() {
+        for (folder, lands) in [
+            ("responses", true),
+            ("events", true),
+            ("events", false),
+            ("responses", false),
+        ] {
+            let storage = Arc::new(ObjectStorage::default());
+            let committer = Committer::start(
+                storage.clone(),
+                KeyIndex::new(std::time::Duration::from_secs(60), 100),
+                Arc::new(EventIndex::new(1 << 20)),
+                Arc::new(Metrics::new()),
+                100,
+            );
+            storage.fail_next(folder, lands);
+            let failed = committer
+                .commit(vec![record("a"), response("a"), record("b")])
+                .await;
+            assert!(matches!(failed, Err(CommitError::Storage(_))), "{failed:?}");
+            // The retries, one of them alone, then with a new record.
+            let first = committer.commit(vec![response("a")]).await.unwrap();
+            let acks = committer
+                .commit(vec![record("a"), record("b"), response("a"), record("c")])
+                .await
+                .unwrap();
+            assert_eq!(acks[2].id, first[0].id);
+            let again = committer.commit(vec![record("b")]).await.unwrap();
+            assert_eq!(again[0].id, acks[1].id);
+            let copies = storage.copies();
+            for key in ["a", "b", "r-a", "c"] {
+                assert_eq!(
+                    copies.get(key),
+                    Some(&1),
+                    "{folder} failed (landed: {lands}): {copies:?}"
+                );
+            }
+            for ack in &acks {
+                assert!(storage.holds(&ack.id), "{ack:?} is not stored");
+            }
         }
     }
 

@@ -323,6 +323,11 @@ impl Storage for DiskStorage {
         self.segments.lanes()
     }
 
+    /// Appending to a segment again would store the records twice.
+    fn append_is_idempotent(&self) -> bool {
+        false
+    }
+
     async fn read_record(
         &self,
         loc: &RecordLocation,

@@ -147,6 +147,15 @@ pub trait Storage: Send + Sync + 'static {
         self.put(&layout::batch_key(kind, batch), data).await
     }
 
+    /// Whether [`Storage::append_records`] done again with the same batch and
+    /// data leaves it stored once: true for one object per commit (the
+    /// default). The commit loop then writes a failed commit, whose objects
+    /// may exist all the same, again when one of its records is retried,
+    /// rather than storing that record a second time.
+    fn append_is_idempotent(&self) -> bool {
+        true
+    }
+
     /// How many [`Storage::append_records`] calls may usefully run at once
     /// (the commit loop keeps at most this many commits in flight; they are
     /// acknowledged in order).

@@ -3,7 +3,7 @@
 //! record, and every request the API server audited has its event.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
-pub mod client;
+pub use kubescribe_system_tests::client;
 pub mod load;
 
 use std::collections::{BTreeMap, HashMap};

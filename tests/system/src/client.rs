@@ -1,6 +1,7 @@
 //! A blocking HTTP/1.1 client with a deadline on every request, that says
 //! exactly how a reply ended: whole, cut short, or not at all. One request
-//! per connection (`Connection: close`), plain HTTP to a caller's forwarder.
+//! per connection (`Connection: close`), plain HTTP to a caller's forwarder,
+//! with the caller token of [`crate::stack`] (which auth mode strips).
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -9,7 +10,9 @@ use std::time::{Duration, Instant};
 /// A reply whose status line and headers arrived.
 #[derive(Debug, Clone)]
 pub struct Reply {
+    /// The status code.
     pub status: u16,
+    /// Every header, names lower-cased, in order.
     pub headers: Vec<(String, String)>,
     /// The body (de-chunked), as much of it as arrived.
     pub body: Vec<u8>,
@@ -18,6 +21,7 @@ pub struct Reply {
 }
 
 impl Reply {
+    /// The first value of header `name` (any case).
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
@@ -25,6 +29,7 @@ impl Reply {
             .map(|(_, v)| v.as_str())
     }
 
+    /// The body as text (lossy UTF-8).
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
@@ -41,7 +46,9 @@ pub enum Failure {
     NoReply(String),
     /// The deadline passed: the request hung.
     Deadline {
+        /// How long the request had run.
         after: Duration,
+        /// The status, if the head had arrived.
         status: Option<u16>,
     },
 }
@@ -61,11 +68,17 @@ impl std::fmt::Display for Failure {
 
 /// One request, ended by `deadline` at the latest.
 pub struct Call<'a> {
+    /// Where to connect (a caller's forwarder).
     pub addr: SocketAddr,
+    /// The HTTP method.
     pub method: &'a str,
+    /// Path and query.
     pub path: &'a str,
+    /// The `User-Agent` (tests make it unique per request, to join records by it).
     pub user_agent: &'a str,
+    /// The body (`Content-Type: application/json` when there is one).
     pub body: &'a [u8],
+    /// When the request counts as hung.
     pub deadline: Duration,
 }
 
@@ -76,7 +89,7 @@ impl Call<'_> {
             self.method,
             self.path,
             self.user_agent,
-            kubescribe_system_tests::stack::CALLER_TOKEN,
+            crate::stack::CALLER_TOKEN,
         );
         if !self.body.is_empty() || matches!(self.method, "POST" | "PUT" | "PATCH") {
             head.push_str(&format!(
@@ -214,10 +227,15 @@ pub enum StreamEnd {
 /// What a stream carried and how it ended.
 #[derive(Debug, Clone)]
 pub struct Streamed {
+    /// The status, if the head arrived.
     pub status: Option<u16>,
+    /// Non-empty lines of the body.
     pub lines: usize,
+    /// The body's first line (up to 300 characters).
     pub first_line: String,
+    /// How it ended.
     pub end: StreamEnd,
+    /// When it ended.
     pub ended_at: Instant,
 }
 
