@@ -55,6 +55,8 @@ pub mod upstream;
 
 pub mod stack;
 
+pub mod client_comparison;
+
 pub mod client;
 pub mod received;
 

@@ -10,7 +10,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::future::Future;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::Ipv4Addr;
 use std::path::Path;
 use std::time::Duration;
 
@@ -24,10 +24,8 @@ use kube::api::{
 };
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config, Discovery};
-use kubescribe_system_tests::identities::TestIdentity;
-use kubescribe_system_tests::stack::{Stack, StackOptions, Storage};
-use kubescribe_system_tests::upstream::UpstreamKind;
-use kubescribe_system_tests::{rbac, received};
+use kubescribe_system_tests::client_comparison::ClientComparison;
+use kubescribe_system_tests::received;
 use serde_json::{json, Value};
 
 const LOGIN: &str = "kube-rs@example.com";
@@ -496,54 +494,16 @@ fn describe(outcome: &Outcome) -> String {
 
 #[test]
 fn the_kube_rs_client_works_through_the_proxy_as_it_does_directly() {
-    let mut options = StackOptions::new(UpstreamKind::ApiServer, Storage::Disk).unwrap();
-    let grants = vec![json!({
-        "recorderAddrs": options.recorder_addrs(),
-        "enforceRecorder": true,
-        "enableEvents": true,
-        "impersonate": {"groups": [GROUP]}
-    })];
-    options = options.caller(
-        "kube-rs",
-        TestIdentity::user(
-            "kube-rs-laptop",
-            LOGIN,
-            6002,
-            IpAddr::V4(Ipv4Addr::new(100, 64, 2, 2)),
-            grants,
-        ),
-    );
-    let stack =
-        Stack::start_with_options(options).unwrap_or_else(|e| panic!("starting the system: {e}"));
-    let plane = stack.upstream.control_plane().expect("the real API server");
-    rbac::cluster_role(
-        plane,
-        "kube-rs-tester",
-        &[
-            rbac::rule("", &["configmaps", "services", "pods"], &["*"]),
-            rbac::rule("apps", &["deployments"], &["*"]),
-        ],
-    )
-    .unwrap();
-    rbac::cluster_role_binding(
-        plane,
-        "kube-rs-tester",
-        "kube-rs-tester",
-        &[rbac::group(GROUP)],
-    )
-    .unwrap();
-    for ns in ["kube-rs-d", "kube-rs-p"] {
-        rbac::namespace(plane, ns).unwrap();
+    let stack = ClientComparison {
+        name: "kube-rs",
+        login: LOGIN,
+        group: GROUP,
+        user_id: 6002,
+        address: Ipv4Addr::new(100, 64, 2, 2),
+        namespaces: ["kube-rs-d", "kube-rs-p"],
     }
-    for ns in ["default", "kube-system"] {
-        plane
-            .create(
-                &format!("/api/v1/namespaces/{ns}/configmaps"),
-                &json!({"apiVersion": "v1", "kind": "ConfigMap",
-                        "metadata": {"name": "fixture", "labels": {"fixture": "kube-rs"}}}),
-            )
-            .unwrap();
-    }
+    .start()
+    .unwrap_or_else(|e| panic!("starting the system: {e}"));
 
     // object_store (through test-support) compiles aws-lc-rs into rustls beside kube's ring, so
     // there is no unambiguous default provider: pick ring, as the workspace does.

@@ -9,16 +9,14 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::Ipv4Addr;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use kubescribe_system_tests::identities::TestIdentity;
+use kubescribe_system_tests::client_comparison::ClientComparison;
+use kubescribe_system_tests::received;
 use kubescribe_system_tests::run::with_deadline;
-use kubescribe_system_tests::stack::{Stack, StackOptions, Storage};
-use kubescribe_system_tests::upstream::UpstreamKind;
-use kubescribe_system_tests::{rbac, received};
 use serde_json::{json, Value};
 use test_support::peers;
 
@@ -65,54 +63,16 @@ fn run_script(
 #[test]
 fn the_python_client_works_through_the_proxy_as_it_does_directly() {
     let python = peers::python().unwrap_or_else(|e| panic!("{e}"));
-    let mut options = StackOptions::new(UpstreamKind::ApiServer, Storage::Disk).unwrap();
-    let grants = vec![json!({
-        "recorderAddrs": options.recorder_addrs(),
-        "enforceRecorder": true,
-        "enableEvents": true,
-        "impersonate": {"groups": [GROUP]}
-    })];
-    options = options.caller(
-        "python",
-        TestIdentity::user(
-            "python-laptop",
-            LOGIN,
-            6001,
-            IpAddr::V4(Ipv4Addr::new(100, 64, 2, 1)),
-            grants,
-        ),
-    );
-    let stack =
-        Stack::start_with_options(options).unwrap_or_else(|e| panic!("starting the system: {e}"));
-    let plane = stack.upstream.control_plane().expect("the real API server");
-    rbac::cluster_role(
-        plane,
-        "python-tester",
-        &[
-            rbac::rule("", &["configmaps", "services", "pods"], &["*"]),
-            rbac::rule("apps", &["deployments"], &["*"]),
-        ],
-    )
-    .unwrap();
-    rbac::cluster_role_binding(
-        plane,
-        "python-tester",
-        "python-tester",
-        &[rbac::group(GROUP)],
-    )
-    .unwrap();
-    for ns in ["py-d", "py-p"] {
-        rbac::namespace(plane, ns).unwrap();
+    let stack = ClientComparison {
+        name: "python",
+        login: LOGIN,
+        group: GROUP,
+        user_id: 6001,
+        address: Ipv4Addr::new(100, 64, 2, 1),
+        namespaces: ["py-d", "py-p"],
     }
-    for ns in ["default", "kube-system"] {
-        plane
-            .create(
-                &format!("/api/v1/namespaces/{ns}/configmaps"),
-                &json!({"apiVersion": "v1", "kind": "ConfigMap",
-                        "metadata": {"name": "fixture", "labels": {"fixture": "python"}}}),
-            )
-            .unwrap();
-    }
+    .start()
+    .unwrap_or_else(|e| panic!("starting the system: {e}"));
 
     let cache = |way: &str| {
         stack
