@@ -433,68 +433,47 @@ impl Connection {
         B: Body<Data = Bytes> + Send + 'static,
         BoxError: From<B::Error>,
     {
-        Box::pin(self.serve_boxed(builder, service, upgrades, shutdown))
-    }
-
-    async fn serve_boxed<S, B>(
-        self,
-        builder: Arc<Builder<TokioExecutor>>,
-        service: S,
-        upgrades: bool,
-        shutdown: Option<watch::Receiver<bool>>,
-    ) -> Result<(), ServeError>
-    where
-        S: hyper::service::Service<
-                Request<IncomingBody>,
-                Response = Response<B>,
-                Error = Infallible,
-            > + Clone
-            + Send
-            + Sync
-            + 'static,
-        S::Future: Send + 'static,
-        B: Body<Data = Bytes> + Send + 'static,
-        BoxError: From<B::Error>,
-    {
-        let Connection {
-            io,
-            info,
-            deadline,
-            pending,
-        } = self;
-        let shared = pending.shared().clone();
-        let activity = Arc::new(Activity {
-            in_flight: AtomicUsize::new(0),
-            state: Mutex::new(State {
-                admission: Admission::Waiting,
-                last_change: Instant::now(),
-            }),
-            changed: Notify::new(),
-        });
-        let tracked = Tracked {
-            inner: service,
-            activity: activity.clone(),
-            shared: shared.clone(),
-            info,
-        };
-        let watchdog = Watchdog {
-            activity,
-            shared,
-            info,
-            deadline,
-            pending,
-        };
-        let io = TokioIo::new(io);
-        if upgrades {
-            let conn = builder.serve_connection_with_upgrades(io, tracked);
-            watchdog
-                .drive(conn, |c| c.graceful_shutdown(), shutdown)
-                .await
-        } else {
-            let conn = builder.serve_connection(io, tracked);
-            watchdog
-                .drive(conn, |c| c.graceful_shutdown(), shutdown)
-                .await
-        }
+        Box::pin(async move {
+            let Connection {
+                io,
+                info,
+                deadline,
+                pending,
+            } = self;
+            let shared = pending.shared().clone();
+            let activity = Arc::new(Activity {
+                in_flight: AtomicUsize::new(0),
+                state: Mutex::new(State {
+                    admission: Admission::Waiting,
+                    last_change: Instant::now(),
+                }),
+                changed: Notify::new(),
+            });
+            let tracked = Tracked {
+                inner: service,
+                activity: activity.clone(),
+                shared: shared.clone(),
+                info,
+            };
+            let watchdog = Watchdog {
+                activity,
+                shared,
+                info,
+                deadline,
+                pending,
+            };
+            let io = TokioIo::new(io);
+            if upgrades {
+                let conn = builder.serve_connection_with_upgrades(io, tracked);
+                watchdog
+                    .drive(conn, |c| c.graceful_shutdown(), shutdown)
+                    .await
+            } else {
+                let conn = builder.serve_connection(io, tracked);
+                watchdog
+                    .drive(conn, |c| c.graceful_shutdown(), shutdown)
+                    .await
+            }
+        })
     }
 }
