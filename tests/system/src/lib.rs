@@ -22,6 +22,8 @@
 //!   in noauth mode when asked).
 //! * [`received`] compares what kube-apiserver's audit log says it received
 //!   through a proxy with the events the recorder stored.
+//! * [`flood`] floods each listener of the binaries with idle and half-open
+//!   connections and measures what legitimate clients and the server see.
 //!
 //! The integration tests in `tests/`, one concern each, run against the real
 //! kube-apiserver:
@@ -36,6 +38,10 @@
 //! * `impersonation_headers`: a caller's own `Impersonate-*` headers never
 //!   reach the API server.
 //! * `noauth_mode`: in noauth mode the caller's token names its user.
+//!
+//! And against the simulator: `session_fairness` (one caller's idle execs do not keep another's from
+//! being recorded) and `connection_flood` (a small flood of every listener: fds bounded, every
+//! legitimate request answered).
 #![warn(unreachable_pub)]
 
 pub mod fake_localapi;
@@ -49,6 +55,8 @@ pub mod upstream;
 pub mod stack;
 
 pub mod received;
+
+pub mod flood;
 
 /// Every harness error: a message for the person reading the test output.
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
