@@ -411,10 +411,13 @@ impl RunningFlood {
                     .map_err(|_| "the flood thread panicked")?
                     .map_err(|e| format!("the flood failed: {e}"))?;
             }
-            RunningFlood::Workers(workers) => {
-                for mut w in workers {
+            RunningFlood::Workers(mut workers) => {
+                // All told at once, then each waited for.
+                for w in &mut workers {
                     drop(w.stdin.take());
-                    let deadline = Instant::now() + Duration::from_secs(30);
+                }
+                let deadline = Instant::now() + Duration::from_secs(30);
+                for mut w in workers {
                     while matches!(w.child.try_wait(), Ok(None)) && Instant::now() < deadline {
                         std::thread::sleep(Duration::from_millis(20));
                     }

@@ -206,7 +206,11 @@ struct Connection {
 impl Connection {
     /// Opens, sends the opening, and holds until the server closes or `stop`.
     async fn hold(self, counts: Arc<Counts>, mut stop: watch::Receiver<bool>) {
-        let opened = tokio::time::timeout(Duration::from_secs(30), self.open()).await;
+        // A connect the server's full backlog leaves hanging would otherwise outlive the flood.
+        let opened = tokio::select! {
+            opened = tokio::time::timeout(Duration::from_secs(30), self.open()) => opened,
+            _ = stop.wait_for(|stop| *stop) => return,
+        };
         let mut stream: Box<dyn AsyncRead + Unpin + Send> = match opened {
             Ok(Ok(stream)) => stream,
             _ => {
