@@ -7,7 +7,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::time::Instant;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
@@ -144,12 +144,10 @@ impl Listener {
     /// Binds `addr`. An unspecified IPv6 address (`[::]:PORT`) falls back to `0.0.0.0:PORT` where IPv6
     /// is off.
     pub async fn bind(addr: SocketAddr, options: ListenerOptions) -> std::io::Result<Self> {
-        let tcp = match TcpListener::bind(addr).await {
+        let tcp = match bind_tcp(addr) {
             Ok(l) => l,
             Err(e) if addr.ip().is_unspecified() && addr.is_ipv6() => {
-                TcpListener::bind(SocketAddr::from(([0, 0, 0, 0], addr.port())))
-                    .await
-                    .map_err(|_| e)?
+                bind_tcp(SocketAddr::from(([0, 0, 0, 0], addr.port()))).map_err(|_| e)?
             }
             Err(e) => return Err(e),
         };
@@ -209,6 +207,24 @@ impl Listener {
             }
         }
     }
+}
+
+/// Connections the kernel queues before they are accepted (it caps this at `net.core.somaxconn`).
+/// The standard library's 128 fills within milliseconds under a flood of connections, and a
+/// legitimate client whose SYN is dropped then waits a second before sending it again.
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// A listening socket on `addr` (address reuse on, as the standard library sets it) with a
+/// backlog of [`LISTEN_BACKLOG`].
+fn bind_tcp(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 /// A connection in the set-up pool: evictable, counted as open.
