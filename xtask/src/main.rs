@@ -27,6 +27,9 @@
 //!   measures exec throughput through the proxy, recorded and not;
 //!   `bench-proxy` the proxy's request throughput and added latency;
 //!   `bench-ingest` the recorder's durable events per second.
+//! * `flood` floods each listener of the proxy and the recorder with idle
+//!   and half-open connections and measures legitimate requests' latency and
+//!   the server's file descriptors and RSS.
 
 mod apiserver;
 mod bench;
@@ -34,6 +37,7 @@ mod chaos;
 mod cmd;
 mod demo;
 mod e2e;
+mod flood;
 mod layers;
 mod oracle;
 mod peers;
@@ -87,6 +91,21 @@ enum Task {
     BenchProxy,
     /// Measure the recorder's durable ingest rate on disk (single POSTs and batches).
     BenchIngest,
+    /// Flood each listener with idle and half-open connections; measure latency, fds and RSS.
+    Flood {
+        /// Connections per listener.
+        #[arg(long, default_value_t = 20_000)]
+        sockets: usize,
+        /// Flood processes (each with its own fd limit and source address 127.0.0.10 and up).
+        #[arg(long, default_value_t = 4)]
+        workers: usize,
+        /// Connections opened per second, in all.
+        #[arg(long, default_value_t = 5_000)]
+        rate: usize,
+        /// Seconds the flood is held once opened.
+        #[arg(long, default_value_t = 15)]
+        hold: u64,
+    },
 }
 
 fn main() {
@@ -108,6 +127,17 @@ fn main() {
         Task::BenchExec => bench::exec_throughput(),
         Task::BenchProxy => bench::proxy_throughput(),
         Task::BenchIngest => bench::ingest_throughput(),
+        Task::Flood {
+            sockets,
+            workers,
+            rate,
+            hold,
+        } => flood::run(&flood::Options {
+            sockets,
+            workers,
+            rate,
+            hold,
+        }),
     };
     if let Err(err) = result {
         eprintln!("xtask: {err}");

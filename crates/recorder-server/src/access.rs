@@ -208,7 +208,7 @@ impl UploadAccess {
         }
         if self.anyone {
             return Ok(Uploader {
-                label: format!("anonymous {peer}"),
+                label: format!("anonymous {}", peer.ip()),
                 ..Uploader::default()
             });
         }

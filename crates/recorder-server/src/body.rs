@@ -55,17 +55,26 @@ impl BodyError {
     }
 }
 
-/// Reads the next data chunk (skipping trailers), `None` at the end.
+/// Reads the next data chunk (skipping trailers), `None` at the end, failing
+/// when none arrives within `idle`.
 pub(crate) async fn next_chunk(
     body: &mut Incoming,
     idle: Duration,
 ) -> Result<Option<Bytes>, BodyError> {
+    tokio::time::timeout(idle, next_data(body))
+        .await
+        .map_err(|_| BodyError::Idle(idle))?
+}
+
+/// Reads the next non-empty data chunk (skipping trailers and empty frames),
+/// `None` at the end; waits as long as it takes (bound it at the call site).
+/// Cancel-safe: nothing is held across its awaits.
+pub(crate) async fn next_data(body: &mut Incoming) -> Result<Option<Bytes>, BodyError> {
     loop {
-        match tokio::time::timeout(idle, body.frame()).await {
-            Err(_) => return Err(BodyError::Idle(idle)),
-            Ok(None) => return Ok(None),
-            Ok(Some(Err(e))) => return Err(BodyError::Broken(e)),
-            Ok(Some(Ok(frame))) => {
+        match body.frame().await {
+            None => return Ok(None),
+            Some(Err(e)) => return Err(BodyError::Broken(e)),
+            Some(Ok(frame)) => {
                 if let Ok(data) = frame.into_data() {
                     if !data.is_empty() {
                         return Ok(Some(data));

@@ -137,12 +137,31 @@ pub struct Cli {
     #[arg(long, default_value_t = 8 * 1024 * 1024 * 1024, value_name = "BYTES")]
     pub max_session_bytes: u64,
 
-    /// Most session uploads at once; more get 503.
+    /// Most session uploads at once, from everyone; more get 503.
     #[arg(long, default_value_t = 256, value_name = "N")]
     pub max_concurrent_uploads: usize,
 
-    /// An upload that sends nothing for this long is cut off (408, or an
-    /// error frame on /v2/record). Humantime-like: `30s`, `5m`, `1h`.
+    /// Most session uploads at once from one uploader (a WhoIs node, the upload token, or one
+    /// address under --insecure-allow-any-uploader); more get 429 naming the uploader. Default: half
+    /// of --max-concurrent-uploads (with a single proxy uploading, set it to that).
+    #[arg(long, value_name = "N")]
+    pub max_uploads_per_uploader: Option<usize>,
+
+    /// Most sessions recorded at once for one caller, as the cast header names them (`srcNodeUser`
+    /// for a user's nodes, the node for tagged ones); one more is refused once its header arrives
+    /// (429, or an error frame on /v2/record) naming the caller.
+    #[arg(long, default_value_t = 32, value_name = "N")]
+    pub max_uploads_per_caller: usize,
+
+    /// A session upload must deliver its cast header (its first line, which names the caller)
+    /// within this long, or it is cut off (408, or an error frame).
+    #[arg(long, default_value = "15s", value_parser = parse_duration, value_name = "DURATION")]
+    pub session_header_timeout: Duration,
+
+    /// An event or batch upload that sends nothing for this long is cut off (408), and so is a
+    /// `/record` (HTTP/1.1) session upload; a `/v2/record` session over HTTP/2 is not cut for
+    /// silence (its connection's pings tell a live peer from a dead one). Humantime-like: `30s`,
+    /// `5m`, `1h`.
     #[arg(long, default_value = "5m", value_parser = parse_duration, value_name = "DURATION")]
     pub upload_idle_timeout: Duration,
 
@@ -266,7 +285,13 @@ pub struct Limits {
     pub max_session_bytes: u64,
     /// Max concurrent session uploads.
     pub max_concurrent_uploads: usize,
-    /// Upload idle timeout.
+    /// Max concurrent session uploads of one uploader.
+    pub max_uploads_per_uploader: usize,
+    /// Max sessions recorded at once for one caller (by the cast header's identity).
+    pub max_uploads_per_caller: usize,
+    /// Time a session upload has to deliver its cast header.
+    pub session_header_timeout: Duration,
+    /// Upload idle timeout (events, batches, `/record` sessions).
     pub upload_idle_timeout: Duration,
     /// Ack frame interval.
     pub ack_interval: Duration,
@@ -280,6 +305,9 @@ impl Default for Limits {
             max_inflight_bytes: 512 * 1024 * 1024,
             max_session_bytes: 8 * 1024 * 1024 * 1024,
             max_concurrent_uploads: 256,
+            max_uploads_per_uploader: 128,
+            max_uploads_per_caller: 32,
+            session_header_timeout: Duration::from_secs(15),
             upload_idle_timeout: Duration::from_secs(300),
             ack_interval: Duration::from_secs(1),
         }
@@ -479,6 +507,11 @@ impl Cli {
             max_inflight_bytes: self.max_inflight_bytes,
             max_session_bytes: self.max_session_bytes,
             max_concurrent_uploads: self.max_concurrent_uploads,
+            max_uploads_per_uploader: self
+                .max_uploads_per_uploader
+                .unwrap_or((self.max_concurrent_uploads / 2).max(1)),
+            max_uploads_per_caller: self.max_uploads_per_caller,
+            session_header_timeout: self.session_header_timeout,
             upload_idle_timeout: self.upload_idle_timeout,
             ack_interval: self.ack_interval,
         };
@@ -499,6 +532,12 @@ impl Cli {
         }
         if limits.max_concurrent_uploads == 0 {
             return Err(invalid("--max-concurrent-uploads", "must be at least 1"));
+        }
+        if limits.max_uploads_per_uploader == 0 {
+            return Err(invalid("--max-uploads-per-uploader", "must be at least 1"));
+        }
+        if limits.max_uploads_per_caller == 0 {
+            return Err(invalid("--max-uploads-per-caller", "must be at least 1"));
         }
         if limits.ack_interval > Duration::from_secs(10) {
             return Err(invalid(
@@ -656,5 +695,41 @@ mod tests {
         assert!(err.to_string().starts_with("--admin-listen"), "{err}");
         let err = cli(&["--max-connections", "0"]).validate().unwrap_err();
         assert!(err.to_string().starts_with("--max-connections"), "{err}");
+    }
+
+    #[test]
+    fn upload_fairness_limits() {
+        let limits = cli(&[]).validate().unwrap().limits;
+        assert_eq!(limits.max_concurrent_uploads, 256);
+        assert_eq!(limits.max_uploads_per_uploader, 128);
+        assert_eq!(limits.max_uploads_per_caller, 32);
+        assert_eq!(limits.session_header_timeout, Duration::from_secs(15));
+        // Per uploader follows the total unless given.
+        let limits = cli(&["--max-concurrent-uploads", "1"])
+            .validate()
+            .unwrap()
+            .limits;
+        assert_eq!(limits.max_uploads_per_uploader, 1);
+        let limits = cli(&[
+            "--max-concurrent-uploads",
+            "10",
+            "--max-uploads-per-uploader",
+            "10",
+        ])
+        .validate()
+        .unwrap()
+        .limits;
+        assert_eq!(limits.max_uploads_per_uploader, 10);
+        for flag in ["--max-uploads-per-uploader", "--max-uploads-per-caller"] {
+            let err = cli(&[flag, "0"]).validate().unwrap_err();
+            assert!(err.to_string().starts_with(flag), "{err}");
+        }
+        assert!(Cli::try_parse_from([
+            "kubescribe-recorder",
+            "--insecure-allow-any-uploader",
+            "--session-header-timeout",
+            "0s"
+        ])
+        .is_err());
     }
 }

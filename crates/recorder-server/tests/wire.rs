@@ -554,7 +554,14 @@ async fn invalid_casts_are_rejected() {
 
 #[tokio::test]
 async fn concurrent_upload_limit_gives_503() {
-    let r = disk_recorder(&["--max-concurrent-uploads", "1"]).await;
+    // One uploader (the token) allowed more than the total: the total is what refuses.
+    let r = disk_recorder(&[
+        "--max-concurrent-uploads",
+        "1",
+        "--max-uploads-per-uploader",
+        "2",
+    ])
+    .await;
     let mut s = tokio::net::TcpStream::connect(r.addr).await.unwrap();
     s.write_all(format!("POST /record HTTP/1.1\r\nHost: r\r\nAuthorization: Bearer {TOKEN}\r\nTransfer-Encoding: chunked\r\n\r\n").as_bytes()).await.unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;

@@ -55,8 +55,8 @@ pub struct ConnectionArgs {
     )]
     pub max_connections_per_source: usize,
 
-    /// Most connections still being set up (no complete request yet); when full, the oldest is
-    /// closed to make room.
+    /// Most connections still being set up (no complete request yet); when full, the oldest from
+    /// the source address with the most is closed to make room.
     #[arg(
         long,
         env = "KUBESCRIBE_MAX_PENDING_CONNECTIONS",

@@ -1,5 +1,5 @@
 //! Listener limits end to end over real sockets: set-up deadline, eviction of the oldest connection in
-//! set-up, serving limits in total and per source (with their refusals), idle timeout with streaming
+//! set-up (from the address with the most), serving limits in total and per source (with their refusals), idle timeout with streaming
 //! responses counted as busy, PROXY protocol, HTTP/2 idle, graceful shutdown.
 
 use std::convert::Infallible;
@@ -212,6 +212,56 @@ async fn when_the_set_up_pool_is_full_the_oldest_is_closed_and_new_requests_are_
     assert_eq!(server.metrics.closed_count(NAME, Refusal::Evicted), 6);
     let mut client = connect(server.addr).await;
     let reply = get(&mut client, "/").await;
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+}
+
+#[tokio::test]
+async fn a_flood_from_one_address_evicts_its_own_connections_not_anothers() {
+    let server = start(
+        ConnectionLimits {
+            max_pending: 4,
+            handshake_timeout: Duration::from_secs(30),
+            ..limits()
+        },
+        false,
+    )
+    .await;
+    // A caller on 127.0.0.1 whose request head is still on its way ...
+    let mut caller = connect(server.addr).await;
+    caller
+        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap_or_else(|e| panic!("write: {e}"));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // ... while 127.0.0.2 opens ten connections that send nothing: the pool (4) is full after
+    // three of them, and every later one evicts 127.0.0.2's oldest, never the caller's.
+    let mut silent = Vec::new();
+    for _ in 0..10 {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap_or_else(|e| panic!("socket: {e}"));
+        socket
+            .bind("127.0.0.2:0".parse().unwrap_or_else(|e| panic!("{e}")))
+            .unwrap_or_else(|e| panic!("bind: {e}"));
+        silent.push(
+            socket
+                .connect(server.addr)
+                .await
+                .unwrap_or_else(|e| panic!("connect: {e}")),
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let mut open = 0;
+    for s in &mut silent {
+        if !closed_within(s, Duration::from_millis(100)).await {
+            open += 1;
+        }
+    }
+    assert_eq!(open, 3, "the flooding address keeps what the pool has left");
+    assert_eq!(server.metrics.closed_count(NAME, Refusal::Evicted), 7);
+    caller
+        .write_all(b"\r\n")
+        .await
+        .unwrap_or_else(|e| panic!("write: {e}"));
+    let reply = read_response(&mut caller).await;
     assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
 }
 

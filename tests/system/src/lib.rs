@@ -20,10 +20,14 @@
 //! * [`stack`] runs the upstream, the recorder and the proxy as real
 //!   processes, with four callers (and any a test adds, and a second proxy
 //!   in noauth mode when asked).
+//! * [`client_comparison`] starts the stack a client-library test compares
+//!   direct and proxied runs on.
 //! * [`client`] sends one request as a caller, with a deadline, and says
 //!   how its reply ended (whole, cut short, not at all).
 //! * [`received`] compares what kube-apiserver's audit log says it received
 //!   through a proxy with the events the recorder stored.
+//! * [`flood`] floods each listener of the binaries with idle and half-open
+//!   connections and measures what legitimate clients and the server see.
 //!
 //! The integration tests in `tests/`, one concern each, run against the real
 //! kube-apiserver:
@@ -39,8 +43,12 @@
 //!   reach the API server.
 //! * `noauth_mode`: in noauth mode the caller's token names its user.
 //!
+//! And against the simulator: `session_fairness` (one caller's idle execs do not keep another's from
+//! being recorded) and `connection_flood` (a small flood of every listener: fds bounded, every
+//! legitimate request answered).
+//!
 //! The binaries in `src/bin`: `e2e` (`cargo xtask e2e`), `oracle` (`cargo
-//! xtask oracle`), `bench_exec` (`cargo xtask bench-exec`) and `chaos`
+//! xtask oracle`), `bench_exec` (`cargo xtask bench-exec`), `flood` (`cargo xtask flood`) and `chaos`
 //! (`cargo xtask chaos`: the recorder, and the S3 server, killed or stopped
 //! under load; see its module documentation).
 #![warn(unreachable_pub)]
@@ -59,6 +67,8 @@ pub mod client_comparison;
 
 pub mod client;
 pub mod received;
+
+pub mod flood;
 
 /// Every harness error: a message for the person reading the test output.
 pub type Error = Box<dyn std::error::Error + Send + Sync>;

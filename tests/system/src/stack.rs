@@ -114,6 +114,7 @@ pub struct StackOptions {
     recorder_addr: SocketAddr,
     callers: Vec<(String, TestIdentity)>,
     noauth: bool,
+    recorder_args: Vec<String>,
 }
 
 impl StackOptions {
@@ -130,7 +131,15 @@ impl StackOptions {
             ),
             callers: Vec::new(),
             noauth: false,
+            recorder_args: Vec::new(),
         })
+    }
+
+    /// Gives the recorder these flags too (limits, timeouts), at every start.
+    pub fn recorder_args(mut self, args: &[&str]) -> Self {
+        self.recorder_args
+            .extend(args.iter().map(|arg| (*arg).to_owned()));
+        self
     }
 
     /// The recorder's address as a grant's `recorderAddrs` names it.
@@ -189,6 +198,7 @@ pub struct Stack {
     /// The recorder's address.
     pub recorder_addr: SocketAddr,
     recorder_storage: Storage,
+    recorder_args: Vec<String>,
     /// The proxy.
     pub proxy: Spawned,
     /// The proxy's API listener (PROXY protocol required).
@@ -228,6 +238,7 @@ impl Stack {
             recorder_addr,
             callers: extra,
             noauth,
+            recorder_args,
         } = options;
         let mut dir = tempfile::Builder::new()
             .prefix("kubescribe-e2e-")
@@ -365,6 +376,7 @@ impl Stack {
             recorder: None,
             recorder_addr,
             recorder_storage: storage,
+            recorder_args,
             proxy,
             proxy_addr,
             admin_addr,
@@ -408,6 +420,7 @@ impl Stack {
             "off".into(),
             "--ui".into(),
         ];
+        args.extend(self.recorder_args.iter().cloned());
         let mut envs: Vec<(&str, &str)> = vec![("RUST_LOG", "info")];
         let disk = self.dir.path().join("recordings");
         match &self.recorder_storage {

@@ -12,7 +12,7 @@ use crate::body::BodyError;
 use crate::pipeline::audit::AuditError;
 use crate::pipeline::commit::CommitError;
 use crate::pipeline::prepare::BatchError;
-use crate::pipeline::{CastError, PrepareError};
+use crate::pipeline::{CastError, PrepareError, SlotRefusal};
 use crate::query::QueryError;
 
 /// Why a request was not answered with what it asked for.
@@ -84,12 +84,10 @@ pub(crate) enum HttpError {
     /// The group commit answered without an id (never expected).
     #[error("commit returned no id")]
     NoAck,
-    /// Every session upload slot is taken.
-    #[error("too many session uploads in progress (limit {limit}, --max-concurrent-uploads)")]
-    TooManyUploads {
-        /// `--max-concurrent-uploads`.
-        limit: usize,
-    },
+    /// A session upload over a limit: every slot taken, or the uploader's
+    /// share (the caller's share is a [`CastError::Refused`]).
+    #[error(transparent)]
+    Slots(SlotRefusal),
     /// A session upload failed.
     #[error(transparent)]
     Cast(#[from] CastError),
@@ -121,8 +119,12 @@ impl HttpError {
             HttpError::Batch(BatchError::LineTooLarge { .. }) => StatusCode::PAYLOAD_TOO_LARGE,
             HttpError::Batch(_) => StatusCode::BAD_REQUEST,
             HttpError::Commit(_)
-            | HttpError::TooManyUploads { .. }
+            | HttpError::Slots(SlotRefusal::Total { .. })
             | HttpError::ViewingNotRecorded(_) => StatusCode::SERVICE_UNAVAILABLE,
+            HttpError::Slots(_) | HttpError::Cast(CastError::Refused(_)) => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
+            HttpError::Cast(CastError::NoHeader(_)) => StatusCode::REQUEST_TIMEOUT,
             HttpError::NoAck => StatusCode::INTERNAL_SERVER_ERROR,
             HttpError::Cast(CastError::Body(body)) => body.status(),
             HttpError::Cast(CastError::TooLarge(_) | CastError::LineTooLong { .. }) => {
@@ -153,7 +155,8 @@ impl HttpError {
             HttpError::Body(body) => Some(body.reason()),
             HttpError::Record(_) | HttpError::Batch(_) => Some("invalid"),
             HttpError::Commit(_) => Some("storage"),
-            HttpError::TooManyUploads { .. } => Some("too_many_uploads"),
+            HttpError::Slots(refusal) => Some(refusal.reason()),
+            HttpError::Cast(cast) if cast.is_refusal() => Some(cast.reason()),
             _ => None,
         }
     }

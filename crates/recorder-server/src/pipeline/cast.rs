@@ -7,7 +7,9 @@
 //! received (no re-encoding), so a client can compare hashes.
 //!
 //! * Nothing is stored until the header line has arrived and is valid: a
-//!   bad header stores nothing.
+//!   bad header stores nothing. The header names the caller: the upload's
+//!   slot is counted against that caller before anything is stored, and a
+//!   caller over its limit stores nothing either (see `slots`).
 //! * A bad line later ends the upload with an error; the lines before it stay
 //!   stored (they may already have been acknowledged) and the session is
 //!   marked `failed` with the reason.
@@ -20,7 +22,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
 use serde_json::Value;
@@ -28,6 +30,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
+use super::slots::{SessionCaller, SlotRefusal, UploadSlot};
 use crate::access::Uploader;
 use crate::body::BodyError;
 use crate::index::sessions::failed_marker;
@@ -76,6 +79,12 @@ pub enum CastError {
     /// The stream ended before the header line.
     #[error("the upload ended before a complete cast header line")]
     Empty,
+    /// The header line did not arrive in time.
+    #[error("no cast header within {0:?} of the upload's start (--session-header-timeout)")]
+    NoHeader(Duration),
+    /// The caller the header names holds its share of the upload slots.
+    #[error(transparent)]
+    Refused(SlotRefusal),
     /// Storage failed (shared: a stopped writer reports it again).
     #[error("storage failed: {0}")]
     Storage(#[source] Arc<StorageError>),
@@ -110,7 +119,16 @@ impl CastError {
             CastError::LineTooLong { .. } | CastError::TooLarge(_) => "too_large",
             CastError::Storage(_) => "storage",
             CastError::Body(b) => b.reason(),
+            CastError::NoHeader(_) => "header_timeout",
+            CastError::Refused(refusal) => refusal.reason(),
         }
+    }
+
+    /// Whether the upload was refused before anything was stored, over a
+    /// limit of the recorder's (no header in time, the caller's share taken),
+    /// rather than failing on what it sent: counted as a rejection too.
+    pub(crate) fn is_refusal(&self) -> bool {
+        matches!(self, CastError::NoHeader(_) | CastError::Refused(_))
     }
 }
 
@@ -179,6 +197,11 @@ pub(crate) struct CastIngest {
     key: ObjectKey,
     uploader: Uploader,
     protocol: &'static str,
+    /// The upload slot, counted against the caller once the header names it;
+    /// released when the upload ends.
+    slot: UploadSlot,
+    /// The caller, as the header names it (for logs).
+    caller: Option<String>,
     writer: Option<Writer>,
     partial: BytesMut,
     ready: BytesMut,
@@ -189,9 +212,14 @@ pub(crate) struct CastIngest {
 }
 
 impl CastIngest {
-    /// Starts an upload by `uploader` over `protocol` (`v1` or `v2`);
-    /// nothing is stored until the header line arrives.
-    pub(crate) fn new(intake: Arc<CastIntake>, uploader: Uploader, protocol: &'static str) -> Self {
+    /// Starts an upload by `uploader` over `protocol` (`v1` or `v2`), holding
+    /// `slot`; nothing is stored until the header line arrives.
+    pub(crate) fn new(
+        intake: Arc<CastIntake>,
+        uploader: Uploader,
+        protocol: &'static str,
+        slot: UploadSlot,
+    ) -> Self {
         let id = new_id();
         Self {
             key: layout::session_key(&id),
@@ -199,6 +227,8 @@ impl CastIngest {
             id,
             uploader,
             protocol,
+            slot,
+            caller: None,
             writer: None,
             partial: BytesMut::new(),
             ready: BytesMut::new(),
@@ -212,6 +242,11 @@ impl CastIngest {
     /// The session id.
     pub(crate) fn id(&self) -> &Uuid {
         &self.id
+    }
+
+    /// Whether the header line has arrived (and was accepted).
+    pub(crate) fn has_header(&self) -> bool {
+        self.writer.is_some()
     }
 
     /// Takes received bytes: validates complete lines and queues them;
@@ -253,7 +288,16 @@ impl CastIngest {
     async fn accept_line(&mut self, line: &[u8]) -> Result<(), CastError> {
         let n = self.lines + 1;
         match check_line(n, line, self.intake.max_line_bytes)? {
-            CastLine::Header(header) => self.start(header).await?,
+            CastLine::Header(header) => {
+                if let Some(caller) = SessionCaller::from_header(&header) {
+                    if let Err(refusal) = self.slot.claim_caller(&caller) {
+                        tracing::warn!(session = %self.id.simple(), uploader = %self.uploader.label, caller = caller.shown(), "session upload refused: {refusal}");
+                        return Err(CastError::Refused(refusal));
+                    }
+                    self.caller = Some(caller.shown().to_owned());
+                }
+                self.start(header).await?
+            }
             CastLine::Event(Some(t)) => self.last_time = self.last_time.max(t),
             CastLine::Event(None) | CastLine::Blank => {}
         }
@@ -284,7 +328,7 @@ impl CastIngest {
                 protocol: self.protocol.to_owned(),
             },
         );
-        tracing::info!(session = %self.id.simple(), uploader = %self.uploader.label, protocol = self.protocol, key = %self.key, "session recording started");
+        tracing::info!(session = %self.id.simple(), uploader = %self.uploader.label, caller = self.caller.as_deref().unwrap_or("-"), protocol = self.protocol, key = %self.key, "session recording started");
         Ok(())
     }
 

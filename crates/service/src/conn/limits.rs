@@ -12,8 +12,9 @@ pub struct ConnectionLimits {
     /// Most connections serving requests at once from one source address (the PROXY header's source
     /// when PROXY protocol is on, else the TCP peer); one more is answered `429` and closed.
     pub max_connections_per_source: usize,
-    /// Most connections still being set up (no complete request yet). When full, the oldest is closed
-    /// to make room, so connections that send nothing cannot crowd out ones that do.
+    /// Most connections still being set up (no complete request yet). When full, the oldest from the
+    /// source address with the most is closed to make room, so connections that send nothing, from
+    /// one address or a few, cannot crowd out ones that do.
     pub max_pending: usize,
     /// Bound on setting a connection up: the PROXY header, the TLS handshake and the first request's
     /// head must all arrive within it.

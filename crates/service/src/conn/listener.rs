@@ -1,5 +1,5 @@
 //! Accepting and setting up connections within [`ConnectionLimits`]: the pool of connections still
-//! being set up (oldest evicted when full), the PROXY protocol header and the TLS handshake within the
+//! being set up (when full, the oldest from the source with the most is evicted), the PROXY protocol header and the TLS handshake within the
 //! set-up deadline, and the count of serving connections, in total and per source.
 
 use std::collections::{HashMap, VecDeque};
@@ -7,7 +7,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::time::Instant;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
@@ -82,7 +82,49 @@ pub(crate) struct Shared {
 #[derive(Default)]
 struct PendingPool {
     next_id: u64,
-    queue: VecDeque<(u64, CancellationToken)>,
+    /// Connections in the pool, all sources together.
+    len: usize,
+    /// The pool by TCP source address, each source's oldest first.
+    by_source: HashMap<IpAddr, VecDeque<(u64, CancellationToken)>>,
+}
+
+impl PendingPool {
+    /// Closes the oldest connection of the source with the most connections in the pool (of
+    /// sources with as many, the one whose oldest is oldest).
+    fn evict_one(&mut self) {
+        let busiest = self
+            .by_source
+            .iter()
+            .max_by_key(|(_, queue)| {
+                let oldest = queue.front().map_or(u64::MAX, |(id, _)| *id);
+                (queue.len(), std::cmp::Reverse(oldest))
+            })
+            .map(|(source, _)| *source);
+        let Some(source) = busiest else {
+            return;
+        };
+        if let Some(queue) = self.by_source.get_mut(&source) {
+            if let Some((_, oldest)) = queue.pop_front() {
+                oldest.cancel();
+                self.len -= 1;
+            }
+            if queue.is_empty() {
+                self.by_source.remove(&source);
+            }
+        }
+    }
+
+    /// Takes connection `id` from `source` out of the pool, if it is still there.
+    fn remove(&mut self, source: IpAddr, id: u64) {
+        if let Some(queue) = self.by_source.get_mut(&source) {
+            let before = queue.len();
+            queue.retain(|(queued, _)| *queued != id);
+            self.len -= before - queue.len();
+            if queue.is_empty() {
+                self.by_source.remove(&source);
+            }
+        }
+    }
 }
 
 #[derive(Default)]
@@ -102,12 +144,10 @@ impl Listener {
     /// Binds `addr`. An unspecified IPv6 address (`[::]:PORT`) falls back to `0.0.0.0:PORT` where IPv6
     /// is off.
     pub async fn bind(addr: SocketAddr, options: ListenerOptions) -> std::io::Result<Self> {
-        let tcp = match TcpListener::bind(addr).await {
+        let tcp = match bind_tcp(addr) {
             Ok(l) => l,
             Err(e) if addr.ip().is_unspecified() && addr.is_ipv6() => {
-                TcpListener::bind(SocketAddr::from(([0, 0, 0, 0], addr.port())))
-                    .await
-                    .map_err(|_| e)?
+                bind_tcp(SocketAddr::from(([0, 0, 0, 0], addr.port()))).map_err(|_| e)?
             }
             Err(e) => return Err(e),
         };
@@ -150,7 +190,7 @@ impl Listener {
             match self.tcp.accept().await {
                 Ok((stream, tcp_peer)) => {
                     let _ = stream.set_nodelay(true);
-                    let pending = PendingSlot::enter(&self.shared);
+                    let pending = PendingSlot::enter(&self.shared, tcp_peer.ip());
                     return Incoming {
                         stream,
                         tcp_peer,
@@ -169,32 +209,55 @@ impl Listener {
     }
 }
 
+/// Connections the kernel queues before they are accepted (it caps this at `net.core.somaxconn`).
+/// The standard library's 128 fills within milliseconds under a flood of connections, and a
+/// legitimate client whose SYN is dropped then waits a second before sending it again.
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// A listening socket on `addr` (address reuse on, as the standard library sets it) with a
+/// backlog of [`LISTEN_BACKLOG`].
+fn bind_tcp(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 /// A connection in the set-up pool: evictable, counted as open.
 pub(crate) struct PendingSlot {
     id: u64,
+    source: IpAddr,
     token: CancellationToken,
     in_pool: bool,
     shared: Arc<Shared>,
 }
 
 impl PendingSlot {
-    fn enter(shared: &Arc<Shared>) -> Self {
+    fn enter(shared: &Arc<Shared>, source: IpAddr) -> Self {
         let token = CancellationToken::new();
         let mut pool = lock(&shared.pending);
         let id = pool.next_id;
         pool.next_id += 1;
-        while pool.queue.len() >= shared.limits.max_pending {
-            // The oldest connection still being set up makes room: connections that send nothing
-            // cannot keep a new one out.
-            if let Some((_, oldest)) = pool.queue.pop_front() {
-                oldest.cancel();
-            }
+        while pool.len >= shared.limits.max_pending && pool.len > 0 {
+            // The oldest connection of the source with the most still being set up makes room:
+            // connections that send nothing cannot keep a new one out, and a flood from a few
+            // addresses cannot evict another address's connection before its request is read.
+            pool.evict_one();
         }
-        pool.queue.push_back((id, token.clone()));
+        pool.by_source
+            .entry(source)
+            .or_default()
+            .push_back((id, token.clone()));
+        pool.len += 1;
         drop(pool);
         shared.metrics.opened(shared.name);
         Self {
             id,
+            source,
             token,
             in_pool: true,
             shared: shared.clone(),
@@ -209,9 +272,7 @@ impl PendingSlot {
     /// Leaves the set-up pool (the first request has arrived): no longer evictable.
     pub(crate) fn leave_pool(&mut self) {
         if std::mem::take(&mut self.in_pool) {
-            lock(&self.shared.pending)
-                .queue
-                .retain(|(id, _)| *id != self.id);
+            lock(&self.shared.pending).remove(self.source, self.id);
         }
     }
 
@@ -279,7 +340,7 @@ pub struct Incoming {
 /// Why a connection was closed during set-up.
 #[derive(Debug, thiserror::Error)]
 pub enum HandshakeError {
-    /// The set-up pool was full and this was its oldest connection.
+    /// The set-up pool was full and this was the oldest connection of the source with the most.
     #[error("closed to make room: too many connections being set up")]
     Evicted,
     /// Set-up took longer than the handshake timeout.

@@ -20,7 +20,8 @@ struct ReasonLabel {
 /// Why a connection was closed before or instead of serving.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
-    /// The set-up pool was full; this oldest connection in set-up made room for a new one.
+    /// The set-up pool was full; this connection in set-up (the oldest from the source with the most)
+    /// made room for a new one.
     Evicted,
     /// `max_connections` connections were already serving.
     TooMany,

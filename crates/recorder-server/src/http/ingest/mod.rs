@@ -67,8 +67,8 @@ impl Ingest {
             Ok(uploader) => match endpoint {
                 Upload::Event => self.event(uploader, req).await,
                 Upload::Events => self.events(uploader, req).await,
-                Upload::RecordV1 => self.record_v1(uploader, req).await,
-                Upload::RecordV2 => self.record_v2(uploader, req).await,
+                Upload::RecordV1 => self.record_v1(uploader, peer, req).await,
+                Upload::RecordV2 => self.record_v2(uploader, peer, req).await,
             },
             Err(e) => Err(e),
         };

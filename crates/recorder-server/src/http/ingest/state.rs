@@ -1,6 +1,8 @@
 //! The state the upload endpoints share ([`Ingest`]), and the steps every
 //! upload takes: authorisation (one function for all four endpoints), the
-//! body read within its limits, the session upload slot.
+//! body read within its limits, the session upload slot (within the total
+//! and the uploader's share; the caller's is claimed when the cast header
+//! names it).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,6 +19,7 @@ use crate::http::error::HttpError;
 use crate::metrics::Metrics;
 use crate::pipeline::cast::CastIntake;
 use crate::pipeline::commit::Committer;
+use crate::pipeline::slots::{SlotLimits, UploadSlot, UploadSlots};
 
 /// What the upload endpoints need.
 pub(crate) struct Ingest {
@@ -32,8 +35,8 @@ pub(crate) struct Ingest {
     pub(super) metrics: Arc<Metrics>,
     /// In-flight event/batch body budget in KiB (`--max-inflight-bytes`).
     body_budget: Arc<Semaphore>,
-    /// Session upload slots (`--max-concurrent-uploads`).
-    upload_slots: Arc<Semaphore>,
+    /// Session upload slots (`--max-concurrent-uploads`, per uploader, per caller).
+    upload_slots: Arc<UploadSlots>,
 }
 
 impl Ingest {
@@ -46,7 +49,11 @@ impl Ingest {
         limits: Limits,
         metrics: Arc<Metrics>,
     ) -> Self {
-        let upload_slots = Arc::new(Semaphore::new(limits.max_concurrent_uploads));
+        let upload_slots = UploadSlots::new(SlotLimits {
+            total: limits.max_concurrent_uploads,
+            per_uploader: limits.max_uploads_per_uploader,
+            per_caller: limits.max_uploads_per_caller,
+        });
         let body_budget = Arc::new(Semaphore::new(
             (limits.max_inflight_bytes / 1024).min(Semaphore::MAX_PERMITS),
         ));
@@ -96,13 +103,25 @@ impl Ingest {
         Ok((permit, body))
     }
 
-    /// A session upload slot, held until the upload ends.
-    pub(super) fn upload_slot(&self) -> Result<OwnedSemaphorePermit, HttpError> {
+    /// A session upload slot for `uploader` at `peer`, held until the upload
+    /// ends; a refusal names the limit (and the uploader) and is logged.
+    pub(super) fn upload_slot(
+        &self,
+        uploader: &Uploader,
+        peer: SocketAddr,
+    ) -> Result<UploadSlot, HttpError> {
+        // A WhoIs node by its stable ID; otherwise the label: the token is one uploader, an
+        // anonymous one is its address.
+        let key = if uploader.node_id.is_empty() {
+            uploader.label.clone()
+        } else {
+            format!("node:{}", uploader.node_id)
+        };
         self.upload_slots
-            .clone()
-            .try_acquire_owned()
-            .map_err(|_| HttpError::TooManyUploads {
-                limit: self.limits.max_concurrent_uploads,
+            .acquire(&key, &uploader.label)
+            .map_err(|refusal| {
+                tracing::warn!(%peer, uploader = %uploader.label, "session upload refused: {refusal}");
+                HttpError::Slots(refusal)
             })
     }
 }
