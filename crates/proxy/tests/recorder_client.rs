@@ -112,7 +112,8 @@ async fn proxy_with_client(
         s.retry_max = Duration::from_millis(200);
         cc.spool = Some(s);
     }
-    cc.down_backoff = Duration::from_millis(50);
+    cc.breaker.probe_interval = Duration::from_millis(50);
+    cc.breaker.probe_interval_max = Duration::from_millis(200);
     let client = recorder_client::RecorderClient::start(cc, &mut registry).unwrap();
     let components = kubescribe_proxy::Components {
         whois: cfg.identity.open().unwrap(),
