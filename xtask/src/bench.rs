@@ -108,3 +108,40 @@ fn wrk_single_posts() -> Result<()> {
     let _ = std::fs::remove_dir_all(&dir);
     result
 }
+
+/// Runs `tests/system/examples/bench_stall.rs` against release binaries: fail-closed
+/// refusal latency while the only recorder is stopped (SIGSTOP), and recovery after SIGCONT.
+pub fn recorder_stall() -> Result<()> {
+    exec(cargo().args([
+        "build",
+        "--release",
+        "-p",
+        "kubescribe-proxy",
+        "-p",
+        "kubescribe-recorder",
+        "-p",
+        "kubescribe-kube-sim",
+    ]))?;
+    exec(cargo().args([
+        "run",
+        "--release",
+        "-p",
+        "kubescribe-system-tests",
+        "--example",
+        "bench_stall",
+    ]))
+}
+
+/// Runs `tests/system/examples/bench_drain.rs` against the release recorder: the spool
+/// drain rate from a 100,000-record backlog of mixed kinds.
+pub fn spool_drain() -> Result<()> {
+    exec(cargo().args(["build", "--release", "-p", "kubescribe-recorder"]))?;
+    exec(cargo().args([
+        "run",
+        "--release",
+        "-p",
+        "kubescribe-system-tests",
+        "--example",
+        "bench_drain",
+    ]))
+}

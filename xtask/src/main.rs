@@ -21,7 +21,10 @@
 //! * `bench` runs the benchmarks and prints their figures; `bench-exec`
 //!   measures exec throughput through the proxy, recorded and not;
 //!   `bench-proxy` the proxy's request throughput and added latency;
-//!   `bench-ingest` the recorder's durable events per second.
+//!   `bench-ingest` the recorder's durable events per second; `bench-stall`
+//!   how fast fail closed refuses while the only recorder is stopped
+//!   (SIGSTOP); `bench-drain` how fast the proxy's spool drains into a real
+//!   recorder.
 
 mod apiserver;
 mod bench;
@@ -79,6 +82,10 @@ enum Task {
     BenchProxy,
     /// Measure the recorder's durable ingest rate on disk (single POSTs and batches).
     BenchIngest,
+    /// Measure fail-closed refusal latency while the only recorder is stopped (SIGSTOP), release build.
+    BenchStall,
+    /// Measure how fast a 100,000-record spool backlog drains into the real recorder, release build.
+    BenchDrain,
 }
 
 fn main() {
@@ -99,6 +106,8 @@ fn main() {
         Task::BenchExec => bench::exec_throughput(),
         Task::BenchProxy => bench::proxy_throughput(),
         Task::BenchIngest => bench::ingest_throughput(),
+        Task::BenchStall => bench::recorder_stall(),
+        Task::BenchDrain => bench::spool_drain(),
     };
     if let Err(err) = result {
         eprintln!("xtask: {err}");

@@ -20,6 +20,8 @@
 //! * [`stack`] runs the upstream, the recorder and the proxy as real
 //!   processes, with four callers (and any a test adds, and a second proxy
 //!   in noauth mode when asked).
+//! * [`load`] sends a closed-loop request load through one caller and times
+//!   every reply.
 //! * [`received`] compares what kube-apiserver's audit log says it received
 //!   through a proxy with the events the recorder stored.
 //!
@@ -47,6 +49,8 @@ pub mod run;
 pub mod upstream;
 
 pub mod stack;
+
+pub mod load;
 
 pub mod received;
 
