@@ -107,31 +107,11 @@ fn bad_configuration_is_refused_with_a_message_naming_the_problem() {
 #[test]
 fn starts_logs_what_it_does_and_stops_cleanly_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
-    let ident = common::identity_file(dir.path(), "{}");
-    let kc = dir.path().join("kubeconfig");
-    std::fs::write(
-        &kc,
-        "current-context: c\nclusters: [{name: a, cluster: {server: \"http://127.0.0.1:9\"}}]\ncontexts: [{name: c, context: {cluster: a, user: u}}]\nusers: [{name: u, user: {token: t}}]\n",
-    )
-    .unwrap();
-    let mut child = bin()
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "127.0.0.1:0",
-            "--proxy-protocol",
-            "--identity-file",
-            ident.to_str().unwrap(),
-            "--kubeconfig",
-            kc.to_str().unwrap(),
-            "--state-dir",
-            dir.path().join("state").to_str().unwrap(),
-        ])
-        .env("RUST_LOG", "info")
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let state = dir.path().join("state");
+    let mut child = spawn_logging(
+        dir.path(),
+        &["--proxy-protocol", "--state-dir", state.to_str().unwrap()],
+    );
     // Wait for the last start-up line, then SIGTERM.
     let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
     let mut log = String::new();
@@ -166,8 +146,10 @@ fn starts_logs_what_it_does_and_stops_cleanly_on_sigterm() {
     assert!(dir.path().join("state/spool").is_dir());
 }
 
-/// Starts the proxy with `extra` flags and returns what it logged until `until` (or its exit).
-fn start_up_log(dir: &std::path::Path, extra: &[&str], until: &str) -> (String, Option<i32>) {
+/// Starts the proxy (ephemeral ports, an empty identity file and a kubeconfig
+/// in `dir`, upstream 127.0.0.1:9) with `extra` flags, logging at info to a
+/// piped stderr.
+fn spawn_logging(dir: &std::path::Path, extra: &[&str]) -> std::process::Child {
     let ident = common::identity_file(dir, "{}");
     let kc = dir.join("kubeconfig");
     std::fs::write(
@@ -175,7 +157,7 @@ fn start_up_log(dir: &std::path::Path, extra: &[&str], until: &str) -> (String, 
         "current-context: c\nclusters: [{name: a, cluster: {server: \"http://127.0.0.1:9\"}}]\ncontexts: [{name: c, context: {cluster: a, user: u}}]\nusers: [{name: u, user: {token: t}}]\n",
     )
     .unwrap();
-    let mut child = bin()
+    bin()
         .args([
             "--listen",
             "127.0.0.1:0",
@@ -190,7 +172,12 @@ fn start_up_log(dir: &std::path::Path, extra: &[&str], until: &str) -> (String, 
         .env("RUST_LOG", "info")
         .stderr(std::process::Stdio::piped())
         .spawn()
-        .unwrap();
+        .unwrap()
+}
+
+/// Starts the proxy with `extra` flags and returns what it logged until `until` (or its exit).
+fn start_up_log(dir: &std::path::Path, extra: &[&str], until: &str) -> (String, Option<i32>) {
+    let mut child = spawn_logging(dir, extra);
     let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
     let mut log = String::new();
     while !log.contains(until) {
