@@ -108,3 +108,41 @@ fn wrk_single_posts() -> Result<()> {
     let _ = std::fs::remove_dir_all(&dir);
     result
 }
+
+/// Runs `tests/system/examples/bench_stall.rs` against release binaries: fail-closed
+/// refusal latency while the only recorder is stopped (SIGSTOP), and recovery after SIGCONT.
+pub fn recorder_stall() -> Result<()> {
+    release_example(
+        &[
+            "kubescribe-proxy",
+            "kubescribe-recorder",
+            "kubescribe-kube-sim",
+        ],
+        "bench_stall",
+    )
+}
+
+/// Runs `tests/system/examples/bench_drain.rs` against the release recorder: the spool
+/// drain rate from a 100,000-record backlog of mixed kinds.
+pub fn spool_drain() -> Result<()> {
+    release_example(&["kubescribe-recorder"], "bench_drain")
+}
+
+/// Builds `packages` in release, then runs the system tests' `example` in release (it
+/// starts those packages' binaries from the release target directory).
+fn release_example(packages: &[&str], example: &str) -> Result<()> {
+    let mut build = cargo();
+    build.args(["build", "--release"]);
+    for package in packages {
+        build.args(["-p", package]);
+    }
+    exec(&mut build)?;
+    exec(cargo().args([
+        "run",
+        "--release",
+        "-p",
+        "kubescribe-system-tests",
+        "--example",
+        example,
+    ]))
+}

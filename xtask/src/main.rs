@@ -26,7 +26,10 @@
 //! * `bench` runs the benchmarks and prints their figures; `bench-exec`
 //!   measures exec throughput through the proxy, recorded and not;
 //!   `bench-proxy` the proxy's request throughput and added latency;
-//!   `bench-ingest` the recorder's durable events per second.
+//!   `bench-ingest` the recorder's durable events per second; `bench-stall`
+//!   how fast fail closed refuses while the only recorder is stopped
+//!   (SIGSTOP); `bench-drain` how fast the proxy's spool drains into a real
+//!   recorder.
 //! * `flood` floods each listener of the proxy and the recorder with idle
 //!   and half-open connections and measures legitimate requests' latency and
 //!   the server's file descriptors and RSS.
@@ -106,6 +109,10 @@ enum Task {
         #[arg(long, default_value_t = 15)]
         hold: u64,
     },
+    /// Measure fail-closed refusal latency while the only recorder is stopped (SIGSTOP), release build.
+    BenchStall,
+    /// Measure how fast a 100,000-record spool backlog drains into the real recorder, release build.
+    BenchDrain,
 }
 
 fn main() {
@@ -138,6 +145,8 @@ fn main() {
             rate,
             hold,
         }),
+        Task::BenchStall => bench::recorder_stall(),
+        Task::BenchDrain => bench::spool_drain(),
     };
     if let Err(err) = result {
         eprintln!("xtask: {err}");

@@ -51,9 +51,93 @@ pub struct Extension {
         skip_serializing_if = "Vec::is_empty"
     )]
     pub impersonated_groups: Vec<String>,
+    /// What the proxy did with the request, when it had decided before it
+    /// sent this event: only an event sent *after* a refusal carries it
+    /// ([`Decision::RefusedFailClosed`]). An event sent before forwarding
+    /// (every event of a forwarded request) has none; its
+    /// [`ResponseRecord::decision`](crate::ResponseRecord::decision) says
+    /// what became of the request. Omitted when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decision: Option<Decision>,
     /// Fields this version does not know, written back out unchanged.
     #[serde(flatten)]
     pub unknown: Map<String, Value>,
+}
+
+/// What the proxy did with an API request: `kubescribe.decision` on an event
+/// sent after the decision, and `decision` on the request's
+/// [`ResponseRecord`](crate::ResponseRecord). On the wire a lower-case,
+/// hyphenated string; a value this version does not know is kept as
+/// [`Decision::Other`] and written back unchanged.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(from = "String", into = "String")]
+pub enum Decision {
+    /// `forwarded`: the request was sent to the API server; the response
+    /// record's `status` is the API server's answer (`0`: the caller left
+    /// before it came).
+    Forwarded,
+    /// `upstream-error`: the proxy tried to forward the request but got no
+    /// answer from the API server (no connection, the connection ended
+    /// before the answer, no credentials); the caller got the proxy's 502,
+    /// whose reason is the response record's `error`. When the connection
+    /// ended after the request was sent, the API server may have acted on it.
+    UpstreamError,
+    /// `refused-fail-closed`: not forwarded. The caller's grant requires
+    /// recording (`enforceRecorder`) and the event (502), or for exec/attach
+    /// the session recording (403), could not be stored in time.
+    RefusedFailClosed,
+    /// `refused-by-grant`: not forwarded. The caller's grant requires a
+    /// recorder but names none, or does not parse (403). Such a request has
+    /// no recorder to be recorded to, so this value is never stored; the
+    /// proxy counts and logs it.
+    RefusedByGrant,
+    /// A value this version does not know, as received.
+    Other(String),
+}
+
+impl Decision {
+    /// The wire string.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Decision::Forwarded => "forwarded",
+            Decision::UpstreamError => "upstream-error",
+            Decision::RefusedFailClosed => "refused-fail-closed",
+            Decision::RefusedByGrant => "refused-by-grant",
+            Decision::Other(other) => other,
+        }
+    }
+
+    /// Whether the request was refused (not sent to the API server).
+    pub fn is_refusal(&self) -> bool {
+        matches!(self, Decision::RefusedFailClosed | Decision::RefusedByGrant)
+    }
+}
+
+impl From<String> for Decision {
+    fn from(s: String) -> Self {
+        match s.as_str() {
+            "forwarded" => Decision::Forwarded,
+            "upstream-error" => Decision::UpstreamError,
+            "refused-fail-closed" => Decision::RefusedFailClosed,
+            "refused-by-grant" => Decision::RefusedByGrant,
+            _ => Decision::Other(s),
+        }
+    }
+}
+
+impl From<Decision> for String {
+    fn from(d: Decision) -> Self {
+        match d {
+            Decision::Other(s) => s,
+            known => known.as_str().to_owned(),
+        }
+    }
+}
+
+impl std::fmt::Display for Decision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// How a request body larger than the proxy's capture limit was recorded.

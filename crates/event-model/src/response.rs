@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::extension::Decision;
 use crate::go_serde::null_default;
 
 /// The value of [`ResponseRecord::record_type`].
@@ -64,6 +65,11 @@ pub struct ResponseRecord {
     /// caller went away, …); absent when it did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// What the proxy did with the request: forwarded it, could not get an
+    /// answer from the API server, or refused it. Absent in records from
+    /// proxies that predate it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decision: Option<Decision>,
     /// Fields this version does not know, written back out unchanged.
     #[serde(flatten)]
     pub unknown: Map<String, Value>,
@@ -82,6 +88,7 @@ impl Default for ResponseRecord {
             request_body_bytes: None,
             request_body_sha256: None,
             error: None,
+            decision: None,
             unknown: Map::new(),
         }
     }

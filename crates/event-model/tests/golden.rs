@@ -200,3 +200,62 @@ fn extension_audit_and_impersonation_fields_have_their_keys_and_are_omitted_when
     };
     assert_eq!(back, full);
 }
+
+#[test]
+fn decisions_are_hyphenated_strings_omitted_when_absent_and_unknown_ones_are_kept() {
+    use event_model::{Decision, Event, Extension, ResponseRecord};
+    let refused = Event {
+        kubescribe: Some(Extension {
+            key: "k".into(),
+            impersonated_user: "alice@example.com".into(),
+            decision: Some(Decision::RefusedFailClosed),
+            ..Extension::default()
+        }),
+        ..Event::default()
+    };
+    let text = String::from_utf8(to_go_json(&refused).unwrap()).unwrap();
+    assert!(
+        text.contains(
+            r#""kubescribe":{"key":"k","impersonatedUser":"alice@example.com","decision":"refused-fail-closed"}"#
+        ),
+        "{text}"
+    );
+    let Record::Event(back) = Record::from_slice(text.as_bytes()).unwrap() else {
+        panic!("not an event")
+    };
+    assert_eq!(back, refused);
+
+    let undecided = ResponseRecord {
+        key: "k".into(),
+        status: 200,
+        ..ResponseRecord::default()
+    };
+    let text = String::from_utf8(to_go_json(&undecided).unwrap()).unwrap();
+    assert!(!text.contains("decision"), "{text}");
+
+    for (decision, wire) in [
+        (Decision::Forwarded, "forwarded"),
+        (Decision::UpstreamError, "upstream-error"),
+        (Decision::RefusedFailClosed, "refused-fail-closed"),
+        (Decision::RefusedByGrant, "refused-by-grant"),
+        (
+            Decision::Other("queued-for-approval".into()),
+            "queued-for-approval",
+        ),
+    ] {
+        let record = ResponseRecord {
+            key: "k".into(),
+            status: 502,
+            error: Some("why".into()),
+            decision: Some(decision.clone()),
+            ..ResponseRecord::default()
+        };
+        let text = String::from_utf8(to_go_json(&record).unwrap()).unwrap();
+        let tail = format!(r#""error":"why","decision":"{wire}"}}"#);
+        assert!(text.trim_end().ends_with(&tail), "{text}");
+        let Record::Response(back) = Record::from_slice(text.as_bytes()).unwrap() else {
+            panic!("not a response record")
+        };
+        assert_eq!(back.decision, Some(decision));
+    }
+}

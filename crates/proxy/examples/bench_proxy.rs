@@ -175,7 +175,8 @@ async fn start_proxy(
         events_for_all_callers: false,
         trust_forwarded_for: false,
         whois_cache_ttl: Duration::from_secs(5),
-        spool_dir: None,
+        state_dir: None,
+        spool: kubescribe_proxy::SpoolOptions::off(),
         shutdown_grace: Duration::from_secs(2),
         log_format: LogFormat::Text,
     };

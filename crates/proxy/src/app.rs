@@ -3,6 +3,7 @@
 //! graceful shutdown; and [`serve`], the binary's serving command.
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -13,7 +14,7 @@ use tokio::task::JoinHandle;
 
 use crate::admin::{self, Readiness};
 use crate::caller::CallerResolver;
-use crate::config::{Config, ServeArgs};
+use crate::config::{Config, ServeArgs, SpoolDir, SpoolOptions};
 use crate::event_sink::EventSink;
 use crate::forward::Forwarder;
 use crate::listener;
@@ -41,6 +42,23 @@ pub enum StartError {
     /// Recorder client.
     #[error("recorder client: {0}")]
     Recorder(#[from] recorder_client::StartError),
+    /// The spool directory cannot be created, opened or written.
+    #[error("cannot use the spool directory {path} ({flag}): {source}; pass a writable {flag}, or --spool-dir none to run without a spool (records no recorder takes are then dropped)")]
+    Spool {
+        /// The flag that chose the directory.
+        flag: &'static str,
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// No default state directory can be created and written.
+    #[error("no writable state directory for the spool ({tried}); pass --state-dir DIR or --spool-dir DIR with a writable directory, or --spool-dir none to run without a spool")]
+    NoStateDir {
+        /// Each directory tried, with why it failed.
+        tried: String,
+    },
     /// A listener could not bind.
     #[error("cannot listen on {addr} ({what}): {source}")]
     Bind {
@@ -66,24 +84,138 @@ pub struct Components {
 }
 
 /// Build everything from the configuration: identity source (an identity
-/// file is kept current), recorder client (registered in `registry`), the
-/// session-recording hook, upstream.
+/// file is kept current), recorder client (registered in `registry`; also
+/// returned, for shutdown), the session-recording hook, upstream.
 fn components_from_config(
     config: &Config,
     registry: &mut Registry,
-) -> Result<Components, StartError> {
+) -> Result<(Components, recorder_client::RecorderClient), StartError> {
     let whois = config.identity.open_watched()?;
+    // Configuration errors first, before any directory is created.
+    let upstream = UpstreamSpec::load(&config.upstream)?;
     let mut client_config = recorder_client::ClientConfig::default();
-    if let Some(dir) = &config.spool_dir {
-        client_config.spool = Some(recorder_client::SpoolConfig::new(dir.clone()));
+    let spool = spool_dir(&config.spool.dir, config.state_dir.as_deref())?;
+    client_config.spool = spool
+        .as_ref()
+        .map(|(dir, _)| spool_config(dir, &config.spool));
+    if let Some((dir, _)) = &spool {
+        tracing::info!(
+            "spool: {} (records no recorder takes wait here for redelivery; at most {} bytes; when full: {})",
+            dir.display(),
+            config.spool.max_bytes,
+            match config.spool.full_policy {
+                recorder_client::SpoolFullPolicy::DropOldest =>
+                    "the oldest records are dropped, --spool-full-policy drop-oldest",
+                recorder_client::SpoolFullPolicy::Refuse =>
+                    "new records are dropped, --spool-full-policy refuse",
+            }
+        );
     }
-    let client = recorder_client::RecorderClient::start(client_config, registry)?;
-    Ok(Components {
-        whois,
-        hook: Arc::new(RecordingHook::new(client.clone())),
-        sink: Arc::new(client),
-        upstream: UpstreamSpec::load(&config.upstream)?,
+    let client = recorder_client::RecorderClient::start(client_config, registry).map_err(
+        |error| match (error, spool) {
+            (recorder_client::StartError::Spool { path, source }, Some((_, flag))) => {
+                StartError::Spool { flag, path, source }
+            }
+            (error, _) => StartError::Recorder(error),
+        },
+    )?;
+    Ok((
+        Components {
+            whois,
+            hook: Arc::new(RecordingHook::new(client.clone())),
+            sink: Arc::new(client.clone()),
+            upstream,
+        },
+        client,
+    ))
+}
+
+/// The state directory when `--state-dir` is not given and it can be used.
+const DEFAULT_STATE_DIR: &str = "/var/lib/kubescribe-proxy";
+
+/// Where the spool goes, and the flag that decided it (for errors); `None`
+/// with `--spool-dir none`, which is logged loudly.
+fn spool_dir(
+    spool: &SpoolDir,
+    state_dir: Option<&Path>,
+) -> Result<Option<(PathBuf, &'static str)>, StartError> {
+    let state = match (spool, state_dir) {
+        (SpoolDir::Off, _) => {
+            tracing::warn!("--spool-dir none: NO SPOOL. Events and response records that no recorder takes are dropped (counted in kubescribe_recorder_client_records_dropped_total{{reason=\"no_spool\"}}): fail-open requests then go through unrecorded for good");
+            return Ok(None);
+        }
+        (SpoolDir::Dir(dir), _) => return Ok(Some((dir.clone(), "--spool-dir"))),
+        (SpoolDir::InStateDir, Some(dir)) => {
+            writable(dir).map_err(|source| StartError::Spool {
+                flag: "--state-dir",
+                path: dir.to_path_buf(),
+                source,
+            })?;
+            dir.to_path_buf()
+        }
+        (SpoolDir::InStateDir, None) => default_state_dir()?,
+    };
+    Ok(Some((state.join("spool"), "--state-dir")))
+}
+
+/// The default state directory: `/var/lib/kubescribe-proxy`, or, when it
+/// cannot be created or written (not root), `$XDG_STATE_HOME/kubescribe-proxy`
+/// (`$HOME/.local/state/kubescribe-proxy` without it). The choice is logged.
+fn default_state_dir() -> Result<PathBuf, StartError> {
+    let mut candidates = vec![PathBuf::from(DEFAULT_STATE_DIR)];
+    match (
+        std::env::var_os("XDG_STATE_HOME").filter(|v| !v.is_empty()),
+        std::env::var_os("HOME").filter(|v| !v.is_empty()),
+    ) {
+        (Some(xdg), _) => candidates.push(PathBuf::from(xdg).join("kubescribe-proxy")),
+        (None, Some(home)) => {
+            candidates.push(PathBuf::from(home).join(".local/state/kubescribe-proxy"))
+        }
+        (None, None) => {}
+    }
+    first_writable(candidates)
+}
+
+/// The first of `candidates` that can be created and written; the error
+/// lists why each failed.
+fn first_writable(candidates: Vec<PathBuf>) -> Result<PathBuf, StartError> {
+    let mut tried = Vec::new();
+    for dir in candidates {
+        match writable(&dir) {
+            Ok(()) => {
+                if !tried.is_empty() {
+                    tracing::info!(
+                        "state directory: {} ({}; pass --state-dir to choose)",
+                        dir.display(),
+                        tried.join("; ")
+                    );
+                }
+                return Ok(dir);
+            }
+            Err(e) => tried.push(format!("{}: {e}", dir.display())),
+        }
+    }
+    Err(StartError::NoStateDir {
+        tried: tried.join("; "),
     })
+}
+
+/// Creates `dir` if needed and checks that a file can be created in it.
+fn writable(dir: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let probe = dir.join(format!(".kubescribe-write-test-{}", std::process::id()));
+    std::fs::write(&probe, b"")?;
+    std::fs::remove_file(&probe)
+}
+
+/// The recorder client's spool settings for `dir`.
+fn spool_config(dir: &Path, options: &SpoolOptions) -> recorder_client::SpoolConfig {
+    let mut spool = recorder_client::SpoolConfig::new(dir);
+    spool.max_bytes = options.max_bytes;
+    // Drop-oldest works a segment at a time: keep at least eight of them.
+    spool.segment_bytes = spool.segment_bytes.min(options.max_bytes / 8);
+    spool.full_policy = options.full_policy;
+    spool
 }
 
 /// A running proxy.
@@ -291,11 +423,13 @@ pub async fn serve(args: ServeArgs) -> ExitCode {
     let signal = service::shutdown::signal();
     let mut registry = Registry::default();
     let started = match components_from_config(&config, &mut registry) {
-        Ok(components) => start(&config, components, registry).await,
+        Ok((components, client)) => start(&config, components, registry)
+            .await
+            .map(|running| (running, client)),
         Err(e) => Err(e),
     };
-    let running = match started {
-        Ok(running) => running,
+    let (running, client) = match started {
+        Ok(started) => started,
         Err(e) => {
             tracing::error!("cannot start: {e}");
             return ExitCode::FAILURE;
@@ -307,6 +441,55 @@ pub async fn serve(args: ServeArgs) -> ExitCode {
         let _ = trigger.send(true);
     });
     running.wait().await;
+    // Records still being sent in the background end delivered or spooled.
+    client.shutdown().await;
     tracing::info!("stopped");
     ExitCode::SUCCESS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_writable_state_dir_wins_and_none_is_an_error_naming_the_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("a-file");
+        std::fs::write(&file, b"").unwrap();
+        let unusable = file.join("state");
+        let usable = dir.path().join("state");
+        assert_eq!(
+            first_writable(vec![unusable.clone(), usable.clone()]).unwrap(),
+            usable
+        );
+        assert!(usable.is_dir());
+        let err = first_writable(vec![unusable.clone()])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(&unusable.display().to_string()), "{err}");
+        assert!(
+            err.contains("--state-dir") && err.contains("--spool-dir none"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_spool_goes_where_the_flags_say() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(spool_dir(&SpoolDir::Off, Some(dir.path())).unwrap(), None);
+        assert_eq!(
+            spool_dir(&SpoolDir::Dir("/s".into()), None).unwrap(),
+            Some(("/s".into(), "--spool-dir"))
+        );
+        assert_eq!(
+            spool_dir(&SpoolDir::InStateDir, Some(dir.path())).unwrap(),
+            Some((dir.path().join("spool"), "--state-dir"))
+        );
+        let file = dir.path().join("a-file");
+        std::fs::write(&file, b"").unwrap();
+        let err = spool_dir(&SpoolDir::InStateDir, Some(&file.join("x")))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("(--state-dir)"), "{err}");
+    }
 }

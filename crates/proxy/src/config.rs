@@ -14,12 +14,19 @@ use clap::{Args, Parser, Subcommand};
 use crate::mode::Mode;
 use crate::upstream::UpstreamSource;
 use identity::IdentitySource;
+use recorder_client::SpoolFullPolicy;
 use service::cli::ConnectionArgs;
 use service::conn::ConnectionLimits;
 use service::{LogFormat, TlsFiles};
 
 /// Default cap on the request body bytes copied into an event (1 MiB).
 const DEFAULT_MAX_BODY_CAPTURE: usize = 1024 * 1024;
+
+/// Default bound on the spool's segment files (256 MiB).
+const DEFAULT_SPOOL_MAX_BYTES: u64 = 256 * 1024 * 1024;
+
+/// The smallest spool bound accepted (1 MiB).
+const MIN_SPOOL_MAX_BYTES: u64 = 1024 * 1024;
 
 /// `kubescribe-proxy`: an identity-aware Kubernetes API server proxy that records
 /// every API request as an event (Tailscale `kubernetes-api-request` compatible).
@@ -184,9 +191,32 @@ pub struct ServeArgs {
     )]
     pub whois_cache_ttl_secs: u64,
 
-    /// Directory where events wait while recorders are unreachable (fail open only).
-    #[arg(long, env = "KUBESCRIBE_SPOOL_DIR", value_name = "DIR")]
+    /// Directory for the proxy's state (the spool). Default: /var/lib/kubescribe-proxy, or, when
+    /// that cannot be created or written, $XDG_STATE_HOME/kubescribe-proxy (~/.local/state/…).
+    #[arg(long, env = "KUBESCRIBE_STATE_DIR", value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+
+    /// Where records no recorder took wait for redelivery (events and response records of fail-open
+    /// callers, records of refused requests); bounded, crash-safe, redelivered in order. Default:
+    /// <state dir>/spool. `none`: no spool; such records are then dropped (counted and logged).
+    #[arg(long, env = "KUBESCRIBE_SPOOL_DIR", value_name = "DIR|none")]
     pub spool_dir: Option<PathBuf>,
+
+    /// Most bytes the spool's files may take. When full, --spool-full-policy decides which records
+    /// are dropped (each drop is counted and logged).
+    #[arg(long, env = "KUBESCRIBE_SPOOL_MAX_BYTES", value_name = "BYTES", default_value_t = DEFAULT_SPOOL_MAX_BYTES)]
+    pub spool_max_bytes: u64,
+
+    /// What a full spool drops: `drop-oldest` (the oldest records, a segment of up to 4 MiB at a
+    /// time, so the newest are kept) or `refuse` (the new record; the oldest are kept).
+    #[arg(
+        long,
+        env = "KUBESCRIBE_SPOOL_FULL_POLICY",
+        value_name = "POLICY",
+        default_value = "drop-oldest",
+        value_parser = parse_full_policy
+    )]
+    pub spool_full_policy: SpoolFullPolicy,
 
     /// How long shutdown waits for in-flight requests and exec/attach sessions (seconds).
     #[arg(
@@ -236,12 +266,51 @@ pub struct Config {
     pub trust_forwarded_for: bool,
     /// How long a resolved caller is reused (zero: never).
     pub whois_cache_ttl: Duration,
-    /// Spool directory for fail-open events.
-    pub spool_dir: Option<PathBuf>,
+    /// State directory (`None`: the default, resolved at start-up).
+    pub state_dir: Option<PathBuf>,
+    /// The spool of records no recorder took.
+    pub spool: SpoolOptions,
     /// Shutdown grace period.
     pub shutdown_grace: Duration,
     /// Log format.
     pub log_format: LogFormat,
+}
+
+/// Where the spool is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SpoolDir {
+    /// `--spool-dir none`: no spool; records no recorder takes are dropped.
+    Off,
+    /// `--spool-dir DIR`.
+    Dir(PathBuf),
+    /// `spool` in the state directory (the default).
+    InStateDir,
+}
+
+/// The spool's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpoolOptions {
+    /// Where it is.
+    pub dir: SpoolDir,
+    /// Bound on its files, in bytes.
+    pub max_bytes: u64,
+    /// What a full spool drops.
+    pub full_policy: SpoolFullPolicy,
+}
+
+impl SpoolOptions {
+    /// No spool (tests and embedders that want none).
+    pub fn off() -> Self {
+        SpoolOptions {
+            dir: SpoolDir::Off,
+            max_bytes: DEFAULT_SPOOL_MAX_BYTES,
+            full_policy: SpoolFullPolicy::DropOldest,
+        }
+    }
+}
+
+fn parse_full_policy(s: &str) -> Result<SpoolFullPolicy, String> {
+    s.parse()
 }
 
 /// A configuration that cannot run, naming the flag and what is wrong.
@@ -281,6 +350,9 @@ pub enum ConfigError {
         /// What is wrong.
         message: &'static str,
     },
+    /// The spool bound is too small.
+    #[error("--spool-max-bytes {0} is too small; at least 1048576 (1 MiB) is needed")]
+    SpoolTooSmall(u64),
     /// Neither kubeconfig nor in-cluster environment.
     #[error("no upstream: pass --kubeconfig PATH (or set KUBECONFIG), or run in a pod where KUBERNETES_SERVICE_HOST is set")]
     NoUpstream,
@@ -341,6 +413,18 @@ impl ServeArgs {
             None if in_cluster_available => UpstreamSource::InCluster,
             None => return Err(ConfigError::NoUpstream),
         };
+        if self.spool_max_bytes < MIN_SPOOL_MAX_BYTES {
+            return Err(ConfigError::SpoolTooSmall(self.spool_max_bytes));
+        }
+        let spool = SpoolOptions {
+            dir: match self.spool_dir {
+                Some(dir) if dir.as_os_str() == "none" => SpoolDir::Off,
+                Some(dir) => SpoolDir::Dir(dir),
+                None => SpoolDir::InStateDir,
+            },
+            max_bytes: self.spool_max_bytes,
+            full_policy: self.spool_full_policy,
+        };
         let tls = match (self.tls_cert, self.tls_key) {
             (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
             _ => None,
@@ -359,7 +443,8 @@ impl ServeArgs {
             events_for_all_callers,
             trust_forwarded_for: self.trust_forwarded_for,
             whois_cache_ttl: Duration::from_secs(self.whois_cache_ttl_secs),
-            spool_dir: self.spool_dir,
+            state_dir: self.state_dir,
+            spool,
             shutdown_grace: Duration::from_secs(self.shutdown_grace_secs),
             log_format: self.log_format,
         })
@@ -446,6 +531,40 @@ mod tests {
             a.validate(false),
             Err(ConfigError::BadEventsBool(_))
         ));
+    }
+
+    #[test]
+    fn the_spool_is_on_by_default_in_the_state_dir_and_none_turns_it_off() {
+        let c = args(&[]).validate(false).unwrap();
+        assert_eq!(c.spool.dir, SpoolDir::InStateDir);
+        assert_eq!(c.state_dir, None);
+        assert_eq!(c.spool.max_bytes, 256 * 1024 * 1024);
+        assert_eq!(c.spool.full_policy, SpoolFullPolicy::DropOldest);
+        let c = args(&["--spool-dir", "none"]).validate(false).unwrap();
+        assert_eq!(c.spool.dir, SpoolDir::Off);
+        let c = args(&[
+            "--spool-dir",
+            "/s",
+            "--state-dir",
+            "/st",
+            "--spool-max-bytes",
+            "2097152",
+            "--spool-full-policy",
+            "refuse",
+        ])
+        .validate(false)
+        .unwrap();
+        assert_eq!(c.spool.dir, SpoolDir::Dir("/s".into()));
+        assert_eq!(c.state_dir, Some("/st".into()));
+        assert_eq!(c.spool.max_bytes, 2 * 1024 * 1024);
+        assert_eq!(c.spool.full_policy, SpoolFullPolicy::Refuse);
+        assert_eq!(
+            args(&["--spool-max-bytes", "1000"]).validate(false).err(),
+            Some(ConfigError::SpoolTooSmall(1000))
+        );
+        assert!(
+            Cli::try_parse_from(["kubescribe-proxy", "--spool-full-policy", "newest"]).is_err()
+        );
     }
 
     #[test]

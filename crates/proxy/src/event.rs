@@ -1,10 +1,13 @@
 //! Building the `kubernetes-api-request` event
 //! (docs/tailscale-protocol.md#event-schema) and the response record from
-//! what the proxy knows about a request.
+//! what the proxy knows about a request, and the records of a request
+//! refused after its event could not be stored (each with the proxy's
+//! [`Decision`]).
 
-use event_model::{BodyCapture, Event, Extension, Request, ResponseRecord, Source};
+use event_model::{BodyCapture, Decision, Event, Extension, Request, ResponseRecord, Source};
 use identity::Impersonation;
 use k8s_request_parse::RequestInfo;
+use recorder_client::Refusal;
 
 use crate::body::BodyEnd;
 use crate::request::body_capture::BodyDigest;
@@ -107,4 +110,33 @@ pub(crate) fn response_record(
         error,
         ..Default::default()
     }
+}
+
+/// The records of a request refused because its `event` could not be
+/// stored in time (fail closed): the same event, now saying so in
+/// `kubescribe.decision`, and a response record with the refusal's status
+/// and message and the same decision. The proxy sends both after refusing,
+/// so that the refused request is on the record once a recorder takes them.
+pub(crate) fn refused_records(
+    mut event: Event,
+    ctx: &RequestContext,
+    refusal: &Refusal,
+) -> (Event, ResponseRecord) {
+    let decision = Decision::RefusedFailClosed;
+    if let Some(extension) = event.kubescribe.as_mut() {
+        extension.decision = Some(decision.clone());
+    }
+    // What the caller got: the message, ending in a newline.
+    let sent = refusal.message.len() + usize::from(!refusal.message.ends_with('\n'));
+    let mut record = response_record(
+        &ctx.id,
+        refusal.status.as_u16(),
+        ctx,
+        sent as u64,
+        &BodyEnd::Complete,
+        None,
+    );
+    record.error = Some(refusal.message.clone());
+    record.decision = Some(decision);
+    (event, record)
 }

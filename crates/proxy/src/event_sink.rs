@@ -1,4 +1,4 @@
-//! The recorder transport as the pipeline sees it: the two things the proxy
+//! The recorder transport as the pipeline sees it: the things the proxy
 //! asks of a recorder transport, behind a trait so the data path can be
 //! tested with a fake and the recorder client's API can change in one place.
 
@@ -24,6 +24,15 @@ pub trait EventSink: Send + Sync + 'static {
 
     /// Queue a response record (fire and forget; never blocks the response).
     fn record_response(&self, recorders: &[SocketAddr], record: ResponseRecord);
+
+    /// Queue the records of a request refused after [`record_event`](Self::record_event)
+    /// could not deliver its event: the event marked with the refusal
+    /// (`kubescribe.decision`) and its response record (fire and forget).
+    /// The default sends only the response record.
+    fn record_refused(&self, recorders: &[SocketAddr], event: Event, record: ResponseRecord) {
+        let _ = event;
+        self.record_response(recorders, record);
+    }
 }
 
 #[async_trait]
@@ -40,5 +49,10 @@ impl EventSink for recorder_client::RecorderClient {
 
     fn record_response(&self, recorders: &[SocketAddr], record: ResponseRecord) {
         recorder_client::RecorderClient::send_response_record(self, recorders, &record)
+    }
+
+    fn record_refused(&self, recorders: &[SocketAddr], event: Event, record: ResponseRecord) {
+        recorder_client::RecorderClient::send_refused_event(self, recorders, &event);
+        recorder_client::RecorderClient::send_response_record(self, recorders, &record);
     }
 }

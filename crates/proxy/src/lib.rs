@@ -68,7 +68,7 @@
 // Running a proxy.
 pub use admin::Readiness;
 pub use app::{serve, start, Components, RunningProxy, StartError};
-pub use config::{Cli, Command, Config, ConfigError, ServeArgs, WhoisArgs};
+pub use config::{Cli, Command, Config, ConfigError, ServeArgs, SpoolDir, SpoolOptions, WhoisArgs};
 pub use identity::IdentitySource;
 pub use mode::Mode;
 pub use service::{LogFormat, TlsError, TlsFiles};

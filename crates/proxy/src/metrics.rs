@@ -19,6 +19,13 @@ pub(crate) struct CodeLabels {
     pub code: u16,
 }
 
+/// Label set of the decision counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct DecisionLabels {
+    /// The decision's wire string (`forwarded`, `refused-fail-closed`, …).
+    pub decision: String,
+}
+
 /// A counter exposed under its exact name (no `_total`), like Tailscale's clientmetrics.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct PlainCounter(Arc<AtomicU64>);
@@ -58,6 +65,8 @@ pub(crate) struct Metrics {
     pub events_failed: Counter,
     /// Requests refused by the failure policy.
     pub requests_refused: Counter,
+    /// Requests by what the proxy did with them (`event_model::Decision`).
+    pub decisions: Family<DecisionLabels, Counter>,
     /// Time the proxy adds before a request is sent upstream (identity, policy, event), seconds.
     pub added_latency: Histogram,
     /// Upgraded (exec/attach/port-forward) sessions started.
@@ -83,6 +92,7 @@ impl Metrics {
             events_delivered: Counter::default(),
             events_failed: Counter::default(),
             requests_refused: Counter::default(),
+            decisions: Family::default(),
             // 50 µs .. ~3.3 s
             added_latency: Histogram::new(exponential_buckets(0.000_05, 2.0, 17)),
             upgrades: Counter::default(),
@@ -123,6 +133,11 @@ impl Metrics {
             m.requests_refused.clone(),
         );
         sub.register(
+            "decisions",
+            "Requests by what the proxy did with them: forwarded, upstream-error, refused-fail-closed, refused-by-grant",
+            m.decisions.clone(),
+        );
+        sub.register(
             "added_latency_seconds",
             "Time the proxy spends before sending a request upstream (identity, policy, event)",
             m.added_latency.clone(),
@@ -153,6 +168,15 @@ impl Metrics {
             m.ts_session_recordings_uploaded.clone(),
         );
         m
+    }
+
+    /// Count a request's decision.
+    pub(crate) fn decided(&self, decision: &event_model::Decision) {
+        self.decisions
+            .get_or_create(&DecisionLabels {
+                decision: decision.as_str().to_owned(),
+            })
+            .inc();
     }
 
     /// Count a response by status.

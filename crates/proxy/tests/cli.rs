@@ -76,7 +76,10 @@ fn help_documents_every_flag() {
         "--max-header-bytes",
         "--events-for-all-callers",
         "--trust-forwarded-for",
+        "--state-dir",
         "--spool-dir",
+        "--spool-max-bytes",
+        "--spool-full-policy",
         "--shutdown-grace",
         "--log-format",
     ] {
@@ -104,29 +107,11 @@ fn bad_configuration_is_refused_with_a_message_naming_the_problem() {
 #[test]
 fn starts_logs_what_it_does_and_stops_cleanly_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
-    let ident = common::identity_file(dir.path(), "{}");
-    let kc = dir.path().join("kubeconfig");
-    std::fs::write(
-        &kc,
-        "current-context: c\nclusters: [{name: a, cluster: {server: \"http://127.0.0.1:9\"}}]\ncontexts: [{name: c, context: {cluster: a, user: u}}]\nusers: [{name: u, user: {token: t}}]\n",
-    )
-    .unwrap();
-    let mut child = bin()
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "127.0.0.1:0",
-            "--proxy-protocol",
-            "--identity-file",
-            ident.to_str().unwrap(),
-            "--kubeconfig",
-            kc.to_str().unwrap(),
-        ])
-        .env("RUST_LOG", "info")
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let state = dir.path().join("state");
+    let mut child = spawn_logging(
+        dir.path(),
+        &["--proxy-protocol", "--state-dir", state.to_str().unwrap()],
+    );
     // Wait for the last start-up line, then SIGTERM.
     let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
     let mut log = String::new();
@@ -151,11 +136,100 @@ fn starts_logs_what_it_does_and_stops_cleanly_on_sigterm() {
         "answers reused for 5 s per caller address",
         "upstream: http://127.0.0.1:9",
         "event policy:",
+        &format!("spool: {}", dir.path().join("state/spool").display()),
+        "when full: the oldest records are dropped",
         "SIGTERM received",
         "stopped",
     ] {
         assert!(log.contains(needle), "log lacks {needle:?}:\n{log}");
     }
+    assert!(dir.path().join("state/spool").is_dir());
+}
+
+/// Starts the proxy (ephemeral ports, an empty identity file and a kubeconfig
+/// in `dir`, upstream 127.0.0.1:9) with `extra` flags, logging at info to a
+/// piped stderr.
+fn spawn_logging(dir: &std::path::Path, extra: &[&str]) -> std::process::Child {
+    let ident = common::identity_file(dir, "{}");
+    let kc = dir.join("kubeconfig");
+    std::fs::write(
+        &kc,
+        "current-context: c\nclusters: [{name: a, cluster: {server: \"http://127.0.0.1:9\"}}]\ncontexts: [{name: c, context: {cluster: a, user: u}}]\nusers: [{name: u, user: {token: t}}]\n",
+    )
+    .unwrap();
+    bin()
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--identity-file",
+            ident.to_str().unwrap(),
+            "--kubeconfig",
+            kc.to_str().unwrap(),
+        ])
+        .args(extra)
+        .env("RUST_LOG", "info")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Starts the proxy with `extra` flags and returns what it logged until `until` (or its exit).
+fn start_up_log(dir: &std::path::Path, extra: &[&str], until: &str) -> (String, Option<i32>) {
+    let mut child = spawn_logging(dir, extra);
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut log = String::new();
+    while !log.contains(until) {
+        let mut line = String::new();
+        if std::io::BufRead::read_line(&mut stderr, &mut line).unwrap() == 0 {
+            break;
+        }
+        log.push_str(&line);
+    }
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = std::io::Read::read_to_string(&mut stderr, &mut log);
+    (log, child.wait().unwrap().code())
+}
+
+#[test]
+fn a_state_dir_that_cannot_be_written_stops_the_start_naming_the_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, b"").unwrap();
+    let state = file.join("state");
+    let (log, code) = start_up_log(
+        dir.path(),
+        &["--state-dir", state.to_str().unwrap()],
+        "cannot start",
+    );
+    assert_eq!(code, Some(1), "{log}");
+    assert!(
+        log.contains(&format!(
+            "cannot use the spool directory {} (--state-dir)",
+            state.display()
+        )),
+        "{log}"
+    );
+    assert!(log.contains("--spool-dir none"), "{log}");
+}
+
+#[test]
+fn spool_dir_none_runs_without_a_spool_and_says_so_loudly() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, code) = start_up_log(dir.path(), &["--spool-dir", "none"], "event policy:");
+    assert_eq!(code, Some(0), "{log}");
+    let warning = log
+        .lines()
+        .find(|l| l.contains("--spool-dir none"))
+        .unwrap_or_else(|| panic!("no warning:\n{log}"));
+    assert!(
+        warning.contains("WARN") && warning.contains("NO SPOOL"),
+        "{warning}"
+    );
+    assert!(!log.contains("spool: "), "{log}");
 }
 
 #[test]

@@ -358,7 +358,10 @@ async fn a_refused_event_refuses_the_request_and_upstream_sees_nothing() {
         .unwrap()
         .starts_with("error recording Kubernetes API request"));
     assert!(up.seen().is_empty());
-    assert!(sink.responses().is_empty());
+    // Its records say it was refused (see tests/decisions.rs).
+    assert_eq!(sink.refused.lock().unwrap().len(), 1);
+    let record = sink.wait_responses(1).await.pop().unwrap();
+    assert_eq!(record.status, 502);
     proxy.shutdown().await;
 }
 

@@ -112,7 +112,8 @@ async fn proxy_with_client(
         s.retry_max = Duration::from_millis(200);
         cc.spool = Some(s);
     }
-    cc.down_backoff = Duration::from_millis(50);
+    cc.breaker.probe_interval = Duration::from_millis(50);
+    cc.breaker.probe_interval_max = Duration::from_millis(200);
     let client = recorder_client::RecorderClient::start(cc, &mut registry).unwrap();
     let components = kubescribe_proxy::Components {
         whois: cfg.identity.open().unwrap(),
@@ -236,4 +237,153 @@ async fn with_the_recorder_up_the_event_is_stored_before_the_request_is_forwarde
     assert_eq!(e.kubernetes.verb, "create");
     assert_eq!(e.source.node_user, "alice@example.com");
     proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn fail_closed_refusals_reach_the_recorder_once_it_is_back_saying_they_were_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let up = FakeUpstream::start().await;
+    let addr = free_port().await;
+    let grant =
+        format!(r#"{{recorderAddrs: ["{addr}"], enforceRecorder: true, enableEvents: true}}"#);
+    let proxy = proxy_with_client(grant, Some(dir.path().join("spool")), dir.path(), up.addr).await;
+    let got = send(
+        proxy.addr,
+        b"",
+        with_body("DELETE", "/api/v1/namespaces/default/pods/web-0", ""),
+    )
+    .await;
+    assert_eq!(got.status, StatusCode::BAD_GATEWAY);
+    assert!(up.seen().is_empty());
+
+    let rec = TestRecorder::start_on(TcpListener::bind(addr).await.unwrap()).await;
+    let mut arrived = (Vec::new(), Vec::new());
+    for _ in 0..600 {
+        arrived = rec.split();
+        if !arrived.0.is_empty() && !arrived.1.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (events, responses) = arrived;
+    assert_eq!(events.len(), 1, "{events:?}");
+    let ext = events[0].kubescribe.clone().unwrap();
+    assert_eq!(events[0].request.method, "DELETE");
+    assert_eq!(ext.decision, Some(event_model::Decision::RefusedFailClosed));
+    assert_eq!(responses.len(), 1, "{responses:?}");
+    assert_eq!(responses[0].key, ext.key);
+    assert_eq!(responses[0].status, 502);
+    assert_eq!(
+        responses[0].decision,
+        Some(event_model::Decision::RefusedFailClosed)
+    );
+    proxy.shutdown().await;
+}
+
+/// The proxy binary serving `upstream` with `grant` for loopback callers, its
+/// state in `state`; returns the process and its API address.
+async fn proxy_process(
+    dir: &std::path::Path,
+    grant: &str,
+    upstream: SocketAddr,
+    state: &std::path::Path,
+) -> (std::process::Child, SocketAddr) {
+    let ident = identity_file(dir, grant);
+    let kubeconfig = dir.join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!("current-context: c\nclusters: [{{name: a, cluster: {{server: \"http://{upstream}\"}}}}]\ncontexts: [{{name: c, context: {{cluster: a, user: u}}}}]\nusers: [{{name: u, user: {{token: proxy-sa-token}}}}]\n"),
+    )
+    .unwrap();
+    let listen = free_port().await;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_kubescribe-proxy"))
+        .args([
+            "--listen",
+            &listen.to_string(),
+            "--admin-listen",
+            "127.0.0.1:0",
+        ])
+        .args(["--identity-file", ident.to_str().unwrap()])
+        .args(["--kubeconfig", kubeconfig.to_str().unwrap()])
+        .args(["--state-dir", state.to_str().unwrap()])
+        .env_remove("KUBESCRIBE_SPOOL_DIR")
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    for _ in 0..400 {
+        if tokio::net::TcpStream::connect(listen).await.is_ok() {
+            return (child, listen);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("kubescribe-proxy did not listen on {listen}");
+}
+
+fn terminate(mut child: std::process::Child) {
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "kubescribe-proxy exited with {status}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_default_spool_keeps_fail_open_events_across_a_proxy_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let up = FakeUpstream::start().await;
+    let addr = free_port().await;
+    let grant = format!(r#"{{recorderAddrs: ["{addr}"], enableEvents: true}}"#);
+    let state = dir.path().join("state");
+
+    // The recorder is down: fail open forwards and spools (in the state dir, by default).
+    let (proxy, listen) = proxy_process(dir.path(), &grant, up.addr, &state).await;
+    let targets = ["/api/v1/pods", "/api/v1/namespaces/default/pods/a"];
+    for t in targets {
+        assert_eq!(
+            send(listen, b"", get(t)).await.status,
+            StatusCode::OK,
+            "{t}"
+        );
+    }
+    terminate(proxy);
+    assert!(
+        std::fs::read_dir(state.join("spool")).unwrap().any(|e| e
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .ends_with(".ksp")),
+        "the spool is in the state directory"
+    );
+
+    // Recorder back, a new proxy process on the same state: the backlog arrives.
+    let rec = TestRecorder::start_on(TcpListener::bind(addr).await.unwrap()).await;
+    let (proxy, _) = proxy_process(dir.path(), &grant, up.addr, &state).await;
+    let mut arrived = (Vec::new(), Vec::new());
+    for _ in 0..600 {
+        arrived = rec.split();
+        if arrived.0.len() >= 2 && arrived.1.len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    terminate(proxy);
+    let (events, responses) = arrived;
+    let mut paths: Vec<_> = events.iter().map(|e| e.request.path.clone()).collect();
+    paths.sort();
+    paths.dedup();
+    let mut want = targets.map(String::from).to_vec();
+    want.sort();
+    assert_eq!(paths, want);
+    for e in &events {
+        let key = e.key().unwrap();
+        assert!(
+            responses
+                .iter()
+                .any(|r| r.key == key && r.decision == Some(event_model::Decision::Forwarded)),
+            "response record for {key}: {responses:?}"
+        );
+    }
+    assert_eq!(up.seen().len(), 2);
 }

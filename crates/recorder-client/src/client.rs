@@ -12,7 +12,7 @@ use tokio::task::JoinHandle;
 use crate::cause::Cause;
 use crate::config::ClientConfig;
 use crate::error::{AttemptError, ConnectError, DeliveryError, StartError};
-use crate::events::sender::{Sender, SkipDown};
+use crate::events::sender::{Outgoing, Route, Sender};
 use crate::events::{redeliver, Delivered};
 use crate::metrics::Metrics;
 use crate::policy::{DropReason, FailurePolicy, Outcome};
@@ -30,6 +30,7 @@ pub struct RecorderClient {
 struct Inner {
     sender: Arc<Sender>,
     spool: Option<Arc<Spool>>,
+    /// Woken when a record is spooled.
     notify: Arc<Notify>,
     metrics: Metrics,
     cfg: ClientConfig,
@@ -82,6 +83,15 @@ impl RecorderClient {
                 "attempt_timeout must be positive".into(),
             ));
         }
+        if cfg.breaker.enabled
+            && (cfg.breaker.probe_interval.is_zero()
+                || cfg.breaker.probe_interval_max < cfg.breaker.probe_interval)
+        {
+            return Err(StartError::Config(
+                "breaker.probe_interval must be positive and at most breaker.probe_interval_max"
+                    .into(),
+            ));
+        }
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| StartError::NoRuntime)?;
         cfg.session.metrics = Some(metrics.clone());
         let spool = match &cfg.spool {
@@ -93,14 +103,21 @@ impl RecorderClient {
             )?)),
             None => None,
         };
-        let sender = Arc::new(Sender::new(&cfg, metrics.clone()));
         let notify = Arc::new(Notify::new());
+        let available = Arc::new(Notify::new());
         let (shutdown, shutdown_rx) = watch::channel(false);
+        let sender = Arc::new(Sender::new(
+            &cfg,
+            metrics.clone(),
+            available.clone(),
+            shutdown_rx.clone(),
+        ));
         let redeliver = spool.as_ref().map(|spool| {
             runtime.spawn(redeliver::run(
                 spool.clone(),
                 sender.clone(),
                 notify.clone(),
+                available,
                 metrics.clone(),
                 shutdown_rx,
             ))
@@ -149,18 +166,14 @@ impl RecorderClient {
         };
         let m = &self.inner.metrics;
         m.attempted(RecordKind::Event.label());
+        let record = Outgoing {
+            kind: RecordKind::Event,
+            body: body.clone(),
+        };
         match self
             .inner
             .sender
-            .deliver(
-                recorders,
-                RecordKind::Event,
-                std::slice::from_ref(&body),
-                match policy {
-                    FailurePolicy::FailOpen => SkipDown::Always,
-                    FailurePolicy::FailClosed => SkipDown::WhenAnotherIsUp,
-                },
-            )
+            .deliver(recorders, std::slice::from_ref(&record), Route::Live)
             .await
         {
             Ok(_) => {
@@ -203,14 +216,13 @@ impl RecorderClient {
         event: &Event,
     ) -> Result<Delivered, DeliveryError> {
         let body = event_model::to_go_json(event).map_err(|e| serialise_failed(recorders, e))?;
+        let record = Outgoing {
+            kind: RecordKind::Event,
+            body: Bytes::from(body),
+        };
         self.inner
             .sender
-            .deliver(
-                recorders,
-                RecordKind::Event,
-                &[Bytes::from(body)],
-                SkipDown::WhenAnotherIsUp,
-            )
+            .deliver(recorders, &[record], Route::Live)
             .await
     }
 
@@ -220,23 +232,52 @@ impl RecorderClient {
     /// counted, without a spool or when no address is a kubescribe recorder
     /// at all).
     pub fn send_response_record(&self, recorders: &[SocketAddr], record: &ResponseRecord) {
+        let body = event_model::to_go_json(record);
+        self.send_in_background(RecordKind::Response, recorders, &record.key, body);
+    }
+
+    /// Sends, in the background, the event of a request that was refused
+    /// after [`record_event`](Self::record_event) could not deliver it: the
+    /// same event, with the refusal in `kubescribe.decision`. Like a
+    /// response record it goes to kubescribe recorders only (a Tailscale
+    /// recorder would store it as an ordinary event of a request that never
+    /// reached the API server), and is spooled when none takes it now. A
+    /// recorder that stored the first copy after all keeps that one (same
+    /// key); the request's response record then carries the decision.
+    pub fn send_refused_event(&self, recorders: &[SocketAddr], event: &Event) {
+        let body = event_model::to_go_json(event);
+        self.send_in_background(
+            RecordKind::RefusedEvent,
+            recorders,
+            event.key().unwrap_or(""),
+            body,
+        );
+    }
+
+    fn send_in_background(
+        &self,
+        kind: RecordKind,
+        recorders: &[SocketAddr],
+        key: &str,
+        body: Result<Vec<u8>, serde_json::Error>,
+    ) {
         let m = &self.inner.metrics;
-        m.attempted(RecordKind::Response.label());
+        m.attempted(kind.label());
         if recorders.is_empty() {
-            m.dropped(RecordKind::Response.label(), "no_recorders", 1);
+            m.dropped(kind.label(), "no_recorders", 1);
             return;
         }
-        let body = match event_model::to_go_json(record) {
+        let body = match body {
             Ok(b) => Bytes::from(b),
             Err(e) => {
-                tracing::error!(error = %e, "cannot serialise response record");
-                m.dropped(RecordKind::Response.label(), "serialise", 1);
+                tracing::error!(error = %e, kind = kind.label(), "cannot serialise record");
+                m.dropped(kind.label(), "serialise", 1);
                 return;
             }
         };
         let this = self.clone();
         let recorders = recorders.to_vec();
-        let key = record.key.clone();
+        let key = key.to_owned();
         self.inner
             .inflight
             .count
@@ -244,16 +285,14 @@ impl RecorderClient {
         let guard = InFlightGuard(self.inner.clone());
         tokio::spawn(async move {
             let _guard = guard;
-            let kind = RecordKind::Response;
+            let record = Outgoing {
+                kind,
+                body: body.clone(),
+            };
             let result = this
                 .inner
                 .sender
-                .deliver(
-                    &recorders,
-                    kind,
-                    std::slice::from_ref(&body),
-                    SkipDown::Always,
-                )
+                .deliver(&recorders, std::slice::from_ref(&record), Route::Live)
                 .await;
             match result {
                 Ok(_) => this.inner.metrics.delivered(kind.label(), 1),
@@ -269,7 +308,7 @@ impl RecorderClient {
                 }
                 Err(err) => {
                     if let Err(why) = this.spool(kind, &recorders, &key, body).await {
-                        tracing::warn!(error = %err, %why, "response record lost");
+                        tracing::warn!(error = %err, %why, kind = kind.label(), "record lost");
                     }
                 }
             }

@@ -19,15 +19,10 @@ pub struct ClientConfig {
     /// How long a `HEAD /v2/event` probe result is trusted. Any delivery error
     /// to that address drops it early. Default 60 s.
     pub probe_ttl: Duration,
-    /// After a transport error or timeout, a recorder is skipped (reported as
-    /// failed without a network round trip) for this long, so that a dead
-    /// recorder costs one deadline, not one per request. Under fail open it
-    /// is always skipped (the event goes straight to the spool, or is dropped
-    /// and counted without one); under fail
-    /// closed only while another address is not in back-off (a refusal
-    /// costs more than a wait). The spool's redelivery ignores it.
-    /// `Duration::ZERO` disables it. Default 1 s.
-    pub down_backoff: Duration,
+    /// The circuit breaker each recorder address has: after a deadline miss
+    /// or a failed connection, the recorder is skipped at once by every live
+    /// send until a background probe gets an answer from it.
+    pub breaker: BreakerConfig,
     /// Idle keep-alive connections are closed after this long. Default 30 s.
     pub pool_idle_timeout: Duration,
     /// At most this many idle connections are kept per recorder. Default 64.
@@ -47,12 +42,53 @@ impl Default for ClientConfig {
             attempt_timeout: Duration::from_secs(3),
             dial_timeout: Duration::from_secs(5),
             probe_ttl: Duration::from_secs(60),
-            down_backoff: Duration::from_secs(1),
+            breaker: BreakerConfig::default(),
             pool_idle_timeout: Duration::from_secs(30),
             pool_max_idle_per_recorder: 64,
             batch: BatchConfig::default(),
             spool: None,
             session: SessionOptions::default(),
+        }
+    }
+}
+
+/// The circuit breaker of each recorder address.
+///
+/// **Closed** (the normal state): records are sent to the recorder.
+/// **Open**: after an attempt to it missed its deadline, could not connect,
+/// or broke off, the recorder is skipped without a round trip by every live
+/// send, whatever the failure policy: fail-closed requests fail over to the
+/// next address at once, or are refused when there is none; fail-open
+/// records go straight to the spool. Attempts already waiting on it are cut
+/// short the moment it opens. While open, a background probe
+/// (`HEAD /v2/event`, under the attempt deadline) is sent after
+/// [`probe_interval`](Self::probe_interval), then at doubling intervals up to
+/// [`probe_interval_max`](Self::probe_interval_max). **Half-open**: the probe
+/// got an answer; the next live attempt is let through as the trial (the
+/// others are still skipped while it runs); its answer closes the breaker,
+/// its failure opens it again. A record the spool's redelivery gets stored
+/// closes it too (redelivery is never held back by a breaker).
+#[derive(Debug, Clone)]
+pub struct BreakerConfig {
+    /// Whether failures open the breaker at all. Default true. When false
+    /// every send tries every address and waits for its deadline.
+    pub enabled: bool,
+    /// Wait before the first probe of an open breaker. It doubles for each
+    /// opening without a record delivered since the last one (a failed
+    /// trial: a recorder that answers `HEAD` but not `POST` costs one
+    /// request's deadline per probe, not one per request). Default 200 ms.
+    pub probe_interval: Duration,
+    /// Longest wait between probes, and so the longest a recorder that is
+    /// back is still skipped. Default 2 s.
+    pub probe_interval_max: Duration,
+}
+
+impl Default for BreakerConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            probe_interval: Duration::from_millis(200),
+            probe_interval_max: Duration::from_secs(2),
         }
     }
 }

@@ -37,12 +37,15 @@ pub enum AttemptError {
     /// The connection broke or the HTTP exchange was malformed.
     #[error("HTTP exchange with recorder failed: {0}")]
     Transport(#[source] Cause),
-    /// The recorder failed moments ago and is skipped until its back-off ends.
-    #[error("recorder skipped after a failure {ago_ms} ms ago: {last}")]
-    RecentlyFailed {
-        /// Milliseconds since that failure.
+    /// The recorder's circuit breaker is open: it failed (deadline missed,
+    /// no connection, exchange broken) and has not answered a probe since,
+    /// so it was skipped without a round trip, or the attempt was cut short
+    /// when the breaker opened.
+    #[error("recorder unavailable (circuit open since a failure {ago_ms} ms ago: {last})")]
+    Unavailable {
+        /// Milliseconds since the breaker opened.
         ago_ms: u128,
-        /// The failure.
+        /// The failure that opened it.
         last: String,
     },
 }
@@ -57,11 +60,12 @@ impl AttemptError {
             AttemptError::Timeout(_) => "timeout",
             AttemptError::Connect(_) => "connect",
             AttemptError::Transport(_) => "transport",
-            AttemptError::RecentlyFailed { .. } => "recently_failed",
+            AttemptError::Unavailable { .. } => "unavailable",
         }
     }
 
-    /// Whether the recorder is unhealthy (as opposed to having answered).
+    /// Whether the recorder is unhealthy (as opposed to having answered):
+    /// such a failure opens its circuit breaker.
     pub(crate) fn marks_down(&self) -> bool {
         matches!(
             self,

@@ -3,7 +3,9 @@
 //!
 //! * [`RecorderClient`] delivers API request events (`POST /v2/event`) to a
 //!   caller's recorders in order, first success wins, over pooled keep-alive
-//!   connections with a cached `HEAD` probe and a deadline on every attempt.
+//!   connections with a cached `HEAD` probe, a deadline on every attempt and
+//!   a circuit breaker per recorder ([`BreakerConfig`]): a recorder that
+//!   stalled is skipped at once until a probe gets an answer.
 //!   Under fail open an undeliverable event goes to a bounded on-disk
 //!   [`spool`] when one is configured ([`ClientConfig::spool`]) and is
 //!   redelivered in order once a recorder accepts again; without a spool it
@@ -81,7 +83,7 @@ mod client;
 pub use ack::{AckDecodeError, AckDecoder, AckFrame};
 pub use cause::Cause;
 pub use client::RecorderClient;
-pub use config::{BatchConfig, ClientConfig, SessionOptions};
+pub use config::{BatchConfig, BreakerConfig, ClientConfig, SessionOptions};
 pub use error::{
     AttemptError, ConnectError, DeliveryError, PushError, SessionAttemptError, StartError,
     UploadError,

@@ -19,6 +19,19 @@ pub(crate) struct ReasonLabels {
     reason: &'static str,
 }
 
+/// Recorder address label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct RecorderLabels {
+    recorder: String,
+}
+
+/// Recorder address and breaker state labels.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct TransitionLabels {
+    recorder: String,
+    to: &'static str,
+}
+
 /// Session reason label.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct SessionLabels {
@@ -39,6 +52,8 @@ pub struct Metrics {
     sessions_started: Counter,
     sessions_finished: Counter,
     sessions_failed: Family<SessionLabels, Counter>,
+    breaker_open: Family<RecorderLabels, Gauge>,
+    breaker_transitions: Family<TransitionLabels, Counter>,
 }
 
 impl Metrics {
@@ -102,6 +117,16 @@ impl Metrics {
             "Session uploads that failed after connecting, by reason",
             m.sessions_failed.clone(),
         );
+        r.register(
+            "breaker_open",
+            "1 while a recorder's circuit breaker is open or half-open (it is skipped), 0 when closed",
+            m.breaker_open.clone(),
+        );
+        r.register(
+            "breaker_transitions",
+            "Circuit breaker transitions by recorder: to=open, half_open (a probe got an answer), closed",
+            m.breaker_transitions.clone(),
+        );
         m
     }
 
@@ -145,6 +170,30 @@ impl Metrics {
         self.sessions_failed
             .get_or_create(&SessionLabels { reason })
             .inc();
+    }
+
+    /// A breaker moved `to` `open`, `half_open` or `closed`.
+    pub(crate) fn breaker(&self, recorder: std::net::SocketAddr, to: &'static str) {
+        let recorder = recorder.to_string();
+        self.breaker_open
+            .get_or_create(&RecorderLabels {
+                recorder: recorder.clone(),
+            })
+            .set(i64::from(to != "closed"));
+        self.breaker_transitions
+            .get_or_create(&TransitionLabels { recorder, to })
+            .inc();
+    }
+
+    /// How often the circuit breaker of `recorder` moved `to` `open`,
+    /// `half_open` or `closed` so far.
+    pub fn breaker_transitions(&self, recorder: std::net::SocketAddr, to: &'static str) -> u64 {
+        self.breaker_transitions
+            .get_or_create(&TransitionLabels {
+                recorder: recorder.to_string(),
+                to,
+            })
+            .get()
     }
 
     /// Records dropped so far with `kind` and `reason` (for tests and

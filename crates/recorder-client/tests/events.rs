@@ -112,28 +112,41 @@ async fn a_hung_recorder_costs_one_deadline() {
 }
 
 #[tokio::test]
-async fn a_dead_recorder_is_skipped_during_its_back_off() {
+async fn a_dead_recorder_opens_its_breaker_and_every_policy_skips_it() {
     let dead = dead_addr().await;
     let ok = Fake::ok().await;
-    let mut cfg = test_config();
-    cfg.down_backoff = std::time::Duration::from_secs(3600);
-    let c = client(cfg);
+    let c = client(breaker_config());
     c.send_event(&[dead, ok.addr], &event("1")).await.unwrap();
-    // Fail closed with another address up: skipped without a round trip.
+    assert_eq!(c.metrics().breaker_transitions(dead, "open"), 1);
+    // Skipped without a round trip; the next address is tried.
+    let other_dead = dead_addr().await;
     let err = c
-        .send_event(&[dead, dead_addr().await], &event("2"))
+        .send_event(&[dead, other_dead], &event("2"))
         .await
         .unwrap_err();
     assert!(
-        matches!(err.attempts[0].1, AttemptError::RecentlyFailed { .. }),
+        matches!(err.attempts[0].1, AttemptError::Unavailable { .. }),
         "{err}"
     );
-    // Fail closed with no other address: still tried (a refusal costs more).
-    let err = c.send_event(&[dead], &event("3")).await.unwrap_err();
     assert!(
-        matches!(err.attempts[0].1, AttemptError::Connect(_)),
+        matches!(err.attempts[1].1, AttemptError::Connect(_)),
         "{err}"
     );
+    // Fail closed with no other address: refused at once, saying why.
+    match c
+        .record_event(&[dead], FailurePolicy::FailClosed, &event("3"), "/api")
+        .await
+    {
+        Outcome::Refuse(Refusal { status, message }) => {
+            assert_eq!(status, StatusCode::BAD_GATEWAY);
+            assert!(
+                message.starts_with("error recording Kubernetes API request: ")
+                    && message.contains("recorder unavailable (circuit open since a failure"),
+                "{message}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
     // Fail open: skipped, straight to the spool (here: dropped, no spool).
     match c
         .record_event(&[dead], FailurePolicy::FailOpen, &event("4"), "/")
@@ -143,12 +156,125 @@ async fn a_dead_recorder_is_skipped_during_its_back_off() {
             reason: UnrecordedReason::Dropped { error, .. },
         } => {
             assert!(
-                matches!(error.attempts[0].1, AttemptError::RecentlyFailed { .. }),
+                matches!(error.attempts[0].1, AttemptError::Unavailable { .. }),
                 "{error}"
             );
         }
         other => panic!("{other:?}"),
     }
+    // Still one opening: an open breaker does not reopen.
+    assert_eq!(c.metrics().breaker_transitions(dead, "open"), 1);
+    c.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_hung_recorder_is_refused_at_once_after_one_deadline_until_a_probe_answers() {
+    let fake = Fake::ok().await;
+    let c = client(recorder_client::ClientConfig {
+        attempt_timeout: std::time::Duration::from_millis(1500),
+        ..breaker_config()
+    });
+    let addr = fake.addr;
+    async fn closed_as(c: &RecorderClient, addr: std::net::SocketAddr, n: String) -> Outcome {
+        c.record_event(&[addr], FailurePolicy::FailClosed, &event(&n), "/api")
+            .await
+    }
+    let closed = |n: String| closed_as(&c, addr, n);
+    assert_eq!(closed("before".into()).await, Outcome::Forward);
+
+    fake.state.set_mode(EventMode::Hang);
+    match closed("deadline".into()).await {
+        Outcome::Refuse(r) => assert!(r.message.contains("did not answer within"), "{r}"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(c.metrics().breaker_transitions(fake.addr, "open"), 1);
+    let posts = fake.state.posts();
+    for i in 0..20 {
+        match closed(format!("open-{i}")).await {
+            Outcome::Refuse(r) => {
+                assert_eq!(r.status, StatusCode::BAD_GATEWAY);
+                assert!(r.message.contains("recorder unavailable"), "{r}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(
+        fake.state.posts(),
+        posts,
+        "no request reaches a recorder whose breaker is open"
+    );
+
+    // The recorder answers again: the background probe gets an answer, the
+    // breaker turns half-open, and the next request (the trial) closes it.
+    fake.state.set_mode(EventMode::Ok);
+    eventually("the probe gets an answer", || {
+        c.metrics().breaker_transitions(fake.addr, "half_open") == 1
+    })
+    .await;
+    assert_eq!(closed("after".into()).await, Outcome::Forward);
+    assert_eq!(c.metrics().breaker_transitions(fake.addr, "closed"), 1);
+    assert!(fake.state.stored_keys().contains(&"after".to_owned()));
+    assert_eq!(closed("after-2".into()).await, Outcome::Forward);
+    c.shutdown().await;
+}
+
+#[tokio::test]
+async fn ordered_failover_skips_a_stalled_recorder_after_its_first_deadline() {
+    let hung = Fake::start(EventMode::Hang, true, SessionMode::V2Acks).await;
+    let ok = Fake::ok().await;
+    let c = client(recorder_client::ClientConfig {
+        attempt_timeout: std::time::Duration::from_millis(1500),
+        ..breaker_config()
+    });
+    let d = c
+        .send_event(&[hung.addr, ok.addr], &event("first"))
+        .await
+        .unwrap();
+    assert_eq!(d.recorder, ok.addr);
+    let hung_posts = hung.state.posts();
+    for i in 0..10 {
+        let d = c
+            .send_event(&[hung.addr, ok.addr], &event(&format!("n{i}")))
+            .await
+            .unwrap();
+        assert_eq!(d.recorder, ok.addr);
+    }
+    assert_eq!(hung.state.posts(), hung_posts);
+    assert_eq!(ok.state.stored_keys().len(), 11);
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attempts_waiting_on_a_recorder_are_cut_short_when_its_breaker_opens() {
+    let hung = Fake::start(EventMode::Hang, true, SessionMode::V2Acks).await;
+    let mut cfg = recorder_client::ClientConfig {
+        attempt_timeout: std::time::Duration::from_millis(1500),
+        ..breaker_config()
+    };
+    cfg.batch.enabled = false;
+    let c = client(cfg);
+    let first = {
+        let c = c.clone();
+        tokio::spawn(async move { c.send_event(&[hung.addr], &event("a")).await })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let second = {
+        let c = c.clone();
+        tokio::spawn(async move { c.send_event(&[hung.addr], &event("b")).await })
+    };
+    let first = first.await.unwrap().unwrap_err();
+    assert!(
+        matches!(first.attempts[0].1, AttemptError::Timeout(_)),
+        "{first}"
+    );
+    // Started 500 ms later, it ends when the first one opens the breaker,
+    // not at its own deadline.
+    let second = second.await.unwrap().unwrap_err();
+    assert!(
+        matches!(second.attempts[0].1, AttemptError::Unavailable { .. }),
+        "{second}"
+    );
+    c.shutdown().await;
 }
 
 #[tokio::test]

@@ -24,6 +24,8 @@
 //!   direct and proxied runs on.
 //! * [`client`] sends one request as a caller, with a deadline, and says
 //!   how its reply ended (whole, cut short, not at all).
+//! * [`load`] sends a closed-loop request load through one caller and times
+//!   every reply.
 //! * [`received`] compares what kube-apiserver's audit log says it received
 //!   through a proxy with the events the recorder stored.
 //! * [`flood`] floods each listener of the binaries with idle and half-open
@@ -66,6 +68,8 @@ pub mod stack;
 pub mod client_comparison;
 
 pub mod client;
+pub mod load;
+
 pub mod received;
 
 pub mod flood;

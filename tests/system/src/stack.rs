@@ -473,6 +473,33 @@ impl Stack {
         Ok(())
     }
 
+    /// Freezes the recorder (SIGSTOP): its sockets stay open and the kernel keeps accepting
+    /// connections, but nothing is answered: a hung recorder, not a dead one.
+    pub fn pause_recorder(&self) -> Result<(), Error> {
+        self.signal_recorder("STOP")
+    }
+
+    /// Lets a paused recorder run again (SIGCONT).
+    pub fn resume_recorder(&self) -> Result<(), Error> {
+        self.signal_recorder("CONT")
+    }
+
+    fn signal_recorder(&self, signal: &str) -> Result<(), Error> {
+        let recorder = self
+            .recorder
+            .as_ref()
+            .ok_or("the recorder is not running")?;
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(recorder.pid().to_string())
+            .status()
+            .map_err(|e| format!("running kill -{signal}: {e}"))?;
+        if !status.success() {
+            return Err(format!("kill -{signal} {} failed: {status}", recorder.pid()).into());
+        }
+        Ok(())
+    }
+
     /// Runs real kubectl (`version`, e.g. `peers::kubectl()`) as `caller`.
     pub fn kubectl(&self, kubectl: &Path, caller: &Caller, args: &[&str]) -> Result<Output, Error> {
         let output = Command::new(kubectl)

@@ -2,6 +2,7 @@
 //! server's answer: [`RequestError`], whose one impl decides each failure's
 //! status, body and log line.
 
+use event_model::Decision;
 use http::{Response, StatusCode};
 use identity::GrantError;
 use k8s_request_parse::RequestInfoError;
@@ -35,10 +36,14 @@ pub(crate) enum RequestError {
     /// The request body could not be read for the event: 400.
     #[error("error reading request body: {0}")]
     ReadBody(#[source] BoxError),
-    /// Fail closed: the request cannot be recorded, so it is refused
-    /// (docs/tailscale-protocol.md#event-transport).
+    /// Fail closed: the request's event could not be stored, so it is
+    /// refused (docs/tailscale-protocol.md#event-transport).
     #[error("{0}")]
     Refused(Refusal),
+    /// Fail closed and the caller's grant names no recorder: every request
+    /// is refused before anything is recorded.
+    #[error("{0}")]
+    RefusedByGrant(Refusal),
     /// Forwarding failed (502), or the session hook refused the upgrade.
     #[error(transparent)]
     Forward(#[from] ForwardError),
@@ -57,7 +62,29 @@ impl RequestError {
     /// Whether this is a fail-closed refusal of an API request (counted in
     /// `kubescribe_proxy_requests_refused_total`).
     pub(crate) fn is_recording_refusal(&self) -> bool {
-        matches!(self, RequestError::Refused(_))
+        matches!(
+            self,
+            RequestError::Refused(_) | RequestError::RefusedByGrant(_)
+        )
+    }
+
+    /// What the proxy did with the request, for its records; `None` for a
+    /// request turned away before any decision about forwarding it (who is
+    /// calling, what the request is).
+    pub(crate) fn decision(&self) -> Option<Decision> {
+        match self {
+            RequestError::Refused(_) | RequestError::Forward(ForwardError::SessionRefused(_)) => {
+                Some(Decision::RefusedFailClosed)
+            }
+            RequestError::RefusedByGrant(_) | RequestError::InvalidGrant(_) => {
+                Some(Decision::RefusedByGrant)
+            }
+            RequestError::Forward(_) => Some(Decision::UpstreamError),
+            RequestError::Authenticate(_)
+            | RequestError::InvalidTarget(_)
+            | RequestError::ConnectNotForwarded
+            | RequestError::ReadBody(_) => None,
+        }
     }
 
     /// Writes the log line for this failure.
@@ -70,7 +97,7 @@ impl RequestError {
             RequestError::InvalidTarget(e) => tracing::info!(error = %e, "invalid request target"),
             RequestError::ReadBody(e) => tracing::info!(error = %e, "error reading request body"),
             RequestError::ConnectNotForwarded => tracing::info!("refusing a CONNECT request"),
-            RequestError::Refused(r) => tracing::warn!(
+            RequestError::Refused(r) | RequestError::RefusedByGrant(r) => tracing::warn!(
                 status = %r.status,
                 "failure mode is 'fail closed'; refusing request: {r}"
             ),
@@ -85,6 +112,7 @@ impl RequestError {
     fn into_refusal(self) -> Refusal {
         let status = match self {
             RequestError::Refused(refusal)
+            | RequestError::RefusedByGrant(refusal)
             | RequestError::Forward(ForwardError::SessionRefused(refusal)) => return refusal,
             RequestError::Authenticate(_) => StatusCode::INTERNAL_SERVER_ERROR,
             RequestError::InvalidGrant(_) => StatusCode::FORBIDDEN,
@@ -98,8 +126,14 @@ impl RequestError {
         Refusal::new(status, self.to_string())
     }
 
-    /// The response the caller gets.
+    /// The response the caller gets, carrying the [`Decision`] (an
+    /// extension, never sent) for the response record and the metrics.
     pub(crate) fn into_response(self) -> Response<ProxyBody> {
-        refusal_response(self.into_refusal())
+        let decision = self.decision();
+        let mut response = refusal_response(self.into_refusal());
+        if let Some(decision) = decision {
+            response.extensions_mut().insert(decision);
+        }
+        response
     }
 }

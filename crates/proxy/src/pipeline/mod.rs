@@ -3,12 +3,20 @@
 //! when the caller's grants ask for it, record the event before anything is
 //! forwarded) → forward → attach the response record. Any step may end the
 //! request with a [`RequestError`], answered in one place ([`Proxy::answer`]).
+//!
+//! Every response carries the proxy's [`Decision`] as an extension (never
+//! sent): `forwarded` for the API server's answers, the error's own for the
+//! proxy's. The response record repeats it, and
+//! `kubescribe_proxy_decisions_total` counts it. A request refused because
+//! its event could not be stored gets its records sent after the refusal
+//! ([`event::refused_records`]).
 
 mod error;
 mod response_record;
 
 use std::sync::Arc;
 
+use event_model::Decision;
 use http::{HeaderMap, Request, Response};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -105,6 +113,9 @@ impl Proxy {
         .instrument(span)
         .await;
         self.metrics.response(resp.status());
+        if let Some(decision) = resp.extensions().get::<Decision>() {
+            self.metrics.decided(decision);
+        }
         resp
     }
 
@@ -170,7 +181,10 @@ impl Proxy {
             .forward(parts, body, &ctx.target, impersonation, upgrade)
             .await
         {
-            Ok(resp) => resp,
+            Ok(mut resp) => {
+                resp.extensions_mut().insert(Decision::Forwarded);
+                resp
+            }
             Err(error) => self.answer(error.into()),
         }
     }
@@ -193,7 +207,7 @@ impl Proxy {
             self.opts.events_for_all_callers,
             &ctx.target,
         ) {
-            Admission::Refuse(refusal) => Err(RequestError::Refused(refusal)),
+            Admission::Refuse(refusal) => Err(RequestError::RefusedByGrant(refusal)),
             Admission::ForwardWithoutEvent => Ok((body.map_err(BoxError::from).boxed(), None)),
             Admission::RecordEvent(failure) => {
                 let (body, recorded) = self
@@ -244,6 +258,12 @@ impl Proxy {
             }
             Err(refusal) => {
                 self.metrics.events_failed.inc();
+                // On the record once a recorder takes it: the event again,
+                // saying it was refused, and a response record with the
+                // refusal (both in the background, spooled if need be).
+                let recorders = &caller.policy.recorder_addrs;
+                let (event, record) = event::refused_records(ev, ctx, &refusal);
+                self.sink.record_refused(recorders, event, record);
                 return Err(RequestError::Refused(refusal));
             }
         };

@@ -2,11 +2,14 @@
 //! is forwarded so that every recorded request gets exactly one, whatever
 //! becomes of it: the API server's answer (once its body ends, however it
 //! ends), the proxy's own answer (its reason in `error`), or none at all
-//! because the caller went away first (status `0`).
+//! because the caller went away first (status `0`). Each says the proxy's
+//! [`Decision`]: `forwarded`, `upstream-error`, or `refused-fail-closed`
+//! for an exec/attach session that could not be recorded.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use event_model::Decision;
 use http::Response;
 use http_body_util::BodyExt;
 
@@ -36,7 +39,14 @@ struct Armed {
 }
 
 impl Armed {
-    fn send(self, status: u16, bytes: u64, end: &BodyEnd, error: Option<String>) {
+    fn send(
+        self,
+        status: u16,
+        bytes: u64,
+        end: &BodyEnd,
+        error: Option<String>,
+        decision: Decision,
+    ) {
         let digest = self
             .recorded
             .digest
@@ -46,6 +56,7 @@ impl Armed {
         if let Some(error) = error {
             record.error = Some(error);
         }
+        record.decision = Some(decision);
         self.sink.record_response(&self.recorders, record);
     }
 }
@@ -80,9 +91,14 @@ impl ResponseRecorder {
             .extensions()
             .get::<AnsweredByProxy>()
             .map(|a| a.0.clone());
+        let decision = resp
+            .extensions()
+            .get::<Decision>()
+            .cloned()
+            .unwrap_or(Decision::Forwarded);
         resp.map(move |body| {
             ObservedBody::new(body, move |bytes, end: BodyEnd| {
-                armed.send(status, bytes, &end, answered);
+                armed.send(status, bytes, &end, answered, decision);
             })
             .boxed()
         })
@@ -92,7 +108,14 @@ impl ResponseRecorder {
 impl Drop for ResponseRecorder {
     fn drop(&mut self) {
         if let Some(armed) = self.armed.take() {
-            armed.send(0, 0, &BodyEnd::Complete, Some(NO_RESPONSE.to_string()));
+            // Dropped while forwarding: the request had gone upstream.
+            armed.send(
+                0,
+                0,
+                &BodyEnd::Complete,
+                Some(NO_RESPONSE.to_string()),
+                Decision::Forwarded,
+            );
         }
     }
 }

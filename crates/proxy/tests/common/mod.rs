@@ -223,6 +223,8 @@ pub fn empty() -> http_body_util::combinators::BoxBody<Bytes, BoxError> {
 pub struct MemorySink {
     pub events: Arc<Mutex<Vec<(Vec<SocketAddr>, FailurePolicy, Event)>>>,
     pub responses: Arc<Mutex<Vec<ResponseRecord>>>,
+    /// Events sent after their request was refused.
+    pub refused: Arc<Mutex<Vec<Event>>>,
     pub outcome: Arc<Mutex<Outcome>>,
     pub response_arrived: Arc<Notify>,
 }
@@ -232,6 +234,7 @@ impl MemorySink {
         MemorySink {
             events: Arc::default(),
             responses: Arc::default(),
+            refused: Arc::default(),
             outcome: Arc::new(Mutex::new(outcome)),
             response_arrived: Arc::new(Notify::new()),
         }
@@ -280,6 +283,10 @@ impl EventSink for MemorySink {
         self.responses.lock().unwrap().push(record);
         self.response_arrived.notify_waiters();
     }
+    fn record_refused(&self, recorders: &[SocketAddr], event: Event, record: ResponseRecord) {
+        self.refused.lock().unwrap().push(event);
+        self.record_response(recorders, record);
+    }
 }
 
 /// Identity file: loopback callers are alice (untagged) with the given grant;
@@ -324,7 +331,8 @@ pub fn config(identity: PathBuf, mode: Mode) -> Config {
         events_for_all_callers: false,
         trust_forwarded_for: false,
         whois_cache_ttl: Duration::from_secs(5),
-        spool_dir: None,
+        state_dir: None,
+        spool: kubescribe_proxy::SpoolOptions::off(),
         shutdown_grace: Duration::from_secs(5),
         log_format: LogFormat::Text,
     }

@@ -5,7 +5,8 @@
 //! queued up while its previous request was in flight (up to the batch
 //! limits) and sends them together. Nothing ever waits for a batch to fill,
 //! so a lone event costs exactly one `POST /v2/event`, and under load the
-//! number of requests (and recorder fsyncs) per event falls.
+//! number of requests (and recorder fsyncs) per event falls. Events still
+//! queued when the recorder's circuit breaker opens fail at once.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -14,6 +15,7 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 
+use super::breaker::Breakers;
 use super::transport::Transport;
 use crate::cause::Cause;
 use crate::config::BatchConfig;
@@ -30,6 +32,7 @@ struct Item {
 /// The per-recorder batching queues.
 pub(crate) struct Batcher {
     transport: Arc<Transport>,
+    breakers: Arc<Breakers>,
     cfg: BatchConfig,
     queues: Mutex<HashMap<SocketAddr, mpsc::Sender<Item>>>,
 }
@@ -41,9 +44,14 @@ impl std::fmt::Debug for Batcher {
 }
 
 impl Batcher {
-    pub(crate) fn new(transport: Arc<Transport>, cfg: BatchConfig) -> Self {
+    pub(crate) fn new(
+        transport: Arc<Transport>,
+        breakers: Arc<Breakers>,
+        cfg: BatchConfig,
+    ) -> Self {
         Self {
             transport,
+            breakers,
             cfg,
             queues: Mutex::new(HashMap::new()),
         }
@@ -74,7 +82,13 @@ impl Batcher {
 
     fn spawn(&self, addr: SocketAddr) -> mpsc::Sender<Item> {
         let (tx, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(run(addr, rx, self.transport.clone(), self.cfg.clone()));
+        tokio::spawn(run(
+            addr,
+            rx,
+            self.transport.clone(),
+            self.breakers.clone(),
+            self.cfg.clone(),
+        ));
         tx
     }
 }
@@ -83,6 +97,7 @@ async fn run(
     addr: SocketAddr,
     mut rx: mpsc::Receiver<Item>,
     transport: Arc<Transport>,
+    breakers: Arc<Breakers>,
     cfg: BatchConfig,
 ) {
     let max_events = cfg.max_events.max(1);
@@ -100,6 +115,15 @@ async fn run(
                 }
                 Err(_) => break,
             }
+        }
+        if breakers.is_open(addr) {
+            // The recorder went down while these waited: they fail over (or
+            // are refused) now, not at their deadlines.
+            let skipped = breakers.cut_short(addr);
+            for item in batch {
+                let _ = item.reply.send(Err(skipped.clone()));
+            }
+            continue;
         }
         let send = async {
             if let [one] = batch.as_slice() {

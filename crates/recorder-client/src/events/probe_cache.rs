@@ -1,6 +1,6 @@
-//! Per-recorder memory of the `HEAD /v2/event` probe and of recent failures,
-//! so that a probe is not sent before every event (upstream does) and a dead
-//! recorder is not waited on by every request.
+//! Per-recorder memory of the `HEAD /v2/event` probe, so that a probe is not
+//! sent before every event (upstream does). A recorder that failed is
+//! remembered by its circuit breaker (`breaker`), not here.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -23,7 +23,6 @@ pub(crate) enum Support {
 #[derive(Debug, Default)]
 struct Entry {
     probe: Option<(Support, Instant)>,
-    down: Option<(Instant, String)>,
 }
 
 /// The cache. Entries expire after the TTL; any delivery error clears the
@@ -31,15 +30,13 @@ struct Entry {
 #[derive(Debug)]
 pub(crate) struct ProbeCache {
     ttl: Duration,
-    down_backoff: Duration,
     entries: Mutex<HashMap<SocketAddr, Entry>>,
 }
 
 impl ProbeCache {
-    pub(crate) fn new(ttl: Duration, down_backoff: Duration) -> Self {
+    pub(crate) fn new(ttl: Duration) -> Self {
         Self {
             ttl,
-            down_backoff,
             entries: Mutex::new(HashMap::new()),
         }
     }
@@ -68,40 +65,13 @@ impl ProbeCache {
         self.with(|m| m.entry(addr).or_default().probe = Some((support, Instant::now())));
     }
 
-    /// Records a failure: the probe result is dropped, and when the failure
-    /// means the recorder is unhealthy it is skipped for the back-off.
-    pub(crate) fn failed(&self, addr: SocketAddr, unhealthy: Option<String>) {
-        self.with(|m| {
-            let e = m.entry(addr).or_default();
-            e.probe = None;
-            if let Some(why) = unhealthy {
-                if !self.down_backoff.is_zero() {
-                    e.down = Some((Instant::now(), why));
-                }
-            }
-        });
-    }
-
-    /// A success clears any back-off.
-    pub(crate) fn succeeded(&self, addr: SocketAddr) {
+    /// Forgets the probe result after a failure, so the next attempt probes again.
+    pub(crate) fn failed(&self, addr: SocketAddr) {
         self.with(|m| {
             if let Some(e) = m.get_mut(&addr) {
-                e.down = None;
+                e.probe = None;
             }
         });
-    }
-
-    /// If the recorder failed within the back-off: how long ago and why.
-    pub(crate) fn recently_failed(&self, addr: SocketAddr) -> Option<(Duration, String)> {
-        let now = Instant::now();
-        self.with(|m| {
-            m.get(&addr)
-                .and_then(|e| e.down.as_ref())
-                .and_then(|(at, why)| {
-                    let ago = now.duration_since(*at);
-                    (ago < self.down_backoff).then(|| (ago, why.clone()))
-                })
-        })
     }
 }
 
@@ -112,28 +82,18 @@ mod tests {
     #[test]
     fn probe_expires_and_failure_clears_it() {
         let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
-        let cache = ProbeCache::new(Duration::from_secs(60), Duration::from_secs(60));
+        let cache = ProbeCache::new(Duration::from_secs(60));
         assert_eq!(cache.get(addr), None);
         cache.put(addr, Support::Supported { kubescribe: true });
         assert_eq!(
             cache.get(addr),
             Some(Support::Supported { kubescribe: true })
         );
-        cache.failed(addr, None);
+        cache.failed(addr);
         assert_eq!(cache.get(addr), None);
-        assert!(cache.recently_failed(addr).is_none());
-        cache.failed(addr, Some("refused".into()));
-        assert_eq!(
-            cache.recently_failed(addr).map(|(_, w)| w),
-            Some("refused".into())
-        );
-        cache.succeeded(addr);
-        assert!(cache.recently_failed(addr).is_none());
 
-        let expired = ProbeCache::new(Duration::ZERO, Duration::ZERO);
+        let expired = ProbeCache::new(Duration::ZERO);
         expired.put(addr, Support::NotSupported);
         assert_eq!(expired.get(addr), None);
-        expired.failed(addr, Some("refused".into()));
-        assert!(expired.recently_failed(addr).is_none());
     }
 }

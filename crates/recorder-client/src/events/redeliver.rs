@@ -1,89 +1,127 @@
-//! The background task that empties the spool: in order, at least once,
-//! with exponential back-off while no recorder accepts.
+//! The background task that empties the spool: in order, at least once, in
+//! batches of every record kind, with exponential back-off while no
+//! recorder accepts (cut short when a recorder's circuit breaker closes).
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::StatusCode;
 use tokio::sync::{watch, Notify};
 
-use super::sender::{Sender, SkipDown};
+use super::sender::{Outgoing, Route, Sender};
 use crate::error::{AttemptError, DeliveryError};
 use crate::metrics::Metrics;
-use crate::spool::{Peeked, Spool};
+use crate::spool::{Peeked, RecordKind, Spool};
 
-/// Runs until `shutdown` turns true.
+/// Runs until `shutdown` turns true. `appended` is woken when a record is
+/// spooled, `available` when a recorder's circuit breaker closes (a retry
+/// then starts at once instead of after its back-off).
 pub(crate) async fn run(
     spool: Arc<Spool>,
     sender: Arc<Sender>,
-    notify: Arc<Notify>,
+    appended: Arc<Notify>,
+    available: Arc<Notify>,
     metrics: Metrics,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let cfg = spool.config().clone();
     let mut backoff = cfg.retry_min;
     let mut singles = false;
+    // Records redelivered since the spool was last empty, and since when.
+    let mut drained: Option<(u64, Instant)> = None;
     loop {
         if *shutdown.borrow() {
             return;
         }
-        let max = if singles { 1 } else { cfg.redeliver_batch };
+        let (max, max_bytes) = if singles {
+            (1, 0)
+        } else {
+            (cfg.redeliver_batch, cfg.redeliver_batch_bytes)
+        };
         let peek = {
             let spool = spool.clone();
-            tokio::task::spawn_blocking(move || spool.peek(max)).await
+            tokio::task::spawn_blocking(move || spool.peek(max, max_bytes)).await
         };
-        let peeked = match peek {
+        let mut peeked = match peek {
             Ok(Ok(Some(p))) => p,
             Ok(Ok(None)) => {
+                if let Some((n, since)) = drained.take() {
+                    tracing::info!(records = n, took = ?since.elapsed(), "spool drained: every spooled record redelivered");
+                }
                 tokio::select! {
-                    _ = notify.notified() => {}
+                    _ = appended.notified() => {}
                     _ = shutdown.changed() => {}
                 }
                 continue;
             }
             Ok(Err(e)) => {
                 tracing::error!(error = %e, "cannot read the event spool; retrying");
-                wait(&mut shutdown, cfg.retry_max).await;
+                wait(&mut shutdown, &available, cfg.retry_max).await;
                 continue;
             }
             Err(e) => {
                 tracing::error!(error = %e, "spool reader task failed");
-                wait(&mut shutdown, cfg.retry_max).await;
+                wait(&mut shutdown, &available, cfg.retry_max).await;
                 continue;
             }
         };
-        let Some(first) = peeked.records.first() else {
+        let Some(addrs) = peeked.records.first().map(|r| r.addrs.clone()) else {
             continue;
         };
-        let (kind, addrs) = (first.kind, first.addrs.clone());
-        let bodies: Vec<Bytes> = peeked
+        // Events, response records and refused events together: the
+        // recorder's batch endpoint takes every record type.
+        let records: Vec<Outgoing> = peeked
             .records
-            .iter()
-            .map(|r| Bytes::from(r.body.clone()))
+            .iter_mut()
+            .map(|r| Outgoing {
+                kind: r.kind,
+                body: Bytes::from(std::mem::take(&mut r.body)),
+            })
             .collect();
-        let n = bodies.len() as u64;
-        match sender.deliver(&addrs, kind, &bodies, SkipDown::Never).await {
+        let n = records.len() as u64;
+        match sender.deliver(&addrs, &records, Route::Redelivery).await {
             Ok(delivered) => {
-                tracing::info!(records = n, recorder = %delivered.recorder, "redelivered spooled records");
-                metrics.redelivered(kind.label(), n);
+                tracing::debug!(records = n, recorder = %delivered.recorder, "redelivered spooled records");
+                for kind in [
+                    RecordKind::Event,
+                    RecordKind::Response,
+                    RecordKind::RefusedEvent,
+                ] {
+                    let of_kind = records.iter().filter(|r| r.kind == kind).count() as u64;
+                    if of_kind > 0 {
+                        metrics.redelivered(kind.label(), of_kind);
+                    }
+                }
+                let (count, _) = drained.get_or_insert((0, Instant::now()));
+                *count += n;
                 commit(&spool, peeked).await;
                 backoff = cfg.retry_min;
                 singles = false;
             }
             Err(err) if permanent(&err) => {
                 if n > 1 {
-                    // Find the record the recorder rejects, one at a time.
+                    // Find the record the recorders reject, one at a time.
                     singles = true;
                     continue;
                 }
-                tracing::error!(error = %err, key = %first.key, "every recorder rejects this spooled record; dropping it");
-                metrics.dropped(kind.label(), "rejected", n);
+                let (kind, key) = (records[0].kind, &peeked.records[0].key);
+                if err
+                    .attempts
+                    .iter()
+                    .all(|(_, e)| matches!(e, AttemptError::NotKubescribe(_)))
+                {
+                    tracing::debug!(key = %key, kind = kind.label(), "no kubescribe recorder for this spooled record; dropping it");
+                    metrics.dropped(kind.label(), "not_kubescribe", 1);
+                } else {
+                    tracing::error!(error = %err, key = %key, "every recorder rejects this spooled record; dropping it");
+                    metrics.dropped(kind.label(), "rejected", 1);
+                }
                 commit(&spool, peeked).await;
             }
             Err(err) => {
                 tracing::warn!(error = %err, records = spool.pending(), retry_in = ?backoff, "spooled records still undeliverable");
-                wait(&mut shutdown, backoff).await;
+                wait(&mut shutdown, &available, backoff).await;
                 backoff = (backoff * 2).min(cfg.retry_max);
             }
         }
@@ -101,9 +139,11 @@ async fn commit(spool: &Arc<Spool>, peeked: Peeked) {
     }
 }
 
-async fn wait(shutdown: &mut watch::Receiver<bool>, d: Duration) {
+/// Waits `d`, or less when a recorder becomes available or on shutdown.
+async fn wait(shutdown: &mut watch::Receiver<bool>, available: &Notify, d: Duration) {
     tokio::select! {
         _ = tokio::time::sleep(d) => {}
+        _ = available.notified() => {}
         _ = shutdown.changed() => {}
     }
 }

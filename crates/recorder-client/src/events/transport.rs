@@ -48,10 +48,10 @@ impl Transport {
     }
 
     /// Runs one attempt under the per-attempt deadline.
-    pub(crate) async fn within_deadline(
+    pub(crate) async fn within_deadline<T>(
         &self,
-        attempt: impl Future<Output = Result<(), AttemptError>>,
-    ) -> Result<(), AttemptError> {
+        attempt: impl Future<Output = Result<T, AttemptError>>,
+    ) -> Result<T, AttemptError> {
         let deadline = self.attempt_timeout;
         tokio::time::timeout(deadline, attempt)
             .await

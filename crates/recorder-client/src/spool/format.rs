@@ -6,7 +6,7 @@
 //! ```text
 //! len: u32 LE | crc: u32 LE | payload: len bytes
 //! crc = CRC-32 (IEEE) of the 4 length bytes followed by the payload
-//! payload = kind: u8 (1 event, 2 response record)
+//! payload = kind: u8 (1 event, 2 response record, 3 event of a refused request)
 //!         | n_addrs: u8 | n_addrs × address
 //!         | (address = 4 | IPv4: 4 bytes | port: u16 LE
 //!         |          | 6 | IPv6: 16 bytes | port: u16 LE | flowinfo: u32 LE | scope: u32 LE)
@@ -40,6 +40,11 @@ pub enum RecordKind {
     Event,
     /// A `kubescribe-api-response` record.
     Response,
+    /// A `kubernetes-api-request` event sent after its request was refused
+    /// (it says so in `kubescribe.decision`). Like a response record, it goes
+    /// to kubescribe recorders only: a Tailscale recorder would store it as
+    /// an event of a request that reached the API server.
+    RefusedEvent,
 }
 
 impl RecordKind {
@@ -47,6 +52,7 @@ impl RecordKind {
         match self {
             RecordKind::Event => 1,
             RecordKind::Response => 2,
+            RecordKind::RefusedEvent => 3,
         }
     }
 
@@ -54,16 +60,24 @@ impl RecordKind {
         match b {
             1 => Some(RecordKind::Event),
             2 => Some(RecordKind::Response),
+            3 => Some(RecordKind::RefusedEvent),
             _ => None,
         }
     }
 
-    /// `event` or `response`, the metrics label.
+    /// `event`, `response` or `refused_event`, the metrics label.
     pub fn label(self) -> &'static str {
         match self {
             RecordKind::Event => "event",
             RecordKind::Response => "response",
+            RecordKind::RefusedEvent => "refused_event",
         }
+    }
+
+    /// Whether only kubescribe recorders (`X-Kubescribe-Recorder: 1`) may
+    /// receive it.
+    pub fn kubescribe_only(self) -> bool {
+        !matches!(self, RecordKind::Event)
     }
 }
 
@@ -386,16 +400,16 @@ mod tests {
 
     fn arb_record() -> impl Strategy<Value = SpoolRecord> {
         (
-            any::<bool>(),
+            0u8..3,
             proptest::collection::vec(any::<std::net::SocketAddr>(), 0..4),
             "[a-z0-9:-]{0,40}",
             proptest::collection::vec(any::<u8>(), 0..300),
         )
-            .prop_map(|(ev, addrs, key, body)| SpoolRecord {
-                kind: if ev {
-                    RecordKind::Event
-                } else {
-                    RecordKind::Response
+            .prop_map(|(kind, addrs, key, body)| SpoolRecord {
+                kind: match kind {
+                    0 => RecordKind::Event,
+                    1 => RecordKind::Response,
+                    _ => RecordKind::RefusedEvent,
                 },
                 addrs,
                 key,

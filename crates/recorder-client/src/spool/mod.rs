@@ -1,7 +1,8 @@
 //! A bounded on-disk spool for records no recorder accepted, so that fail
 //! open loses nothing while a recorder is down. It exists only when
-//! [`ClientConfig::spool`](crate::ClientConfig::spool) is set (the proxy's
-//! `--spool-dir`); without it such records are dropped and counted
+//! [`ClientConfig::spool`](crate::ClientConfig::spool) is set (the proxy
+//! sets it by default, in its state directory; `--spool-dir none` turns it
+//! off); without it such records are dropped and counted
 //! (`records_dropped_total{reason="no_spool"}`).
 //!
 //! # Layout
@@ -19,20 +20,30 @@
 //! With [`FsyncPolicy::Always`] (the default) an append returns only after
 //! `fdatasync` of the segment (and of the directory for a new segment), and
 //! the cursor is synced after each redelivery: a record reported spooled
-//! survives power loss. With [`FsyncPolicy::Never`] records survive a crash
+//! survives power loss. Appends are group-committed: concurrent appenders
+//! write their records, then one of them syncs for all, so a burst of
+//! fail-open requests costs one `fdatasync` per group, not one each. With [`FsyncPolicy::Never`] records survive a crash
 //! of the proxy but not of the machine. Either way a crash may repeat
 //! records already redelivered (the cursor lags by at most one batch); the
 //! recorder drops them by idempotency key, so delivery is at least once and
 //! storage exactly once.
 //!
+//! # Redelivery order
+//!
+//! [`Spool::peek`] hands out consecutive records with the same recorder
+//! addresses, whatever their kind (events, response records and events of
+//! refused requests interleave, and the recorder's batch endpoint takes them
+//! all), up to [`SpoolConfig::redeliver_batch`] records and
+//! [`SpoolConfig::redeliver_batch_bytes`] bytes.
+//!
 //! # When full
 //!
 //! The spool never exceeds [`SpoolConfig::max_bytes`] of segment files.
 //! [`SpoolFullPolicy::DropOldest`] deletes the oldest segment (counting its
-//! undelivered records in `records_dropped_total{reason="spool_full_oldest"}`)
-//! until the new record fits; [`SpoolFullPolicy::Refuse`] keeps what is
-//! spooled and drops the new record instead
-//! (`records_dropped_total{reason="spool_full"}`). Under fail open the
+//! undelivered records in `records_dropped_total{reason="spool_full_oldest"}`
+//! and logging each such drop) until the new record fits;
+//! [`SpoolFullPolicy::Refuse`] keeps what is spooled and drops the new record
+//! instead (`records_dropped_total{reason="spool_full"}`). Under fail open the
 //! request is forwarded in both cases: the spool never turns fail open into
 //! fail closed. A record larger than the whole spool is dropped
 //! (`reason="too_large"`).
@@ -44,7 +55,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 pub use format::{RecordKind, SpoolRecord};
@@ -72,8 +83,13 @@ pub struct SpoolConfig {
     /// Longest wait between redelivery attempts (the wait doubles up to it).
     /// Default 30 s.
     pub retry_max: Duration,
-    /// Most records redelivered in one batch. Default 256.
+    /// Most records redelivered in one batch (one `POST /v2/events`).
+    /// Default 1024.
     pub redeliver_batch: usize,
+    /// Most body bytes redelivered in one batch; a record larger than this
+    /// goes alone. Keep it below the recorder's `--max-batch-bytes` (64 MiB).
+    /// Default 8 MiB.
+    pub redeliver_batch_bytes: usize,
 }
 
 impl SpoolConfig {
@@ -87,7 +103,8 @@ impl SpoolConfig {
             fsync: FsyncPolicy::Always,
             retry_min: Duration::from_millis(250),
             retry_max: Duration::from_secs(30),
-            redeliver_batch: 256,
+            redeliver_batch: 1024,
+            redeliver_batch_bytes: 8 << 20,
         }
     }
 }
@@ -187,7 +204,9 @@ struct Segment {
 
 struct State {
     segments: VecDeque<Segment>,
-    active: File,
+    /// The newest segment's file, the only one appended to. Shared with the
+    /// appender that syncs a group of appends outside the state lock.
+    active: Arc<File>,
     read: Position,
     /// Records before `read` in the reader's segment.
     consumed_in_read_seg: u64,
@@ -201,6 +220,9 @@ struct State {
 pub(crate) struct Spool {
     cfg: SpoolConfig,
     state: Mutex<State>,
+    /// Everything written up to here is synced (group commit). Taken before
+    /// `state` when both are held.
+    durable: Mutex<Position>,
     metrics: Metrics,
 }
 
@@ -287,9 +309,13 @@ impl Spool {
         let bytes = segments.iter().map(|s| s.disk).sum();
         let spool = Spool {
             cfg,
+            durable: Mutex::new(Position {
+                seq: next_seq,
+                offset: SEGMENT_MAGIC.len() as u64,
+            }),
             state: Mutex::new(State {
                 segments,
-                active,
+                active: Arc::new(active),
                 read,
                 consumed_in_read_seg,
                 pending,
@@ -345,51 +371,90 @@ impl Spool {
         if need + magic > self.cfg.max_bytes {
             return Err(DropReason::TooLarge);
         }
-        let mut st = self.lock();
-        let st = &mut *st;
-        // Start a new segment when the current one is full.
-        let rotate = {
-            let active = st.active_segment();
-            active.records > 0 && active.valid + need > self.cfg.segment_bytes
-        };
-        if rotate {
-            self.rotate(st).map_err(|e| DropReason::Io(e.to_string()))?;
-        }
-        while st.bytes + need > self.cfg.max_bytes {
-            match self.cfg.full_policy {
-                SpoolFullPolicy::Refuse => return Err(DropReason::SpoolFull),
-                SpoolFullPolicy::DropOldest => {
-                    if st.segments.len() == 1 {
-                        // Only the active segment: retire it so it can go.
-                        self.rotate(st).map_err(|e| DropReason::Io(e.to_string()))?;
+        let written = {
+            let mut st = self.lock();
+            let st = &mut *st;
+            // Start a new segment when the current one is full.
+            let rotate = {
+                let active = st.active_segment();
+                active.records > 0 && active.valid + need > self.cfg.segment_bytes
+            };
+            if rotate {
+                self.rotate(st).map_err(|e| DropReason::Io(e.to_string()))?;
+            }
+            while st.bytes + need > self.cfg.max_bytes {
+                match self.cfg.full_policy {
+                    SpoolFullPolicy::Refuse => return Err(DropReason::SpoolFull),
+                    SpoolFullPolicy::DropOldest => {
+                        if st.segments.len() == 1 {
+                            // Only the active segment: retire it so it can go.
+                            self.rotate(st).map_err(|e| DropReason::Io(e.to_string()))?;
+                        }
+                        self.drop_oldest(st)
+                            .map_err(|e| DropReason::Io(e.to_string()))?;
                     }
-                    self.drop_oldest(st)
-                        .map_err(|e| DropReason::Io(e.to_string()))?;
                 }
             }
-        }
-        if let Err(e) = self.write_frame(st, &frame) {
-            // The segment may now end in a partial record: never append after
-            // it again. The reader stops at its last valid record.
-            let reason = DropReason::Io(e.to_string());
-            if let Err(e2) = self.rotate(st) {
-                tracing::error!(error = %e2, "spool cannot start a new segment after a write error");
+            if let Err(e) = self.write_frame(st, &frame) {
+                // The segment may now end in a partial record: never append
+                // after it again. The reader stops at its last valid record.
+                let reason = DropReason::Io(e.to_string());
+                if let Err(e2) = self.rotate(st) {
+                    tracing::error!(error = %e2, "spool cannot start a new segment after a write error");
+                }
+                return Err(reason);
             }
-            return Err(reason);
+            st.pending += 1;
+            self.metrics.spool_size(st.bytes, st.pending);
+            let active = st.active_segment();
+            Position {
+                seq: active.seq,
+                offset: active.valid,
+            }
+        };
+        if self.cfg.fsync == FsyncPolicy::Always {
+            if let Err(e) = self.sync_to(written) {
+                let mut st = self.lock();
+                if let Err(e2) = self.rotate(&mut st) {
+                    tracing::error!(error = %e2, "spool cannot start a new segment after a sync error");
+                }
+                return Err(DropReason::Io(e.to_string()));
+            }
         }
-        st.pending += 1;
-        self.metrics.spool_size(st.bytes, st.pending);
+        Ok(())
+    }
+
+    /// Returns once everything up to `written` is synced: the first appender
+    /// to get here syncs the active segment for every record written so
+    /// far; those queued behind it usually find their record covered.
+    /// Older segments were synced when they were retired ([`Spool::rotate`]).
+    fn sync_to(&self, written: Position) -> io::Result<()> {
+        let mut durable = self
+            .durable
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if *durable >= written {
+            return Ok(());
+        }
+        let (file, upto) = {
+            let st = self.lock();
+            let active = st.active_segment();
+            (
+                st.active.clone(),
+                Position {
+                    seq: active.seq,
+                    offset: active.valid,
+                },
+            )
+        };
+        file.sync_data()?;
+        *durable = upto;
         Ok(())
     }
 
     fn write_frame(&self, st: &mut State, frame: &[u8]) -> io::Result<()> {
-        let result = st
-            .active
-            .write_all(frame)
-            .and_then(|()| match self.cfg.fsync {
-                FsyncPolicy::Always => st.active.sync_data(),
-                FsyncPolicy::Never => Ok(()),
-            });
+        // Synced by the appender afterwards (`sync_to`), not here.
+        let result = (&*st.active).write_all(frame);
         let len = frame.len() as u64;
         let active = st.active_segment_mut();
         match result {
@@ -409,9 +474,14 @@ impl Spool {
         }
     }
 
+    /// Starts a new active segment. Under [`FsyncPolicy::Always`] the retired
+    /// one is synced first, so a group commit only ever syncs the active one.
     fn rotate(&self, st: &mut State) -> io::Result<()> {
+        if self.cfg.fsync == FsyncPolicy::Always {
+            st.active.sync_data()?;
+        }
         let seq = st.active_segment().seq + 1;
-        st.active = create_segment(&self.cfg.dir, seq, self.cfg.fsync)?;
+        st.active = Arc::new(create_segment(&self.cfg.dir, seq, self.cfg.fsync)?);
         let magic = SEGMENT_MAGIC.len() as u64;
         st.segments.push_back(Segment {
             seq,
@@ -456,17 +526,20 @@ impl Spool {
         Ok(())
     }
 
-    /// Reads up to `max` consecutive records from the redelivery position
-    /// that share the first one's kind and recorder addresses, without
+    /// Reads up to `max` consecutive records (and `max_bytes` of bodies,
+    /// though always at least one record) from the redelivery position that
+    /// share the first one's recorder addresses, of any kind, without
     /// consuming them. `None` when nothing is pending.
-    pub(crate) fn peek(&self, max: usize) -> io::Result<Option<Peeked>> {
+    pub(crate) fn peek(&self, max: usize, max_bytes: usize) -> io::Result<Option<Peeked>> {
         let mut st = self.lock();
         let st = &mut *st;
+        let max = max.max(1);
         let active_seq = st.active_segment().seq;
         let mut records: Vec<SpoolRecord> = Vec::new();
+        let mut bytes = 0usize;
         let mut pos = st.read;
         let mut start = None;
-        while records.len() < max.max(1) {
+        'segments: while records.len() < max {
             let Some(seg) = st.segments.iter().find(|s| s.seq == pos.seq) else {
                 break;
             };
@@ -483,9 +556,6 @@ impl Spool {
                     seq: next.seq,
                     offset: SEGMENT_MAGIC.len() as u64,
                 };
-                if records.is_empty() {
-                    start = None;
-                }
                 continue;
             }
             let file = match &mut st.reader {
@@ -496,28 +566,38 @@ impl Spool {
                 }
             };
             file.seek(SeekFrom::Start(pos.offset))?;
-            let mut limited = BufReader::new(file.take(valid - pos.offset));
-            match format::read_record(&mut limited)? {
-                ReadOutcome::Record(record, len) => {
-                    if let Some(first) = records.first() {
-                        if first.kind != record.kind || first.addrs != record.addrs {
-                            break;
-                        }
-                    }
-                    start.get_or_insert(pos);
-                    records.push(record);
-                    pos.offset += len;
+            // One buffered read through this segment's run of records.
+            let mut reader = BufReader::with_capacity(256 << 10, file.take(valid - pos.offset));
+            loop {
+                if records.len() >= max {
+                    break 'segments;
                 }
-                ReadOutcome::End | ReadOutcome::Torn(_) => {
-                    // Validated at open / written by us: only reachable if the
-                    // file was changed behind our back. Skip the rest.
-                    tracing::error!(
-                        segment = pos.seq,
-                        offset = pos.offset,
-                        "spool segment unreadable past this offset; skipping its rest"
-                    );
-                    if let Some(seg) = st.segments.iter_mut().find(|s| s.seq == pos.seq) {
-                        seg.valid = pos.offset;
+                match format::read_record(&mut reader)? {
+                    ReadOutcome::Record(record, len) => {
+                        if let Some(first) = records.first() {
+                            if first.addrs != record.addrs || bytes + record.body.len() > max_bytes
+                            {
+                                break 'segments;
+                            }
+                        }
+                        bytes += record.body.len();
+                        start.get_or_insert(pos);
+                        records.push(record);
+                        pos.offset += len;
+                    }
+                    ReadOutcome::End => break,
+                    ReadOutcome::Torn(_) => {
+                        // Validated at open / written by us: only reachable if the
+                        // file was changed behind our back. Skip the rest.
+                        tracing::error!(
+                            segment = pos.seq,
+                            offset = pos.offset,
+                            "spool segment unreadable past this offset; skipping its rest"
+                        );
+                        if let Some(seg) = st.segments.iter_mut().find(|s| s.seq == pos.seq) {
+                            seg.valid = pos.offset;
+                        }
+                        break;
                     }
                 }
             }

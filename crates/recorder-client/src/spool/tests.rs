@@ -25,7 +25,7 @@ fn cfg(dir: &Path) -> SpoolConfig {
 
 fn drain(spool: &Spool, batch: usize) -> Vec<String> {
     let mut keys = Vec::new();
-    while let Some(p) = spool.peek(batch).unwrap() {
+    while let Some(p) = spool.peek(batch, usize::MAX).unwrap() {
         keys.extend(p.records.iter().map(|r| r.key.clone()));
         spool.commit(&p).unwrap();
     }
@@ -64,8 +64,8 @@ fn peek_without_commit_repeats() {
     let dir = tempfile::tempdir().unwrap();
     let spool = Spool::open(cfg(dir.path()), Metrics::default()).unwrap();
     spool.append(&rec(1)).unwrap();
-    let a = spool.peek(10).unwrap().unwrap();
-    let b = spool.peek(10).unwrap().unwrap();
+    let a = spool.peek(10, usize::MAX).unwrap().unwrap();
+    let b = spool.peek(10, usize::MAX).unwrap().unwrap();
     assert_eq!(a.records, b.records);
 }
 
@@ -78,10 +78,73 @@ fn groups_only_records_with_the_same_destination() {
     other.addrs = vec!["127.0.0.1:10".parse().unwrap()];
     spool.append(&other).unwrap();
     spool.append(&rec(3)).unwrap();
-    let p = spool.peek(10).unwrap().unwrap();
+    let p = spool.peek(10, usize::MAX).unwrap().unwrap();
     assert_eq!(p.records.len(), 1);
     spool.commit(&p).unwrap();
     assert_eq!(drain(&spool, 10), keys(2..4));
+}
+
+#[test]
+fn batches_mix_record_kinds_up_to_the_byte_cap() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Spool::open(cfg(dir.path()), Metrics::default()).unwrap();
+    let kinds = [
+        RecordKind::Event,
+        RecordKind::Response,
+        RecordKind::RefusedEvent,
+    ];
+    for n in 0..9 {
+        let mut r = rec(n);
+        r.kind = kinds[n as usize % 3];
+        spool.append(&r).unwrap();
+    }
+    // Each body is 8 bytes ({"n":N}\n): 20 bytes hold two records.
+    let p = spool.peek(100, 20).unwrap().unwrap();
+    assert_eq!(p.records.len(), 2);
+    assert_eq!(p.records[0].kind, RecordKind::Event);
+    assert_eq!(p.records[1].kind, RecordKind::Response);
+    // A cap below one record still yields one.
+    assert_eq!(spool.peek(100, 0).unwrap().unwrap().records.len(), 1);
+    let p = spool.peek(100, usize::MAX).unwrap().unwrap();
+    assert_eq!(
+        p.records.iter().map(|r| r.kind).collect::<Vec<_>>(),
+        (0..9).map(|n| kinds[n % 3]).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn concurrent_synced_appends_are_all_there_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = cfg(dir.path());
+    c.fsync = FsyncPolicy::Always;
+    c.segment_bytes = 4096;
+    c.max_bytes = 1 << 20;
+    {
+        let spool = std::sync::Arc::new(Spool::open(c.clone(), Metrics::default()).unwrap());
+        let threads: Vec<_> = (0..8)
+            .map(|t| {
+                let spool = spool.clone();
+                std::thread::spawn(move || {
+                    for n in 0..50 {
+                        spool.append(&rec(t * 1000 + n)).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(spool.pending(), 400);
+    }
+    let spool = Spool::open(c, Metrics::default()).unwrap();
+    assert_eq!(spool.pending(), 400);
+    let mut got = drain(&spool, 64);
+    got.sort();
+    let mut want: Vec<String> = (0..8)
+        .flat_map(|t| (0..50).map(move |n| format!("k{}", t * 1000 + n)))
+        .collect();
+    want.sort();
+    assert_eq!(got, want);
 }
 
 #[test]
@@ -93,7 +156,7 @@ fn survives_restart_and_skips_a_torn_tail() {
             spool.append(&rec(n)).unwrap();
         }
         // Deliver the first three.
-        let p = spool.peek(3).unwrap().unwrap();
+        let p = spool.peek(3, usize::MAX).unwrap().unwrap();
         spool.commit(&p).unwrap();
     }
     // Simulate a crash in the middle of an append: half a record at the end
@@ -119,7 +182,7 @@ fn survives_restart_and_skips_a_torn_tail() {
     // Nothing is redelivered twice after a clean restart.
     let spool = Spool::open(cfg(dir.path()), Metrics::default()).unwrap();
     assert_eq!(spool.pending(), 0);
-    assert!(spool.peek(10).unwrap().is_none());
+    assert!(spool.peek(10, usize::MAX).unwrap().is_none());
 }
 
 #[test]
@@ -177,7 +240,7 @@ fn drop_oldest_while_reading_moves_the_reader() {
     for n in 0..5 {
         spool.append(&rec(n)).unwrap();
     }
-    let stale = spool.peek(2).unwrap().unwrap();
+    let stale = spool.peek(2, usize::MAX).unwrap().unwrap();
     for n in 5..500 {
         spool.append(&rec(n)).unwrap();
     }

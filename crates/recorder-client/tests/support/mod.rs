@@ -296,12 +296,23 @@ pub fn event(key: &str) -> event_model::Event {
 }
 
 /// Client settings for tests: a deadline generous enough for a loaded
-/// machine, no back-off skipping.
+/// machine, no circuit breaker (every send tries every address).
 pub fn test_config() -> recorder_client::ClientConfig {
     recorder_client::ClientConfig {
         attempt_timeout: Duration::from_secs(10),
-        down_backoff: Duration::ZERO,
+        breaker: recorder_client::BreakerConfig {
+            enabled: false,
+            ..Default::default()
+        },
         ..Default::default()
+    }
+}
+
+/// [`test_config`] with the circuit breaker on (the production default).
+pub fn breaker_config() -> recorder_client::ClientConfig {
+    recorder_client::ClientConfig {
+        breaker: recorder_client::BreakerConfig::default(),
+        ..test_config()
     }
 }
 
