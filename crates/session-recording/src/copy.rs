@@ -4,14 +4,17 @@
 //! Each direction reads into one large buffer, shows the chunk to the
 //! recorder, and writes the very same bytes on. Half-closes are propagated.
 //! With [`CopyOptions::end_on_recording_failure`] (fail closed) the copy ends
-//! as soon as the recording fails, after sending the client an error-channel
-//! message when one can be placed at a frame boundary.
+//! as soon as the recording fails — including an upload that ends while the
+//! session is quiet (seen through [`CopyOptions::backpressure`]) — after
+//! sending the client an error-channel message when one can be placed at a
+//! frame boundary. The chunk whose recording found the failure is still
+//! forwarded (the client's framing stays whole for that message).
 
 use std::io;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 
-use crate::error::{Direction, RecordingError};
+use crate::error::{Direction, RecordingError, SinkError};
 use crate::session_tap::SessionTap;
 use crate::sink::SinkPressure;
 
@@ -31,7 +34,8 @@ pub struct CopyOptions {
     pub termination_message: String,
     /// When set, reading the server's output pauses while the cast queue is
     /// more than half full (see [`SinkPressure`]): fast output is slowed to
-    /// the recorder's pace instead of overflowing the recording.
+    /// the recorder's pace instead of overflowing the recording. Fail closed,
+    /// it is also how the copy learns at once that the upload has ended.
     pub backpressure: Option<SinkPressure>,
 }
 
@@ -83,11 +87,19 @@ where
     tokio::pin!(failed);
     let mut buf = vec![0u8; options.buffer_size.max(1)];
     let mut total = 0u64;
+    let upload_closed = upload_closed(options);
+    tokio::pin!(upload_closed);
     loop {
         let n = if options.end_on_recording_failure {
             tokio::select! {
                 biased;
                 _ = &mut failed => return Ok(PumpEnd::Stopped(total)),
+                () = &mut upload_closed => {
+                    // The upload ended while nothing was written: the
+                    // recording is over now, not at the next chunk.
+                    status.fail(RecordingError::SinkClosed { source: SinkError::Closed });
+                    return Ok(PumpEnd::Stopped(total));
+                }
                 read = reader.read(&mut buf) => read?,
             }
         } else {
@@ -106,6 +118,15 @@ where
                 pressure.wait_for_room().await;
             }
         }
+    }
+}
+
+/// Resolves when the upload behind the sink has closed (never without a
+/// [`CopyOptions::backpressure`] handle).
+async fn upload_closed(options: &CopyOptions) {
+    match &options.backpressure {
+        Some(pressure) => pressure.closed().await,
+        None => std::future::pending().await,
     }
 }
 

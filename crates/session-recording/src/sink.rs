@@ -99,6 +99,20 @@ impl SinkPressure {
             drained.await;
         }
     }
+
+    /// Waits until the receiving side (the upload) has closed: the recording
+    /// has ended for good, even if nothing is written to the sink again.
+    pub async fn closed(&self) {
+        loop {
+            let drained = self.shared.drained.notified();
+            tokio::pin!(drained);
+            drained.as_mut().enable();
+            if self.shared.receiver_closed.load(Ordering::Acquire) {
+                return;
+            }
+            drained.await;
+        }
+    }
 }
 
 /// The sending half of [`channel_sink`].

@@ -113,3 +113,61 @@ async fn without_backpressure_the_same_load_overflows_the_queue() {
     );
     assert!(recorded < FRAMES * PAYLOAD);
 }
+
+/// Fail closed: an upload that ends while the session is quiet ends the
+/// session at once (not at its next output), so output the server prints
+/// afterwards never reaches the client.
+#[tokio::test]
+async fn an_upload_that_ends_while_the_session_is_quiet_ends_a_fail_closed_session_at_once() {
+    let (mut client_peer, mut client_side) = tokio::io::duplex(64 * 1024);
+    let (mut upstream_side, mut server_peer) = tokio::io::duplex(64 * 1024);
+    let (sink, mut lines) = channel_sink(256 * 1024);
+    let options = CopyOptions {
+        end_on_recording_failure: true,
+        backpressure: Some(sink.pressure()),
+        ..CopyOptions::default()
+    };
+    let recorder = SessionTap::new(
+        TapOptions::new(Protocol::WebSocket, false),
+        CastHeader::default(),
+        sink,
+    );
+    let copy_recorder = recorder.clone();
+    let copy = tokio::spawn(async move {
+        copy_bidirectional_recorded(
+            &mut client_side,
+            &mut upstream_side,
+            &copy_recorder,
+            &options,
+        )
+        .await
+    });
+    let stdout = |text: &str| {
+        let mut payload = vec![1u8]; // stdout channel
+        payload.extend_from_slice(text.as_bytes());
+        encode_frame(true, Opcode::Binary, None, &payload)
+    };
+    // First output, recorded and passed on.
+    let first = stdout("first");
+    server_peer.write_all(&first).await.unwrap();
+    let mut got = vec![0u8; first.len()];
+    client_peer.read_exact(&mut got).await.unwrap();
+    assert_eq!(got, first);
+    // The upload ends (the recorder refused the session) while nothing is printed.
+    lines.close();
+    let summary = tokio::time::timeout(Duration::from_secs(5), copy)
+        .await
+        .expect("the session ends without waiting for more output")
+        .unwrap()
+        .unwrap();
+    assert!(summary.ended_by_recording_failure.is_some());
+    // Output the server prints afterwards never reaches the client.
+    let _ = server_peer.write_all(&stdout("after")).await;
+    let mut rest = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), client_peer.read_to_end(&mut rest)).await;
+    assert!(
+        !String::from_utf8_lossy(&rest).contains("after"),
+        "output after the upload ended reached the client: {rest:?}"
+    );
+    recorder.finish();
+}

@@ -107,7 +107,9 @@ fn one_caller_holding_its_maximum_of_idle_execs_does_not_keep_another_callers_ex
     let err = String::from_utf8_lossy(&third.stderr);
     assert!(
         !third.status.success() && !out.contains("alice-third-end"),
-        "alice's exec over her limit ran to its end: {out} / {err}"
+        "alice's exec over her limit ran to its end: {out} / {err}\n--- proxy log\n{}\n--- recorder log\n{}",
+        stack.proxy.log_tail(),
+        stack.recorder.as_ref().map(|r| r.log_tail()).unwrap_or_default()
     );
     // (kubectl shows the proxy's fail-closed message when the proxy can place it on the error
     // channel; the recorder's reason is in the proxy's log.)
