@@ -22,12 +22,16 @@
 //!   measures exec throughput through the proxy, recorded and not;
 //!   `bench-proxy` the proxy's request throughput and added latency;
 //!   `bench-ingest` the recorder's durable events per second.
+//! * `fuzz [--secs N] [TARGET…]` runs every cargo-fuzz target (all `fuzz/`
+//!   crates, built into `target/fuzz`) for N seconds each from its committed
+//!   seeds, on the stable toolchain, and prints a table; a crash fails it.
 
 mod apiserver;
 mod bench;
 mod cmd;
 mod demo;
 mod e2e;
+mod fuzz;
 mod layers;
 mod oracle;
 mod peers;
@@ -79,6 +83,23 @@ enum Task {
     BenchProxy,
     /// Measure the recorder's durable ingest rate on disk (single POSTs and batches).
     BenchIngest,
+    /// Run every cargo-fuzz target (or those named) for --secs each, from the committed seeds.
+    Fuzz {
+        /// Seconds of fuzzing per target.
+        #[arg(long, default_value_t = 30)]
+        secs: u64,
+        /// List the targets and their fuzz crates, and stop.
+        #[arg(long)]
+        list: bool,
+        /// Print the seconds, executions and crashes of every run so far (target/fuzz/history.tsv).
+        #[arg(long)]
+        history: bool,
+        /// Rewrite each fuzz crate's Cargo.lock from the root Cargo.lock first.
+        #[arg(long)]
+        sync_locks: bool,
+        /// Targets to run (default: all).
+        targets: Vec<String>,
+    },
 }
 
 fn main() {
@@ -99,6 +120,19 @@ fn main() {
         Task::BenchExec => bench::exec_throughput(),
         Task::BenchProxy => bench::proxy_throughput(),
         Task::BenchIngest => bench::ingest_throughput(),
+        Task::Fuzz {
+            secs,
+            list,
+            history,
+            sync_locks,
+            targets,
+        } => fuzz::run(&fuzz::Options {
+            secs,
+            targets,
+            list,
+            history,
+            sync_locks,
+        }),
     };
     if let Err(err) = result {
         eprintln!("xtask: {err}");
