@@ -33,6 +33,9 @@
 //! * `flood` floods each listener of the proxy and the recorder with idle
 //!   and half-open connections and measures legitimate requests' latency and
 //!   the server's file descriptors and RSS.
+//! * `fuzz [--secs N] [TARGET…]` runs every cargo-fuzz target (all `fuzz/`
+//!   crates, built into `target/fuzz`) for N seconds each from its committed
+//!   seeds, on the stable toolchain, and prints a table; a crash fails it.
 
 mod apiserver;
 mod bench;
@@ -41,6 +44,7 @@ mod cmd;
 mod demo;
 mod e2e;
 mod flood;
+mod fuzz;
 mod layers;
 mod oracle;
 mod peers;
@@ -113,6 +117,23 @@ enum Task {
     BenchStall,
     /// Measure how fast a 100,000-record spool backlog drains into the real recorder, release build.
     BenchDrain,
+    /// Run every cargo-fuzz target (or those named) for --secs each, from the committed seeds.
+    Fuzz {
+        /// Seconds of fuzzing per target.
+        #[arg(long, default_value_t = 30)]
+        secs: u64,
+        /// List the targets and their fuzz crates, and stop.
+        #[arg(long)]
+        list: bool,
+        /// Print the seconds, executions and crashes of every run so far (target/fuzz/history.tsv).
+        #[arg(long)]
+        history: bool,
+        /// Rewrite each fuzz crate's Cargo.lock from the root Cargo.lock first.
+        #[arg(long)]
+        sync_locks: bool,
+        /// Targets to run (default: all).
+        targets: Vec<String>,
+    },
 }
 
 fn main() {
@@ -147,6 +168,19 @@ fn main() {
         }),
         Task::BenchStall => bench::recorder_stall(),
         Task::BenchDrain => bench::spool_drain(),
+        Task::Fuzz {
+            secs,
+            list,
+            history,
+            sync_locks,
+            targets,
+        } => fuzz::run(&fuzz::Options {
+            secs,
+            targets,
+            list,
+            history,
+            sync_locks,
+        }),
     };
     if let Err(err) = result {
         eprintln!("xtask: {err}");

@@ -105,6 +105,21 @@ fn empty_name_with_subresource_is_still_a_list() {
     );
 }
 
+/// An empty name segment is no name: the get becomes a list and the name comes from a
+/// `metadata.name` field selector, as kube-apiserver does (the `request_info` fuzz target's
+/// crash: it expected the name to be the second part whenever there was one).
+#[test]
+fn empty_name_segment_takes_the_field_selector_name() {
+    let info = get("/api/v1/namespaces/default/pods//status?fieldSelector=metadata.name%3Do-a");
+    assert_eq!(info.verb, "list");
+    assert_eq!(parts(&info), ["pods", "", "status"]);
+    assert_eq!(
+        (info.name.as_str(), info.subresource.as_str()),
+        ("o-a", "status")
+    );
+    assert_eq!(info.field_selector, "metadata.name=o-a");
+}
+
 #[test]
 fn field_selector_names_are_checked_as_path_segments() {
     for (selector, name) in [

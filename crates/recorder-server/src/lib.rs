@@ -37,6 +37,7 @@
 
 pub use app::{open_storage, run, spawn, RecorderHandle, StartError};
 pub use config::{Cli, Config};
+pub use query::params::check_query;
 
 // 1. Vocabulary and plumbing.
 pub mod body;

@@ -16,8 +16,14 @@ fuzz_target!(|data: &[u8]| {
         if let Some(parts) = &info.parts {
             assert!(info.is_resource_request);
             assert_eq!(Some(&info.resource), parts.first());
-            if let Some(name) = parts.get(1) {
-                assert_eq!(&info.name, name);
+            match parts.get(1).filter(|name| !name.is_empty()) {
+                Some(name) => assert_eq!(&info.name, name),
+                // No name in the path: a list or watch may take it from a field selector.
+                None if !info.name.is_empty() => {
+                    assert!(matches!(info.verb.as_str(), "list" | "watch"));
+                    assert!(info.field_selector.contains("metadata.name"));
+                }
+                None => {}
             }
         } else {
             assert!(!info.is_resource_request);

@@ -45,14 +45,7 @@ struct Asker<'a> {
 }
 
 fn query_pairs(req: &Request<Incoming>) -> Vec<(String, String)> {
-    req.uri()
-        .query()
-        .map(|q| {
-            url::form_urlencoded::parse(q.as_bytes())
-                .into_owned()
-                .collect()
-        })
-        .unwrap_or_default()
+    req.uri().query().map(params::pairs).unwrap_or_default()
 }
 
 fn json_bytes(out: Vec<u8>) -> Response<ResBody> {

@@ -137,6 +137,27 @@ impl Filter for SessionFilter {
     }
 }
 
+/// The decoded `key=value` pairs of a query string (`application/x-www-form-urlencoded`).
+pub(crate) fn pairs(raw_query: &str) -> Vec<(String, String)> {
+    url::form_urlencoded::parse(raw_query.as_bytes())
+        .into_owned()
+        .collect()
+}
+
+/// Parses `raw_query` (a query string, any text) as `GET /api/v1/events` and as
+/// `GET /api/v1/sessions` do, and returns what each would refuse it with, if anything: the
+/// entry point of the query-parameter fuzz target (`fuzz/`).
+pub fn check_query(raw_query: &str) -> [Result<(), String>; 2] {
+    [
+        event_filter(pairs(raw_query))
+            .map(|_| ())
+            .map_err(|e| e.to_string()),
+        session_filter(pairs(raw_query))
+            .map(|_| ())
+            .map_err(|e| e.to_string()),
+    ]
+}
+
 /// The filter of `GET /api/v1/events?…` (`pairs`: the decoded query).
 pub(crate) fn event_filter(pairs: Vec<(String, String)>) -> Result<EventFilter, QueryError> {
     parse(pairs)

@@ -1,25 +1,30 @@
-// Shared driver: the first input byte picks TTY and how the rest is split
-// between directions and into chunks; the recorder must never panic, and
-// its memory stays bounded by the crate's limits.
+// Shared driver. Input: a control byte (bit 0: TTY), then chunks, each a header byte (bit 7: the
+// direction, set for client to server; bits 0-6: the length) and that many bytes (the last chunk
+// may be shorter). So the fuzzer decides both directions' bytes and where each read ends, and the
+// seeds are real sessions (`corpus/`). The recorder must never panic, and its memory stays bounded
+// by the crate's limits.
 
-use session_recording::{Clock, MemorySink, Protocol, TapOptions, SessionTap};
+use session_recording::{Clock, MemorySink, Protocol, SessionTap, TapOptions};
 
 pub fn drive(protocol: Protocol, data: &[u8]) {
-    let Some((&control, rest)) = data.split_first() else {
+    let Some((&control, mut rest)) = data.split_first() else {
         return;
     };
     let mut options = TapOptions::new(protocol, control & 1 == 1);
     options.clock = Clock::Fixed(0.0);
     let sink = MemorySink::with_max_lines(10_000);
     let recorder = SessionTap::new(options, event_model::CastHeader::default(), sink);
-    let chunk = usize::from(control >> 2).max(1);
-    for (i, piece) in rest.chunks(chunk).enumerate() {
-        if (i + usize::from(control >> 1 & 1)) % 3 == 0 {
+    while let Some((&head, tail)) = rest.split_first() {
+        let len = usize::from(head & 0x7f).min(tail.len());
+        let (piece, after) = tail.split_at(len);
+        if head & 0x80 != 0 {
             recorder.observe_client_to_server(piece);
         } else {
             recorder.observe_server_to_client(piece);
         }
+        rest = after;
     }
+    let _ = recorder.status();
     let _ = recorder.termination_frame("fuzz");
     recorder.finish();
 }
