@@ -1,7 +1,7 @@
 //! `cargo xtask apiserver`: a real control plane (etcd and kube-apiserver)
 //! by hand, to point kubectl or the proxy at.
 
-use crate::cmd::{cargo, exec, workspace_root, Result};
+use crate::cmd::{cargo, exec, target_dir, Result};
 use crate::peers;
 
 /// Builds the peers it needs (if their pins changed) and the
@@ -17,7 +17,7 @@ pub fn run() -> Result<()> {
         "control-plane",
     ]))?;
     exec(
-        std::process::Command::new(workspace_root().join("target/debug/control-plane"))
+        std::process::Command::new(target_dir().join("debug/control-plane"))
             .env("KUBESCRIBE_PEERS", peers),
     )
 }

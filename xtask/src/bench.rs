@@ -18,7 +18,7 @@ pub fn exec_throughput() -> Result<()> {
     crate::peers::install_kubectl()?;
     exec(cargo().args(["build", "--release", "--workspace", "--bins"]))?;
     exec(
-        std::process::Command::new(crate::cmd::workspace_root().join("target/release/bench_exec"))
+        std::process::Command::new(crate::cmd::target_dir().join("release/bench_exec"))
             .env("KUBESCRIBE_PEERS", crate::cmd::peers_dir()),
     )
 }
@@ -82,19 +82,18 @@ fn wrk_single_posts() -> Result<()> {
              summary.errors.status + summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout))\nend\n"
         ),
     )?;
-    let mut recorder = std::process::Command::new(
-        crate::cmd::workspace_root().join("target/release/kubescribe-recorder"),
-    )
-    .arg("--listen")
-    .arg(format!("127.0.0.1:{WRK_PORT}"))
-    .arg("--dst")
-    .arg(dir.join("data"))
-    .arg("--upload-token-file")
-    .arg(dir.join("token"))
-    .args(["--admin-listen", "off"])
-    .stderr(std::process::Stdio::null())
-    .spawn()
-    .map_err(|e| format!("could not start kubescribe-recorder: {e}"))?;
+    let mut recorder =
+        std::process::Command::new(crate::cmd::target_dir().join("release/kubescribe-recorder"))
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{WRK_PORT}"))
+            .arg("--dst")
+            .arg(dir.join("data"))
+            .arg("--upload-token-file")
+            .arg(dir.join("token"))
+            .args(["--admin-listen", "off"])
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .map_err(|e| format!("could not start kubescribe-recorder: {e}"))?;
     std::thread::sleep(std::time::Duration::from_secs(1));
     eprintln!("single POST /v2/event from wrk, 64 connections, 5 s; every 2xx is a durable event:");
     let result = exec(

@@ -2,7 +2,7 @@
 
 use std::process::Command;
 
-use crate::cmd::{cargo, exec, peers_dir, workspace_root, Result};
+use crate::cmd::{cargo, exec, peers_dir, target_dir, Result};
 use crate::peers;
 
 /// What a fault does to the recorder (and the S3 server).
@@ -83,7 +83,7 @@ pub fn build() -> Result<()> {
 /// place: load and faults for `--secs`, a quiet period, then the four counts, printed; fails
 /// unless every one is 0.
 pub fn run_built(options: &Options) -> Result<()> {
-    let mut command = Command::new(workspace_root().join("target/debug/chaos"));
+    let mut command = Command::new(target_dir().join("debug/chaos"));
     command
         .args(["--secs", &options.secs.to_string()])
         .args([

@@ -12,6 +12,20 @@ pub fn workspace_root() -> PathBuf {
     manifest.parent().map(PathBuf::from).unwrap_or(manifest)
 }
 
+/// Cargo's target directory: `$CARGO_TARGET_DIR` (relative to the workspace
+/// root when relative), else the one this xtask binary was built into
+/// (`<target>/debug/xtask`), else `target` in the workspace.
+pub fn target_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("CARGO_TARGET_DIR") {
+        return workspace_root().join(dir);
+    }
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.parent()?.to_path_buf()))
+        .filter(|dir| dir.join("CACHEDIR.TAG").is_file())
+        .unwrap_or_else(|| workspace_root().join("target"))
+}
+
 /// Where the real peers live: `$KUBESCRIBE_PEERS`, else `target/peers`.
 pub fn peers_dir() -> PathBuf {
     std::env::var_os("KUBESCRIBE_PEERS")

@@ -14,7 +14,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::cmd::{cargo, exec, peers_dir, workspace_root, Result};
+use crate::cmd::{cargo, exec, peers_dir, target_dir, workspace_root, Result};
 use crate::e2e::Upstream;
 use crate::peers;
 
@@ -48,7 +48,7 @@ pub fn run(upstream: Upstream) -> Result<()> {
         "--bins",
     ]))?;
     let root = workspace_root();
-    let bin = root.join("target/debug");
+    let bin = target_dir().join("debug");
     let dir = root.join("target/demo");
     std::fs::create_dir_all(dir.join("logs"))
         .map_err(|e| format!("creating {}: {e}", dir.display()))?;

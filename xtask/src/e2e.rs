@@ -1,6 +1,6 @@
 //! `cargo xtask e2e`: the whole system against real kubectl.
 
-use crate::cmd::{cargo, exec, peers_dir, workspace_root, Result};
+use crate::cmd::{cargo, exec, peers_dir, target_dir, Result};
 use crate::{oracle, peers};
 
 /// Which API server the end-to-end run puts behind the proxy.
@@ -34,7 +34,7 @@ pub fn run(upstreams: &[Upstream]) -> Result<()> {
 /// Runs the end-to-end scenarios with the binaries and peers already in place; after the real
 /// kube-apiserver's scenarios, the oracle (its audit log against every event).
 pub fn run_built(upstreams: &[Upstream]) -> Result<()> {
-    let e2e = workspace_root().join("target/debug/e2e");
+    let e2e = target_dir().join("debug/e2e");
     for upstream in upstreams {
         exec(
             std::process::Command::new(&e2e)

@@ -3,7 +3,7 @@
 //! `--sockets` idle and half-open connections, while legitimate requests' latency and the server's
 //! file descriptors and RSS are measured before, during and after. Prints a Markdown table.
 
-use crate::cmd::{cargo, exec, workspace_root, Result};
+use crate::cmd::{cargo, exec, target_dir, Result};
 
 /// How big a flood, and how it is opened.
 pub struct Options {
@@ -40,7 +40,7 @@ pub fn run(options: &Options) -> Result<()> {
         "flood",
     ]))?;
     exec(
-        std::process::Command::new(workspace_root().join("target/release/flood")).args([
+        std::process::Command::new(target_dir().join("release/flood")).args([
             "--sockets".to_owned(),
             options.sockets.to_string(),
             "--workers".to_owned(),

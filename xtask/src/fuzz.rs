@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::cmd::{cargo, exec, workspace_root, Result};
+use crate::cmd::{cargo, exec, target_dir, workspace_root, Result};
 
 /// The cargo-fuzz release installed when none is on PATH (builds with Rust 1.89 and later).
 pub const CARGO_FUZZ_VERSION: &str = "0.13.2";
@@ -81,7 +81,7 @@ struct Failure {
 /// Runs the task.
 pub fn run(options: &Options) -> Result<()> {
     let root = workspace_root();
-    let out = root.join("target").join("fuzz");
+    let out = target_dir().join("fuzz");
     if options.history {
         return print_history(&out.join("history.tsv"));
     }

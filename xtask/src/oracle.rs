@@ -3,7 +3,7 @@
 use std::process::Command;
 use std::time::Instant;
 
-use crate::cmd::{cargo, exec, peers_dir, workspace_root, Result};
+use crate::cmd::{cargo, exec, peers_dir, target_dir, Result};
 use crate::peers;
 
 /// Installs the peers, builds the proxy, the recorder and the oracle, and runs it.
@@ -28,10 +28,8 @@ pub fn run() -> Result<()> {
 /// fails on any mismatch.
 pub fn run_built() -> Result<()> {
     let started = Instant::now();
-    let result = exec(
-        Command::new(workspace_root().join("target/debug/oracle"))
-            .env("KUBESCRIBE_PEERS", peers_dir()),
-    );
+    let result =
+        exec(Command::new(target_dir().join("debug/oracle")).env("KUBESCRIBE_PEERS", peers_dir()));
     eprintln!(
         "xtask: the oracle took {:.0} s",
         started.elapsed().as_secs_f64()
