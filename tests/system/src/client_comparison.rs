@@ -4,14 +4,15 @@
 //! Used by the Python and kube-rs client tests, which then run the same operations both ways.
 
 use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
 
 use serde_json::json;
 
 use crate::identities::TestIdentity;
-use crate::rbac;
 use crate::stack::{Stack, StackOptions, Storage};
 use crate::upstream::UpstreamKind;
 use crate::Error;
+use crate::{rbac, received};
 
 /// Who the client is and where its two runs work.
 pub struct ClientComparison<'a> {
@@ -77,4 +78,31 @@ impl ClientComparison<'_> {
         }
         Ok(stack)
     }
+}
+
+/// The end of a comparison: every request `login` sent through the proxy has
+/// its event (kube-apiserver's audit log against the recorder), then a panic
+/// with every failure collected, if any.
+pub fn assert_recorded_and_no_failures(stack: &Stack, login: &str, mut failures: Vec<String>) {
+    match received::through_proxy(
+        stack,
+        login,
+        &format!("user={}", login.replace('@', "%40")),
+        Duration::from_secs(20),
+    ) {
+        Ok(got) => {
+            println!("  requests and events: {got}");
+            if !got.matches() || got.audited == 0 {
+                failures.push(format!("requests and events differ: {got}"));
+            }
+        }
+        Err(e) => failures.push(format!("comparing requests and events: {e}")),
+    }
+    assert!(
+        failures.is_empty(),
+        "{} checks failed (logs in {}):\n{}",
+        failures.len(),
+        stack.dir.path().display(),
+        failures.join("\n")
+    );
 }

@@ -23,7 +23,10 @@ use std::time::{Duration, Instant};
 
 use faults::client::StreamEnd;
 use faults::load::{Load, Sent, Watch};
-use faults::{join_records, plan, plane, prepare_namespace, proxy_answered, senders, tally};
+use faults::{
+    assert_no_problems, join_records, plan, plane, prepare_namespace, proxy_answered, senders,
+    tally,
+};
 use faults::{Problems, CANNOT_CONNECT, FORWARD_ERROR};
 use kubescribe_system_tests::stack::{Stack, Storage};
 use kubescribe_system_tests::upstream::UpstreamKind;
@@ -56,14 +59,11 @@ fn the_api_server_stopped_and_killed_under_load_then_restarted() {
         stack.proxy.is_running() && stack.proxy.pid() == proxy_pid,
         || "the proxy did not keep running".into(),
     );
-    if !problems.0.is_empty() {
-        eprintln!(
-            "--- proxy log tail ---\n{}\n--- kube-apiserver log tail ---\n{}",
-            stack.proxy.log_tail(),
-            plane(&mut stack).apiserver().log_tail()
-        );
-    }
-    problems.assert_none("the API server stopped and killed under load");
+    assert_no_problems(
+        &mut stack,
+        &problems,
+        "the API server stopped and killed under load",
+    );
 }
 
 fn phase(stack: &mut Stack, fault: Fault, problems: &mut Problems) {

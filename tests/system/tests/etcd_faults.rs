@@ -26,7 +26,10 @@ use std::time::{Duration, Instant};
 
 use faults::client::{Call, Failure, Reply, StreamEnd};
 use faults::load::{Load, Sent, Watch};
-use faults::{join_records, plan, plane, prepare_namespace, proxy_answered, senders, tally};
+use faults::{
+    assert_no_problems, join_records, plan, plane, prepare_namespace, proxy_answered, senders,
+    tally,
+};
 use faults::{stored_events, Problems, ENDED_BEFORE_ANSWER};
 use kubescribe_system_tests::stack::{Stack, Storage};
 use kubescribe_system_tests::upstream::UpstreamKind;
@@ -55,14 +58,7 @@ fn etcd_stopped_and_killed_under_load_then_restarted() {
     for fault in [Fault::Stop, Fault::Kill] {
         phase(&mut stack, fault, &mut problems);
     }
-    if !problems.0.is_empty() {
-        eprintln!(
-            "--- proxy log tail ---\n{}\n--- kube-apiserver log tail ---\n{}",
-            stack.proxy.log_tail(),
-            plane(&mut stack).apiserver().log_tail()
-        );
-    }
-    problems.assert_none("etcd stopped and killed under load");
+    assert_no_problems(&mut stack, &problems, "etcd stopped and killed under load");
 }
 
 fn phase(stack: &mut Stack, fault: Fault, problems: &mut Problems) {

@@ -24,8 +24,9 @@ use kube::api::{
 };
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config, Discovery};
-use kubescribe_system_tests::client_comparison::ClientComparison;
-use kubescribe_system_tests::received;
+use kubescribe_system_tests::client_comparison::{
+    assert_recorded_and_no_failures, ClientComparison,
+};
 use serde_json::{json, Value};
 
 const LOGIN: &str = "kube-rs@example.com";
@@ -589,22 +590,5 @@ fn the_kube_rs_client_works_through_the_proxy_as_it_does_directly() {
         }
     }
 
-    let got = received::through_proxy(
-        &stack,
-        LOGIN,
-        &format!("user={}", LOGIN.replace('@', "%40")),
-        Duration::from_secs(20),
-    )
-    .unwrap();
-    println!("  requests and events: {got}");
-    if !got.matches() || got.audited == 0 {
-        failures.push(format!("requests and events differ: {got}"));
-    }
-    assert!(
-        failures.is_empty(),
-        "{} checks failed (logs in {}):\n{}",
-        failures.len(),
-        stack.dir.path().display(),
-        failures.join("\n")
-    );
+    assert_recorded_and_no_failures(&stack, LOGIN, failures);
 }

@@ -14,8 +14,9 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use kubescribe_system_tests::client_comparison::ClientComparison;
-use kubescribe_system_tests::received;
+use kubescribe_system_tests::client_comparison::{
+    assert_recorded_and_no_failures, ClientComparison,
+};
 use kubescribe_system_tests::run::with_deadline;
 use serde_json::{json, Value};
 use test_support::peers;
@@ -147,22 +148,5 @@ fn the_python_client_works_through_the_proxy_as_it_does_directly() {
         }
     }
 
-    let got = received::through_proxy(
-        &stack,
-        LOGIN,
-        &format!("user={}", LOGIN.replace('@', "%40")),
-        Duration::from_secs(20),
-    )
-    .unwrap();
-    println!("  requests and events: {got}");
-    if !got.matches() || got.audited == 0 {
-        failures.push(format!("requests and events differ: {got}"));
-    }
-    assert!(
-        failures.is_empty(),
-        "{} checks failed (logs in {}):\n{}",
-        failures.len(),
-        stack.dir.path().display(),
-        failures.join("\n")
-    );
+    assert_recorded_and_no_failures(&stack, LOGIN, failures);
 }

@@ -183,6 +183,19 @@ impl Problems {
     }
 }
 
+/// Prints the proxy's and kube-apiserver's log tails when there are problems,
+/// then panics with them (see [`Problems::assert_none`]).
+pub fn assert_no_problems(stack: &mut Stack, problems: &Problems, what: &str) {
+    if !problems.0.is_empty() {
+        eprintln!(
+            "--- proxy log tail ---\n{}\n--- kube-apiserver log tail ---\n{}",
+            stack.proxy.log_tail(),
+            plane(stack).apiserver().log_tail()
+        );
+    }
+    problems.assert_none(what);
+}
+
 /// A problem with its digits and quoted text blanked, to count alike ones.
 fn kind_of(problem: &str) -> String {
     let mut out = String::new();
