@@ -65,14 +65,14 @@ pub mod upstream;
 
 pub mod stack;
 
-pub mod client_comparison;
-
 pub mod client;
 pub mod load;
 
 pub mod received;
 
 pub mod flood;
+
+pub mod client_comparison;
 
 /// Every harness error: a message for the person reading the test output.
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
