@@ -66,14 +66,25 @@ pub fn install_control_plane() -> Result<PathBuf> {
     Ok(dir)
 }
 
+/// Installs what a tailnet needs: the Go peers (tailscaled, the `tailscale`
+/// CLI and the control server) and `unshare`/`ip` for its namespace.
+pub fn install_tailnet() -> Result<PathBuf> {
+    let dir = peers_dir();
+    std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    install_system_packages()?;
+    install_go(&dir)?;
+    Ok(dir)
+}
+
 /// Debian packages the tests drive: Chromium (the UI's browser test), tmux
-/// and `script` (real terminals for `kubectl exec -it`), `unshare`
-/// (tailscaled in a loopback-only network namespace).
+/// and `script` (real terminals for `kubectl exec -it`), `unshare` and
+/// `ip` (a tailnet in a sealed network namespace).
 const APT_PACKAGES: &[(&str, &str)] = &[
     ("chromium", "chromium"),
     ("tmux", "tmux"),
     ("script", "bsdutils"),
     ("unshare", "util-linux"),
+    ("ip", "iproute2"),
 ];
 
 fn install_system_packages() -> Result<()> {
@@ -292,8 +303,10 @@ struct GoPeer {
     kubernetes_version: bool,
 }
 
-/// etcd v3.7.3 (the storage) and kube-apiserver v1.37.2, with every
-/// `k8s.io` staging module at v0.37.2.
+/// etcd v3.7.3 (the storage), kube-apiserver v1.37.2 with every `k8s.io`
+/// staging module at v0.37.2, and a tailnet from `tailscale.com` v1.102.5:
+/// tailscaled, the `tailscale` CLI, and our control server (Tailscale's test
+/// control server with DERP and a grants API, `control/main.go`).
 const GO_PEERS: &[GoPeer] = &[
     GoPeer {
         binary: "etcd",
@@ -306,6 +319,24 @@ const GO_PEERS: &[GoPeer] = &[
         module: "tests/peers-go/apiserver",
         package: "k8s.io/kubernetes/cmd/kube-apiserver",
         kubernetes_version: true,
+    },
+    GoPeer {
+        binary: "tailscaled",
+        module: "tests/peers-go/tailscale",
+        package: "tailscale.com/cmd/tailscaled",
+        kubernetes_version: false,
+    },
+    GoPeer {
+        binary: "tailscale",
+        module: "tests/peers-go/tailscale",
+        package: "tailscale.com/cmd/tailscale",
+        kubernetes_version: false,
+    },
+    GoPeer {
+        binary: "tailnet-control",
+        module: "tests/peers-go/tailscale",
+        package: "./control",
+        kubernetes_version: false,
     },
 ];
 
@@ -334,7 +365,12 @@ fn install_go(dir: &Path) -> Result<()> {
             "{go_version}\n{} -ldflags={ldflags}",
             GO_BUILD_FLAGS.join(" ")
         );
-        for file in ["go.mod", "go.sum", "main.go"] {
+        // Our own main package, when the peer has one (`.` or `./control`).
+        let own_main = match peer.package {
+            "." => "main.go".to_owned(),
+            package => format!("{}/main.go", package.trim_start_matches("./")),
+        };
+        for file in ["go.mod", "go.sum", own_main.as_str()] {
             if let Ok(text) = std::fs::read_to_string(module.join(file)) {
                 want.push_str(&format!("\n== {file}\n{text}"));
             }
