@@ -48,6 +48,7 @@ mod fuzz;
 mod layers;
 mod oracle;
 mod peers;
+mod tailnet;
 mod test;
 
 use clap::{Parser, Subcommand};
@@ -88,6 +89,8 @@ enum Task {
     },
     /// Run a real control plane (etcd + kube-apiserver) on localhost until Ctrl-C.
     Apiserver,
+    /// Run a real tailnet (control, DERP, four tailscaled nodes) in a sealed network namespace until Ctrl-C.
+    Tailnet,
     /// Check that every crate's modules import only down their layers (no upward import, no loop).
     Layers,
     /// Run the benchmarks.
@@ -115,6 +118,8 @@ enum Task {
     },
     /// Measure fail-closed refusal latency while the only recorder is stopped (SIGSTOP), release build.
     BenchStall,
+    /// Measure the latency a real tailnet adds (SOCKS5 and `tailscale serve`) next to loopback, release build.
+    BenchTailnet,
     /// Measure how fast a 100,000-record spool backlog drains into the real recorder, release build.
     BenchDrain,
     /// Run every cargo-fuzz target (or those named) for --secs each, from the committed seeds.
@@ -151,6 +156,7 @@ fn main() {
         Task::Demo { upstream } => demo::run(upstream),
         Task::Apiserver => apiserver::run(),
         Task::Layers => layers::run(),
+        Task::Tailnet => tailnet::run(),
         Task::Bench => bench::run(),
         Task::BenchExec => bench::exec_throughput(),
         Task::BenchProxy => bench::proxy_throughput(),
@@ -167,6 +173,7 @@ fn main() {
             hold,
         }),
         Task::BenchStall => bench::recorder_stall(),
+        Task::BenchTailnet => bench::tailnet_latency(),
         Task::BenchDrain => bench::spool_drain(),
         Task::Fuzz {
             secs,

@@ -100,6 +100,19 @@ pub enum Error {
         /// The start of the response body.
         body: String,
     },
+    /// A command the test ran (the `tailscale` CLI, `ip`, `unshare`) failed.
+    #[error("{what} failed ({status}):\n{output}")]
+    Command {
+        /// The command line, as the log should show it.
+        what: String,
+        /// How it exited.
+        status: String,
+        /// The end of its stdout and stderr.
+        output: String,
+    },
+    /// The private network namespace could not be made, or is not sealed.
+    #[error("private network namespace: {0}")]
+    Namespace(String),
     /// The S3 client failed against SeaweedFS.
     #[error("S3 request to SeaweedFS failed: {0}")]
     S3(#[from] object_store::Error),

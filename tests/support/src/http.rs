@@ -86,7 +86,19 @@ pub fn request(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> Result<Reply, Error> {
-    let stream = connect(addr)?;
+    send(connect(addr)?, addr, tls, method, path, headers, body)
+}
+
+/// One exchange on a connected `stream` to `addr`, over TLS when `tls` is set.
+fn send(
+    stream: TcpStream,
+    addr: SocketAddr,
+    tls: Option<&Tls>,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Result<Reply, Error> {
     let Some(tls) = tls else {
         return exchange(stream, addr, method, path, headers, body);
     };
@@ -100,6 +112,29 @@ pub fn request(
         headers,
         body,
     )
+}
+
+/// Like [`request`], but reaches `addr` through the SOCKS5 proxy `socks5`
+/// (a tailnet node's `tailscaled --socks5-server`): the way a program on
+/// that node reaches another node without a TUN device.
+pub fn request_via_socks5(
+    socks5: SocketAddr,
+    addr: SocketAddr,
+    tls: Option<&Tls>,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Result<Reply, Error> {
+    let stream = socks::Socks5Stream::connect(socks5, addr)
+        .map_err(Error::io(format!(
+            "connecting to {addr} through SOCKS5 {socks5}"
+        )))?
+        .into_inner();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .map_err(Error::io(format!("setting a read timeout on {addr}")))?;
+    send(stream, addr, tls, method, path, headers, body)
 }
 
 /// `GET path` from `addr` over plain TCP.

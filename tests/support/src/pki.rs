@@ -26,22 +26,32 @@ pub struct ServingPki {
     pub ca_name: String,
     /// The CA (clients trust its certificate).
     pub ca: CertAndKey,
-    /// The server's certificate, for `127.0.0.1`, `::1` and `localhost`.
+    /// The server's certificate, for `127.0.0.1`, `::1`, `localhost` and
+    /// any names given to [`ServingPki::generate_for`].
     pub serving: CertAndKey,
 }
 
 impl ServingPki {
     /// Generates a CA (ECDSA P-256) and a serving certificate signed by it.
     pub fn generate(ca_name: &str) -> Result<Self, Error> {
+        Self::generate_for(ca_name, &[])
+    }
+
+    /// Like [`generate`](Self::generate), with `extra_names` (IP addresses
+    /// or DNS names, such as a node's tailnet address and MagicDNS name) in
+    /// the serving certificate besides the loopback ones.
+    pub fn generate_for(ca_name: &str, extra_names: &[String]) -> Result<Self, Error> {
         let ca_key = KeyPair::generate()?;
         let ca_cert = ca_params(ca_name)?.self_signed(&ca_key)?;
 
         let key = KeyPair::generate()?;
-        let mut params = CertificateParams::new(vec![
+        let mut names = vec![
             "127.0.0.1".to_owned(),
             "::1".to_owned(),
             "localhost".to_owned(),
-        ])?;
+        ];
+        names.extend(extra_names.iter().cloned());
+        let mut params = CertificateParams::new(names)?;
         params
             .distinguished_name
             .push(DnType::CommonName, "127.0.0.1");

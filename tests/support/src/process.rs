@@ -3,9 +3,10 @@
 //! and the workspace's own binaries, found beside the running test.
 
 use std::fs::File;
+use std::io::Read;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::net::{accepts_tcp, poll_until};
@@ -30,6 +31,69 @@ pub fn workspace_bin(name: &str) -> Result<PathBuf, Error> {
             name: name.to_owned(),
             searched: exe.display().to_string(),
         })
+}
+
+/// Runs `command` (stdin closed, stdout and stderr captured) until it exits, killing it after
+/// `timeout`, which is an error naming the program (a client that hangs is
+/// killed, and the test says so instead of hanging with it).
+pub fn with_deadline(command: &mut Command, timeout: Duration) -> Result<Output, Error> {
+    let program = command.get_program().to_string_lossy().into_owned();
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|source| Error::Spawn {
+            name: program.clone(),
+            program: program.clone().into(),
+            source,
+        })?;
+    let reader = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_end(&mut bytes);
+            }
+            bytes
+        })
+    };
+    let stdout = reader(
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let stderr = reader(
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        if let Some(status) = child
+            .try_wait()
+            .map_err(Error::io(format!("waiting for {program}")))?
+        {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(Error::Timeout {
+                name: program,
+                waiting_for: "finishing".to_owned(),
+                timeout,
+                log_tail: String::new(),
+            });
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Ok(Output {
+        status,
+        stdout: stdout.join().unwrap_or_default(),
+        stderr: stderr.join().unwrap_or_default(),
+    })
 }
 
 /// A running child process, killed and reaped when dropped; its stdout and

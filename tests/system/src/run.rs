@@ -9,53 +9,9 @@ use std::time::{Duration, Instant};
 use crate::Error;
 
 /// Runs `command` (stdin closed, stdout and stderr captured) until it exits, killing it after
-/// `timeout`, which is an error naming the program.
+/// `timeout`, which is an error naming the program ([`test_support::process::with_deadline`]).
 pub fn with_deadline(command: &mut Command, timeout: Duration) -> Result<Output, Error> {
-    let program = command.get_program().to_string_lossy().into_owned();
-    let mut child = command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("running {program}: {e}"))?;
-    let reader = |pipe: Option<Box<dyn Read + Send>>| {
-        std::thread::spawn(move || {
-            let mut bytes = Vec::new();
-            if let Some(mut pipe) = pipe {
-                let _ = pipe.read_to_end(&mut bytes);
-            }
-            bytes
-        })
-    };
-    let stdout = reader(
-        child
-            .stdout
-            .take()
-            .map(|p| Box::new(p) as Box<dyn Read + Send>),
-    );
-    let stderr = reader(
-        child
-            .stderr
-            .take()
-            .map(|p| Box::new(p) as Box<dyn Read + Send>),
-    );
-    let deadline = Instant::now() + timeout;
-    let status = loop {
-        if let Some(status) = child.try_wait()? {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(format!("{program} did not finish within {timeout:?}: killed").into());
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    Ok(Output {
-        status,
-        stdout: stdout.join().unwrap_or_default(),
-        stderr: stderr.join().unwrap_or_default(),
-    })
+    Ok(test_support::process::with_deadline(command, timeout)?)
 }
 
 /// Like [`with_deadline`], but hands each line of stdout to `on_line` as it arrives (while the
