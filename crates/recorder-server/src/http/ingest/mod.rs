@@ -70,7 +70,10 @@ impl Ingest {
                 Upload::RecordV1 => self.record_v1(uploader, peer, req).await,
                 Upload::RecordV2 => self.record_v2(uploader, peer, req).await,
             },
-            Err(e) => Err(e),
+            Err(e) => {
+                state::discard_refused_body(req).await;
+                Err(e)
+            }
         };
         result.unwrap_or_else(|e| {
             if let Some(reason) = e.rejection_reason() {

@@ -125,3 +125,30 @@ impl Ingest {
             })
     }
 }
+
+/// Most bytes of a refused upload's body read and thrown away.
+const REFUSED_BODY_DRAIN_BYTES: usize = 64 << 10;
+
+/// How long a refused upload's body is read for.
+const REFUSED_BODY_DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Reads and discards the body of an upload refused before it was read, up
+/// to 64 KiB or 1 s, so that the refusal reaches the uploader: closing a
+/// connection with unread bytes makes the kernel send a reset, which can
+/// overtake the `403` (through `tailscale serve` it does) and leave the
+/// uploader with "connection reset" instead of the reason. A larger or
+/// slower body is left unread, at the old cost.
+pub(super) async fn discard_refused_body(req: Request<Incoming>) {
+    use http_body_util::BodyExt as _;
+    let mut body = req.into_body();
+    let mut read = 0usize;
+    let drain = async {
+        while let Some(Ok(frame)) = body.frame().await {
+            read += frame.data_ref().map_or(0, Bytes::len);
+            if read > REFUSED_BODY_DRAIN_BYTES {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(REFUSED_BODY_DRAIN_TIME, drain).await;
+}
