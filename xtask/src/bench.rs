@@ -23,6 +23,21 @@ pub fn exec_throughput() -> Result<()> {
     )
 }
 
+/// Runs the tailnet latency benchmark (`tests/system/src/bin/bench_tailnet.rs`, release build)
+/// under `unshare --net`: a sealed network namespace with a real tailnet in it.
+pub fn tailnet_latency() -> Result<()> {
+    crate::peers::install_tailnet()?;
+    exec(cargo().args(["build", "--release", "--workspace", "--bins"]))?;
+    exec(
+        std::process::Command::new("unshare")
+            .arg("--net")
+            .arg("--")
+            .arg(crate::cmd::target_dir().join("release/bench_tailnet"))
+            .env("KUBESCRIBE_PEERS", crate::cmd::peers_dir())
+            .env("KUBESCRIBE_PRIVATE_NETNS", "1"),
+    )
+}
+
 /// Runs the proxy benchmark (`crates/proxy/examples/bench_proxy.rs`), release build.
 pub fn proxy_throughput() -> Result<()> {
     exec(cargo().args([

@@ -20,6 +20,8 @@
 //! * [`stack`] runs the upstream, the recorder and the proxy as real
 //!   processes, with four callers (and any a test adds, and a second proxy
 //!   in noauth mode when asked).
+//! * [`tailnet_stack`] runs the same system on a real tailnet: tailscaled
+//!   nodes, `tailscale serve` in front of the proxy and the recorders.
 //! * [`client_comparison`] starts the stack a client-library test compares
 //!   direct and proxied runs on.
 //! * [`client`] sends one request as a caller, with a deadline, and says
@@ -45,6 +47,10 @@
 //!   reach the API server.
 //! * `noauth_mode`: in noauth mode the caller's token names its user.
 //!
+//! On a real tailnet (each test in a sealed network namespace of its own):
+//! `tailnet` (identities, grants, sessions, recorder outages and failover,
+//! refusals, LocalAPI faults).
+//!
 //! And against the simulator: `session_fairness` (one caller's idle execs do not keep another's from
 //! being recorded) and `connection_flood` (a small flood of every listener: fds bounded, every
 //! legitimate request answered).
@@ -64,6 +70,7 @@ pub mod run;
 pub mod upstream;
 
 pub mod stack;
+pub mod tailnet_stack;
 
 pub mod client;
 pub mod load;

@@ -100,9 +100,10 @@ impl Caller {
         write_kubeconfig(
             &dir.join(format!("{stem}-{label}.kubeconfig")),
             &self.name,
-            self.addr(),
+            &self.addr().to_string(),
             self.ca_pem(),
             token,
+            None,
         )
     }
 }
@@ -624,7 +625,7 @@ impl Drop for Stack {
     }
 }
 
-fn path_arg(path: &Path) -> String {
+pub(crate) fn path_arg(path: &Path) -> String {
     path.to_string_lossy().into_owned()
 }
 
@@ -719,9 +720,10 @@ fn start_callers(
             let kubeconfig = write_kubeconfig(
                 &dir.join(format!("{prefix}{name}.kubeconfig")),
                 name,
-                forwarder.addr(),
+                &forwarder.addr().to_string(),
                 ca_pem,
                 CALLER_TOKEN,
+                None,
             )?;
             Ok(Caller {
                 name: name.clone(),
@@ -734,22 +736,27 @@ fn start_callers(
         .collect()
 }
 
-/// A kubeconfig for `name` reaching `addr` (over TLS trusting `ca_pem`, or plain HTTP) with
-/// `token`. kubectl sends a bearer token only over TLS.
-fn write_kubeconfig(
+/// A kubeconfig for `name` reaching `server` (`HOST:PORT`; over TLS trusting `ca_pem`, or plain
+/// HTTP) with `token`, through `proxy_url` (kubectl's `proxy-url`, e.g. a tailnet node's
+/// `socks5://…`) when given. kubectl sends a bearer token only over TLS.
+pub(crate) fn write_kubeconfig(
     path: &Path,
     name: &str,
-    addr: SocketAddr,
+    server: &str,
     ca_pem: Option<&str>,
     token: &str,
+    proxy_url: Option<&str>,
 ) -> Result<PathBuf, Error> {
-    let cluster = match ca_pem {
+    let mut cluster = match ca_pem {
         Some(ca) => format!(
-            "    server: https://{addr}\n    certificate-authority-data: {}\n",
+            "    server: https://{server}\n    certificate-authority-data: {}\n",
             base64::engine::general_purpose::STANDARD.encode(ca)
         ),
-        None => format!("    server: http://{addr}\n"),
+        None => format!("    server: http://{server}\n"),
     };
+    if let Some(proxy_url) = proxy_url {
+        cluster.push_str(&format!("    proxy-url: {proxy_url}\n"));
+    }
     std::fs::write(
         path,
         format!(
