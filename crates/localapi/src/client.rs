@@ -70,7 +70,7 @@ impl LocalApi {
     /// `GET target` (a path and query), reading at most `limit` body bytes.
     pub async fn get(&self, target: &str, limit: usize) -> Result<Answer, LocalApiError> {
         let (mut sender, _connection) = self.connect(false).await?;
-        let request = request("GET", target)?
+        let request = request("GET", target)
             .body(Empty::<Bytes>::new())
             .map_err(LocalApiError::BuildRequest)?;
         let response = sender
@@ -109,7 +109,7 @@ impl LocalApi {
     /// `Dial-Addr` instead, and the stream is a plain TCP connection from this process to it.
     pub async fn dial(&self, host: IpAddr, port: u16) -> Result<DialedStream, LocalApiError> {
         let (mut sender, connection) = self.connect(true).await?;
-        let request = request("POST", "/localapi/v0/dial")?
+        let request = request("POST", "/localapi/v0/dial")
             .header(header::UPGRADE, TS_DIAL)
             .header(header::CONNECTION, "upgrade")
             .header("Dial-Host", host.to_string())
@@ -207,12 +207,12 @@ impl LocalApi {
 }
 
 /// A request with the headers tailscale's own LocalAPI client sends.
-fn request(method: &str, target: &str) -> Result<http::request::Builder, LocalApiError> {
-    Ok(Request::builder()
+fn request(method: &str, target: &str) -> http::request::Builder {
+    Request::builder()
         .method(method)
         .uri(target)
         .header(header::HOST, LOCALAPI_HOST)
-        .header("Sec-Tailscale", "localapi"))
+        .header("Sec-Tailscale", "localapi")
 }
 
 /// Stops a connection task when the exchange ends or is abandoned (a caller's timeout).
