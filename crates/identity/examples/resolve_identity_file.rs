@@ -32,7 +32,7 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match explain(&whois, peer).await {
+    match explain(&whois, peer, None).await {
         Ok(explanation) => {
             println!("{}", explanation.to_json_pretty());
             ExitCode::SUCCESS

@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 
+use localapi::StatusCache;
 use serde::Serialize;
 
 use crate::caller::{Caller, Identity};
@@ -42,8 +43,13 @@ pub struct Explanation {
     pub tagged: bool,
     /// Its raw grants.
     pub caps: CapMap,
-    /// The merged recording rules (or why the grants are refused).
+    /// The merged recording rules (or why the grants are refused), with the recorders found from
+    /// the `recorder` tags when the rules needed that and a netmap was asked.
     pub recording_rules: Outcome<RecordingRules>,
+    /// When the rules name `recorder` tags but no addresses: the addresses the tags resolved to
+    /// in the proxy node's netmap, or why they could not be resolved. Absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recorders_from_tags: Option<Outcome<Vec<SocketAddr>>>,
     /// The impersonation headers auth mode would send (or why it would refuse).
     pub impersonation: Outcome<Impersonation>,
     /// The resulting decisions in words, one line each.
@@ -51,17 +57,42 @@ pub struct Explanation {
 }
 
 impl Explanation {
-    /// Explains an already resolved caller.
+    /// Explains an already resolved caller (`recorder` tags are not resolved: see
+    /// [`explain`]).
     pub fn of(peer: SocketAddr, caller: Caller) -> Self {
         let rules = RecordingRules::from_caps(&caller.caps);
+        Self::with_rules(peer, caller, rules, None)
+    }
+
+    fn with_rules(
+        peer: SocketAddr,
+        caller: Caller,
+        rules: Result<RecordingRules, GrantError>,
+        recorders_from_tags: Option<Outcome<Vec<SocketAddr>>>,
+    ) -> Self {
         let impersonation = impersonation_headers(&caller);
-        let verdict = verdict(&rules, &impersonation);
+        let mut verdict = verdict(&rules, &impersonation);
+        if let (Ok(rules), Some(found)) = (&rules, &recorders_from_tags) {
+            let line = match found {
+                Outcome::Ok(addrs) => format!(
+                    "no grant carries recorderAddrs; recorder tags {:?} resolved in the proxy                      node's netmap to {} address(es)",
+                    rules.recorder_tags,
+                    addrs.len()
+                ),
+                Outcome::Error(e) => format!(
+                    "no grant carries recorderAddrs; recorder tags {:?} could not be resolved                      in the proxy node's netmap: {e}",
+                    rules.recorder_tags
+                ),
+            };
+            verdict.insert(0, line);
+        }
         Explanation {
             peer,
             tagged: caller.identity.is_tagged(),
             identity: caller.identity,
             caps: caller.caps,
             recording_rules: rules.into(),
+            recorders_from_tags,
             impersonation: impersonation.into(),
             verdict,
         }
@@ -74,11 +105,31 @@ impl Explanation {
     }
 }
 
-/// Resolves `peer` through `whois` and explains the result. A WhoIs failure is the error (print it
-/// to stderr and exit non-zero); grant errors are values inside the explanation.
-pub async fn explain(whois: &dyn WhoIs, peer: SocketAddr) -> Result<Explanation, WhoIsError> {
+/// Resolves `peer` through `whois` and explains the result. When the caller's rules name
+/// `recorder` tags but no addresses and `netmap` is given (the proxy's tailscaled), the tags are
+/// resolved there as the proxy would ([`RecordingRules::resolve_tags`]). A WhoIs failure is the
+/// error (print it to stderr and exit non-zero); grant and netmap errors are values inside the
+/// explanation.
+pub async fn explain(
+    whois: &dyn WhoIs,
+    peer: SocketAddr,
+    netmap: Option<&StatusCache>,
+) -> Result<Explanation, WhoIsError> {
     let caller = whois.whois(peer).await?;
-    Ok(Explanation::of(peer, caller))
+    let mut rules = RecordingRules::from_caps(&caller.caps);
+    let mut found = None;
+    if let (Ok(parsed), Some(netmap)) = (&rules, netmap) {
+        if parsed.needs_tag_resolution() {
+            match parsed.clone().resolve_tags(netmap).await {
+                Ok(resolved) => {
+                    found = Some(Outcome::Ok(resolved.recorder_addrs.clone()));
+                    rules = Ok(resolved);
+                }
+                Err(e) => found = Some(Outcome::Error(e.to_string())),
+            }
+        }
+    }
+    Ok(Explanation::with_rules(peer, caller, rules, found))
 }
 
 fn verdict(
@@ -93,7 +144,7 @@ fn verdict(
         ),
         Ok(p) if p.refuses_everything() => lines.push(
             "every request is refused (403): enforceRecorder is set but no recorder address is \
-             granted"
+             granted or found from the recorder tags"
                 .to_owned(),
         ),
         Ok(p) if !p.has_recorders() => lines.push(

@@ -8,7 +8,10 @@
 //!    Sources: [`LocalApiWhoIs`] (tailscaled) and [`IdentityFileWhoIs`] (a static file in the
 //!    same JSON shape as tailscaled's [`WhoIsResponse`]).
 //! 2. [`RecordingRules::from_caps`] merges the grant rules into one recording rules
-//!    (addresses, fail open/closed, events on/off).
+//!    (addresses, fail open/closed, events on/off). When the rules name `recorder` tags but no
+//!    addresses (control did not resolve them), [`RecordingRules::resolve_tags`] finds the
+//!    recorders among the peers of the proxy node's netmap (tailscaled's status, through the
+//!    `localapi` crate).
 //! 3. In auth mode, [`strip_client_credentials`] and [`impersonation_headers`] +
 //!    [`Impersonation::apply`] rewrite the upstream request's headers.
 //!
@@ -27,7 +30,8 @@
 //! 5. `whois`: the [`WhoIs`] seam and [`WhoIsError`].
 //! 6. `cache`: the short-lived cache of WhoIs answers.
 //! 7. `localapi`, `identity_file`: the two WhoIs sources ([`LocalApiWhoIs`],
-//!    [`IdentityFileWhoIs`]).
+//!    [`IdentityFileWhoIs`]). The LocalAPI's HTTP plumbing itself is the `localapi` crate's,
+//!    shared with the recorder client's dialer.
 //! 8. `source`: [`IdentitySource`], the source a binary's flags name, opened as a [`WhoIs`].
 //! 9. `explain`: everything the proxy would decide about one peer ([`explain`]).
 //!

@@ -5,26 +5,16 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bytes::Bytes;
-use http::{Request, StatusCode};
-use http_body_util::{BodyExt, Empty, Limited};
-use hyper_util::rt::TokioIo;
+use http::StatusCode;
+use localapi::{LocalApi, LocalApiError};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
-use tokio::net::UnixStream;
 
 use crate::cache::WhoIsCache;
 use crate::caller::Caller;
 use crate::whois::{WhoIs, WhoIsError};
 use crate::whois_response::{WhoIsResponse, MAX_DOCUMENT_BYTES};
 
-/// An error behind a bad answer, as [`WhoIsError::BadResponse`] carries it.
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-/// tailscaled's default LocalAPI socket on Linux.
-pub const DEFAULT_TAILSCALED_SOCKET: &str = "/var/run/tailscale/tailscaled.sock";
-
-/// The `Host` tailscale's own LocalAPI client sends.
-const LOCALAPI_HOST: &str = "local-tailscaled.sock";
+pub use localapi::DEFAULT_TAILSCALED_SOCKET;
 
 /// Go's `url.QueryEscape` set: everything but `A-Z a-z 0-9 - _ . ~` is escaped.
 const QUERY_ESCAPE: &AsciiSet = &NON_ALPHANUMERIC
@@ -32,9 +22,6 @@ const QUERY_ESCAPE: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'_')
     .remove(b'.')
     .remove(b'~');
-
-/// Longest error text from tailscaled quoted in an error.
-const MAX_ERROR_TEXT: usize = 512;
 
 /// Settings of a [`LocalApiWhoIs`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,6 +55,7 @@ impl Default for LocalApiConfig {
 #[derive(Debug)]
 pub struct LocalApiWhoIs {
     config: LocalApiConfig,
+    api: LocalApi,
     cache: WhoIsCache,
 }
 
@@ -75,7 +63,8 @@ impl LocalApiWhoIs {
     /// A client with the given settings. Nothing is contacted until the first lookup.
     pub fn new(config: LocalApiConfig) -> Self {
         let cache = WhoIsCache::new(config.cache_ttl, config.cache_capacity);
-        LocalApiWhoIs { config, cache }
+        let api = LocalApi::new(config.socket_path.clone());
+        LocalApiWhoIs { config, api, cache }
     }
 
     /// A client for the socket at `path` with default settings.
@@ -111,60 +100,32 @@ impl LocalApiWhoIs {
 
     async fn ask(&self, peer: SocketAddr) -> Result<WhoIsResponse, WhoIsError> {
         let path = &self.config.socket_path;
-        let stream = UnixStream::connect(path)
-            .await
-            .map_err(|e| connect_error(path, e))?;
         let bad = |status: Option<u16>, detail: String| WhoIsError::BadResponse {
             peer,
             status,
             detail,
             source: None,
         };
-        // The same, caused by `error`, whose message ends the detail.
-        let broken = |status: Option<u16>, what: &str, error: BoxError| WhoIsError::BadResponse {
-            peer,
-            status,
-            detail: format!("{what}: {error}"),
-            source: Some(error),
-        };
-        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| broken(None, "HTTP handshake failed", e.into()))?;
-        let _connection = AbortOnDrop(tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::debug!(%error, "LocalAPI connection ended with an error");
-            }
-        }));
-
         let target = format!(
             "/localapi/v0/whois?addr={}",
             utf8_percent_encode(&peer.to_string(), QUERY_ESCAPE)
         );
-        let request = Request::get(target)
-            .header(http::header::HOST, LOCALAPI_HOST)
-            .header("Sec-Tailscale", "localapi")
-            .body(Empty::<Bytes>::new())
-            .map_err(|e| broken(None, "cannot build request", e.into()))?;
-        let response = sender
-            .send_request(request)
+        let answer = self
+            .api
+            .get(&target, MAX_DOCUMENT_BYTES)
             .await
-            .map_err(|e| broken(None, "request failed", e.into()))?;
-        let status = response.status();
-        let body = Limited::new(response.into_body(), MAX_DOCUMENT_BYTES)
-            .collect()
-            .await
-            .map_err(|e| {
-                broken(
-                    Some(status.as_u16()),
-                    &format!("reading the answer failed (limit {MAX_DOCUMENT_BYTES} bytes)"),
-                    e,
-                )
-            })?
-            .to_bytes();
+            .map_err(|e| exchange_error(peer, path, e))?;
+        let status = answer.status;
         match status {
             StatusCode::OK => {
-                let response = WhoIsResponse::from_json(&body)
-                    .map_err(|e| broken(Some(200), "answer is not a WhoIsResponse", e.into()))?;
+                let response = WhoIsResponse::from_json(&answer.body).map_err(|e| {
+                    WhoIsError::BadResponse {
+                        peer,
+                        status: Some(200),
+                        detail: format!("answer is not a WhoIsResponse: {e}"),
+                        source: Some(e.into()),
+                    }
+                })?;
                 match response.incomplete() {
                     Some(missing) => {
                         Err(bad(Some(200), format!("answer is incomplete: {missing}")))
@@ -174,15 +135,15 @@ impl LocalApiWhoIs {
             }
             StatusCode::NOT_FOUND => Err(WhoIsError::NoMatch {
                 peer,
-                detail: error_text(&body),
+                detail: answer.error_text(),
             }),
             StatusCode::FORBIDDEN | StatusCode::UNAUTHORIZED => Err(WhoIsError::PermissionDenied {
                 path: path.clone(),
-                detail: format!("tailscaled answered {status}: {}", error_text(&body)),
+                detail: format!("tailscaled answered {status}: {}", answer.error_text()),
             }),
             other => Err(bad(
                 Some(other.as_u16()),
-                format!("unexpected status {other}: {}", error_text(&body)),
+                format!("unexpected status {other}: {}", answer.error_text()),
             )),
         }
     }
@@ -207,33 +168,28 @@ impl WhoIs for LocalApiWhoIs {
     }
 }
 
-fn connect_error(path: &Path, error: std::io::Error) -> WhoIsError {
-    match error.kind() {
-        std::io::ErrorKind::NotFound => WhoIsError::SocketMissing {
-            path: path.to_owned(),
+/// A LocalAPI exchange that did not produce an answer, as a WhoIs error.
+fn exchange_error(peer: SocketAddr, path: &Path, error: LocalApiError) -> WhoIsError {
+    let status = error.status().map(|s| s.as_u16());
+    match error {
+        LocalApiError::Connect { source, .. } => match source.kind() {
+            std::io::ErrorKind::NotFound => WhoIsError::SocketMissing {
+                path: path.to_owned(),
+            },
+            std::io::ErrorKind::PermissionDenied => WhoIsError::PermissionDenied {
+                path: path.to_owned(),
+                detail: format!("connecting to the socket: {source}"),
+            },
+            _ => WhoIsError::Unreachable {
+                path: path.to_owned(),
+                source,
+            },
         },
-        std::io::ErrorKind::PermissionDenied => WhoIsError::PermissionDenied {
-            path: path.to_owned(),
-            detail: format!("connecting to the socket: {error}"),
+        other => WhoIsError::BadResponse {
+            peer,
+            status,
+            detail: other.to_string(),
+            source: Some(other.into()),
         },
-        _ => WhoIsError::Unreachable {
-            path: path.to_owned(),
-            source: error,
-        },
-    }
-}
-
-/// tailscaled's plain-text error body, trimmed and bounded.
-fn error_text(body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(&body[..body.len().min(MAX_ERROR_TEXT)]);
-    text.trim().to_owned()
-}
-
-/// Stops the connection task when the lookup ends or is abandoned (timeout).
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
     }
 }

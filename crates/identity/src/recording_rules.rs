@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 
+use localapi::{LocalApiError, StatusCache};
 use serde::Serialize;
 
 use crate::grants::{parse_rules, GrantError, KubernetesCapRule, KUBERNETES_CAP};
@@ -13,8 +14,13 @@ use crate::whois_response::CapMap;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RecordingRules {
     /// Recorder addresses to try, in order (first success wins). Concatenated across rules in
-    /// CapMap order; duplicates are kept.
+    /// CapMap order; duplicates are kept. When no rule carries any but some name `recorder` tags,
+    /// [`resolve_tags`](Self::resolve_tags) fills them in from the proxy node's netmap.
     pub recorder_addrs: Vec<SocketAddr>,
+    /// The `recorder` tags the rules name, in CapMap order, each once. Control resolves them into
+    /// `recorderAddrs`; they are only consulted when it did not (no rule carries any address).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub recorder_tags: Vec<String>,
     /// `true` unless some rule sets `enforceRecorder`: when recording is impossible, proxy anyway.
     /// `false` (fail closed): refuse the request when it cannot be recorded.
     pub fail_open: bool,
@@ -27,6 +33,7 @@ impl Default for RecordingRules {
     fn default() -> Self {
         RecordingRules {
             recorder_addrs: Vec::new(),
+            recorder_tags: Vec::new(),
             fail_open: true,
             enable_events: false,
         }
@@ -49,6 +56,11 @@ impl RecordingRules {
             rules
                 .recorder_addrs
                 .extend(grant.recorder_addrs.iter().copied());
+            for tag in &grant.recorder {
+                if !rules.recorder_tags.contains(tag) {
+                    rules.recorder_tags.push(tag.clone());
+                }
+            }
             if grant.enforce_recorder {
                 rules.fail_open = false;
             }
@@ -57,6 +69,27 @@ impl RecordingRules {
             }
         }
         rules
+    }
+
+    /// Whether the recorders must be found from the `recorder` tags: some rule names tags, and no
+    /// rule carries `recorderAddrs` (control did not resolve them). Addresses, when present,
+    /// always win: the two are never combined.
+    pub fn needs_tag_resolution(&self) -> bool {
+        self.recorder_addrs.is_empty() && !self.recorder_tags.is_empty()
+    }
+
+    /// Fills in the recorder addresses from the `recorder` tags when
+    /// [`needs_tag_resolution`](Self::needs_tag_resolution), as Tailscale finds recorders: the
+    /// peers of the proxy node's netmap (tailscaled's status) that carry any of the tags, every
+    /// Tailscale address of theirs on port 80, lowest first
+    /// ([`localapi::Status::recorders_for_tags`]). Otherwise returns the rules unchanged without
+    /// asking. A tag no peer carries adds nothing: with none found, an `enforceRecorder` caller
+    /// is refused as when no recorder is granted.
+    pub async fn resolve_tags(mut self, netmap: &StatusCache) -> Result<Self, LocalApiError> {
+        if self.needs_tag_resolution() {
+            self.recorder_addrs = netmap.recorders_for_tags(&self.recorder_tags).await?;
+        }
+        Ok(self)
     }
 
     /// Whether there is any recorder to send to. Sessions are recorded whenever this is true.

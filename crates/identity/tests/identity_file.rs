@@ -36,6 +36,7 @@ async fn example_file_resolves_users_and_tagged_nodes() {
         RecordingRules::from_caps(&alice.caps).unwrap(),
         RecordingRules {
             recorder_addrs: vec![peer("127.0.0.1:8080"), peer("[::1]:8080")],
+            recorder_tags: vec![],
             fail_open: false,
             enable_events: true
         }
@@ -210,7 +211,9 @@ fn missing_file_is_a_read_error() {
 async fn explain_reports_policy_impersonation_and_grant_errors_as_values() {
     let dir = tempfile::tempdir().unwrap();
     let whois = IdentityFileWhoIs::load(write(dir.path(), "ids.yaml", EXAMPLE)).unwrap();
-    let e = explain(&whois, peer("100.101.102.103:1")).await.unwrap();
+    let e = explain(&whois, peer("100.101.102.103:1"), None)
+        .await
+        .unwrap();
     let json: serde_json::Value = serde_json::from_str(&e.to_json_pretty()).unwrap();
     assert_eq!(json["identity"]["login_name"], "alice@example.com");
     assert_eq!(json["recording_rules"]["ok"]["fail_open"], false);
@@ -233,7 +236,7 @@ async fn explain_reports_policy_impersonation_and_grant_errors_as_values() {
     assert!(!e.verdict.is_empty());
 
     // WhoIs failure is the error.
-    assert!(explain(&whois, peer("192.0.2.1:1"))
+    assert!(explain(&whois, peer("192.0.2.1:1"), None)
         .await
         .unwrap_err()
         .is_no_match());

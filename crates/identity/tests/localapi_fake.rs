@@ -176,10 +176,13 @@ async fn resolves_a_user_from_real_whois_json_and_sends_the_localapi_request_sha
         policy,
         RecordingRules {
             recorder_addrs: vec![peer("100.64.0.5:80"), peer("[fd7a:115c:a1e0::5]:80")],
+            recorder_tags: vec!["tag:tsrecorder".to_owned()],
             fail_open: false,
             enable_events: true,
         }
     );
+    // Control resolved the tags: its addresses are used, the tags are not looked up.
+    assert!(!policy.needs_tag_resolution());
     let imp = impersonation_headers(&caller).unwrap();
     assert_eq!(imp.user(), "alice@example.com");
     assert_eq!(imp.groups(), ["system:masters", "eng", "viewers"]);

@@ -38,6 +38,7 @@ fn two_ips_fail_closed() {
         p,
         RecordingRules {
             recorder_addrs: addrs(&[V6, "100.99.99.99:80"]),
+            recorder_tags: vec![],
             fail_open: false,
             enable_events: false
         }
@@ -55,6 +56,7 @@ fn two_ips_fail_open() {
         p,
         RecordingRules {
             recorder_addrs: addrs(&[V6, "100.99.99.99:80"]),
+            recorder_tags: vec![],
             fail_open: true,
             enable_events: false
         }
@@ -76,6 +78,7 @@ fn odd_rule_combination_across_three_rules() {
         p,
         RecordingRules {
             recorder_addrs: addrs(&[V6, "100.99.99.99:80", "100.99.99.100:80"]),
+            recorder_tags: vec![],
             fail_open: false,
             enable_events: false
         }
@@ -89,6 +92,7 @@ fn no_caps() {
         p,
         RecordingRules {
             recorder_addrs: vec![],
+            recorder_tags: vec![],
             fail_open: true,
             enable_events: false
         }

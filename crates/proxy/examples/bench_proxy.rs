@@ -168,6 +168,7 @@ async fn start_proxy(
         upstream: UpstreamSource::InCluster,
         mode: Mode::Auth,
         identity: IdentitySource::File(ident),
+        recorder_dial: kubescribe_proxy::RecorderDial::Direct,
         admin_listen: "127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}")),
         max_body_capture: 1 << 20,
         max_header_bytes: 256 * 1024,

@@ -73,6 +73,7 @@ mod tests {
     fn policy(addrs: &[&str], fail_open: bool, enable_events: bool) -> RecordingRules {
         RecordingRules {
             recorder_addrs: addrs.iter().filter_map(|a| a.parse().ok()).collect(),
+            recorder_tags: Vec::new(),
             fail_open,
             enable_events,
         }

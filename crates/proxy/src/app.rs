@@ -21,6 +21,7 @@ use crate::listener;
 use crate::metrics::Metrics;
 use crate::mode::Mode;
 use crate::pipeline::{Proxy, ProxyOptions};
+use crate::recorder_dial::{self, RecorderDial};
 use crate::recording_hook::RecordingHook;
 use crate::session_hook::SessionHook;
 use crate::session_tracker::SessionTracker;
@@ -94,6 +95,13 @@ fn components_from_config(
     // Configuration errors first, before any directory is created.
     let upstream = UpstreamSpec::load(&config.upstream)?;
     let mut client_config = recorder_client::ClientConfig::default();
+    let (dialer, why) = recorder_dial::choose(
+        &config.recorder_dial,
+        &config.identity,
+        recorder_dial::tailnet_interface().as_ref(),
+    );
+    tracing::info!("recorders are dialed through {dialer} ({why})");
+    client_config.dialer = dialer;
     let spool = spool_dir(&config.spool.dir, config.state_dir.as_deref())?;
     client_config.spool = spool
         .as_ref()
@@ -128,6 +136,25 @@ fn components_from_config(
         },
         client,
     ))
+}
+
+/// How long tailscaled's status (the netmap recorder tags are resolved in) is reused.
+const NETMAP_TTL: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// The tailscaled whose netmap resolves grants' `recorder` tags when control did not: the one
+/// WhoIs asks, else the one `--recorder-dial localapi` dials through; none with an identity file.
+fn netmap(config: &Config) -> Option<Arc<localapi::StatusCache>> {
+    let socket = match (&config.identity, &config.recorder_dial) {
+        (identity::IdentitySource::LocalApi(socket), _) => socket.clone(),
+        (identity::IdentitySource::File(_), RecorderDial::LocalApi) => {
+            localapi::DEFAULT_TAILSCALED_SOCKET.into()
+        }
+        (identity::IdentitySource::File(_), _) => return None,
+    };
+    Some(Arc::new(localapi::StatusCache::new(
+        localapi::LocalApi::new(socket),
+        NETMAP_TTL,
+    )))
 }
 
 /// The state directory when `--state-dir` is not given and it can be used.
@@ -291,7 +318,8 @@ pub async fn start(
             config.mode,
             config.trust_forwarded_for,
             config.whois_cache_ttl,
-        ),
+        )
+        .with_netmap(netmap(config)),
         components.sink,
         Forwarder::new(
             upstream.clone(),

@@ -12,6 +12,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::mode::Mode;
+use crate::recorder_dial::RecorderDial;
 use crate::upstream::UpstreamSource;
 use identity::IdentitySource;
 use recorder_client::SpoolFullPolicy;
@@ -144,6 +145,19 @@ pub struct ServeArgs {
     #[arg(long, env = "KUBESCRIBE_IDENTITY_FILE", value_name = "FILE")]
     pub identity_file: Option<PathBuf>,
 
+    /// How recorders are reached: `direct` (TCP from this host: needs a tailnet interface, i.e.
+    /// tailscaled with a TUN device), `localapi` (through tailscaled's LocalAPI, --localapi-socket
+    /// or its default socket; works in userspace-networking mode), `socks5://HOST:PORT` (through
+    /// tailscaled's --socks5-server), or `auto`: direct when an interface has a tailnet address,
+    /// else localapi when WhoIs uses the LocalAPI, else direct. The start-up log says which.
+    #[arg(
+        long,
+        env = "KUBESCRIBE_RECORDER_DIAL",
+        value_name = "auto|direct|localapi|socks5://HOST:PORT",
+        default_value = "auto"
+    )]
+    pub recorder_dial: RecorderDial,
+
     /// Address of the admin listener serving /metrics, /healthz and /readyz.
     #[arg(
         long,
@@ -252,6 +266,8 @@ pub struct Config {
     pub mode: Mode,
     /// Identity source.
     pub identity: IdentitySource,
+    /// How recorders are reached (`auto` is decided at start-up).
+    pub recorder_dial: RecorderDial,
     /// Admin listener address.
     pub admin_listen: SocketAddr,
     /// Body capture cap.
@@ -436,6 +452,7 @@ impl ServeArgs {
             upstream,
             mode,
             identity,
+            recorder_dial: self.recorder_dial,
             admin_listen: self.admin_listen,
             max_body_capture: self.max_body_capture,
             max_header_bytes: self.max_header_bytes,

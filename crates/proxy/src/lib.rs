@@ -30,6 +30,8 @@
 //!   with a per-address cache.
 //! - `event`: the request event and the response record.
 //! - `event_sink`: [`EventSink`], the recorder transport as the pipeline sees it.
+//! - `recorder_dial`: [`RecorderDial`] (`--recorder-dial`), how recorders are
+//!   reached (direct, tailscaled's LocalAPI, SOCKS5), and the `auto` choice.
 //! - `session_hook`: the [`SessionHook`] seam for upgrades; [`PassThrough`].
 //! - `upstream`: the API server: kubeconfig and in-cluster config (kube-rs),
 //!   credentials (token, token file, exec plugin), client.
@@ -71,6 +73,7 @@ pub use app::{serve, start, Components, RunningProxy, StartError};
 pub use config::{Cli, Command, Config, ConfigError, ServeArgs, SpoolDir, SpoolOptions, WhoisArgs};
 pub use identity::IdentitySource;
 pub use mode::Mode;
+pub use recorder_dial::RecorderDial;
 pub use service::{LogFormat, TlsError, TlsFiles};
 pub use upstream::{
     Credential, KubeconfigError, TokenError, UpstreamError, UpstreamSource, UpstreamSpec,
@@ -111,6 +114,7 @@ mod admission;
 mod caller;
 mod event;
 mod event_sink;
+mod recorder_dial;
 mod session_hook;
 mod upstream;
 

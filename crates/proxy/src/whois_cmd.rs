@@ -26,7 +26,15 @@ pub async fn whois(args: WhoisArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match identity::explain(whois.as_ref(), args.address).await {
+    // Recorder tags are resolved in the netmap of the tailscaled asked, as the proxy would.
+    let netmap = match &source {
+        IdentitySource::LocalApi(socket) => Some(localapi::StatusCache::new(
+            localapi::LocalApi::new(socket.clone()),
+            std::time::Duration::ZERO,
+        )),
+        IdentitySource::File(_) => None,
+    };
+    match identity::explain(whois.as_ref(), args.address, netmap.as_ref()).await {
         Ok(explanation) => {
             println!("{}", explanation.to_json_pretty());
             ExitCode::SUCCESS

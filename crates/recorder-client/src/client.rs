@@ -94,6 +94,7 @@ impl RecorderClient {
         }
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| StartError::NoRuntime)?;
         cfg.session.metrics = Some(metrics.clone());
+        cfg.session.dialer = cfg.dialer.clone();
         let spool = match &cfg.spool {
             Some(sc) => Some(Arc::new(Spool::open(sc.clone(), metrics.clone()).map_err(
                 |source| StartError::Spool {

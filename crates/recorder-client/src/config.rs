@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use crate::dialer::RecorderDialer;
 use crate::metrics::Metrics;
 use crate::spool::SpoolConfig;
 
@@ -13,9 +14,14 @@ pub struct ClientConfig {
     /// not cached), connect, request and response together. A hung recorder
     /// costs at most this much per address. Default 3 s.
     pub attempt_timeout: Duration,
-    /// Deadline on the TCP connect to a recorder. Default 5 s (upstream's
-    /// per-dial limit); the attempt deadline still applies on top.
+    /// Deadline on opening a connection to a recorder, whichever way
+    /// [`dialer`](Self::dialer) opens it. Default 5 s (upstream's per-dial
+    /// limit); the attempt deadline still applies on top.
     pub dial_timeout: Duration,
+    /// How connections to recorders are opened (events and session uploads
+    /// alike): direct TCP (the default), through tailscaled's LocalAPI, or
+    /// through a SOCKS5 proxy.
+    pub dialer: RecorderDialer,
     /// How long a `HEAD /v2/event` probe result is trusted. Any delivery error
     /// to that address drops it early. Default 60 s.
     pub probe_ttl: Duration,
@@ -41,6 +47,7 @@ impl Default for ClientConfig {
         Self {
             attempt_timeout: Duration::from_secs(3),
             dial_timeout: Duration::from_secs(5),
+            dialer: RecorderDialer::Direct,
             probe_ttl: Duration::from_secs(60),
             breaker: BreakerConfig::default(),
             pool_idle_timeout: Duration::from_secs(30),
@@ -122,8 +129,11 @@ impl Default for BatchConfig {
 /// upload is supervised.
 #[derive(Debug, Clone)]
 pub struct SessionOptions {
-    /// Deadline on one TCP connect. Default 5 s (upstream).
+    /// Deadline on opening one connection, whichever way. Default 5 s (upstream).
     pub dial_timeout: Duration,
+    /// How connections are opened; set by [`RecorderClient`](crate::RecorderClient)
+    /// from [`ClientConfig::dialer`]. Default direct TCP.
+    pub dialer: RecorderDialer,
     /// Deadline on the `HEAD /v2/record` probe. Default 10 s (upstream).
     pub probe_timeout: Duration,
     /// Deadline on the recorder's response headers (`POST /v2/record`) or its
@@ -147,6 +157,7 @@ impl Default for SessionOptions {
     fn default() -> Self {
         Self {
             dial_timeout: Duration::from_secs(5),
+            dialer: RecorderDialer::Direct,
             probe_timeout: Duration::from_secs(10),
             response_timeout: Duration::from_secs(10),
             total_timeout: Duration::from_secs(30),

@@ -8,6 +8,7 @@ use http::StatusCode;
 
 use crate::ack::AckDecodeError;
 use crate::cause::Cause;
+use crate::dialer::DialError;
 
 /// Why one attempt to deliver a record to one recorder address failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -31,7 +32,8 @@ pub enum AttemptError {
     /// The attempt did not complete within its deadline.
     #[error("recorder did not answer within {0:?}")]
     Timeout(Duration),
-    /// The TCP connection could not be established.
+    /// The connection could not be established (the [`DialError`] inside says how it was
+    /// dialed).
     #[error("cannot connect to recorder: {0}")]
     Connect(#[source] Cause),
     /// The connection broke or the HTTP exchange was malformed.
@@ -170,21 +172,10 @@ fn join_attempts(
 /// upstream's wording.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SessionAttemptError {
-    /// The TCP connection was not established within the dial timeout.
-    #[error("dial tcp {addr}: timed out")]
-    DialTimeout {
-        /// The recorder address.
-        addr: SocketAddr,
-    },
-    /// The TCP connection failed.
-    #[error("dial tcp {addr}: {source}")]
-    Dial {
-        /// The recorder address.
-        addr: SocketAddr,
-        /// The connect error.
-        #[source]
-        source: Cause,
-    },
+    /// The connection to the recorder could not be opened (or not within the dial timeout),
+    /// the way the client dials ([`RecorderDialer`](crate::RecorderDialer)).
+    #[error("{0}")]
+    Dial(#[source] DialError),
     /// The HTTP/1.1 handshake of the legacy upload did not complete in time.
     #[error("recording: HTTP/1.1 handshake timed out")]
     HandshakeTimeout,

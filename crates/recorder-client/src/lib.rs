@@ -23,16 +23,19 @@
 //!
 //! 1. `cause`: [`Cause`], the lower-level error inside this crate's failures.
 //! 2. `ack`: [`AckDecoder`], the recorder's ack-frame stream on `/v2/record`.
-//! 3. `error`: the failures of deliveries, starts and session uploads.
-//! 4. `policy`: the fail-open / fail-closed decision ([`FailurePolicy`],
+//! 3. `dialer`: [`RecorderDialer`], how a stream to a recorder is opened
+//!    (direct TCP, tailscaled's LocalAPI, SOCKS5) for events and sessions
+//!    alike, and why it could not be ([`DialError`]).
+//! 4. `error`: the failures of deliveries, starts and session uploads.
+//! 5. `policy`: the fail-open / fail-closed decision ([`FailurePolicy`],
 //!    [`Outcome`]), a pure function of those failures.
-//! 5. `metrics`: the client's Prometheus counters.
-//! 6. [`spool`]: the on-disk record format and the bounded spool.
-//! 7. `config`: [`ClientConfig`] and its parts.
-//! 8. `events`: event delivery (probe cache, HTTP transport, batching,
+//! 6. `metrics`: the client's Prometheus counters.
+//! 7. [`spool`]: the on-disk record format and the bounded spool.
+//! 8. `config`: [`ClientConfig`] and its parts.
+//! 9. `events`: event delivery (probe cache, HTTP transport, batching,
 //!    failover, spool redelivery).
-//! 9. `session`: session uploads (the upload handle, dial, v2, v1, connect).
-//! 10. `client`: [`RecorderClient`], which ties events, spool and sessions
+//! 10. `session`: session uploads (the upload handle, dial, v2, v1, connect).
+//! 11. `client`: [`RecorderClient`], which ties events, spool and sessions
 //!     to the policy.
 //!
 //! ```no_run
@@ -56,39 +59,44 @@ mod cause;
 // 2. Ack frames.
 mod ack;
 
-// 3. Failures.
+// 3. Dialing.
+mod dialer;
+
+// 4. Failures.
 mod error;
 
-// 4. The failure policy.
+// 5. The failure policy.
 mod policy;
 
-// 5. Metrics.
+// 6. Metrics.
 mod metrics;
 
-// 6. The spool.
+// 7. The spool.
 pub mod spool;
 
-// 7. Configuration.
+// 8. Configuration.
 mod config;
 
-// 8. Events.
+// 9. Events.
 mod events;
 
-// 9. Sessions.
+// 10. Sessions.
 mod session;
 
-// 10. The client.
+// 11. The client.
 mod client;
 
 pub use ack::{AckDecodeError, AckDecoder, AckFrame};
 pub use cause::Cause;
 pub use client::RecorderClient;
 pub use config::{BatchConfig, BreakerConfig, ClientConfig, SessionOptions};
+pub use dialer::{DialError, DialFailure, RecorderDialer, RecorderStream};
 pub use error::{
     AttemptError, ConnectError, DeliveryError, PushError, SessionAttemptError, StartError,
     UploadError,
 };
 pub use events::Delivered;
+pub use localapi::LocalApi;
 pub use metrics::Metrics;
 pub use policy::{DropReason, FailurePolicy, Outcome, Refusal, SessionKind, UnrecordedReason};
 pub use session::connect::connect_session;

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use http::HeaderMap;
 use identity::{GrantError, Identity, Impersonation, RecordingRules, WhoIs, WhoIsError};
+use localapi::StatusCache;
 
 use crate::mode::Mode;
 use cache::AddressCache;
@@ -23,7 +24,8 @@ pub struct CallerInfo {
     pub identity: Identity,
     /// The event's `source` object.
     pub source: event_model::Source,
-    /// Merged recording rules from the grants.
+    /// Merged recording rules from the grants, with the recorders found from
+    /// their `recorder` tags when no grant carries addresses.
     pub policy: RecordingRules,
     /// Auth mode: the headers to send upstream. None in noauth mode.
     pub impersonation: Option<Impersonation>,
@@ -56,6 +58,7 @@ pub(crate) struct CallerResolver {
     mode: Mode,
     trust_forwarded_for: bool,
     cache: AddressCache<Arc<CallerInfo>>,
+    netmap: Option<Arc<StatusCache>>,
 }
 
 impl std::fmt::Debug for CallerResolver {
@@ -82,7 +85,15 @@ impl CallerResolver {
             mode,
             trust_forwarded_for,
             cache: AddressCache::new(cache_ttl),
+            netmap: None,
         }
+    }
+
+    /// Resolves grants' `recorder` tags in this tailscaled's netmap when no
+    /// grant carries `recorderAddrs` (None: such callers have no recorders).
+    pub(crate) fn with_netmap(mut self, netmap: Option<Arc<StatusCache>>) -> Self {
+        self.netmap = netmap;
+        self
     }
 
     /// Who is calling on `conn`, and what their grants say.
@@ -110,7 +121,9 @@ impl CallerResolver {
                 None => return Err(CallerError::WhoIs(first)),
             },
         };
-        let policy = RecordingRules::from_caps(&caller.caps)?;
+        let (policy, complete) = self
+            .recorders(RecordingRules::from_caps(&caller.caps)?)
+            .await;
         let impersonation = match self.mode {
             Mode::Auth => Some(identity::impersonation_headers(&caller)?),
             Mode::Noauth => None,
@@ -123,10 +136,54 @@ impl CallerResolver {
         });
         // Only an answer about the connection's own address is remembered: a
         // header-derived one could differ from request to request.
-        if by_address {
+        // Nor one whose recorder tags could not be resolved: the next request asks again.
+        if by_address && complete {
             self.cache.insert(conn.peer, info.clone());
         }
         Ok(info)
+    }
+
+    /// The rules with the recorders their tags name, when they need that;
+    /// and whether they are complete (false: the netmap could not be read,
+    /// and the caller has no recorders for this request, which refuses it
+    /// under `enforceRecorder`).
+    async fn recorders(&self, rules: RecordingRules) -> (RecordingRules, bool) {
+        if !rules.needs_tag_resolution() {
+            return (rules, true);
+        }
+        let Some(netmap) = &self.netmap else {
+            tracing::warn!(
+                tags = ?rules.recorder_tags,
+                "the caller's grants name recorder tags but no recorderAddrs, and without a \
+                 LocalAPI socket the tags cannot be resolved: no recorders"
+            );
+            return (rules, true);
+        };
+        let fallback = rules.clone();
+        match rules.resolve_tags(netmap).await {
+            Ok(resolved) => {
+                tracing::debug!(
+                    tags = ?resolved.recorder_tags,
+                    recorders = ?resolved.recorder_addrs,
+                    "recorder tags resolved in tailscaled's netmap"
+                );
+                if resolved.recorder_addrs.is_empty() {
+                    tracing::warn!(
+                        tags = ?resolved.recorder_tags,
+                        "no peer in tailscaled's netmap carries the grant's recorder tags: no recorders"
+                    );
+                }
+                (resolved, true)
+            }
+            Err(error) => {
+                tracing::warn!(
+                    tags = ?fallback.recorder_tags,
+                    %error,
+                    "cannot resolve the grant's recorder tags in tailscaled's netmap: no recorders for this request"
+                );
+                (fallback, false)
+            }
+        }
     }
 
     fn forwarded_for(&self, conn: &ConnInfo, headers: &HeaderMap) -> Option<SocketAddr> {

@@ -324,6 +324,7 @@ pub fn config(identity: PathBuf, mode: Mode) -> Config {
         upstream: UpstreamSource::InCluster,
         mode,
         identity: IdentitySource::File(identity),
+        recorder_dial: kubescribe_proxy::RecorderDial::Direct,
         admin_listen: "127.0.0.1:0".parse().unwrap(),
         max_body_capture: 1024 * 1024,
         max_header_bytes: 64 * 1024,

@@ -1,6 +1,7 @@
 //! The raw HTTP/1.1 exchanges with one recorder: the `HEAD /v2/event` probe
-//! and the `POST` of one event or a batch, over a pooled keep-alive client,
-//! each bounded by the attempt deadline.
+//! and the `POST` of one event or a batch, over a pooled keep-alive client
+//! whose connections the client's [`RecorderDialer`](crate::RecorderDialer)
+//! opens, each bounded by the attempt deadline.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -9,13 +10,13 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{header, Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use super::probe_cache::Support;
 use crate::cause::Cause;
 use crate::config::ClientConfig;
+use crate::dialer::Connector;
 use crate::error::AttemptError;
 
 /// Most response body bytes read (and quoted in errors) from a recorder.
@@ -26,15 +27,16 @@ const MAX_QUOTED_BODY: usize = 512;
 /// The pooled HTTP/1.1 client and the raw exchanges with one recorder.
 #[derive(Debug)]
 pub(crate) struct Transport {
-    http: Client<HttpConnector, Full<Bytes>>,
+    http: Client<Connector, Full<Bytes>>,
     attempt_timeout: Duration,
 }
 
 impl Transport {
     pub(crate) fn new(cfg: &ClientConfig) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(cfg.dial_timeout.min(cfg.attempt_timeout)));
+        let connector = Connector::new(
+            cfg.dialer.clone(),
+            cfg.dial_timeout.min(cfg.attempt_timeout),
+        );
         let http = Client::builder(TokioExecutor::new())
             .pool_timer(TokioTimer::new())
             .timer(TokioTimer::new())

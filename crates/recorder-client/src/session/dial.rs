@@ -1,12 +1,12 @@
-//! The TCP connect to one recorder, shared by both wire versions.
+//! The connection to one recorder, shared by both wire versions: the client's
+//! [`RecorderDialer`](crate::RecorderDialer) under the dial timeout.
 
 use std::net::SocketAddr;
 
-use tokio::net::TcpStream;
-use tokio::time::{timeout_at, Instant};
+use tokio::time::Instant;
 
-use crate::cause::Cause;
 use crate::config::SessionOptions;
+use crate::dialer::RecorderStream;
 use crate::error::SessionAttemptError;
 
 /// Dials `addr` with the dial timeout (bounded by `deadline`).
@@ -14,15 +14,12 @@ pub(crate) async fn dial(
     addr: SocketAddr,
     opts: &SessionOptions,
     deadline: Instant,
-) -> Result<TcpStream, SessionAttemptError> {
-    let until = deadline.min(Instant::now() + opts.dial_timeout);
-    let tcp = timeout_at(until, TcpStream::connect(addr))
+) -> Result<RecorderStream, SessionAttemptError> {
+    let timeout = deadline
+        .saturating_duration_since(Instant::now())
+        .min(opts.dial_timeout);
+    opts.dialer
+        .dial(addr, timeout)
         .await
-        .map_err(|_| SessionAttemptError::DialTimeout { addr })?
-        .map_err(|e| SessionAttemptError::Dial {
-            addr,
-            source: Cause::new(e),
-        })?;
-    let _ = tcp.set_nodelay(true);
-    Ok(tcp)
+        .map_err(SessionAttemptError::Dial)
 }

@@ -22,6 +22,9 @@ use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
+pub mod real;
+pub mod tailnet;
+
 /// How the fake answers `/v2/event`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EventMode {
