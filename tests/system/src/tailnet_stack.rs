@@ -84,6 +84,9 @@ pub struct TailnetStackOptions {
     pub recorders: usize,
     /// Extra flags for kubescribe-proxy.
     pub proxy_args: Vec<String>,
+    /// Dial recorders through the proxy node's SOCKS5 proxy
+    /// (`--recorder-dial socks5://…`) instead of the default (`auto`: its LocalAPI).
+    pub recorder_dial_socks5: bool,
 }
 
 impl TailnetStackOptions {
@@ -93,6 +96,7 @@ impl TailnetStackOptions {
             upstream,
             recorders: 1,
             proxy_args: Vec::new(),
+            recorder_dial_socks5: false,
         }
     }
 }
@@ -192,6 +196,10 @@ impl TailnetStack {
             "--spool-dir".to_owned(),
             path_arg(&dir.path().join("spool")),
         ];
+        if options.recorder_dial_socks5 {
+            args.push("--recorder-dial".to_owned());
+            args.push(format!("socks5://{}", tailnet.node(PROXY_NODE)?.socks5()));
+        }
         args.extend(options.proxy_args.iter().cloned());
         let mut proxy = Spawned::start(
             "kubescribe-proxy",
@@ -373,14 +381,26 @@ impl TailnetStack {
 
     /// Stops recorder `index`'s process (SIGTERM).
     pub fn stop_recorder(&mut self, index: usize) -> Result<(), Error> {
-        let recorder = self
-            .recorders
-            .get_mut(index)
-            .ok_or_else(|| format!("no recorder {index}"))?;
-        if let Some(mut process) = recorder.process.take() {
+        if let Some(mut process) = self.recorder_process(index)?.take() {
             process.stop(Duration::from_secs(10))?;
         }
         Ok(())
+    }
+
+    /// Kills recorder `index`'s process at once (SIGKILL), as a crash would.
+    pub fn kill_recorder(&mut self, index: usize) -> Result<(), Error> {
+        if let Some(mut process) = self.recorder_process(index)?.take() {
+            process.kill()?;
+        }
+        Ok(())
+    }
+
+    fn recorder_process(&mut self, index: usize) -> Result<&mut Option<Spawned>, Error> {
+        Ok(&mut self
+            .recorders
+            .get_mut(index)
+            .ok_or_else(|| format!("no recorder {index}"))?
+            .process)
     }
 
     /// Starts recorder `index`'s process again, on the same address and storage.

@@ -66,14 +66,39 @@ fn groups(event: &Value) -> Vec<String> {
         .collect()
 }
 
-/// Events of recorder `index` from tailnet node `node` (FQDN without the dot).
+/// The stored events of recorder `index` from tailnet node `node` (FQDN without the dot).
 fn events_from(stack: &TailnetStack, index: usize, node: &str) -> Vec<Value> {
     stack
-        .events(index, "")
+        .events(index, &format!("node={node}"))
         .unwrap()
         .into_iter()
-        .filter(|e| e["source"]["node"] == node)
+        .map(|listed| listed["event"].clone())
         .collect()
+}
+
+/// Whether recorder `index` stored the event of the request whose field selector named `marker`.
+fn stored(stack: &TailnetStack, index: usize, marker: &str) -> bool {
+    stack
+        .events(index, &format!("q={marker}"))
+        .is_ok_and(|events| {
+            events.iter().any(|e| {
+                e["event"]["kubernetes"]["FieldSelector"] == format!("metadata.name={marker}")
+            })
+        })
+}
+
+/// `kubectl get configmaps` selecting the name `marker`: a request whose path, event and audit
+/// entry can be found by that name.
+fn marked_get<'a>(marker: &'a str, selector: &'a mut String) -> [&'a str; 6] {
+    *selector = format!("metadata.name={marker}");
+    [
+        "get",
+        "configmaps",
+        "-n",
+        "default",
+        "--field-selector",
+        selector.as_str(),
+    ]
 }
 
 fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
@@ -162,7 +187,7 @@ fn identities_grants_and_events_over_the_tailnet() {
     let alice_events = events_from(&stack, 0, &name(&alice.fqdn));
     let create = alice_events
         .iter()
-        .find(|e| e["request"]["verb"] == "create")
+        .find(|e| e["kubernetes"]["Verb"] == "create")
         .unwrap_or_else(|| panic!("alice's create event: {alice_events:?}"));
     let source = &create["source"];
     assert_eq!(source["nodeID"], alice.stable_id, "{create}");
@@ -196,11 +221,7 @@ fn exec_sessions_over_the_tailnet() {
         let marker = format!("hello-from-{minor}");
         let output = ok(
             stack
-                .kubectl(
-                    &kubectl,
-                    "alice",
-                    &["exec", "-n", "default", "web-0", "--", "echo", &marker],
-                )
+                .kubectl(&kubectl, "alice", &["exec", "demo", "--", "echo", &marker])
                 .unwrap(),
             &format!("kubectl {minor} exec"),
         );
@@ -256,25 +277,26 @@ fn recorder_outages_fail_closed_and_fail_open() {
             "tailscaled" => stack.tailnet.node_mut("rec-1").unwrap().stop().unwrap(),
             _ => stack.stop_recorder(0).unwrap(),
         }
-        let refused_name = format!("tn-refused-{outage}");
+        let refused_marker = format!("tn-refused-{outage}");
+        let mut selector = String::new();
         let refused = stack
             .kubectl(
                 &kubectl,
                 "alice",
-                &["create", "configmap", &refused_name, "-n", "default"],
+                &marked_get(&refused_marker, &mut selector),
             )
             .unwrap();
         assert!(
             !refused.status.success(),
             "alice is fail closed: refused with the {outage} down"
         );
-        let forwarded_name = format!("tn-forwarded-{outage}");
+        let forwarded_marker = format!("tn-forwarded-{outage}");
         ok(
             stack
                 .kubectl(
                     &kubectl,
                     "ci",
-                    &["create", "configmap", &forwarded_name, "-n", "default"],
+                    &marked_get(&forwarded_marker, &mut selector),
                 )
                 .unwrap(),
             &format!("ci is fail open: forwarded with the {outage} down"),
@@ -283,8 +305,7 @@ fn recorder_outages_fail_closed_and_fail_open() {
         let reached = plane.audit_events().unwrap().into_iter().any(|e| {
             e["requestURI"]
                 .as_str()
-                .is_some_and(|u| u.contains("/configmaps"))
-                && e["requestObject"]["metadata"]["name"] == refused_name.as_str()
+                .is_some_and(|u| u.contains(&refused_marker))
         });
         assert!(
             !reached,
@@ -297,20 +318,29 @@ fn recorder_outages_fail_closed_and_fail_open() {
         wait_until(
             &format!("ci's event from the {outage} outage stored"),
             Duration::from_secs(60),
-            || {
-                stack.events(0, "verb=create").is_ok_and(|events| {
-                    events.iter().any(|e| {
-                        e["source"]["node"] == ci_name.as_str()
-                            && e["request"]["name"] == forwarded_name.as_str()
-                    })
-                })
-            },
+            || stored(&stack, 0, &forwarded_marker),
+        );
+        let events = stack.events(0, &format!("q={forwarded_marker}")).unwrap();
+        assert!(
+            events
+                .iter()
+                .all(|e| e["event"]["source"]["node"] == ci_name.as_str()),
+            "the spooled event names ci: {events:?}"
+        );
+        // The refused request's event arrives too, saying it was refused.
+        let refused_events = stack.events(0, &format!("q={refused_marker}")).unwrap();
+        assert!(
+            refused_events
+                .iter()
+                .all(|e| e["event"]["kubescribe"]["decision"] == "refused-fail-closed"),
+            "a refused request is recorded as refused, never as forwarded: {refused_events:?}"
         );
     }
 }
 
-/// Two recorders on two tailnet nodes, in control's order: events go to the first; with its
-/// process stopped, to the second.
+/// Two recorders on two tailnet nodes, in control's order, dialed through the proxy node's SOCKS5
+/// proxy this time (`--recorder-dial socks5://…`): events go to the first; with its process
+/// killed, to the second.
 #[test]
 fn ordered_failover_between_recorders_on_two_nodes() {
     if !isolated("ordered_failover_between_recorders_on_two_nodes") {
@@ -318,37 +348,28 @@ fn ordered_failover_between_recorders_on_two_nodes() {
     }
     let mut options = TailnetStackOptions::new(UpstreamKind::ApiServer);
     options.recorders = 2;
+    options.recorder_dial_socks5 = true;
     let mut stack = TailnetStack::start(options).unwrap();
     let kubectl = kubectl();
-    let create = |stack: &TailnetStack, name: &str| {
+    let get = |stack: &TailnetStack, marker: &str| {
+        let mut selector = String::new();
         ok(
             stack
-                .kubectl(
-                    &kubectl,
-                    "alice",
-                    &["create", "configmap", name, "-n", "default"],
-                )
+                .kubectl(&kubectl, "alice", &marked_get(marker, &mut selector))
                 .unwrap(),
-            name,
+            marker,
         );
     };
-    let stored_on = |stack: &TailnetStack, index: usize, name: &str| {
-        stack
-            .events(index, "verb=create")
-            .unwrap()
-            .iter()
-            .any(|e| e["request"]["name"] == name)
-    };
-    create(&stack, "tn-first");
+    get(&stack, "tn-first");
     assert!(
-        stored_on(&stack, 0, "tn-first"),
+        stored(&stack, 0, "tn-first"),
         "the first recorder takes events"
     );
-    assert!(!stored_on(&stack, 1, "tn-first"), "and only the first");
-    stack.stop_recorder(0).unwrap();
-    create(&stack, "tn-second");
+    assert!(!stored(&stack, 1, "tn-first"), "and only the first");
+    stack.kill_recorder(0).unwrap();
+    get(&stack, "tn-second");
     assert!(
-        stored_on(&stack, 1, "tn-second"),
+        stored(&stack, 1, "tn-second"),
         "with the first stopped, the second takes them"
     );
 }
@@ -385,9 +406,18 @@ fn recorder_refuses_untrusted_nodes() {
     for reader in ["eve", "alice", PROXY_NODE] {
         let reply = stack.read_as(reader, 0, "/api/v1/events").unwrap();
         assert_eq!(reply.status, 403, "read by {reader}: {}", reply.text());
+        let reply = stack.read_as(reader, 0, "/").unwrap();
+        assert_eq!(reply.status, 403, "UI read by {reader}: {}", reply.text());
     }
     let reply = stack.read_as("auditor", 0, "/api/v1/events").unwrap();
     assert_eq!(reply.status, 200, "read by the auditor: {}", reply.text());
+    let reply = stack.read_as("auditor", 0, "/").unwrap();
+    assert_eq!(
+        reply.status,
+        200,
+        "UI read by the auditor: {}",
+        reply.text()
+    );
 }
 
 /// Grants changed through control change the next request's treatment once the proxy's WhoIs
@@ -399,7 +429,7 @@ fn grant_changes_and_bad_grants() {
         return;
     }
     let mut options = TailnetStackOptions::new(UpstreamKind::ApiServer);
-    options.proxy_args = vec!["--whois-cache-ttl".into(), "2s".into()];
+    options.proxy_args = vec!["--whois-cache-ttl".into(), "2".into()];
     let stack = TailnetStack::start(options).unwrap();
     let kubectl = kubectl();
     let alice = stack.tailnet.node("alice").unwrap().info().clone();
@@ -596,9 +626,32 @@ fn localapi_faults_on_the_proxy_node() {
     );
     println!("hung LocalAPI: 500 after {took:?}");
 
-    // Restarted while requests keep coming.
-    let node = stack.tailnet.node_mut(PROXY_NODE).unwrap();
-    node.stop().unwrap();
+    // Restarted while requests keep coming, each answered in bounded time: 200; 500 while the
+    // LocalAPI is gone; 502 (alice is fail closed) while the tailnet to the recorder comes back.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = {
+        let (stop, via, tls) = (stop.clone(), as_alice.addr(), tls.clone());
+        std::thread::spawn(move || {
+            let mut seen = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let started = Instant::now();
+                let status = test_support::http::request(
+                    via,
+                    Some(&tls),
+                    "GET",
+                    "/api/v1/namespaces/default/configmaps",
+                    &[],
+                    b"",
+                )
+                .map_or(0, |reply| reply.status);
+                seen.push((status, started.elapsed()));
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            seen
+        })
+    };
+    std::thread::sleep(Duration::from_secs(1));
+    stack.tailnet.node_mut(PROXY_NODE).unwrap().stop().unwrap();
     std::thread::sleep(Duration::from_secs(3));
     let (reply, took) = get(as_alice.addr());
     assert_eq!(reply.status, 500, "socket missing: {}", reply.text());
@@ -617,6 +670,28 @@ fn localapi_faults_on_the_proxy_node() {
         }
         std::thread::sleep(Duration::from_millis(250));
     }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let seen = load.join().unwrap();
+    let count = |want: u16| seen.iter().filter(|(status, _)| *status == want).count();
+    assert!(
+        count(500) > 0,
+        "some requests met the stopped tailscaled: {seen:?}"
+    );
+    assert!(
+        seen.iter()
+            .all(|(status, took)| [200, 500, 502].contains(status)
+                && *took < Duration::from_secs(15)),
+        "each request answered 200, 500 or 502 within the deadline: {seen:?}"
+    );
+    let slowest = seen.iter().map(|(_, took)| *took).max().unwrap_or_default();
+    println!(
+        "tailscaled restarted under requests: {} requests: {} answered 200, {} 500 (LocalAPI gone), \
+         {} 502 (fail closed, recorder not yet reachable); slowest {slowest:?}",
+        seen.len(),
+        count(200),
+        count(500),
+        count(502)
+    );
     assert!(
         recovered.is_some(),
         "the proxy recovers once tailscaled is back"
