@@ -23,9 +23,8 @@ struct Peer {
 fn tailnet_ip() -> impl Strategy<Value = IpAddr> {
     prop_oneof![
         (0u32..(1 << 22)).prop_map(|n| IpAddr::V4(Ipv4Addr::from(0x6440_0000 | n))),
-        any::<u64>().prop_map(|n| IpAddr::V6(Ipv6Addr::from(
-            (0xfd7a_115c_a1e0u128 << 80) | u128::from(n)
-        ))),
+        any::<u64>()
+            .prop_map(|n| IpAddr::V6(Ipv6Addr::from((0xfd7a_115c_a1e0u128 << 80) | u128::from(n)))),
     ]
 }
 
