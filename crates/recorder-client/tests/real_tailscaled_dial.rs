@@ -22,6 +22,7 @@ use localapi::LocalApi;
 use recorder_client::{
     ClientConfig, FailurePolicy, Outcome, RecorderClient, RecorderDialer, SessionProtocol,
 };
+use sha2::{Digest, Sha256};
 use support::real::{random_cast, recorder_binary};
 use support::{event, test_config};
 
@@ -201,7 +202,9 @@ async fn events_and_a_session_reach_a_recorder_only_real_tailscaled_can_reach() 
     }
     let summary = upload.finish().await.unwrap();
     assert_eq!(summary.bytes_sent, cast.len() as u64);
-    // Read back through tailscaled: every byte durably stored, the upload ended cleanly.
+    // Read back through tailscaled: every byte durably stored, the upload ended cleanly. (The
+    // cast is read once the listing says `finished`: asked for the moment `finish` returned, the
+    // recorder answered 200 with the full Content-Length and then stalled the body.)
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let (status, list) = ns.get("/api/v1/sessions").await.unwrap();
@@ -214,6 +217,13 @@ async fn events_and_a_session_reach_a_recorder_only_real_tailscaled_can_reach() 
         );
         if session["state"] == "finished" {
             assert_eq!(session["size"], cast.len() as u64, "{list}");
+            let id = session["id"].as_str().unwrap();
+            let (status, stored) = ns
+                .get(&format!("/api/v1/sessions/{id}/cast"))
+                .await
+                .unwrap();
+            assert_eq!(status, 200);
+            assert_eq!(Sha256::digest(&stored), Sha256::digest(&cast));
             break;
         }
         assert!(
