@@ -20,10 +20,8 @@ fuzz_target!(|data: &[u8]| {
     assert!(found.windows(2).all(|w| w[0] < w[1]), "{found:?}");
     for addr in &found {
         assert_eq!(addr.port(), RECORDER_PORT);
-        assert!(status
-            .peers
-            .values()
-            .any(|p| p.tailscale_ips.contains(&addr.ip())
-                && p.tags.iter().any(|t| tags.contains(t))));
+        assert!(status.peers.values().any(
+            |p| p.tailscale_ips.contains(&addr.ip()) && p.tags.iter().any(|t| tags.contains(t))
+        ));
     }
 });
