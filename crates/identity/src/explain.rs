@@ -75,12 +75,14 @@ impl Explanation {
         if let (Ok(rules), Some(found)) = (&rules, &recorders_from_tags) {
             let line = match found {
                 Outcome::Ok(addrs) => format!(
-                    "no grant carries recorderAddrs; recorder tags {:?} resolved in the proxy                      node's netmap to {} address(es)",
+                    "no grant carries recorderAddrs; recorder tags {:?} resolved in the proxy node's \
+                     netmap to {} address(es)",
                     rules.recorder_tags,
                     addrs.len()
                 ),
                 Outcome::Error(e) => format!(
-                    "no grant carries recorderAddrs; recorder tags {:?} could not be resolved                      in the proxy node's netmap: {e}",
+                    "no grant carries recorderAddrs; recorder tags {:?} could not be resolved in the \
+                     proxy node's netmap: {e}",
                     rules.recorder_tags
                 ),
             };

@@ -23,6 +23,15 @@ use tokio::net::UnixListener;
 const USER_JSON: &str = include_str!("fixtures/whois-user.json");
 const TAGGED_JSON: &str = include_str!("fixtures/whois-tagged.json");
 
+/// The key of `start`'s answers that `/localapi/v0/status` serves.
+const STATUS_KEY: &str = "status";
+
+/// A netmap with two peers tagged `tag:k8s-recorder` and one untagged.
+const STATUS_JSON: &str = r#"{"BackendState":"Running","Peer":{
+  "nodekey:b":{"HostName":"rec-b","TailscaleIPs":["100.64.0.9","fd7a:115c:a1e0::9"],"Tags":["tag:k8s-recorder"]},
+  "nodekey:a":{"HostName":"rec-a","TailscaleIPs":["100.64.0.3"],"Tags":["tag:k8s-recorder"]},
+  "nodekey:c":{"HostName":"laptop","TailscaleIPs":["100.64.0.2"]}}}"#;
+
 /// What the fake saw of one request.
 #[derive(Debug, Clone)]
 struct Seen {
@@ -102,9 +111,18 @@ async fn start(answers: HashMap<String, (StatusCode, String)>) -> FakeLocalApi {
                             sec_tailscale: header("sec-tailscale"),
                         });
                         let addr = req.uri().query().and_then(decode_addr);
-                        let (status, body) = match addr.and_then(|a| answers.get(&a).cloned()) {
-                            Some(answer) => answer,
-                            None => (StatusCode::NOT_FOUND, "no match for IP:port\n".to_owned()),
+                        let (status, body) = if req.uri().path() == "/localapi/v0/status" {
+                            answers.get(STATUS_KEY).cloned().unwrap_or((
+                                StatusCode::INTERNAL_SERVER_ERROR,
+                                "no status\n".to_owned(),
+                            ))
+                        } else {
+                            match addr.and_then(|a| answers.get(&a).cloned()) {
+                                Some(answer) => answer,
+                                None => {
+                                    (StatusCode::NOT_FOUND, "no match for IP:port\n".to_owned())
+                                }
+                            }
                         };
                         Ok::<_, Infallible>(
                             Response::builder()
@@ -422,4 +440,150 @@ fn effective_uid() -> u32 {
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|uid| uid.parse().ok())
         .unwrap()
+}
+
+/// `USER_JSON` with its Kubernetes grant replaced by `rule`.
+fn user_with_rule(rule: serde_json::Value) -> String {
+    let mut v: serde_json::Value = serde_json::from_str(USER_JSON).unwrap();
+    v["CapMap"]["tailscale.com/cap/kubernetes"] = serde_json::json!([rule]);
+    v.to_string()
+}
+
+#[tokio::test]
+async fn recorder_tags_without_addresses_are_resolved_in_the_netmap_by_explain() {
+    let tags_only = user_with_rule(serde_json::json!(
+        {"recorder": ["tag:k8s-recorder"], "enforceRecorder": true, "enableEvents": true}
+    ));
+    let unknown_tag = user_with_rule(serde_json::json!(
+        {"recorder": ["tag:nobody"], "enforceRecorder": true}
+    ));
+    let fake = start(HashMap::from([
+        ("100.101.102.103:1".to_owned(), (StatusCode::OK, tags_only)),
+        (
+            "100.101.102.104:1".to_owned(),
+            (StatusCode::OK, unknown_tag),
+        ),
+        (
+            STATUS_KEY.to_owned(),
+            (StatusCode::OK, STATUS_JSON.to_owned()),
+        ),
+    ]))
+    .await;
+    let whois = client(&fake.socket);
+    let netmap = localapi::StatusCache::new(localapi::LocalApi::new(&fake.socket), Duration::ZERO);
+
+    let e = identity::explain(&whois, peer("100.101.102.103:1"), Some(&netmap))
+        .await
+        .unwrap();
+    let want = vec![
+        peer("100.64.0.3:80"),
+        peer("100.64.0.9:80"),
+        peer("[fd7a:115c:a1e0::9]:80"),
+    ];
+    assert_eq!(
+        e.recorders_from_tags,
+        Some(identity::Outcome::Ok(want.clone()))
+    );
+    let identity::Outcome::Ok(rules) = &e.recording_rules else {
+        panic!("{e:?}");
+    };
+    assert_eq!(rules.recorder_addrs, want);
+    assert!(!rules.refuses_everything());
+    assert!(
+        e.verdict[0].contains("resolved in the proxy node's netmap to 3 address(es)"),
+        "{:?}",
+        e.verdict
+    );
+    let json = e.to_json_pretty();
+    assert!(
+        json.contains("\"recorders_from_tags\"") && json.contains("100.64.0.9:80"),
+        "{json}"
+    );
+
+    // Without a netmap the tags stay unresolved: no recorders, refused under enforceRecorder.
+    let e = identity::explain(&whois, peer("100.101.102.103:1"), None)
+        .await
+        .unwrap();
+    assert_eq!(e.recorders_from_tags, None);
+    let identity::Outcome::Ok(rules) = &e.recording_rules else {
+        panic!("{e:?}");
+    };
+    assert!(rules.refuses_everything());
+
+    // A tag no peer carries: nothing found, the same refusal as no recorders granted.
+    let e = identity::explain(&whois, peer("100.101.102.104:1"), Some(&netmap))
+        .await
+        .unwrap();
+    assert_eq!(e.recorders_from_tags, Some(identity::Outcome::Ok(vec![])));
+    assert!(
+        e.verdict
+            .iter()
+            .any(|l| l.starts_with("every request is refused (403)")),
+        "{:?}",
+        e.verdict
+    );
+}
+
+#[tokio::test]
+async fn a_netmap_that_cannot_be_read_is_reported_not_guessed() {
+    let tags_only = user_with_rule(serde_json::json!(
+        {"recorder": ["tag:k8s-recorder"], "enforceRecorder": true}
+    ));
+    // No status answer: tailscaled's 500.
+    let fake = start(HashMap::from([(
+        "100.101.102.103:1".to_owned(),
+        (StatusCode::OK, tags_only),
+    )]))
+    .await;
+    let whois = client(&fake.socket);
+    let netmap = localapi::StatusCache::new(localapi::LocalApi::new(&fake.socket), Duration::ZERO);
+    let e = identity::explain(&whois, peer("100.101.102.103:1"), Some(&netmap))
+        .await
+        .unwrap();
+    let Some(identity::Outcome::Error(why)) = &e.recorders_from_tags else {
+        panic!("{e:?}");
+    };
+    assert_eq!(
+        why,
+        "tailscaled answered 500 Internal Server Error: no status"
+    );
+    let identity::Outcome::Ok(rules) = &e.recording_rules else {
+        panic!("{e:?}");
+    };
+    assert!(rules.recorder_addrs.is_empty() && rules.refuses_everything());
+}
+
+#[tokio::test]
+async fn control_resolved_addresses_win_over_tags() {
+    // Real control sends both: the tags are not looked up.
+    let fake = start(HashMap::from([
+        (
+            "100.101.102.103:1".to_owned(),
+            (StatusCode::OK, USER_JSON.to_owned()),
+        ),
+        (
+            STATUS_KEY.to_owned(),
+            (StatusCode::OK, STATUS_JSON.to_owned()),
+        ),
+    ]))
+    .await;
+    let whois = client(&fake.socket);
+    let netmap = localapi::StatusCache::new(localapi::LocalApi::new(&fake.socket), Duration::ZERO);
+    let e = identity::explain(&whois, peer("100.101.102.103:1"), Some(&netmap))
+        .await
+        .unwrap();
+    assert_eq!(e.recorders_from_tags, None);
+    let identity::Outcome::Ok(rules) = &e.recording_rules else {
+        panic!("{e:?}");
+    };
+    assert_eq!(
+        rules.recorder_addrs,
+        [peer("100.64.0.5:80"), peer("[fd7a:115c:a1e0::5]:80")]
+    );
+    assert!(fake
+        .seen
+        .lock()
+        .unwrap()
+        .iter()
+        .all(|s| s.path != "/localapi/v0/status"));
 }

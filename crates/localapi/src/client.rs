@@ -105,8 +105,9 @@ impl LocalApi {
     /// A TCP stream to `host:port` through tailscaled (`POST /localapi/v0/dial`, Tailscale's
     /// `local.Client.UserDial`): tailscaled answers `101 Switching Protocols` and the LocalAPI
     /// connection becomes the stream to the peer. For an address that is not a tailnet route,
-    /// tailscaled (1.98 and later) answers `200` with `Dial-Self: true` and the resolved
-    /// `Dial-Addr` instead, and the stream is a plain TCP connection from this process to it.
+    /// newer tailscaled (1.102 does, 1.96 does not) answers `200` with `Dial-Self: true` and the
+    /// resolved `Dial-Addr` instead, and the stream is a plain TCP connection from this process
+    /// to it, as Tailscale's client does.
     pub async fn dial(&self, host: IpAddr, port: u16) -> Result<DialedStream, LocalApiError> {
         let (mut sender, connection) = self.connect(true).await?;
         let request = request("POST", "/localapi/v0/dial")

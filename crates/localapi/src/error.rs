@@ -4,10 +4,13 @@ use std::path::PathBuf;
 
 use http::StatusCode;
 
-use crate::status::StatusParseError;
-
 /// An error beneath a failed exchange.
 pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// tailscaled's status document did not parse.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct StatusParseError(#[from] serde_json::Error);
 
 /// Why a LocalAPI exchange failed.
 #[derive(Debug, thiserror::Error)]

@@ -11,7 +11,8 @@
 //!
 //! Bottom to top; a module imports only from modules listed before it.
 //!
-//! 1. `error`: [`LocalApiError`], every way a LocalAPI exchange fails.
+//! 1. `error`: [`LocalApiError`], every way a LocalAPI exchange fails, and
+//!    [`StatusParseError`].
 //! 2. `status`: [`Status`] and [`PeerStatus`], tailscaled's `/localapi/v0/status` JSON, and
 //!    the recorder addresses a set of tags names ([`Status::recorders_for_tags`]).
 //! 3. `client`: [`LocalApi`], one connection per exchange: [`LocalApi::get`],
@@ -45,6 +46,6 @@ mod client;
 mod status_cache;
 
 pub use client::{Answer, DialedStream, LocalApi, DEFAULT_TAILSCALED_SOCKET, LOCALAPI_HOST};
-pub use error::LocalApiError;
-pub use status::{PeerStatus, Status, StatusParseError, MAX_STATUS_BYTES, RECORDER_PORT};
+pub use error::{LocalApiError, StatusParseError};
+pub use status::{PeerStatus, Status, MAX_STATUS_BYTES, RECORDER_PORT};
 pub use status_cache::StatusCache;

@@ -7,6 +7,8 @@ use std::net::{IpAddr, SocketAddr};
 
 use serde::Deserialize;
 
+use crate::error::StatusParseError;
+
 /// Largest status document read. A status lists every peer of the netmap (a few hundred bytes
 /// each); 32 MiB is some tens of thousands of peers.
 pub const MAX_STATUS_BYTES: usize = 32 << 20;
@@ -14,11 +16,6 @@ pub const MAX_STATUS_BYTES: usize = 32 << 20;
 /// The port a recorder found by tag is reached on, as control resolves `recorder` tags
 /// (`recorderAddrs` are `IP:80`).
 pub const RECORDER_PORT: u16 = 80;
-
-/// The status document did not parse.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct StatusParseError(#[from] serde_json::Error);
 
 /// tailscaled's status: this node and the peers of its netmap. Unknown fields are ignored;
 /// `null` lists and maps read as empty.

@@ -13,6 +13,11 @@
 //! * [`FailurePolicy`] and [`Outcome`] are what the proxy acts on: forward,
 //!   forward unrecorded, or refuse ([`Refusal`]: Tailscale's status and
 //!   message, and the response they make).
+//! * [`RecorderDialer`] ([`ClientConfig::dialer`]) is how events and session
+//!   uploads open their connections: direct TCP, through tailscaled's LocalAPI
+//!   (`ts-dial`, for a proxy beside a userspace-networking tailscaled) or
+//!   through SOCKS5; the dial timeout bounds each, and a [`DialError`] names
+//!   the way tried.
 //! * [`connect_session`] opens a session upload (`/v2/record` over h2c with
 //!   ack tracking, falling back to the legacy `/record`) and returns a
 //!   [`SessionUpload`] the data path pushes cast lines into.

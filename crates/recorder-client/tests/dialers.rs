@@ -154,7 +154,7 @@ async fn events_and_a_session_reach_a_tailnet_recorder_through_socks5() {
 async fn a_non_tailnet_address_is_dialed_directly_when_tailscaled_says_dial_self() {
     let tmp = tempfile::tempdir().unwrap();
     let (_recorder, real) = recorder(tmp.path()).await;
-    // tailscaled 1.98+ answers `200 Dial-Self` for what is not a tailnet route.
+    // newer tailscaled (1.102) answers `200 Dial-Self` for what is not a tailnet route.
     let tailscaled = FakeTailscaled::start(Routes::new(), true, status_json());
 
     deliver_events_and_a_session(

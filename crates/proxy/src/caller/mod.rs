@@ -197,3 +197,106 @@ impl CallerResolver {
             .and_then(identity::peer_from_forwarded_for)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use async_trait::async_trait;
+    use identity::{Caller, WhoIsResponse};
+    use localapi::LocalApi;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// Answers every address with one caller whose grant names only `recorder` tags; counts lookups.
+    struct TagsOnly(AtomicUsize);
+
+    #[async_trait]
+    impl WhoIs for TagsOnly {
+        async fn whois(&self, _peer: SocketAddr) -> Result<Caller, WhoIsError> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            let json = r#"{"Node":{"ID":7,"StableID":"nA","Name":"a.ts.net.","User":1},
+                "UserProfile":{"ID":1,"LoginName":"alice@example.com"},
+                "CapMap":{"tailscale.com/cap/kubernetes":[
+                  {"recorder":["tag:k8s-recorder"],"enforceRecorder":true}]}}"#;
+            Ok(Caller::from(
+                WhoIsResponse::from_json(json.as_bytes()).unwrap(),
+            ))
+        }
+    }
+
+    /// A LocalAPI that answers every request with `status` (one HTTP/1.1 exchange per connection).
+    fn status_server(dir: &std::path::Path, status: &'static str) -> LocalApi {
+        let socket = dir.join("ts.sock");
+        let listener = tokio::net::UnixListener::bind(&socket).unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let mut buf = [0u8; 4096];
+                let _ = stream.read(&mut buf).await;
+                let answer = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
+                     Connection: close\r\n\r\n{status}",
+                    status.len()
+                );
+                let _ = stream.write_all(answer.as_bytes()).await;
+            }
+        });
+        LocalApi::new(socket)
+    }
+
+    fn conn() -> ConnInfo {
+        let peer: SocketAddr = "100.101.102.103:5000".parse().unwrap();
+        ConnInfo {
+            peer,
+            tcp_peer: peer,
+            tls: false,
+            via_proxy_protocol: false,
+        }
+    }
+
+    fn resolver(netmap: Option<LocalApi>) -> (CallerResolver, Arc<TagsOnly>) {
+        let whois = Arc::new(TagsOnly(AtomicUsize::new(0)));
+        let resolver =
+            CallerResolver::new(whois.clone(), Mode::Noauth, false, Duration::from_secs(60))
+                .with_netmap(
+                    netmap.map(|api| Arc::new(StatusCache::new(api, Duration::from_secs(60)))),
+                );
+        (resolver, whois)
+    }
+
+    #[tokio::test]
+    async fn recorder_tags_are_resolved_in_the_netmap_and_the_answer_is_cached() {
+        let dir = tempfile::tempdir().unwrap();
+        let api = status_server(
+            dir.path(),
+            r#"{"Peer":{"nodekey:1":{"TailscaleIPs":["100.64.0.3"],"Tags":["tag:k8s-recorder"]}}}"#,
+        );
+        let (resolver, whois) = resolver(Some(api));
+        let info = resolver.resolve(&conn(), &HeaderMap::new()).await.unwrap();
+        assert_eq!(
+            info.policy.recorder_addrs,
+            ["100.64.0.3:80".parse().unwrap()]
+        );
+        assert!(!info.policy.refuses_everything());
+        resolver.resolve(&conn(), &HeaderMap::new()).await.unwrap();
+        assert_eq!(whois.0.load(Ordering::SeqCst), 1, "cached");
+    }
+
+    #[tokio::test]
+    async fn an_unreadable_netmap_gives_no_recorders_and_is_not_cached() {
+        let (resolver, whois) = resolver(Some(LocalApi::new("/nonexistent/ts.sock")));
+        let info = resolver.resolve(&conn(), &HeaderMap::new()).await.unwrap();
+        assert!(info.policy.recorder_addrs.is_empty());
+        assert!(info.policy.refuses_everything(), "enforceRecorder: refused");
+        resolver.resolve(&conn(), &HeaderMap::new()).await.unwrap();
+        assert_eq!(whois.0.load(Ordering::SeqCst), 2, "asked again");
+    }
+
+    #[tokio::test]
+    async fn without_a_netmap_tags_mean_no_recorders() {
+        let (resolver, _) = resolver(None);
+        let info = resolver.resolve(&conn(), &HeaderMap::new()).await.unwrap();
+        assert!(info.policy.refuses_everything());
+    }
+}

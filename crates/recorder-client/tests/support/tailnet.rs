@@ -54,7 +54,7 @@ impl Drop for FakeTailscaled {
 
 struct Shared {
     routes: Routes,
-    /// Answer `Dial-Self` (tailscaled 1.98+) for addresses that are not routes, instead of 502.
+    /// Answer `Dial-Self` (newer tailscaled: 1.102 does, 1.96 does not) for addresses that are not routes, instead of 502.
     dial_self: bool,
     status: String,
     dials: Arc<Mutex<Vec<SeenDial>>>,
