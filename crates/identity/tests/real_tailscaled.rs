@@ -4,12 +4,11 @@
 //! request shape (tailscaled's router and `addr` parser accept it) and our handling of its real
 //! "no match" answer. Takes about a second.
 //!
-//! Install the binary with `bash crates/identity/tests/fetch-tailscaled.sh` or `cargo xtask peers`.
+//! Install the binary with `cargo xtask peers`.
 #![allow(clippy::unwrap_used)]
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -17,90 +16,46 @@ use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
 use identity::{LocalApiConfig, LocalApiWhoIs, WhoIs, WhoIsError};
 
-use test_support::peers::dir as peers_dir;
+use test_support::peers;
+use test_support::tailnet::LoneTailscaled;
 
-fn tailscaled_binary() -> PathBuf {
-    let path = peers_dir().join("tailscale/tailscaled");
-    assert!(
-        path.is_file(),
-        "tailscaled is not installed at {}: run `cargo xtask peers` (or \
-         `bash crates/identity/tests/fetch-tailscaled.sh`) first",
-        path.display()
-    );
-    path
+/// The real tailscaled 1.96, alone in a network namespace.
+fn start_tailscaled() -> LoneTailscaled {
+    let binary = peers::tailscaled_1_96().unwrap_or_else(|e| panic!("{e}"));
+    LoneTailscaled::start(&binary).unwrap_or_else(|e| panic!("{e}"))
 }
 
-/// A running tailscaled; killed (by its PID) on drop.
-struct Tailscaled {
-    child: Child,
-    dir: tempfile::TempDir,
-}
-
-impl Tailscaled {
-    fn start() -> Self {
-        let binary = tailscaled_binary();
-        let dir = tempfile::tempdir().unwrap();
-        let log = std::fs::File::create(dir.path().join("tailscaled.log")).unwrap();
-        let child = Command::new("unshare")
-            .arg("-n")
-            .arg(&binary)
-            .arg("--tun=userspace-networking")
-            .arg(format!("--statedir={}", dir.path().display()))
-            .arg(format!("--socket={}", dir.path().join("ts.sock").display()))
-            .arg("--no-logs-no-support")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("spawning `unshare -n tailscaled`");
-        Tailscaled { child, dir }
-    }
-
-    fn socket(&self) -> PathBuf {
-        self.dir.path().join("ts.sock")
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("tailscaled.log")).unwrap_or_default()
-    }
-
-    /// Waits until the LocalAPI answers (or tailscaled dies).
-    async fn wait_ready(&mut self, whois: &LocalApiWhoIs) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                panic!("tailscaled exited early ({status}):\n{}", self.log());
-            }
-            match whois.whois("100.64.0.1:1".parse().unwrap()).await {
-                Err(WhoIsError::SocketMissing { .. }) | Err(WhoIsError::Unreachable { .. }) => {}
-                _ => return,
-            }
-            assert!(
-                Instant::now() < deadline,
-                "tailscaled's LocalAPI did not come up:\n{}",
-                self.log()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
+/// Waits until the LocalAPI answers (or tailscaled dies).
+async fn wait_ready(tailscaled: &mut LoneTailscaled, whois: &LocalApiWhoIs) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        assert!(
+            tailscaled.is_running(),
+            "tailscaled exited early:\n{}",
+            tailscaled.log()
+        );
+        match whois.whois("100.64.0.1:1".parse().unwrap()).await {
+            Err(WhoIsError::SocketMissing { .. }) | Err(WhoIsError::Unreachable { .. }) => {}
+            _ => return,
         }
-    }
-}
-
-impl Drop for Tailscaled {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        assert!(
+            Instant::now() < deadline,
+            "tailscaled's LocalAPI did not come up:\n{}",
+            tailscaled.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
 #[tokio::test]
 async fn real_tailscaled_answers_no_match_for_unknown_peers() {
-    let mut tailscaled = Tailscaled::start();
+    let mut tailscaled = start_tailscaled();
     let whois = LocalApiWhoIs::new(LocalApiConfig {
         socket_path: tailscaled.socket(),
         timeout: Duration::from_secs(10),
         ..LocalApiConfig::default()
     });
-    tailscaled.wait_ready(&whois).await;
+    wait_ready(&mut tailscaled, &whois).await;
 
     for peer in [
         "100.101.102.103:51234",
@@ -145,9 +100,9 @@ async fn raw_get(socket: &Path, target: &str) -> (u16, String) {
 
 #[tokio::test]
 async fn real_tailscaled_rejects_badly_shaped_requests_so_the_no_match_check_means_something() {
-    let mut tailscaled = Tailscaled::start();
+    let mut tailscaled = start_tailscaled();
     let whois = LocalApiWhoIs::with_socket(tailscaled.socket());
-    tailscaled.wait_ready(&whois).await;
+    wait_ready(&mut tailscaled, &whois).await;
     let socket = tailscaled.socket();
 
     // Our shape (escaped IP:port) reaches the whois handler: 404 "no match".

@@ -9,91 +9,51 @@
 //! Install the binary with `cargo xtask peers`.
 #![allow(clippy::unwrap_used)]
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
 use localapi::{LocalApi, LocalApiError};
+use test_support::tailnet::LoneTailscaled;
 
-fn tailscaled_binary() -> PathBuf {
-    let path = test_support::peers::dir().join("tailscale/tailscaled");
-    assert!(
-        path.is_file(),
-        "tailscaled is not installed at {}: run `cargo xtask peers` first",
-        path.display()
-    );
-    path
+/// The real tailscaled 1.96, alone in a network namespace.
+fn start_tailscaled() -> LoneTailscaled {
+    let binary = test_support::peers::tailscaled_1_96().unwrap_or_else(|e| panic!("{e}"));
+    LoneTailscaled::start(&binary).unwrap_or_else(|e| panic!("{e}"))
 }
 
-/// A running tailscaled; killed (by its PID) on drop.
-struct Tailscaled {
-    child: Child,
-    dir: tempfile::TempDir,
+fn api(tailscaled: &LoneTailscaled) -> LocalApi {
+    LocalApi::new(tailscaled.socket())
 }
 
-impl Tailscaled {
-    fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let log = std::fs::File::create(dir.path().join("tailscaled.log")).unwrap();
-        let child = Command::new("unshare")
-            .arg("-n")
-            .arg(tailscaled_binary())
-            .arg("--tun=userspace-networking")
-            .arg(format!("--statedir={}", dir.path().display()))
-            .arg(format!("--socket={}", dir.path().join("ts.sock").display()))
-            .arg("--no-logs-no-support")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("spawning `unshare -n tailscaled`");
-        Tailscaled { child, dir }
-    }
-
-    fn api(&self) -> LocalApi {
-        LocalApi::new(self.dir.path().join("ts.sock"))
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("tailscaled.log")).unwrap_or_default()
-    }
-
-    /// Waits until the LocalAPI answers (or tailscaled dies).
-    async fn wait_ready(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                panic!("tailscaled exited early ({status}):\n{}", self.log());
-            }
-            match self.api().get("/localapi/v0/status", 1 << 20).await {
-                Err(LocalApiError::Connect { .. }) => {}
-                _ => return,
-            }
-            assert!(
-                Instant::now() < deadline,
-                "tailscaled's LocalAPI did not come up:\n{}",
-                self.log()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
+/// Waits until the LocalAPI answers (or tailscaled dies).
+async fn wait_ready(tailscaled: &mut LoneTailscaled) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        assert!(
+            tailscaled.is_running(),
+            "tailscaled exited early:\n{}",
+            tailscaled.log()
+        );
+        match api(tailscaled).get("/localapi/v0/status", 1 << 20).await {
+            Err(LocalApiError::Connect { .. }) => {}
+            _ => return,
         }
-    }
-}
-
-impl Drop for Tailscaled {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        assert!(
+            Instant::now() < deadline,
+            "tailscaled's LocalAPI did not come up:\n{}",
+            tailscaled.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
 #[tokio::test]
 async fn real_tailscaled_status_parses() {
-    let mut tailscaled = Tailscaled::start();
-    tailscaled.wait_ready().await;
-    let status = tailscaled.api().status().await.unwrap();
+    let mut tailscaled = start_tailscaled();
+    wait_ready(&mut tailscaled).await;
+    let status = api(&tailscaled).status().await.unwrap();
     // Not logged in: no netmap, so no peer and no recorder for any tag.
     assert!(
         ["NoState", "NeedsLogin", "Stopped"].contains(&status.backend_state.as_str()),
@@ -107,9 +67,9 @@ async fn real_tailscaled_status_parses() {
 
 #[tokio::test]
 async fn real_tailscaled_takes_our_dial_request_and_answers_with_its_own_error() {
-    let mut tailscaled = Tailscaled::start();
-    tailscaled.wait_ready().await;
-    let api = tailscaled.api();
+    let mut tailscaled = start_tailscaled();
+    wait_ready(&mut tailscaled).await;
+    let api = api(&tailscaled);
 
     // A tailnet address this logged-out node has no route to.
     let err = api

@@ -38,12 +38,7 @@ struct Namespace {
 
 impl Namespace {
     fn start() -> Namespace {
-        let tailscaled = test_support::peers::dir().join("tailscale/tailscaled");
-        assert!(
-            tailscaled.is_file(),
-            "tailscaled is not installed at {}: run `cargo xtask peers` first",
-            tailscaled.display()
-        );
+        let tailscaled = test_support::peers::tailscaled_1_96().unwrap_or_else(|e| panic!("{e}"));
         let dir = tempfile::tempdir().unwrap();
         let log = std::fs::File::create(dir.path().join("namespace.log")).unwrap();
         let script = r#"

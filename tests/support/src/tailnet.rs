@@ -26,6 +26,47 @@ use crate::netns::{last_lines, INSIDE_ENV};
 use crate::process::{with_deadline, Spawned};
 use crate::{http, peers, Error};
 
+/// One tailscaled that joins no tailnet, in userspace-networking mode, alone in
+/// a network namespace of its own (`unshare -n`): for checking what its
+/// LocalAPI accepts and answers. Killed on drop.
+#[derive(Debug)]
+pub struct LoneTailscaled {
+    process: Spawned,
+    dir: TempDir,
+}
+
+impl LoneTailscaled {
+    /// Starts `binary` (e.g. [`peers::tailscaled`] or [`peers::tailscaled_1_96`]).
+    pub fn start(binary: &Path) -> Result<Self, Error> {
+        let dir = tempfile::tempdir().map_err(Error::io("creating tailscaled's directory"))?;
+        let args = vec![
+            "-n".to_owned(),
+            binary.display().to_string(),
+            "--tun=userspace-networking".to_owned(),
+            format!("--statedir={}", dir.path().display()),
+            format!("--socket={}", dir.path().join("ts.sock").display()),
+            "--no-logs-no-support".to_owned(),
+        ];
+        let process = Spawned::start("tailscaled", Path::new("unshare"), &args, &[], dir.path())?;
+        Ok(Self { process, dir })
+    }
+
+    /// Its LocalAPI socket.
+    pub fn socket(&self) -> PathBuf {
+        self.dir.path().join("ts.sock")
+    }
+
+    /// Its log so far.
+    pub fn log(&self) -> String {
+        self.process.log()
+    }
+
+    /// Whether it is still running (false: it died; see [`log`](Self::log)).
+    pub fn is_running(&mut self) -> bool {
+        self.process.is_running()
+    }
+}
+
 /// How long a node may take to join, or to come back after a restart.
 const JOIN_TIMEOUT: Duration = Duration::from_secs(60);
 
