@@ -9,7 +9,7 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
@@ -27,24 +27,15 @@ fn start_tailscaled() -> LoneTailscaled {
 
 /// Waits until the LocalAPI answers (or tailscaled dies).
 async fn wait_ready(tailscaled: &mut LoneTailscaled, whois: &LocalApiWhoIs) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        assert!(
-            tailscaled.is_running(),
-            "tailscaled exited early:\n{}",
-            tailscaled.log()
-        );
-        match whois.whois("100.64.0.1:1".parse().unwrap()).await {
-            Err(WhoIsError::SocketMissing { .. }) | Err(WhoIsError::Unreachable { .. }) => {}
-            _ => return,
-        }
-        assert!(
-            Instant::now() < deadline,
-            "tailscaled's LocalAPI did not come up:\n{}",
-            tailscaled.log()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    tailscaled
+        .wait_ready(|| async {
+            !matches!(
+                whois.whois("100.64.0.1:1".parse().unwrap()).await,
+                Err(WhoIsError::SocketMissing { .. }) | Err(WhoIsError::Unreachable { .. })
+            )
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
 }
 
 #[tokio::test]

@@ -9,7 +9,6 @@
 //! Install the binary with `cargo xtask peers`.
 #![allow(clippy::unwrap_used)]
 
-use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
@@ -29,24 +28,16 @@ fn api(tailscaled: &LoneTailscaled) -> LocalApi {
 
 /// Waits until the LocalAPI answers (or tailscaled dies).
 async fn wait_ready(tailscaled: &mut LoneTailscaled) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        assert!(
-            tailscaled.is_running(),
-            "tailscaled exited early:\n{}",
-            tailscaled.log()
-        );
-        match api(tailscaled).get("/localapi/v0/status", 1 << 20).await {
-            Err(LocalApiError::Connect { .. }) => {}
-            _ => return,
-        }
-        assert!(
-            Instant::now() < deadline,
-            "tailscaled's LocalAPI did not come up:\n{}",
-            tailscaled.log()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let api = api(tailscaled);
+    tailscaled
+        .wait_ready(|| async {
+            !matches!(
+                api.get("/localapi/v0/status", 1 << 20).await,
+                Err(LocalApiError::Connect { .. })
+            )
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
 }
 
 #[tokio::test]

@@ -65,6 +65,38 @@ impl LoneTailscaled {
     pub fn is_running(&mut self) -> bool {
         self.process.is_running()
     }
+
+    /// Waits until `answers` (a probe of the LocalAPI with the caller's own
+    /// client) says it answered, for up to a minute; fails at once, with
+    /// the log, if tailscaled dies.
+    pub async fn wait_ready<F, Fut>(&mut self, mut answers: F) -> Result<(), Error>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        let timeout = Duration::from_secs(60);
+        let deadline = Instant::now() + timeout;
+        loop {
+            if !self.is_running() {
+                return Err(Error::Namespace(format!(
+                    "tailscaled exited before its LocalAPI answered:\n{}",
+                    self.log()
+                )));
+            }
+            if answers().await {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(Error::Timeout {
+                    name: "tailscaled".to_owned(),
+                    waiting_for: "its LocalAPI answering".to_owned(),
+                    timeout,
+                    log_tail: self.process.log_tail(),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
 }
 
 /// How long a node may take to join, or to come back after a restart.

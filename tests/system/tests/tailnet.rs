@@ -434,21 +434,11 @@ fn grant_changes_and_bad_grants() {
     let kubectl = kubectl();
     let alice = stack.tailnet.node("alice").unwrap().info().clone();
     let alice_src = format!("user:{}", alice.user_login);
+    let mut selector = String::new();
 
     ok(
         stack
-            .kubectl(
-                &kubectl,
-                "alice",
-                &[
-                    "get",
-                    "configmaps",
-                    "-n",
-                    "default",
-                    "--field-selector",
-                    "metadata.name=before",
-                ],
-            )
+            .kubectl(&kubectl, "alice", &marked_get("before", &mut selector))
             .unwrap(),
         "alice before the change",
     );
@@ -476,18 +466,7 @@ fn grant_changes_and_bad_grants() {
     std::thread::sleep(Duration::from_secs(2));
     ok(
         stack
-            .kubectl(
-                &kubectl,
-                "alice",
-                &[
-                    "get",
-                    "configmaps",
-                    "-n",
-                    "default",
-                    "--field-selector",
-                    "metadata.name=after",
-                ],
-            )
+            .kubectl(&kubectl, "alice", &marked_get("after", &mut selector))
             .unwrap(),
         "alice after the change",
     );
@@ -512,18 +491,7 @@ fn grant_changes_and_bad_grants() {
         .unwrap();
     std::thread::sleep(Duration::from_secs(2));
     let refused = stack
-        .kubectl(
-            &kubectl,
-            "alice",
-            &[
-                "get",
-                "configmaps",
-                "-n",
-                "default",
-                "--field-selector",
-                "metadata.name=malformed",
-            ],
-        )
+        .kubectl(&kubectl, "alice", &marked_get("malformed", &mut selector))
         .unwrap();
     let message = text(&refused);
     assert!(!refused.status.success(), "{message}");
