@@ -9,7 +9,6 @@
 //! Install the binary with `cargo xtask peers`.
 #![allow(clippy::unwrap_used)]
 
-
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
