@@ -47,5 +47,5 @@ mod status_cache;
 
 pub use client::{Answer, DialedStream, LocalApi, DEFAULT_TAILSCALED_SOCKET, LOCALAPI_HOST};
 pub use error::{LocalApiError, StatusParseError};
-pub use status::{PeerStatus, Status, MAX_STATUS_BYTES, RECORDER_PORT};
+pub use status::{is_tailnet_address, PeerStatus, Status, MAX_STATUS_BYTES, RECORDER_PORT};
 pub use status_cache::StatusCache;

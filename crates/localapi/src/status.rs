@@ -85,6 +85,22 @@ impl Status {
     }
 }
 
+/// Whether `ip` is a Tailscale address: 100.64.0.0/10 (CGNAT) or
+/// fd7a:115c:a1e0::/48. Only these are reached through tailscaled; tailscaled
+/// tells a client to dial any other address itself (`Dial-Self`).
+pub fn is_tailnet_address(ip: std::net::IpAddr) -> bool {
+    match ip {
+        std::net::IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            a == 100 && (b & 0xc0) == 64
+        }
+        std::net::IpAddr::V6(v6) => {
+            let s = v6.segments();
+            s[0] == 0xfd7a && s[1] == 0x115c && s[2] == 0xa1e0
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]

@@ -149,7 +149,8 @@ pub struct ServeArgs {
     /// tailscaled with a TUN device), `localapi` (through tailscaled's LocalAPI, --localapi-socket
     /// or its default socket; works in userspace-networking mode), `socks5://HOST:PORT` (through
     /// tailscaled's --socks5-server), or `auto`: direct when an interface has a tailnet address,
-    /// else localapi when WhoIs uses the LocalAPI, else direct. The start-up log says which.
+    /// else, when WhoIs uses the LocalAPI, tailnet addresses through it and any other address
+    /// directly, else direct. The start-up log says which.
     #[arg(
         long,
         env = "KUBESCRIBE_RECORDER_DIAL",

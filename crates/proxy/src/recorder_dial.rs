@@ -74,20 +74,6 @@ pub(crate) struct TailnetInterface {
     pub(crate) addr: IpAddr,
 }
 
-/// Whether `ip` is a Tailscale address: 100.64.0.0/10 (CGNAT) or fd7a:115c:a1e0::/48.
-pub(crate) fn is_tailnet_ip(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => {
-            let [a, b, ..] = v4.octets();
-            a == 100 && (b & 0xc0) == 64
-        }
-        IpAddr::V6(v6) => {
-            let s = v6.segments();
-            s[0] == 0xfd7a && s[1] == 0x115c && s[2] == 0xa1e0
-        }
-    }
-}
-
 /// The first interface of this host that has a tailnet address (a TUN device tailscaled made),
 /// if any. An error listing interfaces counts as none.
 pub(crate) fn tailnet_interface() -> Option<TailnetInterface> {
@@ -100,7 +86,7 @@ pub(crate) fn tailnet_interface() -> Option<TailnetInterface> {
     };
     interfaces
         .into_iter()
-        .find(|i| is_tailnet_ip(i.ip()))
+        .find(|i| localapi::is_tailnet_address(i.ip()))
         .map(|i| TailnetInterface {
             addr: i.ip(),
             name: i.name,
@@ -141,9 +127,10 @@ pub(crate) fn choose(
                 ),
             ),
             (None, Some(socket)) => (
-                RecorderDialer::LocalApi(LocalApi::new(socket)),
+                RecorderDialer::TailnetThroughLocalApi(LocalApi::new(socket)),
                 "--recorder-dial auto: no interface has a tailnet address (tailscaled in \
-                 userspace-networking mode?), and WhoIs uses tailscaled's LocalAPI"
+                 userspace-networking mode?), and WhoIs uses tailscaled's LocalAPI: tailnet \
+                 addresses are dialed through it, any other address directly"
                     .to_owned(),
             ),
             (None, None) => (
@@ -200,7 +187,7 @@ mod tests {
             "fd7a:115c:a1e0::1",
             "fd7a:115c:a1e0:ab::9",
         ] {
-            assert!(is_tailnet_ip(ip.parse().unwrap()), "{ip}");
+            assert!(localapi::is_tailnet_address(ip.parse().unwrap()), "{ip}");
         }
         for ip in [
             "100.63.255.255",
@@ -210,7 +197,7 @@ mod tests {
             "fd7a:115c:a1e1::1",
             "::1",
         ] {
-            assert!(!is_tailnet_ip(ip.parse().unwrap()), "{ip}");
+            assert!(!localapi::is_tailnet_address(ip.parse().unwrap()), "{ip}");
         }
     }
 
@@ -233,9 +220,10 @@ mod tests {
         let (dialer, why) = choose(&RecorderDial::Auto, &socket, None);
         assert_eq!(
             dialer,
-            RecorderDialer::LocalApi(LocalApi::new("/run/ts.sock"))
+            RecorderDialer::TailnetThroughLocalApi(LocalApi::new("/run/ts.sock"))
         );
         assert!(why.contains("userspace-networking"), "{why}");
+        assert!(why.contains("any other address directly"), "{why}");
 
         let (dialer, why) = choose(&RecorderDial::Auto, &file, None);
         assert_eq!(dialer, RecorderDialer::Direct);

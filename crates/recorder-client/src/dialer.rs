@@ -37,6 +37,10 @@ pub enum RecorderDialer {
     /// Through the SOCKS5 proxy at `HOST:PORT` (tailscaled's `--socks5-server`), no
     /// authentication.
     Socks5(String),
+    /// Tailnet addresses (100.64.0.0/10, fd7a:115c:a1e0::/48) through tailscaled's LocalAPI at
+    /// this socket, any other address (a recorder on loopback, a cluster IP) directly: what
+    /// tailscaled itself would say of those (`Dial-Self`), without the round trip.
+    TailnetThroughLocalApi(LocalApi),
 }
 
 impl fmt::Display for RecorderDialer {
@@ -49,6 +53,11 @@ impl fmt::Display for RecorderDialer {
                 api.socket_path().display()
             ),
             RecorderDialer::Socks5(proxy) => write!(f, "the SOCKS5 proxy at {proxy}"),
+            RecorderDialer::TailnetThroughLocalApi(api) => write!(
+                f,
+                "tailscaled's LocalAPI at {} (tailnet addresses; others direct)",
+                api.socket_path().display()
+            ),
         }
     }
 }
@@ -117,13 +126,24 @@ impl RecorderDialer {
         addr: SocketAddr,
         timeout: Duration,
     ) -> Result<RecorderStream, DialError> {
+        // The way this address takes.
+        let way = match self {
+            RecorderDialer::TailnetThroughLocalApi(api) => {
+                if localapi::is_tailnet_address(addr.ip()) {
+                    RecorderDialer::LocalApi(api.clone())
+                } else {
+                    RecorderDialer::Direct
+                }
+            }
+            other => other.clone(),
+        };
         let failed = |source: Cause| DialError {
             addr,
-            via: self.clone(),
+            via: way.clone(),
             failure: DialFailure::Failed(source),
         };
         let dial = async {
-            Ok::<_, DialError>(match self {
+            Ok::<_, DialError>(match &way {
                 RecorderDialer::Direct => {
                     let tcp = TcpStream::connect(addr)
                         .await
@@ -131,11 +151,14 @@ impl RecorderDialer {
                     let _ = tcp.set_nodelay(true);
                     RecorderStream(Box::new(tcp))
                 }
-                RecorderDialer::LocalApi(api) => RecorderStream(Box::new(
-                    api.dial(addr.ip(), addr.port())
-                        .await
-                        .map_err(|e| failed(Cause::new(e)))?,
-                )),
+                // (`way` is never TailnetThroughLocalApi; dialing through tailscaled is right for it.)
+                RecorderDialer::LocalApi(api) | RecorderDialer::TailnetThroughLocalApi(api) => {
+                    RecorderStream(Box::new(
+                        api.dial(addr.ip(), addr.port())
+                            .await
+                            .map_err(|e| failed(Cause::new(e)))?,
+                    ))
+                }
                 RecorderDialer::Socks5(proxy) => {
                     let stream = tokio_socks::tcp::Socks5Stream::connect(proxy.as_str(), addr)
                         .await
@@ -150,7 +173,7 @@ impl RecorderDialer {
             Ok(result) => result,
             Err(_) => Err(DialError {
                 addr,
-                via: self.clone(),
+                via: way,
                 failure: DialFailure::TimedOut(timeout),
             }),
         }
@@ -321,6 +344,38 @@ mod tests {
             Some("100.64.0.3:80".parse().unwrap())
         );
         assert_eq!(addr("http://recorder.example/"), None);
+    }
+
+    #[tokio::test]
+    async fn auto_dials_tailnet_addresses_through_tailscaled_and_others_directly() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let local = listener.local_addr().unwrap();
+        let api = LocalApi::new("/nonexistent/ts.sock");
+        let dialer = RecorderDialer::TailnetThroughLocalApi(api);
+        let timeout = Duration::from_secs(5);
+        // Loopback is not a tailnet address: a plain TCP connection, no LocalAPI needed.
+        let (dialed, accepted) = tokio::join!(dialer.dial(local, timeout), listener.accept());
+        dialed.unwrap();
+        accepted.unwrap();
+        // A tailnet address goes to tailscaled (whose socket is missing here).
+        let err = dialer
+            .dial("100.64.0.3:80".parse().unwrap(), timeout)
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string().starts_with(
+                "dialing 100.64.0.3:80 through tailscaled's LocalAPI at /nonexistent/ts.sock"
+            ),
+            "{err}"
+        );
+        let err = dialer
+            .dial("[fd7a:115c:a1e0::9]:80".parse().unwrap(), timeout)
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("through tailscaled's LocalAPI"),
+            "{err}"
+        );
     }
 
     #[tokio::test]
