@@ -500,6 +500,20 @@ impl TailnetStack {
         recorder.start(&self.tailnet, &logs, &auditor)
     }
 
+    /// Restarts recorder `index` with `--allow-uploaders uploaders` (e.g. to refuse one proxy).
+    pub fn restart_recorder_allowing(
+        &mut self,
+        index: usize,
+        uploaders: &str,
+    ) -> Result<(), Error> {
+        self.stop_recorder(index)?;
+        self.recorders
+            .get_mut(index)
+            .ok_or_else(|| format!("no recorder {index}"))?
+            .uploaders = uploaders.to_owned();
+        self.start_recorder(index)
+    }
+
     /// The proxy's Prometheus metrics text.
     pub fn proxy_metrics(&self) -> Result<String, Error> {
         Ok(http::get(self.admin_addr, "/metrics")?.text())

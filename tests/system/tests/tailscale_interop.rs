@@ -17,6 +17,7 @@ use kubescribe_system_tests::run::with_deadline;
 use kubescribe_system_tests::tailnet_stack::{
     TailnetStack, TailnetStackOptions, KUBERNETES_CAP, PROXY_NODE,
 };
+use kubescribe_system_tests::tailscale_proxy::TS_PROXY_TAG;
 use kubescribe_system_tests::upstream::UpstreamKind;
 use serde_json::{json, Value};
 use test_support::http::{self, Tls};
@@ -393,7 +394,8 @@ fn tailscale_proxy_sessions_over_v2_record_and_record() {
 /// With the recorder process stopped, Tailscale's proxy refuses alice's request (fail closed:
 /// `502`, the event could not be sent) before it reaches the API server, and forwards ci's (fail
 /// open). Unlike kubescribe-proxy, it keeps no spool: ci's event is lost, not delivered later.
-/// With no recorder address at all (recorder tags left unresolved), alice is refused with `403`.
+/// A recorder that refuses Tailscale's proxy as an uploader has the same two outcomes. With no
+/// recorder address at all (recorder tags left unresolved), alice is refused with `403`.
 #[test]
 fn tailscale_proxy_fails_closed_and_open_with_the_recorder_down() {
     if !isolated("tailscale_proxy_fails_closed_and_open_with_the_recorder_down") {
@@ -470,6 +472,22 @@ fn tailscale_proxy_fails_closed_and_open_with_the_recorder_down() {
         late.is_empty(),
         "Tailscale's proxy spools nothing: {late:?}"
     );
+
+    // A recorder that refuses Tailscale's proxy as an uploader (403): the same two outcomes, and
+    // the refusal reaches Tailscale's proxy (its error names the 403).
+    stack.restart_recorder_allowing(0, "tag:k8s-proxy").unwrap();
+    let refused = get("alice", "ts-refused-uploader");
+    assert_eq!(refused.status, 502, "fail closed: {}", refused.text());
+    assert!(refused.text().contains("403"), "{}", refused.text());
+    assert_eq!(
+        get("ci", "ts-forwarded-refused").status,
+        200,
+        "fail open: forwarded"
+    );
+    stack
+        .restart_recorder_allowing(0, &format!("tag:k8s-proxy,{TS_PROXY_TAG}"))
+        .unwrap();
+    assert_eq!(get("alice", "ts-allowed-again").status, 200);
 
     // No recorder address at all: the fail-closed caller is refused outright.
     let mut unresolved = resolved_grants(&stack);
