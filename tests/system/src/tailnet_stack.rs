@@ -118,6 +118,8 @@ pub struct TailnetRecorder {
     pub storage: PathBuf,
     /// Its `--allow-uploaders`.
     uploaders: String,
+    /// Flags added after the usual ones.
+    extra_args: Vec<String>,
     process: Option<Spawned>,
 }
 
@@ -173,6 +175,7 @@ impl TailnetStack {
                 local_addr: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), free_port()?),
                 storage: dir.path().join(format!("recordings-{node}")),
                 uploaders: uploaders.clone(),
+                extra_args: Vec::new(),
                 process: None,
             };
             recorder.start(&tailnet, &logs, &auditor)?;
@@ -500,17 +503,30 @@ impl TailnetStack {
         recorder.start(&self.tailnet, &logs, &auditor)
     }
 
-    /// Restarts recorder `index` with `--allow-uploaders uploaders` (e.g. to refuse one proxy).
-    pub fn restart_recorder_allowing(
+    /// Recorder `index`'s process ID, while it runs (to stop and continue it).
+    pub fn recorder_pid(&self, index: usize) -> Option<u32> {
+        self.recorders
+            .get(index)?
+            .process
+            .as_ref()
+            .map(Spawned::pid)
+    }
+
+    /// Restarts recorder `index` with `--allow-uploaders uploaders` (e.g. to refuse one proxy)
+    /// and `extra_args` (e.g. `--ack-interval 45s`), on the same address and storage.
+    pub fn restart_recorder_with(
         &mut self,
         index: usize,
         uploaders: &str,
+        extra_args: &[&str],
     ) -> Result<(), Error> {
         self.stop_recorder(index)?;
-        self.recorders
+        let recorder = self
+            .recorders
             .get_mut(index)
-            .ok_or_else(|| format!("no recorder {index}"))?
-            .uploaders = uploaders.to_owned();
+            .ok_or_else(|| format!("no recorder {index}"))?;
+        recorder.uploaders = uploaders.to_owned();
+        recorder.extra_args = extra_args.iter().map(|a| (*a).to_owned()).collect();
         self.start_recorder(index)
     }
 
@@ -525,7 +541,7 @@ impl TailnetRecorder {
         if self.process.is_some() {
             return Ok(());
         }
-        let args = vec![
+        let mut args = vec![
             "--listen".to_owned(),
             self.local_addr.to_string(),
             "--proxy-protocol".to_owned(),
@@ -541,6 +557,7 @@ impl TailnetRecorder {
             "--dst".to_owned(),
             path_arg(&self.storage),
         ];
+        args.extend(self.extra_args.iter().cloned());
         let mut process = Spawned::start(
             &format!("kubescribe-recorder-{}", self.node),
             &workspace_bin("kubescribe-recorder")?,
