@@ -28,11 +28,24 @@ pub fn exec_throughput() -> Result<()> {
 pub fn tailnet_latency() -> Result<()> {
     crate::peers::install_tailnet()?;
     exec(cargo().args(["build", "--release", "--workspace", "--bins"]))?;
+    in_sealed_namespace("bench_tailnet")
+}
+
+/// Runs kubescribe-proxy and Tailscale's own API server proxy side by side on one tailnet
+/// (`tests/system/src/bin/bench_side_by_side.rs`, release build) under `unshare --net`.
+pub fn side_by_side() -> Result<()> {
+    crate::peers::install_tailnet()?;
+    exec(cargo().args(["build", "--release", "--workspace", "--bins"]))?;
+    in_sealed_namespace("bench_side_by_side")
+}
+
+/// Runs the release binary `name` under `unshare --net` (it seals the namespace itself).
+fn in_sealed_namespace(name: &str) -> Result<()> {
     exec(
         std::process::Command::new("unshare")
             .arg("--net")
             .arg("--")
-            .arg(crate::cmd::target_dir().join("release/bench_tailnet"))
+            .arg(crate::cmd::target_dir().join("release").join(name))
             .env("KUBESCRIBE_PEERS", crate::cmd::peers_dir())
             .env("KUBESCRIBE_PRIVATE_NETNS", "1"),
     )

@@ -120,6 +120,8 @@ enum Task {
     BenchStall,
     /// Measure the latency a real tailnet adds (SOCKS5 and `tailscale serve`) next to loopback, release build.
     BenchTailnet,
+    /// Run kubescribe-proxy and Tailscale's own API server proxy side by side on one tailnet, release build.
+    BenchSideBySide,
     /// Measure how fast a 100,000-record spool backlog drains into the real recorder, release build.
     BenchDrain,
     /// Run every cargo-fuzz target (or those named) for --secs each, from the committed seeds.
@@ -174,6 +176,7 @@ fn main() {
         }),
         Task::BenchStall => bench::recorder_stall(),
         Task::BenchTailnet => bench::tailnet_latency(),
+        Task::BenchSideBySide => bench::side_by_side(),
         Task::BenchDrain => bench::spool_drain(),
         Task::Fuzz {
             secs,

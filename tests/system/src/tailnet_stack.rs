@@ -92,6 +92,10 @@ pub struct TailnetStackOptions {
     /// Also run Tailscale's own API server proxy on node `ts-k8s-proxy`, in front of the same
     /// upstream, allowed to upload to the recorders, with the same grants as kubescribe-proxy.
     pub tailscale_proxy: bool,
+    /// Serve kubescribe-proxy's API as plain HTTP (behind the PROXY header) instead of TLS, as
+    /// Tailscale's proxy serves it in these tests: for comparing the two on equal terms. The
+    /// kubeconfigs of [`TailnetStack::kubeconfig`] assume TLS.
+    pub plain_http_proxy: bool,
 }
 
 impl TailnetStackOptions {
@@ -103,6 +107,7 @@ impl TailnetStackOptions {
             proxy_args: Vec::new(),
             recorder_dial_socks5: false,
             tailscale_proxy: false,
+            plain_http_proxy: false,
         }
     }
 }
@@ -200,10 +205,12 @@ impl TailnetStack {
             "--listen".to_owned(),
             proxy_local.to_string(),
             "--proxy-protocol".to_owned(),
-            "--tls-cert".to_owned(),
-            path_arg(&cert),
-            "--tls-key".to_owned(),
-            path_arg(&key),
+        ];
+        if !options.plain_http_proxy {
+            args.extend(["--tls-cert".to_owned(), path_arg(&cert)]);
+            args.extend(["--tls-key".to_owned(), path_arg(&key)]);
+        }
+        args.extend([
             "--kubeconfig".to_owned(),
             path_arg(&upstream.proxy_kubeconfig()),
             "--mode".to_owned(),
@@ -214,7 +221,7 @@ impl TailnetStack {
             admin_addr.to_string(),
             "--spool-dir".to_owned(),
             path_arg(&dir.path().join("spool")),
-        ];
+        ]);
         if options.recorder_dial_socks5 {
             args.push("--recorder-dial".to_owned());
             args.push(format!("socks5://{}", tailnet.node(PROXY_NODE)?.socks5()));
