@@ -28,7 +28,7 @@ use test_support::http::{self, Reply};
 use test_support::net::free_port;
 use test_support::pki::ServingPki;
 use test_support::process::{workspace_bin, Spawned};
-use test_support::tailnet::{NodeSpec, Tailnet};
+use test_support::tailnet::{NodeInfo, NodeSpec, Tailnet};
 
 use crate::run::with_deadline;
 use crate::stack::{path_arg, write_kubeconfig};
@@ -473,6 +473,46 @@ impl TailnetStack {
             return Err(format!("GET cast {id}: {} {}", reply.status, reply.text()).into());
         }
         Ok(reply.body)
+    }
+
+    /// Session `id` of recorder `index`, checked and played: its cast header must name `caller`
+    /// (node, stable ID and login, as WhoIs reports them) and `asciinema cat` must play it; the
+    /// played output is returned.
+    pub fn play_session(&self, index: usize, id: &str, caller: &NodeInfo) -> Result<String, Error> {
+        let cast = self.session_cast(index, id)?;
+        let first_line = cast.split(|b| *b == b'\n').next().unwrap_or_default();
+        let header: Value = serde_json::from_slice(first_line)?;
+        let expected = [
+            ("srcNode", json!(caller.fqdn.trim_end_matches('.'))),
+            ("srcNodeID", json!(caller.stable_id)),
+            ("srcNodeUser", json!(caller.user_login)),
+        ];
+        for (field, want) in expected {
+            if header[field] != want {
+                return Err(format!(
+                    "cast {id}: {field} is {}, not {want}: {header}",
+                    header[field]
+                )
+                .into());
+            }
+        }
+        let file = self.dir.path().join(format!("{id}.cast"));
+        std::fs::write(&file, &cast)?;
+        let played = with_deadline(
+            Command::new(test_support::peers::asciinema()?)
+                .arg("cat")
+                .arg(&file),
+            Duration::from_secs(30),
+        )?;
+        if !played.status.success() {
+            return Err(format!(
+                "asciinema cat {id}: {}{}",
+                String::from_utf8_lossy(&played.stdout),
+                String::from_utf8_lossy(&played.stderr)
+            )
+            .into());
+        }
+        Ok(String::from_utf8_lossy(&played.stdout).into_owned())
     }
 
     /// Stops recorder `index`'s process (SIGTERM).

@@ -13,7 +13,6 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use kubescribe_system_tests::http1_front::Http1Front;
-use kubescribe_system_tests::run::with_deadline;
 use kubescribe_system_tests::tailnet_stack::{
     TailnetStack, TailnetStackOptions, KUBERNETES_CAP, PROXY_NODE,
 };
@@ -350,29 +349,12 @@ fn tailscale_proxy_sessions_over_v2_record_and_record() {
         proxy.recording_failures()
     );
 
-    let asciinema = peers::asciinema().unwrap_or_else(|e| panic!("{e}"));
     let mut played = BTreeSet::new();
     for session in stack.sessions(0).unwrap() {
         let id = session["id"].as_str().unwrap();
-        let cast = stack.session_cast(0, id).unwrap();
-        let header: Value =
-            serde_json::from_slice(cast.split(|b| *b == b'\n').next().unwrap()).unwrap();
-        assert_eq!(
-            header["srcNode"],
-            alice.fqdn.trim_end_matches('.'),
-            "{header}"
-        );
-        assert_eq!(header["srcNodeID"], alice.stable_id, "{header}");
-        assert_eq!(header["srcNodeUser"], alice.user_login, "{header}");
-        let file = stack.dir.path().join(format!("{id}.cast"));
-        std::fs::write(&file, &cast).unwrap();
-        let output = with_deadline(
-            Command::new(&asciinema).arg("cat").arg(&file),
-            Duration::from_secs(30),
-        )
-        .unwrap();
-        assert!(output.status.success(), "asciinema cat: {}", text(&output));
-        let out = String::from_utf8_lossy(&output.stdout).to_string();
+        let out = stack
+            .play_session(0, id, &alice)
+            .unwrap_or_else(|e| panic!("{e}"));
         for marker in [
             "v2-from-1.27",
             "v2-from-1.33",
