@@ -59,6 +59,23 @@ pub struct Extension {
     /// what became of the request. Omitted when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub decision: Option<Decision>,
+    /// The audit level at which the proxy recorded this request (its audit
+    /// Policy's first matching rule, or the built-in default): `Metadata`
+    /// events carry no request body. Omitted by proxies that apply no
+    /// Policy (Tailscale's, and kubescribe's before Policy support): readers
+    /// then treat an event with a body as `Request`. A request whose level
+    /// is `None` is not recorded at all, so that value is never stored.
+    #[serde(
+        rename = "auditLevel",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub audit_level: Option<AuditLevel>,
+    /// Set when the proxy (or the recorder, for an event from a proxy that
+    /// does not redact) removed the request body because it may hold
+    /// credentials (a Secret's `data`); `request.body` is then empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redaction: Option<Redaction>,
     /// Fields this version does not know, written back out unchanged.
     #[serde(flatten)]
     pub unknown: Map<String, Value>,
@@ -138,6 +155,83 @@ impl std::fmt::Display for Decision {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
     }
+}
+
+/// The level of detail at which a request was recorded, named as in
+/// kube-apiserver's `audit.k8s.io/v1` Policy (`Level`). On the wire the
+/// Policy's spelling; a value this version does not know is kept as
+/// [`AuditLevel::Other`] and written back unchanged.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(from = "String", into = "String")]
+pub enum AuditLevel {
+    /// `Metadata`: who, what, when and the outcome; no request body.
+    Metadata,
+    /// `Request`: metadata and the request body.
+    Request,
+    /// `RequestResponse`: metadata, request body and, where the recorder
+    /// keeps one, the response body (kubescribe's proxy records response
+    /// sizes and statuses, not response bodies).
+    RequestResponse,
+    /// A value this version does not know, as received.
+    Other(String),
+}
+
+impl AuditLevel {
+    /// The wire string, as an audit Policy spells it.
+    pub fn as_str(&self) -> &str {
+        match self {
+            AuditLevel::Metadata => "Metadata",
+            AuditLevel::Request => "Request",
+            AuditLevel::RequestResponse => "RequestResponse",
+            AuditLevel::Other(other) => other,
+        }
+    }
+
+    /// Whether an event at this level may carry the request body.
+    pub fn includes_request_body(&self) -> bool {
+        matches!(self, AuditLevel::Request | AuditLevel::RequestResponse)
+    }
+}
+
+impl From<String> for AuditLevel {
+    fn from(s: String) -> Self {
+        match s.as_str() {
+            "Metadata" => AuditLevel::Metadata,
+            "Request" => AuditLevel::Request,
+            "RequestResponse" => AuditLevel::RequestResponse,
+            _ => AuditLevel::Other(s),
+        }
+    }
+}
+
+impl From<AuditLevel> for String {
+    fn from(level: AuditLevel) -> Self {
+        match level {
+            AuditLevel::Other(s) => s,
+            known => known.as_str().to_owned(),
+        }
+    }
+}
+
+impl std::fmt::Display for AuditLevel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why and how much of a request body was withheld from the record.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Redaction {
+    /// Why: `secret` (the request's resource holds credentials, or its body
+    /// names an object of such a kind), `resource` (a resource the
+    /// operator configured to be redacted), or `policy` (the audit Policy's
+    /// level for the request is `Metadata`).
+    pub reason: String,
+    /// Request body bytes not recorded (for a streamed body longer than the
+    /// capture limit, the bytes seen before the event was sent; the full
+    /// size is in the response record's `requestBodyBytes`).
+    #[serde(rename = "droppedBytes")]
+    pub dropped_bytes: u64,
 }
 
 /// How a request body larger than the proxy's capture limit was recorded.

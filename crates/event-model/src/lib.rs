@@ -74,7 +74,7 @@ pub use cast::{
     TerminalSizeError, ASCIICAST_VERSION,
 };
 pub use event::{Destination, Event, Request, Source, KUBERNETES_API_EVENT_TYPE};
-pub use extension::{BodyCapture, Decision, Extension};
+pub use extension::{AuditLevel, BodyCapture, Decision, Extension, Redaction};
 pub use go_json::{go_escape_html, to_go_json};
 pub use k8s_request_parse::RequestInfo;
 pub use record::{Record, RecordError};
