@@ -132,9 +132,16 @@ enum Task {
         /// List the targets and their fuzz crates, and stop.
         #[arg(long)]
         list: bool,
-        /// Print the seconds, executions and crashes of every run so far (target/fuzz/history.tsv).
+        /// Print the wall and CPU seconds, executions and crashes of every run so far, per target
+        /// (the committed ledger docs/fuzz-history.tsv).
         #[arg(long)]
         history: bool,
+        /// Fuzz this many targets at once.
+        #[arg(long, default_value_t = 1)]
+        jobs: usize,
+        /// Run the fuzzers at the lowest CPU priority, to use only a machine's idle CPU.
+        #[arg(long)]
+        nice: bool,
         /// Rewrite each fuzz crate's Cargo.lock from the root Cargo.lock first.
         #[arg(long)]
         sync_locks: bool,
@@ -183,6 +190,8 @@ fn main() {
             list,
             history,
             sync_locks,
+            jobs,
+            nice,
             targets,
         } => fuzz::run(&fuzz::Options {
             secs,
@@ -190,6 +199,8 @@ fn main() {
             list,
             history,
             sync_locks,
+            jobs,
+            nice,
         }),
     };
     if let Err(err) = result {
