@@ -65,6 +65,16 @@ pub struct ConnectionArgs {
     )]
     pub max_pending_connections: usize,
 
+    /// New connections one source address may open per second (bursts of twice as many; an IPv6
+    /// source by its /64); more are closed at once, before any TLS handshake. 0: no limit.
+    #[arg(
+        long,
+        env = "KUBESCRIBE_MAX_CONNECTION_RATE_PER_SOURCE",
+        default_value_t = ConnectionLimits::default().max_connection_rate_per_source,
+        value_name = "N"
+    )]
+    pub max_connection_rate_per_source: u32,
+
     /// Time for a new connection's PROXY header, TLS handshake and first request head.
     #[arg(
         long,
@@ -106,6 +116,7 @@ impl ConnectionArgs {
             max_connections: self.max_connections,
             max_connections_per_source: self.max_connections_per_source,
             max_pending: self.max_pending_connections,
+            max_connection_rate_per_source: self.max_connection_rate_per_source,
             handshake_timeout: self.handshake_timeout,
             idle_timeout: self.idle_timeout,
         })
@@ -119,6 +130,7 @@ impl Default for ConnectionArgs {
             max_connections: limits.max_connections,
             max_connections_per_source: limits.max_connections_per_source,
             max_pending_connections: limits.max_pending,
+            max_connection_rate_per_source: limits.max_connection_rate_per_source,
             handshake_timeout: limits.handshake_timeout,
             idle_timeout: limits.idle_timeout,
         }

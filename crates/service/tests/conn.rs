@@ -1,6 +1,7 @@
 //! Listener limits end to end over real sockets: set-up deadline, eviction of the oldest connection in
 //! set-up (from the address with the most), serving limits in total and per source (with their refusals), idle timeout with streaming
-//! responses counted as busy, PROXY protocol, HTTP/2 idle, graceful shutdown.
+//! responses counted as busy, PROXY protocol, HTTP/2 idle, graceful shutdown, the per-source rate of new
+//! connections.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -35,6 +36,7 @@ fn limits() -> ConnectionLimits {
         max_connections: 100,
         max_connections_per_source: 100,
         max_pending: 100,
+        max_connection_rate_per_source: 0,
         handshake_timeout: Duration::from_millis(400),
         idle_timeout: Duration::from_millis(400),
     }
@@ -417,4 +419,55 @@ async fn shutdown_lets_a_request_in_flight_finish() {
     let reply = read_response(&mut client).await;
     assert!(reply.contains("chunk-4"), "{reply}");
     assert!(closed_within(&mut client, Duration::from_secs(2)).await);
+}
+
+async fn connect_from(source: &str, addr: SocketAddr) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap_or_else(|e| panic!("socket: {e}"));
+    let source: SocketAddr = format!("{source}:0")
+        .parse()
+        .unwrap_or_else(|e| panic!("{e}"));
+    socket
+        .bind(source)
+        .unwrap_or_else(|e| panic!("bind {source}: {e}"));
+    socket
+        .connect(addr)
+        .await
+        .unwrap_or_else(|e| panic!("connect from {source}: {e}"))
+}
+
+#[tokio::test]
+async fn a_source_opening_connections_too_fast_is_cut_off_before_set_up_and_others_are_not() {
+    let server = start(
+        ConnectionLimits {
+            max_connection_rate_per_source: 5,
+            handshake_timeout: Duration::from_secs(30),
+            ..limits()
+        },
+        false,
+    )
+    .await;
+    // 127.0.0.2 opens 30 connections at once: its burst (10) is set up, the rest closed at once.
+    let mut flood = Vec::new();
+    for _ in 0..30 {
+        flood.push(connect_from("127.0.0.2", server.addr).await);
+    }
+    let mut closed = 0;
+    for stream in &mut flood {
+        if closed_within(stream, Duration::from_millis(500)).await {
+            closed += 1;
+        }
+    }
+    // All but the burst of 10 (and what refilled meanwhile, at 5 a second) are closed.
+    assert!((15..=20).contains(&closed), "{closed} closed");
+    assert_eq!(
+        server.metrics.closed_count(NAME, Refusal::RateLimited),
+        closed as u64
+    );
+    // Another source is served at once; the flooding source, a moment later, is too.
+    let mut other = connect_from("127.0.0.3", server.addr).await;
+    assert!(get(&mut other, "/").await.contains("200 OK"));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut again = connect_from("127.0.0.2", server.addr).await;
+    assert!(get(&mut again, "/").await.contains("200 OK"));
+    let _ = server.shutdown.send(true);
 }

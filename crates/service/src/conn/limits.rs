@@ -16,6 +16,9 @@ pub struct ConnectionLimits {
     /// source address with the most is closed to make room, so connections that send nothing, from
     /// one address or a few, cannot crowd out ones that do.
     pub max_pending: usize,
+    /// New connections one source address may open per second (bursts of twice as many); more are
+    /// closed at once, before any TLS handshake. An IPv6 source is limited by its /64. 0: no limit.
+    pub max_connection_rate_per_source: u32,
     /// Bound on setting a connection up: the PROXY header, the TLS handshake and the first request's
     /// head must all arrive within it.
     pub handshake_timeout: Duration,
@@ -30,6 +33,7 @@ impl Default for ConnectionLimits {
             max_connections: 4096,
             max_connections_per_source: 512,
             max_pending: 1024,
+            max_connection_rate_per_source: 100,
             handshake_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(120),
         }
@@ -43,6 +47,7 @@ impl ConnectionLimits {
             max_connections: 64,
             max_connections_per_source: 16,
             max_pending: 64,
+            max_connection_rate_per_source: 100,
             handshake_timeout: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(60),
         }

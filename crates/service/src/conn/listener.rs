@@ -17,6 +17,7 @@ use super::limits::ConnectionLimits;
 use super::maybe_tls::MaybeTls;
 use super::metrics::{ConnectionMetrics, Refusal};
 use super::proxy_protocol::{self, ProxiedPeer, ProxyHeaderError};
+use super::setup_rate::SetupRate;
 
 /// What is known about the connection a request arrived on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,6 +78,7 @@ pub(crate) struct Shared {
     pub(crate) metrics: ConnectionMetrics,
     pending: Mutex<PendingPool>,
     serving: Mutex<Serving>,
+    setup_rate: Mutex<SetupRate>,
 }
 
 #[derive(Default)]
@@ -163,6 +165,7 @@ impl Listener {
                 metrics: options.metrics,
                 pending: Mutex::default(),
                 serving: Mutex::default(),
+                setup_rate: Mutex::default(),
             }),
         })
     }
@@ -343,6 +346,9 @@ pub enum HandshakeError {
     /// The set-up pool was full and this was the oldest connection of the source with the most.
     #[error("closed to make room: too many connections being set up")]
     Evicted,
+    /// The source opened connections faster than `max_connection_rate_per_source`.
+    #[error("closed before set-up: more than {0} new connections a second from this source")]
+    RateLimited(u32),
     /// Set-up took longer than the handshake timeout.
     #[error("connection set-up took longer than {0:?}")]
     Timeout(Duration),
@@ -359,6 +365,7 @@ impl HandshakeError {
     pub fn refusal(&self) -> Refusal {
         match self {
             HandshakeError::Evicted => Refusal::Evicted,
+            HandshakeError::RateLimited(_) => Refusal::RateLimited,
             HandshakeError::Timeout(_) => Refusal::HandshakeTimeout,
             HandshakeError::ProxyHeader(_) => Refusal::ProxyHeader,
             HandshakeError::Tls(_) => Refusal::Tls,
@@ -372,8 +379,9 @@ impl Incoming {
         self.tcp_peer
     }
 
-    /// Reads the PROXY header (when required) and completes the TLS handshake (when configured),
-    /// within the handshake timeout and unless the set-up pool evicts this connection first.
+    /// Reads the PROXY header (when required), checks the source's connection rate, and completes
+    /// the TLS handshake (when configured), within the handshake timeout and unless the set-up pool
+    /// evicts this connection first.
     /// Failures are counted in the listener's metrics; the connection is then dropped.
     pub async fn handshake(self) -> Result<Connection, HandshakeError> {
         let Incoming {
@@ -394,6 +402,11 @@ impl Incoming {
                     ProxiedPeer::Address(source) => peer = source,
                     ProxiedPeer::Local => {}
                 }
+            }
+            // Before the TLS handshake: a flood of new connections must not cost handshakes.
+            let rate = shared.limits.max_connection_rate_per_source;
+            if !lock(&shared.setup_rate).admit(peer.ip(), rate, Instant::now()) {
+                return Err(HandshakeError::RateLimited(rate));
             }
             let io = match &tls {
                 None => MaybeTls::Plain(stream),

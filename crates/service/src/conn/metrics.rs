@@ -23,6 +23,9 @@ pub enum Refusal {
     /// The set-up pool was full; this connection in set-up (the oldest from the source with the most)
     /// made room for a new one.
     Evicted,
+    /// The source had opened `max_connection_rate_per_source` connections a second (bursts of
+    /// twice that) already; closed before any TLS handshake.
+    RateLimited,
     /// `max_connections` connections were already serving.
     TooMany,
     /// `max_connections_per_source` connections from the same source were already serving.
@@ -42,6 +45,7 @@ impl Refusal {
     pub fn as_str(self) -> &'static str {
         match self {
             Refusal::Evicted => "evicted",
+            Refusal::RateLimited => "rate_limited",
             Refusal::TooMany => "too_many",
             Refusal::TooManyFromSource => "too_many_from_source",
             Refusal::ProxyHeader => "proxy_header",

@@ -3,7 +3,7 @@
 //! HTTP/2 with the requests in flight tracked.
 //!
 //! Layers, bottom to top:
-//! - `limits`: [`ConnectionLimits`].
+//! - `limits`: [`ConnectionLimits`]; `setup_rate`: how fast one source may open connections.
 //! - `metrics`: [`ConnectionMetrics`], what a listener counts, and why it closes ([`Refusal`]).
 //! - `maybe_tls`: [`MaybeTls`], a plain or TLS byte stream.
 //! - `proxy_protocol`: reading one PROXY protocol header ([`read_header`], [`parse_header`]).
@@ -13,6 +13,7 @@
 // 1. Limits and metrics.
 mod limits;
 mod metrics;
+mod setup_rate;
 
 // 2. Byte streams and the PROXY header.
 mod maybe_tls;
