@@ -82,3 +82,45 @@ pub fn with_lines(
         stderr: stderr.and_then(|t| t.join().ok()).unwrap_or_default(),
     })
 }
+
+/// A finished program's stdout then stderr, as text (for assertion messages).
+pub fn output_text(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// `output`, after panicking with `what` and the program's output unless it exited with 0.
+pub fn expect_success(output: Output, what: &str) -> Output {
+    assert!(output.status.success(), "{what}: {}", output_text(&output));
+    output
+}
+
+/// Polls `done` every 200 ms until it holds; panics naming `what` after `timeout`.
+pub fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !done() {
+        assert!(Instant::now() < deadline, "{what} within {timeout:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Sends `signal` (`STOP`, `CONT`, `KILL`, …) to process `pid` with kill(1); panics if it fails.
+pub fn send_signal(pid: u32, signal: &str) {
+    let status = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .status();
+    assert!(
+        status.as_ref().is_ok_and(|s| s.success()),
+        "kill -{signal} {pid}: {status:?}"
+    );
+}
+
+/// [`test_support::netns::run_isolated`], for a test body: `true` inside the sealed namespace (run
+/// the test), `false` outside once the re-run passed there; panics when the re-run failed.
+pub fn in_sealed_netns(test: &str) -> bool {
+    test_support::netns::run_isolated(test).unwrap_or_else(|e| panic!("{e}"))
+}

@@ -8,37 +8,21 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use kubescribe_system_tests::proxy_protocol::ProxyProtocolForwarder;
+use kubescribe_system_tests::run::{
+    expect_success, in_sealed_netns, output_text, send_signal, wait_until,
+};
 use kubescribe_system_tests::tailnet_stack::{
     TailnetStack, TailnetStackOptions, KUBERNETES_CAP, PROXY_NODE,
 };
 use kubescribe_system_tests::upstream::UpstreamKind;
 use serde_json::{json, Value};
-use test_support::netns::run_isolated;
 use test_support::peers;
-
-fn isolated(test: &str) -> bool {
-    run_isolated(test).unwrap_or_else(|e| panic!("{e}"))
-}
 
 fn kubectl() -> std::path::PathBuf {
     peers::kubectl().unwrap_or_else(|e| panic!("{e}"))
-}
-
-fn text(output: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
-
-fn ok(output: Output, what: &str) -> Output {
-    assert!(output.status.success(), "{what}: {}", text(&output));
-    output
 }
 
 /// The audit event of the request whose URI contains `needle` and whose impersonated user is
@@ -100,14 +84,6 @@ fn marked_get<'a>(marker: &'a str, selector: &'a mut String) -> [&'a str; 6] {
     ]
 }
 
-fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !done() {
-        assert!(Instant::now() < deadline, "{what} within {timeout:?}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
 /// kubectl from a user's node (by the proxy's MagicDNS name) and from a tagged node (by its
 /// address): the API server sees the identities the proxy node's WhoIs reports, with the groups of
 /// the real grants; the recorder stores an event for each request with the caller's node name,
@@ -115,7 +91,7 @@ fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
 /// node without grants is impersonated as itself with no groups and nothing is recorded.
 #[test]
 fn identities_grants_and_events_over_the_tailnet() {
-    if !isolated("identities_grants_and_events_over_the_tailnet") {
+    if !in_sealed_netns("identities_grants_and_events_over_the_tailnet") {
         return;
     }
     let stack = TailnetStack::start(TailnetStackOptions::new(UpstreamKind::ApiServer)).unwrap();
@@ -126,7 +102,7 @@ fn identities_grants_and_events_over_the_tailnet() {
     let proxy = stack.tailnet.node(PROXY_NODE).unwrap().info().clone();
     let name = |fqdn: &str| fqdn.trim_end_matches('.').to_owned();
 
-    ok(
+    expect_success(
         stack
             .kubectl(
                 &kubectl,
@@ -136,7 +112,7 @@ fn identities_grants_and_events_over_the_tailnet() {
             .unwrap(),
         "alice creates a configmap",
     );
-    ok(
+    expect_success(
         stack
             .kubectl(
                 &kubectl,
@@ -150,9 +126,9 @@ fn identities_grants_and_events_over_the_tailnet() {
         .kubectl(&kubectl, "eve", &["get", "pods", "-n", "default"])
         .unwrap();
     assert!(
-        !denied.status.success() && text(&denied).contains("forbidden"),
+        !denied.status.success() && output_text(&denied).contains("forbidden"),
         "eve (no grants, no RBAC) is the API server's to refuse: {}",
-        text(&denied)
+        output_text(&denied)
     );
 
     // What the API server saw.
@@ -210,7 +186,7 @@ fn identities_grants_and_events_over_the_tailnet() {
 /// the tailnet: each session's cast names alice as WhoIs reports her and plays (asciinema).
 #[test]
 fn exec_sessions_over_the_tailnet() {
-    if !isolated("exec_sessions_over_the_tailnet") {
+    if !in_sealed_netns("exec_sessions_over_the_tailnet") {
         return;
     }
     let stack = TailnetStack::start(TailnetStackOptions::new(UpstreamKind::Sim)).unwrap();
@@ -218,13 +194,17 @@ fn exec_sessions_over_the_tailnet() {
     for minor in ["1.27", "1.33"] {
         let kubectl = peers::kubectl_version(minor).unwrap_or_else(|e| panic!("{e}"));
         let marker = format!("hello-from-{minor}");
-        let output = ok(
+        let output = expect_success(
             stack
                 .kubectl(&kubectl, "alice", &["exec", "demo", "--", "echo", &marker])
                 .unwrap(),
             &format!("kubectl {minor} exec"),
         );
-        assert!(text(&output).contains(&marker), "{}", text(&output));
+        assert!(
+            output_text(&output).contains(&marker),
+            "{}",
+            output_text(&output)
+        );
     }
     wait_until("two sessions stored", Duration::from_secs(20), || {
         stack.sessions(0).unwrap().len() >= 2
@@ -247,7 +227,7 @@ fn exec_sessions_over_the_tailnet() {
 /// once the recorder is back.
 #[test]
 fn recorder_outages_fail_closed_and_fail_open() {
-    if !isolated("recorder_outages_fail_closed_and_fail_open") {
+    if !in_sealed_netns("recorder_outages_fail_closed_and_fail_open") {
         return;
     }
     let mut stack = TailnetStack::start(TailnetStackOptions::new(UpstreamKind::ApiServer)).unwrap();
@@ -273,7 +253,7 @@ fn recorder_outages_fail_closed_and_fail_open() {
             "alice is fail closed: refused with the {outage} down"
         );
         let forwarded_marker = format!("tn-forwarded-{outage}");
-        ok(
+        expect_success(
             stack
                 .kubectl(
                     &kubectl,
@@ -325,7 +305,7 @@ fn recorder_outages_fail_closed_and_fail_open() {
 /// killed, to the second.
 #[test]
 fn ordered_failover_between_recorders_on_two_nodes() {
-    if !isolated("ordered_failover_between_recorders_on_two_nodes") {
+    if !in_sealed_netns("ordered_failover_between_recorders_on_two_nodes") {
         return;
     }
     let mut options = TailnetStackOptions::new(UpstreamKind::ApiServer);
@@ -335,7 +315,7 @@ fn ordered_failover_between_recorders_on_two_nodes() {
     let kubectl = kubectl();
     let get = |stack: &TailnetStack, marker: &str| {
         let mut selector = String::new();
-        ok(
+        expect_success(
             stack
                 .kubectl(&kubectl, "alice", &marked_get(marker, &mut selector))
                 .unwrap(),
@@ -361,7 +341,7 @@ fn ordered_failover_between_recorders_on_two_nodes() {
 /// reads.
 #[test]
 fn recorder_refuses_untrusted_nodes() {
-    if !isolated("recorder_refuses_untrusted_nodes") {
+    if !in_sealed_netns("recorder_refuses_untrusted_nodes") {
         return;
     }
     let stack = TailnetStack::start(TailnetStackOptions::new(UpstreamKind::Sim)).unwrap();
@@ -407,7 +387,7 @@ fn recorder_refuses_untrusted_nodes() {
 /// reason.
 #[test]
 fn grant_changes_and_bad_grants() {
-    if !isolated("grant_changes_and_bad_grants") {
+    if !in_sealed_netns("grant_changes_and_bad_grants") {
         return;
     }
     let mut options = TailnetStackOptions::new(UpstreamKind::ApiServer);
@@ -418,7 +398,7 @@ fn grant_changes_and_bad_grants() {
     let alice_src = format!("user:{}", alice.user_login);
     let mut selector = String::new();
 
-    ok(
+    expect_success(
         stack
             .kubectl(&kubectl, "alice", &marked_get("before", &mut selector))
             .unwrap(),
@@ -446,7 +426,7 @@ fn grant_changes_and_bad_grants() {
     let reached_proxy_node = changed.elapsed();
     // The next request after the cache time has the new group.
     std::thread::sleep(Duration::from_secs(2));
-    ok(
+    expect_success(
         stack
             .kubectl(&kubectl, "alice", &marked_get("after", &mut selector))
             .unwrap(),
@@ -475,7 +455,7 @@ fn grant_changes_and_bad_grants() {
     let refused = stack
         .kubectl(&kubectl, "alice", &marked_get("malformed", &mut selector))
         .unwrap();
-    let message = text(&refused);
+    let message = output_text(&refused);
     assert!(!refused.status.success(), "{message}");
     assert!(
         message.contains("Forbidden") || message.contains("forbidden"),
@@ -510,7 +490,7 @@ fn grant_changes_and_bad_grants() {
 /// holds no more connections than before.
 #[test]
 fn localapi_faults_on_the_proxy_node() {
-    if !isolated("localapi_faults_on_the_proxy_node") {
+    if !in_sealed_netns("localapi_faults_on_the_proxy_node") {
         return;
     }
     let mut stack = TailnetStack::start(TailnetStackOptions::new(UpstreamKind::ApiServer)).unwrap();
@@ -560,10 +540,10 @@ fn localapi_faults_on_the_proxy_node() {
 
     // Hung: SIGSTOP the proxy node's tailscaled.
     let pid = stack.tailnet.node(PROXY_NODE).unwrap().pid().unwrap();
-    signal(pid, "STOP");
+    send_signal(pid, "STOP");
     std::thread::sleep(Duration::from_secs(3)); // past the WhoIs cache
     let (reply, took) = get(as_alice.addr());
-    signal(pid, "CONT");
+    send_signal(pid, "CONT");
     assert_eq!(reply.status, 500, "{}", reply.text());
     assert!(
         reply.text().contains("failed to authenticate caller"),
@@ -648,7 +628,7 @@ fn localapi_faults_on_the_proxy_node() {
     );
     assert!(stack.proxy.is_running(), "without a restart");
     // And over the tailnet again, `tailscale serve` restored from tailscaled's state.
-    ok(
+    expect_success(
         stack
             .kubectl(&kubectl(), "alice", &["get", "configmaps", "-n", "default"])
             .unwrap(),
@@ -659,15 +639,6 @@ fn localapi_faults_on_the_proxy_node() {
         fds_after <= fds_before + 8,
         "no connection leak: {fds_before} open files before the faults, {fds_after} after"
     );
-}
-
-fn signal(pid: u32, signal: &str) {
-    let status = Command::new("kill")
-        .arg(format!("-{signal}"))
-        .arg(pid.to_string())
-        .status()
-        .unwrap();
-    assert!(status.success(), "kill -{signal} {pid}");
 }
 
 fn open_fds(pid: u32) -> usize {

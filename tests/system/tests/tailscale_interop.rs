@@ -9,10 +9,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
-use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use kubescribe_system_tests::http1_front::Http1Front;
+use kubescribe_system_tests::run::{
+    expect_success, in_sealed_netns, output_text, send_signal, wait_until,
+};
 use kubescribe_system_tests::tailnet_stack::{
     TailnetStack, TailnetStackOptions, KUBERNETES_CAP, PROXY_NODE,
 };
@@ -20,33 +22,7 @@ use kubescribe_system_tests::tailscale_proxy::TS_PROXY_TAG;
 use kubescribe_system_tests::upstream::UpstreamKind;
 use serde_json::{json, Value};
 use test_support::http::{self, Tls};
-use test_support::netns::run_isolated;
 use test_support::peers;
-
-fn isolated(test: &str) -> bool {
-    run_isolated(test).unwrap_or_else(|e| panic!("{e}"))
-}
-
-fn text(output: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
-
-fn ok(output: Output, what: &str) -> Output {
-    assert!(output.status.success(), "{what}: {}", text(&output));
-    output
-}
-
-fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !done() {
-        assert!(Instant::now() < deadline, "{what} within {timeout:?}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
 
 fn start(upstream: UpstreamKind) -> TailnetStack {
     let mut options = TailnetStackOptions::new(upstream);
@@ -127,7 +103,7 @@ fn resolved_grants(stack: &TailnetStack) -> Value {
 /// id, and shown by the UI (the app shell at `/` and `/ui/events/{id}`; the app reads `/api/v1`).
 #[test]
 fn tailscale_proxy_events_are_stored_listed_and_shown() {
-    if !isolated("tailscale_proxy_events_are_stored_listed_and_shown") {
+    if !in_sealed_netns("tailscale_proxy_events_are_stored_listed_and_shown") {
         return;
     }
     let stack = start(UpstreamKind::ApiServer);
@@ -160,7 +136,7 @@ fn tailscale_proxy_events_are_stored_listed_and_shown() {
         &["get", "--raw", "/version"],
     ];
     for args in commands {
-        ok(
+        expect_success(
             stack
                 .kubectl_via_tailscale(&kubectl, "alice", args)
                 .unwrap(),
@@ -289,7 +265,7 @@ fn tailscale_proxy_events_are_stored_listed_and_shown() {
 /// cast plays (`asciinema cat`) and names alice.
 #[test]
 fn tailscale_proxy_sessions_over_v2_record_and_record() {
-    if !isolated("tailscale_proxy_sessions_over_v2_record_and_record") {
+    if !in_sealed_netns("tailscale_proxy_sessions_over_v2_record_and_record") {
         return;
     }
     let stack = start(UpstreamKind::Sim);
@@ -297,13 +273,17 @@ fn tailscale_proxy_sessions_over_v2_record_and_record() {
     let proxy = stack.tailscale_proxy.as_ref().unwrap();
     let exec = |minor: &str, marker: &str| {
         let kubectl = peers::kubectl_version(minor).unwrap_or_else(|e| panic!("{e}"));
-        let output = ok(
+        let output = expect_success(
             stack
                 .kubectl_via_tailscale(&kubectl, "alice", &["exec", "demo", "--", "echo", marker])
                 .unwrap(),
             &format!("kubectl {minor} exec through Tailscale's proxy"),
         );
-        assert!(text(&output).contains(marker), "{}", text(&output));
+        assert!(
+            output_text(&output).contains(marker),
+            "{}",
+            output_text(&output)
+        );
     };
     for minor in ["1.27", "1.33"] {
         exec(minor, &format!("v2-from-{minor}"));
@@ -380,7 +360,7 @@ fn tailscale_proxy_sessions_over_v2_record_and_record() {
 /// recorder address at all (recorder tags left unresolved), alice is refused with `403`.
 #[test]
 fn tailscale_proxy_fails_closed_and_open_with_the_recorder_down() {
-    if !isolated("tailscale_proxy_fails_closed_and_open_with_the_recorder_down") {
+    if !in_sealed_netns("tailscale_proxy_fails_closed_and_open_with_the_recorder_down") {
         return;
     }
     let mut stack = start(UpstreamKind::ApiServer);
@@ -486,15 +466,6 @@ fn tailscale_proxy_fails_closed_and_open_with_the_recorder_down() {
     );
 }
 
-fn signal(pid: u32, signal: &str) {
-    let status = Command::new("kill")
-        .arg(format!("-{signal}"))
-        .arg(pid.to_string())
-        .status()
-        .unwrap();
-    assert!(status.success(), "kill -{signal} {pid}");
-}
-
 /// A recorder that stops acknowledging in the middle of sessions (its process stopped, the
 /// connection open), through both proxies at once. Tailscale's proxy gives up on the upload after
 /// its 30 s ack window and closes alice's session (fail closed); it says it continues ci's (fail
@@ -503,7 +474,7 @@ fn signal(pid: u32, signal: &str) {
 /// asserted there. kubescribe-proxy closes alice's session and runs ci's to the end.
 #[test]
 fn both_proxies_on_a_recorder_that_stops_acking() {
-    if !isolated("both_proxies_on_a_recorder_that_stops_acking") {
+    if !in_sealed_netns("both_proxies_on_a_recorder_that_stops_acking") {
         return;
     }
     let stack = start(UpstreamKind::Sim);
@@ -544,9 +515,9 @@ fn both_proxies_on_a_recorder_that_stops_acking() {
         .collect();
         // Every session is being recorded; then the recorder stops acking.
         std::thread::sleep(Duration::from_secs(5));
-        signal(pid, "STOP");
+        send_signal(pid, "STOP");
         let results: Vec<_> = runs.into_iter().map(|r| r.join().unwrap()).collect();
-        signal(pid, "CONT");
+        send_signal(pid, "CONT");
         results
     });
     for (caller, via_tailscale, output, took) in &results {
@@ -555,7 +526,7 @@ fn both_proxies_on_a_recorder_that_stops_acking() {
         } else {
             "kubescribe-proxy"
         };
-        let out = text(output);
+        let out = output_text(output);
         assert!(out.contains("started"), "{caller} via {proxy}: {out}");
         match *caller {
             "alice" => {
@@ -1033,7 +1004,7 @@ const EVERY: &[&str] = &[];
 /// fields that differ is exactly the documented set.
 #[test]
 fn both_proxies_record_the_same_corpus_alike() {
-    if !isolated("both_proxies_record_the_same_corpus_alike") {
+    if !in_sealed_netns("both_proxies_record_the_same_corpus_alike") {
         return;
     }
     let stack = start(UpstreamKind::ApiServer);
