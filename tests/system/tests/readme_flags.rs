@@ -25,10 +25,17 @@ fn documented_names(help: &str) -> BTreeSet<String> {
     let mut names = BTreeSet::new();
     for line in help.lines() {
         let trimmed = line.trim_start();
-        let flag_part = trimmed
-            .strip_prefix("-h, ")
-            .or_else(|| trimmed.strip_prefix("-V, "))
-            .unwrap_or(trimmed);
+        // A short form first (`-h, --help`, `-o, --output <FORMAT>`).
+        let bytes = trimmed.as_bytes();
+        let flag_part = if bytes.len() > 4
+            && bytes[0] == b'-'
+            && bytes[1].is_ascii_alphanumeric()
+            && &bytes[2..4] == b", "
+        {
+            &trimmed[4..]
+        } else {
+            trimmed
+        };
         if let Some(rest) = flag_part.strip_prefix("--") {
             let name: String = rest
                 .chars()
@@ -47,6 +54,18 @@ fn documented_names(help: &str) -> BTreeSet<String> {
         }
     }
     names
+}
+
+/// Fails naming every one of `names` the README does not mention.
+fn assert_documented(readme: &str, names: &BTreeSet<String>) {
+    let missing: Vec<_> = names
+        .iter()
+        .filter(|n| !readme.contains(n.as_str()))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "README.md does not document: {missing:?}"
+    );
 }
 
 fn readme() -> String {
@@ -76,14 +95,7 @@ fn readme_documents_every_proxy_flag_and_env_var() {
 fn readme_documents_every_whois_flag() {
     let readme = readme();
     let names = documented_names(&help("kubescribe-proxy", &["whois"]));
-    let missing: Vec<_> = names
-        .iter()
-        .filter(|n| !readme.contains(n.as_str()))
-        .collect();
-    assert!(
-        missing.is_empty(),
-        "README.md does not document: {missing:?}"
-    );
+    assert_documented(&readme, &names);
 }
 
 #[test]
@@ -94,12 +106,19 @@ fn readme_documents_every_recorder_flag_and_env_var() {
         names.contains("--dst") && names.contains("TSRECORDER_DST"),
         "could not read the recorder's --help: {names:?}"
     );
-    let missing: Vec<_> = names
-        .iter()
-        .filter(|n| !readme.contains(n.as_str()))
-        .collect();
+    assert_documented(&readme, &names);
+}
+
+#[test]
+fn readme_documents_every_flag_of_the_command_line() {
+    let readme = readme();
+    let mut names = documented_names(&help("kubescribe", &[]));
+    for sub in ["events", "sessions", "play", "completions"] {
+        names.extend(documented_names(&help("kubescribe", &[sub])));
+    }
     assert!(
-        missing.is_empty(),
-        "README.md does not document: {missing:?}"
+        names.contains("--recorder") && names.contains("--follow") && names.contains("--speed"),
+        "could not read kubescribe's --help: {names:?}"
     );
+    assert_documented(&readme, &names);
 }
