@@ -194,3 +194,66 @@ pub(crate) fn policy_user(caller: &CallerInfo, mode: Mode) -> (String, Vec<Strin
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use identity::{Identity, RecordingRules};
+
+    fn caller(identity: Identity) -> CallerInfo {
+        CallerInfo {
+            identity,
+            source: Default::default(),
+            policy: RecordingRules {
+                recorder_addrs: Vec::new(),
+                recorder_tags: Vec::new(),
+                fail_open: true,
+                enable_events: false,
+            },
+            impersonation: None,
+        }
+    }
+
+    #[test]
+    fn noauth_users_are_tailnet_identities() {
+        let alice = caller(Identity {
+            node_name: "alice-laptop.tail1234.ts.net".into(),
+            login_name: "alice@example.com".into(),
+            ..Default::default()
+        });
+        assert_eq!(
+            policy_user(&alice, Mode::Noauth),
+            ("alice@example.com".to_owned(), vec![])
+        );
+        let ci = caller(Identity {
+            node_name: "ci.tail1234.ts.net".into(),
+            login_name: "tagged-devices".into(),
+            tags: vec!["tag:ci".into()],
+            ..Default::default()
+        });
+        assert_eq!(
+            policy_user(&ci, Mode::Noauth),
+            ("ci.tail1234.ts.net".to_owned(), vec!["tag:ci".to_owned()])
+        );
+    }
+
+    #[test]
+    fn an_invalid_reload_keeps_the_policy_in_force() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("policy.yaml");
+        let valid = "apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n  - level: Metadata\n";
+        std::fs::write(&path, valid).expect("write");
+        let held = PolicyInForce::new(Policy::load(&path).expect("valid"), Some(path.clone()));
+        assert!(!held.changed());
+        std::fs::write(&path, "kind: Policy\nrules: 7\n").expect("write");
+        assert!(held.changed());
+        assert!(held.reload().is_err());
+        assert_eq!(held.current().rules().len(), 1);
+        assert_eq!(
+            PolicyInForce::new(Policy::request_level_for_all(), None)
+                .reload()
+                .ok(),
+            Some(false)
+        );
+    }
+}

@@ -307,14 +307,21 @@ async fn the_policy_reloads_when_its_file_changes_and_keeps_the_old_one_when_inv
         "apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n  - level: Loud\n",
     )
     .unwrap();
+    // (At least: another test's SIGHUP, in this process, reloads every watcher.)
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
         let metrics = reqwest_metrics(proxy.admin_addr).await;
-        if metrics.contains("kubescribe_proxy_audit_policy_reloads_total{result=\"invalid\"} 1") {
-            assert!(
-                metrics.contains("kubescribe_proxy_audit_policy_reloads_total{result=\"ok\"} 1"),
-                "{metrics}"
-            );
+        let reloads = |result: &str| {
+            let sample =
+                format!("kubescribe_proxy_audit_policy_reloads_total{{result=\"{result}\"}} ");
+            metrics
+                .lines()
+                .find_map(|l| l.strip_prefix(&sample))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        if reloads("invalid") >= 1 {
+            assert!(reloads("ok") >= 1, "{metrics}");
             break;
         }
         assert!(tokio::time::Instant::now() < deadline, "{metrics}");
@@ -323,5 +330,62 @@ async fn the_policy_reloads_when_its_file_changes_and_keeps_the_old_one_when_inv
     sink.clear();
     send(proxy.addr, b"", get(pods)).await;
     assert_eq!(level_now(&sink), Some(AuditLevel::Metadata));
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_policy_reloads_on_sighup() {
+    let dir = tempfile::tempdir().unwrap();
+    let metadata = "apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n  - level: Metadata\n";
+    let path = policy_file(dir.path(), metadata);
+    let policy = Policy::load(&path).unwrap();
+    let (_up, sink, proxy) = proxy_with(dir.path(), EVENTS_GRANT, |c| {
+        c.audit_policy = Some((path.clone(), policy));
+    })
+    .await;
+    // The watcher installs its SIGHUP handler as it starts.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let pods = "/api/v1/namespaces/default/pods";
+    send(proxy.addr, b"", get(pods)).await;
+    assert_eq!(
+        sink.events().pop().and_then(|e| level(&e)),
+        Some(AuditLevel::Metadata)
+    );
+
+    // Same size, same modification time: only SIGHUP tells the proxy.
+    let modified = std::fs::metadata(&path).unwrap().modified().unwrap();
+    let request = metadata.replace("level: Metadata", "level: Request ");
+    assert_eq!(request.len(), metadata.len());
+    std::fs::write(&path, &request).unwrap();
+    let file = std::fs::File::options().write(true).open(&path).unwrap();
+    file.set_modified(modified).unwrap();
+    drop(file);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    sink.clear();
+    send(proxy.addr, b"", get(pods)).await;
+    assert_eq!(
+        sink.events().pop().and_then(|e| level(&e)),
+        Some(AuditLevel::Metadata),
+        "not reloaded without SIGHUP"
+    );
+
+    let status = std::process::Command::new("kill")
+        .args(["-HUP", &std::process::id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        sink.clear();
+        send(proxy.addr, b"", get(pods)).await;
+        if sink.events().pop().and_then(|e| level(&e)) == Some(AuditLevel::Request) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not reloaded on SIGHUP"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     proxy.shutdown().await;
 }
