@@ -34,6 +34,18 @@ async fn proxy_with(
     (up, sink, proxy)
 }
 
+/// Sends `method path` with `body`; the event it got.
+async fn sent_event(
+    proxy: &kubescribe_proxy::RunningProxy,
+    sink: &MemorySink,
+    method: &str,
+    path: &str,
+    body: &[u8],
+) -> Event {
+    send(proxy.addr, b"", with_body(method, path, body.to_vec())).await;
+    sink.events().pop().unwrap()
+}
+
 fn redaction(ev: &Event) -> Option<(String, u64)> {
     let r = ev.kubescribe.as_ref()?.redaction.as_ref()?;
     Some((r.reason.clone(), r.dropped_bytes))
@@ -121,13 +133,14 @@ async fn secret_bodies_are_forwarded_whole_and_never_recorded() {
     assert_eq!(redaction(&ev), None);
     // Other bodies are recorded as before.
     let cm = br#"{"apiVersion":"v1","kind":"ConfigMap","data":{"kind":"Secret"}}"#;
-    send(
-        proxy.addr,
-        b"",
-        with_body("POST", "/api/v1/namespaces/default/configmaps", &cm[..]),
+    let ev = sent_event(
+        &proxy,
+        &sink,
+        "POST",
+        "/api/v1/namespaces/default/configmaps",
+        &cm[..],
     )
     .await;
-    let ev = sink.events().pop().unwrap();
     assert_eq!(ev.request.body, cm.to_vec());
     assert_eq!(redaction(&ev), None);
     let metrics = reqwest_metrics(proxy.admin_addr).await;
@@ -166,15 +179,30 @@ fn policy_file(dir: &Path, text: &str) -> std::path::PathBuf {
     path
 }
 
-#[tokio::test]
-async fn the_policy_decides_what_is_recorded() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = policy_file(dir.path(), POLICY);
+/// A proxy with `--audit-policy` a file holding `text` (returned, to be changed).
+async fn proxy_with_policy(
+    dir: &Path,
+    grant: &str,
+    text: &str,
+) -> (
+    std::path::PathBuf,
+    FakeUpstream,
+    MemorySink,
+    kubescribe_proxy::RunningProxy,
+) {
+    let path = policy_file(dir, text);
     let policy = Policy::load(&path).unwrap();
-    let (up, sink, proxy) = proxy_with(dir.path(), EVENTS_GRANT, |c| {
+    let (up, sink, proxy) = proxy_with(dir, grant, |c| {
         c.audit_policy = Some((path.clone(), policy));
     })
     .await;
+    (path, up, sink, proxy)
+}
+
+#[tokio::test]
+async fn the_policy_decides_what_is_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_path, up, sink, proxy) = proxy_with_policy(dir.path(), EVENTS_GRANT, POLICY).await;
 
     // None: forwarded, nothing recorded.
     let got = send(proxy.addr, b"", get("/api/v1/namespaces/default/events")).await;
@@ -185,13 +213,14 @@ async fn the_policy_decides_what_is_recorded() {
 
     // Metadata: the event, without the body, saying why.
     let body = br#"{"kind":"ConfigMap","data":{"a":"b"}}"#;
-    send(
-        proxy.addr,
-        b"",
-        with_body("POST", "/api/v1/namespaces/default/configmaps", &body[..]),
+    let ev = sent_event(
+        &proxy,
+        &sink,
+        "POST",
+        "/api/v1/namespaces/default/configmaps",
+        &body[..],
     )
     .await;
-    let ev = sink.events().pop().unwrap();
     assert!(ev.request.body.is_empty());
     assert_eq!(redaction(&ev), Some(("policy".into(), body.len() as u64)));
     assert_eq!(level(&ev), Some(AuditLevel::Metadata));
@@ -226,13 +255,14 @@ async fn the_policy_decides_what_is_recorded() {
 
     // RequestResponse: the user matched; Secrets stay redacted whatever the level.
     let secret = br#"{"kind":"Secret","data":{"p":"eA=="}}"#;
-    send(
-        proxy.addr,
-        b"",
-        with_body("POST", "/api/v1/namespaces/default/secrets", &secret[..]),
+    let ev = sent_event(
+        &proxy,
+        &sink,
+        "POST",
+        "/api/v1/namespaces/default/secrets",
+        &secret[..],
     )
     .await;
-    let ev = sink.events().pop().unwrap();
     assert_eq!(level(&ev), Some(AuditLevel::RequestResponse));
     assert!(ev.request.body.is_empty());
     assert_eq!(redaction(&ev).map(|r| r.0), Some("secret".into()));
@@ -252,12 +282,7 @@ async fn the_policy_decides_what_is_recorded() {
 #[tokio::test]
 async fn level_none_is_forwarded_even_when_the_grant_says_fail_closed() {
     let dir = tempfile::tempdir().unwrap();
-    let path = policy_file(dir.path(), POLICY);
-    let policy = Policy::load(&path).unwrap();
-    let (up, sink, proxy) = proxy_with(dir.path(), CLOSED_GRANT, |c| {
-        c.audit_policy = Some((path.clone(), policy));
-    })
-    .await;
+    let (_path, up, sink, proxy) = proxy_with_policy(dir.path(), CLOSED_GRANT, POLICY).await;
     let got = send(proxy.addr, b"", get("/api/v1/namespaces/default/events")).await;
     assert_eq!(
         got.status,
@@ -275,12 +300,7 @@ async fn level_none_is_forwarded_even_when_the_grant_says_fail_closed() {
 #[tokio::test]
 async fn the_policy_reloads_when_its_file_changes_and_keeps_the_old_one_when_invalid() {
     let dir = tempfile::tempdir().unwrap();
-    let path = policy_file(dir.path(), POLICY);
-    let policy = Policy::load(&path).unwrap();
-    let (_up, sink, proxy) = proxy_with(dir.path(), EVENTS_GRANT, |c| {
-        c.audit_policy = Some((path.clone(), policy));
-    })
-    .await;
+    let (path, _up, sink, proxy) = proxy_with_policy(dir.path(), EVENTS_GRANT, POLICY).await;
     let pods = "/api/v1/namespaces/default/pods";
     let level_now = |sink: &MemorySink| sink.events().pop().and_then(|e| level(&e));
 
@@ -337,12 +357,7 @@ async fn the_policy_reloads_when_its_file_changes_and_keeps_the_old_one_when_inv
 async fn the_policy_reloads_on_sighup() {
     let dir = tempfile::tempdir().unwrap();
     let metadata = "apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n  - level: Metadata\n";
-    let path = policy_file(dir.path(), metadata);
-    let policy = Policy::load(&path).unwrap();
-    let (_up, sink, proxy) = proxy_with(dir.path(), EVENTS_GRANT, |c| {
-        c.audit_policy = Some((path.clone(), policy));
-    })
-    .await;
+    let (path, _up, sink, proxy) = proxy_with_policy(dir.path(), EVENTS_GRANT, metadata).await;
     // The watcher installs its SIGHUP handler as it starts.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let pods = "/api/v1/namespaces/default/pods";
