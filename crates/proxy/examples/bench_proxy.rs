@@ -172,6 +172,8 @@ async fn start_proxy(
         admin_listen: "127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}")),
         max_body_capture: 1 << 20,
         max_header_bytes: 256 * 1024,
+        redactor: Default::default(),
+        audit_policy: None,
         connections: service::conn::ConnectionLimits::default(),
         events_for_all_callers: false,
         trust_forwarded_for: false,

@@ -7,12 +7,14 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use audit_policy::Policy;
 use identity::WhoIs;
 use prometheus_client::registry::Registry;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::admin::{self, Readiness};
+use crate::audit::{self, PolicyInForce};
 use crate::caller::CallerResolver;
 use crate::config::{Config, ServeArgs, SpoolDir, SpoolOptions};
 use crate::event_sink::EventSink;
@@ -312,6 +314,11 @@ pub async fn start(
         None => None,
     };
     let sessions = SessionTracker::new();
+    let audit = Arc::new(match &config.audit_policy {
+        Some((path, policy)) => PolicyInForce::new(policy.clone(), Some(path.clone())),
+        None => PolicyInForce::new(Policy::request_level_for_all(), None),
+    });
+    let audit_metrics = metrics.clone();
     let proxy = Arc::new(Proxy::new(
         CallerResolver::new(
             components.whois,
@@ -332,6 +339,8 @@ pub async fn start(
             max_body_capture: config.max_body_capture,
             events_for_all_callers: config.events_for_all_callers,
             mode: config.mode,
+            redactor: config.redactor.clone(),
+            audit: audit.clone(),
         },
     ));
 
@@ -373,6 +382,7 @@ pub async fn start(
         ready.clone(),
         stop(rx.clone()),
     ));
+    tokio::spawn(audit::watch(audit, audit_metrics, stop(rx.clone())));
     ready.set(true);
     let unready = ready.clone();
     tokio::spawn(async move {
@@ -430,6 +440,25 @@ fn log_start_up(config: &Config, addr: SocketAddr, admin_addr: SocketAddr, upstr
         "event policy: per caller grant (recorderAddrs, enforceRecorder → fail closed, enableEvents){}; request bodies captured up to {} bytes",
         if config.events_for_all_callers { "; TS_EXPERIMENTAL_KUBE_API_EVENTS=true: events for every caller with recorders" } else { "" },
         config.max_body_capture
+    );
+    match &config.audit_policy {
+        Some((path, policy)) => tracing::info!(
+            "audit policy: {} ({} rules; reloaded on SIGHUP and when the file changes)",
+            path.display(),
+            policy.rules().len()
+        ),
+        None => tracing::info!(
+            "audit policy: none given (--audit-policy): every request at level Request"
+        ),
+    }
+    tracing::info!(
+        "request bodies never recorded: core secrets, bodies naming a Secret{}",
+        config
+            .redactor
+            .resources()
+            .iter()
+            .map(|r| format!(", {r} (--redact-resource)"))
+            .collect::<String>()
     );
     if config.tls.is_none() && !config.proxy_protocol {
         tracing::warn!("plain HTTP without PROXY protocol: the caller is the TCP peer address; use only behind a trusted local forwarder");

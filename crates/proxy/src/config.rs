@@ -14,6 +14,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::mode::Mode;
 use crate::recorder_dial::RecorderDial;
 use crate::upstream::UpstreamSource;
+use audit_policy::{GroupResource, Policy, Redactor};
 use identity::IdentitySource;
 use recorder_client::SpoolFullPolicy;
 use service::cli::ConnectionArgs;
@@ -173,6 +174,30 @@ pub struct ServeArgs {
     #[arg(long, env = "KUBESCRIBE_MAX_BODY_CAPTURE", value_name = "BYTES", default_value_t = DEFAULT_MAX_BODY_CAPTURE)]
     pub max_body_capture: usize,
 
+    /// A resource whose request bodies are never recorded, besides core `secrets` (always
+    /// redacted): GROUP/RESOURCE, `/configmaps` for the core group, `example.com/credentials`.
+    /// Repeatable. Its events carry no body and say `kubescribe.redaction.reason = "resource"`.
+    #[arg(
+        long = "redact-resource",
+        env = "KUBESCRIBE_REDACT_RESOURCES",
+        value_name = "GROUP/RESOURCE",
+        value_delimiter = ','
+    )]
+    pub redact_resources: Vec<GroupResource>,
+
+    /// An audit.k8s.io/v1 Policy file (kube-apiserver's format and rule semantics) deciding what is
+    /// recorded of each request: None (nothing: no event, no response record, forwarded even when
+    /// the caller's grant says fail closed), Metadata (event without body), Request or
+    /// RequestResponse (event with body; Secrets stay redacted). The first matching rule wins; no
+    /// match → None. `users`/`userGroups` match the impersonated user and groups plus
+    /// system:authenticated (auth mode), or, in noauth mode, the caller's tailnet login name (a
+    /// tagged node: its node name) and its tags. omitStages ResponseComplete drops the response
+    /// record; RequestReceived is ignored (the event is the record). Reloaded on SIGHUP and when
+    /// the file changes; an invalid new file keeps the old policy. Default: Request for every
+    /// request.
+    #[arg(long, env = "KUBESCRIBE_AUDIT_POLICY", value_name = "FILE")]
+    pub audit_policy: Option<PathBuf>,
+
     /// Largest request head (request line plus headers) accepted from a caller; larger → 431.
     #[arg(long, env = "KUBESCRIBE_MAX_HEADER_BYTES", value_name = "BYTES", default_value_t = 256 * 1024)]
     pub max_header_bytes: usize,
@@ -275,6 +300,10 @@ pub struct Config {
     pub max_body_capture: usize,
     /// Request head cap.
     pub max_header_bytes: usize,
+    /// Which request bodies are never recorded (core `secrets` and --redact-resource).
+    pub redactor: Redactor,
+    /// The audit Policy (`--audit-policy`) and its file; `None`: `Request` for every request.
+    pub audit_policy: Option<(PathBuf, Policy)>,
     /// Connection limits of the API listener.
     pub connections: ConnectionLimits,
     /// Events for every caller with recorders.
@@ -353,6 +382,14 @@ pub enum ConfigError {
     /// Bad bool for TS_EXPERIMENTAL_KUBE_API_EVENTS.
     #[error("--events-for-all-callers / TS_EXPERIMENTAL_KUBE_API_EVENTS={0:?} is not a boolean (use true/false, 1/0, t/f)")]
     BadEventsBool(String),
+    /// The audit Policy file is unreadable or invalid.
+    #[error("--audit-policy {path}: {message}")]
+    AuditPolicy {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong (with the line, where the parser knows it).
+        message: String,
+    },
     /// Body capture cap too large.
     #[error("--max-body-capture {0} is too large; at most 64 MiB is allowed")]
     BodyCaptureTooLarge(usize),
@@ -411,6 +448,16 @@ impl ServeArgs {
             None | Some("") => false,
             Some(v) => parse_go_bool(v).ok_or_else(|| ConfigError::BadEventsBool(v.into()))?,
         };
+        let audit_policy = match self.audit_policy {
+            Some(path) => {
+                let policy = Policy::load(&path).map_err(|e| ConfigError::AuditPolicy {
+                    path: path.clone(),
+                    message: e.to_string(),
+                })?;
+                Some((path, policy))
+            }
+            None => None,
+        };
         if self.max_body_capture > 64 * 1024 * 1024 {
             return Err(ConfigError::BodyCaptureTooLarge(self.max_body_capture));
         }
@@ -457,6 +504,8 @@ impl ServeArgs {
             admin_listen: self.admin_listen,
             max_body_capture: self.max_body_capture,
             max_header_bytes: self.max_header_bytes,
+            redactor: Redactor::new(self.redact_resources),
+            audit_policy,
             connections,
             events_for_all_callers,
             trust_forwarded_for: self.trust_forwarded_for,

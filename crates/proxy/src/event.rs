@@ -4,7 +4,9 @@
 //! refused after its event could not be stored (each with the proxy's
 //! [`Decision`]).
 
-use event_model::{BodyCapture, Decision, Event, Extension, Request, ResponseRecord, Source};
+use event_model::{
+    BodyCapture, Decision, Event, Extension, Redaction, Request, ResponseRecord, Source,
+};
 use identity::Impersonation;
 use k8s_request_parse::RequestInfo;
 use recorder_client::Refusal;
@@ -24,16 +26,41 @@ pub(crate) struct Upstreamed<'a> {
     pub(crate) impersonation: Option<&'a Impersonation>,
 }
 
-/// The request event. `body` is the captured body (the prefix when
-/// `truncated`); the event never carries headers, so never `Authorization`.
+/// What of the request body an event carries.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum EventBody<'a> {
+    /// The captured body: the prefix when `truncated`.
+    Captured {
+        /// The bytes.
+        body: &'a [u8],
+        /// Whether they are only the body's first bytes.
+        truncated: bool,
+    },
+    /// None of it: the body was withheld (redacted), and why.
+    Withheld(&'a Redaction),
+}
+
+/// The request event. The event never carries headers, so never
+/// `Authorization`; a withheld body leaves `request.body` empty and says
+/// why in `kubescribe.redaction`.
 pub(crate) fn request_event(
     ctx: &RequestContext,
     info: &RequestInfo,
     source: Source,
-    body: &[u8],
-    truncated: bool,
+    body: EventBody<'_>,
     upstreamed: Upstreamed<'_>,
 ) -> Event {
+    let (body, capture, redaction) = match body {
+        EventBody::Captured { body, truncated } => (
+            body,
+            Some(BodyCapture {
+                truncated,
+                captured_bytes: body.len() as u64,
+            }),
+            None,
+        ),
+        EventBody::Withheld(redaction) => (&[][..], None, Some(redaction.clone())),
+    };
     Event {
         id: String::new(),
         timestamp: ctx.received_unix,
@@ -50,10 +77,8 @@ pub(crate) fn request_event(
         kubescribe: Some(Extension {
             key: ctx.id.clone(),
             request_id: ctx.id.clone(),
-            body: Some(BodyCapture {
-                truncated,
-                captured_bytes: body.len() as u64,
-            }),
+            body: capture,
+            redaction,
             audit_id: upstreamed.audit_id.to_owned(),
             impersonated_user: upstreamed
                 .impersonation

@@ -28,6 +28,8 @@
 //!   applied to a request.
 //! - `caller`: WhoIs → [`CallerInfo`] (identity, grants, impersonation),
 //!   with a per-address cache.
+//! - `audit`: the audit Policy in force (`--audit-policy`), its reload,
+//!   and who a request's user is for it.
 //! - `event`: the request event and the response record.
 //! - `event_sink`: [`EventSink`], the recorder transport as the pipeline sees it.
 //! - `recorder_dial`: [`RecorderDial`] (`--recorder-dial`), how recorders are
@@ -111,6 +113,7 @@ mod request;
 
 // Identity, policy, events, transport, upstream, sessions.
 mod admission;
+mod audit;
 mod caller;
 mod event;
 mod event_sink;

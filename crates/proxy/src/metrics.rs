@@ -26,6 +26,27 @@ pub(crate) struct DecisionLabels {
     pub decision: String,
 }
 
+/// Label set of the redaction counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct ReasonLabels {
+    /// Why the body was withheld (`secret`, `resource`, `policy`).
+    pub reason: String,
+}
+
+/// Label set of the per-level event counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct LevelLabels {
+    /// The audit Policy level (`None`, `Metadata`, `Request`, `RequestResponse`).
+    pub level: String,
+}
+
+/// Label set of the Policy reload counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct ResultLabels {
+    /// `ok` or `invalid`.
+    pub result: String,
+}
+
 /// A counter exposed under its exact name (no `_total`), like Tailscale's clientmetrics.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct PlainCounter(Arc<AtomicU64>);
@@ -71,6 +92,12 @@ pub(crate) struct Metrics {
     pub added_latency: Histogram,
     /// Upgraded (exec/attach/port-forward) sessions started.
     pub upgrades: Counter,
+    /// Events whose request body was withheld, by reason.
+    pub redactions: Family<ReasonLabels, Counter>,
+    /// Requests by the audit Policy level they were given.
+    pub audit_levels: Family<LevelLabels, Counter>,
+    /// Audit Policy reloads, by result.
+    pub policy_reloads: Family<ResultLabels, Counter>,
     /// Tailscale: `k8s_auth_proxy_requests_proxied`.
     pub ts_requests_proxied: PlainCounter,
     /// Tailscale: `k8s_auth_proxy_api_request_event_recording_attempted`.
@@ -96,6 +123,9 @@ impl Metrics {
             // 50 µs .. ~3.3 s
             added_latency: Histogram::new(exponential_buckets(0.000_05, 2.0, 17)),
             upgrades: Counter::default(),
+            redactions: Family::default(),
+            audit_levels: Family::default(),
+            policy_reloads: Family::default(),
             ts_requests_proxied: PlainCounter::default(),
             ts_event_recording_attempted: PlainCounter::default(),
             ts_session_recordings_attempted: PlainCounter::default(),
@@ -147,6 +177,21 @@ impl Metrics {
             "Upgraded sessions (exec, attach, port-forward) started",
             m.upgrades.clone(),
         );
+        sub.register(
+            "redacted_events",
+            "Events whose request body was withheld, by reason: secret, resource, policy",
+            m.redactions.clone(),
+        );
+        sub.register(
+            "audit_level_requests",
+            "Requests by the audit Policy level they were given (None: no event)",
+            m.audit_levels.clone(),
+        );
+        sub.register(
+            "audit_policy_reloads",
+            "Audit Policy reloads (SIGHUP or the file changed), by result: ok, invalid (the previous policy stays)",
+            m.policy_reloads.clone(),
+        );
         registry.register(
             "k8s_auth_proxy_requests_proxied",
             "Tailscale-compatible: requests proxied",
@@ -175,6 +220,34 @@ impl Metrics {
         self.decisions
             .get_or_create(&DecisionLabels {
                 decision: decision.as_str().to_owned(),
+            })
+            .inc();
+    }
+
+    /// Count an event whose request body was withheld.
+    pub(crate) fn redacted(&self, reason: audit_policy::Reason) {
+        self.redactions
+            .get_or_create(&ReasonLabels {
+                reason: reason.as_str().to_owned(),
+            })
+            .inc();
+    }
+
+    /// Count a request's audit level.
+    pub(crate) fn audit_level(&self, level: audit_policy::Level) {
+        self.audit_levels
+            .get_or_create(&LevelLabels {
+                level: level.as_str().to_owned(),
+            })
+            .inc();
+    }
+
+    /// Count a Policy reload.
+    pub(crate) fn policy_reloaded(&self, ok: bool) {
+        let result = if ok { "ok" } else { "invalid" };
+        self.policy_reloads
+            .get_or_create(&ResultLabels {
+                result: result.to_owned(),
             })
             .inc();
     }

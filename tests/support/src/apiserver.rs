@@ -120,6 +120,13 @@ impl ControlPlane {
     /// user. Fails with a message naming `cargo xtask peers` when the
     /// binaries are not installed.
     pub fn start() -> Result<Self, Error> {
+        Self::start_with_audit_policy(AUDIT_POLICY)
+    }
+
+    /// [`ControlPlane::start`], with `policy` (an `audit.k8s.io/v1` Policy, YAML) as
+    /// kube-apiserver's `--audit-policy-file` instead of the built-in one (every request at
+    /// `RequestResponse`, `RequestReceived` omitted).
+    pub fn start_with_audit_policy(policy: &str) -> Result<Self, Error> {
         let etcd_bin = peers::etcd()?;
         let apiserver_bin = peers::kube_apiserver()?;
         let dir = tempfile::Builder::new()
@@ -128,7 +135,7 @@ impl ControlPlane {
             .map_err(Error::io(
                 "creating a temporary directory for the control plane",
             ))?;
-        let files = Files::write(dir.path())?;
+        let files = Files::write(dir.path(), policy)?;
 
         let started = Instant::now();
         let etcd_client = free_port()?;
@@ -491,7 +498,7 @@ impl Files {
     const AUDIT_POLICY: &'static str = "audit-policy.yaml";
     const AUDIT_LOG: &'static str = "audit.log";
 
-    fn write(dir: &Path) -> Result<Self, Error> {
+    fn write(dir: &Path, audit_policy: &str) -> Result<Self, Error> {
         let pki = ServingPki::generate("kubescribe test control plane CA")?;
         let service_accounts = SigningKey::generate()?;
         let tokens: String = USERS
@@ -514,7 +521,7 @@ impl Files {
             (Self::SA_PRIVATE, service_accounts.private_pem.as_str()),
             (Self::SA_PUBLIC, service_accounts.public_pem.as_str()),
             (Self::TOKENS, tokens.as_str()),
-            (Self::AUDIT_POLICY, AUDIT_POLICY),
+            (Self::AUDIT_POLICY, audit_policy),
         ] {
             let path = dir.join(name);
             std::fs::write(&path, text)

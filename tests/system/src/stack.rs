@@ -116,6 +116,7 @@ pub struct StackOptions {
     callers: Vec<(String, TestIdentity)>,
     noauth: bool,
     recorder_args: Vec<String>,
+    audit_policy: Option<String>,
 }
 
 impl StackOptions {
@@ -133,6 +134,7 @@ impl StackOptions {
             callers: Vec::new(),
             noauth: false,
             recorder_args: Vec::new(),
+            audit_policy: None,
         })
     }
 
@@ -152,6 +154,13 @@ impl StackOptions {
     /// dave) with `identity` (a tailnet address of its own).
     pub fn caller(mut self, name: &str, identity: TestIdentity) -> Self {
         self.callers.push((name.to_owned(), identity));
+        self
+    }
+
+    /// Gives the proxies (`--audit-policy`) and the real API server (`--audit-policy-file`) this
+    /// audit Policy (YAML), the same file for both.
+    pub fn audit_policy(mut self, policy: &str) -> Self {
+        self.audit_policy = Some(policy.to_owned());
         self
     }
 
@@ -240,6 +249,7 @@ impl Stack {
             callers: extra,
             noauth,
             recorder_args,
+            audit_policy,
         } = options;
         let mut dir = tempfile::Builder::new()
             .prefix("kubescribe-e2e-")
@@ -252,7 +262,16 @@ impl Stack {
             .build()?;
         let logs = dir.path().join("logs");
         std::fs::create_dir_all(&logs)?;
-        let upstream = Upstream::start(kind, dir.path(), &logs)?;
+        let upstream =
+            Upstream::start_with_audit_policy(kind, dir.path(), &logs, audit_policy.as_deref())?;
+        let policy_file = match &audit_policy {
+            Some(policy) => {
+                let path = dir.path().join("audit-policy.yaml");
+                std::fs::write(&path, policy)?;
+                Some(path)
+            }
+            None => None,
+        };
 
         // Identities.
         let recorder_addrs = json!([recorder_addr.to_string()]);
@@ -336,12 +355,22 @@ impl Stack {
         };
 
         // The proxy: plain HTTP behind PROXY protocol, auth mode, in front of the upstream.
-        let (proxy, proxy_addr, admin_addr, _) =
-            start_proxy(dir.path(), &upstream, &socket, Mode::Auth)?;
+        let (proxy, proxy_addr, admin_addr, _) = start_proxy(
+            dir.path(),
+            &upstream,
+            &socket,
+            Mode::Auth,
+            policy_file.as_deref(),
+        )?;
         let mut callers = start_callers(&runtime, dir.path(), proxy_addr, None, &named, "")?;
         let noauth = if noauth {
-            let (proxy, proxy_addr, admin_addr, ca_pem) =
-                start_proxy(dir.path(), &upstream, &socket, Mode::Noauth)?;
+            let (proxy, proxy_addr, admin_addr, ca_pem) = start_proxy(
+                dir.path(),
+                &upstream,
+                &socket,
+                Mode::Noauth,
+                policy_file.as_deref(),
+            )?;
             let ca_pem = ca_pem.ok_or("the noauth proxy serves TLS")?;
             Some(NoauthProxy {
                 callers: start_callers(
@@ -651,6 +680,7 @@ fn start_proxy(
     upstream: &Upstream,
     socket: &Path,
     mode: Mode,
+    audit_policy: Option<&Path>,
 ) -> Result<(Spawned, SocketAddr, SocketAddr, Option<String>), Error> {
     let (name, mode_arg, spool) = match mode {
         Mode::Auth => ("kubescribe-proxy", "auth", "spool"),
@@ -673,6 +703,9 @@ fn start_proxy(
         "--spool-dir".into(),
         path_arg(&dir.join(spool)),
     ];
+    if let Some(policy) = audit_policy {
+        args.extend(["--audit-policy".into(), path_arg(policy)]);
+    }
     let mut ca_pem = None;
     if mode == Mode::Noauth {
         let pki = ServingPki::generate("kubescribe noauth proxy test CA")?;

@@ -89,10 +89,24 @@ pub enum Upstream {
 impl Upstream {
     /// Starts an upstream of `kind`, with scratch files in `dir` and logs in `logs`.
     pub fn start(kind: UpstreamKind, dir: &Path, logs: &Path) -> Result<Self, Error> {
+        Self::start_with_audit_policy(kind, dir, logs, None)
+    }
+
+    /// [`Upstream::start`]; the real API server with `audit_policy` (YAML) as its audit Policy
+    /// when given (the simulator has none).
+    pub fn start_with_audit_policy(
+        kind: UpstreamKind,
+        dir: &Path,
+        logs: &Path,
+        audit_policy: Option<&str>,
+    ) -> Result<Self, Error> {
         match kind {
             UpstreamKind::Sim => start_sim(dir, logs),
             UpstreamKind::ApiServer => {
-                let plane = ControlPlane::start()?;
+                let plane = match audit_policy {
+                    Some(policy) => ControlPlane::start_with_audit_policy(policy)?,
+                    None => ControlPlane::start()?,
+                };
                 plane.allow_impersonation(&PROXY)?;
                 bind_e2e_roles(&plane)?;
                 Ok(Upstream::ApiServer(Box::new(plane)))

@@ -16,7 +16,9 @@ mod response_record;
 
 use std::sync::Arc;
 
+use audit_policy::{AuditConfig, Level, Reason, Redactor, Stage};
 use event_model::Decision;
+use event_model::Redaction;
 use http::{HeaderMap, Request, Response};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -26,9 +28,10 @@ use recorder_client::FailurePolicy;
 use tracing::Instrument;
 
 use crate::admission::{self, Admission, Recorded};
+use crate::audit::PolicyInForce;
 use crate::body::{BoxError, ProxyBody};
 use crate::caller::{CallerInfo, CallerResolver};
-use crate::event::{self, Upstreamed};
+use crate::event::{self, EventBody, Upstreamed};
 use crate::event_sink::EventSink;
 use crate::forward::{Forwarder, UpgradeParts};
 use crate::headers::{header_text, set_audit_id, upgrade_type};
@@ -50,6 +53,38 @@ pub(crate) struct ProxyOptions {
     pub(crate) events_for_all_callers: bool,
     /// Auth or noauth: decides whose `Audit-ID` goes upstream.
     pub(crate) mode: Mode,
+    /// Which request bodies are never recorded.
+    pub(crate) redactor: Redactor,
+    /// The audit Policy in force: what is recorded of each request.
+    pub(crate) audit: Arc<PolicyInForce>,
+}
+
+/// How a request with an event is recorded: the grants' failure policy
+/// and the audit Policy's decision.
+#[derive(Debug, Clone, Copy)]
+struct Recording<'a> {
+    failure: FailurePolicy,
+    audit: &'a AuditConfig,
+}
+
+/// What an event carries of the request body.
+enum Captured {
+    /// These bytes (the first ones, when `.1`: truncated).
+    Body(bytes::Bytes, bool),
+    /// None: withheld, as said.
+    Withheld(Redaction),
+}
+
+impl Captured {
+    fn as_event_body(&self) -> EventBody<'_> {
+        match self {
+            Captured::Body(body, truncated) => EventBody::Captured {
+                body,
+                truncated: *truncated,
+            },
+            Captured::Withheld(redaction) => EventBody::Withheld(redaction),
+        }
+    }
 }
 
 /// An event stored (or, fail open, let go) before forwarding: what the
@@ -140,13 +175,24 @@ impl Proxy {
             audit_id: &audit_id,
             impersonation: caller.impersonation.as_ref(),
         };
-        let (forward_body, recorded) = self.admit(&ctx, &caller, &info, upstreamed, body).await?;
+        // What the audit Policy records of it (`None`: nothing at all: no
+        // event, no response record, forwarded whatever the grants say).
+        let audit = self.opts.audit.evaluate(&caller, &info, self.opts.mode);
+        self.metrics.audit_level(audit.level);
+        let (forward_body, recorded) = if audit.level == Level::None {
+            (body.map_err(BoxError::from).boxed(), None)
+        } else {
+            self.admit(&ctx, &caller, &info, upstreamed, body, &audit)
+                .await?
+        };
         let upgrade = client_upgrade.map(|client| UpgradeParts {
             client,
             context: self.session_context(&ctx, &caller, &info, &parts.headers, &recorded),
         });
         // Armed before forwarding: a caller who leaves before the answer
         // still gets its request a response record.
+        // `omitStages: [ResponseComplete]`: no response record.
+        let recorded = recorded.filter(|_| !audit.omits(Stage::ResponseComplete));
         let record = recorded.map(|recorded| {
             let recorders = caller.policy.recorder_addrs.clone();
             ResponseRecorder::arm(self.sink.clone(), recorders, ctx.clone(), recorded)
@@ -198,6 +244,7 @@ impl Proxy {
         info: &RequestInfo,
         upstreamed: Upstreamed<'_>,
         body: Incoming,
+        audit: &AuditConfig,
     ) -> Result<(ProxyBody, Option<RecordedEvent>), RequestError> {
         if admission::counts_as_recording_attempt(&caller.policy) {
             self.metrics.ts_event_recording_attempted.inc();
@@ -211,7 +258,14 @@ impl Proxy {
             Admission::ForwardWithoutEvent => Ok((body.map_err(BoxError::from).boxed(), None)),
             Admission::RecordEvent(failure) => {
                 let (body, recorded) = self
-                    .record_event(ctx, caller, info, upstreamed, body, failure)
+                    .record_event(
+                        ctx,
+                        caller,
+                        info,
+                        upstreamed,
+                        body,
+                        Recording { failure, audit },
+                    )
                     .await?;
                 Ok((body, Some(recorded)))
             }
@@ -227,20 +281,21 @@ impl Proxy {
         info: &RequestInfo,
         upstreamed: Upstreamed<'_>,
         body: Incoming,
-        failure: FailurePolicy,
+        recording: Recording<'_>,
     ) -> Result<(ProxyBody, RecordedEvent), RequestError> {
-        let captured = body_capture::capture(body, self.opts.max_body_capture)
-            .await
-            .map_err(RequestError::ReadBody)?;
-        let (event_body, truncated, digest) = captured.for_event();
-        let ev = event::request_event(
+        let Recording { failure, audit } = recording;
+        let (forward_body, event_body, digest) = self.capture(info, body, audit).await?;
+        let mut ev = event::request_event(
             ctx,
             info,
             caller.source.clone(),
-            &event_body,
-            truncated,
+            event_body.as_event_body(),
             upstreamed,
         );
+        drop(event_body);
+        if let Some(extension) = ev.kubescribe.as_mut() {
+            extension.audit_level = audit.level.audit_level();
+        }
         self.metrics.events_attempted.inc();
         let outcome = self
             .sink
@@ -271,7 +326,54 @@ impl Proxy {
             key: ctx.id.clone(),
             digest,
         };
-        Ok((captured.forward_body(), recorded))
+        Ok((forward_body, recorded))
+    }
+
+    /// The body to forward, what the event carries of it, and where its
+    /// digest will be. Whether the body is withheld is decided before it is
+    /// read, on the resource (Secrets, --redact-resource) and the audit
+    /// level (`Metadata`): such a body is streamed upstream, never buffered,
+    /// never copied. Otherwise it is captured, and withheld still if it
+    /// names a Secret; `omitManagedFields` strips what it says.
+    async fn capture(
+        &self,
+        info: &RequestInfo,
+        body: Incoming,
+        audit: &AuditConfig,
+    ) -> Result<(ProxyBody, Captured, Option<DigestSlot>), RequestError> {
+        let redactor = &self.opts.redactor;
+        let withhold = redactor
+            .for_request(info)
+            .or_else(|| (!audit.level.includes_request_body()).then_some(Reason::Policy));
+        if let Some(reason) = withhold {
+            let (forward, digest, declared) = body_capture::stream_unrecorded(body);
+            // A request without a body (a get, a list) has nothing withheld.
+            if declared == Some(0) {
+                return Ok((forward, Captured::Body(bytes::Bytes::new(), false), None));
+            }
+            self.metrics.redacted(reason);
+            let withheld = Captured::Withheld(reason.redaction(declared.unwrap_or(0)));
+            return Ok((forward, withheld, Some(digest)));
+        }
+        let captured = body_capture::capture(body, self.opts.max_body_capture)
+            .await
+            .map_err(RequestError::ReadBody)?;
+        let (event_body, truncated, digest) = captured.for_event();
+        let Some(reason) = redactor.for_body(&event_body, truncated) else {
+            let event_body = match audit.omit_managed_fields && !truncated {
+                true => audit_policy::strip_managed_fields(&event_body)
+                    .map(bytes::Bytes::from)
+                    .unwrap_or(event_body),
+                false => event_body,
+            };
+            let kept = Captured::Body(event_body, truncated);
+            return Ok((captured.forward_body(), kept, digest));
+        };
+        self.metrics.redacted(reason);
+        let dropped = event_body.len() as u64;
+        let digest = digest.or_else(|| Some(body_capture::digest_of(&event_body)));
+        let withheld = Captured::Withheld(reason.redaction(dropped));
+        Ok((captured.forward_body(), withheld, digest))
     }
 
     /// What the session hook learns about an upgrade request.

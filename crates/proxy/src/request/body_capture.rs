@@ -139,6 +139,34 @@ where
     })
 }
 
+/// A body that is not recorded (its request is redacted): forwarded as it
+/// arrives, never buffered, hashed on the way. Returns the body to forward,
+/// where its size and SHA-256 will be once forwarded, and its declared size
+/// (`Content-Length`), if any.
+pub(crate) fn stream_unrecorded<B>(body: B) -> (ProxyBody, DigestSlot, Option<u64>)
+where
+    B: Body<Data = Bytes> + Send + Sync + 'static,
+    B::Error: Into<BoxError>,
+{
+    let declared = body.size_hint().exact();
+    let digest = DigestSlot::default();
+    let forward = ObservedBody::new(
+        body.map_err(Into::into).boxed(),
+        Hashing::new(digest.clone()),
+    );
+    (forward.boxed(), digest, declared)
+}
+
+/// The digest of a body read whole (`bytes`), for a redacted body that was
+/// captured before it was found to name a Secret.
+pub(crate) fn digest_of(bytes: &[u8]) -> DigestSlot {
+    Arc::new(Mutex::new(Some(BodyDigest {
+        size: bytes.len() as u64,
+        sha256: hex::encode(Sha256::digest(bytes)),
+        complete: true,
+    })))
+}
+
 fn join(chunks: &[Bytes], total: usize) -> Bytes {
     match chunks {
         [] => Bytes::new(),
@@ -303,6 +331,21 @@ mod tests {
             capture(chunked(vec![b"abcde"]), 4).await,
             Ok(Captured::Truncated { .. })
         ));
+    }
+
+    #[tokio::test]
+    async fn unrecorded_body_is_streamed_whole_with_digest() {
+        let (forward, digest, declared) = stream_unrecorded(chunked(vec![b"top ", b"secret"]));
+        assert_eq!(declared, None);
+        let all = forward.collect().await.map(|c| c.to_bytes());
+        assert_eq!(all.ok().as_deref(), Some(&b"top secret"[..]));
+        let d = digest.lock().ok().and_then(|d| d.clone());
+        assert_eq!(
+            d,
+            digest_of(b"top secret").lock().ok().and_then(|d| d.clone())
+        );
+        let (_, _, declared) = stream_unrecorded(body::full(Bytes::from_static(b"12345")));
+        assert_eq!(declared, Some(5));
     }
 
     #[tokio::test]

@@ -250,6 +250,11 @@ impl MemorySink {
     pub fn responses(&self) -> Vec<ResponseRecord> {
         self.responses.lock().unwrap().clone()
     }
+    /// Forget every event and response record so far.
+    pub fn clear(&self) {
+        self.events.lock().unwrap().clear();
+        self.responses.lock().unwrap().clear();
+    }
     /// Wait (bounded) until `n` response records arrived.
     pub async fn wait_responses(&self, n: usize) -> Vec<ResponseRecord> {
         for _ in 0..500 {
@@ -328,6 +333,8 @@ pub fn config(identity: PathBuf, mode: Mode) -> Config {
         admin_listen: "127.0.0.1:0".parse().unwrap(),
         max_body_capture: 1024 * 1024,
         max_header_bytes: 64 * 1024,
+        redactor: Default::default(),
+        audit_policy: None,
         connections: service::conn::ConnectionLimits::default(),
         events_for_all_callers: false,
         trust_forwarded_for: false,

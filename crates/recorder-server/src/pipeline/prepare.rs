@@ -1,6 +1,7 @@
 //! Parsing and validating uploaded records: one record, or an NDJSON batch
 //! (all or nothing), into [`Prepared`] lines ready for the group commit.
 
+use audit_policy::Redactor;
 use event_model::{Destination, Record};
 
 use crate::access::Uploader;
@@ -66,11 +67,15 @@ const RESPONSE_HEAD: &str = concat!("{\"type\":\"", "kubescribe-api-response", "
 
 /// Parses one record (`bytes`, a JSON object) and prepares it for the
 /// commit: `id` emptied (the committer fills it), `destination` set to the
-/// authenticated `uploader` when it was identified by WhoIs.
+/// authenticated `uploader` when it was identified by WhoIs, and the
+/// request body of a Secret (or of a body naming one) withheld, as
+/// kubescribe's proxy does (`audit_policy::Redactor`), so that no sender
+/// gets Secret data into storage.
 pub fn prepare(bytes: &[u8], uploader: &Uploader) -> Result<Prepared, PrepareError> {
     let mut record = Record::from_slice(bytes)?;
     record.set_id(String::new());
     if let Record::Event(event) = &mut record {
+        Redactor::default().redact_event(event);
         // An identified peer is the destination; token and anonymous
         // uploads keep what the sender wrote (documented as unverified).
         if !uploader.node.is_empty() || !uploader.node_id.is_empty() {
@@ -150,5 +155,18 @@ mod tests {
             assert_eq!(p.summary, summarize(&record).1);
             assert_eq!(p.key, record.idempotency_key());
         }
+    }
+
+    #[test]
+    fn secret_bodies_are_stored_redacted() {
+        // As Tailscale's proxy sends it: the body (base64), no redaction.
+        let body = br#"{"type":"kubernetes-api-request","id":"","timestamp":5,"request":{"method":"POST","path":"/api/v1/namespaces/a/pods","body":"eyJhcGlWZXJzaW9uIjoidjEiLCJraW5kIjoiU2VjcmV0Iiwic3RyaW5nRGF0YSI6eyJwIjoiaHVudGVyMi1pbmdlc3QifX0="}}"#;
+        let p = prepare(body, &Uploader::default()).unwrap();
+        let line = String::from_utf8(p.line).unwrap();
+        assert!(!line.contains("eyJhcGlWZXJzaW9uIjoidjEiLCJraW5kIjoiU2VjcmV0Iiwic3RyaW5nRGF0YSI6eyJwIjoiaHVudGVyMi1pbmdlc3QifX0="), "{line}");
+        assert!(
+            line.contains(r#""redaction":{"reason":"secret","droppedBytes":71}"#),
+            "{line}"
+        );
     }
 }
