@@ -113,10 +113,14 @@ async fn main() -> Result<(), Box<dyn Error>> {
     let seconds: u64 = args.first().map(|s| s.parse()).transpose()?.unwrap_or(5);
     let batch: usize = args.get(1).map(|s| s.parse()).transpose()?.unwrap_or(100);
     let tmp = tempfile_dir(args.get(2))?;
+    let key = tmp.join("signing.key");
     let config = kubescribe_recorder::Cli::try_parse_from([
         "kubescribe-recorder",
         "--listen",
         "127.0.0.1:0",
+        "--signing-key",
+        &key.to_string_lossy(),
+        "--generate-signing-key",
         "--insecure-allow-any-uploader",
         "--index-max-bytes",
         "67108864",

@@ -12,6 +12,8 @@ use service::cli::{parse_duration, ConnectionArgs};
 use service::conn::ConnectionLimits;
 use service::{LogFormat, TlsFiles};
 
+use crate::tamper::manifest::{generate_signing_key, read_signing_key, Signing};
+
 /// The default `--max-event-bytes`: 8 MiB. Tailscale's proxy puts a request's whole body into its
 /// event, base64-encoded, and sends it before forwarding: kube-apiserver reads bodies up to 3 MiB,
 /// whose base64 alone is 4 MiB, and the path and query appear up to three times beside it
@@ -208,6 +210,23 @@ pub struct Cli {
     /// Log format.
     #[arg(long, value_enum, default_value = "text")]
     pub log_format: LogFormat,
+
+    /// The Ed25519 key that signs manifests (docs/storage.md, "Tamper evidence"): a file of 64
+    /// hex digits, as `kubescribe-recorder keygen FILE` writes. Required unless --unsigned.
+    #[arg(long, env = "KUBESCRIBE_SIGNING_KEY_FILE", value_name = "FILE")]
+    pub signing_key: Option<PathBuf>,
+
+    /// Create --signing-key (and FILE.pub) if it does not exist yet.
+    #[arg(long, requires = "signing_key")]
+    pub generate_signing_key: bool,
+
+    /// Run without a signing key: manifests still carry every hash, unsigned (`verify` says so).
+    #[arg(long, env = "KUBESCRIBE_UNSIGNED", conflicts_with = "signing_key")]
+    pub unsigned: bool,
+
+    /// How often sealed segments and finished sessions are covered by a new manifest.
+    #[arg(long, default_value = "60s", value_parser = parse_duration, value_name = "DURATION")]
+    pub manifest_interval: Duration,
 }
 
 /// Parses `500ms`, `30s`, `5m`, `2h`, or plain seconds.
@@ -279,6 +298,10 @@ pub struct Config {
     pub tls: Option<TlsFiles>,
     /// Log format.
     pub log_format: LogFormat,
+    /// How manifests are signed.
+    pub signing: Signing,
+    /// How often a manifest pass runs.
+    pub manifest_interval: Duration,
 }
 
 /// Request limits.
@@ -434,44 +457,55 @@ fn read_token(flag: &'static str, path: &Option<PathBuf>) -> Result<Option<Strin
     Ok(Some(token))
 }
 
+/// The storage a `--dst` (and `--bucket`, `--s3-region`, `--s3-allow-http`) names.
+pub fn destination(
+    dst: &str,
+    bucket: Option<String>,
+    region: &str,
+    allow_http: bool,
+) -> Result<Destination, ConfigError> {
+    Ok(if let Some(endpoint) = dst.strip_prefix("s3://") {
+        let endpoint = endpoint.trim_end_matches('/');
+        if endpoint.is_empty() || endpoint.contains('/') {
+            return Err(invalid(
+                "--dst",
+                format!("{:?}: expected s3://HOST[:PORT]", dst),
+            ));
+        }
+        let bucket = bucket.filter(|b| !b.is_empty()).ok_or_else(|| {
+            invalid(
+                "--bucket",
+                "an s3:// destination needs --bucket (or TSRECORDER_BUCKET)",
+            )
+        })?;
+        let scheme = if allow_http { "http" } else { "https" };
+        Destination::S3 {
+            endpoint: format!("{scheme}://{endpoint}"),
+            bucket,
+            region: region.to_owned(),
+            allow_http,
+        }
+    } else {
+        if dst.is_empty() {
+            return Err(invalid("--dst", "empty path"));
+        }
+        if bucket.is_some() {
+            return Err(invalid("--bucket", "only meaningful with an s3:// --dst"));
+        }
+        Destination::Disk(PathBuf::from(dst))
+    })
+}
+
 impl Cli {
     /// Validates the flags into a [`Config`].
     pub fn validate(self) -> Result<Config, ConfigError> {
         let listen = parse_listen(&self.listen)?;
-        let destination = if let Some(endpoint) = self.dst.strip_prefix("s3://") {
-            let endpoint = endpoint.trim_end_matches('/');
-            if endpoint.is_empty() || endpoint.contains('/') {
-                return Err(invalid(
-                    "--dst",
-                    format!("{:?}: expected s3://HOST[:PORT]", self.dst),
-                ));
-            }
-            let bucket = self
-                .bucket
-                .clone()
-                .filter(|b| !b.is_empty())
-                .ok_or_else(|| {
-                    invalid(
-                        "--bucket",
-                        "an s3:// destination needs --bucket (or TSRECORDER_BUCKET)",
-                    )
-                })?;
-            let scheme = if self.s3_allow_http { "http" } else { "https" };
-            Destination::S3 {
-                endpoint: format!("{scheme}://{endpoint}"),
-                bucket,
-                region: self.s3_region.clone(),
-                allow_http: self.s3_allow_http,
-            }
-        } else {
-            if self.dst.is_empty() {
-                return Err(invalid("--dst", "empty path"));
-            }
-            if self.bucket.is_some() {
-                return Err(invalid("--bucket", "only meaningful with an s3:// --dst"));
-            }
-            Destination::Disk(PathBuf::from(&self.dst))
-        };
+        let destination = destination(
+            &self.dst,
+            self.bucket.clone(),
+            &self.s3_region,
+            self.s3_allow_http,
+        )?;
         let identity =
             IdentitySource::from_flags(self.localapi_socket.clone(), self.identity_file.clone());
         let upload_token = read_token("--upload-token-file", &self.upload_token_file)?;
@@ -557,7 +591,31 @@ impl Cli {
         if self.commit_max_records == 0 {
             return Err(invalid("--commit-max-records", "must be at least 1"));
         }
+        let signing = match (&self.signing_key, self.unsigned) {
+            (Some(path), _) if self.generate_signing_key && !path.exists() => {
+                Signing::Key(Box::new(generate_signing_key(path).map_err(|e| {
+                    invalid("--signing-key", format!("cannot create it: {e}"))
+                })?))
+            }
+            (Some(path), _) => Signing::Key(Box::new(
+                read_signing_key(path).map_err(|e| invalid("--signing-key", e.to_string()))?,
+            )),
+            (None, true) => Signing::Unsigned,
+            (None, false) => {
+                return Err(invalid(
+                    "--signing-key",
+                    "manifests must be signed: give --signing-key FILE (KUBESCRIBE_SIGNING_KEY_FILE; create \
+                     one with `kubescribe-recorder keygen FILE`, or add --generate-signing-key), or run \
+                     --unsigned",
+                ))
+            }
+        };
+        if self.manifest_interval.is_zero() {
+            return Err(invalid("--manifest-interval", "must be more than 0"));
+        }
         Ok(Config {
+            signing,
+            manifest_interval: self.manifest_interval,
             listen,
             proxy_protocol: self.proxy_protocol,
             connections,
@@ -589,7 +647,11 @@ mod tests {
     use super::*;
 
     fn cli(args: &[&str]) -> Cli {
-        let mut all = vec!["kubescribe-recorder", "--insecure-allow-any-uploader"];
+        let mut all = vec![
+            "kubescribe-recorder",
+            "--insecure-allow-any-uploader",
+            "--unsigned",
+        ];
         all.extend_from_slice(args);
         Cli::try_parse_from(all).unwrap()
     }

@@ -32,6 +32,7 @@ fn start(data: &std::path::Path, token: &std::path::Path, port: u16) -> Child {
         .arg(data)
         .arg("--upload-token-file")
         .arg(token)
+        .args(["--signing-key", signing_key()])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -218,6 +219,14 @@ async fn kill_9_under_load_loses_nothing_acknowledged() {
         &sent[..cast.len()],
         "stored session is a prefix of what was sent"
     );
+    // What recovery kept is what the start-up manifest signed: the store verifies clean.
+    let storage = kubescribe_recorder::storage::disk::DiskStorage::open(&data).unwrap();
+    let report = kubescribe_recorder::tamper::verify::verify(&storage, &Default::default())
+        .await
+        .unwrap();
+    assert!(report.findings.is_empty(), "{report:?}");
+    assert!(report.records_verified >= acked.len() as u64, "{report:?}");
+    assert_eq!(report.sessions_verified, 1, "{report:?}");
     child.kill().unwrap();
     child.wait().unwrap();
 }
@@ -236,6 +245,7 @@ async fn a_second_recorder_on_the_same_directory_is_refused() {
 
     let second = Command::new(env!("CARGO_BIN_EXE_kubescribe-recorder"))
         .args(["--admin-listen", "off", "--listen", "127.0.0.1:0"])
+        .args(["--signing-key", signing_key()])
         .arg("--dst")
         .arg(&data)
         .arg("--upload-token-file")

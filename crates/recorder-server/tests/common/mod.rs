@@ -44,8 +44,24 @@ pub fn config(extra: &[&str]) -> kubescribe_recorder::Config {
     if !extra.contains(&"--admin-listen") {
         args.extend(["--admin-listen", "127.0.0.1:0"]);
     }
+    if !extra.contains(&"--unsigned") && !extra.contains(&"--signing-key") {
+        args.extend(["--signing-key", signing_key()]);
+    }
     args.extend_from_slice(extra);
     Cli::try_parse_from(args).unwrap().validate().unwrap()
+}
+
+/// A signing key for this test process (created once), so that the tests exercise signing.
+pub fn signing_key() -> &'static str {
+    static KEY: std::sync::OnceLock<(tempfile::TempDir, String)> = std::sync::OnceLock::new();
+    &KEY.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("signing.key");
+        kubescribe_recorder::tamper::manifest::generate_signing_key(&path).unwrap();
+        let path = path.to_str().unwrap().to_owned();
+        (dir, path)
+    })
+    .1
 }
 
 pub fn token_file(dir: &Path) -> PathBuf {

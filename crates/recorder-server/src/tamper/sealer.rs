@@ -1,0 +1,250 @@
+//! The sealer: writes a signed manifest for every sealed record segment and
+//! every finished session cast that no manifest covers yet: at start-up over
+//! the whole store (after crash recovery, so what recovery kept is what is
+//! sealed), then every `--manifest-interval` over the recent partitions and
+//! the segments it saw open.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use uuid::Uuid;
+
+use super::chain::{digest, SegmentChain};
+use super::manifest::{self, ChainsLine, Manifest, SegmentEntry, SessionEntry, Signing};
+use super::store::{get_opt, list_manifests, now_rfc3339};
+use crate::record::{new_id, RecordKind};
+use crate::storage::layout::{self, KeyKind};
+use crate::storage::{Storage, StorageError};
+
+/// Which objects a sealing pass looks at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Scope {
+    /// The whole store (start-up).
+    All,
+    /// The current and previous hour's partitions, today's and yesterday's
+    /// sessions, and the segments seen open before.
+    Recent,
+}
+
+struct State {
+    /// Keys some manifest already covers.
+    covered: HashSet<String>,
+    /// Segments seen open (not sealed yet).
+    open: HashSet<String>,
+    /// SHA-256 (hex) of the newest manifest object.
+    prev: Option<String>,
+}
+
+/// Writes manifests (see the module doc).
+pub(crate) struct Sealer {
+    storage: Arc<dyn Storage>,
+    signing: Signing,
+    state: tokio::sync::Mutex<State>,
+}
+
+/// A UUIDv7 at `secs_ago` seconds before now (to name a partition).
+fn id_ago(secs_ago: u64) -> Uuid {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
+    Uuid::new_v7(uuid::Timestamp::from_unix(
+        uuid::NoContext,
+        now.saturating_sub(secs_ago),
+        0,
+    ))
+}
+
+fn parent(key: &str) -> String {
+    key.rsplit_once('/')
+        .map(|(p, _)| p.to_owned())
+        .unwrap_or_default()
+}
+
+impl Sealer {
+    /// Reads the manifests in `storage` to learn what is covered.
+    pub(crate) async fn open(
+        storage: Arc<dyn Storage>,
+        signing: Signing,
+    ) -> Result<Self, StorageError> {
+        let mut covered = HashSet::new();
+        let mut prev = None;
+        for (_, key, chains) in list_manifests(&*storage).await? {
+            if chains {
+                continue;
+            }
+            let Some(data) = get_opt(&*storage, &key).await? else {
+                continue;
+            };
+            prev = Some(hex::encode(digest(&data)));
+            match manifest::decode(&data) {
+                Some((m, _)) => {
+                    covered.extend(m.segments.into_iter().map(|s| s.key));
+                    covered.extend(m.sessions.into_iter().map(|s| s.key));
+                }
+                None => {
+                    tracing::warn!(%key, "a manifest does not parse (run `kubescribe-recorder verify`)")
+                }
+            }
+        }
+        Ok(Self {
+            storage,
+            signing,
+            state: tokio::sync::Mutex::new(State {
+                covered,
+                open: HashSet::new(),
+                prev,
+            }),
+        })
+    }
+
+    /// The prefixes a pass of `scope` lists.
+    fn prefixes(scope: Scope) -> Vec<String> {
+        match scope {
+            Scope::All => vec![
+                layout::folder(RecordKind::Event).to_owned(),
+                layout::folder(RecordKind::Response).to_owned(),
+                layout::SESSIONS.to_owned(),
+            ],
+            Scope::Recent => {
+                let mut out = Vec::new();
+                for ago in [0, 3600] {
+                    let id = id_ago(ago);
+                    for kind in [RecordKind::Event, RecordKind::Response] {
+                        out.push(layout::partition(kind, &id));
+                    }
+                }
+                for ago in [0, 86_400] {
+                    out.push(parent(layout::session_key(&id_ago(ago)).as_str()));
+                }
+                out.dedup();
+                out
+            }
+        }
+    }
+
+    /// Writes one manifest for everything sealed and not yet covered in
+    /// `scope`; returns how many objects it covered (0: no manifest written).
+    pub(crate) async fn seal(&self, scope: Scope) -> Result<usize, StorageError> {
+        let mut state = self.state.lock().await;
+        let mut keys: Vec<String> = state.open.iter().cloned().collect();
+        for prefix in Self::prefixes(scope) {
+            for info in self.storage.list(&prefix).await? {
+                keys.push(info.key);
+            }
+        }
+        keys.sort();
+        keys.dedup();
+        let mut segments = Vec::new();
+        let mut chains = Vec::new();
+        let mut sessions = Vec::new();
+        for key in keys {
+            if state.covered.contains(&key) {
+                continue;
+            }
+            let Some((_, kind)) = layout::parse_key(&key) else {
+                continue;
+            };
+            if let KeyKind::Batch(..) = kind {
+                match self.storage.is_sealed(&key).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        state.open.insert(key);
+                        continue;
+                    }
+                    Err(StorageError::NotFound(_)) => {
+                        state.open.remove(&key);
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            let Some(data) = get_opt(&*self.storage, &key).await? else {
+                state.open.remove(&key);
+                continue;
+            };
+            match kind {
+                KeyKind::Batch(..) => {
+                    let chain = SegmentChain::of(&data);
+                    segments.push(SegmentEntry {
+                        key: key.clone(),
+                        records: chain.leaves.len() as u64,
+                        bytes: data.len() as u64,
+                        first_id: chain.first_id,
+                        last_id: chain.last_id,
+                        chain: hex::encode(chain.head),
+                    });
+                    chains.push(ChainsLine {
+                        key: key.clone(),
+                        leaves: chain.leaves.iter().map(hex::encode).collect(),
+                    });
+                }
+                KeyKind::Session(_) => sessions.push(SessionEntry {
+                    key: key.clone(),
+                    bytes: data.len() as u64,
+                    sha256: hex::encode(digest(&data)),
+                }),
+            }
+        }
+        let count = segments.len() + sessions.len();
+        if count == 0 {
+            return Ok(0);
+        }
+        let id = new_id();
+        let chains_hash = if chains.is_empty() {
+            None
+        } else {
+            let mut body = Vec::new();
+            for line in &chains {
+                body.extend(serde_json::to_vec(line).unwrap_or_default());
+                body.push(b'\n');
+            }
+            let hash = hex::encode(digest(&body));
+            self.storage
+                .put(&layout::chains_key(&id), Bytes::from(body))
+                .await?;
+            Some(hash)
+        };
+        let m = Manifest {
+            version: 1,
+            id: id.simple().to_string(),
+            time: now_rfc3339(),
+            prev: state.prev.clone(),
+            chains: chains_hash,
+            segments,
+            sessions,
+        };
+        let bytes = manifest::encode(&m, &self.signing);
+        let hash = hex::encode(digest(&bytes));
+        self.storage
+            .put(&layout::manifest_key(&id), Bytes::from(bytes))
+            .await?;
+        for s in &m.segments {
+            state.open.remove(&s.key);
+            state.covered.insert(s.key.clone());
+        }
+        for s in &m.sessions {
+            state.covered.insert(s.key.clone());
+        }
+        state.prev = Some(hash);
+        tracing::debug!(manifest = %m.id, segments = m.segments.len(), sessions = m.sessions.len(), "wrote a manifest");
+        Ok(count)
+    }
+
+    /// Runs a [`Scope::Recent`] pass every `interval`, in the background.
+    pub(crate) fn spawn_periodic(self: Arc<Self>, interval: Duration) {
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                if let Err(e) = self.seal(Scope::Recent).await {
+                    tracing::warn!(error = %e, "could not write a manifest (retrying at the next interval)");
+                }
+            }
+        });
+    }
+}
