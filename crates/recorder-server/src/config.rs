@@ -227,6 +227,24 @@ pub struct Cli {
     /// How often sealed segments and finished sessions are covered by a new manifest.
     #[arg(long, default_value = "60s", value_parser = parse_duration, value_name = "DURATION")]
     pub manifest_interval: Duration,
+
+    /// Delete sealed event and response segments whose hour ended more than N days ago (and that
+    /// every export cursor has passed). Default: keep forever.
+    #[arg(long, env = "KUBESCRIBE_RETAIN_EVENTS_DAYS", value_name = "N")]
+    pub retain_events_days: Option<u32>,
+
+    /// Delete finished session casts that started more than N days ago. Default: keep forever.
+    #[arg(long, env = "KUBESCRIBE_RETAIN_SESSIONS_DAYS", value_name = "N")]
+    pub retain_sessions_days: Option<u32>,
+
+    /// Legal hold: delete nothing, whatever the retention flags say (an object
+    /// `_kubescribe/legal-hold` in the storage root does the same).
+    #[arg(long, env = "KUBESCRIBE_LEGAL_HOLD")]
+    pub legal_hold: bool,
+
+    /// How often the retention sweep runs (it also runs at start-up).
+    #[arg(long, default_value = "1h", value_parser = parse_duration, value_name = "DURATION")]
+    pub retention_interval: Duration,
 }
 
 /// Parses `500ms`, `30s`, `5m`, `2h`, or plain seconds.
@@ -302,6 +320,21 @@ pub struct Config {
     pub signing: Signing,
     /// How often a manifest pass runs.
     pub manifest_interval: Duration,
+    /// What retention deletes, and when.
+    pub retention: Retention,
+}
+
+/// Retention (docs/storage.md, "Retention").
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Retention {
+    /// Days event and response segments are kept (`None`: forever).
+    pub events_days: Option<u32>,
+    /// Days session casts are kept (`None`: forever).
+    pub sessions_days: Option<u32>,
+    /// Delete nothing.
+    pub legal_hold: bool,
+    /// How often the sweep runs.
+    pub interval: Duration,
 }
 
 /// Request limits.
@@ -613,9 +646,24 @@ impl Cli {
         if self.manifest_interval.is_zero() {
             return Err(invalid("--manifest-interval", "must be more than 0"));
         }
+        if self.retention_interval.is_zero() {
+            return Err(invalid("--retention-interval", "must be more than 0"));
+        }
+        if self.retain_events_days == Some(0) {
+            return Err(invalid("--retain-events-days", "must be at least 1"));
+        }
+        if self.retain_sessions_days == Some(0) {
+            return Err(invalid("--retain-sessions-days", "must be at least 1"));
+        }
         Ok(Config {
             signing,
             manifest_interval: self.manifest_interval,
+            retention: Retention {
+                events_days: self.retain_events_days,
+                sessions_days: self.retain_sessions_days,
+                legal_hold: self.legal_hold,
+                interval: self.retention_interval,
+            },
             listen,
             proxy_protocol: self.proxy_protocol,
             connections,

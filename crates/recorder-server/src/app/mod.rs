@@ -131,6 +131,10 @@ async fn assemble(config: &Config, storage: Arc<dyn Storage>) -> Result<Assemble
             "wrote a manifest for sealed segments and sessions no manifest covered"
         );
     }
+    if let Err(e) = sealer.sweep(&config.retention).await {
+        tracing::warn!(error = %e, "retention sweep at start-up failed (retrying at the next interval)");
+    }
+    sealer.clone().spawn_sweeper(config.retention.clone());
     sealer.spawn_periodic(config.manifest_interval);
     let committer = Committer::start(
         storage.clone(),

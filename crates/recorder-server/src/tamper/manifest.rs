@@ -149,6 +149,19 @@ pub struct Manifest {
     /// The session casts it seals.
     #[serde(default)]
     pub sessions: Vec<SessionEntry>,
+    /// Objects deleted by retention (a sweep writes this manifest before it deletes them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deleted: Vec<DeletedEntry>,
+}
+
+/// An object deleted by retention.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeletedEntry {
+    /// Its object key.
+    pub key: String,
+    /// Why, for the operator (`retention: events older than 30 days`).
+    pub reason: String,
 }
 
 /// A sealed record segment.
@@ -289,6 +302,7 @@ mod tests {
             chains: None,
             segments: vec![],
             sessions: vec![],
+            deleted: vec![],
         };
         let bytes = encode(&m, &Signing::Key(Box::new(key)));
         let (back, check) = decode(&bytes).unwrap();

@@ -2,9 +2,10 @@
 //! every finished session cast that no manifest covers yet: at start-up over
 //! the whole store (after crash recovery, so what recovery kept is what is
 //! sealed), then every `--manifest-interval` over the recent partitions and
-//! the segments it saw open.
+//! the segments it saw open. It also runs the retention sweep, which deletes
+//! only covered (so sealed) objects, and names them in a manifest first.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,9 +13,12 @@ use bytes::Bytes;
 use uuid::Uuid;
 
 use super::chain::{digest, SegmentChain};
-use super::manifest::{self, ChainsLine, Manifest, SegmentEntry, SessionEntry, Signing};
+use super::manifest::{
+    self, ChainsLine, DeletedEntry, Manifest, SegmentEntry, SessionEntry, Signing,
+};
 use super::store::{get_opt, list_manifests, now_rfc3339};
-use crate::record::{new_id, RecordKind};
+use crate::config::Retention;
+use crate::record::{new_id, unix_millis, RecordId, RecordKind};
 use crate::storage::layout::{self, KeyKind};
 use crate::storage::{Storage, StorageError};
 
@@ -29,8 +33,10 @@ pub(crate) enum Scope {
 }
 
 struct State {
-    /// Keys some manifest already covers.
-    covered: HashSet<String>,
+    /// Keys some manifest already covers, with the last record id of segments.
+    covered: HashMap<String, Option<String>>,
+    /// Keys a manifest names as deleted by retention.
+    deleted: HashSet<String>,
     /// Segments seen open (not sealed yet).
     open: HashSet<String>,
     /// SHA-256 (hex) of the newest manifest object.
@@ -43,6 +49,14 @@ pub(crate) struct Sealer {
     signing: Signing,
     state: tokio::sync::Mutex<State>,
 }
+
+/// The legal-hold marker: while it exists, retention deletes nothing.
+pub(crate) const LEGAL_HOLD: &str = "_kubescribe/legal-hold";
+
+/// Where export cursors live: `_kubescribe/export/<sink>/cursor`.
+pub(crate) const EXPORT_PREFIX: &str = "_kubescribe/export";
+
+const HOUR_MS: i64 = 3_600_000;
 
 /// A UUIDv7 at `secs_ago` seconds before now (to name a partition).
 fn id_ago(secs_ago: u64) -> Uuid {
@@ -69,7 +83,8 @@ impl Sealer {
         storage: Arc<dyn Storage>,
         signing: Signing,
     ) -> Result<Self, StorageError> {
-        let mut covered = HashSet::new();
+        let mut covered = HashMap::new();
+        let mut deleted = HashSet::new();
         let mut prev = None;
         for (_, key, chains) in list_manifests(&*storage).await? {
             if chains {
@@ -81,8 +96,9 @@ impl Sealer {
             prev = Some(hex::encode(digest(&data)));
             match manifest::decode(&data) {
                 Some((m, _)) => {
-                    covered.extend(m.segments.into_iter().map(|s| s.key));
-                    covered.extend(m.sessions.into_iter().map(|s| s.key));
+                    covered.extend(m.segments.into_iter().map(|s| (s.key, s.last_id)));
+                    covered.extend(m.sessions.into_iter().map(|s| (s.key, None)));
+                    deleted.extend(m.deleted.into_iter().map(|d| d.key));
                 }
                 None => {
                     tracing::warn!(%key, "a manifest does not parse (run `kubescribe-recorder verify`)")
@@ -94,6 +110,7 @@ impl Sealer {
             signing,
             state: tokio::sync::Mutex::new(State {
                 covered,
+                deleted,
                 open: HashSet::new(),
                 prev,
             }),
@@ -141,7 +158,7 @@ impl Sealer {
         let mut chains = Vec::new();
         let mut sessions = Vec::new();
         for key in keys {
-            if state.covered.contains(&key) {
+            if state.covered.contains_key(&key) || state.deleted.contains(&key) {
                 continue;
             }
             let Some((_, kind)) = layout::parse_key(&key) else {
@@ -192,6 +209,21 @@ impl Sealer {
         if count == 0 {
             return Ok(0);
         }
+        self.write(&mut state, segments, chains, sessions, Vec::new())
+            .await?;
+        Ok(count)
+    }
+
+    /// Writes the chains object (if any) and the manifest, linked to the
+    /// previous one, and records what it covers.
+    async fn write(
+        &self,
+        state: &mut State,
+        segments: Vec<SegmentEntry>,
+        chains: Vec<ChainsLine>,
+        sessions: Vec<SessionEntry>,
+        deleted: Vec<DeletedEntry>,
+    ) -> Result<(), StorageError> {
         let id = new_id();
         let chains_hash = if chains.is_empty() {
             None
@@ -215,6 +247,7 @@ impl Sealer {
             chains: chains_hash,
             segments,
             sessions,
+            deleted,
         };
         let bytes = manifest::encode(&m, &self.signing);
         let hash = hex::encode(digest(&bytes));
@@ -223,14 +256,151 @@ impl Sealer {
             .await?;
         for s in &m.segments {
             state.open.remove(&s.key);
-            state.covered.insert(s.key.clone());
+            state.covered.insert(s.key.clone(), s.last_id.clone());
         }
         for s in &m.sessions {
-            state.covered.insert(s.key.clone());
+            state.covered.insert(s.key.clone(), None);
+        }
+        for d in &m.deleted {
+            state.covered.remove(&d.key);
+            state.deleted.insert(d.key.clone());
         }
         state.prev = Some(hash);
-        tracing::debug!(manifest = %m.id, segments = m.segments.len(), sessions = m.sessions.len(), "wrote a manifest");
-        Ok(count)
+        tracing::debug!(manifest = %m.id, segments = m.segments.len(), sessions = m.sessions.len(), deleted = m.deleted.len(), "wrote a manifest");
+        Ok(())
+    }
+
+    /// The lowest export cursor (`_kubescribe/export/<sink>/cursor`, `{"after":"<record id>"}`)
+    /// as (batch, line); `Ok(None)` when there is none, `Err` (a reason) when one cannot be read:
+    /// then nothing may be deleted.
+    async fn export_floor(&self) -> Result<Option<(u128, usize)>, String> {
+        let listed = self
+            .storage
+            .list(EXPORT_PREFIX)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut floor: Option<(u128, usize)> = None;
+        for info in listed {
+            if !info.key.ends_with("/cursor") {
+                continue;
+            }
+            let data = self
+                .storage
+                .get(&info.key)
+                .await
+                .map_err(|e| e.to_string())?;
+            let at = serde_json::from_slice::<serde_json::Value>(&data)
+                .ok()
+                .and_then(|v| v["after"].as_str().and_then(RecordId::parse))
+                .map(|id| (id.batch.as_u128(), id.line))
+                .ok_or_else(|| format!("{}: not {{\"after\":\"<record id>\"}}", info.key))?;
+            floor = Some(floor.map_or(at, |f| f.min(at)));
+        }
+        Ok(floor)
+    }
+
+    /// One retention sweep (docs/storage.md, "Retention"): deletes covered
+    /// segments and sessions past `retention`, never one holding a record an
+    /// export cursor has not passed, nothing under legal hold; names them in
+    /// a manifest before deleting them. Returns how many it deleted.
+    pub(crate) async fn sweep(&self, retention: &Retention) -> Result<usize, StorageError> {
+        if retention.events_days.is_none() && retention.sessions_days.is_none() {
+            return Ok(0);
+        }
+        if retention.legal_hold {
+            tracing::info!("legal hold (--legal-hold): retention deletes nothing");
+            return Ok(0);
+        }
+        if get_opt(&*self.storage, LEGAL_HOLD).await?.is_some() {
+            tracing::warn!(
+                marker = LEGAL_HOLD,
+                "legal hold: retention deletes nothing while the marker exists"
+            );
+            return Ok(0);
+        }
+        let floor = match self.export_floor().await {
+            Ok(floor) => floor,
+            Err(reason) => {
+                tracing::warn!(%reason, "an export cursor cannot be read: retention deletes nothing");
+                return Ok(0);
+            }
+        };
+        let now_ms = unix_millis(&new_id());
+        let day_ms = 86_400_000i64;
+        let mut state = self.state.lock().await;
+        let mut doomed = Vec::new();
+        for (key, last_id) in &state.covered {
+            let Some((_, kind)) = layout::parse_key(key) else {
+                continue;
+            };
+            let reason = match kind {
+                KeyKind::Batch(_, id) => {
+                    let Some(days) = retention.events_days else {
+                        continue;
+                    };
+                    // Every record in a segment is from its name's hour.
+                    let hour_end = unix_millis(&id) / HOUR_MS * HOUR_MS + HOUR_MS;
+                    if hour_end > now_ms - i64::from(days) * day_ms {
+                        continue;
+                    }
+                    let exported = match (floor, last_id.as_deref().and_then(RecordId::parse)) {
+                        (None, _) => true,
+                        (Some(_), None) => last_id.is_none(),
+                        (Some(f), Some(last)) => (last.batch.as_u128(), last.line) <= f,
+                    };
+                    if !exported {
+                        continue;
+                    }
+                    format!("retention: records older than {days} days (--retain-events-days)")
+                }
+                KeyKind::Session(id) => {
+                    let Some(days) = retention.sessions_days else {
+                        continue;
+                    };
+                    if unix_millis(&id) > now_ms - i64::from(days) * day_ms {
+                        continue;
+                    }
+                    format!("retention: session older than {days} days (--retain-sessions-days)")
+                }
+            };
+            doomed.push(DeletedEntry {
+                key: key.clone(),
+                reason,
+            });
+        }
+        if doomed.is_empty() {
+            return Ok(0);
+        }
+        doomed.sort_by(|a, b| a.key.cmp(&b.key));
+        let keys: Vec<String> = doomed.iter().map(|d| d.key.clone()).collect();
+        self.write(&mut state, Vec::new(), Vec::new(), Vec::new(), doomed)
+            .await?;
+        for key in &keys {
+            self.storage.delete(key).await?;
+        }
+        tracing::info!(
+            objects = keys.len(),
+            "retention deleted sealed objects past their retention (named in a manifest)"
+        );
+        Ok(keys.len())
+    }
+
+    /// Runs a retention sweep every `retention.interval`, in the background.
+    pub(crate) fn spawn_sweeper(self: Arc<Self>, retention: Retention) {
+        if retention.events_days.is_none() && retention.sessions_days.is_none() {
+            return;
+        }
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(retention.interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                if let Err(e) = self.sweep(&retention).await {
+                    tracing::warn!(error = %e, "retention sweep failed (retrying at the next interval)");
+                }
+            }
+        });
     }
 
     /// Runs a [`Scope::Recent`] pass every `interval`, in the background.

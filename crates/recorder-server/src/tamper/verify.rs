@@ -43,6 +43,17 @@ pub struct Finding {
     pub detail: String,
 }
 
+/// An object deleted by retention, as its manifest names it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Deleted {
+    /// The object.
+    pub object: String,
+    /// Why (from the manifest).
+    pub reason: String,
+    /// The manifest that names it.
+    pub manifest: String,
+}
+
 /// What `verify` found.
 #[derive(Debug, Clone, Default, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -59,6 +70,8 @@ pub struct Report {
     pub records_verified: u64,
     /// Session casts matching their signed hash.
     pub sessions_verified: usize,
+    /// Objects that a manifest names as deleted by retention, and why.
+    pub deleted_by_retention: Vec<Deleted>,
     /// Segments still open (being written, or left open until the recorder's
     /// next start): not sealed, so not yet covered.
     pub open_segments: Vec<String>,
@@ -86,8 +99,14 @@ impl Report {
                 .unwrap_or_default();
             out.push_str(&format!("{}: {}{}: {}\n", f.kind, f.object, line, f.detail));
         }
+        for d in &self.deleted_by_retention {
+            out.push_str(&format!(
+                "deleted by retention (not a finding): {}: {} ({})\n",
+                d.object, d.reason, d.manifest
+            ));
+        }
         out.push_str(&format!(
-            "{} manifests ({} unsigned; signed by: {}), {} segments ({} records) and {} sessions verified, {} segments open, {} findings\n",
+            "{} manifests ({} unsigned; signed by: {}), {} segments ({} records) and {} sessions verified, {} segments open, {} objects deleted by retention, {} findings\n",
             self.manifests,
             self.unsigned_manifests,
             if self.signers.is_empty() { "-".to_owned() } else { self.signers.join(", ") },
@@ -95,6 +114,7 @@ impl Report {
             self.records_verified,
             self.sessions_verified,
             self.open_segments.len(),
+            self.deleted_by_retention.len(),
             self.findings.len(),
         ));
         out
@@ -115,6 +135,7 @@ fn time_ms(id: &Uuid) -> i64 {
 struct Signed {
     segments: HashMap<String, (SegmentEntry, Option<Vec<Hash>>)>,
     sessions: HashMap<String, SessionEntry>,
+    deleted: HashMap<String, Deleted>,
 }
 
 async fn check_manifests(
@@ -247,6 +268,16 @@ async fn check_manifests(
         for s in m.sessions {
             signed.sessions.insert(s.key.clone(), s);
         }
+        for d in m.deleted {
+            signed.deleted.insert(
+                d.key.clone(),
+                Deleted {
+                    object: d.key,
+                    reason: d.reason,
+                    manifest: key.clone(),
+                },
+            );
+        }
     }
     report.signers = signers.into_iter().collect();
     report.signers.sort();
@@ -375,6 +406,11 @@ pub async fn verify(
     }
     missing.retain(|(k, _)| !seen.contains(k));
     missing.sort();
+    let mut deleted: Vec<Deleted> = signed.deleted.drain().map(|(_, d)| d).collect();
+    deleted.sort_by(|a, b| a.object.cmp(&b.object));
+    let deleted_keys: HashSet<String> = deleted.iter().map(|d| d.object.clone()).collect();
+    missing.retain(|(k, _)| !deleted_keys.contains(k));
+    report.deleted_by_retention = deleted;
     for (key, kind) in missing {
         let in_scope = match layout::parse_key(&key) {
             Some((_, KeyKind::Batch(_, id) | KeyKind::Session(id))) => recent(&id),
