@@ -569,3 +569,38 @@ async fn on_s3_every_commit_object_is_sealed_and_verified() {
     );
     assert_eq!(found.len(), 2, "{found:?}");
 }
+
+#[tokio::test]
+async fn the_session_verification_route_says_verified_then_failed_after_an_edit() {
+    let r = disk_recorder(&["--manifest-interval", "100ms"]).await;
+    upload_cast(r.addr).await;
+    let (_, list) = get_json(r.addr, "/api/v1/sessions").await;
+    let id = list["sessions"][0]["id"].as_str().unwrap().to_owned();
+    let path = format!("/api/v1/sessions/{id}/verification");
+    let mut v = serde_json::Value::Null;
+    for _ in 0..50 {
+        v = get_json(r.addr, &path).await.1;
+        if v["state"] != "pending" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(v["state"], "verified", "{v}");
+    let cast = files(&data_dir(&r))
+        .into_iter()
+        .find(|p| p.extension().is_some_and(|e| e == "cast"))
+        .unwrap();
+    rewrite(&data_dir(&r).join(cast), |b| {
+        String::from_utf8(b)
+            .unwrap()
+            .replace("root", "toor")
+            .into_bytes()
+    });
+    let (status, v) = get_json(r.addr, &path).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(v["state"], "failed", "{v}");
+    assert_eq!(
+        v["detail"], "the cast is not the one its manifest hashed",
+        "{v}"
+    );
+}

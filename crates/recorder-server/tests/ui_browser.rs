@@ -63,6 +63,8 @@ fn start_recorder(extra: &[&str]) -> Recorder {
             "--signing-key".into(),
             dir.path().join("signing.key").display().to_string(),
             "--generate-signing-key".into(),
+            "--manifest-interval".into(),
+            "200ms".into(),
         ];
         if !extra.iter().any(|e| e == &"--allow-readers") {
             args.extend(["--allow-readers".into(), "loopback".into()]);

@@ -135,7 +135,7 @@ async fn assemble(config: &Config, storage: Arc<dyn Storage>) -> Result<Assemble
         tracing::warn!(error = %e, "retention sweep at start-up failed (retrying at the next interval)");
     }
     sealer.clone().spawn_sweeper(config.retention.clone());
-    sealer.spawn_periodic(config.manifest_interval);
+    sealer.clone().spawn_periodic(config.manifest_interval);
     let committer = Committer::start(
         storage.clone(),
         keys,
@@ -180,7 +180,14 @@ async fn assemble(config: &Config, storage: Arc<dyn Storage>) -> Result<Assemble
             config.limits.clone(),
             metrics.clone(),
         ),
-        api: QueryApi::new(reads.clone(), events.clone(), sessions, storage, committer),
+        api: QueryApi::new(
+            reads.clone(),
+            events.clone(),
+            sessions,
+            storage,
+            committer,
+            sealer,
+        ),
         ui: config.ui.then(|| WebUi::new(reads)),
         signing_key: config.signing.public_key_hex(),
     };

@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use super::chain::{digest, SegmentChain};
 use super::manifest::{
-    self, ChainsLine, DeletedEntry, Manifest, SegmentEntry, SessionEntry, Signing,
+    self, ChainsLine, DeletedEntry, Manifest, SealCheck, SegmentEntry, SessionEntry, Signing,
 };
 use super::store::{get_opt, list_manifests, now_rfc3339};
 use crate::config::Retention;
@@ -32,9 +32,17 @@ pub(crate) enum Scope {
     Recent,
 }
 
+/// What the sealer remembers of a covered object.
+struct Covered {
+    /// The last record id of a segment.
+    last_id: Option<String>,
+    /// The manifest object that covers it.
+    manifest: String,
+}
+
 struct State {
-    /// Keys some manifest already covers, with the last record id of segments.
-    covered: HashMap<String, Option<String>>,
+    /// Keys some manifest already covers.
+    covered: HashMap<String, Covered>,
     /// Keys a manifest names as deleted by retention.
     deleted: HashSet<String>,
     /// Segments seen open (not sealed yet).
@@ -48,6 +56,28 @@ pub(crate) struct Sealer {
     storage: Arc<dyn Storage>,
     signing: Signing,
     state: tokio::sync::Mutex<State>,
+}
+
+/// A session cast checked against its manifest.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub(crate) struct SessionCheck {
+    /// `verified`, `unsigned` (hash matches, no signature), `pending` (no manifest yet) or `failed`.
+    pub(crate) state: &'static str,
+    /// The manifest object that covers it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) manifest: Option<String>,
+    /// A sentence for the reader.
+    pub(crate) detail: &'static str,
+}
+
+impl SessionCheck {
+    fn new(state: &'static str, manifest: Option<String>, detail: &'static str) -> Self {
+        Self {
+            state,
+            manifest,
+            detail,
+        }
+    }
 }
 
 /// The legal-hold marker: while it exists, retention deletes nothing.
@@ -96,8 +126,12 @@ impl Sealer {
             prev = Some(hex::encode(digest(&data)));
             match manifest::decode(&data) {
                 Some((m, _)) => {
-                    covered.extend(m.segments.into_iter().map(|s| (s.key, s.last_id)));
-                    covered.extend(m.sessions.into_iter().map(|s| (s.key, None)));
+                    let at = |last_id| Covered {
+                        last_id,
+                        manifest: key.clone(),
+                    };
+                    covered.extend(m.segments.into_iter().map(|s| (s.key, at(s.last_id))));
+                    covered.extend(m.sessions.into_iter().map(|s| (s.key, at(None))));
                     deleted.extend(m.deleted.into_iter().map(|d| d.key));
                 }
                 None => {
@@ -254,12 +288,21 @@ impl Sealer {
         self.storage
             .put(&layout::manifest_key(&id), Bytes::from(bytes))
             .await?;
+        let manifest_key = layout::manifest_key(&id).to_string();
         for s in &m.segments {
             state.open.remove(&s.key);
-            state.covered.insert(s.key.clone(), s.last_id.clone());
+            let covered = Covered {
+                last_id: s.last_id.clone(),
+                manifest: manifest_key.clone(),
+            };
+            state.covered.insert(s.key.clone(), covered);
         }
         for s in &m.sessions {
-            state.covered.insert(s.key.clone(), None);
+            let covered = Covered {
+                last_id: None,
+                manifest: manifest_key.clone(),
+            };
+            state.covered.insert(s.key.clone(), covered);
         }
         for d in &m.deleted {
             state.covered.remove(&d.key);
@@ -329,7 +372,7 @@ impl Sealer {
         let day_ms = 86_400_000i64;
         let mut state = self.state.lock().await;
         let mut doomed = Vec::new();
-        for (key, last_id) in &state.covered {
+        for (key, Covered { last_id, .. }) in &state.covered {
             let Some((_, kind)) = layout::parse_key(key) else {
                 continue;
             };
@@ -383,6 +426,71 @@ impl Sealer {
             "retention deleted sealed objects past their retention (named in a manifest)"
         );
         Ok(keys.len())
+    }
+
+    /// Checks session cast `key` against the manifest that covers it (the
+    /// UI's "verified" badge).
+    pub(crate) async fn check_session(&self, key: &str) -> Result<SessionCheck, StorageError> {
+        let manifest_key = match self.state.lock().await.covered.get(key) {
+            Some(c) => c.manifest.clone(),
+            None => {
+                return Ok(SessionCheck::new(
+                    "pending",
+                    None,
+                    "no manifest covers it yet",
+                ))
+            }
+        };
+        let at = Some(manifest_key.clone());
+        let Some(data) = get_opt(&*self.storage, &manifest_key).await? else {
+            return Ok(SessionCheck::new("failed", at, "its manifest is missing"));
+        };
+        let Some((m, seal)) = manifest::decode(&data) else {
+            return Ok(SessionCheck::new(
+                "failed",
+                at,
+                "its manifest does not parse",
+            ));
+        };
+        let signed = match (seal, self.signing.public_key_hex()) {
+            (SealCheck::Signed(by), Some(own)) if by == own => true,
+            (SealCheck::Signed(_), _) => {
+                return Ok(SessionCheck::new(
+                    "failed",
+                    at,
+                    "its manifest is signed by another key",
+                ))
+            }
+            (SealCheck::Unsigned, _) => false,
+            (SealCheck::BadSignature, _) => {
+                return Ok(SessionCheck::new(
+                    "failed",
+                    at,
+                    "its manifest's signature does not match",
+                ))
+            }
+        };
+        let Some(entry) = m.sessions.iter().find(|s| s.key == key) else {
+            return Ok(SessionCheck::new(
+                "failed",
+                at,
+                "its manifest does not name it",
+            ));
+        };
+        let Some(cast) = get_opt(&*self.storage, key).await? else {
+            return Ok(SessionCheck::new("failed", at, "the cast is missing"));
+        };
+        Ok(if hex::encode(digest(&cast)) != entry.sha256 {
+            SessionCheck::new("failed", at, "the cast is not the one its manifest hashed")
+        } else if signed {
+            SessionCheck::new("verified", at, "the cast matches its signed manifest")
+        } else {
+            SessionCheck::new(
+                "unsigned",
+                at,
+                "the cast matches its manifest, which is unsigned (--unsigned)",
+            )
+        })
     }
 
     /// Runs a retention sweep every `retention.interval`, in the background.
