@@ -171,6 +171,7 @@ async fn assemble(config: &Config, storage: Arc<dyn Storage>) -> Result<Assemble
         metrics: metrics.clone(),
         max_session_bytes: config.limits.max_session_bytes,
         max_line_bytes: config.limits.max_event_bytes,
+        sealer: sealer.clone(),
     });
     let routes = Routes {
         ingest: Ingest::new(

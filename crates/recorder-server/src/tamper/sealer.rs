@@ -45,7 +45,8 @@ struct State {
     covered: HashMap<String, Covered>,
     /// Keys a manifest names as deleted by retention.
     deleted: HashSet<String>,
-    /// Segments seen open (not sealed yet).
+    /// Objects to look at again: segments seen open (not sealed yet), casts
+    /// whose read failed.
     open: HashSet<String>,
     /// SHA-256 (hex) of the newest manifest object.
     prev: Option<String>,
@@ -56,6 +57,8 @@ pub(crate) struct Sealer {
     storage: Arc<dyn Storage>,
     signing: Signing,
     state: tokio::sync::Mutex<State>,
+    /// Objects to look at in the next pass (see [`Sealer::note`]).
+    noted: std::sync::Mutex<HashSet<String>>,
 }
 
 /// A session cast checked against its manifest.
@@ -142,6 +145,7 @@ impl Sealer {
         Ok(Self {
             storage,
             signing,
+            noted: std::sync::Mutex::new(HashSet::new()),
             state: tokio::sync::Mutex::new(State {
                 covered,
                 deleted,
@@ -181,6 +185,9 @@ impl Sealer {
     pub(crate) async fn seal(&self, scope: Scope) -> Result<usize, StorageError> {
         let mut state = self.state.lock().await;
         let mut keys: Vec<String> = state.open.iter().cloned().collect();
+        if let Ok(mut noted) = self.noted.lock() {
+            keys.extend(noted.drain());
+        }
         for prefix in Self::prefixes(scope) {
             for info in self.storage.list(&prefix).await? {
                 keys.push(info.key);
@@ -298,6 +305,7 @@ impl Sealer {
             state.covered.insert(s.key.clone(), covered);
         }
         for s in &m.sessions {
+            state.open.remove(&s.key);
             let covered = Covered {
                 last_id: None,
                 manifest: manifest_key.clone(),
@@ -426,6 +434,15 @@ impl Sealer {
             "retention deleted sealed objects past their retention (named in a manifest)"
         );
         Ok(keys.len())
+    }
+
+    /// Makes the next pass look at object `key` (a session cast that just
+    /// ended, whatever the partition of its start).
+    pub(crate) fn note(&self, key: &str) {
+        // Not the state's lock: a pass may hold that for a while.
+        if let Ok(mut noted) = self.noted.lock() {
+            noted.insert(key.to_owned());
+        }
     }
 
     /// Checks session cast `key` against the manifest that covers it (the

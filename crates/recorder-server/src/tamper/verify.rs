@@ -10,7 +10,7 @@ use uuid::Uuid;
 use super::chain::{compare, digest, Hash, SegmentChain};
 use super::manifest::{self, ChainsLine, SealCheck, SegmentEntry, SessionEntry};
 use super::store::{get_opt, list_manifests};
-use crate::record::RecordKind;
+use crate::record::{unix_millis, RecordKind};
 use crate::storage::layout::{self, KeyKind};
 use crate::storage::{Storage, StorageError};
 
@@ -119,15 +119,6 @@ impl Report {
         ));
         out
     }
-}
-
-fn time_ms(id: &Uuid) -> i64 {
-    id.get_timestamp()
-        .map(|t| {
-            let (s, n) = t.to_unix();
-            s as i64 * 1000 + i64::from(n / 1_000_000)
-        })
-        .unwrap_or(0)
 }
 
 /// Signed facts gathered from the manifest chain.
@@ -291,7 +282,11 @@ pub async fn verify(
 ) -> Result<Report, StorageError> {
     let mut report = Report::default();
     let mut signed = check_manifests(storage, options, &mut report).await?;
-    let recent = |id: &Uuid| options.since_ms.is_none_or(|since| time_ms(id) >= since);
+    let recent = |id: &Uuid| {
+        options
+            .since_ms
+            .is_none_or(|since| unix_millis(id) >= since)
+    };
     let mut seen = HashSet::new();
     let mut keys = Vec::new();
     for prefix in [
@@ -425,6 +420,5 @@ pub async fn verify(
             );
         }
     }
-    signed.segments.clear();
     Ok(report)
 }
