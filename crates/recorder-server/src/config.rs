@@ -54,36 +54,9 @@ pub struct Cli {
     #[command(flatten)]
     pub connections: ConnectionArgs,
 
-    /// Where to store recordings: a local directory, or `s3://HOST[:PORT]`
-    /// for an S3-compatible endpoint (https unless --s3-allow-http).
-    #[arg(
-        long,
-        env = "TSRECORDER_DST",
-        default_value = "./recordings",
-        value_name = "PATH|s3://ENDPOINT"
-    )]
-    pub dst: String,
-
-    /// The S3 bucket (required with an s3:// destination; use a bucket
-    /// dedicated to the recorder). Credentials come from the standard AWS
-    /// environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN,
-    /// web identity/IRSA, instance metadata).
-    #[arg(long, env = "TSRECORDER_BUCKET", value_name = "NAME")]
-    pub bucket: Option<String>,
-
-    /// Region used to sign S3 requests.
-    #[arg(
-        long,
-        env = "AWS_REGION",
-        default_value = "us-east-1",
-        value_name = "REGION"
-    )]
-    pub s3_region: String,
-
-    /// Allow a plain-http S3 endpoint (`s3://` then means `http://`); for
-    /// local S3 servers only.
-    #[arg(long)]
-    pub s3_allow_http: bool,
+    /// Where recordings are stored.
+    #[command(flatten)]
+    pub storage: StorageArgs,
 
     /// Serve the web UI at `/`.
     #[arg(long, env = "TSRECORDER_UI")]
@@ -245,6 +218,54 @@ pub struct Cli {
     /// How often the retention sweep runs (it also runs at start-up).
     #[arg(long, default_value = "1h", value_parser = parse_duration, value_name = "DURATION")]
     pub retention_interval: Duration,
+}
+
+/// Where recordings are stored: `--dst`, `--bucket`, `--s3-region`, `--s3-allow-http` (the
+/// recorder's and `kubescribe-recorder verify`'s).
+#[derive(Debug, Clone, clap::Args)]
+pub struct StorageArgs {
+    /// Where to store recordings: a local directory, or `s3://HOST[:PORT]`
+    /// for an S3-compatible endpoint (https unless --s3-allow-http).
+    #[arg(
+        long,
+        env = "TSRECORDER_DST",
+        default_value = "./recordings",
+        value_name = "PATH|s3://ENDPOINT"
+    )]
+    pub dst: String,
+
+    /// The S3 bucket (required with an s3:// destination; use a bucket
+    /// dedicated to the recorder). Credentials come from the standard AWS
+    /// environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN,
+    /// web identity/IRSA, instance metadata).
+    #[arg(long, env = "TSRECORDER_BUCKET", value_name = "NAME")]
+    pub bucket: Option<String>,
+
+    /// Region used to sign S3 requests.
+    #[arg(
+        long,
+        env = "AWS_REGION",
+        default_value = "us-east-1",
+        value_name = "REGION"
+    )]
+    pub s3_region: String,
+
+    /// Allow a plain-http S3 endpoint (`s3://` then means `http://`); for
+    /// local S3 servers only.
+    #[arg(long)]
+    pub s3_allow_http: bool,
+}
+
+impl StorageArgs {
+    /// The storage these flags name.
+    pub fn destination(&self) -> Result<Destination, ConfigError> {
+        destination(
+            &self.dst,
+            self.bucket.clone(),
+            &self.s3_region,
+            self.s3_allow_http,
+        )
+    }
 }
 
 /// Parses `500ms`, `30s`, `5m`, `2h`, or plain seconds.
@@ -491,7 +512,7 @@ fn read_token(flag: &'static str, path: &Option<PathBuf>) -> Result<Option<Strin
 }
 
 /// The storage a `--dst` (and `--bucket`, `--s3-region`, `--s3-allow-http`) names.
-pub fn destination(
+fn destination(
     dst: &str,
     bucket: Option<String>,
     region: &str,
@@ -533,12 +554,7 @@ impl Cli {
     /// Validates the flags into a [`Config`].
     pub fn validate(self) -> Result<Config, ConfigError> {
         let listen = parse_listen(&self.listen)?;
-        let destination = destination(
-            &self.dst,
-            self.bucket.clone(),
-            &self.s3_region,
-            self.s3_allow_http,
-        )?;
+        let destination = self.storage.destination()?;
         let identity =
             IdentitySource::from_flags(self.localapi_socket.clone(), self.identity_file.clone());
         let upload_token = read_token("--upload-token-file", &self.upload_token_file)?;

@@ -207,13 +207,7 @@ async fn on_s3_retention_deletes_expired_commit_objects() {
     kubescribe_recorder::spawn(config(&args), storage.clone())
         .await
         .unwrap();
-    let left: Vec<String> = storage
-        .list("events/")
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|i| i.key)
-        .collect();
+    let left = list_keys(&*storage, "events/").await;
     assert_eq!(
         left,
         vec![batch_key(RecordKind::Event, &recent).to_string()]

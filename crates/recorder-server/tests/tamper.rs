@@ -9,7 +9,7 @@ mod common;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,33 +22,7 @@ use kubescribe_recorder::tamper::verify::{verify, VerifyOptions};
 const BIN: &str = env!("CARGO_BIN_EXE_kubescribe-recorder");
 
 fn start(data: &Path, token: &Path, port: u16) -> Child {
-    Command::new(BIN)
-        .args(["--admin-listen", "off", "--allow-readers", "loopback"])
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .args([
-            "--signing-key",
-            signing_key(),
-            "--manifest-interval",
-            "200ms",
-        ])
-        .arg("--dst")
-        .arg(data)
-        .arg("--upload-token-file")
-        .arg(token)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap()
-}
-
-async fn wait_ready(addr: SocketAddr) {
-    for _ in 0..200 {
-        if tokio::net::TcpStream::connect(addr).await.is_ok() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("recorder did not start");
+    start_binary(data, token, port, &["--manifest-interval", "200ms"])
 }
 
 fn public_key_file() -> String {
@@ -174,11 +148,9 @@ fn has(found: &[(String, String, Option<u64>)], kind: &str, object: &str) -> boo
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_store_written_across_kill_9_verifies_clean_and_every_tampering_is_named() {
-    let dir = tempfile::tempdir().unwrap();
-    let token = token_file(dir.path());
-    let data = dir.path().join("data");
-    let port = free_port();
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let store = BinaryStore::new();
+    let (data, token) = (store.data.clone(), store.token.clone());
+    let (port, addr) = (store.port, store.addr);
 
     // Run 1: events in several commits and a finished session; then kill -9 (segments left open).
     let mut child = start(&data, &token, port);
@@ -536,14 +508,7 @@ async fn on_s3_every_commit_object_is_sealed_and_verified() {
     );
 
     // An object edited, another deleted.
-    let mut events: Vec<String> = storage
-        .list("events/")
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|i| i.key)
-        .collect();
-    events.sort();
+    let events = list_keys(&*storage, "events/").await;
     let edited = storage.get(&events[0]).await.unwrap();
     let edited = String::from_utf8(edited.to_vec())
         .unwrap()

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use clap::{Parser, ValueEnum};
 
-use crate::config::{destination, Destination};
+use crate::config::{Destination, StorageArgs};
 use crate::storage::disk::DiskStorage;
 use crate::storage::s3::{S3Config, S3Storage};
 use crate::storage::Storage;
@@ -39,26 +39,12 @@ pub enum Output {
 #[derive(Debug, Parser)]
 #[command(name = "kubescribe-recorder verify")]
 pub struct VerifyCli {
-    /// A local storage directory (as the recorder's --dst PATH).
+    /// A local storage directory (the same as --dst PATH).
     #[arg(long, value_name = "PATH", conflicts_with = "dst")]
     pub dir: Option<PathBuf>,
-    /// A storage root as the recorder's --dst: a directory or `s3://HOST[:PORT]`.
-    #[arg(long, env = "TSRECORDER_DST", value_name = "PATH|s3://ENDPOINT")]
-    pub dst: Option<String>,
-    /// The S3 bucket (with an s3:// --dst).
-    #[arg(long, env = "TSRECORDER_BUCKET", value_name = "NAME")]
-    pub bucket: Option<String>,
-    /// Region used to sign S3 requests.
-    #[arg(
-        long,
-        env = "AWS_REGION",
-        default_value = "us-east-1",
-        value_name = "REGION"
-    )]
-    pub s3_region: String,
-    /// Allow plain http to the S3 endpoint.
-    #[arg(long)]
-    pub s3_allow_http: bool,
+    /// The store (as the recorder's flags and environment name it).
+    #[command(flatten)]
+    pub storage: StorageArgs,
     /// The recorder's public key (64 hex digits: FILE.pub from keygen, or `GET
     /// /api/v1/signing-key`): every manifest must be signed by it. Without it, any valid
     /// signature counts and the report names the signers.
@@ -116,13 +102,9 @@ fn keygen(cli: KeygenCli) -> ExitCode {
 }
 
 fn open(cli: &VerifyCli) -> Result<Arc<dyn Storage>, String> {
-    let dest = match (&cli.dir, &cli.dst) {
-        (Some(dir), _) => Destination::Disk(dir.clone()),
-        (None, Some(dst)) => {
-            destination(dst, cli.bucket.clone(), &cli.s3_region, cli.s3_allow_http)
-                .map_err(|e| e.to_string())?
-        }
-        (None, None) => return Err("give --dir PATH or --dst (and --bucket for s3://)".into()),
+    let dest = match &cli.dir {
+        Some(dir) => Destination::Disk(dir.clone()),
+        None => cli.storage.destination().map_err(|e| e.to_string())?,
     };
     Ok(match dest {
         Destination::Disk(dir) => {
