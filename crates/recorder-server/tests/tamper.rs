@@ -569,3 +569,33 @@ async fn the_session_verification_route_says_verified_then_failed_after_an_edit(
         "{v}"
     );
 }
+
+#[tokio::test]
+async fn segments_sealed_while_the_recorder_runs_are_covered_within_the_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = token_file(dir.path());
+    let data = dir.path().join("data");
+    // Every commit closes the segment before it (64-byte segments).
+    let storage = kubescribe_recorder::storage::disk::DiskStorage::open(&data)
+        .unwrap()
+        .with_segment_max_bytes(64);
+    let args = [
+        "--upload-token-file",
+        token.to_str().unwrap(),
+        "--manifest-interval",
+        "100ms",
+    ];
+    let storage: Arc<dyn Storage> = Arc::new(storage);
+    let (addr, _app) = kubescribe_recorder::spawn(config(&args), storage.clone())
+        .await
+        .unwrap();
+    for i in 0..6 {
+        let (status, _) = post_event(addr, &event_json("get", &format!("roll-{i}"), None)).await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let report = verify(&*storage, &VerifyOptions::default()).await.unwrap();
+    assert!(report.findings.is_empty(), "{report:?}");
+    assert_eq!(report.segments_verified, 5, "{report:?}");
+    assert_eq!(report.open_segments.len(), 1, "{report:?}");
+}
