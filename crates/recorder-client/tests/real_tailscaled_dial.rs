@@ -45,6 +45,7 @@ impl Namespace {
             set -e
             ip link set lo up
             "$RECORDER_BIN" --listen "$RECORDER_ADDR" --dst "$DIR/recordings" \
+                --signing-key "$DIR/signing.key" --generate-signing-key \
                 --insecure-allow-any-uploader --allow-readers loopback --admin-listen off \
                 --ack-interval 100ms &
             echo $! > "$DIR/recorder.pid"

@@ -4,6 +4,9 @@
 //!
 //! `cargo run --release -p kubescribe-recorder --example bench_ingest -- [SECONDS] [BATCH] [DIR]`
 //! (defaults: 5 s per phase, 100 events per batch, a temporary directory).
+//! `BENCH_MANIFEST_INTERVAL` sets `--manifest-interval` (default `60s`, as in production; `1s`
+//! makes the sealer re-read and sign segments as they are sealed during the run, `1000h`
+//! keeps it idle: the cost of tamper evidence is the difference).
 //! Senders keep their HTTP/1.1 connection alive (Tailscale's client opens a
 //! new one per event; that costs the client, not the recorder's storage path).
 
@@ -113,10 +116,17 @@ async fn main() -> Result<(), Box<dyn Error>> {
     let seconds: u64 = args.first().map(|s| s.parse()).transpose()?.unwrap_or(5);
     let batch: usize = args.get(1).map(|s| s.parse()).transpose()?.unwrap_or(100);
     let tmp = tempfile_dir(args.get(2))?;
+    let key = tmp.join("signing.key");
+    let interval = std::env::var("BENCH_MANIFEST_INTERVAL").unwrap_or_else(|_| "60s".into());
     let config = kubescribe_recorder::Cli::try_parse_from([
         "kubescribe-recorder",
         "--listen",
         "127.0.0.1:0",
+        "--signing-key",
+        &key.to_string_lossy(),
+        "--generate-signing-key",
+        "--manifest-interval",
+        &interval,
         "--insecure-allow-any-uploader",
         "--index-max-bytes",
         "67108864",

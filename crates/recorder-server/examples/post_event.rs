@@ -33,10 +33,16 @@ async fn request(
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn Error>> {
     let dir = std::env::temp_dir().join(format!("kubescribe-example-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let key = dir.join("signing.key");
     let config = kubescribe_recorder::Cli::try_parse_from([
         "kubescribe-recorder",
         "--listen",
         "127.0.0.1:0",
+        // Manifests are signed with a key made for this run (docs/storage.md, "Tamper evidence").
+        "--signing-key",
+        &key.to_string_lossy(),
+        "--generate-signing-key",
         "--insecure-allow-any-uploader",
         // This example reads the event back over loopback, and needs no admin listener.
         "--allow-readers",

@@ -12,6 +12,8 @@ use service::cli::{parse_duration, ConnectionArgs};
 use service::conn::ConnectionLimits;
 use service::{LogFormat, TlsFiles};
 
+use crate::tamper::manifest::{generate_signing_key, read_signing_key, Signing};
+
 /// The default `--max-event-bytes`: 8 MiB. Tailscale's proxy puts a request's whole body into its
 /// event, base64-encoded, and sends it before forwarding: kube-apiserver reads bodies up to 3 MiB,
 /// whose base64 alone is 4 MiB, and the path and query appear up to three times beside it
@@ -52,36 +54,9 @@ pub struct Cli {
     #[command(flatten)]
     pub connections: ConnectionArgs,
 
-    /// Where to store recordings: a local directory, or `s3://HOST[:PORT]`
-    /// for an S3-compatible endpoint (https unless --s3-allow-http).
-    #[arg(
-        long,
-        env = "TSRECORDER_DST",
-        default_value = "./recordings",
-        value_name = "PATH|s3://ENDPOINT"
-    )]
-    pub dst: String,
-
-    /// The S3 bucket (required with an s3:// destination; use a bucket
-    /// dedicated to the recorder). Credentials come from the standard AWS
-    /// environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN,
-    /// web identity/IRSA, instance metadata).
-    #[arg(long, env = "TSRECORDER_BUCKET", value_name = "NAME")]
-    pub bucket: Option<String>,
-
-    /// Region used to sign S3 requests.
-    #[arg(
-        long,
-        env = "AWS_REGION",
-        default_value = "us-east-1",
-        value_name = "REGION"
-    )]
-    pub s3_region: String,
-
-    /// Allow a plain-http S3 endpoint (`s3://` then means `http://`); for
-    /// local S3 servers only.
-    #[arg(long)]
-    pub s3_allow_http: bool,
+    /// Where recordings are stored.
+    #[command(flatten)]
+    pub storage: StorageArgs,
 
     /// Serve the web UI at `/`.
     #[arg(long, env = "TSRECORDER_UI")]
@@ -208,6 +183,89 @@ pub struct Cli {
     /// Log format.
     #[arg(long, value_enum, default_value = "text")]
     pub log_format: LogFormat,
+
+    /// The Ed25519 key that signs manifests (docs/storage.md, "Tamper evidence"): a file of 64
+    /// hex digits, as `kubescribe-recorder keygen FILE` writes. Required unless --unsigned.
+    #[arg(long, env = "KUBESCRIBE_SIGNING_KEY_FILE", value_name = "FILE")]
+    pub signing_key: Option<PathBuf>,
+
+    /// Create --signing-key (and FILE.pub) if it does not exist yet.
+    #[arg(long, requires = "signing_key")]
+    pub generate_signing_key: bool,
+
+    /// Run without a signing key: manifests still carry every hash, unsigned (`verify` says so).
+    #[arg(long, env = "KUBESCRIBE_UNSIGNED", conflicts_with = "signing_key")]
+    pub unsigned: bool,
+
+    /// How often sealed segments and finished sessions are covered by a new manifest.
+    #[arg(long, default_value = "60s", value_parser = parse_duration, value_name = "DURATION")]
+    pub manifest_interval: Duration,
+
+    /// Delete sealed event and response segments whose hour ended more than N days ago (and that
+    /// every export cursor has passed). Default: keep forever.
+    #[arg(long, env = "KUBESCRIBE_RETAIN_EVENTS_DAYS", value_name = "N")]
+    pub retain_events_days: Option<u32>,
+
+    /// Delete finished session casts that started more than N days ago. Default: keep forever.
+    #[arg(long, env = "KUBESCRIBE_RETAIN_SESSIONS_DAYS", value_name = "N")]
+    pub retain_sessions_days: Option<u32>,
+
+    /// Legal hold: delete nothing, whatever the retention flags say (an object
+    /// `_kubescribe/legal-hold` in the storage root does the same).
+    #[arg(long, env = "KUBESCRIBE_LEGAL_HOLD")]
+    pub legal_hold: bool,
+
+    /// How often the retention sweep runs (it also runs at start-up).
+    #[arg(long, default_value = "1h", value_parser = parse_duration, value_name = "DURATION")]
+    pub retention_interval: Duration,
+}
+
+/// Where recordings are stored: `--dst`, `--bucket`, `--s3-region`, `--s3-allow-http` (the
+/// recorder's and `kubescribe-recorder verify`'s).
+#[derive(Debug, Clone, clap::Args)]
+pub struct StorageArgs {
+    /// Where to store recordings: a local directory, or `s3://HOST[:PORT]`
+    /// for an S3-compatible endpoint (https unless --s3-allow-http).
+    #[arg(
+        long,
+        env = "TSRECORDER_DST",
+        default_value = "./recordings",
+        value_name = "PATH|s3://ENDPOINT"
+    )]
+    pub dst: String,
+
+    /// The S3 bucket (required with an s3:// destination; use a bucket
+    /// dedicated to the recorder). Credentials come from the standard AWS
+    /// environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN,
+    /// web identity/IRSA, instance metadata).
+    #[arg(long, env = "TSRECORDER_BUCKET", value_name = "NAME")]
+    pub bucket: Option<String>,
+
+    /// Region used to sign S3 requests.
+    #[arg(
+        long,
+        env = "AWS_REGION",
+        default_value = "us-east-1",
+        value_name = "REGION"
+    )]
+    pub s3_region: String,
+
+    /// Allow a plain-http S3 endpoint (`s3://` then means `http://`); for
+    /// local S3 servers only.
+    #[arg(long)]
+    pub s3_allow_http: bool,
+}
+
+impl StorageArgs {
+    /// The storage these flags name.
+    pub fn destination(&self) -> Result<Destination, ConfigError> {
+        destination(
+            &self.dst,
+            self.bucket.clone(),
+            &self.s3_region,
+            self.s3_allow_http,
+        )
+    }
 }
 
 /// Parses `500ms`, `30s`, `5m`, `2h`, or plain seconds.
@@ -279,6 +337,25 @@ pub struct Config {
     pub tls: Option<TlsFiles>,
     /// Log format.
     pub log_format: LogFormat,
+    /// How manifests are signed.
+    pub signing: Signing,
+    /// How often a manifest pass runs.
+    pub manifest_interval: Duration,
+    /// What retention deletes, and when.
+    pub retention: Retention,
+}
+
+/// Retention (docs/storage.md, "Retention").
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Retention {
+    /// Days event and response segments are kept (`None`: forever).
+    pub events_days: Option<u32>,
+    /// Days session casts are kept (`None`: forever).
+    pub sessions_days: Option<u32>,
+    /// Delete nothing.
+    pub legal_hold: bool,
+    /// How often the sweep runs.
+    pub interval: Duration,
 }
 
 /// Request limits.
@@ -434,44 +511,50 @@ fn read_token(flag: &'static str, path: &Option<PathBuf>) -> Result<Option<Strin
     Ok(Some(token))
 }
 
+/// The storage a `--dst` (and `--bucket`, `--s3-region`, `--s3-allow-http`) names.
+fn destination(
+    dst: &str,
+    bucket: Option<String>,
+    region: &str,
+    allow_http: bool,
+) -> Result<Destination, ConfigError> {
+    Ok(if let Some(endpoint) = dst.strip_prefix("s3://") {
+        let endpoint = endpoint.trim_end_matches('/');
+        if endpoint.is_empty() || endpoint.contains('/') {
+            return Err(invalid(
+                "--dst",
+                format!("{:?}: expected s3://HOST[:PORT]", dst),
+            ));
+        }
+        let bucket = bucket.filter(|b| !b.is_empty()).ok_or_else(|| {
+            invalid(
+                "--bucket",
+                "an s3:// destination needs --bucket (or TSRECORDER_BUCKET)",
+            )
+        })?;
+        let scheme = if allow_http { "http" } else { "https" };
+        Destination::S3 {
+            endpoint: format!("{scheme}://{endpoint}"),
+            bucket,
+            region: region.to_owned(),
+            allow_http,
+        }
+    } else {
+        if dst.is_empty() {
+            return Err(invalid("--dst", "empty path"));
+        }
+        if bucket.is_some() {
+            return Err(invalid("--bucket", "only meaningful with an s3:// --dst"));
+        }
+        Destination::Disk(PathBuf::from(dst))
+    })
+}
+
 impl Cli {
     /// Validates the flags into a [`Config`].
     pub fn validate(self) -> Result<Config, ConfigError> {
         let listen = parse_listen(&self.listen)?;
-        let destination = if let Some(endpoint) = self.dst.strip_prefix("s3://") {
-            let endpoint = endpoint.trim_end_matches('/');
-            if endpoint.is_empty() || endpoint.contains('/') {
-                return Err(invalid(
-                    "--dst",
-                    format!("{:?}: expected s3://HOST[:PORT]", self.dst),
-                ));
-            }
-            let bucket = self
-                .bucket
-                .clone()
-                .filter(|b| !b.is_empty())
-                .ok_or_else(|| {
-                    invalid(
-                        "--bucket",
-                        "an s3:// destination needs --bucket (or TSRECORDER_BUCKET)",
-                    )
-                })?;
-            let scheme = if self.s3_allow_http { "http" } else { "https" };
-            Destination::S3 {
-                endpoint: format!("{scheme}://{endpoint}"),
-                bucket,
-                region: self.s3_region.clone(),
-                allow_http: self.s3_allow_http,
-            }
-        } else {
-            if self.dst.is_empty() {
-                return Err(invalid("--dst", "empty path"));
-            }
-            if self.bucket.is_some() {
-                return Err(invalid("--bucket", "only meaningful with an s3:// --dst"));
-            }
-            Destination::Disk(PathBuf::from(&self.dst))
-        };
+        let destination = self.storage.destination()?;
         let identity =
             IdentitySource::from_flags(self.localapi_socket.clone(), self.identity_file.clone());
         let upload_token = read_token("--upload-token-file", &self.upload_token_file)?;
@@ -557,7 +640,46 @@ impl Cli {
         if self.commit_max_records == 0 {
             return Err(invalid("--commit-max-records", "must be at least 1"));
         }
+        let signing = match (&self.signing_key, self.unsigned) {
+            (Some(path), _) if self.generate_signing_key && !path.exists() => {
+                Signing::Key(Box::new(generate_signing_key(path).map_err(|e| {
+                    invalid("--signing-key", format!("cannot create it: {e}"))
+                })?))
+            }
+            (Some(path), _) => Signing::Key(Box::new(
+                read_signing_key(path).map_err(|e| invalid("--signing-key", e.to_string()))?,
+            )),
+            (None, true) => Signing::Unsigned,
+            (None, false) => {
+                return Err(invalid(
+                    "--signing-key",
+                    "manifests must be signed: give --signing-key FILE (KUBESCRIBE_SIGNING_KEY_FILE; create \
+                     one with `kubescribe-recorder keygen FILE`, or add --generate-signing-key), or run \
+                     --unsigned",
+                ))
+            }
+        };
+        if self.manifest_interval.is_zero() {
+            return Err(invalid("--manifest-interval", "must be more than 0"));
+        }
+        if self.retention_interval.is_zero() {
+            return Err(invalid("--retention-interval", "must be more than 0"));
+        }
+        if self.retain_events_days == Some(0) {
+            return Err(invalid("--retain-events-days", "must be at least 1"));
+        }
+        if self.retain_sessions_days == Some(0) {
+            return Err(invalid("--retain-sessions-days", "must be at least 1"));
+        }
         Ok(Config {
+            signing,
+            manifest_interval: self.manifest_interval,
+            retention: Retention {
+                events_days: self.retain_events_days,
+                sessions_days: self.retain_sessions_days,
+                legal_hold: self.legal_hold,
+                interval: self.retention_interval,
+            },
             listen,
             proxy_protocol: self.proxy_protocol,
             connections,
@@ -589,7 +711,11 @@ mod tests {
     use super::*;
 
     fn cli(args: &[&str]) -> Cli {
-        let mut all = vec!["kubescribe-recorder", "--insecure-allow-any-uploader"];
+        let mut all = vec![
+            "kubescribe-recorder",
+            "--insecure-allow-any-uploader",
+            "--unsigned",
+        ];
         all.extend_from_slice(args);
         Cli::try_parse_from(all).unwrap()
     }

@@ -24,6 +24,9 @@
 //!      disk and S3 back ends.
 //!    * `index`: the in-memory event and session indexes.
 //!    * [`access`]: who may upload and who may read.
+//!    * [`tamper`]: hash chains, signed manifests, the sealer and `verify`
+//!      (its formats and keys, [`tamper::chain`] and [`tamper::manifest`],
+//!      use no storage: the configuration reads keys through them).
 //! 3. The two sides, independent of each other and of HTTP:
 //!    * [`pipeline`]: the write side: records and batches parsed, the group
 //!      commit, idempotency keys, session casts, the session-view audit record.
@@ -31,10 +34,12 @@
 //! 4. `http`: the listener, the router, one error type that knows its
 //!    response, and the route groups (uploads, query API, web UI), each with
 //!    the narrow state its handlers need.
-//! 5. `app`: start-up (storage check, crash recovery, index rebuild) and
-//!    assembly: [`open_storage`], [`spawn`], [`run`].
+//! 5. `app`: start-up (storage check, crash recovery, index rebuild, the
+//!    first manifest) and assembly: [`open_storage`], [`spawn`], [`run`]; the
+//!    `keygen` and `verify` subcommands ([`run_subcommand`]).
 #![warn(unreachable_pub)]
 
+pub use app::commands::{run_subcommand, KeygenCli, Output, VerifyCli};
 pub use app::{open_storage, run, spawn, RecorderHandle, StartError};
 pub use config::{Cli, Config};
 pub use query::params::check_query;
@@ -49,6 +54,7 @@ pub mod record;
 pub mod access;
 mod index;
 pub mod storage;
+pub mod tamper;
 
 // 3. The write side and the read side.
 pub mod pipeline;

@@ -11,7 +11,11 @@ use service::{logging, shutdown};
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
+    let args: Vec<_> = std::env::args_os().collect();
+    if let Some(code) = kubescribe_recorder::run_subcommand(&args) {
+        return code;
+    }
+    let cli = Cli::parse_from(args);
     logging::init(cli.log_format);
     let config = match cli.validate() {
         Ok(c) => c,

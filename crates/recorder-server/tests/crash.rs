@@ -5,8 +5,7 @@
 mod common;
 
 use std::collections::HashSet;
-use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -17,44 +16,14 @@ use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
 
 fn start(data: &std::path::Path, token: &std::path::Path, port: u16) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_kubescribe-recorder"))
-        .args([
-            "--admin-listen",
-            "off",
-            "--allow-readers",
-            "loopback",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--ack-interval",
-            "100ms",
-        ])
-        .arg("--dst")
-        .arg(data)
-        .arg("--upload-token-file")
-        .arg(token)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap()
-}
-
-async fn wait_ready(addr: SocketAddr) {
-    for _ in 0..200 {
-        if tokio::net::TcpStream::connect(addr).await.is_ok() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("recorder did not start");
+    start_binary(data, token, port, &["--ack-interval", "100ms"])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn kill_9_under_load_loses_nothing_acknowledged() {
-    let dir = tempfile::tempdir().unwrap();
-    let token = token_file(dir.path());
-    let data = dir.path().join("data");
-    let port = free_port();
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let store = BinaryStore::new();
+    let (data, token) = (store.data.clone(), store.token.clone());
+    let (port, addr) = (store.port, store.addr);
     let mut child = start(&data, &token, port);
     wait_ready(addr).await;
 
@@ -218,6 +187,14 @@ async fn kill_9_under_load_loses_nothing_acknowledged() {
         &sent[..cast.len()],
         "stored session is a prefix of what was sent"
     );
+    // What recovery kept is what the start-up manifest signed: the store verifies clean.
+    let storage = kubescribe_recorder::storage::disk::DiskStorage::open(&data).unwrap();
+    let report = kubescribe_recorder::tamper::verify::verify(&storage, &Default::default())
+        .await
+        .unwrap();
+    assert!(report.findings.is_empty(), "{report:?}");
+    assert!(report.records_verified >= acked.len() as u64, "{report:?}");
+    assert_eq!(report.sessions_verified, 1, "{report:?}");
     child.kill().unwrap();
     child.wait().unwrap();
 }
@@ -226,16 +203,15 @@ async fn kill_9_under_load_loses_nothing_acknowledged() {
 /// keeps serving; once the first is gone (even by `kill -9`), the directory can be used again.
 #[tokio::test]
 async fn a_second_recorder_on_the_same_directory_is_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let token = token_file(dir.path());
-    let data = dir.path().join("data");
-    let port = free_port();
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let store = BinaryStore::new();
+    let (data, token) = (store.data.clone(), store.token.clone());
+    let (port, addr) = (store.port, store.addr);
     let mut first = start(&data, &token, port);
     wait_ready(addr).await;
 
     let second = Command::new(env!("CARGO_BIN_EXE_kubescribe-recorder"))
         .args(["--admin-listen", "off", "--listen", "127.0.0.1:0"])
+        .args(["--signing-key", signing_key()])
         .arg("--dst")
         .arg(&data)
         .arg("--upload-token-file")

@@ -214,6 +214,8 @@ async fn s3_wrong_secret_is_a_clear_startup_error() {
             "--s3-allow-http",
             "--bucket",
             "recordings",
+            "--signing-key",
+            signing_key(),
         ])
         .arg("--dst")
         .arg(format!("s3://{}", weed.endpoint()))

@@ -29,6 +29,8 @@ async fn tls_listener_serves_http1_and_h2_by_alpn() {
             "--listen",
             &format!("127.0.0.1:{port}"),
             "--insecure-allow-any-uploader",
+            "--signing-key",
+            signing_key(),
         ])
         .arg("--dst")
         .arg(dir.path().join("data"))

@@ -60,6 +60,11 @@ fn start_recorder(extra: &[&str]) -> Recorder {
             "--ui".into(),
             "--admin-listen".into(),
             "off".into(),
+            "--signing-key".into(),
+            dir.path().join("signing.key").display().to_string(),
+            "--generate-signing-key".into(),
+            "--manifest-interval".into(),
+            "200ms".into(),
         ];
         if !extra.iter().any(|e| e == &"--allow-readers") {
             args.extend(["--allow-readers".into(), "loopback".into()]);

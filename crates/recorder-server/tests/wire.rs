@@ -607,7 +607,9 @@ async fn nobody_reads_by_default_and_api_validates_params() {
     assert_eq!(
         kubescribe_recorder::Cli::try_parse_from([
             "kubescribe-recorder",
-            "--insecure-allow-any-uploader"
+            "--insecure-allow-any-uploader",
+            "--signing-key",
+            common::signing_key(),
         ])
         .unwrap()
         .validate()

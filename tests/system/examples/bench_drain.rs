@@ -154,6 +154,12 @@ fn main() -> Result<(), Error> {
             recorder_addr.to_string(),
             "--dst".into(),
             dir.path().join("data").to_string_lossy().into_owned(),
+            "--signing-key".into(),
+            dir.path()
+                .join("signing.key")
+                .to_string_lossy()
+                .into_owned(),
+            "--generate-signing-key".into(),
             "--insecure-allow-any-uploader".into(),
             "--admin-listen".into(),
             admin_addr.to_string(),

@@ -451,6 +451,13 @@ impl Stack {
             "--ui".into(),
         ];
         args.extend(self.recorder_args.iter().cloned());
+        // A signing key of this stack's own (kept across recorder restarts), so that manifests
+        // are signed as in production.
+        args.extend([
+            "--signing-key".into(),
+            path_arg(&self.dir.path().join("signing.key")),
+            "--generate-signing-key".into(),
+        ]);
         let mut envs: Vec<(&str, &str)> = vec![("RUST_LOG", "info")];
         let disk = self.dir.path().join("recordings");
         match &self.recorder_storage {

@@ -603,6 +603,9 @@ impl TailnetRecorder {
             "--ui".to_owned(),
             "--dst".to_owned(),
             path_arg(&self.storage),
+            "--signing-key".to_owned(),
+            path_arg(&self.storage.with_extension("signing-key")),
+            "--generate-signing-key".to_owned(),
         ];
         args.extend(self.extra_args.iter().cloned());
         let mut process = Spawned::start(

@@ -2,6 +2,7 @@
 //! rebuild ([`rebuild`]), the commit loop, who may upload and read, the
 //! route groups with their narrow state, and the listener.
 
+pub(crate) mod commands;
 mod rebuild;
 
 use std::net::SocketAddr;
@@ -25,6 +26,7 @@ use crate::pipeline::keys::KeyIndex;
 use crate::storage::disk::DiskStorage;
 use crate::storage::s3::{S3Config, S3Storage};
 use crate::storage::{Storage, StorageError};
+use crate::tamper::sealer::{Scope, Sealer};
 use rebuild::{rebuild, RebuildReport};
 use service::conn::{ConnectionLimits, Listener, ListenerOptions};
 use service::tls::{server_config, Alpn};
@@ -120,6 +122,20 @@ async fn assemble(config: &Config, storage: Arc<dyn Storage>) -> Result<Assemble
     let sessions = Arc::new(SessionIndex::new());
     let mut keys = KeyIndex::new(config.dedup_window, config.dedup_max_keys);
     let report = rebuild(&storage, &mut keys, &events, &sessions).await?;
+    // After crash recovery: what recovery kept is what gets sealed.
+    let sealer = Arc::new(Sealer::open(storage.clone(), config.signing.clone()).await?);
+    let sealed = sealer.seal(Scope::All).await?;
+    if sealed > 0 {
+        tracing::info!(
+            objects = sealed,
+            "wrote a manifest for sealed segments and sessions no manifest covered"
+        );
+    }
+    if let Err(e) = sealer.sweep(&config.retention).await {
+        tracing::warn!(error = %e, "retention sweep at start-up failed (retrying at the next interval)");
+    }
+    sealer.clone().spawn_sweeper(config.retention.clone());
+    sealer.clone().spawn_periodic(config.manifest_interval);
     let committer = Committer::start(
         storage.clone(),
         keys,
@@ -155,6 +171,7 @@ async fn assemble(config: &Config, storage: Arc<dyn Storage>) -> Result<Assemble
         metrics: metrics.clone(),
         max_session_bytes: config.limits.max_session_bytes,
         max_line_bytes: config.limits.max_event_bytes,
+        sealer: sealer.clone(),
     });
     let routes = Routes {
         ingest: Ingest::new(
@@ -164,8 +181,16 @@ async fn assemble(config: &Config, storage: Arc<dyn Storage>) -> Result<Assemble
             config.limits.clone(),
             metrics.clone(),
         ),
-        api: QueryApi::new(reads.clone(), events.clone(), sessions, storage, committer),
+        api: QueryApi::new(
+            reads.clone(),
+            events.clone(),
+            sessions,
+            storage,
+            committer,
+            sealer,
+        ),
         ui: config.ui.then(|| WebUi::new(reads)),
+        signing_key: config.signing.public_key_hex(),
     };
     Ok(Assembled {
         routes: Arc::new(routes),
@@ -263,6 +288,12 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         Some(files) => Some(server_config(files, Alpn::H2AndHttp1)?),
         None => None,
     };
+    match config.signing.public_key_hex() {
+        Some(key) => {
+            tracing::info!(public_key = %key, "manifests are signed (Ed25519; GET /api/v1/signing-key)")
+        }
+        None => tracing::warn!("--unsigned: manifests carry hashes but no signature"),
+    }
     let recorder = assemble(&config, storage).await?;
     let report = &recorder.report;
     tracing::info!(

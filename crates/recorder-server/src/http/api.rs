@@ -20,6 +20,7 @@ use crate::pipeline::audit::{self, Viewed, Viewing};
 use crate::pipeline::commit::Committer;
 use crate::query::{events, params, sessions, QueryError};
 use crate::storage::Storage;
+use crate::tamper::sealer::Sealer;
 
 /// What the query API needs.
 pub(crate) struct QueryApi {
@@ -33,6 +34,8 @@ pub(crate) struct QueryApi {
     storage: Arc<dyn Storage>,
     /// Where session-view audit records are committed.
     audit: Committer,
+    /// Checks a session cast against its manifest.
+    sealer: Arc<Sealer>,
 }
 
 /// Who asks, for the session-view audit record.
@@ -61,6 +64,7 @@ impl QueryApi {
         sessions: Arc<SessionIndex>,
         storage: Arc<dyn Storage>,
         audit: Committer,
+        sealer: Arc<Sealer>,
     ) -> Self {
         Self {
             access,
@@ -68,6 +72,7 @@ impl QueryApi {
             sessions,
             storage,
             audit,
+            sealer,
         }
     }
 
@@ -173,6 +178,18 @@ impl QueryApi {
                     http::HeaderValue::from(info.size),
                 );
                 Ok(res)
+            }
+            // Whether the cast matches its signed manifest (no recorded content: not a viewing).
+            "verification" => {
+                let check = self
+                    .sealer
+                    .check_session(info.storage_key.as_str())
+                    .await
+                    .map_err(QueryError::from)?;
+                Ok(json(
+                    StatusCode::OK,
+                    &serde_json::to_value(&check).unwrap_or_default(),
+                ))
             }
             _ => Err(QueryError::NoSuchSession { id: id.to_owned() }.into()),
         }

@@ -19,6 +19,8 @@ pub(crate) struct Routes {
     pub(crate) api: QueryApi,
     /// Every other path, with `--ui`.
     pub(crate) ui: Option<WebUi>,
+    /// `/api/v1/signing-key`: the manifests' public key (hex), `None` with `--unsigned`.
+    pub(crate) signing_key: Option<String>,
 }
 
 impl Routes {
@@ -52,6 +54,16 @@ impl Routes {
                 _ => not_allowed("POST"),
             },
             "/healthz" => with_body(StatusCode::OK, "text/plain", "ok\n"),
+            "/api/v1/signing-key" => match method {
+                Method::GET => {
+                    let body = match &self.signing_key {
+                        Some(key) => serde_json::json!({"alg": "ed25519", "publicKey": key}),
+                        None => serde_json::json!({"alg": "none"}),
+                    };
+                    with_body(StatusCode::OK, "application/json", body.to_string())
+                }
+                _ => not_allowed("GET"),
+            },
             p if p.starts_with("/api/") => self.api.handle(peer, req).await,
             _ => match &self.ui {
                 Some(ui) => ui.handle(peer, req).await,

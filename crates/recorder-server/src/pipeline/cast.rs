@@ -39,6 +39,7 @@ use crate::metrics::Metrics;
 use crate::record::new_id;
 use crate::storage::layout;
 use crate::storage::{ObjectKey, SessionSink, Storage, StorageError};
+use crate::tamper::sealer::Sealer;
 
 /// Buffered validated bytes above which they are handed to the writer.
 const FLUSH_BYTES: usize = 1024 * 1024;
@@ -188,6 +189,8 @@ pub(crate) struct CastIntake {
     pub(crate) max_session_bytes: u64,
     /// `--max-event-bytes`: the longest cast line.
     pub(crate) max_line_bytes: usize,
+    /// Told of every cast that ends, so that its next pass covers it (whatever its start date).
+    pub(crate) sealer: Arc<Sealer>,
 }
 
 /// One session upload in progress.
@@ -391,6 +394,9 @@ impl CastIngest {
             }
             None => flushed,
         };
+        if finished.is_ok() {
+            self.intake.sealer.note(self.key.as_str());
+        }
         let (state, message, result) = match (error, finished) {
             (None, Ok(size)) => (SessionState::Finished, None, Ok(size)),
             (Some(e), Ok(_)) => (SessionState::Failed, Some(e.to_string()), Err(e)),

@@ -347,6 +347,33 @@ impl Storage for DiskStorage {
         Ok(repaired.len())
     }
 
+    async fn is_sealed(&self, key: &str) -> Result<bool, StorageError> {
+        let path = self.path_of(key)?;
+        let key = key.to_owned();
+        blocking(move || match fs::metadata(&path) {
+            Ok(meta) => Ok(meta.permissions().readonly()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(StorageError::NotFound(key)),
+            Err(e) => Err(io_err("stat", &path)(e)),
+        })
+        .await
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StorageError> {
+        let path = self.path_of(key)?;
+        blocking(move || {
+            match fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+                Err(e) => return Err(io_err("delete", &path)(e)),
+            }
+            match path.parent() {
+                Some(dir) => fsync_dir(dir),
+                None => Ok(()),
+            }
+        })
+        .await
+    }
+
     async fn get(&self, key: &str) -> Result<Bytes, StorageError> {
         let path = self.path_of(key)?;
         let key = key.to_owned();

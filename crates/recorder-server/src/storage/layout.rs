@@ -59,6 +59,35 @@ pub(crate) fn folder(kind: RecordKind) -> &'static str {
 /// Folder of finished and in-progress sessions.
 pub(crate) const SESSIONS: &str = "sessions";
 
+/// Folder of manifests and their chains objects (docs/storage.md, "Tamper evidence").
+pub const MANIFESTS: &str = "_kubescribe/manifests";
+
+/// The manifest object of manifest `id`: `_kubescribe/manifests/<id>.json`.
+pub fn manifest_key(id: &Uuid) -> ObjectKey {
+    ObjectKey(format!("{MANIFESTS}/{}.json", id.simple()))
+}
+
+/// The chains object of manifest `id`: `_kubescribe/manifests/<id>.chains`.
+pub fn chains_key(id: &Uuid) -> ObjectKey {
+    ObjectKey(format!("{MANIFESTS}/{}.chains", id.simple()))
+}
+
+/// The manifest id and whether it is the chains object, for a key under [`MANIFESTS`].
+pub fn parse_manifest_key(key: &str) -> Option<(Uuid, bool)> {
+    let file = key.strip_prefix(MANIFESTS)?.strip_prefix('/')?;
+    let (id, chains) = match file.strip_suffix(".json") {
+        Some(id) => (id, false),
+        None => (file.strip_suffix(".chains")?, true),
+    };
+    let id = parse_simple_uuid(id)?;
+    let expected = if chains {
+        chains_key(&id)
+    } else {
+        manifest_key(&id)
+    };
+    (expected.as_str() == key).then_some((id, chains))
+}
+
 fn partition_time(id: &Uuid) -> OffsetDateTime {
     let millis = id
         .get_timestamp()

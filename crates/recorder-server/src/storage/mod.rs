@@ -202,6 +202,23 @@ pub trait Storage: Send + Sync + 'static {
         Ok(0)
     }
 
+    /// Whether record object `key` is sealed (will never change again). On
+    /// disk a segment is sealed once made read-only; on S3 every object is
+    /// complete when written (the default).
+    async fn is_sealed(&self, key: &str) -> Result<bool, StorageError> {
+        let _ = key;
+        Ok(true)
+    }
+
+    /// Deletes an object (retention); deleting one that does not exist succeeds.
+    /// The default refuses: a back end that cannot delete keeps everything.
+    async fn delete(&self, key: &str) -> Result<(), StorageError> {
+        Err(StorageError::Unusable(format!(
+            "{}: this storage cannot delete {key}",
+            self.describe()
+        )))
+    }
+
     /// Reads a whole object.
     async fn get(&self, key: &str) -> Result<Bytes, StorageError>;
 

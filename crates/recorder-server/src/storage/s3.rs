@@ -184,6 +184,13 @@ impl Storage for S3Storage {
         Ok(())
     }
 
+    async fn delete(&self, key: &str) -> Result<(), StorageError> {
+        match self.store.delete(&Path::from(key)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(os_err("delete", key)(e)),
+        }
+    }
+
     async fn get(&self, key: &str) -> Result<Bytes, StorageError> {
         let result = self
             .store

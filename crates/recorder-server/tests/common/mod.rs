@@ -44,8 +44,93 @@ pub fn config(extra: &[&str]) -> kubescribe_recorder::Config {
     if !extra.contains(&"--admin-listen") {
         args.extend(["--admin-listen", "127.0.0.1:0"]);
     }
+    if !extra.contains(&"--unsigned") && !extra.contains(&"--signing-key") {
+        args.extend(["--signing-key", signing_key()]);
+    }
     args.extend_from_slice(extra);
     Cli::try_parse_from(args).unwrap().validate().unwrap()
+}
+
+/// A signing key for this test process (created once), so that the tests exercise signing.
+pub fn signing_key() -> &'static str {
+    static KEY: std::sync::OnceLock<(tempfile::TempDir, String)> = std::sync::OnceLock::new();
+    &KEY.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("signing.key");
+        kubescribe_recorder::tamper::manifest::generate_signing_key(&path).unwrap();
+        let path = path.to_str().unwrap().to_owned();
+        (dir, path)
+    })
+    .1
+}
+
+/// Starts the recorder binary on `data` with the upload token `token` and this process's signing
+/// key, listening on loopback `port`, plus `extra` flags.
+pub fn start_binary(data: &Path, token: &Path, port: u16, extra: &[&str]) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_kubescribe-recorder"))
+        .args(["--admin-listen", "off", "--allow-readers", "loopback"])
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(["--signing-key", signing_key()])
+        .arg("--dst")
+        .arg(data)
+        .arg("--upload-token-file")
+        .arg(token)
+        .args(extra)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// A fresh storage directory with an upload token and a free loopback port, for
+/// [`start_binary`].
+pub struct BinaryStore {
+    pub dir: tempfile::TempDir,
+    pub token: PathBuf,
+    pub data: PathBuf,
+    pub port: u16,
+    pub addr: SocketAddr,
+}
+
+impl BinaryStore {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let token = token_file(dir.path());
+        let data = dir.path().join("data");
+        let port = free_port();
+        let addr = format!("127.0.0.1:{port}").parse().unwrap();
+        Self {
+            dir,
+            token,
+            data,
+            port,
+            addr,
+        }
+    }
+}
+
+/// The keys under `prefix`, sorted.
+pub async fn list_keys(storage: &dyn Storage, prefix: &str) -> Vec<String> {
+    let mut keys: Vec<String> = storage
+        .list(prefix)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|i| i.key)
+        .collect();
+    keys.sort();
+    keys
+}
+
+/// Waits until `addr` accepts connections.
+pub async fn wait_ready(addr: SocketAddr) {
+    for _ in 0..200 {
+        if tokio::net::TcpStream::connect(addr).await.is_ok() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("recorder did not start");
 }
 
 pub fn token_file(dir: &Path) -> PathBuf {

@@ -31,6 +31,7 @@ function facts(info) {
     ['Error', info.error || ''],
     ['Uploaded by', info.uploader ? `${info.uploader} (${info.protocol || '?'})` : ''],
     ['Session id', info.id],
+    ['Integrity', info.state === 'live' ? '' : h('span', { id: 'session-verification', class: 'muted', text: 'checking…' })],
     ['Request', h('span', { id: 'event-link', class: 'muted', text: header.kubescribe && header.kubescribe.eventKey ? 'looking up…' : 'not linked (no event key in the recording)' })],
   ], { id: 'session-facts' });
 }
@@ -42,6 +43,7 @@ export function renderSession(main, route, ctx) {
   const castUrl = `/api/v1/sessions/${encodeURIComponent(id)}/cast`;
   let player = null;
   let timer = null;
+  let verifyTimer = null;
   replace(main, h('p', { class: 'muted', text: 'Loading session…' }));
   document.title = 'Session · kubescribe recorder';
 
@@ -91,6 +93,7 @@ export function renderSession(main, route, ctx) {
           facts(info))));
     ctx.focusHeading();
     linkEvent(header);
+    if (!live) verify();
     if (live) {
       stage.replaceChildren(h('div', { class: 'player-placeholder' },
         h('p', { text: 'This session is still being recorded.' }),
@@ -123,6 +126,26 @@ export function renderSession(main, route, ctx) {
       .catch(() => { /* a convenience only */ });
   }
 
+  /** Shows whether the cast matches its signed manifest (re-checked while it is pending). */
+  function verify() {
+    getJson(`/api/v1/sessions/${encodeURIComponent(id)}/verification`, {}, controller.signal)
+      .then((v) => {
+        const slot = main.querySelector('#session-verification');
+        if (!slot) return;
+        const shown = {
+          verified: ['badge done', 'Verified'],
+          unsigned: ['badge recovered', 'Hash matches (unsigned)'],
+          failed: ['badge failed', 'Verification failed'],
+        }[v.state] || ['muted', 'Not sealed yet'];
+        slot.className = shown[0];
+        slot.textContent = shown[1];
+        slot.title = v.detail || '';
+        slot.dataset.state = v.state;
+        if (v.state === 'pending') verifyTimer = window.setTimeout(verify, LIVE_POLL_MS);
+      })
+      .catch(() => { /* the badge is informative only */ });
+  }
+
   const fail = (e) => {
     if (e && e.name === 'AbortError') return;
     if (e && e.refused) { ctx.fail(e); return; }
@@ -145,6 +168,7 @@ export function renderSession(main, route, ctx) {
   return () => {
     controller.abort();
     if (timer) window.clearTimeout(timer);
+    if (verifyTimer) window.clearTimeout(verifyTimer);
     if (player) player.dispose();
   };
 }

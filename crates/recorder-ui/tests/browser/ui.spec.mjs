@@ -207,6 +207,13 @@ try {
   await page.waitForURL(/\/ui\/sessions\/[0-9a-f]{32}$/);
   const sessionUrl = page.url();
   await page.locator('.ap-player').waitFor();
+  // The cast matches its signed manifest (the recorder seals it within its --manifest-interval).
+  await page.waitForFunction(() => {
+    const badge = document.querySelector('#session-verification');
+    return badge && badge.dataset.state === 'verified';
+  }, null, { timeout: 20000 });
+  const verified = await page.locator('#session-verification').innerText();
+  check(verified === 'Verified', `integrity badge: ${verified}`);
   await page.evaluate(() => new Promise((resolve) => {
     // Start playback the way a user does: the player's start overlay.
     const start = document.querySelector('.ap-overlay-start') || document.querySelector('.ap-playback-button');
@@ -248,7 +255,7 @@ try {
       && e.kubernetes.Verb === 'get' && e.source.node === 'loopback' && e.userAgent.includes('Chrome'),
     `viewing record: ${JSON.stringify(e)}`);
   }
-  log(`session plays in asciinema-player; terminal text read from the DOM; .cast download is byte-identical; ${seen.length} viewings recorded`);
+  log(`session plays in asciinema-player; terminal text read from the DOM; .cast download is byte-identical; ${seen.length} viewings recorded; "Verified" badge shown`);
 
   step = 'event and session link to each other';
   await page.locator('#event-link a').click();

@@ -1,0 +1,214 @@
+//! Per-segment hash chains (the bottom of tamper evidence; docs/storage.md, "Tamper evidence").
+//!
+//! A record is one line of a stored object: the bytes between two `\n` (a
+//! final line without its `\n` counts too). Its *leaf* is `SHA-256(line)`;
+//! the chain runs `h₋₁ = 32 zero bytes`, `hᵢ = SHA-256(hᵢ₋₁ ‖ lineᵢ)`, so each
+//! link covers the record's exact stored bytes and the link before it. The
+//! *head* of a segment is its last link (all zeros for an empty segment).
+
+use sha2::{Digest, Sha256};
+
+/// A SHA-256 digest.
+pub type Hash = [u8; 32];
+
+/// The link before a segment's first record.
+pub const GENESIS: Hash = [0; 32];
+
+/// The records (lines) of a stored object, without their `\n`.
+pub fn lines(data: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let body = data.strip_suffix(b"\n").unwrap_or(data);
+    let empty = data.is_empty();
+    body.split(|b| *b == b'\n').filter(move |_| !empty)
+}
+
+/// `SHA-256(line)`.
+pub fn leaf(line: &[u8]) -> Hash {
+    Sha256::digest(line).into()
+}
+
+/// The link after `prev` for the record `line`: `SHA-256(prev ‖ line)`.
+pub fn link(prev: &Hash, line: &[u8]) -> Hash {
+    let mut h = Sha256::new();
+    h.update(prev);
+    h.update(line);
+    h.finalize().into()
+}
+
+/// SHA-256 of a whole object (manifests, session casts).
+pub fn digest(data: &[u8]) -> Hash {
+    Sha256::digest(data).into()
+}
+
+/// A segment's chain, computed from its stored bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SegmentChain {
+    /// The leaf of every record, in order.
+    pub leaves: Vec<Hash>,
+    /// The last link.
+    pub head: Hash,
+    /// The recorder's id of the first record (its `id` field), if it has one.
+    pub first_id: Option<String>,
+    /// The id of the last record.
+    pub last_id: Option<String>,
+}
+
+impl SegmentChain {
+    /// Computes the chain of `data`.
+    pub fn of(data: &[u8]) -> Self {
+        let mut head = GENESIS;
+        let mut leaves = Vec::new();
+        let (mut first_id, mut last_id) = (None, None);
+        for line in lines(data) {
+            head = link(&head, line);
+            leaves.push(leaf(line));
+            let id = record_id(line);
+            if first_id.is_none() {
+                first_id.clone_from(&id);
+            }
+            last_id = id;
+        }
+        Self {
+            leaves,
+            head,
+            first_id,
+            last_id,
+        }
+    }
+}
+
+/// The `id` of a stored record line (`{"type":"…","id":"<id>",…`).
+fn record_id(line: &[u8]) -> Option<String> {
+    let comma = line.iter().position(|b| *b == b',')?;
+    let rest = line[comma + 1..].strip_prefix(b"\"id\":\"")?;
+    let end = rest.iter().position(|b| *b == b'"')?;
+    String::from_utf8(rest[..end].to_vec()).ok()
+}
+
+/// How a segment's records differ from the leaves its manifest signed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Change {
+    /// A record's bytes changed (at this 0-based line of the stored segment).
+    RecordEdited,
+    /// A signed record is gone (at this line of the signed segment).
+    RecordRemoved,
+    /// Records are all there but in another order (first line out of place).
+    RecordReordered,
+    /// A record that was not signed was added (at this line of the stored segment).
+    RecordAppended,
+}
+
+/// Compares the `signed` leaves with the `stored` ones: every change with its
+/// 0-based line; empty when they are equal.
+pub fn compare(signed: &[Hash], stored: &[Hash]) -> Vec<(Change, usize)> {
+    if signed == stored {
+        return Vec::new();
+    }
+    let mut unmatched: std::collections::HashMap<&Hash, Vec<usize>> =
+        std::collections::HashMap::new();
+    for (i, h) in signed.iter().enumerate().rev() {
+        unmatched.entry(h).or_default().push(i);
+    }
+    let mut extra = Vec::new();
+    for (i, h) in stored.iter().enumerate() {
+        match unmatched.get_mut(h).and_then(Vec::pop) {
+            Some(_) => {}
+            None => extra.push(i),
+        }
+    }
+    let mut missing: Vec<usize> = unmatched.into_values().flatten().collect();
+    missing.sort_unstable();
+    let mut out = Vec::new();
+    let paired = missing.len().min(extra.len());
+    for &i in &extra[..paired] {
+        out.push((Change::RecordEdited, i));
+    }
+    for &i in &missing[paired..] {
+        out.push((Change::RecordRemoved, i));
+    }
+    for &i in &extra[paired..] {
+        out.push((Change::RecordAppended, i));
+    }
+    if out.is_empty() {
+        if let Some(i) = signed.iter().zip(stored).position(|(a, b)| a != b) {
+            out.push((Change::RecordReordered, i));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn data(lines: &[Vec<u8>]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for l in lines {
+            out.extend_from_slice(l);
+            out.push(b'\n');
+        }
+        out
+    }
+
+    fn line() -> impl Strategy<Value = Vec<u8>> {
+        proptest::collection::vec(
+            any::<u8>().prop_filter("no newline", |b| *b != b'\n'),
+            1..40,
+        )
+    }
+
+    #[test]
+    fn ids_and_known_head() {
+        let d = b"{\"type\":\"kubernetes-api-request\",\"id\":\"e-1-0\"}\n{\"type\":\"x\",\"id\":\"e-1-1\"}\n";
+        let c = SegmentChain::of(d);
+        assert_eq!(c.leaves.len(), 2);
+        assert_eq!(c.first_id.as_deref(), Some("e-1-0"));
+        assert_eq!(c.last_id.as_deref(), Some("e-1-1"));
+        let mut h = GENESIS;
+        for l in d.split(|b| *b == b'\n').take(2) {
+            let mut x = Sha256::new();
+            x.update(h);
+            x.update(l);
+            h = x.finalize().into();
+        }
+        assert_eq!(c.head, h);
+        assert_eq!(SegmentChain::of(b"").leaves.len(), 0);
+        assert_eq!(SegmentChain::of(b"").head, GENESIS);
+    }
+
+    proptest! {
+        #[test]
+        fn untouched_is_clean_and_head_depends_on_every_record(ls in proptest::collection::vec(line(), 1..20), pick in any::<prop::sample::Index>(), byte in any::<u8>()) {
+            let c = SegmentChain::of(&data(&ls));
+            prop_assert_eq!(c.leaves.len(), ls.len());
+            prop_assert!(compare(&c.leaves, &c.leaves).is_empty());
+            let i = pick.index(ls.len());
+            let mut edited = ls.clone();
+            let j = byte as usize % edited[i].len();
+            edited[i][j] = if edited[i][j] == b'a' { b'b' } else { b'a' };
+            let e = SegmentChain::of(&data(&edited));
+            prop_assert_ne!(e.head, c.head);
+            prop_assert_eq!(compare(&c.leaves, &e.leaves), vec![(Change::RecordEdited, i)]);
+        }
+
+        #[test]
+        fn removal_append_and_swap_are_named(ls in proptest::collection::hash_set(line(), 2..20), pick in any::<prop::sample::Index>(), extra in line()) {
+            let ls: Vec<Vec<u8>> = ls.into_iter().collect();
+            let c = SegmentChain::of(&data(&ls));
+            let i = pick.index(ls.len());
+            let mut removed = ls.clone();
+            removed.remove(i);
+            prop_assert_eq!(compare(&c.leaves, &SegmentChain::of(&data(&removed)).leaves), vec![(Change::RecordRemoved, i)]);
+            if !ls.contains(&extra) {
+                let mut appended = ls.clone();
+                appended.push(extra);
+                prop_assert_eq!(compare(&c.leaves, &SegmentChain::of(&data(&appended)).leaves), vec![(Change::RecordAppended, ls.len())]);
+            }
+            let mut swapped = ls.clone();
+            let k = (i + 1) % ls.len();
+            swapped.swap(i, k);
+            prop_assert_eq!(compare(&c.leaves, &SegmentChain::of(&data(&swapped)).leaves), vec![(Change::RecordReordered, i.min(k))]);
+        }
+    }
+}

@@ -1,0 +1,323 @@
+//! Manifests and their signing keys (docs/storage.md, "Tamper evidence").
+//!
+//! A manifest object is two lines: line 1 is the manifest JSON ([`Manifest`],
+//! the signed bytes exactly, without its `\n`), line 2 the [`Seal`]: the
+//! Ed25519 signature of line 1 and the public key, or `{"alg":"none"}` for a
+//! recorder run with `--unsigned`. Each manifest names the SHA-256 of the
+//! whole previous manifest object (`prev`), so manifests form a chain.
+
+use std::path::{Path, PathBuf};
+
+use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
+use serde::{Deserialize, Serialize};
+
+/// Why a key file could not be used, worded for the operator.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    /// The file could not be read or written.
+    #[error("{op} {path}: {source}")]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The file does not hold a key of the expected shape.
+    #[error("{path}: not a kubescribe {what} (expected 64 hex digits; create one with `kubescribe-recorder keygen FILE`)")]
+    Malformed {
+        /// The file.
+        path: PathBuf,
+        /// `signing key` or `public key`.
+        what: &'static str,
+    },
+}
+
+/// The recorder's signing set-up: a key, or `--unsigned`.
+#[derive(Clone)]
+pub enum Signing {
+    /// Manifests are signed with this Ed25519 key.
+    Key(Box<SigningKey>),
+    /// Manifests carry hashes but no signature.
+    Unsigned,
+}
+
+impl std::fmt::Debug for Signing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Key(k) => write!(f, "Signing::Key(public {})", public_hex(&k.verifying_key())),
+            Self::Unsigned => f.write_str("Signing::Unsigned"),
+        }
+    }
+}
+
+impl Signing {
+    /// The public key in hex, if signing.
+    pub fn public_key_hex(&self) -> Option<String> {
+        match self {
+            Self::Key(k) => Some(public_hex(&k.verifying_key())),
+            Self::Unsigned => None,
+        }
+    }
+}
+
+/// A public key as 64 lower-case hex digits.
+pub fn public_hex(key: &VerifyingKey) -> String {
+    hex::encode(key.as_bytes())
+}
+
+fn read_hex32(path: &Path, what: &'static str) -> Result<[u8; 32], KeyError> {
+    let text = std::fs::read_to_string(path).map_err(|source| KeyError::Io {
+        op: "read",
+        path: path.to_owned(),
+        source,
+    })?;
+    let malformed = || KeyError::Malformed {
+        path: path.to_owned(),
+        what,
+    };
+    let bytes = hex::decode(text.trim()).map_err(|_| malformed())?;
+    bytes.try_into().map_err(|_| malformed())
+}
+
+/// Reads a signing key file: the 32-byte Ed25519 seed as 64 hex digits.
+pub fn read_signing_key(path: &Path) -> Result<SigningKey, KeyError> {
+    Ok(SigningKey::from_bytes(&read_hex32(path, "signing key")?))
+}
+
+/// Reads a public key file (64 hex digits, as `keygen` writes to `FILE.pub`
+/// and `GET /api/v1/signing-key` serves).
+pub fn read_public_key(path: &Path) -> Result<VerifyingKey, KeyError> {
+    let bytes = read_hex32(path, "public key")?;
+    VerifyingKey::from_bytes(&bytes).map_err(|_| KeyError::Malformed {
+        path: path.to_owned(),
+        what: "public key",
+    })
+}
+
+/// Creates a new signing key at `path` (readable by its owner only; refuses
+/// to overwrite) and its public key at `path.pub`.
+pub fn generate_signing_key(path: &Path) -> Result<SigningKey, KeyError> {
+    use std::io::Write;
+    #[cfg(unix)]
+    use std::os::unix::fs::OpenOptionsExt;
+    let key = SigningKey::from_bytes(&rand::random::<[u8; 32]>());
+    let io = |op| {
+        move |source| KeyError::Io {
+            op,
+            path: path.to_owned(),
+            source,
+        }
+    };
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    options.mode(0o600);
+    let mut file = options.open(path).map_err(io("create"))?;
+    writeln!(file, "{}", hex::encode(key.to_bytes())).map_err(io("write"))?;
+    file.sync_all().map_err(io("fsync"))?;
+    let public = PathBuf::from(format!("{}.pub", path.display()));
+    std::fs::write(&public, format!("{}\n", public_hex(&key.verifying_key()))).map_err(
+        |source| KeyError::Io {
+            op: "write",
+            path: public.clone(),
+            source,
+        },
+    )?;
+    Ok(key)
+}
+
+/// One manifest: what was sealed (or deleted), linked to the manifest before it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Manifest {
+    /// Format version (1).
+    pub version: u32,
+    /// The manifest's UUIDv7 (32 hex digits; also its object name).
+    pub id: String,
+    /// When it was written (RFC 3339, UTC).
+    pub time: String,
+    /// SHA-256 (hex) of the whole previous manifest object; `None` for the first.
+    pub prev: Option<String>,
+    /// SHA-256 (hex) of this manifest's chains object (`<id>.chains`), when it covers segments.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chains: Option<String>,
+    /// The record segments it seals.
+    #[serde(default)]
+    pub segments: Vec<SegmentEntry>,
+    /// The session casts it seals.
+    #[serde(default)]
+    pub sessions: Vec<SessionEntry>,
+    /// Objects deleted by retention (a sweep writes this manifest before it deletes them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deleted: Vec<DeletedEntry>,
+}
+
+/// An object deleted by retention.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeletedEntry {
+    /// Its object key.
+    pub key: String,
+    /// Why, for the operator (`retention: events older than 30 days`).
+    pub reason: String,
+}
+
+/// A sealed record segment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SegmentEntry {
+    /// Its object key.
+    pub key: String,
+    /// How many records (lines) it holds.
+    pub records: u64,
+    /// Its size in bytes.
+    pub bytes: u64,
+    /// The first record's id.
+    pub first_id: Option<String>,
+    /// The last record's id.
+    pub last_id: Option<String>,
+    /// The head of its chain (hex).
+    pub chain: String,
+}
+
+/// A sealed session cast.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionEntry {
+    /// Its object key.
+    pub key: String,
+    /// Its size in bytes.
+    pub bytes: u64,
+    /// SHA-256 (hex) of the whole cast.
+    pub sha256: String,
+}
+
+/// Line 2 of a manifest object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Seal {
+    /// `ed25519` or `none`.
+    pub alg: String,
+    /// The signer's public key (hex), with `ed25519`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_key: Option<String>,
+    /// The signature of line 1 (hex), with `ed25519`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
+}
+
+/// The chains object line of one segment: the leaf (SHA-256) of each of its records.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChainsLine {
+    /// The segment's key.
+    pub key: String,
+    /// Each record's leaf, hex, in order.
+    pub leaves: Vec<String>,
+}
+
+/// Serialises and seals `manifest`: the bytes of the manifest object.
+pub fn encode(manifest: &Manifest, signing: &Signing) -> Vec<u8> {
+    let mut out = serde_json::to_vec(manifest).unwrap_or_default();
+    let seal = match signing {
+        Signing::Key(key) => Seal {
+            alg: "ed25519".into(),
+            public_key: Some(public_hex(&key.verifying_key())),
+            signature: Some(hex::encode(key.sign(&out).to_bytes())),
+        },
+        Signing::Unsigned => Seal {
+            alg: "none".into(),
+            public_key: None,
+            signature: None,
+        },
+    };
+    out.push(b'\n');
+    out.extend(serde_json::to_vec(&seal).unwrap_or_default());
+    out.push(b'\n');
+    out
+}
+
+/// What checking a manifest object's seal found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SealCheck {
+    /// Signed, and the signature is good (by this public key, hex).
+    Signed(String),
+    /// Written with `--unsigned`.
+    Unsigned,
+    /// The signature does not match line 1: the manifest was edited.
+    BadSignature,
+}
+
+/// Parses a manifest object and checks its seal.
+pub fn decode(data: &[u8]) -> Option<(Manifest, SealCheck)> {
+    let mut parts = data.split(|b| *b == b'\n');
+    let body = parts.next()?;
+    let seal: Seal = serde_json::from_slice(parts.next()?).ok()?;
+    let manifest: Manifest = serde_json::from_slice(body).ok()?;
+    let check = match seal.alg.as_str() {
+        "none" => SealCheck::Unsigned,
+        "ed25519" => {
+            let key = seal
+                .public_key
+                .as_deref()
+                .and_then(|k| hex::decode(k).ok())
+                .and_then(|k| <[u8; 32]>::try_from(k).ok())
+                .and_then(|k| VerifyingKey::from_bytes(&k).ok());
+            let sig = seal
+                .signature
+                .as_deref()
+                .and_then(|s| hex::decode(s).ok())
+                .and_then(|s| <[u8; 64]>::try_from(s).ok())
+                .map(|s| Signature::from_bytes(&s));
+            match (key, sig) {
+                (Some(key), Some(sig)) if key.verify(body, &sig).is_ok() => {
+                    SealCheck::Signed(public_hex(&key))
+                }
+                _ => SealCheck::BadSignature,
+            }
+        }
+        _ => SealCheck::BadSignature,
+    };
+    Some((manifest, check))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signed_round_trip_and_edit_detected() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k");
+        let key = generate_signing_key(&path).unwrap();
+        assert_eq!(read_signing_key(&path).unwrap().to_bytes(), key.to_bytes());
+        let public = read_public_key(&dir.path().join("k.pub")).unwrap();
+        assert!(generate_signing_key(&path).is_err(), "never overwrites");
+        let m = Manifest {
+            version: 1,
+            id: "x".into(),
+            time: "t".into(),
+            prev: None,
+            chains: None,
+            segments: vec![],
+            sessions: vec![],
+            deleted: vec![],
+        };
+        let bytes = encode(&m, &Signing::Key(Box::new(key)));
+        let (back, check) = decode(&bytes).unwrap();
+        assert_eq!(back, m);
+        assert_eq!(check, SealCheck::Signed(public_hex(&public)));
+        let edited = String::from_utf8(bytes)
+            .unwrap()
+            .replacen("\"t\"", "\"u\"", 1);
+        assert_eq!(
+            decode(edited.as_bytes()).unwrap().1,
+            SealCheck::BadSignature
+        );
+        assert_eq!(
+            decode(&encode(&m, &Signing::Unsigned)).unwrap().1,
+            SealCheck::Unsigned
+        );
+    }
+}

@@ -1,0 +1,14 @@
+//! Tamper evidence (docs/storage.md, "Tamper evidence"): per-segment hash
+//! chains, Ed25519-signed manifests that link to each other, the sealer that
+//! writes them, and the verifier behind `kubescribe-recorder verify`.
+//!
+//! Inside, bottom to top: [`chain`] and [`manifest`] (formats and keys, no
+//! storage: the configuration reads keys through them), `store` (manifests
+//! read back), then `sealer` (write side) and [`verify`] (read side).
+
+pub mod chain;
+pub mod manifest;
+mod store;
+
+pub(crate) mod sealer;
+pub mod verify;

@@ -1,0 +1,545 @@
+//! The sealer: writes a signed manifest for every sealed record segment and
+//! every finished session cast that no manifest covers yet: at start-up over
+//! the whole store (after crash recovery, so what recovery kept is what is
+//! sealed), then every `--manifest-interval` over the recent partitions and
+//! the segments it saw open. It also runs the retention sweep, which deletes
+//! only covered (so sealed) objects, and names them in a manifest first.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use uuid::Uuid;
+
+use super::chain::{digest, SegmentChain};
+use super::manifest::{
+    self, ChainsLine, DeletedEntry, Manifest, SealCheck, SegmentEntry, SessionEntry, Signing,
+};
+use super::store::{get_opt, list_manifests, now_rfc3339};
+use crate::config::Retention;
+use crate::record::{new_id, unix_millis, RecordId, RecordKind};
+use crate::storage::layout::{self, KeyKind};
+use crate::storage::{Storage, StorageError};
+
+/// Which objects a sealing pass looks at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Scope {
+    /// The whole store (start-up).
+    All,
+    /// The current and previous hour's partitions, today's and yesterday's
+    /// sessions, and the segments seen open before.
+    Recent,
+}
+
+/// What the sealer remembers of a covered object.
+struct Covered {
+    /// The last record id of a segment.
+    last_id: Option<String>,
+    /// The manifest object that covers it.
+    manifest: String,
+}
+
+struct State {
+    /// Keys some manifest already covers.
+    covered: HashMap<String, Covered>,
+    /// Keys a manifest names as deleted by retention.
+    deleted: HashSet<String>,
+    /// Objects to look at again: segments seen open (not sealed yet), casts
+    /// whose read failed.
+    open: HashSet<String>,
+    /// SHA-256 (hex) of the newest manifest object.
+    prev: Option<String>,
+}
+
+/// Writes manifests (see the module doc).
+pub(crate) struct Sealer {
+    storage: Arc<dyn Storage>,
+    signing: Signing,
+    state: tokio::sync::Mutex<State>,
+    /// Objects to look at in the next pass (see [`Sealer::note`]).
+    noted: std::sync::Mutex<HashSet<String>>,
+}
+
+/// A session cast checked against its manifest.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub(crate) struct SessionCheck {
+    /// `verified`, `unsigned` (hash matches, no signature), `pending` (no manifest yet) or `failed`.
+    pub(crate) state: &'static str,
+    /// The manifest object that covers it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) manifest: Option<String>,
+    /// A sentence for the reader.
+    pub(crate) detail: &'static str,
+}
+
+impl SessionCheck {
+    fn new(state: &'static str, manifest: Option<String>, detail: &'static str) -> Self {
+        Self {
+            state,
+            manifest,
+            detail,
+        }
+    }
+}
+
+/// The legal-hold marker: while it exists, retention deletes nothing.
+pub(crate) const LEGAL_HOLD: &str = "_kubescribe/legal-hold";
+
+/// Where export cursors live: `_kubescribe/export/<sink>/cursor`.
+pub(crate) const EXPORT_PREFIX: &str = "_kubescribe/export";
+
+const HOUR_MS: i64 = 3_600_000;
+
+/// A UUIDv7 at `secs_ago` seconds before now (to name a partition).
+fn id_ago(secs_ago: u64) -> Uuid {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
+    Uuid::new_v7(uuid::Timestamp::from_unix(
+        uuid::NoContext,
+        now.saturating_sub(secs_ago),
+        0,
+    ))
+}
+
+fn parent(key: &str) -> String {
+    key.rsplit_once('/')
+        .map(|(p, _)| p.to_owned())
+        .unwrap_or_default()
+}
+
+impl Sealer {
+    /// Reads the manifests in `storage` to learn what is covered.
+    pub(crate) async fn open(
+        storage: Arc<dyn Storage>,
+        signing: Signing,
+    ) -> Result<Self, StorageError> {
+        let mut covered = HashMap::new();
+        let mut deleted = HashSet::new();
+        let mut prev = None;
+        for (_, key, chains) in list_manifests(&*storage).await? {
+            if chains {
+                continue;
+            }
+            let Some(data) = get_opt(&*storage, &key).await? else {
+                continue;
+            };
+            prev = Some(hex::encode(digest(&data)));
+            match manifest::decode(&data) {
+                Some((m, _)) => {
+                    let at = |last_id| Covered {
+                        last_id,
+                        manifest: key.clone(),
+                    };
+                    covered.extend(m.segments.into_iter().map(|s| (s.key, at(s.last_id))));
+                    covered.extend(m.sessions.into_iter().map(|s| (s.key, at(None))));
+                    deleted.extend(m.deleted.into_iter().map(|d| d.key));
+                }
+                None => {
+                    tracing::warn!(%key, "a manifest does not parse (run `kubescribe-recorder verify`)")
+                }
+            }
+        }
+        Ok(Self {
+            storage,
+            signing,
+            noted: std::sync::Mutex::new(HashSet::new()),
+            state: tokio::sync::Mutex::new(State {
+                covered,
+                deleted,
+                open: HashSet::new(),
+                prev,
+            }),
+        })
+    }
+
+    /// The prefixes a pass of `scope` lists.
+    fn prefixes(scope: Scope) -> Vec<String> {
+        match scope {
+            Scope::All => vec![
+                layout::folder(RecordKind::Event).to_owned(),
+                layout::folder(RecordKind::Response).to_owned(),
+                layout::SESSIONS.to_owned(),
+            ],
+            Scope::Recent => {
+                let mut out = Vec::new();
+                for ago in [0, 3600] {
+                    let id = id_ago(ago);
+                    for kind in [RecordKind::Event, RecordKind::Response] {
+                        out.push(layout::partition(kind, &id));
+                    }
+                }
+                for ago in [0, 86_400] {
+                    out.push(parent(layout::session_key(&id_ago(ago)).as_str()));
+                }
+                out.dedup();
+                out
+            }
+        }
+    }
+
+    /// Writes one manifest for everything sealed and not yet covered in
+    /// `scope`; returns how many objects it covered (0: no manifest written).
+    pub(crate) async fn seal(&self, scope: Scope) -> Result<usize, StorageError> {
+        let mut state = self.state.lock().await;
+        let mut keys: Vec<String> = state.open.iter().cloned().collect();
+        if let Ok(mut noted) = self.noted.lock() {
+            keys.extend(noted.drain());
+        }
+        for prefix in Self::prefixes(scope) {
+            for info in self.storage.list(&prefix).await? {
+                keys.push(info.key);
+            }
+        }
+        keys.sort();
+        keys.dedup();
+        let mut segments = Vec::new();
+        let mut chains = Vec::new();
+        let mut sessions = Vec::new();
+        for key in keys {
+            if state.covered.contains_key(&key) || state.deleted.contains(&key) {
+                continue;
+            }
+            let Some((_, kind)) = layout::parse_key(&key) else {
+                continue;
+            };
+            if let KeyKind::Batch(..) = kind {
+                match self.storage.is_sealed(&key).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        state.open.insert(key);
+                        continue;
+                    }
+                    Err(StorageError::NotFound(_)) => {
+                        state.open.remove(&key);
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            let Some(data) = get_opt(&*self.storage, &key).await? else {
+                state.open.remove(&key);
+                continue;
+            };
+            match kind {
+                KeyKind::Batch(..) => {
+                    let chain = SegmentChain::of(&data);
+                    segments.push(SegmentEntry {
+                        key: key.clone(),
+                        records: chain.leaves.len() as u64,
+                        bytes: data.len() as u64,
+                        first_id: chain.first_id,
+                        last_id: chain.last_id,
+                        chain: hex::encode(chain.head),
+                    });
+                    chains.push(ChainsLine {
+                        key: key.clone(),
+                        leaves: chain.leaves.iter().map(hex::encode).collect(),
+                    });
+                }
+                KeyKind::Session(_) => sessions.push(SessionEntry {
+                    key: key.clone(),
+                    bytes: data.len() as u64,
+                    sha256: hex::encode(digest(&data)),
+                }),
+            }
+        }
+        let count = segments.len() + sessions.len();
+        if count == 0 {
+            return Ok(0);
+        }
+        self.write(&mut state, segments, chains, sessions, Vec::new())
+            .await?;
+        Ok(count)
+    }
+
+    /// Writes the chains object (if any) and the manifest, linked to the
+    /// previous one, and records what it covers.
+    async fn write(
+        &self,
+        state: &mut State,
+        segments: Vec<SegmentEntry>,
+        chains: Vec<ChainsLine>,
+        sessions: Vec<SessionEntry>,
+        deleted: Vec<DeletedEntry>,
+    ) -> Result<(), StorageError> {
+        let id = new_id();
+        let chains_hash = if chains.is_empty() {
+            None
+        } else {
+            let mut body = Vec::new();
+            for line in &chains {
+                body.extend(serde_json::to_vec(line).unwrap_or_default());
+                body.push(b'\n');
+            }
+            let hash = hex::encode(digest(&body));
+            self.storage
+                .put(&layout::chains_key(&id), Bytes::from(body))
+                .await?;
+            Some(hash)
+        };
+        let m = Manifest {
+            version: 1,
+            id: id.simple().to_string(),
+            time: now_rfc3339(),
+            prev: state.prev.clone(),
+            chains: chains_hash,
+            segments,
+            sessions,
+            deleted,
+        };
+        let bytes = manifest::encode(&m, &self.signing);
+        let hash = hex::encode(digest(&bytes));
+        self.storage
+            .put(&layout::manifest_key(&id), Bytes::from(bytes))
+            .await?;
+        let manifest_key = layout::manifest_key(&id).to_string();
+        for s in &m.segments {
+            state.open.remove(&s.key);
+            let covered = Covered {
+                last_id: s.last_id.clone(),
+                manifest: manifest_key.clone(),
+            };
+            state.covered.insert(s.key.clone(), covered);
+        }
+        for s in &m.sessions {
+            state.open.remove(&s.key);
+            let covered = Covered {
+                last_id: None,
+                manifest: manifest_key.clone(),
+            };
+            state.covered.insert(s.key.clone(), covered);
+        }
+        for d in &m.deleted {
+            state.covered.remove(&d.key);
+            state.deleted.insert(d.key.clone());
+        }
+        state.prev = Some(hash);
+        tracing::debug!(manifest = %m.id, segments = m.segments.len(), sessions = m.sessions.len(), deleted = m.deleted.len(), "wrote a manifest");
+        Ok(())
+    }
+
+    /// The lowest export cursor (`_kubescribe/export/<sink>/cursor`, `{"after":"<record id>"}`)
+    /// as (batch, line); `Ok(None)` when there is none, `Err` (a reason) when one cannot be read:
+    /// then nothing may be deleted.
+    async fn export_floor(&self) -> Result<Option<(u128, usize)>, String> {
+        let listed = self
+            .storage
+            .list(EXPORT_PREFIX)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut floor: Option<(u128, usize)> = None;
+        for info in listed {
+            if !info.key.ends_with("/cursor") {
+                continue;
+            }
+            let data = self
+                .storage
+                .get(&info.key)
+                .await
+                .map_err(|e| e.to_string())?;
+            let at = serde_json::from_slice::<serde_json::Value>(&data)
+                .ok()
+                .and_then(|v| v["after"].as_str().and_then(RecordId::parse))
+                .map(|id| (id.batch.as_u128(), id.line))
+                .ok_or_else(|| format!("{}: not {{\"after\":\"<record id>\"}}", info.key))?;
+            floor = Some(floor.map_or(at, |f| f.min(at)));
+        }
+        Ok(floor)
+    }
+
+    /// One retention sweep (docs/storage.md, "Retention"): deletes covered
+    /// segments and sessions past `retention`, never one holding a record an
+    /// export cursor has not passed, nothing under legal hold; names them in
+    /// a manifest before deleting them. Returns how many it deleted.
+    pub(crate) async fn sweep(&self, retention: &Retention) -> Result<usize, StorageError> {
+        if retention.events_days.is_none() && retention.sessions_days.is_none() {
+            return Ok(0);
+        }
+        if retention.legal_hold {
+            tracing::info!("legal hold (--legal-hold): retention deletes nothing");
+            return Ok(0);
+        }
+        if get_opt(&*self.storage, LEGAL_HOLD).await?.is_some() {
+            tracing::warn!(
+                marker = LEGAL_HOLD,
+                "legal hold: retention deletes nothing while the marker exists"
+            );
+            return Ok(0);
+        }
+        let floor = match self.export_floor().await {
+            Ok(floor) => floor,
+            Err(reason) => {
+                tracing::warn!(%reason, "an export cursor cannot be read: retention deletes nothing");
+                return Ok(0);
+            }
+        };
+        let now_ms = unix_millis(&new_id());
+        let day_ms = 86_400_000i64;
+        let mut state = self.state.lock().await;
+        let mut doomed = Vec::new();
+        for (key, Covered { last_id, .. }) in &state.covered {
+            let Some((_, kind)) = layout::parse_key(key) else {
+                continue;
+            };
+            let reason = match kind {
+                KeyKind::Batch(_, id) => {
+                    let Some(days) = retention.events_days else {
+                        continue;
+                    };
+                    // Every record in a segment is from its name's hour.
+                    let hour_end = unix_millis(&id) / HOUR_MS * HOUR_MS + HOUR_MS;
+                    if hour_end > now_ms - i64::from(days) * day_ms {
+                        continue;
+                    }
+                    let exported = match (floor, last_id.as_deref().and_then(RecordId::parse)) {
+                        (None, _) => true,
+                        (Some(_), None) => last_id.is_none(),
+                        (Some(f), Some(last)) => (last.batch.as_u128(), last.line) <= f,
+                    };
+                    if !exported {
+                        continue;
+                    }
+                    format!("retention: records older than {days} days (--retain-events-days)")
+                }
+                KeyKind::Session(id) => {
+                    let Some(days) = retention.sessions_days else {
+                        continue;
+                    };
+                    if unix_millis(&id) > now_ms - i64::from(days) * day_ms {
+                        continue;
+                    }
+                    format!("retention: session older than {days} days (--retain-sessions-days)")
+                }
+            };
+            doomed.push(DeletedEntry {
+                key: key.clone(),
+                reason,
+            });
+        }
+        if doomed.is_empty() {
+            return Ok(0);
+        }
+        doomed.sort_by(|a, b| a.key.cmp(&b.key));
+        let keys: Vec<String> = doomed.iter().map(|d| d.key.clone()).collect();
+        self.write(&mut state, Vec::new(), Vec::new(), Vec::new(), doomed)
+            .await?;
+        for key in &keys {
+            self.storage.delete(key).await?;
+        }
+        tracing::info!(
+            objects = keys.len(),
+            "retention deleted sealed objects past their retention (named in a manifest)"
+        );
+        Ok(keys.len())
+    }
+
+    /// Makes the next pass look at object `key` (a session cast that just
+    /// ended, whatever the partition of its start).
+    pub(crate) fn note(&self, key: &str) {
+        // Not the state's lock: a pass may hold that for a while.
+        if let Ok(mut noted) = self.noted.lock() {
+            noted.insert(key.to_owned());
+        }
+    }
+
+    /// Checks session cast `key` against the manifest that covers it (the
+    /// UI's "verified" badge).
+    pub(crate) async fn check_session(&self, key: &str) -> Result<SessionCheck, StorageError> {
+        let manifest_key = match self.state.lock().await.covered.get(key) {
+            Some(c) => c.manifest.clone(),
+            None => {
+                return Ok(SessionCheck::new(
+                    "pending",
+                    None,
+                    "no manifest covers it yet",
+                ))
+            }
+        };
+        let at = Some(manifest_key.clone());
+        let Some(data) = get_opt(&*self.storage, &manifest_key).await? else {
+            return Ok(SessionCheck::new("failed", at, "its manifest is missing"));
+        };
+        let Some((m, seal)) = manifest::decode(&data) else {
+            return Ok(SessionCheck::new(
+                "failed",
+                at,
+                "its manifest does not parse",
+            ));
+        };
+        let signed = match (seal, self.signing.public_key_hex()) {
+            (SealCheck::Signed(by), Some(own)) if by == own => true,
+            (SealCheck::Signed(_), _) => {
+                return Ok(SessionCheck::new(
+                    "failed",
+                    at,
+                    "its manifest is signed by another key",
+                ))
+            }
+            (SealCheck::Unsigned, _) => false,
+            (SealCheck::BadSignature, _) => {
+                return Ok(SessionCheck::new(
+                    "failed",
+                    at,
+                    "its manifest's signature does not match",
+                ))
+            }
+        };
+        let Some(entry) = m.sessions.iter().find(|s| s.key == key) else {
+            return Ok(SessionCheck::new(
+                "failed",
+                at,
+                "its manifest does not name it",
+            ));
+        };
+        let Some(cast) = get_opt(&*self.storage, key).await? else {
+            return Ok(SessionCheck::new("failed", at, "the cast is missing"));
+        };
+        Ok(if hex::encode(digest(&cast)) != entry.sha256 {
+            SessionCheck::new("failed", at, "the cast is not the one its manifest hashed")
+        } else if signed {
+            SessionCheck::new("verified", at, "the cast matches its signed manifest")
+        } else {
+            SessionCheck::new(
+                "unsigned",
+                at,
+                "the cast matches its manifest, which is unsigned (--unsigned)",
+            )
+        })
+    }
+
+    /// Runs a retention sweep every `retention.interval`, in the background.
+    pub(crate) fn spawn_sweeper(self: Arc<Self>, retention: Retention) {
+        if retention.events_days.is_none() && retention.sessions_days.is_none() {
+            return;
+        }
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(retention.interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                if let Err(e) = self.sweep(&retention).await {
+                    tracing::warn!(error = %e, "retention sweep failed (retrying at the next interval)");
+                }
+            }
+        });
+    }
+
+    /// Runs a [`Scope::Recent`] pass every `interval`, in the background.
+    pub(crate) fn spawn_periodic(self: Arc<Self>, interval: Duration) {
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                if let Err(e) = self.seal(Scope::Recent).await {
+                    tracing::warn!(error = %e, "could not write a manifest (retrying at the next interval)");
+                }
+            }
+        });
+    }
+}
