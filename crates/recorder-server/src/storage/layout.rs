@@ -101,6 +101,15 @@ pub fn session_key(session: &Uuid) -> ObjectKey {
     ))
 }
 
+/// The cursor of export sink `sink`: `_kubescribe/export/<sink>/cursor`,
+/// JSON `{"after":"<record id>"}` (retention never deletes records after the
+/// lowest cursor). `sink` is one of the exporter's own fixed names (lower-case
+/// letters and `-`); anything else is refused.
+pub(crate) fn export_cursor_key(sink: &'static str) -> Option<ObjectKey> {
+    let valid = !sink.is_empty() && sink.bytes().all(|b| b.is_ascii_lowercase() || b == b'-');
+    valid.then(|| ObjectKey(format!("_kubescribe/export/{sink}/cursor")))
+}
+
 /// Where a record id points: its kind, commit batch and line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordLocation {

@@ -1,0 +1,227 @@
+//! Stored events in record-id order (commit order), each with its response
+//! record, read from storage (disk segments or S3 batch objects) after a
+//! cursor.
+//!
+//! A record is released only once no commit that could precede it is still
+//! being written: its batch is older than the oldest commit in flight
+//! ([`CommitWatermark`]) and older than a moment ago, so that a later commit
+//! that landed first (two commits can be in flight) is never passed before
+//! an earlier one has ended. An event waits for its response record up to
+//! `response_wait` after it was stored, then goes without one.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use event_model::{Event, Record, ResponseRecord};
+
+use crate::pipeline::commit::CommitWatermark;
+use crate::record::{new_id, order_key, unix_millis, OrderKey, RecordKind};
+use crate::storage::layout::{self, KeyKind};
+use crate::storage::{Storage, StorageError};
+
+const HOUR_MS: i64 = 3_600_000;
+
+/// How long after a batch's id was made it may still be becoming visible
+/// in a listing (the watermark covers commits in flight; this covers the
+/// moment between making an id and registering it).
+const SETTLE_MS: i64 = 1000;
+
+/// Events read ahead of the cursor at most; reading pauses beyond.
+const MAX_PENDING: usize = 50_000;
+
+/// One event ready for export.
+pub(crate) struct Ready {
+    /// Its position.
+    pub(crate) order: OrderKey,
+    /// The stored event.
+    pub(crate) event: Event,
+    /// Its response record, if one was stored within the wait.
+    pub(crate) response: Option<ResponseRecord>,
+}
+
+/// The reading state of one sink.
+pub(crate) struct Source {
+    storage: Arc<dyn Storage>,
+    watermark: Option<CommitWatermark>,
+    response_wait: Duration,
+    /// Everything at or before this has been delivered.
+    after: Option<OrderKey>,
+    /// Bytes of each object already read (disk segments grow).
+    offsets: HashMap<String, u64>,
+    /// Events read, not yet released.
+    pending: BTreeMap<OrderKey, Event>,
+    /// Response records read, by event key, with their batch time.
+    responses: HashMap<String, (i64, ResponseRecord)>,
+    /// Objects not read because `pending` was full: nothing at or after
+    /// this batch is released.
+    horizon: Option<u128>,
+}
+
+fn split_lines(data: &Bytes) -> impl Iterator<Item = &[u8]> {
+    data.split(|b| *b == b'\n')
+        .filter(|line| !line.iter().all(u8::is_ascii_whitespace))
+}
+
+fn batch_ms(order: OrderKey) -> i64 {
+    unix_millis(&uuid::Uuid::from_u128(order.0))
+}
+
+impl Source {
+    /// A reader of `storage` after `after`.
+    pub(crate) fn new(
+        storage: Arc<dyn Storage>,
+        watermark: Option<CommitWatermark>,
+        response_wait: Duration,
+        after: Option<OrderKey>,
+    ) -> Self {
+        Self {
+            storage,
+            watermark,
+            response_wait,
+            after,
+            offsets: HashMap::new(),
+            pending: BTreeMap::new(),
+            responses: HashMap::new(),
+            horizon: None,
+        }
+    }
+
+    /// Events read and not yet delivered (for the lag metric).
+    pub(crate) fn backlog(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// The oldest event not yet delivered, in Unix milliseconds of its commit.
+    pub(crate) fn oldest_pending_ms(&self) -> Option<i64> {
+        self.pending.keys().next().map(|o| batch_ms(*o))
+    }
+
+    /// Reads what storage holds beyond what was read, then returns up to
+    /// `max` events that may be released now, in order (not yet removed:
+    /// see [`Source::delivered`]).
+    pub(crate) async fn poll(&mut self, max: usize) -> Result<Vec<Ready>, StorageError> {
+        // The order matters: the clock, then the commits in flight, then the
+        // listing (see the module's comment).
+        let now_ms = unix_millis(&new_id());
+        let in_flight = self.watermark.as_ref().and_then(|w| w.oldest_in_flight());
+        self.read_new().await?;
+        let mut limit_ms = now_ms - SETTLE_MS;
+        if let Some(batch) = in_flight {
+            limit_ms = limit_ms.min(unix_millis(&batch) - 1);
+        }
+        let wait_ms = i64::try_from(self.response_wait.as_millis()).unwrap_or(i64::MAX);
+        let mut ready = Vec::new();
+        for (order, event) in &self.pending {
+            if ready.len() >= max
+                || batch_ms(*order) > limit_ms
+                || self.horizon.is_some_and(|h| order.0 >= h)
+            {
+                break;
+            }
+            let response = event
+                .key()
+                .and_then(|k| self.responses.get(k))
+                .map(|(_, r)| r.clone());
+            if response.is_none() && now_ms - batch_ms(*order) < wait_ms {
+                break;
+            }
+            ready.push(Ready {
+                order: *order,
+                event: event.clone(),
+                response,
+            });
+        }
+        Ok(ready)
+    }
+
+    /// Marks everything up to `through` delivered.
+    pub(crate) fn delivered(&mut self, through: OrderKey) {
+        while let Some(entry) = self.pending.first_entry() {
+            if *entry.key() > through {
+                break;
+            }
+            let event = entry.remove();
+            if let Some(key) = event.key() {
+                self.responses.remove(key);
+            }
+        }
+        self.after = Some(through);
+        // Response records of events delivered long ago (or of events never
+        // stored) are not kept for ever.
+        let floor = batch_ms(through) - 2 * HOUR_MS;
+        self.responses.retain(|_, (ms, _)| *ms >= floor);
+    }
+
+    /// Reads new bytes of every object that may hold records after the cursor.
+    async fn read_new(&mut self) -> Result<(), StorageError> {
+        let after_ms = self.after.map_or(i64::MIN, batch_ms);
+        let mut objects = Vec::new();
+        for kind in [RecordKind::Event, RecordKind::Response] {
+            for info in self.storage.list(layout::folder(kind)).await? {
+                let Some((key, KeyKind::Batch(kind, batch))) = layout::parse_key(&info.key) else {
+                    continue;
+                };
+                // A segment holds batches of its own hour only. Response
+                // records may be stored a while before the event they
+                // belong to is delivered: an hour's margin.
+                let ms = unix_millis(&batch);
+                let hour_end = ms - ms.rem_euclid(HOUR_MS) + HOUR_MS;
+                let floor = match kind {
+                    RecordKind::Event => after_ms,
+                    RecordKind::Response => after_ms.saturating_sub(HOUR_MS),
+                };
+                if hour_end <= floor {
+                    continue;
+                }
+                let read = self.offsets.get(key.as_str()).copied().unwrap_or(0);
+                if info.size > read {
+                    objects.push((batch, kind, key, read, info.size));
+                }
+            }
+        }
+        objects.sort_by_key(|o| o.0);
+        self.horizon = None;
+        for (batch, kind, key, read, size) in objects {
+            if kind == RecordKind::Event && self.pending.len() >= MAX_PENDING {
+                self.horizon = Some(
+                    self.horizon
+                        .map_or(batch.as_u128(), |h| h.min(batch.as_u128())),
+                );
+                continue;
+            }
+            let data = self.storage.get_range(key.as_str(), read..size).await?;
+            // Whole lines only: a disk segment may be read mid-append.
+            let Some(end) = data.iter().rposition(|b| *b == b'\n') else {
+                continue;
+            };
+            let data = data.slice(..end + 1);
+            self.offsets
+                .insert(key.to_string(), read + data.len() as u64);
+            for line in split_lines(&data) {
+                match Record::from_slice(line) {
+                    Ok(Record::Event(event)) => {
+                        let Some((_, order)) = order_key(&event.id) else {
+                            continue;
+                        };
+                        if self.after.is_none_or(|a| order > a) {
+                            self.pending.insert(order, event);
+                        }
+                    }
+                    Ok(Record::Response(response)) => {
+                        if response.key.is_empty() {
+                            continue;
+                        }
+                        let ms = order_key(&response.id).map_or(0, |(_, o)| batch_ms(o));
+                        self.responses.insert(response.key.clone(), (ms, response));
+                    }
+                    Err(e) => {
+                        tracing::warn!(%key, error = %e, "export: skipping a stored line that does not parse");
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
