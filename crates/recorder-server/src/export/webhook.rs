@@ -50,6 +50,9 @@ impl WebhookSink {
         base.authority = parts.authority;
         base.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
         config.cluster_url = Uri::from_parts(base).map_err(|e| bad(e.to_string()))?;
+        // kube-rs builds its TLS client from rustls' process-wide provider:
+        // the workspace's (ring), as the proxy installs it.
+        let _ = std::sync::Arc::unwrap_or_clone(service::tls::crypto_provider()).install_default();
         let client = kube::Client::try_from(config).map_err(|e| bad(e.to_string()))?;
         Ok(Self {
             client,
