@@ -154,74 +154,94 @@ impl Source {
         self.responses.retain(|_, (ms, _)| *ms >= floor);
     }
 
-    /// Reads new bytes of every object that may hold records after the cursor.
+    /// Reads new bytes of every object that may hold records after the
+    /// cursor: event objects first (up to [`MAX_PENDING`] events), then the
+    /// response objects those events' responses may be in.
     async fn read_new(&mut self) -> Result<(), StorageError> {
         let after_ms = self.after.map_or(i64::MIN, batch_ms);
-        let mut objects = Vec::new();
+        let mut listed = HashMap::new();
         for kind in [RecordKind::Event, RecordKind::Response] {
+            let mut objects = Vec::new();
             for info in self.storage.list(layout::folder(kind)).await? {
                 let Some((key, KeyKind::Batch(kind, batch))) = layout::parse_key(&info.key) else {
                     continue;
                 };
-                // A segment holds batches of its own hour only. Response
-                // records may be stored a while before the event they
-                // belong to is delivered: an hour's margin.
+                objects.push((batch, kind, key, info.size));
+            }
+            objects.sort_by_key(|o| o.0);
+            // A segment holds batches of its own hour only. A response record
+            // may be stored up to an hour before the events the exporter
+            // still waits on (the proxy retries), and is not needed sooner
+            // than an hour after the last event object read.
+            let (floor, ceiling) = match kind {
+                RecordKind::Event => (after_ms, i64::MAX),
+                RecordKind::Response => (
+                    self.oldest_pending_ms()
+                        .unwrap_or(after_ms)
+                        .saturating_sub(HOUR_MS),
+                    self.horizon.map_or(i64::MAX, |h| {
+                        unix_millis(&uuid::Uuid::from_u128(h)) + HOUR_MS
+                    }),
+                ),
+            };
+            if kind == RecordKind::Event {
+                self.horizon = None;
+            }
+            for (batch, kind, key, size) in objects {
                 let ms = unix_millis(&batch);
                 let hour_end = ms - ms.rem_euclid(HOUR_MS) + HOUR_MS;
-                let floor = match kind {
-                    RecordKind::Event => after_ms,
-                    RecordKind::Response => after_ms.saturating_sub(HOUR_MS),
-                };
-                if hour_end <= floor {
+                if hour_end <= floor || ms > ceiling {
                     continue;
                 }
                 let read = self.offsets.get(key.as_str()).copied().unwrap_or(0);
-                if info.size > read {
-                    objects.push((batch, kind, key, read, info.size));
+                listed.insert(key.to_string(), read);
+                if size <= read {
+                    continue;
                 }
+                if kind == RecordKind::Event && self.pending.len() >= MAX_PENDING {
+                    self.horizon = Some(
+                        self.horizon
+                            .map_or(batch.as_u128(), |h| h.min(batch.as_u128())),
+                    );
+                    continue;
+                }
+                let data = self.storage.get_range(key.as_str(), read..size).await?;
+                // Whole lines only: a disk segment may be read mid-append.
+                let Some(end) = data.iter().rposition(|b| *b == b'\n') else {
+                    continue;
+                };
+                let data = data.slice(..end + 1);
+                listed.insert(key.to_string(), read + data.len() as u64);
+                self.parse(key.as_str(), &data);
             }
         }
-        objects.sort_by_key(|o| o.0);
-        self.horizon = None;
-        for (batch, kind, key, read, size) in objects {
-            if kind == RecordKind::Event && self.pending.len() >= MAX_PENDING {
-                self.horizon = Some(
-                    self.horizon
-                        .map_or(batch.as_u128(), |h| h.min(batch.as_u128())),
-                );
-                continue;
-            }
-            let data = self.storage.get_range(key.as_str(), read..size).await?;
-            // Whole lines only: a disk segment may be read mid-append.
-            let Some(end) = data.iter().rposition(|b| *b == b'\n') else {
-                continue;
-            };
-            let data = data.slice(..end + 1);
-            self.offsets
-                .insert(key.to_string(), read + data.len() as u64);
-            for line in split_lines(&data) {
-                match Record::from_slice(line) {
-                    Ok(Record::Event(event)) => {
-                        let Some((_, order)) = order_key(&event.id) else {
-                            continue;
-                        };
-                        if self.after.is_none_or(|a| order > a) {
-                            self.pending.insert(order, event);
-                        }
-                    }
-                    Ok(Record::Response(response)) => {
-                        if response.key.is_empty() {
-                            continue;
-                        }
-                        let ms = order_key(&response.id).map_or(0, |(_, o)| batch_ms(o));
-                        self.responses.insert(response.key.clone(), (ms, response));
-                    }
-                    Err(e) => {
-                        tracing::warn!(%key, error = %e, "export: skipping a stored line that does not parse");
-                    }
-                }
-            }
-        }
+        // Objects no longer relevant are forgotten.
+        self.offsets = listed;
         Ok(())
+    }
+
+    fn parse(&mut self, key: &str, data: &Bytes) {
+        for line in split_lines(data) {
+            match Record::from_slice(line) {
+                Ok(Record::Event(event)) => {
+                    let Some((_, order)) = order_key(&event.id) else {
+                        continue;
+                    };
+                    if self.after.is_none_or(|a| order > a) {
+                        self.pending.insert(order, event);
+                    }
+                }
+                Ok(Record::Response(response)) => {
+                    if response.key.is_empty() {
+                        continue;
+                    }
+                    let ms = order_key(&response.id).map_or(0, |(_, o)| batch_ms(o));
+                    self.responses.insert(response.key.clone(), (ms, response));
+                }
+                Err(e) => {
+                    tracing::warn!(%key, error = %e, "export: skipping a stored line that does not parse");
+                }
+            }
+        }
     }
 }
