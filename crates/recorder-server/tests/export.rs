@@ -8,7 +8,6 @@
 mod common;
 
 use std::collections::{BTreeMap, HashSet};
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -18,80 +17,12 @@ use bytes::Bytes;
 use common::*;
 use http::StatusCode;
 use serde_json::{json, Value};
+use test_support::AuditSink;
 
-/// A running `audit-sink serve`.
-struct Receiver {
-    child: Child,
-    addr: SocketAddr,
-    out: PathBuf,
-}
-
-impl Receiver {
-    fn start(out: &Path, listen: &str) -> Self {
-        let mut child = Command::new(test_support::peers::audit_sink().unwrap())
-            .args(["serve", "-listen", listen, "-out"])
-            .arg(out)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let addr = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("audit-sink said {line:?}"))
-            .parse()
-            .unwrap();
-        Self {
-            child,
-            addr,
-            out: out.to_owned(),
-        }
-    }
-
-    async fn control(&self, path: &str) -> Value {
-        let (status, _, body) = call(self.addr, "POST", path, &[], Bytes::new()).await;
-        assert!(status.is_success(), "{path}: {status}");
-        serde_json::from_slice(&body).unwrap_or(Value::Null)
-    }
-
-    /// The events received, in arrival order.
-    fn events(&self) -> Vec<Value> {
-        std::fs::read_to_string(&self.out)
-            .unwrap_or_default()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
-    }
-
-    fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Receiver {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-/// A kubeconfig-style webhook file as kube-apiserver's
-/// `--audit-webhook-config-file` takes it.
-fn webhook_config(dir: &Path, receiver: SocketAddr) -> PathBuf {
+/// A webhook file naming `receiver`.
+fn webhook_config(dir: &Path, receiver: &AuditSink) -> PathBuf {
     let path = dir.join("webhook.kubeconfig");
-    std::fs::write(
-        &path,
-        format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: siem\n  cluster:\n    server: http://{receiver}/audit/ingest\n\
-             users:\n- name: recorder\n  user:\n    token: not-checked-by-the-test-receiver\n\
-             contexts:\n- name: default\n  context:\n    cluster: siem\n    user: recorder\ncurrent-context: default\n"
-        ),
-    )
-    .unwrap();
+    receiver.webhook_config(&path).unwrap();
     path
 }
 
@@ -202,31 +133,9 @@ fn by_audit_id(events: &[Value]) -> BTreeMap<String, Value> {
         .collect()
 }
 
-/// The JSON lines files, concatenated in name order, after a strict check
-/// of each with the Go types.
+/// The JSON lines files' events, after a strict check of each with the Go types.
 fn jsonl_events(dir: &Path) -> Vec<Value> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir.join("jsonl"))
-        .map(|d| d.flatten().map(|e| e.path()).collect())
-        .unwrap_or_default();
-    files.sort();
-    let mut out = Vec::new();
-    for file in files {
-        let check = Command::new(test_support::peers::audit_sink().unwrap())
-            .arg("check")
-            .arg(&file)
-            .output()
-            .unwrap();
-        assert!(
-            check.status.success(),
-            "{} does not decode strictly: {}",
-            file.display(),
-            String::from_utf8_lossy(&check.stderr)
-        );
-        for line in std::fs::read_to_string(&file).unwrap().lines() {
-            out.push(serde_json::from_str(line).unwrap());
-        }
-    }
-    out
+    test_support::audit_sink::jsonl_events(&dir.join("jsonl")).unwrap()
 }
 
 fn cursor(dir: &Path, sink: &str) -> Value {
@@ -280,26 +189,26 @@ fn assert_in_order(events: &[Value]) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn both_sinks_export_every_event_and_the_go_types_decode_them_strictly() {
     let dir = tempfile::tempdir().unwrap();
-    let receiver = Receiver::start(&dir.path().join("received.jsonl"), "127.0.0.1:0");
-    let recorder = Recorder::start(dir.path(), &webhook_config(dir.path(), receiver.addr)).await;
+    let receiver = AuditSink::start(&dir.path().join("received.jsonl")).unwrap();
+    let recorder = Recorder::start(dir.path(), &webhook_config(dir.path(), &receiver)).await;
     for n in 0..20 {
         upload(recorder.addr, n, n == 5).await;
     }
     wait_for("20 events at the webhook", Duration::from_secs(30), || {
-        receiver.events().len() >= 20
+        receiver.events().unwrap().len() >= 20
     })
     .await;
     wait_for("20 events in JSON lines", Duration::from_secs(30), || {
         jsonl_events(dir.path()).len() >= 20
     })
     .await;
-    let stats = receiver.control("/control/stats").await;
+    let stats = receiver.stats().unwrap();
     assert_eq!(stats["rejected"], 0, "every batch decoded strictly");
     assert!(
         stats["batches"].as_u64().unwrap() >= 3,
         "batches of at most 7: {stats}"
     );
-    for events in [receiver.events(), jsonl_events(dir.path())] {
+    for events in [receiver.events().unwrap(), jsonl_events(dir.path())] {
         assert_eq!(events.len(), 20, "once each");
         assert_in_order(&events);
         let by_id = by_audit_id(&events);
@@ -336,7 +245,8 @@ async fn both_sinks_export_every_event_and_the_go_types_decode_them_strictly() {
         }
     }
     // The cursors name the last event delivered.
-    let last = receiver.events().last().unwrap()["annotations"]["kubescribe.io/record-id"].clone();
+    let last = receiver.events().unwrap().last().unwrap()["annotations"]["kubescribe.io/record-id"]
+        .clone();
     assert_eq!(cursor(dir.path(), "webhook"), json!({ "after": last }));
     assert_eq!(cursor(dir.path(), "jsonl"), json!({ "after": last }));
     assert_eq!(
@@ -351,12 +261,12 @@ async fn both_sinks_export_every_event_and_the_go_types_decode_them_strictly() {
 async fn a_receiver_down_failing_or_slow_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("received.jsonl");
-    let mut receiver = Receiver::start(&out, "127.0.0.1:0");
-    let addr = receiver.addr;
-    let recorder = Recorder::start(dir.path(), &webhook_config(dir.path(), addr)).await;
+    let mut receiver = AuditSink::start(&out).unwrap();
+    let addr = receiver.addr();
+    let recorder = Recorder::start(dir.path(), &webhook_config(dir.path(), &receiver)).await;
 
     // Failing (500 to every batch): nothing is lost, everything arrives once it recovers.
-    receiver.control("/control/fail").await;
+    receiver.fail().unwrap();
     for n in 0..10 {
         upload(recorder.addr, n, false).await;
     }
@@ -369,37 +279,37 @@ async fn a_receiver_down_failing_or_slow_loses_nothing() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(receiver.events().is_empty());
-    receiver.control("/control/ok").await;
+    assert!(receiver.events().unwrap().is_empty());
+    receiver.ok().unwrap();
     wait_for(
         "10 events after the receiver recovered",
         Duration::from_secs(30),
-        || receiver.events().len() >= 10,
+        || receiver.events().unwrap().len() >= 10,
     )
     .await;
 
     // Down (no listener at all), then up again on the same address. (Once
     // the cursor has caught up: a receiver killed between writing a batch
     // and answering gets that batch again, as at-least-once allows.)
-    wait_for_cursor(dir.path(), "webhook", || receiver.events()).await;
+    wait_for_cursor(dir.path(), "webhook", || receiver.events().unwrap()).await;
     receiver.stop();
     for n in 10..20 {
         upload(recorder.addr, n, false).await;
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let receiver = Receiver::start(&out, &addr.to_string());
+    let receiver = AuditSink::start_on(&out, &addr.to_string()).unwrap();
 
     // Slow: every answer takes 700 ms.
-    receiver.control("/control/stall?ms=700").await;
+    receiver.stall(700).unwrap();
     for n in 20..30 {
         upload(recorder.addr, n, false).await;
     }
     wait_for("all 30 events", Duration::from_secs(60), || {
-        by_audit_id(&receiver.events()).len() >= 30
+        by_audit_id(&receiver.events().unwrap()).len() >= 30
     })
     .await;
-    receiver.control("/control/ok").await;
-    let events = receiver.events();
+    receiver.ok().unwrap();
+    let events = receiver.events().unwrap();
     let ids: HashSet<String> = events
         .iter()
         .map(|e| e["auditID"].as_str().unwrap().to_owned())
@@ -407,7 +317,7 @@ async fn a_receiver_down_failing_or_slow_loses_nothing() {
     assert_eq!(ids.len(), 30, "every event arrived");
     assert_eq!(events.len(), 30, "and none twice while the recorder ran");
     assert_in_order(&events);
-    assert_eq!(receiver.control("/control/stats").await["rejected"], 0);
+    assert_eq!(receiver.rejected().unwrap(), 0);
     assert_eq!(
         jsonl_events(dir.path()).len(),
         30,
@@ -418,37 +328,37 @@ async fn a_receiver_down_failing_or_slow_loses_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_recorder_resumes_from_its_cursor() {
     let dir = tempfile::tempdir().unwrap();
-    let receiver = Receiver::start(&dir.path().join("received.jsonl"), "127.0.0.1:0");
-    let webhook = webhook_config(dir.path(), receiver.addr);
+    let receiver = AuditSink::start(&dir.path().join("received.jsonl")).unwrap();
+    let webhook = webhook_config(dir.path(), &receiver);
     let mut recorder = Recorder::start(dir.path(), &webhook).await;
     for n in 0..10 {
         upload(recorder.addr, n, false).await;
     }
     wait_for("10 events", Duration::from_secs(30), || {
-        receiver.events().len() >= 10
+        receiver.events().unwrap().len() >= 10
     })
     .await;
-    wait_for_cursor(dir.path(), "webhook", || receiver.events()).await;
+    wait_for_cursor(dir.path(), "webhook", || receiver.events().unwrap()).await;
     // Stop the receiver from acknowledging, store more, kill -9 mid-export.
-    receiver.control("/control/fail").await;
+    receiver.fail().unwrap();
     for n in 10..20 {
         upload(recorder.addr, n, false).await;
     }
     tokio::time::sleep(Duration::from_millis(1500)).await;
     recorder.kill();
     let before = cursor(dir.path(), "webhook");
-    receiver.control("/control/ok").await;
+    receiver.ok().unwrap();
     let recorder = Recorder::start(dir.path(), &webhook).await;
     wait_for(
         "20 events after the restart",
         Duration::from_secs(30),
-        || by_audit_id(&receiver.events()).len() >= 20,
+        || by_audit_id(&receiver.events().unwrap()).len() >= 20,
     )
     .await;
     // Nothing delivered before the restart is delivered again: the cursor
     // held (a crash between an acknowledgement and the cursor write would
     // send that batch again; the test waited for the cursor, so none here).
-    let events = receiver.events();
+    let events = receiver.events().unwrap();
     let ids: Vec<&str> = events
         .iter()
         .map(|e| {
@@ -460,7 +370,7 @@ async fn a_restarted_recorder_resumes_from_its_cursor() {
     assert_eq!(events.len(), 20, "resumed after {before}: {ids:#?}");
     assert_in_order(&events);
     // And a restart after everything was delivered sends nothing.
-    wait_for_cursor(dir.path(), "webhook", || receiver.events()).await;
+    wait_for_cursor(dir.path(), "webhook", || receiver.events().unwrap()).await;
     wait_for("20 events in JSON lines", Duration::from_secs(30), || {
         by_audit_id(&jsonl_events(dir.path())).len() >= 20
     })
@@ -474,6 +384,6 @@ async fn a_restarted_recorder_resumes_from_its_cursor() {
     drop(recorder);
     let _recorder = Recorder::start(dir.path(), &webhook).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(receiver.events().len(), 20);
+    assert_eq!(receiver.events().unwrap().len(), 20);
     assert_eq!(jsonl_events(dir.path()).len(), jsonl_before);
 }

@@ -12,101 +12,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use kubescribe_system_tests::stack::{Stack, StackOptions, Storage, CALLER_TOKEN};
 use kubescribe_system_tests::upstream::UpstreamKind;
 use serde_json::{json, Value};
-use test_support::{http, peers};
-
-/// `audit-sink serve`, killed when dropped.
-struct Receiver {
-    child: Child,
-    addr: SocketAddr,
-    out: PathBuf,
-}
-
-impl Receiver {
-    fn start(out: &Path) -> Self {
-        let mut child = Command::new(peers::audit_sink().unwrap())
-            .args(["serve", "-listen", "127.0.0.1:0", "-out"])
-            .arg(out)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let addr = match line.trim().strip_prefix("listening on ") {
-            Some(addr) => addr.parse().unwrap(),
-            None => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("audit-sink said {line:?}");
-            }
-        };
-        Self {
-            child,
-            addr,
-            out: out.to_owned(),
-        }
-    }
-
-    fn events(&self) -> Vec<Value> {
-        lines(&self.out)
-    }
-
-    fn rejected(&self) -> u64 {
-        let reply = http::request(self.addr, None, "POST", "/control/stats", &[], b"").unwrap();
-        let stats: Value = serde_json::from_slice(&reply.body).unwrap();
-        stats["rejected"].as_u64().unwrap()
-    }
-}
-
-impl Drop for Receiver {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn lines(path: &Path) -> Vec<Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
-/// Every JSON lines file, checked strictly by the Go types first.
-fn jsonl_events(dir: &Path) -> Vec<Value> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map(|d| d.flatten().map(|e| e.path()).collect())
-        .unwrap_or_default();
-    files.sort();
-    let mut out = Vec::new();
-    for file in files {
-        let check = Command::new(peers::audit_sink().unwrap())
-            .arg("check")
-            .arg(&file)
-            .output()
-            .unwrap();
-        assert!(
-            check.status.success(),
-            "{} does not decode strictly: {}",
-            file.display(),
-            String::from_utf8_lossy(&check.stderr)
-        );
-        out.extend(lines(&file));
-    }
-    out
-}
+use test_support::audit_sink::jsonl_events;
+use test_support::{http, AuditSink};
 
 /// The requests: (caller, method, path, body).
 const REQUESTS: &[(&str, &str, &str, &str)] = &[
@@ -163,17 +75,9 @@ fn sorted_groups(user: &Value) -> BTreeSet<String> {
 #[test]
 fn exported_events_decode_with_the_go_types_and_agree_with_kube_apiservers_audit_log() {
     let scratch = tempfile::tempdir().unwrap();
-    let receiver = Receiver::start(&scratch.path().join("received.jsonl"));
+    let receiver = AuditSink::start(&scratch.path().join("received.jsonl")).unwrap();
     let webhook = scratch.path().join("webhook.kubeconfig");
-    std::fs::write(
-        &webhook,
-        format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: siem\n  cluster:\n    server: http://{}/audit\n\
-             contexts:\n- name: default\n  context:\n    cluster: siem\ncurrent-context: default\n",
-            receiver.addr
-        ),
-    )
-    .unwrap();
+    receiver.webhook_config(&webhook).unwrap();
     let jsonl = scratch.path().join("jsonl");
     let options = StackOptions::new(UpstreamKind::ApiServer, Storage::Disk)
         .unwrap()
@@ -220,19 +124,23 @@ fn exported_events_decode_with_the_go_types_and_agree_with_kube_apiservers_audit
             .collect()
     };
     let deadline = Instant::now() + Duration::from_secs(60);
-    while ours(&receiver.events()).len() < REQUESTS.len()
-        || ours(&jsonl_events(&jsonl)).len() < REQUESTS.len()
+    while ours(&receiver.events().unwrap()).len() < REQUESTS.len()
+        || ours(&jsonl_events(&jsonl).unwrap()).len() < REQUESTS.len()
     {
         assert!(
             Instant::now() < deadline,
             "exported: webhook {}, jsonl {}, want {}",
-            ours(&receiver.events()).len(),
-            ours(&jsonl_events(&jsonl)).len(),
+            ours(&receiver.events().unwrap()).len(),
+            ours(&jsonl_events(&jsonl).unwrap()).len(),
             REQUESTS.len()
         );
         std::thread::sleep(Duration::from_millis(250));
     }
-    assert_eq!(receiver.rejected(), 0, "every batch decoded strictly");
+    assert_eq!(
+        receiver.rejected().unwrap(),
+        0,
+        "every batch decoded strictly"
+    );
 
     let plane = stack.upstream.control_plane().expect("the real API server");
     let theirs: BTreeMap<String, Value> = plane
@@ -243,8 +151,8 @@ fn exported_events_decode_with_the_go_types_and_agree_with_kube_apiservers_audit
         .map(|e| (e["auditID"].as_str().unwrap_or_default().to_owned(), e))
         .collect();
     let mut problems = Vec::new();
-    let webhook_events = ours(&receiver.events());
-    let jsonl = ours(&jsonl_events(&jsonl));
+    let webhook_events = ours(&receiver.events().unwrap());
+    let jsonl = ours(&jsonl_events(&jsonl).unwrap());
     assert_eq!(
         webhook_events.keys().collect::<Vec<_>>(),
         jsonl.keys().collect::<Vec<_>>(),
