@@ -194,14 +194,20 @@ async fn both_sinks_export_every_event_and_the_go_types_decode_them_strictly() {
     for n in 0..20 {
         upload(recorder.addr, n, n == 5).await;
     }
-    wait_for("20 events at the webhook", Duration::from_secs(30), || {
-        receiver.events().unwrap().len() >= 20
+    // As Tailscale's proxy sends it: no kubescribe object, no response record.
+    let (status, _) = post_event(recorder.addr, &event_json("list", "tailscale", None)).await;
+    assert_eq!(status, StatusCode::OK);
+    wait_for("21 events at the webhook", Duration::from_secs(30), || {
+        receiver.events().unwrap().len() >= 21
     })
     .await;
-    wait_for("20 events in JSON lines", Duration::from_secs(30), || {
-        jsonl_events(dir.path()).len() >= 20
+    wait_for("21 events in JSON lines", Duration::from_secs(30), || {
+        jsonl_events(dir.path()).len() >= 21
     })
     .await;
+    // The cursors name the last event delivered.
+    wait_for_cursor(dir.path(), "webhook", || receiver.events().unwrap()).await;
+    wait_for_cursor(dir.path(), "jsonl", || jsonl_events(dir.path())).await;
     let stats = receiver.stats().unwrap();
     assert_eq!(stats["rejected"], 0, "every batch decoded strictly");
     assert!(
@@ -209,10 +215,20 @@ async fn both_sinks_export_every_event_and_the_go_types_decode_them_strictly() {
         "batches of at most 7: {stats}"
     );
     for events in [receiver.events().unwrap(), jsonl_events(dir.path())] {
-        assert_eq!(events.len(), 20, "once each");
+        assert_eq!(events.len(), 21, "once each");
         assert_in_order(&events);
         let by_id = by_audit_id(&events);
-        assert_eq!(by_id.len(), 20);
+        assert_eq!(by_id.len(), 21);
+        let keyless = events.last().unwrap();
+        assert_eq!(
+            keyless["auditID"], keyless["annotations"]["kubescribe.io/record-id"],
+            "no key: the record id"
+        );
+        assert!(keyless["annotations"]["kubescribe.io/response"]
+            .as_str()
+            .unwrap()
+            .contains("no kubescribe.key"));
+        assert!(keyless["impersonatedUser"].is_null());
         for n in 0..20 {
             let e = &by_id[&format!("k{n:04}")];
             assert_eq!(e["verb"], "get");
@@ -244,16 +260,27 @@ async fn both_sinks_export_every_event_and_the_go_types_decode_them_strictly() {
             }
         }
     }
-    // The cursors name the last event delivered.
     let last = receiver.events().unwrap().last().unwrap()["annotations"]["kubescribe.io/record-id"]
         .clone();
     assert_eq!(cursor(dir.path(), "webhook"), json!({ "after": last }));
     assert_eq!(cursor(dir.path(), "jsonl"), json!({ "after": last }));
+    let start = Instant::now();
+    while recorder
+        .metric("kubescribe_recorder_export_events_total")
+        .await
+        < 42.0
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "export_events_total"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     assert_eq!(
         recorder
-            .metric("kubescribe_recorder_export_events_total")
+            .metric("kubescribe_recorder_export_lag_records")
             .await,
-        40.0
+        0.0
     );
 }
 

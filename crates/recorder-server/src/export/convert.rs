@@ -28,6 +28,9 @@ pub(crate) enum Response<'a> {
         /// How long the exporter waited for it.
         waited: Duration,
     },
+    /// The event has no `kubescribe.key` (Tailscale's proxy): no response
+    /// record can belong to it.
+    NoKey,
 }
 
 /// `kube-apiserver`'s `metav1.MicroTime` text: RFC 3339, UTC, six fraction
@@ -194,6 +197,14 @@ pub(crate) fn to_audit_event(event: &Event, response: Response<'_>) -> audit::Ev
                 &mut annotations,
                 "response",
                 format!("missing: no response record within {}s", waited.as_secs()),
+            );
+            None
+        }
+        Response::NoKey => {
+            annotate(
+                &mut annotations,
+                "response",
+                "missing: the event has no kubescribe.key to join a response record by",
             );
             None
         }
@@ -428,6 +439,9 @@ mod tests {
         );
         assert!(a.annotations["kubescribe.io/response"].contains("60s"));
         assert_eq!(a.stage_timestamp, a.request_received_timestamp);
+
+        let a = to_audit_event(&e, Response::NoKey);
+        assert!(a.annotations["kubescribe.io/response"].contains("no kubescribe.key"));
 
         e.kubernetes.verb.clear();
         e.request.method = "OPTIONS".into();

@@ -254,11 +254,12 @@ impl Task {
             let events: Vec<audit::Event> = ready
                 .iter()
                 .map(|r| {
-                    let response = match &r.response {
-                        Some(found) => Response::Found(found),
-                        None => Response::Missing {
+                    let response = match (&r.response, r.event.key()) {
+                        (Some(found), _) => Response::Found(found),
+                        (None, Some(_)) => Response::Missing {
                             waited: self.settings.response_wait,
                         },
+                        (None, None) => Response::NoKey,
                     };
                     to_audit_event(&r.event, response)
                 })

@@ -120,10 +120,17 @@ impl Source {
             {
                 break;
             }
-            let response = event
-                .key()
-                .and_then(|k| self.responses.get(k))
-                .map(|(_, r)| r.clone());
+            // An event without a key (from Tailscale's proxy) has no
+            // response record to wait for.
+            let Some(key) = event.key() else {
+                ready.push(Ready {
+                    order: *order,
+                    event: event.clone(),
+                    response: None,
+                });
+                continue;
+            };
+            let response = self.responses.get(key).map(|(_, r)| r.clone());
             if response.is_none() && now_ms - batch_ms(*order) < wait_ms {
                 break;
             }
