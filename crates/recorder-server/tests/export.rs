@@ -11,11 +11,13 @@ use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use common::*;
 use http::StatusCode;
+use kubescribe_recorder::storage::Storage;
 use serde_json::{json, Value};
 use test_support::AuditSink;
 
@@ -413,4 +415,67 @@ async fn a_restarted_recorder_resumes_from_its_cursor() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(receiver.events().unwrap().len(), 20);
     assert_eq!(jsonl_events(dir.path()).len(), jsonl_before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn export_reads_s3_storage_and_keeps_its_cursor_in_the_bucket() {
+    let weed = Seaweed::start("recordings").unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = AuditSink::start(&dir.path().join("received.jsonl")).unwrap();
+    let webhook = webhook_config(dir.path(), &receiver);
+    let token = token_file(dir.path());
+    let jsonl = dir.path().join("jsonl");
+    let args = [
+        "--upload-token-file",
+        token.to_str().unwrap(),
+        "--export-webhook-config",
+        webhook.to_str().unwrap(),
+        "--export-jsonl",
+        jsonl.to_str().unwrap(),
+        "--export-batch-max-size",
+        "5",
+        "--export-batch-max-wait",
+        "100ms",
+        "--export-response-wait",
+        "2s",
+    ];
+    let storage: Arc<dyn Storage> = Arc::new(weed.storage(S3_SECRET).unwrap());
+    let (addr, _app) = kubescribe_recorder::spawn(config(&args), storage.clone())
+        .await
+        .unwrap();
+    for n in 0..12 {
+        upload(addr, n, n == 3).await;
+    }
+    wait_for("12 events at the webhook", Duration::from_secs(30), || {
+        by_audit_id(&receiver.events().unwrap()).len() >= 12
+    })
+    .await;
+    wait_for("12 events in JSON lines", Duration::from_secs(30), || {
+        jsonl_events(dir.path()).len() >= 12
+    })
+    .await;
+    assert_eq!(receiver.rejected().unwrap(), 0);
+    for events in [receiver.events().unwrap(), jsonl_events(dir.path())] {
+        assert_eq!(events.len(), 12, "once each");
+        assert_in_order(&events);
+        let by_id = by_audit_id(&events);
+        assert_eq!(by_id["k0002"]["responseStatus"]["code"], 202);
+        assert!(by_id["k0003"]["responseStatus"].is_null());
+    }
+    let last = receiver.events().unwrap().last().unwrap()["annotations"]["kubescribe.io/record-id"]
+        .clone();
+    let start = Instant::now();
+    loop {
+        let stored = storage.get("_kubescribe/export/webhook/cursor").await;
+        if let Ok(bytes) = stored {
+            if serde_json::from_slice::<Value>(&bytes).unwrap() == json!({ "after": last }) {
+                break;
+            }
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "cursor in the bucket"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

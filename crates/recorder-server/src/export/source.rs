@@ -252,3 +252,111 @@ impl Source {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::record_id;
+    use crate::storage::disk::DiskStorage;
+    use uuid::{NoContext, Timestamp, Uuid};
+
+    /// A batch id made `ago_ms` milliseconds ago.
+    fn batch(ago_ms: u64) -> Uuid {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            - Duration::from_millis(ago_ms);
+        Uuid::new_v7(Timestamp::from_unix(
+            NoContext,
+            now.as_secs(),
+            now.subsec_nanos(),
+        ))
+    }
+
+    fn line(batch: &Uuid, key: &str) -> Bytes {
+        let id = record_id(RecordKind::Event, batch, 0);
+        Bytes::from(format!(
+            "{{\"type\":\"kubernetes-api-request\",\"id\":\"{id}\",\"kubescribe\":{{\"key\":\"{key}\"}}}}\n"
+        ))
+    }
+
+    fn keys(ready: &[Ready]) -> Vec<String> {
+        ready
+            .iter()
+            .map(|r| r.event.key().unwrap_or_default().to_owned())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_commit_in_flight_is_never_overtaken_by_a_later_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage: Arc<dyn Storage> = Arc::new(DiskStorage::open(dir.path()).unwrap());
+        let watermark = CommitWatermark::default();
+        let mut source = Source::new(
+            storage.clone(),
+            Some(watermark.clone()),
+            Duration::ZERO,
+            None,
+        );
+        let (older, newer) = (batch(3000), batch(2000));
+        // The older commit is still being written; the newer one landed.
+        watermark.started(0, older);
+        storage
+            .append_records(RecordKind::Event, &newer, line(&newer, "newer"))
+            .await
+            .unwrap();
+        assert!(source.poll(10).await.unwrap().is_empty());
+        storage
+            .append_records(RecordKind::Event, &older, line(&older, "older"))
+            .await
+            .unwrap();
+        watermark.ended(0);
+        let ready = source.poll(10).await.unwrap();
+        assert_eq!(keys(&ready), ["older", "newer"]);
+        // Delivered through the first: only the second is left.
+        source.delivered(ready[0].order);
+        assert_eq!(keys(&source.poll(10).await.unwrap()), ["newer"]);
+        // A commit of this very moment waits until it is a second old.
+        let fresh = batch(0);
+        storage
+            .append_records(RecordKind::Event, &fresh, line(&fresh, "fresh"))
+            .await
+            .unwrap();
+        assert_eq!(keys(&source.poll(10).await.unwrap()), ["newer"]);
+    }
+
+    #[tokio::test]
+    async fn an_event_waits_for_its_response_record_within_the_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage: Arc<dyn Storage> = Arc::new(DiskStorage::open(dir.path()).unwrap());
+        let mut source = Source::new(storage.clone(), None, Duration::from_secs(30), None);
+        let (event_batch, response_batch) = (batch(5000), batch(4000));
+        storage
+            .append_records(RecordKind::Event, &event_batch, line(&event_batch, "k"))
+            .await
+            .unwrap();
+        assert!(source.poll(10).await.unwrap().is_empty(), "waits");
+        let response = format!(
+            "{{\"type\":\"kubescribe-api-response\",\"id\":\"{}\",\"key\":\"k\",\"status\":201}}\n",
+            record_id(RecordKind::Response, &response_batch, 0)
+        );
+        storage
+            .append_records(RecordKind::Response, &response_batch, Bytes::from(response))
+            .await
+            .unwrap();
+        let ready = source.poll(10).await.unwrap();
+        assert_eq!(ready.len(), 1);
+        assert_eq!(ready[0].response.as_ref().map(|r| r.status), Some(201));
+        // Past the bound, an event goes without one.
+        let mut impatient = Source::new(storage, None, Duration::from_secs(1), None);
+        let old = batch(3000);
+        impatient
+            .storage
+            .append_records(RecordKind::Event, &old, line(&old, "no-response"))
+            .await
+            .unwrap();
+        let ready = impatient.poll(10).await.unwrap();
+        assert_eq!(keys(&ready), ["k", "no-response"]);
+        assert!(ready[1].response.is_none());
+    }
+}

@@ -84,12 +84,12 @@ impl CommitWatermark {
         flights.values().next().copied()
     }
 
-    fn started(&self, seq: u64, batch: Uuid) {
+    pub(crate) fn started(&self, seq: u64, batch: Uuid) {
         let mut flights = self.0.lock().unwrap_or_else(|e| e.into_inner());
         flights.insert(seq, batch);
     }
 
-    fn ended(&self, seq: u64) {
+    pub(crate) fn ended(&self, seq: u64) {
         let mut flights = self.0.lock().unwrap_or_else(|e| e.into_inner());
         flights.remove(&seq);
     }
