@@ -304,7 +304,8 @@ struct GoPeer {
 }
 
 /// etcd v3.7.3 (the storage), kube-apiserver v1.37.2 with every `k8s.io`
-/// staging module at v0.37.2, and a tailnet from `tailscale.com` v1.102.5:
+/// staging module at v0.37.2, our audit webhook receiver that decodes with
+/// that release's `audit.k8s.io/v1` types (`auditsink/main.go`), and a tailnet from `tailscale.com` v1.102.5:
 /// tailscaled, the `tailscale` CLI, and our control server (Tailscale's test
 /// control server with DERP and a grants API, `control/main.go`).
 const GO_PEERS: &[GoPeer] = &[
@@ -319,6 +320,12 @@ const GO_PEERS: &[GoPeer] = &[
         module: "tests/peers-go/apiserver",
         package: "k8s.io/kubernetes/cmd/kube-apiserver",
         kubernetes_version: true,
+    },
+    GoPeer {
+        binary: "audit-sink",
+        module: "tests/peers-go/apiserver",
+        package: "./auditsink",
+        kubernetes_version: false,
     },
     GoPeer {
         binary: "tailscaled",

@@ -42,6 +42,9 @@ impl Recorder {
             "--insecure-allow-any-uploader".to_owned(),
             "--read-token-file".to_owned(),
             path(&token),
+            "--signing-key".to_owned(),
+            path(&dir.path().join("signing.key")),
+            "--generate-signing-key".to_owned(),
         ];
         let recorder = workspace_bin("kubescribe-recorder").unwrap();
         let mut process = Spawned::start("recorder", &recorder, &args, &[], dir.path()).unwrap();

@@ -218,6 +218,41 @@ pub struct Cli {
     /// How often the retention sweep runs (it also runs at start-up).
     #[arg(long, default_value = "1h", value_parser = parse_duration, value_name = "DURATION")]
     pub retention_interval: Duration,
+
+    /// Export stored events as audit.k8s.io/v1 Events to an audit webhook, in kube-apiserver's
+    /// audit-webhook format (POSTs of EventList batches): a kubeconfig-style file like
+    /// kube-apiserver's --audit-webhook-config-file (server URL, CA, client certificate and key or
+    /// token). Delivery is at-least-once from a cursor kept in storage.
+    #[arg(long, env = "KUBESCRIBE_EXPORT_WEBHOOK_CONFIG", value_name = "FILE")]
+    pub export_webhook_config: Option<PathBuf>,
+
+    /// Export stored events as audit.k8s.io/v1 Events, one JSON object per line, into files
+    /// `DIR/audit-YYYY-MM-DD[.N].jsonl` (a new file each UTC day and at
+    /// --export-jsonl-max-file-bytes), fsynced before the cursor advances.
+    #[arg(long, env = "KUBESCRIBE_EXPORT_JSONL", value_name = "DIR")]
+    pub export_jsonl: Option<PathBuf>,
+
+    /// Size at which --export-jsonl starts a new file.
+    #[arg(long, default_value_t = 256 * 1024 * 1024, value_name = "BYTES")]
+    pub export_jsonl_max_file_bytes: u64,
+
+    /// Most events per export batch (one webhook POST, one JSON lines append).
+    #[arg(long, default_value_t = 400, value_name = "N")]
+    pub export_batch_max_size: usize,
+
+    /// Longest an exportable event waits for its batch to fill before the batch is sent.
+    #[arg(long, default_value = "1s", value_parser = parse_duration, value_name = "DURATION")]
+    pub export_batch_max_wait: Duration,
+
+    /// First wait before an export batch that failed is sent again; doubled at each failure,
+    /// up to 5 minutes. Export never skips a batch.
+    #[arg(long, default_value = "1s", value_parser = parse_duration, value_name = "DURATION")]
+    pub export_initial_backoff: Duration,
+
+    /// How long after an event was stored the exporter waits for its response record (which
+    /// gives responseStatus) before exporting it without one (a long watch, a proxy that died).
+    #[arg(long, default_value = "60s", value_parser = parse_duration, value_name = "DURATION")]
+    pub export_response_wait: Duration,
 }
 
 /// Where recordings are stored: `--dst`, `--bucket`, `--s3-region`, `--s3-allow-http` (the
@@ -287,6 +322,25 @@ pub enum Destination {
     },
 }
 
+/// Export of stored events as `audit.k8s.io/v1` Events (docs/export.md).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Export {
+    /// The audit webhook's kubeconfig-style file.
+    pub webhook_config: Option<PathBuf>,
+    /// The JSON lines directory.
+    pub jsonl_dir: Option<PathBuf>,
+    /// A new JSON lines file beyond this size.
+    pub jsonl_max_file_bytes: u64,
+    /// Most events per batch.
+    pub batch_max_size: usize,
+    /// Longest wait for a batch to fill.
+    pub batch_max_wait: Duration,
+    /// First retry wait after a failed batch.
+    pub initial_backoff: Duration,
+    /// Longest wait for an event's response record.
+    pub response_wait: Duration,
+}
+
 /// Who may read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Readers {
@@ -343,6 +397,8 @@ pub struct Config {
     pub manifest_interval: Duration,
     /// What retention deletes, and when.
     pub retention: Retention,
+    /// Export to audit sinks.
+    pub export: Export,
 }
 
 /// Retention (docs/storage.md, "Retention").
@@ -671,6 +727,27 @@ impl Cli {
         if self.retain_sessions_days == Some(0) {
             return Err(invalid("--retain-sessions-days", "must be at least 1"));
         }
+        if self.export_batch_max_size == 0 {
+            return Err(invalid("--export-batch-max-size", "must be at least 1"));
+        }
+        if self.export_jsonl_max_file_bytes < 1024 {
+            return Err(invalid(
+                "--export-jsonl-max-file-bytes",
+                "must be at least 1024",
+            ));
+        }
+        if self.export_initial_backoff.is_zero() {
+            return Err(invalid("--export-initial-backoff", "must be more than 0"));
+        }
+        let export = Export {
+            webhook_config: self.export_webhook_config.clone(),
+            jsonl_dir: self.export_jsonl.clone(),
+            jsonl_max_file_bytes: self.export_jsonl_max_file_bytes,
+            batch_max_size: self.export_batch_max_size,
+            batch_max_wait: self.export_batch_max_wait,
+            initial_backoff: self.export_initial_backoff,
+            response_wait: self.export_response_wait,
+        };
         Ok(Config {
             signing,
             manifest_interval: self.manifest_interval,
@@ -702,6 +779,7 @@ impl Cli {
                 .zip(self.tls_key)
                 .map(|(cert, key)| TlsFiles { cert, key }),
             log_format: self.log_format,
+            export,
         })
     }
 }

@@ -31,10 +31,13 @@
 //!    * [`pipeline`]: the write side: records and batches parsed, the group
 //!      commit, idempotency keys, session casts, the session-view audit record.
 //!    * `query`: the read side: filters, pages, records and casts read back.
-//! 4. `http`: the listener, the router, one error type that knows its
+//! 4. [`export`]: stored events as `audit.k8s.io/v1` Events, delivered from
+//!    a durable cursor per sink to an audit webhook and JSON lines files
+//!    (reads storage and the commit loop's in-flight watermark).
+//! 5. `http`: the listener, the router, one error type that knows its
 //!    response, and the route groups (uploads, query API, web UI), each with
 //!    the narrow state its handlers need.
-//! 5. `app`: start-up (storage check, crash recovery, index rebuild, the
+//! 6. `app`: start-up (storage check, crash recovery, index rebuild, the
 //!    first manifest) and assembly: [`open_storage`], [`spawn`], [`run`]; the
 //!    `keygen` and `verify` subcommands ([`run_subcommand`]).
 #![warn(unreachable_pub)]
@@ -60,10 +63,13 @@ pub mod tamper;
 pub mod pipeline;
 mod query;
 
-// 4. HTTP.
+// 4. Export.
+pub mod export;
+
+// 5. HTTP.
 mod http;
 
-// 5. Start-up and assembly.
+// 6. Start-up and assembly.
 mod app;
 
 /// The README's examples, compiled and run as doc-tests.

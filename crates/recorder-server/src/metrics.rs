@@ -31,6 +31,26 @@ struct OutcomeLabel {
     outcome: String,
 }
 
+/// A `sink` label: `webhook` or `jsonl`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SinkLabel {
+    /// The export sink.
+    sink: String,
+}
+
+/// The export metrics of one sink.
+#[derive(Clone)]
+pub(crate) struct SinkMetrics {
+    /// Events delivered and acknowledged.
+    pub(crate) exported: Counter,
+    /// Deliveries that failed (each retried).
+    pub(crate) failures: Counter,
+    /// Events read and not yet delivered.
+    pub(crate) lag_records: Gauge,
+    /// Age of the oldest event not yet delivered (since it was stored).
+    pub(crate) lag_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
+}
+
 /// Every metric the recorder exports.
 pub(crate) struct Metrics {
     registry: Registry,
@@ -58,6 +78,14 @@ pub(crate) struct Metrics {
     sessions: Family<OutcomeLabel, Counter>,
     /// Connections of the recorder's listeners.
     pub(crate) connections: service::conn::ConnectionMetrics,
+    /// Export: events delivered, by sink.
+    exported: Family<SinkLabel, Counter>,
+    /// Export: failed deliveries, by sink.
+    export_failures: Family<SinkLabel, Counter>,
+    /// Export: events not yet delivered, by sink.
+    export_lag_records: Family<SinkLabel, Gauge>,
+    /// Export: age of the oldest event not yet delivered, by sink.
+    export_lag_seconds: Family<SinkLabel, Gauge<f64, std::sync::atomic::AtomicU64>>,
 }
 
 impl Default for Metrics {
@@ -136,8 +164,37 @@ impl Metrics {
             "Session uploads ended, by outcome",
             sessions.clone(),
         );
+        let exported = Family::<SinkLabel, Counter>::default();
+        let export_failures = Family::<SinkLabel, Counter>::default();
+        let export_lag_records = Family::<SinkLabel, Gauge>::default();
+        let export_lag_seconds =
+            Family::<SinkLabel, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+        registry.register(
+            "export_events",
+            "Events exported as audit.k8s.io/v1 Events and acknowledged, by sink",
+            exported.clone(),
+        );
+        registry.register(
+            "export_failures",
+            "Export batches that failed (retried with back-off), by sink",
+            export_failures.clone(),
+        );
+        registry.register(
+            "export_lag_records",
+            "Stored events read and not yet exported, by sink",
+            export_lag_records.clone(),
+        );
+        registry.register(
+            "export_lag_seconds",
+            "Age of the oldest stored event not yet exported, by sink",
+            export_lag_seconds.clone(),
+        );
         let connections = service::conn::ConnectionMetrics::register(&mut registry);
         Self {
+            exported,
+            export_failures,
+            export_lag_records,
+            export_lag_seconds,
             registry,
             connections,
             records_received,
@@ -187,6 +244,19 @@ impl Metrics {
         self.record_bytes.inc_by(bytes as u64);
         self.batch_records.observe(records as f64);
         self.commit_seconds.observe(took.as_secs_f64());
+    }
+
+    /// The export metrics of `sink`.
+    pub(crate) fn sink(&self, sink: &str) -> SinkMetrics {
+        let label = SinkLabel {
+            sink: sink.to_owned(),
+        };
+        SinkMetrics {
+            exported: self.exported.get_or_create(&label).clone(),
+            failures: self.export_failures.get_or_create(&label).clone(),
+            lag_records: self.export_lag_records.get_or_create(&label).clone(),
+            lag_seconds: self.export_lag_seconds.get_or_create(&label).clone(),
+        }
     }
 
     /// The text exposition.

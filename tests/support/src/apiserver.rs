@@ -227,19 +227,7 @@ impl ControlPlane {
     /// Every audit event written so far, parsed (a last line still being
     /// written is left out).
     pub fn audit_events(&self) -> Result<Vec<Value>, Error> {
-        let path = self.audit_log_path();
-        let text = std::fs::read_to_string(&path)
-            .map_err(Error::io(format!("reading {}", path.display())))?;
-        text.split_inclusive('\n')
-            .filter(|line| line.ends_with('\n') && !line.trim().is_empty())
-            .map(|line| {
-                serde_json::from_str(line).map_err(|source| Error::Json {
-                    what: format!("a line of {}", path.display()),
-                    text: line.chars().take(400).collect(),
-                    source,
-                })
-            })
-            .collect()
+        crate::jsonl::read(&self.audit_log_path())
     }
 
     /// Waits (up to `timeout`) for an audit event that `matches`, and returns it.

@@ -8,6 +8,7 @@
 //!
 //! * [`error`]: the one [`Error`] type; every wait names what it waited for
 //!   and ends with the tail of the process's log.
+//! * `jsonl`: reading the JSON lines files peers write.
 //! * [`peers`]: where the installed programs are (`KUBESCRIBE_PEERS`, else
 //!   `<workspace>/target/peers`).
 //! * [`net`]: free loopback ports; waiting for a TCP listener.
@@ -21,11 +22,15 @@
 //!   server and tailscaled nodes, inside that namespace.
 //! * [`apiserver`]: a real control plane, etcd and kube-apiserver
 //!   ([`ControlPlane`]), with token users, RBAC and an audit log.
+//! * [`audit_sink`]: an audit webhook receiver and JSON lines checker that
+//!   decode strictly with the real `audit.k8s.io/v1` Go types ([`AuditSink`]).
 #![warn(unreachable_pub)]
 
 pub mod apiserver;
+pub mod audit_sink;
 pub mod error;
 pub mod http;
+mod jsonl;
 pub mod net;
 pub mod netns;
 pub mod peers;
@@ -35,6 +40,7 @@ pub mod seaweed;
 pub mod tailnet;
 
 pub use apiserver::ControlPlane;
+pub use audit_sink::AuditSink;
 pub use error::Error;
 pub use process::Spawned;
 pub use seaweed::Seaweed;

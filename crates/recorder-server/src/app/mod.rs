@@ -12,6 +12,7 @@ use identity::IdentityFileError;
 
 use crate::access::{ReadAccess, UploadAccess};
 use crate::config::{Config, Destination};
+use crate::export::{ExportError, Exporters};
 use crate::http::admin::Admin;
 use crate::http::api::QueryApi;
 use crate::http::ingest::Ingest;
@@ -44,6 +45,9 @@ pub enum StartError {
     /// The TLS files are unusable.
     #[error("tls: {0}")]
     Tls(#[from] TlsError),
+    /// An export sink is misconfigured, or its cursor unreadable.
+    #[error("{0}")]
+    Export(#[from] ExportError),
     /// A listen address could not be bound.
     #[error("{flag} {addr}: cannot listen: {source}")]
     Bind {
@@ -118,6 +122,7 @@ struct Assembled {
 /// route group what it needs.
 async fn assemble(config: &Config, storage: Arc<dyn Storage>) -> Result<Assembled, StartError> {
     let metrics = Arc::new(Metrics::new());
+    let exporters = Exporters::load(&config.export)?;
     let events = Arc::new(EventIndex::new(config.index_max_bytes));
     let sessions = Arc::new(SessionIndex::new());
     let mut keys = KeyIndex::new(config.dedup_window, config.dedup_max_keys);
@@ -143,6 +148,9 @@ async fn assemble(config: &Config, storage: Arc<dyn Storage>) -> Result<Assemble
         metrics.clone(),
         config.commit_max_records,
     );
+    exporters
+        .start(storage.clone(), committer.watermark(), &metrics)
+        .await?;
     let whois = config
         .identity
         .as_ref()

@@ -20,7 +20,7 @@
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -28,6 +28,7 @@ use futures_util::future::BoxFuture;
 use futures_util::stream::{FuturesOrdered, StreamExt};
 use futures_util::FutureExt;
 use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
 
 use super::keys::KeyIndex;
 use super::prepare::Prepared;
@@ -65,6 +66,33 @@ struct Submission {
 #[derive(Clone)]
 pub(crate) struct Committer {
     tx: mpsc::Sender<Submission>,
+    watermark: CommitWatermark,
+}
+
+/// The commit batches whose storage writes are in flight, for readers of
+/// storage (the exporter) that must not pass a batch before it has ended:
+/// two commits can be in flight at once and the later may land first.
+#[derive(Clone, Default)]
+pub(crate) struct CommitWatermark(Arc<Mutex<BTreeMap<u64, Uuid>>>);
+
+impl CommitWatermark {
+    /// The oldest batch still being written (`None`: none is). Every batch
+    /// older than it, and every batch older than the moment before this
+    /// call when none is in flight, has ended (stored, or failed).
+    pub(crate) fn oldest_in_flight(&self) -> Option<Uuid> {
+        let flights = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        flights.values().next().copied()
+    }
+
+    pub(crate) fn started(&self, seq: u64, batch: Uuid) {
+        let mut flights = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        flights.insert(seq, batch);
+    }
+
+    pub(crate) fn ended(&self, seq: u64) {
+        let mut flights = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        flights.remove(&seq);
+    }
 }
 
 impl Committer {
@@ -78,8 +106,22 @@ impl Committer {
         max_records: usize,
     ) -> Self {
         let (tx, rx) = mpsc::channel(max_records.max(1024));
-        tokio::spawn(commit_loop(rx, storage, keys, index, metrics, max_records));
-        Self { tx }
+        let watermark = CommitWatermark::default();
+        tokio::spawn(commit_loop(
+            rx,
+            storage,
+            keys,
+            index,
+            metrics,
+            max_records,
+            watermark.clone(),
+        ));
+        Self { tx, watermark }
+    }
+
+    /// Which commits are in flight (see [`CommitWatermark`]).
+    pub(crate) fn watermark(&self) -> CommitWatermark {
+        self.watermark.clone()
     }
 
     /// Stores `records` durably (all of them or none) and returns their ids in order.
@@ -172,6 +214,7 @@ struct LoopState {
     uncertain_keys: HashMap<String, (String, u64)>,
     index: Arc<EventIndex>,
     metrics: Arc<Metrics>,
+    watermark: CommitWatermark,
 }
 
 async fn commit_loop(
@@ -181,6 +224,7 @@ async fn commit_loop(
     index: Arc<EventIndex>,
     metrics: Arc<Metrics>,
     max_records: usize,
+    watermark: CommitWatermark,
 ) {
     // Up to `depth` commits are in flight at once (the next batch forms and
     // is written while the previous one's fsync runs); they are answered in
@@ -201,6 +245,7 @@ async fn commit_loop(
         uncertain_keys: HashMap::new(),
         index,
         metrics,
+        watermark,
     };
     let mut in_flight = FuturesOrdered::new();
     let mut waiting: Vec<Submission> = Vec::new();
@@ -256,6 +301,7 @@ impl LoopState {
         let seq = self.next_seq;
         self.next_seq += 1;
         let batch_id = new_id();
+        self.watermark.started(seq, batch_id);
         let stored_ms = unix_millis(&batch_id);
         // One allocation per kind: each line grows by its id (under 64 bytes).
         let (mut event_bytes, mut response_bytes) = (0usize, 0usize);
@@ -418,6 +464,7 @@ impl LoopState {
             rewrites,
             pending,
         } = flight;
+        self.watermark.ended(seq);
         let result = match (result, self.fail_through) {
             (Ok(()), Some(through)) if seq <= through => Err(StorageError::Unusable(
                 "an earlier commit still in flight failed".into(),

@@ -130,6 +130,41 @@ pub fn session_key(session: &Uuid) -> ObjectKey {
     ))
 }
 
+/// Where export cursors live: `_kubescribe/export/<sink>/cursor`.
+pub(crate) const EXPORT_CURSORS: &str = "_kubescribe/export";
+
+/// The legal-hold marker: while it exists, retention deletes nothing.
+pub(crate) const LEGAL_HOLD: &str = "_kubescribe/legal-hold";
+
+/// The cursor of export sink `sink`: `_kubescribe/export/<sink>/cursor`,
+/// [`ExportCursor`] as JSON (retention never deletes records after the
+/// lowest cursor). `sink` is one of the exporter's own fixed names (lower-case
+/// letters and `-`); anything else is refused.
+pub(crate) fn export_cursor_key(sink: &'static str) -> Option<ObjectKey> {
+    let valid = !sink.is_empty() && sink.bytes().all(|b| b.is_ascii_lowercase() || b == b'-');
+    valid.then(|| ObjectKey(format!("{EXPORT_CURSORS}/{sink}/cursor")))
+}
+
+/// An export cursor's content, `{"after":"<event record id>"}`: every event up
+/// to and including that record has been delivered. Written by the exporter,
+/// read by it and by retention.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct ExportCursor {
+    /// The last event record delivered.
+    pub(crate) after: String,
+}
+
+impl ExportCursor {
+    /// Reads a cursor object: its event record id, or why it is not one.
+    pub(crate) fn parse(data: &[u8]) -> Result<RecordId, String> {
+        let cursor: ExportCursor = serde_json::from_slice(data).map_err(|e| e.to_string())?;
+        match RecordId::parse(&cursor.after) {
+            Some(id) if id.kind == RecordKind::Event => Ok(id),
+            _ => Err(format!("{:?} is not an event record id", cursor.after)),
+        }
+    }
+}
+
 /// Where a record id points: its kind, commit batch and line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordLocation {

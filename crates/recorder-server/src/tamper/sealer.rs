@@ -19,7 +19,7 @@ use super::manifest::{
 use super::store::{get_opt, list_manifests, now_rfc3339};
 use crate::config::Retention;
 use crate::record::{new_id, unix_millis, RecordId, RecordKind};
-use crate::storage::layout::{self, KeyKind};
+use crate::storage::layout::{self, ExportCursor, KeyKind, EXPORT_CURSORS, LEGAL_HOLD};
 use crate::storage::{Storage, StorageError};
 
 /// Which objects a sealing pass looks at.
@@ -82,12 +82,6 @@ impl SessionCheck {
         }
     }
 }
-
-/// The legal-hold marker: while it exists, retention deletes nothing.
-pub(crate) const LEGAL_HOLD: &str = "_kubescribe/legal-hold";
-
-/// Where export cursors live: `_kubescribe/export/<sink>/cursor`.
-pub(crate) const EXPORT_PREFIX: &str = "_kubescribe/export";
 
 const HOUR_MS: i64 = 3_600_000;
 
@@ -327,7 +321,7 @@ impl Sealer {
     async fn export_floor(&self) -> Result<Option<(u128, usize)>, String> {
         let listed = self
             .storage
-            .list(EXPORT_PREFIX)
+            .list(EXPORT_CURSORS)
             .await
             .map_err(|e| e.to_string())?;
         let mut floor: Option<(u128, usize)> = None;
@@ -340,11 +334,9 @@ impl Sealer {
                 .get(&info.key)
                 .await
                 .map_err(|e| e.to_string())?;
-            let at = serde_json::from_slice::<serde_json::Value>(&data)
-                .ok()
-                .and_then(|v| v["after"].as_str().and_then(RecordId::parse))
+            let at = ExportCursor::parse(&data)
                 .map(|id| (id.batch.as_u128(), id.line))
-                .ok_or_else(|| format!("{}: not {{\"after\":\"<record id>\"}}", info.key))?;
+                .map_err(|why| format!("{}: {why}", info.key))?;
             floor = Some(floor.map_or(at, |f| f.min(at)));
         }
         Ok(floor)
