@@ -45,6 +45,7 @@ mod demo;
 mod e2e;
 mod flood;
 mod fuzz;
+mod image;
 mod layers;
 mod oracle;
 mod peers;
@@ -124,6 +125,14 @@ enum Task {
     BenchSideBySide,
     /// Measure how fast a 100,000-record spool backlog drains into the real recorder, release build.
     BenchDrain,
+    /// Build the container images (OCI layouts under target/images/), without a container engine.
+    Image {
+        /// Check each image: read it back, unpack it, and run its entrypoint from it as user 65532.
+        #[arg(long)]
+        check: bool,
+        /// Images to build (default: kubescribe-proxy and kubescribe-recorder).
+        binaries: Vec<String>,
+    },
     /// Run every cargo-fuzz target (or those named) for --secs each, from the committed seeds.
     Fuzz {
         /// Seconds of fuzzing per target.
@@ -185,6 +194,7 @@ fn main() {
         Task::BenchTailnet => bench::tailnet_latency(),
         Task::BenchSideBySide => bench::side_by_side(),
         Task::BenchDrain => bench::spool_drain(),
+        Task::Image { check, binaries } => image::run(&image::Options { binaries, check }),
         Task::Fuzz {
             secs,
             list,

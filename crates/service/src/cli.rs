@@ -66,7 +66,8 @@ pub struct ConnectionArgs {
     pub max_pending_connections: usize,
 
     /// New connections one source address may open per second (bursts of twice as many; an IPv6
-    /// source by its /64); more are closed at once, before any TLS handshake. 0: no limit.
+    /// source by its /64); past that a connection waits its turn (up to a second), and more are
+    /// closed at once, before any TLS handshake. 0: no limit.
     #[arg(
         long,
         env = "KUBESCRIBE_MAX_CONNECTION_RATE_PER_SOURCE",

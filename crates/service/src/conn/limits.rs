@@ -16,8 +16,10 @@ pub struct ConnectionLimits {
     /// source address with the most is closed to make room, so connections that send nothing, from
     /// one address or a few, cannot crowd out ones that do.
     pub max_pending: usize,
-    /// New connections one source address may open per second (bursts of twice as many); more are
-    /// closed at once, before any TLS handshake. An IPv6 source is limited by its /64. 0: no limit.
+    /// New connections one source address may open per second (bursts of twice as many). Past
+    /// that, a connection waits for its turn before its TLS handshake (at most a second's worth
+    /// of the rate); more are closed at once, before any handshake. An IPv6 source is limited by
+    /// its /64. 0: no limit.
     pub max_connection_rate_per_source: u32,
     /// Bound on setting a connection up: the PROXY header, the TLS handshake and the first request's
     /// head must all arrive within it.

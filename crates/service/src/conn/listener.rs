@@ -17,7 +17,7 @@ use super::limits::ConnectionLimits;
 use super::maybe_tls::MaybeTls;
 use super::metrics::{ConnectionMetrics, Refusal};
 use super::proxy_protocol::{self, ProxiedPeer, ProxyHeaderError};
-use super::setup_rate::SetupRate;
+use super::setup_rate::{Admission, SetupRate};
 
 /// What is known about the connection a request arrived on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -405,8 +405,12 @@ impl Incoming {
             }
             // Before the TLS handshake: a flood of new connections must not cost handshakes.
             let rate = shared.limits.max_connection_rate_per_source;
-            if !lock(&shared.setup_rate).admit(peer.ip(), rate, Instant::now()) {
-                return Err(HandshakeError::RateLimited(rate));
+            let admission = lock(&shared.setup_rate).admit(peer.ip(), rate, Instant::now());
+            match admission {
+                Admission::Now => {}
+                // Within the handshake deadline and the set-up pool's eviction, as any set-up.
+                Admission::After(wait) => tokio::time::sleep(wait).await,
+                Admission::Refused => return Err(HandshakeError::RateLimited(rate)),
             }
             let io = match &tls {
                 None => MaybeTls::Plain(stream),

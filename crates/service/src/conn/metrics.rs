@@ -23,8 +23,8 @@ pub enum Refusal {
     /// The set-up pool was full; this connection in set-up (the oldest from the source with the most)
     /// made room for a new one.
     Evicted,
-    /// The source had opened `max_connection_rate_per_source` connections a second (bursts of
-    /// twice that) already; closed before any TLS handshake.
+    /// The source was more than a second ahead of `max_connection_rate_per_source` connections
+    /// a second (after a burst of twice that); closed before any TLS handshake.
     RateLimited,
     /// `max_connections` connections were already serving.
     TooMany,
