@@ -672,8 +672,9 @@ fn run_in_root(root: &Path, args: &[&str], expect: &str) -> Result<()> {
     Ok(())
 }
 
-/// The recorder from the image starts, answers `/healthz`, and stops cleanly on SIGTERM; its data
-/// directory stands in for a volume (owned by 65532, the root filesystem otherwise untouched).
+/// The recorder from the image starts (creating its signing key), answers `/healthz`, and stops
+/// cleanly on SIGTERM; its data directory stands in for a volume (owned by 65532, the root
+/// filesystem otherwise untouched).
 fn smoke_recorder(root: &Path, entrypoint: &str) -> Result<()> {
     let data = root.join("data");
     std::fs::create_dir_all(&data).map_err(|e| format!("{}: {e}", data.display()))?;
@@ -694,6 +695,10 @@ fn smoke_recorder(root: &Path, entrypoint: &str) -> Result<()> {
             "--dst",
             "/data",
             "--insecure-allow-any-uploader",
+            // The key is created in the volume, by the image's user: manifests are signed.
+            "--signing-key",
+            "/data/signing.key",
+            "--generate-signing-key",
         ],
     )
     .stdout(Stdio::piped())
@@ -738,6 +743,11 @@ fn smoke_recorder(root: &Path, entrypoint: &str) -> Result<()> {
         return Err(format!(
             "the recorder in the image did not stop cleanly ({}):\n{log}",
             out.status
+        ));
+    }
+    if !data.join("signing.key").is_file() {
+        return Err(format!(
+            "the recorder in the image did not create its signing key in the volume:\n{log}"
         ));
     }
     Ok(())

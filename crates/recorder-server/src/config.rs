@@ -12,7 +12,7 @@ use service::cli::{parse_duration, ConnectionArgs};
 use service::conn::ConnectionLimits;
 use service::{LogFormat, TlsFiles};
 
-use crate::tamper::manifest::{generate_signing_key, read_signing_key, Signing};
+use crate::signing::{generate_signing_key, read_signing_key, Signing};
 
 /// The default `--max-event-bytes`: 8 MiB. Tailscale's proxy puts a request's whole body into its
 /// event, base64-encoded, and sends it before forwarding: kube-apiserver reads bodies up to 3 MiB,

@@ -19,14 +19,14 @@
 //!    * [`record`]: record kinds, record/batch/session ids, and the summary
 //!      of a record that the index keeps.
 //!    * [`body`]: reading request bodies within limits ([`body::BodyError`]).
+//!    * [`signing`]: signing-key files and [`signing::Signing`] (the
+//!      configuration reads the key; the tamper layer signs with it).
 //! 2. State below the pipeline and the query side:
 //!    * [`storage`]: the [`storage::Storage`] trait, the object layout, the
 //!      disk and S3 back ends.
 //!    * `index`: the in-memory event and session indexes.
 //!    * [`access`]: who may upload and who may read.
-//!    * [`tamper`]: hash chains, signed manifests, the sealer and `verify`
-//!      (its formats and keys, [`tamper::chain`] and [`tamper::manifest`],
-//!      use no storage: the configuration reads keys through them).
+//!    * [`tamper`]: hash chains, signed manifests, the sealer and `verify`.
 //! 3. The two sides, independent of each other and of HTTP:
 //!    * [`pipeline`]: the write side: records and batches parsed, the group
 //!      commit, idempotency keys, session casts, the session-view audit record.
@@ -52,6 +52,7 @@ pub mod body;
 pub mod config;
 mod metrics;
 pub mod record;
+pub mod signing;
 
 // 2. State below both sides.
 pub mod access;

@@ -347,7 +347,7 @@ async fn a_store_written_across_kill_9_verifies_clean_and_every_tampering_is_nam
 
     // Another key than the recorder's.
     let other = work.path().join("other.key");
-    kubescribe_recorder::tamper::manifest::generate_signing_key(&other).unwrap();
+    kubescribe_recorder::signing::generate_signing_key(&other).unwrap();
     let (code, r) = verify_cli(&[
         "--dir",
         data.to_str().unwrap(),

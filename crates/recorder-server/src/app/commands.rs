@@ -9,10 +9,10 @@ use std::sync::Arc;
 use clap::{Parser, ValueEnum};
 
 use crate::config::{Destination, StorageArgs};
+use crate::signing::{generate_signing_key, public_hex, read_public_key};
 use crate::storage::disk::DiskStorage;
 use crate::storage::s3::{S3Config, S3Storage};
 use crate::storage::Storage;
-use crate::tamper::manifest::{generate_signing_key, public_hex, read_public_key};
 use crate::tamper::verify::{verify, VerifyOptions};
 
 /// `kubescribe-recorder keygen FILE`: creates an Ed25519 signing key for --signing-key.

@@ -41,7 +41,8 @@ impl Cursor {
         };
         let id = ExportCursor::parse(&data).map_err(bad)?;
         let after = crate::record::record_id(id.kind, &id.batch, id.line);
-        let (_, order) = order_key(&after).ok_or_else(|| bad(format!("{after:?} is out of range")))?;
+        let (_, order) =
+            order_key(&after).ok_or_else(|| bad(format!("{after:?} is out of range")))?;
         Ok(Some((after, order)))
     }
 

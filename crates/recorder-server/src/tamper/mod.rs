@@ -2,9 +2,9 @@
 //! chains, Ed25519-signed manifests that link to each other, the sealer that
 //! writes them, and the verifier behind `kubescribe-recorder verify`.
 //!
-//! Inside, bottom to top: [`chain`] and [`manifest`] (formats and keys, no
-//! storage: the configuration reads keys through them), `store` (manifests
-//! read back), then `sealer` (write side) and [`verify`] (read side).
+//! Inside, bottom to top: [`chain`] and [`manifest`] (formats, no storage;
+//! the keys are [`crate::signing`]'s), `store` (manifests read back), then
+//! `sealer` (write side) and [`verify`] (read side).
 
 pub mod chain;
 pub mod manifest;

@@ -14,11 +14,12 @@ use uuid::Uuid;
 
 use super::chain::{digest, SegmentChain};
 use super::manifest::{
-    self, ChainsLine, DeletedEntry, Manifest, SealCheck, SegmentEntry, SessionEntry, Signing,
+    self, ChainsLine, DeletedEntry, Manifest, SealCheck, SegmentEntry, SessionEntry,
 };
 use super::store::{get_opt, list_manifests, now_rfc3339};
 use crate::config::Retention;
 use crate::record::{new_id, unix_millis, RecordId, RecordKind};
+use crate::signing::Signing;
 use crate::storage::layout::{self, ExportCursor, KeyKind, EXPORT_CURSORS, LEGAL_HOLD};
 use crate::storage::{Storage, StorageError};
 

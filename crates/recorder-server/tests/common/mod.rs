@@ -57,7 +57,7 @@ pub fn signing_key() -> &'static str {
     &KEY.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("signing.key");
-        kubescribe_recorder::tamper::manifest::generate_signing_key(&path).unwrap();
+        kubescribe_recorder::signing::generate_signing_key(&path).unwrap();
         let path = path.to_str().unwrap().to_owned();
         (dir, path)
     })
