@@ -971,6 +971,7 @@ const DOCUMENTED_DIFFERENCES: &[(&str, &[&str])] = &[
     (".kubescribe.body.truncated", EVERY),
     (".kubescribe.impersonatedUser", EVERY),
     (".kubescribe.impersonatedGroups[]", EVERY),
+    (".kubescribe.auditLevel", EVERY),
     // Bodies over --max-body-capture: kept whole by Tailscale, truncated by kubescribe.
     (
         ".request.body",
