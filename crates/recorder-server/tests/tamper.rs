@@ -729,9 +729,15 @@ async fn the_day_verification_route_says_verified_then_names_an_edited_segment_a
     for (query, says) in [
         ("date=2026-13-01", "expected a UTC day as YYYY-MM-DD"),
         ("date=yesterday", "expected a UTC day as YYYY-MM-DD"),
-        ("date=2026-01-05T00:00:00Z", "expected a UTC day as YYYY-MM-DD"),
+        (
+            "date=2026-01-05T00:00:00Z",
+            "expected a UTC day as YYYY-MM-DD",
+        ),
         ("", "\"date\" is required"),
-        ("date=2026-01-05&limit=3", "unknown query parameter \"limit\""),
+        (
+            "date=2026-01-05&limit=3",
+            "unknown query parameter \"limit\"",
+        ),
     ] {
         let (status, _, body) = call(
             addr,
@@ -757,6 +763,9 @@ async fn the_day_verification_route_says_verified_then_names_an_edited_segment_a
         )
         .await;
         assert_eq!(status, StatusCode::FORBIDDEN, "{path}: {body:?}");
-        assert!(!String::from_utf8_lossy(&body).contains("verified"), "{body:?}");
+        assert!(
+            !String::from_utf8_lossy(&body).contains("verified"),
+            "{body:?}"
+        );
     }
 }
