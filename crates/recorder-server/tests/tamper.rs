@@ -768,4 +768,29 @@ async fn the_day_verification_route_says_verified_then_names_an_edited_segment_a
             "{body:?}"
         );
     }
+    // The manifest that covered the other day's cast removed: once a newer manifest is written
+    // (a new event closes a segment), that day fails; its cast is not merely pending.
+    let manifests = data.join("_kubescribe/manifests");
+    let covering = std::fs::read_dir(&manifests)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            std::fs::read_to_string(p)
+                .unwrap_or_default()
+                .contains(past_key.as_str())
+        })
+        .unwrap();
+    std::fs::remove_file(&covering).unwrap();
+    let (status, _) = post_event(addr, &event_json("get", "day-late", None)).await;
+    assert_eq!(status, StatusCode::OK);
+    let v = day_until(addr, "2026-01-05", |v| v["status"] == "failed").await;
+    assert_eq!(v["status"], "failed", "{v}");
+    assert!(
+        v["problems"].as_array().unwrap().iter().any(|p| p
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("session-unmanifested: {}: ", past_key.as_str()))),
+        "{v}"
+    );
 }

@@ -132,12 +132,27 @@ struct CachedDay {
 
 impl DayCheck {
     /// The day's answer from `report` (a [`verify`] scoped to the day), with
-    /// `own` the recorder's public key (`None`: `--unsigned`).
-    fn of(date: time::Date, report: &Report, own: Option<&str>) -> Self {
+    /// `own` the recorder's public key (`None`: `--unsigned`) and
+    /// `unexpected` the uncovered objects the sealer does not expect to cover
+    /// (see [`Sealer::expects`]).
+    fn of(
+        date: time::Date,
+        report: &Report,
+        own: Option<&str>,
+        unexpected: &HashSet<String>,
+    ) -> Self {
         let mut pending = report.open_segments.len();
         let mut problems = Vec::new();
         for f in &report.findings {
             match f.kind.as_str() {
+                "segment-unmanifested" | "session-unmanifested"
+                    if unexpected.contains(&f.object) =>
+                {
+                    problems.push(format!(
+                        "{}: {}: no manifest covers it, and the recorder does not expect to cover it (added to storage, or the manifest that covered it was removed)",
+                        f.kind, f.object
+                    ));
+                }
                 // Sealed or finished after the newest manifest: the next pass covers it.
                 "segment-unmanifested" | "session-unmanifested" => pending += 1,
                 _ => {
@@ -612,6 +627,26 @@ impl Sealer {
         })
     }
 
+    /// Whether object `key`, which no stored manifest covers, is one a coming
+    /// pass will cover: a segment seen open, a cast noted as ended, or an
+    /// object of the last two hours (not yet seen by a pass). Not so for one
+    /// the sealer believes covered (its manifest was removed or changed) nor
+    /// for an older one it never saw (added to storage by someone).
+    fn expects(state: &State, noted: &HashSet<String>, key: &str, now_ms: i64) -> bool {
+        if state.covered.contains_key(key) {
+            return false;
+        }
+        if state.open.contains(key) || noted.contains(key) {
+            return true;
+        }
+        match layout::parse_key(key) {
+            Some((_, KeyKind::Batch(_, id) | KeyKind::Session(id))) => {
+                unix_millis(&id) >= now_ms - 2 * HOUR_MS
+            }
+            None => false,
+        }
+    }
+
     /// Checks UTC day `date`'s segments and casts against the manifests
     /// (`verify` scoped to the day), one day at a time; a past day's answer
     /// is reused while no manifest is written, for up to
@@ -631,8 +666,25 @@ impl Sealer {
             day: Some(date),
         };
         let report = verify(&*self.storage, &options).await?;
+        let unexpected = {
+            let state = self.state.lock().await;
+            // A manifest written meanwhile may cover what `verify` found uncovered.
+            if state.prev == newest {
+                let noted = self.noted.lock().map(|n| n.clone()).unwrap_or_default();
+                let now_ms = unix_millis(&new_id());
+                report
+                    .findings
+                    .iter()
+                    .filter(|f| f.kind.ends_with("-unmanifested"))
+                    .filter(|f| !Self::expects(&state, &noted, &f.object, now_ms))
+                    .map(|f| f.object.clone())
+                    .collect()
+            } else {
+                HashSet::new()
+            }
+        };
         let own = self.signing.public_key_hex();
-        let check = DayCheck::of(date, &report, own.as_deref());
+        let check = DayCheck::of(date, &report, own.as_deref(), &unexpected);
         if past {
             if days.len() >= DAY_CACHE_DAYS {
                 days.clear();
