@@ -476,6 +476,7 @@ async fn on_s3_every_commit_object_is_sealed_and_verified() {
     let options = VerifyOptions {
         public_key: Some(public_key),
         since_ms: None,
+        day: None,
     };
     let report = verify(&*storage, &options).await.unwrap();
     assert!(report.findings.is_empty(), "{report:?}");
@@ -598,4 +599,198 @@ async fn segments_sealed_while_the_recorder_runs_are_covered_within_the_interval
     assert!(report.findings.is_empty(), "{report:?}");
     assert_eq!(report.segments_verified, 5, "{report:?}");
     assert_eq!(report.open_segments.len(), 1, "{report:?}");
+}
+
+/// `GET /api/v1/verification?date=…`, retrying while the day is `pending` or a pass has not yet
+/// covered what `done` waits for.
+async fn day_until(
+    addr: SocketAddr,
+    date: &str,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let path = format!("/api/v1/verification?date={date}");
+    let mut v = serde_json::Value::Null;
+    for _ in 0..100 {
+        let (status, body) = get_json(addr, &path).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        v = body;
+        if done(&v) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_day_verification_route_says_verified_then_names_an_edited_segment_and_other_days_stay_verified(
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let token = token_file(dir.path());
+    let read_token = dir.path().join("read-token");
+    std::fs::write(&read_token, "day-read-token-0123456789").unwrap();
+    let data = dir.path().join("data");
+    // Every commit closes the segment before it (64-byte segments).
+    let storage = kubescribe_recorder::storage::disk::DiskStorage::open(&data)
+        .unwrap()
+        .with_segment_max_bytes(64);
+    let storage: Arc<dyn Storage> = Arc::new(storage);
+    // Another day: a cast from 2026-01-05, sealed by the start-up pass.
+    let past = uuid::Uuid::new_v7(uuid::Timestamp::from_unix(
+        uuid::NoContext,
+        1_767_614_400,
+        0,
+    ));
+    let past_key = kubescribe_recorder::storage::layout::session_key(&past);
+    assert!(past_key.as_str().starts_with("sessions/date=2026-01-05/"));
+    storage.put(&past_key, Bytes::from(cast())).await.unwrap();
+    let args = [
+        "--upload-token-file",
+        token.to_str().unwrap(),
+        "--read-token-file",
+        read_token.to_str().unwrap(),
+        "--manifest-interval",
+        "100ms",
+    ];
+    let (addr, _app) = kubescribe_recorder::spawn(config(&args), storage.clone())
+        .await
+        .unwrap();
+    for i in 0..6 {
+        let (status, _) = post_event(addr, &event_json("get", &format!("day-{i}"), None)).await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    upload_cast(addr).await;
+    let today = time::OffsetDateTime::now_utc().date();
+    let today = format!(
+        "{:04}-{:02}-{:02}",
+        today.year(),
+        u8::from(today.month()),
+        today.day()
+    );
+
+    // Today: five sealed segments and the cast verify; the open segment is pending.
+    let v = day_until(addr, &today, |v| {
+        v["status"] == "verified" && v["sessions"] == 1 && v["verified"].as_u64() >= Some(6)
+    })
+    .await;
+    assert_eq!(v["status"], "verified", "{v}");
+    assert_eq!(v["date"], today.as_str(), "{v}");
+    assert_eq!(v["problems"], serde_json::json!([]), "{v}");
+    assert_eq!(
+        v["verified"].as_u64().unwrap() + v["pending"].as_u64().unwrap(),
+        v["segments"].as_u64().unwrap() + v["sessions"].as_u64().unwrap(),
+        "{v}"
+    );
+    let past_day = day_until(addr, "2026-01-05", |v| v["status"] == "verified").await;
+    assert_eq!(past_day["status"], "verified", "{past_day}");
+    assert_eq!(past_day["sessions"], 1, "{past_day}");
+    assert_eq!(past_day["segments"], 0, "{past_day}");
+    let (_, empty) = get_json(addr, "/api/v1/verification?date=2025-06-01").await;
+    assert_eq!(empty["status"], "empty", "{empty}");
+
+    // One stored line of a sealed segment of today edited on disk.
+    let sealed = files(&data)
+        .into_iter()
+        .find(|p| {
+            p.starts_with("events")
+                && std::fs::metadata(data.join(p))
+                    .unwrap()
+                    .permissions()
+                    .readonly()
+        })
+        .unwrap();
+    rewrite(&data.join(&sealed), |b| {
+        String::from_utf8(b)
+            .unwrap()
+            .replacen("day-", "yad-", 1)
+            .into_bytes()
+    });
+    let key = sealed.to_str().unwrap().to_owned();
+    let (status, v) = get_json(addr, &format!("/api/v1/verification?date={today}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(v["status"], "failed", "{v}");
+    let problems: Vec<&str> = v["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p.as_str())
+        .collect();
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.starts_with("record-edited: ") && p.contains(&key)),
+        "{key}: {v}"
+    );
+    // The untouched day still verifies.
+    let (_, v) = get_json(addr, "/api/v1/verification?date=2026-01-05").await;
+    assert_eq!(v["status"], "verified", "{v}");
+
+    // Bad dates are 400s that say why.
+    for (query, says) in [
+        ("date=2026-13-01", "expected a UTC day as YYYY-MM-DD"),
+        ("date=yesterday", "expected a UTC day as YYYY-MM-DD"),
+        (
+            "date=2026-01-05T00:00:00Z",
+            "expected a UTC day as YYYY-MM-DD",
+        ),
+        ("", "\"date\" is required"),
+        (
+            "date=2026-01-05&limit=3",
+            "unknown query parameter \"limit\"",
+        ),
+    ] {
+        let (status, _, body) = call(
+            addr,
+            "GET",
+            &format!("/api/v1/verification?{query}"),
+            &[],
+            Bytes::new(),
+        )
+        .await;
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{query}: {body}");
+        let error = body["error"].as_str().unwrap_or_default();
+        assert!(error.contains(says), "{query}: {body}");
+    }
+    // A reader refused for the other reads is refused here too.
+    for path in ["/api/v1/events", "/api/v1/verification?date=2026-01-05"] {
+        let (status, _, body) = call(
+            addr,
+            "GET",
+            path,
+            &[("authorization", "Bearer wrong-token-000000")],
+            Bytes::new(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{path}: {body:?}");
+        assert!(
+            !String::from_utf8_lossy(&body).contains("verified"),
+            "{body:?}"
+        );
+    }
+    // The manifest that covered the other day's cast removed: once a newer manifest is written
+    // (a new event closes a segment), that day fails; its cast is not merely pending.
+    let manifests = data.join("_kubescribe/manifests");
+    let covering = std::fs::read_dir(&manifests)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            std::fs::read_to_string(p)
+                .unwrap_or_default()
+                .contains(past_key.as_str())
+        })
+        .unwrap();
+    std::fs::remove_file(&covering).unwrap();
+    let (status, _) = post_event(addr, &event_json("get", "day-late", None)).await;
+    assert_eq!(status, StatusCode::OK);
+    let v = day_until(addr, "2026-01-05", |v| v["status"] == "failed").await;
+    assert_eq!(v["status"], "failed", "{v}");
+    assert!(
+        v["problems"].as_array().unwrap().iter().any(|p| p
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("session-unmanifested: {}: ", past_key.as_str()))),
+        "{v}"
+    );
 }

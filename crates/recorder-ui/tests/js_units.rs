@@ -25,7 +25,7 @@ fn javascript_unit_tests_pass_under_node() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        stdout.contains("# pass 7"),
-        "expected 7 passing tests:\n{stdout}"
+        stdout.contains("# pass 8"),
+        "expected 8 passing tests:\n{stdout}"
     );
 }

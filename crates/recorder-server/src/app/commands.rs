@@ -146,6 +146,7 @@ fn verify_main(cli: VerifyCli) -> ExitCode {
             VerifyOptions {
                 public_key,
                 since_ms,
+                day: None,
             },
         ))
     })();

@@ -143,6 +143,18 @@ impl QueryApi {
                 StatusCode::OK,
                 &sessions::list(&self.sessions, &filter),
             ))
+        } else if path == "/api/v1/verification" {
+            // One UTC day checked against its signed manifests (no recorded content: not a viewing).
+            let date = params::verification_day(pairs)?;
+            let check = self
+                .sealer
+                .check_day(date)
+                .await
+                .map_err(QueryError::from)?;
+            Ok(json(
+                StatusCode::OK,
+                &serde_json::to_value(&check).unwrap_or_default(),
+            ))
         } else if let Some(rest) = path.strip_prefix("/api/v1/sessions/") {
             self.session(rest, &asker).await
         } else {

@@ -66,6 +66,24 @@ pub(crate) enum QueryError {
         /// The value given.
         value: String,
     },
+    /// A day that is not `YYYY-MM-DD` (a real UTC date).
+    #[error("date={value:?}: expected a UTC day as YYYY-MM-DD (2026-01-31)")]
+    BadDate {
+        /// The value given.
+        value: String,
+    },
+    /// A parameter the route needs is not given.
+    #[error("the query parameter {name:?} is required")]
+    MissingParameter {
+        /// The parameter.
+        name: &'static str,
+    },
+    /// A parameter given more than once where one value is meant.
+    #[error("the query parameter {name:?} is given more than once")]
+    RepeatedParameter {
+        /// The parameter.
+        name: &'static str,
+    },
     /// No record has this id.
     #[error("no record with id {id:?}")]
     NoSuchRecord {

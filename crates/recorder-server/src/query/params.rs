@@ -137,6 +137,46 @@ impl Filter for SessionFilter {
     }
 }
 
+/// Parses `value` as a UTC day, exactly `YYYY-MM-DD` (four, two and two
+/// ASCII digits) naming a real date.
+fn parse_date(value: String) -> Result<time::Date, QueryError> {
+    let b = value.as_bytes();
+    let shaped = b.len() == 10
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && b.iter()
+            .enumerate()
+            .all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit());
+    let date = shaped
+        .then(|| {
+            let year = value[0..4].parse::<i32>().ok()?;
+            let month = time::Month::try_from(value[5..7].parse::<u8>().ok()?).ok()?;
+            let day = value[8..10].parse::<u8>().ok()?;
+            time::Date::from_calendar_date(year, month, day).ok()
+        })
+        .flatten();
+    date.ok_or(QueryError::BadDate { value })
+}
+
+/// The day of `GET /api/v1/verification?date=YYYY-MM-DD` (`pairs`: the
+/// decoded query): `date` exactly once, no other parameter.
+pub(crate) fn verification_day(pairs: Vec<(String, String)>) -> Result<time::Date, QueryError> {
+    let mut date = None;
+    for (key, value) in pairs {
+        if key != "date" {
+            return Err(QueryError::UnknownParameter {
+                name: key,
+                known: "date",
+            });
+        }
+        if date.is_some() {
+            return Err(QueryError::RepeatedParameter { name: "date" });
+        }
+        date = Some(parse_date(value)?);
+    }
+    date.ok_or(QueryError::MissingParameter { name: "date" })
+}
+
 /// The decoded `key=value` pairs of a query string (`application/x-www-form-urlencoded`).
 pub(crate) fn pairs(raw_query: &str) -> Vec<(String, String)> {
     url::form_urlencoded::parse(raw_query.as_bytes())
@@ -166,4 +206,63 @@ pub(crate) fn event_filter(pairs: Vec<(String, String)>) -> Result<EventFilter, 
 /// The filter of `GET /api/v1/sessions?…` (`pairs`: the decoded query).
 pub(crate) fn session_filter(pairs: Vec<(String, String)>) -> Result<SessionFilter, QueryError> {
     parse(pairs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn day(q: &str) -> Result<time::Date, String> {
+        verification_day(pairs(q)).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_verification_day_is_exactly_one_real_yyyy_mm_dd() {
+        let want = time::Date::from_calendar_date(2026, time::Month::February, 28).ok();
+        assert_eq!(day("date=2026-02-28").ok(), want);
+        assert!(day("date=2024-02-29").is_ok(), "a leap day");
+        for bad in [
+            "date=2026-02-29",
+            "date=2026-13-01",
+            "date=2026-00-10",
+            "date=2026-1-01",
+            "date=26-01-01",
+            "date=2026-01-01T00:00:00Z",
+            "date=+026-01-01",
+            "date=2026-01-0%0A",
+            "date=2026/01/01",
+            "date=",
+            "date=%EF%BC%92026-01-01",
+        ] {
+            let err = day(bad).unwrap_err();
+            assert!(
+                err.contains("expected a UTC day as YYYY-MM-DD"),
+                "{bad}: {err}"
+            );
+        }
+        assert!(day("").unwrap_err().contains("required"));
+        assert!(day("date=2026-01-01&date=2026-01-02")
+            .unwrap_err()
+            .contains("more than once"));
+        assert!(day("date=2026-01-01&since=1")
+            .unwrap_err()
+            .contains("unknown query parameter \"since\""));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn parse_date_never_panics_and_round_trips(s in "\\PC{0,16}", y in 0i32..=9999, o in 1u8..=12, d in 1u8..=31) {
+            let _ = parse_date(s);
+            let text = format!("{y:04}-{o:02}-{d:02}");
+            match parse_date(text.clone()) {
+                Ok(date) => {
+                    proptest::prop_assert_eq!(
+                        format!("{:04}-{:02}-{:02}", date.year(), u8::from(date.month()), date.day()),
+                        text
+                    );
+                }
+                Err(_) => proptest::prop_assert!(d > 28),
+            }
+        }
+    }
 }

@@ -17,6 +17,7 @@ use super::manifest::{
     self, ChainsLine, DeletedEntry, Manifest, SealCheck, SegmentEntry, SessionEntry,
 };
 use super::store::{get_opt, list_manifests, now_rfc3339};
+use super::verify::{verify, Report, VerifyOptions};
 use crate::config::Retention;
 use crate::record::{new_id, unix_millis, RecordId, RecordKind};
 use crate::signing::Signing;
@@ -60,6 +61,8 @@ pub(crate) struct Sealer {
     state: tokio::sync::Mutex<State>,
     /// Objects to look at in the next pass (see [`Sealer::note`]).
     noted: std::sync::Mutex<HashSet<String>>,
+    /// Past days' answers; held while a day is checked, so one at a time.
+    days: tokio::sync::Mutex<HashMap<time::Date, CachedDay>>,
 }
 
 /// A session cast checked against its manifest.
@@ -80,6 +83,126 @@ impl SessionCheck {
             state,
             manifest,
             detail,
+        }
+    }
+}
+
+/// One UTC day checked against the manifests (the UI's per-day badge,
+/// `GET /api/v1/verification?date=…`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub(crate) struct DayCheck {
+    /// The day, `YYYY-MM-DD`.
+    pub(crate) date: String,
+    /// `failed` (a problem), `pending` (nothing covered yet, something to
+    /// cover), `empty` (nothing stored that day), `unsigned` (everything
+    /// covered matches, some manifest unsigned) or `verified`.
+    pub(crate) status: &'static str,
+    /// Record segments of the day.
+    pub(crate) segments: usize,
+    /// Session casts of the day.
+    pub(crate) sessions: usize,
+    /// Segments and casts matching their signed manifest.
+    pub(crate) verified: usize,
+    /// Segments still open and objects no manifest covers yet.
+    pub(crate) pending: usize,
+    /// What was found wrong, a sentence each (at most [`MAX_PROBLEMS`]).
+    pub(crate) problems: Vec<String>,
+}
+
+/// The most problems a [`DayCheck`] lists (then a count of the rest).
+const MAX_PROBLEMS: usize = 50;
+
+/// How long a past day's answer is reused while no manifest is written: a
+/// sealed day changes only by retention (which writes a manifest) or by
+/// tampering, which this bounds the time to notice.
+const DAY_CACHE_MAX_AGE: Duration = Duration::from_secs(60);
+
+/// The most past days whose answers are kept.
+const DAY_CACHE_DAYS: usize = 32;
+
+/// A past day's answer, for [`Sealer::check_day`].
+struct CachedDay {
+    /// The newest manifest's hash when it was computed.
+    newest: Option<String>,
+    /// When it was computed.
+    at: std::time::Instant,
+    /// The answer.
+    check: DayCheck,
+}
+
+impl DayCheck {
+    /// The day's answer from `report` (a [`verify`] scoped to the day), with
+    /// `own` the recorder's public key (`None`: `--unsigned`) and
+    /// `unexpected` the uncovered objects the sealer does not expect to cover
+    /// (see [`Sealer::expects`]).
+    fn of(
+        date: time::Date,
+        report: &Report,
+        own: Option<&str>,
+        unexpected: &HashSet<String>,
+    ) -> Self {
+        let mut pending = report.open_segments.len();
+        let mut problems = Vec::new();
+        for f in &report.findings {
+            match f.kind.as_str() {
+                "segment-unmanifested" | "session-unmanifested"
+                    if unexpected.contains(&f.object) =>
+                {
+                    problems.push(format!(
+                        "{}: {}: no manifest covers it, and the recorder does not expect to cover it (added to storage, or the manifest that covered it was removed)",
+                        f.kind, f.object
+                    ));
+                }
+                // Sealed or finished after the newest manifest: the next pass covers it.
+                "segment-unmanifested" | "session-unmanifested" => pending += 1,
+                _ => {
+                    let line = f
+                        .line
+                        .map(|l| format!(" line {}", l + 1))
+                        .unwrap_or_default();
+                    problems.push(format!("{}: {}{}: {}", f.kind, f.object, line, f.detail));
+                }
+            }
+        }
+        for signer in &report.signers {
+            if own != Some(signer.as_str()) {
+                problems.push(format!(
+                    "manifest-wrong-key: a manifest of this day is signed by {signer}, not by this recorder's key"
+                ));
+            }
+        }
+        if problems.len() > MAX_PROBLEMS {
+            let more = problems.len() - MAX_PROBLEMS;
+            problems.truncate(MAX_PROBLEMS);
+            problems.push(format!(
+                "… and {more} more (run `kubescribe-recorder verify`)"
+            ));
+        }
+        let verified = report.segments_verified + report.sessions_verified;
+        let status = if !problems.is_empty() {
+            "failed"
+        } else if verified == 0 && pending > 0 {
+            "pending"
+        } else if report.segments + report.sessions == 0 {
+            "empty"
+        } else if report.unsigned_manifests > 0 {
+            "unsigned"
+        } else {
+            "verified"
+        };
+        Self {
+            date: format!(
+                "{:04}-{:02}-{:02}",
+                date.year(),
+                u8::from(date.month()),
+                date.day()
+            ),
+            status,
+            segments: report.segments,
+            sessions: report.sessions,
+            verified,
+            pending,
+            problems,
         }
     }
 }
@@ -141,6 +264,7 @@ impl Sealer {
             storage,
             signing,
             noted: std::sync::Mutex::new(HashSet::new()),
+            days: tokio::sync::Mutex::new(HashMap::new()),
             state: tokio::sync::Mutex::new(State {
                 covered,
                 deleted,
@@ -501,6 +625,80 @@ impl Sealer {
                 "the cast matches its manifest, which is unsigned (--unsigned)",
             )
         })
+    }
+
+    /// Whether object `key`, which no stored manifest covers, is one a coming
+    /// pass will cover: a segment seen open, a cast noted as ended, or an
+    /// object of the last two hours (not yet seen by a pass). Not so for one
+    /// the sealer believes covered (its manifest was removed or changed) nor
+    /// for an older one it never saw (added to storage by someone).
+    fn expects(state: &State, noted: &HashSet<String>, key: &str, now_ms: i64) -> bool {
+        if state.covered.contains_key(key) {
+            return false;
+        }
+        if state.open.contains(key) || noted.contains(key) {
+            return true;
+        }
+        match layout::parse_key(key) {
+            Some((_, KeyKind::Batch(_, id) | KeyKind::Session(id))) => {
+                unix_millis(&id) >= now_ms - 2 * HOUR_MS
+            }
+            None => false,
+        }
+    }
+
+    /// Checks UTC day `date`'s segments and casts against the manifests
+    /// (`verify` scoped to the day), one day at a time; a past day's answer
+    /// is reused while no manifest is written, for up to
+    /// [`DAY_CACHE_MAX_AGE`].
+    pub(crate) async fn check_day(&self, date: time::Date) -> Result<DayCheck, StorageError> {
+        let mut days = self.days.lock().await;
+        let newest = self.state.lock().await.prev.clone();
+        let past = date < time::OffsetDateTime::now_utc().date();
+        if let Some(c) = days.get(&date) {
+            if past && c.newest == newest && c.at.elapsed() < DAY_CACHE_MAX_AGE {
+                return Ok(c.check.clone());
+            }
+        }
+        let options = VerifyOptions {
+            public_key: None,
+            since_ms: None,
+            day: Some(date),
+        };
+        let report = verify(&*self.storage, &options).await?;
+        let unexpected = {
+            let state = self.state.lock().await;
+            // A manifest written meanwhile may cover what `verify` found uncovered.
+            if state.prev == newest {
+                let noted = self.noted.lock().map(|n| n.clone()).unwrap_or_default();
+                let now_ms = unix_millis(&new_id());
+                report
+                    .findings
+                    .iter()
+                    .filter(|f| f.kind.ends_with("-unmanifested"))
+                    .filter(|f| !Self::expects(&state, &noted, &f.object, now_ms))
+                    .map(|f| f.object.clone())
+                    .collect()
+            } else {
+                HashSet::new()
+            }
+        };
+        let own = self.signing.public_key_hex();
+        let check = DayCheck::of(date, &report, own.as_deref(), &unexpected);
+        if past {
+            if days.len() >= DAY_CACHE_DAYS {
+                days.clear();
+            }
+            days.insert(
+                date,
+                CachedDay {
+                    newest,
+                    at: std::time::Instant::now(),
+                    check: check.clone(),
+                },
+            );
+        }
+        Ok(check)
     }
 
     /// Runs a retention sweep every `retention.interval`, in the background.

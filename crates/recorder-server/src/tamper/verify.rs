@@ -23,6 +23,32 @@ pub struct VerifyOptions {
     /// Only data objects written at or after this time (Unix milliseconds);
     /// manifests are always all checked.
     pub since_ms: Option<i64>,
+    /// Only this UTC day's data objects (`events/date=D/…`,
+    /// `responses/date=D/…`, `sessions/date=D/…`); every manifest's link is
+    /// still followed, but only the manifests naming an object of the day
+    /// are counted and reported on (a manifest that cannot be read, so
+    /// whose objects are unknown, is reported for every day).
+    pub day: Option<time::Date>,
+}
+
+impl VerifyOptions {
+    /// The `date=YYYY-MM-DD` partition name of [`VerifyOptions::day`].
+    fn day_partition(&self) -> Option<String> {
+        self.day.map(|d| {
+            format!(
+                "date={:04}-{:02}-{:02}",
+                d.year(),
+                u8::from(d.month()),
+                d.day()
+            )
+        })
+    }
+
+    /// Whether data object `key` is in [`VerifyOptions::day`] (always, without one).
+    fn in_day(&self, key: &str) -> bool {
+        self.day_partition()
+            .is_none_or(|date| key.split('/').nth(1) == Some(date.as_str()))
+    }
 }
 
 /// One thing found wrong.
@@ -64,6 +90,10 @@ pub struct Report {
     pub unsigned_manifests: usize,
     /// The public keys (hex) that signed the manifests.
     pub signers: Vec<String>,
+    /// Segments looked at (verified, open, or with a finding).
+    pub segments: usize,
+    /// Session casts looked at.
+    pub sessions: usize,
     /// Segments whose records match their signed chain.
     pub segments_verified: usize,
     /// Records in them.
@@ -160,6 +190,7 @@ async fn check_manifests(
         };
         let hash = hex::encode(digest(&data));
         let Some((m, seal)) = manifest::decode(&data) else {
+            // Unreadable: which objects it covered is unknown, so it counts for every day.
             report.find(
                 "manifest-unreadable",
                 &key,
@@ -169,6 +200,19 @@ async fn check_manifests(
             prev = Some(hash);
             continue;
         };
+        // With a day, a manifest naming none of its objects is only followed (its link).
+        let names_day = options.day.is_none()
+            || m.segments
+                .iter()
+                .map(|s| &s.key)
+                .chain(m.sessions.iter().map(|s| &s.key))
+                .chain(m.deleted.iter().map(|d| &d.key))
+                .any(|k| options.in_day(k));
+        if !names_day {
+            report.manifests -= 1;
+            prev = Some(hash);
+            continue;
+        }
         match &seal {
             SealCheck::Signed(public) => {
                 if options
@@ -289,13 +333,18 @@ pub async fn verify(
     };
     let mut seen = HashSet::new();
     let mut keys = Vec::new();
-    for prefix in [
+    for folder in [
         layout::folder(RecordKind::Event),
         layout::folder(RecordKind::Response),
         layout::SESSIONS,
     ] {
-        keys.extend(storage.list(prefix).await?.into_iter().map(|i| i.key));
+        let prefix = match options.day_partition() {
+            Some(date) => format!("{folder}/{date}"),
+            None => folder.to_owned(),
+        };
+        keys.extend(storage.list(&prefix).await?.into_iter().map(|i| i.key));
     }
+    keys.retain(|k| options.in_day(k));
     keys.sort();
     for key in keys {
         let Some((_, kind)) = layout::parse_key(&key) else {
@@ -307,6 +356,7 @@ pub async fn verify(
                 if !recent(&id) {
                     continue;
                 }
+                report.segments += 1;
                 let Some((entry, leaves)) = signed.segments.get(&key) else {
                     if storage.is_sealed(&key).await.unwrap_or(true) {
                         report.find("segment-unmanifested", &key, None, "sealed, but no manifest covers it (added, or sealed after the recorder's last manifest)".into());
@@ -368,6 +418,7 @@ pub async fn verify(
                 if !recent(&id) {
                     continue;
                 }
+                report.sessions += 1;
                 let Some(entry) = signed.sessions.get(&key) else {
                     report.find("session-unmanifested", &key, None, "no manifest covers this cast (added, or finished after the recorder's last manifest)".into());
                     continue;
@@ -405,12 +456,13 @@ pub async fn verify(
     deleted.sort_by(|a, b| a.object.cmp(&b.object));
     let deleted_keys: HashSet<String> = deleted.iter().map(|d| d.object.clone()).collect();
     missing.retain(|(k, _)| !deleted_keys.contains(k));
+    deleted.retain(|d| options.in_day(&d.object));
     report.deleted_by_retention = deleted;
     for (key, kind) in missing {
         let in_scope = match layout::parse_key(&key) {
             Some((_, KeyKind::Batch(_, id) | KeyKind::Session(id))) => recent(&id),
             None => true,
-        };
+        } && options.in_day(&key);
         if in_scope {
             report.find(
                 kind,

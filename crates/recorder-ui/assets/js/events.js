@@ -16,6 +16,80 @@ const RESOURCES = ['pods', 'deployments', 'replicasets', 'services', 'secrets',
 
 const PAGE = 100;
 const TAIL_INTERVAL_MS = 2000;
+/** How often a day's integrity badge is re-checked while nothing of it is sealed yet. */
+const DAY_POLL_MS = 3000;
+/** The most days the "Integrity by day" list shows (the newest). */
+const MAX_DAYS = 7;
+
+/** The UTC day (`YYYY-MM-DD`) a record id's segment is stored under: its UUIDv7's time. */
+export function dayOfId(id) {
+  const [, hex = ''] = String(id).split('-');
+  if (!/^[0-9a-f]{32}$/.test(hex)) return null;
+  const ms = parseInt(hex.slice(0, 12), 16);
+  const d = new Date(ms);
+  return Number.isNaN(d.getTime()) ? null : d.toISOString().slice(0, 10);
+}
+
+/** Badge class and wording per day status, as the session page words them. */
+const DAY_BADGES = {
+  verified: ['badge done', 'Verified'],
+  unsigned: ['badge recovered', 'Hash matches (unsigned)'],
+  failed: ['badge failed', 'Verification failed'],
+  pending: ['muted', 'Not sealed yet'],
+  empty: ['muted', 'Nothing stored'],
+};
+
+/**
+ * The "Integrity by day" list: one badge per UTC day of the events shown, from
+ * GET /api/v1/verification?date=…; returns `{ el, add(days), stop() }`.
+ */
+function integrityByDay(signal) {
+  const list = h('ul', { class: 'day-integrity' });
+  const el = h('section', { class: 'day-integrity-wrap', 'aria-label': 'Integrity by day', hidden: true },
+    h('h2', { class: 'visually-hidden', text: 'Integrity by day' }),
+    h('span', { class: 'muted', text: 'Integrity by day (UTC): ' }),
+    list);
+  const shown = new Map();
+  const timers = new Set();
+
+  function check(date, badge) {
+    getJson('/api/v1/verification', { date }, signal)
+      .then((v) => {
+        const [cls, text] = DAY_BADGES[v.status] || DAY_BADGES.pending;
+        badge.className = `day-verification ${cls}`;
+        badge.textContent = text;
+        badge.dataset.state = v.status;
+        const counts = `${v.verified} of ${v.segments + v.sessions} segments and casts verified, ${v.pending} pending`;
+        badge.title = [counts, ...(v.problems || [])].join('\n');
+        if (v.status === 'pending') {
+          const t = window.setTimeout(() => { timers.delete(t); check(date, badge); }, DAY_POLL_MS);
+          timers.add(t);
+        }
+      })
+      .catch((e) => {
+        if (e && e.name === 'AbortError') return;
+        badge.className = 'day-verification muted';
+        badge.textContent = 'unavailable';
+        badge.title = e && e.message ? e.message : '';
+      });
+  }
+
+  function add(days) {
+    for (const date of days) {
+      if (!date || shown.has(date) || shown.size >= MAX_DAYS) continue;
+      const badge = h('span', { class: 'day-verification muted', dataset: { date }, text: 'checking…' });
+      const item = h('li', {}, h('time', { datetime: date, text: date }), ' ', badge);
+      shown.set(date, item);
+      const later = [...shown.keys()].filter((d) => d > date).length;
+      const before = list.children[later] || null;
+      list.insertBefore(item, before);
+      check(date, badge);
+    }
+    el.hidden = shown.size === 0;
+  }
+
+  return { el, add, stop: () => { for (const t of timers) window.clearTimeout(t); } };
+}
 
 /** Compares record ids (`e-<32 hex>-<line>`) by commit order: > 0 when a is newer. */
 export function compareIds(a, b) {
@@ -142,12 +216,14 @@ export function renderEvents(main, route, ctx) {
     tbody);
   const more = h('button', { type: 'button', class: 'secondary', hidden: true, text: 'Load older events' });
   const empty = h('p', { class: 'empty', hidden: true, text: 'No events match these filters.' });
+  const days = integrityByDay(controller.signal);
   replace(main,
     h('div', { class: 'view-head' },
       h('h1', { tabindex: '-1', text: 'API events' }),
       live ? h('span', { class: 'badge live', text: 'Live tail' }) : null),
     filterForm(filters, live),
     status,
+    days.el,
     h('div', { class: 'table-wrap' }, table),
     empty,
     more);
@@ -168,6 +244,7 @@ export function renderEvents(main, route, ctx) {
     try {
       const page = await getJson('/api/v1/events', { ...filters, limit: PAGE, cursor }, controller.signal);
       for (const row of page.events) tbody.append(eventRow(row));
+      days.add(page.events.map((r) => dayOfId(r.id)));
       if (!topId && page.events.length) topId = page.events[0].id;
       count += page.events.length;
       cursor = page.nextCursor || null;
@@ -198,6 +275,7 @@ export function renderEvents(main, route, ctx) {
           rows.push(h('tr', { class: 'gap' }, h('td', { colspan: '7', text: 'More new events arrived than one poll fetches; reload to see all of them.' })));
         }
         tbody.prepend(...rows);
+        days.add(fresh.map((r) => dayOfId(r.id)));
         topId = fresh[0].id;
         count += fresh.length;
         empty.hidden = true;
@@ -219,5 +297,6 @@ export function renderEvents(main, route, ctx) {
   return () => {
     controller.abort();
     if (timer) window.clearInterval(timer);
+    days.stop();
   };
 }

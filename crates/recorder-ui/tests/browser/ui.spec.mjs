@@ -257,6 +257,26 @@ try {
   }
   log(`session plays in asciinema-player; terminal text read from the DOM; .cast download is byte-identical; ${seen.length} viewings recorded; "Verified" badge shown`);
 
+  // 6b. The events view shows each day's integrity: today's sealed cast (and segments) verify
+  // against the signed manifests; the open segment is pending, not a failure.
+  step = 'integrity by day';
+  await page.goto(`${RECORDER}/ui/events`);
+  await waitForRows(EXPECTED_EVENTS + 1);
+  const today = new Date().toISOString().slice(0, 10);
+  await page.waitForFunction((date) => {
+    const badge = document.querySelector(`.day-verification[data-date="${date}"]`);
+    return badge && badge.dataset.state === 'verified';
+  }, today, { timeout: 20000 });
+  const dayBadge = await page.locator(`.day-verification[data-date="${today}"]`).innerText();
+  check(dayBadge === 'Verified', `day integrity badge: ${dayBadge}`);
+  const dayTitle = await page.locator(`.day-verification[data-date="${today}"]`).getAttribute('title');
+  check(/^\d+ of \d+ segments and casts verified, \d+ pending$/.test(dayTitle), `day badge title: ${dayTitle}`);
+  await noCspViolations();
+  await shot('06b-integrity-by-day');
+  log(`events view: "Integrity by day" badge for ${today} says Verified (${dayTitle})`);
+  await page.goto(sessionUrl);
+  await page.locator('.ap-player').waitFor();
+
   step = 'event and session link to each other';
   await page.locator('#event-link a').click();
   await page.waitForURL(/\/ui\/events\/e-/);

@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { normaliseCast, resizeOrder } from '../../assets/js/cast.js';
 import * as fmt from '../../assets/js/format.js';
-import { compareIds, filtersFrom } from '../../assets/js/events.js';
+import { compareIds, dayOfId, filtersFrom } from '../../assets/js/events.js';
 
 const k8sHeader = { version: 2, width: 100, height: 30, kubernetes: { PodName: 'p', Namespace: 'n', Container: 'c', SessionType: 'exec' } };
 
@@ -98,4 +98,14 @@ test('record ids compare by commit order', () => {
   assert.equal(compareIds(a, a), 0);
   const f = filtersFrom(new URLSearchParams('verb=delete&resource=deployments&live=1&bogus=x&q='));
   assert.deepEqual(f, { verb: 'delete', resource: 'deployments' });
+});
+
+test('a record id names the UTC day its segment is stored under (its UUIDv7 time)', () => {
+  // 0x019b76daa800 ms = 2026-01-01T00:00:00Z.
+  assert.equal(0x019b76daa800, Date.UTC(2026, 0, 1));
+  assert.equal(dayOfId('e-019b76daa80070008000000000000000-3'), '2026-01-01');
+  assert.equal(dayOfId('r-019b76daa7ff70008000000000000000-0'), '2025-12-31');
+  for (const bad of ['', 'e-', 'e-xyz-1', 'e-019B76DAA80070008000000000000000-1', 'e-019b76daa800-1', null, undefined]) {
+    assert.equal(dayOfId(bad), null, String(bad));
+  }
 });
