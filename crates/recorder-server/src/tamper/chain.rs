@@ -2,9 +2,10 @@
 //!
 //! A record is one line of a stored object: the bytes between two `\n` (a
 //! final line without its `\n` counts too). Its *leaf* is `SHA-256(line)`;
-//! the chain runs `h₋₁ = 32 zero bytes`, `hᵢ = SHA-256(hᵢ₋₁ ‖ lineᵢ)`, so each
-//! link covers the record's exact stored bytes and the link before it. The
-//! *head* of a segment is its last link (all zeros for an empty segment).
+//! the chain runs `h₋₁ = 32 zero bytes`, `hᵢ = SHA-256(hᵢ₋₁ ‖ leafᵢ)`, so each
+//! link covers the record's exact stored bytes (through its leaf) and the link
+//! before it, and every stored byte is hashed once. The *head* of a segment is
+//! its last link (all zeros for an empty segment).
 
 use sha2::{Digest, Sha256};
 
@@ -26,11 +27,11 @@ pub fn leaf(line: &[u8]) -> Hash {
     Sha256::digest(line).into()
 }
 
-/// The link after `prev` for the record `line`: `SHA-256(prev ‖ line)`.
-pub fn link(prev: &Hash, line: &[u8]) -> Hash {
+/// The link after `prev` for the record whose leaf is `leaf`: `SHA-256(prev ‖ leaf)`.
+pub fn link(prev: &Hash, leaf: &Hash) -> Hash {
     let mut h = Sha256::new();
     h.update(prev);
-    h.update(line);
+    h.update(leaf);
     h.finalize().into()
 }
 
@@ -57,21 +58,32 @@ impl SegmentChain {
     pub fn of(data: &[u8]) -> Self {
         let mut head = GENESIS;
         let mut leaves = Vec::new();
-        let (mut first_id, mut last_id) = (None, None);
+        let (mut first, mut last) = (None, None);
         for line in lines(data) {
-            head = link(&head, line);
-            leaves.push(leaf(line));
-            let id = record_id(line);
-            if first_id.is_none() {
-                first_id.clone_from(&id);
-            }
-            last_id = id;
+            let leaf = leaf(line);
+            head = link(&head, &leaf);
+            leaves.push(leaf);
+            first.get_or_insert(line);
+            last = Some(line);
         }
         Self {
             leaves,
             head,
-            first_id,
-            last_id,
+            first_id: first.and_then(record_id),
+            last_id: last.and_then(record_id),
+        }
+    }
+}
+
+impl SegmentChain {
+    /// [`SegmentChain::of`] on tokio's blocking pool: hashing a sealed segment (up to 64 MiB)
+    /// takes tens of milliseconds, too long to hold an async worker that serves uploads.
+    pub async fn of_blocking(data: bytes::Bytes) -> Self {
+        let shared = data.clone();
+        match tokio::task::spawn_blocking(move || Self::of(&shared)).await {
+            Ok(chain) => chain,
+            // Not run (the runtime is shutting down): compute it here.
+            Err(_) => Self::of(&data),
         }
     }
 }
@@ -169,7 +181,7 @@ mod tests {
         for l in d.split(|b| *b == b'\n').take(2) {
             let mut x = Sha256::new();
             x.update(h);
-            x.update(l);
+            x.update(Sha256::digest(l));
             h = x.finalize().into();
         }
         assert_eq!(c.head, h);

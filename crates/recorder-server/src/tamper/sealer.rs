@@ -344,7 +344,7 @@ impl Sealer {
             };
             match kind {
                 KeyKind::Batch(..) => {
-                    let chain = SegmentChain::of(&data);
+                    let chain = SegmentChain::of_blocking(data.clone()).await;
                     segments.push(SegmentEntry {
                         key: key.clone(),
                         records: chain.leaves.len() as u64,

@@ -368,7 +368,7 @@ pub async fn verify(
                 let Some(data) = get_opt(storage, &key).await? else {
                     continue;
                 };
-                let chain = SegmentChain::of(&data);
+                let chain = SegmentChain::of_blocking(data.clone()).await;
                 if hex::encode(chain.head) == entry.chain
                     && chain.leaves.len() as u64 == entry.records
                 {
