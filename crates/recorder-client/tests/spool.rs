@@ -101,6 +101,9 @@ async fn a_replayed_spool_is_deduplicated_by_key() {
     for i in 0..30 {
         record(&c1, fake.addr, &format!("c{i}")).await;
     }
+    // A fail-open event is spooled in the background once the recorder refused it: the spool
+    // holds all 30 before the "crash" the copy stands for.
+    eventually("all 30 spooled", || c1.spool_pending() == Some(30)).await;
     // Dropped without shutdown, as in a crash.
     drop(c1);
     let copy = tempfile::tempdir().unwrap();
@@ -108,6 +111,7 @@ async fn a_replayed_spool_is_deduplicated_by_key() {
         let entry = entry.unwrap();
         std::fs::copy(entry.path(), copy.path().join(entry.file_name())).unwrap();
     }
+
     fake.state.set_mode(EventMode::Ok);
     let c2 = spooling_client(dir.path());
     eventually("spool drained", || c2.spool_pending() == Some(0)).await;
@@ -115,8 +119,12 @@ async fn a_replayed_spool_is_deduplicated_by_key() {
     eventually("all stored", || fake.state.stored_keys().len() == 30).await;
     assert_eq!(fake.state.stored_keys(), want);
 
+    // The replay starts while the recorder refuses, so that the count below is the copy's whole
+    // spool and not what is left after c3's first batch.
+    fake.state.set_mode(EventMode::PostStatus(503));
     let c3 = spooling_client(copy.path());
     assert_eq!(c3.spool_pending(), Some(30));
+    fake.state.set_mode(EventMode::Ok);
     eventually("replay drained", || c3.spool_pending() == Some(0)).await;
     eventually("replay seen", || {
         fake.state.duplicates.load(Ordering::SeqCst) == 30
