@@ -335,6 +335,11 @@ fn compare_with_direct(
     };
     for (i, (method, path, body)) in requests.into_iter().enumerate() {
         let mut pair = None;
+        // With etcd down, kube-apiserver itself answers the same request sometimes with a 504 and
+        // sometimes by closing the connection. What each way did over the attempts, for when no
+        // single attempt paired them.
+        let (mut proxy_closed, mut direct_closed) = (false, false);
+        let (mut proxy_answer, mut direct_answer) = (None, None);
         for attempt in 0..5 {
             let ua = format!("{prefix}/alice/compare{i}-{attempt}");
             let started = Instant::now();
@@ -389,6 +394,8 @@ fn compare_with_direct(
                     None
                 }
             };
+            proxy_closed |= proxied.is_none() && !through_proxy_failed;
+            direct_closed |= direct.is_none();
             match (proxied, direct) {
                 (Some(p), Some(d)) => {
                     pair = Some(Some((p, d)));
@@ -399,9 +406,18 @@ fn compare_with_direct(
                     pair = Some(None);
                     break;
                 }
-                _ => {}
+                (p, d) => {
+                    proxy_answer = p.or(proxy_answer);
+                    direct_answer = d.or(direct_answer);
+                }
             }
         }
+        // Each way closed once, or each answered once (then compared below like a pair).
+        let pair = pair.or(if proxy_closed && direct_closed {
+            Some(None)
+        } else {
+            proxy_answer.zip(direct_answer).map(Some)
+        });
         let Some(pair) = pair else {
             problems.add(format!(
                 "{method} {path}: in five attempts, the API server never did the same through the proxy and directly"
