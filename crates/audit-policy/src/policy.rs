@@ -281,7 +281,8 @@ fn validate_rule(rule: &PolicyRule) -> Result<(), String> {
                 "nonResourceURLs: {url:?}: non-resource URL rules must begin with a '/' character"
             ));
         }
-        if url[..url.len() - 1].contains('*') {
+        // Any `*` but a final one (by characters: the URL may end in a multi-byte one).
+        if url.strip_suffix('*').unwrap_or(url).contains('*') {
             return Err(format!(
                 "nonResourceURLs: {url:?}: non-resource URL wildcards '*' must be the final character of the rule"
             ));
@@ -397,6 +398,23 @@ fn resource_matches(rule: &PolicyRule, info: &RequestInfo) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by the `audit_policy_parse` fuzz target: a URL ending in a multi-byte character
+    /// was sliced inside it.
+    #[test]
+    fn a_non_resource_url_ending_in_a_multi_byte_character_is_checked_without_panicking() {
+        for (url, ok) in [
+            ("/héé", true),
+            ("/a*é", false),
+            ("/é*", true),
+            ("/**", false),
+        ] {
+            let yaml = format!(
+                "apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n- level: None\n  nonResourceURLs: [\"{url}\"]\n"
+            );
+            assert_eq!(Policy::from_yaml(&yaml).is_ok(), ok, "{url}");
+        }
+    }
 
     fn info(method: &str, path: &str) -> RequestInfo {
         k8s_request_parse::request_info(method, path).expect("valid request")
