@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::record::{order_key, OrderKey};
+use crate::record::{record_id, OrderKey};
 use crate::storage::layout::{export_cursor_key, ExportCursor};
 use crate::storage::{ObjectKey, Storage, StorageError};
 
@@ -40,10 +40,12 @@ impl Cursor {
             why,
         };
         let id = ExportCursor::parse(&data).map_err(bad)?;
-        let after = crate::record::record_id(id.kind, &id.batch, id.line);
-        let (_, order) =
-            order_key(&after).ok_or_else(|| bad(format!("{after:?} is out of range")))?;
-        Ok(Some((after, order)))
+        let line =
+            u32::try_from(id.line).map_err(|_| bad(format!("line {} is out of range", id.line)))?;
+        Ok(Some((
+            record_id(id.kind, &id.batch, id.line),
+            (id.batch.as_u128(), line),
+        )))
     }
 
     /// Stores `after` durably (a whole-object write: readers see the old
