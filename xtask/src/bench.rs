@@ -90,6 +90,101 @@ pub fn ingest_throughput() -> Result<()> {
     wrk_single_posts()
 }
 
+/// Measures what tamper evidence costs ingest: `bench_ingest` (release)
+/// alternately with the sealer idle (`--manifest-interval 1000h`) and sealing
+/// every second (`1s`: each sealed 64 MiB segment is read back, chained and
+/// signed during the run), `runs` times each, then `bench_chain`, one core's
+/// hashing rate: the floor, printed as the share of the machine's CPU that
+/// hashing alone needs at the idle ingest rate.
+pub fn tamper_cost(runs: usize, secs: u64) -> Result<()> {
+    exec(cargo().args([
+        "build",
+        "--release",
+        "-p",
+        "kubescribe-recorder",
+        "--examples",
+    ]))?;
+    let examples = crate::cmd::target_dir().join("release/examples");
+    let mut rates: [[Vec<f64>; 2]; 2] = Default::default();
+    for run in 0..runs {
+        for (mode, interval) in ["1000h", "1s"].into_iter().enumerate() {
+            let out = std::process::Command::new(examples.join("bench_ingest"))
+                .args([secs.to_string(), "100".into()])
+                .env("BENCH_MANIFEST_INTERVAL", interval)
+                .output()
+                .map_err(|e| format!("bench_ingest: {e}"))?;
+            let text = String::from_utf8_lossy(&out.stdout);
+            for (phase, label) in ["single POST /v2/event:", "batched POST /v2/events:"]
+                .into_iter()
+                .enumerate()
+            {
+                let rate = text
+                    .lines()
+                    .find_map(|l| l.strip_prefix(label))
+                    .and_then(|r| r.split_whitespace().next()?.parse::<f64>().ok())
+                    .ok_or_else(|| format!("bench_ingest printed no {label:?}: {text}"))?;
+                eprintln!("run {run}: interval {interval:>5}: {label} {rate:.0} events/s");
+                rates[phase][mode].push(rate);
+            }
+        }
+    }
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+    let median = |v: &[f64]| {
+        let mut v = v.to_vec();
+        v.sort_by(f64::total_cmp);
+        v.get(v.len() / 2).copied().unwrap_or(0.0)
+    };
+    let spread = |v: &[f64]| {
+        let (lo, hi) = v
+            .iter()
+            .fold((f64::MAX, 0.0f64), |(lo, hi), x| (lo.min(*x), hi.max(*x)));
+        format!("{lo:.0}–{hi:.0}")
+    };
+    println!("{runs} alternated runs of each mode, {secs} s per phase:");
+    println!("| upload | sealer idle: mean (range) events/s | sealing every 1 s: mean (range) | cost of the means | cost of the medians |");
+    println!("|---|---:|---:|---:|---:|");
+    for (phase, name) in ["single POST /v2/event", "batched POST /v2/events"]
+        .into_iter()
+        .enumerate()
+    {
+        let (idle, sealing) = (&rates[phase][0], &rates[phase][1]);
+        println!(
+            "| {name} | {:.0} ({}) | {:.0} ({}) | {:.1} % | {:.1} % |",
+            mean(idle),
+            spread(idle),
+            mean(sealing),
+            spread(sealing),
+            (1.0 - mean(sealing) / mean(idle)) * 100.0,
+            (1.0 - median(sealing) / median(idle)) * 100.0
+        );
+    }
+    let out = std::process::Command::new(examples.join("bench_chain"))
+        .output()
+        .map_err(|e| format!("bench_chain: {e}"))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    print!("{text}");
+    let chain_rate = text
+        .lines()
+        .filter_map(|l| {
+            l.split(", ")
+                .nth(1)?
+                .split_whitespace()
+                .next()?
+                .parse::<f64>()
+                .ok()
+        })
+        .fold(0.0, f64::max);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    if chain_rate > 0.0 {
+        println!(
+            "hashing alone, at the idle batched rate: {:.1} % of one core, {:.1} % of this machine's {cores} cores",
+            mean(&rates[1][0]) / chain_rate * 100.0,
+            mean(&rates[1][0]) / chain_rate / cores * 100.0
+        );
+    }
+    Ok(())
+}
+
 const WRK_TOKEN: &str = "xtask-bench-ingest-token-0123456789";
 const WRK_PORT: u16 = 18_181;
 

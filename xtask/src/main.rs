@@ -26,7 +26,8 @@
 //! * `bench` runs the benchmarks and prints their figures; `bench-exec`
 //!   measures exec throughput through the proxy, recorded and not;
 //!   `bench-proxy` the proxy's request throughput and added latency;
-//!   `bench-ingest` the recorder's durable events per second; `bench-stall`
+//!   `bench-ingest` the recorder's durable events per second; `bench-tamper`
+//!   what hashing and signing cost it, next to the floor of hashing alone; `bench-stall`
 //!   how fast fail closed refuses while the only recorder is stopped
 //!   (SIGSTOP); `bench-drain` how fast the proxy's spool drains into a real
 //!   recorder.
@@ -102,6 +103,15 @@ enum Task {
     BenchProxy,
     /// Measure the recorder's durable ingest rate on disk (single POSTs and batches).
     BenchIngest,
+    /// Measure what tamper evidence costs ingest: alternate runs with the sealer idle and sealing every second.
+    BenchTamper {
+        /// Runs of each mode (alternated).
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+        /// Seconds per phase of each run.
+        #[arg(long, default_value_t = 15)]
+        secs: u64,
+    },
     /// Flood each listener with idle and half-open connections; measure latency, fds and RSS.
     Flood {
         /// Connections per listener.
@@ -179,6 +189,7 @@ fn main() {
         Task::BenchExec => bench::exec_throughput(),
         Task::BenchProxy => bench::proxy_throughput(),
         Task::BenchIngest => bench::ingest_throughput(),
+        Task::BenchTamper { runs, secs } => bench::tamper_cost(runs, secs),
         Task::Flood {
             sockets,
             workers,

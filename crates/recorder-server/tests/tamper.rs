@@ -320,7 +320,7 @@ async fn a_store_written_across_kill_9_verifies_clean_and_every_tampering_is_nam
     rewrite(&d.join(first_manifest), |b| {
         String::from_utf8(b)
             .unwrap()
-            .replacen("\"version\":1", "\"version\":2", 1)
+            .replacen("\"version\":2", "\"version\":3", 1)
             .into_bytes()
     });
     let (code, r) = verify_dir(&d);

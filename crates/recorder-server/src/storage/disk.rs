@@ -401,8 +401,16 @@ impl Storage for DiskStorage {
             let end = range.end.min(len).max(start);
             file.seek(SeekFrom::Start(start))
                 .map_err(io_err("seek", &path))?;
-            let mut buf = vec![0u8; (end - start) as usize];
-            file.read_exact(&mut buf).map_err(io_err("read", &path))?;
+            // Not zero-filled first: read straight into spare capacity.
+            let want = end - start;
+            let mut buf = Vec::with_capacity(want as usize);
+            file.take(want)
+                .read_to_end(&mut buf)
+                .map_err(io_err("read", &path))?;
+            if (buf.len() as u64) < want {
+                let short = std::io::Error::from(std::io::ErrorKind::UnexpectedEof);
+                return Err(io_err("read", &path)(short));
+            }
             Ok(Bytes::from(buf))
         })
         .await

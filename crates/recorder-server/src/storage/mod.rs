@@ -122,6 +122,9 @@ pub struct RecoveredSession {
     pub size: u64,
 }
 
+/// The size of the ranges [`Storage::get_chunks`] reads by default.
+pub const CHUNK_BYTES: u64 = 4 << 20;
+
 /// Durable object storage for events, response records and sessions.
 #[async_trait]
 pub trait Storage: Send + Sync + 'static {
@@ -224,6 +227,28 @@ pub trait Storage: Send + Sync + 'static {
 
     /// Reads part of an object (the range is clamped to its size).
     async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes, StorageError>;
+
+    /// Reads a whole object as a stream of chunks, in order, for objects too
+    /// large to hold at once (a sealed segment is hashed this way). The
+    /// default reads [`CHUNK_BYTES`] ranges one after another; a back end that
+    /// can stream one request does. An object missing at the start is
+    /// [`StorageError::NotFound`].
+    fn get_chunks<'a>(
+        &'a self,
+        key: &'a str,
+    ) -> futures_util::stream::BoxStream<'a, Result<Bytes, StorageError>> {
+        use futures_util::StreamExt;
+        futures_util::stream::try_unfold(Some(0u64), move |offset| async move {
+            let Some(offset) = offset else {
+                return Ok(None);
+            };
+            let chunk = self.get_range(key, offset..offset + CHUNK_BYTES).await?;
+            let len = chunk.len() as u64;
+            let next = (len == CHUNK_BYTES).then_some(offset + len);
+            Ok(Some((chunk, next)))
+        })
+        .boxed()
+    }
 
     /// Lists every object under `prefix` (recursively), in no particular order.
     /// Temporary and in-progress objects are not listed.

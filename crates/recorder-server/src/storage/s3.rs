@@ -14,7 +14,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use futures_util::TryStreamExt;
+use futures_util::stream::BoxStream;
+use futures_util::{StreamExt, TryStreamExt};
 use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::path::Path;
 use object_store::{
@@ -217,6 +218,20 @@ impl Storage for S3Storage {
             .get_range(&path, start..end)
             .await
             .map_err(os_err("get range of", key))
+    }
+
+    /// One `GET`, its body streamed as it arrives.
+    fn get_chunks<'a>(&'a self, key: &'a str) -> BoxStream<'a, Result<Bytes, StorageError>> {
+        let path = Path::from(key);
+        futures_util::stream::once(async move {
+            let result = self.store.get(&path).await.map_err(os_err("get", key))?;
+            let body = result
+                .into_stream()
+                .map(move |chunk| chunk.map_err(os_err("read", key)));
+            Ok::<_, StorageError>(body)
+        })
+        .try_flatten()
+        .boxed()
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StorageError> {

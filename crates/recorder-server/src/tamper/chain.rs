@@ -15,13 +15,6 @@ pub type Hash = [u8; 32];
 /// The link before a segment's first record.
 pub const GENESIS: Hash = [0; 32];
 
-/// The records (lines) of a stored object, without their `\n`.
-pub fn lines(data: &[u8]) -> impl Iterator<Item = &[u8]> {
-    let body = data.strip_suffix(b"\n").unwrap_or(data);
-    let empty = data.is_empty();
-    body.split(|b| *b == b'\n').filter(move |_| !empty)
-}
-
 /// `SHA-256(line)`.
 pub fn leaf(line: &[u8]) -> Hash {
     Sha256::digest(line).into()
@@ -54,36 +47,86 @@ pub struct SegmentChain {
 }
 
 impl SegmentChain {
-    /// Computes the chain of `data`.
+    /// Computes the chain of `data` (a [`ChainBuilder`] fed one chunk).
     pub fn of(data: &[u8]) -> Self {
-        let mut head = GENESIS;
-        let mut leaves = Vec::new();
-        let (mut first, mut last) = (None, None);
-        for line in lines(data) {
-            let leaf = leaf(line);
-            head = link(&head, &leaf);
-            leaves.push(leaf);
-            first.get_or_insert(line);
-            last = Some(line);
-        }
-        Self {
-            leaves,
-            head,
-            first_id: first.and_then(record_id),
-            last_id: last.and_then(record_id),
-        }
+        let mut builder = ChainBuilder::default();
+        builder.feed(data);
+        builder.finish()
     }
 }
 
-impl SegmentChain {
-    /// [`SegmentChain::of`] on tokio's blocking pool: hashing a sealed segment (up to 64 MiB)
-    /// takes tens of milliseconds, too long to hold an async worker that serves uploads.
-    pub async fn of_blocking(data: bytes::Bytes) -> Self {
-        let shared = data.clone();
-        match tokio::task::spawn_blocking(move || Self::of(&shared)).await {
-            Ok(chain) => chain,
-            // Not run (the runtime is shutting down): compute it here.
-            Err(_) => Self::of(&data),
+/// How many bytes at the start of a record are kept to read its `id`: the
+/// recorder writes `{"type":"…","id":"…"` first, well inside this.
+const ID_PREFIX_MAX: usize = 256;
+
+/// A [`SegmentChain`] computed from a segment's bytes in chunks of any size,
+/// so a sealed segment (up to 64 MiB) is hashed as it is read, through one
+/// reused buffer, never held whole. Every way of cutting the same bytes into
+/// chunks gives the same chain.
+#[derive(Default)]
+pub struct ChainBuilder {
+    /// The hash of the record being read (bytes since the last `\n`).
+    current: Sha256,
+    /// Whether `current` has any bytes (a record in progress).
+    in_record: bool,
+    /// The first bytes of the record being read.
+    prefix: Vec<u8>,
+    /// The first bytes of the first record.
+    first_prefix: Option<Vec<u8>>,
+    /// The first bytes of the last complete record.
+    last_prefix: Vec<u8>,
+    leaves: Vec<Hash>,
+    head: Hash,
+}
+
+impl ChainBuilder {
+    /// Adds the next bytes of the segment.
+    pub fn feed(&mut self, mut chunk: &[u8]) {
+        while !chunk.is_empty() {
+            let (part, rest, ends) = match memchr::memchr(b'\n', chunk) {
+                Some(i) => (&chunk[..i], &chunk[i + 1..], true),
+                None => (chunk, &[][..], false),
+            };
+            if self.prefix.len() < ID_PREFIX_MAX {
+                let take = part.len().min(ID_PREFIX_MAX - self.prefix.len());
+                self.prefix.extend_from_slice(&part[..take]);
+            }
+            self.current.update(part);
+            self.in_record = true;
+            if ends {
+                self.end_record();
+            }
+            chunk = rest;
+        }
+    }
+
+    fn end_record(&mut self) {
+        let leaf: Hash = std::mem::take(&mut self.current).finalize().into();
+        self.head = link(&self.head, &leaf);
+        self.leaves.push(leaf);
+        self.in_record = false;
+        if self.first_prefix.is_none() {
+            self.first_prefix = Some(self.prefix.clone());
+        }
+        std::mem::swap(&mut self.last_prefix, &mut self.prefix);
+        self.prefix.clear();
+    }
+
+    /// The chain of everything fed (a final record without its `\n` counts).
+    pub fn finish(mut self) -> SegmentChain {
+        if self.in_record {
+            self.end_record();
+        }
+        let first_id = self.first_prefix.as_deref().and_then(record_id);
+        let last_id = match self.leaves.is_empty() {
+            true => None,
+            false => record_id(&self.last_prefix),
+        };
+        SegmentChain {
+            leaves: self.leaves,
+            head: self.head,
+            first_id,
+            last_id,
         }
     }
 }
@@ -170,6 +213,38 @@ mod tests {
         )
     }
 
+    /// The chain as the format defines it, from whole records split at `\n`.
+    fn reference(data: &[u8]) -> SegmentChain {
+        let body = data.strip_suffix(b"\n").unwrap_or(data);
+        let records: Vec<&[u8]> = match data.is_empty() {
+            true => Vec::new(),
+            false => body.split(|b| *b == b'\n').collect(),
+        };
+        let mut head = GENESIS;
+        let leaves: Vec<Hash> = records.iter().map(|r| leaf(r)).collect();
+        for l in &leaves {
+            head = link(&head, l);
+        }
+        let prefix = |r: &&[u8]| r[..r.len().min(ID_PREFIX_MAX)].to_vec();
+        SegmentChain {
+            leaves,
+            head,
+            first_id: records.first().map(prefix).as_deref().and_then(record_id),
+            last_id: records.last().map(prefix).as_deref().and_then(record_id),
+        }
+    }
+
+    /// Bytes rich in `\n`, ids and long records.
+    fn segment_bytes() -> impl Strategy<Value = Vec<u8>> {
+        let piece = prop_oneof![
+            Just(b"\n".to_vec()),
+            Just(b"{\"type\":\"kubernetes-api-request\",\"id\":\"e-7-1\",".to_vec()),
+            proptest::collection::vec(any::<u8>(), 0..40),
+            proptest::collection::vec(Just(b'x'), 200..400),
+        ];
+        proptest::collection::vec(piece, 0..12).prop_map(|p| p.concat())
+    }
+
     #[test]
     fn ids_and_known_head() {
         let d = b"{\"type\":\"kubernetes-api-request\",\"id\":\"e-1-0\"}\n{\"type\":\"x\",\"id\":\"e-1-1\"}\n";
@@ -190,6 +265,21 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn any_chunking_gives_the_defined_chain(data in segment_bytes(), cuts in proptest::collection::vec(any::<prop::sample::Index>(), 0..6)) {
+            let mut at: Vec<usize> = cuts.iter().map(|c| c.index(data.len() + 1)).collect();
+            at.push(0);
+            at.push(data.len());
+            at.sort_unstable();
+            let mut builder = ChainBuilder::default();
+            for pair in at.windows(2) {
+                builder.feed(&data[pair[0]..pair[1]]);
+            }
+            let expected = reference(&data);
+            prop_assert_eq!(builder.finish(), expected.clone());
+            prop_assert_eq!(SegmentChain::of(&data), expected);
+        }
+
         #[test]
         fn untouched_is_clean_and_head_depends_on_every_record(ls in proptest::collection::vec(line(), 1..20), pick in any::<prop::sample::Index>(), byte in any::<u8>()) {
             let c = SegmentChain::of(&data(&ls));

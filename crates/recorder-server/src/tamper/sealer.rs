@@ -10,13 +10,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use super::chain::{digest, SegmentChain};
-use super::manifest::{
-    self, ChainsLine, DeletedEntry, Manifest, SealCheck, SegmentEntry, SessionEntry,
-};
-use super::store::{get_opt, list_manifests, now_rfc3339};
+use super::chain::{digest, ChainBuilder, Hash};
+use super::manifest::{self, DeletedEntry, Manifest, SealCheck, SegmentEntry, SessionEntry};
+use super::store::{get_opt, hash_object, list_manifests, now_rfc3339};
 use super::verify::{verify, Report, VerifyOptions};
 use crate::config::Retention;
 use crate::record::{new_id, unix_millis, RecordId, RecordKind};
@@ -338,31 +337,37 @@ impl Sealer {
                     Err(e) => return Err(e),
                 }
             }
-            let Some(data) = get_opt(&*self.storage, &key).await? else {
-                state.open.remove(&key);
-                continue;
-            };
             match kind {
                 KeyKind::Batch(..) => {
-                    let chain = SegmentChain::of_blocking(data.clone()).await;
+                    let hashed = hash_object(&*self.storage, &key, ChainBuilder::default()).await?;
+                    let Some((builder, bytes)) = hashed else {
+                        state.open.remove(&key);
+                        continue;
+                    };
+                    let chain = builder.finish();
                     segments.push(SegmentEntry {
                         key: key.clone(),
                         records: chain.leaves.len() as u64,
-                        bytes: data.len() as u64,
+                        bytes,
                         first_id: chain.first_id,
                         last_id: chain.last_id,
                         chain: hex::encode(chain.head),
                     });
-                    chains.push(ChainsLine {
+                    chains.push((key.clone(), chain.leaves));
+                }
+                KeyKind::Session(_) => {
+                    let Some((hasher, bytes)) =
+                        hash_object(&*self.storage, &key, Sha256::new()).await?
+                    else {
+                        state.open.remove(&key);
+                        continue;
+                    };
+                    sessions.push(SessionEntry {
                         key: key.clone(),
-                        leaves: chain.leaves.iter().map(hex::encode).collect(),
+                        bytes,
+                        sha256: hex::encode(hasher.finalize()),
                     });
                 }
-                KeyKind::Session(_) => sessions.push(SessionEntry {
-                    key: key.clone(),
-                    bytes: data.len() as u64,
-                    sha256: hex::encode(digest(&data)),
-                }),
             }
         }
         let count = segments.len() + sessions.len();
@@ -380,7 +385,7 @@ impl Sealer {
         &self,
         state: &mut State,
         segments: Vec<SegmentEntry>,
-        chains: Vec<ChainsLine>,
+        chains: Vec<(String, Vec<Hash>)>,
         sessions: Vec<SessionEntry>,
         deleted: Vec<DeletedEntry>,
     ) -> Result<(), StorageError> {
@@ -388,11 +393,7 @@ impl Sealer {
         let chains_hash = if chains.is_empty() {
             None
         } else {
-            let mut body = Vec::new();
-            for line in &chains {
-                body.extend(serde_json::to_vec(line).unwrap_or_default());
-                body.push(b'\n');
-            }
+            let body = manifest::encode_chains(&chains);
             let hash = hex::encode(digest(&body));
             self.storage
                 .put(&layout::chains_key(&id), Bytes::from(body))
@@ -400,7 +401,7 @@ impl Sealer {
             Some(hash)
         };
         let m = Manifest {
-            version: 1,
+            version: 2,
             id: id.simple().to_string(),
             time: now_rfc3339(),
             prev: state.prev.clone(),
@@ -611,10 +612,10 @@ impl Sealer {
                 "its manifest does not name it",
             ));
         };
-        let Some(cast) = get_opt(&*self.storage, key).await? else {
+        let Some((cast, _)) = hash_object(&*self.storage, key, Sha256::new()).await? else {
             return Ok(SessionCheck::new("failed", at, "the cast is missing"));
         };
-        Ok(if hex::encode(digest(&cast)) != entry.sha256 {
+        Ok(if hex::encode(cast.finalize()) != entry.sha256 {
             SessionCheck::new("failed", at, "the cast is not the one its manifest hashed")
         } else if signed {
             SessionCheck::new("verified", at, "the cast matches its signed manifest")
