@@ -64,7 +64,7 @@ const HASH_BATCH_BYTES: usize = 4 << 20;
 /// Streams an object through `sink` with a few MiB held at a time, hashing
 /// on tokio's blocking pool (a 64 MiB segment takes tens of milliseconds, too
 /// long to hold an async worker that serves uploads): the sink and the
-/// object's length, `None` if it does not exist.
+/// object's length, `None` if it does not exist (or is deleted while read).
 pub(crate) async fn hash_object<F: Feed>(
     storage: &dyn Storage,
     key: &str,
@@ -76,7 +76,7 @@ pub(crate) async fn hash_object<F: Feed>(
     loop {
         let next = match chunks.next().await {
             Some(Ok(chunk)) => Some(chunk),
-            Some(Err(StorageError::NotFound(_))) if total == 0 => return Ok(None),
+            Some(Err(StorageError::NotFound(_))) => return Ok(None),
             Some(Err(e)) => return Err(e),
             None => None,
         };
@@ -131,4 +131,46 @@ pub(crate) fn now_rfc3339() -> String {
     let now = now.replace_nanosecond(0).unwrap_or(now);
     now.format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::disk::DiskStorage;
+    use crate::storage::CHUNK_BYTES;
+    use crate::tamper::chain::SegmentChain;
+    use sha2::Digest;
+
+    /// Objects of several chunks, one of exactly two (its last range is
+    /// empty), and a missing one, hashed as a stream.
+    #[tokio::test]
+    async fn a_streamed_object_hashes_as_if_read_whole() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let storage = DiskStorage::open(dir.path()).expect("disk storage");
+        let record =
+            b"{\"type\":\"kubernetes-api-request\",\"id\":\"e-1\",\"body\":\"0123456789\"}\n";
+        let chunk = usize::try_from(CHUNK_BYTES).expect("a 64-bit usize");
+        for size in [0, chunk * 2, chunk * 2 + record.len() * 3 + 5] {
+            let data: Vec<u8> = record.iter().copied().cycle().take(size).collect();
+            let key = layout::chains_key(&Uuid::now_v7());
+            storage
+                .put(&key, Bytes::from(data.clone()))
+                .await
+                .expect("put");
+            let (builder, len) = hash_object(&storage, key.as_str(), ChainBuilder::default())
+                .await
+                .expect("read")
+                .expect("present");
+            assert_eq!(len, data.len() as u64);
+            assert_eq!(builder.finish(), SegmentChain::of(&data), "{size} bytes");
+            let (hasher, _) = hash_object(&storage, key.as_str(), Sha256::new())
+                .await
+                .expect("read")
+                .expect("present");
+            assert_eq!(hasher.finalize(), Sha256::digest(&data), "{size} bytes");
+        }
+        let missing = layout::chains_key(&Uuid::now_v7());
+        let none = hash_object(&storage, missing.as_str(), Sha256::new()).await;
+        assert!(matches!(none, Ok(None)));
+    }
 }
