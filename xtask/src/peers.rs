@@ -297,59 +297,78 @@ struct GoPeer {
     module: &'static str,
     /// What `go build` builds inside it.
     package: &'static str,
-    /// Stamp Kubernetes' version variables with the `k8s.io/kubernetes`
-    /// version our go.mod requires (what `/version` reports), as the
-    /// release build does.
-    kubernetes_version: bool,
+    /// Which version variables to stamp with the version our go.mod requires,
+    /// as the project's release build does.
+    version_stamp: VersionStamp,
+}
+
+/// The version variables a Go peer's release build sets with `-X`.
+#[derive(Clone, Copy)]
+enum VersionStamp {
+    /// None: the binary reports what its module says.
+    None,
+    /// `k8s.io/component-base/version` from the `k8s.io/kubernetes` version
+    /// (what kube-apiserver's `/version` reports).
+    Kubernetes,
+    /// `helm.sh/helm/v4/internal/version.version` from the `helm.sh/helm/v4`
+    /// version (what `helm version` reports; otherwise only `v4.3`).
+    Helm,
 }
 
 /// etcd v3.7.3 (the storage), kube-apiserver v1.37.2 with every `k8s.io`
 /// staging module at v0.37.2, our audit webhook receiver that decodes with
 /// that release's `audit.k8s.io/v1` types (`auditsink/main.go`), and a tailnet from `tailscale.com` v1.102.5:
 /// tailscaled, the `tailscale` CLI, and our control server (Tailscale's test
-/// control server with DERP and a grants API, `control/main.go`).
+/// control server with DERP and a grants API, `control/main.go`), and Helm
+/// v4.3.2 (`helm.sh/helm/v4`, the chart's lint and template checks).
 const GO_PEERS: &[GoPeer] = &[
     GoPeer {
         binary: "etcd",
         module: "tests/peers-go/etcd",
         package: ".",
-        kubernetes_version: false,
+        version_stamp: VersionStamp::None,
     },
     GoPeer {
         binary: "kube-apiserver",
         module: "tests/peers-go/apiserver",
         package: "k8s.io/kubernetes/cmd/kube-apiserver",
-        kubernetes_version: true,
+        version_stamp: VersionStamp::Kubernetes,
     },
     GoPeer {
         binary: "audit-sink",
         module: "tests/peers-go/apiserver",
         package: "./auditsink",
-        kubernetes_version: false,
+        version_stamp: VersionStamp::None,
     },
     GoPeer {
         binary: "tailscaled",
         module: "tests/peers-go/tailscale",
         package: "tailscale.com/cmd/tailscaled",
-        kubernetes_version: false,
+        version_stamp: VersionStamp::None,
     },
     GoPeer {
         binary: "tailscale",
         module: "tests/peers-go/tailscale",
         package: "tailscale.com/cmd/tailscale",
-        kubernetes_version: false,
+        version_stamp: VersionStamp::None,
     },
     GoPeer {
         binary: "tailnet-control",
         module: "tests/peers-go/tailscale",
         package: "./control",
-        kubernetes_version: false,
+        version_stamp: VersionStamp::None,
     },
     GoPeer {
         binary: "tailscale-k8s-proxy",
         module: "tests/peers-go/tailscale",
         package: "./tsproxy",
-        kubernetes_version: false,
+        version_stamp: VersionStamp::None,
+    },
+    GoPeer {
+        binary: "helm",
+        module: "tests/peers-go/helm",
+        package: "helm.sh/helm/v4/cmd/helm",
+        version_stamp: VersionStamp::Helm,
     },
 ];
 
@@ -369,10 +388,15 @@ fn install_go(dir: &Path) -> Result<()> {
     std::fs::create_dir_all(&bin).map_err(|e| format!("creating {}: {e}", bin.display()))?;
     for peer in GO_PEERS {
         let module = workspace_root().join(peer.module);
-        let ldflags = if peer.kubernetes_version {
-            format!("{GO_LINK_FLAGS} {}", kubernetes_version_flags(&module)?)
-        } else {
-            GO_LINK_FLAGS.to_owned()
+        let ldflags = match peer.version_stamp {
+            VersionStamp::None => GO_LINK_FLAGS.to_owned(),
+            VersionStamp::Kubernetes => {
+                format!("{GO_LINK_FLAGS} {}", kubernetes_version_flags(&module)?)
+            }
+            VersionStamp::Helm => {
+                let version = required_version(&module, "helm.sh/helm/v4")?;
+                format!("{GO_LINK_FLAGS} -X helm.sh/helm/v4/internal/version.version={version}")
+            }
         };
         let mut want = format!(
             "{go_version}\n{} -ldflags={ldflags}",
@@ -420,22 +444,28 @@ fn install_go(dir: &Path) -> Result<()> {
 /// `-X` flags that set `k8s.io/component-base/version` to the
 /// `k8s.io/kubernetes` version required in `module`'s go.mod.
 fn kubernetes_version_flags(module: &Path) -> Result<String> {
-    let go_mod = module.join("go.mod");
-    let text = std::fs::read_to_string(&go_mod)
-        .map_err(|e| format!("reading {}: {e}", go_mod.display()))?;
-    let version = text
-        .lines()
-        .map(|line| line.trim().trim_start_matches("require ").trim_start())
-        .filter_map(|line| line.strip_prefix("k8s.io/kubernetes "))
-        .filter_map(|rest| rest.split_whitespace().next())
-        .find(|version| version.starts_with('v'))
-        .ok_or_else(|| format!("{} requires no k8s.io/kubernetes version", go_mod.display()))?;
+    let version = required_version(module, "k8s.io/kubernetes")?;
     let mut parts = version.trim_start_matches('v').split('.');
     let (major, minor) = (parts.next().unwrap_or("0"), parts.next().unwrap_or("0"));
     let package = "k8s.io/component-base/version";
     Ok(format!(
         "-X {package}.gitVersion={version} -X {package}.gitMajor={major} -X {package}.gitMinor={minor} -X {package}.gitTreeState=clean"
     ))
+}
+
+/// The version of `dependency` that `module`'s go.mod requires (directly or
+/// `// indirect`).
+fn required_version(module: &Path, dependency: &str) -> Result<String> {
+    let go_mod = module.join("go.mod");
+    let text = std::fs::read_to_string(&go_mod)
+        .map_err(|e| format!("reading {}: {e}", go_mod.display()))?;
+    text.lines()
+        .map(|line| line.trim().trim_start_matches("require ").trim_start())
+        .filter_map(|line| line.strip_prefix(dependency)?.strip_prefix(' '))
+        .filter_map(|rest| rest.split_whitespace().next())
+        .find(|version| version.starts_with('v'))
+        .map(str::to_owned)
+        .ok_or_else(|| format!("{} requires no {dependency} version", go_mod.display()))
 }
 
 /// `go` on PATH, else the standard install location.

