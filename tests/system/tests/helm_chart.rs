@@ -1,0 +1,700 @@
+//! The Helm chart `charts/kubescribe`, checked with the real Helm (v4.3.2, built from
+//! `helm.sh/helm/v4`) and the real kube-apiserver:
+//!
+//! * `helm lint --strict` passes;
+//! * `helm template` over a matrix of values (disk and S3 storage, auth and noauth mode, TLS and
+//!   the tailscaled sidecar, 1 to 3 proxy replicas, the UI on and off, the ServiceMonitor on and
+//!   off) renders what the values ask for, and kube-apiserver accepts every rendering with
+//!   server-side apply (its validation is the schema check); each is then deleted;
+//! * RBAC, asked with `kubectl auth can-i --as=system:serviceaccount:…`: in auth mode the proxy's
+//!   ServiceAccount may impersonate users, groups and serviceaccounts and may do nothing else (its
+//!   `--list` is a ServiceAccount's baseline plus exactly that rule); in noauth mode it may not
+//!   impersonate; the recorder's ServiceAccount can do nothing beyond the baseline;
+//! * bad values (a string replica count, an unknown key, a mode outside the enum, S3 without a
+//!   bucket) make `helm template` fail with an error naming the field.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use kubescribe_system_tests::rbac;
+use kubescribe_system_tests::run::{expect_success, output_text, wait_until, with_deadline};
+use serde_json::{json, Value};
+use test_support::apiserver::{ControlPlane, ADMIN};
+use test_support::peers;
+
+/// How long one helm or kubectl run may take.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
+
+fn chart_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../charts/kubescribe")
+}
+
+fn helm(args: &[&str]) -> Output {
+    let helm = peers::helm().unwrap_or_else(|e| panic!("{e}"));
+    let scratch = tempfile::tempdir().expect("a scratch directory for helm's caches");
+    with_deadline(
+        Command::new(helm)
+            .args(args)
+            // No user configuration, cache or repositories of this machine.
+            .env("HELM_CACHE_HOME", scratch.path().join("cache"))
+            .env("HELM_CONFIG_HOME", scratch.path().join("config"))
+            .env("HELM_DATA_HOME", scratch.path().join("data")),
+        COMMAND_TIMEOUT,
+    )
+    .expect("helm runs")
+}
+
+/// `helm template` of the chart as release `release` in `namespace` with `--set` values.
+fn helm_template(release: &str, namespace: &str, sets: &[&str]) -> Output {
+    let chart = chart_dir();
+    let mut args = vec![
+        "template",
+        release,
+        chart.to_str().expect("a UTF-8 path"),
+        "--namespace",
+        namespace,
+    ];
+    for set in sets {
+        args.extend(["--set", set]);
+    }
+    helm(&args)
+}
+
+/// kubectl as the cluster administrator.
+struct Kubectl {
+    program: PathBuf,
+    kubeconfig: PathBuf,
+}
+
+impl Kubectl {
+    fn new(plane: &ControlPlane) -> Self {
+        Self {
+            program: peers::kubectl().unwrap_or_else(|e| panic!("{e}")),
+            kubeconfig: plane.kubeconfig(&ADMIN),
+        }
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        with_deadline(
+            Command::new(&self.program)
+                .arg("--kubeconfig")
+                .arg(&self.kubeconfig)
+                .args(args),
+            COMMAND_TIMEOUT,
+        )
+        .expect("kubectl runs")
+    }
+
+    /// `kubectl auth can-i VERB RESOURCE --as=system:serviceaccount:NS:SA` (across all
+    /// namespaces): `true` for yes, `false` for no, a panic for anything else.
+    fn can_i(&self, account: &ServiceAccountName, verb: &str, resource: &str) -> bool {
+        let output = self.run(&[
+            "auth",
+            "can-i",
+            verb,
+            resource,
+            "--all-namespaces",
+            &account.as_user(),
+        ]);
+        match String::from_utf8_lossy(&output.stdout).trim() {
+            "yes" => true,
+            "no" => false,
+            _ => panic!(
+                "kubectl auth can-i {verb} {resource} as {}: {}",
+                account.as_user(),
+                output_text(&output)
+            ),
+        }
+    }
+
+    /// `kubectl auth can-i --list` as the account in `namespace`: its rules, one per line,
+    /// sorted, the header left out.
+    fn rules(&self, account: &ServiceAccountName, namespace: &str) -> Vec<String> {
+        let output = expect_success(
+            self.run(&[
+                "auth",
+                "can-i",
+                "--list",
+                "--namespace",
+                namespace,
+                &account.as_user(),
+            ]),
+            "kubectl auth can-i --list",
+        );
+        let mut rules: Vec<String> = String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .skip(1)
+            .map(|line| line.split_whitespace().collect::<Vec<_>>().join(" "))
+            .filter(|line| !line.is_empty())
+            .collect();
+        rules.sort();
+        rules
+    }
+}
+
+/// A ServiceAccount, as `--as` names it.
+struct ServiceAccountName {
+    namespace: String,
+    name: String,
+}
+
+impl ServiceAccountName {
+    fn as_user(&self) -> String {
+        format!(
+            "--as=system:serviceaccount:{}:{}",
+            self.namespace, self.name
+        )
+    }
+}
+
+/// One rendering of the matrix: the values set and what they must produce.
+struct Case {
+    /// The release name (and, with a prefix, its namespace).
+    release: &'static str,
+    sets: &'static [&'static str],
+    auth: bool,
+    tailscale: bool,
+    proxy_replicas: i64,
+    s3: bool,
+    ui: bool,
+    service_monitor: bool,
+}
+
+/// Each value of the matrix appears at least once: storage disk/s3, mode auth/noauth, listener
+/// tls/tailscale, replicas 1/2 (default)/3, UI on/off, ServiceMonitor on/off, an audit policy,
+/// optional token Secrets, unsigned.
+const CASES: &[Case] = &[
+    Case {
+        release: "defaults",
+        sets: &[],
+        auth: true,
+        tailscale: false,
+        proxy_replicas: 2,
+        s3: false,
+        ui: false,
+        service_monitor: false,
+    },
+    Case {
+        release: "s3-noauth-tailscale",
+        sets: &[
+            "recorder.storage=s3",
+            "recorder.s3.endpoint=seaweed.storage.svc:8333",
+            "recorder.s3.bucket=audit",
+            "recorder.s3.allowHttp=true",
+            "proxy.mode=noauth",
+            "proxy.listener=tailscale",
+            "proxy.tailscale.extraArgs=--advertise-tags=tag:k8s-proxy",
+            "proxy.replicas=3",
+            "recorder.ui=true",
+            "recorder.serviceMonitor.enabled=true",
+        ],
+        auth: false,
+        tailscale: true,
+        proxy_replicas: 3,
+        s3: true,
+        ui: true,
+        service_monitor: true,
+    },
+    Case {
+        release: "disk-auth-tailscale",
+        sets: &[
+            "proxy.listener=tailscale",
+            "proxy.replicas=1",
+            "recorder.ui=true",
+            "proxy.auditPolicy=apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n- level: Metadata",
+        ],
+        auth: true,
+        tailscale: true,
+        proxy_replicas: 1,
+        s3: false,
+        ui: true,
+        service_monitor: false,
+    },
+    Case {
+        release: "s3-auth-tls",
+        sets: &[
+            "recorder.storage=s3",
+            "recorder.s3.bucket=audit",
+            "recorder.unsigned=true",
+            "recorder.readTokenSecret.name=reader-token",
+            "recorder.uploadTokenSecret.name=uploader-token",
+            "proxy.replicas=1",
+            "proxy.podDisruptionBudget.enabled=false",
+        ],
+        auth: true,
+        tailscale: false,
+        proxy_replicas: 1,
+        s3: true,
+        ui: false,
+        service_monitor: false,
+    },
+    Case {
+        release: "disk-noauth-tls",
+        sets: &[
+            "proxy.mode=noauth",
+            "proxy.replicas=3",
+            "proxy.topologySpread.enabled=false",
+            "recorder.serviceMonitor.enabled=true",
+        ],
+        auth: false,
+        tailscale: false,
+        proxy_replicas: 3,
+        s3: false,
+        ui: false,
+        service_monitor: true,
+    },
+];
+
+/// A minimal ServiceMonitor CRD (the Prometheus Operator's group, kind and version; any fields),
+/// so that renderings with the ServiceMonitor on can be applied.
+fn service_monitor_crd() -> Value {
+    json!({
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": "servicemonitors.monitoring.coreos.com"},
+        "spec": {
+            "group": "monitoring.coreos.com",
+            "scope": "Namespaced",
+            "names": {"plural": "servicemonitors", "singular": "servicemonitor", "kind": "ServiceMonitor", "listKind": "ServiceMonitorList"},
+            "versions": [{
+                "name": "v1", "served": true, "storage": true,
+                "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}
+            }]
+        }
+    })
+}
+
+/// The objects of `kind` in an applied list.
+fn of_kind<'a>(objects: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    objects.iter().filter(|o| o["kind"] == kind).collect()
+}
+
+/// The one object of `kind` whose name ends with `suffix`.
+fn named<'a>(objects: &'a [Value], kind: &str, suffix: &str) -> &'a Value {
+    let found: Vec<_> = of_kind(objects, kind)
+        .into_iter()
+        .filter(|o| {
+            o["metadata"]["name"]
+                .as_str()
+                .is_some_and(|n| n.ends_with(suffix))
+        })
+        .collect();
+    assert_eq!(found.len(), 1, "one {kind} named *{suffix}: {found:?}");
+    found[0]
+}
+
+/// The secure defaults every container of `pod_spec` must have.
+fn assert_secure(pod_spec: &Value, what: &str) {
+    let pod = &pod_spec["securityContext"];
+    assert_eq!(pod["runAsNonRoot"], true, "{what}: pod runAsNonRoot");
+    assert_eq!(pod["runAsUser"], 65532, "{what}: pod runAsUser");
+    assert_eq!(
+        pod["seccompProfile"]["type"], "RuntimeDefault",
+        "{what}: pod seccomp"
+    );
+    let containers = pod_spec["containers"].as_array().expect("containers");
+    for container in containers {
+        let name = &container["name"];
+        let context = &container["securityContext"];
+        assert_eq!(context["runAsNonRoot"], true, "{what}/{name}: runAsNonRoot");
+        assert_eq!(context["runAsUser"], 65532, "{what}/{name}: runAsUser");
+        assert_eq!(
+            context["allowPrivilegeEscalation"], false,
+            "{what}/{name}: escalation"
+        );
+        assert_eq!(
+            context["readOnlyRootFilesystem"], true,
+            "{what}/{name}: read-only root"
+        );
+        assert_eq!(
+            context["capabilities"]["drop"],
+            json!(["ALL"]),
+            "{what}/{name}: capabilities"
+        );
+        assert_eq!(
+            context["seccompProfile"]["type"], "RuntimeDefault",
+            "{what}/{name}: seccomp"
+        );
+        for bound in ["requests", "limits"] {
+            for resource in ["cpu", "memory"] {
+                assert!(
+                    container["resources"][bound][resource].is_string(),
+                    "{what}/{name}: resources.{bound}.{resource}"
+                );
+            }
+        }
+    }
+}
+
+/// What the applied objects of `case` must be, as kube-apiserver stored them.
+fn check_rendering(case: &Case, objects: &[Value]) {
+    let what = case.release;
+    let proxy = named(objects, "Deployment", "-proxy");
+    assert_eq!(
+        proxy["spec"]["replicas"], case.proxy_replicas,
+        "{what}: proxy replicas"
+    );
+    let proxy_pod = &proxy["spec"]["template"]["spec"];
+    assert_secure(proxy_pod, what);
+    let containers: Vec<&str> = proxy_pod["containers"]
+        .as_array()
+        .expect("proxy containers")
+        .iter()
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    let expected: &[&str] = if case.tailscale {
+        &["proxy", "tailscale"]
+    } else {
+        &["proxy"]
+    };
+    assert_eq!(containers, expected, "{what}: proxy containers");
+    let proxy_container = &proxy_pod["containers"][0];
+    let args: Vec<&str> = proxy_container["args"]
+        .as_array()
+        .expect("proxy args")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(
+        args.contains(&"--proxy-protocol"),
+        case.tailscale,
+        "{what}: --proxy-protocol behind tailscale serve only: {args:?}"
+    );
+    assert_eq!(
+        args.iter().any(|a| a.starts_with("--tls-cert=")),
+        !case.tailscale,
+        "{what}: TLS by the proxy without the sidecar: {args:?}"
+    );
+    let mode = proxy_container["env"]
+        .as_array()
+        .expect("proxy env")
+        .iter()
+        .find(|e| e["name"] == "APISERVER_PROXY")
+        .map(|e| e["value"].clone());
+    let expected_mode = if case.auth { "true" } else { "noauth" };
+    assert_eq!(mode, Some(json!(expected_mode)), "{what}: APISERVER_PROXY");
+    let spool = proxy_pod["volumes"]
+        .as_array()
+        .expect("proxy volumes")
+        .iter()
+        .find(|v| v["name"] == "state")
+        .expect("the spool volume");
+    assert!(
+        spool["emptyDir"]["sizeLimit"].is_string(),
+        "{what}: sized spool: {spool}"
+    );
+
+    let cluster_roles = of_kind(objects, "ClusterRole");
+    let bindings = of_kind(objects, "ClusterRoleBinding");
+    if case.auth {
+        assert_eq!(cluster_roles.len(), 1, "{what}: one ClusterRole");
+        assert_eq!(bindings.len(), 1, "{what}: one ClusterRoleBinding");
+        assert_eq!(
+            cluster_roles[0]["rules"],
+            json!([{"apiGroups": [""], "resources": ["users", "groups", "serviceaccounts"], "verbs": ["impersonate"]}]),
+            "{what}: the ClusterRole only impersonates"
+        );
+    } else {
+        assert!(
+            cluster_roles.is_empty() && bindings.is_empty(),
+            "{what}: no RBAC in noauth mode"
+        );
+    }
+    let disruption_budgets = of_kind(objects, "PodDisruptionBudget").len();
+    let pdb_expected = !case
+        .sets
+        .contains(&"proxy.podDisruptionBudget.enabled=false");
+    assert_eq!(
+        disruption_budgets,
+        usize::from(pdb_expected),
+        "{what}: PodDisruptionBudget"
+    );
+
+    let (recorder_kind, other_kind) = if case.s3 {
+        ("Deployment", "StatefulSet")
+    } else {
+        ("StatefulSet", "Deployment")
+    };
+    let recorder = named(objects, recorder_kind, "-recorder");
+    assert!(
+        of_kind(objects, other_kind)
+            .iter()
+            .all(|o| !o["metadata"]["name"]
+                .as_str()
+                .unwrap_or("")
+                .ends_with("-recorder")),
+        "{what}: the recorder is a {recorder_kind} only"
+    );
+    let recorder_pod = &recorder["spec"]["template"]["spec"];
+    assert_secure(recorder_pod, what);
+    assert_eq!(
+        recorder_pod["automountServiceAccountToken"], false,
+        "{what}: recorder token"
+    );
+    let recorder_container = &recorder_pod["containers"][0];
+    let recorder_args: Vec<&str> = recorder_container["args"]
+        .as_array()
+        .expect("recorder args")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(
+        recorder_args.contains(&"--ui"),
+        case.ui,
+        "{what}: --ui: {recorder_args:?}"
+    );
+    let env: Vec<&str> = recorder_container["env"]
+        .as_array()
+        .expect("recorder env")
+        .iter()
+        .filter_map(|e| e["name"].as_str())
+        .collect();
+    if case.s3 {
+        for name in [
+            "TSRECORDER_DST",
+            "TSRECORDER_BUCKET",
+            "AWS_REGION",
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+        ] {
+            assert!(env.contains(&name), "{what}: recorder env {name}: {env:?}");
+        }
+        assert_eq!(
+            recorder["spec"]["strategy"]["type"], "Recreate",
+            "{what}: one recorder on the bucket"
+        );
+    } else {
+        let claims = &recorder["spec"]["volumeClaimTemplates"];
+        assert_eq!(
+            claims[0]["metadata"]["name"], "data",
+            "{what}: the recorder's PVC: {claims}"
+        );
+    }
+    assert_eq!(
+        of_kind(objects, "ServiceMonitor").len(),
+        usize::from(case.service_monitor),
+        "{what}: ServiceMonitor"
+    );
+}
+
+#[test]
+fn the_chart_lints_renders_applies_and_grants_least_privilege() {
+    let chart = chart_dir();
+    let lint = helm(&["lint", "--strict", chart.to_str().expect("a UTF-8 path")]);
+    assert!(
+        lint.status.success(),
+        "helm lint --strict: {}",
+        output_text(&lint)
+    );
+    assert!(
+        output_text(&lint).contains("0 chart(s) failed"),
+        "helm lint --strict: {}",
+        output_text(&lint)
+    );
+
+    check_bad_values();
+
+    let plane = ControlPlane::start().unwrap_or_else(|e| panic!("{e}"));
+    let kubectl = Kubectl::new(&plane);
+    plane
+        .create(
+            "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
+            &service_monitor_crd(),
+        )
+        .expect("the ServiceMonitor CRD");
+    expect_success(
+        kubectl.run(&[
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            "crd/servicemonitors.monitoring.coreos.com",
+        ]),
+        "the ServiceMonitor CRD established",
+    );
+    let scratch = tempfile::tempdir().expect("a scratch directory");
+
+    for case in CASES {
+        let namespace = format!("chart-{}", case.release);
+        rbac::namespace(&plane, &namespace).expect("the case's namespace");
+        let rendered = helm_template(case.release, &namespace, case.sets);
+        assert!(
+            rendered.status.success(),
+            "helm template {}: {}",
+            case.release,
+            output_text(&rendered)
+        );
+        let manifest = scratch.path().join(format!("{}.yaml", case.release));
+        std::fs::write(&manifest, &rendered.stdout).expect("writing the rendering");
+        let manifest = manifest.to_str().expect("a UTF-8 path");
+
+        let applied = expect_success(
+            kubectl.run(&[
+                "apply",
+                "--server-side",
+                "--field-manager=helm-chart-test",
+                "-o",
+                "json",
+                "-f",
+                manifest,
+            ]),
+            &format!("server-side apply of {}", case.release),
+        );
+        let applied: Value =
+            serde_json::from_slice(&applied.stdout).expect("kubectl apply -o json prints JSON");
+        let objects = match applied["kind"].as_str() {
+            Some("List") => applied["items"].as_array().expect("items").clone(),
+            _ => vec![applied],
+        };
+        check_rendering(case, &objects);
+
+        let proxy_account = ServiceAccountName {
+            namespace: namespace.clone(),
+            name: format!("{}-kubescribe-proxy", case.release),
+        };
+        let recorder_account = ServiceAccountName {
+            namespace: namespace.clone(),
+            name: format!("{}-kubescribe-recorder", case.release),
+        };
+        check_rbac(&kubectl, case, &proxy_account, &recorder_account);
+
+        expect_success(
+            kubectl.run(&["delete", "--wait=true", "-f", manifest]),
+            &format!("deleting {}", case.release),
+        );
+        if case.auth {
+            wait_until(
+                "the proxy's impersonation is gone with the release",
+                Duration::from_secs(30),
+                || !kubectl.can_i(&proxy_account, "impersonate", "users"),
+            );
+        }
+    }
+}
+
+/// The proxy may impersonate (auth mode) and nothing else; the recorder nothing at all.
+fn check_rbac(
+    kubectl: &Kubectl,
+    case: &Case,
+    proxy: &ServiceAccountName,
+    recorder: &ServiceAccountName,
+) {
+    let what = case.release;
+    // The baseline: what any ServiceAccount of the namespace may do (discovery, self reviews).
+    let stranger = ServiceAccountName {
+        namespace: proxy.namespace.clone(),
+        name: "no-such-account".into(),
+    };
+    let baseline = kubectl.rules(&stranger, &proxy.namespace);
+    assert!(!baseline.is_empty(), "{what}: a baseline of rules");
+    assert_eq!(
+        kubectl.rules(recorder, &recorder.namespace),
+        baseline,
+        "{what}: the recorder's ServiceAccount may do nothing beyond the baseline"
+    );
+
+    for resource in ["users", "groups", "serviceaccounts"] {
+        assert_eq!(
+            kubectl.can_i(proxy, "impersonate", resource),
+            case.auth,
+            "{what}: proxy impersonates {resource} iff auth mode"
+        );
+    }
+    for (verb, resource) in [
+        ("get", "secrets"),
+        ("list", "pods"),
+        ("create", "pods"),
+        ("list", "namespaces"),
+        ("create", "tokenreviews"),
+        ("create", "serviceaccounts/token"),
+    ] {
+        assert!(
+            !kubectl.can_i(proxy, verb, resource),
+            "{what}: the proxy's ServiceAccount must not {verb} {resource}"
+        );
+        assert!(
+            !kubectl.can_i(recorder, verb, resource),
+            "{what}: the recorder's ServiceAccount must not {verb} {resource}"
+        );
+    }
+    let proxy_rules = kubectl.rules(proxy, &proxy.namespace);
+    let extra: Vec<&String> = proxy_rules
+        .iter()
+        .filter(|r| !baseline.contains(r))
+        .collect();
+    if case.auth {
+        assert_eq!(
+            extra,
+            [
+                "groups [] [] [impersonate]",
+                "serviceaccounts [] [] [impersonate]",
+                "users [] [] [impersonate]",
+            ],
+            "{what}: the proxy's rules beyond the baseline are impersonation only"
+        );
+    } else {
+        assert!(
+            extra.is_empty(),
+            "{what}: noauth proxy rules beyond the baseline: {extra:?}"
+        );
+    }
+}
+
+/// Values the schema or the templates refuse, each with the field its error must name.
+fn check_bad_values() {
+    let refused: &[(&[&str], &[&str])] = &[
+        (&["proxy.replicas=-1"], &["'/proxy/replicas'", "minimum"]),
+        (&["proxy.replica=3"], &["'/proxy'", "'replica' not allowed"]),
+        (&["proxy.mode=open"], &["'/proxy/mode'", "'auth', 'noauth'"]),
+        (
+            &["recorder.storage=gcs"],
+            &["'/recorder/storage'", "'disk', 's3'"],
+        ),
+        (
+            &["recorder.storage=s3"],
+            &["recorder.s3.bucket is required"],
+        ),
+        (
+            &["proxy.tls.secret=mine"],
+            &["'/proxy/tls'", "'secret' not allowed"],
+        ),
+        (
+            &["recorder.s3.endpoint=https://s3.example"],
+            &["'/recorder/s3/endpoint'"],
+        ),
+    ];
+    for (sets, fields) in refused {
+        let output = helm_template("bad", "default", sets);
+        let text = output_text(&output);
+        assert!(
+            !output.status.success(),
+            "helm template --set {sets:?} must fail: {text}"
+        );
+        for field in *fields {
+            assert!(
+                text.contains(field),
+                "helm template --set {sets:?}: the error names {field}: {text}"
+            );
+        }
+    }
+    // A string where the schema wants an integer (`--set-string`), named by its path.
+    let chart = chart_dir();
+    let output = helm(&[
+        "template",
+        "bad",
+        chart.to_str().expect("a UTF-8 path"),
+        "--set-string",
+        "proxy.replicas=-1",
+    ]);
+    let text = output_text(&output);
+    assert!(
+        !output.status.success(),
+        "a string replica count must fail: {text}"
+    );
+    assert!(
+        text.contains("'/proxy/replicas': got string, want integer"),
+        "the error names proxy.replicas: {text}"
+    );
+}
