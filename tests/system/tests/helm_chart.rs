@@ -10,6 +10,9 @@
 //!   ServiceAccount may impersonate users, groups and serviceaccounts and may do nothing else (its
 //!   `--list` is a ServiceAccount's baseline plus exactly that rule); in noauth mode it may not
 //!   impersonate; the recorder's ServiceAccount can do nothing beyond the baseline;
+//! * the `helm install` walkthroughs of docs/deploy.md, command for command (the Secrets, then
+//!   the install in auth mode, in noauth mode, and on a tailnet with S3), each release's objects
+//!   and RBAC checked, then `helm uninstall`;
 //! * bad values (a string replica count, an unknown key, a mode outside the enum, S3 without a
 //!   bucket) make `helm template` fail with an error naming the field.
 
@@ -24,6 +27,7 @@ use kubescribe_system_tests::run::{expect_success, output_text, wait_until, with
 use serde_json::{json, Value};
 use test_support::apiserver::{ControlPlane, ADMIN};
 use test_support::peers;
+use test_support::process::workspace_bin;
 
 /// How long one helm or kubectl run may take.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
@@ -46,6 +50,29 @@ fn helm(args: &[&str]) -> Output {
     )
     .expect("helm runs")
 }
+
+/// Where docs/deploy.md installs: release `kubescribe` in namespace `kubescribe`.
+const DOCUMENTED_NAMESPACE: &str = "kubescribe";
+
+/// The installs of docs/deploy.md, as its `helm install` lines set them (after
+/// `helm install kubescribe charts/kubescribe --namespace kubescribe`), and whether each is auth
+/// mode.
+const DOCUMENTED_INSTALLS: &[(&[&str], bool)] = &[
+    (&[], true),
+    (&["proxy.mode=noauth"], false),
+    (
+        &[
+            "proxy.listener=tailscale",
+            "proxy.tailscale.extraArgs=--advertise-tags=tag:k8s-proxy",
+            "recorder.storage=s3",
+            "recorder.s3.endpoint=s3.eu-west-1.amazonaws.com",
+            "recorder.s3.region=eu-west-1",
+            "recorder.s3.bucket=audit",
+            "recorder.ui=true",
+        ],
+        true,
+    ),
+];
 
 /// `helm template` of the chart as release `release` in `namespace` with `--set` values.
 fn helm_template(release: &str, namespace: &str, sets: &[&str]) -> Output {
@@ -571,6 +598,190 @@ fn the_chart_lints_renders_applies_and_grants_least_privilege() {
                 || !kubectl.can_i(&proxy_account, "impersonate", "users"),
             );
         }
+    }
+
+    install_as_documented(&plane, &kubectl, scratch.path());
+}
+
+/// docs/deploy.md, command for command: its Secrets, then each of its installs, checked and
+/// uninstalled.
+fn install_as_documented(plane: &ControlPlane, kubectl: &Kubectl, scratch: &Path) {
+    let ns = DOCUMENTED_NAMESPACE;
+    let files = scratch.join("documented");
+    std::fs::create_dir_all(&files).expect("a directory for the documented files");
+    let proxy_pair = plane
+        .client_certificate("kubescribe-proxy", &[])
+        .expect("a certificate for the TLS Secret");
+    std::fs::write(files.join("proxy.crt"), &proxy_pair.cert_pem).expect("proxy.crt");
+    std::fs::write(files.join("proxy.key"), &proxy_pair.key_pem).expect("proxy.key");
+    std::fs::write(files.join("identities.yaml"), "# the identity file\n")
+        .expect("identities.yaml");
+    let recorder = workspace_bin("kubescribe-recorder").unwrap_or_else(|e| panic!("{e}"));
+    expect_success(
+        with_deadline(
+            Command::new(recorder)
+                .current_dir(&files)
+                .args(["keygen", "signing.key"]),
+            COMMAND_TIMEOUT,
+        )
+        .expect("kubescribe-recorder keygen runs"),
+        "kubescribe-recorder keygen signing.key",
+    );
+    let in_files = |args: &[&str]| {
+        let output = with_deadline(
+            Command::new(&kubectl.program)
+                .current_dir(&files)
+                .arg("--kubeconfig")
+                .arg(&kubectl.kubeconfig)
+                .args(args),
+            COMMAND_TIMEOUT,
+        )
+        .expect("kubectl runs");
+        expect_success(output, &format!("kubectl {}", args.join(" ")));
+    };
+    in_files(&["create", "namespace", ns]);
+    in_files(&[
+        "-n",
+        ns,
+        "create",
+        "secret",
+        "tls",
+        "kubescribe-proxy-tls",
+        "--cert=proxy.crt",
+        "--key=proxy.key",
+    ]);
+    in_files(&[
+        "-n",
+        ns,
+        "create",
+        "secret",
+        "generic",
+        "kubescribe-identities",
+        "--from-file=identities.yaml",
+    ]);
+    in_files(&[
+        "-n",
+        ns,
+        "create",
+        "secret",
+        "generic",
+        "kubescribe-signing-key",
+        "--from-file=signing.key",
+    ]);
+    in_files(&[
+        "-n",
+        ns,
+        "create",
+        "secret",
+        "generic",
+        "kubescribe-tailscale-auth",
+        "--from-literal=authkey=tskey-auth-test",
+    ]);
+    in_files(&[
+        "-n",
+        ns,
+        "create",
+        "secret",
+        "generic",
+        "kubescribe-s3",
+        "--from-literal=AWS_ACCESS_KEY_ID=test",
+        "--from-literal=AWS_SECRET_ACCESS_KEY=test",
+    ]);
+
+    let chart = chart_dir();
+    let kubeconfig = kubectl.kubeconfig.to_str().expect("a UTF-8 path");
+    let proxy = ServiceAccountName {
+        namespace: ns.into(),
+        name: "kubescribe-proxy".into(),
+    };
+    for (sets, auth) in DOCUMENTED_INSTALLS {
+        let mut args = vec![
+            "install",
+            "kubescribe",
+            chart.to_str().expect("a UTF-8 path"),
+            "--namespace",
+            ns,
+            "--kubeconfig",
+            kubeconfig,
+        ];
+        for set in *sets {
+            args.extend(["--set", set]);
+        }
+        let installed = helm(&args);
+        let text = output_text(&installed);
+        assert!(
+            installed.status.success(),
+            "helm install --set {sets:?}: {text}"
+        );
+        assert!(
+            text.contains("STATUS: deployed"),
+            "helm install --set {sets:?}: {text}"
+        );
+        assert_eq!(
+            text.contains("ClusterRole kubescribe-proxy-impersonate"),
+            *auth,
+            "helm install --set {sets:?}: NOTES name the ClusterRole iff auth: {text}"
+        );
+        // Every Secret the release reads exists: the pods' references match the documented names.
+        let secrets = expect_success(
+            kubectl.run(&["-n", ns, "get", "deployment,statefulset", "-o", "json"]),
+            "the release's workloads",
+        );
+        let workloads: Value = serde_json::from_slice(&secrets.stdout).expect("JSON workloads");
+        let mut referenced = Vec::new();
+        collect_secret_names(&workloads, &mut referenced);
+        assert!(
+            !referenced.is_empty(),
+            "helm install --set {sets:?}: no Secret referenced"
+        );
+        for name in referenced {
+            expect_success(
+                kubectl.run(&["-n", ns, "get", "secret", &name]),
+                &format!("helm install --set {sets:?}: the referenced Secret {name}"),
+            );
+        }
+        assert_eq!(
+            kubectl.can_i(&proxy, "impersonate", "users"),
+            *auth,
+            "helm install --set {sets:?}: the proxy impersonates iff auth mode"
+        );
+        let uninstalled = helm(&[
+            "uninstall",
+            "kubescribe",
+            "--namespace",
+            ns,
+            "--kubeconfig",
+            kubeconfig,
+            "--wait",
+        ]);
+        assert!(
+            uninstalled.status.success(),
+            "helm uninstall: {}",
+            output_text(&uninstalled)
+        );
+    }
+}
+
+/// Every Secret name a pod template refers to (volumes and `secretKeyRef`), anywhere in `value`.
+fn collect_secret_names(value: &Value, names: &mut Vec<String>) {
+    match value {
+        Value::Object(map) => {
+            for key in ["secretName", "secretKeyRef"] {
+                let name = match (key, map.get(key)) {
+                    ("secretName", Some(Value::String(name))) => Some(name.clone()),
+                    ("secretKeyRef", Some(reference)) => {
+                        reference["name"].as_str().map(str::to_owned)
+                    }
+                    _ => None,
+                };
+                if let Some(name) = name.filter(|n| !names.contains(n)) {
+                    names.push(name);
+                }
+            }
+            map.values().for_each(|v| collect_secret_names(v, names));
+        }
+        Value::Array(items) => items.iter().for_each(|v| collect_secret_names(v, names)),
+        _ => {}
     }
 }
 
