@@ -356,6 +356,40 @@ fn assert_secure(pod_spec: &Value, what: &str) {
     }
 }
 
+/// Environment variables the binaries read without naming them in `--help`: the standard AWS
+/// credentials of the S3 client.
+const STANDARD_ENV: &[&str] = &["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"];
+
+/// Every `--flag` in the container's args and every environment variable it sets is one that
+/// `binary --help` names: the chart uses the binaries' real flags and env names.
+fn assert_real_flags(container: &Value, binary: &str, what: &str) {
+    let path = workspace_bin(binary).unwrap_or_else(|e| panic!("{e}"));
+    let help = expect_success(
+        with_deadline(Command::new(path).arg("--help"), COMMAND_TIMEOUT).expect("--help runs"),
+        &format!("{binary} --help"),
+    );
+    let help = String::from_utf8_lossy(&help.stdout);
+    for arg in container["args"].as_array().expect("args") {
+        let flag = arg
+            .as_str()
+            .expect("a string arg")
+            .split('=')
+            .next()
+            .unwrap_or("");
+        assert!(
+            help.contains(&format!("{flag} ")) || help.contains(&format!("{flag}\n")),
+            "{what}: {binary} has no flag {flag}"
+        );
+    }
+    for variable in container["env"].as_array().expect("env") {
+        let name = variable["name"].as_str().expect("an env name");
+        assert!(
+            STANDARD_ENV.contains(&name) || help.contains(name),
+            "{what}: {binary} --help names no environment variable {name}"
+        );
+    }
+}
+
 /// What the applied objects of `case` must be, as kube-apiserver stored them.
 fn check_rendering(case: &Case, objects: &[Value]) {
     let what = case.release;
@@ -379,6 +413,7 @@ fn check_rendering(case: &Case, objects: &[Value]) {
     };
     assert_eq!(containers, expected, "{what}: proxy containers");
     let proxy_container = &proxy_pod["containers"][0];
+    assert_real_flags(proxy_container, "kubescribe-proxy", what);
     let args: Vec<&str> = proxy_container["args"]
         .as_array()
         .expect("proxy args")
@@ -462,6 +497,7 @@ fn check_rendering(case: &Case, objects: &[Value]) {
         "{what}: recorder token"
     );
     let recorder_container = &recorder_pod["containers"][0];
+    assert_real_flags(recorder_container, "kubescribe-recorder", what);
     let recorder_args: Vec<&str> = recorder_container["args"]
         .as_array()
         .expect("recorder args")
