@@ -54,6 +54,38 @@ fn helm(args: &[&str]) -> Output {
 /// Where docs/deploy.md installs: release `kubescribe` in namespace `kubescribe`.
 const DOCUMENTED_NAMESPACE: &str = "kubescribe";
 
+/// The Secrets docs/deploy.md creates, as it creates them (`kubectl -n kubescribe create secret
+/// …`), in a directory holding its files (proxy.crt, proxy.key, identities.yaml, signing.key).
+const DOCUMENTED_SECRETS: &[&[&str]] = &[
+    &[
+        "tls",
+        "kubescribe-proxy-tls",
+        "--cert=proxy.crt",
+        "--key=proxy.key",
+    ],
+    &[
+        "generic",
+        "kubescribe-identities",
+        "--from-file=identities.yaml",
+    ],
+    &[
+        "generic",
+        "kubescribe-signing-key",
+        "--from-file=signing.key",
+    ],
+    &[
+        "generic",
+        "kubescribe-tailscale-auth",
+        "--from-literal=authkey=tskey-auth-test",
+    ],
+    &[
+        "generic",
+        "kubescribe-s3",
+        "--from-literal=AWS_ACCESS_KEY_ID=test",
+        "--from-literal=AWS_SECRET_ACCESS_KEY=test",
+    ],
+];
+
 /// The installs of docs/deploy.md, as its `helm install` lines set them (after
 /// `helm install kubescribe charts/kubescribe --namespace kubescribe`), and whether each is auth
 /// mode.
@@ -369,25 +401,66 @@ fn assert_real_flags(container: &Value, binary: &str, what: &str) {
         &format!("{binary} --help"),
     );
     let help = String::from_utf8_lossy(&help.stdout);
-    for arg in container["args"].as_array().expect("args") {
-        let flag = arg
-            .as_str()
-            .expect("a string arg")
-            .split('=')
-            .next()
-            .unwrap_or("");
+    for arg in strings(&container["args"], "args") {
+        let flag = arg.split('=').next().unwrap_or("");
         assert!(
             help.contains(&format!("{flag} ")) || help.contains(&format!("{flag}\n")),
             "{what}: {binary} has no flag {flag}"
         );
     }
-    for variable in container["env"].as_array().expect("env") {
-        let name = variable["name"].as_str().expect("an env name");
+    for name in names(&container["env"], "env") {
         assert!(
             STANDARD_ENV.contains(&name) || help.contains(name),
             "{what}: {binary} --help names no environment variable {name}"
         );
     }
+}
+
+/// The strings of a JSON array (`args`), panicking naming `what` when it is none.
+fn strings<'a>(array: &'a Value, what: &str) -> Vec<&'a str> {
+    array
+        .as_array()
+        .unwrap_or_else(|| panic!("{what}: not an array: {array}"))
+        .iter()
+        .filter_map(Value::as_str)
+        .collect()
+}
+
+/// The `name` of each object of a JSON array (containers, env), panicking naming `what` when it
+/// is none.
+fn names<'a>(array: &'a Value, what: &str) -> Vec<&'a str> {
+    array
+        .as_array()
+        .unwrap_or_else(|| panic!("{what}: not an array: {array}"))
+        .iter()
+        .filter_map(|item| item["name"].as_str())
+        .collect()
+}
+
+/// The object named `name` in a JSON array (a volume, an env variable); panics when there is none.
+fn named_item<'a>(array: &'a Value, name: &str) -> &'a Value {
+    array
+        .as_array()
+        .and_then(|items| items.iter().find(|item| item["name"] == name))
+        .unwrap_or_else(|| panic!("no {name} in {array}"))
+}
+
+/// The pod's first container, the one running `binary`, and its args, after checking the pod's
+/// secure defaults and that the container uses only `binary`'s real flags and env names.
+fn product_container<'a>(
+    pod_spec: &'a Value,
+    binary: &str,
+    what: &str,
+) -> (&'a Value, Vec<&'a str>) {
+    assert_secure(pod_spec, what);
+    let container = &pod_spec["containers"][0];
+    assert_eq!(
+        container["image"].as_str().map(|i| i.contains(binary)),
+        Some(true),
+        "{what}: {binary}'s image"
+    );
+    assert_real_flags(container, binary, what);
+    (container, strings(&container["args"], "args"))
 }
 
 /// What the applied objects of `case` must be, as kube-apiserver stored them.
@@ -399,27 +472,14 @@ fn check_rendering(case: &Case, objects: &[Value]) {
         "{what}: proxy replicas"
     );
     let proxy_pod = &proxy["spec"]["template"]["spec"];
-    assert_secure(proxy_pod, what);
-    let containers: Vec<&str> = proxy_pod["containers"]
-        .as_array()
-        .expect("proxy containers")
-        .iter()
-        .filter_map(|c| c["name"].as_str())
-        .collect();
+    let (proxy_container, args) = product_container(proxy_pod, "kubescribe-proxy", what);
+    let containers = names(&proxy_pod["containers"], "proxy containers");
     let expected: &[&str] = if case.tailscale {
         &["proxy", "tailscale"]
     } else {
         &["proxy"]
     };
     assert_eq!(containers, expected, "{what}: proxy containers");
-    let proxy_container = &proxy_pod["containers"][0];
-    assert_real_flags(proxy_container, "kubescribe-proxy", what);
-    let args: Vec<&str> = proxy_container["args"]
-        .as_array()
-        .expect("proxy args")
-        .iter()
-        .filter_map(Value::as_str)
-        .collect();
     assert_eq!(
         args.contains(&"--proxy-protocol"),
         case.tailscale,
@@ -430,20 +490,10 @@ fn check_rendering(case: &Case, objects: &[Value]) {
         !case.tailscale,
         "{what}: TLS by the proxy without the sidecar: {args:?}"
     );
-    let mode = proxy_container["env"]
-        .as_array()
-        .expect("proxy env")
-        .iter()
-        .find(|e| e["name"] == "APISERVER_PROXY")
-        .map(|e| e["value"].clone());
+    let mode = &named_item(&proxy_container["env"], "APISERVER_PROXY")["value"];
     let expected_mode = if case.auth { "true" } else { "noauth" };
-    assert_eq!(mode, Some(json!(expected_mode)), "{what}: APISERVER_PROXY");
-    let spool = proxy_pod["volumes"]
-        .as_array()
-        .expect("proxy volumes")
-        .iter()
-        .find(|v| v["name"] == "state")
-        .expect("the spool volume");
+    assert_eq!(mode, expected_mode, "{what}: APISERVER_PROXY");
+    let spool = named_item(&proxy_pod["volumes"], "state");
     assert!(
         spool["emptyDir"]["sizeLimit"].is_string(),
         "{what}: sized spool: {spool}"
@@ -491,30 +541,18 @@ fn check_rendering(case: &Case, objects: &[Value]) {
         "{what}: the recorder is a {recorder_kind} only"
     );
     let recorder_pod = &recorder["spec"]["template"]["spec"];
-    assert_secure(recorder_pod, what);
+    let (recorder_container, recorder_args) =
+        product_container(recorder_pod, "kubescribe-recorder", what);
     assert_eq!(
         recorder_pod["automountServiceAccountToken"], false,
         "{what}: recorder token"
     );
-    let recorder_container = &recorder_pod["containers"][0];
-    assert_real_flags(recorder_container, "kubescribe-recorder", what);
-    let recorder_args: Vec<&str> = recorder_container["args"]
-        .as_array()
-        .expect("recorder args")
-        .iter()
-        .filter_map(Value::as_str)
-        .collect();
     assert_eq!(
         recorder_args.contains(&"--ui"),
         case.ui,
         "{what}: --ui: {recorder_args:?}"
     );
-    let env: Vec<&str> = recorder_container["env"]
-        .as_array()
-        .expect("recorder env")
-        .iter()
-        .filter_map(|e| e["name"].as_str())
-        .collect();
+    let env = names(&recorder_container["env"], "recorder env");
     if case.s3 {
         for name in [
             "TSRECORDER_DST",
@@ -676,53 +714,11 @@ fn install_as_documented(plane: &ControlPlane, kubectl: &Kubectl, scratch: &Path
         expect_success(output, &format!("kubectl {}", args.join(" ")));
     };
     in_files(&["create", "namespace", ns]);
-    in_files(&[
-        "-n",
-        ns,
-        "create",
-        "secret",
-        "tls",
-        "kubescribe-proxy-tls",
-        "--cert=proxy.crt",
-        "--key=proxy.key",
-    ]);
-    in_files(&[
-        "-n",
-        ns,
-        "create",
-        "secret",
-        "generic",
-        "kubescribe-identities",
-        "--from-file=identities.yaml",
-    ]);
-    in_files(&[
-        "-n",
-        ns,
-        "create",
-        "secret",
-        "generic",
-        "kubescribe-signing-key",
-        "--from-file=signing.key",
-    ]);
-    in_files(&[
-        "-n",
-        ns,
-        "create",
-        "secret",
-        "generic",
-        "kubescribe-tailscale-auth",
-        "--from-literal=authkey=tskey-auth-test",
-    ]);
-    in_files(&[
-        "-n",
-        ns,
-        "create",
-        "secret",
-        "generic",
-        "kubescribe-s3",
-        "--from-literal=AWS_ACCESS_KEY_ID=test",
-        "--from-literal=AWS_SECRET_ACCESS_KEY=test",
-    ]);
+    for secret in DOCUMENTED_SECRETS {
+        let mut args = vec!["-n", ns, "create", "secret"];
+        args.extend_from_slice(secret);
+        in_files(&args);
+    }
 
     let chart = chart_dir();
     let kubeconfig = kubectl.kubeconfig.to_str().expect("a UTF-8 path");
