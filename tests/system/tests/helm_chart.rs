@@ -296,6 +296,9 @@ const CASES: &[Case] = &[
             "proxy.mode=noauth",
             "proxy.replicas=3",
             "proxy.topologySpread.enabled=false",
+            "proxy.tolerations[0].key=dedicated",
+            "proxy.tolerations[0].operator=Exists",
+            "recorder.nodeSelector.disktype=ssd",
             "recorder.serviceMonitor.enabled=true",
         ],
         auth: false,
@@ -515,6 +518,14 @@ fn check_rendering(case: &Case, objects: &[Value]) {
             "{what}: no RBAC in noauth mode"
         );
     }
+    let spread_expected = !case.sets.contains(&"proxy.topologySpread.enabled=false");
+    assert_eq!(
+        proxy_pod["topologySpreadConstraints"][0]["labelSelector"]["matchLabels"]
+            ["app.kubernetes.io/component"]
+            == "proxy",
+        spread_expected,
+        "{what}: topology spread of the proxy's replicas"
+    );
     let disruption_budgets = of_kind(objects, "PodDisruptionBudget").len();
     let pdb_expected = !case
         .sets
