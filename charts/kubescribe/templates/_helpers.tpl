@@ -87,7 +87,7 @@ seccompProfile:
 
 {{/* imagePullSecrets, when any. */}}
 {{- define "kubescribe.imagePullSecrets" -}}
-{{- with .Values.imagePullSecrets }}
+{{- with .Values.imagePullSecrets -}}
 imagePullSecrets:
   {{- toYaml . | nindent 2 }}
 {{- end }}

@@ -77,6 +77,11 @@ const DOCUMENTED_SECRETS: &[&[&str]] = &[
     ],
     &[
         "generic",
+        "kubescribe-recorder-identities",
+        "--from-file=identities.yaml",
+    ],
+    &[
+        "generic",
         "kubescribe-tailscale-auth",
         "--from-literal=authkey=tskey-auth-test",
     ],
@@ -265,6 +270,7 @@ const CASES: &[Case] = &[
             "proxy.listener=tailscale",
             "proxy.replicas=1",
             "recorder.ui=true",
+            "imagePullSecrets[0].name=registry",
             "proxy.auditPolicy=apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n- level: Metadata",
         ],
         auth: true,
@@ -280,6 +286,7 @@ const CASES: &[Case] = &[
             "recorder.storage=s3",
             "recorder.s3.bucket=audit",
             "recorder.unsigned=true",
+            "recorder.insecureAllowAnyUploader=true",
             "recorder.readTokenSecret.name=reader-token",
             "recorder.uploadTokenSecret.name=uploader-token",
             "proxy.replicas=1",
@@ -568,6 +575,19 @@ fn check_rendering(case: &Case, objects: &[Value]) {
         recorder_args.contains(&"--ui"),
         case.ui,
         "{what}: --ui: {recorder_args:?}"
+    );
+    let any_uploader = case
+        .sets
+        .contains(&"recorder.insecureAllowAnyUploader=true");
+    assert_eq!(
+        (
+            recorder_args.contains(&"--insecure-allow-any-uploader"),
+            recorder_args
+                .iter()
+                .any(|a| a.starts_with("--identity-file=")),
+        ),
+        (any_uploader, !any_uploader),
+        "{what}: the recorder can tell who uploads: {recorder_args:?}"
     );
     let env = names(&recorder_container["env"], "recorder env");
     if case.s3 {
