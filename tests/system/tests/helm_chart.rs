@@ -653,6 +653,8 @@ fn the_chart_lints_renders_applies_and_grants_least_privilege() {
         "the ServiceMonitor CRD established",
     );
     let scratch = tempfile::tempdir().expect("a scratch directory");
+    let secret_files = scratch.path().join("secret-files");
+    write_secret_files(&plane, &secret_files);
 
     for case in CASES {
         let namespace = format!("chart-{}", case.release);
@@ -687,6 +689,16 @@ fn the_chart_lints_renders_applies_and_grants_least_privilege() {
             _ => vec![applied],
         };
         check_rendering(case, &objects);
+        if !case.s3 {
+            let recorder = named(&objects, "StatefulSet", "-recorder");
+            start_as_rendered(
+                &recorder["spec"]["template"]["spec"],
+                "kubescribe-recorder",
+                &secret_files,
+                scratch.path(),
+                case.release,
+            );
+        }
 
         let proxy_account = ServiceAccountName {
             namespace: namespace.clone(),
@@ -711,33 +723,124 @@ fn the_chart_lints_renders_applies_and_grants_least_privilege() {
         }
     }
 
-    install_as_documented(&plane, &kubectl, scratch.path());
+    install_as_documented(&kubectl, &secret_files);
 }
 
-/// docs/deploy.md, command for command: its Secrets, then each of its installs, checked and
-/// uninstalled.
-fn install_as_documented(plane: &ControlPlane, kubectl: &Kubectl, scratch: &Path) {
-    let ns = DOCUMENTED_NAMESPACE;
-    let files = scratch.join("documented");
-    std::fs::create_dir_all(&files).expect("a directory for the documented files");
+/// An identity file that names loopback callers as a node tagged `tag:k8s-proxy`.
+const IDENTITY_FILE: &str = "\
+entries:
+  - name: proxies
+    sources: [\"127.0.0.0/8\"]
+    Node: {Name: k8s-proxy, Tags: [\"tag:k8s-proxy\"]}
+    UserProfile: {LoginName: tagged-devices}
+";
+
+/// Writes the files docs/deploy.md makes its Secrets of into `files`: proxy.crt and proxy.key,
+/// identities.yaml, and signing.key (with `kubescribe-recorder keygen`, as documented).
+fn write_secret_files(plane: &ControlPlane, files: &Path) {
+    std::fs::create_dir_all(files).expect("a directory for the documented files");
     let proxy_pair = plane
         .client_certificate("kubescribe-proxy", &[])
         .expect("a certificate for the TLS Secret");
     std::fs::write(files.join("proxy.crt"), &proxy_pair.cert_pem).expect("proxy.crt");
     std::fs::write(files.join("proxy.key"), &proxy_pair.key_pem).expect("proxy.key");
-    std::fs::write(files.join("identities.yaml"), "# the identity file\n")
-        .expect("identities.yaml");
+    std::fs::write(files.join("identities.yaml"), IDENTITY_FILE).expect("identities.yaml");
     let recorder = workspace_bin("kubescribe-recorder").unwrap_or_else(|e| panic!("{e}"));
     expect_success(
         with_deadline(
             Command::new(recorder)
-                .current_dir(&files)
+                .current_dir(files)
                 .args(["keygen", "signing.key"]),
             COMMAND_TIMEOUT,
         )
         .expect("kubescribe-recorder keygen runs"),
         "kubescribe-recorder keygen signing.key",
     );
+}
+
+/// Runs the pod's first container (the one running `binary`) on this machine as its rendering
+/// says, with its args and environment, until its own readiness probe answers 200: each volume
+/// is a directory (a Secret's holds every file of `secret_files`), each `0.0.0.0:PORT` a free
+/// loopback port. Proves the rendered configuration starts, not only that it parses.
+fn start_as_rendered(
+    pod_spec: &Value,
+    binary: &str,
+    secret_files: &Path,
+    scratch: &Path,
+    what: &str,
+) {
+    let container = &pod_spec["containers"][0];
+    let root = scratch.join(format!("{what}-{binary}"));
+    let mut replacements: Vec<(String, String)> = Vec::new();
+    for mount in container["volumeMounts"].as_array().expect("volumeMounts") {
+        let volume = mount["name"].as_str().expect("a mount's volume");
+        let dir = root.join(volume);
+        std::fs::create_dir_all(&dir).expect("a volume's directory");
+        // A volume not in the pod's list is a PersistentVolumeClaim's: an empty directory.
+        let secret = pod_spec["volumes"]
+            .as_array()
+            .and_then(|volumes| volumes.iter().find(|v| v["name"] == volume))
+            .is_some_and(|v| !v["secret"].is_null());
+        if secret {
+            for file in std::fs::read_dir(secret_files).expect("the Secret files") {
+                let file = file.expect("a Secret file").path();
+                std::fs::copy(&file, dir.join(file.file_name().expect("a name"))).expect("copying");
+            }
+        }
+        let mount_path = mount["mountPath"].as_str().expect("a mountPath");
+        replacements.push((mount_path.to_owned(), dir.display().to_string()));
+    }
+    let mut ports = std::collections::BTreeMap::new();
+    for port in container["ports"].as_array().expect("ports") {
+        let free = test_support::net::free_port().expect("a free port");
+        let name = port["name"].as_str().expect("a port name").to_owned();
+        let number = port["containerPort"].as_u64().expect("a containerPort");
+        replacements.push((format!("0.0.0.0:{number}"), format!("127.0.0.1:{free}")));
+        ports.insert(name, free);
+    }
+    let local = |text: &str| {
+        replacements
+            .iter()
+            .fold(text.to_owned(), |text, (from, to)| text.replace(from, to))
+    };
+    let args: Vec<String> = strings(&container["args"], "args")
+        .into_iter()
+        .map(local)
+        .collect();
+    let env: Vec<(String, String)> = container["env"]
+        .as_array()
+        .expect("env")
+        .iter()
+        .map(|variable| {
+            let name = variable["name"].as_str().expect("an env name").to_owned();
+            (
+                name,
+                local(variable["value"].as_str().unwrap_or("from-a-secret")),
+            )
+        })
+        .collect();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let program = workspace_bin(binary).unwrap_or_else(|e| panic!("{e}"));
+    let mut process = test_support::Spawned::start(binary, &program, &args, &env, &root)
+        .unwrap_or_else(|e| panic!("{what}: starting {binary} as rendered: {e}"));
+    let probe = &container["readinessProbe"]["httpGet"];
+    let port = ports[probe["port"].as_str().expect("a named probe port")];
+    let path = probe["path"].as_str().expect("a probe path");
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    process
+        .wait_until(
+            &format!("{binary} ready ({path} answers 200) with the rendered args {args:?}"),
+            Duration::from_secs(30),
+            Duration::from_millis(100),
+            || test_support::http::get(addr, path).is_ok_and(|reply| reply.status == 200),
+        )
+        .unwrap_or_else(|e| panic!("{what}: {e}"));
+}
+
+/// docs/deploy.md, command for command: its Secrets, then each of its installs, checked and
+/// uninstalled.
+fn install_as_documented(kubectl: &Kubectl, files: &Path) {
+    let ns = DOCUMENTED_NAMESPACE;
     let in_files = |args: &[&str]| {
         let output = with_deadline(
             Command::new(&kubectl.program)
