@@ -12,6 +12,9 @@
 //!   ServiceAccount may impersonate users, groups and serviceaccounts and may do nothing else (its
 //!   `--list` is a ServiceAccount's baseline plus exactly that rule); in noauth mode it may not
 //!   impersonate; the recorder's ServiceAccount can do nothing beyond the baseline;
+//! * as a stand-in for a kubelet, the recorder of each disk rendering and the proxy of each TLS
+//!   rendering start on this machine with the rendered args and environment (the proxy with its
+//!   ServiceAccount's TokenRequest token in a kubeconfig) until their own readiness probe answers;
 //! * the `helm install` walkthroughs of docs/deploy.md, command for command (the Secrets, then
 //!   the install in auth mode, in noauth mode, and on a tailnet with S3), each release's objects
 //!   and RBAC checked, then `helm uninstall`;
@@ -694,6 +697,7 @@ fn the_chart_lints_renders_applies_and_grants_least_privilege() {
             start_as_rendered(
                 &recorder["spec"]["template"]["spec"],
                 "kubescribe-recorder",
+                &[],
                 &secret_files,
                 scratch.path(),
                 case.release,
@@ -709,6 +713,20 @@ fn the_chart_lints_renders_applies_and_grants_least_privilege() {
             name: format!("{}-kubescribe-recorder", case.release),
         };
         check_rbac(&kubectl, case, &proxy_account, &recorder_account);
+        if !case.tailscale {
+            // No in-cluster environment here: the proxy gets its ServiceAccount's token
+            // (TokenRequest) and the API server in a kubeconfig instead.
+            let kubeconfig =
+                service_account_kubeconfig(&plane, &kubectl, &proxy_account, scratch.path());
+            start_as_rendered(
+                &named(&objects, "Deployment", "-proxy")["spec"]["template"]["spec"],
+                "kubescribe-proxy",
+                &[format!("--kubeconfig={}", kubeconfig.display())],
+                &secret_files,
+                scratch.path(),
+                case.release,
+            );
+        }
 
         expect_success(
             kubectl.run(&["delete", "--wait=true", "-f", manifest]),
@@ -735,15 +753,22 @@ entries:
     UserProfile: {LoginName: tagged-devices}
 ";
 
-/// Writes the files docs/deploy.md makes its Secrets of into `files`: proxy.crt and proxy.key,
-/// identities.yaml, and signing.key (with `kubescribe-recorder keygen`, as documented).
+/// Writes the files docs/deploy.md makes its Secrets of into `files`: proxy.crt and proxy.key
+/// (also as tls.crt and tls.key, the TLS Secret's keys), identities.yaml, and signing.key (with `kubescribe-recorder keygen`, as documented).
 fn write_secret_files(plane: &ControlPlane, files: &Path) {
     std::fs::create_dir_all(files).expect("a directory for the documented files");
     let proxy_pair = plane
         .client_certificate("kubescribe-proxy", &[])
         .expect("a certificate for the TLS Secret");
-    std::fs::write(files.join("proxy.crt"), &proxy_pair.cert_pem).expect("proxy.crt");
-    std::fs::write(files.join("proxy.key"), &proxy_pair.key_pem).expect("proxy.key");
+    // Under the names `kubectl create secret tls` takes them, and under the TLS Secret's keys.
+    for (name, pem) in [
+        ("proxy.crt", &proxy_pair.cert_pem),
+        ("proxy.key", &proxy_pair.key_pem),
+        ("tls.crt", &proxy_pair.cert_pem),
+        ("tls.key", &proxy_pair.key_pem),
+    ] {
+        std::fs::write(files.join(name), pem).expect("writing a TLS file");
+    }
     std::fs::write(files.join("identities.yaml"), IDENTITY_FILE).expect("identities.yaml");
     let recorder = workspace_bin("kubescribe-recorder").unwrap_or_else(|e| panic!("{e}"));
     expect_success(
@@ -758,6 +783,32 @@ fn write_secret_files(plane: &ControlPlane, files: &Path) {
     );
 }
 
+/// A kubeconfig that reaches the API server with a token of `account` from the TokenRequest API
+/// (`kubectl create token`), as a pod's projected token would.
+fn service_account_kubeconfig(
+    plane: &ControlPlane,
+    kubectl: &Kubectl,
+    account: &ServiceAccountName,
+    scratch: &Path,
+) -> PathBuf {
+    let token = expect_success(
+        kubectl.run(&["create", "token", &account.name, "-n", &account.namespace]),
+        "kubectl create token",
+    );
+    let token = String::from_utf8_lossy(&token.stdout).trim().to_owned();
+    let path = scratch.join(format!("{}-{}.kubeconfig", account.namespace, account.name));
+    let kubeconfig = json!({
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "test", "cluster": {"server": plane.url(), "certificate-authority": plane.ca_path()}}],
+        "users": [{"name": account.name, "user": {"token": token}}],
+        "contexts": [{"name": "test", "context": {"cluster": "test", "user": account.name}}],
+        "current-context": "test",
+    });
+    std::fs::write(&path, kubeconfig.to_string()).expect("writing the kubeconfig");
+    path
+}
+
 /// Runs the pod's first container (the one running `binary`) on this machine as its rendering
 /// says, with its args and environment, until its own readiness probe answers 200: each volume
 /// is a directory (a Secret's holds every file of `secret_files`), each `0.0.0.0:PORT` a free
@@ -765,13 +816,15 @@ fn write_secret_files(plane: &ControlPlane, files: &Path) {
 fn start_as_rendered(
     pod_spec: &Value,
     binary: &str,
+    extra_args: &[String],
     secret_files: &Path,
     scratch: &Path,
     what: &str,
 ) {
     let container = &pod_spec["containers"][0];
     let root = scratch.join(format!("{what}-{binary}"));
-    let mut replacements: Vec<(String, String)> = Vec::new();
+    let mut mounts: Vec<(String, String)> = Vec::new();
+    let mut ports_local: Vec<(String, String)> = Vec::new();
     for mount in container["volumeMounts"].as_array().expect("volumeMounts") {
         let volume = mount["name"].as_str().expect("a mount's volume");
         let dir = root.join(volume);
@@ -788,24 +841,32 @@ fn start_as_rendered(
             }
         }
         let mount_path = mount["mountPath"].as_str().expect("a mountPath");
-        replacements.push((mount_path.to_owned(), dir.display().to_string()));
+        mounts.push((mount_path.to_owned(), dir.display().to_string()));
     }
     let mut ports = std::collections::BTreeMap::new();
     for port in container["ports"].as_array().expect("ports") {
         let free = test_support::net::free_port().expect("a free port");
         let name = port["name"].as_str().expect("a port name").to_owned();
         let number = port["containerPort"].as_u64().expect("a containerPort");
-        replacements.push((format!("0.0.0.0:{number}"), format!("127.0.0.1:{free}")));
+        ports_local.push((format!("0.0.0.0:{number}"), format!("127.0.0.1:{free}")));
         ports.insert(name, free);
     }
+    // The longest mount path a text names is its volume (only one: a replaced path must not be
+    // replaced again), then the ports.
+    mounts.sort_by_key(|(mount_path, _)| std::cmp::Reverse(mount_path.len()));
     let local = |text: &str| {
-        replacements
+        let text = match mounts.iter().find(|(from, _)| text.contains(from.as_str())) {
+            Some((from, to)) => text.replacen(from.as_str(), to, 1),
+            None => text.to_owned(),
+        };
+        ports_local
             .iter()
-            .fold(text.to_owned(), |text, (from, to)| text.replace(from, to))
+            .fold(text, |text, (from, to)| text.replace(from.as_str(), to))
     };
     let args: Vec<String> = strings(&container["args"], "args")
         .into_iter()
         .map(local)
+        .chain(extra_args.iter().cloned())
         .collect();
     let env: Vec<(String, String)> = container["env"]
         .as_array()
@@ -844,7 +905,7 @@ fn install_as_documented(kubectl: &Kubectl, files: &Path) {
     let in_files = |args: &[&str]| {
         let output = with_deadline(
             Command::new(&kubectl.program)
-                .current_dir(&files)
+                .current_dir(files)
                 .arg("--kubeconfig")
                 .arg(&kubectl.kubeconfig)
                 .args(args),
