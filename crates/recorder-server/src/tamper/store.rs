@@ -1,4 +1,4 @@
-//! Reading manifests back from storage (shared by the sealer and `verify`).
+//! Reading back from storage for the sealer and `verify`: manifests, and objects hashed as a stream.
 
 use std::sync::{Arc, Mutex, PoisonError};
 
