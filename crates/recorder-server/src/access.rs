@@ -13,7 +13,8 @@
 //! WhoIs source that cannot answer refuses too (fail closed).
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use http::{HeaderMap, StatusCode};
 use identity::{AllowList, WhoIs, WhoIsError};
@@ -126,16 +127,73 @@ fn bearer_verdict(
     })
 }
 
-/// The peer's WhoIs identity (`None` without an identity source).
+/// How long a connection's WhoIs identity is trusted before the identity
+/// source is asked again: a tag removed from the uploading node, or the node
+/// removed, takes effect on its open connections within this time.
+const IDENTITY_REUSE: Duration = Duration::from_secs(60);
+
+/// The peer of one connection: its address (the PROXY header's source behind
+/// a forwarder, else the TCP peer), and its WhoIs identity once the identity
+/// source has answered for it. Uploads come over long-lived pooled
+/// connections, so the source (tailscaled's LocalAPI) is asked once per
+/// connection and [`IDENTITY_REUSE`], not once per request. Only answers are
+/// kept: a refusal or a source that cannot answer is asked again next time.
+#[derive(Debug, Clone)]
+pub(crate) struct Peer {
+    addr: SocketAddr,
+    identity: Arc<Mutex<Option<(Instant, identity::Identity)>>>,
+}
+
+impl Peer {
+    /// The peer of a new connection from `addr`, not yet looked up.
+    pub(crate) fn new(addr: SocketAddr) -> Self {
+        Peer {
+            addr,
+            identity: Arc::default(),
+        }
+    }
+
+    /// The peer's address.
+    pub(crate) fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    fn remembered(&self) -> Option<identity::Identity> {
+        let slot = self.identity.lock().unwrap_or_else(|p| p.into_inner());
+        slot.as_ref()
+            .filter(|(at, _)| at.elapsed() < IDENTITY_REUSE)
+            .map(|(_, identity)| identity.clone())
+    }
+
+    fn remember(&self, identity: &identity::Identity) {
+        let mut slot = self.identity.lock().unwrap_or_else(|p| p.into_inner());
+        *slot = Some((Instant::now(), identity.clone()));
+    }
+}
+
+impl std::fmt::Display for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.addr.fmt(f)
+    }
+}
+
+/// The peer's WhoIs identity (`None` without an identity source): the one
+/// its connection remembers, else the source's answer (then remembered).
 async fn whois(
     source: Option<&Arc<dyn WhoIs>>,
-    peer: SocketAddr,
+    peer: &Peer,
 ) -> Result<Option<identity::Identity>, Denied> {
     let Some(source) = source else {
         return Ok(None);
     };
-    match source.whois(peer).await {
-        Ok(caller) => Ok(Some(caller.identity)),
+    if let Some(identity) = peer.remembered() {
+        return Ok(Some(identity));
+    }
+    match source.whois(peer.addr).await {
+        Ok(caller) => {
+            peer.remember(&caller.identity);
+            Ok(Some(caller.identity))
+        }
         Err(e @ WhoIsError::NoMatch { .. }) => Err(Denied::Unknown(e)),
         Err(e) => Err(Denied::Unverifiable(e)),
     }
@@ -170,11 +228,7 @@ impl UploadAccess {
     }
 
     /// Authenticates the uploader `peer` that sent `headers`.
-    pub(crate) async fn check(
-        &self,
-        peer: SocketAddr,
-        headers: &HeaderMap,
-    ) -> Result<Uploader, Denied> {
+    pub(crate) async fn check(&self, peer: &Peer, headers: &HeaderMap) -> Result<Uploader, Denied> {
         if let Some(verdict) = bearer_verdict(headers, self.token.as_deref(), "upload") {
             return verdict.map(|()| Uploader {
                 label: "token".to_owned(),
@@ -208,12 +262,12 @@ impl UploadAccess {
         }
         if self.anyone {
             return Ok(Uploader {
-                label: format!("anonymous {}", peer.ip()),
+                label: format!("anonymous {}", peer.addr.ip()),
                 ..Uploader::default()
             });
         }
         Err(Denied::NoUploadCredentials {
-            peer,
+            peer: peer.addr,
             needs: if self.token.is_some() {
                 "an Authorization: Bearer upload token"
             } else {
@@ -253,16 +307,12 @@ impl ReadAccess {
     }
 
     /// Authorises the reader `peer` that sent `headers`.
-    pub(crate) async fn check(
-        &self,
-        peer: SocketAddr,
-        headers: &HeaderMap,
-    ) -> Result<Reader, Denied> {
+    pub(crate) async fn check(&self, peer: &Peer, headers: &HeaderMap) -> Result<Reader, Denied> {
         if let Some(verdict) = bearer_verdict(headers, self.token.as_deref(), "read") {
             return verdict.map(|()| Reader::Token);
         }
-        if self.readers.loopback && peer.ip().to_canonical().is_loopback() {
-            return Ok(Reader::Loopback(peer));
+        if self.readers.loopback && peer.addr.ip().to_canonical().is_loopback() {
+            return Ok(Reader::Loopback(peer.addr));
         }
         if let Some(list) = &self.readers.identities {
             if let Some(identity) = whois(self.whois.as_ref(), peer).await? {
@@ -275,7 +325,7 @@ impl ReadAccess {
                 });
             }
         }
-        Err(Denied::NotAReader { peer })
+        Err(Denied::NotAReader { peer: peer.addr })
     }
 }
 
@@ -312,32 +362,92 @@ mod tests {
     #[tokio::test]
     async fn tokens() {
         let a = uploads(Some("0123456789abcdef"));
-        let peer: SocketAddr = "10.0.0.1:5".parse().unwrap();
+        let peer = Peer::new("10.0.0.1:5".parse().unwrap());
         assert!(a
-            .check(peer, &headers("Bearer 0123456789abcdef"))
+            .check(&peer, &headers("Bearer 0123456789abcdef"))
             .await
             .is_ok());
-        let err = a.check(peer, &headers("Bearer nope")).await.unwrap_err();
+        let err = a.check(&peer, &headers("Bearer nope")).await.unwrap_err();
         assert_eq!(err.status(), StatusCode::FORBIDDEN);
-        let err = a.check(peer, &HeaderMap::new()).await.unwrap_err();
+        let err = a.check(&peer, &HeaderMap::new()).await.unwrap_err();
         assert!(err.to_string().contains("no upload credentials"), "{err}");
     }
 
     #[tokio::test]
     async fn readers_default_to_loopback() {
         let a = reads();
-        let peer: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
         assert_eq!(
-            a.check(peer, &HeaderMap::new()).await.unwrap(),
-            Reader::Loopback(peer)
+            a.check(&Peer::new(addr), &HeaderMap::new()).await.unwrap(),
+            Reader::Loopback(addr)
         );
-        assert!(a
-            .check("[::ffff:127.0.0.1]:1".parse().unwrap(), &HeaderMap::new())
-            .await
-            .is_ok());
-        assert!(a
-            .check("10.1.1.1:1".parse().unwrap(), &HeaderMap::new())
-            .await
-            .is_err());
+        let mapped = Peer::new("[::ffff:127.0.0.1]:1".parse().unwrap());
+        assert!(a.check(&mapped, &HeaderMap::new()).await.is_ok());
+        let remote = Peer::new("10.1.1.1:1".parse().unwrap());
+        assert!(a.check(&remote, &HeaderMap::new()).await.is_err());
+    }
+
+    /// A WhoIs source that knows one tagged node, counts its questions and
+    /// can be made to fail.
+    #[derive(Default)]
+    struct Counting {
+        asked: std::sync::atomic::AtomicUsize,
+        down: std::sync::atomic::AtomicBool,
+    }
+
+    #[async_trait::async_trait]
+    impl WhoIs for Counting {
+        async fn whois(&self, peer: SocketAddr) -> Result<identity::Caller, WhoIsError> {
+            use std::sync::atomic::Ordering::SeqCst;
+            self.asked.fetch_add(1, SeqCst);
+            if self.down.load(SeqCst) {
+                return Err(WhoIsError::Unreachable {
+                    path: "/run/tailscale/tailscaled.sock".into(),
+                    source: std::io::Error::other("LocalAPI down"),
+                });
+            }
+            let identity = identity::Identity {
+                node_name: format!("proxy-{}.example.ts.net", peer.ip()),
+                stable_node_id: "nPROXY".into(),
+                tags: vec!["tag:k8s-proxy".into()],
+                ..Default::default()
+            };
+            Ok(identity::Caller {
+                identity,
+                caps: Default::default(),
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn whois_is_asked_once_per_connection() {
+        use std::sync::atomic::Ordering::SeqCst;
+        let source = Arc::new(Counting::default());
+        let a = UploadAccess {
+            whois: Some(source.clone()),
+            ..uploads(None)
+        };
+        let conn = Peer::new("100.64.0.7:40000".parse().unwrap());
+        for _ in 0..5 {
+            let up = a.check(&conn, &HeaderMap::new()).await.unwrap();
+            assert_eq!(up.node, "proxy-100.64.0.7.example.ts.net");
+        }
+        assert_eq!(source.asked.load(SeqCst), 1);
+        // A second connection from the same node is looked up on its own.
+        let other = Peer::new("100.64.0.7:40001".parse().unwrap());
+        a.check(&other, &HeaderMap::new()).await.unwrap();
+        assert_eq!(source.asked.load(SeqCst), 2);
+        // A source that could not answer is asked again, and refuses meanwhile.
+        source.down.store(true, SeqCst);
+        let fresh = Peer::new("100.64.0.8:40000".parse().unwrap());
+        for _ in 0..2 {
+            let err = a.check(&fresh, &HeaderMap::new()).await.unwrap_err();
+            assert_eq!(err.status(), StatusCode::SERVICE_UNAVAILABLE);
+        }
+        assert_eq!(source.asked.load(SeqCst), 4);
+        source.down.store(false, SeqCst);
+        a.check(&fresh, &HeaderMap::new()).await.unwrap();
+        a.check(&fresh, &HeaderMap::new()).await.unwrap();
+        assert_eq!(source.asked.load(SeqCst), 5);
     }
 }

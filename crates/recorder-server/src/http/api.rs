@@ -14,7 +14,7 @@ use hyper::body::{Frame, Incoming};
 
 use super::error::HttpError;
 use super::response::{add_headers, json, with_body, ResBody};
-use crate::access::{ReadAccess, Reader};
+use crate::access::{Peer, ReadAccess, Reader};
 use crate::index::{EventIndex, SessionIndex};
 use crate::pipeline::audit::{self, Viewed, Viewing};
 use crate::pipeline::commit::Committer;
@@ -78,11 +78,7 @@ impl QueryApi {
 
     /// Serves `/api/…`, every response with the UI's security headers and
     /// `Cache-Control: no-store`.
-    pub(crate) async fn handle(
-        &self,
-        peer: SocketAddr,
-        req: Request<Incoming>,
-    ) -> Response<ResBody> {
+    pub(crate) async fn handle(&self, peer: &Peer, req: Request<Incoming>) -> Response<ResBody> {
         let mut res = self
             .answer(peer, req)
             .await
@@ -94,7 +90,7 @@ impl QueryApi {
 
     async fn answer(
         &self,
-        peer: SocketAddr,
+        peer: &Peer,
         req: Request<Incoming>,
     ) -> Result<Response<ResBody>, HttpError> {
         let reader = self
@@ -121,7 +117,7 @@ impl QueryApi {
             .unwrap_or("");
         let asker = Asker {
             reader: &reader,
-            peer,
+            peer: peer.addr(),
             get: req.method() == Method::GET,
             target,
             user_agent,

@@ -11,6 +11,7 @@ use service::conn::Listener;
 
 use super::admin::Admin;
 use super::router::Routes;
+use crate::access::Peer;
 
 /// HTTP/2 flow-control window per stream (bytes a sender may have unread here).
 const UPLOAD_STREAM_WINDOW: u32 = 4 << 20;
@@ -55,9 +56,12 @@ pub(crate) async fn serve(listener: Listener, routes: Arc<Routes>) {
                 return;
             };
             let peer = conn.info().peer;
+            // One per connection: its WhoIs identity is looked up once, not per request.
+            let remote = Peer::new(peer);
             let service = service_fn(move |req| {
                 let routes = routes.clone();
-                async move { Ok::<_, Infallible>(routes.route(peer, req).await) }
+                let remote = remote.clone();
+                async move { Ok::<_, Infallible>(routes.route(&remote, req).await) }
             });
             if let Err(e) = conn.serve(builder, service, false, None).await {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");

@@ -1,9 +1,9 @@
 //! Which handler serves which method and path, and the state of each route
 //! group ([`Routes`]).
 
+use crate::access::Peer;
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
-use std::net::SocketAddr;
 
 use super::api::QueryApi;
 use super::error::HttpError;
@@ -25,11 +25,7 @@ pub(crate) struct Routes {
 
 impl Routes {
     /// Routes one request from `peer`.
-    pub(crate) async fn route(
-        &self,
-        peer: SocketAddr,
-        req: Request<Incoming>,
-    ) -> Response<ResBody> {
+    pub(crate) async fn route(&self, peer: &Peer, req: Request<Incoming>) -> Response<ResBody> {
         let path = req.uri().path().to_owned();
         let method = req.method().clone();
         let not_allowed = |allowed| HttpError::MethodNotAllowed { allowed }.into_response();

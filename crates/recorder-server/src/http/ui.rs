@@ -2,7 +2,6 @@
 //! crate. Readers only, like the query API: a refused caller gets the UI's
 //! "not authorised" page instead of the app.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use http::{HeaderValue, Method, Request, Response, StatusCode};
@@ -10,7 +9,7 @@ use hyper::body::Incoming;
 
 use super::error::HttpError;
 use super::response::{add_headers, empty, full, ResBody};
-use crate::access::ReadAccess;
+use crate::access::{Peer, ReadAccess};
 
 /// What the web UI needs.
 pub(crate) struct WebUi {
@@ -26,11 +25,7 @@ impl WebUi {
 
     /// Serves UI paths (everything not claimed by the wire, API and metrics
     /// routes). Readers only.
-    pub(crate) async fn handle(
-        &self,
-        peer: SocketAddr,
-        req: Request<Incoming>,
-    ) -> Response<ResBody> {
+    pub(crate) async fn handle(&self, peer: &Peer, req: Request<Incoming>) -> Response<ResBody> {
         self.page(peer, req)
             .await
             .unwrap_or_else(HttpError::into_response)
@@ -38,7 +33,7 @@ impl WebUi {
 
     async fn page(
         &self,
-        peer: SocketAddr,
+        peer: &Peer,
         req: Request<Incoming>,
     ) -> Result<Response<ResBody>, HttpError> {
         let head = req.method() == Method::HEAD;

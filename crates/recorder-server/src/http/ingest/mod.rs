@@ -13,7 +13,7 @@ mod records;
 mod sessions;
 mod state;
 
-use std::net::SocketAddr;
+use crate::access::Peer;
 
 use http::{Request, Response};
 use hyper::body::Incoming;
@@ -60,7 +60,7 @@ impl Ingest {
     pub(crate) async fn post(
         &self,
         endpoint: Upload,
-        peer: SocketAddr,
+        peer: &Peer,
         req: Request<Incoming>,
     ) -> Response<ResBody> {
         let result = match self.authorise(peer, req.headers(), endpoint.what()).await {

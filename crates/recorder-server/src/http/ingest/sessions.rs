@@ -31,7 +31,6 @@
 //! longer than `--upload-idle-timeout` ends the upload (`408`).
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -42,7 +41,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::state::Ingest;
-use crate::access::Uploader;
+use crate::access::{Peer, Uploader};
 use crate::body::{next_chunk, next_data};
 use crate::http::error::HttpError;
 use crate::http::response::{json, recorder_header, ResBody};
@@ -101,7 +100,7 @@ impl Ingest {
     pub(super) async fn record_v1(
         &self,
         uploader: Uploader,
-        peer: SocketAddr,
+        peer: &Peer,
         req: Request<Incoming>,
     ) -> Result<Response<ResBody>, HttpError> {
         let slot = self.upload_slot(&uploader, peer)?;
@@ -148,7 +147,7 @@ impl Ingest {
     pub(super) async fn record_v2(
         &self,
         uploader: Uploader,
-        peer: SocketAddr,
+        peer: &Peer,
         req: Request<Incoming>,
     ) -> Result<Response<ResBody>, HttpError> {
         let slot = self.upload_slot(&uploader, peer)?;

@@ -4,7 +4,6 @@
 //! and the uploader's share; the caller's is claimed when the cast header
 //! names it).
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -12,7 +11,7 @@ use http::{HeaderMap, Request};
 use hyper::body::Incoming;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::access::{UploadAccess, Uploader};
+use crate::access::{Peer, UploadAccess, Uploader};
 use crate::body::{content_length, read_limited, reserve};
 use crate::config::Limits;
 use crate::http::error::HttpError;
@@ -72,7 +71,7 @@ impl Ingest {
     /// `peer`: the one check of every upload. A refusal is logged.
     pub(super) async fn authorise(
         &self,
-        peer: SocketAddr,
+        peer: &Peer,
         headers: &HeaderMap,
         what: &'static str,
     ) -> Result<Uploader, HttpError> {
@@ -108,7 +107,7 @@ impl Ingest {
     pub(super) fn upload_slot(
         &self,
         uploader: &Uploader,
-        peer: SocketAddr,
+        peer: &Peer,
     ) -> Result<UploadSlot, HttpError> {
         // A WhoIs node by its stable ID; otherwise the label: the token is one uploader, an
         // anonymous one is its address.
