@@ -180,6 +180,9 @@ async fn start_proxy(
         whois_cache_ttl: Duration::from_secs(5),
         state_dir: None,
         spool: kubescribe_proxy::SpoolOptions::off(),
+        // The client below is built here, with its default: fail open waits for the
+        // in-memory recorder's answer, so these tables compare the proxy's own work.
+        fail_open_delivery: recorder_client::FailOpenDelivery::Acknowledged,
         shutdown_grace: Duration::from_secs(2),
         log_format: LogFormat::Text,
     };

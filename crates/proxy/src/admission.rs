@@ -31,7 +31,9 @@ pub(crate) fn admit(policy: &RecordingRules, events_for_all_callers: bool, url: 
     if policy.recorder_addrs.is_empty() {
         return match failure.no_recorders_for_request(url) {
             Outcome::Refuse(refusal) => Admission::Refuse(refusal),
-            Outcome::Forward | Outcome::ForwardUnrecorded { .. } => Admission::ForwardWithoutEvent,
+            Outcome::Forward | Outcome::Queued | Outcome::ForwardUnrecorded { .. } => {
+                Admission::ForwardWithoutEvent
+            }
         };
     }
     if policy.enable_events || events_for_all_callers {
@@ -52,6 +54,8 @@ pub(crate) fn counts_as_recording_attempt(policy: &RecordingRules) -> bool {
 pub(crate) enum Recorded {
     /// A recorder stored it.
     Stored,
+    /// Fail open, queued: to be delivered in the background (`--fail-open-delivery queued`).
+    Queued,
     /// Fail open: not stored (spooled or dropped); the reason is for the log.
     NotStored(UnrecordedReason),
 }
@@ -60,6 +64,7 @@ pub(crate) enum Recorded {
 pub(crate) fn after_event(outcome: Outcome) -> Result<Recorded, Refusal> {
     match outcome {
         Outcome::Forward => Ok(Recorded::Stored),
+        Outcome::Queued => Ok(Recorded::Queued),
         Outcome::ForwardUnrecorded { reason } => Ok(Recorded::NotStored(reason)),
         Outcome::Refuse(refusal) => Err(refusal),
     }

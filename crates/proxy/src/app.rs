@@ -104,6 +104,7 @@ fn components_from_config(
     );
     tracing::info!("recorders are dialed through {dialer} ({why})");
     client_config.dialer = dialer;
+    client_config.fail_open = config.fail_open_delivery;
     let spool = spool_dir(&config.spool.dir, config.state_dir.as_deref())?;
     client_config.spool = spool
         .as_ref()
@@ -121,6 +122,21 @@ fn components_from_config(
             }
         );
     }
+    tracing::info!(
+        "fail-open requests {} (--fail-open-delivery {})",
+        match (config.fail_open_delivery, spool.is_some()) {
+            (recorder_client::FailOpenDelivery::Acknowledged, _) =>
+                "wait for a recorder's acknowledgement of their event, or its spooling",
+            (recorder_client::FailOpenDelivery::Queued, true) =>
+                "are forwarded at once; their events are written to the spool and delivered from there",
+            (recorder_client::FailOpenDelivery::Queued, false) =>
+                "are forwarded at once; their events are sent from memory, lost if no recorder takes them (no spool)",
+        },
+        match config.fail_open_delivery {
+            recorder_client::FailOpenDelivery::Acknowledged => "acknowledged",
+            recorder_client::FailOpenDelivery::Queued => "queued",
+        }
+    );
     let client = recorder_client::RecorderClient::start(client_config, registry).map_err(
         |error| match (error, spool) {
             (recorder_client::StartError::Spool { path, source }, Some((_, flag))) => {

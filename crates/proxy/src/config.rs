@@ -16,7 +16,7 @@ use crate::recorder_dial::RecorderDial;
 use crate::upstream::UpstreamSource;
 use audit_policy::{GroupResource, Policy, Redactor};
 use identity::IdentitySource;
-use recorder_client::SpoolFullPolicy;
+use recorder_client::{FailOpenDelivery, SpoolFullPolicy};
 use service::cli::ConnectionArgs;
 use service::conn::ConnectionLimits;
 use service::{LogFormat, TlsFiles};
@@ -258,6 +258,19 @@ pub struct ServeArgs {
     )]
     pub spool_full_policy: SpoolFullPolicy,
 
+    /// What a fail-open request waits for before it is forwarded: `queued` (nothing: its event is
+    /// written to the spool and delivered from there in the background, in batches with the response
+    /// records; it survives the proxy's crash, and is synced to disk before the proxy waits on a
+    /// recorder that did not take it) or `acknowledged` (a recorder's durable acknowledgement, or the
+    /// spool's fsync when none answers). Fail closed always waits for the acknowledgement.
+    #[arg(
+        long,
+        env = "KUBESCRIBE_FAIL_OPEN_DELIVERY",
+        value_name = "queued|acknowledged",
+        default_value = "queued"
+    )]
+    pub fail_open_delivery: FailOpenDelivery,
+
     /// How long shutdown waits for in-flight requests and exec/attach sessions (seconds).
     #[arg(
         long = "shutdown-grace",
@@ -316,6 +329,8 @@ pub struct Config {
     pub state_dir: Option<PathBuf>,
     /// The spool of records no recorder took.
     pub spool: SpoolOptions,
+    /// What a fail-open request waits for (`--fail-open-delivery`).
+    pub fail_open_delivery: FailOpenDelivery,
     /// Shutdown grace period.
     pub shutdown_grace: Duration,
     /// Log format.
@@ -512,6 +527,7 @@ impl ServeArgs {
             whois_cache_ttl: Duration::from_secs(self.whois_cache_ttl_secs),
             state_dir: self.state_dir,
             spool,
+            fail_open_delivery: self.fail_open_delivery,
             shutdown_grace: Duration::from_secs(self.shutdown_grace_secs),
             log_format: self.log_format,
         })

@@ -82,6 +82,8 @@ pub(crate) struct Metrics {
     pub events_attempted: Counter,
     /// Request events stored by a recorder before forwarding.
     pub events_delivered: Counter,
+    /// Request events queued for delivery in the background (fail open, `queued`).
+    pub events_queued: Counter,
     /// Request events not stored (spooled, dropped or refused).
     pub events_failed: Counter,
     /// Requests refused by the failure policy.
@@ -117,6 +119,7 @@ impl Metrics {
             requests: Family::default(),
             events_attempted: Counter::default(),
             events_delivered: Counter::default(),
+            events_queued: Counter::default(),
             events_failed: Counter::default(),
             requests_refused: Counter::default(),
             decisions: Family::default(),
@@ -151,6 +154,11 @@ impl Metrics {
             "events_delivered",
             "API request events stored by a recorder before forwarding",
             m.events_delivered.clone(),
+        );
+        sub.register(
+            "events_queued",
+            "API request events of fail-open requests forwarded at once, queued for delivery in the background (--fail-open-delivery queued)",
+            m.events_queued.clone(),
         );
         sub.register(
             "events_failed",

@@ -160,7 +160,7 @@ fn unrecorded(
             tracing::warn!(request_id, "{refusal}");
             Err(refusal)
         }
-        Outcome::Forward | Outcome::ForwardUnrecorded { .. } => {
+        Outcome::Forward | Outcome::Queued | Outcome::ForwardUnrecorded { .. } => {
             tracing::warn!(request_id, "{reason}; failure mode is 'fail open'; continuing kubectl {kind} session without recording.");
             Ok(Box::new(CopyRelay))
         }

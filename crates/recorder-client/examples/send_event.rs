@@ -49,6 +49,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .await
         {
             Outcome::Forward => println!("{policy}: event stored; forward the request"),
+            Outcome::Queued => println!("{policy}: event queued; forward the request"),
             Outcome::ForwardUnrecorded { reason } => {
                 println!("{policy}: forward unrecorded: {reason}")
             }

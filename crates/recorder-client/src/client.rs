@@ -10,7 +10,7 @@ use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 
 use crate::cause::Cause;
-use crate::config::ClientConfig;
+use crate::config::{ClientConfig, FailOpenDelivery};
 use crate::error::{AttemptError, ConnectError, DeliveryError, StartError};
 use crate::events::sender::{Outgoing, Route, Sender};
 use crate::events::{redeliver, Delivered};
@@ -145,7 +145,9 @@ impl RecorderClient {
     /// request target as received (quoted in the 403 message). Under fail
     /// open an event no recorder took is spooled for redelivery when a spool
     /// is configured ([`ClientConfig::spool`]); without one it is dropped and
-    /// counted.
+    /// counted. With [`FailOpenDelivery::Queued`] a fail-open event is not
+    /// waited for at all: it is queued ([`Outcome::Queued`]) and delivered in
+    /// the background like a response record.
     #[tracing::instrument(level = "debug", skip_all, fields(policy = %policy, key = event.key().unwrap_or("")))]
     pub async fn record_event(
         &self,
@@ -158,13 +160,20 @@ impl RecorderClient {
             return policy.no_recorders_for_request(url);
         }
         let body = match event_model::to_go_json(event) {
-            Ok(b) => Bytes::from(b),
+            Ok(b) => b,
             Err(e) => {
                 tracing::error!(error = %e, "cannot serialise event");
                 let why = DropReason::Io(e.to_string());
                 return policy.event_not_delivered(serialise_failed(recorders, e), Err(why));
             }
         };
+        if policy == FailurePolicy::FailOpen && self.inner.cfg.fail_open == FailOpenDelivery::Queued
+        {
+            let key = event.key().unwrap_or("");
+            self.send_in_background(RecordKind::Event, recorders, key, Ok(body));
+            return Outcome::Queued;
+        }
+        let body = Bytes::from(body);
         let m = &self.inner.metrics;
         m.attempted(RecordKind::Event.label());
         let record = Outgoing {
@@ -202,7 +211,7 @@ impl RecorderClient {
                     Outcome::Refuse(refusal) => tracing::warn!(
                         "{refusal}; failure mode is 'fail closed'; refusing request."
                     ),
-                    Outcome::Forward => {}
+                    Outcome::Forward | Outcome::Queued => {}
                 }
                 outcome
             }
@@ -231,7 +240,9 @@ impl RecorderClient {
     /// critical path). Only kubescribe recorders receive it; if none among
     /// `recorders` takes it now, it is spooled like an event (and dropped,
     /// counted, without a spool or when no address is a kubescribe recorder
-    /// at all).
+    /// at all). With [`FailOpenDelivery::Queued`] and a spool it is written
+    /// to the spool first and delivered from there, in order with queued
+    /// events, in batches.
     pub fn send_response_record(&self, recorders: &[SocketAddr], record: &ResponseRecord) {
         let body = event_model::to_go_json(record);
         self.send_in_background(RecordKind::Response, recorders, &record.key, body);
@@ -269,16 +280,49 @@ impl RecorderClient {
             return;
         }
         let body = match body {
-            Ok(b) => Bytes::from(b),
+            Ok(b) => b,
             Err(e) => {
                 tracing::error!(error = %e, kind = kind.label(), "cannot serialise record");
                 m.dropped(kind.label(), "serialise", 1);
                 return;
             }
         };
+        let queued = self.inner.cfg.fail_open == FailOpenDelivery::Queued;
+        if let Some(spool) = self.inner.spool.as_ref().filter(|_| queued) {
+            let record = SpoolRecord {
+                kind,
+                addrs: recorders.to_vec(),
+                key: key.to_owned(),
+                body,
+            };
+            match spool.queue(&record) {
+                Ok(()) => {
+                    m.spooled(kind.label());
+                    self.inner.notify.notify_one();
+                    return;
+                }
+                Err(why) => {
+                    // Sent from memory below, and dropped if no recorder takes it now.
+                    tracing::warn!(%why, kind = kind.label(), "cannot queue a record in the spool; sending it directly");
+                }
+            }
+            self.send_from_memory(kind, recorders, record.key, Bytes::from(record.body));
+            return;
+        }
+        self.send_from_memory(kind, recorders, key.to_owned(), Bytes::from(body));
+    }
+
+    /// Sends a record in the background from memory: one live attempt, then
+    /// the spool if it has room (counted dropped otherwise).
+    fn send_from_memory(
+        &self,
+        kind: RecordKind,
+        recorders: &[SocketAddr],
+        key: String,
+        body: Bytes,
+    ) {
         let this = self.clone();
         let recorders = recorders.to_vec();
-        let key = key.to_owned();
         self.inner
             .inflight
             .count

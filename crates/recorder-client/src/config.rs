@@ -38,6 +38,10 @@ pub struct ClientConfig {
     /// The on-disk spool for undeliverable events under fail open. `None`
     /// keeps no spool: such events are dropped and counted.
     pub spool: Option<SpoolConfig>,
+    /// Whether a fail-open request waits for its event. Default
+    /// [`FailOpenDelivery::Acknowledged`] (the proxy's default is
+    /// [`FailOpenDelivery::Queued`]).
+    pub fail_open: FailOpenDelivery,
     /// Settings used by [`RecorderClient::connect_session`](crate::RecorderClient::connect_session).
     pub session: SessionOptions,
 }
@@ -54,7 +58,38 @@ impl Default for ClientConfig {
             pool_max_idle_per_recorder: 64,
             batch: BatchConfig::default(),
             spool: None,
+            fail_open: FailOpenDelivery::default(),
             session: SessionOptions::default(),
+        }
+    }
+}
+
+/// How [`RecorderClient::record_event`](crate::RecorderClient::record_event)
+/// delivers a fail-open event: what the request waits for before it is
+/// forwarded. Fail closed always waits for a recorder's acknowledgement.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum FailOpenDelivery {
+    /// Forwarded once a recorder acknowledged the event (durably stored), or
+    /// when none did, once it was spooled (or dropped without a spool).
+    #[default]
+    Acknowledged,
+    /// Forwarded at once: the event is written to the spool, unsynced
+    /// (it survives the proxy's crash; it is synced before the redelivery
+    /// task waits on a recorder that did not take it), and delivered from
+    /// there in batches with the response records, in order. Without a
+    /// spool it is sent from memory in the background.
+    Queued,
+}
+
+impl std::str::FromStr for FailOpenDelivery {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "acknowledged" => Ok(Self::Acknowledged),
+            "queued" => Ok(Self::Queued),
+            other => Err(format!(
+                "unknown fail-open delivery {other:?}: queued or acknowledged"
+            )),
         }
     }
 }

@@ -94,7 +94,7 @@ mod client;
 pub use ack::{AckDecodeError, AckDecoder, AckFrame};
 pub use cause::Cause;
 pub use client::RecorderClient;
-pub use config::{BatchConfig, BreakerConfig, ClientConfig, SessionOptions};
+pub use config::{BatchConfig, BreakerConfig, ClientConfig, FailOpenDelivery, SessionOptions};
 pub use dialer::{DialError, DialFailure, RecorderDialer, RecorderStream};
 pub use error::{
     AttemptError, ConnectError, DeliveryError, PushError, SessionAttemptError, StartError,

@@ -174,6 +174,10 @@ impl SessionKind {
 pub enum Outcome {
     /// The event is durably stored by a recorder: proxy the request.
     Forward,
+    /// Fail open, [`FailOpenDelivery::Queued`](crate::config::FailOpenDelivery::Queued):
+    /// the event is queued for delivery in the background (in the spool, or
+    /// in memory without one): proxy the request at once.
+    Queued,
     /// Fail open and recording did not happen (yet): proxy the request and
     /// log `reason` with upstream's phrase "failure mode is 'fail open';
     /// continuing … without recording."

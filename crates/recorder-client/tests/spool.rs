@@ -132,3 +132,94 @@ async fn a_replayed_spool_is_deduplicated_by_key() {
     .await;
     assert_eq!(fake.state.stored_keys(), want, "nothing stored twice");
 }
+
+fn queued_client(dir: &std::path::Path) -> RecorderClient {
+    let mut cfg = test_config();
+    cfg.fail_open = recorder_client::FailOpenDelivery::Queued;
+    cfg.attempt_timeout = Duration::from_secs(1);
+    let mut sc = SpoolConfig::new(dir);
+    sc.retry_min = Duration::from_millis(10);
+    sc.retry_max = Duration::from_millis(50);
+    cfg.spool = Some(sc);
+    RecorderClient::with_metrics(cfg, Default::default()).unwrap()
+}
+
+fn response(key: &str) -> event_model::ResponseRecord {
+    event_model::ResponseRecord {
+        key: key.into(),
+        timestamp: 1_767_225_601,
+        status: 200,
+        ..Default::default()
+    }
+}
+
+/// What the fake stored, in arrival order: `e:KEY` for an event, `r:KEY` for a response record.
+fn stored_kinds(fake: &Fake) -> Vec<String> {
+    fake.state
+        .stored
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(key, line)| {
+            let v: serde_json::Value = serde_json::from_slice(line).unwrap();
+            let kind = if v.pointer("/kubescribe/key").is_some() {
+                "e"
+            } else {
+                "r"
+            };
+            format!("{kind}:{key}")
+        })
+        .collect()
+}
+
+/// `--fail-open-delivery queued`: a fail-open request waits for nothing, not even a recorder that
+/// hangs (acknowledged delivery would wait out the attempt deadline, then spool); its event and
+/// response record are delivered from the spool, in order, once a recorder answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_events_wait_for_nothing_and_arrive_in_order_with_their_response_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = Fake::ok().await;
+    fake.state.set_mode(EventMode::Hang);
+    let c = queued_client(dir.path());
+    let mut want = Vec::new();
+    for i in 0..20 {
+        let key = format!("q{i}");
+        assert_eq!(record(&c, fake.addr, &key).await, Outcome::Queued);
+        c.send_response_record(&[fake.addr], &response(&key));
+        want.extend([format!("e:{key}"), format!("r:{key}")]);
+    }
+    assert_eq!(c.metrics().spooled_count("event"), 20);
+    assert_eq!(c.metrics().spooled_count("response"), 20);
+    assert!(fake.state.stored_keys().is_empty());
+    // The hung attempt runs out (its 1 s deadline), then the recorder answers.
+    fake.state.set_mode(EventMode::Ok);
+    eventually("queue drained", || c.spool_pending() == Some(0)).await;
+    assert_eq!(stored_kinds(&fake), want, "in order, each once");
+    assert_eq!(c.metrics().redelivered_count("event"), 20);
+    assert_eq!(fake.state.duplicates.load(Ordering::SeqCst), 0);
+    c.shutdown().await;
+}
+
+/// Queued records are in the spool's files from the moment they are queued: a proxy that dies
+/// (dropped without shutdown) before any recorder took them loses none of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_events_survive_a_crash_before_delivery() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = Fake::ok().await;
+    fake.state.set_mode(EventMode::PostStatus(503));
+    let c1 = queued_client(dir.path());
+    for i in 0..25 {
+        assert_eq!(
+            record(&c1, fake.addr, &format!("k{i}")).await,
+            Outcome::Queued
+        );
+    }
+    drop(c1);
+    fake.state.set_mode(EventMode::Ok);
+    let c2 = queued_client(dir.path());
+    eventually("queue drained", || c2.spool_pending() == Some(0)).await;
+    let want: Vec<_> = (0..25).map(|i| format!("k{i}")).collect();
+    eventually("all stored", || fake.state.stored_keys().len() == 25).await;
+    assert_eq!(fake.state.stored_keys(), want);
+    c2.shutdown().await;
+}

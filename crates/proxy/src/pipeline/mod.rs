@@ -305,6 +305,9 @@ impl Proxy {
             Ok(Recorded::Stored) => {
                 self.metrics.events_delivered.inc();
             }
+            Ok(Recorded::Queued) => {
+                self.metrics.events_queued.inc();
+            }
             Ok(Recorded::NotStored(reason)) => {
                 self.metrics.events_failed.inc();
                 tracing::warn!(

@@ -341,6 +341,7 @@ pub fn config(identity: PathBuf, mode: Mode) -> Config {
         whois_cache_ttl: Duration::from_secs(5),
         state_dir: None,
         spool: kubescribe_proxy::SpoolOptions::off(),
+        fail_open_delivery: recorder_client::FailOpenDelivery::Queued,
         shutdown_grace: Duration::from_secs(5),
         log_format: LogFormat::Text,
     }

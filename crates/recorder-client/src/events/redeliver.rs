@@ -32,6 +32,7 @@ pub(crate) async fn run(
     let mut drained: Option<(u64, Instant)> = None;
     loop {
         if *shutdown.borrow() {
+            sync(&spool).await;
             return;
         }
         let (max, max_bytes) = if singles {
@@ -120,6 +121,9 @@ pub(crate) async fn run(
                 commit(&spool, peeked).await;
             }
             Err(err) => {
+                // Queued records were written unsynced for a prompt first delivery;
+                // waiting on a recorder, they must survive power loss too.
+                sync(&spool).await;
                 tracing::warn!(error = %err, records = spool.pending(), retry_in = ?backoff, "spooled records still undeliverable");
                 wait(&mut shutdown, &available, backoff).await;
                 backoff = (backoff * 2).min(cfg.retry_max);
@@ -136,6 +140,16 @@ async fn commit(spool: &Arc<Spool>, peeked: Peeked) {
             tracing::error!(error = %e, "cannot advance the spool cursor; records may be redelivered again")
         }
         Err(e) => tracing::error!(error = %e, "spool commit task failed"),
+    }
+}
+
+/// Syncs the spool (records queued unsynced included).
+async fn sync(spool: &Arc<Spool>) {
+    let spool = spool.clone();
+    match tokio::task::spawn_blocking(move || spool.sync()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::error!(error = %e, "cannot sync the spool"),
+        Err(e) => tracing::error!(error = %e, "spool sync task failed"),
     }
 }
 

@@ -28,6 +28,19 @@
 //! recorder drops them by idempotency key, so delivery is at least once and
 //! storage exactly once.
 //!
+//! # Queued first deliveries
+//!
+//! With [`FailOpenDelivery::Queued`](crate::FailOpenDelivery::Queued) (the
+//! proxy's default) the spool is also the queue of first deliveries: a
+//! fail-open event, and every response record and refused event, is written
+//! here before anyone waits on it ([`Spool::queue`]: written, not synced, so
+//! it survives the proxy's crash at no `fdatasync` per request) and
+//! delivered by the redelivery task in batches, in order. That task syncs the
+//! spool ([`Spool::sync`]) before it waits on a recorder that did not take a
+//! batch, and on shutdown: a record is unsynced only while its first
+//! delivery is under way. Such records count in `records_spooled_total` and,
+//! once delivered, `records_redelivered_total`.
+//!
 //! # Redelivery order
 //!
 //! [`Spool::peek`] hands out consecutive records with the same recorder
@@ -365,6 +378,36 @@ impl Spool {
     /// Appends `record`, making room per the full policy. `Ok` means the
     /// record is in the spool (and synced under [`FsyncPolicy::Always`]).
     pub(crate) fn append(&self, record: &SpoolRecord) -> Result<(), DropReason> {
+        self.append_synced(record, self.cfg.fsync == FsyncPolicy::Always)
+    }
+
+    /// Appends `record` for its first delivery (fail open, queued): written,
+    /// so it survives the proxy's crash, but not synced, so it costs the
+    /// request no `fdatasync`. The redelivery task [`sync`](Self::sync)s the
+    /// spool before it waits on a recorder that did not take a batch, so a
+    /// record is unsynced only while its first delivery is under way.
+    pub(crate) fn queue(&self, record: &SpoolRecord) -> Result<(), DropReason> {
+        self.append_synced(record, false)
+    }
+
+    /// Syncs every record appended so far (under [`FsyncPolicy::Always`];
+    /// a no-op under [`FsyncPolicy::Never`]).
+    pub(crate) fn sync(&self) -> io::Result<()> {
+        if self.cfg.fsync != FsyncPolicy::Always {
+            return Ok(());
+        }
+        let end = {
+            let st = self.lock();
+            let active = st.active_segment();
+            Position {
+                seq: active.seq,
+                offset: active.valid,
+            }
+        };
+        self.sync_to(end)
+    }
+
+    fn append_synced(&self, record: &SpoolRecord, sync: bool) -> Result<(), DropReason> {
         let frame = format::encode(record).map_err(|_| DropReason::TooLarge)?;
         let need = frame.len() as u64;
         let magic = SEGMENT_MAGIC.len() as u64;
@@ -412,7 +455,7 @@ impl Spool {
                 offset: active.valid,
             }
         };
-        if self.cfg.fsync == FsyncPolicy::Always {
+        if sync {
             if let Err(e) = self.sync_to(written) {
                 let mut st = self.lock();
                 if let Err(e2) = self.rotate(&mut st) {
