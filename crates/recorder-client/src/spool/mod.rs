@@ -33,10 +33,10 @@
 //! With [`FailOpenDelivery::Queued`](crate::FailOpenDelivery::Queued) (the
 //! proxy's default) the spool is also the queue of first deliveries: a
 //! fail-open event, and every response record and refused event, is written
-//! here before anyone waits on it ([`Spool::queue`]: written, not synced, so
+//! here before anyone waits on it (written, not synced, so
 //! it survives the proxy's crash at no `fdatasync` per request) and
 //! delivered by the redelivery task in batches, in order. That task syncs the
-//! spool ([`Spool::sync`]) before it waits on a recorder that did not take a
+//! spool before it waits on a recorder that did not take a
 //! batch, and on shutdown: a record is unsynced only while its first
 //! delivery is under way. Such records count in `records_spooled_total` and,
 //! once delivered, `records_redelivered_total`.
