@@ -23,6 +23,17 @@ pub fn exec_throughput() -> Result<()> {
     )
 }
 
+/// Builds release binaries and measures what `watches` open watches and as many idle keep-alive
+/// connections cost the proxy's (and the recorder's) memory (`tests/system/src/bin/bench_watch.rs`).
+pub fn watch_memory(watches: usize) -> Result<()> {
+    exec(cargo().args(["build", "--release", "--workspace", "--bins"]))?;
+    exec(
+        std::process::Command::new(crate::cmd::target_dir().join("release/bench_watch"))
+            .args(["--watches", &watches.to_string()])
+            .env("KUBESCRIBE_PEERS", crate::cmd::peers_dir()),
+    )
+}
+
 /// Runs the tailnet latency benchmark (`tests/system/src/bin/bench_tailnet.rs`, release build)
 /// under `unshare --net`: a sealed network namespace with a real tailnet in it.
 pub fn tailnet_latency() -> Result<()> {

@@ -30,7 +30,8 @@
 //!   what hashing and signing cost it, next to the floor of hashing alone; `bench-stall`
 //!   how fast fail closed refuses while the only recorder is stopped
 //!   (SIGSTOP); `bench-drain` how fast the proxy's spool drains into a real
-//!   recorder.
+//!   recorder; `bench-watch` what 1,000 open watches and idle connections
+//!   cost the proxy's memory.
 //! * `flood` floods each listener of the proxy and the recorder with idle
 //!   and half-open connections and measures legitimate requests' latency and
 //!   the server's file descriptors and RSS.
@@ -135,6 +136,12 @@ enum Task {
     BenchSideBySide,
     /// Measure how fast a 100,000-record spool backlog drains into the real recorder, release build.
     BenchDrain,
+    /// Measure what open watches and idle connections cost the proxy's memory, release build.
+    BenchWatch {
+        /// Watches (and idle connections) to open.
+        #[arg(long, default_value_t = 1000)]
+        watches: usize,
+    },
     /// Build the container images (OCI layouts under target/images/), without a container engine.
     Image {
         /// Check each image: read it back, unpack it, and run its entrypoint from it as user 65532.
@@ -205,6 +212,7 @@ fn main() {
         Task::BenchTailnet => bench::tailnet_latency(),
         Task::BenchSideBySide => bench::side_by_side(),
         Task::BenchDrain => bench::spool_drain(),
+        Task::BenchWatch { watches } => bench::watch_memory(watches),
         Task::Image { check, binaries } => image::run(&image::Options { binaries, check }),
         Task::Fuzz {
             secs,

@@ -30,6 +30,9 @@ pub(crate) async fn run(
     let mut singles = false;
     // Records redelivered since the spool was last empty, and since when.
     let mut drained: Option<(u64, Instant)> = None;
+    // Whether a delivery failed since then: a backlog worth a line in the log
+    // (queued records drain every few milliseconds without one).
+    let mut backlog = false;
     loop {
         if *shutdown.borrow() {
             sync(&spool).await;
@@ -48,7 +51,11 @@ pub(crate) async fn run(
             Ok(Ok(Some(p))) => p,
             Ok(Ok(None)) => {
                 if let Some((n, since)) = drained.take() {
-                    tracing::info!(records = n, took = ?since.elapsed(), "spool drained: every spooled record redelivered");
+                    if std::mem::take(&mut backlog) {
+                        tracing::info!(records = n, took = ?since.elapsed(), "spool drained: every spooled record redelivered");
+                    } else {
+                        tracing::debug!(records = n, took = ?since.elapsed(), "queued records delivered");
+                    }
                 }
                 tokio::select! {
                     _ = appended.notified() => {}
@@ -124,6 +131,7 @@ pub(crate) async fn run(
                 // Queued records were written unsynced for a prompt first delivery;
                 // waiting on a recorder, they must survive power loss too.
                 sync(&spool).await;
+                backlog = true;
                 tracing::warn!(error = %err, records = spool.pending(), retry_in = ?backoff, "spooled records still undeliverable");
                 wait(&mut shutdown, &available, backoff).await;
                 backoff = (backoff * 2).min(cfg.retry_max);
