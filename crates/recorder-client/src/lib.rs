@@ -51,7 +51,7 @@
 //! let client = RecorderClient::start(ClientConfig::default(), &mut registry)?;
 //! let recorders = ["127.0.0.1:8080".parse()?];
 //! match client.record_event(&recorders, FailurePolicy::FailClosed, &event, "/api/v1/pods").await {
-//!     Outcome::Forward | Outcome::ForwardUnrecorded { .. } => { /* proxy the request */ }
+//!     Outcome::Forward | Outcome::Queued | Outcome::ForwardUnrecorded { .. } => { /* proxy the request */ }
 //!     Outcome::Refuse(refusal) => { /* answer with `refusal.into_response()` */ }
 //! }
 //! # Ok(()) }
