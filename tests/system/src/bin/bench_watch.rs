@@ -14,7 +14,8 @@
 //!    recorded (an event per watch) and left open. Then one pod is created: every watch must
 //!    deliver its `ADDED` event (so all of them are live streams, not stalled).
 //!
-//! RSS is `VmRSS` of `/proc/<pid>/status`, read a second after each phase settles.
+//! Each phase runs on a stack of its own. RSS is `VmRSS` of `/proc/<pid>/status`, read a second
+//! after the phase settles.
 //!
 //! ```text
 //! cargo xtask bench-watch [--watches N]
@@ -52,8 +53,51 @@ fn watches_arg() -> Result<usize, Error> {
     Ok(watches.max(2))
 }
 
+/// What one phase opens and keeps open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Keep-alive connections idle after one request each.
+    Idle,
+    /// Open watches, each recorded.
+    Watches,
+}
+
+/// RSS (KiB) of the proxy and the recorder before and after one phase.
+struct Measured {
+    proxy: (u64, u64),
+    recorder: (u64, u64),
+}
+
 fn run() -> Result<(), Error> {
     let n = watches_arg()?;
+    // Each phase on a stack of its own: memory an allocator kept from one phase does not hide
+    // what the next one costs.
+    let idle = phase(Phase::Idle, n)?;
+    let watches = phase(Phase::Watches, n)?;
+    let mib = |kib: u64| kib as f64 / 1024.0;
+    let per = |(before, after): (u64, u64)| after.saturating_sub(before) as f64 / n as f64;
+    println!();
+    println!("| {n} at once | proxy RSS before → after | per connection | recorder RSS before → after |");
+    println!("| --- | ---: | ---: | ---: |");
+    for (what, m) in [
+        ("idle keep-alive connections", &idle),
+        ("open watches, each recorded", &watches),
+    ] {
+        println!(
+            "| {what} | {:.1} → {:.1} MiB | {:.1} KiB | {:.1} → {:.1} MiB |",
+            mib(m.proxy.0),
+            mib(m.proxy.1),
+            per(m.proxy),
+            mib(m.recorder.0),
+            mib(m.recorder.1)
+        );
+    }
+    Ok(())
+}
+
+/// Starts a stack, warms it up, measures the RSS, opens `n` connections of `kind` and measures
+/// again; watches must then each deliver a new pod.
+fn phase(kind: Phase, n: usize) -> Result<Measured, Error> {
     let stack = Stack::start(Storage::Disk)?;
     let callers = [stack.caller("alice")?.addr(), stack.caller("ci")?.addr()];
     let recorder = stack.recorder.as_ref().ok_or("the stack has no recorder")?;
@@ -73,80 +117,57 @@ fn run() -> Result<(), Error> {
             request(&mut conn, "/api/v1/namespaces/default/pods", true).await?;
         }
         settle().await;
-        let (base_proxy, base_recorder) = rss("baseline (after 20 warm-up requests)")?;
-
+        let (proxy_before, recorder_before) = rss("baseline (after 20 warm-up requests)")?;
         let started = Instant::now();
-        let mut idle = Vec::with_capacity(n);
+        let mut open = Vec::with_capacity(n);
         for i in 0..n {
             let mut conn = TcpStream::connect(callers[i % 2]).await?;
-            request(&mut conn, "/version", false).await?;
-            idle.push(conn);
-        }
-        println!("{n} idle keep-alive connections opened in {:?}", started.elapsed());
-        settle().await;
-        let (idle_proxy, _) = rss(&format!("{n} idle connections"))?;
-        drop(idle);
-        settle().await;
-        settle().await;
-        let (after_idle, _) = rss("idle connections closed")?;
-
-        let started = Instant::now();
-        let mut watches = Vec::with_capacity(n);
-        for i in 0..n {
-            let mut conn = TcpStream::connect(callers[i % 2]).await?;
-            let path = "/api/v1/namespaces/default/pods?watch=1&resourceVersion=0";
-            let rest = request(&mut conn, path, false).await?;
-            watches.push((conn, rest));
-        }
-        println!("{n} watches opened in {:?}", started.elapsed());
-        settle().await;
-        let (watch_proxy, watch_recorder) = rss(&format!("{n} open watches"))?;
-
-        // Every watch is live: one new pod reaches all of them.
-        let name = format!("bench-watch-{}", std::process::id());
-        create_pod(callers[0], &name).await?;
-        let deadline = Instant::now() + Duration::from_secs(30);
-        for (i, (conn, seen)) in watches.iter_mut().enumerate() {
-            while !contains(seen, name.as_bytes()) {
-                let mut buf = [0u8; 16 << 10];
-                let left = deadline.saturating_duration_since(Instant::now());
-                let read = tokio::time::timeout(left, conn.read(&mut buf))
-                    .await
-                    .map_err(|_| format!("watch {i} did not see pod {name} within 30 s"))??;
-                if read == 0 {
-                    return Err(format!("watch {i} ended before it saw pod {name}").into());
+            let rest = match kind {
+                Phase::Idle => request(&mut conn, "/version", false).await?,
+                Phase::Watches => {
+                    let path = "/api/v1/namespaces/default/pods?watch=1&resourceVersion=0";
+                    request(&mut conn, path, false).await?
                 }
-                seen.extend_from_slice(&buf[..read]);
-            }
+            };
+            open.push((conn, rest));
         }
-        println!("every one of the {n} watches delivered the new pod");
-
-        let per = |grown: u64| grown as f64 / n as f64;
-        println!();
-        println!("| measure | value |");
-        println!("| --- | ---: |");
-        println!("| proxy RSS, baseline | {:.1} MiB |", base_proxy as f64 / 1024.0);
-        println!(
-            "| proxy RSS, {n} idle keep-alive connections | {:.1} MiB ({:.1} KiB per connection) |",
-            idle_proxy as f64 / 1024.0,
-            per(idle_proxy.saturating_sub(base_proxy))
-        );
-        println!(
-            "| proxy RSS once they closed | {:.1} MiB |",
-            after_idle as f64 / 1024.0
-        );
-        println!(
-            "| proxy RSS, {n} open watches (each recorded) | {:.1} MiB ({:.1} KiB per watch over the baseline) |",
-            watch_proxy as f64 / 1024.0,
-            per(watch_proxy.saturating_sub(base_proxy))
-        );
-        println!(
-            "| recorder RSS, baseline → {n} watches | {:.1} → {:.1} MiB |",
-            base_recorder as f64 / 1024.0,
-            watch_recorder as f64 / 1024.0
-        );
-        Ok::<(), Error>(())
+        println!("{n} {kind:?} opened in {:?}", started.elapsed());
+        settle().await;
+        let (proxy_after, recorder_after) = rss(&format!("{n} {kind:?}"))?;
+        if kind == Phase::Watches {
+            every_watch_sees_a_new_pod(callers[0], &mut open).await?;
+            println!("every one of the {n} watches delivered the new pod");
+        }
+        Ok(Measured {
+            proxy: (proxy_before, proxy_after),
+            recorder: (recorder_before, recorder_after),
+        })
     })
+}
+
+/// Creates a pod; every watch in `watches` must deliver it within 30 s (so all of them are live
+/// streams, not stalled).
+async fn every_watch_sees_a_new_pod(
+    via: SocketAddr,
+    watches: &mut [(TcpStream, Vec<u8>)],
+) -> Result<(), Error> {
+    let name = format!("bench-watch-{}", std::process::id());
+    create_pod(via, &name).await?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for (i, (conn, seen)) in watches.iter_mut().enumerate() {
+        while !contains(seen, name.as_bytes()) {
+            let mut buf = [0u8; 16 << 10];
+            let left = deadline.saturating_duration_since(Instant::now());
+            let read = tokio::time::timeout(left, conn.read(&mut buf))
+                .await
+                .map_err(|_| format!("watch {i} did not see pod {name} within 30 s"))??;
+            if read == 0 {
+                return Err(format!("watch {i} ended before it saw pod {name}").into());
+            }
+            seen.extend_from_slice(&buf[..read]);
+        }
+    }
+    Ok(())
 }
 
 /// Lets the processes finish what the last phase started.
