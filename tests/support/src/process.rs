@@ -270,6 +270,60 @@ impl Spawned {
     }
 }
 
+/// The CPU time (user and system, in clock ticks: [`clock_ticks_per_second`]) process `pid` has
+/// used so far, from `/proc/<pid>/stat` (Linux).
+pub fn cpu_ticks(pid: u32) -> Result<u64, Error> {
+    let path = format!("/proc/{pid}/stat");
+    let stat = std::fs::read_to_string(&path).map_err(Error::io(format!("reading {path}")))?;
+    // The command name (field 2) may hold spaces and parentheses: the fields after it start at
+    // field 3 (state); utime is field 14 and stime 15.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let field = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok());
+    match (field(11), field(12)) {
+        (Some(utime), Some(stime)) => Ok(utime + stime),
+        _ => Err(Error::io(format!("parsing {path}"))(std::io::Error::other(
+            "no utime and stime",
+        ))),
+    }
+}
+
+/// The parent process ID of process `pid`, from `/proc/<pid>/stat`; `None` when it is gone.
+fn parent_pid(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// The processes whose parent is `pid` (nginx's workers, say), from `/proc`.
+pub fn child_pids(pid: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|child| parent_pid(*child) == Some(pid))
+        .collect()
+}
+
+/// Clock ticks per second, the unit of [`cpu_ticks`] and of `/proc/stat` (`getconf CLK_TCK`).
+pub fn clock_ticks_per_second() -> Result<u64, Error> {
+    let out = Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .map_err(Error::io("running getconf CLK_TCK"))?;
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .map_err(|e| Error::io("parsing getconf CLK_TCK")(std::io::Error::other(e)))
+}
+
 impl Drop for Spawned {
     fn drop(&mut self) {
         let _ = self.child.kill();
