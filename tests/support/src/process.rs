@@ -273,21 +273,63 @@ impl Spawned {
 /// The CPU time (user and system, in clock ticks: [`clock_ticks_per_second`]) process `pid` has
 /// used so far, from `/proc/<pid>/stat` (Linux).
 pub fn cpu_ticks(pid: u32) -> Result<u64, Error> {
-    let path = format!("/proc/{pid}/stat");
+    stat_ticks(&pid.to_string(), 2)
+}
+
+/// The CPU time of this process and of its children it has waited for (a load generator run
+/// to completion), in clock ticks, from `/proc/self/stat`.
+pub fn own_and_reaped_children_cpu_ticks() -> Result<u64, Error> {
+    stat_ticks("self", 4)
+}
+
+/// The sum of the `count` clock-tick fields from utime on (utime, stime, cutime, cstime) of
+/// `/proc/<process>/stat`.
+fn stat_ticks(process: &str, count: usize) -> Result<u64, Error> {
+    let path = format!("/proc/{process}/stat");
     let stat = std::fs::read_to_string(&path).map_err(Error::io(format!("reading {path}")))?;
     // The command name (field 2) may hold spaces and parentheses: the fields after it start at
-    // field 3 (state); utime is field 14 and stime 15.
-    let fields: Vec<&str> = stat
+    // field 3 (state); utime is field 14.
+    let ticks: Vec<u64> = stat
         .rsplit_once(')')
-        .map(|(_, rest)| rest.split_whitespace().collect())
+        .map(|(_, rest)| {
+            rest.split_whitespace()
+                .skip(11)
+                .take(count)
+                .filter_map(|f| f.parse().ok())
+                .collect()
+        })
         .unwrap_or_default();
-    let field = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok());
-    match (field(11), field(12)) {
-        (Some(utime), Some(stime)) => Ok(utime + stime),
-        _ => Err(Error::io(format!("parsing {path}"))(std::io::Error::other(
-            "no utime and stime",
-        ))),
+    if ticks.len() == count {
+        Ok(ticks.iter().sum())
+    } else {
+        Err(Error::io(format!("parsing {path}"))(std::io::Error::other(
+            "no CPU times",
+        )))
     }
+}
+
+/// Busy (not idle, not waiting for I/O) clock ticks of all the machine's CPUs so far, from
+/// `/proc/stat`.
+pub fn machine_busy_ticks() -> Result<u64, Error> {
+    let stat = std::fs::read_to_string("/proc/stat").map_err(Error::io("reading /proc/stat"))?;
+    // cpu user nice system idle iowait irq softirq steal ...
+    let fields: Vec<u64> = stat
+        .lines()
+        .next()
+        .map(|line| {
+            line.split_whitespace()
+                .skip(1)
+                .take(8)
+                .filter_map(|f| f.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    if fields.len() < 8 {
+        return Err(Error::io("parsing /proc/stat")(std::io::Error::other(
+            "no cpu line",
+        )));
+    }
+    Ok(fields.iter().sum::<u64>() - fields[3] - fields[4])
 }
 
 /// The parent process ID of process `pid`, from `/proc/<pid>/stat`; `None` when it is gone.

@@ -13,7 +13,7 @@ use std::time::Instant;
 use kubescribe_system_tests::stack::{Caller, Stack, Storage};
 use kubescribe_system_tests::Error;
 use test_support::peers;
-use test_support::process::{clock_ticks_per_second, cpu_ticks};
+use test_support::process::{clock_ticks_per_second, cpu_ticks, machine_busy_ticks};
 
 fn main() {
     if let Err(err) = run() {
@@ -89,20 +89,6 @@ fn cpu_now(pids: &[u32; 3]) -> Result<[u64; 4], Error> {
         cpu_ticks(pids[2])?,
         machine_busy_ticks()?,
     ])
-}
-
-/// Busy (non-idle, non-iowait) ticks of all CPUs, from `/proc/stat`.
-fn machine_busy_ticks() -> Result<u64, Error> {
-    let stat = std::fs::read_to_string("/proc/stat")?;
-    let line = stat.lines().next().ok_or("empty /proc/stat")?;
-    let fields: Vec<u64> = line
-        .split_whitespace()
-        .skip(1)
-        .map(|f| f.parse::<u64>())
-        .collect::<Result<_, _>>()?;
-    // user nice system idle iowait irq softirq steal ...
-    let idle = fields.get(3).copied().unwrap_or(0) + fields.get(4).copied().unwrap_or(0);
-    Ok(fields.iter().take(8).sum::<u64>() - idle)
 }
 
 fn exec_output(kubectl: &Path, caller: &Caller, mib: u64) -> Result<(), Error> {
