@@ -13,9 +13,11 @@
 //!
 //! Every row runs `GET /api/v1/namespaces/default/pods` for `--warmup` then `--secs` seconds at
 //! each connection count. CPU per request is each process's utime + stime (`/proc/PID/stat`,
-//! children included: nginx's workers) over the measured seconds, divided by the requests. After
-//! each recorded row the recorder's metrics say how many events it received and how many records
-//! it stored durably, next to the requests made.
+//! children included: nginx's workers) over the measured seconds, divided by the requests;
+//! "other CPU" is what the rest of the machine used meanwhile (`/proc/stat` less this benchmark's
+//! processes and wrk), in cores: how noisy the row was. After each recorded row the recorder's
+//! metrics say how many events it received, how many records it stored durably and in how many
+//! group commits, next to the requests made.
 //!
 //! Prints a Markdown table per upstream; `--json FILE` also writes every row as JSON.
 //!
@@ -42,7 +44,8 @@ use kubescribe_system_tests::Error;
 use serde_json::{json, Value};
 use test_support::net::free_port;
 use test_support::process::{
-    child_pids, clock_ticks_per_second, cpu_ticks, workspace_bin, Spawned,
+    child_pids, clock_ticks_per_second, cpu_ticks, machine_busy_ticks,
+    own_and_reaped_children_cpu_ticks, workspace_bin, Spawned,
 };
 use test_support::seaweed::{self, Seaweed};
 
@@ -253,10 +256,50 @@ struct Measured {
     proxy_cpu: Option<f64>,
     recorder_cpu: f64,
     upstream_cpu: f64,
-    /// Requests made in the row (warm-up included), events the recorder received and records it
-    /// stored durably meanwhile.
-    recorded: Option<(u64, u64, u64)>,
+    /// CPU the rest of the machine used meanwhile (the other engineer's build), in cores.
+    other_cores: f64,
+    /// In a recorded row: requests made (warm-up included), and what the recorder did meanwhile.
+    recorded: Option<(u64, RecorderCounters)>,
     load_average: f64,
+}
+
+/// The recorder's counters: events received, records durably stored, group commits and the
+/// seconds they took.
+#[derive(Debug, Clone, Copy, Default)]
+struct RecorderCounters {
+    events: f64,
+    stored: f64,
+    commits: f64,
+    commit_secs: f64,
+}
+
+impl RecorderCounters {
+    fn since(self, before: Self) -> Self {
+        Self {
+            events: self.events - before.events,
+            stored: self.stored - before.stored,
+            commits: self.commits - before.commits,
+            commit_secs: self.commit_secs - before.commit_secs,
+        }
+    }
+}
+
+/// CPU clock ticks used so far by the proxy, the recorder and the upstream (each with its
+/// children), by this process and the load generators it ran, and by the whole machine.
+struct Cpu {
+    processes: [Option<u64>; 3],
+    own: u64,
+    machine: u64,
+}
+
+impl Cpu {
+    fn now(pids: [Option<u32>; 3]) -> Result<Self, Error> {
+        Ok(Self {
+            processes: pids.map(|pid| pid.map(tree_ticks)),
+            own: own_and_reaped_children_cpu_ticks()?,
+            machine: machine_busy_ticks()?,
+        })
+    }
 }
 
 /// The recorder, running for the whole benchmark.
@@ -317,8 +360,16 @@ impl Recorder {
         })
     }
 
-    fn counter(&self, name: &str) -> Result<u64, Error> {
-        Ok(test_support::http::metric(self.admin, name)?.unwrap_or(0.0) as u64)
+    fn counters(&self) -> Result<RecorderCounters, Error> {
+        let metric = |name| -> Result<f64, Error> {
+            Ok(test_support::http::metric(self.admin, name)?.unwrap_or(0.0))
+        };
+        Ok(RecorderCounters {
+            events: metric(EVENTS)?,
+            stored: metric(STORED)?,
+            commits: metric("kubescribe_recorder_commit_duration_seconds_count")?,
+            commit_secs: metric("kubescribe_recorder_commit_duration_seconds_sum")?,
+        })
     }
 }
 
@@ -336,6 +387,7 @@ fn main() -> Result<(), Error> {
         None if installed("wrk") => LoadGen::Wrk,
         None => LoadGen::Builtin,
     };
+    let load_start = load_average();
     let nginx = installed("nginx");
     let dir = tempfile::Builder::new()
         .prefix("kubescribe-bench-proxy-")
@@ -354,7 +406,6 @@ fn main() -> Result<(), Error> {
     } else {
         "local disk"
     };
-    let load_start = load_average();
     eprintln!(
         "load average {load_start:.2}; load generator {}; nginx {}; recorder storing on {storage}; {} s per row after {} s of warm-up",
         match load_gen {
@@ -397,8 +448,7 @@ fn main() -> Result<(), Error> {
         for &connections in &args.connections {
             for target in &targets {
                 let load_average = load_average();
-                let events_before = recorder.counter(EVENTS)?;
-                let stored_before = recorder.counter(STORED)?;
+                let recorder_before = recorder.counters()?;
                 let run = |secs| match load_gen {
                     LoadGen::Wrk => wrk(target.addr, connections, secs, &script),
                     LoadGen::Builtin => builtin(&runtime, target.addr, connections, secs),
@@ -413,17 +463,23 @@ fn main() -> Result<(), Error> {
                     Some(recorder.process.pid()),
                     Some(upstream_pid),
                 ];
-                let before = pids.map(|pid| pid.map(tree_ticks));
+                let before = Cpu::now(pids)?;
                 let load = run(args.secs)?;
-                let after = pids.map(|pid| pid.map(tree_ticks));
-                let per_request = |i: usize| -> Option<f64> {
-                    let used = after[i]?.saturating_sub(before[i]?) as f64 / ticks;
-                    Some(used * 1e6 / load.requests.max(1) as f64)
+                let after = Cpu::now(pids)?;
+                let used = |i: usize| -> Option<u64> {
+                    Some(after.processes[i]?.saturating_sub(before.processes[i]?))
                 };
+                let per_request = |i: usize| {
+                    used(i).map(|t| t as f64 / ticks * 1e6 / load.requests.max(1) as f64)
+                };
+                let tracked = (0..3).filter_map(used).sum::<u64>() + after.own - before.own;
+                let other_cores = after.machine.saturating_sub(before.machine + tracked) as f64
+                    / ticks
+                    / load.elapsed.as_secs_f64().max(1e-9);
                 let recorded = if target.row.records() {
-                    let stored = settle(|| recorder.counter(STORED))? - stored_before;
-                    let events = recorder.counter(EVENTS)? - events_before;
-                    Some((warm + load.requests, events, stored))
+                    settle(|| Ok(recorder.counters()?.stored as u64))?;
+                    let counters = recorder.counters()?.since(recorder_before);
+                    Some((warm + load.requests, counters))
                 } else {
                     None
                 };
@@ -435,6 +491,7 @@ fn main() -> Result<(), Error> {
                     proxy_cpu: per_request(0),
                     recorder_cpu: per_request(1).unwrap_or(0.0),
                     upstream_cpu: per_request(2).unwrap_or(0.0),
+                    other_cores,
                     recorded,
                     load_average,
                 };
@@ -455,7 +512,7 @@ fn main() -> Result<(), Error> {
     let load_end = load_average();
 
     let title = format!(
-        "`GET {PATH}`, {} s per row after {} s of warm-up, load from {}; recorder on {storage}; {} cores; load average {load_start:.2} at the start, {load_end:.2} at the end",
+        "`GET {PATH}`, {} s per row after {} s of warm-up, load from {}; recorder on {storage}; {} cores; load average {load_start:.2} before the first process started ({load_end:.2} at the end, the benchmark's own load included)",
         args.secs,
         args.warmup,
         match load_gen {
@@ -488,12 +545,27 @@ fn main() -> Result<(), Error> {
         std::fs::write(path, serde_json::to_string_pretty(&doc)?)?;
         eprintln!("wrote {}", path.display());
     }
-    let unrecorded = measured.iter().any(|m| {
-        m.recorded
-            .is_some_and(|(requests, events, _)| events < requests)
-    });
-    if unrecorded {
-        return Err("the recorder received fewer events than requests were made".into());
+    let unrecorded: Vec<String> = measured
+        .iter()
+        .filter(|m| {
+            m.recorded
+                .is_some_and(|(requests, c)| (c.events as u64) < requests)
+        })
+        .map(|m| {
+            format!(
+                "{} {} conns {}",
+                m.upstream.flag(),
+                m.connections,
+                m.row.label()
+            )
+        })
+        .collect();
+    if !unrecorded.is_empty() {
+        return Err(format!(
+            "the recorder received fewer events than requests were made: {}",
+            unrecorded.join("; ")
+        )
+        .into());
     }
     Ok(())
 }
@@ -506,9 +578,10 @@ fn floor<'a>(m: &Measured, all: &'a [Measured]) -> Option<&'a Measured> {
 
 fn print_table(kind: UpstreamKind, measured: &[Measured]) {
     println!("\n### Upstream: {}\n", kind.label());
-    println!("| conns | path | req/s | × floor | p50 µs | p99 µs | p99.9 µs | added p50 | added p99 | added p99.9 | proxy CPU µs/req | recorder CPU µs/req | upstream CPU µs/req | events received / requests, records stored | errors |");
-    println!("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|");
-    for m in measured.iter().filter(|m| m.upstream == kind) {
+    println!("| conns | path | req/s | × floor | p50 µs | p99 µs | p99.9 µs | added p50 | added p99 | added p99.9 | proxy CPU µs/req | recorder CPU µs/req | upstream CPU µs/req | other CPU (cores) | errors |");
+    println!("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let rows: Vec<&Measured> = measured.iter().filter(|m| m.upstream == kind).collect();
+    for m in &rows {
         let l = &m.load;
         let floor = floor(m, measured);
         let (ratio, added) = match floor {
@@ -523,13 +596,8 @@ fn print_table(kind: UpstreamKind, measured: &[Measured]) {
             ),
             None => ("–".into(), ["–".to_owned(), "–".into(), "–".into()]),
         };
-        let recorded = m
-            .recorded
-            .map_or("–".to_owned(), |(requests, events, stored)| {
-                format!("{events} / {requests}, {stored}")
-            });
         println!(
-            "| {} | {} | {:.0} | {ratio} | {:.0} | {:.0} | {:.0} | {} | {} | {} | {} | {:.1} | {:.1} | {recorded} | {} |",
+            "| {} | {} | {:.0} | {ratio} | {:.0} | {:.0} | {:.0} | {} | {} | {} | {} | {:.1} | {:.1} | {:.2} | {} |",
             m.connections,
             m.row.label(),
             l.rate(),
@@ -542,7 +610,28 @@ fn print_table(kind: UpstreamKind, measured: &[Measured]) {
             m.proxy_cpu.map_or("–".to_owned(), |c| format!("{c:.1}")),
             m.recorder_cpu,
             m.upstream_cpu,
+            m.other_cores,
             l.errors
+        );
+    }
+    if rows.iter().any(|m| m.recorded.is_some()) {
+        println!("\nWhat the recorder received and stored durably during each recorded row (warm-up included):\n");
+        println!("| conns | path | requests | events received | records stored | group commits | records per commit | mean commit ms |");
+        println!("|---:|---|---:|---:|---:|---:|---:|---:|");
+    }
+    for m in &rows {
+        let Some((requests, c)) = m.recorded else {
+            continue;
+        };
+        println!(
+            "| {} | {} | {requests} | {:.0} | {:.0} | {:.0} | {:.1} | {:.2} |",
+            m.connections,
+            m.row.label(),
+            c.events,
+            c.stored,
+            c.commits,
+            c.stored / c.commits.max(1.0),
+            c.commit_secs * 1000.0 / c.commits.max(1.0)
         );
     }
 }
@@ -569,9 +658,12 @@ fn row_json(m: &Measured, all: &[Measured]) -> Value {
         "proxy_cpu_us_per_request": m.proxy_cpu,
         "recorder_cpu_us_per_request": m.recorder_cpu,
         "upstream_cpu_us_per_request": m.upstream_cpu,
+        "other_cpu_cores": m.other_cores,
         "requests_with_warmup": m.recorded.map(|r| r.0),
-        "events_received": m.recorded.map(|r| r.1),
-        "records_stored": m.recorded.map(|r| r.2),
+        "events_received": m.recorded.map(|r| r.1.events),
+        "records_stored": m.recorded.map(|r| r.1.stored),
+        "group_commits": m.recorded.map(|r| r.1.commits),
+        "commit_secs": m.recorded.map(|r| r.1.commit_secs),
         "load_average": m.load_average,
     })
 }
