@@ -380,6 +380,15 @@ struct Target {
     process: Option<Spawned>,
 }
 
+impl Drop for Target {
+    fn drop(&mut self) {
+        // nginx's workers outlive a master killed with SIGKILL: SIGTERM stops them all.
+        if let (Row::Nginx, Some(process)) = (self.row, &mut self.process) {
+            let _ = process.stop(Duration::from_secs(5));
+        }
+    }
+}
+
 fn main() -> Result<(), Error> {
     let args = args()?;
     let load_gen = match args.load {
