@@ -62,9 +62,94 @@ fn in_sealed_namespace(name: &str) -> Result<()> {
     )
 }
 
-/// Runs the proxy benchmark (`crates/proxy/examples/bench_proxy.rs`), release build.
-pub fn proxy_throughput() -> Result<()> {
-    exec(cargo().args([
+/// The upstreams `cargo xtask bench-proxy` measures in front of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ProxyUpstream {
+    /// A no-op API server answering a fixed 1 KiB PodList at once.
+    Noop,
+    /// The simulator (kube-sim, plain HTTP).
+    Sim,
+    /// Both, one table each.
+    Both,
+}
+
+/// The ways of reaching the upstream `cargo xtask bench-proxy` measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ProxyRow {
+    /// Load straight to the upstream.
+    Direct,
+    /// A bare hyper HTTP/1.1 reverse proxy: the floor.
+    Bare,
+    /// nginx as a reverse proxy (when installed).
+    Nginx,
+    /// kubescribe-proxy, events off.
+    Off,
+    /// kubescribe-proxy, events on, fail open.
+    Open,
+    /// kubescribe-proxy, events on, fail closed.
+    Closed,
+}
+
+/// Which load generator `cargo xtask bench-proxy` uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LoadGenerator {
+    /// wrk when installed (installed with apt-get when missing and run as root), else builtin.
+    Auto,
+    /// wrk, 1 thread.
+    Wrk,
+    /// A closed-loop hyper client in the benchmark's process.
+    Builtin,
+}
+
+/// Options of `cargo xtask bench-proxy`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ProxyOptions {
+    /// Seconds of load per row (after a 1 s warm-up).
+    #[arg(long, default_value_t = 5)]
+    pub secs: u64,
+    /// Connection counts, each a set of rows (comma-separated).
+    #[arg(long, value_delimiter = ',', default_values_t = [4, 32, 64])]
+    pub connections: Vec<usize>,
+    /// The upstream behind the proxies.
+    #[arg(long, value_enum, default_value = "both")]
+    pub upstream: ProxyUpstream,
+    /// Rows to run (comma-separated; default: all).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub rows: Vec<ProxyRow>,
+    /// The load generator.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub load: LoadGenerator,
+    /// The recorder stores in a real SeaweedFS S3 server instead of on local disk.
+    #[arg(long)]
+    pub s3: bool,
+    /// Run only the in-process variant (in-memory recorder: the proxy's cost alone).
+    #[arg(long, conflicts_with = "no_in_memory")]
+    pub in_memory_only: bool,
+    /// Skip the in-process variant.
+    #[arg(long)]
+    pub no_in_memory: bool,
+}
+
+/// Runs the proxy benchmark as users run the system: release binaries as separate processes
+/// (`tests/system/examples/bench_proxy_system.rs`: the real recorder storing durably, the
+/// proxy, an upstream, the bare-proxy floor, nginx, wrk), then the in-process variant with an
+/// in-memory recorder (`crates/proxy/examples/bench_proxy.rs`). Prints Markdown tables and
+/// writes the results to `target/bench/proxy-<unix time>.json`.
+pub fn proxy_throughput(options: &ProxyOptions) -> Result<()> {
+    let started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let json = crate::cmd::target_dir()
+        .join("bench")
+        .join(format!("proxy-{started}.json"));
+    if !options.in_memory_only {
+        system_proxy_throughput(options, &json)?;
+    }
+    if options.no_in_memory {
+        return Ok(());
+    }
+    let mut in_memory = cargo();
+    in_memory.args([
         "run",
         "--release",
         "-p",
@@ -76,7 +161,112 @@ pub fn proxy_throughput() -> Result<()> {
         "20000",
         "--concurrency",
         "16",
-    ]))
+    ]);
+    eprintln!("+ in-process variant (in-memory recorder): cargo run --release -p kubescribe-proxy --example bench_proxy");
+    let out = in_memory
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .map_err(|e| format!("could not run bench_proxy: {e}"))?;
+    let tables = String::from_utf8_lossy(&out.stdout).into_owned();
+    println!(
+        "\n## In process, in-memory recorder (the proxy's cost without the recorder's)\n{tables}"
+    );
+    if !out.status.success() {
+        return Err(format!("bench_proxy failed: {}", out.status));
+    }
+    // The same run's JSON gets the in-process tables too (or holds only them).
+    let mut doc = std::fs::read_to_string(&json)
+        .ok()
+        .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+        .unwrap_or_else(|| serde_json::json!({"benchmark": "proxy"}));
+    doc["in_memory_markdown"] = serde_json::Value::String(tables);
+    write_json(&json, &doc)
+}
+
+fn write_json(path: &std::path::Path, doc: &serde_json::Value) -> Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    let text = serde_json::to_string_pretty(doc).map_err(|e| e.to_string())?;
+    std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+    eprintln!("results in {}", path.display());
+    Ok(())
+}
+
+/// Builds the release binaries and runs `bench_proxy_system`, which writes `json`.
+fn system_proxy_throughput(options: &ProxyOptions, json: &std::path::Path) -> Result<()> {
+    if options.load != LoadGenerator::Builtin && !crate::cmd::on_path("wrk") {
+        install_wrk();
+    }
+    if options.s3 {
+        // SeaweedFS comes with the Python peers.
+        crate::peers::install_kubectl()?;
+    }
+    let mut args: Vec<std::ffi::OsString> = vec![
+        "--secs".into(),
+        options.secs.to_string().into(),
+        "--connections".into(),
+        options
+            .connections
+            .iter()
+            .map(usize::to_string)
+            .collect::<Vec<_>>()
+            .join(",")
+            .into(),
+        "--upstream".into(),
+        flag_value(&options.upstream).into(),
+        "--load".into(),
+        flag_value(&options.load).into(),
+        "--json".into(),
+        json.into(),
+    ];
+    if !options.rows.is_empty() {
+        let rows: Vec<String> = options.rows.iter().map(flag_value).collect();
+        args.extend(["--rows".into(), rows.join(",").into()]);
+    }
+    if options.s3 {
+        args.push("--s3".into());
+    }
+    release_example_with(
+        &[
+            "kubescribe-proxy",
+            "kubescribe-recorder",
+            "kubescribe-kube-sim",
+        ],
+        &["bench_hop"],
+        "bench_proxy_system",
+        &args,
+    )
+}
+
+/// How `value` is spelled on the command line (`fail-open`, `noop`).
+fn flag_value(value: &impl clap::ValueEnum) -> String {
+    value
+        .to_possible_value()
+        .map(|v| v.get_name().to_owned())
+        .unwrap_or_default()
+}
+
+/// Installs wrk with apt-get when run as root; otherwise (or when that fails) the benchmark
+/// falls back to its in-process load generator.
+fn install_wrk() {
+    let root = std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).trim() == "0");
+    if !root || !crate::cmd::on_path("apt-get") {
+        eprintln!(
+            "wrk is not installed (apt-get install wrk): using the in-process load generator"
+        );
+        return;
+    }
+    if let Err(e) = exec(
+        std::process::Command::new("apt-get")
+            .args(["install", "-y", "-qq", "wrk"])
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    ) {
+        eprintln!("{e}: using the in-process load generator");
+    }
 }
 
 /// Runs the recorder ingest benchmark (`crates/recorder-server/examples/bench_ingest.rs`,
@@ -267,18 +457,43 @@ pub fn spool_drain() -> Result<()> {
 /// Builds `packages` in release, then runs the system tests' `example` in release (it
 /// starts those packages' binaries from the release target directory).
 fn release_example(packages: &[&str], example: &str) -> Result<()> {
+    release_example_with(packages, &[], example, &[])
+}
+
+/// [`release_example`], with the system tests' `examples` built first too (the example starts
+/// them as processes of their own) and `args` passed to it.
+fn release_example_with(
+    packages: &[&str],
+    examples: &[&str],
+    example: &str,
+    args: &[std::ffi::OsString],
+) -> Result<()> {
     let mut build = cargo();
     build.args(["build", "--release"]);
     for package in packages {
         build.args(["-p", package]);
     }
     exec(&mut build)?;
-    exec(cargo().args([
-        "run",
-        "--release",
-        "-p",
-        "kubescribe-system-tests",
-        "--example",
-        example,
-    ]))
+    if !examples.is_empty() {
+        let mut build = cargo();
+        build.args(["build", "--release", "-p", "kubescribe-system-tests"]);
+        for example in examples {
+            build.args(["--example", example]);
+        }
+        exec(&mut build)?;
+    }
+    exec(
+        cargo()
+            .args([
+                "run",
+                "--release",
+                "-p",
+                "kubescribe-system-tests",
+                "--example",
+                example,
+                "--",
+            ])
+            .args(args)
+            .env("KUBESCRIBE_PEERS", crate::cmd::peers_dir()),
+    )
 }

@@ -25,7 +25,11 @@
 //! * `demo` starts the simulator, recorder and proxy for a newcomer.
 //! * `bench` runs the benchmarks and prints their figures; `bench-exec`
 //!   measures exec throughput through the proxy, recorded and not;
-//!   `bench-proxy` the proxy's request throughput and added latency;
+//!   `bench-proxy [--secs N] [--connections 4,32,64] [--upstream noop|sim|both]
+//!   [--rows …] [--s3]` the proxy's request throughput, added latency and CPU per
+//!   request as separate release processes (the real recorder storing durably,
+//!   a bare hyper proxy as the floor, nginx, wrk), then in process with an
+//!   in-memory recorder;
 //!   `bench-ingest` the recorder's durable events per second; `bench-tamper`
 //!   what hashing and signing cost it, next to the floor of hashing alone; `bench-stall`
 //!   how fast fail closed refuses while the only recorder is stopped
@@ -100,8 +104,8 @@ enum Task {
     Bench,
     /// Measure `kubectl exec` throughput through the proxy, recorded and not (release build).
     BenchExec,
-    /// Measure proxy throughput and added latency against direct, events off / fail open / fail closed.
-    BenchProxy,
+    /// Measure proxy throughput, added latency and CPU per request against the floor (a bare hyper proxy), nginx and direct: release processes, the real recorder storing durably, wrk.
+    BenchProxy(bench::ProxyOptions),
     /// Measure the recorder's durable ingest rate on disk (single POSTs and batches).
     BenchIngest,
     /// Measure what tamper evidence costs ingest: alternate runs with the sealer idle and sealing every second.
@@ -194,7 +198,7 @@ fn main() {
         Task::Tailnet => tailnet::run(),
         Task::Bench => bench::run(),
         Task::BenchExec => bench::exec_throughput(),
-        Task::BenchProxy => bench::proxy_throughput(),
+        Task::BenchProxy(options) => bench::proxy_throughput(&options),
         Task::BenchIngest => bench::ingest_throughput(),
         Task::BenchTamper { runs, secs } => bench::tamper_cost(runs, secs),
         Task::Flood {

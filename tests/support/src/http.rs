@@ -142,6 +142,20 @@ pub fn get(addr: SocketAddr, path: &str) -> Result<Reply, Error> {
     request(addr, None, "GET", path, &[], b"")
 }
 
+/// The value of the Prometheus sample `name` that `addr` serves at `/metrics` (an admin
+/// listener), or `None` when there is no such line. A labelled sample is named with its labels
+/// as the server writes them: `kubescribe_recorder_records_received_total{kind="event"}`.
+pub fn metric(addr: SocketAddr, name: &str) -> Result<Option<f64>, Error> {
+    let reply = get(addr, "/metrics")?;
+    Ok(reply.text().lines().find_map(|line| {
+        line.strip_prefix(name)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse::<f64>()
+            .ok()
+    }))
+}
+
 fn connect(addr: SocketAddr) -> Result<TcpStream, Error> {
     let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
         .map_err(Error::io(format!("connecting to {addr}")))?;

@@ -270,6 +270,102 @@ impl Spawned {
     }
 }
 
+/// The CPU time (user and system, in clock ticks: [`clock_ticks_per_second`]) process `pid` has
+/// used so far, from `/proc/<pid>/stat` (Linux).
+pub fn cpu_ticks(pid: u32) -> Result<u64, Error> {
+    stat_ticks(&pid.to_string(), 2)
+}
+
+/// The CPU time of this process and of its children it has waited for (a load generator run
+/// to completion), in clock ticks, from `/proc/self/stat`.
+pub fn own_and_reaped_children_cpu_ticks() -> Result<u64, Error> {
+    stat_ticks("self", 4)
+}
+
+/// The sum of the `count` clock-tick fields from utime on (utime, stime, cutime, cstime) of
+/// `/proc/<process>/stat`.
+fn stat_ticks(process: &str, count: usize) -> Result<u64, Error> {
+    let path = format!("/proc/{process}/stat");
+    let stat = std::fs::read_to_string(&path).map_err(Error::io(format!("reading {path}")))?;
+    // The command name (field 2) may hold spaces and parentheses: the fields after it start at
+    // field 3 (state); utime is field 14.
+    let ticks: Vec<u64> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| {
+            rest.split_whitespace()
+                .skip(11)
+                .take(count)
+                .filter_map(|f| f.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    if ticks.len() == count {
+        Ok(ticks.iter().sum())
+    } else {
+        Err(Error::io(format!("parsing {path}"))(std::io::Error::other(
+            "no CPU times",
+        )))
+    }
+}
+
+/// Busy (not idle, not waiting for I/O) clock ticks of all the machine's CPUs so far, from
+/// `/proc/stat`.
+pub fn machine_busy_ticks() -> Result<u64, Error> {
+    let stat = std::fs::read_to_string("/proc/stat").map_err(Error::io("reading /proc/stat"))?;
+    // cpu user nice system idle iowait irq softirq steal ...
+    let fields: Vec<u64> = stat
+        .lines()
+        .next()
+        .map(|line| {
+            line.split_whitespace()
+                .skip(1)
+                .take(8)
+                .filter_map(|f| f.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    if fields.len() < 8 {
+        return Err(Error::io("parsing /proc/stat")(std::io::Error::other(
+            "no cpu line",
+        )));
+    }
+    Ok(fields.iter().sum::<u64>() - fields[3] - fields[4])
+}
+
+/// The parent process ID of process `pid`, from `/proc/<pid>/stat`; `None` when it is gone.
+fn parent_pid(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// The processes whose parent is `pid` (nginx's workers, say), from `/proc`.
+pub fn child_pids(pid: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|child| parent_pid(*child) == Some(pid))
+        .collect()
+}
+
+/// Clock ticks per second, the unit of [`cpu_ticks`] and of `/proc/stat` (`getconf CLK_TCK`).
+pub fn clock_ticks_per_second() -> Result<u64, Error> {
+    let out = Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .map_err(Error::io("running getconf CLK_TCK"))?;
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .map_err(|e| Error::io("parsing getconf CLK_TCK")(std::io::Error::other(e)))
+}
+
 impl Drop for Spawned {
     fn drop(&mut self) {
         let _ = self.child.kill();

@@ -76,11 +76,7 @@ fn response(n: u64) -> ResponseRecord {
 }
 
 fn stored(admin: SocketAddr) -> Result<u64, Error> {
-    let reply = test_support::http::get(admin, "/metrics")?;
-    let text = String::from_utf8_lossy(&reply.body).into_owned();
-    text.lines()
-        .find_map(|l| l.strip_prefix("kubescribe_recorder_records_stored_total "))
-        .and_then(|v| v.trim().parse::<f64>().ok())
+    test_support::http::metric(admin, "kubescribe_recorder_records_stored_total")?
         .map(|v| v as u64)
         .ok_or_else(|| {
             "no kubescribe_recorder_records_stored_total in the recorder's metrics".into()

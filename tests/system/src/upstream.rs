@@ -101,7 +101,7 @@ impl Upstream {
         audit_policy: Option<&str>,
     ) -> Result<Self, Error> {
         match kind {
-            UpstreamKind::Sim => start_sim(dir, logs),
+            UpstreamKind::Sim => start_sim(dir, logs, false, &[]),
             UpstreamKind::ApiServer => {
                 let plane = match audit_policy {
                     Some(policy) => ControlPlane::start_with_audit_policy(policy)?,
@@ -112,6 +112,12 @@ impl Upstream {
                 Ok(Upstream::ApiServer(Box::new(plane)))
             }
         }
+    }
+
+    /// The simulator over plain HTTP (a load generator can reach it straight, without TLS), with
+    /// `callers` (lines `token,user,group1|group2`) besides the proxy's token.
+    pub fn start_plain_sim(dir: &Path, logs: &Path, callers: &[&str]) -> Result<Self, Error> {
+        start_sim(dir, logs, true, callers)
     }
 
     /// Which kind this is.
@@ -223,19 +229,24 @@ impl Upstream {
     }
 }
 
-fn start_sim(dir: &Path, logs: &Path) -> Result<Upstream, Error> {
+/// The simulator (TLS unless `plain`); its token file holds the proxy's token first (the one its
+/// kubeconfig gets), then `callers`.
+fn start_sim(dir: &Path, logs: &Path, plain: bool, callers: &[&str]) -> Result<Upstream, Error> {
     let addr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), free_port()?);
     let tokens = dir.join("sim-tokens.csv");
-    std::fs::write(
-        &tokens,
-        format!("{SIM_PROXY_TOKEN},kubescribe-proxy,system:authenticated\n"),
-    )?;
+    let mut lines = format!("{SIM_PROXY_TOKEN},kubescribe-proxy,system:authenticated\n");
+    for caller in callers {
+        lines.push_str(caller);
+        lines.push('\n');
+    }
+    std::fs::write(&tokens, lines)?;
     let kubeconfig = dir.join("sim.kubeconfig");
     let path_arg = |p: &Path| p.to_string_lossy().into_owned();
     let mut process = Spawned::start(
         "kube-sim",
         &workspace_bin("kube-sim")?,
         &[
+            if plain { "--plain" } else { "--tls" }.into(),
             "--listen".into(),
             addr.to_string(),
             "--tokens".into(),

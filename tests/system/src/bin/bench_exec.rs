@@ -13,6 +13,7 @@ use std::time::Instant;
 use kubescribe_system_tests::stack::{Caller, Stack, Storage};
 use kubescribe_system_tests::Error;
 use test_support::peers;
+use test_support::process::{clock_ticks_per_second, cpu_ticks, machine_busy_ticks};
 
 fn main() {
     if let Err(err) = run() {
@@ -30,7 +31,7 @@ fn run() -> Result<(), Error> {
     let rounds: usize = 3;
     let kubectl = peers::kubectl()?;
     let stack = Stack::start(Storage::Disk)?;
-    let ticks = clock_ticks()? as f64;
+    let ticks = clock_ticks_per_second()? as f64;
     let recorder_pid = stack
         .recorder
         .as_ref()
@@ -83,25 +84,11 @@ fn run() -> Result<(), Error> {
 /// CPU ticks used so far by each of `pids` and by the whole machine.
 fn cpu_now(pids: &[u32; 3]) -> Result<[u64; 4], Error> {
     Ok([
-        process_cpu_ticks(pids[0])?,
-        process_cpu_ticks(pids[1])?,
-        process_cpu_ticks(pids[2])?,
+        cpu_ticks(pids[0])?,
+        cpu_ticks(pids[1])?,
+        cpu_ticks(pids[2])?,
         machine_busy_ticks()?,
     ])
-}
-
-/// Busy (non-idle, non-iowait) ticks of all CPUs, from `/proc/stat`.
-fn machine_busy_ticks() -> Result<u64, Error> {
-    let stat = std::fs::read_to_string("/proc/stat")?;
-    let line = stat.lines().next().ok_or("empty /proc/stat")?;
-    let fields: Vec<u64> = line
-        .split_whitespace()
-        .skip(1)
-        .map(|f| f.parse::<u64>())
-        .collect::<Result<_, _>>()?;
-    // user nice system idle iowait irq softirq steal ...
-    let idle = fields.get(3).copied().unwrap_or(0) + fields.get(4).copied().unwrap_or(0);
-    Ok(fields.iter().take(8).sum::<u64>() - idle)
 }
 
 fn exec_output(kubectl: &Path, caller: &Caller, mib: u64) -> Result<(), Error> {
@@ -120,25 +107,6 @@ fn exec_output(kubectl: &Path, caller: &Caller, mib: u64) -> Result<(), Error> {
     } else {
         Err(format!("kubectl exec failed: {status}").into())
     }
-}
-
-/// utime + stime of `pid`, in clock ticks.
-fn process_cpu_ticks(pid: u32) -> Result<u64, Error> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    let after_comm = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest)
-        .ok_or("bad /proc stat")?;
-    let fields: Vec<&str> = after_comm.split_whitespace().collect();
-    // Fields after the command name start at field 3 (state); utime is 14, stime 15.
-    let utime: u64 = fields.get(11).ok_or("no utime")?.parse()?;
-    let stime: u64 = fields.get(12).ok_or("no stime")?.parse()?;
-    Ok(utime + stime)
-}
-
-fn clock_ticks() -> Result<u64, Error> {
-    let out = Command::new("getconf").arg("CLK_TCK").output()?;
-    Ok(String::from_utf8_lossy(&out.stdout).trim().parse()?)
 }
 
 fn median(values: &mut [f64]) -> f64 {
