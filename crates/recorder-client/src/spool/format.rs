@@ -180,7 +180,7 @@ pub fn encode(record: &SpoolRecord) -> Result<Vec<u8>, EncodeError> {
         .filter(|l| *l <= MAX_PAYLOAD)
         .ok_or(EncodeError::TooLarge(payload.len()))?;
     let len_bytes = len.to_le_bytes();
-    let crc = crc32_update(crc32_update(!0, &len_bytes), &payload) ^ !0;
+    let crc = crc32_of(&[&len_bytes, &payload]);
     let mut out = Vec::with_capacity(FRAME_HEADER + payload.len());
     out.extend_from_slice(&len_bytes);
     out.extend_from_slice(&crc.to_le_bytes());
@@ -216,7 +216,7 @@ pub(crate) fn read_record<R: Read>(r: &mut R) -> io::Result<ReadOutcome> {
             want: len,
         }));
     }
-    if crc32_update(crc32_update(!0, &len_bytes), &payload) ^ !0 != crc {
+    if crc32_of(&[&len_bytes, &payload]) != crc {
         return Ok(ReadOutcome::Torn(TornTail::Checksum));
     }
     match decode_payload(&payload) {
@@ -312,41 +312,19 @@ fn take<'a>(cur: &mut &'a [u8], n: usize) -> Result<&'a [u8], &'static str> {
     Ok(head)
 }
 
-const CRC_TABLE: [u32; 256] = crc_table();
-
-const fn crc_table() -> [u32; 256] {
-    let mut table = [0u32; 256];
-    let mut i = 0;
-    while i < 256 {
-        let mut c = i as u32;
-        let mut k = 0;
-        while k < 8 {
-            c = if c & 1 != 0 {
-                0xEDB8_8320 ^ (c >> 1)
-            } else {
-                c >> 1
-            };
-            k += 1;
-        }
-        table[i] = c;
-        i += 1;
+/// CRC-32 (IEEE) of `parts` one after the other (crc32fast: SIMD where the CPU has it).
+fn crc32_of(parts: &[&[u8]]) -> u32 {
+    let mut hasher = crc32fast::Hasher::new();
+    for part in parts {
+        hasher.update(part);
     }
-    table
-}
-
-/// Feeds `data` into a running CRC-32 (IEEE, reflected) state. Start from
-/// `!0` and invert the final state.
-fn crc32_update(mut state: u32, data: &[u8]) -> u32 {
-    for &b in data {
-        state = CRC_TABLE[((state ^ u32::from(b)) & 0xFF) as usize] ^ (state >> 8);
-    }
-    state
+    hasher.finalize()
 }
 
 /// CRC-32 (IEEE) of `data`.
 #[cfg(test)]
 fn crc32(data: &[u8]) -> u32 {
-    crc32_update(!0, data) ^ !0
+    crc32_of(&[data])
 }
 
 #[cfg(test)]
