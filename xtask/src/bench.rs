@@ -128,6 +128,9 @@ pub struct ProxyOptions {
     /// Skip the in-process variant.
     #[arg(long)]
     pub no_in_memory: bool,
+    /// One more flag for the recorder (repeatable; e.g. `--recorder-arg=--manifest-interval=1000h`).
+    #[arg(long, allow_hyphen_values = true)]
+    pub recorder_arg: Vec<String>,
 }
 
 /// Runs the proxy benchmark as users run the system: release binaries as separate processes
@@ -223,6 +226,9 @@ fn system_proxy_throughput(options: &ProxyOptions, json: &std::path::Path) -> Re
     if !options.rows.is_empty() {
         let rows: Vec<String> = options.rows.iter().map(flag_value).collect();
         args.extend(["--rows".into(), rows.join(",").into()]);
+    }
+    for flag in &options.recorder_arg {
+        args.extend(["--recorder-arg".into(), flag.into()]);
     }
     if options.s3 {
         args.push("--s3".into());

@@ -174,7 +174,7 @@ impl SessionKind {
 pub enum Outcome {
     /// The event is durably stored by a recorder: proxy the request.
     Forward,
-    /// Fail open, [`FailOpenDelivery::Queued`](crate::config::FailOpenDelivery::Queued):
+    /// Fail open, with queued delivery (`ClientConfig::fail_open`):
     /// the event is queued for delivery in the background (in the spool, or
     /// in memory without one): proxy the request at once.
     Queued,

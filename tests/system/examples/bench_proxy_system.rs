@@ -159,6 +159,8 @@ struct Args {
     load: Option<LoadGen>,
     s3: bool,
     json: Option<PathBuf>,
+    /// More flags for the recorder (`--recorder-arg`, repeatable).
+    recorder_args: Vec<String>,
 }
 
 fn args() -> Result<Args, Error> {
@@ -171,6 +173,7 @@ fn args() -> Result<Args, Error> {
         load: None,
         s3: false,
         json: None,
+        recorder_args: Vec::new(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -218,8 +221,9 @@ fn args() -> Result<Args, Error> {
                 }
             }
             "--json" => args.json = Some(PathBuf::from(value)),
+            "--recorder-arg" => args.recorder_args.push(value),
             _ => return Err(format!(
-                "unknown flag {flag}: --secs, --warmup, --connections, --upstream, --rows, --load, --s3, --json"
+                "unknown flag {flag}: --secs, --warmup, --connections, --upstream, --rows, --load, --s3, --json, --recorder-arg"
             )
             .into()),
         }
@@ -311,7 +315,7 @@ struct Recorder {
 }
 
 impl Recorder {
-    fn start(dir: &Path, logs: &Path, s3: bool) -> Result<Self, Error> {
+    fn start(dir: &Path, logs: &Path, s3: bool, extra: &[String]) -> Result<Self, Error> {
         let addr = loopback()?;
         let admin = loopback()?;
         let mut args: Vec<String> = vec![
@@ -324,6 +328,7 @@ impl Recorder {
             "--generate-signing-key".into(),
             "--insecure-allow-any-uploader".into(),
         ];
+        args.extend(extra.iter().cloned());
         let mut envs = Vec::new();
         let seaweed = if s3 {
             let weed = Seaweed::start("kubescribe-bench")?;
@@ -409,7 +414,7 @@ fn main() -> Result<(), Error> {
         .enable_all()
         .build()?;
     let ticks = clock_ticks_per_second()? as f64;
-    let recorder = Recorder::start(dir.path(), &logs, args.s3)?;
+    let recorder = Recorder::start(dir.path(), &logs, args.s3, &args.recorder_args)?;
     let storage = if args.s3 {
         "SeaweedFS S3"
     } else {

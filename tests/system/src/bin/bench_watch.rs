@@ -77,7 +77,9 @@ fn run() -> Result<(), Error> {
     let mib = |kib: u64| kib as f64 / 1024.0;
     let per = |(before, after): (u64, u64)| after.saturating_sub(before) as f64 / n as f64;
     println!();
-    println!("| {n} at once | proxy RSS before → after | per connection | recorder RSS before → after |");
+    println!(
+        "| {n} at once | proxy RSS before → after | per connection | recorder RSS before → after |"
+    );
     println!("| --- | ---: | ---: | ---: |");
     for (what, m) in [
         ("idle keep-alive connections", &idle),
