@@ -26,6 +26,7 @@ use crate::Error;
 pub struct FakeLocalApi {
     socket: PathBuf,
     answers: Arc<Mutex<HashMap<IpAddr, Value>>>,
+    asked: Arc<Mutex<HashMap<IpAddr, u64>>>,
     task: JoinHandle<()>,
 }
 
@@ -36,14 +37,18 @@ impl FakeLocalApi {
         let _ = std::fs::remove_file(socket);
         let listener = UnixListener::bind(socket)?;
         let answers = Arc::new(Mutex::new(answers));
+        let asked = Arc::new(Mutex::new(HashMap::new()));
         let shared = Arc::clone(&answers);
+        let counts = Arc::clone(&asked);
         let task = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
                 let answers = Arc::clone(&shared);
+                let counts = Arc::clone(&counts);
                 tokio::spawn(async move {
                     let service = service_fn(move |req| {
                         let answers = Arc::clone(&answers);
-                        async move { Ok::<_, Infallible>(answer(&req, &answers)) }
+                        let counts = Arc::clone(&counts);
+                        async move { Ok::<_, Infallible>(answer(&req, &answers, &counts)) }
                     });
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), service)
@@ -54,8 +59,16 @@ impl FakeLocalApi {
         Ok(Self {
             socket: socket.to_path_buf(),
             answers,
+            asked,
             task,
         })
+    }
+
+    /// How many WhoIs questions were asked about addresses of `ip` so far (answered or not).
+    pub fn whois_asked(&self, ip: IpAddr) -> u64 {
+        self.asked
+            .lock()
+            .map_or(0, |asked| asked.get(&ip).copied().unwrap_or(0))
     }
 
     /// The socket path to give the proxy or recorder (`--localapi-socket`).
@@ -81,6 +94,7 @@ impl Drop for FakeLocalApi {
 fn answer(
     req: &Request<Incoming>,
     answers: &Mutex<HashMap<IpAddr, Value>>,
+    asked: &Mutex<HashMap<IpAddr, u64>>,
 ) -> Response<Full<Bytes>> {
     if req.headers().get("sec-tailscale").map(|v| v.as_bytes()) != Some(b"localapi") {
         return text(
@@ -110,6 +124,9 @@ fn answer(
             &format!("invalid 'addr' parameter: {addr:?}\n"),
         );
     };
+    if let Ok(mut asked) = asked.lock() {
+        *asked.entry(peer.ip()).or_default() += 1;
+    }
     let found = answers.lock().ok().and_then(|a| a.get(&peer.ip()).cloned());
     match found {
         Some(whois) => Response::builder()

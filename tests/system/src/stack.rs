@@ -613,6 +613,12 @@ impl Stack {
         }
     }
 
+    /// How many WhoIs questions the fake LocalAPI was asked about addresses of `ip` (the proxy's,
+    /// 127.0.0.1, are asked by the recorder about its uploads).
+    pub fn whois_asked(&self, ip: IpAddr) -> u64 {
+        self.localapi.as_ref().map_or(0, |api| api.whois_asked(ip))
+    }
+
     /// Sessions from the recorder's query API.
     pub fn sessions(&self) -> Result<Vec<Value>, Error> {
         let reply = http::get(self.recorder_addr, "/api/v1/sessions?limit=1000")?;
