@@ -132,10 +132,7 @@ fn components_from_config(
             (recorder_client::FailOpenDelivery::Queued, false) =>
                 "are forwarded at once; their events are sent from memory, lost if no recorder takes them (no spool)",
         },
-        match config.fail_open_delivery {
-            recorder_client::FailOpenDelivery::Acknowledged => "acknowledged",
-            recorder_client::FailOpenDelivery::Queued => "queued",
-        }
+        config.fail_open_delivery.as_str()
     );
     let client = recorder_client::RecorderClient::start(client_config, registry).map_err(
         |error| match (error, spool) {

@@ -81,16 +81,23 @@ pub enum FailOpenDelivery {
     Queued,
 }
 
+impl FailOpenDelivery {
+    /// The name `--fail-open-delivery` takes.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Acknowledged => "acknowledged",
+            Self::Queued => "queued",
+        }
+    }
+}
+
 impl std::str::FromStr for FailOpenDelivery {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "acknowledged" => Ok(Self::Acknowledged),
-            "queued" => Ok(Self::Queued),
-            other => Err(format!(
-                "unknown fail-open delivery {other:?}: queued or acknowledged"
-            )),
-        }
+        [Self::Acknowledged, Self::Queued]
+            .into_iter()
+            .find(|mode| mode.as_str() == s)
+            .ok_or_else(|| format!("unknown fail-open delivery {s:?}: queued or acknowledged"))
     }
 }
 
@@ -200,5 +207,19 @@ impl Default for SessionOptions {
             channel_capacity: 4096,
             metrics: None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::FailOpenDelivery;
+
+    #[test]
+    fn fail_open_delivery_names_round_trip_and_others_are_refused() {
+        for mode in [FailOpenDelivery::Acknowledged, FailOpenDelivery::Queued] {
+            assert_eq!(mode.as_str().parse::<FailOpenDelivery>(), Ok(mode));
+        }
+        let err = "later".parse::<FailOpenDelivery>().unwrap_err();
+        assert!(err.contains("queued or acknowledged"), "{err}");
     }
 }

@@ -37,8 +37,10 @@
 //! it survives the proxy's crash at no `fdatasync` per request) and
 //! delivered by the redelivery task in batches, in order. That task syncs the
 //! spool before it waits on a recorder that did not take a
-//! batch, and on shutdown: a record is unsynced only while its first
-//! delivery is under way. Such records count in `records_spooled_total` and,
+//! batch, and on shutdown: a record is unsynced only until a recorder has
+//! taken it or a delivery has failed (a power loss in that window, usually
+//! milliseconds, can lose it; a crash of the process cannot). Such records
+//! count in `records_spooled_total` and,
 //! once delivered, `records_redelivered_total`.
 //!
 //! # Redelivery order
@@ -385,7 +387,8 @@ impl Spool {
     /// so it survives the proxy's crash, but not synced, so it costs the
     /// request no `fdatasync`. The redelivery task [`sync`](Self::sync)s the
     /// spool before it waits on a recorder that did not take a batch, so a
-    /// record is unsynced only while its first delivery is under way.
+    /// record is unsynced only until a recorder has taken it or a delivery
+    /// has failed.
     pub(crate) fn queue(&self, record: &SpoolRecord) -> Result<(), DropReason> {
         self.append_synced(record, false)
     }
