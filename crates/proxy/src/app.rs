@@ -108,7 +108,7 @@ fn components_from_config(
     let spool = spool_dir(&config.spool.dir, config.state_dir.as_deref())?;
     client_config.spool = spool
         .as_ref()
-        .map(|(dir, _)| spool_config(dir, &config.spool));
+        .map(|(dir, _)| spool_config(dir, &config.spool, config.shutdown_grace));
     if let Some((dir, _)) = &spool {
         tracing::info!(
             "spool: {} (records no recorder takes wait here for redelivery; at most {} bytes; when full: {})",
@@ -250,9 +250,15 @@ fn writable(dir: &Path) -> std::io::Result<()> {
     std::fs::remove_file(&probe)
 }
 
-/// The recorder client's spool settings for `dir`.
-fn spool_config(dir: &Path, options: &SpoolOptions) -> recorder_client::SpoolConfig {
+/// The recorder client's spool settings for `dir`; at shutdown the spool is drained for up to
+/// `shutdown_grace` (after the requests in flight had as long).
+fn spool_config(
+    dir: &Path,
+    options: &SpoolOptions,
+    shutdown_grace: std::time::Duration,
+) -> recorder_client::SpoolConfig {
     let mut spool = recorder_client::SpoolConfig::new(dir);
+    spool.shutdown_drain = shutdown_grace;
     spool.max_bytes = options.max_bytes;
     // Drop-oldest works a segment at a time: keep at least eight of them.
     spool.segment_bytes = spool.segment_bytes.min(options.max_bytes / 8);

@@ -271,7 +271,9 @@ pub struct ServeArgs {
     )]
     pub fail_open_delivery: FailOpenDelivery,
 
-    /// How long shutdown waits for in-flight requests and exec/attach sessions (seconds).
+    /// How long shutdown waits for in-flight requests and exec/attach sessions, and then as long
+    /// again for the spool's records to be delivered (seconds). What a recorder did not take by
+    /// then stays in the spool for the next proxy on the same spool directory.
     #[arg(
         long = "shutdown-grace",
         env = "KUBESCRIBE_SHUTDOWN_GRACE",

@@ -1,6 +1,7 @@
 //! [`RecorderClient`]: the handle the proxy keeps for the life of the process.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -35,6 +36,9 @@ struct Inner {
     metrics: Metrics,
     cfg: ClientConfig,
     shutdown: watch::Sender<bool>,
+    /// Set by [`RecorderClient::shutdown`] (not by a drop): the redelivery
+    /// task drains the spool before it stops.
+    drain_at_shutdown: Arc<AtomicBool>,
     redeliver: Mutex<Option<JoinHandle<()>>>,
     /// Response records being sent in the background.
     inflight: InFlight,
@@ -107,6 +111,7 @@ impl RecorderClient {
         let notify = Arc::new(Notify::new());
         let available = Arc::new(Notify::new());
         let (shutdown, shutdown_rx) = watch::channel(false);
+        let drain_at_shutdown = Arc::new(AtomicBool::new(false));
         let sender = Arc::new(Sender::new(
             &cfg,
             metrics.clone(),
@@ -121,6 +126,7 @@ impl RecorderClient {
                 available,
                 metrics.clone(),
                 shutdown_rx,
+                drain_at_shutdown.clone(),
             ))
         });
         Ok(Self {
@@ -131,6 +137,7 @@ impl RecorderClient {
                 metrics,
                 cfg,
                 shutdown,
+                drain_at_shutdown,
                 redeliver: Mutex::new(redeliver),
                 inflight: InFlight::default(),
             }),
@@ -381,8 +388,11 @@ impl RecorderClient {
 
     /// Waits (up to `attempt_timeout` × 4) for response records still
     /// being sent in the background (each ends delivered or spooled), then
-    /// stops redelivery and waits for the task to end. Spooled records stay
-    /// on disk for the next start. Other clones stop redelivering too.
+    /// stops redelivery and waits for the task to end: it first goes on
+    /// delivering what the spool holds for up to
+    /// [`SpoolConfig::shutdown_drain`](crate::SpoolConfig::shutdown_drain),
+    /// until a delivery fails. Spooled records left stay on disk for the next
+    /// start. Other clones stop redelivering too.
     pub async fn shutdown(&self) {
         let f = &self.inner.inflight;
         let drained = async {
@@ -400,6 +410,7 @@ impl RecorderClient {
         {
             tracing::warn!("shutdown: response records still being sent were abandoned");
         }
+        self.inner.drain_at_shutdown.store(true, Ordering::SeqCst);
         let _ = self.inner.shutdown.send(true);
         let handle = self
             .inner

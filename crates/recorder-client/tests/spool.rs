@@ -223,3 +223,72 @@ async fn queued_events_survive_a_crash_before_delivery() {
     assert_eq!(fake.state.stored_keys(), want);
     c2.shutdown().await;
 }
+
+/// A queued client whose redelivery task, once a delivery failed, would not retry for a minute:
+/// only the shutdown drain can deliver before then.
+fn slow_retry_queued_client(dir: &std::path::Path) -> RecorderClient {
+    let mut cfg = test_config();
+    cfg.fail_open = recorder_client::FailOpenDelivery::Queued;
+    cfg.attempt_timeout = Duration::from_secs(1);
+    let mut sc = SpoolConfig::new(dir);
+    sc.retry_min = Duration::from_secs(60);
+    sc.retry_max = Duration::from_secs(60);
+    sc.shutdown_drain = Duration::from_secs(60);
+    cfg.spool = Some(sc);
+    RecorderClient::with_metrics(cfg, Default::default()).unwrap()
+}
+
+/// Thirty events `<prefix>0`… queued by a [`slow_retry_queued_client`] whose recorder answers 503:
+/// the first delivery has failed, the next retry is a minute away, all thirty wait in the spool.
+async fn thirty_queued_behind_a_failing_recorder(
+    prefix: &str,
+) -> (tempfile::TempDir, Fake, RecorderClient) {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = Fake::ok().await;
+    fake.state.set_mode(EventMode::PostStatus(503));
+    let c = slow_retry_queued_client(dir.path());
+    for i in 0..30 {
+        let key = format!("{prefix}{i}");
+        assert_eq!(record(&c, fake.addr, &key).await, Outcome::Queued);
+    }
+    eventually("a delivery failed", || fake.state.posts() > 0).await;
+    assert_eq!(c.spool_pending(), Some(30));
+    (dir, fake, c)
+}
+
+/// A replica being replaced (a rollout: SIGTERM, then its pod and the spool's volume are gone)
+/// first delivers what its spool holds while a recorder takes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_delivers_what_the_spool_holds() {
+    // The first delivery failed; the next retry would be a minute away.
+    let (_dir, fake, c) = thirty_queued_behind_a_failing_recorder("s").await;
+    fake.state.set_mode(EventMode::Ok);
+    c.shutdown().await;
+    let want: Vec<_> = (0..30).map(|i| format!("s{i}")).collect();
+    assert_eq!(
+        fake.state.stored_keys(),
+        want,
+        "delivered before shutdown ended"
+    );
+    assert_eq!(c.spool_pending(), Some(0));
+}
+
+/// With no recorder taking anything, shutdown does not wait out its drain time: the first failed
+/// delivery ends it, and the records stay in the spool for the next process on it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_leaves_what_no_recorder_takes_for_the_next_process() {
+    let (dir, fake, c) = thirty_queued_behind_a_failing_recorder("t").await;
+    tokio::time::timeout(Duration::from_secs(30), c.shutdown())
+        .await
+        .expect("shutdown ends at the first failed delivery, not after its 60 s drain time");
+    assert_eq!(c.spool_pending(), Some(30));
+    assert!(fake.state.stored_keys().is_empty());
+    drop(c);
+    fake.state.set_mode(EventMode::Ok);
+    let next = queued_client(dir.path());
+    eventually("delivered by the next process", || {
+        fake.state.stored_keys().len() == 30
+    })
+    .await;
+    next.shutdown().await;
+}

@@ -1,7 +1,11 @@
 //! The background task that empties the spool: in order, at least once, in
 //! batches of every record kind, with exponential back-off while no
 //! recorder accepts (cut short when a recorder's circuit breaker closes).
+//! At shutdown it goes on delivering for up to
+//! [`SpoolConfig::shutdown_drain`](crate::SpoolConfig::shutdown_drain) while
+//! recorders take the batches, then syncs what is left and stops.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -14,9 +18,11 @@ use crate::error::{AttemptError, DeliveryError};
 use crate::metrics::Metrics;
 use crate::spool::{Peeked, RecordKind, Spool};
 
-/// Runs until `shutdown` turns true. `appended` is woken when a record is
-/// spooled, `available` when a recorder's circuit breaker closes (a retry
-/// then starts at once instead of after its back-off).
+/// Runs until `shutdown` turns true (first draining the spool when
+/// `drain_at_shutdown` is set by then: a graceful shutdown, not a drop).
+/// `appended` is woken when a record is spooled, `available` when a
+/// recorder's circuit breaker closes (a retry then starts at once instead of
+/// after its back-off).
 pub(crate) async fn run(
     spool: Arc<Spool>,
     sender: Arc<Sender>,
@@ -24,6 +30,7 @@ pub(crate) async fn run(
     available: Arc<Notify>,
     metrics: Metrics,
     mut shutdown: watch::Receiver<bool>,
+    drain_at_shutdown: Arc<AtomicBool>,
 ) {
     let cfg = spool.config().clone();
     let mut backoff = cfg.retry_min;
@@ -33,10 +40,33 @@ pub(crate) async fn run(
     // Whether a delivery failed since then: a backlog worth a line in the log
     // (queued records drain every few milliseconds without one).
     let mut backlog = false;
+    // Once shutdown is asked for: until when the spool may still be drained,
+    // and whether a delivery or a spool read failed since (then stop at once).
+    let mut final_drain: Option<(Instant, bool)> = None;
     loop {
         if *shutdown.borrow() {
-            sync(&spool).await;
-            return;
+            let drain = drain_at_shutdown.load(Ordering::SeqCst);
+            let (until, failed) = *final_drain.get_or_insert_with(|| {
+                let until = Instant::now()
+                    + if drain {
+                        cfg.shutdown_drain
+                    } else {
+                        Duration::ZERO
+                    };
+                (until, false)
+            });
+            let left = spool.pending();
+            if left == 0 || failed || Instant::now() >= until {
+                sync(&spool).await;
+                if left > 0 {
+                    tracing::warn!(
+                        records = left,
+                        dir = %cfg.dir.display(),
+                        "shutdown: records left in the spool, synced; a proxy started on this spool directory delivers them"
+                    );
+                }
+                return;
+            }
         }
         let (max, max_bytes) = if singles {
             (1, 0)
@@ -50,6 +80,13 @@ pub(crate) async fn run(
         let mut peeked = match peek {
             Ok(Ok(Some(p))) => p,
             Ok(Ok(None)) => {
+                if *shutdown.borrow() {
+                    // Nothing left to deliver: the check above stops.
+                    if let Some((_, failed)) = final_drain.as_mut() {
+                        *failed = true;
+                    }
+                    continue;
+                }
                 if let Some((n, since)) = drained.take() {
                     if std::mem::take(&mut backlog) {
                         tracing::info!(records = n, took = ?since.elapsed(), "spool drained: every spooled record redelivered");
@@ -65,12 +102,16 @@ pub(crate) async fn run(
             }
             Ok(Err(e)) => {
                 tracing::error!(error = %e, "cannot read the event spool; retrying");
-                wait(&mut shutdown, &available, cfg.retry_max).await;
+                if !stop_draining(&mut final_drain) {
+                    wait(&mut shutdown, &available, cfg.retry_max).await;
+                }
                 continue;
             }
             Err(e) => {
                 tracing::error!(error = %e, "spool reader task failed");
-                wait(&mut shutdown, &available, cfg.retry_max).await;
+                if !stop_draining(&mut final_drain) {
+                    wait(&mut shutdown, &available, cfg.retry_max).await;
+                }
                 continue;
             }
         };
@@ -132,11 +173,26 @@ pub(crate) async fn run(
                 // waiting on a recorder, they must survive power loss too.
                 sync(&spool).await;
                 backlog = true;
+                if stop_draining(&mut final_drain) {
+                    continue;
+                }
                 tracing::warn!(error = %err, records = spool.pending(), retry_in = ?backoff, "spooled records still undeliverable");
                 wait(&mut shutdown, &available, backoff).await;
                 backoff = (backoff * 2).min(cfg.retry_max);
             }
         }
+    }
+}
+
+/// During the shutdown drain, marks it failed (the loop then stops) and says
+/// so; otherwise false (the caller waits and retries as usual).
+fn stop_draining(final_drain: &mut Option<(Instant, bool)>) -> bool {
+    match final_drain {
+        Some((_, failed)) => {
+            *failed = true;
+            true
+        }
+        None => false,
     }
 }
 

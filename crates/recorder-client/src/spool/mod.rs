@@ -43,6 +43,16 @@
 //! count in `records_spooled_total` and,
 //! once delivered, `records_redelivered_total`.
 //!
+//! # At shutdown
+//!
+//! When the client shuts down, the redelivery task goes on delivering what
+//! the spool holds for up to [`SpoolConfig::shutdown_drain`], while
+//! recorders take it, so that a replica being replaced (a rollout, a
+//! scale-down) leaves nothing behind on a volume that may go with it. What is
+//! left then (no recorder answered, or the time ran out) is synced and
+//! logged with its count; a process started later on the same directory
+//! delivers it.
+//!
 //! # Redelivery order
 //!
 //! [`Spool::peek`] hands out consecutive records with the same recorder
@@ -105,6 +115,11 @@ pub struct SpoolConfig {
     /// goes alone. Keep it below the recorder's `--max-batch-bytes` (64 MiB).
     /// Default 8 MiB.
     pub redeliver_batch_bytes: usize,
+    /// At shutdown, how long the redelivery task goes on delivering what the
+    /// spool holds (while recorders take it) before it stops. What is left
+    /// stays in the spool, synced, for the next process on this directory.
+    /// Default 10 s.
+    pub shutdown_drain: Duration,
 }
 
 impl SpoolConfig {
@@ -120,6 +135,7 @@ impl SpoolConfig {
             retry_max: Duration::from_secs(30),
             redeliver_batch: 1024,
             redeliver_batch_bytes: 8 << 20,
+            shutdown_drain: Duration::from_secs(10),
         }
     }
 }
