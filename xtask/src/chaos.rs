@@ -1,4 +1,5 @@
-//! `cargo xtask chaos`: the recorder (and the S3 server) killed or stopped under load.
+//! `cargo xtask chaos`: the recorder (and the S3 server) killed or stopped under load, or one of
+//! two proxy replicas killed.
 
 use std::process::Command;
 
@@ -12,6 +13,9 @@ pub enum Mode {
     Kill,
     /// SIGSTOP, then SIGCONT.
     Stop,
+    /// SIGKILL of one of two proxy replicas (each with its own spool), then a restart on its
+    /// spool; the recorder stays up.
+    KillProxy,
 }
 
 /// Which callers send the load.
@@ -91,6 +95,7 @@ pub fn run_built(options: &Options) -> Result<()> {
             match options.mode {
                 Mode::Kill => "kill",
                 Mode::Stop => "stop",
+                Mode::KillProxy => "kill-proxy",
             },
         ])
         .args([

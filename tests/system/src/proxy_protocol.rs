@@ -3,6 +3,8 @@
 //! that names a chosen tailnet source address.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
@@ -25,12 +27,37 @@ impl ProxyProtocolForwarder {
     /// Listens on 127.0.0.1 and forwards to `backend`, presenting every
     /// connection as coming from `source` (its port is the real client's).
     pub async fn start(backend: SocketAddr, source: std::net::IpAddr) -> Result<Self, Error> {
+        Self::start_balanced(vec![backend], source).await
+    }
+
+    /// Like [`start`](Self::start), spreading connections over `backends` in turn, as a load
+    /// balancer in front of proxy replicas: a connection goes to the next backend that accepts
+    /// it (one that refuses, e.g. a replica that was killed, is skipped until it is back).
+    pub async fn start_balanced(
+        backends: Vec<SocketAddr>,
+        source: std::net::IpAddr,
+    ) -> Result<Self, Error> {
+        if backends.is_empty() {
+            return Err("a forwarder needs a backend".into());
+        }
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
+        let backends = Arc::new(backends);
+        let turn = Arc::new(AtomicUsize::new(0));
         let task = tokio::spawn(async move {
             while let Ok((mut client, peer)) = listener.accept().await {
+                let (backends, turn) = (backends.clone(), turn.clone());
                 tokio::spawn(async move {
-                    let Ok(mut upstream) = TcpStream::connect(backend).await else {
+                    let first = turn.fetch_add(1, Ordering::Relaxed);
+                    let mut connected = None;
+                    for i in 0..backends.len() {
+                        let backend = backends[(first + i) % backends.len()];
+                        if let Ok(upstream) = TcpStream::connect(backend).await {
+                            connected = Some((upstream, backend));
+                            break;
+                        }
+                    }
+                    let Some((mut upstream, backend)) = connected else {
                         return;
                     };
                     let header = v2_header(SocketAddr::new(source, peer.port()), backend);

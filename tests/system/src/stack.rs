@@ -117,6 +117,7 @@ pub struct StackOptions {
     noauth: bool,
     recorder_args: Vec<String>,
     audit_policy: Option<String>,
+    replicas: usize,
 }
 
 impl StackOptions {
@@ -135,7 +136,17 @@ impl StackOptions {
             noauth: false,
             recorder_args: Vec::new(),
             audit_policy: None,
+            replicas: 1,
         })
+    }
+
+    /// Runs `n` (at least 1) auth-mode proxy replicas, each with a spool of its own, behind the
+    /// callers' forwarders, which spread connections over them as a load balancer would (a
+    /// connection goes to the next replica that accepts it). The first is [`Stack::proxy`], the
+    /// others [`Stack::replicas`].
+    pub fn proxy_replicas(mut self, n: usize) -> Self {
+        self.replicas = n.max(1);
+        self
     }
 
     /// Gives the recorder these flags too (limits, timeouts), at every start.
@@ -195,6 +206,20 @@ impl NoauthProxy {
     }
 }
 
+/// An auth-mode proxy replica besides the first ([`StackOptions::proxy_replicas`]): killed and
+/// restarted on the same addresses and spool by [`Stack::kill_replica`] and
+/// [`Stack::start_replica`].
+pub struct ProxyReplica {
+    /// The process (None while killed).
+    pub proxy: Option<Spawned>,
+    /// Its API listener (PROXY protocol required).
+    pub proxy_addr: SocketAddr,
+    /// Its admin listener.
+    pub admin_addr: SocketAddr,
+    /// Its number: logs `kubescribe-proxy-<n>.log`, spool `spool-<n>`.
+    number: usize,
+}
+
 /// The running system. Everything stops when it is dropped.
 pub struct Stack {
     /// Scratch space: logs, kubeconfigs, storage, spool.
@@ -215,6 +240,10 @@ pub struct Stack {
     pub proxy_addr: SocketAddr,
     /// The proxy's admin listener.
     pub admin_addr: SocketAddr,
+    /// The other auth-mode proxy replicas ([`StackOptions::proxy_replicas`]).
+    pub replicas: Vec<ProxyReplica>,
+    /// Where replicas find the identity source and the audit Policy, for restarts.
+    policy_file: Option<PathBuf>,
     /// A user's laptop: fail closed.
     pub alice: Caller,
     /// A tagged CI node: fail open.
@@ -250,6 +279,7 @@ impl Stack {
             noauth,
             recorder_args,
             audit_policy,
+            replicas: replica_count,
         } = options;
         let mut dir = tempfile::Builder::new()
             .prefix("kubescribe-e2e-")
@@ -362,7 +392,30 @@ impl Stack {
             Mode::Auth,
             policy_file.as_deref(),
         )?;
-        let mut callers = start_callers(&runtime, dir.path(), proxy_addr, None, &named, "")?;
+        let mut replicas = Vec::new();
+        for number in 1..replica_count {
+            let (proxy_addr, admin_addr) = (loopback_addr()?, loopback_addr()?);
+            let proxy = spawn_proxy(
+                dir.path(),
+                &upstream,
+                &socket,
+                Mode::Replica(number),
+                policy_file.as_deref(),
+                proxy_addr,
+                admin_addr,
+            )?
+            .0;
+            replicas.push(ProxyReplica {
+                proxy: Some(proxy),
+                proxy_addr,
+                admin_addr,
+                number,
+            });
+        }
+        let backends: Vec<SocketAddr> = std::iter::once(proxy_addr)
+            .chain(replicas.iter().map(|r| r.proxy_addr))
+            .collect();
+        let mut callers = start_callers(&runtime, dir.path(), &backends, None, &named, "")?;
         let noauth = if noauth {
             let (proxy, proxy_addr, admin_addr, ca_pem) = start_proxy(
                 dir.path(),
@@ -376,7 +429,7 @@ impl Stack {
                 callers: start_callers(
                     &runtime,
                     dir.path(),
-                    proxy_addr,
+                    &[proxy_addr],
                     Some(&ca_pem),
                     &named,
                     "noauth-",
@@ -410,6 +463,8 @@ impl Stack {
             proxy,
             proxy_addr,
             admin_addr,
+            replicas,
+            policy_file,
             alice,
             ci,
             bob,
@@ -492,6 +547,47 @@ impl Stack {
         recorder.wait_for_tcp(self.recorder_addr, Duration::from_secs(30))?;
         self.recorder = Some(recorder);
         Ok(())
+    }
+
+    /// Kills proxy replica `i` of [`Stack::replicas`] at once (SIGKILL), as a crash would.
+    pub fn kill_replica(&mut self, i: usize) -> Result<(), Error> {
+        let replica = self.replicas.get_mut(i).ok_or("no such proxy replica")?;
+        if let Some(mut proxy) = replica.proxy.take() {
+            proxy.kill()?;
+        }
+        Ok(())
+    }
+
+    /// Starts (or restarts) proxy replica `i` of [`Stack::replicas`] on its addresses and spool.
+    pub fn start_replica(&mut self, i: usize) -> Result<(), Error> {
+        let socket = self.dir.path().join("tailscaled.sock");
+        let replica = self.replicas.get_mut(i).ok_or("no such proxy replica")?;
+        if replica.proxy.is_some() {
+            return Ok(());
+        }
+        let (proxy, ..) = spawn_proxy(
+            self.dir.path(),
+            &self.upstream,
+            &socket,
+            Mode::Replica(replica.number),
+            self.policy_file.as_deref(),
+            replica.proxy_addr,
+            replica.admin_addr,
+        )?;
+        replica.proxy = Some(proxy);
+        Ok(())
+    }
+
+    /// The admin listeners of every auth-mode proxy replica running now, the first included.
+    pub fn replica_admin_addrs(&self) -> Vec<SocketAddr> {
+        std::iter::once(self.admin_addr)
+            .chain(
+                self.replicas
+                    .iter()
+                    .filter(|r| r.proxy.is_some())
+                    .map(|r| r.admin_addr),
+            )
+            .collect()
     }
 
     /// Kills the recorder at once (SIGKILL), as a crash would.
@@ -652,7 +748,15 @@ impl Stack {
 
     /// The proxy's Prometheus metrics text.
     pub fn proxy_metrics(&self) -> Result<String, Error> {
-        Ok(String::from_utf8_lossy(&http::get(self.admin_addr, "/metrics")?.body).into_owned())
+        metrics_text(self.admin_addr)
+    }
+
+    /// The Prometheus metrics text of every auth-mode proxy replica running now.
+    pub fn replica_metrics(&self) -> Result<Vec<String>, Error> {
+        self.replica_admin_addrs()
+            .into_iter()
+            .map(metrics_text)
+            .collect()
     }
 
     /// The runtime the fake LocalAPI and forwarders run on.
@@ -667,6 +771,17 @@ impl Drop for Stack {
     }
 }
 
+fn metrics_text(admin: SocketAddr) -> Result<String, Error> {
+    Ok(String::from_utf8_lossy(&http::get(admin, "/metrics")?.body).into_owned())
+}
+
+fn loopback_addr() -> Result<SocketAddr, Error> {
+    Ok(SocketAddr::new(
+        IpAddr::V4(Ipv4Addr::LOCALHOST),
+        free_port()?,
+    ))
+}
+
 pub(crate) fn path_arg(path: &Path) -> String {
     path.to_string_lossy().into_owned()
 }
@@ -678,11 +793,13 @@ fn find_caller<'a>(callers: &'a [Caller], name: &str) -> Result<&'a Caller, Erro
         .ok_or_else(|| format!("no caller named {name}").into())
 }
 
-/// Which proxy to start: auth mode (plain HTTP; the proxy's log is `kubescribe-proxy.log`) or
-/// noauth (TLS; `kubescribe-proxy-noauth.log`).
+/// Which proxy to start: auth mode (plain HTTP; the proxy's log is `kubescribe-proxy.log`),
+/// another auth-mode replica (`kubescribe-proxy-<n>.log`, spool `spool-<n>`) or noauth (TLS;
+/// `kubescribe-proxy-noauth.log`).
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Mode {
     Auth,
+    Replica(usize),
     Noauth,
 }
 
@@ -695,12 +812,43 @@ fn start_proxy(
     mode: Mode,
     audit_policy: Option<&Path>,
 ) -> Result<(Spawned, SocketAddr, SocketAddr, Option<String>), Error> {
+    let (proxy_addr, admin_addr) = (loopback_addr()?, loopback_addr()?);
+    let (proxy, ca_pem) = spawn_proxy(
+        dir,
+        upstream,
+        socket,
+        mode,
+        audit_policy,
+        proxy_addr,
+        admin_addr,
+    )?;
+    Ok((proxy, proxy_addr, admin_addr, ca_pem))
+}
+
+/// Starts a proxy in `mode` on the given addresses; returns it with the CA of its certificate
+/// for a TLS listener.
+fn spawn_proxy(
+    dir: &Path,
+    upstream: &Upstream,
+    socket: &Path,
+    mode: Mode,
+    audit_policy: Option<&Path>,
+    proxy_addr: SocketAddr,
+    admin_addr: SocketAddr,
+) -> Result<(Spawned, Option<String>), Error> {
     let (name, mode_arg, spool) = match mode {
-        Mode::Auth => ("kubescribe-proxy", "auth", "spool"),
-        Mode::Noauth => ("kubescribe-proxy-noauth", "noauth", "spool-noauth"),
+        Mode::Auth => ("kubescribe-proxy".to_owned(), "auth", "spool".to_owned()),
+        Mode::Replica(n) => (
+            format!("kubescribe-proxy-{n}"),
+            "auth",
+            format!("spool-{n}"),
+        ),
+        Mode::Noauth => (
+            "kubescribe-proxy-noauth".to_owned(),
+            "noauth",
+            "spool-noauth".to_owned(),
+        ),
     };
-    let proxy_addr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), free_port()?);
-    let admin_addr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), free_port()?);
     let mut args = vec![
         "--listen".into(),
         proxy_addr.to_string(),
@@ -737,7 +885,7 @@ fn start_proxy(
         ca_pem = Some(pki.ca.cert_pem);
     }
     let mut proxy = Spawned::start(
-        name,
+        &name,
         &workspace_bin("kubescribe-proxy")?,
         &args,
         &[("RUST_LOG", "info")],
@@ -745,15 +893,16 @@ fn start_proxy(
     )?;
     proxy.wait_for_tcp(admin_addr, Duration::from_secs(20))?;
     proxy.wait_for_tcp(proxy_addr, Duration::from_secs(20))?;
-    Ok((proxy, proxy_addr, admin_addr, ca_pem))
+    Ok((proxy, ca_pem))
 }
 
-/// A forwarder to `proxy_addr` and a kubeconfig (`<prefix><name>.kubeconfig`) for each caller;
-/// `ca_pem` is the CA of the proxy's TLS listener (None: plain HTTP).
+/// A forwarder to the proxy replicas at `proxy_addrs` (connections spread over them in turn) and
+/// a kubeconfig (`<prefix><name>.kubeconfig`) for each caller; `ca_pem` is the CA of the
+/// proxies' TLS listener (None: plain HTTP).
 fn start_callers(
     runtime: &tokio::runtime::Runtime,
     dir: &Path,
-    proxy_addr: SocketAddr,
+    proxy_addrs: &[SocketAddr],
     ca_pem: Option<&str>,
     named: &[(String, TestIdentity)],
     prefix: &str,
@@ -761,8 +910,10 @@ fn start_callers(
     named
         .iter()
         .map(|(name, identity)| {
-            let forwarder =
-                runtime.block_on(ProxyProtocolForwarder::start(proxy_addr, identity.address))?;
+            let forwarder = runtime.block_on(ProxyProtocolForwarder::start_balanced(
+                proxy_addrs.to_vec(),
+                identity.address,
+            ))?;
             let kubeconfig = write_kubeconfig(
                 &dir.join(format!("{prefix}{name}.kubeconfig")),
                 name,

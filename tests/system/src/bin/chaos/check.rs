@@ -3,13 +3,14 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use kubescribe_system_tests::client::Failure;
 use kubescribe_system_tests::stack::Stack;
 use kubescribe_system_tests::upstream::SeenRequest;
 use kubescribe_system_tests::Error;
 
+use crate::faults::Faults;
 use crate::load::{Policy, Request, Sent, SessionOutcome};
 use crate::stored::Stored;
 
@@ -59,13 +60,14 @@ impl std::fmt::Display for Drain {
     }
 }
 
-/// Waits (up to `limit`) until the proxy's spool is empty and no response record is in flight,
-/// and stays so for [`SETTLED`].
+/// Waits (up to `limit`) until the spool of every proxy replica is empty and no response record
+/// is in flight, and stays so for [`SETTLED`]. The counters are summed over the replicas (those of
+/// a replica killed during the run count from its last start).
 pub(crate) fn drain(stack: &Stack, limit: Duration) -> Result<Drain, Error> {
     let started = Instant::now();
     let mut quiet_since: Option<Instant> = None;
     loop {
-        let metrics = Metrics::parse(&stack.proxy_metrics()?);
+        let metrics = Metrics::parse(&stack.replica_metrics()?.join("\n"));
         let mut drain = Drain {
             took: started.elapsed(),
             spooled_left: metrics.sum("recorder_client_spool_records", &[]) as u64,
@@ -89,7 +91,7 @@ pub(crate) fn drain(stack: &Stack, limit: Duration) -> Result<Drain, Error> {
                     labels.get("kind").map_or("?", String::as_str),
                     labels.get("reason").map_or("?", String::as_str)
                 );
-                drain.dropped.insert(name, value as u64);
+                *drain.dropped.entry(name).or_default() += value as u64;
             }
         }
         let response = [("kind", "response")];
@@ -199,6 +201,11 @@ pub(crate) struct Counts {
     drain: Drain,
     other: Vec<String>,
     stored_summary: String,
+    /// Requests and sessions in flight through a proxy replica when it was killed: they may
+    /// fail, and a response record may die with the replica (not counted against the proxy).
+    died_with_replica: usize,
+    /// Of those, requests that reached the upstream and whose response record is not stored.
+    responses_died_with_replica: usize,
 }
 
 impl Counts {
@@ -267,6 +274,13 @@ impl Counts {
             );
         }
         let _ = writeln!(out, "\nstored: {}", self.stored_summary);
+        if self.died_with_replica > 0 {
+            let _ = writeln!(
+                out,
+                "in flight through a proxy replica when it was killed: {} requests and sessions; {} of them reached the upstream and have no stored response record (the event of every one is checked)",
+                self.died_with_replica, self.responses_died_with_replica
+            );
+        }
         let _ = writeln!(out, "spool: {}", self.drain);
         let mut section = |title: &str, n: usize, examples: &[String]| {
             let _ = writeln!(out, "{title}: {n}");
@@ -319,6 +333,7 @@ pub(crate) fn count(
     sent: &Sent,
     stored: &Stored,
     drain: &Drain,
+    faults: &Faults,
 ) -> Result<Counts, Error> {
     let mut counts = Counts::default();
     let seen = stack.upstream_requests()?;
@@ -345,8 +360,18 @@ pub(crate) fn count(
     let received_agents: HashMap<&str, &SeenRequest> =
         seen.iter().map(|r| (r.user_agent.as_str(), r)).collect();
 
+    // Requests in flight through a proxy replica when it was killed (by user agent), and the
+    // spans of the exec sessions that were (kubectl's own requests of such a session, found by
+    // the time in their event's key, died with it too).
+    let mut died: std::collections::HashSet<&str> = std::collections::HashSet::new();
+    let mut died_sessions: Vec<(Policy, SystemTime, SystemTime)> = Vec::new();
     // What the callers got.
     for request in &sent.requests {
+        let died_with_replica = faults.proxy_killed_during(request.sent_at, request.answered_at);
+        if died_with_replica {
+            died.insert(request.user_agent.as_str());
+            counts.died_with_replica += 1;
+        }
         let tally = counts.tallies.entry(request.policy).or_default();
         tally.requests += 1;
         let upstream = received_agents.get(request.user_agent.as_str());
@@ -363,7 +388,10 @@ pub(crate) fn count(
             }
             Ok(_) => {}
         }
-        if request.policy == Policy::Open && !forwarded {
+        // A request that failed because its replica was killed was not refused by the proxy's
+        // policy; one the proxy answered without forwarding was.
+        let died_unanswered = died_with_replica && request.result.is_err();
+        if request.policy == Policy::Open && !forwarded && !died_unanswered {
             counts.open_refused.push(describe(request));
         }
         // Causality: the proxy forwards a fail-closed request only once its event is stored, so the
@@ -423,7 +451,15 @@ pub(crate) fn count(
             SessionOutcome::Failed(_) => tally.sessions_failed += 1,
             SessionOutcome::Hung => counts.hung.push(what.clone()),
         }
-        if session.policy == Policy::Open && session.outcome != SessionOutcome::Ran {
+        let died_with_replica = faults.proxy_killed_during(session.started_at, session.ended_at);
+        if died_with_replica {
+            counts.died_with_replica += 1;
+            died_sessions.push((session.policy, session.started_at, session.ended_at));
+        }
+        if session.policy == Policy::Open
+            && session.outcome != SessionOutcome::Ran
+            && !died_with_replica
+        {
             counts.open_refused.push(what);
         }
     }
@@ -451,8 +487,17 @@ pub(crate) fn count(
                     counts.closed_without_event.push(what.clone());
                 }
             }
+            let in_died_session = key_time(key).is_some_and(|t| {
+                died_sessions
+                    .iter()
+                    .any(|(p, from, to)| p == policy && *from <= t && t <= *to)
+            });
             if stored.response_copies(key) == 0 {
-                counts.lost_responses.push(what);
+                if died.contains(request.user_agent.as_str()) || in_died_session {
+                    counts.responses_died_with_replica += 1;
+                } else {
+                    counts.lost_responses.push(what);
+                }
             }
         }
     }
@@ -485,6 +530,14 @@ pub(crate) fn count(
     );
     counts.drain = drain.clone();
     Ok(counts)
+}
+
+/// When the proxy received the request whose event key (a UUIDv7) is `key`: the key's first 48
+/// bits are milliseconds since the Unix epoch.
+fn key_time(key: &str) -> Option<SystemTime> {
+    let hex: String = key.chars().filter(|c| *c != '-').take(12).collect();
+    let ms = u64::from_str_radix(&hex, 16).ok()?;
+    Some(std::time::UNIX_EPOCH + Duration::from_millis(ms))
 }
 
 /// Whether a stored cast holds the output of the session that echoed `marker`.

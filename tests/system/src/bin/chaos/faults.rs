@@ -1,10 +1,11 @@
 //! The fault loop: every few seconds the recorder (or, with S3 storage, the S3 server; a coin
 //! toss each time) is killed (SIGKILL, then restarted on the same address and storage) or
-//! stopped (SIGSTOP, then SIGCONT), for a random time. The times come from a seeded generator,
-//! so a run can be repeated (`--seed`).
+//! stopped (SIGSTOP, then SIGCONT), for a random time; or, in `kill-proxy` mode, one of two proxy
+//! replicas is killed and restarted on its addresses and spool. The times come from a seeded
+//! generator, so a run can be repeated (`--seed`).
 
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use kubescribe_system_tests::stack::Stack;
 use kubescribe_system_tests::Error;
@@ -30,6 +31,8 @@ pub(crate) enum FaultMode {
     Kill,
     /// SIGSTOP, then SIGCONT.
     Stop,
+    /// SIGKILL of the second of two proxy replicas, then a restart on its spool.
+    KillProxy,
 }
 
 impl std::fmt::Display for FaultMode {
@@ -37,6 +40,7 @@ impl std::fmt::Display for FaultMode {
         f.write_str(match self {
             FaultMode::Kill => "kill",
             FaultMode::Stop => "stop",
+            FaultMode::KillProxy => "kill-proxy",
         })
     }
 }
@@ -46,12 +50,18 @@ impl std::fmt::Display for FaultMode {
 pub(crate) enum Target {
     Recorder,
     S3,
+    /// The second proxy replica.
+    Proxy,
 }
 
 /// One fault done.
 #[derive(Debug, Clone)]
 pub(crate) struct Fault {
     pub(crate) target: Target,
+    /// When the signal was about to be sent, and when the process was gone (wall clock, as the
+    /// load's times): what was in flight through it between the two died with it.
+    pub(crate) at: SystemTime,
+    pub(crate) gone_at: SystemTime,
     /// From the signal to the process being back (restarted and ready, or continued).
     pub(crate) down: Duration,
 }
@@ -63,6 +73,7 @@ pub(crate) struct Faults {
     recorder_stopped: bool,
     s3_stopped: bool,
     s3_killed: bool,
+    proxy_killed: bool,
     /// Every fault, in order.
     pub(crate) log: Vec<Fault>,
 }
@@ -76,6 +87,7 @@ impl Faults {
             recorder_stopped: false,
             s3_stopped: false,
             s3_killed: false,
+            proxy_killed: false,
             log: Vec::new(),
         }
     }
@@ -102,19 +114,23 @@ impl Faults {
             }
             std::thread::sleep(up);
             let target = match weed.as_deref_mut() {
+                _ if self.mode == FaultMode::KillProxy => Target::Proxy,
                 Some(_) if self.next() % 2 == 1 => Target::S3,
                 _ => Target::Recorder,
             };
             let down = self.between(match self.mode {
-                FaultMode::Kill => DOWN_KILLED,
+                FaultMode::Kill | FaultMode::KillProxy => DOWN_KILLED,
                 FaultMode::Stop => DOWN_STOPPED,
             });
-            let started = Instant::now();
+            let (started, at) = (Instant::now(), SystemTime::now());
             self.hit(stack, weed.as_deref_mut(), target)?;
+            let gone_at = SystemTime::now();
             std::thread::sleep(down);
             self.restore_all(stack, weed.as_deref_mut())?;
             self.log.push(Fault {
                 target,
+                at,
+                gone_at,
                 down: started.elapsed(),
             });
         }
@@ -128,7 +144,11 @@ impl Faults {
         target: Target,
     ) -> Result<(), Error> {
         match (self.mode, target) {
-            (FaultMode::Kill, Target::Recorder) => stack.kill_recorder()?,
+            (_, Target::Proxy) => {
+                stack.kill_replica(0)?;
+                self.proxy_killed = true;
+            }
+            (FaultMode::Kill | FaultMode::KillProxy, Target::Recorder) => stack.kill_recorder()?,
             (FaultMode::Stop, Target::Recorder) => {
                 let pid = stack
                     .recorder
@@ -138,7 +158,7 @@ impl Faults {
                 signal("STOP", pid)?;
                 self.recorder_stopped = true;
             }
-            (FaultMode::Kill, Target::S3) => {
+            (FaultMode::Kill | FaultMode::KillProxy, Target::S3) => {
                 weed.ok_or("no S3 server")?.kill()?;
                 self.s3_killed = true;
             }
@@ -173,12 +193,26 @@ impl Faults {
             }
             self.recorder_stopped = false;
         }
-        stack.start_recorder()
+        stack.start_recorder()?;
+        if self.proxy_killed {
+            stack.start_replica(0)?;
+            self.proxy_killed = false;
+        }
+        Ok(())
+    }
+
+    /// Whether a proxy replica was being killed at some moment between `from` and `to`: what
+    /// was in flight through it then (connections it had accepted included) died with it.
+    pub(crate) fn proxy_killed_during(&self, from: SystemTime, to: SystemTime) -> bool {
+        self.log
+            .iter()
+            .filter(|f| f.target == Target::Proxy)
+            .any(|f| from <= f.gone_at && f.at <= to)
     }
 
     /// Faults by target, with the mean time down.
     pub(crate) fn summary(&self) -> String {
-        [Target::Recorder, Target::S3]
+        [Target::Recorder, Target::S3, Target::Proxy]
             .iter()
             .filter_map(|target| {
                 let downs: Vec<Duration> = self
@@ -196,6 +230,7 @@ impl Faults {
                         match target {
                             Target::Recorder => "recorder",
                             Target::S3 => "S3 server",
+                            Target::Proxy => "proxy replica",
                         },
                         mean.as_secs_f64()
                     )

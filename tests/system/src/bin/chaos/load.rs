@@ -70,6 +70,8 @@ pub(crate) struct Request {
     pub(crate) user_agent: String,
     pub(crate) op: &'static str,
     pub(crate) took: Duration,
+    /// When it was sent (wall clock).
+    pub(crate) sent_at: SystemTime,
     /// When the reply (or the failure) was in (wall clock, as the recorder's record ids).
     pub(crate) answered_at: SystemTime,
     pub(crate) result: Result<Reply, Failure>,
@@ -82,6 +84,9 @@ pub(crate) struct Session {
     /// The word the session echoes; also in its request URI (`command=…`).
     pub(crate) marker: String,
     pub(crate) took: Duration,
+    /// When kubectl started and when it ended (wall clock).
+    pub(crate) started_at: SystemTime,
+    pub(crate) ended_at: SystemTime,
     pub(crate) outcome: SessionOutcome,
 }
 
@@ -137,7 +142,7 @@ impl Load {
                             "kubescribe-chaos/{}/{policy}/{worker}/{seq}",
                             policy.caller()
                         );
-                        let started = Instant::now();
+                        let (started, sent_at) = (Instant::now(), SystemTime::now());
                         let result = Call {
                             addr,
                             method,
@@ -154,6 +159,7 @@ impl Load {
                             user_agent,
                             op,
                             took: started.elapsed(),
+                            sent_at,
                             answered_at,
                             result,
                         };
@@ -245,7 +251,7 @@ fn exec_worker(
     while !stop.load(Ordering::SeqCst) && Instant::now() < until && seq < MAX_SESSIONS {
         // Fixed width: no marker is a prefix of another.
         let marker = format!("chaos-exec-{policy}-{seq:04}");
-        let started = Instant::now();
+        let (started, started_at) = (Instant::now(), SystemTime::now());
         let result = with_deadline(
             Command::new(kubectl)
                 .arg("--kubeconfig")
@@ -282,6 +288,8 @@ fn exec_worker(
                 policy,
                 marker,
                 took,
+                started_at,
+                ended_at: SystemTime::now(),
                 outcome,
             });
         }

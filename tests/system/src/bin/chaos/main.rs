@@ -35,7 +35,17 @@
 //! to their end although no stored cast (nor an unfinished session's chunks) holds their output. Every loop is
 //! bounded in count and time; everything listens on loopback.
 //!
-//! Usage: `chaos [--secs N] [--mode kill|stop] [--policy open|closed] [--storage disk|s3]
+//! With `--mode kill-proxy` the faults hit the proxy instead: two proxy replicas, each with a
+//! spool of its own, serve the callers (their forwarders spread connections over the replicas
+//! and skip one that is down, as a load balancer would), and the second is SIGKILLed and
+//! restarted on its spool every few seconds. A request or exec session in flight through it then
+//! may fail, and its response record may die with it: those are reported apart, not counted as
+//! refused or lost. Every other count holds as is: in particular the event of every fail-open
+//! request that reached the upstream must be stored (the proxy writes it to its spool before it
+//! forwards, and the restarted replica delivers it), and no fail-closed request may reach the
+//! upstream before its event is stored.
+//!
+//! Usage: `chaos [--secs N] [--mode kill|stop|kill-proxy] [--policy open|closed] [--storage disk|s3]
 //! [--upstream sim|apiserver] [--seed N]` (default: 60 s, kill, both policies at once, disk,
 //! sim, a seed from the clock). Exits 0 when every count is 0, 1 otherwise, 2 when it could not
 //! run.
@@ -104,7 +114,7 @@ fn main() {
     }
 }
 
-const USAGE: &str = "usage: chaos [--secs N] [--mode kill|stop] [--policy open|closed] \
+const USAGE: &str = "usage: chaos [--secs N] [--mode kill|stop|kill-proxy] [--policy open|closed] \
                      [--storage disk|s3] [--upstream sim|apiserver] [--seed N]";
 
 fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, Error> {
@@ -137,7 +147,8 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, Error> 
                 options.mode = match value()?.as_str() {
                     "kill" => FaultMode::Kill,
                     "stop" => FaultMode::Stop,
-                    other => return Err(format!("--mode {other}: kill or stop").into()),
+                    "kill-proxy" => FaultMode::KillProxy,
+                    other => return Err(format!("--mode {other}: kill, stop or kill-proxy").into()),
                 }
             }
             "--policy" => {
@@ -196,7 +207,11 @@ fn run(options: &Options) -> Result<bool, Error> {
             secret_key: seaweed::SECRET_KEY.to_owned(),
         },
     };
-    let mut stack = Stack::start_with_options(StackOptions::new(options.upstream, storage)?)?;
+    let mut stack_options = StackOptions::new(options.upstream, storage)?;
+    if options.mode == FaultMode::KillProxy {
+        stack_options = stack_options.proxy_replicas(2);
+    }
+    let mut stack = Stack::start_with_options(stack_options)?;
     println!("scratch: {}", stack.dir.path().display());
     let setup = started.elapsed();
     println!("set up in {:.1} s", setup.as_secs_f64());
@@ -232,7 +247,7 @@ fn run(options: &Options) -> Result<bool, Error> {
 
     // The join.
     let stored = stored::read(&stack, weed.as_ref())?;
-    let counts = check::count(&stack, &sent, &stored, &drain)?;
+    let counts = check::count(&stack, &sent, &stored, &drain, &faults)?;
     let checked = started.elapsed();
     println!("{}", counts.report());
     let clean = counts.clean();
