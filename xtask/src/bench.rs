@@ -88,6 +88,11 @@ pub enum ProxyRow {
     Open,
     /// kubescribe-proxy, events on, fail closed.
     Closed,
+    /// The recording floor, fail open: the bare proxy appending a line per request and per
+    /// response to its own log, synced in groups, forwarding at once.
+    LoggedOpen,
+    /// The recording floor, fail closed: the same, forwarding once the request's line is durable.
+    LoggedClosed,
 }
 
 /// Which load generator `cargo xtask bench-proxy` uses.

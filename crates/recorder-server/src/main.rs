@@ -7,6 +7,7 @@ use service::{logging, shutdown};
 
 /// mimalloc: request handling makes many small, short-lived allocations
 /// across threads, which it serves faster than the system allocator.
+#[cfg(feature = "mimalloc")]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

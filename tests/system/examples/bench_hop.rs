@@ -5,17 +5,29 @@
 //!   ~1 KiB `PodList` (the harshest upstream: the proxy's hop is most of the work);
 //! * `bare-proxy`: a bare hyper reverse proxy (hyper server, pooled hyper client, no identity, no
 //!   events, no header rewriting): the floor any HTTP/1.1 proxy hop costs on this machine.
+//! * `bare-proxy --log DIR [--wait]`: the same proxy keeping its own durable log, the floor of
+//!   *recording*: per request, a JSON line describing the request (before it is forwarded) and
+//!   one with the response's status (when its head arrives), appended to one file by one writer
+//!   thread that makes each group of lines durable with one `fdatasync`. With `--wait` a request
+//!   is forwarded only once its line is durable (fail closed); without, at once (fail open). No
+//!   second process, no transport, no parsing, no index, no signing: what any design that
+//!   stores a record per request before and after it on this machine cannot go below.
 //!
 //! ```text
 //! bench_hop noop-api --listen 127.0.0.1:PORT
-//! bench_hop bare-proxy --listen 127.0.0.1:PORT --upstream 127.0.0.1:PORT
+//! bench_hop bare-proxy --listen 127.0.0.1:PORT --upstream 127.0.0.1:PORT [--log DIR [--wait]]
 //! ```
 //! Both use the binaries' allocator (mimalloc) and tokio's multi-threaded runtime, as
 //! `kubescribe-proxy` does.
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::io::Write;
 use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
@@ -25,7 +37,9 @@ use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use kubescribe_system_tests::Error;
+use serde_json::json;
 use tokio::net::TcpListener;
+use tokio::sync::oneshot;
 
 /// The same allocator as the binaries.
 #[global_allocator]
@@ -49,9 +63,19 @@ fn main() -> Result<(), Error> {
     let runtime = tokio::runtime::Runtime::new()?;
     match args.first().map(String::as_str) {
         Some("noop-api") => runtime.block_on(noop_api(flag("--listen")?)),
-        Some("bare-proxy") => runtime.block_on(bare_proxy(flag("--listen")?, flag("--upstream")?)),
+        Some("bare-proxy") => {
+            let log = match args.iter().position(|a| a == "--log") {
+                Some(i) => {
+                    let dir = args.get(i + 1).ok_or("--log DIR: the directory is missing")?;
+                    let wait = args.iter().any(|a| a == "--wait");
+                    Some(Arc::new(DurableLog::open(PathBuf::from(dir), wait)?))
+                }
+                None => None,
+            };
+            runtime.block_on(bare_proxy(flag("--listen")?, flag("--upstream")?, log))
+        }
         _ => Err(
-            "usage: bench_hop noop-api --listen ADDR | bare-proxy --listen ADDR --upstream ADDR"
+            "usage: bench_hop noop-api --listen ADDR | bare-proxy --listen ADDR --upstream ADDR [--log DIR [--wait]]"
                 .into(),
         ),
     }
@@ -99,10 +123,15 @@ async fn noop_api(listen: SocketAddr) -> Result<(), Error> {
     .await
 }
 
-async fn bare_proxy(listen: SocketAddr, upstream: SocketAddr) -> Result<(), Error> {
+async fn bare_proxy(
+    listen: SocketAddr,
+    upstream: SocketAddr,
+    log: Option<Arc<DurableLog>>,
+) -> Result<(), Error> {
     let client: Client<_, Incoming> = Client::builder(TokioExecutor::new()).build_http();
     serve(listen, move |req: Request<Incoming>| {
         let client = client.clone();
+        let log = log.clone();
         async move {
             let (mut parts, body) = req.into_parts();
             let path = parts
@@ -110,6 +139,13 @@ async fn bare_proxy(listen: SocketAddr, upstream: SocketAddr) -> Result<(), Erro
                 .path_and_query()
                 .map_or("/", |p| p.as_str())
                 .to_owned();
+            let id = match &log {
+                Some(log) => match log.request(&parts).await {
+                    Ok(id) => Some(id),
+                    Err(why) => return unavailable(why),
+                },
+                None => None,
+            };
             let forwarded = match format!("http://{upstream}{path}").parse() {
                 Ok(uri) => {
                     parts.uri = uri;
@@ -117,13 +153,146 @@ async fn bare_proxy(listen: SocketAddr, upstream: SocketAddr) -> Result<(), Erro
                 }
                 Err(e) => return bad_gateway(e.to_string()),
             };
-            match forwarded {
+            let response = match forwarded {
                 Ok(response) => response.map(BodyExt::boxed),
                 Err(e) => bad_gateway(e.to_string()),
+            };
+            if let (Some(log), Some(id)) = (&log, id) {
+                log.response(id, response.status());
             }
+            response
         }
     })
     .await
+}
+
+/// The recording floor's log: JSON lines appended to `DIR/records.jsonl` by one writer thread,
+/// each group of lines made durable by one `fdatasync` (group commit), as a recorder stores.
+struct DurableLog {
+    lines: mpsc::Sender<Line>,
+    /// Forward a request only once its line is durable (fail closed).
+    wait: bool,
+    next_id: AtomicU64,
+}
+
+/// One line for the writer, and whom to tell when it is durable.
+struct Line {
+    bytes: Vec<u8>,
+    durable: Option<oneshot::Sender<()>>,
+}
+
+impl DurableLog {
+    fn open(dir: PathBuf, wait: bool) -> Result<Self, Error> {
+        std::fs::create_dir_all(&dir)?;
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("records.jsonl"))?;
+        let (lines, received) = mpsc::channel::<Line>();
+        std::thread::spawn(move || {
+            let mut group = Vec::new();
+            let mut bytes = Vec::new();
+            while let Ok(first) = received.recv() {
+                group.push(first);
+                group.extend(received.try_iter());
+                bytes.clear();
+                for line in &group {
+                    bytes.extend_from_slice(&line.bytes);
+                }
+                // A failed write or sync tells nobody their line is durable: their requests
+                // are refused (fail closed) or their lines lost (fail open), as in a recorder.
+                if file
+                    .write_all(&bytes)
+                    .and_then(|()| file.sync_data())
+                    .is_ok()
+                {
+                    for line in group.drain(..) {
+                        if let Some(durable) = line.durable {
+                            let _ = durable.send(());
+                        }
+                    }
+                }
+                group.clear();
+            }
+        });
+        Ok(DurableLog {
+            lines,
+            wait,
+            next_id: AtomicU64::new(0),
+        })
+    }
+
+    /// Logs the request (and, with `wait`, waits until its line is durable); returns its id.
+    async fn request(&self, parts: &http::request::Parts) -> Result<u64, String> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let headers: serde_json::Map<String, serde_json::Value> = parts
+            .headers
+            .iter()
+            .filter(|(name, _)| *name != http::header::AUTHORIZATION)
+            .map(|(name, value)| {
+                (
+                    name.as_str().to_owned(),
+                    String::from_utf8_lossy(value.as_bytes()).into(),
+                )
+            })
+            .collect();
+        let record = json!({
+            "kind": "request",
+            "id": id,
+            "time": unix_nanos(),
+            "method": parts.method.as_str(),
+            "uri": parts.uri.to_string(),
+            "headers": headers,
+        });
+        let (durable, is_durable) = if self.wait {
+            let (tx, rx) = oneshot::channel();
+            (Some(tx), Some(rx))
+        } else {
+            (None, None)
+        };
+        self.append(&record, durable)?;
+        if let Some(is_durable) = is_durable {
+            is_durable
+                .await
+                .map_err(|_| "the log's writer stopped".to_owned())?;
+        }
+        Ok(id)
+    }
+
+    /// Logs the response's status, waiting for nothing.
+    fn response(&self, id: u64, status: StatusCode) {
+        let record = json!({
+            "kind": "response",
+            "id": id,
+            "time": unix_nanos(),
+            "status": status.as_u16(),
+        });
+        let _ = self.append(&record, None);
+    }
+
+    fn append(
+        &self,
+        record: &serde_json::Value,
+        durable: Option<oneshot::Sender<()>>,
+    ) -> Result<(), String> {
+        let mut bytes = serde_json::to_vec(record).map_err(|e| e.to_string())?;
+        bytes.push(b'\n');
+        self.lines
+            .send(Line { bytes, durable })
+            .map_err(|_| "the log's writer stopped".to_owned())
+    }
+}
+
+fn unix_nanos() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos())
+}
+
+fn unavailable(why: String) -> Response<Body> {
+    let mut response = bad_gateway(why);
+    *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+    response
 }
 
 fn bad_gateway(why: String) -> Response<Body> {

@@ -7,7 +7,9 @@
 //! * in front of it, one process per row: the bare hyper proxy (`bench_hop bare-proxy`: the
 //!   floor), nginx as a reverse proxy (when installed), and `kubescribe-proxy` three times (auth
 //!   mode, plain HTTP, `--identity-file` naming the bench caller by its loopback address with a
-//!   grant for events off, fail open or fail closed);
+//!   grant for events off, fail open or fail closed), and the bare proxy keeping its own
+//!   durable log (`bench_hop bare-proxy --log`, fail open and fail closed: the floor of
+//!   recording a line per request and per response on this machine);
 //! * a load generator: `wrk` (1 thread, `-c N`, a Lua `done` callback printing p50/p99/p99.9),
 //!   or, without it, a closed-loop hyper client in this process (one current-thread runtime).
 //!
@@ -25,7 +27,7 @@
 //! cargo xtask bench-proxy            # builds the release binaries, then runs this
 //! cargo run --release -p kubescribe-system-tests --example bench_proxy_system -- \
 //!     [--secs 5] [--warmup 1] [--connections 4,32,64] [--upstream noop|sim|both] \
-//!     [--rows direct,bare,nginx,off,open,closed] [--load auto|wrk|builtin] [--s3] [--json FILE]
+//!     [--rows direct,bare,nginx,off,open,closed,logged-open,logged-closed] [--load auto|wrk|builtin] [--s3] [--json FILE]
 //! ```
 //! The binaries are taken from the example's own target directory (build them with
 //! `cargo build --release -p kubescribe-proxy -p kubescribe-recorder -p kubescribe-kube-sim`).
@@ -67,16 +69,23 @@ enum Row {
     EventsOff,
     FailOpen,
     FailClosed,
+    /// The bare proxy keeping its own durable log, forwarding at once: the floor of recording
+    /// in fail open.
+    LoggedOpen,
+    /// The same, forwarding each request once its line is durable: the floor of fail closed.
+    LoggedClosed,
 }
 
 impl Row {
-    const ALL: [Row; 6] = [
+    const ALL: [Row; 8] = [
         Row::Direct,
         Row::Bare,
         Row::Nginx,
         Row::EventsOff,
         Row::FailOpen,
         Row::FailClosed,
+        Row::LoggedOpen,
+        Row::LoggedClosed,
     ];
 
     /// Its name in `--rows` and in the JSON.
@@ -88,6 +97,8 @@ impl Row {
             Row::EventsOff => "off",
             Row::FailOpen => "open",
             Row::FailClosed => "closed",
+            Row::LoggedOpen => "logged-open",
+            Row::LoggedClosed => "logged-closed",
         }
     }
 
@@ -99,6 +110,8 @@ impl Row {
             Row::EventsOff => "kubescribe, events off",
             Row::FailOpen => "kubescribe, fail open",
             Row::FailClosed => "kubescribe, fail closed",
+            Row::LoggedOpen => "bare proxy + own durable log, fail open (recording floor)",
+            Row::LoggedClosed => "bare proxy + own durable log, fail closed (recording floor)",
         }
     }
 
@@ -113,7 +126,7 @@ impl Row {
             Row::FailClosed => Some(format!(
                 r#"{{{impersonate}, recorderAddrs: ["{recorder}"], enableEvents: true, enforceRecorder: true}}"#
             )),
-            Row::Direct | Row::Bare | Row::Nginx => None,
+            Row::Direct | Row::Bare | Row::Nginx | Row::LoggedOpen | Row::LoggedClosed => None,
         }
     }
 
@@ -208,7 +221,7 @@ fn args() -> Result<Args, Error> {
                         Row::ALL
                             .into_iter()
                             .find(|row| row.flag() == name.trim())
-                            .ok_or_else(|| bad(&"rows are direct, bare, nginx, off, open, closed"))
+                            .ok_or_else(|| bad(&"rows are direct, bare, nginx, off, open, closed, logged-open, logged-closed"))
                     })
                     .collect::<Result<_, _>>()?
             }
@@ -443,7 +456,9 @@ fn main() -> Result<(), Error> {
                     addr: upstream_addr,
                     process: None,
                 }),
-                Row::Bare => Some(start_bare(upstream_addr, &logs)?),
+                Row::Bare | Row::LoggedOpen | Row::LoggedClosed => {
+                    Some(start_bare(row, upstream_addr, dir.path(), &logs)?)
+                }
                 Row::Nginx if nginx => Some(start_nginx(dir.path(), upstream_addr, &logs)?),
                 Row::Nginx => None,
                 _ => Some(start_kubescribe(
@@ -749,24 +764,36 @@ fn start_upstream(kind: UpstreamKind, dir: &Path, logs: &Path) -> Result<Api, Er
     }
 }
 
-fn start_bare(upstream: SocketAddr, logs: &Path) -> Result<Target, Error> {
+/// The bare proxy (`row` Bare), or the bare proxy keeping its durable log in a directory of
+/// `dir` on the recorder's disk (LoggedOpen, LoggedClosed).
+fn start_bare(row: Row, upstream: SocketAddr, dir: &Path, logs: &Path) -> Result<Target, Error> {
     let addr = loopback()?;
+    let mut args = vec![
+        "bare-proxy".into(),
+        "--listen".into(),
+        addr.to_string(),
+        "--upstream".into(),
+        upstream.to_string(),
+    ];
+    if matches!(row, Row::LoggedOpen | Row::LoggedClosed) {
+        args.extend([
+            "--log".into(),
+            path_arg(&dir.join(format!("log-{}", addr.port()))),
+        ]);
+    }
+    if row == Row::LoggedClosed {
+        args.push("--wait".into());
+    }
     let mut process = Spawned::start(
-        "bench-bare-proxy",
+        &format!("bench-{}-proxy", row.flag()),
         &workspace_bin("bench_hop")?,
-        &[
-            "bare-proxy".into(),
-            "--listen".into(),
-            addr.to_string(),
-            "--upstream".into(),
-            upstream.to_string(),
-        ],
+        &args,
         &[],
         logs,
     )?;
     process.wait_for_tcp(addr, Duration::from_secs(20))?;
     Ok(Target {
-        row: Row::Bare,
+        row,
         addr,
         process: Some(process),
     })
