@@ -1,0 +1,285 @@
+//! What both controllers share: the client, metrics and event recorder ([`Context`]), server-side
+//! apply with the one field manager, deletes that tolerate absence, the `Ready` condition, the
+//! exponential back-off of failed reconciles, and the outcome of a reconcile that found something
+//! the user must fix.
+
+use std::collections::HashMap;
+use std::fmt::Debug;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kube::api::{DeleteParams, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType, Recorder as EventRecorder};
+use kube::{Api, Client, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::error::ReconcileError;
+use crate::meta::MANAGER;
+use crate::metrics::{KindLabels, Metrics};
+use crate::resources::Condition;
+
+/// The first retry after a failed reconcile; doubled each time up to [`MAX_BACKOFF`].
+const MIN_BACKOFF: Duration = Duration::from_secs(2);
+/// The longest wait between retries of a failing reconcile.
+const MAX_BACKOFF: Duration = Duration::from_secs(300);
+/// How soon a resource waiting for something the user must create (a Secret, a ConfigMap, a
+/// Recorder) is looked at again.
+pub(crate) const WAIT_FOR_USER: Duration = Duration::from_secs(15);
+/// A resource in order is reconciled again after this long even without a change (a safety net;
+/// changes to it and its children trigger reconciles at once).
+pub(crate) const RESYNC: Duration = Duration::from_secs(600);
+
+/// What a reconcile needs.
+pub(crate) struct Context {
+    /// The Kubernetes client.
+    pub(crate) client: Client,
+    /// Metrics.
+    pub(crate) metrics: Metrics,
+    /// Publishes Kubernetes Events on the resources.
+    pub(crate) events: EventRecorder,
+    /// Consecutive failures per resource (`namespace/name` of a kind), for back-off.
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+impl Context {
+    /// A context for `client`.
+    pub(crate) fn new(client: Client, metrics: Metrics, events: EventRecorder) -> Self {
+        Self {
+            client,
+            metrics,
+            events,
+            failures: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Forgets the failures of `key` (a reconcile succeeded).
+    pub(crate) fn succeeded(&self, key: &str) {
+        if let Ok(mut failures) = self.failures.lock() {
+            failures.remove(key);
+        }
+    }
+
+    /// Counts a failure of `key` and returns how long to wait before the next try.
+    pub(crate) fn failed(&self, kind: &str, key: &str) -> Duration {
+        self.metrics
+            .errors
+            .get_or_create(&KindLabels {
+                kind: kind.to_owned(),
+            })
+            .inc();
+        let n = match self.failures.lock() {
+            Ok(mut failures) => {
+                let n = failures.entry(key.to_owned()).or_insert(0);
+                *n = n.saturating_add(1);
+                *n
+            }
+            Err(_) => 1,
+        };
+        backoff(n)
+    }
+
+    /// Publishes an Event on `resource` (failures are logged: an Event is never worth a retry).
+    pub(crate) async fn publish<K>(&self, resource: &K, type_: EventType, reason: &str, note: &str)
+    where
+        K: Resource<DynamicType = ()>,
+    {
+        let event = Event {
+            type_,
+            reason: reason.to_owned(),
+            note: Some(note.to_owned()),
+            action: "Reconcile".to_owned(),
+            secondary: None,
+        };
+        if let Err(err) = self.events.publish(&event, &resource.object_ref(&())).await {
+            tracing::warn!(error = %err, reason, "publishing an Event failed");
+        }
+    }
+}
+
+/// The wait after `failures` consecutive failures: 2 s doubled each time, at most 5 min.
+pub(crate) fn backoff(failures: u32) -> Duration {
+    let exp = failures.saturating_sub(1).min(16);
+    MIN_BACKOFF.saturating_mul(1u32 << exp).min(MAX_BACKOFF)
+}
+
+/// The key of a resource for back-off bookkeeping.
+pub(crate) fn key_of<K: Resource>(resource: &K) -> String {
+    format!(
+        "{}/{}",
+        resource.meta().namespace.as_deref().unwrap_or(""),
+        resource.meta().name.as_deref().unwrap_or("")
+    )
+}
+
+/// Server-side applies `object` with field manager `kubescribe-operator`, forcing ownership of its
+/// fields (so an edit by anyone else is reverted).
+pub(crate) async fn apply<K>(api: &Api<K>, object: &K) -> Result<K, ReconcileError>
+where
+    K: Resource + Serialize + DeserializeOwned + Clone + Debug,
+{
+    let name = object.meta().name.clone().unwrap_or_default();
+    api.patch(
+        &name,
+        &PatchParams::apply(MANAGER).force(),
+        &Patch::Apply(object),
+    )
+    .await
+    .map_err(ReconcileError::kube(format!(
+        "applying {} {name}",
+        std::any::type_name::<K>()
+            .rsplit("::")
+            .next()
+            .unwrap_or("object")
+    )))
+}
+
+/// Deletes `name`; an object that is not there is fine.
+pub(crate) async fn delete_if_present<K>(api: &Api<K>, name: &str) -> Result<bool, ReconcileError>
+where
+    K: Resource + DeserializeOwned + Clone + Debug,
+{
+    match api.delete(name, &DeleteParams::background()).await {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(status)) if status.is_not_found() => Ok(false),
+        Err(err) => Err(ReconcileError::Kube {
+            action: format!("deleting {name}"),
+            source: err,
+        }),
+    }
+}
+
+/// Whether Secret `name` exists in `namespace` (its metadata only is read).
+pub(crate) async fn secret_exists(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+) -> Result<bool, ReconcileError> {
+    Api::<Secret>::namespaced(client.clone(), namespace)
+        .get_metadata_opt(name)
+        .await
+        .map(|found| found.is_some())
+        .map_err(ReconcileError::kube(format!(
+            "reading Secret {namespace}/{name}"
+        )))
+}
+
+/// Whether ConfigMap `name` exists in `namespace` (its metadata only is read).
+pub(crate) async fn config_map_exists(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+) -> Result<bool, ReconcileError> {
+    Api::<ConfigMap>::namespaced(client.clone(), namespace)
+        .get_metadata_opt(name)
+        .await
+        .map(|found| found.is_some())
+        .map_err(ReconcileError::kube(format!(
+            "reading ConfigMap {namespace}/{name}"
+        )))
+}
+
+/// Something the user must fix before the resource can be Ready: the condition's reason and
+/// message, and whether it can resolve itself (something to create, looked at again soon) or
+/// needs a spec change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Blocked {
+    /// The `Ready=False` reason.
+    pub(crate) reason: String,
+    /// The message naming the field and what to do.
+    pub(crate) message: String,
+    /// Waiting for an object to appear (requeued), rather than for a spec change.
+    pub(crate) waiting: bool,
+}
+
+/// The `Ready` condition: `status` with `reason` and `message` at `generation`, keeping the
+/// previous transition time when the status did not change.
+pub(crate) fn ready_condition(
+    previous: &[Condition],
+    ready: bool,
+    reason: &str,
+    message: &str,
+    generation: Option<i64>,
+) -> Condition {
+    let status = if ready { "True" } else { "False" };
+    let last_transition_time = previous
+        .iter()
+        .find(|c| c.type_ == "Ready" && c.status == status)
+        .map(|c| c.last_transition_time.clone())
+        .unwrap_or_else(|| k8s_openapi::jiff::Timestamp::now().to_string());
+    Condition {
+        type_: "Ready".to_owned(),
+        status: status.to_owned(),
+        reason: reason.to_owned(),
+        message: message.to_owned(),
+        last_transition_time,
+        observed_generation: generation,
+    }
+}
+
+/// Patches `status` of `resource` (a merge patch of the status subresource) when it differs from
+/// `current`.
+pub(crate) async fn patch_status<K, S>(
+    api: &Api<K>,
+    resource: &K,
+    current: Option<&S>,
+    status: &S,
+) -> Result<(), ReconcileError>
+where
+    K: Resource + DeserializeOwned + Clone + Debug,
+    S: Serialize + PartialEq,
+{
+    if current == Some(status) {
+        return Ok(());
+    }
+    let name = resource.name_any();
+    api.patch_status(
+        &name,
+        &PatchParams::default(),
+        &Patch::Merge(serde_json::json!({ "status": status })),
+    )
+    .await
+    .map(|_| ())
+    .map_err(ReconcileError::kube(format!(
+        "updating the status of {name}"
+    )))
+}
+
+/// The action after a blocked reconcile: look again soon when waiting for an object, else wait for
+/// a change of the resource.
+pub(crate) fn blocked_action(blocked: &Blocked) -> Action {
+    if blocked.waiting {
+        Action::requeue(WAIT_FOR_USER)
+    } else {
+        Action::await_change()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_five_minutes() {
+        assert_eq!(backoff(1), Duration::from_secs(2));
+        assert_eq!(backoff(2), Duration::from_secs(4));
+        assert_eq!(backoff(3), Duration::from_secs(8));
+        assert_eq!(backoff(8), Duration::from_secs(256));
+        assert_eq!(backoff(9), MAX_BACKOFF);
+        assert_eq!(backoff(u32::MAX), MAX_BACKOFF);
+    }
+
+    #[test]
+    fn transition_time_kept_while_status_unchanged() {
+        let first = ready_condition(&[], false, "SecretNotFound", "x", Some(1));
+        let mut earlier = first.clone();
+        earlier.last_transition_time = "2020-01-01T00:00:00Z".to_owned();
+        let again = ready_condition(&[earlier.clone()], false, "Other", "y", Some(2));
+        assert_eq!(again.last_transition_time, "2020-01-01T00:00:00Z");
+        assert_eq!(again.reason, "Other");
+        let flipped = ready_condition(&[earlier], true, "Reconciled", "z", Some(2));
+        assert_ne!(flipped.last_transition_time, "2020-01-01T00:00:00Z");
+    }
+}

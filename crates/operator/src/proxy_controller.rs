@@ -1,0 +1,246 @@
+//! The APIServerProxy controller: a watch-driven `kube::runtime::Controller` over APIServerProxies
+//! that owns their Deployments, Services and ServiceAccounts, and watches the cluster-scoped
+//! ClusterRoles and ClusterRoleBindings it made (found by their owner labels: a cluster-scoped
+//! object cannot carry an owner reference to a namespaced one). Each reconcile checks the Secrets,
+//! ConfigMap and Recorders the spec names, applies the children, removes the impersonation RBAC in
+//! noauth mode, and writes the status (Ready, observedGeneration, endpoint, the grant).
+
+use std::sync::Arc;
+
+use futures_util::StreamExt;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Service, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::EventType;
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::{Api, Resource, ResourceExt};
+
+use crate::context::{
+    apply, blocked_action, config_map_exists, delete_if_present, key_of, patch_status,
+    ready_condition, secret_exists, Blocked, Context, RESYNC,
+};
+use crate::error::ReconcileError;
+use crate::meta::{managed_selector, Owner, OWNER_KIND, OWNER_NAME, OWNER_NAMESPACE};
+use crate::proxy_children::{
+    proxy_child_name, proxy_children, proxy_endpoint, proxy_grant, proxy_rbac_name, proxy_secrets,
+    AUDIT_POLICY_KEY,
+};
+use crate::recorder_children::recorder_addr;
+use crate::resources::{APIServerProxy, APIServerProxyStatus, Recorder};
+
+/// The kind, as metrics and logs name it.
+const KIND: &str = "APIServerProxy";
+
+/// What stands between `proxy` and Ready, if anything: a missing Secret, ConfigMap or Recorder.
+async fn blocked(proxy: &APIServerProxy, ctx: &Context) -> Result<Option<Blocked>, ReconcileError> {
+    let namespace = proxy.namespace().unwrap_or_default();
+    for (field, name) in proxy_secrets(&proxy.spec) {
+        if !secret_exists(&ctx.client, &namespace, &name).await? {
+            return Ok(Some(Blocked {
+                reason: "SecretNotFound".to_owned(),
+                message: format!(
+                    "{field}: Secret {namespace}/{name} does not exist; create it (the Deployment is not applied until it does)"
+                ),
+                waiting: true,
+            }));
+        }
+    }
+    if let Some(name) = &proxy.spec.audit_policy_config_map {
+        if !config_map_exists(&ctx.client, &namespace, name).await? {
+            return Ok(Some(Blocked {
+                reason: "ConfigMapNotFound".to_owned(),
+                message: format!(
+                    "auditPolicyConfigMap: ConfigMap {namespace}/{name} (key {AUDIT_POLICY_KEY}) does not exist; create it"
+                ),
+                waiting: true,
+            }));
+        }
+    }
+    let recorders: Api<Recorder> = Api::namespaced(ctx.client.clone(), &namespace);
+    for name in &proxy.spec.recorders {
+        let found = recorders
+            .get_metadata_opt(name)
+            .await
+            .map_err(ReconcileError::kube(format!(
+                "reading Recorder {namespace}/{name}"
+            )))?;
+        if found.is_none() {
+            return Ok(Some(Blocked {
+                reason: "RecorderNotFound".to_owned(),
+                message: format!(
+                    "recorders: Recorder {namespace}/{name} does not exist; create it or remove it from the list"
+                ),
+                waiting: true,
+            }));
+        }
+    }
+    Ok(None)
+}
+
+/// One reconcile of one APIServerProxy.
+async fn reconcile(
+    proxy: Arc<APIServerProxy>,
+    ctx: Arc<Context>,
+) -> Result<Action, ReconcileError> {
+    if proxy.metadata.deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
+    let owner = Owner::of(proxy.as_ref(), "proxy").ok_or(ReconcileError::Incomplete)?;
+    let ns = owner.namespace.clone();
+    let api: Api<APIServerProxy> = Api::namespaced(ctx.client.clone(), &ns);
+    let previous = proxy.status.as_ref();
+    let conditions = previous.map(|s| s.conditions.as_slice()).unwrap_or(&[]);
+    let generation = proxy.metadata.generation;
+    let endpoint = proxy_endpoint(&owner.name, &ns, proxy.spec.port);
+    let addrs: Vec<String> = proxy
+        .spec
+        .recorders
+        .iter()
+        .map(|r| recorder_addr(r, &ns))
+        .collect();
+    let grant = proxy_grant(&proxy.spec, &addrs);
+
+    if let Some(blocked) = blocked(&proxy, &ctx).await? {
+        let was_same = conditions
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.status == "False" && c.reason == blocked.reason);
+        if !was_same {
+            tracing::warn!(proxy = %key_of(proxy.as_ref()), reason = %blocked.reason, "{}", blocked.message);
+            ctx.publish(
+                proxy.as_ref(),
+                EventType::Warning,
+                &blocked.reason,
+                &blocked.message,
+            )
+            .await;
+        }
+        let status = APIServerProxyStatus {
+            conditions: vec![ready_condition(
+                conditions,
+                false,
+                &blocked.reason,
+                &blocked.message,
+                generation,
+            )],
+            observed_generation: generation,
+            endpoint: Some(endpoint),
+            grant: Some(grant),
+        };
+        patch_status(&api, proxy.as_ref(), previous, &status).await?;
+        ctx.metrics.reconciled(KIND, "invalid");
+        return Ok(blocked_action(&blocked));
+    }
+
+    let children = proxy_children(&proxy.spec, &owner);
+    let client = &ctx.client;
+    apply(
+        &Api::<ServiceAccount>::namespaced(client.clone(), &ns),
+        &children.service_account,
+    )
+    .await?;
+    apply(
+        &Api::<Service>::namespaced(client.clone(), &ns),
+        &children.service,
+    )
+    .await?;
+    apply(
+        &Api::<Deployment>::namespaced(client.clone(), &ns),
+        &children.deployment,
+    )
+    .await?;
+    let roles: Api<ClusterRole> = Api::all(client.clone());
+    let bindings: Api<ClusterRoleBinding> = Api::all(client.clone());
+    let rbac = match &children.rbac {
+        Some((role, binding)) => {
+            apply(&roles, role).await?;
+            apply(&bindings, binding).await?;
+            ", ClusterRole and ClusterRoleBinding (impersonation only)"
+        }
+        None => {
+            // noauth: no impersonation rights at all, also when switched from auth.
+            let name = proxy_rbac_name(&owner.name, &ns);
+            delete_if_present(&bindings, &name).await?;
+            delete_if_present(&roles, &name).await?;
+            ""
+        }
+    };
+    let message = format!(
+        "ServiceAccount, Service, Deployment {}{rbac} applied",
+        proxy_child_name(&owner.name)
+    );
+    let was_ready = conditions
+        .iter()
+        .any(|c| c.type_ == "Ready" && c.status == "True");
+    if !was_ready {
+        tracing::info!(proxy = %key_of(proxy.as_ref()), "{message}");
+        ctx.publish(proxy.as_ref(), EventType::Normal, "Reconciled", &message)
+            .await;
+    }
+    let status = APIServerProxyStatus {
+        conditions: vec![ready_condition(
+            conditions,
+            true,
+            "Reconciled",
+            &message,
+            generation,
+        )],
+        observed_generation: generation,
+        endpoint: Some(endpoint),
+        grant: Some(grant),
+    };
+    patch_status(&api, proxy.as_ref(), previous, &status).await?;
+    ctx.succeeded(&key_of(proxy.as_ref()));
+    ctx.metrics.reconciled(KIND, "ok");
+    Ok(Action::requeue(RESYNC))
+}
+
+/// A failed reconcile is retried with exponential back-off.
+fn error_policy(proxy: Arc<APIServerProxy>, err: &ReconcileError, ctx: Arc<Context>) -> Action {
+    let wait = ctx.failed(KIND, &key_of(proxy.as_ref()));
+    ctx.metrics.reconciled(KIND, "error");
+    tracing::warn!(proxy = %key_of(proxy.as_ref()), error = %err, retry_in = ?wait, "reconcile failed");
+    Action::requeue(wait)
+}
+
+/// The APIServerProxy a cluster-scoped child belongs to, from its owner labels.
+fn labelled_owner<K: Resource>(child: K) -> Option<ObjectRef<APIServerProxy>> {
+    let labels = child.meta().labels.as_ref()?;
+    if labels.get(OWNER_KIND).map(String::as_str) != Some(KIND) {
+        return None;
+    }
+    let name = labels.get(OWNER_NAME)?;
+    let namespace = labels.get(OWNER_NAMESPACE)?;
+    Some(ObjectRef::new(name).within(namespace))
+}
+
+/// Runs the APIServerProxy controller until the task is aborted. APIServerProxies of
+/// every namespace.
+pub(crate) async fn run(ctx: Arc<Context>) {
+    let client = ctx.client.clone();
+    let proxies: Api<APIServerProxy> = Api::all(client.clone());
+    let children = watcher::Config::default().labels(&managed_selector());
+    Controller::new(proxies, watcher::Config::default())
+        .owns(Api::<Deployment>::all(client.clone()), children.clone())
+        .owns(Api::<Service>::all(client.clone()), children.clone())
+        .owns(Api::<ServiceAccount>::all(client.clone()), children.clone())
+        .watches(
+            Api::<ClusterRole>::all(client.clone()),
+            children.clone(),
+            labelled_owner,
+        )
+        .watches(
+            Api::<ClusterRoleBinding>::all(client.clone()),
+            children,
+            labelled_owner,
+        )
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            match result {
+                Ok((object, _)) => tracing::debug!(proxy = %object, "reconciled"),
+                Err(err) => tracing::debug!(error = %err, "proxy controller"),
+            }
+        })
+        .await;
+}

@@ -1,0 +1,179 @@
+//! The Recorder controller: a watch-driven `kube::runtime::Controller` over Recorders that owns
+//! their StatefulSets, Deployments, Services and ServiceAccounts. Each reconcile checks the spec and
+//! the Secrets it names, applies the children (server-side, one field manager, forced), removes the
+//! workload of the other storage type, and writes the status (Ready, observedGeneration, URL).
+
+use std::sync::Arc;
+
+use futures_util::StreamExt;
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::core::v1::{Service, ServiceAccount};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::EventType;
+use kube::runtime::watcher;
+use kube::{Api, ResourceExt};
+
+use crate::context::{
+    apply, blocked_action, delete_if_present, key_of, patch_status, ready_condition, secret_exists,
+    Blocked, Context, RESYNC,
+};
+use crate::error::ReconcileError;
+use crate::meta::{managed_selector, Owner};
+use crate::recorder_children::{
+    recorder_child_name, recorder_children, recorder_secrets, recorder_url, validate_recorder,
+    RecorderWorkload,
+};
+use crate::resources::{Recorder, RecorderStatus};
+
+/// The kind, as metrics and logs name it.
+const KIND: &str = "Recorder";
+
+/// What stands between `recorder` and Ready, if anything (spec errors, missing Secrets).
+async fn blocked(recorder: &Recorder, ctx: &Context) -> Result<Option<Blocked>, ReconcileError> {
+    if let Err(err) = validate_recorder(&recorder.spec) {
+        return Ok(Some(Blocked {
+            reason: err.reason().to_owned(),
+            message: err.to_string(),
+            waiting: false,
+        }));
+    }
+    let namespace = recorder.namespace().unwrap_or_default();
+    for (field, name) in recorder_secrets(&recorder.spec) {
+        if !secret_exists(&ctx.client, &namespace, &name).await? {
+            return Ok(Some(Blocked {
+                reason: "SecretNotFound".to_owned(),
+                message: format!(
+                    "{field}: Secret {namespace}/{name} does not exist; create it (the workload is not applied until it does)"
+                ),
+                waiting: true,
+            }));
+        }
+    }
+    Ok(None)
+}
+
+/// One reconcile of one Recorder.
+async fn reconcile(recorder: Arc<Recorder>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
+    if recorder.metadata.deletion_timestamp.is_some() {
+        // Its children go with it (clean-up sweep).
+        return Ok(Action::await_change());
+    }
+    let owner = Owner::of(recorder.as_ref(), "recorder").ok_or(ReconcileError::Incomplete)?;
+    let api: Api<Recorder> = Api::namespaced(ctx.client.clone(), &owner.namespace);
+    let previous = recorder.status.as_ref();
+    let conditions = previous.map(|s| s.conditions.as_slice()).unwrap_or(&[]);
+    let generation = recorder.metadata.generation;
+    let url = recorder_url(&owner.name, &owner.namespace);
+
+    if let Some(blocked) = blocked(&recorder, &ctx).await? {
+        let was_same = conditions
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.status == "False" && c.reason == blocked.reason);
+        if !was_same {
+            tracing::warn!(recorder = %key_of(recorder.as_ref()), reason = %blocked.reason, "{}", blocked.message);
+            ctx.publish(
+                recorder.as_ref(),
+                EventType::Warning,
+                &blocked.reason,
+                &blocked.message,
+            )
+            .await;
+        }
+        let status = RecorderStatus {
+            conditions: vec![ready_condition(
+                conditions,
+                false,
+                &blocked.reason,
+                &blocked.message,
+                generation,
+            )],
+            observed_generation: generation,
+            url: Some(url),
+        };
+        patch_status(&api, recorder.as_ref(), previous, &status).await?;
+        ctx.metrics.reconciled(KIND, "invalid");
+        return Ok(blocked_action(&blocked));
+    }
+
+    let children = recorder_children(&recorder.spec, &owner);
+    let ns = owner.namespace.as_str();
+    let client = &ctx.client;
+    apply(
+        &Api::<ServiceAccount>::namespaced(client.clone(), ns),
+        &children.service_account,
+    )
+    .await?;
+    apply(
+        &Api::<Service>::namespaced(client.clone(), ns),
+        &children.service,
+    )
+    .await?;
+    let child = recorder_child_name(&owner.name);
+    let statefulsets = Api::<StatefulSet>::namespaced(client.clone(), ns);
+    let deployments = Api::<Deployment>::namespaced(client.clone(), ns);
+    let workload = match &children.workload {
+        RecorderWorkload::StatefulSet(set) => {
+            apply(&statefulsets, set.as_ref()).await?;
+            delete_if_present(&deployments, &child).await?;
+            "StatefulSet"
+        }
+        RecorderWorkload::Deployment(deployment) => {
+            apply(&deployments, deployment.as_ref()).await?;
+            delete_if_present(&statefulsets, &child).await?;
+            "Deployment"
+        }
+    };
+    let message = format!("ServiceAccount, Service and {workload} {child} applied");
+    let was_ready = conditions
+        .iter()
+        .any(|c| c.type_ == "Ready" && c.status == "True");
+    if !was_ready {
+        tracing::info!(recorder = %key_of(recorder.as_ref()), "{message}");
+        ctx.publish(recorder.as_ref(), EventType::Normal, "Reconciled", &message)
+            .await;
+    }
+    let status = RecorderStatus {
+        conditions: vec![ready_condition(
+            conditions,
+            true,
+            "Reconciled",
+            &message,
+            generation,
+        )],
+        observed_generation: generation,
+        url: Some(url),
+    };
+    patch_status(&api, recorder.as_ref(), previous, &status).await?;
+    ctx.succeeded(&key_of(recorder.as_ref()));
+    ctx.metrics.reconciled(KIND, "ok");
+    Ok(Action::requeue(RESYNC))
+}
+
+/// A failed reconcile is retried with exponential back-off.
+fn error_policy(recorder: Arc<Recorder>, err: &ReconcileError, ctx: Arc<Context>) -> Action {
+    let wait = ctx.failed(KIND, &key_of(recorder.as_ref()));
+    ctx.metrics.reconciled(KIND, "error");
+    tracing::warn!(recorder = %key_of(recorder.as_ref()), error = %err, retry_in = ?wait, "reconcile failed");
+    Action::requeue(wait)
+}
+
+/// Runs the Recorder controller until the process stops or the task is aborted. Recorders of every
+/// namespace.
+pub(crate) async fn run(ctx: Arc<Context>) {
+    let client = ctx.client.clone();
+    let recorders: Api<Recorder> = Api::all(client.clone());
+    let children = watcher::Config::default().labels(&managed_selector());
+    Controller::new(recorders, watcher::Config::default())
+        .owns(Api::<StatefulSet>::all(client.clone()), children.clone())
+        .owns(Api::<Deployment>::all(client.clone()), children.clone())
+        .owns(Api::<Service>::all(client.clone()), children.clone())
+        .owns(Api::<ServiceAccount>::all(client.clone()), children)
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            match result {
+                Ok((object, _)) => tracing::debug!(recorder = %object, "reconciled"),
+                Err(err) => tracing::debug!(error = %err, "recorder controller"),
+            }
+        })
+        .await;
+}
