@@ -257,6 +257,80 @@ pub(crate) fn blocked_action(blocked: &Blocked) -> Action {
     }
 }
 
+/// How a reconcile ended, for the `Ready` condition: applied, or blocked on something the user
+/// must fix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// Every child applied; the message says which.
+    Applied(String),
+    /// Nothing applied until the user fixes this.
+    Blocked(Blocked),
+}
+
+impl Outcome {
+    /// Whether the resource is Ready.
+    pub(crate) fn ready(&self) -> bool {
+        matches!(self, Outcome::Applied(_))
+    }
+
+    /// The condition's reason and message.
+    fn reason_and_message(&self) -> (&str, &str) {
+        match self {
+            Outcome::Applied(message) => ("Reconciled", message),
+            Outcome::Blocked(b) => (&b.reason, &b.message),
+        }
+    }
+
+    /// What the controller does next: a resync after a success, else [`blocked_action`].
+    pub(crate) fn action(&self) -> Action {
+        match self {
+            Outcome::Applied(_) => Action::requeue(RESYNC),
+            Outcome::Blocked(b) => blocked_action(b),
+        }
+    }
+}
+
+/// The `Ready` condition after `outcome`, given the `previous` conditions of `resource`. When the
+/// condition changes, logs it and publishes an Event (Warning when blocked); counts the reconcile
+/// (`kind`, `ok` or `invalid`) and forgets past failures of an applied one.
+pub(crate) async fn settle<K>(
+    ctx: &Context,
+    kind: &str,
+    resource: &K,
+    previous: &[Condition],
+    outcome: &Outcome,
+) -> Condition
+where
+    K: Resource<DynamicType = ()>,
+{
+    let ready = outcome.ready();
+    let (reason, message) = outcome.reason_and_message();
+    let status = if ready { "True" } else { "False" };
+    let unchanged = previous
+        .iter()
+        .any(|c| c.type_ == "Ready" && c.status == status && c.reason == reason);
+    let key = key_of(resource);
+    if !unchanged {
+        if ready {
+            tracing::info!(kind, resource = %key, "{message}");
+        } else {
+            tracing::warn!(kind, resource = %key, reason, "{message}");
+        }
+        let type_ = if ready {
+            EventType::Normal
+        } else {
+            EventType::Warning
+        };
+        ctx.publish(resource, type_, reason, message).await;
+    }
+    if ready {
+        ctx.succeeded(&key);
+    }
+    ctx.metrics
+        .reconciled(kind, if ready { "ok" } else { "invalid" });
+    ready_condition(previous, ready, reason, message, resource.meta().generation)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,11 +5,12 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
-    Capabilities, ContainerPort, EmptyDirVolumeSource, HTTPGetAction, PodSecurityContext, Probe,
-    ResourceRequirements, SeccompProfile, SecretVolumeSource, SecurityContext, ServicePort, Volume,
-    VolumeMount,
+    Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, HTTPGetAction,
+    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile,
+    SecretVolumeSource, SecurityContext, ServicePort, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 /// The user and group every container runs as.
@@ -137,5 +138,71 @@ pub(crate) fn mount(name: &str, path: &str, read_only: bool) -> VolumeMount {
         mount_path: path.to_owned(),
         read_only: read_only.then_some(true),
         ..VolumeMount::default()
+    }
+}
+
+/// The one container of a kubescribe binary's pod.
+pub(crate) struct Product {
+    /// The container's name (`recorder`, `proxy`).
+    pub(crate) name: &'static str,
+    /// The image.
+    pub(crate) image: String,
+    /// The binary's args.
+    pub(crate) args: Vec<String>,
+    /// Its environment.
+    pub(crate) env: Vec<EnvVar>,
+    /// The serving port's name and number.
+    pub(crate) port: (&'static str, i32),
+    /// The admin port (`metrics`: `/metrics`, `/healthz`, `/readyz`).
+    pub(crate) admin_port: i32,
+    /// Requests and limits.
+    pub(crate) resources: ResourceRequirements,
+    /// Volume mounts.
+    pub(crate) mounts: Vec<VolumeMount>,
+}
+
+impl Product {
+    /// The pod template: the container with probes on the admin port and the secure contexts,
+    /// `labels` on the pod, ServiceAccount `service_account` (its token mounted when `automount`),
+    /// `volumes`, 30 s to stop.
+    pub(crate) fn pod_template(
+        self,
+        labels: BTreeMap<String, String>,
+        service_account: &str,
+        automount: bool,
+        volumes: Vec<Volume>,
+    ) -> PodTemplateSpec {
+        let container = Container {
+            name: self.name.to_owned(),
+            image: Some(self.image),
+            image_pull_policy: Some("IfNotPresent".to_owned()),
+            args: Some(self.args),
+            env: Some(self.env),
+            ports: Some(vec![
+                container_port(self.port.0, self.port.1),
+                container_port("metrics", self.admin_port),
+            ]),
+            liveness_probe: Some(probe("/healthz", 10)),
+            readiness_probe: Some(probe("/readyz", 5)),
+            security_context: Some(container_security_context()),
+            resources: Some(self.resources),
+            volume_mounts: Some(self.mounts),
+            ..Container::default()
+        };
+        PodTemplateSpec {
+            metadata: Some(ObjectMeta {
+                labels: Some(labels),
+                ..ObjectMeta::default()
+            }),
+            spec: Some(PodSpec {
+                service_account_name: Some(service_account.to_owned()),
+                automount_service_account_token: Some(automount),
+                security_context: Some(pod_security_context()),
+                termination_grace_period_seconds: Some(30),
+                containers: vec![container],
+                volumes: Some(volumes),
+                ..PodSpec::default()
+            }),
+        }
     }
 }

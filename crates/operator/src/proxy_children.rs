@@ -5,11 +5,11 @@
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
-    ConfigMapVolumeSource, Container, EnvVar, PodSpec, PodTemplateSpec, Service, ServiceAccount,
-    ServiceSpec, TopologySpreadConstraint, Volume,
+    ConfigMapVolumeSource, EnvVar, PodTemplateSpec, Service, ServiceAccount, ServiceSpec,
+    TopologySpreadConstraint, Volume,
 };
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, RoleRef, Subject};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
 use crate::meta::Owner;
 use crate::pod;
@@ -133,53 +133,35 @@ fn pod_template(spec: &APIServerProxySpec, owner: &Owner, child: &str) -> PodTem
         &spec.identity_secret.name,
         None,
     ));
-    let container = Container {
-        name: "proxy".to_owned(),
-        image: Some(spec.image.clone()),
-        image_pull_policy: Some("IfNotPresent".to_owned()),
-        args: Some(proxy_args(spec)),
-        env: Some(vec![EnvVar {
+    let mut template = pod::Product {
+        name: "proxy",
+        image: spec.image.clone(),
+        args: proxy_args(spec),
+        env: vec![EnvVar {
             name: "APISERVER_PROXY".to_owned(),
             value: Some(proxy_mode_env(spec.mode).to_owned()),
             value_from: None,
-        }]),
-        ports: Some(vec![
-            pod::container_port("https", PROXY_CONTAINER_PORT),
-            pod::container_port("metrics", PROXY_ADMIN_PORT),
-        ]),
-        liveness_probe: Some(pod::probe("/healthz", 10)),
-        readiness_probe: Some(pod::probe("/readyz", 5)),
-        security_context: Some(pod::container_security_context()),
-        resources: Some(pod::resources("100m", "128Mi", "1", "512Mi")),
-        volume_mounts: Some(mounts),
-        ..Container::default()
-    };
-    PodTemplateSpec {
-        metadata: Some(ObjectMeta {
-            labels: Some(owner.selector_labels()),
-            ..ObjectMeta::default()
-        }),
-        spec: Some(PodSpec {
-            service_account_name: Some(child.to_owned()),
-            automount_service_account_token: Some(true),
-            security_context: Some(pod::pod_security_context()),
-            topology_spread_constraints: Some(vec![TopologySpreadConstraint {
-                max_skew: 1,
-                topology_key: "kubernetes.io/hostname".to_owned(),
-                when_unsatisfiable: "ScheduleAnyway".to_owned(),
-                label_selector: Some(LabelSelector {
-                    match_labels: Some(owner.selector_labels()),
-                    match_expressions: None,
-                }),
-                ..TopologySpreadConstraint::default()
-            }]),
-            // The proxy's SIGTERM grace (--shutdown-grace 10) plus room to exit.
-            termination_grace_period_seconds: Some(30),
-            containers: vec![container],
-            volumes: Some(volumes),
-            ..PodSpec::default()
-        }),
+        }],
+        port: ("https", PROXY_CONTAINER_PORT),
+        admin_port: PROXY_ADMIN_PORT,
+        resources: pod::resources("100m", "128Mi", "1", "512Mi"),
+        mounts,
     }
+    // The ServiceAccount's token is the proxy's credential upstream.
+    .pod_template(owner.selector_labels(), child, true, volumes);
+    if let Some(pod) = template.spec.as_mut() {
+        pod.topology_spread_constraints = Some(vec![TopologySpreadConstraint {
+            max_skew: 1,
+            topology_key: "kubernetes.io/hostname".to_owned(),
+            when_unsatisfiable: "ScheduleAnyway".to_owned(),
+            label_selector: Some(LabelSelector {
+                match_labels: Some(owner.selector_labels()),
+                match_expressions: None,
+            }),
+            ..TopologySpreadConstraint::default()
+        }]);
+    }
+    template
 }
 
 /// Every child of an APIServerProxy.

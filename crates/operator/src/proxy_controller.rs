@@ -12,14 +12,13 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Service, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Api, Resource, ResourceExt};
 
 use crate::context::{
-    apply, blocked_action, config_map_exists, delete_if_present, key_of, patch_status,
-    ready_condition, secret_exists, Blocked, Context, RESYNC,
+    apply, config_map_exists, delete_if_present, key_of, patch_status, secret_exists, settle,
+    Blocked, Context, Outcome,
 };
 use crate::error::ReconcileError;
 use crate::meta::{managed_selector, Owner, OWNER_KIND, OWNER_NAME, OWNER_NAMESPACE};
@@ -92,7 +91,6 @@ async fn reconcile(
     let api: Api<APIServerProxy> = Api::namespaced(ctx.client.clone(), &ns);
     let previous = proxy.status.as_ref();
     let conditions = previous.map(|s| s.conditions.as_slice()).unwrap_or(&[]);
-    let generation = proxy.metadata.generation;
     let endpoint = proxy_endpoint(&owner.name, &ns, proxy.spec.port);
     let addrs: Vec<String> = proxy
         .spec
@@ -102,51 +100,43 @@ async fn reconcile(
         .collect();
     let grant = proxy_grant(&proxy.spec, &addrs);
 
-    if let Some(blocked) = blocked(&proxy, &ctx).await? {
-        let was_same = conditions
-            .iter()
-            .any(|c| c.type_ == "Ready" && c.status == "False" && c.reason == blocked.reason);
-        if !was_same {
-            tracing::warn!(proxy = %key_of(proxy.as_ref()), reason = %blocked.reason, "{}", blocked.message);
-            ctx.publish(
-                proxy.as_ref(),
-                EventType::Warning,
-                &blocked.reason,
-                &blocked.message,
-            )
-            .await;
-        }
-        let status = APIServerProxyStatus {
-            conditions: vec![ready_condition(
-                conditions,
-                false,
-                &blocked.reason,
-                &blocked.message,
-                generation,
-            )],
-            observed_generation: generation,
-            endpoint: Some(endpoint),
-            grant: Some(grant),
-        };
-        patch_status(&api, proxy.as_ref(), previous, &status).await?;
-        ctx.metrics.reconciled(KIND, "invalid");
-        return Ok(blocked_action(&blocked));
-    }
+    let outcome = match blocked(&proxy, &ctx).await? {
+        Some(blocked) => Outcome::Blocked(blocked),
+        None => Outcome::Applied(apply_children(&proxy, &owner, &ctx).await?),
+    };
+    let condition = settle(&ctx, KIND, proxy.as_ref(), conditions, &outcome).await;
+    let status = APIServerProxyStatus {
+        conditions: vec![condition],
+        observed_generation: proxy.metadata.generation,
+        endpoint: Some(endpoint),
+        grant: Some(grant),
+    };
+    patch_status(&api, proxy.as_ref(), previous, &status).await?;
+    Ok(outcome.action())
+}
 
-    let children = proxy_children(&proxy.spec, &owner);
+/// Applies every child of `proxy`, and removes the impersonation RBAC in noauth mode; returns what
+/// was applied.
+async fn apply_children(
+    proxy: &APIServerProxy,
+    owner: &Owner,
+    ctx: &Context,
+) -> Result<String, ReconcileError> {
+    let ns = owner.namespace.as_str();
+    let children = proxy_children(&proxy.spec, owner);
     let client = &ctx.client;
     apply(
-        &Api::<ServiceAccount>::namespaced(client.clone(), &ns),
+        &Api::<ServiceAccount>::namespaced(client.clone(), ns),
         &children.service_account,
     )
     .await?;
     apply(
-        &Api::<Service>::namespaced(client.clone(), &ns),
+        &Api::<Service>::namespaced(client.clone(), ns),
         &children.service,
     )
     .await?;
     apply(
-        &Api::<Deployment>::namespaced(client.clone(), &ns),
+        &Api::<Deployment>::namespaced(client.clone(), ns),
         &children.deployment,
     )
     .await?;
@@ -160,40 +150,16 @@ async fn reconcile(
         }
         None => {
             // noauth: no impersonation rights at all, also when switched from auth.
-            let name = proxy_rbac_name(&owner.name, &ns);
+            let name = proxy_rbac_name(&owner.name, ns);
             delete_if_present(&bindings, &name).await?;
             delete_if_present(&roles, &name).await?;
             ""
         }
     };
-    let message = format!(
+    Ok(format!(
         "ServiceAccount, Service, Deployment {}{rbac} applied",
         proxy_child_name(&owner.name)
-    );
-    let was_ready = conditions
-        .iter()
-        .any(|c| c.type_ == "Ready" && c.status == "True");
-    if !was_ready {
-        tracing::info!(proxy = %key_of(proxy.as_ref()), "{message}");
-        ctx.publish(proxy.as_ref(), EventType::Normal, "Reconciled", &message)
-            .await;
-    }
-    let status = APIServerProxyStatus {
-        conditions: vec![ready_condition(
-            conditions,
-            true,
-            "Reconciled",
-            &message,
-            generation,
-        )],
-        observed_generation: generation,
-        endpoint: Some(endpoint),
-        grant: Some(grant),
-    };
-    patch_status(&api, proxy.as_ref(), previous, &status).await?;
-    ctx.succeeded(&key_of(proxy.as_ref()));
-    ctx.metrics.reconciled(KIND, "ok");
-    Ok(Action::requeue(RESYNC))
+    ))
 }
 
 /// A failed reconcile is retried with exponential back-off.

@@ -9,9 +9,8 @@ use k8s_openapi::api::apps::v1::{
     Deployment, DeploymentSpec, DeploymentStrategy, StatefulSet, StatefulSetSpec,
 };
 use k8s_openapi::api::core::v1::{
-    Container, EnvVar, EnvVarSource, PersistentVolumeClaim, PersistentVolumeClaimSpec, PodSpec,
-    PodTemplateSpec, SecretKeySelector, Service, ServiceAccount, ServiceSpec,
-    VolumeResourceRequirements,
+    EnvVar, EnvVarSource, PersistentVolumeClaim, PersistentVolumeClaimSpec, PodTemplateSpec,
+    SecretKeySelector, Service, ServiceAccount, ServiceSpec, VolumeResourceRequirements,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
@@ -263,38 +262,18 @@ fn pod_template(spec: &RecorderSpec, owner: &Owner, child: &str) -> PodTemplateS
         ));
         volumes.push(pod::secret_volume("upload-token", &token.name, None));
     }
-    let container = Container {
-        name: "recorder".to_owned(),
-        image: Some(spec.image.clone()),
-        image_pull_policy: Some("IfNotPresent".to_owned()),
-        args: Some(recorder_args(spec)),
-        env: Some(recorder_env(spec)),
-        ports: Some(vec![
-            pod::container_port("http", RECORDER_CONTAINER_PORT),
-            pod::container_port("metrics", RECORDER_ADMIN_PORT),
-        ]),
-        liveness_probe: Some(pod::probe("/healthz", 10)),
-        readiness_probe: Some(pod::probe("/readyz", 5)),
-        security_context: Some(pod::container_security_context()),
-        resources: Some(pod::resources("100m", "256Mi", "2", "1Gi")),
-        volume_mounts: Some(mounts),
-        ..Container::default()
-    };
-    PodTemplateSpec {
-        metadata: Some(ObjectMeta {
-            labels: Some(owner.selector_labels()),
-            ..ObjectMeta::default()
-        }),
-        spec: Some(PodSpec {
-            service_account_name: Some(child.to_owned()),
-            automount_service_account_token: Some(false),
-            security_context: Some(pod::pod_security_context()),
-            termination_grace_period_seconds: Some(30),
-            containers: vec![container],
-            volumes: Some(volumes),
-            ..PodSpec::default()
-        }),
+    pod::Product {
+        name: "recorder",
+        image: spec.image.clone(),
+        args: recorder_args(spec),
+        env: recorder_env(spec),
+        port: ("http", RECORDER_CONTAINER_PORT),
+        admin_port: RECORDER_ADMIN_PORT,
+        resources: pod::resources("100m", "256Mi", "2", "1Gi"),
+        mounts,
     }
+    // The recorder talks to no Kubernetes API: no token.
+    .pod_template(owner.selector_labels(), child, false, volumes)
 }
 
 /// Every child of a Recorder whose spec passed [`validate_recorder`].

@@ -9,13 +9,12 @@ use futures_util::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{Service, ServiceAccount};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::EventType;
 use kube::runtime::watcher;
 use kube::{Api, ResourceExt};
 
 use crate::context::{
-    apply, blocked_action, delete_if_present, key_of, patch_status, ready_condition, secret_exists,
-    Blocked, Context, RESYNC,
+    apply, delete_if_present, key_of, patch_status, secret_exists, settle, Blocked, Context,
+    Outcome,
 };
 use crate::error::ReconcileError;
 use crate::meta::{managed_selector, Owner};
@@ -62,40 +61,30 @@ async fn reconcile(recorder: Arc<Recorder>, ctx: Arc<Context>) -> Result<Action,
     let api: Api<Recorder> = Api::namespaced(ctx.client.clone(), &owner.namespace);
     let previous = recorder.status.as_ref();
     let conditions = previous.map(|s| s.conditions.as_slice()).unwrap_or(&[]);
-    let generation = recorder.metadata.generation;
     let url = recorder_url(&owner.name, &owner.namespace);
 
-    if let Some(blocked) = blocked(&recorder, &ctx).await? {
-        let was_same = conditions
-            .iter()
-            .any(|c| c.type_ == "Ready" && c.status == "False" && c.reason == blocked.reason);
-        if !was_same {
-            tracing::warn!(recorder = %key_of(recorder.as_ref()), reason = %blocked.reason, "{}", blocked.message);
-            ctx.publish(
-                recorder.as_ref(),
-                EventType::Warning,
-                &blocked.reason,
-                &blocked.message,
-            )
-            .await;
-        }
-        let status = RecorderStatus {
-            conditions: vec![ready_condition(
-                conditions,
-                false,
-                &blocked.reason,
-                &blocked.message,
-                generation,
-            )],
-            observed_generation: generation,
-            url: Some(url),
-        };
-        patch_status(&api, recorder.as_ref(), previous, &status).await?;
-        ctx.metrics.reconciled(KIND, "invalid");
-        return Ok(blocked_action(&blocked));
-    }
+    let outcome = match blocked(&recorder, &ctx).await? {
+        Some(blocked) => Outcome::Blocked(blocked),
+        None => Outcome::Applied(apply_children(&recorder, &owner, &ctx).await?),
+    };
+    let condition = settle(&ctx, KIND, recorder.as_ref(), conditions, &outcome).await;
+    let status = RecorderStatus {
+        conditions: vec![condition],
+        observed_generation: recorder.metadata.generation,
+        url: Some(url),
+    };
+    patch_status(&api, recorder.as_ref(), previous, &status).await?;
+    Ok(outcome.action())
+}
 
-    let children = recorder_children(&recorder.spec, &owner);
+/// Applies every child of `recorder` and removes the workload of the other storage type; returns
+/// what was applied.
+async fn apply_children(
+    recorder: &Recorder,
+    owner: &Owner,
+    ctx: &Context,
+) -> Result<String, ReconcileError> {
+    let children = recorder_children(&recorder.spec, owner);
     let ns = owner.namespace.as_str();
     let client = &ctx.client;
     apply(
@@ -123,30 +112,9 @@ async fn reconcile(recorder: Arc<Recorder>, ctx: Arc<Context>) -> Result<Action,
             "Deployment"
         }
     };
-    let message = format!("ServiceAccount, Service and {workload} {child} applied");
-    let was_ready = conditions
-        .iter()
-        .any(|c| c.type_ == "Ready" && c.status == "True");
-    if !was_ready {
-        tracing::info!(recorder = %key_of(recorder.as_ref()), "{message}");
-        ctx.publish(recorder.as_ref(), EventType::Normal, "Reconciled", &message)
-            .await;
-    }
-    let status = RecorderStatus {
-        conditions: vec![ready_condition(
-            conditions,
-            true,
-            "Reconciled",
-            &message,
-            generation,
-        )],
-        observed_generation: generation,
-        url: Some(url),
-    };
-    patch_status(&api, recorder.as_ref(), previous, &status).await?;
-    ctx.succeeded(&key_of(recorder.as_ref()));
-    ctx.metrics.reconciled(KIND, "ok");
-    Ok(Action::requeue(RESYNC))
+    Ok(format!(
+        "ServiceAccount, Service and {workload} {child} applied"
+    ))
 }
 
 /// A failed reconcile is retried with exponential back-off.
