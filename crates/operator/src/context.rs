@@ -151,19 +151,32 @@ where
     }
 }
 
-/// Whether Secret `name` exists in `namespace` (its metadata only is read).
-pub(crate) async fn secret_exists(
+/// The first of `secrets` (the spec field naming each, and its name) missing from `namespace`, as
+/// what blocks the resource (only their metadata is read).
+pub(crate) async fn missing_secret(
     client: &Client,
     namespace: &str,
-    name: &str,
-) -> Result<bool, ReconcileError> {
-    Api::<Secret>::namespaced(client.clone(), namespace)
-        .get_metadata_opt(name)
-        .await
-        .map(|found| found.is_some())
-        .map_err(ReconcileError::kube(format!(
-            "reading Secret {namespace}/{name}"
-        )))
+    secrets: Vec<(&'static str, String)>,
+) -> Result<Option<Blocked>, ReconcileError> {
+    let api = Api::<Secret>::namespaced(client.clone(), namespace);
+    for (field, name) in secrets {
+        let found = api
+            .get_metadata_opt(&name)
+            .await
+            .map_err(ReconcileError::kube(format!(
+                "reading Secret {namespace}/{name}"
+            )))?;
+        if found.is_none() {
+            return Ok(Some(Blocked {
+                reason: "SecretNotFound".to_owned(),
+                message: format!(
+                    "{field}: Secret {namespace}/{name} does not exist; create it (the pods' workload is not applied until it does)"
+                ),
+                waiting: true,
+            }));
+        }
+    }
+    Ok(None)
 }
 
 /// Whether ConfigMap `name` exists in `namespace` (its metadata only is read).
@@ -329,6 +342,40 @@ where
     ctx.metrics
         .reconciled(kind, if ready { "ok" } else { "invalid" });
     ready_condition(previous, ready, reason, message, resource.meta().generation)
+}
+
+/// The error policy of both controllers: count the failure and retry `resource` with exponential
+/// back-off.
+pub(crate) fn retry_later<K: Resource>(
+    kind: &str,
+    resource: &K,
+    err: &ReconcileError,
+    ctx: &Context,
+) -> Action {
+    let key = key_of(resource);
+    let wait = ctx.failed(kind, &key);
+    ctx.metrics.reconciled(kind, "error");
+    tracing::warn!(kind, resource = %key, error = %err, retry_in = ?wait, "reconcile failed");
+    Action::requeue(wait)
+}
+
+/// Drives a controller's stream of results to its end, logging each (failures are already logged
+/// and retried by the error policy).
+pub(crate) async fn drive<S, T, E>(kind: &'static str, results: S)
+where
+    S: futures_util::Stream<Item = Result<T, E>>,
+    T: std::fmt::Debug,
+    E: std::fmt::Display,
+{
+    use futures_util::StreamExt;
+    results
+        .for_each(|result| async move {
+            match result {
+                Ok(done) => tracing::debug!(kind, ?done, "reconciled"),
+                Err(err) => tracing::debug!(kind, error = %err, "controller"),
+            }
+        })
+        .await;
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use k8s_openapi::api::core::v1::{Service, ServiceAccount, ServicePort, ServiceSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::{Resource, ResourceExt};
 
@@ -101,6 +102,29 @@ impl Owner {
         }
     }
 
+    /// The pods' ServiceAccount `name`; its token is mounted only when `automount`.
+    pub(crate) fn service_account(&self, name: &str, automount: bool) -> ServiceAccount {
+        ServiceAccount {
+            metadata: self.child_meta(name),
+            automount_service_account_token: Some(automount),
+            ..ServiceAccount::default()
+        }
+    }
+
+    /// A ClusterIP Service `name` in front of this owner's pods.
+    pub(crate) fn service(&self, name: &str, ports: Vec<ServicePort>) -> Service {
+        Service {
+            metadata: self.child_meta(name),
+            spec: Some(ServiceSpec {
+                type_: Some("ClusterIP".to_owned()),
+                selector: Some(self.selector_labels()),
+                ports: Some(ports),
+                ..ServiceSpec::default()
+            }),
+            status: None,
+        }
+    }
+
     /// Metadata of a cluster-scoped child called `name`: labels only (an owner reference from a
     /// cluster-scoped object to a namespaced owner is invalid; clean-up goes by the labels).
     pub(crate) fn cluster_child_meta(&self, name: &str) -> ObjectMeta {
@@ -108,6 +132,21 @@ impl Owner {
             name: Some(name.to_owned()),
             labels: Some(self.labels()),
             ..ObjectMeta::default()
+        }
+    }
+}
+
+#[cfg(test)]
+impl Owner {
+    /// An owner for unit tests: `kind` `name` in namespace `ops`, UID `uid-<name>`.
+    pub(crate) fn example(kind: &str, name: &str, component: &'static str) -> Self {
+        Self {
+            kind: kind.to_owned(),
+            api_version: "kubescribe.dev/v1alpha1".to_owned(),
+            name: name.to_owned(),
+            namespace: "ops".to_owned(),
+            uid: format!("uid-{name}"),
+            component,
         }
     }
 }

@@ -5,7 +5,7 @@
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
-    ConfigMapVolumeSource, EnvVar, PodTemplateSpec, Service, ServiceAccount, ServiceSpec,
+    ConfigMapVolumeSource, EnvVar, PodTemplateSpec, Service, ServiceAccount,
     TopologySpreadConstraint, Volume,
 };
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, RoleRef, Subject};
@@ -167,24 +167,15 @@ fn pod_template(spec: &APIServerProxySpec, owner: &Owner, child: &str) -> PodTem
 /// Every child of an APIServerProxy.
 pub(crate) fn proxy_children(spec: &APIServerProxySpec, owner: &Owner) -> ProxyChildren {
     let child = proxy_child_name(&owner.name);
-    let service_account = ServiceAccount {
-        metadata: owner.child_meta(&child),
-        automount_service_account_token: Some(true),
-        ..ServiceAccount::default()
-    };
-    let service = Service {
-        metadata: owner.child_meta(&child),
-        spec: Some(ServiceSpec {
-            type_: Some("ClusterIP".to_owned()),
-            selector: Some(owner.selector_labels()),
-            ports: Some(vec![
-                pod::service_port("https", spec.port, "https"),
-                pod::service_port("metrics", PROXY_ADMIN_PORT, "metrics"),
-            ]),
-            ..ServiceSpec::default()
-        }),
-        status: None,
-    };
+    // Its token is the proxy's credential upstream.
+    let service_account = owner.service_account(&child, true);
+    let service = owner.service(
+        &child,
+        vec![
+            pod::service_port("https", spec.port, "https"),
+            pod::service_port("metrics", PROXY_ADMIN_PORT, "metrics"),
+        ],
+    );
     let deployment = Deployment {
         metadata: owner.child_meta(&child),
         spec: DeploymentSpec {
@@ -245,14 +236,7 @@ mod tests {
     use super::*;
 
     fn owner() -> Owner {
-        Owner {
-            kind: "APIServerProxy".to_owned(),
-            api_version: "kubescribe.dev/v1alpha1".to_owned(),
-            name: "edge".to_owned(),
-            namespace: "ops".to_owned(),
-            uid: "uid-2".to_owned(),
-            component: "proxy",
-        }
+        Owner::example("APIServerProxy", "edge", "proxy")
     }
 
     fn spec(yaml: &str) -> APIServerProxySpec {

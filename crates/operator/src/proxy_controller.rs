@@ -7,7 +7,6 @@
 
 use std::sync::Arc;
 
-use futures_util::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Service, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
@@ -17,8 +16,8 @@ use kube::runtime::watcher;
 use kube::{Api, Resource, ResourceExt};
 
 use crate::context::{
-    apply, config_map_exists, delete_if_present, key_of, patch_status, secret_exists, settle,
-    Blocked, Context, Outcome,
+    apply, config_map_exists, delete_if_present, drive, missing_secret, patch_status, retry_later,
+    settle, Blocked, Context, Outcome,
 };
 use crate::error::ReconcileError;
 use crate::meta::{managed_selector, Owner, OWNER_KIND, OWNER_NAME, OWNER_NAMESPACE};
@@ -35,16 +34,10 @@ const KIND: &str = "APIServerProxy";
 /// What stands between `proxy` and Ready, if anything: a missing Secret, ConfigMap or Recorder.
 async fn blocked(proxy: &APIServerProxy, ctx: &Context) -> Result<Option<Blocked>, ReconcileError> {
     let namespace = proxy.namespace().unwrap_or_default();
-    for (field, name) in proxy_secrets(&proxy.spec) {
-        if !secret_exists(&ctx.client, &namespace, &name).await? {
-            return Ok(Some(Blocked {
-                reason: "SecretNotFound".to_owned(),
-                message: format!(
-                    "{field}: Secret {namespace}/{name} does not exist; create it (the Deployment is not applied until it does)"
-                ),
-                waiting: true,
-            }));
-        }
+    if let Some(blocked) =
+        missing_secret(&ctx.client, &namespace, proxy_secrets(&proxy.spec)).await?
+    {
+        return Ok(Some(blocked));
     }
     if let Some(name) = &proxy.spec.audit_policy_config_map {
         if !config_map_exists(&ctx.client, &namespace, name).await? {
@@ -164,10 +157,7 @@ async fn apply_children(
 
 /// A failed reconcile is retried with exponential back-off.
 fn error_policy(proxy: Arc<APIServerProxy>, err: &ReconcileError, ctx: Arc<Context>) -> Action {
-    let wait = ctx.failed(KIND, &key_of(proxy.as_ref()));
-    ctx.metrics.reconciled(KIND, "error");
-    tracing::warn!(proxy = %key_of(proxy.as_ref()), error = %err, retry_in = ?wait, "reconcile failed");
-    Action::requeue(wait)
+    retry_later(KIND, proxy.as_ref(), err, &ctx)
 }
 
 /// The APIServerProxy a cluster-scoped child belongs to, from its owner labels.
@@ -187,7 +177,7 @@ pub(crate) async fn run(ctx: Arc<Context>) {
     let client = ctx.client.clone();
     let proxies: Api<APIServerProxy> = Api::all(client.clone());
     let children = watcher::Config::default().labels(&managed_selector());
-    Controller::new(proxies, watcher::Config::default())
+    let results = Controller::new(proxies, watcher::Config::default())
         .owns(Api::<Deployment>::all(client.clone()), children.clone())
         .owns(Api::<Service>::all(client.clone()), children.clone())
         .owns(Api::<ServiceAccount>::all(client.clone()), children.clone())
@@ -201,12 +191,6 @@ pub(crate) async fn run(ctx: Arc<Context>) {
             children,
             labelled_owner,
         )
-        .run(reconcile, error_policy, ctx)
-        .for_each(|result| async move {
-            match result {
-                Ok((object, _)) => tracing::debug!(proxy = %object, "reconciled"),
-                Err(err) => tracing::debug!(error = %err, "proxy controller"),
-            }
-        })
-        .await;
+        .run(reconcile, error_policy, ctx);
+    drive(KIND, results).await;
 }

@@ -10,7 +10,7 @@ use k8s_openapi::api::apps::v1::{
 };
 use k8s_openapi::api::core::v1::{
     EnvVar, EnvVarSource, PersistentVolumeClaim, PersistentVolumeClaimSpec, PodTemplateSpec,
-    SecretKeySelector, Service, ServiceAccount, ServiceSpec, VolumeResourceRequirements,
+    SecretKeySelector, Service, ServiceAccount, VolumeResourceRequirements,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
@@ -283,24 +283,15 @@ pub(crate) fn recorder_children(spec: &RecorderSpec, owner: &Owner) -> RecorderC
         match_labels: Some(owner.selector_labels()),
         match_expressions: None,
     };
-    let service_account = ServiceAccount {
-        metadata: owner.child_meta(&child),
-        automount_service_account_token: Some(false),
-        ..ServiceAccount::default()
-    };
-    let service = Service {
-        metadata: owner.child_meta(&child),
-        spec: Some(ServiceSpec {
-            type_: Some("ClusterIP".to_owned()),
-            selector: Some(owner.selector_labels()),
-            ports: Some(vec![
-                pod::service_port("http", RECORDER_SERVICE_PORT, "http"),
-                pod::service_port("metrics", RECORDER_ADMIN_PORT, "metrics"),
-            ]),
-            ..ServiceSpec::default()
-        }),
-        status: None,
-    };
+    // The recorder talks to no Kubernetes API: no token.
+    let service_account = owner.service_account(&child, false);
+    let service = owner.service(
+        &child,
+        vec![
+            pod::service_port("http", RECORDER_SERVICE_PORT, "http"),
+            pod::service_port("metrics", RECORDER_ADMIN_PORT, "metrics"),
+        ],
+    );
     let template = pod_template(spec, owner, &child);
     let workload = match spec.storage.kind {
         StorageKind::Disk => {
@@ -377,14 +368,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn owner() -> Owner {
-        Owner {
-            kind: "Recorder".to_owned(),
-            api_version: "kubescribe.dev/v1alpha1".to_owned(),
-            name: "audit".to_owned(),
-            namespace: "ops".to_owned(),
-            uid: "uid-1".to_owned(),
-            component: "recorder",
-        }
+        Owner::example("Recorder", "audit", "recorder")
     }
 
     fn spec(yaml: &str) -> RecorderSpec {
@@ -431,7 +415,7 @@ mod tests {
         );
         assert_eq!(pod.automount_service_account_token, Some(false));
         let refs = set.metadata.owner_references.as_ref().unwrap();
-        assert_eq!(refs[0].uid, "uid-1");
+        assert_eq!(refs[0].uid, "uid-audit");
         assert_eq!(refs[0].controller, Some(true));
         assert_eq!(
             c.service.spec.as_ref().unwrap().ports.as_ref().unwrap()[0].port,

@@ -5,7 +5,6 @@
 
 use std::sync::Arc;
 
-use futures_util::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{Service, ServiceAccount};
 use kube::runtime::controller::{Action, Controller};
@@ -13,8 +12,8 @@ use kube::runtime::watcher;
 use kube::{Api, ResourceExt};
 
 use crate::context::{
-    apply, delete_if_present, key_of, patch_status, secret_exists, settle, Blocked, Context,
-    Outcome,
+    apply, delete_if_present, drive, missing_secret, patch_status, retry_later, settle, Blocked,
+    Context, Outcome,
 };
 use crate::error::ReconcileError;
 use crate::meta::{managed_selector, Owner};
@@ -37,16 +36,10 @@ async fn blocked(recorder: &Recorder, ctx: &Context) -> Result<Option<Blocked>, 
         }));
     }
     let namespace = recorder.namespace().unwrap_or_default();
-    for (field, name) in recorder_secrets(&recorder.spec) {
-        if !secret_exists(&ctx.client, &namespace, &name).await? {
-            return Ok(Some(Blocked {
-                reason: "SecretNotFound".to_owned(),
-                message: format!(
-                    "{field}: Secret {namespace}/{name} does not exist; create it (the workload is not applied until it does)"
-                ),
-                waiting: true,
-            }));
-        }
+    if let Some(blocked) =
+        missing_secret(&ctx.client, &namespace, recorder_secrets(&recorder.spec)).await?
+    {
+        return Ok(Some(blocked));
     }
     Ok(None)
 }
@@ -119,10 +112,7 @@ async fn apply_children(
 
 /// A failed reconcile is retried with exponential back-off.
 fn error_policy(recorder: Arc<Recorder>, err: &ReconcileError, ctx: Arc<Context>) -> Action {
-    let wait = ctx.failed(KIND, &key_of(recorder.as_ref()));
-    ctx.metrics.reconciled(KIND, "error");
-    tracing::warn!(recorder = %key_of(recorder.as_ref()), error = %err, retry_in = ?wait, "reconcile failed");
-    Action::requeue(wait)
+    retry_later(KIND, recorder.as_ref(), err, &ctx)
 }
 
 /// Runs the Recorder controller until the process stops or the task is aborted. Recorders of every
@@ -131,17 +121,11 @@ pub(crate) async fn run(ctx: Arc<Context>) {
     let client = ctx.client.clone();
     let recorders: Api<Recorder> = Api::all(client.clone());
     let children = watcher::Config::default().labels(&managed_selector());
-    Controller::new(recorders, watcher::Config::default())
+    let results = Controller::new(recorders, watcher::Config::default())
         .owns(Api::<StatefulSet>::all(client.clone()), children.clone())
         .owns(Api::<Deployment>::all(client.clone()), children.clone())
         .owns(Api::<Service>::all(client.clone()), children.clone())
         .owns(Api::<ServiceAccount>::all(client.clone()), children)
-        .run(reconcile, error_policy, ctx)
-        .for_each(|result| async move {
-            match result {
-                Ok((object, _)) => tracing::debug!(recorder = %object, "reconciled"),
-                Err(err) => tracing::debug!(error = %err, "recorder controller"),
-            }
-        })
-        .await;
+        .run(reconcile, error_policy, ctx);
+    drive(KIND, results).await;
 }

@@ -26,6 +26,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
+use kubescribe_system_tests::flags::assert_real_flags;
+use kubescribe_system_tests::kubectl::Kubectl;
 use kubescribe_system_tests::rbac;
 use kubescribe_system_tests::run::{expect_success, output_text, wait_until, with_deadline};
 use serde_json::Value;
@@ -41,35 +43,22 @@ const CONVERGE: Duration = Duration::from_secs(60);
 /// The namespace the resources live in.
 const NS: &str = "ops";
 
-struct Kubectl {
-    program: PathBuf,
-    kubeconfig: PathBuf,
+/// What this test asks of kubectl besides running it.
+trait Cluster {
+    fn apply(&self, dir: &Path, yaml: &str) -> Output;
+    fn get(&self, kind: &str, name: &str, namespace: Option<&str>) -> Option<Value>;
+    fn wait_for(
+        &self,
+        what: &str,
+        kind: &str,
+        name: &str,
+        ns: Option<&str>,
+        done: impl Fn(&Value) -> bool,
+    ) -> Value;
+    fn wait_gone(&self, what: &str, kind: &str, name: &str, ns: Option<&str>);
 }
 
-impl Kubectl {
-    fn new(plane: &ControlPlane) -> Self {
-        Self {
-            program: peers::kubectl().unwrap_or_else(|e| panic!("{e}")),
-            kubeconfig: plane.kubeconfig(&ADMIN),
-        }
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        with_deadline(
-            Command::new(&self.program)
-                .arg("--kubeconfig")
-                .arg(&self.kubeconfig)
-                .args(args),
-            COMMAND_TIMEOUT,
-        )
-        .expect("kubectl runs")
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = expect_success(self.run(args), &format!("kubectl {}", args.join(" ")));
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
+impl Cluster for Kubectl {
     /// `kubectl apply -f` of `yaml` (written to a file in `dir`).
     fn apply(&self, dir: &Path, yaml: &str) -> Output {
         let file = dir.join(format!(
@@ -181,25 +170,6 @@ fn assert_owned(child: &Value, owner: &Value) {
     );
 }
 
-/// The container's args and environment are ones `binary` accepts: it parses them before printing
-/// its `--help`.
-fn assert_real_flags(container: &Value, binary: &str) {
-    let path = workspace_bin(binary).unwrap_or_else(|e| panic!("{e}"));
-    let args = strings(&container["args"]);
-    let mut command = Command::new(path);
-    command.args(&args).arg("--help");
-    for variable in container["env"].as_array().expect("env") {
-        let name = variable["name"].as_str().expect("an env name");
-        command.env(name, variable["value"].as_str().unwrap_or("from-a-secret"));
-    }
-    let parsed = with_deadline(&mut command, COMMAND_TIMEOUT).expect("--help runs");
-    assert!(
-        parsed.status.success(),
-        "{binary} refuses the operator's args {args:?}: {}",
-        output_text(&parsed)
-    );
-}
-
 fn crd_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../charts/kubescribe/crds")
 }
@@ -214,6 +184,17 @@ fn install_crds(kubectl: &Kubectl) {
         "crd/recorders.kubescribe.dev",
         "crd/apiserverproxies.kubescribe.dev",
     ]);
+}
+
+/// A control plane with the chart's CRDs Established, namespace [`NS`] and its Secret
+/// `recorder-ids`; kubectl as its administrator; a scratch directory.
+fn cluster() -> (ControlPlane, Kubectl, tempfile::TempDir) {
+    let plane = ControlPlane::start().unwrap_or_else(|e| panic!("{e}"));
+    let kubectl = Kubectl::new(&plane);
+    install_crds(&kubectl);
+    rbac::namespace(&plane, NS).unwrap();
+    create_secret(&kubectl, "recorder-ids", &["identities.yaml=entries: []"]);
+    (plane, kubectl, tempfile::tempdir().unwrap())
 }
 
 fn create_secret(kubectl: &Kubectl, name: &str, literals: &[&str]) {
@@ -367,13 +348,8 @@ spec:
 #[test]
 fn operator_reconciles_recorders_and_apiserverproxies() {
     let started = Instant::now();
-    let plane = ControlPlane::start().unwrap_or_else(|e| panic!("{e}"));
-    let kubectl = Kubectl::new(&plane);
-    let scratch = tempfile::tempdir().unwrap();
+    let (plane, kubectl, scratch) = cluster();
     let dir = scratch.path();
-    install_crds(&kubectl);
-    rbac::namespace(&plane, NS).unwrap();
-    create_secret(&kubectl, "recorder-ids", &["identities.yaml=entries: []"]);
     create_secret(&kubectl, "proxy-tls", &["tls.crt=x", "tls.key=y"]);
     create_secret(&kubectl, "proxy-ids", &["identities.yaml=entries: []"]);
 
@@ -444,7 +420,7 @@ fn operator_reconciles_recorders_and_apiserverproxies() {
         set["spec"]["template"]["spec"]["securityContext"]["runAsNonRoot"],
         true
     );
-    assert_real_flags(container, "kubescribe-recorder");
+    assert_real_flags(container, "kubescribe-recorder", "the Recorder's workload");
     for kind in ["service", "serviceaccount"] {
         let child = kubectl
             .get(kind, "audit-recorder", Some(NS))
@@ -594,7 +570,7 @@ fn operator_reconciles_recorders_and_apiserverproxies() {
         "s3-creds"
     );
     assert!(strings(&container["args"]).contains(&"--s3-allow-http".to_owned()));
-    assert_real_flags(container, "kubescribe-recorder");
+    assert_real_flags(container, "kubescribe-recorder", "the Recorder's workload");
     kubectl.wait_gone(
         "the disk StatefulSet removed",
         "statefulset",
@@ -640,7 +616,11 @@ fn operator_reconciles_recorders_and_apiserverproxies() {
     assert_eq!(container["env"][0]["name"], "APISERVER_PROXY");
     assert_eq!(container["env"][0]["value"], "true");
     assert!(strings(&container["args"]).contains(&"--events-for-all-callers=true".to_owned()));
-    assert_real_flags(container, "kubescribe-proxy");
+    assert_real_flags(
+        container,
+        "kubescribe-proxy",
+        "the APIServerProxy's Deployment",
+    );
     for kind in ["service", "serviceaccount"] {
         assert_owned(&kubectl.get(kind, "edge-proxy", Some(NS)).unwrap(), &proxy);
     }
@@ -896,13 +876,8 @@ fn holder(kubectl: &Kubectl) -> Option<String> {
 #[test]
 fn two_operators_elect_one_leader_and_the_other_takes_over() {
     let started = Instant::now();
-    let plane = ControlPlane::start().unwrap_or_else(|e| panic!("{e}"));
-    let kubectl = Kubectl::new(&plane);
-    let scratch = tempfile::tempdir().unwrap();
+    let (plane, kubectl, scratch) = cluster();
     let dir = scratch.path();
-    install_crds(&kubectl);
-    rbac::namespace(&plane, NS).unwrap();
-    create_secret(&kubectl, "recorder-ids", &["identities.yaml=entries: []"]);
     let lease = ["--lease-duration", "4", "--lease-grace", "2"];
     let admin = plane.kubeconfig(&ADMIN);
     let (mut a, a_metrics) = start_operator(&admin, dir, "operator-a", &lease);
