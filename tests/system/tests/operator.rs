@@ -210,8 +210,9 @@ fn create_secret(kubectl: &Kubectl, name: &str, literals: &[&str]) {
 /// Where the chart's operator RBAC is installed (release `kubescribe`).
 const CHART_NS: &str = "kubescribe-system";
 
-/// Installs the chart's operator ServiceAccount and RBAC (`helm template --set
-/// operator.enabled=true`, release `kubescribe` in [`CHART_NS`]) and returns a kubeconfig holding
+/// Installs the chart's operator ServiceAccount, RBAC and Deployment (`helm template --set
+/// operator.enabled=true`, release `kubescribe` in [`CHART_NS`]; the Deployment's args checked
+/// against the binary) and returns a kubeconfig holding
 /// a token of that ServiceAccount (TokenRequest), for the API server the admin kubeconfig names.
 fn chart_operator_kubeconfig(plane: &ControlPlane, kubectl: &Kubectl, dir: &Path) -> PathBuf {
     rbac::namespace(plane, CHART_NS).unwrap();
@@ -230,17 +231,33 @@ fn chart_operator_kubeconfig(plane: &ControlPlane, kubectl: &Kubectl, dir: &Path
                 .args(["--set", "operator.enabled=true"])
                 .args(["--show-only", "templates/operator-serviceaccount.yaml"])
                 .args(["--show-only", "templates/operator-rbac.yaml"])
+                .args(["--show-only", "templates/operator-deployment.yaml"])
                 .env("HELM_CACHE_HOME", dir.join("helm-cache"))
                 .env("HELM_CONFIG_HOME", dir.join("helm-config"))
                 .env("HELM_DATA_HOME", dir.join("helm-data")),
             COMMAND_TIMEOUT,
         )
         .expect("helm runs"),
-        "helm template of the operator's RBAC",
+        "helm template of the operator's objects",
     );
     let manifest = dir.join("operator-rbac.yaml");
     std::fs::write(&manifest, &rendered.stdout).unwrap();
+    // kube-apiserver validates every object (the Deployment is inert: there is no kubelet).
     kubectl.ok(&["apply", "--server-side", "-f", manifest.to_str().unwrap()]);
+    let deployment = kubectl
+        .get("deployment", "kubescribe-operator", Some(CHART_NS))
+        .expect("the chart's operator Deployment");
+    assert_eq!(
+        deployment["spec"]["replicas"], 2,
+        "two replicas, one leader"
+    );
+    let container = &deployment["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(container["securityContext"]["readOnlyRootFilesystem"], true);
+    assert_real_flags(
+        container,
+        "kubescribe-operator",
+        "the chart's operator Deployment",
+    );
     let token = kubectl.ok(&[
         "create",
         "token",
