@@ -195,3 +195,22 @@ pub(crate) async fn run(client: Client, metrics: Metrics) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deletes_and_relists_call_for_a_sweep() {
+        let recorder = Recorder::new(
+            "audit",
+            serde_yaml_ng::from_str("image: r\nstorage: {type: disk}\n")
+                .unwrap_or_else(|e| panic!("{e}")),
+        );
+        assert!(calls_for_sweep(&watcher::Event::Delete(recorder.clone())));
+        assert!(calls_for_sweep(&watcher::Event::<Recorder>::InitDone));
+        assert!(!calls_for_sweep(&watcher::Event::Apply(recorder.clone())));
+        assert!(!calls_for_sweep(&watcher::Event::InitApply(recorder)));
+        assert!(!calls_for_sweep(&watcher::Event::<Recorder>::Init));
+    }
+}

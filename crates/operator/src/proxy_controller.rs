@@ -194,3 +194,33 @@ pub(crate) async fn run(ctx: Arc<Context>) {
         .run(reconcile, error_policy, ctx);
     drive(KIND, results).await;
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::meta::Owner;
+    use crate::resources::APIServerProxySpec;
+
+    #[test]
+    fn cluster_scoped_children_map_to_their_proxy_by_labels() {
+        let spec: APIServerProxySpec =
+            serde_yaml_ng::from_str("image: p:1\ntlsSecret: tls\nidentitySecret: {name: ids}\n")
+                .unwrap();
+        let owner = Owner::example("APIServerProxy", "edge", "proxy");
+        let (role, binding) = crate::proxy_children::proxy_children(&spec, &owner)
+            .rbac
+            .unwrap();
+        let expected = ObjectRef::<APIServerProxy>::new("edge").within("ops");
+        assert_eq!(labelled_owner(role.clone()), Some(expected.clone()));
+        assert_eq!(labelled_owner(binding), Some(expected));
+        // A Recorder's (or anyone else's) object maps to no proxy.
+        let mut other = role;
+        if let Some(labels) = other.metadata.labels.as_mut() {
+            labels.insert(OWNER_KIND.to_owned(), "Recorder".to_owned());
+        }
+        assert_eq!(labelled_owner(other), None);
+        assert_eq!(labelled_owner(ClusterRole::default()), None);
+    }
+}
