@@ -207,8 +207,34 @@ pub(crate) struct Blocked {
     pub(crate) waiting: bool,
 }
 
-/// The `Ready` condition: `status` with `reason` and `message` at `generation`, keeping the
-/// previous transition time when the status did not change.
+/// Condition `type_` with status `ok`, `reason` and `message` at `generation`, keeping the previous
+/// transition time when its status did not change.
+fn condition(
+    previous: &[Condition],
+    type_: &str,
+    ok: bool,
+    reason: &str,
+    message: &str,
+    generation: Option<i64>,
+) -> Condition {
+    let status = if ok { "True" } else { "False" };
+    let last_transition_time = previous
+        .iter()
+        .find(|c| c.type_ == type_ && c.status == status)
+        .map(|c| c.last_transition_time.clone())
+        .unwrap_or_else(|| k8s_openapi::jiff::Timestamp::now().to_string());
+    Condition {
+        type_: type_.to_owned(),
+        status: status.to_owned(),
+        reason: reason.to_owned(),
+        message: message.to_owned(),
+        last_transition_time,
+        observed_generation: generation,
+    }
+}
+
+/// The `Ready` condition: the spec is valid and every child is applied as it says (or not, and
+/// why).
 pub(crate) fn ready_condition(
     previous: &[Condition],
     ready: bool,
@@ -216,20 +242,26 @@ pub(crate) fn ready_condition(
     message: &str,
     generation: Option<i64>,
 ) -> Condition {
-    let status = if ready { "True" } else { "False" };
-    let last_transition_time = previous
-        .iter()
-        .find(|c| c.type_ == "Ready" && c.status == status)
-        .map(|c| c.last_transition_time.clone())
-        .unwrap_or_else(|| k8s_openapi::jiff::Timestamp::now().to_string());
-    Condition {
-        type_: "Ready".to_owned(),
-        status: status.to_owned(),
-        reason: reason.to_owned(),
-        message: message.to_owned(),
-        last_transition_time,
-        observed_generation: generation,
-    }
+    condition(previous, "Ready", ready, reason, message, generation)
+}
+
+/// The `Available` condition: the workload reports `ready` of the `wanted` pods ready (as the
+/// cluster's controllers and kubelets report it in the workload's status).
+pub(crate) fn available_condition(
+    previous: &[Condition],
+    ready: i32,
+    wanted: i32,
+    generation: Option<i64>,
+) -> Condition {
+    let (ok, reason) = if wanted == 0 {
+        (false, "ScaledToZero")
+    } else if ready >= wanted {
+        (true, "PodsReady")
+    } else {
+        (false, "PodsNotReady")
+    };
+    let message = format!("{ready} of {wanted} pods ready");
+    condition(previous, "Available", ok, reason, &message, generation)
 }
 
 /// Patches `status` of `resource` (a merge patch of the status subresource) when it differs from
@@ -274,8 +306,14 @@ pub(crate) fn blocked_action(blocked: &Blocked) -> Action {
 /// must fix.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Outcome {
-    /// Every child applied; the message says which.
-    Applied(String),
+    /// Every child applied; the message says which, and how many of the pods the workload
+    /// reports ready.
+    Applied {
+        /// What was applied.
+        message: String,
+        /// Ready pods, from the workload's status.
+        ready_replicas: i32,
+    },
     /// Nothing applied until the user fixes this.
     Blocked(Blocked),
 }
@@ -283,13 +321,21 @@ pub(crate) enum Outcome {
 impl Outcome {
     /// Whether the resource is Ready.
     pub(crate) fn ready(&self) -> bool {
-        matches!(self, Outcome::Applied(_))
+        matches!(self, Outcome::Applied { .. })
+    }
+
+    /// Ready pods, once applied.
+    pub(crate) fn ready_replicas(&self) -> Option<i32> {
+        match self {
+            Outcome::Applied { ready_replicas, .. } => Some(*ready_replicas),
+            Outcome::Blocked(_) => None,
+        }
     }
 
     /// The condition's reason and message.
     fn reason_and_message(&self) -> (&str, &str) {
         match self {
-            Outcome::Applied(message) => ("Reconciled", message),
+            Outcome::Applied { message, .. } => ("Reconciled", message),
             Outcome::Blocked(b) => (&b.reason, &b.message),
         }
     }
@@ -297,22 +343,24 @@ impl Outcome {
     /// What the controller does next: a resync after a success, else [`blocked_action`].
     pub(crate) fn action(&self) -> Action {
         match self {
-            Outcome::Applied(_) => Action::requeue(RESYNC),
+            Outcome::Applied { .. } => Action::requeue(RESYNC),
             Outcome::Blocked(b) => blocked_action(b),
         }
     }
 }
 
-/// The `Ready` condition after `outcome`, given the `previous` conditions of `resource`. When the
-/// condition changes, logs it and publishes an Event (Warning when blocked); counts the reconcile
-/// (`kind`, `ok` or `invalid`) and forgets past failures of an applied one.
+/// The conditions after `outcome`, given the `previous` conditions of `resource`: `Ready`, and
+/// once applied `Available` (of `wanted` pods). When `Ready` changes, logs it and publishes an
+/// Event (Warning when blocked); counts the reconcile (`kind`, `ok` or `invalid`) and forgets past
+/// failures of an applied one.
 pub(crate) async fn settle<K>(
     ctx: &Context,
     kind: &str,
     resource: &K,
     previous: &[Condition],
     outcome: &Outcome,
-) -> Condition
+    wanted: i32,
+) -> Vec<Condition>
 where
     K: Resource<DynamicType = ()>,
 {
@@ -341,7 +389,16 @@ where
     }
     ctx.metrics
         .reconciled(kind, if ready { "ok" } else { "invalid" });
-    ready_condition(previous, ready, reason, message, resource.meta().generation)
+    let generation = resource.meta().generation;
+    let mut conditions = vec![ready_condition(
+        previous, ready, reason, message, generation,
+    )];
+    if let Some(ready_pods) = outcome.ready_replicas() {
+        conditions.push(available_condition(
+            previous, ready_pods, wanted, generation,
+        ));
+    }
+    conditions
 }
 
 /// The error policy of both controllers: count the failure and retry `resource` with exponential
@@ -390,6 +447,26 @@ mod tests {
         assert_eq!(backoff(8), Duration::from_secs(256));
         assert_eq!(backoff(9), MAX_BACKOFF);
         assert_eq!(backoff(u32::MAX), MAX_BACKOFF);
+    }
+
+    #[test]
+    fn available_when_every_wanted_pod_is_ready() {
+        let c = available_condition(&[], 0, 1, Some(3));
+        assert_eq!(
+            (c.type_.as_str(), c.status.as_str(), c.reason.as_str()),
+            ("Available", "False", "PodsNotReady")
+        );
+        assert_eq!(c.message, "0 of 1 pods ready");
+        assert_eq!(available_condition(&[], 2, 2, None).status, "True");
+        assert_eq!(available_condition(&[], 3, 2, None).reason, "PodsReady");
+        assert_eq!(available_condition(&[], 0, 0, None).reason, "ScaledToZero");
+        // Its own transition time, not the Ready condition's.
+        let mut ready = ready_condition(&[], false, "X", "x", None);
+        ready.last_transition_time = "2020-01-01T00:00:00Z".to_owned();
+        assert_ne!(
+            available_condition(&[ready], 0, 1, None).last_transition_time,
+            "2020-01-01T00:00:00Z"
+        );
     }
 
     #[test]

@@ -95,12 +95,20 @@ async fn reconcile(
 
     let outcome = match blocked(&proxy, &ctx).await? {
         Some(blocked) => Outcome::Blocked(blocked),
-        None => Outcome::Applied(apply_children(&proxy, &owner, &ctx).await?),
+        None => apply_children(&proxy, &owner, &ctx).await?,
     };
-    let condition = settle(&ctx, KIND, proxy.as_ref(), conditions, &outcome).await;
     let status = APIServerProxyStatus {
-        conditions: vec![condition],
+        conditions: settle(
+            &ctx,
+            KIND,
+            proxy.as_ref(),
+            conditions,
+            &outcome,
+            proxy.spec.replicas,
+        )
+        .await,
         observed_generation: proxy.metadata.generation,
+        ready_replicas: outcome.ready_replicas(),
         endpoint: Some(endpoint),
         grant: Some(grant),
     };
@@ -109,12 +117,12 @@ async fn reconcile(
 }
 
 /// Applies every child of `proxy`, and removes the impersonation RBAC in noauth mode; returns what
-/// was applied.
+/// was applied and how many of its pods the Deployment reports ready.
 async fn apply_children(
     proxy: &APIServerProxy,
     owner: &Owner,
     ctx: &Context,
-) -> Result<String, ReconcileError> {
+) -> Result<Outcome, ReconcileError> {
     let ns = owner.namespace.as_str();
     let children = proxy_children(&proxy.spec, owner);
     let client = &ctx.client;
@@ -128,7 +136,7 @@ async fn apply_children(
         &children.service,
     )
     .await?;
-    apply(
+    let deployment = apply(
         &Api::<Deployment>::namespaced(client.clone(), ns),
         &children.deployment,
     )
@@ -149,10 +157,16 @@ async fn apply_children(
             ""
         }
     };
-    Ok(format!(
-        "ServiceAccount, Service, Deployment {}{rbac} applied",
-        proxy_child_name(&owner.name)
-    ))
+    Ok(Outcome::Applied {
+        message: format!(
+            "ServiceAccount, Service, Deployment {}{rbac} applied",
+            proxy_child_name(&owner.name)
+        ),
+        ready_replicas: deployment
+            .status
+            .and_then(|s| s.ready_replicas)
+            .unwrap_or(0),
+    })
 }
 
 /// A failed reconcile is retried with exponential back-off.

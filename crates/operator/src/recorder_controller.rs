@@ -58,12 +58,20 @@ async fn reconcile(recorder: Arc<Recorder>, ctx: Arc<Context>) -> Result<Action,
 
     let outcome = match blocked(&recorder, &ctx).await? {
         Some(blocked) => Outcome::Blocked(blocked),
-        None => Outcome::Applied(apply_children(&recorder, &owner, &ctx).await?),
+        None => apply_children(&recorder, &owner, &ctx).await?,
     };
-    let condition = settle(&ctx, KIND, recorder.as_ref(), conditions, &outcome).await;
     let status = RecorderStatus {
-        conditions: vec![condition],
+        conditions: settle(
+            &ctx,
+            KIND,
+            recorder.as_ref(),
+            conditions,
+            &outcome,
+            recorder.spec.replicas,
+        )
+        .await,
         observed_generation: recorder.metadata.generation,
+        ready_replicas: outcome.ready_replicas(),
         url: Some(url),
     };
     patch_status(&api, recorder.as_ref(), previous, &status).await?;
@@ -71,12 +79,12 @@ async fn reconcile(recorder: Arc<Recorder>, ctx: Arc<Context>) -> Result<Action,
 }
 
 /// Applies every child of `recorder` and removes the workload of the other storage type; returns
-/// what was applied.
+/// what was applied and how many of its pods the workload reports ready.
 async fn apply_children(
     recorder: &Recorder,
     owner: &Owner,
     ctx: &Context,
-) -> Result<String, ReconcileError> {
+) -> Result<Outcome, ReconcileError> {
     let children = recorder_children(&recorder.spec, owner);
     let ns = owner.namespace.as_str();
     let client = &ctx.client;
@@ -93,21 +101,22 @@ async fn apply_children(
     let child = recorder_child_name(&owner.name);
     let statefulsets = Api::<StatefulSet>::namespaced(client.clone(), ns);
     let deployments = Api::<Deployment>::namespaced(client.clone(), ns);
-    let workload = match &children.workload {
+    let (workload, ready) = match &children.workload {
         RecorderWorkload::StatefulSet(set) => {
-            apply(&statefulsets, set.as_ref()).await?;
+            let applied = apply(&statefulsets, set.as_ref()).await?;
             delete_if_present(&deployments, &child).await?;
-            "StatefulSet"
+            ("StatefulSet", applied.status.and_then(|s| s.ready_replicas))
         }
         RecorderWorkload::Deployment(deployment) => {
-            apply(&deployments, deployment.as_ref()).await?;
+            let applied = apply(&deployments, deployment.as_ref()).await?;
             delete_if_present(&statefulsets, &child).await?;
-            "Deployment"
+            ("Deployment", applied.status.and_then(|s| s.ready_replicas))
         }
     };
-    Ok(format!(
-        "ServiceAccount, Service and {workload} {child} applied"
-    ))
+    Ok(Outcome::Applied {
+        message: format!("ServiceAccount, Service and {workload} {child} applied"),
+        ready_replicas: ready.unwrap_or(0),
+    })
 }
 
 /// A failed reconcile is retried with exponential back-off.

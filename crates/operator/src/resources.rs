@@ -276,7 +276,8 @@ pub struct Retention {
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RecorderStatus {
-    /// `Ready`: the spec is valid and every child object is applied as it says.
+    /// `Ready`: the spec is valid and every child object is applied as it says; `Available`
+    /// (once applied): every pod the spec asks for is ready.
     #[serde(default)]
     pub conditions: Vec<Condition>,
     /// The generation of the spec the conditions describe.
@@ -286,6 +287,9 @@ pub struct RecorderStatus {
     /// `http://<service>.<namespace>.svc:<port>`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
+    /// Recorder pods ready, as its workload's status reports them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready_replicas: Option<i32>,
 }
 
 /// A kubescribe API server proxy (kubescribe-proxy): a Deployment of replicas behind a Service,
@@ -422,7 +426,8 @@ impl JsonSchema for FailurePolicy {
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct APIServerProxyStatus {
-    /// `Ready`: the spec is valid and every child object is applied as it says.
+    /// `Ready`: the spec is valid and every child object is applied as it says; `Available`
+    /// (once applied): every pod the spec asks for is ready.
     #[serde(default)]
     pub conditions: Vec<Condition>,
     /// The generation of the spec the conditions describe.
@@ -431,6 +436,9 @@ pub struct APIServerProxyStatus {
     /// Where callers reach the proxy: `https://<service>.<namespace>.svc:<port>`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<String>,
+    /// Proxy pods ready, as the Deployment's status reports them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready_replicas: Option<i32>,
     /// The `tailscale.com/cap/kubernetes` grant (JSON) that sends a caller's records to the
     /// spec's recorders with its failure policy and events setting.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -3,7 +3,8 @@
 //!
 //! * the chart's CRDs (`charts/kubescribe/crds/`) install and become Established;
 //! * a Recorder and an APIServerProxy get their children with exactly the spec's settings and
-//!   owner references (the rendered args parsed by the real binaries), a Ready condition,
+//!   owner references (the rendered args parsed by the real binaries), a Ready condition, an
+//!   Available condition that follows the workload's ready replicas,
 //!   observedGeneration, the URL and endpoint; `kubectl get recorders` and `kubectl get
 //!   apiserverproxies` show them (printed for the record);
 //! * an edited spec updates the children (disk → S3 swaps the StatefulSet for a Deployment; auth →
@@ -119,12 +120,12 @@ impl Cluster for Kubectl {
     }
 }
 
-/// The Ready condition's (status, reason) of a resource.
-fn ready(object: &Value) -> Option<(String, String)> {
+/// The (status, reason) of a resource's condition `type_`.
+fn condition(object: &Value, type_: &str) -> Option<(String, String)> {
     object["status"]["conditions"]
         .as_array()?
         .iter()
-        .find(|c| c["type"] == "Ready")
+        .find(|c| c["type"] == type_)
         .map(|c| {
             (
                 c["status"].as_str().unwrap_or_default().to_owned(),
@@ -134,7 +135,7 @@ fn ready(object: &Value) -> Option<(String, String)> {
 }
 
 fn is_ready(object: &Value, reason: &str) -> bool {
-    ready(object).is_some_and(|(s, r)| {
+    condition(object, "Ready").is_some_and(|(s, r)| {
         s == if reason == "Reconciled" {
             "True"
         } else {
@@ -411,6 +412,33 @@ fn operator_reconciles_recorders_and_apiserverproxies() {
         recorder["status"]["url"],
         "http://audit-recorder.ops.svc:80"
     );
+    assert_eq!(
+        condition(&recorder, "Available"),
+        Some(("False".to_owned(), "PodsNotReady".to_owned())),
+        "no kubelet runs the pod: {recorder:#}"
+    );
+    // Standing in for the StatefulSet controller and a kubelet: the pod is ready.
+    kubectl.ok(&[
+        "patch",
+        "statefulset",
+        "audit-recorder",
+        "-n",
+        NS,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        r#"{"status":{"replicas":1,"readyReplicas":1}}"#,
+    ]);
+    let recorder = kubectl.wait_for(
+        "the Recorder Available",
+        "recorder",
+        "audit",
+        Some(NS),
+        |r| {
+            condition(r, "Available") == Some(("True".to_owned(), "PodsReady".to_owned()))
+                && r["status"]["readyReplicas"] == 1
+        },
+    );
     let set = kubectl
         .get("statefulset", "audit-recorder", Some(NS))
         .expect("the StatefulSet");
@@ -619,6 +647,13 @@ fn operator_reconciles_recorders_and_apiserverproxies() {
         proxy["status"]["endpoint"],
         "https://edge-proxy.ops.svc:443"
     );
+    let available = proxy["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Available")
+        .expect("an Available condition");
+    assert_eq!(available["message"], "0 of 3 pods ready", "{available}");
     let grant: Value = serde_json::from_str(proxy["status"]["grant"].as_str().unwrap()).unwrap();
     assert_eq!(
         grant,
