@@ -955,6 +955,31 @@ fn two_operators_elect_one_leader_and_the_other_takes_over() {
     kubectl.wait_for("the Recorder Ready", "recorder", "audit", Some(NS), |r| {
         is_ready(r, "Reconciled")
     });
+    // At rest, nothing is reconciled again and again: applying unchanged children and an unchanged
+    // status changes nothing, so no watch event comes back.
+    let reconciles = |addr| {
+        let text = metrics(addr);
+        ["ok", "invalid", "error"]
+            .iter()
+            .map(|r| {
+                sample(
+                    &text,
+                    &format!(
+                        "kubescribe_operator_reconciles_total{{kind=\"Recorder\",result=\"{r}\"}}"
+                    ),
+                )
+            })
+            .sum::<f64>()
+    };
+    std::thread::sleep(Duration::from_secs(2));
+    let settled = reconciles(leader_metrics);
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        reconciles(leader_metrics),
+        settled,
+        "no reconcile loop at rest"
+    );
+    println!("Recorder reconciles until at rest: {settled}");
     // Only the leader acted.
     let idle_text = metrics(idle_metrics);
     assert_eq!(
