@@ -69,8 +69,8 @@ pub use proxy_children::{
 };
 pub use recorder_children::{
     recorder_addr, recorder_args, recorder_child_name, recorder_env, recorder_url,
-    validate_recorder, RecorderSpecError, RECORDER_ADMIN_PORT, RECORDER_CONTAINER_PORT,
-    RECORDER_SERVICE_PORT,
+    signing_key_secret_name, validate_recorder, RecorderSpecError, RECORDER_ADMIN_PORT,
+    RECORDER_CONTAINER_PORT, RECORDER_SERVICE_PORT, SIGNING_KEY_KEY,
 };
 pub use resources::{
     APIServerProxy, APIServerProxySpec, APIServerProxyStatus, Condition, DiskStorage,

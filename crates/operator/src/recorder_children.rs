@@ -90,6 +90,26 @@ pub fn recorder_addr(name: &str, namespace: &str) -> String {
     )
 }
 
+/// The Secret the operator creates with a signing key for Recorder `name` when its spec names none.
+pub fn signing_key_secret_name(name: &str) -> String {
+    format!("{name}-recorder-signing-key")
+}
+
+/// The key of that Secret holding the key (64 hex digits, as `kubescribe-recorder keygen` writes).
+pub const SIGNING_KEY_KEY: &str = "signing.key";
+
+/// The signing key of Recorder `name`: its Secret and key (the spec's, else the one the operator
+/// creates), or `None` when unsigned.
+pub(crate) fn signing_key(spec: &RecorderSpec, name: &str) -> Option<(String, String)> {
+    if spec.unsigned {
+        return None;
+    }
+    Some(match &spec.signing_key_secret {
+        Some(key) => (key.name.clone(), key.key_or(SIGNING_KEY_KEY).to_owned()),
+        None => (signing_key_secret_name(name), SIGNING_KEY_KEY.to_owned()),
+    })
+}
+
 /// Checks what the CRD schema cannot: the storage settings for the storage type, and a way to tell
 /// uploaders.
 pub fn validate_recorder(spec: &RecorderSpec) -> Result<(), RecorderSpecError> {
@@ -126,11 +146,8 @@ pub fn recorder_args(spec: &RecorderSpec) -> Vec<String> {
     if spec.ui {
         args.push("--ui".to_owned());
     }
-    match &spec.signing_key_secret {
-        Some(key) => args.push(format!(
-            "--signing-key=/etc/kubescribe/signing/{}",
-            key.key_or("signing.key")
-        )),
+    match signing_key(spec, "") {
+        Some((_, key)) => args.push(format!("--signing-key=/etc/kubescribe/signing/{key}")),
         None => args.push("--unsigned".to_owned()),
     }
     if let (StorageKind::S3, Some(s3)) = (spec.storage.kind, &spec.storage.s3) {
@@ -226,7 +243,7 @@ pub(crate) fn recorder_secrets(spec: &RecorderSpec) -> Vec<(&'static str, String
     if let Some(s) = &spec.readers.token_secret {
         out.push(("readers.tokenSecret", s.name.clone()));
     }
-    if let Some(s) = &spec.signing_key_secret {
+    if let (Some(s), false) = (&spec.signing_key_secret, spec.unsigned) {
         out.push(("signingKeySecret", s.name.clone()));
     }
     out
@@ -246,9 +263,9 @@ fn pod_template(spec: &RecorderSpec, owner: &Owner, child: &str) -> PodTemplateS
             volumes.push(pod::secret_volume("identities", &identities.name, None));
         }
     }
-    if let Some(key) = &spec.signing_key_secret {
+    if let Some((secret, _)) = signing_key(spec, &owner.name) {
         mounts.push(pod::mount("signing-key", "/etc/kubescribe/signing", true));
-        volumes.push(pod::secret_volume("signing-key", &key.name, Some(0o400)));
+        volumes.push(pod::secret_volume("signing-key", &secret, Some(0o400)));
     }
     if let Some(token) = &spec.readers.token_secret {
         mounts.push(pod::mount("read-token", "/etc/kubescribe/read-token", true));
@@ -405,7 +422,14 @@ mod tests {
         assert_eq!(container.image.as_deref(), Some("rec:1"));
         let args = container.args.as_ref().unwrap();
         assert!(args.contains(&"--ui".to_owned()));
-        assert!(args.contains(&"--unsigned".to_owned()));
+        assert!(args.contains(&"--signing-key=/etc/kubescribe/signing/signing.key".to_owned()));
+        let volumes = pod.volumes.as_ref().unwrap();
+        let key = volumes.iter().find(|v| v.name == "signing-key").unwrap();
+        assert_eq!(
+            key.secret.as_ref().unwrap().secret_name.as_deref(),
+            Some("audit-recorder-signing-key"),
+            "the key the operator creates"
+        );
         assert!(
             args.contains(&"--identity-file=/etc/kubescribe/identities/identities.yaml".to_owned())
         );
@@ -543,6 +567,7 @@ mod tests {
                     spec.uploaders.insecure_allow_any_uploader = insecure;
                     spec.readers.token_secret = read;
                     spec.signing_key_secret = sign;
+                    spec.unsigned = insecure && ui;
                     spec.retention =
                         retention.map(|(events_days, sessions_days)| crate::resources::Retention {
                             events_days,
@@ -570,7 +595,8 @@ mod tests {
             for flag in &flags {
                 prop_assert!(KNOWN_FLAGS.contains(flag), "unknown flag {}", flag);
             }
-            prop_assert_eq!(args.contains(&"--unsigned".to_owned()), spec.signing_key_secret.is_none());
+            prop_assert_eq!(args.contains(&"--unsigned".to_owned()), spec.unsigned);
+            prop_assert_eq!(args.iter().any(|a| a.starts_with("--signing-key=")), !spec.unsigned);
             if validate_recorder(&spec).is_ok() {
                 let children = recorder_children(&spec, &owner());
                 let (template, disk) = match &children.workload {

@@ -51,10 +51,15 @@ pub struct RecorderSpec {
     /// Who may read the query API and the UI.
     #[serde(default)]
     pub readers: Readers,
-    /// A Secret holding the Ed25519 key that signs manifests (`kubescribe-recorder keygen`);
-    /// without it the recorder runs `--unsigned` (manifests carry hashes only).
+    /// A Secret holding the Ed25519 key that signs manifests (`kubescribe-recorder keygen`); key
+    /// default `signing.key`. Absent (and not `unsigned`): the operator creates Secret
+    /// `<name>-recorder-signing-key` with a new key once, and keeps it, also after the Recorder is
+    /// deleted, so that what it signed stays verifiable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signing_key_secret: Option<SecretKeyRef>,
+    /// `--unsigned`: no signing key; manifests carry hashes only.
+    #[serde(default)]
+    pub unsigned: bool,
     /// How long records are kept; absent: forever.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retention: Option<Retention>,
@@ -290,6 +295,10 @@ pub struct RecorderStatus {
     /// Recorder pods ready, as its workload's status reports them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ready_replicas: Option<i32>,
+    /// The public key (64 hex digits) of the signing key, for `kubescribe-recorder verify
+    /// --public-key`; absent when unsigned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signing_public_key: Option<String>,
 }
 
 /// A kubescribe API server proxy (kubescribe-proxy): a Deployment of replicas behind a Service,

@@ -453,7 +453,7 @@ fn operator_reconciles_recorders_and_apiserverproxies() {
     let args = strings(&container["args"]);
     for want in [
         "--ui",
-        "--unsigned",
+        "--signing-key=/etc/kubescribe/signing/signing.key",
         "--allow-uploaders=tag:k8s-proxy",
         "--identity-file=/etc/kubescribe/identities/identities.yaml",
         "--retain-events-days=30",
@@ -466,6 +466,32 @@ fn operator_reconciles_recorders_and_apiserverproxies() {
         true
     );
     assert_real_flags(container, "kubescribe-recorder", "the Recorder's workload");
+    // No signing key named: the operator made one, and publishes its public key.
+    let key = kubectl
+        .get("secret", "audit-recorder-signing-key", Some(NS))
+        .expect("the signing key Secret the operator creates");
+    let key_file = kubectl.ok(&[
+        "get",
+        "secret",
+        "audit-recorder-signing-key",
+        "-n",
+        NS,
+        "-o",
+        "jsonpath={.data.signing\\.key}",
+    ]);
+    assert_eq!(
+        key_file.trim().len(),
+        88,
+        "base64 of 64 hex digits and a newline: {key_file}"
+    );
+    let public = recorder["status"]["signingPublicKey"]
+        .as_str()
+        .expect("the public key");
+    assert!(
+        public.len() == 64 && public.chars().all(|c| c.is_ascii_hexdigit()),
+        "{public}"
+    );
+    let key_uid = key["metadata"]["uid"].clone();
     for kind in ["service", "serviceaccount"] {
         let child = kubectl
             .get(kind, "audit-recorder", Some(NS))
@@ -893,6 +919,10 @@ fn operator_reconciles_recorders_and_apiserverproxies() {
         });
     }
 
+    let kept = kubectl
+        .get("secret", "audit-recorder-signing-key", Some(NS))
+        .expect("the signing key outlives its Recorder, so what it signed stays verifiable");
+    assert_eq!(kept["metadata"]["uid"], key_uid, "never replaced");
     let text = metrics(metrics_addr);
     assert!(
         sample(
