@@ -159,12 +159,14 @@ pub(crate) struct Product {
     pub(crate) resources: ResourceRequirements,
     /// Volume mounts.
     pub(crate) mounts: Vec<VolumeMount>,
+    /// Seconds the pod has from SIGTERM to exit.
+    pub(crate) grace_seconds: i64,
 }
 
 impl Product {
     /// The pod template: the container with probes on the admin port and the secure contexts,
     /// `labels` on the pod, ServiceAccount `service_account` (its token mounted when `automount`),
-    /// `volumes`, 30 s to stop.
+    /// `volumes`.
     pub(crate) fn pod_template(
         self,
         labels: BTreeMap<String, String>,
@@ -198,7 +200,7 @@ impl Product {
                 service_account_name: Some(service_account.to_owned()),
                 automount_service_account_token: Some(automount),
                 security_context: Some(pod_security_context()),
-                termination_grace_period_seconds: Some(30),
+                termination_grace_period_seconds: Some(self.grace_seconds),
                 containers: vec![container],
                 volumes: Some(volumes),
                 ..PodSpec::default()

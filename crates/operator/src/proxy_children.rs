@@ -146,6 +146,9 @@ fn pod_template(spec: &APIServerProxySpec, owner: &Owner, child: &str) -> PodTem
         admin_port: PROXY_ADMIN_PORT,
         resources: pod::resources("100m", "128Mi", "1", "512Mi"),
         mounts,
+        // --shutdown-grace (10 s) for requests in flight, as long again to deliver what the
+        // spool holds (its emptyDir goes with the pod), and room to exit: the chart's 35 s.
+        grace_seconds: 35,
     }
     // The ServiceAccount's token is the proxy's credential upstream.
     .pod_template(owner.selector_labels(), child, true, volumes);
@@ -249,6 +252,14 @@ mod tests {
         let c = proxy_children(&s, &owner());
         let d = &c.deployment.spec;
         assert_eq!(d.replicas, Some(3));
+        assert_eq!(
+            d.template
+                .spec
+                .as_ref()
+                .unwrap()
+                .termination_grace_period_seconds,
+            Some(35)
+        );
         let container = &d.template.spec.as_ref().unwrap().containers[0];
         let env = container.env.as_ref().unwrap();
         assert_eq!(

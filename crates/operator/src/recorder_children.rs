@@ -288,6 +288,7 @@ fn pod_template(spec: &RecorderSpec, owner: &Owner, child: &str) -> PodTemplateS
         admin_port: RECORDER_ADMIN_PORT,
         resources: pod::resources("100m", "256Mi", "2", "1Gi"),
         mounts,
+        grace_seconds: 30,
     }
     // The recorder talks to no Kubernetes API: no token.
     .pod_template(owner.selector_labels(), child, false, volumes)
