@@ -2,8 +2,10 @@
 //! kept true by kube-rs controllers.
 //!
 //! - A [`Recorder`] becomes a ServiceAccount, a Service and a StatefulSet with a volumeClaimTemplate
-//!   (disk storage) or a Deployment with S3 credentials from a Secret; its status says whether it
-//!   is Ready and its URL (`kubectl get recorders`).
+//!   (disk storage) or a Deployment with S3 credentials from a Secret, and, unless the spec names
+//!   one or says `unsigned`, a signing key Secret the operator creates once and keeps; its status
+//!   says whether it is Ready (children applied) and Available (pods ready), its URL (`kubectl get
+//!   recorders`) and the signing key's public key.
 //! - An [`APIServerProxy`] becomes a ServiceAccount, a Service, a Deployment and, in auth mode only,
 //!   a ClusterRole allowing nothing but impersonation with its binding; its status gives the
 //!   endpoint and the grant that sends callers' records to its recorders.
