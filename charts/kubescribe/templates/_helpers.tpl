@@ -92,3 +92,8 @@ imagePullSecrets:
   {{- toYaml . | nindent 2 }}
 {{- end }}
 {{- end }}
+
+{{/* The operator's object names. */}}
+{{- define "kubescribe.operator.fullname" -}}
+{{- printf "%s-operator" (include "kubescribe.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}

@@ -7,7 +7,9 @@
 //!
 //! * [`report`] prints the e2e run's scenarios and checks.
 //! * [`run`] runs a client program to completion, with a deadline.
+//! * [`flags`] checks a rendered container's command line against the binary it runs.
 //! * [`rbac`] creates namespaces, roles and bindings in the real API server.
+//! * [`kubectl`] runs the real kubectl as the administrator of the real API server.
 //! * [`identities`] builds tailscaled's `WhoIsResponse` JSON for a user and a
 //!   tagged node.
 //! * [`fake_localapi`] serves that JSON as tailscaled's LocalAPI `whois` on a
@@ -69,8 +71,10 @@
 #![warn(unreachable_pub)]
 
 pub mod fake_localapi;
+pub mod flags;
 pub mod http1_front;
 pub mod identities;
+pub mod kubectl;
 pub mod proxy_protocol;
 pub mod rbac;
 pub mod report;

@@ -27,10 +27,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
+use kubescribe_system_tests::flags::assert_real_flags;
+use kubescribe_system_tests::kubectl::Kubectl;
 use kubescribe_system_tests::rbac;
 use kubescribe_system_tests::run::{expect_success, output_text, wait_until, with_deadline};
 use serde_json::{json, Value};
-use test_support::apiserver::{ControlPlane, ADMIN};
+use test_support::apiserver::ControlPlane;
 use test_support::peers;
 use test_support::process::workspace_bin;
 
@@ -132,31 +134,13 @@ fn helm_template(release: &str, namespace: &str, sets: &[&str]) -> Output {
     helm(&args)
 }
 
-/// kubectl as the cluster administrator.
-struct Kubectl {
-    program: PathBuf,
-    kubeconfig: PathBuf,
+/// The RBAC questions this test asks kubectl.
+trait RbacChecks {
+    fn can_i(&self, account: &ServiceAccountName, verb: &str, resource: &str) -> bool;
+    fn rules(&self, account: &ServiceAccountName, namespace: &str) -> Vec<String>;
 }
 
-impl Kubectl {
-    fn new(plane: &ControlPlane) -> Self {
-        Self {
-            program: peers::kubectl().unwrap_or_else(|e| panic!("{e}")),
-            kubeconfig: plane.kubeconfig(&ADMIN),
-        }
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        with_deadline(
-            Command::new(&self.program)
-                .arg("--kubeconfig")
-                .arg(&self.kubeconfig)
-                .args(args),
-            COMMAND_TIMEOUT,
-        )
-        .expect("kubectl runs")
-    }
-
+impl RbacChecks for Kubectl {
     /// `kubectl auth can-i VERB RESOURCE --as=system:serviceaccount:NS:SA` (across all
     /// namespaces): `true` for yes, `false` for no, a panic for anything else.
     fn can_i(&self, account: &ServiceAccountName, verb: &str, resource: &str) -> bool {
@@ -400,38 +384,6 @@ fn assert_secure(pod_spec: &Value, what: &str) {
                 );
             }
         }
-    }
-}
-
-/// Environment variables the binaries read without naming them in `--help`: the standard AWS
-/// credentials of the S3 client.
-const STANDARD_ENV: &[&str] = &["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"];
-
-/// The container's args and environment are ones `binary` accepts: it parses them (every flag
-/// known, every value valid) before printing its `--help`, and every environment variable set is
-/// one its `--help` names.
-fn assert_real_flags(container: &Value, binary: &str, what: &str) {
-    let path = workspace_bin(binary).unwrap_or_else(|e| panic!("{e}"));
-    let args = strings(&container["args"], "args");
-    let mut command = Command::new(path);
-    command.args(&args).arg("--help");
-    for variable in container["env"].as_array().expect("env") {
-        let name = variable["name"].as_str().expect("an env name");
-        // A value from a Secret stands in as a placeholder.
-        command.env(name, variable["value"].as_str().unwrap_or("from-a-secret"));
-    }
-    let parsed = with_deadline(&mut command, COMMAND_TIMEOUT).expect("--help runs");
-    assert!(
-        parsed.status.success(),
-        "{what}: {binary} refuses the chart's args {args:?}: {}",
-        output_text(&parsed)
-    );
-    let help = String::from_utf8_lossy(&parsed.stdout);
-    for name in names(&container["env"], "env") {
-        assert!(
-            STANDARD_ENV.contains(&name) || help.contains(name),
-            "{what}: {binary} --help names no environment variable {name}"
-        );
     }
 }
 
@@ -904,11 +856,7 @@ fn install_as_documented(kubectl: &Kubectl, files: &Path) {
     let ns = DOCUMENTED_NAMESPACE;
     let in_files = |args: &[&str]| {
         let output = with_deadline(
-            Command::new(&kubectl.program)
-                .current_dir(files)
-                .arg("--kubeconfig")
-                .arg(&kubectl.kubeconfig)
-                .args(args),
+            kubectl.command().current_dir(files).args(args),
             COMMAND_TIMEOUT,
         )
         .expect("kubectl runs");
@@ -922,7 +870,7 @@ fn install_as_documented(kubectl: &Kubectl, files: &Path) {
     }
 
     let chart = chart_dir();
-    let kubeconfig = kubectl.kubeconfig.to_str().expect("a UTF-8 path");
+    let kubeconfig = kubectl.kubeconfig().to_str().expect("a UTF-8 path");
     let proxy = ServiceAccountName {
         namespace: ns.into(),
         name: "kubescribe-proxy".into(),

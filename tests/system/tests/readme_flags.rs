@@ -122,3 +122,17 @@ fn readme_documents_every_flag_of_the_command_line() {
     );
     assert_documented(&readme, &names);
 }
+
+#[test]
+fn readme_documents_every_operator_flag_and_env_var() {
+    let readme = readme();
+    let mut names = documented_names(&help("kubescribe-operator", &[]));
+    names.extend(documented_names(&help("kubescribe-operator", &["crds"])));
+    assert!(
+        names.contains("--metrics-addr")
+            && names.contains("--lease-duration")
+            && names.contains("--out-dir"),
+        "could not read kubescribe-operator's --help: {names:?}"
+    );
+    assert_documented(&readme, &names);
+}

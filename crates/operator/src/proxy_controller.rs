@@ -1,0 +1,240 @@
+//! The APIServerProxy controller: a watch-driven `kube::runtime::Controller` over APIServerProxies
+//! that owns their Deployments, Services and ServiceAccounts, and watches the cluster-scoped
+//! ClusterRoles and ClusterRoleBindings it made (found by their owner labels: a cluster-scoped
+//! object cannot carry an owner reference to a namespaced one). Each reconcile checks the Secrets,
+//! ConfigMap and Recorders the spec names, applies the children, removes the impersonation RBAC in
+//! noauth mode, and writes the status (Ready, observedGeneration, endpoint, the grant).
+
+use std::sync::Arc;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Service, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::{Api, Resource, ResourceExt};
+
+use crate::context::{
+    apply, config_map_exists, delete_if_present, drive, missing_secret, patch_status, retry_later,
+    settle, Blocked, Context, Outcome,
+};
+use crate::error::ReconcileError;
+use crate::meta::{managed_selector, Owner, OWNER_KIND, OWNER_NAME, OWNER_NAMESPACE};
+use crate::proxy_children::{
+    proxy_child_name, proxy_children, proxy_endpoint, proxy_grant, proxy_rbac_name, proxy_secrets,
+    AUDIT_POLICY_KEY,
+};
+use crate::recorder_children::recorder_addr;
+use crate::resources::{APIServerProxy, APIServerProxyStatus, Recorder};
+
+/// The kind, as metrics and logs name it.
+const KIND: &str = "APIServerProxy";
+
+/// What stands between `proxy` and Ready, if anything: a missing Secret, ConfigMap or Recorder.
+async fn blocked(proxy: &APIServerProxy, ctx: &Context) -> Result<Option<Blocked>, ReconcileError> {
+    let namespace = proxy.namespace().unwrap_or_default();
+    if let Some(blocked) =
+        missing_secret(&ctx.client, &namespace, proxy_secrets(&proxy.spec)).await?
+    {
+        return Ok(Some(blocked));
+    }
+    if let Some(name) = &proxy.spec.audit_policy_config_map {
+        if !config_map_exists(&ctx.client, &namespace, name).await? {
+            return Ok(Some(Blocked {
+                reason: "ConfigMapNotFound".to_owned(),
+                message: format!(
+                    "auditPolicyConfigMap: ConfigMap {namespace}/{name} (key {AUDIT_POLICY_KEY}) does not exist; create it"
+                ),
+                waiting: true,
+            }));
+        }
+    }
+    let recorders: Api<Recorder> = Api::namespaced(ctx.client.clone(), &namespace);
+    for name in &proxy.spec.recorders {
+        let found = recorders
+            .get_metadata_opt(name)
+            .await
+            .map_err(ReconcileError::kube(format!(
+                "reading Recorder {namespace}/{name}"
+            )))?;
+        if found.is_none() {
+            return Ok(Some(Blocked {
+                reason: "RecorderNotFound".to_owned(),
+                message: format!(
+                    "recorders: Recorder {namespace}/{name} does not exist; create it or remove it from the list"
+                ),
+                waiting: true,
+            }));
+        }
+    }
+    Ok(None)
+}
+
+/// One reconcile of one APIServerProxy.
+async fn reconcile(
+    proxy: Arc<APIServerProxy>,
+    ctx: Arc<Context>,
+) -> Result<Action, ReconcileError> {
+    if proxy.metadata.deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
+    let owner = Owner::of(proxy.as_ref(), "proxy").ok_or(ReconcileError::Incomplete)?;
+    let ns = owner.namespace.clone();
+    let api: Api<APIServerProxy> = Api::namespaced(ctx.client.clone(), &ns);
+    let previous = proxy.status.as_ref();
+    let conditions = previous.map(|s| s.conditions.as_slice()).unwrap_or(&[]);
+    let endpoint = proxy_endpoint(&owner.name, &ns, proxy.spec.port);
+    let addrs: Vec<String> = proxy
+        .spec
+        .recorders
+        .iter()
+        .map(|r| recorder_addr(r, &ns))
+        .collect();
+    let grant = proxy_grant(&proxy.spec, &addrs);
+
+    let outcome = match blocked(&proxy, &ctx).await? {
+        Some(blocked) => Outcome::Blocked(blocked),
+        None => apply_children(&proxy, &owner, &ctx).await?,
+    };
+    let status = APIServerProxyStatus {
+        conditions: settle(
+            &ctx,
+            KIND,
+            proxy.as_ref(),
+            conditions,
+            &outcome,
+            proxy.spec.replicas,
+        )
+        .await,
+        observed_generation: proxy.metadata.generation,
+        ready_replicas: outcome.ready_replicas(),
+        endpoint: Some(endpoint),
+        grant: Some(grant),
+    };
+    patch_status(&api, proxy.as_ref(), previous, &status).await?;
+    Ok(outcome.action())
+}
+
+/// Applies every child of `proxy`, and removes the impersonation RBAC in noauth mode; returns what
+/// was applied and how many of its pods the Deployment reports ready.
+async fn apply_children(
+    proxy: &APIServerProxy,
+    owner: &Owner,
+    ctx: &Context,
+) -> Result<Outcome, ReconcileError> {
+    let ns = owner.namespace.as_str();
+    let children = proxy_children(&proxy.spec, owner);
+    let client = &ctx.client;
+    apply(
+        &Api::<ServiceAccount>::namespaced(client.clone(), ns),
+        &children.service_account,
+    )
+    .await?;
+    apply(
+        &Api::<Service>::namespaced(client.clone(), ns),
+        &children.service,
+    )
+    .await?;
+    let deployment = apply(
+        &Api::<Deployment>::namespaced(client.clone(), ns),
+        &children.deployment,
+    )
+    .await?;
+    let roles: Api<ClusterRole> = Api::all(client.clone());
+    let bindings: Api<ClusterRoleBinding> = Api::all(client.clone());
+    let rbac = match &children.rbac {
+        Some((role, binding)) => {
+            apply(&roles, role).await?;
+            apply(&bindings, binding).await?;
+            ", ClusterRole and ClusterRoleBinding (impersonation only)"
+        }
+        None => {
+            // noauth: no impersonation rights at all, also when switched from auth.
+            let name = proxy_rbac_name(&owner.name, ns);
+            delete_if_present(&bindings, &name).await?;
+            delete_if_present(&roles, &name).await?;
+            ""
+        }
+    };
+    Ok(Outcome::Applied {
+        message: format!(
+            "ServiceAccount, Service, Deployment {}{rbac} applied",
+            proxy_child_name(&owner.name)
+        ),
+        ready_replicas: deployment
+            .status
+            .and_then(|s| s.ready_replicas)
+            .unwrap_or(0),
+    })
+}
+
+/// A failed reconcile is retried with exponential back-off.
+fn error_policy(proxy: Arc<APIServerProxy>, err: &ReconcileError, ctx: Arc<Context>) -> Action {
+    retry_later(KIND, proxy.as_ref(), err, &ctx)
+}
+
+/// The APIServerProxy a cluster-scoped child belongs to, from its owner labels.
+fn labelled_owner<K: Resource>(child: K) -> Option<ObjectRef<APIServerProxy>> {
+    let labels = child.meta().labels.as_ref()?;
+    if labels.get(OWNER_KIND).map(String::as_str) != Some(KIND) {
+        return None;
+    }
+    let name = labels.get(OWNER_NAME)?;
+    let namespace = labels.get(OWNER_NAMESPACE)?;
+    Some(ObjectRef::new(name).within(namespace))
+}
+
+/// Runs the APIServerProxy controller until the task is aborted. APIServerProxies of
+/// every namespace.
+pub(crate) async fn run(ctx: Arc<Context>) {
+    let client = ctx.client.clone();
+    let proxies: Api<APIServerProxy> = Api::all(client.clone());
+    let children = watcher::Config::default().labels(&managed_selector());
+    let results = Controller::new(proxies, watcher::Config::default())
+        .owns(Api::<Deployment>::all(client.clone()), children.clone())
+        .owns(Api::<Service>::all(client.clone()), children.clone())
+        .owns(Api::<ServiceAccount>::all(client.clone()), children.clone())
+        .watches(
+            Api::<ClusterRole>::all(client.clone()),
+            children.clone(),
+            labelled_owner,
+        )
+        .watches(
+            Api::<ClusterRoleBinding>::all(client.clone()),
+            children,
+            labelled_owner,
+        )
+        .run(reconcile, error_policy, ctx);
+    drive(KIND, results).await;
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::meta::Owner;
+    use crate::resources::APIServerProxySpec;
+
+    #[test]
+    fn cluster_scoped_children_map_to_their_proxy_by_labels() {
+        let spec: APIServerProxySpec =
+            serde_yaml_ng::from_str("image: p:1\ntlsSecret: tls\nidentitySecret: {name: ids}\n")
+                .unwrap();
+        let owner = Owner::example("APIServerProxy", "edge", "proxy");
+        let (role, binding) = crate::proxy_children::proxy_children(&spec, &owner)
+            .rbac
+            .unwrap();
+        let expected = ObjectRef::<APIServerProxy>::new("edge").within("ops");
+        assert_eq!(labelled_owner(role.clone()), Some(expected.clone()));
+        assert_eq!(labelled_owner(binding), Some(expected));
+        // A Recorder's (or anyone else's) object maps to no proxy.
+        let mut other = role;
+        if let Some(labels) = other.metadata.labels.as_mut() {
+            labels.insert(OWNER_KIND.to_owned(), "Recorder".to_owned());
+        }
+        assert_eq!(labelled_owner(other), None);
+        assert_eq!(labelled_owner(ClusterRole::default()), None);
+    }
+}
