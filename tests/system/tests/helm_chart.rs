@@ -214,11 +214,24 @@ struct Case {
     s3: bool,
     ui: bool,
     service_monitor: bool,
+    /// The proxy's spool on a PersistentVolumeClaim per replica (a StatefulSet), not an emptyDir.
+    persistent_spool: bool,
+}
+
+impl Case {
+    /// The kind of the proxy's workload.
+    fn proxy_kind(&self) -> &'static str {
+        if self.persistent_spool {
+            "StatefulSet"
+        } else {
+            "Deployment"
+        }
+    }
 }
 
 /// Each value of the matrix appears at least once: storage disk/s3, mode auth/noauth, listener
 /// tls/tailscale, replicas 1/2 (default)/3, UI on/off, ServiceMonitor on/off, an audit policy,
-/// optional token Secrets, unsigned.
+/// optional token Secrets, unsigned, the proxy's spool in an emptyDir or on a PVC per replica.
 const CASES: &[Case] = &[
     Case {
         release: "defaults",
@@ -229,6 +242,7 @@ const CASES: &[Case] = &[
         s3: false,
         ui: false,
         service_monitor: false,
+        persistent_spool: false,
     },
     Case {
         release: "s3-noauth-tailscale",
@@ -250,6 +264,7 @@ const CASES: &[Case] = &[
         s3: true,
         ui: true,
         service_monitor: true,
+        persistent_spool: false,
     },
     Case {
         release: "disk-auth-tailscale",
@@ -266,6 +281,7 @@ const CASES: &[Case] = &[
         s3: false,
         ui: true,
         service_monitor: false,
+        persistent_spool: false,
     },
     Case {
         release: "s3-auth-tls",
@@ -285,6 +301,7 @@ const CASES: &[Case] = &[
         s3: true,
         ui: false,
         service_monitor: false,
+        persistent_spool: false,
     },
     Case {
         release: "disk-noauth-tls",
@@ -296,6 +313,9 @@ const CASES: &[Case] = &[
             "proxy.tolerations[0].operator=Exists",
             "recorder.nodeSelector.disktype=ssd",
             "recorder.serviceMonitor.enabled=true",
+            "proxy.spool.persistent.enabled=true",
+            "proxy.spool.persistent.size=2Gi",
+            "proxy.spool.persistent.storageClassName=fast",
         ],
         auth: false,
         tailscale: false,
@@ -303,6 +323,7 @@ const CASES: &[Case] = &[
         s3: false,
         ui: false,
         service_monitor: true,
+        persistent_spool: true,
     },
 ];
 
@@ -437,7 +458,7 @@ fn product_container<'a>(
 /// What the applied objects of `case` must be, as kube-apiserver stored them.
 fn check_rendering(case: &Case, objects: &[Value]) {
     let what = case.release;
-    let proxy = named(objects, "Deployment", "-proxy");
+    let proxy = named(objects, case.proxy_kind(), "-proxy");
     assert_eq!(
         proxy["spec"]["replicas"], case.proxy_replicas,
         "{what}: proxy replicas"
@@ -464,10 +485,50 @@ fn check_rendering(case: &Case, objects: &[Value]) {
     let mode = &named_item(&proxy_container["env"], "APISERVER_PROXY")["value"];
     let expected_mode = if case.auth { "true" } else { "noauth" };
     assert_eq!(mode, expected_mode, "{what}: APISERVER_PROXY");
-    let spool = named_item(&proxy_pod["volumes"], "state");
+    if case.persistent_spool {
+        assert!(
+            proxy_pod["volumes"]
+                .as_array()
+                .is_some_and(|v| v.iter().all(|v| v["name"] != "state")),
+            "{what}: no emptyDir spool beside the claim"
+        );
+        let claim = proxy["spec"]["volumeClaimTemplates"]
+            .as_array()
+            .and_then(|claims| claims.iter().find(|c| c["metadata"]["name"] == "state"))
+            .unwrap_or_else(|| panic!("{what}: no claim named state: {proxy}"));
+        assert_eq!(
+            (
+                &claim["spec"]["resources"]["requests"]["storage"],
+                &claim["spec"]["storageClassName"]
+            ),
+            (&json!("2Gi"), &json!("fast")),
+            "{what}: the spool's claim: {claim}"
+        );
+        assert_eq!(
+            proxy["spec"]["podManagementPolicy"], "Parallel",
+            "{what}: replicas start together"
+        );
+    } else {
+        let spool = named_item(&proxy_pod["volumes"], "state");
+        assert!(
+            spool["emptyDir"]["sizeLimit"].is_string(),
+            "{what}: sized spool: {spool}"
+        );
+    }
+    let other_proxy_kind = if case.persistent_spool {
+        "Deployment"
+    } else {
+        "StatefulSet"
+    };
     assert!(
-        spool["emptyDir"]["sizeLimit"].is_string(),
-        "{what}: sized spool: {spool}"
+        of_kind(objects, other_proxy_kind)
+            .iter()
+            .all(|o| !o["metadata"]["name"]
+                .as_str()
+                .unwrap_or("")
+                .ends_with("-proxy")),
+        "{what}: the proxy is a {} only",
+        case.proxy_kind()
     );
 
     let cluster_roles = of_kind(objects, "ClusterRole");
@@ -671,7 +732,7 @@ fn the_chart_lints_renders_applies_and_grants_least_privilege() {
             let kubeconfig =
                 service_account_kubeconfig(&plane, &kubectl, &proxy_account, scratch.path());
             start_as_rendered(
-                &named(&objects, "Deployment", "-proxy")["spec"]["template"]["spec"],
+                &named(&objects, case.proxy_kind(), "-proxy")["spec"]["template"]["spec"],
                 "kubescribe-proxy",
                 &[format!("--kubeconfig={}", kubeconfig.display())],
                 &secret_files,
