@@ -390,7 +390,9 @@ pub async fn start(
     let api_task = tokio::spawn(listener::serve(
         api,
         config.max_header_bytes,
-        move |conn, req| proxy.clone().handle(conn, req),
+        // Boxed where it is made: the request's future is several KiB, and every move of it on
+        // its way into the connection's task would be a copy of all of it.
+        move |conn, req| Box::pin(proxy.clone().handle(conn, req)),
         stop(rx.clone()),
         config.shutdown_grace,
         sessions,
