@@ -14,6 +14,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
+use service::admin;
 
 /// Labels of the reconcile counter.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -83,38 +84,15 @@ impl Metrics {
 }
 
 fn respond(registry: &Registry, method: &Method, path: &str) -> Response<Full<Bytes>> {
-    let (status, ctype, body) = match (method, path) {
-        (&Method::GET | &Method::HEAD, "/metrics") => {
-            let mut out = String::new();
-            match prometheus_client::encoding::text::encode(&mut out, registry) {
-                Ok(()) => (
-                    StatusCode::OK,
-                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                    out,
-                ),
-                Err(_) => (
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "text/plain",
-                    "metrics encoding failed\n".to_owned(),
-                ),
-            }
-        }
-        (&Method::GET | &Method::HEAD, "/healthz") => {
-            (StatusCode::OK, "text/plain", "ok\n".to_owned())
-        }
-        _ => (
+    let text = |status, body: &'static str| admin::answer(status, "text/plain", body);
+    match (method, path) {
+        (&Method::GET | &Method::HEAD, "/metrics") => admin::metrics(registry),
+        (&Method::GET | &Method::HEAD, "/healthz") => text(StatusCode::OK, "ok\n"),
+        _ => text(
             StatusCode::NOT_FOUND,
-            "text/plain",
-            "not found: try /metrics or /healthz\n".to_owned(),
+            "not found: try /metrics or /healthz\n",
         ),
-    };
-    let mut resp = Response::new(Full::new(Bytes::from(body)));
-    *resp.status_mut() = status;
-    resp.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static(ctype),
-    );
-    resp
+    }
 }
 
 /// Serves `/metrics` and `/healthz` on `listener` until `shutdown` completes.

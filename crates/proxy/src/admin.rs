@@ -11,6 +11,7 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper_util::rt::TokioExecutor;
 use prometheus_client::registry::Registry;
+use service::admin;
 use service::conn::Listener;
 
 /// Readiness, flipped on once the proxy can serve.
@@ -35,44 +36,20 @@ pub(crate) fn respond(
     method: &Method,
     path: &str,
 ) -> Response<Full<Bytes>> {
-    let (status, ctype, body) = match (method, path) {
-        (&Method::GET | &Method::HEAD, "/metrics") => {
-            let mut out = String::new();
-            match prometheus_client::encoding::text::encode(&mut out, registry) {
-                Ok(()) => (
-                    StatusCode::OK,
-                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                    out,
-                ),
-                Err(_) => (
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "text/plain",
-                    "metrics encoding failed\n".into(),
-                ),
-            }
-        }
-        (&Method::GET | &Method::HEAD, "/healthz") => (StatusCode::OK, "text/plain", "ok\n".into()),
-        (&Method::GET | &Method::HEAD, "/readyz") if ready.get() => {
-            (StatusCode::OK, "text/plain", "ready\n".into())
-        }
-        (&Method::GET | &Method::HEAD, "/readyz") => (
+    let text = |status, body: &'static str| admin::answer(status, "text/plain", body);
+    match (method, path) {
+        (&Method::GET | &Method::HEAD, "/metrics") => admin::metrics(registry),
+        (&Method::GET | &Method::HEAD, "/healthz") => text(StatusCode::OK, "ok\n"),
+        (&Method::GET | &Method::HEAD, "/readyz") if ready.get() => text(StatusCode::OK, "ready\n"),
+        (&Method::GET | &Method::HEAD, "/readyz") => text(
             StatusCode::SERVICE_UNAVAILABLE,
-            "text/plain",
-            "not ready: upstream or listener not up yet\n".into(),
+            "not ready: upstream or listener not up yet\n",
         ),
-        _ => (
+        _ => text(
             StatusCode::NOT_FOUND,
-            "text/plain",
-            "not found: try /metrics, /healthz or /readyz\n".into(),
+            "not found: try /metrics, /healthz or /readyz\n",
         ),
-    };
-    let mut resp = Response::new(Full::new(Bytes::from(body)));
-    *resp.status_mut() = status;
-    resp.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static(ctype),
-    );
-    resp
+    }
 }
 
 /// Serve the admin endpoints until `shutdown` resolves.

@@ -10,9 +10,11 @@
 //! - [`conn`]: accepting connections within limits (in total, per source, set-up and idle time),
 //!   with an optional PROXY protocol header and TLS, and serving HTTP on them.
 //! - [`cli`]: durations and the connection-limit flags both binaries take.
+//! - [`admin`]: the `/metrics` page and plain answers of the admin listeners.
 #![doc = include_str!("../README.md")]
 #![warn(unreachable_pub)]
 
+pub mod admin;
 pub mod logging;
 pub mod shutdown;
 pub mod tls;

@@ -28,7 +28,7 @@ impl Admin {
         match path.as_str() {
             "/metrics" => with_body(
                 StatusCode::OK,
-                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                service::admin::OPENMETRICS_CONTENT_TYPE,
                 self.metrics.encode(),
             ),
             // Serving means storage was checked and the indexes rebuilt at start-up.
