@@ -201,6 +201,23 @@ pub struct Cli {
     #[arg(long, default_value = "60s", value_parser = parse_duration, value_name = "DURATION")]
     pub manifest_interval: Duration,
 
+    /// This replica's name among recorders sharing one S3 bucket (in the chunk
+    /// names of its sessions and its lease; a random suffix is added per
+    /// process). Default: the host name (the pod name in Kubernetes).
+    #[arg(long, env = "KUBESCRIBE_REPLICA_NAME", value_name = "NAME")]
+    pub replica_name: Option<String>,
+
+    /// On S3: how long a replica's lease lasts without renewal (renewed every
+    /// third of it). After it, the leader finalises the replica's sessions and
+    /// may take over leading. Every replica of a bucket must use the same value.
+    #[arg(long, env = "KUBESCRIBE_LEASE_TTL", default_value = "15s", value_parser = parse_duration, value_name = "DURATION")]
+    pub lease_ttl: Duration,
+
+    /// On S3: how often a replica reads the records and sessions other
+    /// replicas of its bucket stored into its query indexes.
+    #[arg(long, default_value = "2s", value_parser = parse_duration, value_name = "DURATION")]
+    pub peer_sync_interval: Duration,
+
     /// Delete sealed event and response segments whose hour ended more than N days ago (and that
     /// every export cursor has passed). Default: keep forever.
     #[arg(long, env = "KUBESCRIBE_RETAIN_EVENTS_DAYS", value_name = "N")]
@@ -399,6 +416,29 @@ pub struct Config {
     pub retention: Retention,
     /// Export to audit sinks.
     pub export: Export,
+    /// Replicas sharing one bucket.
+    pub replicas: Replicas,
+}
+
+/// Replicas sharing one S3 bucket (docs/storage.md, "Several recorders on one bucket").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Replicas {
+    /// This replica's name (`--replica-name`).
+    pub name: String,
+    /// `--lease-ttl`.
+    pub lease_ttl: Duration,
+    /// `--peer-sync-interval`.
+    pub peer_sync_interval: Duration,
+}
+
+/// The host name (`HOSTNAME`, else `/etc/hostname`), else `recorder`.
+fn host_name() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "recorder".to_owned())
 }
 
 /// Retention (docs/storage.md, "Retention").
@@ -718,6 +758,19 @@ impl Cli {
         if self.manifest_interval.is_zero() {
             return Err(invalid("--manifest-interval", "must be more than 0"));
         }
+        if self.lease_ttl < Duration::from_secs(3) {
+            return Err(invalid("--lease-ttl", "must be at least 3s"));
+        }
+        if self.peer_sync_interval.is_zero() {
+            return Err(invalid("--peer-sync-interval", "must be more than 0"));
+        }
+        if self
+            .replica_name
+            .as_deref()
+            .is_some_and(|n| n.trim().is_empty())
+        {
+            return Err(invalid("--replica-name", "must not be empty"));
+        }
         if self.retention_interval.is_zero() {
             return Err(invalid("--retention-interval", "must be more than 0"));
         }
@@ -751,6 +804,11 @@ impl Cli {
         Ok(Config {
             signing,
             manifest_interval: self.manifest_interval,
+            replicas: Replicas {
+                name: self.replica_name.clone().unwrap_or_else(host_name),
+                lease_ttl: self.lease_ttl,
+                peer_sync_interval: self.peer_sync_interval,
+            },
             retention: Retention {
                 events_days: self.retain_events_days,
                 sessions_days: self.retain_sessions_days,

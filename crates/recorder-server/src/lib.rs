@@ -27,6 +27,8 @@
 //!    * `index`: the in-memory event and session indexes.
 //!    * [`access`]: who may upload and who may read.
 //!    * [`tamper`]: hash chains, signed manifests, the sealer and `verify`.
+//!    * `cluster`: replicas sharing one bucket: leases, the leader, whose
+//!      interrupted sessions may be finalised.
 //! 3. The two sides, independent of each other and of HTTP:
 //!    * [`pipeline`]: the write side: records and batches parsed, the group
 //!      commit, idempotency keys, session casts, the session-view audit record.
@@ -56,6 +58,7 @@ pub mod signing;
 
 // 2. State below both sides.
 pub mod access;
+mod cluster;
 mod index;
 pub mod storage;
 pub mod tamper;

@@ -48,6 +48,17 @@ pub fn new_id() -> Uuid {
     Uuid::now_v7()
 }
 
+/// A UUIDv7 for the moment `unix_ms` (Unix milliseconds; to name where that
+/// moment's records sort: ids sort by time).
+pub(crate) fn id_at_millis(unix_ms: i64) -> Uuid {
+    let ms = u64::try_from(unix_ms.max(0)).unwrap_or(0);
+    Uuid::new_v7(uuid::Timestamp::from_unix(
+        uuid::NoContext,
+        ms / 1000,
+        u32::try_from(ms % 1000).unwrap_or(0) * 1_000_000,
+    ))
+}
+
 /// Unix milliseconds encoded in a UUIDv7 (0 for other UUIDs).
 pub(crate) fn unix_millis(id: &Uuid) -> i64 {
     id.get_timestamp()

@@ -12,8 +12,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use common::*;
 use http::StatusCode;
-use http_body_util::{BodyExt, StreamBody};
-use hyper::body::Frame;
+use http_body_util::BodyExt;
 
 fn start(data: &std::path::Path, token: &std::path::Path, port: u16) -> Child {
     start_binary(data, token, port, &["--ack-interval", "100ms"])
@@ -71,17 +70,7 @@ async fn kill_9_under_load_loses_nothing_acknowledged() {
 
     // One live session over h2c; remember the highest ack.
     let mut client = h2c(addr).await;
-    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(4);
-    let body = StreamBody::new(futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv()
-            .await
-            .map(|b| (Ok::<_, std::io::Error>(Frame::data(b)), rx))
-    }))
-    .boxed();
-    let req = http::Request::post("http://r/v2/record")
-        .header("authorization", format!("Bearer {TOKEN}"))
-        .body(body)
-        .unwrap();
+    let (tx, req) = streaming_record_request("r");
     let res = client.send_request(req).await.unwrap();
     assert_eq!(res.status(), StatusCode::OK);
     let sent = Arc::new(Mutex::new(Vec::<u8>::new()));
@@ -105,26 +94,7 @@ async fn kill_9_under_load_loses_nothing_acknowledged() {
             }
         })
     };
-    let max_ack = Arc::new(Mutex::new(0u64));
-    let reader = {
-        let max_ack = max_ack.clone();
-        tokio::spawn(async move {
-            let mut body = res.into_body();
-            let mut buf = Vec::new();
-            while let Some(Ok(frame)) = body.frame().await {
-                if let Ok(d) = frame.into_data() {
-                    buf.extend_from_slice(&d);
-                    while let Some(p) = buf.iter().position(|b| *b == b'\n') {
-                        let line: Vec<u8> = buf.drain(..=p).collect();
-                        let v: serde_json::Value = serde_json::from_slice(&line).unwrap();
-                        if let Some(n) = v["ack"].as_u64() {
-                            *max_ack.lock().unwrap() = n;
-                        }
-                    }
-                }
-            }
-        })
-    };
+    let (max_ack, reader) = track_acks(res);
 
     // Let load build up, then SIGKILL.
     tokio::time::sleep(Duration::from_millis(2500)).await;
@@ -172,15 +142,7 @@ async fn kill_9_under_load_loses_nothing_acknowledged() {
         size >= max_ack,
         "session has {size} bytes but {max_ack} were acknowledged"
     );
-    let id = s["id"].as_str().unwrap();
-    let (_, _, cast) = call(
-        addr,
-        "GET",
-        &format!("/api/v1/sessions/{id}/cast"),
-        &[],
-        Bytes::new(),
-    )
-    .await;
+    let cast = session_cast(addr, s["id"].as_str().unwrap()).await;
     let sent = sent.lock().unwrap().clone();
     assert_eq!(
         &cast[..],

@@ -240,15 +240,7 @@ async fn a_whois_viewing_names_the_reader_as_the_proxy_names_callers() {
     ])
     .await;
     let id = upload_session(&r, &cast_bytes()).await;
-    let (status, _, _) = call(
-        r.addr,
-        "GET",
-        &format!("/api/v1/sessions/{id}/cast"),
-        &[],
-        Bytes::new(),
-    )
-    .await;
-    assert_eq!(status, StatusCode::OK);
+    session_cast(r.addr, &id).await;
     let (_, list) = get_json(
         r.addr,
         "/api/v1/events?user=alice@example.com&verb=get&reads=only",

@@ -10,8 +10,14 @@ use bytes::Bytes;
 use common::*;
 use kubescribe_recorder::record::{self, RecordKind};
 use kubescribe_recorder::storage::disk::DiskStorage;
+use kubescribe_recorder::storage::fence::Fence;
 use kubescribe_recorder::storage::layout;
 use kubescribe_recorder::storage::Storage;
+
+/// A writer that stands alone on its storage.
+fn solo() -> Arc<Fence> {
+    Arc::new(Fence::solo("suite"))
+}
 
 async fn suite(storage: Arc<dyn Storage>) {
     storage.check().await.unwrap();
@@ -91,7 +97,7 @@ async fn suite(storage: Arc<dyn Storage>) {
     // A finished session: every append durable, then one object.
     let s1 = record::new_id();
     let k1 = layout::session_key(&s1);
-    let mut sink = storage.create_session(&k1).await.unwrap();
+    let mut sink = storage.create_session(&k1, &solo()).await.unwrap();
     assert_eq!(
         sink.append(Bytes::from_static(b"{\"version\":2}\n"))
             .await
@@ -121,7 +127,7 @@ async fn suite(storage: Arc<dyn Storage>) {
     // with everything that was appended.
     let s2 = record::new_id();
     let k2 = layout::session_key(&s2);
-    let mut sink = storage.create_session(&k2).await.unwrap();
+    let mut sink = storage.create_session(&k2, &solo()).await.unwrap();
     sink.append(Bytes::from_static(b"{\"version\":2}\n"))
         .await
         .unwrap();
@@ -134,7 +140,7 @@ async fn suite(storage: Arc<dyn Storage>) {
     .await
     .unwrap();
     drop(sink);
-    let recovered = storage.recover_sessions().await.unwrap();
+    let recovered = storage.recover_sessions(&|_| true).await.unwrap();
     assert_eq!(recovered.len(), 1, "{recovered:?}");
     assert_eq!(recovered[0].key, k2);
     assert_eq!(recovered[0].size, 14 + 100_001);
@@ -142,7 +148,11 @@ async fn suite(storage: Arc<dyn Storage>) {
     assert_eq!(got.len(), 14 + 100_001);
     assert!(got.starts_with(b"{\"version\":2}\n"));
     // Recovery is idempotent.
-    assert!(storage.recover_sessions().await.unwrap().is_empty());
+    assert!(storage
+        .recover_sessions(&|_| true)
+        .await
+        .unwrap()
+        .is_empty());
     let sessions: Vec<String> = storage
         .list("sessions")
         .await
@@ -168,7 +178,7 @@ async fn disk_recovery_cuts_an_unacknowledged_torn_line() {
     let dir = tempfile::tempdir().unwrap();
     let storage = DiskStorage::open(dir.path()).unwrap();
     let key = layout::session_key(&record::new_id());
-    let mut sink = storage.create_session(&key).await.unwrap();
+    let mut sink = storage.create_session(&key, &solo()).await.unwrap();
     sink.append(Bytes::from_static(b"{\"version\":2}\n"))
         .await
         .unwrap();
@@ -180,7 +190,7 @@ async fn disk_recovery_cuts_an_unacknowledged_torn_line() {
         .open(&partial)
         .unwrap();
     std::io::Write::write_all(&mut f, b"[1.0,\"o\",\"torn").unwrap();
-    let recovered = storage.recover_sessions().await.unwrap();
+    let recovered = storage.recover_sessions(&|_| true).await.unwrap();
     assert_eq!(recovered[0].size, 14);
     assert_eq!(
         std::fs::read(dir.path().join(key.as_str())).unwrap(),
@@ -227,4 +237,134 @@ async fn s3_wrong_secret_is_a_clear_startup_error() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("cannot use bucket"), "{stderr}");
     assert!(!stderr.contains("listening"), "{stderr}");
+}
+
+/// A fence of replica `owner` holding its lease for a minute.
+fn leased(owner: &str) -> Arc<Fence> {
+    let fence = Fence::leased(owner);
+    fence.extend_to(std::time::Instant::now() + std::time::Duration::from_secs(60));
+    Arc::new(fence)
+}
+
+const HEADER: &[u8] = b"{\"version\":2}\n";
+
+#[tokio::test]
+async fn s3_replicas_on_one_bucket_recover_only_sessions_they_may_and_write_only_while_leased() {
+    use kubescribe_recorder::storage::StorageError;
+    let weed = Seaweed::start("recordings").unwrap_or_else(|e| panic!("{e}"));
+    let storage: Arc<dyn Storage> = Arc::new(weed.storage(S3_SECRET).unwrap());
+    let (a, b) = (leased("replica-a-1"), leased("replica-b-1"));
+    let ka = layout::session_key(&record::new_id());
+    let kb = layout::session_key(&record::new_id());
+    let mut sa = storage.create_session(&ka, &a).await.unwrap();
+    let mut sb = storage.create_session(&kb, &b).await.unwrap();
+    sa.append(Bytes::from_static(HEADER)).await.unwrap();
+    sb.append(Bytes::from_static(HEADER)).await.unwrap();
+    drop(sb);
+
+    // Recovery that may take replica b's sessions only leaves a's live one alone.
+    let recovered = storage
+        .recover_sessions(&|owner| owner == Some("replica-b-1"))
+        .await
+        .unwrap();
+    assert_eq!(
+        recovered.iter().map(|r| &r.key).collect::<Vec<_>>(),
+        vec![&kb]
+    );
+    assert_eq!(&storage.get(kb.as_str()).await.unwrap()[..], HEADER);
+    assert_eq!(
+        sa.append(Bytes::from_static(b"[1.0,\"o\",\"x\"]\n"))
+            .await
+            .unwrap(),
+        HEADER.len() as u64 + 14
+    );
+    assert_eq!(sa.finish().await.unwrap(), HEADER.len() as u64 + 14);
+    assert!(storage
+        .recover_sessions(&|_| true)
+        .await
+        .unwrap()
+        .is_empty());
+
+    // A replica that does not hold its lease has nothing acknowledged.
+    let lapsed = Arc::new(Fence::leased("replica-c-1"));
+    let kc = layout::session_key(&record::new_id());
+    let mut sc = storage.create_session(&kc, &lapsed).await.unwrap();
+    assert!(matches!(
+        sc.append(Bytes::from_static(HEADER)).await,
+        Err(StorageError::LeaseLost { .. })
+    ));
+
+    // A session composed before a crash cut the deletion of its chunks
+    // short: recovery deletes the leftovers and keeps the object as it is.
+    let kd = layout::session_key(&record::new_id());
+    let mut sd = storage.create_session(&kd, &a).await.unwrap();
+    sd.append(Bytes::from_static(HEADER)).await.unwrap();
+    drop(sd);
+    storage
+        .put(
+            &kd,
+            Bytes::from_static(b"{\"version\":2}\n[9.0,\"o\",\"all\"]\n"),
+        )
+        .await
+        .unwrap();
+    assert!(storage
+        .recover_sessions(&|_| true)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        &storage.get(kd.as_str()).await.unwrap()[..],
+        b"{\"version\":2}\n[9.0,\"o\",\"all\"]\n"
+    );
+    let leases = storage.leases().unwrap();
+    let left = leases.list_modified("sessions/").await.unwrap();
+    assert!(
+        left.iter()
+            .all(|(key, _)| !key.starts_with(kd.as_str()) || key == kd.as_str()),
+        "{left:?}"
+    );
+}
+
+#[tokio::test]
+async fn s3_conditional_writes_let_one_writer_win() {
+    use kubescribe_recorder::storage::PutCondition;
+    let weed = Seaweed::start("recordings").unwrap_or_else(|e| panic!("{e}"));
+    let storage = weed.storage(S3_SECRET).unwrap();
+    let leases = storage.leases().unwrap();
+    let key = layout::session_key(&record::new_id());
+    assert!(leases.read_versioned(&key).await.unwrap().is_none());
+    assert!(leases
+        .put_if(&key, Bytes::from_static(b"one"), PutCondition::Absent)
+        .await
+        .unwrap());
+    assert!(!leases
+        .put_if(&key, Bytes::from_static(b"two"), PutCondition::Absent)
+        .await
+        .unwrap());
+    let one = leases.read_versioned(&key).await.unwrap().unwrap();
+    assert_eq!(&one.data[..], b"one");
+    assert!(one.modified_ms > 1_700_000_000_000);
+    assert!(leases
+        .put_if(
+            &key,
+            Bytes::from_static(b"three"),
+            PutCondition::Matches(one.etag.clone())
+        )
+        .await
+        .unwrap());
+    assert!(
+        !leases
+            .put_if(
+                &key,
+                Bytes::from_static(b"four"),
+                PutCondition::Matches(one.etag)
+            )
+            .await
+            .unwrap(),
+        "a stale entity tag loses"
+    );
+    assert_eq!(
+        &leases.read_versioned(&key).await.unwrap().unwrap().data[..],
+        b"three"
+    );
 }

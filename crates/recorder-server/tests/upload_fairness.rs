@@ -217,19 +217,6 @@ async fn metrics(r: &TestRecorder) -> String {
     String::from_utf8(body.to_vec()).unwrap()
 }
 
-async fn cast_of(addr: SocketAddr, id: &str) -> Bytes {
-    let (status, _, body) = call(
-        addr,
-        "GET",
-        &format!("/api/v1/sessions/{id}/cast"),
-        &[],
-        Bytes::new(),
-    )
-    .await;
-    assert_eq!(status, StatusCode::OK);
-    body
-}
-
 const LOCAL: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
 
 #[tokio::test]
@@ -290,7 +277,10 @@ async fn one_caller_holding_its_maximum_of_idle_sessions_does_not_block_another(
     let bobs = sessions(r.addr, "user=bob@example.com").await;
     assert_eq!(bobs.len(), 1, "{bobs:?}");
     assert_eq!(bobs[0]["state"], "finished");
-    assert_eq!(cast_of(r.addr, bobs[0]["id"].as_str().unwrap()).await, want);
+    assert_eq!(
+        session_cast(r.addr, bobs[0]["id"].as_str().unwrap()).await,
+        want
+    );
 
     // Alice's three stayed quiet for longer than --upload-idle-timeout and are still recorded;
     // the refused fourth stored nothing.
@@ -311,7 +301,7 @@ async fn one_caller_holding_its_maximum_of_idle_sessions_does_not_block_another(
         "{alices:?}"
     );
     for s in &alices {
-        let cast = cast_of(r.addr, s["id"].as_str().unwrap()).await;
+        let cast = session_cast(r.addr, s["id"].as_str().unwrap()).await;
         assert!(String::from_utf8_lossy(&cast).contains("alice-done-"));
     }
 
@@ -552,7 +542,7 @@ async fn a_quiet_session_of_a_vanished_peer_ends_and_frees_its_slot() {
         "the vanished peer's session ended: {state}"
     );
     let kept = sessions(r.addr, "").await;
-    let cast = cast_of(r.addr, kept[0]["id"].as_str().unwrap()).await;
+    let cast = session_cast(r.addr, kept[0]["id"].as_str().unwrap()).await;
     assert!(String::from_utf8_lossy(&cast).contains("before-the-peer-vanished"));
     // Its slot is free: the next session is recorded.
     let next = Upload::start(r.addr, LOCAL, true).await;

@@ -11,8 +11,7 @@ use bytes::Bytes;
 use clap::Parser as _;
 use common::*;
 use http::StatusCode;
-use http_body_util::{BodyExt, StreamBody};
-use hyper::body::Frame;
+use http_body_util::BodyExt;
 use rand::{Rng, RngCore, SeedableRng};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -365,17 +364,7 @@ async fn v2_record_over_h2c_acks_durable_bytes_and_stores_exact_bytes() {
     assert_eq!(res.version(), http::Version::HTTP_2);
 
     // Stream the cast in random-sized chunks with pauses.
-    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(4);
-    let body = StreamBody::new(futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv()
-            .await
-            .map(|b| (Ok::<_, std::io::Error>(Frame::data(b)), rx))
-    }))
-    .boxed();
-    let req = http::Request::post("http://recorder/v2/record")
-        .header("authorization", format!("Bearer {TOKEN}"))
-        .body(body)
-        .unwrap();
+    let (tx, req) = streaming_record_request("recorder");
     let res_fut = tokio::spawn(async move { client.send_request(req).await });
     let sender = {
         let cast = cast.clone();
@@ -432,15 +421,7 @@ async fn v2_record_over_h2c_acks_durable_bytes_and_stores_exact_bytes() {
     assert_eq!(s["size"], cast.len() as u64);
     assert_eq!(s["header"]["kubernetes"]["PodName"], "web-0");
     let id = s["id"].as_str().unwrap();
-    let (status, _, stored) = call(
-        r.addr,
-        "GET",
-        &format!("/api/v1/sessions/{id}/cast"),
-        &[],
-        Bytes::new(),
-    )
-    .await;
-    assert_eq!(status, StatusCode::OK);
+    let stored = session_cast(r.addr, id).await;
     assert_eq!(hex::encode(Sha256::digest(&stored)), want);
 }
 

@@ -3,6 +3,7 @@
 //! route groups with their narrow state, and the listener.
 
 pub(crate) mod commands;
+mod peers;
 mod rebuild;
 
 use std::net::SocketAddr;
@@ -11,6 +12,7 @@ use std::sync::Arc;
 use identity::IdentityFileError;
 
 use crate::access::{ReadAccess, UploadAccess};
+use crate::cluster::Membership;
 use crate::config::{Config, Destination};
 use crate::export::{ExportError, Exporters};
 use crate::http::admin::Admin;
@@ -28,6 +30,7 @@ use crate::storage::disk::DiskStorage;
 use crate::storage::s3::{S3Config, S3Storage};
 use crate::storage::{Storage, StorageError};
 use crate::tamper::sealer::{Scope, Sealer};
+use peers::PeerReader;
 use rebuild::{rebuild, RebuildReport};
 use service::conn::{ConnectionLimits, Listener, ListenerOptions};
 use service::tls::{server_config, Alpn};
@@ -126,9 +129,30 @@ async fn assemble(config: &Config, storage: Arc<dyn Storage>) -> Result<Assemble
     let events = Arc::new(EventIndex::new(config.index_max_bytes));
     let sessions = Arc::new(SessionIndex::new());
     let mut keys = KeyIndex::new(config.dedup_window, config.dedup_max_keys);
-    let report = rebuild(&storage, &mut keys, &events, &sessions).await?;
+    let membership = Membership::join(
+        storage.clone(),
+        &config.replicas.name,
+        config.replicas.lease_ttl,
+    )
+    .await?;
+    let fence = membership.fence().clone();
+    if fence.is_shared() {
+        tracing::info!(
+            owner = fence.owner(),
+            leads = fence.leads(),
+            replicas = membership.live_replicas(),
+            lease_ttl = ?config.replicas.lease_ttl,
+            "sharing the bucket with other replicas: sessions are finalised by the leader once their recorder's lease expires; the leader seals, sweeps and exports"
+        );
+    }
+    let may_recover = {
+        let membership = membership.clone();
+        move |owner: Option<&str>| membership.may_recover(owner)
+    };
+    let report = rebuild(&storage, &may_recover, &mut keys, &events, &sessions).await?;
     // After crash recovery: what recovery kept is what gets sealed.
-    let sealer = Arc::new(Sealer::open(storage.clone(), config.signing.clone()).await?);
+    let sealer =
+        Arc::new(Sealer::open(storage.clone(), config.signing.clone(), fence.clone()).await?);
     let sealed = sealer.seal(Scope::All).await?;
     if sealed > 0 {
         tracing::info!(
@@ -149,8 +173,23 @@ async fn assemble(config: &Config, storage: Arc<dyn Storage>) -> Result<Assemble
         config.commit_max_records,
     );
     exporters
-        .start(storage.clone(), committer.watermark(), &metrics)
+        .start(
+            storage.clone(),
+            committer.watermark(),
+            &metrics,
+            membership.clone(),
+        )
         .await?;
+    if fence.is_shared() {
+        PeerReader::new(
+            storage.clone(),
+            membership.clone(),
+            events.clone(),
+            sessions.clone(),
+            sealer.clone(),
+        )
+        .spawn(config.replicas.peer_sync_interval);
+    }
     let whois = config
         .identity
         .as_ref()
@@ -180,6 +219,7 @@ async fn assemble(config: &Config, storage: Arc<dyn Storage>) -> Result<Assemble
         max_session_bytes: config.limits.max_session_bytes,
         max_line_bytes: config.limits.max_event_bytes,
         sealer: sealer.clone(),
+        fence,
     });
     let routes = Routes {
         ingest: Ingest::new(

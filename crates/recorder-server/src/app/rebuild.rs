@@ -7,14 +7,15 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use event_model::Record;
+use futures_util::StreamExt;
 use serde_json::Value;
 
 use crate::index::sessions::{failure_in, last_event_time};
 use crate::index::{EventIndex, SessionIndex, SessionInfo, SessionState};
 use crate::pipeline::keys::KeyIndex;
-use crate::record::{new_id, order_key, summarize, unix_millis, RecordKind};
+use crate::record::{new_id, order_key, summarize, unix_millis, RecordKind, Summary};
 use crate::storage::layout::{self, KeyKind};
-use crate::storage::{Storage, StorageError};
+use crate::storage::{MayRecover, ObjectInfo, Storage, StorageError};
 
 const HOUR_MS: i64 = 3_600_000;
 
@@ -56,16 +57,55 @@ fn split_lines(data: &Bytes) -> impl Iterator<Item = Bytes> + '_ {
     })
 }
 
+/// One stored record line, parsed.
+pub(crate) struct ParsedLine {
+    /// The record id.
+    pub(crate) id: String,
+    /// The line, copied: a slice would keep the whole object (a disk segment
+    /// is up to 64 MiB) in memory for as long as any of its lines is indexed.
+    pub(crate) line: Bytes,
+    /// What the index keeps of it.
+    pub(crate) summary: Summary,
+    /// Its idempotency key, if it has one.
+    pub(crate) idempotency_key: Option<String>,
+}
+
+/// The records of the batch object (or segment) `key`, whose bytes are
+/// `data`; lines that do not parse are logged, counted in `bad_lines` and
+/// skipped.
+pub(crate) fn parse_batch(key: &str, data: &Bytes, bad_lines: &mut usize) -> Vec<ParsedLine> {
+    let mut out = Vec::new();
+    for line in split_lines(data) {
+        let record = match Record::from_slice(&line) {
+            Ok(r) => r,
+            Err(e) => {
+                *bad_lines += 1;
+                tracing::warn!(%key, error = %e, "skipping a stored line that does not parse");
+                continue;
+            }
+        };
+        let (_, summary) = summarize(&record);
+        out.push(ParsedLine {
+            id: record.id().to_owned(),
+            line: Bytes::copy_from_slice(&line),
+            summary,
+            idempotency_key: record.idempotency_key(),
+        });
+    }
+    out
+}
+
 /// Runs the whole start-up rebuild from `storage` into `keys`, `index` and
-/// `sessions`.
+/// `sessions`, finalising first the interrupted sessions `may_recover` allows.
 pub(crate) async fn rebuild(
     storage: &Arc<dyn Storage>,
+    may_recover: MayRecover<'_>,
     keys: &mut KeyIndex,
     index: &EventIndex,
     sessions: &SessionIndex,
 ) -> Result<RebuildReport, StorageError> {
     let mut report = RebuildReport::default();
-    let recovered = storage.recover_sessions().await?;
+    let recovered = storage.recover_sessions(may_recover).await?;
     for r in &recovered {
         tracing::warn!(key = %r.key, bytes = r.size, "finalised a session interrupted by a restart (everything acknowledged is kept)");
     }
@@ -87,38 +127,33 @@ pub(crate) async fn rebuild(
     let now_ms = unix_millis(&new_id());
     let mut key_entries = Vec::new();
     let window_start = now_ms - keys.window_ms();
-    for (id, _kind, key) in batches {
+    // Read ahead in order (many small objects on S3); stopping drops the rest.
+    let mut reads = futures_util::stream::iter(batches)
+        .map(|(id, _kind, key)| async move {
+            let data = storage.get(key.as_str()).await;
+            (id, key, data)
+        })
+        .buffered(storage.read_parallelism().max(1));
+    while let Some((id, key, data)) = reads.next().await {
         let may_be_in_window = unix_millis(&id) + HOUR_MS >= window_start;
         if !may_be_in_window && index.is_full() {
             break;
         }
-        let data = storage.get(key.as_str()).await?;
+        let data = data?;
         report.batches_read += 1;
         let mut entries = Vec::new();
-        for line in split_lines(&data) {
-            let record = match Record::from_slice(&line) {
-                Ok(r) => r,
-                Err(e) => {
-                    report.bad_lines += 1;
-                    tracing::warn!(%key, error = %e, "skipping a stored line that does not parse");
-                    continue;
-                }
-            };
-            let id = record.id().to_owned();
+        for line in parse_batch(key.as_str(), &data, &mut report.bad_lines) {
             if may_be_in_window {
-                let batch_ms = order_key(&id)
+                let batch_ms = order_key(&line.id)
                     .map(|(_, (batch, _))| unix_millis(&uuid::Uuid::from_u128(batch)));
-                if let (Some(k), Some(ms)) = (record.idempotency_key(), batch_ms) {
+                if let (Some(k), Some(ms)) = (line.idempotency_key, batch_ms) {
                     if ms >= window_start {
-                        key_entries.push((ms, k, id.clone()));
+                        key_entries.push((ms, k, line.id.clone()));
                     }
                 }
             }
             if !index.is_full() {
-                let (_, summary) = summarize(&record);
-                // A copy: a slice would keep the whole segment (up to 64 MiB)
-                // in memory for as long as any of its lines is indexed.
-                entries.push((id, Bytes::copy_from_slice(&line), summary));
+                entries.push((line.id, line.line, line.summary));
             }
         }
         index.insert_all(entries);
@@ -132,40 +167,53 @@ pub(crate) async fn rebuild(
 
     // Sessions.
     for info in storage.list(layout::SESSIONS).await? {
-        let Some((key, KeyKind::Session(id))) = layout::parse_key(&info.key) else {
-            continue;
-        };
-        let head = storage.get_range(key.as_str(), 0..65536).await?;
-        let header_line = head.split(|b| *b == b'\n').next().unwrap_or(&[]);
-        let header: Value = serde_json::from_slice(header_line).unwrap_or(Value::Null);
-        let tail_start = info.size.saturating_sub(65536);
-        let tail = storage
-            .get_range(key.as_str(), tail_start..info.size)
-            .await?;
-        let error = failure_in(&tail);
-        let state = if error.is_some() {
-            SessionState::Failed
-        } else if recovered.contains(key.as_str()) {
-            SessionState::Recovered
-        } else {
-            SessionState::Finished
-        };
-        sessions.upsert(
-            &id,
-            SessionInfo {
-                id: id.simple().to_string(),
-                storage_key: key.to_string(),
-                started_ms: unix_millis(&id),
-                header,
-                size: info.size,
-                duration_seconds: last_event_time(&tail).unwrap_or(0.0),
-                state,
-                error,
-                uploader: String::new(),
-                protocol: String::new(),
-            },
-        );
+        index_session(&**storage, sessions, &info, &recovered).await?;
     }
     report.sessions = sessions.len();
     Ok(report)
+}
+
+/// Adds the finished session object `info` to `sessions` (in the state
+/// `recovered` says, or failed when its tail says so); anything else listed
+/// is skipped. Returns whether it was a session.
+pub(crate) async fn index_session(
+    storage: &dyn Storage,
+    sessions: &SessionIndex,
+    info: &ObjectInfo,
+    recovered: &HashSet<String>,
+) -> Result<bool, StorageError> {
+    let Some((key, KeyKind::Session(id))) = layout::parse_key(&info.key) else {
+        return Ok(false);
+    };
+    let head = storage.get_range(key.as_str(), 0..65536).await?;
+    let header_line = head.split(|b| *b == b'\n').next().unwrap_or(&[]);
+    let header: Value = serde_json::from_slice(header_line).unwrap_or(Value::Null);
+    let tail_start = info.size.saturating_sub(65536);
+    let tail = storage
+        .get_range(key.as_str(), tail_start..info.size)
+        .await?;
+    let error = failure_in(&tail);
+    let state = if error.is_some() {
+        SessionState::Failed
+    } else if recovered.contains(key.as_str()) {
+        SessionState::Recovered
+    } else {
+        SessionState::Finished
+    };
+    sessions.upsert(
+        &id,
+        SessionInfo {
+            id: id.simple().to_string(),
+            storage_key: key.to_string(),
+            started_ms: unix_millis(&id),
+            header,
+            size: info.size,
+            duration_seconds: last_event_time(&tail).unwrap_or(0.0),
+            state,
+            error,
+            uploader: String::new(),
+            protocol: String::new(),
+        },
+    );
+    Ok(true)
 }

@@ -22,6 +22,7 @@ mod webhook;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::cluster::Membership;
 use crate::config::Export;
 use crate::metrics::{Metrics, SinkMetrics};
 use crate::pipeline::commit::CommitWatermark;
@@ -153,12 +154,16 @@ impl Exporters {
         })
     }
 
-    /// Starts one task per sink, each from its stored cursor.
+    /// Starts one task per sink, each from its stored cursor. A task exports
+    /// only while this replica leads (one replica of a shared bucket
+    /// exports), and waits longer before it passes a batch while other
+    /// replicas commit ([`Source::settling`]).
     pub(crate) async fn start(
         self,
         storage: Arc<dyn Storage>,
         watermark: CommitWatermark,
         metrics: &Metrics,
+        membership: Arc<Membership>,
     ) -> Result<(), ExportError> {
         for target in self.targets {
             let name = target.name();
@@ -187,13 +192,19 @@ impl Exporters {
                 Some(watermark.clone()),
                 self.settings.response_wait,
                 after.map(|(_, order)| order),
-            );
+            )
+            .settling(membership.clone());
             let task = Task {
                 target,
                 cursor,
                 source,
                 settings: self.settings.clone(),
                 metrics: metrics.sink(name),
+                reopen: Reopen {
+                    storage: storage.clone(),
+                    watermark: watermark.clone(),
+                    membership: membership.clone(),
+                },
             };
             tokio::spawn(task.run());
         }
@@ -208,6 +219,16 @@ struct Task {
     source: Source,
     settings: Export,
     metrics: SinkMetrics,
+    /// What a new [`Source`] needs when this replica comes to lead again.
+    reopen: Reopen,
+}
+
+/// What a task needs to read from its cursor again.
+struct Reopen {
+    storage: Arc<dyn Storage>,
+    watermark: CommitWatermark,
+    /// Exports only while this replica leads.
+    membership: Arc<Membership>,
 }
 
 impl Task {
@@ -220,7 +241,36 @@ impl Task {
         let mut backoff = self.settings.initial_backoff;
         let mut first_ready: Option<Instant> = None;
         let mut unsaved: Option<String> = None;
+        let mut following = false;
         loop {
+            if !self.reopen.membership.fence().leads() {
+                // Another replica of the bucket exports; when this one leads
+                // again, it goes on from the cursor that one stored.
+                following = true;
+                unsaved = None;
+                first_ready = None;
+                tokio::time::sleep(poll.max(Duration::from_secs(1))).await;
+                continue;
+            }
+            if following {
+                match self.cursor.load().await {
+                    Ok(after) => {
+                        self.source = Source::new(
+                            self.reopen.storage.clone(),
+                            Some(self.reopen.watermark.clone()),
+                            self.settings.response_wait,
+                            after.map(|(_, order)| order),
+                        )
+                        .settling(self.reopen.membership.clone());
+                        following = false;
+                    }
+                    Err(e) => {
+                        tracing::warn!(sink = name, error = %e, "export: cannot read the cursor; retrying");
+                        tokio::time::sleep(backoff).await;
+                        continue;
+                    }
+                }
+            }
             if let Some(after) = unsaved.take() {
                 if let Err(e) = self.cursor.store(&after).await {
                     tracing::warn!(sink = name, error = %e, "export: cannot store the cursor; retrying (a restart now would deliver the last batch again)");

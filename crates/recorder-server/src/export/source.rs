@@ -16,6 +16,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use event_model::{Event, Record, ResponseRecord};
 
+use crate::cluster::{Membership, PEER_COMMIT_WINDOW};
 use crate::pipeline::commit::CommitWatermark;
 use crate::record::{new_id, order_key, unix_millis, OrderKey, RecordKind};
 use crate::storage::layout::{self, KeyKind};
@@ -25,7 +26,9 @@ const HOUR_MS: i64 = 3_600_000;
 
 /// How long after a batch's id was made it may still be becoming visible
 /// in a listing (the watermark covers commits in flight; this covers the
-/// moment between making an id and registering it).
+/// moment between making an id and registering it). While other replicas
+/// share the bucket, [`PEER_COMMIT_WINDOW`] ([`Source::settling`]): no
+/// watermark covers their commits in flight.
 const SETTLE_MS: i64 = 1000;
 
 /// Events read ahead of the cursor at most; reading pauses beyond.
@@ -57,6 +60,8 @@ pub(crate) struct Source {
     /// Objects not read because `pending` was full: nothing at or after
     /// this batch is released.
     horizon: Option<u128>,
+    /// Whether other replicas commit to the bucket (see [`SETTLE_MS`]).
+    membership: Option<Arc<Membership>>,
 }
 
 fn split_lines(data: &Bytes) -> impl Iterator<Item = &[u8]> {
@@ -85,6 +90,24 @@ impl Source {
             pending: BTreeMap::new(),
             responses: HashMap::new(),
             horizon: None,
+            membership: None,
+        }
+    }
+
+    /// Releases a batch only once it is [`PEER_COMMIT_WINDOW`] old while
+    /// `membership` knows of other replicas committing to the bucket (no
+    /// watermark here covers their commits in flight).
+    pub(crate) fn settling(mut self, membership: Arc<Membership>) -> Self {
+        self.membership = Some(membership);
+        self
+    }
+
+    fn settle_ms(&self) -> i64 {
+        match &self.membership {
+            Some(m) if m.has_recent_peers() => {
+                i64::try_from(PEER_COMMIT_WINDOW.as_millis()).unwrap_or(i64::MAX)
+            }
+            _ => SETTLE_MS,
         }
     }
 
@@ -107,7 +130,7 @@ impl Source {
         let now_ms = unix_millis(&new_id());
         let in_flight = self.watermark.as_ref().and_then(|w| w.oldest_in_flight());
         self.read_new().await?;
-        let mut limit_ms = now_ms - SETTLE_MS;
+        let mut limit_ms = now_ms - self.settle_ms();
         if let Some(batch) = in_flight {
             limit_ms = limit_ms.min(unix_millis(&batch) - 1);
         }

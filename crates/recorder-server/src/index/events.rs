@@ -25,6 +25,9 @@ struct Inner {
     events: BTreeMap<OrderKey, IndexedEvent>,
     responses: BTreeMap<OrderKey, (String, Bytes)>,
     response_by_key: HashMap<String, OrderKey>,
+    /// Events by their key: replicas sharing a bucket may each have stored
+    /// a retried event once; the index keeps the first stored.
+    event_by_key: HashMap<String, OrderKey>,
     event_bytes: usize,
     response_bytes: usize,
 }
@@ -143,6 +146,18 @@ impl EventIndex {
             };
             match summary {
                 Summary::Event(summary) => {
+                    if let Some(key) = &summary.key {
+                        match inner.event_by_key.get(key).copied() {
+                            Some(first) if first < order => continue,
+                            Some(later) if later > order => {
+                                if let Some(old) = inner.events.remove(&later) {
+                                    inner.event_bytes -= old.line.len();
+                                }
+                            }
+                            _ => {}
+                        }
+                        inner.event_by_key.insert(key.clone(), order);
+                    }
                     inner.event_bytes += line.len();
                     if let Some(old) = inner.events.insert(order, IndexedEvent { line, summary }) {
                         inner.event_bytes -= old.line.len();
@@ -169,11 +184,27 @@ impl EventIndex {
             inner.response_by_key.remove(&key);
         }
         while inner.event_bytes > self.max_bytes - response_budget {
-            let Some((_, e)) = inner.events.pop_first() else {
+            let Some((order, e)) = inner.events.pop_first() else {
                 break;
             };
             inner.event_bytes -= e.line.len();
+            if let Some(key) = &e.summary.key {
+                if inner.event_by_key.get(key) == Some(&order) {
+                    inner.event_by_key.remove(key);
+                }
+            }
         }
+    }
+
+    /// Whether any record of commit batch `batch` is indexed (a replica
+    /// reading what its peers stored skips its own commits).
+    pub(crate) fn has_batch(&self, batch: u128) -> bool {
+        let Ok(inner) = self.inner.read() else {
+            return false;
+        };
+        let batch_keys = (batch, 0)..=(batch, u32::MAX);
+        inner.events.range(batch_keys.clone()).next().is_some()
+            || inner.responses.range(batch_keys).next().is_some()
     }
 
     /// Whether the budget is full (start-up rebuild stops there).
@@ -331,11 +362,30 @@ mod tests {
             (
                 record_id(RecordKind::Event, &b, i),
                 Bytes::from(vec![b'x'; 50]),
-                ev("get", "k"),
+                ev("get", &format!("k{i}")),
             )
         }));
         assert!(index.len() <= 6);
         assert!(index.get(&record_id(RecordKind::Event, &b, 19)).is_some());
         assert!(index.get(&record_id(RecordKind::Event, &b, 0)).is_none());
+    }
+
+    #[test]
+    fn an_event_stored_twice_by_two_replicas_is_listed_once_under_its_first_id() {
+        let (first, second) = (new_id(), new_id());
+        let first_id = record_id(RecordKind::Event, &first, 0);
+        let second_id = record_id(RecordKind::Event, &second, 3);
+        let line = || Bytes::from_static(b"{}\n");
+        for order in [[&first_id, &second_id], [&second_id, &first_id]] {
+            let index = EventIndex::new(1 << 20);
+            for id in order {
+                index.insert_all([(id.clone(), line(), ev("get", "retried"))]);
+            }
+            assert_eq!(index.len(), 1);
+            assert!(index.get(&first_id).is_some(), "the first stored is kept");
+            assert!(index.get(&second_id).is_none());
+            assert!(index.has_batch(first.as_u128()));
+            assert!(!index.has_batch(second.as_u128()));
+        }
     }
 }

@@ -37,6 +37,7 @@ use crate::index::sessions::failed_marker;
 use crate::index::{SessionIndex, SessionInfo, SessionState};
 use crate::metrics::Metrics;
 use crate::record::new_id;
+use crate::storage::fence::Fence;
 use crate::storage::layout;
 use crate::storage::{ObjectKey, SessionSink, Storage, StorageError};
 use crate::tamper::sealer::Sealer;
@@ -191,6 +192,9 @@ pub(crate) struct CastIntake {
     pub(crate) max_line_bytes: usize,
     /// Told of every cast that ends, so that its next pass covers it (whatever its start date).
     pub(crate) sealer: Arc<Sealer>,
+    /// This replica's standing: its chunks name its owner and are
+    /// acknowledged only while it holds its lease.
+    pub(crate) fence: Arc<Fence>,
 }
 
 /// One session upload in progress.
@@ -310,7 +314,11 @@ impl CastIngest {
     }
 
     async fn start(&mut self, header: Value) -> Result<(), CastError> {
-        let sink = self.intake.storage.create_session(&self.key).await?;
+        let sink = self
+            .intake
+            .storage
+            .create_session(&self.key, &self.intake.fence)
+            .await?;
         self.writer = Some(Writer::spawn(sink, self.intake.metrics.clone()));
         let started_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)

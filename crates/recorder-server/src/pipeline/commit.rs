@@ -527,7 +527,8 @@ impl LoopState {
 mod tests {
     use super::*;
     use crate::record::EventSummary;
-    use crate::storage::{ObjectInfo, ObjectKey, RecoveredSession, SessionSink};
+    use crate::storage::fence::Fence;
+    use crate::storage::{MayRecover, ObjectInfo, ObjectKey, RecoveredSession, SessionSink};
     use async_trait::async_trait;
     use std::ops::Range;
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -591,10 +592,14 @@ mod tests {
         async fn create_session(
             &self,
             _: &ObjectKey,
+            _: &Arc<Fence>,
         ) -> Result<Box<dyn SessionSink>, StorageError> {
             Err(nope())
         }
-        async fn recover_sessions(&self) -> Result<Vec<RecoveredSession>, StorageError> {
+        async fn recover_sessions(
+            &self,
+            _: MayRecover<'_>,
+        ) -> Result<Vec<RecoveredSession>, StorageError> {
             Ok(Vec::new())
         }
     }
@@ -672,10 +677,14 @@ mod tests {
         async fn create_session(
             &self,
             _: &ObjectKey,
+            _: &Arc<Fence>,
         ) -> Result<Box<dyn SessionSink>, StorageError> {
             Err(nope())
         }
-        async fn recover_sessions(&self) -> Result<Vec<RecoveredSession>, StorageError> {
+        async fn recover_sessions(
+            &self,
+            _: MayRecover<'_>,
+        ) -> Result<Vec<RecoveredSession>, StorageError> {
             Ok(Vec::new())
         }
     }

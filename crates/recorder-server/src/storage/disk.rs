@@ -20,10 +20,11 @@ use bytes::Bytes;
 
 use uuid::Uuid;
 
+use super::fence::Fence;
 use super::fs::{blocking, fsync_dir, io_err, open_rw, walk_files};
 use super::layout::{self, ObjectKey, RecordLocation};
 use super::segment::{self, Segments, DEFAULT_SEGMENT_MAX_BYTES, LANES};
-use super::{ObjectInfo, RecoveredSession, SessionSink, Storage, StorageError};
+use super::{MayRecover, ObjectInfo, RecoveredSession, SessionSink, Storage, StorageError};
 use crate::record::{new_id, RecordKind};
 
 const PARTIAL_SUFFIX: &str = ".partial";
@@ -422,7 +423,12 @@ impl Storage for DiskStorage {
         blocking(move || me.list_blocking(&prefix)).await
     }
 
-    async fn create_session(&self, key: &ObjectKey) -> Result<Box<dyn SessionSink>, StorageError> {
+    /// A directory is one process's alone: `fence` names no one in it.
+    async fn create_session(
+        &self,
+        key: &ObjectKey,
+        _fence: &Arc<Fence>,
+    ) -> Result<Box<dyn SessionSink>, StorageError> {
         let me = self.clone();
         let key = key.clone();
         blocking(move || {
@@ -446,7 +452,14 @@ impl Storage for DiskStorage {
         .await
     }
 
-    async fn recover_sessions(&self) -> Result<Vec<RecoveredSession>, StorageError> {
+    /// A directory's sessions name no owner (`may_recover(None)`).
+    async fn recover_sessions(
+        &self,
+        may_recover: MayRecover<'_>,
+    ) -> Result<Vec<RecoveredSession>, StorageError> {
+        if !may_recover(None) {
+            return Ok(Vec::new());
+        }
         let me = self.clone();
         blocking(move || me.recover_blocking()).await
     }

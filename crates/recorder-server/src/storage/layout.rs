@@ -122,12 +122,39 @@ pub fn batch_key(kind: RecordKind, batch: &Uuid) -> ObjectKey {
 
 /// The object holding one session recording.
 pub fn session_key(session: &Uuid) -> ObjectKey {
-    let t = partition_time(session);
     ObjectKey(format!(
-        "{SESSIONS}/date={}/{}.cast",
-        date_of(t),
+        "{}/{}.cast",
+        session_folder(session),
         session.simple()
     ))
+}
+
+/// The folder of the sessions started on the day of `session`: `sessions/date=YYYY-MM-DD`.
+pub(crate) fn session_folder(session: &Uuid) -> String {
+    format!("{SESSIONS}/date={}", date_of(partition_time(session)))
+}
+
+/// Where the replicas sharing a bucket keep their leases (docs/storage.md,
+/// "Several recorders on one bucket").
+pub(crate) const LEASES: &str = "_kubescribe/leases";
+
+/// The lease of replica `owner`: `_kubescribe/leases/replicas/<owner>`,
+/// rewritten by its owner while it runs (its modification time is the
+/// lease). `None` unless `owner` is a valid owner name.
+pub(crate) fn replica_lease_key(owner: &str) -> Option<ObjectKey> {
+    super::fence::is_valid_owner(owner).then(|| ObjectKey(format!("{LEASES}/replicas/{owner}")))
+}
+
+/// The owner of a key listed under `_kubescribe/leases/replicas/`.
+pub(crate) fn replica_lease_owner(key: &str) -> Option<&str> {
+    let owner = key.strip_prefix(LEASES)?.strip_prefix("/replicas/")?;
+    super::fence::is_valid_owner(owner).then_some(owner)
+}
+
+/// The leader lease: `_kubescribe/leases/leader`, naming the replica that
+/// seals, sweeps, exports and recovers (replaced only by a conditional write).
+pub(crate) fn leader_lease_key() -> ObjectKey {
+    ObjectKey(format!("{LEASES}/leader"))
 }
 
 /// Where export cursors live: `_kubescribe/export/<sink>/cursor`.

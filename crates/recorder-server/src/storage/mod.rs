@@ -16,23 +16,32 @@
 //!   crash is finalised by [`Storage::recover_sessions`] at the next start.
 //! * Object names come only from [`layout`], never from input.
 //!
-//! Inside, bottom to top: [`layout`] (object names), this module (the trait
-//! and its error), `fs` (file-system helpers), `segment` (record segments on
-//! disk), then the back ends [`disk`] and [`s3`].
+//! * Replicas sharing a bucket write their session chunks under their owner
+//!   name ([`fence::Fence`]); [`Storage::recover_sessions`] finalises only
+//!   the sessions whose owner the caller says may be recovered, and leases
+//!   are kept with conditional writes ([`LeaseStore`]).
+//!
+//! Inside, bottom to top: [`layout`] (object names) and [`fence`] (a
+//! writer's standing), this module (the traits and their error), `fs`
+//! (file-system helpers), `segment` (record segments on disk), then the back
+//! ends [`disk`] and [`s3`].
 
 pub mod disk;
+pub mod fence;
 mod fs;
 pub mod layout;
 pub mod s3;
 mod segment;
 
 use std::ops::Range;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use uuid::Uuid;
 
 use crate::record::RecordKind;
+use fence::Fence;
 pub use layout::ObjectKey;
 use layout::RecordLocation;
 
@@ -99,6 +108,17 @@ pub enum StorageError {
         /// What failed.
         source: Box<StorageError>,
     },
+    /// This replica no longer holds its lease on the shared bucket, so it may
+    /// not acknowledge what it writes (another replica may already have
+    /// finalised its sessions).
+    #[error(
+        "this recorder ({owner}) no longer holds its lease on the shared bucket (the bucket did not \
+         answer its renewals in time); nothing more is acknowledged until it renews"
+    )]
+    LeaseLost {
+        /// The replica's owner name.
+        owner: String,
+    },
     /// The storage is not usable for another reason, said in the message.
     #[error("{0}")]
     Unusable(String),
@@ -121,6 +141,52 @@ pub struct RecoveredSession {
     /// How many bytes it holds.
     pub size: u64,
 }
+
+/// An object read with its version ([`LeaseStore::read_versioned`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Versioned {
+    /// Its content.
+    pub data: Bytes,
+    /// Its entity tag, for a conditional replacement.
+    pub etag: String,
+    /// When the store last wrote it, by the store's clock (Unix milliseconds).
+    pub modified_ms: i64,
+}
+
+/// The condition of a [`LeaseStore::put_if`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PutCondition {
+    /// Write whatever is there.
+    Always,
+    /// Write only if no object exists.
+    Absent,
+    /// Write only if the object is still at this entity tag.
+    Matches(String),
+}
+
+/// Conditional writes and the store's clock, for leases among replicas
+/// sharing one bucket (only storage that can be shared has them).
+#[async_trait]
+pub trait LeaseStore: Send + Sync {
+    /// Reads `key` with its entity tag and modification time; `Ok(None)` if absent.
+    async fn read_versioned(&self, key: &ObjectKey) -> Result<Option<Versioned>, StorageError>;
+
+    /// Writes `key` if `condition` holds; `Ok(false)` when it did not (nothing written).
+    async fn put_if(
+        &self,
+        key: &ObjectKey,
+        data: Bytes,
+        condition: PutCondition,
+    ) -> Result<bool, StorageError>;
+
+    /// Every object under `prefix` with its modification time by the store's clock (Unix ms).
+    async fn list_modified(&self, prefix: &str) -> Result<Vec<(String, i64)>, StorageError>;
+}
+
+/// Which interrupted sessions [`Storage::recover_sessions`] may finalise:
+/// called with the owner named in a session's chunks (`None` for chunks that
+/// name none: written by a recorder that did not share its bucket).
+pub type MayRecover<'a> = &'a (dyn Fn(Option<&str>) -> bool + Send + Sync);
 
 /// The size of the ranges [`Storage::get_chunks`] reads by default.
 pub const CHUNK_BYTES: u64 = 4 << 20;
@@ -163,6 +229,14 @@ pub trait Storage: Send + Sync + 'static {
     /// (the commit loop keeps at most this many commits in flight; they are
     /// acknowledged in order).
     fn append_parallelism(&self) -> usize {
+        1
+    }
+
+    /// How many whole-object reads may usefully run at once when many are
+    /// read in a row (the start-up rebuild): 1 (the default) for large
+    /// objects read from a local disk; more for many small objects over a
+    /// network.
+    fn read_parallelism(&self) -> usize {
         1
     }
 
@@ -254,13 +328,38 @@ pub trait Storage: Send + Sync + 'static {
     /// Temporary and in-progress objects are not listed.
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StorageError>;
 
-    /// Starts a new session object at `key`; it becomes visible under `key`
-    /// once [`SessionSink::finish`] returns (or after recovery).
-    async fn create_session(&self, key: &ObjectKey) -> Result<Box<dyn SessionSink>, StorageError>;
+    /// Lists the objects under `prefix` whose keys sort after `after`. The
+    /// default lists all and filters; a store that can start a listing at a
+    /// key does (record and manifest keys sort by time, so this lists the
+    /// recent ones).
+    async fn list_after(&self, prefix: &str, after: &str) -> Result<Vec<ObjectInfo>, StorageError> {
+        let mut all = self.list(prefix).await?;
+        all.retain(|info| info.key.as_str() > after);
+        Ok(all)
+    }
 
-    /// Finalises every session left in progress by a crash, keeping every
-    /// byte that had been made durable.
-    async fn recover_sessions(&self) -> Result<Vec<RecoveredSession>, StorageError>;
+    /// Starts a new session object at `key`, written as `fence`'s owner; it
+    /// becomes visible under `key` once [`SessionSink::finish`] returns (or
+    /// after recovery). On shared storage, an append is acknowledged only
+    /// while `fence` holds its lease.
+    async fn create_session(
+        &self,
+        key: &ObjectKey,
+        fence: &Arc<Fence>,
+    ) -> Result<Box<dyn SessionSink>, StorageError>;
+
+    /// Finalises the sessions left in progress by a crash whose owner
+    /// `may_recover` allows, keeping every byte that had been made durable.
+    async fn recover_sessions(
+        &self,
+        may_recover: MayRecover<'_>,
+    ) -> Result<Vec<RecoveredSession>, StorageError>;
+
+    /// Leases for replicas sharing this storage; `None` (the default) for
+    /// storage one process owns.
+    fn leases(&self) -> Option<&dyn LeaseStore> {
+        None
+    }
 }
 
 /// An in-progress session object.

@@ -2,10 +2,17 @@
 //!
 //! Records are single PUTs (atomic and durable once the PUT completes).
 //! Sessions are appended as numbered chunk objects under
-//! `<key>.parts/<seq>`; each append is durable once its PUT completes. When a
-//! session finishes (or, after a crash, at the next start) the chunks are
-//! composed into `<key>` with a multipart upload and then deleted. Composition
-//! is idempotent, so a crash during it is repaired by running it again.
+//! `<key>.parts/<owner>/<seq>` (`<owner>` the writing replica's name,
+//! [`Fence::owner`]); each append is durable once its PUT completes and, on a
+//! shared bucket, acknowledged only while the writer holds its lease. When a
+//! session finishes (or, after a crash, when recovery may take its owner's
+//! sessions) the chunks are composed into `<key>` with a multipart upload and
+//! then deleted. A session whose `<key>` already exists was composed before
+//! a crash cut the deletion short: only its leftover chunks are deleted.
+//!
+//! Leases ([`LeaseStore`]) use conditional PUTs (`If-None-Match`, `If-Match`)
+//! and the store's modification times, so replicas never compare their own
+//! clocks.
 
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -16,14 +23,19 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::stream::BoxStream;
 use futures_util::{StreamExt, TryStreamExt};
-use object_store::aws::{AmazonS3, AmazonS3Builder};
+use object_store::aws::{AmazonS3, AmazonS3Builder, S3ConditionalPut};
 use object_store::path::Path;
 use object_store::{
-    ClientOptions, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig, WriteMultipart,
+    ClientOptions, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, RetryConfig,
+    UpdateVersion, WriteMultipart,
 };
 
+use super::fence::{is_valid_owner, Fence};
 use super::layout::{self, ObjectKey};
-use super::{ObjectInfo, RecoveredSession, SessionSink, Storage, StorageError};
+use super::{
+    LeaseStore, MayRecover, ObjectInfo, PutCondition, RecoveredSession, SessionSink, Storage,
+    StorageError, Versioned,
+};
 use crate::record::new_id;
 
 const PARTS_INFIX: &str = ".parts/";
@@ -81,6 +93,7 @@ impl S3Storage {
             .with_region(&config.region)
             .with_allow_http(config.allow_http)
             .with_virtual_hosted_style_request(false)
+            .with_conditional_put(S3ConditionalPut::ETagMatch)
             .with_retry(retry)
             .with_client_options(
                 ClientOptions::new()
@@ -106,6 +119,23 @@ impl S3Storage {
 
     /// Concatenates a session's chunks into its final object, then deletes them.
     async fn compose(&self, key: &str, parts: &[String]) -> Result<u64, StorageError> {
+        let size = self.concatenate(key, parts).await?;
+        self.delete_parts(parts).await?;
+        Ok(size)
+    }
+
+    async fn delete_parts(&self, parts: &[String]) -> Result<(), StorageError> {
+        for part in parts {
+            match self.store.delete(&Path::from(part.as_str())).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(os_err("delete chunk", part)(e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the chunks `parts`, in order, as the object `key` (one multipart upload).
+    async fn concatenate(&self, key: &str, parts: &[String]) -> Result<u64, StorageError> {
         let target = Path::from(key);
         let upload = self
             .store
@@ -127,13 +157,16 @@ impl S3Storage {
             .finish()
             .await
             .map_err(os_err("complete multipart upload", key))?;
-        for part in parts {
-            match self.store.delete(&Path::from(part.as_str())).await {
-                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                Err(e) => return Err(os_err("delete chunk", part)(e)),
-            }
-        }
         Ok(size)
+    }
+
+    /// The size of object `key`, `None` if it does not exist.
+    async fn size_of(&self, key: &str) -> Result<Option<u64>, StorageError> {
+        match self.store.head(&Path::from(key)).await {
+            Ok(meta) => Ok(Some(meta.size)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(os_err("head", key)(e)),
+        }
     }
 
     async fn list_all(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StorageError> {
@@ -183,6 +216,11 @@ impl Storage for S3Storage {
             .await
             .map_err(os_err("put", key.as_str()))?;
         Ok(())
+    }
+
+    /// Batch objects are one commit each (small): 16 GETs at a time.
+    fn read_parallelism(&self) -> usize {
+        16
     }
 
     async fn delete(&self, key: &str) -> Result<(), StorageError> {
@@ -240,32 +278,82 @@ impl Storage for S3Storage {
         Ok(all)
     }
 
-    async fn create_session(&self, key: &ObjectKey) -> Result<Box<dyn SessionSink>, StorageError> {
+    /// One listing that starts after `after` (S3 `start-after`).
+    async fn list_after(&self, prefix: &str, after: &str) -> Result<Vec<ObjectInfo>, StorageError> {
+        let path = (!prefix.is_empty()).then(|| Path::from(prefix.trim_end_matches('/')));
+        let mut all: Vec<ObjectInfo> = self
+            .store
+            .list_with_offset(path.as_ref(), &Path::from(after))
+            .map_ok(|meta| ObjectInfo {
+                key: meta.location.to_string(),
+                size: meta.size,
+            })
+            .try_collect()
+            .await
+            .map_err(os_err("list", prefix))?;
+        all.retain(|info| !info.key.contains(PARTS_INFIX) && info.key.as_str() > after);
+        Ok(all)
+    }
+
+    async fn create_session(
+        &self,
+        key: &ObjectKey,
+        fence: &Arc<Fence>,
+    ) -> Result<Box<dyn SessionSink>, StorageError> {
+        if !is_valid_owner(fence.owner()) {
+            return Err(StorageError::Unusable(format!(
+                "{:?} is not a valid replica name (1-63 of a-z, 0-9, -)",
+                fence.owner()
+            )));
+        }
         Ok(Box::new(S3Session {
             storage: self.clone(),
             key: key.clone(),
+            prefix: format!("{}{}/", Self::parts_prefix(key.as_str()), fence.owner()),
+            fence: fence.clone(),
             parts: Vec::new(),
             durable: 0,
         }))
     }
 
-    async fn recover_sessions(&self) -> Result<Vec<RecoveredSession>, StorageError> {
-        let mut groups: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    async fn recover_sessions(
+        &self,
+        may_recover: MayRecover<'_>,
+    ) -> Result<Vec<RecoveredSession>, StorageError> {
+        // (session key, owner) -> its chunks.
+        let mut groups: BTreeMap<(String, Option<String>), Vec<String>> = BTreeMap::new();
         for info in self.list_all(layout::SESSIONS).await? {
-            if let Some((key, _seq)) = info.key.split_once(PARTS_INFIX) {
-                groups
-                    .entry(key.to_owned())
-                    .or_default()
-                    .push(info.key.clone());
-            }
+            let Some((key, rest)) = info.key.split_once(PARTS_INFIX) else {
+                continue;
+            };
+            let owner = match rest.split_once('/') {
+                Some((owner, _seq)) if is_valid_owner(owner) => Some(owner.to_owned()),
+                Some(_) => {
+                    tracing::warn!(key = %info.key, "ignoring a chunk object with an invalid owner");
+                    continue;
+                }
+                None => None,
+            };
+            groups
+                .entry((key.to_owned(), owner))
+                .or_default()
+                .push(info.key.clone());
         }
         let mut recovered = Vec::new();
-        for (key, mut parts) in groups {
+        for ((key, owner), mut parts) in groups {
+            if !may_recover(owner.as_deref()) {
+                continue;
+            }
             let Some(object_key) = ObjectKey::parse(&key) else {
                 tracing::warn!(%key, "ignoring unexpected chunk objects in sessions/");
                 continue;
             };
             parts.sort();
+            if self.size_of(&key).await?.is_some() {
+                // Composed before a crash cut the deletion of its chunks short.
+                self.delete_parts(&parts).await?;
+                continue;
+            }
             let size = self.compose(&key, &parts).await?;
             recovered.push(RecoveredSession {
                 key: object_key,
@@ -274,23 +362,109 @@ impl Storage for S3Storage {
         }
         Ok(recovered)
     }
+
+    fn leases(&self) -> Option<&dyn LeaseStore> {
+        Some(self)
+    }
+}
+
+#[async_trait]
+impl LeaseStore for S3Storage {
+    async fn read_versioned(&self, key: &ObjectKey) -> Result<Option<Versioned>, StorageError> {
+        let result = match self.store.get(&Path::from(key.as_str())).await {
+            Ok(result) => result,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(os_err("get", key.as_str())(e)),
+        };
+        let meta = result.meta.clone();
+        let data = result.bytes().await.map_err(os_err("read", key.as_str()))?;
+        Ok(Some(Versioned {
+            data,
+            etag: meta.e_tag.unwrap_or_default(),
+            modified_ms: meta.last_modified.timestamp_millis(),
+        }))
+    }
+
+    async fn put_if(
+        &self,
+        key: &ObjectKey,
+        data: Bytes,
+        condition: PutCondition,
+    ) -> Result<bool, StorageError> {
+        let mode = match condition {
+            PutCondition::Always => PutMode::Overwrite,
+            PutCondition::Absent => PutMode::Create,
+            PutCondition::Matches(etag) => PutMode::Update(UpdateVersion {
+                e_tag: Some(etag),
+                version: None,
+            }),
+        };
+        let options = PutOptions {
+            mode,
+            ..PutOptions::default()
+        };
+        match self
+            .store
+            .put_opts(
+                &Path::from(key.as_str()),
+                PutPayload::from_bytes(data),
+                options,
+            )
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::AlreadyExists { .. })
+            | Err(object_store::Error::Precondition { .. }) => Ok(false),
+            Err(e) => Err(os_err("conditional put", key.as_str())(e)),
+        }
+    }
+
+    async fn list_modified(&self, prefix: &str) -> Result<Vec<(String, i64)>, StorageError> {
+        let path = Path::from(prefix.trim_end_matches('/'));
+        self.store
+            .list(Some(&path))
+            .map_ok(|meta| {
+                (
+                    meta.location.to_string(),
+                    meta.last_modified.timestamp_millis(),
+                )
+            })
+            .try_collect()
+            .await
+            .map_err(os_err("list", prefix))
+    }
 }
 
 struct S3Session {
     storage: S3Storage,
     key: ObjectKey,
+    /// `<key>.parts/<owner>/`.
+    prefix: String,
+    fence: Arc<Fence>,
     parts: Vec<String>,
     durable: u64,
 }
 
+impl S3Session {
+    fn check_lease(&self) -> Result<(), StorageError> {
+        if self.fence.holds() {
+            Ok(())
+        } else {
+            Err(StorageError::LeaseLost {
+                owner: self.fence.owner().to_owned(),
+            })
+        }
+    }
+}
+
 #[async_trait]
 impl SessionSink for S3Session {
+    /// Checks the lease before the PUT and again after it: a chunk is
+    /// acknowledged only if it landed while this replica held its lease, so
+    /// before any other replica may finalise the session.
     async fn append(&mut self, data: Bytes) -> Result<u64, StorageError> {
-        let part = format!(
-            "{}{:010}",
-            S3Storage::parts_prefix(self.key.as_str()),
-            self.parts.len()
-        );
+        self.check_lease()?;
+        let part = format!("{}{:010}", self.prefix, self.parts.len());
         let len = data.len() as u64;
         self.storage
             .store
@@ -298,11 +472,13 @@ impl SessionSink for S3Session {
             .await
             .map_err(os_err("put session chunk", &part))?;
         self.parts.push(part);
+        self.check_lease()?;
         self.durable += len;
         Ok(self.durable)
     }
 
     async fn finish(self: Box<Self>) -> Result<u64, StorageError> {
+        self.check_lease()?;
         self.storage.compose(self.key.as_str(), &self.parts).await
     }
 }

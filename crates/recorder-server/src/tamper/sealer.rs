@@ -15,11 +15,12 @@ use uuid::Uuid;
 
 use super::chain::{digest, ChainBuilder, Hash};
 use super::manifest::{self, DeletedEntry, Manifest, SealCheck, SegmentEntry, SessionEntry};
-use super::store::{get_opt, hash_object, list_manifests, now_rfc3339};
+use super::store::{get_opt, hash_object, now_rfc3339};
 use super::verify::{verify, Report, VerifyOptions};
 use crate::config::Retention;
-use crate::record::{new_id, unix_millis, RecordId, RecordKind};
+use crate::record::{id_at_millis, new_id, unix_millis, RecordId, RecordKind};
 use crate::signing::Signing;
+use crate::storage::fence::Fence;
 use crate::storage::layout::{self, ExportCursor, KeyKind, EXPORT_CURSORS, LEGAL_HOLD};
 use crate::storage::{Storage, StorageError};
 
@@ -51,12 +52,16 @@ struct State {
     open: HashSet<String>,
     /// SHA-256 (hex) of the newest manifest object.
     prev: Option<String>,
+    /// The key of the newest manifest read or written (`""`: none).
+    newest: String,
 }
 
 /// Writes manifests (see the module doc).
 pub(crate) struct Sealer {
     storage: Arc<dyn Storage>,
     signing: Signing,
+    /// Seals and sweeps only while this leads.
+    fence: Arc<Fence>,
     state: tokio::sync::Mutex<State>,
     /// Objects to look at in the next pass (see [`Sealer::note`]).
     noted: std::sync::Mutex<HashSet<String>>,
@@ -210,67 +215,83 @@ const HOUR_MS: i64 = 3_600_000;
 
 /// A UUIDv7 at `secs_ago` seconds before now (to name a partition).
 fn id_ago(secs_ago: u64) -> Uuid {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs();
-    Uuid::new_v7(uuid::Timestamp::from_unix(
-        uuid::NoContext,
-        now.saturating_sub(secs_ago),
-        0,
-    ))
-}
-
-fn parent(key: &str) -> String {
-    key.rsplit_once('/')
-        .map(|(p, _)| p.to_owned())
-        .unwrap_or_default()
+    let ago_ms = i64::try_from(secs_ago.saturating_mul(1000)).unwrap_or(i64::MAX);
+    id_at_millis(unix_millis(&new_id()).saturating_sub(ago_ms))
 }
 
 impl Sealer {
-    /// Reads the manifests in `storage` to learn what is covered.
+    /// Reads the manifests in `storage` to learn what is covered. It seals
+    /// and sweeps only while `fence` leads (replicas sharing a bucket elect
+    /// one leader, so that their manifests form one chain).
     pub(crate) async fn open(
         storage: Arc<dyn Storage>,
         signing: Signing,
+        fence: Arc<Fence>,
     ) -> Result<Self, StorageError> {
-        let mut covered = HashMap::new();
-        let mut deleted = HashSet::new();
-        let mut prev = None;
-        for (_, key, chains) in list_manifests(&*storage).await? {
-            if chains {
-                continue;
-            }
-            let Some(data) = get_opt(&*storage, &key).await? else {
+        let sealer = Self {
+            storage,
+            signing,
+            fence,
+            noted: std::sync::Mutex::new(HashSet::new()),
+            days: tokio::sync::Mutex::new(HashMap::new()),
+            state: tokio::sync::Mutex::new(State {
+                covered: HashMap::new(),
+                deleted: HashSet::new(),
+                open: HashSet::new(),
+                prev: None,
+                newest: String::new(),
+            }),
+        };
+        sealer.refresh().await?;
+        Ok(sealer)
+    }
+
+    /// Learns what the manifests written since the newest one read cover
+    /// (another replica's, while this one does not lead).
+    pub(crate) async fn refresh(&self) -> Result<(), StorageError> {
+        let mut state = self.state.lock().await;
+        let mut listed: Vec<(Uuid, String)> = self
+            .storage
+            .list_after(layout::MANIFESTS, &state.newest)
+            .await?
+            .into_iter()
+            .filter_map(|info| match layout::parse_manifest_key(&info.key) {
+                Some((id, false)) => Some((id, info.key)),
+                _ => None,
+            })
+            .collect();
+        listed.sort();
+        for (_, key) in listed {
+            let Some(data) = get_opt(&*self.storage, &key).await? else {
                 continue;
             };
-            prev = Some(hex::encode(digest(&data)));
+            state.prev = Some(hex::encode(digest(&data)));
             match manifest::decode(&data) {
                 Some((m, _)) => {
                     let at = |last_id| Covered {
                         last_id,
                         manifest: key.clone(),
                     };
-                    covered.extend(m.segments.into_iter().map(|s| (s.key, at(s.last_id))));
-                    covered.extend(m.sessions.into_iter().map(|s| (s.key, at(None))));
-                    deleted.extend(m.deleted.into_iter().map(|d| d.key));
+                    for s in m.segments {
+                        state.open.remove(&s.key);
+                        state.covered.insert(s.key, at(s.last_id));
+                    }
+                    for s in m.sessions {
+                        state.open.remove(&s.key);
+                        state.covered.insert(s.key, at(None));
+                    }
+                    for d in m.deleted {
+                        state.covered.remove(&d.key);
+                        state.deleted.insert(d.key);
+                    }
                 }
                 None => {
                     tracing::warn!(%key, "a manifest does not parse (run `kubescribe-recorder verify`)")
                 }
             }
+            state.newest = key;
         }
-        Ok(Self {
-            storage,
-            signing,
-            noted: std::sync::Mutex::new(HashSet::new()),
-            days: tokio::sync::Mutex::new(HashMap::new()),
-            state: tokio::sync::Mutex::new(State {
-                covered,
-                deleted,
-                open: HashSet::new(),
-                prev,
-            }),
-        })
+        Ok(())
     }
 
     /// The prefixes a pass of `scope` lists.
@@ -290,7 +311,7 @@ impl Sealer {
                     }
                 }
                 for ago in [0, 86_400] {
-                    out.push(parent(layout::session_key(&id_ago(ago)).as_str()));
+                    out.push(layout::session_folder(&id_ago(ago)));
                 }
                 out.dedup();
                 out
@@ -301,6 +322,9 @@ impl Sealer {
     /// Writes one manifest for everything sealed and not yet covered in
     /// `scope`; returns how many objects it covered (0: no manifest written).
     pub(crate) async fn seal(&self, scope: Scope) -> Result<usize, StorageError> {
+        if !self.fence.leads() {
+            return Ok(0);
+        }
         let mut state = self.state.lock().await;
         let mut keys: Vec<String> = state.open.iter().cloned().collect();
         if let Ok(mut noted) = self.noted.lock() {
@@ -371,6 +395,7 @@ impl Sealer {
             }
         }
         let count = segments.len() + sessions.len();
+        tracing::debug!(?scope, uncovered = count, "sealing pass");
         if count == 0 {
             return Ok(0);
         }
@@ -412,6 +437,11 @@ impl Sealer {
         };
         let bytes = manifest::encode(&m, &self.signing);
         let hash = hex::encode(digest(&bytes));
+        if !self.fence.leads() {
+            return Err(StorageError::LeaseLost {
+                owner: self.fence.owner().to_owned(),
+            });
+        }
         self.storage
             .put(&layout::manifest_key(&id), Bytes::from(bytes))
             .await?;
@@ -437,6 +467,7 @@ impl Sealer {
             state.deleted.insert(d.key.clone());
         }
         state.prev = Some(hash);
+        state.newest = manifest_key;
         tracing::debug!(manifest = %m.id, segments = m.segments.len(), sessions = m.sessions.len(), deleted = m.deleted.len(), "wrote a manifest");
         Ok(())
     }
@@ -474,6 +505,9 @@ impl Sealer {
     /// a manifest before deleting them. Returns how many it deleted.
     pub(crate) async fn sweep(&self, retention: &Retention) -> Result<usize, StorageError> {
         if retention.events_days.is_none() && retention.sessions_days.is_none() {
+            return Ok(0);
+        }
+        if !self.fence.leads() {
             return Ok(0);
         }
         if retention.legal_hold {
@@ -713,6 +747,9 @@ impl Sealer {
             tick.tick().await;
             loop {
                 tick.tick().await;
+                if !self.fence.leads() {
+                    continue;
+                }
                 if let Err(e) = self.sweep(&retention).await {
                     tracing::warn!(error = %e, "retention sweep failed (retrying at the next interval)");
                 }
@@ -720,16 +757,35 @@ impl Sealer {
         });
     }
 
-    /// Runs a [`Scope::Recent`] pass every `interval`, in the background.
+    /// Runs a [`Scope::Recent`] pass every `interval`, in the background,
+    /// while this replica leads. While it does not, it reads the leader's
+    /// new manifests instead; when it comes to lead, it reads them once more
+    /// and seals the whole store ([`Scope::All`]).
     pub(crate) fn spawn_periodic(self: Arc<Self>, interval: Duration) {
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(interval);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             tick.tick().await;
+            let mut following = !self.fence.leads();
             loop {
                 tick.tick().await;
-                if let Err(e) = self.seal(Scope::Recent).await {
-                    tracing::warn!(error = %e, "could not write a manifest (retrying at the next interval)");
+                let result = if !self.fence.leads() {
+                    following = true;
+                    // What is noted here the leader finds in its own passes.
+                    self.noted.lock().unwrap_or_else(|e| e.into_inner()).clear();
+                    self.refresh().await.map(|()| 0)
+                } else if following {
+                    following = false;
+                    tracing::info!("this replica now leads: sealing what no manifest covers");
+                    match self.refresh().await {
+                        Ok(()) => self.seal(Scope::All).await,
+                        Err(e) => Err(e),
+                    }
+                } else {
+                    self.seal(Scope::Recent).await
+                };
+                if let Err(e) = result {
+                    tracing::warn!(error = %e, "could not write or read manifests (retrying at the next interval)");
                 }
             }
         });

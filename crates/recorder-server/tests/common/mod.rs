@@ -173,10 +173,34 @@ pub async fn call(
     headers: &[(&str, &str)],
     body: impl Into<Bytes>,
 ) -> (StatusCode, http::HeaderMap, Bytes) {
-    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    try_call(addr, method, path, headers, body)
+        .await
+        .unwrap_or_else(|e| panic!("{method} {path} on {addr}: {e:?}"))
+}
+
+/// Why [`try_call`] got no answer.
+#[derive(Debug)]
+pub enum CallError {
+    /// No connection: nothing was sent.
+    Connect(std::io::Error),
+    /// The connection failed after the request may have been sent.
+    Exchange(hyper::Error),
+}
+
+/// [`call`], with a failure returned instead of a panic.
+pub async fn try_call(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: impl Into<Bytes>,
+) -> Result<(StatusCode, http::HeaderMap, Bytes), CallError> {
+    let stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(CallError::Connect)?;
     let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
-        .unwrap();
+        .map_err(CallError::Exchange)?;
     tokio::spawn(conn);
     let mut req = Request::builder()
         .method(method)
@@ -188,11 +212,16 @@ pub async fn call(
     let res = send
         .send_request(req.body(Full::new(body.into())).unwrap())
         .await
-        .unwrap();
+        .map_err(CallError::Exchange)?;
     let status = res.status();
     let headers = res.headers().clone();
-    let bytes = res.into_body().collect().await.unwrap().to_bytes();
-    (status, headers, bytes)
+    let bytes = res
+        .into_body()
+        .collect()
+        .await
+        .map_err(CallError::Exchange)?
+        .to_bytes();
+    Ok((status, headers, bytes))
 }
 
 pub fn auth() -> (&'static str, String) {
@@ -300,6 +329,71 @@ pub async fn h2c(
             .unwrap();
     tokio::spawn(conn);
     send
+}
+
+/// A `POST /v2/record` request whose body is whatever is sent on the
+/// returned channel, ending when the sender is dropped.
+pub fn streaming_record_request(
+    host: &str,
+) -> (
+    tokio::sync::mpsc::Sender<Bytes>,
+    http::Request<http_body_util::combinators::BoxBody<Bytes, std::io::Error>>,
+) {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(4);
+    let body =
+        http_body_util::StreamBody::new(futures_util::stream::unfold(rx, |mut rx| async move {
+            rx.recv()
+                .await
+                .map(|b| (Ok::<_, std::io::Error>(hyper::body::Frame::data(b)), rx))
+        }))
+        .boxed();
+    let req = http::Request::post(format!("http://{host}/v2/record"))
+        .header("authorization", format!("Bearer {TOKEN}"))
+        .body(body)
+        .unwrap();
+    (tx, req)
+}
+
+/// Reads the `{"ack":N}` lines of a `/v2/record` response in the background;
+/// the returned value holds the highest N so far. The task ends with the response.
+pub fn track_acks(
+    res: http::Response<hyper::body::Incoming>,
+) -> (Arc<std::sync::Mutex<u64>>, tokio::task::JoinHandle<()>) {
+    let max_ack = Arc::new(std::sync::Mutex::new(0u64));
+    let reader = {
+        let max_ack = max_ack.clone();
+        tokio::spawn(async move {
+            let mut body = res.into_body();
+            let mut buf = Vec::new();
+            while let Some(Ok(frame)) = body.frame().await {
+                let Ok(d) = frame.into_data() else { continue };
+                buf.extend_from_slice(&d);
+                while let Some(p) = buf.iter().position(|b| *b == b'\n') {
+                    let line: Vec<u8> = buf.drain(..=p).collect();
+                    let v: serde_json::Value = serde_json::from_slice(&line).unwrap_or_default();
+                    if let Some(n) = v["ack"].as_u64() {
+                        let mut max = max_ack.lock().unwrap();
+                        *max = (*max).max(n);
+                    }
+                }
+            }
+        })
+    };
+    (max_ack, reader)
+}
+
+/// The stored cast of session `id`, through the query API (which must answer 200).
+pub async fn session_cast(addr: SocketAddr, id: &str) -> Bytes {
+    let (status, _, body) = call(
+        addr,
+        "GET",
+        &format!("/api/v1/sessions/{id}/cast"),
+        &[],
+        Bytes::new(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    body
 }
 
 pub use test_support::peers::dir as peers_dir;
