@@ -14,7 +14,7 @@ use tokio::sync::watch;
 use crate::cli::RunArgs;
 use crate::context::Context;
 use crate::error::Error;
-use crate::meta::MANAGER;
+use crate::meta::{Scope, MANAGER};
 use crate::metrics::{self, Metrics};
 use crate::{cleanup, proxy_controller, recorder_controller};
 
@@ -63,10 +63,11 @@ async fn until(rx: &mut watch::Receiver<bool>, want: bool) -> bool {
 async fn act(ctx: Arc<Context>) {
     let client = ctx.client.clone();
     let metrics = ctx.metrics.clone();
+    let scope = ctx.scope.clone();
     tokio::join!(
         recorder_controller::run(ctx.clone()),
         proxy_controller::run(ctx),
-        cleanup::run(client, metrics),
+        cleanup::run(client, scope, metrics),
     );
 }
 
@@ -114,7 +115,12 @@ pub async fn run(args: RunArgs) -> Result<(), Error> {
         client.clone(),
         metrics.clone(),
         EventRecorder::new(client.clone(), reporter),
+        Scope::new(args.namespace.clone()),
     ));
+    match &args.namespace {
+        Some(ns) => tracing::info!(namespace = %ns, "acting in one namespace only"),
+        None => tracing::info!("acting in every namespace"),
+    }
     let mut stop = stop_rx;
 
     if !args.leader_elect {
@@ -127,8 +133,9 @@ pub async fn run(args: RunArgs) -> Result<(), Error> {
         return Ok(());
     }
 
+    let lease_namespace = args.effective_lease_namespace().to_owned();
     let manager = LeaseManagerBuilder::new(client, &args.lease_name)
-        .with_namespace(&args.lease_namespace)
+        .with_namespace(&lease_namespace)
         .with_identity(&identity)
         .with_duration(args.lease_duration)
         .with_grace(args.lease_grace)
@@ -136,12 +143,12 @@ pub async fn run(args: RunArgs) -> Result<(), Error> {
         .build()
         .await
         .map_err(|source| Error::Lease {
-            namespace: args.lease_namespace.clone(),
+            namespace: lease_namespace.clone(),
             name: args.lease_name.clone(),
             source,
         })?;
     let (mut leader, lease_task) = manager.watch().await;
-    tracing::info!(%identity, lease = %format!("{}/{}", args.lease_namespace, args.lease_name), "waiting to lead");
+    tracing::info!(%identity, lease = %format!("{lease_namespace}/{}", args.lease_name), "waiting to lead");
     loop {
         tokio::select! {
             _ = until(&mut stop, true) => break,

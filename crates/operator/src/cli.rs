@@ -45,6 +45,13 @@ pub struct RunArgs {
     #[arg(long, env = "KUBESCRIBE_CONTEXT", value_name = "NAME")]
     pub context: Option<String>,
 
+    /// Act only in this namespace: watch, reconcile and clean up the Recorders and
+    /// APIServerProxies there (and their children) and nothing elsewhere, so that a Role in it is
+    /// all the RBAC needed besides the impersonation RBAC of auth-mode proxies; the Lease is
+    /// kept there too unless --lease-namespace says otherwise. Default: every namespace.
+    #[arg(long, env = "KUBESCRIBE_NAMESPACE", value_name = "NAMESPACE")]
+    pub namespace: Option<String>,
+
     /// Where `/metrics` (Prometheus) and `/healthz` are served.
     #[arg(
         long,
@@ -68,14 +75,10 @@ pub struct RunArgs {
     )]
     pub lease_name: String,
 
-    /// The Lease's namespace (in a pod: its own namespace, from the downward API).
-    #[arg(
-        long,
-        env = "POD_NAMESPACE",
-        value_name = "NAMESPACE",
-        default_value = "default"
-    )]
-    pub lease_namespace: String,
+    /// The Lease's namespace (in a pod: its own namespace, from the downward API); default:
+    /// --namespace when given, else `default`.
+    #[arg(long, env = "POD_NAMESPACE", value_name = "NAMESPACE")]
+    pub lease_namespace: Option<String>,
 
     /// Seconds a leader's hold on the Lease lasts without renewal; when a leader dies, another
     /// replica takes over within about this long (a leader that stops gracefully releases it at once).
@@ -100,4 +103,14 @@ pub struct RunArgs {
         default_value = "text"
     )]
     pub log_format: LogFormat,
+}
+
+impl RunArgs {
+    /// The Lease's namespace: `--lease-namespace`, else `--namespace`, else `default`.
+    pub fn effective_lease_namespace(&self) -> &str {
+        self.lease_namespace
+            .as_deref()
+            .or(self.namespace.as_deref())
+            .unwrap_or("default")
+    }
 }

@@ -10,18 +10,21 @@
 //!   a ClusterRole allowing nothing but impersonation with its binding; its status gives the
 //!   endpoint and the grant that sends callers' records to its recorders.
 //!
-//! Reconciles are watch-driven, idempotent server-side applies with one field manager
+//! Reconciles are watch-driven (the resources, their children, and the metadata of the Secrets
+//! and ConfigMaps and the Recorders a spec names: nothing is polled), idempotent server-side applies with one field manager
 //! (`kubescribe-operator`, forced, so drift is corrected), children carry owner references and
 //! labels, failures back off exponentially, what a user must fix is a `Ready=False` condition and
 //! a Kubernetes Event, and children of deleted resources are deleted by the operator (no finalizer).
-//! Only the replica holding a coordination.k8s.io Lease acts.
+//! Only the replica holding a coordination.k8s.io Lease acts; `--namespace` confines it to one
+//! namespace.
 //!
 //! # Layers
 //!
 //! Bottom to top, as the `mod` lines are grouped; a module imports only modules listed above it.
 //! - `error`: [`Error`], [`ReconcileError`].
 //! - `resources`: the custom resources' types (the CRDs are generated from them).
-//! - `meta`: names, labels and owner references of children.
+//! - `meta`: names, labels and owner references of children; the scope (every namespace, or
+//!   `--namespace`).
 //! - `pod`: security contexts, probes, ports and volumes of every pod.
 //! - `recorder_children`, `proxy_children`: children built from a spec (pure functions).
 //! - `crds`: the CRDs as YAML.

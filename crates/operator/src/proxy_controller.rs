@@ -8,19 +8,20 @@
 use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+use kube::api::PartialObjectMeta;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Api, Resource, ResourceExt};
 
 use crate::context::{
-    apply, config_map_exists, delete_if_present, drive, missing_secret, patch_status, retry_later,
-    settle, Blocked, Context, Outcome,
+    apply, config_map_exists, delete_if_present, drive, missing_secret, patch_status, referrers,
+    retry_later, settle, Blocked, Context, Outcome,
 };
 use crate::error::ReconcileError;
-use crate::meta::{managed_selector, Owner, OWNER_KIND, OWNER_NAME, OWNER_NAMESPACE};
+use crate::meta::{Owner, OWNER_KIND, OWNER_NAME, OWNER_NAMESPACE};
 use crate::proxy_children::{
     proxy_child_name, proxy_children, proxy_endpoint, proxy_grant, proxy_rbac_name, proxy_secrets,
     AUDIT_POLICY_KEY,
@@ -185,16 +186,24 @@ fn labelled_owner<K: Resource>(child: K) -> Option<ObjectRef<APIServerProxy>> {
     Some(ObjectRef::new(name).within(namespace))
 }
 
-/// Runs the APIServerProxy controller until the task is aborted. APIServerProxies of
-/// every namespace.
+/// Runs the APIServerProxy controller until the task is aborted: APIServerProxies of every
+/// namespace, or of `--namespace`. Besides them and their children, it watches the metadata of
+/// Secrets and ConfigMaps, and the Recorders, so that a proxy waiting for one it names is
+/// reconciled as soon as it appears (or changes).
 pub(crate) async fn run(ctx: Arc<Context>) {
-    let client = ctx.client.clone();
-    let proxies: Api<APIServerProxy> = Api::all(client.clone());
-    let children = watcher::Config::default().labels(&managed_selector());
-    let results = Controller::new(proxies, watcher::Config::default())
-        .owns(Api::<Deployment>::all(client.clone()), children.clone())
-        .owns(Api::<Service>::all(client.clone()), children.clone())
-        .owns(Api::<ServiceAccount>::all(client.clone()), children.clone())
+    let client = &ctx.client;
+    let scope = &ctx.scope;
+    let children = watcher::Config::default().labels(&scope.children_selector());
+    let controller = Controller::new(
+        scope.api::<APIServerProxy>(client),
+        watcher::Config::default(),
+    );
+    let (by_secret, by_config_map, by_recorder) =
+        (controller.store(), controller.store(), controller.store());
+    let results = controller
+        .owns(scope.api::<Deployment>(client), children.clone())
+        .owns(scope.api::<Service>(client), children.clone())
+        .owns(scope.api::<ServiceAccount>(client), children.clone())
         .watches(
             Api::<ClusterRole>::all(client.clone()),
             children.clone(),
@@ -205,7 +214,34 @@ pub(crate) async fn run(ctx: Arc<Context>) {
             children,
             labelled_owner,
         )
-        .run(reconcile, error_policy, ctx);
+        .watches(
+            scope.api::<PartialObjectMeta<Secret>>(client),
+            watcher::Config::default(),
+            move |secret| {
+                referrers(&by_secret, &secret, |p: &APIServerProxy, name| {
+                    proxy_secrets(&p.spec).iter().any(|(_, s)| s == name)
+                })
+            },
+        )
+        .watches(
+            scope.api::<PartialObjectMeta<ConfigMap>>(client),
+            watcher::Config::default(),
+            move |config_map| {
+                referrers(&by_config_map, &config_map, |p: &APIServerProxy, name| {
+                    p.spec.audit_policy_config_map.as_deref() == Some(name)
+                })
+            },
+        )
+        .watches(
+            scope.api::<Recorder>(client),
+            watcher::Config::default(),
+            move |recorder| {
+                referrers(&by_recorder, &recorder, |p: &APIServerProxy, name| {
+                    p.spec.recorders.iter().any(|r| r == name)
+                })
+            },
+        )
+        .run(reconcile, error_policy, ctx.clone());
     drive(KIND, results).await;
 }
 

@@ -249,6 +249,13 @@ pub(crate) fn recorder_secrets(spec: &RecorderSpec) -> Vec<(&'static str, String
     out
 }
 
+/// Whether the spec of Recorder `name` names Secret `secret` (one the user provides, or its
+/// signing key Secret), so that the Secret's creation or change reconciles it.
+pub(crate) fn recorder_names_secret(spec: &RecorderSpec, name: &str, secret: &str) -> bool {
+    recorder_secrets(spec).iter().any(|(_, s)| s == secret)
+        || signing_key(spec, name).is_some_and(|(s, _)| s == secret)
+}
+
 fn pod_template(spec: &RecorderSpec, owner: &Owner, child: &str) -> PodTemplateSpec {
     let disk = spec.storage.kind == StorageKind::Disk;
     let mut mounts = vec![pod::mount("tmp", "/tmp", false)];

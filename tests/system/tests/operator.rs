@@ -12,6 +12,11 @@
 //! * specs the CRD schema rejects fail at kubectl naming the field; semantic errors (a missing
 //!   Secret, a Recorder that does not exist, no way to tell uploaders) are `Ready=False` with a
 //!   reason and a Warning Event, and the operator keeps running;
+//! * what a resource waits for (a Secret, a ConfigMap, a Recorder) is watched: creating it makes
+//!   the resource Ready without any polling (the operator's only timer is a 10-minute resync);
+//! * an operator scoped to one namespace (`--namespace`, the chart's `operator.namespaced=true`
+//!   RBAC: a Role) acts there only: its Lease is there, resources, children and orphans in other
+//!   namespaces are left alone;
 //! * deleting a resource deletes its children (the operator cleans up: there is no garbage
 //!   collector), and children orphaned while no operator ran are swept at start-up;
 //! * the operator runs as the chart's operator ServiceAccount with exactly the chart's RBAC (so
@@ -199,7 +204,11 @@ fn cluster() -> (ControlPlane, Kubectl, tempfile::TempDir) {
 }
 
 fn create_secret(kubectl: &Kubectl, name: &str, literals: &[&str]) {
-    let mut args = vec!["create", "secret", "generic", name, "-n", NS];
+    create_secret_in(kubectl, NS, name, literals);
+}
+
+fn create_secret_in(kubectl: &Kubectl, ns: &str, name: &str, literals: &[&str]) {
+    let mut args = vec!["create", "secret", "generic", name, "-n", ns];
     let literals: Vec<String> = literals
         .iter()
         .map(|l| format!("--from-literal={l}"))
@@ -212,10 +221,15 @@ fn create_secret(kubectl: &Kubectl, name: &str, literals: &[&str]) {
 const CHART_NS: &str = "kubescribe-system";
 
 /// Installs the chart's operator ServiceAccount, RBAC and Deployment (`helm template --set
-/// operator.enabled=true`, release `kubescribe` in [`CHART_NS`]; the Deployment's args checked
-/// against the binary) and returns a kubeconfig holding
+/// operator.enabled=true` and `sets`, release `kubescribe` in [`CHART_NS`]; the Deployment's args
+/// checked against the binary) and returns a kubeconfig holding
 /// a token of that ServiceAccount (TokenRequest), for the API server the admin kubeconfig names.
-fn chart_operator_kubeconfig(plane: &ControlPlane, kubectl: &Kubectl, dir: &Path) -> PathBuf {
+fn chart_operator_kubeconfig(
+    plane: &ControlPlane,
+    kubectl: &Kubectl,
+    dir: &Path,
+    sets: &[&str],
+) -> PathBuf {
     rbac::namespace(plane, CHART_NS).unwrap();
     let helm = peers::helm().unwrap_or_else(|e| panic!("{e}"));
     let chart = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../charts/kubescribe");
@@ -230,6 +244,7 @@ fn chart_operator_kubeconfig(plane: &ControlPlane, kubectl: &Kubectl, dir: &Path
                     CHART_NS,
                 ])
                 .args(["--set", "operator.enabled=true"])
+                .args(sets.iter().flat_map(|s| ["--set", s]))
                 .args(["--show-only", "templates/operator-serviceaccount.yaml"])
                 .args(["--show-only", "templates/operator-rbac.yaml"])
                 .args(["--show-only", "templates/operator-deployment.yaml"])
@@ -384,7 +399,7 @@ fn operator_reconciles_recorders_and_apiserverproxies() {
     ]);
 
     // The operator runs as the chart's operator ServiceAccount, with exactly the chart's RBAC.
-    let kubeconfig = chart_operator_kubeconfig(&plane, &kubectl, dir);
+    let kubeconfig = chart_operator_kubeconfig(&plane, &kubectl, dir, &[]);
     let (mut operator, metrics_addr) = start_operator(
         &kubeconfig,
         dir,
@@ -884,6 +899,81 @@ fn operator_reconciles_recorders_and_apiserverproxies() {
         operator.log_tail()
     );
 
+    // --- What a resource waits for is watched: creating it reconciles the resource at once. The
+    // operator polls for nothing (its only timer is a 10-minute resync), so each of these
+    // becomes Ready within the deadline only because the operator watches Recorders, Secrets and
+    // ConfigMaps.
+    let recorder_created = Instant::now();
+    expect_success(
+        kubectl.apply(dir, &RECORDER.replace("name: audit,", "name: nope,")),
+        "creating the Recorder the lonely proxy names",
+    );
+    kubectl.wait_for(
+        "the proxy Ready once its Recorder exists",
+        "apiserverproxy",
+        "lonely",
+        Some(NS),
+        |p| is_ready(p, "Reconciled"),
+    );
+    println!(
+        "proxy Ready {:?} after its Recorder was created",
+        recorder_created.elapsed()
+    );
+    let waiting = PROXY
+        .replace("name: edge,", "name: waiting,")
+        .replace("tlsSecret: proxy-tls", "tlsSecret: waiting-tls")
+        + "  auditPolicyConfigMap: waiting-policy\n";
+    expect_success(
+        kubectl.apply(dir, &waiting),
+        "applying a proxy before its Secret and ConfigMap",
+    );
+    kubectl.wait_for(
+        "SecretNotFound for the TLS Secret",
+        "apiserverproxy",
+        "waiting",
+        Some(NS),
+        |p| is_ready(p, "SecretNotFound"),
+    );
+    let secret_created = Instant::now();
+    create_secret(&kubectl, "waiting-tls", &["tls.crt=x", "tls.key=y"]);
+    kubectl.wait_for(
+        "ConfigMapNotFound once the Secret exists",
+        "apiserverproxy",
+        "waiting",
+        Some(NS),
+        |p| is_ready(p, "ConfigMapNotFound"),
+    );
+    println!(
+        "proxy past its Secret {:?} after the Secret was created",
+        secret_created.elapsed()
+    );
+    let config_map_created = Instant::now();
+    kubectl.ok(&[
+        "create",
+        "configmap",
+        "waiting-policy",
+        "-n",
+        NS,
+        "--from-literal=audit-policy.yaml=apiVersion: audit.k8s.io/v1\nkind: Policy\nrules: [{level: Metadata}]\n",
+    ]);
+    kubectl.wait_for(
+        "the proxy Ready once its ConfigMap exists",
+        "apiserverproxy",
+        "waiting",
+        Some(NS),
+        |p| is_ready(p, "Reconciled"),
+    );
+    println!(
+        "proxy Ready {:?} after its ConfigMap was created",
+        config_map_created.elapsed()
+    );
+    assert!(
+        kubectl
+            .get("deployment", "waiting-proxy", Some(NS))
+            .is_some(),
+        "the Deployment applied once nothing is missing"
+    );
+
     // --- Deleting a resource deletes its children.
     let recorder_uid = recorder["metadata"]["uid"].as_str().unwrap().to_owned();
     let proxy_uid = proxy["metadata"]["uid"].as_str().unwrap().to_owned();
@@ -1072,4 +1162,177 @@ fn two_operators_elect_one_leader_and_the_other_takes_over() {
         "the Lease released on SIGTERM, held by {holder_now:?}"
     );
     println!("leader election test took {:?}", started.elapsed());
+}
+
+/// Labels a new ServiceAccount `name` in `ns` as a child of an owner that does not exist.
+fn orphan(kubectl: &Kubectl, ns: &str, name: &str) {
+    kubectl.ok(&["create", "serviceaccount", name, "-n", ns]);
+    kubectl.ok(&[
+        "label",
+        "serviceaccount",
+        name,
+        "-n",
+        ns,
+        "app.kubernetes.io/managed-by=kubescribe-operator",
+        "kubescribe.dev/owner-uid=00000000-dead-0000-0000-000000000000",
+        &format!("kubescribe.dev/owner-namespace={ns}"),
+    ]);
+}
+
+#[test]
+fn operator_scoped_to_one_namespace_ignores_the_others() {
+    let started = Instant::now();
+    let (plane, kubectl, scratch) = cluster();
+    let dir = scratch.path();
+    // The chart with operator.namespaced=true: a Role in its namespace, the small ClusterRole for
+    // impersonation RBAC, and --namespace in the Deployment's args (checked against the binary).
+    let kubeconfig =
+        chart_operator_kubeconfig(&plane, &kubectl, dir, &["operator.namespaced=true"]);
+    let deployment = kubectl
+        .get("deployment", "kubescribe-operator", Some(CHART_NS))
+        .unwrap();
+    let args = strings(&deployment["spec"]["template"]["spec"]["containers"][0]["args"]);
+    assert!(
+        args.contains(&format!("--namespace={CHART_NS}")),
+        "{args:?}"
+    );
+    let role = kubectl
+        .get("clusterrole", "kubescribe-operator", None)
+        .unwrap();
+    let cluster_resources: Vec<String> = role["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| strings(&r["resources"]))
+        .collect();
+    assert!(
+        !cluster_resources
+            .iter()
+            .any(|r| r == "secrets" || r == "recorders" || r == "deployments"),
+        "namespaced rules are in the Role only: {cluster_resources:?}"
+    );
+    create_secret_in(
+        &kubectl,
+        CHART_NS,
+        "recorder-ids",
+        &["identities.yaml=entries: []"],
+    );
+    orphan(&kubectl, CHART_NS, "stale-here");
+    orphan(&kubectl, NS, "stale-elsewhere");
+    let (mut operator, _) = start_operator(
+        &kubeconfig,
+        dir,
+        "scoped",
+        &[
+            "--namespace",
+            CHART_NS,
+            "--lease-name",
+            "kubescribe-operator",
+        ],
+    );
+    kubectl.wait_gone(
+        "the orphan in its namespace swept",
+        "serviceaccount",
+        "stale-here",
+        Some(CHART_NS),
+    );
+    // The Lease is in its namespace (no --lease-namespace given).
+    wait_until("the scoped operator holds its Lease", CONVERGE, || {
+        kubectl
+            .get("lease", "kubescribe-operator", Some(CHART_NS))
+            .and_then(|l| l["spec"]["holderIdentity"].as_str().map(str::to_owned))
+            .as_deref()
+            == Some("scoped")
+    });
+
+    // A Recorder elsewhere first, then one in the operator's namespace: only that one is seen.
+    expect_success(
+        kubectl.apply(dir, RECORDER),
+        "a Recorder in another namespace",
+    );
+    let here = RECORDER.replace("namespace: ops", &format!("namespace: {CHART_NS}"));
+    expect_success(
+        kubectl.apply(dir, &here),
+        "a Recorder in the operator's namespace",
+    );
+    kubectl.wait_for(
+        "the Recorder in its namespace Ready",
+        "recorder",
+        "audit",
+        Some(CHART_NS),
+        |r| is_ready(r, "Reconciled"),
+    );
+    // An auth-mode proxy in its namespace, before its Secrets: the watch of Secrets there (a
+    // Role's worth of RBAC) makes it Ready when they appear, and its impersonation ClusterRole is
+    // made with the small ClusterRole.
+    let proxy_here = PROXY.replace("namespace: ops", &format!("namespace: {CHART_NS}"));
+    expect_success(kubectl.apply(dir, &proxy_here), "a proxy in its namespace");
+    kubectl.wait_for(
+        "SecretNotFound",
+        "apiserverproxy",
+        "edge",
+        Some(CHART_NS),
+        |p| is_ready(p, "SecretNotFound"),
+    );
+    create_secret_in(&kubectl, CHART_NS, "proxy-tls", &["tls.crt=x", "tls.key=y"]);
+    create_secret_in(
+        &kubectl,
+        CHART_NS,
+        "proxy-ids",
+        &["identities.yaml=entries: []"],
+    );
+    kubectl.wait_for(
+        "the proxy Ready once its Secrets exist",
+        "apiserverproxy",
+        "edge",
+        Some(CHART_NS),
+        |p| is_ready(p, "Reconciled"),
+    );
+    let role_name = format!("kubescribe-proxy-{CHART_NS}-edge-impersonate");
+    assert!(kubectl.get("clusterrole", &role_name, None).is_some());
+    // Reconciles of the other namespace would have happened by now (they were created first):
+    // none did.
+    std::thread::sleep(Duration::from_secs(3));
+    let elsewhere = kubectl.get("recorder", "audit", Some(NS)).unwrap();
+    assert!(
+        elsewhere.get("status").is_none_or(Value::is_null),
+        "a Recorder outside the namespace untouched: {elsewhere:#}"
+    );
+    for kind in ["statefulset", "service", "serviceaccount"] {
+        assert!(
+            kubectl.get(kind, "audit-recorder", Some(NS)).is_none(),
+            "no {kind} for a Recorder outside the namespace"
+        );
+    }
+    assert!(
+        kubectl
+            .get("serviceaccount", "stale-elsewhere", Some(NS))
+            .is_some(),
+        "an orphan outside the namespace is not the scoped operator's to sweep"
+    );
+    println!(
+        "$ kubectl get recorders,apiserverproxies -A   # operator scoped to {CHART_NS}\n{}",
+        kubectl.ok(&["get", "recorders,apiserverproxies", "-A"])
+    );
+    assert!(
+        operator.is_running(),
+        "the operator keeps running: {}",
+        operator.log_tail()
+    );
+    let log = operator.log();
+    assert!(
+        !log.contains("forbidden"),
+        "no request outside its RBAC: {log}"
+    );
+
+    // Deleting the proxy removes its children, its ClusterRole included.
+    kubectl.ok(&["delete", "apiserverproxy", "edge", "-n", CHART_NS]);
+    kubectl.wait_gone(
+        "the impersonation ClusterRole removed",
+        "clusterrole",
+        &role_name,
+        None,
+    );
+    operator.stop(Duration::from_secs(10)).unwrap();
+    println!("scoped operator test took {:?}", started.elapsed());
 }
