@@ -14,7 +14,7 @@ use std::fmt::Debug;
 
 use futures_util::{stream, StreamExt};
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
-use k8s_openapi::api::core::v1::{Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
 use kube::api::{DeleteParams, ListParams, Preconditions};
 use kube::runtime::watcher;
@@ -39,6 +39,7 @@ struct Listed {
 #[derive(Debug, Clone, Copy)]
 enum ChildKind {
     ServiceAccount,
+    ConfigMap,
     Service,
     StatefulSet,
     Deployment,
@@ -112,6 +113,7 @@ pub(crate) async fn sweep(
     let children = [
         list(s.api::<ServiceAccount>(c), s, ChildKind::ServiceAccount).await?,
         list(s.api::<Service>(c), s, ChildKind::Service).await?,
+        list(s.api::<ConfigMap>(c), s, ChildKind::ConfigMap).await?,
         list(s.api::<StatefulSet>(c), s, ChildKind::StatefulSet).await?,
         list(s.api::<Deployment>(c), s, ChildKind::Deployment).await?,
         list(
@@ -139,6 +141,7 @@ pub(crate) async fn sweep(
                 delete(Api::<ServiceAccount>::namespaced(c, ns), child).await?
             }
             ChildKind::Service => delete(Api::<Service>::namespaced(c, ns), child).await?,
+            ChildKind::ConfigMap => delete(Api::<ConfigMap>::namespaced(c, ns), child).await?,
             ChildKind::StatefulSet => delete(Api::<StatefulSet>::namespaced(c, ns), child).await?,
             ChildKind::Deployment => delete(Api::<Deployment>::namespaced(c, ns), child).await?,
             ChildKind::ClusterRole => delete(Api::<ClusterRole>::all(c), child).await?,

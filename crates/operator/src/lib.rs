@@ -26,6 +26,7 @@
 //! - `meta`: names, labels and owner references of children; the scope (every namespace, or
 //!   `--namespace`).
 //! - `pod`: security contexts, probes, ports and volumes of every pod.
+//! - `tailnet`: the tailscaled sidecar and its serve configuration.
 //! - `recorder_children`, `proxy_children`: children built from a spec (pure functions).
 //! - `crds`: the CRDs as YAML.
 //! - `metrics`: Prometheus metrics and the `--metrics-addr` listener.
@@ -41,6 +42,8 @@ mod resources;
 // 2. Children, built from specs.
 mod meta;
 mod pod;
+
+mod tailnet;
 
 mod proxy_children;
 mod recorder_children;
@@ -79,6 +82,7 @@ pub use recorder_children::{
 };
 pub use resources::{
     APIServerProxy, APIServerProxySpec, APIServerProxyStatus, Condition, DiskStorage,
-    FailurePolicy, ProxyMode, Readers, Recorder, RecorderSpec, RecorderStatus, RecorderStorage,
-    Retention, S3Storage, SecretKeyRef, StorageKind, Uploaders, GROUP,
+    FailurePolicy, ProxyMode, Readers, Recorder, RecorderSelector, RecorderSpec, RecorderStatus,
+    RecorderStorage, Retention, S3Storage, SecretKeyRef, StorageKind, Tailnet, Uploaders, GROUP,
 };
+pub use tailnet::{tailnet_config_map_name, tailnet_extra_args};

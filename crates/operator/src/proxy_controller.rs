@@ -10,7 +10,7 @@ use std::sync::Arc;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
-use kube::api::PartialObjectMeta;
+use kube::api::{ListParams, PartialObjectMeta};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
@@ -32,8 +32,13 @@ use crate::resources::{APIServerProxy, APIServerProxyStatus, Recorder};
 /// The kind, as metrics and logs name it.
 const KIND: &str = "APIServerProxy";
 
-/// What stands between `proxy` and Ready, if anything: a missing Secret, ConfigMap or Recorder.
-async fn blocked(proxy: &APIServerProxy, ctx: &Context) -> Result<Option<Blocked>, ReconcileError> {
+/// What stands between `proxy` and Ready, if anything: a missing Secret, ConfigMap or Recorder,
+/// or a selector (its `chosen` recorders empty) that chooses none.
+async fn blocked(
+    proxy: &APIServerProxy,
+    chosen: &[String],
+    ctx: &Context,
+) -> Result<Option<Blocked>, ReconcileError> {
     let namespace = proxy.namespace().unwrap_or_default();
     if let Some(blocked) =
         missing_secret(&ctx.client, &namespace, proxy_secrets(&proxy.spec)).await?
@@ -69,7 +74,48 @@ async fn blocked(proxy: &APIServerProxy, ctx: &Context) -> Result<Option<Blocked
             }));
         }
     }
+    if let (Some(selector), true) = (&proxy.spec.recorder_selector, chosen.is_empty()) {
+        return Ok(Some(Blocked {
+            reason: "NoRecorderSelected".to_owned(),
+            message: format!(
+                "recorderSelector: no Recorder in {namespace} has one of the tailnet tags {}; tag one (spec.tailnet.tags) or name one in recorders",
+                selector.tags.join(", ")
+            ),
+            waiting: true,
+        }));
+    }
     Ok(None)
+}
+
+/// The Recorders `proxy` records to, by name: `recorders`, then those its `recorderSelector`
+/// chooses by tailnet tags, in name order, each once.
+async fn chosen_recorders(
+    proxy: &APIServerProxy,
+    ctx: &Context,
+) -> Result<Vec<String>, ReconcileError> {
+    let mut names = proxy.spec.recorders.clone();
+    if let Some(selector) = &proxy.spec.recorder_selector {
+        let namespace = proxy.namespace().unwrap_or_default();
+        let list = Api::<Recorder>::namespaced(ctx.client.clone(), &namespace)
+            .list(&ListParams::default())
+            .await
+            .map_err(ReconcileError::kube(format!(
+                "listing the Recorders of {namespace}"
+            )))?;
+        let mut selected: Vec<String> = list
+            .items
+            .iter()
+            .filter(|r| selector.selects(&r.spec))
+            .map(ResourceExt::name_any)
+            .collect();
+        selected.sort();
+        for name in selected {
+            if !names.contains(&name) {
+                names.push(name);
+            }
+        }
+    }
+    Ok(names)
 }
 
 /// One reconcile of one APIServerProxy.
@@ -86,15 +132,11 @@ async fn reconcile(
     let previous = proxy.status.as_ref();
     let conditions = previous.map(|s| s.conditions.as_slice()).unwrap_or(&[]);
     let endpoint = proxy_endpoint(&owner.name, &ns, proxy.spec.port);
-    let addrs: Vec<String> = proxy
-        .spec
-        .recorders
-        .iter()
-        .map(|r| recorder_addr(r, &ns))
-        .collect();
+    let chosen = chosen_recorders(&proxy, &ctx).await?;
+    let addrs: Vec<String> = chosen.iter().map(|r| recorder_addr(r, &ns)).collect();
     let grant = proxy_grant(&proxy.spec, &addrs);
 
-    let outcome = match blocked(&proxy, &ctx).await? {
+    let outcome = match blocked(&proxy, &chosen, &ctx).await? {
         Some(blocked) => Outcome::Blocked(blocked),
         None => apply_children(&proxy, &owner, &ctx).await?,
     };
@@ -236,8 +278,9 @@ pub(crate) async fn run(ctx: Arc<Context>) {
             scope.api::<Recorder>(client),
             watcher::Config::default(),
             move |recorder| {
+                // A selector may gain or lose this Recorder by its tags: every proxy with one.
                 referrers(&by_recorder, &recorder, |p: &APIServerProxy, name| {
-                    p.spec.recorders.iter().any(|r| r == name)
+                    p.spec.recorder_selector.is_some() || p.spec.recorders.iter().any(|r| r == name)
                 })
             },
         )

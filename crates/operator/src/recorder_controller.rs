@@ -9,7 +9,7 @@ use std::sync::Arc;
 use rand::RngCore;
 
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
-use k8s_openapi::api::core::v1::{Secret, Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServiceAccount};
 use kube::api::{PartialObjectMeta, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher;
@@ -26,6 +26,7 @@ use crate::recorder_children::{
     signing_key, signing_key_secret_name, validate_recorder, RecorderWorkload,
 };
 use crate::resources::{Recorder, RecorderStatus};
+use crate::tailnet::tailnet_config_map_name;
 
 /// The kind, as metrics and logs name it.
 const KIND: &str = "Recorder";
@@ -104,6 +105,16 @@ async fn apply_children(
         &children.service,
     )
     .await?;
+    let config_maps = Api::<ConfigMap>::namespaced(client.clone(), ns);
+    match &children.serve_config {
+        Some(config_map) => {
+            apply(&config_maps, config_map).await?;
+        }
+        None => {
+            let name = tailnet_config_map_name(&recorder_child_name(&owner.name));
+            delete_if_present(&config_maps, &name).await?;
+        }
+    }
     let signing_public_key = match signing_key(&recorder.spec, &owner.name) {
         Some((secret, key)) => Some(signing_public_key(ctx, owner, &secret, &key).await?),
         None => None,
@@ -221,7 +232,8 @@ pub(crate) async fn run(ctx: Arc<Context>) {
         .owns(scope.api::<StatefulSet>(client), children.clone())
         .owns(scope.api::<Deployment>(client), children.clone())
         .owns(scope.api::<Service>(client), children.clone())
-        .owns(scope.api::<ServiceAccount>(client), children)
+        .owns(scope.api::<ServiceAccount>(client), children.clone())
+        .owns(scope.api::<ConfigMap>(client), children)
         .watches(
             scope.api::<PartialObjectMeta<Secret>>(client),
             watcher::Config::default(),

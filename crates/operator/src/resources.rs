@@ -63,6 +63,56 @@ pub struct RecorderSpec {
     /// How long records are kept; absent: forever.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retention: Option<Retention>,
+    /// Put the recorder on a tailnet: a tailscaled sidecar (containerboot, as the chart runs the
+    /// proxy's) with this hostname and these tags, serving the recorder's port on tailnet port 80.
+    /// APIServerProxies choose Recorders by these tags (`recorderSelector`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tailnet: Option<Tailnet>,
+}
+
+/// A tailnet node beside a workload: a `tailscale/tailscale` (containerboot) sidecar in userspace
+/// networking mode, its state in the pod's own volume (never in a Kubernetes Secret).
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Tailnet {
+    /// A Secret with a reusable, ephemeral, tagged auth key (`TS_AUTHKEY`); key default `authkey`.
+    pub auth_key_secret: SecretKeyRef,
+    /// The node's name on the tailnet (`TS_HOSTNAME`); default: the workload's name
+    /// (`<name>-recorder`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 63))]
+    pub hostname: Option<String>,
+    /// Tags the node advertises (`TS_EXTRA_ARGS=--advertise-tags=…`), each `tag:NAME`; the auth
+    /// key must allow them.
+    #[serde(default)]
+    #[schemars(inner(regex(pattern = r"^tag:[A-Za-z0-9][A-Za-z0-9-]*$")))]
+    pub tags: Vec<String>,
+    /// The sidecar's image.
+    #[serde(default = "default_tailscale_image")]
+    #[schemars(length(min = 1))]
+    pub image: String,
+}
+
+fn default_tailscale_image() -> String {
+    "tailscale/tailscale:v1.102.5".to_owned()
+}
+
+/// Recorders chosen by their tailnet tags.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RecorderSelector {
+    /// Recorders in the proxy's namespace whose `tailnet.tags` include any of these tags.
+    #[schemars(length(min = 1))]
+    pub tags: Vec<String>,
+}
+
+impl RecorderSelector {
+    /// Whether Recorder `spec` is chosen: it advertises one of the tags.
+    pub fn selects(&self, spec: &RecorderSpec) -> bool {
+        spec.tailnet
+            .as_ref()
+            .is_some_and(|t| t.tags.iter().any(|tag| self.tags.contains(tag)))
+    }
 }
 
 fn one() -> i32 {
@@ -344,6 +394,11 @@ pub struct APIServerProxySpec {
     /// addresses, and the grant to give, in the status (`status.grant`).
     #[serde(default)]
     pub recorders: Vec<String>,
+    /// More recorders: the Recorders in this namespace whose tailnet tags (`spec.tailnet.tags`)
+    /// include one of these, in name order after `recorders` (a Recorder in both counts once).
+    /// Tagged Recorders created, changed or deleted later change the grant at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recorder_selector: Option<RecorderSelector>,
     /// `fail-open` (forward when recording fails) or `fail-closed` (refuse what cannot be
     /// recorded); published in `status.grant` as `enforceRecorder`.
     #[serde(default)]
