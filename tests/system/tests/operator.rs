@@ -21,6 +21,8 @@
 //!   collector), and children orphaned while no operator ran are swept at start-up;
 //! * the operator runs as the chart's operator ServiceAccount with exactly the chart's RBAC (so
 //!   that RBAC is enough);
+//! * docs/deploy.md's "With the operator", command for command (the chart installing only the
+//!   CRDs and the operator), ending in `kubectl get recorders` and `kubectl get apiserverproxies`;
 //! * two operators: one holds the Lease and acts, the other stays idle and takes over when the
 //!   first is killed; a gracefully stopped leader releases the Lease.
 
@@ -274,12 +276,18 @@ fn chart_operator_kubeconfig(
         "kubescribe-operator",
         "the chart's operator Deployment",
     );
+    operator_kubeconfig(plane, kubectl, dir, CHART_NS)
+}
+
+/// A kubeconfig holding a token (TokenRequest) of ServiceAccount `kubescribe-operator` in `ns`,
+/// for the API server the admin kubeconfig names.
+fn operator_kubeconfig(plane: &ControlPlane, kubectl: &Kubectl, dir: &Path, ns: &str) -> PathBuf {
     let token = kubectl.ok(&[
         "create",
         "token",
         "kubescribe-operator",
         "-n",
-        CHART_NS,
+        ns,
         "--duration=2h",
     ]);
     let admin = std::fs::read_to_string(plane.kubeconfig(&ADMIN)).unwrap();
@@ -1569,4 +1577,150 @@ fn operator_tailnet_recorders_chosen_by_tag() {
     assert!(operator.is_running(), "{}", operator.log_tail());
     operator.stop(Duration::from_secs(10)).unwrap();
     println!("tailnet test took {:?}", started.elapsed());
+}
+
+/// The section "With the operator" of docs/deploy.md: its shell commands (one a line) and its
+/// YAML files (named by their first line, `# NAME`).
+fn documented_operator_walkthrough() -> (Vec<String>, Vec<(String, String)>) {
+    let doc =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/deploy.md"))
+            .unwrap();
+    let start = doc
+        .find("## With the operator")
+        .expect("docs/deploy.md has a section \"With the operator\"");
+    let section = &doc[start..];
+    let section = &section[..section[3..].find("\n## ").map_or(section.len(), |e| e + 3)];
+    let (mut commands, mut files) = (Vec::new(), Vec::new());
+    let mut blocks = section.split("```").skip(1).step_by(2);
+    for block in blocks.by_ref() {
+        if let Some(body) = block.strip_prefix("sh\n") {
+            commands.extend(
+                body.lines()
+                    .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+                    .map(str::to_owned),
+            );
+        } else if let Some(body) = block.strip_prefix("yaml\n") {
+            let name = body
+                .lines()
+                .next()
+                .and_then(|l| l.strip_prefix("# "))
+                .expect("a YAML block starts with # FILE");
+            files.push((name.to_owned(), body.to_owned()));
+        }
+    }
+    (commands, files)
+}
+
+#[test]
+fn operator_install_as_documented_in_deploy_md() {
+    let started = Instant::now();
+    let (commands, files) = documented_operator_walkthrough();
+    assert!(
+        commands.iter().any(|c| c.starts_with("helm install"))
+            && commands.iter().any(|c| c.contains("get recorders"))
+            && !files.is_empty(),
+        "the walkthrough installs and shows: {commands:?}"
+    );
+    // A bare control plane: the CRDs come from the chart, as documented.
+    let plane = ControlPlane::start().unwrap_or_else(|e| panic!("{e}"));
+    let kubectl = Kubectl::new(&plane);
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = scratch.path();
+    // The files the commands read: the identity file, the proxy's TLS pair, the resources.
+    std::fs::write(dir.join("identities.yaml"), "entries: []\n").unwrap();
+    let pair = plane
+        .client_certificate("kubescribe-proxy", &[])
+        .unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(dir.join("proxy.crt"), &pair.cert_pem).unwrap();
+    std::fs::write(dir.join("proxy.key"), &pair.key_pem).unwrap();
+    for (name, body) in &files {
+        std::fs::write(dir.join(name), body).unwrap();
+    }
+    let chart = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../charts/kubescribe");
+    let helm = peers::helm().unwrap_or_else(|e| panic!("{e}"));
+    let mut operator = None;
+    for command in &commands {
+        assert!(
+            !command.contains(['"', '\'', '\\', '$', '|', '<', '>']),
+            "a plain command, run word by word: {command}"
+        );
+        let words: Vec<&str> = command.split_whitespace().collect();
+        let output = match words[0] {
+            "kubectl" => with_deadline(
+                kubectl.command().current_dir(dir).args(&words[1..]),
+                COMMAND_TIMEOUT,
+            ),
+            "helm" => {
+                let args: Vec<String> = words[1..]
+                    .iter()
+                    .map(|w| {
+                        if *w == "charts/kubescribe" {
+                            chart.to_str().unwrap().to_owned()
+                        } else {
+                            (*w).to_owned()
+                        }
+                    })
+                    .collect();
+                with_deadline(
+                    Command::new(&helm)
+                        .current_dir(dir)
+                        .args(&args)
+                        .arg("--kubeconfig")
+                        .arg(kubectl.kubeconfig())
+                        .env("HELM_CACHE_HOME", dir.join("helm-cache"))
+                        .env("HELM_CONFIG_HOME", dir.join("helm-config"))
+                        .env("HELM_DATA_HOME", dir.join("helm-data")),
+                    COMMAND_TIMEOUT,
+                )
+            }
+            other => panic!("a command this test cannot run: {other}"),
+        }
+        .unwrap_or_else(|e| panic!("{command}: {e}"));
+        let output = expect_success(output, command);
+        let text = output_text(&output);
+        println!("$ {command}\n{text}");
+        if words[..2] == ["helm", "install"] {
+            // The release's operator Deployment is inert (no kubelet): the operator runs here, as
+            // its ServiceAccount, with the Deployment's Lease.
+            assert!(text.contains("STATUS: deployed"), "{text}");
+            let ns = words[words.iter().position(|w| *w == "--namespace").unwrap() + 1];
+            for kind in ["deployment", "statefulset"] {
+                let names = kubectl.ok(&["get", kind, "-n", ns, "-o", "name"]);
+                assert_eq!(
+                    names.trim(),
+                    if kind == "deployment" {
+                        "deployment.apps/kubescribe-operator"
+                    } else {
+                        ""
+                    },
+                    "only the operator is installed"
+                );
+            }
+            let kubeconfig = operator_kubeconfig(&plane, &kubectl, dir, ns);
+            operator = Some(start_operator(
+                &kubeconfig,
+                dir,
+                "operator",
+                &[
+                    "--lease-namespace",
+                    ns,
+                    "--lease-name",
+                    "kubescribe-operator",
+                ],
+            ));
+        }
+        if words.contains(&"get") {
+            let row: Vec<&str> = text
+                .lines()
+                .nth(1)
+                .unwrap_or_default()
+                .split_whitespace()
+                .collect();
+            assert!(row.contains(&"True"), "Ready: {text}");
+        }
+    }
+    let (mut operator, _) = operator.expect("the walkthrough installs the operator");
+    assert!(operator.is_running(), "{}", operator.log_tail());
+    operator.stop(Duration::from_secs(10)).unwrap();
+    println!("documented install took {:?}", started.elapsed());
 }
