@@ -1724,3 +1724,117 @@ fn operator_install_as_documented_in_deploy_md() {
     operator.stop(Duration::from_secs(10)).unwrap();
     println!("documented install took {:?}", started.elapsed());
 }
+
+#[test]
+fn operator_serves_the_proxy_in_process() {
+    let started = Instant::now();
+    let plane = ControlPlane::start().unwrap_or_else(|e| panic!("{e}"));
+    let kubectl = Kubectl::new(&plane);
+    install_crds(&kubectl);
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = scratch.path();
+    let port = || free_port().unwrap();
+    let loopback = |p: u16| -> SocketAddr { format!("127.0.0.1:{p}").parse().unwrap() };
+
+    // A real recorder, on disk.
+    let recorder_addr = loopback(port());
+    let recorder_args: Vec<String> = [
+        "--listen",
+        &recorder_addr.to_string(),
+        "--dst",
+        dir.join("recordings").to_str().unwrap(),
+        "--insecure-allow-any-uploader",
+        "--unsigned",
+        "--allow-readers",
+        "loopback",
+        "--admin-listen",
+        "off",
+    ]
+    .iter()
+    .map(|a| (*a).to_owned())
+    .collect();
+    let recorder_bin = workspace_bin("kubescribe-recorder").unwrap_or_else(|e| panic!("{e}"));
+    let mut recorder = Spawned::start(
+        "kubescribe-recorder",
+        &recorder_bin,
+        &recorder_args,
+        &[("RUST_LOG", "info")],
+        dir,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    recorder
+        .wait_for_tcp(recorder_addr, Duration::from_secs(30))
+        .unwrap_or_else(|e| panic!("{e}"));
+
+    // Callers from loopback are alice, recorded fail closed to that recorder.
+    let identities = dir.join("identities.yaml");
+    std::fs::write(
+        &identities,
+        format!(
+            "entries:\n  - name: local\n    sources: [\"127.0.0.1/32\"]\n    Node: {{Name: alice-laptop.tail1234.ts.net., StableID: nALICE}}\n    UserProfile: {{LoginName: alice@example.com}}\n    CapMap:\n      tailscale.com/cap/kubernetes:\n        - {{impersonate: {{groups: [\"system:masters\"]}}, recorderAddrs: [\"{recorder_addr}\"], enforceRecorder: true, enableEvents: true}}\n"
+        ),
+    )
+    .unwrap();
+
+    // The operator, with the proxy in its process; its credentials (the kubeconfig given to the
+    // operator) are the proxy's upstream credentials.
+    let proxy_addr = loopback(port());
+    let proxy_args = [
+        format!("--proxy-arg=--listen={proxy_addr}"),
+        format!("--proxy-arg=--identity-file={}", identities.display()),
+        format!("--proxy-arg=--admin-listen={}", loopback(port())),
+        format!(
+            "--proxy-arg=--state-dir={}",
+            dir.join("proxy-state").display()
+        ),
+    ];
+    let mut args = vec!["--leader-elect", "false", "--proxy-in-process"];
+    args.extend(proxy_args.iter().map(String::as_str));
+    let (mut operator, _) = start_operator(&plane.kubeconfig(&ADMIN), dir, "operator", &args);
+    operator
+        .wait_for_tcp(proxy_addr, Duration::from_secs(30))
+        .unwrap_or_else(|e| panic!("{e}"));
+
+    // kubectl through the in-process proxy: plain HTTP on loopback, no credentials of its own.
+    let through = dir.join("through-proxy.kubeconfig");
+    std::fs::write(
+        &through,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters: [{{name: p, cluster: {{server: \"http://{proxy_addr}\"}}}}]\nusers: [{{name: u, user: {{}}}}]\ncontexts: [{{name: c, context: {{cluster: p, user: u}}}}]\ncurrent-context: c\n"
+        ),
+    )
+    .unwrap();
+    let out = with_deadline(
+        Command::new(peers::kubectl().unwrap_or_else(|e| panic!("{e}")))
+            .arg("--kubeconfig")
+            .arg(&through)
+            .args(["create", "namespace", "made-through-the-operator"]),
+        COMMAND_TIMEOUT,
+    )
+    .expect("kubectl runs");
+    let out = expect_success(out, "kubectl create namespace through the in-process proxy");
+    println!("{}", output_text(&out));
+    // The real API server did it, as alice (impersonated with the operator's credentials)...
+    assert!(kubectl
+        .get("namespace", "made-through-the-operator", None)
+        .is_some());
+    // ...and the real recorder stored the event first (fail closed).
+    let reply = test_support::http::get(
+        recorder_addr,
+        "/api/v1/events?verb=create&resource=namespaces&user=alice@example.com",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(reply.status, 200);
+    let events: Value = serde_json::from_slice(&reply.body).unwrap();
+    let found = events["events"].as_array().unwrap();
+    assert_eq!(found.len(), 1, "{events:#}");
+    assert_eq!(
+        found[0]["event"]["kubernetes"]["Verb"], "create",
+        "{events:#}"
+    );
+    println!("recorded: {}", found[0]["event"]);
+    // SIGTERM stops both, the proxy gracefully.
+    operator.stop(Duration::from_secs(30)).unwrap();
+    recorder.stop(Duration::from_secs(10)).unwrap();
+    println!("in-process proxy test took {:?}", started.elapsed());
+}
