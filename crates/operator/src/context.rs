@@ -158,6 +158,22 @@ where
     }
 }
 
+/// Applies `object` when there is one, else deletes `name` if present (a child that exists only
+/// with some setting, such as a sidecar's serve configuration).
+pub(crate) async fn apply_or_delete<K>(
+    api: &Api<K>,
+    object: Option<&K>,
+    name: &str,
+) -> Result<(), ReconcileError>
+where
+    K: Resource + Serialize + DeserializeOwned + Clone + Debug,
+{
+    match object {
+        Some(object) => apply(api, object).await.map(|_| ()),
+        None => delete_if_present(api, name).await.map(|_| ()),
+    }
+}
+
 /// The first of `secrets` (the spec field naming each, and its name) missing from `namespace`, as
 /// what blocks the resource (only their metadata is read).
 pub(crate) async fn missing_secret(

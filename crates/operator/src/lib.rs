@@ -73,7 +73,7 @@ pub use meta::{
 };
 pub use proxy_children::{
     proxy_args, proxy_child_name, proxy_endpoint, proxy_grant, proxy_mode_env, proxy_rbac_name,
-    AUDIT_POLICY_KEY, PROXY_ADMIN_PORT, PROXY_CONTAINER_PORT,
+    validate_proxy, ProxySpecError, AUDIT_POLICY_KEY, PROXY_ADMIN_PORT, PROXY_CONTAINER_PORT,
 };
 pub use recorder_children::{
     recorder_addr, recorder_args, recorder_child_name, recorder_env, recorder_url,
@@ -82,7 +82,8 @@ pub use recorder_children::{
 };
 pub use resources::{
     APIServerProxy, APIServerProxySpec, APIServerProxyStatus, Condition, DiskStorage,
-    FailurePolicy, ProxyMode, Readers, Recorder, RecorderSelector, RecorderSpec, RecorderStatus,
-    RecorderStorage, Retention, S3Storage, SecretKeyRef, StorageKind, Tailnet, Uploaders, GROUP,
+    FailurePolicy, ProxyListener, ProxyMode, Readers, Recorder, RecorderSelector, RecorderSpec,
+    RecorderStatus, RecorderStorage, Retention, S3Storage, SecretKeyRef, StorageKind, Tailnet,
+    Uploaders, GROUP,
 };
 pub use tailnet::{tailnet_config_map_name, tailnet_extra_args};

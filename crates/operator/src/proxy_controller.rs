@@ -17,17 +17,18 @@ use kube::runtime::watcher;
 use kube::{Api, Resource, ResourceExt};
 
 use crate::context::{
-    apply, config_map_exists, delete_if_present, drive, missing_secret, patch_status, referrers,
-    retry_later, settle, Blocked, Context, Outcome,
+    apply, apply_or_delete, config_map_exists, delete_if_present, drive, missing_secret,
+    patch_status, referrers, retry_later, settle, Blocked, Context, Outcome,
 };
 use crate::error::ReconcileError;
 use crate::meta::{Owner, OWNER_KIND, OWNER_NAME, OWNER_NAMESPACE};
 use crate::proxy_children::{
-    proxy_child_name, proxy_children, proxy_endpoint, proxy_grant, proxy_rbac_name, proxy_secrets,
-    AUDIT_POLICY_KEY,
+    endpoint_of, proxy_child_name, proxy_children, proxy_grant, proxy_rbac_name, proxy_secrets,
+    validate_proxy, AUDIT_POLICY_KEY,
 };
 use crate::recorder_children::recorder_addr;
 use crate::resources::{APIServerProxy, APIServerProxyStatus, Recorder};
+use crate::tailnet::tailnet_config_map_name;
 
 /// The kind, as metrics and logs name it.
 const KIND: &str = "APIServerProxy";
@@ -39,6 +40,13 @@ async fn blocked(
     chosen: &[String],
     ctx: &Context,
 ) -> Result<Option<Blocked>, ReconcileError> {
+    if let Err(err) = validate_proxy(&proxy.spec) {
+        return Ok(Some(Blocked {
+            reason: err.reason().to_owned(),
+            message: err.to_string(),
+            waiting: false,
+        }));
+    }
     let namespace = proxy.namespace().unwrap_or_default();
     if let Some(blocked) =
         missing_secret(&ctx.client, &namespace, proxy_secrets(&proxy.spec)).await?
@@ -131,7 +139,7 @@ async fn reconcile(
     let api: Api<APIServerProxy> = Api::namespaced(ctx.client.clone(), &ns);
     let previous = proxy.status.as_ref();
     let conditions = previous.map(|s| s.conditions.as_slice()).unwrap_or(&[]);
-    let endpoint = proxy_endpoint(&owner.name, &ns, proxy.spec.port);
+    let endpoint = endpoint_of(&proxy.spec, &owner.name, &ns);
     let chosen = chosen_recorders(&proxy, &ctx).await?;
     let addrs: Vec<String> = chosen.iter().map(|r| recorder_addr(r, &ns)).collect();
     let grant = proxy_grant(&proxy.spec, &addrs);
@@ -177,6 +185,12 @@ async fn apply_children(
     apply(
         &Api::<Service>::namespaced(client.clone(), ns),
         &children.service,
+    )
+    .await?;
+    apply_or_delete(
+        &Api::<ConfigMap>::namespaced(client.clone(), ns),
+        children.serve_config.as_ref(),
+        &tailnet_config_map_name(&proxy_child_name(&owner.name)),
     )
     .await?;
     let deployment = apply(
@@ -246,6 +260,7 @@ pub(crate) async fn run(ctx: Arc<Context>) {
         .owns(scope.api::<Deployment>(client), children.clone())
         .owns(scope.api::<Service>(client), children.clone())
         .owns(scope.api::<ServiceAccount>(client), children.clone())
+        .owns(scope.api::<ConfigMap>(client), children.clone())
         .watches(
             Api::<ClusterRole>::all(client.clone()),
             children.clone(),

@@ -401,6 +401,7 @@ pub(crate) fn recorder_children(spec: &RecorderSpec, owner: &Owner) -> RecorderC
             &child,
             RECORDER_SERVICE_PORT,
             RECORDER_CONTAINER_PORT,
+            false,
         )
     });
     RecorderChildren {

@@ -16,8 +16,8 @@ use kube::runtime::watcher;
 use kube::{Api, ResourceExt};
 
 use crate::context::{
-    apply, delete_if_present, drive, missing_secret, patch_status, referrers, retry_later, settle,
-    Blocked, Context, Outcome,
+    apply, apply_or_delete, delete_if_present, drive, missing_secret, patch_status, referrers,
+    retry_later, settle, Blocked, Context, Outcome,
 };
 use crate::error::ReconcileError;
 use crate::meta::{Owner, MANAGER};
@@ -105,16 +105,12 @@ async fn apply_children(
         &children.service,
     )
     .await?;
-    let config_maps = Api::<ConfigMap>::namespaced(client.clone(), ns);
-    match &children.serve_config {
-        Some(config_map) => {
-            apply(&config_maps, config_map).await?;
-        }
-        None => {
-            let name = tailnet_config_map_name(&recorder_child_name(&owner.name));
-            delete_if_present(&config_maps, &name).await?;
-        }
-    }
+    apply_or_delete(
+        &Api::<ConfigMap>::namespaced(client.clone(), ns),
+        children.serve_config.as_ref(),
+        &tailnet_config_map_name(&recorder_child_name(&owner.name)),
+    )
+    .await?;
     let signing_public_key = match signing_key(&recorder.spec, &owner.name) {
         Some((secret, key)) => Some(signing_public_key(ctx, owner, &secret, &key).await?),
         None => None,

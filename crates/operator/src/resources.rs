@@ -160,20 +160,28 @@ fn string_enum(values: &[&str], description: &str) -> Schema {
     json_schema!({"type": "string", "enum": values, "description": description})
 }
 
-impl JsonSchema for StorageKind {
-    fn schema_name() -> Cow<'static, str> {
-        "StorageKind".into()
-    }
-    fn inline_schema() -> bool {
-        true
-    }
-    fn json_schema(_: &mut SchemaGenerator) -> Schema {
-        string_enum(
-            &["disk", "s3"],
-            "disk: a StatefulSet with a PersistentVolumeClaim; s3: a Deployment writing to a bucket.",
-        )
-    }
+/// `impl JsonSchema` for a string enum: its values and description, inlined ([`string_enum`]).
+macro_rules! string_enum_schema {
+    ($type:ident, $values:expr, $description:expr) => {
+        impl JsonSchema for $type {
+            fn schema_name() -> Cow<'static, str> {
+                stringify!($type).into()
+            }
+            fn inline_schema() -> bool {
+                true
+            }
+            fn json_schema(_: &mut SchemaGenerator) -> Schema {
+                string_enum($values, $description)
+            }
+        }
+    };
 }
+
+string_enum_schema!(
+    StorageKind,
+    &["disk", "s3"],
+    "disk: a StatefulSet with a PersistentVolumeClaim; s3: a Deployment writing to a bucket."
+);
 
 /// A recorder's volume.
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
@@ -383,12 +391,28 @@ pub struct APIServerProxySpec {
     /// only impersonation); `noauth`: pass the caller's credentials through (no ClusterRole).
     #[serde(default)]
     pub mode: ProxyMode,
-    /// An existing `kubernetes.io/tls` Secret (`tls.crt`, `tls.key`) the proxy serves with.
+    /// How callers reach the proxy: `tls` (the default: HTTPS with `tlsSecret`, callers identified
+    /// by the identity file in `identitySecret`) or `tailscale` (a tailscaled sidecar, `tailnet`,
+    /// terminating TLS with its certificate and sending a PROXY protocol v2 header to the proxy,
+    /// which identifies callers by WhoIs, as the chart's `proxy.listener=tailscale`).
+    #[serde(default)]
+    pub listener: ProxyListener,
+    /// `tls` listener: an existing `kubernetes.io/tls` Secret (`tls.crt`, `tls.key`) the proxy
+    /// serves with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1))]
-    pub tls_secret: String,
-    /// An existing Secret with the identity file (`--identity-file`) that identifies callers and
-    /// carries their grants; key default `identities.yaml`.
-    pub identity_secret: SecretKeyRef,
+    pub tls_secret: Option<String>,
+    /// `tls` listener: an existing Secret with the identity file (`--identity-file`) that
+    /// identifies callers and carries their grants; key default `identities.yaml`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity_secret: Option<SecretKeyRef>,
+    /// `tailscale` listener: the sidecar's auth key, hostname (default `<name>-proxy`) and tags.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tailnet: Option<Tailnet>,
+    /// `tailscale` listener: the tailnet port `tailscale serve` listens on.
+    #[serde(default = "default_proxy_port")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub tailnet_port: i32,
     /// Recorders (names of Recorders in this namespace) the proxy's callers record to. The proxy
     /// takes recorders from each caller's grant: the operator checks they exist and publishes their
     /// addresses, and the grant to give, in the status (`status.grant`).
@@ -424,6 +448,23 @@ fn default_proxy_port() -> i32 {
     443
 }
 
+/// How callers reach a proxy.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ProxyListener {
+    /// HTTPS with a TLS Secret; callers identified by an identity file.
+    #[default]
+    Tls,
+    /// A tailscaled sidecar; callers identified by WhoIs.
+    Tailscale,
+}
+
+string_enum_schema!(
+    ProxyListener,
+    &["tls", "tailscale"],
+    "tls: HTTPS with tlsSecret and identitySecret; tailscale: a tailscaled sidecar (tailnet)."
+);
+
 /// The proxy's mode.
 #[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
@@ -445,20 +486,11 @@ impl ProxyMode {
     }
 }
 
-impl JsonSchema for ProxyMode {
-    fn schema_name() -> Cow<'static, str> {
-        "ProxyMode".into()
-    }
-    fn inline_schema() -> bool {
-        true
-    }
-    fn json_schema(_: &mut SchemaGenerator) -> Schema {
-        string_enum(
-            &["auth", "noauth"],
-            "auth: impersonate callers; noauth: pass their credentials through.",
-        )
-    }
-}
+string_enum_schema!(
+    ProxyMode,
+    &["auth", "noauth"],
+    "auth: impersonate callers; noauth: pass their credentials through."
+);
 
 /// What the proxy does when recording fails.
 #[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -471,20 +503,11 @@ pub enum FailurePolicy {
     FailClosed,
 }
 
-impl JsonSchema for FailurePolicy {
-    fn schema_name() -> Cow<'static, str> {
-        "FailurePolicy".into()
-    }
-    fn inline_schema() -> bool {
-        true
-    }
-    fn json_schema(_: &mut SchemaGenerator) -> Schema {
-        string_enum(
-            &["fail-open", "fail-closed"],
-            "fail-open: forward when recording fails; fail-closed: refuse what cannot be recorded.",
-        )
-    }
-}
+string_enum_schema!(
+    FailurePolicy,
+    &["fail-open", "fail-closed"],
+    "fail-open: forward when recording fails; fail-closed: refuse what cannot be recorded."
+);
 
 /// What the operator last saw of an APIServerProxy.
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]

@@ -14,6 +14,9 @@ use crate::meta::Owner;
 use crate::pod;
 use crate::resources::Tailnet;
 
+/// tailscaled's LocalAPI socket, shared with the workload's container.
+pub(crate) const TAILSCALED_SOCKET: &str = "/var/run/tailscale/tailscaled.sock";
+
 /// The ConfigMap key (and file name) of the serve configuration.
 const SERVE_KEY: &str = "serve.json";
 
@@ -33,11 +36,22 @@ pub fn tailnet_extra_args(tailnet: &Tailnet) -> String {
 }
 
 /// The ConfigMap with `tailscale serve`'s configuration: tailnet TCP port `port` forwarded to the
-/// workload's `127.0.0.1:target`.
-pub(crate) fn serve_config_map(owner: &Owner, child: &str, port: i32, target: i32) -> ConfigMap {
-    let serve = serde_json::json!({
-        "TCP": { port.to_string(): { "TCPForward": format!("127.0.0.1:{target}") } }
-    });
+/// workload's `127.0.0.1:target`; with `tls_proxy_protocol`, TLS terminated with the node's
+/// certificate and a PROXY protocol v2 header naming the caller (the chart's proxy sidecar).
+pub(crate) fn serve_config_map(
+    owner: &Owner,
+    child: &str,
+    port: i32,
+    target: i32,
+    tls_proxy_protocol: bool,
+) -> ConfigMap {
+    let forward = format!("127.0.0.1:{target}");
+    let handler = if tls_proxy_protocol {
+        serde_json::json!({"TCPForward": forward, "TerminateTLS": "${TS_CERT_DOMAIN}", "ProxyProtocol": 2})
+    } else {
+        serde_json::json!({ "TCPForward": forward })
+    };
+    let serve = serde_json::json!({ "TCP": { port.to_string(): handler } });
     ConfigMap {
         metadata: owner.child_meta(&tailnet_config_map_name(child)),
         data: Some(BTreeMap::from([(SERVE_KEY.to_owned(), serve.to_string())])),
@@ -79,7 +93,7 @@ pub(crate) fn sidecar(tailnet: &Tailnet, child: &str) -> (Container, Vec<Volume>
             // State in the pod's own volume, never in a Kubernetes Secret (no RBAC needed).
             env("TS_KUBE_SECRET", ""),
             env("TS_STATE_DIR", "/var/lib/tailscale"),
-            env("TS_SOCKET", "/var/run/tailscale/tailscaled.sock"),
+            env("TS_SOCKET", TAILSCALED_SOCKET),
             env("TS_SERVE_CONFIG", "/etc/tailscale/serve.json"),
             env("TS_AUTH_ONCE", "true"),
         ]),

@@ -854,8 +854,8 @@ fn operator_reconciles_recorders_and_apiserverproxies() {
             "spec.failurePolicy",
         ),
         (
-            PROXY.replace("  tlsSecret: proxy-tls\n", ""),
-            "spec.tlsSecret",
+            PROXY.replace("mode: auth", "mode: auth\n  listener: tcp"),
+            "spec.listener",
         ),
     ] {
         let yaml = yaml
@@ -891,6 +891,20 @@ fn operator_reconciles_recorders_and_apiserverproxies() {
             .get("deployment", "lonely-proxy", Some(NS))
             .is_none(),
         "nothing applied while blocked"
+    );
+    let no_tls = PROXY
+        .replace("name: edge,", "name: plain,")
+        .replace("  tlsSecret: proxy-tls\n", "");
+    expect_success(
+        kubectl.apply(dir, &no_tls),
+        "applying a TLS proxy without its Secret",
+    );
+    kubectl.wait_for(
+        "TLSSettingsMissing",
+        "apiserverproxy",
+        "plain",
+        Some(NS),
+        |p| is_ready(p, "TLSSettingsMissing"),
     );
     let no_uploaders = RECORDER.replace("name: audit,", "name: open,").replace(
         "  uploaders: {identitySecret: {name: recorder-ids}, allow: 'tag:k8s-proxy'}\n",
@@ -1569,6 +1583,107 @@ fn operator_tailnet_recorders_chosen_by_tag() {
         "none",
         Some(NS),
         |p| is_ready(p, "Reconciled"),
+    );
+    // A proxy behind a tailscaled sidecar, as the chart's proxy.listener=tailscale.
+    let behind_tailscale = PROXY
+        .replace("name: edge,", "name: ts,")
+        .replace(
+            "  tlsSecret: proxy-tls\n  identitySecret: {name: proxy-ids}\n",
+            "  listener: tailscale\n  tailnet: {authKeySecret: {name: ts-auth}, hostname: k8s-proxy, tags: ['tag:k8s-proxy']}\n",
+        )
+        .replace("recorders: [audit]", "recorderSelector: {tags: ['tag:k8s-recorder']}");
+    expect_success(
+        kubectl.apply(dir, &behind_tailscale),
+        "a proxy on the tailnet",
+    );
+    let ts = kubectl.wait_for(
+        "the tailnet proxy Ready",
+        "apiserverproxy",
+        "ts",
+        Some(NS),
+        |p| is_ready(p, "Reconciled"),
+    );
+    assert_eq!(
+        ts["status"]["endpoint"],
+        "https://k8s-proxy.<tailnet>.ts.net:443"
+    );
+    let deployment = kubectl.get("deployment", "ts-proxy", Some(NS)).unwrap();
+    let containers = deployment["spec"]["template"]["spec"]["containers"]
+        .as_array()
+        .unwrap();
+    assert_eq!(containers.len(), 2, "the proxy and its sidecar");
+    assert_eq!(
+        strings(&containers[0]["args"]),
+        [
+            "--listen=127.0.0.1:8443",
+            "--proxy-protocol",
+            "--localapi-socket=/var/run/tailscale/tailscaled.sock",
+            "--admin-listen=0.0.0.0:9102",
+            "--state-dir=/var/lib/kubescribe-proxy",
+            "--spool-max-bytes=536870912",
+            "--spool-full-policy=drop-oldest",
+            "--log-format=json",
+            "--events-for-all-callers=true",
+        ]
+    );
+    assert_real_flags(&containers[0], "kubescribe-proxy", "the tailnet proxy");
+    let sidecar_env = &containers[1]["env"];
+    let env_value = |n: &str| {
+        sidecar_env
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == n)
+            .map(|e| e["value"].clone())
+    };
+    assert_eq!(env_value("TS_HOSTNAME"), Some(Value::from("k8s-proxy")));
+    assert_eq!(
+        env_value("TS_EXTRA_ARGS"),
+        Some(Value::from("--advertise-tags=tag:k8s-proxy"))
+    );
+    let serve = kubectl
+        .get("configmap", "ts-proxy-tailscale", Some(NS))
+        .expect("the proxy sidecar's serve configuration");
+    let serve: Value = serde_json::from_str(serve["data"]["serve.json"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        serve,
+        serde_json::json!({"TCP": {"443": {"TCPForward": "127.0.0.1:8443", "TerminateTLS": "${TS_CERT_DOMAIN}", "ProxyProtocol": 2}}}),
+        "the chart's serve configuration"
+    );
+    let service = kubectl.get("service", "ts-proxy", Some(NS)).unwrap();
+    assert_eq!(
+        service["spec"]["ports"].as_array().map(Vec::len),
+        Some(1),
+        "metrics only"
+    );
+    // Back to the TLS listener: the sidecar and its ConfigMap go.
+    kubectl.ok(&[
+        "patch",
+        "apiserverproxy",
+        "ts",
+        "-n",
+        NS,
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"listener":"tls","tlsSecret":"proxy-tls","identitySecret":{"name":"proxy-ids"},"tailnet":null}}"#,
+    ]);
+    kubectl.wait_gone(
+        "the serve configuration removed with the sidecar",
+        "configmap",
+        "ts-proxy-tailscale",
+        Some(NS),
+    );
+    kubectl.wait_for(
+        "one container again",
+        "deployment",
+        "ts-proxy",
+        Some(NS),
+        |d| {
+            d["spec"]["template"]["spec"]["containers"]
+                .as_array()
+                .map(Vec::len)
+                == Some(1)
+        },
     );
     println!(
         "$ kubectl get recorders,apiserverproxies -n ops   # chosen by tag\n{}",
