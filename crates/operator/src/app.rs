@@ -1,6 +1,8 @@
 //! The operator, start to end: the client, metrics, leader election, and the controllers and
 //! clean-up running only while this replica leads.
 
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,7 +16,7 @@ use tokio::sync::watch;
 use crate::cli::RunArgs;
 use crate::context::Context;
 use crate::error::Error;
-use crate::meta::MANAGER;
+use crate::meta::{Scope, MANAGER};
 use crate::metrics::{self, Metrics};
 use crate::{cleanup, proxy_controller, recorder_controller};
 
@@ -63,10 +65,11 @@ async fn until(rx: &mut watch::Receiver<bool>, want: bool) -> bool {
 async fn act(ctx: Arc<Context>) {
     let client = ctx.client.clone();
     let metrics = ctx.metrics.clone();
+    let scope = ctx.scope.clone();
     tokio::join!(
         recorder_controller::run(ctx.clone()),
         proxy_controller::run(ctx),
-        cleanup::run(client, metrics),
+        cleanup::run(client, scope, metrics),
     );
 }
 
@@ -81,6 +84,9 @@ pub async fn run(args: RunArgs) -> Result<(), Error> {
     }
     // kube-rs builds its rustls configuration from the process-wide provider: kubescribe's (ring).
     let _ = Arc::unwrap_or_clone(service::tls::crypto_provider()).install_default();
+    let proxy_args = args
+        .in_process_proxy()
+        .map_err(|e| Error::ProxyArgs(e.to_string()))?;
     let client = client(&args).await?;
     let identity = args.identity.clone().unwrap_or_else(default_identity);
 
@@ -96,10 +102,27 @@ pub async fn run(args: RunArgs) -> Result<(), Error> {
     tracing::info!(addr = %args.metrics_addr, "serving /metrics and /healthz");
 
     let (stop_tx, stop_rx) = watch::channel(false);
+    let stop_tx = Arc::new(stop_tx);
+    let signalled = Arc::new(AtomicBool::new(false));
     let signal = service::shutdown::signal();
-    tokio::spawn(async move {
-        signal.await;
-        let _ = stop_tx.send(true);
+    {
+        let (stop_tx, signalled) = (stop_tx.clone(), signalled.clone());
+        tokio::spawn(async move {
+            signal.await;
+            signalled.store(true, Ordering::SeqCst);
+            let _ = stop_tx.send(true);
+        });
+    }
+    // The in-process proxy serves on every replica, leading or not, and takes SIGTERM itself
+    // (a graceful stop of its own); if it ends first, the operator ends too (the pod restarts).
+    let proxy = proxy_args.map(|serve| {
+        tracing::info!(listen = %serve.listen, "serving the API server proxy in this process");
+        let stop_tx = stop_tx.clone();
+        tokio::spawn(async move {
+            let code = kubescribe_proxy::serve(serve).await;
+            let _ = stop_tx.send(true);
+            code
+        })
     });
     let mut metrics_stop = stop_rx.clone();
     tokio::spawn(metrics::serve(listener, Arc::new(registry), async move {
@@ -114,7 +137,32 @@ pub async fn run(args: RunArgs) -> Result<(), Error> {
         client.clone(),
         metrics.clone(),
         EventRecorder::new(client.clone(), reporter),
+        Scope::new(args.namespace.clone()),
     ));
+    match &args.namespace {
+        Some(ns) => tracing::info!(namespace = %ns, "acting in one namespace only"),
+        None => tracing::info!("acting in every namespace"),
+    }
+    let operated = operate(&args, client, identity, ctx, metrics, stop_rx).await;
+    if let Some(proxy) = proxy {
+        // After SIGTERM the proxy finishes its own graceful stop; before it, it ended by itself.
+        let code = proxy.await.unwrap_or(ExitCode::FAILURE);
+        if !signalled.load(Ordering::SeqCst) {
+            return Err(Error::InProcessProxy(code));
+        }
+    }
+    operated
+}
+
+/// Leads or waits to, as leader election says, until `stop`; then releases the Lease.
+async fn operate(
+    args: &RunArgs,
+    client: Client,
+    identity: String,
+    ctx: Arc<Context>,
+    metrics: Metrics,
+    stop_rx: watch::Receiver<bool>,
+) -> Result<(), Error> {
     let mut stop = stop_rx;
 
     if !args.leader_elect {
@@ -127,8 +175,9 @@ pub async fn run(args: RunArgs) -> Result<(), Error> {
         return Ok(());
     }
 
+    let lease_namespace = args.effective_lease_namespace().to_owned();
     let manager = LeaseManagerBuilder::new(client, &args.lease_name)
-        .with_namespace(&args.lease_namespace)
+        .with_namespace(&lease_namespace)
         .with_identity(&identity)
         .with_duration(args.lease_duration)
         .with_grace(args.lease_grace)
@@ -136,12 +185,12 @@ pub async fn run(args: RunArgs) -> Result<(), Error> {
         .build()
         .await
         .map_err(|source| Error::Lease {
-            namespace: args.lease_namespace.clone(),
+            namespace: lease_namespace.clone(),
             name: args.lease_name.clone(),
             source,
         })?;
     let (mut leader, lease_task) = manager.watch().await;
-    tracing::info!(%identity, lease = %format!("{}/{}", args.lease_namespace, args.lease_name), "waiting to lead");
+    tracing::info!(%identity, lease = %format!("{lease_namespace}/{}", args.lease_name), "waiting to lead");
     loop {
         tokio::select! {
             _ = until(&mut stop, true) => break,

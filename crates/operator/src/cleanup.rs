@@ -14,14 +14,14 @@ use std::fmt::Debug;
 
 use futures_util::{stream, StreamExt};
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
-use k8s_openapi::api::core::v1::{Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
 use kube::api::{DeleteParams, ListParams, Preconditions};
 use kube::runtime::watcher;
 use kube::{Api, Client, Resource};
 use serde::de::DeserializeOwned;
 
-use crate::meta::{managed_selector, OWNER_UID};
+use crate::meta::{Scope, OWNER_UID};
 use crate::metrics::Metrics;
 use crate::resources::{APIServerProxy, Recorder};
 
@@ -39,6 +39,7 @@ struct Listed {
 #[derive(Debug, Clone, Copy)]
 enum ChildKind {
     ServiceAccount,
+    ConfigMap,
     Service,
     StatefulSet,
     Deployment,
@@ -46,14 +47,13 @@ enum ChildKind {
     ClusterRoleBinding,
 }
 
-async fn list<K>(client: &Client, kind: ChildKind) -> Result<Vec<Listed>, kube::Error>
+/// The children of `api` in `scope` (by its children selector).
+async fn list<K>(api: Api<K>, scope: &Scope, kind: ChildKind) -> Result<Vec<Listed>, kube::Error>
 where
     K: Resource + DeserializeOwned + Clone + Debug,
-    K::DynamicType: Default,
 {
-    let api: Api<K> = Api::all(client.clone());
     let list = api
-        .list_metadata(&ListParams::default().labels(&managed_selector()))
+        .list_metadata(&ListParams::default().labels(&scope.children_selector()))
         .await?;
     Ok(list
         .items
@@ -90,12 +90,10 @@ where
     }
 }
 
-async fn owner_uids<K>(client: &Client) -> Result<HashSet<String>, kube::Error>
+async fn owner_uids<K>(api: Api<K>) -> Result<HashSet<String>, kube::Error>
 where
     K: Resource + DeserializeOwned + Clone + Debug,
-    K::DynamicType: Default,
 {
-    let api: Api<K> = Api::all(client.clone());
     let list = api.list_metadata(&ListParams::default()).await?;
     Ok(list
         .items
@@ -104,17 +102,36 @@ where
         .collect())
 }
 
-/// Deletes every child whose owner is gone; returns how many.
-pub(crate) async fn sweep(client: &Client, metrics: &Metrics) -> Result<usize, kube::Error> {
-    let mut children = Vec::new();
-    children.extend(list::<ServiceAccount>(client, ChildKind::ServiceAccount).await?);
-    children.extend(list::<Service>(client, ChildKind::Service).await?);
-    children.extend(list::<StatefulSet>(client, ChildKind::StatefulSet).await?);
-    children.extend(list::<Deployment>(client, ChildKind::Deployment).await?);
-    children.extend(list::<ClusterRole>(client, ChildKind::ClusterRole).await?);
-    children.extend(list::<ClusterRoleBinding>(client, ChildKind::ClusterRoleBinding).await?);
-    let mut owners = owner_uids::<Recorder>(client).await?;
-    owners.extend(owner_uids::<APIServerProxy>(client).await?);
+/// Deletes every child in `scope` whose owner is gone; returns how many. A scoped operator looks
+/// only at children whose owner lives in its namespace: it cannot see the owners elsewhere.
+pub(crate) async fn sweep(
+    client: &Client,
+    scope: &Scope,
+    metrics: &Metrics,
+) -> Result<usize, kube::Error> {
+    let (s, c) = (scope, client);
+    let children = [
+        list(s.api::<ServiceAccount>(c), s, ChildKind::ServiceAccount).await?,
+        list(s.api::<Service>(c), s, ChildKind::Service).await?,
+        list(s.api::<ConfigMap>(c), s, ChildKind::ConfigMap).await?,
+        list(s.api::<StatefulSet>(c), s, ChildKind::StatefulSet).await?,
+        list(s.api::<Deployment>(c), s, ChildKind::Deployment).await?,
+        list(
+            Api::<ClusterRole>::all(c.clone()),
+            s,
+            ChildKind::ClusterRole,
+        )
+        .await?,
+        list(
+            Api::<ClusterRoleBinding>::all(c.clone()),
+            s,
+            ChildKind::ClusterRoleBinding,
+        )
+        .await?,
+    ]
+    .concat();
+    let mut owners = owner_uids(scope.api::<Recorder>(client)).await?;
+    owners.extend(owner_uids(scope.api::<APIServerProxy>(client)).await?);
     let mut deleted = 0;
     for child in children.iter().filter(|c| !owners.contains(&c.owner_uid)) {
         let ns = child.namespace.as_deref().unwrap_or_default();
@@ -124,6 +141,7 @@ pub(crate) async fn sweep(client: &Client, metrics: &Metrics) -> Result<usize, k
                 delete(Api::<ServiceAccount>::namespaced(c, ns), child).await?
             }
             ChildKind::Service => delete(Api::<Service>::namespaced(c, ns), child).await?,
+            ChildKind::ConfigMap => delete(Api::<ConfigMap>::namespaced(c, ns), child).await?,
             ChildKind::StatefulSet => delete(Api::<StatefulSet>::namespaced(c, ns), child).await?,
             ChildKind::Deployment => delete(Api::<Deployment>::namespaced(c, ns), child).await?,
             ChildKind::ClusterRole => delete(Api::<ClusterRole>::all(c), child).await?,
@@ -150,17 +168,14 @@ fn calls_for_sweep<K>(event: &watcher::Event<K>) -> bool {
     matches!(event, watcher::Event::Delete(_) | watcher::Event::InitDone)
 }
 
-/// Sweeps at start and whenever a Recorder or APIServerProxy is deleted, until the task is
-/// aborted. A failed sweep is retried on the next trigger, and after a short wait.
-pub(crate) async fn run(client: Client, metrics: Metrics) {
-    let recorders = watcher(
-        Api::<Recorder>::all(client.clone()),
-        watcher::Config::default(),
-    )
-    .map(|e| e.map(|e| calls_for_sweep(&e)))
-    .boxed();
+/// Sweeps at start and whenever a Recorder or APIServerProxy (in `scope`) is deleted, until the
+/// task is aborted. A failed sweep is retried on the next trigger, and after a short wait.
+pub(crate) async fn run(client: Client, scope: Scope, metrics: Metrics) {
+    let recorders = watcher(scope.api::<Recorder>(&client), watcher::Config::default())
+        .map(|e| e.map(|e| calls_for_sweep(&e)))
+        .boxed();
     let proxies = watcher(
-        Api::<APIServerProxy>::all(client.clone()),
+        scope.api::<APIServerProxy>(&client),
         watcher::Config::default(),
     )
     .map(|e| e.map(|e| calls_for_sweep(&e)))
@@ -182,7 +197,7 @@ pub(crate) async fn run(client: Client, metrics: Metrics) {
                 tokio::time::sleep(std::time::Duration::from_secs(1)).await;
             }
             Some(Ok(false)) => {}
-            Some(Ok(true)) => match sweep(&client, &metrics).await {
+            Some(Ok(true)) => match sweep(&client, &scope, &metrics).await {
                 Ok(n) => {
                     retry = false;
                     tracing::debug!(deleted = n, "clean-up sweep done");

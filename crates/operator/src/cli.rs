@@ -45,6 +45,13 @@ pub struct RunArgs {
     #[arg(long, env = "KUBESCRIBE_CONTEXT", value_name = "NAME")]
     pub context: Option<String>,
 
+    /// Act only in this namespace: watch, reconcile and clean up the Recorders and
+    /// APIServerProxies there (and their children) and nothing elsewhere, so that a Role in it is
+    /// all the RBAC needed besides the impersonation RBAC of auth-mode proxies; the Lease is
+    /// kept there too unless --lease-namespace says otherwise. Default: every namespace.
+    #[arg(long, env = "KUBESCRIBE_NAMESPACE", value_name = "NAMESPACE")]
+    pub namespace: Option<String>,
+
     /// Where `/metrics` (Prometheus) and `/healthz` are served.
     #[arg(
         long,
@@ -68,14 +75,10 @@ pub struct RunArgs {
     )]
     pub lease_name: String,
 
-    /// The Lease's namespace (in a pod: its own namespace, from the downward API).
-    #[arg(
-        long,
-        env = "POD_NAMESPACE",
-        value_name = "NAMESPACE",
-        default_value = "default"
-    )]
-    pub lease_namespace: String,
+    /// The Lease's namespace (in a pod: its own namespace, from the downward API); default:
+    /// --namespace when given, else `default`.
+    #[arg(long, env = "POD_NAMESPACE", value_name = "NAMESPACE")]
+    pub lease_namespace: Option<String>,
 
     /// Seconds a leader's hold on the Lease lasts without renewal; when a leader dies, another
     /// replica takes over within about this long (a leader that stops gracefully releases it at once).
@@ -91,6 +94,23 @@ pub struct RunArgs {
     #[arg(long, env = "POD_NAME", value_name = "NAME")]
     pub identity: Option<String>,
 
+    /// Also serve the API server proxy in this process (Tailscale's in-process mode): kubescribe-proxy
+    /// with the --proxy-arg flags, upstream credentials the operator's own (its --kubeconfig and
+    /// --context, else the in-cluster service account) unless the flags name others. Every replica
+    /// serves, leading or not; the operator stops when the proxy does.
+    #[arg(long, env = "KUBESCRIBE_PROXY_IN_PROCESS", default_value_t = false)]
+    pub proxy_in_process: bool,
+
+    /// A kubescribe-proxy flag for --proxy-in-process (repeatable, one flag or value each, e.g.
+    /// `--proxy-arg=--listen=0.0.0.0:8443`); the proxy's README lists them.
+    #[arg(
+        long = "proxy-arg",
+        value_name = "FLAG",
+        allow_hyphen_values = true,
+        requires = "proxy_in_process"
+    )]
+    pub proxy_args: Vec<String>,
+
     /// Log output format (`RUST_LOG` sets the level).
     #[arg(
         long,
@@ -100,4 +120,106 @@ pub struct RunArgs {
         default_value = "text"
     )]
     pub log_format: LogFormat,
+}
+
+impl RunArgs {
+    /// The in-process proxy's arguments (--proxy-in-process), parsed as `kubescribe-proxy` parses
+    /// its own: the --proxy-arg flags, after the operator's --kubeconfig and --context unless they
+    /// name their own; `None` without --proxy-in-process.
+    pub fn in_process_proxy(&self) -> Result<Option<kubescribe_proxy::ServeArgs>, clap::Error> {
+        if !self.proxy_in_process {
+            return Ok(None);
+        }
+        let names = |flag: &str| {
+            self.proxy_args
+                .iter()
+                .any(|a| a == flag || a.starts_with(&format!("{flag}=")))
+        };
+        let mut argv = vec!["kubescribe-proxy".to_owned()];
+        if let (Some(path), false) = (&self.kubeconfig, names("--kubeconfig")) {
+            argv.push(format!("--kubeconfig={}", path.display()));
+        }
+        if let (Some(context), false) = (&self.context, names("--context")) {
+            argv.push(format!("--context={context}"));
+        }
+        argv.extend(self.proxy_args.iter().cloned());
+        let cli = kubescribe_proxy::Cli::try_parse_from(argv)?;
+        match cli.command {
+            None => Ok(Some(cli.serve)),
+            Some(_) => Err(clap::Error::raw(
+                clap::error::ErrorKind::InvalidSubcommand,
+                "--proxy-arg: flags only, no kubescribe-proxy subcommand",
+            )),
+        }
+    }
+
+    /// The Lease's namespace: `--lease-namespace`, else `--namespace`, else `default`.
+    pub fn effective_lease_namespace(&self) -> &str {
+        self.lease_namespace
+            .as_deref()
+            .or(self.namespace.as_deref())
+            .unwrap_or("default")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn run_args(args: &[&str]) -> RunArgs {
+        let argv = std::iter::once("kubescribe-operator").chain(args.iter().copied());
+        Cli::try_parse_from(argv).unwrap().run
+    }
+
+    #[test]
+    fn the_in_process_proxy_gets_the_operators_credentials_unless_told_otherwise() {
+        assert!(run_args(&[]).in_process_proxy().unwrap().is_none());
+        let args = run_args(&[
+            "--kubeconfig=/op.kubeconfig",
+            "--context=prod",
+            "--proxy-in-process",
+            "--proxy-arg=--listen=127.0.0.1:9443",
+            "--proxy-arg=--identity-file=/ids.yaml",
+        ]);
+        let serve = args.in_process_proxy().unwrap().unwrap();
+        assert_eq!(serve.listen.to_string(), "127.0.0.1:9443");
+        assert_eq!(
+            serve.kubeconfig.as_deref(),
+            Some(std::path::Path::new("/op.kubeconfig"))
+        );
+        assert_eq!(serve.context.as_deref(), Some("prod"));
+        let own = run_args(&[
+            "--kubeconfig=/op.kubeconfig",
+            "--proxy-in-process",
+            "--proxy-arg=--kubeconfig=/proxy.kubeconfig",
+            "--proxy-arg=--identity-file=/ids.yaml",
+        ]);
+        assert_eq!(
+            own.in_process_proxy()
+                .unwrap()
+                .unwrap()
+                .kubeconfig
+                .as_deref(),
+            Some(std::path::Path::new("/proxy.kubeconfig"))
+        );
+        let bad = run_args(&["--proxy-in-process", "--proxy-arg=--no-such-flag"]);
+        assert!(bad.in_process_proxy().is_err());
+        // --proxy-arg needs --proxy-in-process.
+        assert!(Cli::try_parse_from(["kubescribe-operator", "--proxy-arg=--listen=x"]).is_err());
+    }
+
+    #[test]
+    fn the_lease_goes_to_the_namespace_unless_named() {
+        assert_eq!(run_args(&[]).effective_lease_namespace(), "default");
+        assert_eq!(
+            run_args(&["--namespace=team"]).effective_lease_namespace(),
+            "team"
+        );
+        assert_eq!(
+            run_args(&["--namespace=team", "--lease-namespace=ops"]).effective_lease_namespace(),
+            "ops"
+        );
+    }
 }

@@ -12,12 +12,13 @@ use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder as EventRecorder};
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::error::ReconcileError;
-use crate::meta::MANAGER;
+use crate::meta::{Scope, MANAGER};
 use crate::metrics::{KindLabels, Metrics};
 use crate::resources::Condition;
 
@@ -25,11 +26,9 @@ use crate::resources::Condition;
 const MIN_BACKOFF: Duration = Duration::from_secs(2);
 /// The longest wait between retries of a failing reconcile.
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
-/// How soon a resource waiting for something the user must create (a Secret, a ConfigMap, a
-/// Recorder) is looked at again.
-pub(crate) const WAIT_FOR_USER: Duration = Duration::from_secs(15);
-/// A resource in order is reconciled again after this long even without a change (a safety net;
-/// changes to it and its children trigger reconciles at once).
+/// A resource is reconciled again after this long even without a change (a safety net): changes
+/// to it, to its children, and to the Secrets, ConfigMaps and Recorders it names trigger
+/// reconciles at once, also while it waits for one of them to be created.
 pub(crate) const RESYNC: Duration = Duration::from_secs(600);
 
 /// What a reconcile needs.
@@ -40,17 +39,25 @@ pub(crate) struct Context {
     pub(crate) metrics: Metrics,
     /// Publishes Kubernetes Events on the resources.
     pub(crate) events: EventRecorder,
+    /// Every namespace, or only `--namespace`.
+    pub(crate) scope: Scope,
     /// Consecutive failures per resource (`namespace/name` of a kind), for back-off.
     failures: Mutex<HashMap<String, u32>>,
 }
 
 impl Context {
     /// A context for `client`.
-    pub(crate) fn new(client: Client, metrics: Metrics, events: EventRecorder) -> Self {
+    pub(crate) fn new(
+        client: Client,
+        metrics: Metrics,
+        events: EventRecorder,
+        scope: Scope,
+    ) -> Self {
         Self {
             client,
             metrics,
             events,
+            scope,
             failures: Mutex::new(HashMap::new()),
         }
     }
@@ -151,6 +158,22 @@ where
     }
 }
 
+/// Applies `object` when there is one, else deletes `name` if present (a child that exists only
+/// with some setting, such as a sidecar's serve configuration).
+pub(crate) async fn apply_or_delete<K>(
+    api: &Api<K>,
+    object: Option<&K>,
+    name: &str,
+) -> Result<(), ReconcileError>
+where
+    K: Resource + Serialize + DeserializeOwned + Clone + Debug,
+{
+    match object {
+        Some(object) => apply(api, object).await.map(|_| ()),
+        None => delete_if_present(api, name).await.map(|_| ()),
+    }
+}
+
 /// The first of `secrets` (the spec field naming each, and its name) missing from `namespace`, as
 /// what blocks the resource (only their metadata is read).
 pub(crate) async fn missing_secret(
@@ -203,7 +226,8 @@ pub(crate) struct Blocked {
     pub(crate) reason: String,
     /// The message naming the field and what to do.
     pub(crate) message: String,
-    /// Waiting for an object to appear (requeued), rather than for a spec change.
+    /// Waiting for an object to appear (its watch triggers the next reconcile), rather than for a
+    /// spec change.
     pub(crate) waiting: bool,
 }
 
@@ -292,11 +316,12 @@ where
     )))
 }
 
-/// The action after a blocked reconcile: look again soon when waiting for an object, else wait for
-/// a change of the resource.
+/// The action after a blocked reconcile: when waiting for an object, only the safety-net resync
+/// (the object's watch triggers a reconcile when it appears); else wait for a change of the
+/// resource.
 pub(crate) fn blocked_action(blocked: &Blocked) -> Action {
     if blocked.waiting {
-        Action::requeue(WAIT_FOR_USER)
+        Action::requeue(RESYNC)
     } else {
         Action::await_change()
     }
@@ -414,6 +439,32 @@ pub(crate) fn retry_later<K: Resource>(
     ctx.metrics.reconciled(kind, "error");
     tracing::warn!(kind, resource = %key, error = %err, retry_in = ?wait, "reconcile failed");
     Action::requeue(wait)
+}
+
+/// The resources in `store` that refer to `object` (a Secret, ConfigMap or Recorder named in
+/// their spec): those in its namespace for which `refers` says so. A controller's `watches`
+/// mapper: a change of the object (its creation above all) reconciles them at once.
+pub(crate) fn referrers<K, O>(
+    store: &Store<K>,
+    object: &O,
+    refers: impl Fn(&K, &str) -> bool,
+) -> Vec<ObjectRef<K>>
+where
+    K: Resource<DynamicType = ()> + Clone + 'static,
+    O: Resource,
+{
+    let (Some(namespace), Some(name)) = (
+        object.meta().namespace.as_deref(),
+        object.meta().name.as_deref(),
+    ) else {
+        return Vec::new();
+    };
+    store
+        .state()
+        .iter()
+        .filter(|k| k.meta().namespace.as_deref() == Some(namespace) && refers(k, name))
+        .map(|k| ObjectRef::from_obj(k.as_ref()))
+        .collect()
 }
 
 /// Drives a controller's stream of results to its end, logging each (failures are already logged

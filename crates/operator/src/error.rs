@@ -30,6 +30,12 @@ pub enum Error {
         #[source]
         source: kube_lease_manager::LeaseManagerError,
     },
+    /// The --proxy-arg flags are not flags `kubescribe-proxy` accepts.
+    #[error("--proxy-arg: {0}")]
+    ProxyArgs(String),
+    /// The in-process proxy (--proxy-in-process) stopped before the operator was told to.
+    #[error("the in-process proxy stopped ({0:?}); the operator stops with it")]
+    InProcessProxy(std::process::ExitCode),
     /// The CRDs could not be rendered as YAML.
     #[error("rendering the CRDs as YAML: {0}")]
     Yaml(#[from] serde_yaml_ng::Error),

@@ -10,19 +10,23 @@
 //!   a ClusterRole allowing nothing but impersonation with its binding; its status gives the
 //!   endpoint and the grant that sends callers' records to its recorders.
 //!
-//! Reconciles are watch-driven, idempotent server-side applies with one field manager
+//! Reconciles are watch-driven (the resources, their children, and the metadata of the Secrets
+//! and ConfigMaps and the Recorders a spec names: nothing is polled), idempotent server-side applies with one field manager
 //! (`kubescribe-operator`, forced, so drift is corrected), children carry owner references and
 //! labels, failures back off exponentially, what a user must fix is a `Ready=False` condition and
 //! a Kubernetes Event, and children of deleted resources are deleted by the operator (no finalizer).
-//! Only the replica holding a coordination.k8s.io Lease acts.
+//! Only the replica holding a coordination.k8s.io Lease acts; `--namespace` confines it to one
+//! namespace.
 //!
 //! # Layers
 //!
 //! Bottom to top, as the `mod` lines are grouped; a module imports only modules listed above it.
 //! - `error`: [`Error`], [`ReconcileError`].
 //! - `resources`: the custom resources' types (the CRDs are generated from them).
-//! - `meta`: names, labels and owner references of children.
+//! - `meta`: names, labels and owner references of children; the scope (every namespace, or
+//!   `--namespace`).
 //! - `pod`: security contexts, probes, ports and volumes of every pod.
+//! - `tailnet`: the tailscaled sidecar and its serve configuration.
 //! - `recorder_children`, `proxy_children`: children built from a spec (pure functions).
 //! - `crds`: the CRDs as YAML.
 //! - `metrics`: Prometheus metrics and the `--metrics-addr` listener.
@@ -38,6 +42,8 @@ mod resources;
 // 2. Children, built from specs.
 mod meta;
 mod pod;
+
+mod tailnet;
 
 mod proxy_children;
 mod recorder_children;
@@ -67,7 +73,7 @@ pub use meta::{
 };
 pub use proxy_children::{
     proxy_args, proxy_child_name, proxy_endpoint, proxy_grant, proxy_mode_env, proxy_rbac_name,
-    AUDIT_POLICY_KEY, PROXY_ADMIN_PORT, PROXY_CONTAINER_PORT,
+    validate_proxy, ProxySpecError, AUDIT_POLICY_KEY, PROXY_ADMIN_PORT, PROXY_CONTAINER_PORT,
 };
 pub use recorder_children::{
     recorder_addr, recorder_args, recorder_child_name, recorder_env, recorder_url,
@@ -76,6 +82,8 @@ pub use recorder_children::{
 };
 pub use resources::{
     APIServerProxy, APIServerProxySpec, APIServerProxyStatus, Condition, DiskStorage,
-    FailurePolicy, ProxyMode, Readers, Recorder, RecorderSpec, RecorderStatus, RecorderStorage,
-    Retention, S3Storage, SecretKeyRef, StorageKind, Uploaders, GROUP,
+    FailurePolicy, ProxyListener, ProxyMode, Readers, Recorder, RecorderSelector, RecorderSpec,
+    RecorderStatus, RecorderStorage, Retention, S3Storage, SecretKeyRef, StorageKind, Tailnet,
+    Uploaders, GROUP,
 };
+pub use tailnet::{tailnet_config_map_name, tailnet_extra_args};

@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{Service, ServiceAccount, ServicePort, ServiceSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
-use kube::{Resource, ResourceExt};
+use kube::core::NamespaceResourceScope;
+use kube::{Api, Client, Resource, ResourceExt};
 
 /// The field manager of every server-side apply, and the value of the `managed-by` label.
 pub const MANAGER: &str = "kubescribe-operator";
@@ -24,6 +25,42 @@ pub const OWNER_NAME: &str = "kubescribe.dev/owner-name";
 /// The label selector of every object this operator manages.
 pub fn managed_selector() -> String {
     format!("{MANAGED_BY}={MANAGER}")
+}
+
+/// Where the operator acts: every namespace, or only one (`--namespace`). A scoped operator
+/// watches, reconciles and cleans up only what lives in its namespace, and of the cluster-scoped
+/// children (impersonation RBAC) only those whose owner lives there.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Scope {
+    namespace: Option<String>,
+}
+
+impl Scope {
+    /// Every namespace (`None`), or only `namespace`.
+    pub(crate) fn new(namespace: Option<String>) -> Self {
+        Self { namespace }
+    }
+
+    /// An `Api` over namespaced `K` in the scope: all namespaces, or the one.
+    pub(crate) fn api<K>(&self, client: &Client) -> Api<K>
+    where
+        K: Resource<Scope = NamespaceResourceScope>,
+        K::DynamicType: Default,
+    {
+        match &self.namespace {
+            Some(ns) => Api::namespaced(client.clone(), ns),
+            None => Api::all(client.clone()),
+        }
+    }
+
+    /// The label selector of the children this operator manages in its scope: every child of
+    /// this operator, or, when scoped, those whose owner lives in its namespace.
+    pub(crate) fn children_selector(&self) -> String {
+        match &self.namespace {
+            Some(ns) => format!("{},{OWNER_NAMESPACE}={ns}", managed_selector()),
+            None => managed_selector(),
+        }
+    }
 }
 
 /// The owner of children: a custom resource's identity, read once per reconcile.

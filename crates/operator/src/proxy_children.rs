@@ -5,7 +5,7 @@
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
-    ConfigMapVolumeSource, EnvVar, PodTemplateSpec, Service, ServiceAccount,
+    ConfigMap, ConfigMapVolumeSource, EnvVar, PodTemplateSpec, Service, ServiceAccount,
     TopologySpreadConstraint, Volume,
 };
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, RoleRef, Subject};
@@ -13,7 +13,10 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
 use crate::meta::Owner;
 use crate::pod;
-use crate::resources::{APIServerProxySpec, FailurePolicy, ProxyMode};
+use crate::resources::{
+    APIServerProxySpec, FailurePolicy, ProxyListener, ProxyMode, SecretKeyRef, Tailnet,
+};
+use crate::tailnet::{self, TAILSCALED_SOCKET};
 
 /// The proxy's TLS port in the container.
 pub const PROXY_CONTAINER_PORT: i32 = 8443;
@@ -21,6 +24,63 @@ pub const PROXY_CONTAINER_PORT: i32 = 8443;
 pub const PROXY_ADMIN_PORT: i32 = 9102;
 /// The ConfigMap key holding the audit Policy.
 pub const AUDIT_POLICY_KEY: &str = "audit-policy.yaml";
+
+/// Why an APIServerProxy's spec cannot be turned into children (its `Ready` reason and message).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProxySpecError {
+    /// The `tls` listener without `tlsSecret` or `identitySecret`.
+    #[error("listener tls needs tlsSecret and identitySecret")]
+    TlsSettingsMissing,
+    /// The `tailscale` listener without `tailnet`.
+    #[error("listener tailscale needs tailnet (authKeySecret, and optionally hostname and tags)")]
+    TailnetSettingsMissing,
+}
+
+impl ProxySpecError {
+    /// The condition reason.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ProxySpecError::TlsSettingsMissing => "TLSSettingsMissing",
+            ProxySpecError::TailnetSettingsMissing => "TailnetSettingsMissing",
+        }
+    }
+}
+
+/// How callers reach the proxy, with the settings the listener needs.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Listener<'a> {
+    /// HTTPS: the TLS Secret and the identity file's Secret.
+    Tls {
+        /// The `kubernetes.io/tls` Secret.
+        tls_secret: &'a str,
+        /// The identity file's Secret.
+        identities: &'a SecretKeyRef,
+    },
+    /// The tailscaled sidecar.
+    Tailscale(&'a Tailnet),
+}
+
+/// The listener of `spec`, or what its settings lack.
+pub fn validate_proxy(spec: &APIServerProxySpec) -> Result<(), ProxySpecError> {
+    listener(spec).map(|_| ())
+}
+
+pub(crate) fn listener(spec: &APIServerProxySpec) -> Result<Listener<'_>, ProxySpecError> {
+    match spec.listener {
+        ProxyListener::Tls => match (&spec.tls_secret, &spec.identity_secret) {
+            (Some(tls_secret), Some(identities)) => Ok(Listener::Tls {
+                tls_secret,
+                identities,
+            }),
+            _ => Err(ProxySpecError::TlsSettingsMissing),
+        },
+        ProxyListener::Tailscale => spec
+            .tailnet
+            .as_ref()
+            .map(Listener::Tailscale)
+            .ok_or(ProxySpecError::TailnetSettingsMissing),
+    }
+}
 
 /// Every child of one APIServerProxy.
 #[derive(Debug, Clone, PartialEq)]
@@ -33,6 +93,8 @@ pub(crate) struct ProxyChildren {
     pub(crate) deployment: Deployment,
     /// Auth mode only: impersonation of users, groups and serviceaccounts, nothing else.
     pub(crate) rbac: Option<(ClusterRole, ClusterRoleBinding)>,
+    /// The `tailscale` listener: the sidecar's `tailscale serve` configuration.
+    pub(crate) serve_config: Option<ConfigMap>,
 }
 
 /// The name of every namespaced child of APIServerProxy `name`.
@@ -50,6 +112,23 @@ pub fn proxy_endpoint(name: &str, namespace: &str, port: i32) -> String {
     format!("https://{}.{namespace}.svc:{port}", proxy_child_name(name))
 }
 
+/// Where callers reach APIServerProxy `name`: [`proxy_endpoint`] with the `tls` listener, its
+/// tailnet name with the `tailscale` listener (`https://<hostname>.<tailnet>.ts.net:<port>`, the
+/// tailnet's domain left for the reader, as the chart's notes do).
+pub(crate) fn endpoint_of(spec: &APIServerProxySpec, name: &str, namespace: &str) -> String {
+    match listener(spec) {
+        Ok(Listener::Tailscale(tailnet)) => format!(
+            "https://{}.<tailnet>.ts.net:{}",
+            tailnet
+                .hostname
+                .clone()
+                .unwrap_or_else(|| proxy_child_name(name)),
+            spec.tailnet_port
+        ),
+        _ => proxy_endpoint(name, namespace, spec.port),
+    }
+}
+
 /// The `tailscale.com/cap/kubernetes` grant (JSON) that sends a caller's records to `recorder_addrs`
 /// with the spec's failure policy and events setting.
 pub fn proxy_grant(spec: &APIServerProxySpec, recorder_addrs: &[String]) -> String {
@@ -64,20 +143,32 @@ pub fn proxy_grant(spec: &APIServerProxySpec, recorder_addrs: &[String]) -> Stri
 /// The container's args, as the chart renders them with the TLS listener (every one a flag
 /// `kubescribe-proxy` accepts).
 pub fn proxy_args(spec: &APIServerProxySpec) -> Vec<String> {
-    let mut args = vec![
-        format!("--listen=0.0.0.0:{PROXY_CONTAINER_PORT}"),
-        "--tls-cert=/etc/kubescribe/tls/tls.crt".to_owned(),
-        "--tls-key=/etc/kubescribe/tls/tls.key".to_owned(),
-        format!(
-            "--identity-file=/etc/kubescribe/identities/{}",
-            spec.identity_secret.key_or("identities.yaml")
-        ),
+    let mut args = match listener(spec) {
+        Ok(Listener::Tailscale(_)) => vec![
+            // Plain HTTP on loopback behind `tailscale serve`, which sends a PROXY v2 header
+            // naming the caller's tailnet address; identities from tailscaled's LocalAPI.
+            format!("--listen=127.0.0.1:{PROXY_CONTAINER_PORT}"),
+            "--proxy-protocol".to_owned(),
+            format!("--localapi-socket={TAILSCALED_SOCKET}"),
+        ],
+        Ok(Listener::Tls { identities, .. }) => vec![
+            format!("--listen=0.0.0.0:{PROXY_CONTAINER_PORT}"),
+            "--tls-cert=/etc/kubescribe/tls/tls.crt".to_owned(),
+            "--tls-key=/etc/kubescribe/tls/tls.key".to_owned(),
+            format!(
+                "--identity-file=/etc/kubescribe/identities/{}",
+                identities.key_or("identities.yaml")
+            ),
+        ],
+        Err(_) => Vec::new(),
+    };
+    args.extend([
         format!("--admin-listen=0.0.0.0:{PROXY_ADMIN_PORT}"),
         "--state-dir=/var/lib/kubescribe-proxy".to_owned(),
         "--spool-max-bytes=536870912".to_owned(),
         "--spool-full-policy=drop-oldest".to_owned(),
         "--log-format=json".to_owned(),
-    ];
+    ]);
     if spec.audit_policy_config_map.is_some() {
         args.push(format!(
             "--audit-policy=/etc/kubescribe/config/{AUDIT_POLICY_KEY}"
@@ -99,10 +190,22 @@ pub fn proxy_mode_env(mode: ProxyMode) -> &'static str {
 
 /// The Secrets the pods need that the user provides, with the spec field naming each.
 pub(crate) fn proxy_secrets(spec: &APIServerProxySpec) -> Vec<(&'static str, String)> {
-    vec![
-        ("tlsSecret", spec.tls_secret.clone()),
-        ("identitySecret", spec.identity_secret.name.clone()),
-    ]
+    match listener(spec) {
+        Ok(Listener::Tls {
+            tls_secret,
+            identities,
+        }) => vec![
+            ("tlsSecret", tls_secret.to_owned()),
+            ("identitySecret", identities.name.clone()),
+        ],
+        Ok(Listener::Tailscale(tailnet)) => {
+            vec![(
+                "tailnet.authKeySecret",
+                tailnet.auth_key_secret.name.clone(),
+            )]
+        }
+        Err(_) => Vec::new(),
+    }
 }
 
 fn pod_template(spec: &APIServerProxySpec, owner: &Owner, child: &str) -> PodTemplateSpec {
@@ -125,14 +228,25 @@ fn pod_template(spec: &APIServerProxySpec, owner: &Owner, child: &str) -> PodTem
             ..Volume::default()
         });
     }
-    mounts.push(pod::mount("tls", "/etc/kubescribe/tls", true));
-    mounts.push(pod::mount("identities", "/etc/kubescribe/identities", true));
-    volumes.push(pod::secret_volume("tls", &spec.tls_secret, None));
-    volumes.push(pod::secret_volume(
-        "identities",
-        &spec.identity_secret.name,
-        None,
-    ));
+    let mut sidecar = None;
+    match listener(spec) {
+        Ok(Listener::Tls {
+            tls_secret,
+            identities,
+        }) => {
+            mounts.push(pod::mount("tls", "/etc/kubescribe/tls", true));
+            mounts.push(pod::mount("identities", "/etc/kubescribe/identities", true));
+            volumes.push(pod::secret_volume("tls", tls_secret, None));
+            volumes.push(pod::secret_volume("identities", &identities.name, None));
+        }
+        Ok(Listener::Tailscale(tailnet)) => {
+            mounts.push(pod::mount("tailscale-socket", "/var/run/tailscale", true));
+            let (container, sidecar_volumes) = tailnet::sidecar(tailnet, child);
+            volumes.extend(sidecar_volumes);
+            sidecar = Some(container);
+        }
+        Err(_) => {}
+    }
     let mut template = pod::Product {
         name: "proxy",
         image: spec.image.clone(),
@@ -153,6 +267,7 @@ fn pod_template(spec: &APIServerProxySpec, owner: &Owner, child: &str) -> PodTem
     // The ServiceAccount's token is the proxy's credential upstream.
     .pod_template(owner.selector_labels(), child, true, volumes);
     if let Some(pod) = template.spec.as_mut() {
+        pod.containers.extend(sidecar);
         pod.topology_spread_constraints = Some(vec![TopologySpreadConstraint {
             max_skew: 1,
             topology_key: "kubernetes.io/hostname".to_owned(),
@@ -172,13 +287,12 @@ pub(crate) fn proxy_children(spec: &APIServerProxySpec, owner: &Owner) -> ProxyC
     let child = proxy_child_name(&owner.name);
     // Its token is the proxy's credential upstream.
     let service_account = owner.service_account(&child, true);
-    let service = owner.service(
-        &child,
-        vec![
-            pod::service_port("https", spec.port, "https"),
-            pod::service_port("metrics", PROXY_ADMIN_PORT, "metrics"),
-        ],
-    );
+    // Behind a tailscaled sidecar the proxy listens on loopback: the Service has metrics only.
+    let mut ports = vec![pod::service_port("metrics", PROXY_ADMIN_PORT, "metrics")];
+    if spec.listener == ProxyListener::Tls {
+        ports.insert(0, pod::service_port("https", spec.port, "https"));
+    }
+    let service = owner.service(&child, ports);
     let deployment = Deployment {
         metadata: owner.child_meta(&child),
         spec: DeploymentSpec {
@@ -224,11 +338,22 @@ pub(crate) fn proxy_children(spec: &APIServerProxySpec, owner: &Owner) -> ProxyC
         };
         (role, binding)
     });
+    let serve_config = match listener(spec) {
+        Ok(Listener::Tailscale(_)) => Some(tailnet::serve_config_map(
+            owner,
+            &child,
+            spec.tailnet_port,
+            PROXY_CONTAINER_PORT,
+            true,
+        )),
+        _ => None,
+    };
     ProxyChildren {
         service_account,
         service,
         deployment,
         rbac,
+        serve_config,
     }
 }
 

@@ -8,31 +8,45 @@
 use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+use kube::api::{ListParams, PartialObjectMeta};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Api, Resource, ResourceExt};
 
 use crate::context::{
-    apply, config_map_exists, delete_if_present, drive, missing_secret, patch_status, retry_later,
-    settle, Blocked, Context, Outcome,
+    apply, apply_or_delete, config_map_exists, delete_if_present, drive, missing_secret,
+    patch_status, referrers, retry_later, settle, Blocked, Context, Outcome,
 };
 use crate::error::ReconcileError;
-use crate::meta::{managed_selector, Owner, OWNER_KIND, OWNER_NAME, OWNER_NAMESPACE};
+use crate::meta::{Owner, OWNER_KIND, OWNER_NAME, OWNER_NAMESPACE};
 use crate::proxy_children::{
-    proxy_child_name, proxy_children, proxy_endpoint, proxy_grant, proxy_rbac_name, proxy_secrets,
-    AUDIT_POLICY_KEY,
+    endpoint_of, proxy_child_name, proxy_children, proxy_grant, proxy_rbac_name, proxy_secrets,
+    validate_proxy, AUDIT_POLICY_KEY,
 };
 use crate::recorder_children::recorder_addr;
 use crate::resources::{APIServerProxy, APIServerProxyStatus, Recorder};
+use crate::tailnet::tailnet_config_map_name;
 
 /// The kind, as metrics and logs name it.
 const KIND: &str = "APIServerProxy";
 
-/// What stands between `proxy` and Ready, if anything: a missing Secret, ConfigMap or Recorder.
-async fn blocked(proxy: &APIServerProxy, ctx: &Context) -> Result<Option<Blocked>, ReconcileError> {
+/// What stands between `proxy` and Ready, if anything: a missing Secret, ConfigMap or Recorder,
+/// or a selector (its `chosen` recorders empty) that chooses none.
+async fn blocked(
+    proxy: &APIServerProxy,
+    chosen: &[String],
+    ctx: &Context,
+) -> Result<Option<Blocked>, ReconcileError> {
+    if let Err(err) = validate_proxy(&proxy.spec) {
+        return Ok(Some(Blocked {
+            reason: err.reason().to_owned(),
+            message: err.to_string(),
+            waiting: false,
+        }));
+    }
     let namespace = proxy.namespace().unwrap_or_default();
     if let Some(blocked) =
         missing_secret(&ctx.client, &namespace, proxy_secrets(&proxy.spec)).await?
@@ -68,7 +82,48 @@ async fn blocked(proxy: &APIServerProxy, ctx: &Context) -> Result<Option<Blocked
             }));
         }
     }
+    if let (Some(selector), true) = (&proxy.spec.recorder_selector, chosen.is_empty()) {
+        return Ok(Some(Blocked {
+            reason: "NoRecorderSelected".to_owned(),
+            message: format!(
+                "recorderSelector: no Recorder in {namespace} has one of the tailnet tags {}; tag one (spec.tailnet.tags) or name one in recorders",
+                selector.tags.join(", ")
+            ),
+            waiting: true,
+        }));
+    }
     Ok(None)
+}
+
+/// The Recorders `proxy` records to, by name: `recorders`, then those its `recorderSelector`
+/// chooses by tailnet tags, in name order, each once.
+async fn chosen_recorders(
+    proxy: &APIServerProxy,
+    ctx: &Context,
+) -> Result<Vec<String>, ReconcileError> {
+    let mut names = proxy.spec.recorders.clone();
+    if let Some(selector) = &proxy.spec.recorder_selector {
+        let namespace = proxy.namespace().unwrap_or_default();
+        let list = Api::<Recorder>::namespaced(ctx.client.clone(), &namespace)
+            .list(&ListParams::default())
+            .await
+            .map_err(ReconcileError::kube(format!(
+                "listing the Recorders of {namespace}"
+            )))?;
+        let mut selected: Vec<String> = list
+            .items
+            .iter()
+            .filter(|r| selector.selects(&r.spec))
+            .map(ResourceExt::name_any)
+            .collect();
+        selected.sort();
+        for name in selected {
+            if !names.contains(&name) {
+                names.push(name);
+            }
+        }
+    }
+    Ok(names)
 }
 
 /// One reconcile of one APIServerProxy.
@@ -84,16 +139,12 @@ async fn reconcile(
     let api: Api<APIServerProxy> = Api::namespaced(ctx.client.clone(), &ns);
     let previous = proxy.status.as_ref();
     let conditions = previous.map(|s| s.conditions.as_slice()).unwrap_or(&[]);
-    let endpoint = proxy_endpoint(&owner.name, &ns, proxy.spec.port);
-    let addrs: Vec<String> = proxy
-        .spec
-        .recorders
-        .iter()
-        .map(|r| recorder_addr(r, &ns))
-        .collect();
+    let endpoint = endpoint_of(&proxy.spec, &owner.name, &ns);
+    let chosen = chosen_recorders(&proxy, &ctx).await?;
+    let addrs: Vec<String> = chosen.iter().map(|r| recorder_addr(r, &ns)).collect();
     let grant = proxy_grant(&proxy.spec, &addrs);
 
-    let outcome = match blocked(&proxy, &ctx).await? {
+    let outcome = match blocked(&proxy, &chosen, &ctx).await? {
         Some(blocked) => Outcome::Blocked(blocked),
         None => apply_children(&proxy, &owner, &ctx).await?,
     };
@@ -134,6 +185,12 @@ async fn apply_children(
     apply(
         &Api::<Service>::namespaced(client.clone(), ns),
         &children.service,
+    )
+    .await?;
+    apply_or_delete(
+        &Api::<ConfigMap>::namespaced(client.clone(), ns),
+        children.serve_config.as_ref(),
+        &tailnet_config_map_name(&proxy_child_name(&owner.name)),
     )
     .await?;
     let deployment = apply(
@@ -185,16 +242,25 @@ fn labelled_owner<K: Resource>(child: K) -> Option<ObjectRef<APIServerProxy>> {
     Some(ObjectRef::new(name).within(namespace))
 }
 
-/// Runs the APIServerProxy controller until the task is aborted. APIServerProxies of
-/// every namespace.
+/// Runs the APIServerProxy controller until the task is aborted: APIServerProxies of every
+/// namespace, or of `--namespace`. Besides them and their children, it watches the metadata of
+/// Secrets and ConfigMaps, and the Recorders, so that a proxy waiting for one it names is
+/// reconciled as soon as it appears (or changes).
 pub(crate) async fn run(ctx: Arc<Context>) {
-    let client = ctx.client.clone();
-    let proxies: Api<APIServerProxy> = Api::all(client.clone());
-    let children = watcher::Config::default().labels(&managed_selector());
-    let results = Controller::new(proxies, watcher::Config::default())
-        .owns(Api::<Deployment>::all(client.clone()), children.clone())
-        .owns(Api::<Service>::all(client.clone()), children.clone())
-        .owns(Api::<ServiceAccount>::all(client.clone()), children.clone())
+    let client = &ctx.client;
+    let scope = &ctx.scope;
+    let children = watcher::Config::default().labels(&scope.children_selector());
+    let controller = Controller::new(
+        scope.api::<APIServerProxy>(client),
+        watcher::Config::default(),
+    );
+    let (by_secret, by_config_map, by_recorder) =
+        (controller.store(), controller.store(), controller.store());
+    let results = controller
+        .owns(scope.api::<Deployment>(client), children.clone())
+        .owns(scope.api::<Service>(client), children.clone())
+        .owns(scope.api::<ServiceAccount>(client), children.clone())
+        .owns(scope.api::<ConfigMap>(client), children.clone())
         .watches(
             Api::<ClusterRole>::all(client.clone()),
             children.clone(),
@@ -205,7 +271,35 @@ pub(crate) async fn run(ctx: Arc<Context>) {
             children,
             labelled_owner,
         )
-        .run(reconcile, error_policy, ctx);
+        .watches(
+            scope.api::<PartialObjectMeta<Secret>>(client),
+            watcher::Config::default(),
+            move |secret| {
+                referrers(&by_secret, &secret, |p: &APIServerProxy, name| {
+                    proxy_secrets(&p.spec).iter().any(|(_, s)| s == name)
+                })
+            },
+        )
+        .watches(
+            scope.api::<PartialObjectMeta<ConfigMap>>(client),
+            watcher::Config::default(),
+            move |config_map| {
+                referrers(&by_config_map, &config_map, |p: &APIServerProxy, name| {
+                    p.spec.audit_policy_config_map.as_deref() == Some(name)
+                })
+            },
+        )
+        .watches(
+            scope.api::<Recorder>(client),
+            watcher::Config::default(),
+            move |recorder| {
+                // A selector may gain or lose this Recorder by its tags: every proxy with one.
+                referrers(&by_recorder, &recorder, |p: &APIServerProxy, name| {
+                    p.spec.recorder_selector.is_some() || p.spec.recorders.iter().any(|r| r == name)
+                })
+            },
+        )
+        .run(reconcile, error_policy, ctx.clone());
     drive(KIND, results).await;
 }
 

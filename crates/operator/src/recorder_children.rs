@@ -9,8 +9,8 @@ use k8s_openapi::api::apps::v1::{
     Deployment, DeploymentSpec, DeploymentStrategy, StatefulSet, StatefulSetSpec,
 };
 use k8s_openapi::api::core::v1::{
-    EnvVar, EnvVarSource, PersistentVolumeClaim, PersistentVolumeClaimSpec, PodTemplateSpec,
-    SecretKeySelector, Service, ServiceAccount, VolumeResourceRequirements,
+    ConfigMap, EnvVar, EnvVarSource, PersistentVolumeClaim, PersistentVolumeClaimSpec,
+    PodTemplateSpec, SecretKeySelector, Service, ServiceAccount, VolumeResourceRequirements,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
@@ -18,6 +18,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use crate::meta::Owner;
 use crate::pod;
 use crate::resources::{RecorderSpec, StorageKind};
+use crate::tailnet;
 
 /// The recorder's HTTP port in the container (it drops every capability, so not 80).
 pub const RECORDER_CONTAINER_PORT: i32 = 8080;
@@ -67,6 +68,9 @@ pub(crate) struct RecorderChildren {
     pub(crate) service: Service,
     /// The workload.
     pub(crate) workload: RecorderWorkload,
+    /// With `tailnet`: the sidecar's `tailscale serve` configuration (tailnet port 80 to the
+    /// recorder's port).
+    pub(crate) serve_config: Option<ConfigMap>,
 }
 
 /// The name of every child of Recorder `name`.
@@ -243,10 +247,20 @@ pub(crate) fn recorder_secrets(spec: &RecorderSpec) -> Vec<(&'static str, String
     if let Some(s) = &spec.readers.token_secret {
         out.push(("readers.tokenSecret", s.name.clone()));
     }
+    if let Some(t) = &spec.tailnet {
+        out.push(("tailnet.authKeySecret", t.auth_key_secret.name.clone()));
+    }
     if let (Some(s), false) = (&spec.signing_key_secret, spec.unsigned) {
         out.push(("signingKeySecret", s.name.clone()));
     }
     out
+}
+
+/// Whether the spec of Recorder `name` names Secret `secret` (one the user provides, or its
+/// signing key Secret), so that the Secret's creation or change reconciles it.
+pub(crate) fn recorder_names_secret(spec: &RecorderSpec, name: &str, secret: &str) -> bool {
+    recorder_secrets(spec).iter().any(|(_, s)| s == secret)
+        || signing_key(spec, name).is_some_and(|(s, _)| s == secret)
 }
 
 fn pod_template(spec: &RecorderSpec, owner: &Owner, child: &str) -> PodTemplateSpec {
@@ -279,7 +293,14 @@ fn pod_template(spec: &RecorderSpec, owner: &Owner, child: &str) -> PodTemplateS
         ));
         volumes.push(pod::secret_volume("upload-token", &token.name, None));
     }
-    pod::Product {
+    let sidecar = spec
+        .tailnet
+        .as_ref()
+        .map(|tailnet| tailnet::sidecar(tailnet, child));
+    if let Some((_, sidecar_volumes)) = &sidecar {
+        volumes.extend(sidecar_volumes.iter().cloned());
+    }
+    let mut template = pod::Product {
         name: "recorder",
         image: spec.image.clone(),
         args: recorder_args(spec),
@@ -291,7 +312,11 @@ fn pod_template(spec: &RecorderSpec, owner: &Owner, child: &str) -> PodTemplateS
         grace_seconds: 30,
     }
     // The recorder talks to no Kubernetes API: no token.
-    .pod_template(owner.selector_labels(), child, false, volumes)
+    .pod_template(owner.selector_labels(), child, false, volumes);
+    if let (Some((container, _)), Some(pod)) = (sidecar, template.spec.as_mut()) {
+        pod.containers.push(container);
+    }
+    template
 }
 
 /// Every child of a Recorder whose spec passed [`validate_recorder`].
@@ -370,10 +395,20 @@ pub(crate) fn recorder_children(spec: &RecorderSpec, owner: &Owner) -> RecorderC
             status: None,
         })),
     };
+    let serve_config = spec.tailnet.as_ref().map(|_| {
+        tailnet::serve_config_map(
+            owner,
+            &child,
+            RECORDER_SERVICE_PORT,
+            RECORDER_CONTAINER_PORT,
+            false,
+        )
+    });
     RecorderChildren {
         service_account,
         service,
         workload,
+        serve_config,
     }
 }
 

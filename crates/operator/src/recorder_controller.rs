@@ -9,23 +9,24 @@ use std::sync::Arc;
 use rand::RngCore;
 
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
-use k8s_openapi::api::core::v1::{Secret, Service, ServiceAccount};
-use kube::api::PostParams;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServiceAccount};
+use kube::api::{PartialObjectMeta, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher;
 use kube::{Api, ResourceExt};
 
 use crate::context::{
-    apply, delete_if_present, drive, missing_secret, patch_status, retry_later, settle, Blocked,
-    Context, Outcome,
+    apply, apply_or_delete, delete_if_present, drive, missing_secret, patch_status, referrers,
+    retry_later, settle, Blocked, Context, Outcome,
 };
 use crate::error::ReconcileError;
-use crate::meta::{managed_selector, Owner, MANAGER};
+use crate::meta::{Owner, MANAGER};
 use crate::recorder_children::{
-    recorder_child_name, recorder_children, recorder_secrets, recorder_url, signing_key,
-    signing_key_secret_name, validate_recorder, RecorderWorkload,
+    recorder_child_name, recorder_children, recorder_names_secret, recorder_secrets, recorder_url,
+    signing_key, signing_key_secret_name, validate_recorder, RecorderWorkload,
 };
 use crate::resources::{Recorder, RecorderStatus};
+use crate::tailnet::tailnet_config_map_name;
 
 /// The kind, as metrics and logs name it.
 const KIND: &str = "Recorder";
@@ -102,6 +103,12 @@ async fn apply_children(
     apply(
         &Api::<Service>::namespaced(client.clone(), ns),
         &children.service,
+    )
+    .await?;
+    apply_or_delete(
+        &Api::<ConfigMap>::namespaced(client.clone(), ns),
+        children.serve_config.as_ref(),
+        &tailnet_config_map_name(&recorder_child_name(&owner.name)),
     )
     .await?;
     let signing_public_key = match signing_key(&recorder.spec, &owner.name) {
@@ -207,18 +214,32 @@ fn error_policy(recorder: Arc<Recorder>, err: &ReconcileError, ctx: Arc<Context>
     retry_later(KIND, recorder.as_ref(), err, &ctx)
 }
 
-/// Runs the Recorder controller until the process stops or the task is aborted. Recorders of every
-/// namespace.
+/// Runs the Recorder controller until the process stops or the task is aborted: Recorders of every
+/// namespace, or of `--namespace`. Besides the Recorders and their children, it watches the
+/// metadata of Secrets, so that a Recorder waiting for a Secret it names is reconciled as soon as
+/// the Secret appears (or changes).
 pub(crate) async fn run(ctx: Arc<Context>) {
-    let client = ctx.client.clone();
-    let recorders: Api<Recorder> = Api::all(client.clone());
-    let children = watcher::Config::default().labels(&managed_selector());
-    let results = Controller::new(recorders, watcher::Config::default())
-        .owns(Api::<StatefulSet>::all(client.clone()), children.clone())
-        .owns(Api::<Deployment>::all(client.clone()), children.clone())
-        .owns(Api::<Service>::all(client.clone()), children.clone())
-        .owns(Api::<ServiceAccount>::all(client.clone()), children)
-        .run(reconcile, error_policy, ctx);
+    let client = &ctx.client;
+    let scope = &ctx.scope;
+    let children = watcher::Config::default().labels(&scope.children_selector());
+    let controller = Controller::new(scope.api::<Recorder>(client), watcher::Config::default());
+    let store = controller.store();
+    let results = controller
+        .owns(scope.api::<StatefulSet>(client), children.clone())
+        .owns(scope.api::<Deployment>(client), children.clone())
+        .owns(scope.api::<Service>(client), children.clone())
+        .owns(scope.api::<ServiceAccount>(client), children.clone())
+        .owns(scope.api::<ConfigMap>(client), children)
+        .watches(
+            scope.api::<PartialObjectMeta<Secret>>(client),
+            watcher::Config::default(),
+            move |secret| {
+                referrers(&store, &secret, |r: &Recorder, name| {
+                    recorder_names_secret(&r.spec, &r.name_any(), name)
+                })
+            },
+        )
+        .run(reconcile, error_policy, ctx.clone());
     drive(KIND, results).await;
 }
 

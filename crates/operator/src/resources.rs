@@ -63,6 +63,56 @@ pub struct RecorderSpec {
     /// How long records are kept; absent: forever.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retention: Option<Retention>,
+    /// Put the recorder on a tailnet: a tailscaled sidecar (containerboot, as the chart runs the
+    /// proxy's) with this hostname and these tags, serving the recorder's port on tailnet port 80.
+    /// APIServerProxies choose Recorders by these tags (`recorderSelector`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tailnet: Option<Tailnet>,
+}
+
+/// A tailnet node beside a workload: a `tailscale/tailscale` (containerboot) sidecar in userspace
+/// networking mode, its state in the pod's own volume (never in a Kubernetes Secret).
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Tailnet {
+    /// A Secret with a reusable, ephemeral, tagged auth key (`TS_AUTHKEY`); key default `authkey`.
+    pub auth_key_secret: SecretKeyRef,
+    /// The node's name on the tailnet (`TS_HOSTNAME`); default: the workload's name
+    /// (`<name>-recorder`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 63))]
+    pub hostname: Option<String>,
+    /// Tags the node advertises (`TS_EXTRA_ARGS=--advertise-tags=…`), each `tag:NAME`; the auth
+    /// key must allow them.
+    #[serde(default)]
+    #[schemars(inner(regex(pattern = r"^tag:[A-Za-z0-9][A-Za-z0-9-]*$")))]
+    pub tags: Vec<String>,
+    /// The sidecar's image.
+    #[serde(default = "default_tailscale_image")]
+    #[schemars(length(min = 1))]
+    pub image: String,
+}
+
+fn default_tailscale_image() -> String {
+    "tailscale/tailscale:v1.102.5".to_owned()
+}
+
+/// Recorders chosen by their tailnet tags.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RecorderSelector {
+    /// Recorders in the proxy's namespace whose `tailnet.tags` include any of these tags.
+    #[schemars(length(min = 1))]
+    pub tags: Vec<String>,
+}
+
+impl RecorderSelector {
+    /// Whether Recorder `spec` is chosen: it advertises one of the tags.
+    pub fn selects(&self, spec: &RecorderSpec) -> bool {
+        spec.tailnet
+            .as_ref()
+            .is_some_and(|t| t.tags.iter().any(|tag| self.tags.contains(tag)))
+    }
 }
 
 fn one() -> i32 {
@@ -110,20 +160,28 @@ fn string_enum(values: &[&str], description: &str) -> Schema {
     json_schema!({"type": "string", "enum": values, "description": description})
 }
 
-impl JsonSchema for StorageKind {
-    fn schema_name() -> Cow<'static, str> {
-        "StorageKind".into()
-    }
-    fn inline_schema() -> bool {
-        true
-    }
-    fn json_schema(_: &mut SchemaGenerator) -> Schema {
-        string_enum(
-            &["disk", "s3"],
-            "disk: a StatefulSet with a PersistentVolumeClaim; s3: a Deployment writing to a bucket.",
-        )
-    }
+/// `impl JsonSchema` for a string enum: its values and description, inlined ([`string_enum`]).
+macro_rules! string_enum_schema {
+    ($type:ident, $values:expr, $description:expr) => {
+        impl JsonSchema for $type {
+            fn schema_name() -> Cow<'static, str> {
+                stringify!($type).into()
+            }
+            fn inline_schema() -> bool {
+                true
+            }
+            fn json_schema(_: &mut SchemaGenerator) -> Schema {
+                string_enum($values, $description)
+            }
+        }
+    };
 }
+
+string_enum_schema!(
+    StorageKind,
+    &["disk", "s3"],
+    "disk: a StatefulSet with a PersistentVolumeClaim; s3: a Deployment writing to a bucket."
+);
 
 /// A recorder's volume.
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
@@ -333,17 +391,38 @@ pub struct APIServerProxySpec {
     /// only impersonation); `noauth`: pass the caller's credentials through (no ClusterRole).
     #[serde(default)]
     pub mode: ProxyMode,
-    /// An existing `kubernetes.io/tls` Secret (`tls.crt`, `tls.key`) the proxy serves with.
+    /// How callers reach the proxy: `tls` (the default: HTTPS with `tlsSecret`, callers identified
+    /// by the identity file in `identitySecret`) or `tailscale` (a tailscaled sidecar, `tailnet`,
+    /// terminating TLS with its certificate and sending a PROXY protocol v2 header to the proxy,
+    /// which identifies callers by WhoIs, as the chart's `proxy.listener=tailscale`).
+    #[serde(default)]
+    pub listener: ProxyListener,
+    /// `tls` listener: an existing `kubernetes.io/tls` Secret (`tls.crt`, `tls.key`) the proxy
+    /// serves with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1))]
-    pub tls_secret: String,
-    /// An existing Secret with the identity file (`--identity-file`) that identifies callers and
-    /// carries their grants; key default `identities.yaml`.
-    pub identity_secret: SecretKeyRef,
+    pub tls_secret: Option<String>,
+    /// `tls` listener: an existing Secret with the identity file (`--identity-file`) that
+    /// identifies callers and carries their grants; key default `identities.yaml`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity_secret: Option<SecretKeyRef>,
+    /// `tailscale` listener: the sidecar's auth key, hostname (default `<name>-proxy`) and tags.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tailnet: Option<Tailnet>,
+    /// `tailscale` listener: the tailnet port `tailscale serve` listens on.
+    #[serde(default = "default_proxy_port")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub tailnet_port: i32,
     /// Recorders (names of Recorders in this namespace) the proxy's callers record to. The proxy
     /// takes recorders from each caller's grant: the operator checks they exist and publishes their
     /// addresses, and the grant to give, in the status (`status.grant`).
     #[serde(default)]
     pub recorders: Vec<String>,
+    /// More recorders: the Recorders in this namespace whose tailnet tags (`spec.tailnet.tags`)
+    /// include one of these, in name order after `recorders` (a Recorder in both counts once).
+    /// Tagged Recorders created, changed or deleted later change the grant at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recorder_selector: Option<RecorderSelector>,
     /// `fail-open` (forward when recording fails) or `fail-closed` (refuse what cannot be
     /// recorded); published in `status.grant` as `enforceRecorder`.
     #[serde(default)]
@@ -369,6 +448,23 @@ fn default_proxy_port() -> i32 {
     443
 }
 
+/// How callers reach a proxy.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ProxyListener {
+    /// HTTPS with a TLS Secret; callers identified by an identity file.
+    #[default]
+    Tls,
+    /// A tailscaled sidecar; callers identified by WhoIs.
+    Tailscale,
+}
+
+string_enum_schema!(
+    ProxyListener,
+    &["tls", "tailscale"],
+    "tls: HTTPS with tlsSecret and identitySecret; tailscale: a tailscaled sidecar (tailnet)."
+);
+
 /// The proxy's mode.
 #[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
@@ -390,20 +486,11 @@ impl ProxyMode {
     }
 }
 
-impl JsonSchema for ProxyMode {
-    fn schema_name() -> Cow<'static, str> {
-        "ProxyMode".into()
-    }
-    fn inline_schema() -> bool {
-        true
-    }
-    fn json_schema(_: &mut SchemaGenerator) -> Schema {
-        string_enum(
-            &["auth", "noauth"],
-            "auth: impersonate callers; noauth: pass their credentials through.",
-        )
-    }
-}
+string_enum_schema!(
+    ProxyMode,
+    &["auth", "noauth"],
+    "auth: impersonate callers; noauth: pass their credentials through."
+);
 
 /// What the proxy does when recording fails.
 #[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -416,20 +503,11 @@ pub enum FailurePolicy {
     FailClosed,
 }
 
-impl JsonSchema for FailurePolicy {
-    fn schema_name() -> Cow<'static, str> {
-        "FailurePolicy".into()
-    }
-    fn inline_schema() -> bool {
-        true
-    }
-    fn json_schema(_: &mut SchemaGenerator) -> Schema {
-        string_enum(
-            &["fail-open", "fail-closed"],
-            "fail-open: forward when recording fails; fail-closed: refuse what cannot be recorded.",
-        )
-    }
-}
+string_enum_schema!(
+    FailurePolicy,
+    &["fail-open", "fail-closed"],
+    "fail-open: forward when recording fails; fail-closed: refuse what cannot be recorded."
+);
 
 /// What the operator last saw of an APIServerProxy.
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
