@@ -5,12 +5,11 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::apps::v1::{
-    Deployment, DeploymentSpec, DeploymentStrategy, StatefulSet, StatefulSetSpec,
-};
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, StatefulSet, StatefulSetSpec};
 use k8s_openapi::api::core::v1::{
-    ConfigMap, EnvVar, EnvVarSource, PersistentVolumeClaim, PersistentVolumeClaimSpec,
-    PodTemplateSpec, SecretKeySelector, Service, ServiceAccount, VolumeResourceRequirements,
+    ConfigMap, EnvVar, EnvVarSource, ObjectFieldSelector, PersistentVolumeClaim,
+    PersistentVolumeClaimSpec, PodTemplateSpec, SecretKeySelector, Service, ServiceAccount,
+    VolumeResourceRequirements,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
@@ -35,6 +34,9 @@ pub enum RecorderSpecError {
     /// `storage.type` is `s3` but `storage.s3` is absent.
     #[error("storage.type is s3 but storage.s3 (bucket, credentialsSecret) is missing")]
     S3SettingsMissing,
+    /// Disk storage with more than one replica.
+    #[error("storage.type disk allows replicas 0 or 1 (a volume is one recorder's alone); use s3 for several replicas sharing a bucket")]
+    DiskReplicas,
     /// Nothing tells the recorder who may upload.
     #[error("uploaders needs identitySecret, tokenSecret or insecureAllowAnyUploader: the recorder refuses to start without a way to tell who uploads")]
     NoUploaderAuthentication,
@@ -45,6 +47,7 @@ impl RecorderSpecError {
     pub fn reason(&self) -> &'static str {
         match self {
             RecorderSpecError::S3SettingsMissing => "S3SettingsMissing",
+            RecorderSpecError::DiskReplicas => "DiskReplicas",
             RecorderSpecError::NoUploaderAuthentication => "NoUploaderAuthentication",
         }
     }
@@ -119,6 +122,9 @@ pub(crate) fn signing_key(spec: &RecorderSpec, name: &str) -> Option<(String, St
 pub fn validate_recorder(spec: &RecorderSpec) -> Result<(), RecorderSpecError> {
     if spec.storage.kind == StorageKind::S3 && spec.storage.s3.is_none() {
         return Err(RecorderSpecError::S3SettingsMissing);
+    }
+    if spec.storage.kind == StorageKind::Disk && spec.replicas > 1 {
+        return Err(RecorderSpecError::DiskReplicas);
     }
     let up = &spec.uploaders;
     if up.identity_secret.is_none() && up.token_secret.is_none() && !up.insecure_allow_any_uploader
@@ -205,7 +211,23 @@ fn env_from_secret(name: &str, secret: &str, key: &str) -> EnvVar {
     }
 }
 
-/// The container's environment: the storage destination (and S3 credentials from their Secret).
+/// The pod's own name (`KUBESCRIBE_REPLICA_NAME`: its name among replicas sharing a bucket).
+fn env_pod_name(name: &str) -> EnvVar {
+    EnvVar {
+        name: name.to_owned(),
+        value: None,
+        value_from: Some(EnvVarSource {
+            field_ref: Some(ObjectFieldSelector {
+                api_version: None,
+                field_path: "metadata.name".to_owned(),
+            }),
+            ..EnvVarSource::default()
+        }),
+    }
+}
+
+/// The container's environment: the storage destination (and S3 credentials from their Secret,
+/// and the pod's name as the replica's name on the bucket).
 pub fn recorder_env(spec: &RecorderSpec) -> Vec<EnvVar> {
     match (spec.storage.kind, &spec.storage.s3) {
         (StorageKind::S3, Some(s3)) => vec![
@@ -222,6 +244,7 @@ pub fn recorder_env(spec: &RecorderSpec) -> Vec<EnvVar> {
                 &s3.credentials_secret,
                 &s3.secret_access_key_key,
             ),
+            env_pod_name("KUBESCRIBE_REPLICA_NAME"),
         ],
         _ => vec![env("TSRECORDER_DST", DATA_DIR)],
     }
@@ -384,11 +407,8 @@ pub(crate) fn recorder_children(spec: &RecorderSpec, owner: &Owner) -> RecorderC
             spec: DeploymentSpec {
                 replicas: Some(spec.replicas),
                 selector,
-                // Never two recorders on the bucket, not even during a rollout.
-                strategy: Some(DeploymentStrategy {
-                    type_: Some("Recreate".to_owned()),
-                    rolling_update: None,
-                }),
+                // Replicas share the bucket (leases): a rolling update is safe.
+                strategy: None,
                 template,
                 ..DeploymentSpec::default()
             },
@@ -484,7 +504,7 @@ mod tests {
     }
 
     #[test]
-    fn s3_recorder_is_a_recreated_deployment_with_credentials_from_the_secret() {
+    fn s3_recorder_is_a_rolling_deployment_of_named_replicas_with_credentials_from_the_secret() {
         let s = spec(
             "image: rec:1\nstorage: {type: s3, s3: {bucket: audit, endpoint: minio:9000, credentialsSecret: creds, allowHttp: true}}\nuploaders: {tokenSecret: {name: up, key: t}}\nsigningKeySecret: {name: sk}\nretention: {eventsDays: 30}\n",
         );
@@ -495,11 +515,24 @@ mod tests {
         };
         let spec = &d.spec;
         assert_eq!(
-            spec.strategy.as_ref().unwrap().type_.as_deref(),
-            Some("Recreate")
+            spec.strategy, None,
+            "replicas share the bucket: rolling updates"
         );
         let container = &spec.template.spec.as_ref().unwrap().containers[0];
         let env = container.env.as_ref().unwrap();
+        let named = &env[5];
+        assert_eq!(named.name, "KUBESCRIBE_REPLICA_NAME");
+        assert_eq!(
+            named
+                .value_from
+                .as_ref()
+                .unwrap()
+                .field_ref
+                .as_ref()
+                .unwrap()
+                .field_path,
+            "metadata.name"
+        );
         assert_eq!(env[0].value.as_deref(), Some("s3://minio:9000"));
         assert_eq!(env[1].value.as_deref(), Some("audit"));
         let key = env[3]
@@ -545,6 +578,13 @@ mod tests {
         assert_eq!(
             validate_recorder(&s).map_err(|e| e.reason()),
             Err("NoUploaderAuthentication")
+        );
+        let s = spec(
+            "image: rec:1\nreplicas: 2\nstorage: {type: disk}\nuploaders: {insecureAllowAnyUploader: true}\n",
+        );
+        assert_eq!(
+            validate_recorder(&s).map_err(|e| e.reason()),
+            Err("DiskReplicas")
         );
     }
 

@@ -34,10 +34,11 @@ pub struct RecorderSpec {
     /// The kubescribe-recorder image (e.g. `kubescribe/kubescribe-recorder:0.1.0`).
     #[schemars(length(min = 1))]
     pub image: String,
-    /// Recorder pods: 1, or 0 to stop it. Never more: two recorders on one store would finalise
-    /// each other's live sessions.
+    /// Recorder pods (0 stops it). On S3, replicas share the bucket (leases, one leader; see
+    /// docs/storage.md "Several recorders on one bucket"); on disk at most 1, since a volume is
+    /// one recorder's alone (else `Ready=False`, reason `DiskReplicas`).
     #[serde(default = "one")]
-    #[schemars(range(min = 0, max = 1))]
+    #[schemars(range(min = 0, max = 10))]
     pub replicas: i32,
     /// Where records are stored.
     pub storage: RecorderStorage,

@@ -212,6 +212,8 @@ struct Case {
     tailscale: bool,
     proxy_replicas: i64,
     s3: bool,
+    /// Recorder pods (several only on S3, sharing the bucket).
+    recorder_replicas: i64,
     ui: bool,
     service_monitor: bool,
     /// The proxy's spool on a PersistentVolumeClaim per replica (a StatefulSet), not an emptyDir.
@@ -240,6 +242,7 @@ const CASES: &[Case] = &[
         tailscale: false,
         proxy_replicas: 2,
         s3: false,
+        recorder_replicas: 1,
         ui: false,
         service_monitor: false,
         persistent_spool: false,
@@ -257,11 +260,13 @@ const CASES: &[Case] = &[
             "proxy.replicas=3",
             "recorder.ui=true",
             "recorder.serviceMonitor.enabled=true",
+            "recorder.replicas=2",
         ],
         auth: false,
         tailscale: true,
         proxy_replicas: 3,
         s3: true,
+        recorder_replicas: 2,
         ui: true,
         service_monitor: true,
         persistent_spool: false,
@@ -279,6 +284,7 @@ const CASES: &[Case] = &[
         tailscale: true,
         proxy_replicas: 1,
         s3: false,
+        recorder_replicas: 1,
         ui: true,
         service_monitor: false,
         persistent_spool: false,
@@ -299,6 +305,7 @@ const CASES: &[Case] = &[
         tailscale: false,
         proxy_replicas: 1,
         s3: true,
+        recorder_replicas: 1,
         ui: false,
         service_monitor: false,
         persistent_spool: false,
@@ -321,6 +328,7 @@ const CASES: &[Case] = &[
         tailscale: false,
         proxy_replicas: 3,
         s3: false,
+        recorder_replicas: 1,
         ui: false,
         service_monitor: true,
         persistent_spool: true,
@@ -580,6 +588,10 @@ fn check_rendering(case: &Case, objects: &[Value]) {
                 .ends_with("-recorder")),
         "{what}: the recorder is a {recorder_kind} only"
     );
+    assert_eq!(
+        recorder["spec"]["replicas"], case.recorder_replicas,
+        "{what}: recorder replicas"
+    );
     let recorder_pod = &recorder["spec"]["template"]["spec"];
     let (recorder_container, recorder_args) =
         product_container(recorder_pod, "kubescribe-recorder", what);
@@ -616,9 +628,13 @@ fn check_rendering(case: &Case, objects: &[Value]) {
         ] {
             assert!(env.contains(&name), "{what}: recorder env {name}: {env:?}");
         }
-        assert_eq!(
+        assert!(
+            env.contains(&"KUBESCRIBE_REPLICA_NAME"),
+            "{what}: each replica named on the bucket: {env:?}"
+        );
+        assert_ne!(
             recorder["spec"]["strategy"]["type"], "Recreate",
-            "{what}: one recorder on the bucket"
+            "{what}: replicas share the bucket, a rollout may overlap"
         );
     } else {
         let claims = &recorder["spec"]["volumeClaimTemplates"];
@@ -1108,6 +1124,10 @@ fn check_bad_values() {
         (
             &["recorder.storage=s3"],
             &["recorder.s3.bucket is required"],
+        ),
+        (
+            &["recorder.replicas=2"],
+            &["recorder.replicas: at most 1 with recorder.storage=disk"],
         ),
         (
             &["proxy.tls.secret=mine"],

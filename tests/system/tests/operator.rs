@@ -655,7 +655,10 @@ fn operator_reconciles_recorders_and_apiserverproxies() {
         .get("deployment", "audit-recorder", Some(NS))
         .expect("the S3 Deployment");
     assert_owned(&deployment, &recorder);
-    assert_eq!(deployment["spec"]["strategy"]["type"], "Recreate");
+    assert_eq!(
+        deployment["spec"]["strategy"]["type"], "RollingUpdate",
+        "replicas share the bucket: the API server's default rolling update"
+    );
     let container = &deployment["spec"]["template"]["spec"]["containers"][0];
     let env = container["env"].as_array().unwrap();
     let named = |n: &str| {
@@ -664,6 +667,10 @@ fn operator_reconciles_recorders_and_apiserverproxies() {
             .unwrap_or_else(|| panic!("env {n}"))
             .clone()
     };
+    assert_eq!(
+        named("KUBESCRIBE_REPLICA_NAME")["valueFrom"]["fieldRef"]["fieldPath"],
+        "metadata.name"
+    );
     assert_eq!(
         named("TSRECORDER_DST")["value"],
         "s3://minio.storage.svc:9000"
@@ -836,7 +843,7 @@ fn operator_reconciles_recorders_and_apiserverproxies() {
     // --- What the schema rejects, named by field.
     for (yaml, field) in [
         (
-            RECORDER.replace("ui: true", "ui: true\n  replicas: 2"),
+            RECORDER.replace("ui: true", "ui: true\n  replicas: -1"),
             "spec.replicas",
         ),
         (
@@ -920,6 +927,23 @@ fn operator_reconciles_recorders_and_apiserverproxies() {
         "open",
         Some(NS),
         |r| is_ready(r, "NoUploaderAuthentication"),
+    );
+    // Several replicas share an S3 bucket, never a volume.
+    let two_on_disk = RECORDER
+        .replace("name: audit,", "name: twins,")
+        .replace("ui: true", "ui: true\n  replicas: 2");
+    expect_success(
+        kubectl.apply(dir, &two_on_disk),
+        "applying a disk Recorder with two replicas",
+    );
+    kubectl.wait_for("DiskReplicas", "recorder", "twins", Some(NS), |r| {
+        is_ready(r, "DiskReplicas")
+    });
+    assert!(
+        kubectl
+            .get("statefulset", "twins-recorder", Some(NS))
+            .is_none(),
+        "nothing applied while blocked"
     );
     println!(
         "$ kubectl get recorders,apiserverproxies -n ops\n{}",
