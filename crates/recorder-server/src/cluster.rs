@@ -128,9 +128,9 @@ impl Membership {
                 .unwrap_or_else(|e| e.into_inner())
                 .leader
                 .clone();
-            if leader.is_some_and(|l| l != me.fence.owner()) {
-                // Let the leader see this replica's lease before it commits
-                // anything (its exporter waits longer for replicas it knows).
+            if leader.is_some_and(|l| l != me.fence.owner() && me.alive(&l)) {
+                // Let a live leader see this replica's lease before it commits
+                // anything (its exporter waits longer while other replicas live).
                 tokio::time::sleep(me.renew_every() + Duration::from_secs(1)).await;
                 me.tick().await?;
             }
@@ -303,17 +303,20 @@ impl Membership {
         self.fence.leads() && owner.is_none_or(|o| o != self.fence.owner() && !self.alive(o))
     }
 
-    /// Whether another replica renewed its lease within [`PEER_COMMIT_WINDOW`]
-    /// (so commits of others may still be landing).
-    pub(crate) fn has_recent_peers(&self) -> bool {
-        let view = self.view.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(now) = Self::store_now(&view) else {
-            return false;
-        };
-        let window = i64::try_from(PEER_COMMIT_WINDOW.as_millis()).unwrap_or(i64::MAX);
-        view.replicas.iter().any(|(owner, modified)| {
-            owner != self.fence.owner() && now < modified.saturating_add(window)
-        })
+    /// Whether another replica's lease is current, so that its commits may
+    /// still be landing (a replica whose lease expired sent its last request
+    /// before then).
+    pub(crate) fn has_live_peers(&self) -> bool {
+        let owners: Vec<String> = self
+            .view
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .replicas
+            .keys()
+            .filter(|o| o.as_str() != self.fence.owner())
+            .cloned()
+            .collect();
+        owners.iter().any(|o| self.alive(o))
     }
 
     /// Replicas whose lease is current, this one included.

@@ -95,8 +95,8 @@ impl Source {
     }
 
     /// Releases a batch only once it is [`PEER_COMMIT_WINDOW`] old while
-    /// `membership` knows of other replicas committing to the bucket (no
-    /// watermark here covers their commits in flight).
+    /// `membership` knows of other live replicas committing to the bucket
+    /// (no watermark here covers their commits in flight).
     pub(crate) fn settling(mut self, membership: Arc<Membership>) -> Self {
         self.membership = Some(membership);
         self
@@ -104,7 +104,7 @@ impl Source {
 
     fn settle_ms(&self) -> i64 {
         match &self.membership {
-            Some(m) if m.has_recent_peers() => {
+            Some(m) if m.has_live_peers() => {
                 i64::try_from(PEER_COMMIT_WINDOW.as_millis()).unwrap_or(i64::MAX)
             }
             _ => SETTLE_MS,
