@@ -183,22 +183,21 @@ impl Membership {
         leases
             .put_if(&key, Bytes::from(body), PutCondition::Always)
             .await?;
-        let Some(mine) = leases.read_versioned(&key).await? else {
-            return Err(StorageError::NotFound(key.to_string()));
-        };
-        // Others count this lease from `mine.modified_ms` (no earlier than
-        // `sent`, by the store's clock); this replica stops a third earlier.
-        self.fence.extend_to(sent + self.ttl - self.renew_every());
         let mut replicas = HashMap::new();
         for (listed, modified) in leases.list_modified(&format!("{LEASES}/replicas/")).await? {
             if let Some(o) = layout::replica_lease_owner(&listed) {
                 replicas.insert(o.to_owned(), modified);
             }
         }
-        replicas.insert(owner.to_owned(), mine.modified_ms);
+        let Some(&mine) = replicas.get(owner) else {
+            return Err(StorageError::NotFound(key.to_string()));
+        };
+        // Others count this lease from `mine` (no earlier than `sent`, by the
+        // store's clock); this replica stops a third earlier.
+        self.fence.extend_to(sent + self.ttl - self.renew_every());
         {
             let mut view = self.view.lock().unwrap_or_else(|e| e.into_inner());
-            view.store_now = Some((mine.modified_ms, sent));
+            view.store_now = Some((mine, sent));
             view.replicas = replicas;
         }
         let leader = self.take_or_keep_leader(leases).await?;

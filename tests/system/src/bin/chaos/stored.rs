@@ -28,7 +28,7 @@ pub(crate) struct Stored {
     /// Session casts (whole files or objects).
     pub(crate) casts: Vec<Vec<u8>>,
     /// Pieces of sessions the recorder has not finished: `<key>.partial` files (disk) and
-    /// `<key>.parts/<n>` chunk objects (S3), composed into a cast when the session ends or at the
+    /// `<key>.parts/<replica>/<n>` chunk objects (S3), composed into a cast when the session ends or at the
     /// recorder's next start.
     pub(crate) unfinished: Vec<Vec<u8>>,
 }
