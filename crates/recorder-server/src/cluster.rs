@@ -183,12 +183,7 @@ impl Membership {
         leases
             .put_if(&key, Bytes::from(body), PutCondition::Always)
             .await?;
-        let mut replicas = HashMap::new();
-        for (listed, modified) in leases.list_modified(&format!("{LEASES}/replicas/")).await? {
-            if let Some(o) = layout::replica_lease_owner(&listed) {
-                replicas.insert(o.to_owned(), modified);
-            }
-        }
+        let replicas = Self::list_replicas(leases).await?;
         let Some(&mine) = replicas.get(owner) else {
             return Err(StorageError::NotFound(key.to_string()));
         };
@@ -200,17 +195,57 @@ impl Membership {
             view.store_now = Some((mine, sent));
             view.replicas = replicas;
         }
-        let leader = self.take_or_keep_leader(leases).await?;
-        let leads = leader.as_deref() == Some(owner);
-        let was = self.fence.leads();
-        self.fence.set_leader(leads);
+        let leads = self.watch_leader().await?;
         tracing::debug!(
             owner,
             leads,
             replicas = self.live_replicas(),
             "lease renewed"
         );
-        if leads != was {
+        if leads {
+            self.forget_long_gone().await;
+        }
+        Ok(())
+    }
+
+    /// Every replica lease: owner → its modification time (store clock, ms).
+    async fn list_replicas(leases: &dyn LeaseStore) -> Result<HashMap<String, i64>, StorageError> {
+        let mut replicas = HashMap::new();
+        for (listed, modified) in leases.list_modified(&format!("{LEASES}/replicas/")).await? {
+            if let Some(o) = layout::replica_lease_owner(&listed) {
+                replicas.insert(o.to_owned(), modified);
+            }
+        }
+        Ok(replicas)
+    }
+
+    /// Lists the replica leases again (the leader, before it finalises
+    /// sessions: a replica that left deleted its lease, and its sessions are
+    /// then finalised at once). This replica's own entry is kept as renewed.
+    pub(crate) async fn refresh_replicas(&self) -> Result<(), StorageError> {
+        let mut replicas = Self::list_replicas(self.leases()?).await?;
+        let mut view = self.view.lock().unwrap_or_else(|e| e.into_inner());
+        let owner = self.fence.owner();
+        if let Some(mine) = view.replicas.get(owner).copied() {
+            replicas.insert(owner.to_owned(), mine);
+        }
+        view.replicas = replicas;
+        Ok(())
+    }
+
+    /// Reads the leader lease and takes it when it names no live replica
+    /// (absent, handed to nobody by a replica that left, or its holder's
+    /// lease expired). Returns whether this replica leads. Cheap (a GET, and
+    /// a conditional PUT only to take it): run at every peer pass too, so
+    /// that a lead handed over is taken within a pass.
+    pub(crate) async fn watch_leader(&self) -> Result<bool, StorageError> {
+        let leases = self.leases()?;
+        let owner = self.fence.owner();
+        let leader = self.take_or_keep_leader(leases).await?;
+        let leads = leader.as_deref() == Some(owner);
+        let was = self.fence.leads();
+        self.fence.set_leader(leads);
+        if leads != was && self.fence.holds() {
             tracing::info!(
                 owner,
                 leads,
@@ -223,10 +258,61 @@ impl Membership {
             );
         }
         self.view.lock().unwrap_or_else(|e| e.into_inner()).leader = leader;
-        if leads {
-            self.forget_long_gone().await;
+        Ok(leads && self.fence.holds())
+    }
+
+    /// Leaves the bucket (shutting down): stops acknowledging as this owner,
+    /// lets writes in flight end (unacknowledged), then deletes this
+    /// replica's lease and, when it leads, hands the leader lease to nobody,
+    /// so that the other replicas finalise its sessions and one of them
+    /// leads within a pass instead of a lease TTL. Best effort: what fails
+    /// here expires anyway.
+    pub(crate) async fn leave(&self) {
+        if !self.fence.is_shared() {
+            return;
         }
-        Ok(())
+        let led = self.fence.leads();
+        self.fence.release();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let Ok(leases) = self.leases() else {
+            return;
+        };
+        let owner = self.fence.owner();
+        if led {
+            let key = layout::leader_lease_key();
+            if let Ok(Some(current)) = leases.read_versioned(&key).await {
+                let holder = serde_json::from_slice::<LeaderLease>(&current.data)
+                    .ok()
+                    .map(|l| l.holder);
+                if holder.as_deref() == Some(owner) {
+                    let nobody = serde_json::to_vec(&LeaderLease {
+                        holder: String::new(),
+                    })
+                    .unwrap_or_default();
+                    let handed = leases
+                        .put_if(
+                            &key,
+                            Bytes::from(nobody),
+                            PutCondition::Matches(current.etag),
+                        )
+                        .await;
+                    if let Err(e) = handed {
+                        tracing::warn!(error = %e, "could not hand the leader lease over (it expires within --lease-ttl)");
+                    }
+                }
+            }
+        }
+        if let Some(key) = layout::replica_lease_key(owner) {
+            match self.storage.delete(key.as_str()).await {
+                Ok(()) => tracing::info!(
+                    owner,
+                    "left the bucket: the other replicas take over this one's sessions now"
+                ),
+                Err(e) => {
+                    tracing::warn!(owner, error = %e, "could not delete this replica's lease (it expires within --lease-ttl)")
+                }
+            }
+        }
     }
 
     /// Reads the leader lease; takes it when absent or when its holder's

@@ -3,7 +3,7 @@
 
 use clap::Parser;
 use kubescribe_recorder::Cli;
-use service::{logging, shutdown};
+use service::logging;
 
 /// mimalloc: request handling makes many small, short-lived allocations
 /// across threads, which it serves faster than the system allocator.
@@ -35,15 +35,7 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(async {
-        tokio::select! {
-            r = kubescribe_recorder::run(config) => r,
-            _ = shutdown::signal() => {
-                tracing::info!("shutting down (everything acknowledged is stored; live sessions are finalised at the next start)");
-                Ok(())
-            }
-        }
-    }) {
+    match runtime.block_on(kubescribe_recorder::run(config)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");

@@ -36,6 +36,10 @@ struct Replica {
 
 impl Replica {
     fn start(&mut self, weed: &Seaweed, token: &std::path::Path) {
+        self.start_with_ttl(weed, token, LEASE_TTL);
+    }
+
+    fn start_with_ttl(&mut self, weed: &Seaweed, token: &std::path::Path, ttl: &str) {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -47,7 +51,7 @@ impl Replica {
             .args(["--signing-key", signing_key()])
             .args(["--dst", &format!("s3://{}", weed.endpoint())])
             .args(["--bucket", weed.bucket(), "--s3-allow-http"])
-            .args(["--replica-name", self.name, "--lease-ttl", LEASE_TTL])
+            .args(["--replica-name", self.name, "--lease-ttl", ttl])
             .args(["--peer-sync-interval", "300ms", "--manifest-interval", "1s"])
             .args(["--ack-interval", "100ms"])
             .arg("--upload-token-file")
@@ -71,6 +75,18 @@ impl Replica {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         panic!("{} did not start; see {}", self.name, self.log.display());
+    }
+
+    /// SIGTERM, and waits for the process to end.
+    fn terminate(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let status = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status()
+                .unwrap();
+            assert!(status.success());
+            child.wait().unwrap();
+        }
     }
 
     fn kill(&mut self) {
@@ -425,4 +441,66 @@ async fn two_replicas_on_one_bucket_survive_kills_of_either() {
                 .join("\n")
         );
     }
+}
+
+/// A replica stopped with SIGTERM leaves the bucket: the other finalises its
+/// session and takes the lead at its next passes, long before the stopped
+/// one's lease (a minute here) could have expired.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_replica_stopped_by_sigterm_hands_its_sessions_and_the_lead_over_at_once() {
+    const TTL: &str = "60s";
+    let weed = Seaweed::start("handover").unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().unwrap();
+    let token = token_file(dir.path());
+    let mut replicas = ["a", "b"].map(|name| Replica {
+        name,
+        addr: format!("127.0.0.1:{}", free_port()).parse().unwrap(),
+        child: None,
+        log: dir.path().join(format!("{name}.log")),
+    });
+    for r in &mut replicas {
+        r.start_with_ttl(&weed, &token, TTL);
+        r.wait_ready().await;
+    }
+    let (a, b) = (replicas[0].addr, replicas[1].addr);
+    let upload = Upload::start(a, 0, 0).await;
+    for _ in 0..100 {
+        if *upload.max_ack.lock().unwrap() > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let max_ack = *upload.max_ack.lock().unwrap();
+    assert!(max_ack > 0, "nothing acknowledged");
+    replicas[0].terminate();
+    upload.writer.abort();
+    let sent = upload.sent.lock().unwrap().clone();
+
+    // Within a third of the stopped replica's TTL: b finalised a's session
+    // (so it leads: only the leader finalises), and the cast holds every
+    // acknowledged byte.
+    let mut found = None;
+    for _ in 0..200 {
+        let (_, v) = get_json(b, "/api/v1/sessions").await;
+        if let Some(s) = v["sessions"]
+            .as_array()
+            .and_then(|all| all.iter().find(|s| s["header"]["title"] == "r0-round0"))
+        {
+            found = Some(s.clone());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let s = found.unwrap_or_else(|| {
+        panic!(
+            "a's session not finalised by b within 20 s (a's lease lasts 60 s); b's log: {}",
+            std::fs::read_to_string(&replicas[1].log).unwrap_or_default()
+        )
+    });
+    assert_eq!(s["state"], "recovered", "{s}");
+    let cast = session_cast(b, s["id"].as_str().unwrap()).await;
+    assert!(cast.len() as u64 >= max_ack);
+    assert_eq!(&cast[..], &sent[..cast.len()]);
+    let log = std::fs::read_to_string(&replicas[0].log).unwrap_or_default();
+    assert!(log.contains("left the bucket"), "{log}");
 }

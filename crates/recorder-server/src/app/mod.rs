@@ -113,6 +113,8 @@ pub async fn open_storage(destination: &Destination) -> Result<Arc<dyn Storage>,
 /// A recorder built on its storage, ready to serve.
 struct Assembled {
     routes: Arc<Routes>,
+    /// This replica on its bucket (left at shutdown).
+    membership: Arc<Membership>,
     metrics: Arc<Metrics>,
     handle: RecorderHandle,
     report: RebuildReport,
@@ -242,6 +244,7 @@ async fn assemble(config: &Config, storage: Arc<dyn Storage>) -> Result<Assemble
     };
     Ok(Assembled {
         routes: Arc::new(routes),
+        membership,
         metrics: metrics.clone(),
         handle: RecorderHandle {
             metrics,
@@ -328,7 +331,8 @@ pub async fn spawn(
 }
 
 /// Opens and checks the configured storage, builds the recorder and serves
-/// until the process ends.
+/// until the process ends or is told to stop (SIGTERM, Ctrl-C): then a
+/// replica on a shared bucket leaves it (see `cluster`).
 pub async fn run(config: Config) -> Result<(), StartError> {
     let storage = open_storage(&config.destination).await?;
     tracing::info!(storage = %storage.describe(), "storage checked (write, read, delete)");
@@ -375,6 +379,12 @@ pub async fn run(config: Config) -> Result<(), StartError> {
             "--insecure-allow-any-uploader: ANYONE who can reach {addr} can upload recordings"
         );
     }
-    serve(listener, recorder.routes).await;
+    tokio::select! {
+        () = serve(listener, recorder.routes) => {}
+        () = service::shutdown::signal() => {
+            tracing::info!("shutting down (everything acknowledged is stored; live sessions are finalised at the next start, or by another replica of the bucket)");
+            recorder.membership.leave().await;
+        }
+    }
     Ok(())
 }

@@ -96,7 +96,11 @@ impl PeerReader {
     pub(crate) async fn pass(&mut self) -> Result<PassReport, StorageError> {
         let mut report = PassReport::default();
         let mut recovered_keys = HashSet::new();
+        if self.membership.fence().holds() {
+            self.membership.watch_leader().await?;
+        }
         if self.membership.fence().leads() {
+            self.membership.refresh_replicas().await?;
             let membership = self.membership.clone();
             let may = move |owner: Option<&str>| membership.may_recover(owner);
             for r in self.storage.recover_sessions(&may).await? {

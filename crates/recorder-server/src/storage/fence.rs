@@ -105,6 +105,15 @@ impl Fence {
         }
     }
 
+    /// Gives the lease up at once (shutting down): nothing more is
+    /// acknowledged as this owner, and it no longer leads. No effect on solo storage.
+    pub fn release(&self) {
+        if let Some(lease) = &self.lease {
+            *lease.until.lock().unwrap_or_else(|e| e.into_inner()) = None;
+            lease.leader.store(false, Ordering::Release);
+        }
+    }
+
     /// Marks whether the leader lease names this process. No effect on solo storage.
     pub fn set_leader(&self, leader: bool) {
         if let Some(lease) = &self.lease {
@@ -139,6 +148,9 @@ mod tests {
         assert!(fence.holds(), "never shortened");
         fence.set_leader(false);
         assert!(!fence.leads());
+        fence.set_leader(true);
+        fence.release();
+        assert!(!fence.holds() && !fence.leads(), "released for good");
     }
 
     #[test]
