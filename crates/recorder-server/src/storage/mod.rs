@@ -18,11 +18,15 @@
 //!
 //! Inside, bottom to top: [`layout`] (object names), this module (the trait
 //! and its error), `fs` (file-system helpers), `segment` (record segments on
-//! disk), then the back ends [`disk`] and [`s3`].
+//! disk), `requests` (the object store's requests, counted), then the back
+//! ends [`disk`] and [`s3`], and [`batched`] (S3 with records batched through
+//! a local write-ahead log of disk segments).
 
+pub mod batched;
 pub mod disk;
 mod fs;
 pub mod layout;
+mod requests;
 pub mod s3;
 mod segment;
 
@@ -130,6 +134,12 @@ pub const CHUNK_BYTES: u64 = 4 << 20;
 pub trait Storage: Send + Sync + 'static {
     /// A one-line description for start-up logs (`disk:/var/lib/…`, `s3://…/bucket`).
     fn describe(&self) -> String;
+
+    /// Adds the back end's own metrics to `registry` (the object store's
+    /// requests, the batched mode's log). The default has none.
+    fn register_metrics(&self, registry: &mut prometheus_client::registry::Registry) {
+        let _ = registry;
+    }
 
     /// Verifies that the storage can be written and read (called at start-up,
     /// so that bad credentials fail there and not at the first upload).
