@@ -512,6 +512,61 @@ mod tests {
     }
 
     #[test]
+    fn a_log_closes_segments_by_age_and_lists_what_it_closed() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let segments = Segments::new(DEFAULT_SEGMENT_MAX_BYTES, 1)
+            .with_max_age(std::time::Duration::from_secs(10));
+        let mkdir = |d: &Path| fs::create_dir_all(d).map_err(io_err("mkdir", d));
+        // 2026-11-28 10:00:00, then 10:00:05 (same segment), then 10:00:11 (a new one).
+        let (a, b, c) = (
+            batch_at(1_795_860_000),
+            batch_at(1_795_860_005),
+            batch_at(1_795_860_011),
+        );
+        segments
+            .append(root, RecordKind::Event, &a, b"{}\n", mkdir)
+            .unwrap();
+        segments
+            .append(root, RecordKind::Event, &b, b"{}\n", mkdir)
+            .unwrap();
+        assert!(segments.take_closed().is_empty());
+        segments
+            .append(root, RecordKind::Event, &c, b"{}\n", mkdir)
+            .unwrap();
+        let closed = segments.take_closed();
+        let first = root.join(layout::batch_key(RecordKind::Event, &a).as_str());
+        assert_eq!(
+            closed,
+            vec![Closed {
+                path: first.clone(),
+                abandoned: None
+            }]
+        );
+        assert!(readonly(root, RecordKind::Event, &a));
+        assert_eq!(fs::read(&first).unwrap(), b"{}\n{}\n");
+        // Idle: closed once of age, not before.
+        assert_eq!(segments.close_aged(1_795_860_020_000), 0);
+        assert_eq!(segments.close_aged(1_795_860_021_000), 1);
+        assert!(readonly(root, RecordKind::Event, &c));
+        assert_eq!(segments.take_closed().len(), 1);
+    }
+
+    #[test]
+    fn an_abandoned_segment_is_cut_back_to_its_acknowledged_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.ndjson");
+        fs::write(&path, b"{\"a\":1}\n{\"a\":2}\n{\"a\"").unwrap();
+        seal_abandoned(&path, 8).unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"{\"a\":1}\n");
+        assert!(fs::metadata(&path).unwrap().permissions().readonly());
+        let empty = dir.path().join("e.ndjson");
+        fs::write(&empty, b"{\"a\"").unwrap();
+        seal_abandoned(&empty, 0).unwrap();
+        assert!(!empty.exists());
+    }
+
+    #[test]
     fn valid_prefix_stops_at_the_first_nul() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.ndjson");
