@@ -91,23 +91,21 @@ fn response(run: u64, n: u64) -> Vec<u8> {
     serde_json::to_vec(&v).unwrap_or_default()
 }
 
+/// A keep-alive HTTP/1.1 client (as a proxy keeps its connections to a recorder open; a new
+/// connection per record would run into the recorder's per-source connection rate limit).
+type Client = hyper_util::client::legacy::Client<
+    hyper_util::client::legacy::connect::HttpConnector,
+    Full<Bytes>,
+>;
+
 /// POSTs one record; its status.
-async fn post(addr: SocketAddr, body: Vec<u8>) -> Result<u16, String> {
-    let stream = tokio::net::TcpStream::connect(addr)
-        .await
-        .map_err(|e| e.to_string())?;
-    let (mut send, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .map_err(|e| e.to_string())?;
-    tokio::spawn(conn);
-    let req = http::Request::post("/v2/event")
-        .header("host", "recorder")
+async fn post(client: &Client, addr: SocketAddr, body: Vec<u8>) -> Result<u16, String> {
+    let req = http::Request::post(format!("http://{addr}/v2/event"))
         .header("content-type", "application/json")
         .header("authorization", format!("Bearer {TOKEN}"))
         .body(Full::new(Bytes::from(body)))
         .map_err(|e| e.to_string())?;
-    let res = send.send_request(req).await.map_err(|e| e.to_string())?;
+    let res = client.request(req).await.map_err(|e| e.to_string())?;
     let status = res.status().as_u16();
     let _ = res.into_body().collect().await;
     Ok(status)
@@ -205,14 +203,18 @@ fn run_one(options: &Options, mode: &str, rate: u64, run: u64) -> Result<Row, Er
         .build()?;
     let started = Instant::now();
     let failed = runtime.block_on(async {
+        let client: Client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build_http();
         let interval = Duration::from_secs_f64(1.0 / rate as f64);
         let mut tasks = Vec::with_capacity(events as usize);
         let start = tokio::time::Instant::now();
         for n in 0..events {
             tokio::time::sleep_until(start + interval * n as u32).await;
+            let client = client.clone();
             tasks.push(tokio::spawn(async move {
-                let a = post(addr, event(run, n)).await;
-                let b = post(addr, response(run, n)).await;
+                let a = post(&client, addr, event(run, n)).await;
+                let b = post(&client, addr, response(run, n)).await;
                 matches!((a, b), (Ok(200), Ok(200)))
             }));
         }
