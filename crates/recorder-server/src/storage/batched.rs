@@ -270,10 +270,12 @@ impl BatchedStorage {
 impl Inner {
     /// Ships one closed segment: PUT under its key, then removed from the
     /// log. Returns the bytes shipped.
-    async fn ship(&self, closed: &Closed) -> Result<u64, StorageError> {
+    async fn ship(&self, closed: &mut Closed) -> Result<u64, StorageError> {
         if let Some(len) = closed.abandoned {
             let path = closed.path.clone();
             blocking(move || segment::seal_abandoned(&path, len)).await?;
+            // Sealed (read-only): a retry must not open it for writing again.
+            closed.abandoned = None;
         }
         let key = closed
             .path
@@ -328,7 +330,7 @@ async fn ship_loop(inner: Weak<Inner>, mut queue: Vec<Closed>, tick: Duration) {
             queue.extend(segments.take_closed());
             inner.metrics.unshipped_objects.set(queue.len() as i64);
             if !queue.is_empty() && tokio::time::Instant::now() >= retry_at {
-                while let Some(closed) = queue.first() {
+                while let Some(closed) = queue.first_mut() {
                     match inner.ship(closed).await {
                         Ok(_) => {
                             queue.remove(0);
