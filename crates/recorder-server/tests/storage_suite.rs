@@ -436,3 +436,46 @@ async fn batched_s3_recovers_its_log_after_a_crash_and_ships_each_record_once() 
     wait_for("the log to empty", || log_segments(log.path()).is_empty()).await;
     assert_eq!(ids_in_bucket(&weed).get(&more[0]), Some(&1));
 }
+
+#[tokio::test]
+async fn batched_s3_acknowledges_while_s3_is_down_and_ships_once_it_is_back() {
+    let mut weed = Seaweed::start("recordings").unwrap_or_else(|e| panic!("{e}"));
+    let log = tempfile::tempdir().unwrap();
+    let storage = batched(&weed, log.path(), 300).await;
+    let before = commit_events(&storage, 2).await;
+    wait_for("the first commit to ship", || {
+        log_segments(log.path()).is_empty()
+    })
+    .await;
+    weed.kill().unwrap();
+    // The log still takes (and acknowledges) commits; nothing can ship.
+    let mut during = Vec::new();
+    for _ in 0..3 {
+        during.extend(commit_events(&storage, 2).await);
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(1000)).await;
+    assert!(!log_segments(log.path()).is_empty());
+    let loc = layout::parse_record_id(&during[0]).unwrap();
+    assert!(storage
+        .read_record(&loc, &during[0])
+        .await
+        .unwrap()
+        .is_some());
+    weed.restart().unwrap();
+    for _ in 0..1200 {
+        if log_segments(log.path()).is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(
+        log_segments(log.path()).is_empty(),
+        "not shipped after S3 came back"
+    );
+    let stored = ids_in_bucket(&weed);
+    assert_eq!(stored.len(), before.len() + during.len(), "{stored:?}");
+    for id in before.iter().chain(&during) {
+        assert_eq!(stored.get(id), Some(&1), "{id}");
+    }
+}
