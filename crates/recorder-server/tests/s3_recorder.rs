@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -106,31 +106,8 @@ fn start_batched(
         .unwrap()
 }
 
-/// Every record id in the bucket's event objects, with how many times it is stored.
-fn bucket_ids(weed: &Seaweed) -> HashMap<String, usize> {
-    let mut ids = HashMap::new();
-    for (_, data) in weed.read_all("events").unwrap() {
-        for line in data.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
-            let v: serde_json::Value = serde_json::from_slice(line).unwrap();
-            *ids.entry(v["id"].as_str().unwrap().to_owned()).or_insert(0) += 1;
-        }
-    }
-    ids
-}
-
 fn log_is_empty(log: &std::path::Path) -> bool {
-    let mut stack = vec![log.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.extension().is_some_and(|x| x == "ndjson") {
-                return false;
-            }
-        }
-    }
-    true
+    ndjson_files(log).is_empty()
 }
 
 /// `kill -9` of the batched recorder under load, with acknowledged events still only in its log:
@@ -179,7 +156,7 @@ async fn batched_s3_kill_9_between_ack_and_shipping_loses_nothing_and_stores_not
     }
     let acked = acked.lock().unwrap().clone();
     assert!(acked.len() > 50, "load too small: {}", acked.len());
-    let in_bucket = bucket_ids(&weed);
+    let in_bucket = ids_in_bucket(&weed);
     let unshipped: Vec<&String> = acked
         .iter()
         .filter(|id| !in_bucket.contains_key(*id))
@@ -202,7 +179,7 @@ async fn batched_s3_kill_9_between_ack_and_shipping_loses_nothing_and_stores_not
         log_is_empty(&log),
         "the log was not shipped after the restart"
     );
-    let in_bucket = bucket_ids(&weed);
+    let in_bucket = ids_in_bucket(&weed);
     let twice: Vec<_> = in_bucket.iter().filter(|(_, n)| **n > 1).collect();
     assert!(twice.is_empty(), "stored more than once: {twice:?}");
     let lost: Vec<&String> = acked

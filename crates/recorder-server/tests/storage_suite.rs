@@ -277,34 +277,9 @@ async fn commit_events(storage: &dyn Storage, n: usize) -> Vec<String> {
     ids
 }
 
-/// How many times each record id is stored in the bucket itself (not the log).
-fn ids_in_bucket(weed: &Seaweed) -> std::collections::HashMap<String, usize> {
-    let mut ids = std::collections::HashMap::new();
-    for (key, data) in weed.read_all("events").unwrap() {
-        assert!(layout::parse_key(&key).is_some(), "{key}");
-        for line in data.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
-            let v: serde_json::Value = serde_json::from_slice(line).unwrap();
-            *ids.entry(v["id"].as_str().unwrap().to_owned()).or_insert(0) += 1;
-        }
-    }
-    ids
-}
-
 /// The log's segment files.
 fn log_segments(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.extension().is_some_and(|x| x == "ndjson") {
-                out.push(p);
-            }
-        }
-    }
-    out
+    ndjson_files(dir)
 }
 
 async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
