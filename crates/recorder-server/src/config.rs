@@ -890,6 +890,40 @@ mod tests {
     }
 
     #[test]
+    fn the_batched_mode_is_for_s3_only_and_off_by_default() {
+        let s3 = ["--dst", "s3://127.0.0.1:8333", "--bucket", "b"];
+        assert_eq!(cli(&s3).validate().unwrap().s3_batch, None);
+        let mut args = s3.to_vec();
+        args.extend([
+            "--s3-batch-dir",
+            "/var/lib/log",
+            "--s3-batch-max-age",
+            "10s",
+        ]);
+        assert_eq!(
+            cli(&args).validate().unwrap().s3_batch,
+            Some(S3Batch {
+                dir: PathBuf::from("/var/lib/log"),
+                max_bytes: 64 << 20,
+                max_age: Duration::from_secs(10),
+            })
+        );
+        let err = cli(&["--dst", "/data", "--s3-batch-dir", "/var/lib/log"])
+            .validate()
+            .unwrap_err();
+        assert!(err.to_string().contains("--s3-batch-dir"), "{err}");
+        let mut short = s3.to_vec();
+        short.extend([
+            "--s3-batch-dir",
+            "/var/lib/log",
+            "--s3-batch-max-age",
+            "10ms",
+        ]);
+        let err = cli(&short).validate().unwrap_err();
+        assert!(err.to_string().contains("--s3-batch-max-age"), "{err}");
+    }
+
+    #[test]
     fn s3_destination_needs_bucket() {
         let err = cli(&["--dst", "s3://127.0.0.1:8333"])
             .validate()
