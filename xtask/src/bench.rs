@@ -465,6 +465,13 @@ pub fn spool_drain() -> Result<()> {
     release_example(&["kubescribe-recorder"], "bench_drain")
 }
 
+/// Runs `tests/system/examples/bench_s3_puts.rs` against the release recorder and a real
+/// SeaweedFS (installed with the Python peers): PUTs per 1,000 events in each S3 mode.
+pub fn s3_puts(args: &[std::ffi::OsString]) -> Result<()> {
+    crate::peers::install_kubectl()?;
+    release_example_with(&["kubescribe-recorder"], &[], "bench_s3_puts", args)
+}
+
 /// Builds `packages` in release, then runs the system tests' `example` in release (it
 /// starts those packages' binaries from the release target directory).
 fn release_example(packages: &[&str], example: &str) -> Result<()> {

@@ -35,7 +35,9 @@
 //!   how fast fail closed refuses while the only recorder is stopped
 //!   (SIGSTOP); `bench-drain` how fast the proxy's spool drains into a real
 //!   recorder; `bench-watch` what 1,000 open watches and idle connections
-//!   cost the proxy's memory.
+//!   cost the proxy's memory; `bench-s3-puts` the recorder's PUTs to a real
+//!   SeaweedFS per 1,000 events at 1, 10 and 100 events/s, one PUT per
+//!   commit and batched through a local log.
 //! * `flood` floods each listener of the proxy and the recorder with idle
 //!   and half-open connections and measures legitimate requests' latency and
 //!   the server's file descriptors and RSS.
@@ -140,6 +142,21 @@ enum Task {
     BenchSideBySide,
     /// Measure how fast a 100,000-record spool backlog drains into the real recorder, release build.
     BenchDrain,
+    /// Count the recorder's PUTs to a real SeaweedFS per 1,000 events at steady rates, one PUT per commit and batched through a local log, release build.
+    BenchS3Puts {
+        /// Seconds of load per run.
+        #[arg(long, default_value_t = 60)]
+        secs: u64,
+        /// Events per second, one run each (comma-separated).
+        #[arg(long, default_value = "1,10,100")]
+        rates: String,
+        /// The batched mode's --s3-batch-max-age.
+        #[arg(long, default_value = "30s")]
+        max_age: String,
+        /// Modes to run (comma-separated: per-commit, batched).
+        #[arg(long, default_value = "per-commit,batched")]
+        modes: String,
+    },
     /// Measure what open watches and idle connections cost the proxy's memory, release build.
     BenchWatch {
         /// Watches (and idle connections) to open.
@@ -216,6 +233,21 @@ fn main() {
         Task::BenchTailnet => bench::tailnet_latency(),
         Task::BenchSideBySide => bench::side_by_side(),
         Task::BenchDrain => bench::spool_drain(),
+        Task::BenchS3Puts {
+            secs,
+            rates,
+            max_age,
+            modes,
+        } => bench::s3_puts(&[
+            "--secs".into(),
+            secs.to_string().into(),
+            "--rates".into(),
+            rates.into(),
+            "--max-age".into(),
+            max_age.into(),
+            "--modes".into(),
+            modes.into(),
+        ]),
         Task::BenchWatch { watches } => bench::watch_memory(watches),
         Task::Image { check, binaries } => image::run(&image::Options { binaries, check }),
         Task::Fuzz {

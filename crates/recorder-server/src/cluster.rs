@@ -98,6 +98,11 @@ pub(crate) fn owner_name(replica: &str) -> String {
     }
 }
 
+/// The replica name in an owner name (`<replica>-<8 hex digits>`).
+fn replica_of(owner: &str) -> &str {
+    owner.rsplit_once('-').map_or(owner, |(replica, _)| replica)
+}
+
 impl Membership {
     /// Joins the replicas of `storage` as `replica` (renewing the first lease
     /// before it returns), or stands alone on storage without leases.
@@ -128,9 +133,17 @@ impl Membership {
                 .unwrap_or_else(|e| e.into_inner())
                 .leader
                 .clone();
-            if leader.is_some_and(|l| l != me.fence.owner() && me.alive(&l)) {
+            let other_live_leader = leader.is_some_and(|l| {
+                l != me.fence.owner()
+                    && me.alive(&l)
+                    && replica_of(&l) != replica_of(me.fence.owner())
+            });
+            if other_live_leader {
                 // Let a live leader see this replica's lease before it commits
-                // anything (its exporter waits longer while other replicas live).
+                // anything (its exporter waits longer while other replicas
+                // live). A leader of this replica's own name is this
+                // replica's previous process (a restart), which exports
+                // nothing any more.
                 tokio::time::sleep(me.renew_every() + Duration::from_secs(1)).await;
                 me.tick().await?;
             }
@@ -464,5 +477,6 @@ mod tests {
             assert_ne!(a, b, "each process is a new owner");
         }
         assert!(owner_name("recorder-0").starts_with("recorder-0-"));
+        assert_eq!(replica_of(&owner_name("recorder-0")), "recorder-0");
     }
 }

@@ -58,6 +58,10 @@ pub struct Cli {
     #[command(flatten)]
     pub storage: StorageArgs,
 
+    /// On S3, records batched through a local write-ahead log.
+    #[command(flatten)]
+    pub s3_batch: S3BatchArgs,
+
     /// Serve the web UI at `/`.
     #[arg(long, env = "TSRECORDER_UI")]
     pub ui: bool,
@@ -308,6 +312,77 @@ pub struct StorageArgs {
     pub s3_allow_http: bool,
 }
 
+/// The batched S3 mode: `--s3-batch-dir`, `--s3-batch-max-bytes`, `--s3-batch-max-age`
+/// (docs/storage.md, "Batched S3").
+#[derive(Debug, Clone, clap::Args)]
+pub struct S3BatchArgs {
+    /// Batch records on S3: acknowledge each group commit once it is fsynced to a write-ahead log
+    /// in DIR (on a volume that outlives the pod), and ship the log to S3 in objects of up to
+    /// --s3-batch-max-bytes, each written at the latest --s3-batch-max-age after its first record.
+    /// Without it every group commit is its own PUT. Only with an s3:// --dst.
+    #[arg(long, env = "KUBESCRIBE_S3_BATCH_DIR", value_name = "DIR")]
+    pub s3_batch_dir: Option<PathBuf>,
+
+    /// Largest object the batched mode writes to S3.
+    #[arg(
+        long,
+        env = "KUBESCRIBE_S3_BATCH_MAX_BYTES",
+        default_value_t = 64 * 1024 * 1024,
+        value_name = "BYTES"
+    )]
+    pub s3_batch_max_bytes: u64,
+
+    /// Longest a record waits in the batched mode's log before its object is written to S3.
+    #[arg(
+        long,
+        env = "KUBESCRIBE_S3_BATCH_MAX_AGE",
+        default_value = "30s",
+        value_parser = parse_duration,
+        value_name = "DURATION"
+    )]
+    pub s3_batch_max_age: Duration,
+}
+
+/// The batched S3 mode's settings (`--s3-batch-*`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct S3Batch {
+    /// The write-ahead log's directory.
+    pub dir: PathBuf,
+    /// Largest object written.
+    pub max_bytes: u64,
+    /// Longest a record waits before its object is written.
+    pub max_age: Duration,
+}
+
+impl S3BatchArgs {
+    /// The batched mode these flags ask for, on `destination`.
+    fn validate(&self, destination: &Destination) -> Result<Option<S3Batch>, ConfigError> {
+        let Some(dir) = &self.s3_batch_dir else {
+            return Ok(None);
+        };
+        if !matches!(destination, Destination::S3 { .. }) {
+            return Err(invalid(
+                "--s3-batch-dir",
+                "only meaningful with an s3:// --dst (a local --dst is already a log)",
+            ));
+        }
+        if dir.as_os_str().is_empty() {
+            return Err(invalid("--s3-batch-dir", "empty path"));
+        }
+        if self.s3_batch_max_bytes < 4096 {
+            return Err(invalid("--s3-batch-max-bytes", "must be at least 4096"));
+        }
+        if self.s3_batch_max_age < Duration::from_millis(100) {
+            return Err(invalid("--s3-batch-max-age", "must be at least 100ms"));
+        }
+        Ok(Some(S3Batch {
+            dir: dir.clone(),
+            max_bytes: self.s3_batch_max_bytes,
+            max_age: self.s3_batch_max_age,
+        }))
+    }
+}
+
 impl StorageArgs {
     /// The storage these flags name.
     pub fn destination(&self) -> Result<Destination, ConfigError> {
@@ -380,6 +455,8 @@ pub struct Config {
     pub admin_listen: Option<SocketAddr>,
     /// Storage.
     pub destination: Destination,
+    /// On S3: records batched through a local log (`None`: one PUT per group commit).
+    pub s3_batch: Option<S3Batch>,
     /// Serve the UI.
     pub ui: bool,
     /// Where uploader and reader identities come from (`None`: no WhoIs; tokens only).
@@ -651,6 +728,7 @@ impl Cli {
     pub fn validate(self) -> Result<Config, ConfigError> {
         let listen = parse_listen(&self.listen)?;
         let destination = self.storage.destination()?;
+        let s3_batch = self.s3_batch.validate(&destination)?;
         let identity =
             IdentitySource::from_flags(self.localapi_socket.clone(), self.identity_file.clone());
         let upload_token = read_token("--upload-token-file", &self.upload_token_file)?;
@@ -820,6 +898,7 @@ impl Cli {
             connections,
             admin_listen,
             destination,
+            s3_batch,
             ui: self.ui,
             identity,
             allow_uploaders,
@@ -866,6 +945,40 @@ mod tests {
         assert_eq!(parse_listen("[::1]:9").unwrap(), "[::1]:9".parse().unwrap());
         assert!(parse_listen("example.com:80").is_err());
         assert!(parse_listen(":http").is_err());
+    }
+
+    #[test]
+    fn the_batched_mode_is_for_s3_only_and_off_by_default() {
+        let s3 = ["--dst", "s3://127.0.0.1:8333", "--bucket", "b"];
+        assert_eq!(cli(&s3).validate().unwrap().s3_batch, None);
+        let mut args = s3.to_vec();
+        args.extend([
+            "--s3-batch-dir",
+            "/var/lib/log",
+            "--s3-batch-max-age",
+            "10s",
+        ]);
+        assert_eq!(
+            cli(&args).validate().unwrap().s3_batch,
+            Some(S3Batch {
+                dir: PathBuf::from("/var/lib/log"),
+                max_bytes: 64 << 20,
+                max_age: Duration::from_secs(10),
+            })
+        );
+        let err = cli(&["--dst", "/data", "--s3-batch-dir", "/var/lib/log"])
+            .validate()
+            .unwrap_err();
+        assert!(err.to_string().contains("--s3-batch-dir"), "{err}");
+        let mut short = s3.to_vec();
+        short.extend([
+            "--s3-batch-dir",
+            "/var/lib/log",
+            "--s3-batch-max-age",
+            "10ms",
+        ]);
+        let err = cli(&short).validate().unwrap_err();
+        assert!(err.to_string().contains("--s3-batch-max-age"), "{err}");
     }
 
     #[test]

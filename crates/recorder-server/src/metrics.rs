@@ -259,6 +259,11 @@ impl Metrics {
         }
     }
 
+    /// The registry, for metrics registered by others (the storage back end's).
+    pub(crate) fn registry_mut(&mut self) -> &mut Registry {
+        &mut self.registry
+    }
+
     /// The text exposition.
     pub(crate) fn encode(&self) -> String {
         let mut out = String::new();

@@ -1,5 +1,8 @@
-//! One suite every storage back end must pass: the local directory, and S3
-//! against a real SeaweedFS server with SigV4 credentials.
+//! One suite every storage back end must pass: the local directory, S3
+//! against a real SeaweedFS server with SigV4 credentials, and S3 with
+//! records batched through a local log (plus that log's own guarantees:
+//! few objects, shipped within their age, recovered after a crash, each
+//! record stored once).
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -9,10 +12,11 @@ use std::sync::Arc;
 use bytes::Bytes;
 use common::*;
 use kubescribe_recorder::record::{self, RecordKind};
+use kubescribe_recorder::storage::batched::{BatchOptions, BatchedStorage};
 use kubescribe_recorder::storage::disk::DiskStorage;
 use kubescribe_recorder::storage::fence::Fence;
 use kubescribe_recorder::storage::layout;
-use kubescribe_recorder::storage::Storage;
+use kubescribe_recorder::storage::{Storage, StorageError};
 
 /// A writer that stands alone on its storage.
 fn solo() -> Arc<Fence> {
@@ -367,4 +371,226 @@ async fn s3_conditional_writes_let_one_writer_win() {
         &leases.read_versioned(&key).await.unwrap().unwrap().data[..],
         b"three"
     );
+}
+
+/// The batched S3 back end on `weed`'s bucket, its log in `dir`, shipping at `max_age`. A log
+/// just dropped (a crash, in these tests) is released once its shipper notices: retried.
+async fn batched(weed: &Seaweed, dir: &std::path::Path, max_age_ms: u64) -> BatchedStorage {
+    for _ in 0..100 {
+        match BatchedStorage::open(
+            weed.storage(S3_SECRET).unwrap(),
+            BatchOptions {
+                dir: dir.to_path_buf(),
+                max_bytes: 64 << 20,
+                max_age: std::time::Duration::from_millis(max_age_ms),
+            },
+        )
+        .await
+        {
+            Ok(storage) => return storage,
+            Err(StorageError::Locked { .. }) => {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    panic!("the log stayed locked");
+}
+
+/// One commit of `n` event records; returns their ids.
+async fn commit_events(storage: &dyn Storage, n: usize) -> Vec<String> {
+    let batch = record::new_id();
+    let mut data = Vec::new();
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let id = record::record_id(RecordKind::Event, &batch, i);
+        data.extend_from_slice(
+            format!("{{\"type\":\"kubernetes-api-request\",\"id\":\"{id}\",\"n\":{i}}}\n")
+                .as_bytes(),
+        );
+        ids.push(id);
+    }
+    storage
+        .append_records(RecordKind::Event, &batch, Bytes::from(data))
+        .await
+        .unwrap();
+    ids
+}
+
+/// The log's segment files.
+fn log_segments(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    ndjson_files(dir)
+}
+
+async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    for _ in 0..300 {
+        if done() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+#[tokio::test]
+async fn batched_s3_backend_passes_the_suite_against_seaweedfs() {
+    let weed = Seaweed::start("recordings").unwrap_or_else(|e| panic!("{e}"));
+    let log = tempfile::tempdir().unwrap();
+    let storage = batched(&weed, log.path(), 300).await;
+    suite(Arc::new(storage.clone())).await;
+    // Everything reached the bucket, and left the log.
+    let left = log_segments(log.path());
+    wait_for(&format!("the log to empty: {left:?}"), || {
+        log_segments(log.path()).is_empty()
+    })
+    .await;
+    let responses = weed.read_all("responses").unwrap();
+    let lines: usize = responses
+        .iter()
+        .map(|(_, d)| d.split(|b| *b == b'\n').filter(|l| !l.is_empty()).count())
+        .sum();
+    assert_eq!(lines, 5, "{responses:?}");
+}
+
+#[tokio::test]
+async fn batched_s3_ships_many_commits_as_few_objects_within_their_age() {
+    let weed = Seaweed::start("recordings").unwrap_or_else(|e| panic!("{e}"));
+    let log = tempfile::tempdir().unwrap();
+    let storage = batched(&weed, log.path(), 3000).await;
+    let started = std::time::Instant::now();
+    let mut ids = Vec::new();
+    for _ in 0..20 {
+        ids.extend(commit_events(&storage, 3).await);
+    }
+    // Acknowledged (durable in the log) and readable, before any PUT.
+    assert!(weed.list("events").unwrap().is_empty());
+    let loc = layout::parse_record_id(&ids[7]).unwrap();
+    assert!(storage.read_record(&loc, &ids[7]).await.unwrap().is_some());
+    let segment = layout::batch_key(
+        RecordKind::Event,
+        &layout::parse_record_id(&ids[0]).unwrap().batch,
+    );
+    assert!(!storage.is_sealed(segment.as_str()).await.unwrap());
+    wait_for("the log to empty", || log_segments(log.path()).is_empty()).await;
+    assert!(
+        started.elapsed() < std::time::Duration::from_millis(3500),
+        "{:?}",
+        started.elapsed()
+    );
+    // One object (or two, across an hour's end) for 20 commits; each id once.
+    let objects = weed.list("events").unwrap();
+    assert!(objects.len() <= 2, "{objects:?}");
+    let stored = ids_in_bucket(&weed);
+    for id in &ids {
+        assert_eq!(stored.get(id), Some(&1), "{id}");
+    }
+    assert_eq!(stored.len(), ids.len());
+    // Read back from S3 now, by id: the object is named after an earlier batch.
+    for id in [&ids[0], &ids[31], &ids[59]] {
+        let loc = layout::parse_record_id(id).unwrap();
+        let line = storage.read_record(&loc, id).await.unwrap().unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&line).unwrap();
+        assert_eq!(v["id"], id.as_str());
+        assert!(storage.is_sealed(&objects[0]).await.unwrap());
+    }
+}
+
+#[tokio::test]
+async fn batched_s3_recovers_its_log_after_a_crash_and_ships_each_record_once() {
+    let weed = Seaweed::start("recordings").unwrap_or_else(|e| panic!("{e}"));
+    let log = tempfile::tempdir().unwrap();
+    let storage = batched(&weed, log.path(), 3_600_000).await;
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        ids.extend(commit_events(&storage, 2).await);
+    }
+    let segments = log_segments(log.path());
+    assert_eq!(segments.len(), 1, "{segments:?}");
+    // The crash: the segment's PUT landed, its removal from the log did not
+    // happen; then a torn, unacknowledged line was left after the last commit.
+    let key = segments[0]
+        .strip_prefix(log.path())
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let landed = std::fs::read(&segments[0]).unwrap();
+    let s3 = weed.storage(S3_SECRET).unwrap();
+    s3.put(
+        &layout::parse_key(&key).unwrap().0,
+        Bytes::from(landed.clone()),
+    )
+    .await
+    .unwrap();
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&segments[0])
+        .unwrap();
+    std::io::Write::write_all(
+        &mut f,
+        b"{\"type\":\"kubernetes-api-request\",\"id\":\"e-torn",
+    )
+    .unwrap();
+    drop(f);
+    drop(storage);
+
+    let storage = batched(&weed, log.path(), 3_600_000).await;
+    assert_eq!(storage.recover_records().await.unwrap(), 1);
+    wait_for("the log to empty", || log_segments(log.path()).is_empty()).await;
+    let stored = ids_in_bucket(&weed);
+    assert_eq!(stored.len(), ids.len(), "{stored:?}");
+    for id in &ids {
+        assert_eq!(stored.get(id), Some(&1), "{id}");
+    }
+    assert_eq!(s3.get(&key).await.unwrap(), Bytes::from(landed));
+    // The next commits start a new segment, which ships too.
+    let more = commit_events(&storage, 1).await;
+    assert_eq!(log_segments(log.path()).len(), 1);
+    drop(storage);
+    let _storage = batched(&weed, log.path(), 3_600_000).await;
+    wait_for("the log to empty", || log_segments(log.path()).is_empty()).await;
+    assert_eq!(ids_in_bucket(&weed).get(&more[0]), Some(&1));
+}
+
+#[tokio::test]
+async fn batched_s3_acknowledges_while_s3_is_down_and_ships_once_it_is_back() {
+    let mut weed = Seaweed::start("recordings").unwrap_or_else(|e| panic!("{e}"));
+    let log = tempfile::tempdir().unwrap();
+    let storage = batched(&weed, log.path(), 300).await;
+    let before = commit_events(&storage, 2).await;
+    wait_for("the first commit to ship", || {
+        log_segments(log.path()).is_empty()
+    })
+    .await;
+    weed.kill().unwrap();
+    // The log still takes (and acknowledges) commits; nothing can ship.
+    let mut during = Vec::new();
+    for _ in 0..3 {
+        during.extend(commit_events(&storage, 2).await);
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(1000)).await;
+    assert!(!log_segments(log.path()).is_empty());
+    let loc = layout::parse_record_id(&during[0]).unwrap();
+    assert!(storage
+        .read_record(&loc, &during[0])
+        .await
+        .unwrap()
+        .is_some());
+    weed.restart().unwrap();
+    for _ in 0..1200 {
+        if log_segments(log.path()).is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(
+        log_segments(log.path()).is_empty(),
+        "not shipped after S3 came back"
+    );
+    let stored = ids_in_bucket(&weed);
+    assert_eq!(stored.len(), before.len() + during.len(), "{stored:?}");
+    for id in before.iter().chain(&during) {
+        assert_eq!(stored.get(id), Some(&1), "{id}");
+    }
 }

@@ -131,13 +131,28 @@ impl Seaweed {
 
     /// Object keys under `prefix` in the bucket.
     pub fn list(&self, prefix: &str) -> Result<Vec<String>, Error> {
+        Ok(self
+            .list_modified(prefix)?
+            .into_iter()
+            .map(|(key, _)| key)
+            .collect())
+    }
+
+    /// Object keys under `prefix` with when each was last written (Unix milliseconds; S3 gives
+    /// whole seconds).
+    pub fn list_modified(&self, prefix: &str) -> Result<Vec<(String, i64)>, Error> {
         let store = self.store()?;
         let prefix = ObjectPath::from(prefix.trim_end_matches('/'));
         on_own_runtime(async move {
             let items: Vec<_> = store.list(Some(&prefix)).try_collect().await?;
             Ok(items
                 .into_iter()
-                .map(|meta| meta.location.to_string())
+                .map(|meta| {
+                    (
+                        meta.location.to_string(),
+                        meta.last_modified.timestamp_millis(),
+                    )
+                })
                 .collect())
         })
     }

@@ -26,6 +26,7 @@ use crate::metrics::Metrics;
 use crate::pipeline::cast::CastIntake;
 use crate::pipeline::commit::Committer;
 use crate::pipeline::keys::KeyIndex;
+use crate::storage::batched::{BatchOptions, BatchedStorage};
 use crate::storage::disk::DiskStorage;
 use crate::storage::s3::{S3Config, S3Storage};
 use crate::storage::{Storage, StorageError};
@@ -110,6 +111,38 @@ pub async fn open_storage(destination: &Destination) -> Result<Arc<dyn Storage>,
     Ok(storage)
 }
 
+/// Opens the storage `config` names, like [`open_storage`]; with `--s3-batch-dir`, records go
+/// through the local log ([`BatchedStorage`]), which is recovered and starts shipping.
+async fn open_configured_storage(config: &Config) -> Result<Arc<dyn Storage>, StorageError> {
+    let (
+        Some(batch),
+        Destination::S3 {
+            endpoint,
+            bucket,
+            region,
+            allow_http,
+        },
+    ) = (&config.s3_batch, &config.destination)
+    else {
+        return open_storage(&config.destination).await;
+    };
+    let s3 = S3Storage::new(S3Config {
+        endpoint: endpoint.clone(),
+        bucket: bucket.clone(),
+        region: region.clone(),
+        allow_http: *allow_http,
+        credentials: None,
+    })?;
+    let options = BatchOptions {
+        dir: batch.dir.clone(),
+        max_bytes: batch.max_bytes,
+        max_age: batch.max_age,
+    };
+    let storage: Arc<dyn Storage> = Arc::new(BatchedStorage::open(s3, options).await?);
+    storage.check().await?;
+    Ok(storage)
+}
+
 /// A recorder built on its storage, ready to serve.
 struct Assembled {
     routes: Arc<Routes>,
@@ -126,7 +159,9 @@ struct Assembled {
 /// segments, rebuilds the indexes, starts the commit loop, and gives each
 /// route group what it needs.
 async fn assemble(config: &Config, storage: Arc<dyn Storage>) -> Result<Assembled, StartError> {
-    let metrics = Arc::new(Metrics::new());
+    let mut metrics = Metrics::new();
+    storage.register_metrics(metrics.registry_mut());
+    let metrics = Arc::new(metrics);
     let exporters = Exporters::load(&config.export)?;
     let events = Arc::new(EventIndex::new(config.index_max_bytes));
     let sessions = Arc::new(SessionIndex::new());
@@ -334,7 +369,7 @@ pub async fn spawn(
 /// until the process ends or is told to stop (SIGTERM, Ctrl-C): then a
 /// replica on a shared bucket leaves it (see `cluster`).
 pub async fn run(config: Config) -> Result<(), StartError> {
-    let storage = open_storage(&config.destination).await?;
+    let storage = open_configured_storage(&config).await?;
     tracing::info!(storage = %storage.describe(), "storage checked (write, read, delete)");
     let tls = match &config.tls {
         Some(files) => Some(server_config(files, Alpn::H2AndHttp1)?),

@@ -22,9 +22,6 @@ use crate::storage::layout::{self, KeyKind};
 use crate::storage::{Storage, StorageError};
 use crate::tamper::sealer::Sealer;
 
-/// How far back each pass looks for records other replicas committed.
-const LOOKBACK: Duration = PEER_COMMIT_WINDOW;
-
 /// Reads the peers' records and sessions into the indexes (see the module doc).
 pub(crate) struct PeerReader {
     pub(crate) storage: Arc<dyn Storage>,
@@ -33,7 +30,7 @@ pub(crate) struct PeerReader {
     pub(crate) sessions: Arc<SessionIndex>,
     pub(crate) sealer: Arc<Sealer>,
     /// Record objects read (or found to be this replica's own), by key, with
-    /// their batch's time (Unix ms), forgotten once out of [`LOOKBACK`].
+    /// their batch's time (Unix ms), forgotten once out of the lookback.
     seen: HashMap<String, i64>,
 }
 
@@ -117,7 +114,10 @@ impl PeerReader {
 
     async fn read_records(&mut self) -> Result<usize, StorageError> {
         let now_ms = unix_millis(&new_id());
-        let from_ms = now_ms - i64::try_from(LOOKBACK.as_millis()).unwrap_or(i64::MAX);
+        // How far back: the longest a commit takes to land, and the longest a
+        // record may wait in a replica's log before it is shipped.
+        let lookback = PEER_COMMIT_WINDOW + self.storage.visibility_delay();
+        let from_ms = now_ms - i64::try_from(lookback.as_millis()).unwrap_or(i64::MAX);
         self.seen.retain(|_, ms| *ms >= from_ms);
         let from = id_at_millis(from_ms);
         let mut read = 0;

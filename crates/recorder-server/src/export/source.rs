@@ -105,7 +105,8 @@ impl Source {
     fn settle_ms(&self) -> i64 {
         match &self.membership {
             Some(m) if m.has_live_peers() => {
-                i64::try_from(PEER_COMMIT_WINDOW.as_millis()).unwrap_or(i64::MAX)
+                let window = PEER_COMMIT_WINDOW + self.storage.visibility_delay();
+                i64::try_from(window.as_millis()).unwrap_or(i64::MAX)
             }
             _ => SETTLE_MS,
         }

@@ -89,6 +89,20 @@ impl DiskStorage {
         self
     }
 
+    /// Makes this directory a write-ahead log of record segments (the
+    /// batched S3 back end's): one lane per kind, segments closed at
+    /// `max_bytes` or once their first batch is `max_age` old, and the closed
+    /// ones listed for [`DiskStorage::segments`]`.take_closed()`.
+    pub(super) fn into_log(mut self, max_bytes: u64, max_age: std::time::Duration) -> Self {
+        self.segments = Arc::new(Segments::new(max_bytes, 1).with_max_age(max_age));
+        self
+    }
+
+    /// The open segments.
+    pub(super) fn segments(&self) -> &Segments {
+        &self.segments
+    }
+
     /// The storage root.
     pub fn root(&self) -> &Path {
         &self.root

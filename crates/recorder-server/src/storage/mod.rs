@@ -23,13 +23,17 @@
 //!
 //! Inside, bottom to top: [`layout`] (object names) and [`fence`] (a
 //! writer's standing), this module (the traits and their error), `fs`
-//! (file-system helpers), `segment` (record segments on disk), then the back
-//! ends [`disk`] and [`s3`].
+//! (file-system helpers), `segment` (record segments on disk), `requests`
+//! (the object store's requests, counted), then the back ends [`disk`] and
+//! [`s3`], and [`batched`] (S3 with records batched through a local
+//! write-ahead log of disk segments).
 
+pub mod batched;
 pub mod disk;
 pub mod fence;
 mod fs;
 pub mod layout;
+mod requests;
 pub mod s3;
 mod segment;
 
@@ -197,6 +201,12 @@ pub trait Storage: Send + Sync + 'static {
     /// A one-line description for start-up logs (`disk:/var/lib/…`, `s3://…/bucket`).
     fn describe(&self) -> String;
 
+    /// Adds the back end's own metrics to `registry` (the object store's
+    /// requests, the batched mode's log). The default has none.
+    fn register_metrics(&self, registry: &mut prometheus_client::registry::Registry) {
+        let _ = registry;
+    }
+
     /// Verifies that the storage can be written and read (called at start-up,
     /// so that bad credentials fail there and not at the first upload).
     async fn check(&self) -> Result<(), StorageError>;
@@ -230,6 +240,13 @@ pub trait Storage: Send + Sync + 'static {
     /// acknowledged in order).
     fn append_parallelism(&self) -> usize {
         1
+    }
+
+    /// How long after it is acknowledged a record may take to be where other
+    /// replicas of a shared bucket can see it: zero (the default) when it is
+    /// stored there before the acknowledgement.
+    fn visibility_delay(&self) -> std::time::Duration {
+        std::time::Duration::ZERO
     }
 
     /// How many whole-object reads may usefully run at once when many are

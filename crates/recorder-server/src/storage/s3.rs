@@ -32,6 +32,7 @@ use object_store::{
 
 use super::fence::{is_valid_owner, Fence};
 use super::layout::{self, ObjectKey};
+use super::requests::{CountingConnector, ObjectStoreRequests};
 use super::{
     LeaseStore, MayRecover, ObjectInfo, PutCondition, RecoveredSession, SessionSink, Storage,
     StorageError, Versioned,
@@ -61,6 +62,7 @@ pub struct S3Config {
 pub struct S3Storage {
     store: Arc<AmazonS3>,
     config: S3Config,
+    requests: ObjectStoreRequests,
 }
 
 fn os_err(op: &'static str, key: &str) -> impl FnOnce(object_store::Error) -> StorageError {
@@ -81,7 +83,9 @@ impl S3Storage {
             retry_timeout: Duration::from_secs(20),
             ..RetryConfig::default()
         };
-        let mut builder = AmazonS3Builder::from_env();
+        let requests = ObjectStoreRequests::default();
+        let mut builder =
+            AmazonS3Builder::from_env().with_http_connector(CountingConnector(requests.clone()));
         if let Some((key, secret)) = &config.credentials {
             builder = builder
                 .with_access_key_id(key)
@@ -110,6 +114,7 @@ impl S3Storage {
         Ok(Self {
             store: Arc::new(store),
             config,
+            requests,
         })
     }
 
@@ -187,6 +192,10 @@ impl S3Storage {
 impl Storage for S3Storage {
     fn describe(&self) -> String {
         format!("s3:{}/{}", self.config.endpoint, self.config.bucket)
+    }
+
+    fn register_metrics(&self, registry: &mut prometheus_client::registry::Registry) {
+        self.requests.register(registry);
     }
 
     async fn check(&self) -> Result<(), StorageError> {

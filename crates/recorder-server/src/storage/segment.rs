@@ -34,7 +34,7 @@ use uuid::Uuid;
 use super::fs::{fsync_dir, io_err, open_rw, walk_files};
 use super::layout::{self, KeyKind};
 use super::StorageError;
-use crate::record::RecordKind;
+use crate::record::{unix_millis, RecordKind};
 
 /// Lanes per record kind (commits that may be in flight at once).
 pub(super) const LANES: usize = 2;
@@ -48,6 +48,19 @@ struct OpenSegment {
     path: PathBuf,
     file: File,
     len: u64,
+    /// When its first batch was made (Unix milliseconds).
+    first_ms: i64,
+}
+
+/// A segment that will never be written again, for a caller that moves
+/// closed segments elsewhere (the batched S3 back end ships them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Closed {
+    /// The segment file.
+    pub(super) path: PathBuf,
+    /// `Some(len)`: abandoned after a failed write or sync, not sealed; its
+    /// acknowledged records end at `len` (see [`seal_abandoned`]).
+    pub(super) abandoned: Option<u64>,
 }
 
 /// The open segments of one storage root.
@@ -56,6 +69,10 @@ pub(super) struct Segments {
     lanes: Vec<Mutex<Option<OpenSegment>>>,
     per_kind: usize,
     max_bytes: u64,
+    /// Segments are closed once their first batch is this old.
+    max_age_ms: Option<i64>,
+    /// Segments closed since the last [`Segments::take_closed`], when tracked.
+    closed: Option<Mutex<Vec<Closed>>>,
 }
 
 fn kind_index(kind: RecordKind) -> usize {
@@ -86,7 +103,67 @@ impl Segments {
             lanes: (0..2 * per_kind).map(|_| Mutex::new(None)).collect(),
             per_kind,
             max_bytes: max_bytes.max(1),
+            max_age_ms: None,
+            closed: None,
         }
+    }
+
+    /// Closes every segment once its first batch is `max_age` old too (at its
+    /// next commit, or by [`Segments::close_aged`]), and keeps a list of the
+    /// segments closed for [`Segments::take_closed`].
+    pub(super) fn with_max_age(mut self, max_age: std::time::Duration) -> Self {
+        self.max_age_ms = Some(i64::try_from(max_age.as_millis()).unwrap_or(i64::MAX));
+        self.closed = Some(Mutex::new(Vec::new()));
+        self
+    }
+
+    fn note_closed(&self, path: &Path, abandoned: Option<u64>) {
+        if let Some(closed) = &self.closed {
+            closed
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(Closed {
+                    path: path.to_path_buf(),
+                    abandoned,
+                });
+        }
+    }
+
+    fn close(&self, segment: OpenSegment) {
+        seal(&segment.file, &segment.path);
+        self.note_closed(&segment.path, None);
+    }
+
+    fn aged(&self, open: &OpenSegment, now_ms: i64) -> bool {
+        self.max_age_ms
+            .is_some_and(|age| now_ms.saturating_sub(open.first_ms) >= age)
+    }
+
+    /// The segments closed (or abandoned) since the last call, oldest first.
+    pub(super) fn take_closed(&self) -> Vec<Closed> {
+        match &self.closed {
+            Some(closed) => std::mem::take(&mut *closed.lock().unwrap_or_else(|p| p.into_inner())),
+            None => Vec::new(),
+        }
+    }
+
+    /// Closes the idle segments whose first batch is at least `max_age`
+    /// old at `now_ms` (a lane busy with a commit is passed over: that commit
+    /// closes it when it is due). Returns how many it closed.
+    pub(super) fn close_aged(&self, now_ms: i64) -> usize {
+        let mut n = 0;
+        for lane in &self.lanes {
+            let Ok(mut idle) = lane.try_lock() else {
+                continue;
+            };
+            if idle.as_ref().is_some_and(|o| self.aged(o, now_ms)) {
+                if let Some(closed) = idle.take() {
+                    self.close(closed);
+                    n += 1;
+                }
+            }
+        }
+        n
     }
 
     /// Lanes per record kind.
@@ -119,7 +196,7 @@ impl Segments {
             };
             if idle.as_ref().is_some_and(|o| o.partition != partition) {
                 if let Some(closed) = idle.take() {
-                    seal(&closed.file, &closed.path);
+                    self.close(closed);
                 }
             }
         }
@@ -139,9 +216,9 @@ impl Segments {
         let mut lane = self.lane(kind);
         if let Some(open) = lane.as_ref() {
             let full = open.len > 0 && open.len + data.len() as u64 > self.max_bytes;
-            if open.partition != partition || full {
+            if open.partition != partition || full || self.aged(open, unix_millis(batch)) {
                 if let Some(closed) = lane.take() {
-                    seal(&closed.file, &closed.path);
+                    self.close(closed);
                 }
             }
         }
@@ -157,6 +234,7 @@ impl Segments {
             // then abandon it.
             let _ = open.file.set_len(open.len);
             let err = io_err("append to segment", &open.path)(e);
+            self.note_closed(&open.path, Some(open.len));
             *lane = None;
             return Err(err);
         }
@@ -164,6 +242,7 @@ impl Segments {
             // After a failed fsync the page cache cannot be trusted: never
             // write to this segment again (recovery checks it at the next start).
             let err = io_err("fdatasync segment", &open.path)(e);
+            self.note_closed(&open.path, Some(open.len));
             *lane = None;
             return Err(err);
         }
@@ -194,7 +273,30 @@ fn create(
         path,
         file,
         len: 0,
+        first_ms: unix_millis(batch),
     })
+}
+
+/// Seals a segment abandoned after a failed write or sync: cut back to
+/// `len`, its acknowledged records (what came after was never acknowledged),
+/// synced, made read-only.
+pub(super) fn seal_abandoned(path: &Path, len: u64) -> Result<(), StorageError> {
+    if len == 0 {
+        // Nothing in it was ever acknowledged.
+        return match fs::remove_file(path) {
+            Ok(()) => path.parent().map_or(Ok(()), fsync_dir),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_err("remove empty segment", path)(e)),
+        };
+    }
+    let (file, size) = open_rw(path, "open segment", "stat segment")?;
+    if size > len {
+        file.set_len(len)
+            .map_err(io_err("truncate segment", path))?;
+    }
+    file.sync_all().map_err(io_err("fsync segment", path))?;
+    seal(&file, path);
+    Ok(())
 }
 
 /// Where an unsealed segment's acknowledged data ends: after its last `\n`
@@ -293,6 +395,20 @@ fn is_record_head(prefix: &[u8]) -> bool {
         && prefix.iter().filter(|b| **b == b'"').count() == 4
 }
 
+/// The needle [`is_line_of`] looks for: `"id":"<id>"`.
+pub(super) fn id_needle(id: &str) -> Vec<u8> {
+    format!("\"id\":\"{id}\"").into_bytes()
+}
+
+/// Whether `line` is the stored record whose [`id_needle`] is `needle`: a
+/// record's own id is the key right after its `type`.
+pub(super) fn is_line_of(line: &[u8], needle: &[u8]) -> bool {
+    let Some(comma) = line.iter().position(|b| *b == b',') else {
+        return false;
+    };
+    is_record_head(&line[..=comma]) && line[comma + 1..].starts_with(needle)
+}
+
 /// The line of record `id` (of `kind`, committed in `batch`): searched in the
 /// segments of the batch's hour named by `batch` or an earlier batch, newest
 /// first.
@@ -322,7 +438,7 @@ pub(super) fn read_record(
     candidates.sort_by_key(|c| std::cmp::Reverse(c.0));
     // Read line by line: memory stays at one line (bounded by the ingest
     // limit), whatever the segment's size.
-    let own_id = format!("\"id\":\"{id}\"");
+    let own_id = id_needle(id);
     let mut line = Vec::new();
     for (_, path) in candidates {
         let file = match File::open(&path) {
@@ -339,11 +455,7 @@ pub(super) fn read_record(
             if n == 0 || line.last() != Some(&b'\n') {
                 break; // the end, or a line still being written
             }
-            // A record's own id is the key right after its `type`.
-            let Some(comma) = line.iter().position(|b| *b == b',') else {
-                continue;
-            };
-            if is_record_head(&line[..=comma]) && line[comma + 1..].starts_with(own_id.as_bytes()) {
+            if is_line_of(&line, &own_id) {
                 line.pop();
                 return Ok(Some(Bytes::from(std::mem::take(&mut line))));
             }
@@ -397,6 +509,61 @@ mod tests {
             "idle lane of the last hour closed"
         );
         assert!(!readonly(root, kind, &c));
+    }
+
+    #[test]
+    fn a_log_closes_segments_by_age_and_lists_what_it_closed() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let segments = Segments::new(DEFAULT_SEGMENT_MAX_BYTES, 1)
+            .with_max_age(std::time::Duration::from_secs(10));
+        let mkdir = |d: &Path| fs::create_dir_all(d).map_err(io_err("mkdir", d));
+        // 2026-11-28 10:00:00, then 10:00:05 (same segment), then 10:00:11 (a new one).
+        let (a, b, c) = (
+            batch_at(1_795_860_000),
+            batch_at(1_795_860_005),
+            batch_at(1_795_860_011),
+        );
+        segments
+            .append(root, RecordKind::Event, &a, b"{}\n", mkdir)
+            .unwrap();
+        segments
+            .append(root, RecordKind::Event, &b, b"{}\n", mkdir)
+            .unwrap();
+        assert!(segments.take_closed().is_empty());
+        segments
+            .append(root, RecordKind::Event, &c, b"{}\n", mkdir)
+            .unwrap();
+        let closed = segments.take_closed();
+        let first = root.join(layout::batch_key(RecordKind::Event, &a).as_str());
+        assert_eq!(
+            closed,
+            vec![Closed {
+                path: first.clone(),
+                abandoned: None
+            }]
+        );
+        assert!(readonly(root, RecordKind::Event, &a));
+        assert_eq!(fs::read(&first).unwrap(), b"{}\n{}\n");
+        // Idle: closed once of age, not before.
+        assert_eq!(segments.close_aged(1_795_860_020_000), 0);
+        assert_eq!(segments.close_aged(1_795_860_021_000), 1);
+        assert!(readonly(root, RecordKind::Event, &c));
+        assert_eq!(segments.take_closed().len(), 1);
+    }
+
+    #[test]
+    fn an_abandoned_segment_is_cut_back_to_its_acknowledged_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.ndjson");
+        fs::write(&path, b"{\"a\":1}\n{\"a\":2}\n{\"a\"").unwrap();
+        seal_abandoned(&path, 8).unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"{\"a\":1}\n");
+        assert!(fs::metadata(&path).unwrap().permissions().readonly());
+        let empty = dir.path().join("e.ndjson");
+        fs::write(&empty, b"{\"a\"").unwrap();
+        seal_abandoned(&empty, 0).unwrap();
+        assert!(!empty.exists());
     }
 
     #[test]

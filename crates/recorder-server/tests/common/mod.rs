@@ -316,6 +316,39 @@ fn stored_records(data: &Path, folder: &str) -> Vec<serde_json::Value> {
     out
 }
 
+/// The `.ndjson` files below `dir` (record segments), in no particular order.
+pub fn ndjson_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "ndjson") {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+/// How many times each record id is stored in the event objects of `weed`'s bucket.
+pub fn ids_in_bucket(weed: &Seaweed) -> std::collections::HashMap<String, usize> {
+    let mut ids = std::collections::HashMap::new();
+    for (key, data) in weed.read_all("events").unwrap() {
+        assert!(
+            kubescribe_recorder::storage::layout::parse_key(&key).is_some(),
+            "{key}"
+        );
+        for line in data.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+            let v: serde_json::Value = serde_json::from_slice(line).unwrap();
+            *ids.entry(v["id"].as_str().unwrap().to_owned()).or_insert(0) += 1;
+        }
+    }
+    ids
+}
+
 /// An h2c (prior knowledge) client connection.
 pub async fn h2c(
     addr: SocketAddr,
