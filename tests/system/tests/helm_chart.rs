@@ -294,6 +294,8 @@ const CASES: &[Case] = &[
         sets: &[
             "recorder.storage=s3",
             "recorder.s3.bucket=audit",
+            "recorder.s3.batch.enabled=true",
+            "recorder.s3.batch.maxAge=10s",
             "recorder.unsigned=true",
             "recorder.insecureAllowAnyUploader=true",
             "recorder.readTokenSecret.name=reader-token",
@@ -573,7 +575,8 @@ fn check_rendering(case: &Case, objects: &[Value]) {
         "{what}: PodDisruptionBudget"
     );
 
-    let (recorder_kind, other_kind) = if case.s3 {
+    let batched = case.sets.contains(&"recorder.s3.batch.enabled=true");
+    let (recorder_kind, other_kind) = if case.s3 && !batched {
         ("Deployment", "StatefulSet")
     } else {
         ("StatefulSet", "Deployment")
@@ -636,6 +639,17 @@ fn check_rendering(case: &Case, objects: &[Value]) {
             recorder["spec"]["strategy"]["type"], "Recreate",
             "{what}: replicas share the bucket, a rollout may overlap"
         );
+        if batched {
+            assert!(
+                recorder_args.contains(&"--s3-batch-dir=/var/lib/kubescribe-recorder/log")
+                    && recorder_args.contains(&"--s3-batch-max-age=10s"),
+                "{what}: the batched mode's log on the replica's own volume: {recorder_args:?}"
+            );
+            assert_eq!(
+                recorder["spec"]["volumeClaimTemplates"][0]["metadata"]["name"], "data",
+                "{what}: a log volume per replica"
+            );
+        }
     } else {
         let claims = &recorder["spec"]["volumeClaimTemplates"];
         assert_eq!(
