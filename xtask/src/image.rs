@@ -54,20 +54,31 @@ struct Product {
     package: &'static str,
     description: &'static str,
     ports: &'static [&'static str],
+    /// A flag its `--help` names (checked by running it from the image).
+    help_names: &'static str,
 }
 
-const PRODUCTS: [Product; 2] = [
+const PRODUCTS: [Product; 3] = [
     Product {
         binary: "kubescribe-proxy",
         package: "kubescribe-proxy",
         description: "kubescribe-proxy: an identity-aware proxy in front of the Kubernetes API server that records every request and exec session",
         ports: &["8443/tcp", "9102/tcp"],
+        help_names: "--listen",
     },
     Product {
         binary: "kubescribe-recorder",
         package: "kubescribe-recorder",
         description: "kubescribe-recorder: stores kubescribe's events and session recordings durably on disk or S3, with a query API and UI",
         ports: &["80/tcp", "9103/tcp"],
+        help_names: "--listen",
+    },
+    Product {
+        binary: "kubescribe-operator",
+        package: "kubescribe-operator",
+        description: "kubescribe-operator: keeps Recorder and APIServerProxy resources true (the recorder and proxy workloads, Services, ServiceAccounts and impersonation RBAC)",
+        ports: &["9104/tcp"],
+        help_names: "--kubeconfig",
     },
 ];
 
@@ -87,7 +98,7 @@ pub fn run(options: &Options) -> Result<()> {
         .collect();
     if products.is_empty() {
         return Err(format!(
-            "no image named {:?}; known: kubescribe-proxy, kubescribe-recorder",
+            "no image named {:?}; known: kubescribe-proxy, kubescribe-recorder, kubescribe-operator",
             options.binaries
         ));
     }
@@ -611,7 +622,7 @@ fn check_image(product: &Product, dir: &Path) -> Result<()> {
         .unpack(&root)
         .map_err(|e| format!("unpacking the layer: {e}"))?;
     run_in_root(&root, &[&entrypoint, "--version"], product.binary)?;
-    run_in_root(&root, &[&entrypoint, "--help"], "--listen")?;
+    run_in_root(&root, &[&entrypoint, "--help"], product.help_names)?;
     if product.binary == "kubescribe-recorder" {
         smoke_recorder(&root, &entrypoint)?;
     }

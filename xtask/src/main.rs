@@ -168,7 +168,7 @@ enum Task {
         /// Check each image: read it back, unpack it, and run its entrypoint from it as user 65532.
         #[arg(long)]
         check: bool,
-        /// Images to build (default: kubescribe-proxy and kubescribe-recorder).
+        /// Images to build (default: kubescribe-proxy, kubescribe-recorder and kubescribe-operator).
         binaries: Vec<String>,
     },
     /// Run every cargo-fuzz target (or those named) for --secs each, from the committed seeds.

@@ -214,7 +214,7 @@ pub struct Cli {
     /// On S3: how long a replica's lease lasts without renewal (renewed every
     /// third of it). After it, the leader finalises the replica's sessions and
     /// may take over leading. Every replica of a bucket must use the same value.
-    #[arg(long, env = "KUBESCRIBE_LEASE_TTL", default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
+    #[arg(long, env = "KUBESCRIBE_LEASE_TTL", default_value = "60s", value_parser = parse_duration, value_name = "DURATION")]
     pub lease_ttl: Duration,
 
     /// On S3: how often a replica reads the records and sessions other
