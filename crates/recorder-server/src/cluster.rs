@@ -417,6 +417,21 @@ impl Membership {
         owners.iter().any(|o| self.alive(o))
     }
 
+    /// Other replicas whose lease expired (their leases are deleted by the
+    /// leader after a while).
+    pub(crate) fn gone_replicas(&self) -> Vec<String> {
+        let owners: Vec<String> = self
+            .view
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .replicas
+            .keys()
+            .filter(|o| o.as_str() != self.fence.owner())
+            .cloned()
+            .collect();
+        owners.into_iter().filter(|o| !self.alive(o)).collect()
+    }
+
     /// Replicas whose lease is current, this one included.
     pub(crate) fn live_replicas(&self) -> usize {
         let owners: Vec<String> = self

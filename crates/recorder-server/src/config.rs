@@ -217,9 +217,10 @@ pub struct Cli {
     #[arg(long, env = "KUBESCRIBE_LEASE_TTL", default_value = "60s", value_parser = parse_duration, value_name = "DURATION")]
     pub lease_ttl: Duration,
 
-    /// On S3: how often a replica reads the records and sessions other
-    /// replicas of its bucket stored into its query indexes.
-    #[arg(long, default_value = "2s", value_parser = parse_duration, value_name = "DURATION")]
+    /// On S3: how often a replica reads the records and sessions other live
+    /// replicas of its bucket stored into its query indexes (a few LISTs each
+    /// time; none while it is alone), and checks the leader lease (a GET).
+    #[arg(long, default_value = "5s", value_parser = parse_duration, value_name = "DURATION")]
     pub peer_sync_interval: Duration,
 
     /// Delete sealed event and response segments whose hour ended more than N days ago (and that

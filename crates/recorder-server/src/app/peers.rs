@@ -10,9 +10,9 @@
 //! has not indexed. A commit whose write takes longer than [`LOOKBACK`] to
 //! land on another replica is seen at this replica's next start.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::rebuild::{index_session, parse_batch};
 use crate::cluster::{Membership, PEER_COMMIT_WINDOW};
@@ -32,6 +32,11 @@ pub(crate) struct PeerReader {
     /// Record objects read (or found to be this replica's own), by key, with
     /// their batch's time (Unix ms), forgotten once out of the lookback.
     seen: HashMap<String, i64>,
+    /// The gone replicas whose sessions the last recovery (as leader) finalised.
+    recovered_for: BTreeSet<String>,
+    /// When that was: recovery runs again when a replica is newly gone, on
+    /// taking the lead, and every lease TTL.
+    last_recovery: Option<Instant>,
 }
 
 /// What one pass did.
@@ -61,6 +66,8 @@ impl PeerReader {
             sessions,
             sealer,
             seen: HashMap::new(),
+            recovered_for: BTreeSet::new(),
+            last_recovery: None,
         }
     }
 
@@ -93,22 +100,41 @@ impl PeerReader {
     pub(crate) async fn pass(&mut self) -> Result<PassReport, StorageError> {
         let mut report = PassReport::default();
         let mut recovered_keys = HashSet::new();
+        let led = self.membership.fence().leads();
         if self.membership.fence().holds() {
             self.membership.watch_leader().await?;
         }
         if self.membership.fence().leads() {
-            self.membership.refresh_replicas().await?;
-            let membership = self.membership.clone();
-            let may = move |owner: Option<&str>| membership.may_recover(owner);
-            for r in self.storage.recover_sessions(&may).await? {
-                tracing::warn!(key = %r.key, bytes = r.size, "finalised a session whose recorder stopped renewing its lease (everything acknowledged is kept)");
-                self.sealer.note(r.key.as_str());
-                recovered_keys.insert(r.key.to_string());
-                report.recovered += 1;
+            if !led {
+                // Just took the lead (perhaps handed over by a replica that
+                // left and deleted its lease): see who is gone now.
+                self.membership.refresh_replicas().await?;
+            }
+            let gone: BTreeSet<String> = self.membership.gone_replicas().into_iter().collect();
+            let due = self
+                .last_recovery
+                .is_none_or(|at| at.elapsed() >= self.membership.renew_every() * 3);
+            if !led || due || gone != self.recovered_for {
+                let membership = self.membership.clone();
+                let may = move |owner: Option<&str>| membership.may_recover(owner);
+                for r in self.storage.recover_sessions(&may).await? {
+                    tracing::warn!(key = %r.key, bytes = r.size, "finalised a session whose recorder stopped renewing its lease (everything acknowledged is kept)");
+                    self.sealer.note(r.key.as_str());
+                    recovered_keys.insert(r.key.to_string());
+                    report.recovered += 1;
+                }
+                self.recovered_for = gone;
+                self.last_recovery = Some(Instant::now());
             }
         }
-        report.objects = self.read_records().await?;
-        report.sessions = self.read_sessions(&recovered_keys).await?;
+        // Alone on the bucket, there is nothing of others to read (what a
+        // replica gone less than a lease ago stored is still read).
+        if self.membership.has_live_peers() {
+            report.objects = self.read_records().await?;
+        }
+        if self.membership.has_live_peers() || !recovered_keys.is_empty() {
+            report.sessions = self.read_sessions(&recovered_keys).await?;
+        }
         Ok(report)
     }
 
