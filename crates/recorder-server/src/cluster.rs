@@ -405,31 +405,28 @@ impl Membership {
     /// still be landing (a replica whose lease expired sent its last request
     /// before then).
     pub(crate) fn has_live_peers(&self) -> bool {
-        let owners: Vec<String> = self
-            .view
+        self.other_replicas().iter().any(|o| self.alive(o))
+    }
+
+    /// Every other replica with a lease in the bucket, as last listed.
+    fn other_replicas(&self) -> Vec<String> {
+        self.view
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .replicas
             .keys()
             .filter(|o| o.as_str() != self.fence.owner())
             .cloned()
-            .collect();
-        owners.iter().any(|o| self.alive(o))
+            .collect()
     }
 
     /// Other replicas whose lease expired (their leases are deleted by the
     /// leader after a while).
     pub(crate) fn gone_replicas(&self) -> Vec<String> {
-        let owners: Vec<String> = self
-            .view
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .replicas
-            .keys()
-            .filter(|o| o.as_str() != self.fence.owner())
-            .cloned()
-            .collect();
-        owners.into_iter().filter(|o| !self.alive(o)).collect()
+        self.other_replicas()
+            .into_iter()
+            .filter(|o| !self.alive(o))
+            .collect()
     }
 
     /// Replicas whose lease is current, this one included.
