@@ -227,37 +227,3 @@ async fn batched_s3_kill_9_between_ack_and_shipping_loses_nothing_and_stores_not
     child.kill().unwrap();
     child.wait().unwrap();
 }
-
-/// POSTs one event with the upload token; `Err` when the recorder cannot be reached.
-async fn try_post_event(
-    addr: std::net::SocketAddr,
-    body: &[u8],
-) -> Result<(StatusCode, serde_json::Value), String> {
-    use http_body_util::BodyExt;
-    let stream = tokio::net::TcpStream::connect(addr)
-        .await
-        .map_err(|e| e.to_string())?;
-    let (mut send, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .map_err(|e| e.to_string())?;
-    tokio::spawn(conn);
-    let req = http::Request::post("/v2/event")
-        .header("host", "r")
-        .header("content-type", "application/json")
-        .header("authorization", format!("Bearer {TOKEN}"))
-        .body(http_body_util::Full::new(Bytes::copy_from_slice(body)))
-        .map_err(|e| e.to_string())?;
-    let res = send.send_request(req).await.map_err(|e| e.to_string())?;
-    let status = res.status();
-    let body = res
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| e.to_string())?
-        .to_bytes();
-    Ok((
-        status,
-        serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
-    ))
-}

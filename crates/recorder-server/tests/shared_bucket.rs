@@ -167,21 +167,12 @@ impl Upload {
 async fn send_event(addrs: [SocketAddr; 2], first: usize, key: &str) -> Option<(String, bool)> {
     let body = event_json("get", key, Some(key));
     let mut uncertain = false;
-    let bearer = format!("Bearer {TOKEN}");
-    let headers = [
-        ("content-type", "application/json"),
-        ("authorization", bearer.as_str()),
-    ];
     for attempt in 0..20 {
         let addr = addrs[(first + attempt) % 2];
-        let answer = tokio::time::timeout(
-            Duration::from_secs(5),
-            try_call(addr, "POST", "/v2/event", &headers, body.clone()),
-        )
-        .await;
+        let answer =
+            tokio::time::timeout(Duration::from_secs(5), try_post_event(addr, &body)).await;
         match answer {
-            Ok(Ok((StatusCode::OK, _, bytes))) => {
-                let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+            Ok(Ok((StatusCode::OK, v))) => {
                 return Some((v["id"].as_str().unwrap().to_owned(), uncertain));
             }
             // Not connected: nothing was sent.

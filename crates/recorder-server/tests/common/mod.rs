@@ -230,8 +230,18 @@ pub fn auth() -> (&'static str, String) {
 
 /// POSTs one JSON record with the upload token.
 pub async fn post_event(addr: SocketAddr, body: &[u8]) -> (StatusCode, serde_json::Value) {
+    try_post_event(addr, body)
+        .await
+        .unwrap_or_else(|e| panic!("POST /v2/event on {addr}: {e:?}"))
+}
+
+/// [`post_event`], with a failure to get an answer returned instead of a panic.
+pub async fn try_post_event(
+    addr: SocketAddr,
+    body: &[u8],
+) -> Result<(StatusCode, serde_json::Value), CallError> {
     let bearer = format!("Bearer {TOKEN}");
-    let (status, _, bytes) = call(
+    let (status, _, bytes) = try_call(
         addr,
         "POST",
         "/v2/event",
@@ -241,11 +251,11 @@ pub async fn post_event(addr: SocketAddr, body: &[u8]) -> (StatusCode, serde_jso
         ],
         body.to_vec(),
     )
-    .await;
-    (
+    .await?;
+    Ok((
         status,
         serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
-    )
+    ))
 }
 
 /// GET on the query API (loopback reader).
