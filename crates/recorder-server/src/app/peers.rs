@@ -175,9 +175,12 @@ impl PeerReader {
                         }
                     };
                     let mut bad = 0;
-                    let lines = parse_batch(key.as_str(), &data, &mut bad);
-                    self.events
-                        .insert_all(lines.into_iter().map(|l| (l.id, l.line, l.summary)));
+                    let lines = parse_batch(key.as_str(), &data, true, &mut bad);
+                    self.events.insert_all(
+                        lines
+                            .into_iter()
+                            .filter_map(|l| l.indexed.map(|(line, summary)| (l.id, line, summary))),
+                    );
                     read += 1;
                 }
             }

@@ -61,19 +61,23 @@ fn split_lines(data: &Bytes) -> impl Iterator<Item = Bytes> + '_ {
 pub(crate) struct ParsedLine {
     /// The record id.
     pub(crate) id: String,
-    /// The line, copied: a slice would keep the whole object (a disk segment
-    /// is up to 64 MiB) in memory for as long as any of its lines is indexed.
-    pub(crate) line: Bytes,
-    /// What the index keeps of it.
-    pub(crate) summary: Summary,
+    /// When asked for: the line, copied (a slice would keep the whole object,
+    /// a disk segment is up to 64 MiB, in memory for as long as any of its
+    /// lines is indexed), and what the index keeps of it.
+    pub(crate) indexed: Option<(Bytes, Summary)>,
     /// Its idempotency key, if it has one.
     pub(crate) idempotency_key: Option<String>,
 }
 
 /// The records of the batch object (or segment) `key`, whose bytes are
-/// `data`; lines that do not parse are logged, counted in `bad_lines` and
-/// skipped.
-pub(crate) fn parse_batch(key: &str, data: &Bytes, bad_lines: &mut usize) -> Vec<ParsedLine> {
+/// `data`, each with what the index needs when `for_index`; lines that do
+/// not parse are logged, counted in `bad_lines` and skipped.
+pub(crate) fn parse_batch(
+    key: &str,
+    data: &Bytes,
+    for_index: bool,
+    bad_lines: &mut usize,
+) -> Vec<ParsedLine> {
     let mut out = Vec::new();
     for line in split_lines(data) {
         let record = match Record::from_slice(&line) {
@@ -84,11 +88,9 @@ pub(crate) fn parse_batch(key: &str, data: &Bytes, bad_lines: &mut usize) -> Vec
                 continue;
             }
         };
-        let (_, summary) = summarize(&record);
         out.push(ParsedLine {
             id: record.id().to_owned(),
-            line: Bytes::copy_from_slice(&line),
-            summary,
+            indexed: for_index.then(|| (Bytes::copy_from_slice(&line), summarize(&record).1)),
             idempotency_key: record.idempotency_key(),
         });
     }
@@ -142,7 +144,8 @@ pub(crate) async fn rebuild(
         let data = data?;
         report.batches_read += 1;
         let mut entries = Vec::new();
-        for line in parse_batch(key.as_str(), &data, &mut report.bad_lines) {
+        let for_index = !index.is_full();
+        for line in parse_batch(key.as_str(), &data, for_index, &mut report.bad_lines) {
             if may_be_in_window {
                 let batch_ms = order_key(&line.id)
                     .map(|(_, (batch, _))| unix_millis(&uuid::Uuid::from_u128(batch)));
@@ -152,8 +155,8 @@ pub(crate) async fn rebuild(
                     }
                 }
             }
-            if !index.is_full() {
-                entries.push((line.id, line.line, line.summary));
+            if let Some((bytes, summary)) = line.indexed {
+                entries.push((line.id, bytes, summary));
             }
         }
         index.insert_all(entries);
